@@ -1,0 +1,2 @@
+"""HFT Arbitrage Lab."""
+__version__ = "0.1.0"

@@ -1,0 +1,180 @@
+"""The one Python interface both backends implement.
+
+Public methods live here: they normalise inputs (any array-like -> contiguous float64 with the
+right number of dimensions), call the transport-specific `_op` (which returns a dict of arrays), and
+wrap the dict in the result dataclass. So validation, defaults and result types cannot drift
+between the PyO3 and the gRPC backend.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from typing import Any, Callable
+
+import numpy as np
+
+from .config import BackendType
+from .errors import Cancelled  # noqa: F401  (re-exported for callers)
+from .results import MeanReversionResult, ServerInfo, StreamTicks
+
+ProgressFn = Callable[[int, float], "bool | None"]
+
+
+class CancelToken:
+    """Set from any thread (e.g. the GUI's Cancel button) to stop a running call.
+
+    The PyO3 backend hands the underlying Rust flag to the core, which polls it; the gRPC backend
+    registers a callback that cancels the in-flight RPC (the server's drop guard then stops the core).
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[], Any]] = []
+        try:
+            from hft_lab import _rustcore
+
+            self.rust = _rustcore.CancelToken()
+        except ImportError:  # pragma: no cover - the extension is always built by make
+            self.rust = None
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._event.set()
+            if self.rust is not None:
+                self.rust.cancel()
+            callbacks, self._callbacks = self._callbacks, []
+        for cb in callbacks:
+            cb()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def add_callback(self, cb: Callable[[], Any]) -> None:
+        with self._lock:
+            if not self._event.is_set():
+                self._callbacks.append(cb)
+                return
+        cb()
+
+
+def as_vector(name: str, x: Any) -> np.ndarray:
+    a = np.ascontiguousarray(np.asarray(x, dtype=np.float64))
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array, got shape {a.shape}")
+    return a
+
+
+def as_matrix(name: str, x: Any) -> tuple[np.ndarray, tuple[str, ...] | None]:
+    """2-D float64 (time x assets); a pandas DataFrame also gives the asset names."""
+    names = None
+    if hasattr(x, "columns") and hasattr(x, "to_numpy"):
+        names = tuple(str(c) for c in x.columns)
+        x = x.to_numpy(dtype=np.float64)
+    a = np.ascontiguousarray(np.asarray(x, dtype=np.float64))
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (time x assets), got shape {a.shape}")
+    return a, names
+
+
+def nonneg_int(name: str, v: Any) -> int:
+    try:
+        i = int(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an integer, got {v!r}") from None
+    if i != v or i < 0 or i > 2**31 - 1:
+        raise ValueError(f"{name} must be a non-negative integer below 2^31, got {v!r}")
+    return i
+
+
+def real(name: str, v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {v!r}") from None
+
+
+class MeanReversionStream(abc.ABC):
+    """Live mode: feed ticks, get z-score/signal/position per tick (O(1) per tick)."""
+
+    @abc.abstractmethod
+    def push_many(self, prices: Any) -> StreamTicks: ...
+
+    def push(self, price: float) -> StreamTicks:
+        return self.push_many(np.array([price], dtype=np.float64))
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Backend(abc.ABC):
+    """Interface of a compute backend. Inputs are NumPy arrays (or array-likes); outputs are frozen
+    dataclasses of NumPy arrays, identical from both backends."""
+
+    backend_type: BackendType
+    name: str
+
+    # ---- transport-specific primitives (return dicts of arrays) ----
+    @abc.abstractmethod
+    def is_available(self) -> bool: ...
+
+    @abc.abstractmethod
+    def _info(self) -> dict: ...
+
+    @abc.abstractmethod
+    def _echo(self, values: np.ndarray) -> np.ndarray: ...
+
+    @abc.abstractmethod
+    def _mean_reversion(self, prices, lookback, threshold, exit_threshold, stop_threshold, cancel) -> dict: ...
+
+    @abc.abstractmethod
+    def _stream(self, lookback, threshold, exit_threshold, stop_threshold) -> MeanReversionStream: ...
+
+    def close(self) -> None:
+        pass
+
+    # ---- public API ----
+    def info(self) -> ServerInfo:
+        d = self._info()
+        return ServerInfo(backend=self.name, **d)
+
+    def echo(self, values: Any) -> np.ndarray:
+        return self._echo(as_vector("values", values))
+
+    def calculate_mean_reversion(
+        self,
+        prices: Any,
+        lookback: int = 20,
+        threshold: float = 2.0,
+        exit_threshold: float = 0.0,
+        stop_threshold: float | None = None,
+        cancel: CancelToken | None = None,
+    ) -> MeanReversionResult:
+        p = as_vector("prices", prices)
+        lb = nonneg_int("lookback", lookback)
+        th, ex = real("threshold", threshold), real("exit_threshold", exit_threshold)
+        st = None if stop_threshold is None else real("stop_threshold", stop_threshold)
+        d = self._mean_reversion(p, lb, th, ex, st, cancel)
+        return MeanReversionResult(lookback=lb, threshold=th, exit_threshold=ex, stop_threshold=st, **d)
+
+    def mean_reversion_stream(
+        self,
+        lookback: int = 20,
+        threshold: float = 2.0,
+        exit_threshold: float = 0.0,
+        stop_threshold: float | None = None,
+    ) -> MeanReversionStream:
+        lb = nonneg_int("lookback", lookback)
+        st = None if stop_threshold is None else real("stop_threshold", stop_threshold)
+        return self._stream(lb, real("threshold", threshold), real("exit_threshold", exit_threshold), st)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"

@@ -1,0 +1,222 @@
+"""The Rust core behind grpcd, reached with grpcio. Every call has a deadline; errors are mapped
+to the same Python exceptions the PyO3 backend raises (ValueError for bad input, Cancelled,
+BackendUnavailable, TimeoutError)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from hft_lab._proto.hftlab.v1 import hftlab_pb2 as pb
+
+from . import wire
+from .base import Backend, CancelToken, MeanReversionStream
+from .config import BackendConfig, BackendType
+from .errors import BackendUnavailable, Cancelled
+from .results import StreamTicks
+
+SERVICE = "hftlab.v1.HftLab"
+
+
+def map_rpc_error(e: grpc.RpcError, address: str, max_mb: int) -> Exception:
+    code, details = e.code(), e.details() or ""
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return ValueError(details)
+    if code == grpc.StatusCode.CANCELLED:
+        return Cancelled(details or "cancelled by the user")
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return BackendUnavailable(f"grpcd at {address} is unavailable: {details}")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return TimeoutError(f"grpcd at {address} did not answer before the deadline")
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return ValueError(f"message too large for the {max_mb} MiB gRPC limit: {details}")
+    if code == grpc.StatusCode.UNIMPLEMENTED:
+        return NotImplementedError(details)
+    return RuntimeError(f"grpcd error {code.name}: {details}")
+
+
+class _GrpcStream(MeanReversionStream):
+    """Bidirectional stream: batches of ticks go out, per-tick results come back in order."""
+
+    _END = object()
+
+    def __init__(self, backend: "GrpcBackend", config: "pb.StreamConfig"):
+        import queue
+
+        self._backend = backend
+        self._q: "queue.Queue" = queue.Queue()
+        self._q.put(pb.StreamRequest(config=config))
+
+        def requests():
+            while True:
+                item = self._q.get()
+                if item is self._END:
+                    return
+                yield item
+
+        stub = backend._method("StreamMeanReversion", pb.StreamRequest, pb.StreamResponse, stream=True)
+        self._call = stub(requests(), timeout=None)
+
+    def push_many(self, prices) -> StreamTicks:
+        p = np.ascontiguousarray(prices, dtype=np.float64).reshape(-1)
+        self._q.put(pb.StreamRequest(ticks=wire.vec(p)))
+        try:
+            r = next(self._call)
+        except grpc.RpcError as e:
+            raise self._backend._error(e) from None
+        except StopIteration:
+            raise BackendUnavailable("the live stream was closed by the server") from None
+        return StreamTicks(
+            first_tick=r.first_tick,
+            rolling_mean=wire.arr(r.rolling_mean),
+            rolling_std=wire.arr(r.rolling_std),
+            zscore=wire.arr(r.zscore),
+            signals=wire.i8(r.signals),
+            positions=wire.i8(r.positions),
+        )
+
+    def close(self) -> None:
+        self._q.put(self._END)
+        self._call.cancel()
+
+
+class GrpcBackend(Backend):
+    backend_type = BackendType.GRPC
+    name = "gRPC (Rust server)"
+
+    def __init__(self, config: BackendConfig | None = None, address: "str | Callable[[], str] | None" = None):
+        """`address` is "host:port" or a callable giving the current one (the ServerManager's,
+        which changes when it restarts grpcd); by default config.grpc_host:grpc_port."""
+        self.config = config or BackendConfig()
+        if address is None:
+            address = f"{self.config.grpc_host}:{self.config.grpc_port}"
+        self._address_fn = address if callable(address) else (lambda: address)
+        self._lock = threading.Lock()
+        self._channel: grpc.Channel | None = None
+        self._channel_addr: str | None = None
+        self._methods: dict = {}
+
+    # ---- channel ----
+    @property
+    def address(self) -> str:
+        return self._address_fn() or ""
+
+    def _get_channel(self) -> grpc.Channel:
+        addr = self.address
+        if not addr or addr.endswith(":0"):
+            raise BackendUnavailable("grpcd is not running (no address yet)")
+        with self._lock:
+            if self._channel is None or self._channel_addr != addr:
+                if self._channel is not None:
+                    self._channel.close()
+                limit = self.config.max_message_mb << 20
+                self._channel = grpc.insecure_channel(
+                    addr,
+                    options=[
+                        ("grpc.max_send_message_length", limit),
+                        ("grpc.max_receive_message_length", limit),
+                        ("grpc.enable_retries", 0),
+                    ],
+                )
+                self._channel_addr = addr
+                self._methods = {}
+            return self._channel
+
+    def _method(self, name, req_cls, resp_cls, stream=False, server_stream=False):
+        ch = self._get_channel()
+        key = (name, stream, server_stream)
+        m = self._methods.get(key)
+        if m is None:
+            path = f"/{SERVICE}/{name}"
+            kind = ch.stream_stream if stream else (ch.unary_stream if server_stream else ch.unary_unary)
+            m = kind(path, request_serializer=req_cls.SerializeToString, response_deserializer=resp_cls.FromString)
+            self._methods[key] = m
+        return m
+
+    def _error(self, e: grpc.RpcError) -> Exception:
+        return map_rpc_error(e, self.address, self.config.max_message_mb)
+
+    def _unary(self, name, request, resp_cls, cancel: CancelToken | None = None, timeout=None):
+        m = self._method(name, type(request), resp_cls)
+        timeout = self.config.call_timeout_s if timeout is None else timeout
+        try:
+            if cancel is None:
+                return m(request, timeout=timeout)
+            fut = m.future(request, timeout=timeout)
+            cancel.add_callback(fut.cancel)
+            try:
+                return fut.result()
+            except grpc.FutureCancelledError:
+                raise Cancelled("cancelled by the user") from None
+        except grpc.RpcError as e:
+            raise self._error(e) from None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._channel is not None:
+                self._channel.close()
+            self._channel = None
+
+    # ---- Backend ----
+    def health(self, timeout: float = 1.0) -> str:
+        """grpc.health.v1 status of the HftLab service: SERVING, NOT_SERVING, UNKNOWN or DOWN."""
+        try:
+            stub = health_pb2_grpc.HealthStub(self._get_channel())
+            r = stub.Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=timeout)
+            return health_pb2.HealthCheckResponse.ServingStatus.Name(r.status)
+        except (grpc.RpcError, BackendUnavailable):
+            return "DOWN"
+
+    def is_available(self) -> bool:
+        return self.health() == "SERVING"
+
+    def _info(self) -> dict:
+        r = self._unary("GetInfo", pb.InfoRequest(), pb.InfoResponse, timeout=self.config.quick_timeout_s)
+        return dict(
+            server_version=r.server_version,
+            core_version=r.core_version,
+            algorithms=tuple(r.algorithms),
+            max_message_bytes=r.max_message_bytes,
+            pid=r.pid,
+        )
+
+    def _echo(self, values):
+        r = self._unary("Echo", pb.EchoRequest(payload=values.tobytes()), pb.EchoResponse)
+        return np.frombuffer(r.payload, dtype="<f8").copy()
+
+    def echo_packed(self, values: np.ndarray) -> np.ndarray:
+        """Echo with `repeated double` (the encoding we did not choose), for the benchmark."""
+        r = self._unary("Echo", pb.EchoRequest(values=values), pb.EchoResponse)
+        return np.asarray(r.values, dtype=np.float64)
+
+    def _mean_reversion(self, prices, lookback, threshold, exit_threshold, stop_threshold, cancel):
+        req = pb.MeanReversionRequest(
+            prices=wire.vec(prices),
+            lookback=lookback,
+            signal=pb.SignalParameters(
+                entry_threshold=threshold, exit_threshold=exit_threshold, stop_threshold=stop_threshold
+            ),
+        )
+        r = self._unary("MeanReversion", req, pb.MeanReversionResponse, cancel)
+        return dict(
+            rolling_mean=wire.arr(r.rolling_mean),
+            rolling_std=wire.arr(r.rolling_std),
+            zscore=wire.arr(r.zscore),
+            signals=wire.i8(r.signals),
+            positions=wire.i8(r.positions),
+            entries=wire.ints(r.entries),
+            exits=wire.ints(r.exits),
+        )
+
+    def _stream(self, lookback, threshold, exit_threshold, stop_threshold):
+        cfg = pb.StreamConfig(
+            lookback=lookback,
+            signal=pb.SignalParameters(
+                entry_threshold=threshold, exit_threshold=exit_threshold, stop_threshold=stop_threshold
+            ),
+        )
+        return _GrpcStream(self, cfg)

@@ -1,0 +1,75 @@
+"""The Rust core in-process, through the PyO3 extension `hft_lab._rustcore` (GIL released)."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .base import Backend, MeanReversionStream
+from .config import BackendType
+from .errors import BackendUnavailable, Cancelled
+from .results import StreamTicks
+
+try:
+    from hft_lab import _rustcore as _rc
+
+    _IMPORT_ERROR: Exception | None = None
+except ImportError as e:  # pragma: no cover - only when the extension was not built
+    _rc = None
+    _IMPORT_ERROR = e
+
+
+def _core():
+    if _rc is None:
+        raise BackendUnavailable(f"the PyO3 extension hft_lab._rustcore is not built ({_IMPORT_ERROR}); run 'make build'")
+    return _rc
+
+
+def translate_cancel(fn):
+    """The extension raises its own Cancelled; callers see hft_lab.backends.Cancelled from both backends."""
+
+    @functools.wraps(fn)
+    def wrapper(*a, **kw):
+        try:
+            return fn(*a, **kw)
+        except Exception as e:
+            if _rc is not None and isinstance(e, _rc.Cancelled):
+                raise Cancelled(str(e)) from None
+            raise
+
+    return wrapper
+
+
+class _Pyo3Stream(MeanReversionStream):
+    def __init__(self, lookback, threshold, exit_threshold, stop_threshold):
+        self._s = _core().MeanReversionStream(lookback, threshold, exit_threshold, stop_threshold)
+
+    def push_many(self, prices) -> StreamTicks:
+        p = np.ascontiguousarray(prices, dtype=np.float64).reshape(-1)
+        first = self._s.ticks
+        return StreamTicks(first_tick=first, **self._s.push_many(p))
+
+
+class Pyo3Backend(Backend):
+    backend_type = BackendType.PYO3
+    name = "PyO3 (in-process)"
+
+    def is_available(self) -> bool:
+        return _rc is not None
+
+    def _info(self) -> dict:
+        rc = _core()
+        return dict(server_version=rc.__version__, core_version=rc.__version__, algorithms=(), pid=0)
+
+    def _echo(self, values):
+        return _core().echo(values)
+
+    @translate_cancel
+    def _mean_reversion(self, prices, lookback, threshold, exit_threshold, stop_threshold, cancel):
+        return _core().mean_reversion(
+            prices, lookback, threshold, exit_threshold, stop_threshold, cancel.rust if cancel else None
+        )
+
+    def _stream(self, lookback, threshold, exit_threshold, stop_threshold):
+        return _Pyo3Stream(lookback, threshold, exit_threshold, stop_threshold)

@@ -1,0 +1,77 @@
+"""Result dataclasses: the same types, with the same NumPy arrays, from both backends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+
+def _as_dict(obj) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        if isinstance(v, np.ndarray):
+            v = v.tolist()
+        elif isinstance(v, tuple):
+            v = list(v)
+        elif isinstance(v, float) and not np.isfinite(v):
+            v = None if np.isnan(v) else ("inf" if v > 0 else "-inf")
+        out[f.name] = v
+    return out
+
+
+class _Result:
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (arrays as lists, NaN as None)."""
+        return _as_dict(self)
+
+
+@dataclass(frozen=True, eq=False)
+class MeanReversionResult(_Result):
+    """Rolling z-score and signals. Arrays have one entry per bar; the first lookback-1 of the
+    statistics are NaN. signals[t] is the target position decided at the close of bar t;
+    positions[t] = signals[t-1] is the position held during bar t (no look-ahead)."""
+
+    lookback: int
+    threshold: float
+    exit_threshold: float
+    stop_threshold: float | None
+    rolling_mean: np.ndarray
+    rolling_std: np.ndarray
+    zscore: np.ndarray
+    signals: np.ndarray  # int8
+    positions: np.ndarray  # int8
+    entries: np.ndarray  # int64 bar indices
+    exits: np.ndarray  # int64 bar indices
+
+    @property
+    def upper_band(self) -> np.ndarray:
+        return self.rolling_mean + self.threshold * self.rolling_std
+
+    @property
+    def lower_band(self) -> np.ndarray:
+        return self.rolling_mean - self.threshold * self.rolling_std
+
+
+@dataclass(frozen=True, eq=False)
+class StreamTicks(_Result):
+    """Per-tick output of live mode for one batch of ticks."""
+
+    first_tick: int
+    rolling_mean: np.ndarray
+    rolling_std: np.ndarray
+    zscore: np.ndarray
+    signals: np.ndarray
+    positions: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class ServerInfo(_Result):
+    backend: str
+    server_version: str
+    core_version: str
+    algorithms: tuple[str, ...] = field(default_factory=tuple)
+    max_message_bytes: int = 0
+    pid: int = 0

@@ -1,0 +1,130 @@
+"""Backend choice and fallback.
+
+The router owns both backends (and the ServerManager when it spawns grpcd). `resolve()` gives the
+backend a call should use: the user's choice when it is up, otherwise the other one, with a note
+the UI shows (status bar + log). When the chosen backend comes back, it is used again.
+`call(op, ...)` also retries once on the other backend when the chosen one dies mid-call
+(the algorithms are deterministic, so the answer is the same).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .base import Backend
+from .config import BackendConfig, BackendType
+from .errors import BackendUnavailable
+from .grpc_backend import GrpcBackend
+from .pyo3_backend import Pyo3Backend
+from .server import ServerManager
+
+log = logging.getLogger("hft_lab.router")
+
+
+@dataclass(frozen=True)
+class Resolution:
+    backend: Backend
+    requested: BackendType
+    fallback: bool
+    note: str = ""
+
+
+class BackendRouter:
+    def __init__(self, config: BackendConfig | None = None, on_change: Callable[[], None] | None = None):
+        self.config = config or BackendConfig.from_env()
+        self.on_change = on_change
+        self.preferred = self.config.backend_type
+        self.manager: ServerManager | None = None
+        if self.config.spawn_local_server:
+            self.manager = ServerManager(self.config, on_state=lambda s, d: self._changed())
+            self.grpc = GrpcBackend(self.config, address=lambda: self.manager.address if self.manager else "")
+        else:
+            self.grpc = GrpcBackend(self.config)
+        self.pyo3 = Pyo3Backend()
+        self._last_fallback: str | None = None
+        self._lock = threading.Lock()
+
+    def _changed(self) -> None:
+        if self.on_change:
+            self.on_change()
+
+    def start(self) -> None:
+        """Start grpcd if we manage it. A failure is logged; calls then fall back to PyO3."""
+        if self.manager is not None:
+            try:
+                self.manager.start()
+            except BackendUnavailable as e:
+                log.warning("gRPC backend unavailable: %s", e)
+
+    def stop(self) -> None:
+        self.grpc.close()
+        if self.manager is not None:
+            self.manager.stop()
+
+    def set_preferred(self, t: BackendType | str) -> None:
+        self.preferred = BackendType.parse(t)
+        log.info("backend choice: %s", self.preferred.label)
+        self._changed()
+
+    def backend(self, t: BackendType) -> Backend:
+        return self.grpc if t == BackendType.GRPC else self.pyo3
+
+    def grpc_state(self) -> str:
+        """starting / serving / down / failed / stopped for a managed server; serving/down for a remote one."""
+        if self.manager is not None:
+            return self.manager.state
+        return "serving" if self.grpc.is_available() else "down"
+
+    def _up(self, t: BackendType) -> bool:
+        if t == BackendType.PYO3:
+            return self.pyo3.is_available()
+        if self.manager is not None:
+            return self.manager.state == "serving"
+        return self.grpc.is_available()
+
+    def resolve(self) -> Resolution:
+        want = self.preferred
+        order = {
+            BackendType.PYO3: [BackendType.PYO3, BackendType.GRPC],
+            BackendType.GRPC: [BackendType.GRPC, BackendType.PYO3],
+            BackendType.AUTO: [BackendType.PYO3, BackendType.GRPC],
+        }[want]
+        for i, t in enumerate(order):
+            if self._up(t):
+                fallback = i > 0 and want != BackendType.AUTO
+                note = f"{order[0].label} is down: using {t.label}" if fallback else ""
+                self._note_fallback(note)
+                return Resolution(self.backend(t), want, fallback, note)
+        raise BackendUnavailable("no backend is available: the PyO3 extension is missing and grpcd is down")
+
+    def _note_fallback(self, note: str) -> None:
+        with self._lock:
+            changed = note != (self._last_fallback or "")
+            self._last_fallback = note or None
+        if changed:
+            if note:
+                log.warning("fallback active: %s", note)
+            else:
+                log.info("fallback over: using the chosen backend again")
+            self._changed()
+
+    @property
+    def fallback_note(self) -> str | None:
+        return self._last_fallback
+
+    def call(self, op: str, *args: Any, **kwargs: Any) -> tuple[Any, Resolution]:
+        """Run `backend.<op>(...)` on the resolved backend; retry once on the other if it dies mid-call."""
+        res = self.resolve()
+        try:
+            return getattr(res.backend, op)(*args, **kwargs), res
+        except BackendUnavailable as e:
+            other = BackendType.PYO3 if res.backend.backend_type == BackendType.GRPC else BackendType.GRPC
+            if not self._up(other):
+                raise
+            note = f"{res.backend.name} failed ({e}): retried on {self.backend(other).name}"
+            self._note_fallback(note)
+            r2 = Resolution(self.backend(other), res.requested, True, note)
+            return getattr(r2.backend, op)(*args, **kwargs), r2

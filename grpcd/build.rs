@@ -1,0 +1,14 @@
+// Generates the tonic service from proto/hftlab/v1/hftlab.proto. protoc comes from the
+// protoc-bin-vendored crate, so nothing has to be installed on the build machine.
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    // SAFETY: build scripts are single-threaded.
+    unsafe { std::env::set_var("PROTOC", protoc) };
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    tonic_prost_build::configure()
+        .build_client(false)
+        .file_descriptor_set_path(out.join("hftlab_descriptor.bin"))
+        .compile_protos(&["../proto/hftlab/v1/hftlab.proto"], &["../proto"])?;
+    println!("cargo:rerun-if-changed=../proto/hftlab/v1/hftlab.proto");
+    Ok(())
+}

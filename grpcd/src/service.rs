@@ -1,0 +1,220 @@
+//! The HftLab service: each RPC converts its request, runs the core on the blocking pool (so the
+//! async runtime keeps serving), and converts the result. A panic in the core becomes INTERNAL and
+//! the server keeps serving. A client that cancels or whose deadline passes drops the handler
+//! future; its drop guard sets the cancel flag the core polls, so the work stops too.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use rustcore::rolling::{self, MeanReversionState, SignalParams};
+
+use crate::convert::{self, i8_bytes, status, to_vector};
+use crate::log;
+use crate::pb::{self, hft_lab_server::HftLab};
+
+pub struct Service {
+    max_message_bytes: usize,
+    test_hooks: bool,
+}
+
+impl Service {
+    pub fn new(max_message_bytes: usize) -> Self {
+        Service { max_message_bytes, test_hooks: std::env::var_os("GRPCD_TEST_HOOKS").is_some() }
+    }
+}
+
+/// Sets the cancel flag when the handler future is dropped (client cancel, deadline, disconnect).
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Runs `f` on the blocking pool with a cancel flag; panics become INTERNAL.
+async fn blocking<T, F>(rpc: &'static str, f: F) -> Result<T, Status>
+where
+    T: Send + 'static,
+    F: FnOnce(Arc<AtomicBool>) -> Result<T, Status> + Send + 'static,
+{
+    let flag = Arc::new(AtomicBool::new(false));
+    let _guard = CancelOnDrop(flag.clone());
+    match tokio::task::spawn_blocking(move || f(flag)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(s)) => {
+            if s.code() != tonic::Code::Cancelled {
+                log::warn("request failed", &[("rpc", rpc), ("code", &format!("{:?}", s.code())), ("error", s.message())]);
+            }
+            Err(s)
+        }
+        Err(e) => {
+            let what = if e.is_panic() { "panicked" } else { "was aborted" };
+            log::error("handler failed", &[("rpc", rpc), ("what", what)]);
+            Err(Status::internal(format!("internal error: the {rpc} handler {what}; the server is still serving")))
+        }
+    }
+}
+
+fn cancel_hook(flag: Arc<AtomicBool>) -> impl FnMut(usize, f64) -> bool {
+    move |_, _| !flag.load(Ordering::Relaxed)
+}
+
+fn signal_params(s: &Option<pb::SignalParameters>) -> SignalParams {
+    match s {
+        Some(s) => SignalParams { entry: s.entry_threshold, exit: s.exit_threshold, stop: s.stop_threshold },
+        None => SignalParams::default(),
+    }
+}
+
+const ALGORITHMS: &[&str] = &["mean_reversion", "mean_reversion_stream"];
+
+type Stream<T> = ReceiverStream<Result<T, Status>>;
+
+#[tonic::async_trait]
+impl HftLab for Service {
+    async fn get_info(&self, _: Request<pb::InfoRequest>) -> Result<Response<pb::InfoResponse>, Status> {
+        Ok(Response::new(pb::InfoResponse {
+            server_version: env!("CARGO_PKG_VERSION").into(),
+            core_version: rustcore::VERSION.into(),
+            algorithms: ALGORITHMS.iter().map(|s| s.to_string()).collect(),
+            max_message_bytes: self.max_message_bytes as u64,
+            pid: std::process::id(),
+        }))
+    }
+
+    async fn echo(&self, req: Request<pb::EchoRequest>) -> Result<Response<pb::EchoResponse>, Status> {
+        let r = req.into_inner();
+        if self.test_hooks && r.payload == b"panic" {
+            // Only with GRPCD_TEST_HOOKS set: lets the tests prove a panicking handler is contained.
+            return blocking("Echo", |_| -> Result<pb::EchoResponse, Status> { panic!("test hook: deliberate panic") })
+                .await
+                .map(Response::new);
+        }
+        Ok(Response::new(pb::EchoResponse { payload: r.payload, values: r.values }))
+    }
+
+    async fn mean_reversion(
+        &self,
+        req: Request<pb::MeanReversionRequest>,
+    ) -> Result<Response<pb::MeanReversionResponse>, Status> {
+        let r = req.into_inner();
+        let prices = convert::vector(&r.prices, "prices")?;
+        let params = signal_params(&r.signal);
+        let lookback = r.lookback as usize;
+        let out = blocking("MeanReversion", move |flag| {
+            rolling::mean_reversion(&prices, lookback, params, &mut cancel_hook(flag)).map_err(status)
+        })
+        .await?;
+        Ok(Response::new(pb::MeanReversionResponse {
+            rolling_mean: Some(to_vector(&out.rolling_mean)),
+            rolling_std: Some(to_vector(&out.rolling_std)),
+            zscore: Some(to_vector(&out.zscore)),
+            signals: i8_bytes(&out.signals),
+            positions: i8_bytes(&out.positions),
+            entries: out.entries.iter().map(|&i| i as u32).collect(),
+            exits: out.exits.iter().map(|&i| i as u32).collect(),
+        }))
+    }
+
+    type StreamMeanReversionStream = Stream<pb::StreamResponse>;
+
+    async fn stream_mean_reversion(
+        &self,
+        req: Request<Streaming<pb::StreamRequest>>,
+    ) -> Result<Response<Self::StreamMeanReversionStream>, Status> {
+        let mut inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut state: Option<MeanReversionState> = None;
+            while let Some(msg) = inbound.next().await {
+                let reply = match msg {
+                    Err(e) => Err(e),
+                    Ok(pb::StreamRequest { kind: None }) => Err(Status::invalid_argument("empty stream message")),
+                    Ok(pb::StreamRequest { kind: Some(pb::stream_request::Kind::Config(c)) }) => {
+                        match MeanReversionState::new(c.lookback as usize, signal_params(&c.signal)) {
+                            Ok(s) => {
+                                state = Some(s);
+                                continue;
+                            }
+                            Err(e) => Err(status(e)),
+                        }
+                    }
+                    Ok(pb::StreamRequest { kind: Some(pb::stream_request::Kind::Ticks(v)) }) => match state.as_mut() {
+                        None => Err(Status::invalid_argument(
+                            "the first stream message must be the configuration (lookback, thresholds)",
+                        )),
+                        Some(s) => process_ticks(s, &v.data),
+                    },
+                };
+                let fatal = reply.is_err();
+                if tx.send(reply).await.is_err() || fatal {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn fit_ou(&self, _: Request<pb::OuRequest>) -> Result<Response<pb::OuResponse>, Status> {
+        Err(Status::unimplemented("FitOu is not available in this build of grpcd"))
+    }
+
+    async fn backtest(&self, _: Request<pb::BacktestRequest>) -> Result<Response<pb::BacktestResponse>, Status> {
+        Err(Status::unimplemented("Backtest is not available in this build of grpcd"))
+    }
+
+    async fn optimize_portfolio(
+        &self,
+        _: Request<pb::PortfolioRequest>,
+    ) -> Result<Response<pb::PortfolioResponse>, Status> {
+        Err(Status::unimplemented("OptimizePortfolio is not available in this build of grpcd"))
+    }
+
+    type RunHmmStream = Stream<pb::HmmUpdate>;
+
+    async fn run_hmm(&self, _: Request<pb::HmmRequest>) -> Result<Response<Self::RunHmmStream>, Status> {
+        Err(Status::unimplemented("RunHmm is not available in this build of grpcd"))
+    }
+
+    async fn sparse_portfolio(&self, _: Request<pb::SparseRequest>) -> Result<Response<pb::SparseResponse>, Status> {
+        Err(Status::unimplemented("SparsePortfolio is not available in this build of grpcd"))
+    }
+
+    async fn sparse_lambda_path(
+        &self,
+        _: Request<pb::LambdaPathRequest>,
+    ) -> Result<Response<pb::LambdaPathResponse>, Status> {
+        Err(Status::unimplemented("SparseLambdaPath is not available in this build of grpcd"))
+    }
+}
+
+fn process_ticks(s: &mut MeanReversionState, data: &[u8]) -> Result<pb::StreamResponse, Status> {
+    let ticks = convert::f64s(data, "ticks")?;
+    rustcore::error::check::finite("ticks", &ticks).map_err(status)?;
+    let first_tick = s.ticks();
+    let n = ticks.len();
+    let (mut m, mut sd, mut z) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut sig, mut pos) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for p in ticks {
+        let t = s.push(p).map_err(status)?;
+        m.push(t.mean);
+        sd.push(t.std);
+        z.push(t.zscore);
+        sig.push(t.signal);
+        pos.push(t.position);
+    }
+    Ok(pb::StreamResponse {
+        first_tick,
+        rolling_mean: Some(to_vector(&m)),
+        rolling_std: Some(to_vector(&sd)),
+        zscore: Some(to_vector(&z)),
+        signals: i8_bytes(&sig),
+        positions: i8_bytes(&pos),
+    })
+}

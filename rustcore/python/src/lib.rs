@@ -1,0 +1,198 @@
+//! Thin PyO3 bindings over `rustcore`: convert inputs (NumPy arrays are borrowed, not copied),
+//! release the GIL for the whole computation, convert outputs (moved into NumPy arrays, no copy),
+//! map errors (`InvalidInput`/`Numerical` -> ValueError, `Cancelled` -> hft_lab._rustcore.Cancelled).
+//! No algorithm logic lives here.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use numpy::{IntoPyArray, PyReadonlyArray1};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use rustcore::rolling::{self, MeanReversionState, SignalParams};
+use rustcore::CoreError;
+
+create_exception!(_rustcore, Cancelled, PyException, "The computation was cancelled by the user.");
+
+/// A flag another thread (the GUI's Cancel button) can set while a call runs with the GIL released.
+#[pyclass(module = "hft_lab._rustcore", frozen)]
+#[derive(Default)]
+struct CancelToken {
+    flag: Arc<AtomicBool>,
+}
+
+#[pymethods]
+impl CancelToken {
+    #[new]
+    fn new() -> Self {
+        Self::default()
+    }
+    fn cancel(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+    }
+    fn is_cancelled(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+}
+
+fn to_py_err(e: CoreError) -> PyErr {
+    match e {
+        CoreError::Cancelled => Cancelled::new_err(e.to_string()),
+        CoreError::InvalidInput(m) | CoreError::Numerical(m) => PyValueError::new_err(m),
+    }
+}
+
+/// The one helper every binding uses: run `f` with the GIL released, turn a panic into a
+/// RuntimeError (nothing unwinds across the FFI boundary) and map the core's errors.
+fn detach<T: Send>(py: Python<'_>, f: impl FnOnce() -> Result<T, CoreError> + Send) -> PyResult<T> {
+    let out = py.detach(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+    match out {
+        Ok(r) => r.map_err(to_py_err),
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(PyRuntimeError::new_err(format!("internal error in rustcore: {msg}")))
+        }
+    }
+}
+
+/// Builds the core's progress hook from an optional cancel token and an optional Python callable
+/// `progress(done, value) -> bool | None` (False cancels). The callable runs with the GIL re-acquired.
+fn progress_hook(
+    cancel: Option<Arc<AtomicBool>>,
+    callback: Option<Py<PyAny>>,
+) -> impl FnMut(usize, f64) -> bool + Send {
+    move |i, v| {
+        if cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst)) {
+            return false;
+        }
+        match &callback {
+            None => true,
+            Some(cb) => Python::attach(|py| match cb.call1(py, (i, v)) {
+                Ok(r) => !r.bind(py).is(&*pyo3::types::PyBool::new(py, false)),
+                Err(e) => {
+                    e.print(py);
+                    false
+                }
+            }),
+        }
+    }
+}
+
+fn slice<'a>(name: &str, a: &'a PyReadonlyArray1<'_, f64>) -> PyResult<&'a [f64]> {
+    a.as_slice().map_err(|_| PyValueError::new_err(format!("{name} must be a contiguous 1-D float64 array")))
+}
+
+fn signal_params(entry: f64, exit: f64, stop: Option<f64>) -> SignalParams {
+    SignalParams { entry, exit, stop }
+}
+
+/// Rolling mean/std/z-score and hysteresis signals. Returns a dict of NumPy arrays.
+#[pyfunction]
+#[pyo3(signature = (prices, lookback, threshold, exit_threshold=0.0, stop_threshold=None, cancel=None, progress=None))]
+fn mean_reversion<'py>(
+    py: Python<'py>,
+    prices: PyReadonlyArray1<'py, f64>,
+    lookback: usize,
+    threshold: f64,
+    exit_threshold: f64,
+    stop_threshold: Option<f64>,
+    cancel: Option<PyRef<'py, CancelToken>>,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let x = slice("prices", &prices)?;
+    let mut hook = progress_hook(cancel.map(|c| c.flag.clone()), progress);
+    let params = signal_params(threshold, exit_threshold, stop_threshold);
+    let r = detach(py, || rolling::mean_reversion(x, lookback, params, &mut hook))?;
+    let d = PyDict::new(py);
+    d.set_item("rolling_mean", r.rolling_mean.into_pyarray(py))?;
+    d.set_item("rolling_std", r.rolling_std.into_pyarray(py))?;
+    d.set_item("zscore", r.zscore.into_pyarray(py))?;
+    d.set_item("signals", r.signals.into_pyarray(py))?;
+    d.set_item("positions", r.positions.into_pyarray(py))?;
+    let idx = |v: Vec<usize>| v.into_iter().map(|i| i as i64).collect::<Vec<i64>>();
+    d.set_item("entries", idx(r.entries).into_pyarray(py))?;
+    d.set_item("exits", idx(r.exits).into_pyarray(py))?;
+    Ok(d)
+}
+
+/// Live mode: an incremental, stateful mean-reversion engine, O(1) per tick. Feeding a series
+/// tick by tick (or in chunks) gives bit-identical results to `mean_reversion` on the whole series.
+#[pyclass(module = "hft_lab._rustcore")]
+struct MeanReversionStream {
+    state: MeanReversionState,
+}
+
+#[pymethods]
+impl MeanReversionStream {
+    #[new]
+    #[pyo3(signature = (lookback, threshold, exit_threshold=0.0, stop_threshold=None))]
+    fn new(lookback: usize, threshold: f64, exit_threshold: f64, stop_threshold: Option<f64>) -> PyResult<Self> {
+        let state = MeanReversionState::new(lookback, signal_params(threshold, exit_threshold, stop_threshold))
+            .map_err(to_py_err)?;
+        Ok(MeanReversionStream { state })
+    }
+
+    /// One tick: returns (mean, std, zscore, signal, position).
+    fn push(&mut self, price: f64) -> PyResult<(f64, f64, f64, i8, i8)> {
+        let t = self.state.push(price).map_err(to_py_err)?;
+        Ok((t.mean, t.std, t.zscore, t.signal, t.position))
+    }
+
+    /// A batch of ticks: returns a dict of arrays, one entry per tick.
+    fn push_many<'py>(&mut self, py: Python<'py>, prices: PyReadonlyArray1<'py, f64>) -> PyResult<Bound<'py, PyDict>> {
+        let x = slice("prices", &prices)?;
+        let n = x.len();
+        let (mut m, mut s, mut z) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut sig, mut pos) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let state = &mut self.state;
+        detach(py, || {
+            // Validate first so a bad tick leaves the state untouched.
+            rustcore::error::check::finite("prices", x)?;
+            for &p in x {
+                let t = state.push(p)?;
+                m.push(t.mean);
+                s.push(t.std);
+                z.push(t.zscore);
+                sig.push(t.signal);
+                pos.push(t.position);
+            }
+            Ok(())
+        })?;
+        let d = PyDict::new(py);
+        d.set_item("rolling_mean", m.into_pyarray(py))?;
+        d.set_item("rolling_std", s.into_pyarray(py))?;
+        d.set_item("zscore", z.into_pyarray(py))?;
+        d.set_item("signals", sig.into_pyarray(py))?;
+        d.set_item("positions", pos.into_pyarray(py))?;
+        Ok(d)
+    }
+
+    #[getter]
+    fn ticks(&self) -> u64 {
+        self.state.ticks()
+    }
+}
+
+/// Round-trip a float64 array (transport cost baseline for the benchmark).
+#[pyfunction]
+fn echo<'py>(py: Python<'py>, values: PyReadonlyArray1<'py, f64>) -> PyResult<Bound<'py, numpy::PyArray1<f64>>> {
+    Ok(values.as_array().to_owned().into_pyarray(py))
+}
+
+#[pymodule]
+fn _rustcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", rustcore::VERSION)?;
+    m.add("Cancelled", m.py().get_type::<Cancelled>())?;
+    m.add_class::<CancelToken>()?;
+    m.add_class::<MeanReversionStream>()?;
+    m.add_function(wrap_pyfunction!(mean_reversion, m)?)?;
+    m.add_function(wrap_pyfunction!(echo, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! HFT Arbitrage Lab core: every algorithm lives here once, as plain Rust functions on slices.
+//! No I/O, no Python, no gRPC: the PyO3 bindings (`rustcore/python`) and the tonic server
+//! (`grpcd`) are thin adapters over this crate.
+
+pub mod error;
+pub mod rolling;
+
+pub use error::{CoreError, CoreResult};
+
+/// Version of the core, reported by both transports.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,452 @@
+//! Rolling mean / standard deviation / z-score over a lookback window, and the mean-reversion
+//! signal state machine built on it.
+//!
+//! Conventions (documented for users in README):
+//! - The window at bar `t` holds `x[t-lookback+1 ..= t]` (it includes the current bar, like
+//!   pandas `rolling(lookback)`); the standard deviation is the sample one (ddof = 1, pandas'
+//!   default); `z[t] = (x[t] - mean[t]) / std[t]`. The first `lookback - 1` outputs are NaN.
+//!   A window whose values are all equal has std 0 and z 0.
+//! - O(1) per tick and numerically stable: sums are kept relative to a shift `k` (the window mean at
+//!   the last re-centring), and every `lookback` ticks the window is re-centred and its sums
+//!   recomputed exactly (two-pass), so rounding never accumulates for more than one window.
+//!   The cost stays O(n) overall. Batch results are produced by the same per-tick code as streaming,
+//!   so a streamed series gives bit-identical results to the batch call.
+//! - Signals (target position decided at the close of bar t): flat -> short when z > entry,
+//!   flat -> long when z < -entry; a long exits when z >= -exit, a short when z <= exit; with a stop
+//!   level, a long is stopped out when z <= -stop and a short when z >= stop, and no new position is
+//!   opened until |z| falls back below entry. `position[t] = signal[t-1]` (no look-ahead: a signal
+//!   computed with bar t's close trades from bar t+1 on), `position[0] = 0`.
+
+use crate::error::{check, CoreError, CoreResult};
+
+/// Incremental rolling statistics over a fixed window.
+#[derive(Debug, Clone)]
+pub struct RollingZ {
+    lookback: usize,
+    buf: Vec<f64>,
+    head: usize,
+    count: usize,
+    shift: f64,
+    s1: f64,
+    s2: f64,
+    since_recentre: usize,
+}
+
+impl RollingZ {
+    pub fn new(lookback: usize) -> CoreResult<Self> {
+        if lookback < 2 {
+            return Err(CoreError::invalid(format!("lookback must be at least 2, got {lookback}")));
+        }
+        Ok(RollingZ {
+            lookback,
+            buf: vec![0.0; lookback],
+            head: 0,
+            count: 0,
+            shift: 0.0,
+            s1: 0.0,
+            s2: 0.0,
+            since_recentre: 0,
+        })
+    }
+
+    pub fn lookback(&self) -> usize {
+        self.lookback
+    }
+
+    fn recentre(&mut self) {
+        let n = self.count as f64;
+        let mean = self.buf[..self.count].iter().sum::<f64>() / n;
+        self.shift = mean;
+        let (mut s1, mut s2) = (0.0, 0.0);
+        for &v in &self.buf[..self.count] {
+            let d = v - mean;
+            s1 += d;
+            s2 += d * d;
+        }
+        self.s1 = s1;
+        self.s2 = s2;
+        self.since_recentre = 0;
+    }
+
+    /// Add one value; returns (mean, std, z), NaN until the window is full.
+    /// The caller guarantees `x` is finite.
+    #[inline]
+    pub fn push(&mut self, x: f64) -> (f64, f64, f64) {
+        let w = self.lookback;
+        if self.count < w {
+            self.buf[self.count] = x;
+            self.count += 1;
+            if self.count < w {
+                return (f64::NAN, f64::NAN, f64::NAN);
+            }
+            self.head = 0;
+            self.recentre();
+        } else {
+            let old = self.buf[self.head];
+            self.buf[self.head] = x;
+            self.head += 1;
+            if self.head == w {
+                self.head = 0;
+            }
+            self.since_recentre += 1;
+            if self.since_recentre >= w {
+                self.recentre();
+            } else {
+                let dn = x - self.shift;
+                let dold = old - self.shift;
+                self.s1 += dn - dold;
+                self.s2 += dn * dn - dold * dold;
+            }
+        }
+        let n = w as f64;
+        let mean_off = self.s1 / n;
+        let var = ((self.s2 - self.s1 * mean_off) / (n - 1.0)).max(0.0);
+        let std = var.sqrt();
+        let mean = self.shift + mean_off;
+        let z = if std > 0.0 { ((x - self.shift) - mean_off) / std } else { 0.0 };
+        (mean, std, z)
+    }
+}
+
+/// Signal thresholds (see the module docs for the rules).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SignalParams {
+    pub entry: f64,
+    pub exit: f64,
+    pub stop: Option<f64>,
+}
+
+impl Default for SignalParams {
+    fn default() -> Self {
+        SignalParams { entry: 2.0, exit: 0.0, stop: None }
+    }
+}
+
+impl SignalParams {
+    pub fn validate(&self) -> CoreResult<()> {
+        if !(self.entry.is_finite() && self.entry > 0.0) {
+            return Err(CoreError::invalid(format!(
+                "threshold (entry z-score) must be a positive finite number, got {}",
+                self.entry
+            )));
+        }
+        if !(self.exit.is_finite() && self.exit.abs() < self.entry) {
+            return Err(CoreError::invalid(format!(
+                "exit threshold must be finite and smaller in magnitude than the entry threshold {}, got {}",
+                self.entry, self.exit
+            )));
+        }
+        if let Some(s) = self.stop {
+            if !(s.is_finite() && s > self.entry) {
+                return Err(CoreError::invalid(format!(
+                    "stop threshold must be finite and greater than the entry threshold {}, got {s}",
+                    self.entry
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The hysteresis state machine: z-score in, target position out.
+#[derive(Debug, Clone)]
+pub struct SignalMachine {
+    params: SignalParams,
+    state: i8,
+    blocked: bool,
+    last_signal: i8,
+}
+
+impl SignalMachine {
+    pub fn new(params: SignalParams) -> CoreResult<Self> {
+        params.validate()?;
+        Ok(SignalMachine { params, state: 0, blocked: false, last_signal: 0 })
+    }
+
+    /// Feed the z-score of bar t; returns (signal decided at t, position held during t).
+    #[inline]
+    pub fn push(&mut self, z: f64) -> (i8, i8) {
+        let position = self.last_signal;
+        let p = self.params;
+        if z.is_nan() {
+            self.state = 0;
+        } else {
+            if self.blocked && z.abs() < p.entry {
+                self.blocked = false;
+            }
+            match self.state {
+                1 => {
+                    if p.stop.is_some_and(|s| z <= -s) {
+                        self.state = 0;
+                        self.blocked = true;
+                    } else if z >= -p.exit {
+                        self.state = 0;
+                    }
+                }
+                -1 => {
+                    if p.stop.is_some_and(|s| z >= s) {
+                        self.state = 0;
+                        self.blocked = true;
+                    } else if z <= p.exit {
+                        self.state = 0;
+                    }
+                }
+                _ => {}
+            }
+            if self.state == 0 && !self.blocked {
+                let beyond_stop = p.stop.is_some_and(|s| z.abs() >= s);
+                if beyond_stop {
+                    self.blocked = true;
+                } else if z > p.entry {
+                    self.state = -1;
+                } else if z < -p.entry {
+                    self.state = 1;
+                }
+            }
+        }
+        self.last_signal = self.state;
+        (self.state, position)
+    }
+}
+
+/// One tick of the streaming computation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tick {
+    pub mean: f64,
+    pub std: f64,
+    pub zscore: f64,
+    pub signal: i8,
+    pub position: i8,
+}
+
+/// The per-tick mean-reversion engine used by both the batch call and live streaming.
+#[derive(Debug, Clone)]
+pub struct MeanReversionState {
+    rolling: RollingZ,
+    signals: SignalMachine,
+    ticks: u64,
+}
+
+impl MeanReversionState {
+    pub fn new(lookback: usize, params: SignalParams) -> CoreResult<Self> {
+        Ok(MeanReversionState { rolling: RollingZ::new(lookback)?, signals: SignalMachine::new(params)?, ticks: 0 })
+    }
+
+    /// One price tick. Non-finite prices are rejected (the state is unchanged).
+    #[inline]
+    pub fn push(&mut self, price: f64) -> CoreResult<Tick> {
+        if !price.is_finite() {
+            return Err(CoreError::invalid(format!(
+                "price tick {} is {} (ticks must be finite numbers)",
+                self.ticks,
+                if price.is_nan() { "NaN" } else { "infinite" }
+            )));
+        }
+        self.ticks += 1;
+        let (mean, std, zscore) = self.rolling.push(price);
+        let (signal, position) = self.signals.push(zscore);
+        Ok(Tick { mean, std, zscore, signal, position })
+    }
+
+    pub fn ticks(&self) -> u64 {
+        self.ticks
+    }
+}
+
+/// Batch output, one entry per input bar.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MeanReversionResult {
+    pub rolling_mean: Vec<f64>,
+    pub rolling_std: Vec<f64>,
+    pub zscore: Vec<f64>,
+    pub signals: Vec<i8>,
+    pub positions: Vec<i8>,
+    /// Bars where the signal opens a position (flat -> long/short, or a flip).
+    pub entries: Vec<usize>,
+    /// Bars where the signal closes a position (long/short -> flat, or a flip).
+    pub exits: Vec<usize>,
+}
+
+/// Rolling z-score and signals over a whole series. `on_progress(done, fraction)` is called every
+/// 65 536 bars; returning false cancels.
+pub fn mean_reversion(
+    prices: &[f64],
+    lookback: usize,
+    params: SignalParams,
+    on_progress: &mut dyn FnMut(usize, f64) -> bool,
+) -> CoreResult<MeanReversionResult> {
+    check::finite("prices", prices)?;
+    if lookback < 2 || lookback > prices.len() {
+        return Err(CoreError::invalid(format!(
+            "lookback must be between 2 and the number of prices ({}), got {lookback}",
+            prices.len()
+        )));
+    }
+    if prices.iter().all(|&p| p == prices[0]) {
+        return Err(CoreError::invalid(
+            "prices is constant: the rolling standard deviation is zero everywhere",
+        ));
+    }
+    let mut state = MeanReversionState::new(lookback, params)?;
+    let n = prices.len();
+    let mut out = MeanReversionResult {
+        rolling_mean: Vec::with_capacity(n),
+        rolling_std: Vec::with_capacity(n),
+        zscore: Vec::with_capacity(n),
+        signals: Vec::with_capacity(n),
+        positions: Vec::with_capacity(n),
+        entries: Vec::new(),
+        exits: Vec::new(),
+    };
+    let mut prev = 0i8;
+    for (i, &p) in prices.iter().enumerate() {
+        if i & 0xFFFF == 0xFFFF && !on_progress(i + 1, (i + 1) as f64 / n as f64) {
+            return Err(CoreError::Cancelled);
+        }
+        let t = state.push(p)?;
+        out.rolling_mean.push(t.mean);
+        out.rolling_std.push(t.std);
+        out.zscore.push(t.zscore);
+        out.signals.push(t.signal);
+        out.positions.push(t.position);
+        if t.signal != prev {
+            if prev != 0 {
+                out.exits.push(i);
+            }
+            if t.signal != 0 {
+                out.entries.push(i);
+            }
+        }
+        prev = t.signal;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn two_pass(x: &[f64], w: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let mut m = vec![f64::NAN; x.len()];
+        let mut s = vec![f64::NAN; x.len()];
+        let mut z = vec![f64::NAN; x.len()];
+        for t in w - 1..x.len() {
+            let win = &x[t + 1 - w..=t];
+            // corrected two-pass mean: the plain sum of 50 values near 1e6 is off by ~1e-9
+            let m0 = win.iter().sum::<f64>() / w as f64;
+            let mean = m0 + win.iter().map(|v| v - m0).sum::<f64>() / w as f64;
+            let var = win.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (w as f64 - 1.0);
+            m[t] = mean;
+            s[t] = var.sqrt();
+            z[t] = if s[t] > 0.0 { (x[t] - mean) / s[t] } else { 0.0 };
+        }
+        (m, s, z)
+    }
+
+    /// A deterministic pseudo-random walk (xorshift), so tests need no dependency.
+    fn walk(n: usize, level: f64, step: f64, seed: u64) -> Vec<f64> {
+        let mut s = seed;
+        let mut x = level;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                let u = (s >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+                x += step * u;
+                x
+            })
+            .collect()
+    }
+
+    fn no_progress() -> impl FnMut(usize, f64) -> bool {
+        |_, _| true
+    }
+
+    #[test]
+    fn matches_two_pass_near_100_and_1e6() {
+        for level in [100.0, 1e6] {
+            let x = walk(200_000, level, 1.0, 42);
+            let w = 50;
+            let r = mean_reversion(&x, w, SignalParams::default(), &mut no_progress()).unwrap();
+            let (m, s, z) = two_pass(&x, w);
+            for t in 0..w - 1 {
+                assert!(r.zscore[t].is_nan() && r.rolling_mean[t].is_nan() && r.rolling_std[t].is_nan());
+            }
+            for t in w - 1..x.len() {
+                assert!(((r.rolling_mean[t] - m[t]) / m[t]).abs() < 1e-12, "mean at {t}");
+                assert!(((r.rolling_std[t] - s[t]) / s[t]).abs() < 1e-9, "std at {t}");
+                assert!((r.zscore[t] - z[t]).abs() < 1e-9 * (1.0 + z[t].abs()), "z at {t}: {} vs {}", r.zscore[t], z[t]);
+            }
+        }
+    }
+
+    #[test]
+    fn hand_checked_small_case() {
+        let x = [1.0, 2.0, 3.0, 4.0, 10.0];
+        let r = mean_reversion(&x, 3, SignalParams { entry: 1.0, exit: 0.0, stop: None }, &mut no_progress()).unwrap();
+        assert_eq!(r.rolling_mean[2], 2.0);
+        assert_eq!(r.rolling_std[2], 1.0);
+        assert_eq!(r.zscore[2], 1.0);
+        // window [3,4,10]: mean 17/3, std = sqrt(((3-17/3)^2+(4-17/3)^2+(10-17/3)^2)/2)
+        let mean = 17.0 / 3.0;
+        let sd = (((3.0 - mean) * (3.0 - mean) + (4.0 - mean) * (4.0 - mean) + (10.0 - mean) * (10.0 - mean)) / 2.0f64).sqrt();
+        assert!((r.zscore[4] - (10.0 - mean) / sd).abs() < 1e-14);
+        // z[2] = 1.0 is not > 1.0: flat; z[4] > 1 -> short
+        assert_eq!(r.signals, vec![0, 0, 0, 0, -1]);
+        assert_eq!(r.positions, vec![0, 0, 0, 0, 0]);
+        assert_eq!(r.entries, vec![4]);
+    }
+
+    #[test]
+    fn hysteresis_and_no_lookahead() {
+        let mut m = SignalMachine::new(SignalParams { entry: 2.0, exit: 0.5, stop: Some(4.0) }).unwrap();
+        let zs = [f64::NAN, 0.0, -2.5, -1.0, -0.4, 0.0, 2.1, 3.0, 4.5, 3.0, 2.5, 1.0, 2.2];
+        let out: Vec<(i8, i8)> = zs.iter().map(|&z| m.push(z)).collect();
+        let sig: Vec<i8> = out.iter().map(|o| o.0).collect();
+        let pos: Vec<i8> = out.iter().map(|o| o.1).collect();
+        // -2.5 long; -1.0 hold (not yet >= -0.5); -0.4 exit; 2.1 short; 3.0 hold; 4.5 stop;
+        // 3.0, 2.5 blocked (|z| >= entry); 1.0 unblocks; 2.2 short again
+        assert_eq!(sig, vec![0, 0, 1, 1, 0, 0, -1, -1, 0, 0, 0, 0, -1]);
+        let mut shifted = vec![0];
+        shifted.extend_from_slice(&sig[..sig.len() - 1]);
+        assert_eq!(pos, shifted);
+    }
+
+    #[test]
+    fn streaming_equals_batch_bitwise() {
+        let x = walk(10_000, 100.0, 0.5, 7);
+        let p = SignalParams { entry: 1.5, exit: 0.0, stop: Some(3.0) };
+        let b = mean_reversion(&x, 20, p, &mut no_progress()).unwrap();
+        let mut s = MeanReversionState::new(20, p).unwrap();
+        for (i, &v) in x.iter().enumerate() {
+            let t = s.push(v).unwrap();
+            assert_eq!(t.mean.to_bits(), b.rolling_mean[i].to_bits());
+            assert_eq!(t.zscore.to_bits(), b.zscore[i].to_bits());
+            assert_eq!((t.signal, t.position), (b.signals[i], b.positions[i]));
+        }
+    }
+
+    #[test]
+    fn bad_input_is_rejected_with_a_clear_message() {
+        let p = SignalParams::default();
+        let e = |r: CoreResult<MeanReversionResult>| r.unwrap_err().to_string();
+        assert_eq!(e(mean_reversion(&[], 2, p, &mut no_progress())), "prices is empty");
+        assert!(e(mean_reversion(&[1.0, f64::NAN, 2.0], 2, p, &mut no_progress())).contains("NaN at index 1"));
+        assert!(e(mean_reversion(&[1.0, f64::INFINITY, 2.0], 2, p, &mut no_progress())).contains("infinite value at index 1"));
+        assert!(e(mean_reversion(&[1.0, 2.0, 3.0], 1, p, &mut no_progress())).contains("lookback must be between 2"));
+        assert!(e(mean_reversion(&[1.0, 2.0, 3.0], 4, p, &mut no_progress())).contains("lookback must be between 2"));
+        assert!(e(mean_reversion(&[5.0; 10], 3, p, &mut no_progress())).contains("constant"));
+        let bad = SignalParams { entry: 0.0, ..p };
+        assert!(e(mean_reversion(&[1.0, 2.0, 3.0], 2, bad, &mut no_progress())).contains("threshold"));
+        let bad = SignalParams { entry: 2.0, exit: 2.0, stop: None };
+        assert!(e(mean_reversion(&[1.0, 2.0, 3.0], 2, bad, &mut no_progress())).contains("exit threshold"));
+    }
+
+    #[test]
+    fn cancel_stops_the_computation() {
+        let x = walk(300_000, 100.0, 1.0, 3);
+        let r = mean_reversion(&x, 20, SignalParams::default(), &mut |_, _| false);
+        assert_eq!(r.unwrap_err(), CoreError::Cancelled);
+    }
+}

@@ -1,0 +1,65 @@
+"""Shared fixtures: both backends (one grpcd for the session), real data from PyPI wheels."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
+
+import numpy as np
+import pytest
+
+from hft_lab.backends import BackendConfig
+from hft_lab.backends.grpc_backend import GrpcBackend
+from hft_lab.backends.pyo3_backend import Pyo3Backend
+from hft_lab.backends.server import ServerManager
+
+
+@pytest.fixture(scope="session")
+def grpc_manager():
+    m = ServerManager(BackendConfig(), extra_env={"GRPCD_TEST_HOOKS": "1"})
+    m.start()
+    yield m
+    m.stop()
+
+
+@pytest.fixture(scope="session")
+def grpc_backend(grpc_manager):
+    b = GrpcBackend(BackendConfig(call_timeout_s=300), address=lambda: grpc_manager.address)
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="session")
+def pyo3_backend():
+    return Pyo3Backend()
+
+
+@pytest.fixture(scope="session")
+def backends(pyo3_backend, grpc_backend):
+    return {"pyo3": pyo3_backend, "grpc": grpc_backend}
+
+
+@pytest.fixture(params=["pyo3", "grpc"])
+def backend(request, backends):
+    return backends[request.param]
+
+
+@pytest.fixture(scope="session")
+def sp500_stocks():
+    from skfolio.datasets import load_sp500_dataset
+
+    return load_sp500_dataset()
+
+
+@pytest.fixture(scope="session")
+def sp500_index():
+    import arch.data.sp500
+
+    return arch.data.sp500.load()["Adj Close"]
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20261124)
