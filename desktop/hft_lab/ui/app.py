@@ -1,0 +1,55 @@
+"""Application start-up: display check, QApplication, backends, main window."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+
+def display_problem() -> str | None:
+    """A one-line explanation when Qt has no display to open a window on."""
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if platform and platform not in ("xcb", "wayland"):
+        return None  # offscreen, minimal, vnc…: no display server needed
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return (
+            "No display found (DISPLAY and WAYLAND_DISPLAY are unset): run under a display, "
+            "or with a virtual one: xvfb-run -a make run"
+        )
+    return None
+
+
+def run_app(argv: list[str], smoke: bool = False) -> int:
+    problem = display_problem()
+    if problem:
+        print(f"hft-lab: {problem}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from PySide6.QtWidgets import QApplication
+
+    from hft_lab.backends import BackendConfig
+    from hft_lab.backends.router import BackendRouter
+    from hft_lab.ui.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication(argv)
+    app.setApplicationName("HFT Arbitrage Lab")
+    app.setOrganizationName("HFT Arbitrage Lab")
+    try:
+        config = BackendConfig.from_env()
+    except ValueError as e:
+        print(f"hft-lab: {e}", file=sys.stderr)
+        return 2
+    router = BackendRouter(config)
+    router.start()  # spawns grpcd from the GUI thread (PDEATHSIG is tied to the spawning thread)
+    win = MainWindow(router)
+    win.show()
+    if smoke:
+        from hft_lab.ui.smoke import run_smoke
+
+        code = run_smoke(app, win)
+    else:
+        code = app.exec()
+    router.stop()
+    return code

@@ -1,0 +1,148 @@
+"""The main window: backend combo box, backend health in the status bar, log panel, one tab per
+algorithm."""
+
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDockWidget,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QTabWidget,
+    QToolBar,
+)
+
+import hft_lab
+from hft_lab.backends import BackendType
+from hft_lab.backends.router import BackendRouter
+from hft_lab.ui.log_panel import LogPanel
+from hft_lab.ui.views.mean_reversion import MeanReversionView
+from hft_lab.ui.worker import TaskRunner
+
+log = logging.getLogger("hft_lab.ui")
+
+STATE_TEXT = {
+    "starting": ("starting", "#b58900"),
+    "serving": ("serving", "#2e7d32"),
+    "down": ("down", "#c62828"),
+    "failed": ("down", "#c62828"),
+    "stopped": ("stopped", "#757575"),
+}
+
+
+class MainWindow(QMainWindow):
+    backend_state_changed = Signal()
+
+    def __init__(self, router: BackendRouter, settings: QSettings | None = None):
+        super().__init__()
+        self.router = router
+        self.settings = settings or QSettings("HFT Arbitrage Lab", "hft-lab")
+        self.setWindowTitle(f"HFT Arbitrage Lab {hft_lab.__version__}")
+        self.resize(1280, 820)
+
+        self.log_panel = LogPanel()
+        self.log_panel.install("hft_lab", "grpcd")
+        dock = QDockWidget("Log", self)
+        dock.setObjectName("log-dock")
+        dock.setWidget(self.log_panel)
+        self.addDockWidget(Qt.BottomDockWidgetArea, dock)
+
+        tb = QToolBar("Backend")
+        tb.setObjectName("backend-toolbar")
+        self.addToolBar(tb)
+        tb.addWidget(QLabel(" Backend: "))
+        self.backend_combo = QComboBox()
+        for t in (BackendType.GRPC, BackendType.PYO3, BackendType.AUTO):
+            self.backend_combo.addItem(t.label, t)
+        tb.addWidget(self.backend_combo)
+
+        self.tabs = QTabWidget()
+        self.setCentralWidget(self.tabs)
+        self.runners: list[TaskRunner] = []
+        self.mean_reversion = MeanReversionView(self._runner())
+        self.tabs.addTab(self.mean_reversion, "Mean Reversion")
+
+        self.grpc_label = QLabel()
+        self.pyo3_label = QLabel()
+        self.fallback_label = QLabel()
+        sb = self.statusBar()
+        sb.addPermanentWidget(self.fallback_label)
+        sb.addPermanentWidget(self.grpc_label)
+        sb.addPermanentWidget(self.pyo3_label)
+
+        # the router calls back from any thread; hop to the GUI thread with a queued signal
+        self.backend_state_changed.connect(self.refresh_status, Qt.QueuedConnection)
+        router.on_change = self.backend_state_changed.emit
+        self._poll = QTimer(self)
+        self._poll.setInterval(2000)
+        self._poll.timeout.connect(self.refresh_status)
+        self._poll.start()
+
+        self._restore()
+        self.backend_combo.currentIndexChanged.connect(self._on_backend_chosen)
+        self._on_backend_chosen()
+
+    def _runner(self) -> TaskRunner:
+        r = TaskRunner(self.router, self)
+        self.runners.append(r)
+        return r
+
+    # ---- backend choice and status ----
+    def _on_backend_chosen(self, *_):
+        t = self.backend_combo.currentData()
+        self.router.set_preferred(t)
+        self.settings.setValue("backend", t.value)
+        self.refresh_status()
+
+    def set_backend(self, t: BackendType) -> None:
+        self.backend_combo.setCurrentIndex(self.backend_combo.findData(t))
+
+    def refresh_status(self) -> None:
+        state = self.router.grpc_state()
+        text, color = STATE_TEXT.get(state, (state, "#757575"))
+        self.grpc_label.setText(f"<b>gRPC</b>: <span style='color:{color}'>{text}</span>")
+        ok = self.router.pyo3.is_available()
+        self.pyo3_label.setText(
+            f"<b>PyO3</b>: <span style='color:{'#2e7d32' if ok else '#c62828'}'>{'loaded' if ok else 'missing'}</span>"
+        )
+        try:
+            self.router.resolve()
+        except Exception as e:  # no backend at all
+            self.fallback_label.setText(f"<span style='color:#c62828'>{e}</span>")
+            return
+        note = self.router.fallback_note
+        self.fallback_label.setText(f"<span style='color:#b58900'>fallback active: {note}</span>" if note else "")
+
+    # ---- settings ----
+    def _restore(self) -> None:
+        geo = self.settings.value("geometry")
+        if geo is not None:
+            self.restoreGeometry(geo)
+        st = self.settings.value("windowState")
+        if st is not None:
+            self.restoreState(st)
+        env_choice = self.router.config.backend_type
+        saved = self.settings.value("backend")
+        choice = env_choice
+        if env_choice == BackendType.AUTO and saved:
+            try:
+                choice = BackendType.parse(saved)
+            except ValueError:
+                pass
+        self.backend_combo.setCurrentIndex(self.backend_combo.findData(choice))
+
+    def closeEvent(self, ev) -> None:
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("windowState", self.saveState())
+        for r in self.runners:
+            r.cancel()
+        self._poll.stop()
+        self.log_panel.uninstall()
+        super().closeEvent(ev)
+
+    def show_error(self, title: str, text: str) -> None:
+        QMessageBox.critical(self, title, text)

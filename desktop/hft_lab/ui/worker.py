@@ -1,0 +1,114 @@
+"""Running backend calls off the GUI thread.
+
+`TaskRunner` is a GUI-thread QObject. `start()` runs `router.call(op, ...)` on a plain worker
+thread with a fresh CancelToken; starting a new task cancels the previous one, and a stale
+task's result never reaches the view (it is dropped by id). The worker thread only emits on a
+private emitter; the runner re-emits from the GUI thread (pytest-qt's waitSignal is reliable on
+that, see ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from hft_lab.backends import CancelToken, Cancelled
+from hft_lab.backends.router import BackendRouter, Resolution
+
+log = logging.getLogger("hft_lab.worker")
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    task_id: int
+    op: str
+    ok: bool
+    value: Any  # the result, or the exception
+    backend_name: str
+    seconds: float
+    note: str = ""
+
+    @property
+    def cancelled(self) -> bool:
+        return not self.ok and isinstance(self.value, Cancelled)
+
+
+class _Emitter(QObject):
+    done = Signal(object)
+    progress = Signal(int, object)
+
+
+class TaskRunner(QObject):
+    finished = Signal(object)  # TaskOutcome (ok or error), emitted on the GUI thread
+    progress = Signal(object)  # arbitrary progress payload of the current task
+    busy_changed = Signal(bool)
+
+    _ids = itertools.count(1)
+
+    def __init__(self, router: BackendRouter, parent: QObject | None = None):
+        super().__init__(parent)
+        self.router = router
+        self._emitter = _Emitter()
+        self._emitter.done.connect(self._on_done)
+        self._emitter.progress.connect(self._on_progress)
+        self._current: tuple[int, CancelToken] | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._current is not None
+
+    def start(self, op: str, *args: Any, **kwargs: Any) -> int:
+        self.cancel()
+        tid = next(self._ids)
+        token = CancelToken()
+        self._current = (tid, token)
+        kwargs["cancel"] = token
+        emitter = self._emitter
+
+        def run():
+            t0 = time.perf_counter()
+            name, note = "", ""
+            try:
+                value, res = self.router.call(op, *args, **kwargs)
+                name, note = res.backend.name, res.note
+                out = TaskOutcome(tid, op, True, value, name, time.perf_counter() - t0, note)
+            except BaseException as e:  # the view shows every failure; nothing is lost silently
+                if not isinstance(e, (ValueError, Cancelled)):
+                    log.exception("%s failed", op)
+                out = TaskOutcome(tid, op, False, e, name, time.perf_counter() - t0, note)
+            emitter.done.emit(out)
+
+        threading.Thread(target=run, name=f"task-{op}-{tid}", daemon=True).start()
+        self.busy_changed.emit(True)
+        return tid
+
+    def report_progress(self, task_id: int, payload: Any) -> None:
+        """Thread-safe: called from a worker (e.g. a progress callback)."""
+        self._emitter.progress.emit(task_id, payload)
+
+    @property
+    def current_id(self) -> int | None:
+        return self._current[0] if self._current else None
+
+    def cancel(self) -> None:
+        if self._current is not None:
+            self._current[1].cancel()
+            self._current = None
+            self.busy_changed.emit(False)
+
+    def _on_done(self, out: TaskOutcome) -> None:
+        if self._current is None or out.task_id != self._current[0]:
+            return  # stale (cancelled or superseded): never reaches the view
+        self._current = None
+        self.busy_changed.emit(False)
+        self.finished.emit(out)
+
+    def _on_progress(self, task_id: int, payload: Any) -> None:
+        if self._current is not None and task_id == self._current[0]:
+            self.progress.emit(payload)
