@@ -11,6 +11,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use rustcore::backtest as bt;
+use rustcore::ou;
 use rustcore::rolling::{self, MeanReversionState, SignalParams};
 
 use crate::convert::{self, i8_bytes, status, to_vector};
@@ -72,7 +74,7 @@ fn signal_params(s: &Option<pb::SignalParameters>) -> SignalParams {
     }
 }
 
-const ALGORITHMS: &[&str] = &["mean_reversion", "mean_reversion_stream"];
+const ALGORITHMS: &[&str] = &["mean_reversion", "mean_reversion_stream", "fit_ou", "backtest"];
 
 type Stream<T> = ReceiverStream<Result<T, Status>>;
 
@@ -161,12 +163,58 @@ impl HftLab for Service {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
-    async fn fit_ou(&self, _: Request<pb::OuRequest>) -> Result<Response<pb::OuResponse>, Status> {
-        Err(Status::unimplemented("FitOu is not available in this build of grpcd"))
+    async fn fit_ou(&self, req: Request<pb::OuRequest>) -> Result<Response<pb::OuResponse>, Status> {
+        let r = req.into_inner();
+        let series = convert::vector(&r.series, "series")?;
+        let cfg = ou::OuConfig { dt: r.dt.unwrap_or(1.0), bars_per_day: r.bars_per_day.unwrap_or(1.0) };
+        let f = blocking("FitOu", move |_| ou::fit_ou(&series, &cfg).map_err(status)).await?;
+        Ok(Response::new(pb::OuResponse {
+            a: f.a,
+            b: f.b,
+            kappa: f.kappa,
+            theta: f.theta,
+            sigma: f.sigma,
+            half_life_bars: f.half_life_bars,
+            half_life_days: f.half_life_days,
+            se_a: f.se_a,
+            se_b: f.se_b,
+            se_kappa: f.se_kappa,
+            se_half_life: f.se_half_life,
+            r_squared: f.r_squared,
+            residual_std: f.residual_std,
+            mean_reverting: f.mean_reverting,
+            hurst: f.hurst,
+            n: f.n as u64,
+        }))
     }
 
-    async fn backtest(&self, _: Request<pb::BacktestRequest>) -> Result<Response<pb::BacktestResponse>, Status> {
-        Err(Status::unimplemented("Backtest is not available in this build of grpcd"))
+    async fn backtest(&self, req: Request<pb::BacktestRequest>) -> Result<Response<pb::BacktestResponse>, Status> {
+        let r = req.into_inner();
+        let prices = convert::vector(&r.prices, "prices")?;
+        let positions = convert::vector(&r.positions, "positions")?;
+        let cfg = bt::BacktestConfig {
+            cost_bps: r.cost_bps.unwrap_or(0.0),
+            periods_per_year: r.periods_per_year.unwrap_or(252.0),
+        };
+        let b = blocking("Backtest", move |_| bt::backtest(&prices, &positions, &cfg).map_err(status)).await?;
+        Ok(Response::new(pb::BacktestResponse {
+            equity: Some(to_vector(&b.equity)),
+            returns: Some(to_vector(&b.returns)),
+            drawdown: Some(to_vector(&b.drawdown)),
+            total_return: b.total_return,
+            annual_return: b.annual_return,
+            annual_volatility: b.annual_volatility,
+            sharpe: b.sharpe,
+            sortino: b.sortino,
+            max_drawdown: b.max_drawdown,
+            n_trades: b.n_trades as u64,
+            win_rate: b.win_rate,
+            avg_holding_bars: b.avg_holding_bars,
+            trade_entries: b.trade_entries.iter().map(|&i| i as i64).collect(),
+            trade_exits: b.trade_exits.iter().map(|&i| i as i64).collect(),
+            trade_directions: b.trade_directions.iter().map(|&i| i as i64).collect(),
+            trade_pnls: b.trade_pnls,
+        }))
     }
 
     async fn optimize_portfolio(

@@ -2,7 +2,9 @@
 //! No I/O, no Python, no gRPC: the PyO3 bindings (`rustcore/python`) and the tonic server
 //! (`grpcd`) are thin adapters over this crate.
 
+pub mod backtest;
 pub mod error;
+pub mod ou;
 pub mod rolling;
 
 pub use error::{CoreError, CoreResult};

@@ -16,7 +16,7 @@ import numpy as np
 
 from .config import BackendType
 from .errors import Cancelled  # noqa: F401  (re-exported for callers)
-from .results import MeanReversionResult, ServerInfo, StreamTicks
+from .results import BacktestResult, MeanReversionResult, OuFit, ServerInfo, StreamTicks
 
 ProgressFn = Callable[[int, float], "bool | None"]
 
@@ -138,6 +138,12 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def _stream(self, lookback, threshold, exit_threshold, stop_threshold) -> MeanReversionStream: ...
 
+    @abc.abstractmethod
+    def _fit_ou(self, series, dt, bars_per_day) -> dict: ...
+
+    @abc.abstractmethod
+    def _backtest(self, prices, positions, cost_bps, periods_per_year) -> dict: ...
+
     def close(self) -> None:
         pass
 
@@ -175,6 +181,28 @@ class Backend(abc.ABC):
         lb = nonneg_int("lookback", lookback)
         st = None if stop_threshold is None else real("stop_threshold", stop_threshold)
         return self._stream(lb, real("threshold", threshold), real("exit_threshold", exit_threshold), st)
+
+    def fit_ou(self, series: Any, dt: float = 1.0, bars_per_day: float = 1.0, cancel: CancelToken | None = None) -> OuFit:
+        """Ornstein-Uhlenbeck fit (AR(1) OLS), half-life, standard errors, Hurst exponent (R/S)."""
+        d = self._fit_ou(as_vector("series", series), real("dt", dt), real("bars_per_day", bars_per_day))
+        return OuFit(**d)
+
+    def backtest(
+        self,
+        prices: Any,
+        positions: Any,
+        cost_bps: float = 0.0,
+        periods_per_year: float = 252.0,
+        cancel: CancelToken | None = None,
+    ) -> BacktestResult:
+        """Equity curve and statistics of `positions` (+1/0/-1, held from close t-1 to close t)."""
+        d = self._backtest(
+            as_vector("prices", prices),
+            as_vector("positions", positions),
+            real("cost_bps", cost_bps),
+            real("periods_per_year", periods_per_year),
+        )
+        return BacktestResult(**d)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"

@@ -220,3 +220,14 @@ class GrpcBackend(Backend):
             ),
         )
         return _GrpcStream(self, cfg)
+
+    def _fit_ou(self, series, dt, bars_per_day):
+        r = self._unary("FitOu", pb.OuRequest(series=wire.vec(series), dt=dt, bars_per_day=bars_per_day), pb.OuResponse)
+        return wire.fields(r)
+
+    def _backtest(self, prices, positions, cost_bps, periods_per_year):
+        req = pb.BacktestRequest(
+            prices=wire.vec(prices), positions=wire.vec(positions), cost_bps=cost_bps, periods_per_year=periods_per_year
+        )
+        r = self._unary("Backtest", req, pb.BacktestResponse)
+        return wire.fields(r)

@@ -73,3 +73,9 @@ class Pyo3Backend(Backend):
 
     def _stream(self, lookback, threshold, exit_threshold, stop_threshold):
         return _Pyo3Stream(lookback, threshold, exit_threshold, stop_threshold)
+
+    def _fit_ou(self, series, dt, bars_per_day):
+        return _core().fit_ou(series, dt, bars_per_day)
+
+    def _backtest(self, prices, positions, cost_bps, periods_per_year):
+        return _core().backtest(prices, positions, cost_bps, periods_per_year)

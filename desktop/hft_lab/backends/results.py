@@ -75,3 +75,50 @@ class ServerInfo(_Result):
     algorithms: tuple[str, ...] = field(default_factory=tuple)
     max_message_bytes: int = 0
     pid: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class OuFit(_Result):
+    """Ornstein-Uhlenbeck fit by AR(1) OLS x[t+1] = a + b x[t] + e (see rustcore/src/ou.rs for the
+    conventions). half_life_* are +inf and mean_reverting False when b <= 0 or b >= 1. hurst is the
+    classic R/S exponent of the increments."""
+
+    a: float
+    b: float
+    kappa: float
+    theta: float
+    sigma: float
+    half_life_bars: float
+    half_life_days: float
+    se_a: float
+    se_b: float
+    se_kappa: float
+    se_half_life: float
+    r_squared: float
+    residual_std: float
+    mean_reverting: bool
+    hurst: float
+    n: int
+
+
+@dataclass(frozen=True, eq=False)
+class BacktestResult(_Result):
+    """Backtest of positions held from close t-1 to close t, costs in bps of turnover.
+    max_drawdown is a positive fraction; trades are closed round trips (a flip closes one and opens one)."""
+
+    equity: np.ndarray
+    returns: np.ndarray
+    drawdown: np.ndarray
+    total_return: float
+    annual_return: float
+    annual_volatility: float
+    sharpe: float
+    sortino: float
+    max_drawdown: float
+    n_trades: int
+    win_rate: float
+    avg_holding_bars: float
+    trade_entries: np.ndarray
+    trade_exits: np.ndarray
+    trade_directions: np.ndarray
+    trade_pnls: np.ndarray

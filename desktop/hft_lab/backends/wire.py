@@ -33,3 +33,26 @@ def i8(b: bytes) -> np.ndarray:
 
 def ints(v) -> np.ndarray:
     return np.asarray(v, dtype=np.int64)
+
+
+def fields(msg, exclude=()) -> dict:
+    """A response message as a dict: Vector -> float64 array, Matrix -> 2-D array, repeated
+    integers -> int64 array, repeated doubles -> float64 array, scalars as they are."""
+    out = {}
+    for f in msg.DESCRIPTOR.fields:
+        if f.name in exclude:
+            continue
+        v = getattr(msg, f.name)
+        if f.message_type is not None and f.message_type.name == "Vector":
+            v = arr(v)
+        elif f.message_type is not None and f.message_type.name == "Matrix":
+            v = matrix(v)
+        elif f.is_repeated:
+            if f.type == f.TYPE_DOUBLE:
+                v = np.asarray(v, dtype=np.float64)
+            elif f.type == f.TYPE_STRING:
+                v = tuple(v)
+            else:
+                v = np.asarray(v, dtype=np.int64)
+        out[f.name] = v
+    return out

@@ -12,6 +12,8 @@ use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use rustcore::backtest as bt;
+use rustcore::ou;
 use rustcore::rolling::{self, MeanReversionState, SignalParams};
 use rustcore::CoreError;
 
@@ -180,6 +182,66 @@ impl MeanReversionStream {
     }
 }
 
+/// Ornstein-Uhlenbeck fit by AR(1) OLS, with standard errors and the R/S Hurst exponent.
+#[pyfunction]
+#[pyo3(signature = (series, dt=1.0, bars_per_day=1.0))]
+fn fit_ou<'py>(py: Python<'py>, series: PyReadonlyArray1<'py, f64>, dt: f64, bars_per_day: f64) -> PyResult<Bound<'py, PyDict>> {
+    let x = slice("series", &series)?;
+    let f = detach(py, || ou::fit_ou(x, &ou::OuConfig { dt, bars_per_day }))?;
+    let d = PyDict::new(py);
+    d.set_item("a", f.a)?;
+    d.set_item("b", f.b)?;
+    d.set_item("kappa", f.kappa)?;
+    d.set_item("theta", f.theta)?;
+    d.set_item("sigma", f.sigma)?;
+    d.set_item("half_life_bars", f.half_life_bars)?;
+    d.set_item("half_life_days", f.half_life_days)?;
+    d.set_item("se_a", f.se_a)?;
+    d.set_item("se_b", f.se_b)?;
+    d.set_item("se_kappa", f.se_kappa)?;
+    d.set_item("se_half_life", f.se_half_life)?;
+    d.set_item("r_squared", f.r_squared)?;
+    d.set_item("residual_std", f.residual_std)?;
+    d.set_item("mean_reverting", f.mean_reverting)?;
+    d.set_item("hurst", f.hurst)?;
+    d.set_item("n", f.n)?;
+    Ok(d)
+}
+
+/// Backtest of a positions series (held from close t-1 to close t) with costs in bps of turnover.
+#[pyfunction]
+#[pyo3(signature = (prices, positions, cost_bps=0.0, periods_per_year=252.0))]
+fn backtest<'py>(
+    py: Python<'py>,
+    prices: PyReadonlyArray1<'py, f64>,
+    positions: PyReadonlyArray1<'py, f64>,
+    cost_bps: f64,
+    periods_per_year: f64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let p = slice("prices", &prices)?;
+    let q = slice("positions", &positions)?;
+    let r = detach(py, || bt::backtest(p, q, &bt::BacktestConfig { cost_bps, periods_per_year }))?;
+    let d = PyDict::new(py);
+    d.set_item("equity", r.equity.into_pyarray(py))?;
+    d.set_item("returns", r.returns.into_pyarray(py))?;
+    d.set_item("drawdown", r.drawdown.into_pyarray(py))?;
+    d.set_item("total_return", r.total_return)?;
+    d.set_item("annual_return", r.annual_return)?;
+    d.set_item("annual_volatility", r.annual_volatility)?;
+    d.set_item("sharpe", r.sharpe)?;
+    d.set_item("sortino", r.sortino)?;
+    d.set_item("max_drawdown", r.max_drawdown)?;
+    d.set_item("n_trades", r.n_trades)?;
+    d.set_item("win_rate", r.win_rate)?;
+    d.set_item("avg_holding_bars", r.avg_holding_bars)?;
+    let i64s = |v: Vec<usize>| v.into_iter().map(|i| i as i64).collect::<Vec<i64>>();
+    d.set_item("trade_entries", i64s(r.trade_entries).into_pyarray(py))?;
+    d.set_item("trade_exits", i64s(r.trade_exits).into_pyarray(py))?;
+    d.set_item("trade_directions", r.trade_directions.into_iter().map(i64::from).collect::<Vec<i64>>().into_pyarray(py))?;
+    d.set_item("trade_pnls", r.trade_pnls.into_pyarray(py))?;
+    Ok(d)
+}
+
 /// Round-trip a float64 array (transport cost baseline for the benchmark).
 #[pyfunction]
 fn echo<'py>(py: Python<'py>, values: PyReadonlyArray1<'py, f64>) -> PyResult<Bound<'py, numpy::PyArray1<f64>>> {
@@ -194,5 +256,7 @@ fn _rustcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<MeanReversionStream>()?;
     m.add_function(wrap_pyfunction!(mean_reversion, m)?)?;
     m.add_function(wrap_pyfunction!(echo, m)?)?;
+    m.add_function(wrap_pyfunction!(fit_ou, m)?)?;
+    m.add_function(wrap_pyfunction!(backtest, m)?)?;
     Ok(())
 }
