@@ -57,7 +57,3 @@ pub fn to_matrix(v: &[f64], rows: usize, cols: usize) -> Matrix {
 pub fn i8_bytes(v: &[i8]) -> Vec<u8> {
     v.iter().map(|&x| x as u8).collect()
 }
-
-pub fn i8s(b: &[u8]) -> Vec<i8> {
-    b.iter().map(|&x| x as i8).collect()
-}

@@ -12,6 +12,7 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use rustcore::backtest as bt;
+use rustcore::hmm;
 use rustcore::ou;
 use rustcore::rolling::{self, MeanReversionState, SignalParams};
 
@@ -74,7 +75,7 @@ fn signal_params(s: &Option<pb::SignalParameters>) -> SignalParams {
     }
 }
 
-const ALGORITHMS: &[&str] = &["mean_reversion", "mean_reversion_stream", "fit_ou", "backtest"];
+const ALGORITHMS: &[&str] = &["mean_reversion", "mean_reversion_stream", "fit_ou", "backtest", "hmm"];
 
 type Stream<T> = ReceiverStream<Result<T, Status>>;
 
@@ -226,8 +227,69 @@ impl HftLab for Service {
 
     type RunHmmStream = Stream<pb::HmmUpdate>;
 
-    async fn run_hmm(&self, _: Request<pb::HmmRequest>) -> Result<Response<Self::RunHmmStream>, Status> {
-        Err(Status::unimplemented("RunHmm is not available in this build of grpcd"))
+    async fn run_hmm(&self, req: Request<pb::HmmRequest>) -> Result<Response<Self::RunHmmStream>, Status> {
+        let r = req.into_inner();
+        let obs = convert::vector(&r.observations, "observations")?;
+        let init = match &r.init {
+            None => None,
+            Some(i) => Some(hmm::HmmInit {
+                start_prob: convert::vector(&i.start_prob, "init start_prob")?,
+                transmat: i.transmat.as_ref().map(|m| convert::f64s(&m.data, "init transmat")).transpose()?.unwrap_or_default(),
+                means: convert::vector(&i.means, "init means")?,
+                variances: convert::vector(&i.variances, "init variances")?,
+            }),
+        };
+        let config = hmm::HmmConfig {
+            n_states: r.n_states as usize,
+            max_iterations: r.max_iterations as usize,
+            tolerance: r.tolerance,
+            n_restarts: r.n_restarts as usize,
+            seed: r.seed,
+            init,
+        };
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(async move {
+            let progress_tx = tx.clone();
+            // Progress goes out as it happens; a client that cancels or disconnects drops the
+            // stream, the next send fails and the hook stops the core within one iteration.
+            let out = blocking("RunHmm", move |flag| {
+                let mut hook = |it: usize, ll: f64| {
+                    !flag.load(Ordering::Relaxed)
+                        && progress_tx
+                            .blocking_send(Ok(pb::HmmUpdate {
+                                kind: Some(pb::hmm_update::Kind::Progress(pb::HmmProgress {
+                                    iteration: it as u32,
+                                    log_likelihood: ll,
+                                })),
+                            }))
+                            .is_ok()
+                };
+                hmm::run_hmm(&obs, &config, &mut hook).map_err(status)
+            })
+            .await;
+            let msg = out.map(|h| {
+                let k = h.n_states;
+                let t = h.viterbi_path.len();
+                pb::HmmUpdate {
+                    kind: Some(pb::hmm_update::Kind::Result(pb::HmmResponse {
+                        means: Some(to_vector(&h.means)),
+                        variances: Some(to_vector(&h.variances)),
+                        transition_matrix: Some(convert::to_matrix(&h.transition_matrix, k, k)),
+                        start_probabilities: Some(to_vector(&h.start_probabilities)),
+                        log_likelihood: h.log_likelihood,
+                        log_likelihood_history: Some(to_vector(&h.log_likelihood_history)),
+                        iterations: h.iterations as u32,
+                        converged: h.converged,
+                        posteriors: Some(convert::to_matrix(&h.posteriors, t, k)),
+                        viterbi_path: h.viterbi_path.iter().map(|&s| s as u32).collect(),
+                        aic: h.aic,
+                        bic: h.bic,
+                    })),
+                }
+            });
+            let _ = tx.send(msg).await;
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     async fn sparse_portfolio(&self, _: Request<pb::SparseRequest>) -> Result<Response<pb::SparseResponse>, Status> {

@@ -4,6 +4,7 @@
 
 pub mod backtest;
 pub mod error;
+pub mod hmm;
 pub mod ou;
 pub mod rolling;
 

@@ -99,8 +99,8 @@ impl RollingZ {
             }
         }
         let n = w as f64;
-        let mean_off = self.s1 / n;
-        let var = ((self.s2 - self.s1 * mean_off) / (n - 1.0)).max(0.0);
+        let mean_off = self.s1 * (1.0 / n);
+        let var = ((self.s2 - self.s1 * mean_off) * (1.0 / (n - 1.0))).max(0.0);
         let std = var.sqrt();
         let mean = self.shift + mean_off;
         let z = if std > 0.0 { ((x - self.shift) - mean_off) / std } else { 0.0 };
@@ -168,6 +168,19 @@ impl SignalMachine {
     pub fn push(&mut self, z: f64) -> (i8, i8) {
         let position = self.last_signal;
         let p = self.params;
+        // fast paths (the common cases), same outcome as the full rules below
+        if !self.blocked {
+            let stop = p.stop.unwrap_or(f64::INFINITY);
+            let keep = match self.state {
+                0 => z.abs() <= p.entry,
+                1 => z < -p.exit && z > -stop,
+                _ => z > p.exit && z < stop,
+            };
+            if keep {
+                self.last_signal = self.state;
+                return (self.state, position);
+            }
+        }
         if z.is_nan() {
             self.state = 0;
         } else {
@@ -267,6 +280,108 @@ pub struct MeanReversionResult {
     pub exits: Vec<usize>,
 }
 
+/// Rolling mean/std/z of a whole series into `mean`, `std`, `z` (each `x.len()` long).
+///
+/// The same arithmetic, in the same order, as [`RollingZ::push`] tick by tick (re-centring when
+/// the window is full and then every `w` ticks, with the window in time order), so streaming and
+/// batch agree bit for bit; written as a tight block loop for speed. Returns false if cancelled.
+pub fn rolling_into(
+    x: &[f64],
+    w: usize,
+    mean: &mut [f64],
+    std: &mut [f64],
+    z: &mut [f64],
+    on_progress: &mut dyn FnMut(usize, f64) -> bool,
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked above). Only wider registers are used: IEEE
+            // sqrt/div/add/mul are correctly rounded at any width and Rust never fuses a*b+c,
+            // so the results are bit-identical to the scalar path.
+            return unsafe { rolling_into_avx2(x, w, mean, std, z, on_progress) };
+        }
+    }
+    rolling_into_generic(x, w, mean, std, z, on_progress)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn rolling_into_avx2(
+    x: &[f64],
+    w: usize,
+    mean: &mut [f64],
+    std: &mut [f64],
+    z: &mut [f64],
+    on_progress: &mut dyn FnMut(usize, f64) -> bool,
+) -> bool {
+    rolling_into_generic(x, w, mean, std, z, on_progress)
+}
+
+#[inline(always)]
+fn rolling_into_generic(
+    x: &[f64],
+    w: usize,
+    mean: &mut [f64],
+    std: &mut [f64],
+    z: &mut [f64],
+    on_progress: &mut dyn FnMut(usize, f64) -> bool,
+) -> bool {
+    let n = x.len();
+    let nf = w as f64;
+    let (inv_n, inv_dof) = (1.0 / nf, 1.0 / (nf - 1.0));
+    for i in 0..(w - 1).min(n) {
+        mean[i] = f64::NAN;
+        std[i] = f64::NAN;
+        z[i] = f64::NAN;
+    }
+    let mut next_report = 1usize << 16;
+    let mut t0 = w - 1;
+    while t0 < n {
+        if t0 >= next_report {
+            next_report += 1 << 16;
+            if !on_progress(t0, t0 as f64 / n as f64) {
+                return false;
+            }
+        }
+        // re-centre on the window x[t0-w+1 ..= t0] (two-pass, exactly as RollingZ::recentre)
+        let win = &x[t0 + 1 - w..=t0];
+        let shift = win.iter().sum::<f64>() / nf;
+        let (mut s1, mut s2) = (0.0, 0.0);
+        for &v in win {
+            let d = v - shift;
+            s1 += d;
+            s2 += d * d;
+        }
+        let end = (t0 + w).min(n);
+        // pass 1, serial: the running sums; mean offset parked in z, variance in std
+        let xs = &x[t0..end];
+        let olds = &x[t0 - (w - 1)..end - (w - 1)]; // olds[k + 1] = x[t0 + k + 1 - w]
+        let (zb, sb, mb) = (&mut z[t0..end], &mut std[t0..end], &mut mean[t0..end]);
+        for k in 0..xs.len() {
+            if k > 0 {
+                let dn = xs[k] - shift;
+                let dold = olds[k - 1] - shift;
+                s1 += dn - dold;
+                s2 += dn * dn - dold * dold;
+            }
+            let mean_off = s1 * inv_n;
+            zb[k] = mean_off;
+            sb[k] = ((s2 - s1 * mean_off) * inv_dof).max(0.0);
+        }
+        // pass 2, independent per element (vectorises): sqrt, mean, z
+        for (((xi, zi), si), mi) in xs.iter().zip(zb.iter_mut()).zip(sb.iter_mut()).zip(mb.iter_mut()) {
+            let mean_off = *zi;
+            let sd = si.sqrt();
+            *mi = shift + mean_off;
+            *si = sd;
+            *zi = if sd > 0.0 { ((xi - shift) - mean_off) / sd } else { 0.0 };
+        }
+        t0 = end;
+    }
+    true
+}
+
 /// Rolling z-score and signals over a whole series. `on_progress(done, fraction)` is called every
 /// 65 536 bars; returning false cancels.
 pub fn mean_reversion(
@@ -287,37 +402,34 @@ pub fn mean_reversion(
             "prices is constant: the rolling standard deviation is zero everywhere",
         ));
     }
-    let mut state = MeanReversionState::new(lookback, params)?;
+    let mut machine = SignalMachine::new(params)?;
     let n = prices.len();
     let mut out = MeanReversionResult {
-        rolling_mean: Vec::with_capacity(n),
-        rolling_std: Vec::with_capacity(n),
-        zscore: Vec::with_capacity(n),
-        signals: Vec::with_capacity(n),
-        positions: Vec::with_capacity(n),
+        rolling_mean: vec![0.0; n],
+        rolling_std: vec![0.0; n],
+        zscore: vec![0.0; n],
+        signals: vec![0; n],
+        positions: vec![0; n],
         entries: Vec::new(),
         exits: Vec::new(),
     };
+    if !rolling_into(prices, lookback, &mut out.rolling_mean, &mut out.rolling_std, &mut out.zscore, on_progress) {
+        return Err(CoreError::Cancelled);
+    }
     let mut prev = 0i8;
-    for (i, &p) in prices.iter().enumerate() {
-        if i & 0xFFFF == 0xFFFF && !on_progress(i + 1, (i + 1) as f64 / n as f64) {
-            return Err(CoreError::Cancelled);
-        }
-        let t = state.push(p)?;
-        out.rolling_mean.push(t.mean);
-        out.rolling_std.push(t.std);
-        out.zscore.push(t.zscore);
-        out.signals.push(t.signal);
-        out.positions.push(t.position);
-        if t.signal != prev {
+    for (i, &zi) in out.zscore.iter().enumerate() {
+        let (sig, pos) = machine.push(zi);
+        out.signals[i] = sig;
+        out.positions[i] = pos;
+        if sig != prev {
             if prev != 0 {
                 out.exits.push(i);
             }
-            if t.signal != 0 {
+            if sig != 0 {
                 out.entries.push(i);
             }
         }
-        prev = t.signal;
+        prev = sig;
     }
     Ok(out)
 }

@@ -16,7 +16,7 @@ import numpy as np
 
 from .config import BackendType
 from .errors import Cancelled  # noqa: F401  (re-exported for callers)
-from .results import BacktestResult, MeanReversionResult, OuFit, ServerInfo, StreamTicks
+from .results import BacktestResult, HmmResult, MeanReversionResult, OuFit, ServerInfo, StreamTicks
 
 ProgressFn = Callable[[int, float], "bool | None"]
 
@@ -144,6 +144,9 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def _backtest(self, prices, positions, cost_bps, periods_per_year) -> dict: ...
 
+    @abc.abstractmethod
+    def _run_hmm(self, observations, n_states, max_iterations, tolerance, n_restarts, seed, init, progress, cancel) -> dict: ...
+
     def close(self) -> None:
         pass
 
@@ -203,6 +206,44 @@ class Backend(abc.ABC):
             real("periods_per_year", periods_per_year),
         )
         return BacktestResult(**d)
+
+    def run_hmm(
+        self,
+        observations: Any,
+        n_states: int = 3,
+        max_iterations: int = 100,
+        tolerance: float = 1e-6,
+        n_restarts: int = 0,
+        seed: int = 0,
+        init: dict | None = None,
+        progress: ProgressFn | None = None,
+        cancel: CancelToken | None = None,
+    ) -> HmmResult:
+        """Gaussian HMM regime detection. `init`: dict(start_prob, transmat, means, variances) to
+        start EM from given parameters; `progress(iteration, log_likelihood)` is called once per EM
+        iteration (return False to cancel: raises Cancelled)."""
+        x = as_vector("observations", observations)
+        init_t = None
+        if init is not None:
+            missing = {"start_prob", "transmat", "means", "variances"} - set(init)
+            if missing:
+                raise ValueError(f"init is missing {', '.join(sorted(missing))}")
+            init_t = tuple(
+                np.ascontiguousarray(np.asarray(init[k], dtype=np.float64).ravel())
+                for k in ("start_prob", "transmat", "means", "variances")
+            )
+        d = self._run_hmm(
+            x,
+            nonneg_int("n_states", n_states),
+            nonneg_int("max_iterations", max_iterations),
+            real("tolerance", tolerance),
+            nonneg_int("n_restarts", n_restarts),
+            nonneg_int("seed", seed),
+            init_t,
+            progress,
+            cancel,
+        )
+        return HmmResult(**d)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"

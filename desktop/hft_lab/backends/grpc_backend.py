@@ -231,3 +231,47 @@ class GrpcBackend(Backend):
         )
         r = self._unary("Backtest", req, pb.BacktestResponse)
         return wire.fields(r)
+
+    def _run_hmm(self, observations, n_states, max_iterations, tolerance, n_restarts, seed, init, progress, cancel):
+        req = pb.HmmRequest(
+            observations=wire.vec(observations),
+            n_states=n_states,
+            max_iterations=max_iterations,
+            tolerance=tolerance,
+            n_restarts=n_restarts,
+            seed=seed,
+        )
+        if init is not None:
+            sp, tm, mu, var = init
+            req.init.CopyFrom(
+                pb.HmmInit(
+                    start_prob=wire.vec(sp),
+                    transmat=pb.Matrix(rows=0, cols=0, data=np.ascontiguousarray(tm, dtype="<f8").tobytes()),
+                    means=wire.vec(mu),
+                    variances=wire.vec(var),
+                )
+            )
+        call = self._method("RunHmm", pb.HmmRequest, pb.HmmUpdate, server_stream=True)(
+            req, timeout=self.config.call_timeout_s
+        )
+        if cancel is not None:
+            cancel.add_callback(call.cancel)
+        try:
+            for upd in call:
+                kind = upd.WhichOneof("kind")
+                if kind == "progress":
+                    if progress is not None and progress(upd.progress.iteration, upd.progress.log_likelihood) is False:
+                        call.cancel()
+                        raise Cancelled("cancelled by the user")
+                elif kind == "result":
+                    d = wire.fields(upd.result)
+                    k = len(d["means"])
+                    d["transition_matrix"] = d["transition_matrix"].reshape(k, k)
+                    d["n_states"] = k
+                    d["stds"] = np.sqrt(d["variances"])
+                    return d
+        except grpc.RpcError as e:
+            if cancel is not None and cancel.cancelled:
+                raise Cancelled("cancelled by the user") from None
+            raise self._error(e) from None
+        raise BackendUnavailable("RunHmm ended without a result")

@@ -79,3 +79,11 @@ class Pyo3Backend(Backend):
 
     def _backtest(self, prices, positions, cost_bps, periods_per_year):
         return _core().backtest(prices, positions, cost_bps, periods_per_year)
+
+    @translate_cancel
+    def _run_hmm(self, observations, n_states, max_iterations, tolerance, n_restarts, seed, init, progress, cancel):
+        init = None if init is None else tuple(list(a) for a in init)
+        return _core().run_hmm(
+            observations, n_states, max_iterations, tolerance, n_restarts, seed, init,
+            cancel.rust if cancel else None, progress,
+        )

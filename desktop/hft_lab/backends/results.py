@@ -122,3 +122,34 @@ class BacktestResult(_Result):
     trade_exits: np.ndarray
     trade_directions: np.ndarray
     trade_pnls: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class HmmResult(_Result):
+    """Gaussian HMM fitted by Baum-Welch. States are sorted by mean (ascending). log_likelihood is
+    the log-likelihood of the data under the returned parameters; log_likelihood_history has one
+    entry per EM iteration (E-step of that iteration). posteriors are smoothed state probabilities
+    (T x K); viterbi_path the most likely state sequence. AIC/BIC count K-1 start, K(K-1)
+    transition, K mean and K variance parameters."""
+
+    n_states: int
+    means: np.ndarray
+    variances: np.ndarray
+    stds: np.ndarray
+    transition_matrix: np.ndarray
+    start_probabilities: np.ndarray
+    log_likelihood: float
+    log_likelihood_history: np.ndarray
+    iterations: int
+    converged: bool
+    posteriors: np.ndarray
+    viterbi_path: np.ndarray
+    aic: float
+    bic: float
+
+    @property
+    def expected_durations(self) -> np.ndarray:
+        """Expected stay in each state, in bars: 1 / (1 - p_ii)."""
+        p = np.diag(self.transition_matrix)
+        with np.errstate(divide="ignore"):
+            return 1.0 / (1.0 - p)

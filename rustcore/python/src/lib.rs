@@ -6,13 +6,14 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use numpy::{IntoPyArray, PyReadonlyArray1};
+use numpy::{IntoPyArray, PyArrayMethods, PyReadonlyArray1};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use rustcore::backtest as bt;
+use rustcore::hmm;
 use rustcore::ou;
 use rustcore::rolling::{self, MeanReversionState, SignalParams};
 use rustcore::CoreError;
@@ -242,6 +243,55 @@ fn backtest<'py>(
     Ok(d)
 }
 
+/// Gaussian HMM by Baum-Welch (scaled forward-backward), posteriors and Viterbi, states sorted by mean.
+/// `init` = (start_prob, transmat flattened row-major, means, variances) or None.
+/// `progress(iteration, log_likelihood)` is called once per EM iteration (False cancels).
+#[pyfunction]
+#[pyo3(signature = (observations, n_states=3, max_iterations=100, tolerance=1e-6, n_restarts=0, seed=0, init=None, cancel=None, progress=None))]
+#[allow(clippy::too_many_arguments)]
+fn run_hmm<'py>(
+    py: Python<'py>,
+    observations: PyReadonlyArray1<'py, f64>,
+    n_states: usize,
+    max_iterations: usize,
+    tolerance: f64,
+    n_restarts: usize,
+    seed: u64,
+    init: Option<(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)>,
+    cancel: Option<PyRef<'py, CancelToken>>,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let x = slice("observations", &observations)?;
+    let config = hmm::HmmConfig {
+        n_states,
+        max_iterations,
+        tolerance,
+        n_restarts,
+        seed,
+        init: init.map(|(start_prob, transmat, means, variances)| hmm::HmmInit { start_prob, transmat, means, variances }),
+    };
+    let mut hook = progress_hook(cancel.map(|c| c.flag.clone()), progress);
+    let r = detach(py, || hmm::run_hmm(x, &config, &mut hook))?;
+    let k = r.n_states;
+    let t = r.viterbi_path.len();
+    let d = PyDict::new(py);
+    d.set_item("n_states", k)?;
+    d.set_item("means", r.means.into_pyarray(py))?;
+    d.set_item("variances", r.variances.into_pyarray(py))?;
+    d.set_item("stds", r.stds.into_pyarray(py))?;
+    d.set_item("transition_matrix", r.transition_matrix.into_pyarray(py).reshape([k, k])?)?;
+    d.set_item("start_probabilities", r.start_probabilities.into_pyarray(py))?;
+    d.set_item("log_likelihood", r.log_likelihood)?;
+    d.set_item("log_likelihood_history", r.log_likelihood_history.into_pyarray(py))?;
+    d.set_item("iterations", r.iterations)?;
+    d.set_item("converged", r.converged)?;
+    d.set_item("posteriors", r.posteriors.into_pyarray(py).reshape([t, k])?)?;
+    d.set_item("viterbi_path", r.viterbi_path.into_iter().map(|s| s as i64).collect::<Vec<i64>>().into_pyarray(py))?;
+    d.set_item("aic", r.aic)?;
+    d.set_item("bic", r.bic)?;
+    Ok(d)
+}
+
 /// Round-trip a float64 array (transport cost baseline for the benchmark).
 #[pyfunction]
 fn echo<'py>(py: Python<'py>, values: PyReadonlyArray1<'py, f64>) -> PyResult<Bound<'py, numpy::PyArray1<f64>>> {
@@ -258,5 +308,6 @@ fn _rustcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(echo, m)?)?;
     m.add_function(wrap_pyfunction!(fit_ou, m)?)?;
     m.add_function(wrap_pyfunction!(backtest, m)?)?;
+    m.add_function(wrap_pyfunction!(run_hmm, m)?)?;
     Ok(())
 }

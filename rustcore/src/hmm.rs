@@ -1,0 +1,1311 @@
+//! Gaussian hidden Markov model on a 1-D series (regime detection), fitted by Baum-Welch EM.
+//!
+//! # Model
+//! `K` hidden states; state `k` emits `N(mean_k, variance_k)`; the hidden chain starts in
+//! state `k` with probability `start_k` and jumps `i -> j` with probability `transmat[i][j]`.
+//!
+//! # Algorithm
+//! * **E-step**: scaled forward-backward (Rabiner). The forward pass normalises
+//!   `alpha_t` by its sum `c_t`; the log-likelihood is `sum_t log c_t` (plus the per-step
+//!   constant that was taken out of the emission probabilities to keep them from underflowing).
+//!   The backward pass is fused with the accumulation of the sufficient statistics
+//!   (posterior mass, first and second moments, expected transitions), so neither `beta` nor
+//!   the posteriors are stored during EM.
+//! * **M-step**: maximum likelihood (no priors): start probabilities = posterior at t = 0,
+//!   transitions = expected transition counts normalised per row, means and variances =
+//!   posterior-weighted moments. Zero start / transition probabilities stay zero.
+//! * **Variance floor**: every variance is kept `>= VARIANCE_FLOOR * var(observations)`
+//!   (`1e-6` times the population variance of the data) so that a state cannot collapse onto
+//!   a single observation. A state whose posterior mass is zero keeps its previous mean and
+//!   variance; a transition row with no expected transitions keeps its previous values.
+//! * Internally the series is standardised (`z = (x - mean) / std`); a Gaussian HMM is
+//!   equivariant under this map, so this changes nothing but the conditioning. Every
+//!   reported number is in the units of the input.
+//!
+//! # Convergence (exactly like hmmlearn's `ConvergenceMonitor`)
+//! Iteration `i` runs one E-step (which gives the log-likelihood `LL_i` of the *current*
+//! parameters, appended to `log_likelihood_history`), calls `on_progress`, runs the M-step,
+//! and stops when `LL_i - LL_{i-1} < tolerance` (`converged = true`) or after
+//! `max_iterations` iterations (`converged = false` unless the criterion was met on that last
+//! iteration). The returned parameters are those after the last M-step, and
+//! `log_likelihood`, `posteriors` and `viterbi_path` are computed under them (hmmlearn's
+//! `score`, `predict_proba` and `predict`), so `log_likelihood >= ` the last history value.
+//!
+//! # Initialisation
+//! Deterministic (run 0) unless `HmmConfig::init` gives explicit parameters:
+//! state `k` gets the mean of the `k`-th of `K` equal-count buckets of the sorted data
+//! (quantile means), every state gets the data variance (pooled variance), the transition
+//! matrix is sticky (`0.9` on the diagonal, `0.1 / (K - 1)` elsewhere), start probabilities are
+//! uniform. `n_restarts` extra runs start from seeded random parameters (splitmix64 seeded with
+//! `HmmConfig::seed`: means = randomly drawn observations, variances in
+//! `[0.1, 1] * var(data)`, random sticky transitions); the run with the highest final
+//! log-likelihood wins (the first one on a tie).
+//!
+//! # Output
+//! States are sorted by mean, ascending (means, variances, transition rows and columns, start
+//! probabilities, posterior columns and Viterbi labels are relabelled consistently).
+//!
+//! # Information criteria
+//! Free parameters `p = (K - 1) + K (K - 1) + K + K = K^2 + 2K - 1`
+//! (start probabilities, transition rows, means, variances);
+//! `AIC = 2p - 2 LL`, `BIC = p ln(T) - 2 LL` with `LL` the final log-likelihood and `T` the
+//! number of observations.
+
+// Index loops over the (small) state dimension read more clearly than iterator chains here.
+#![allow(clippy::needless_range_loop)]
+
+use crate::error::{check, CoreError, CoreResult};
+
+/// Largest number of hidden states accepted (`n_states` is also bounded by observations / 10).
+pub const MAX_STATES: usize = 50;
+/// At least this many observations per hidden state (`n_states <= observations / 10`).
+pub const MIN_OBSERVATIONS_PER_STATE: usize = 10;
+/// Largest number of extra random restarts accepted.
+pub const MAX_RESTARTS: usize = 1000;
+/// Variance floor relative to the (population) variance of the observations.
+pub const VARIANCE_FLOOR: f64 = 1e-6;
+/// Tolerance on the sums of `init.start_prob` and of each row of `init.transmat` (they are
+/// then renormalised exactly).
+pub const INIT_SUM_TOLERANCE: f64 = 1e-6;
+
+const LN_2PI: f64 = 1.837_877_066_409_345_5;
+
+/// Explicit initial parameters (in the units of the observations). They replace the
+/// deterministic initialisation of run 0 (needed to reproduce another implementation from
+/// the same start).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HmmInit {
+    /// `K` start probabilities, non-negative, summing to 1.
+    pub start_prob: Vec<f64>,
+    /// `K x K` row-major transition matrix, non-negative, each row summing to 1.
+    pub transmat: Vec<f64>,
+    /// `K` means.
+    pub means: Vec<f64>,
+    /// `K` strictly positive variances.
+    pub variances: Vec<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HmmConfig {
+    /// Number of hidden states `K`, `1 <= K <= min(MAX_STATES, observations / 10)`.
+    pub n_states: usize,
+    /// Maximum number of EM iterations per run (>= 1).
+    pub max_iterations: usize,
+    /// Stop when the log-likelihood gains less than this between two iterations (>= 0,
+    /// absolute, in log-likelihood units; 0 runs until the likelihood stops increasing).
+    pub tolerance: f64,
+    /// Extra runs from seeded random starting points (0 = only the deterministic run).
+    pub n_restarts: usize,
+    /// Seed of the random restarts.
+    pub seed: u64,
+    /// Explicit initial parameters for run 0 (instead of the deterministic initialisation).
+    pub init: Option<HmmInit>,
+}
+
+impl Default for HmmConfig {
+    fn default() -> Self {
+        HmmConfig { n_states: 3, max_iterations: 100, tolerance: 1e-6, n_restarts: 0, seed: 0, init: None }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HmmResult {
+    /// `K`.
+    pub n_states: usize,
+    /// `K` state means, ascending.
+    pub means: Vec<f64>,
+    /// `K` state variances.
+    pub variances: Vec<f64>,
+    /// `K` state standard deviations (`sqrt(variances)`).
+    pub stds: Vec<f64>,
+    /// `K x K` row-major transition matrix (row = from, column = to).
+    pub transition_matrix: Vec<f64>,
+    /// `K` start probabilities.
+    pub start_probabilities: Vec<f64>,
+    /// Log-likelihood of the observations under the returned parameters.
+    pub log_likelihood: f64,
+    /// Log-likelihood computed in each E-step (one per iteration, of the parameters at the
+    /// start of that iteration) of the winning run.
+    pub log_likelihood_history: Vec<f64>,
+    /// EM iterations of the winning run (= `log_likelihood_history.len()`).
+    pub iterations: usize,
+    /// Whether the winning run stopped on the tolerance criterion (false if it hit
+    /// `max_iterations`).
+    pub converged: bool,
+    /// `T x K` row-major smoothed state probabilities `P(state_t = k | all observations)`.
+    pub posteriors: Vec<f64>,
+    /// `T` most likely state sequence (Viterbi, in log space).
+    pub viterbi_path: Vec<usize>,
+    /// Akaike information criterion `2p - 2 LL`, `p = K^2 + 2K - 1`.
+    pub aic: f64,
+    /// Bayesian information criterion `p ln(T) - 2 LL`.
+    pub bic: f64,
+}
+
+/// Fit a Gaussian HMM to `observations` by Baum-Welch EM (see the module documentation).
+///
+/// `on_progress(iteration, log_likelihood)` is called once per EM iteration (after its
+/// E-step); `iteration` counts from 1 and keeps counting across restarts. Returning `false`
+/// stops the fit with `Err(CoreError::Cancelled)`.
+pub fn run_hmm(
+    observations: &[f64],
+    config: &HmmConfig,
+    on_progress: &mut dyn FnMut(usize, f64) -> bool,
+) -> CoreResult<HmmResult> {
+    check::finite("observations", observations)?;
+    let n = observations.len();
+    let k = config.n_states;
+    let min_len = MIN_OBSERVATIONS_PER_STATE;
+    if n < min_len {
+        return Err(CoreError::invalid(format!(
+            "observations are too short: a hidden Markov model needs at least {min_len} observations \
+             ({min_len} per state), got {n}"
+        )));
+    }
+    let max_k = (n / min_len).min(MAX_STATES);
+    if k < 1 || k > max_k {
+        return Err(CoreError::invalid(format!(
+            "n_states must be between 1 and {max_k} (observations / {min_len}, at most {MAX_STATES}), got {k}"
+        )));
+    }
+    if config.max_iterations < 1 {
+        return Err(CoreError::invalid(format!(
+            "max_iterations must be at least 1, got {}",
+            config.max_iterations
+        )));
+    }
+    if !(config.tolerance.is_finite() && config.tolerance >= 0.0) {
+        return Err(CoreError::invalid(format!(
+            "tolerance must be a finite number >= 0, got {}",
+            config.tolerance
+        )));
+    }
+    if config.n_restarts > MAX_RESTARTS {
+        return Err(CoreError::invalid(format!(
+            "n_restarts must be at most {MAX_RESTARTS}, got {}",
+            config.n_restarts
+        )));
+    }
+
+    // Standardise (two-pass mean and population variance).
+    let mean = observations.iter().sum::<f64>() / n as f64;
+    let var = observations.iter().map(|&x| (x - mean) * (x - mean)).sum::<f64>() / n as f64;
+    if !(mean.is_finite() && var.is_finite()) {
+        return Err(CoreError::invalid(
+            "observations are too large in magnitude (their mean or variance overflows)",
+        ));
+    }
+    if var <= 0.0 {
+        return Err(CoreError::invalid(
+            "observations are constant (zero variance): there are no regimes to detect",
+        ));
+    }
+    let sd = var.sqrt();
+    let inv_sd = 1.0 / sd;
+    let z: Vec<f64> = observations.iter().map(|&x| (x - mean) * inv_sd).collect();
+    let ll_offset = -(n as f64) * sd.ln();
+
+    let explicit = match &config.init {
+        Some(init) => Some(explicit_params(init, k, mean, sd)?),
+        None => None,
+    };
+
+    let mut work = Work::new(n, k);
+    let mut counter = 0usize;
+    let mut rng = SplitMix64(config.seed);
+    // Posteriors of the best run so far; a second buffer only when there are restarts.
+    let mut best_post = vec![0.0; n * k];
+    let mut post = Vec::new();
+    let mut best: Option<(Params, Vec<f64>, bool, f64)> = None;
+
+    for run in 0..=config.n_restarts {
+        let p0 = if run == 0 {
+            match &explicit {
+                Some(p) => p.clone(),
+                None => deterministic_params(&z, k),
+            }
+        } else {
+            random_params(&z, k, &mut rng)
+        };
+        let (p, history, converged) = em(&z, p0, config, ll_offset, &mut work, &mut counter, on_progress)?;
+        if best.is_none() {
+            let final_ll = e_step(&z, &p, &mut work, Some(&mut best_post))? + ll_offset;
+            best = Some((p, history, converged, final_ll));
+        } else {
+            post.resize(n * k, 0.0);
+            let final_ll = e_step(&z, &p, &mut work, Some(&mut post))? + ll_offset;
+            if best.as_ref().is_some_and(|b| final_ll > b.3) {
+                std::mem::swap(&mut post, &mut best_post);
+                best = Some((p, history, converged, final_ll));
+            }
+        }
+    }
+    let (p, history, converged, ll) = best.expect("at least one run");
+    let path = viterbi(&z, &p);
+
+    // Sort states by mean, ascending, and go back to the units of the data.
+    let mut order: Vec<usize> = (0..k).collect();
+    order.sort_by(|&a, &b| p.means[a].total_cmp(&p.means[b]));
+    let mut rank = vec![0usize; k];
+    for (r, &o) in order.iter().enumerate() {
+        rank[o] = r;
+    }
+    let means: Vec<f64> = order.iter().map(|&o| mean + sd * p.means[o]).collect();
+    let variances: Vec<f64> = order.iter().map(|&o| var * p.vars[o]).collect();
+    let stds: Vec<f64> = variances.iter().map(|v| v.sqrt()).collect();
+    let start_probabilities: Vec<f64> = order.iter().map(|&o| p.start[o]).collect();
+    let mut transition_matrix = vec![0.0; k * k];
+    for r in 0..k {
+        for s in 0..k {
+            transition_matrix[r * k + s] = p.trans[order[r] * k + order[s]];
+        }
+    }
+    drop(post);
+    drop(work);
+    let mut posteriors = best_post;
+    if order.iter().enumerate().any(|(r, &o)| r != o) {
+        let mut tmp = [0.0; MAX_STATES];
+        for row in posteriors.chunks_exact_mut(k) {
+            tmp[..k].copy_from_slice(row);
+            for r in 0..k {
+                row[r] = tmp[order[r]];
+            }
+        }
+    }
+    let viterbi_path: Vec<usize> = path.iter().map(|&s| rank[s as usize]).collect();
+
+    let n_params = (k * k + 2 * k - 1) as f64;
+    Ok(HmmResult {
+        n_states: k,
+        means,
+        variances,
+        stds,
+        transition_matrix,
+        start_probabilities,
+        log_likelihood: ll,
+        iterations: history.len(),
+        log_likelihood_history: history,
+        converged,
+        posteriors,
+        viterbi_path,
+        aic: 2.0 * n_params - 2.0 * ll,
+        bic: n_params * (n as f64).ln() - 2.0 * ll,
+    })
+}
+
+/// Parameters in standardised units.
+#[derive(Debug, Clone)]
+struct Params {
+    start: Vec<f64>,
+    trans: Vec<f64>,
+    means: Vec<f64>,
+    vars: Vec<f64>,
+}
+
+/// Buffers reused by every E-step.
+struct Work {
+    /// T x K emission probabilities, each row divided by its largest entry.
+    emis: Vec<f64>,
+    /// T x K scaled forward variables (rows sum to 1).
+    alpha: Vec<f64>,
+    /// T power-of-two rescaling factors of the forward pass (1 almost everywhere).
+    fscale: Vec<f64>,
+    /// Sufficient statistics of the last E-step.
+    start: Vec<f64>,
+    trans: Vec<f64>,
+    s0: Vec<f64>,
+    /// `sum_t gamma_tk (z_t - mean_k)` (centred on the current mean, for accuracy).
+    s1: Vec<f64>,
+    /// `sum_t gamma_tk (z_t - mean_k)^2`.
+    s2: Vec<f64>,
+}
+
+impl Work {
+    fn new(n: usize, k: usize) -> Self {
+        Work {
+            emis: vec![0.0; n * k],
+            alpha: vec![0.0; n * k],
+            fscale: vec![1.0; n],
+            start: vec![0.0; k],
+            trans: vec![0.0; k * k],
+            s0: vec![0.0; k],
+            s1: vec![0.0; k],
+            s2: vec![0.0; k],
+        }
+    }
+}
+
+fn em(
+    z: &[f64],
+    mut p: Params,
+    config: &HmmConfig,
+    ll_offset: f64,
+    work: &mut Work,
+    counter: &mut usize,
+    on_progress: &mut dyn FnMut(usize, f64) -> bool,
+) -> CoreResult<(Params, Vec<f64>, bool)> {
+    let mut history = Vec::with_capacity(config.max_iterations.min(10_000));
+    let mut converged = false;
+    for _ in 0..config.max_iterations {
+        let ll = e_step(z, &p, work, None)? + ll_offset;
+        history.push(ll);
+        *counter += 1;
+        if !on_progress(*counter, ll) {
+            return Err(CoreError::Cancelled);
+        }
+        m_step(&mut p, work);
+        let h = history.len();
+        if h >= 2 && history[h - 1] - history[h - 2] < config.tolerance {
+            converged = true;
+            break;
+        }
+    }
+    Ok((p, history, converged))
+}
+
+fn m_step(p: &mut Params, w: &Work) {
+    let k = p.means.len();
+    let ssum: f64 = w.start.iter().sum();
+    if ssum > 0.0 && ssum.is_finite() {
+        for (dst, &s) in p.start.iter_mut().zip(&w.start) {
+            *dst = s / ssum;
+        }
+    }
+    for i in 0..k {
+        let row = &w.trans[i * k..(i + 1) * k];
+        let r: f64 = row.iter().sum();
+        if r > 0.0 && r.is_finite() {
+            for (dst, &x) in p.trans[i * k..(i + 1) * k].iter_mut().zip(row) {
+                *dst = x / r;
+            }
+        }
+    }
+    for j in 0..k {
+        let s0 = w.s0[j];
+        if s0 > 0.0 {
+            let dm = w.s1[j] / s0;
+            let v = w.s2[j] / s0 - dm * dm;
+            if dm.is_finite() && v.is_finite() {
+                p.means[j] += dm;
+                p.vars[j] = v.max(VARIANCE_FLOOR);
+            }
+        }
+    }
+}
+
+/// Number of states known at compile time (unrolled loops) or at run time.
+trait Dim: Copy {
+    fn k(self) -> usize;
+}
+#[derive(Clone, Copy)]
+struct Fixed<const K: usize>;
+impl<const K: usize> Dim for Fixed<K> {
+    #[inline(always)]
+    fn k(self) -> usize {
+        K
+    }
+}
+#[derive(Clone, Copy)]
+struct Dynamic(usize);
+impl Dim for Dynamic {
+    #[inline(always)]
+    fn k(self) -> usize {
+        self.0
+    }
+}
+
+/// One E-step: returns the log-likelihood of the standardised series under `p` and leaves the
+/// sufficient statistics in `w`; writes the (normalised) posteriors if asked.
+fn e_step(z: &[f64], p: &Params, w: &mut Work, post: Option<&mut [f64]>) -> CoreResult<f64> {
+    match p.means.len() {
+        1 => e_step_impl(Fixed::<1>, z, p, w, post),
+        2 => e_step_impl(Fixed::<2>, z, p, w, post),
+        3 => e_step_impl(Fixed::<3>, z, p, w, post),
+        4 => e_step_impl(Fixed::<4>, z, p, w, post),
+        5 => e_step_impl(Fixed::<5>, z, p, w, post),
+        k => e_step_impl(Dynamic(k), z, p, w, post),
+    }
+}
+
+fn zero_probability(t: usize) -> CoreError {
+    CoreError::numerical(format!(
+        "observation {t} has zero probability under the current parameters \
+         (check zero entries in init start_prob / transmat)"
+    ))
+}
+
+/// Rescale threshold of the forward pass: when the forward vector sums to less than this, it
+/// is multiplied by a power of two that brings its sum into [1, 2).
+const RESCALE_BELOW: f64 = 7.888_609_052_210_118e-31; // 2^-100
+/// Smallest one-step probability mass the forward pass accepts (2^-1000, about 1e-301).
+const MIN_STEP_MASS: f64 = 9.332_636_185_032_189e-302; // 2^-1000
+
+/// `2^e` for `-1022 <= e <= 1023`.
+#[inline]
+fn pow2(e: i64) -> f64 {
+    f64::from_bits(((e + 1023) as u64) << 52)
+}
+
+/// `e` such that `c * 2^-e` lies in [1, 2), for a positive normal `c`.
+#[inline]
+fn exponent(c: f64) -> i64 {
+    ((c.to_bits() >> 52) & 0x7ff) as i64 - 1023
+}
+
+/// E-step with lazily scaled forward-backward.
+///
+/// Textbook scaling divides `alpha_t` by its sum at every step, which puts a division on the
+/// loop-carried dependency chain. Here the forward variables are left unnormalised and only
+/// multiplied by an exact power of two `f_t` when their sum drops below 2^-100 (about every
+/// hundred steps), so `alpha^_t = alpha_t * F_t` with `F_t = prod_{u<=t} f_u` known exactly
+/// (`log F = ln 2 * total shift`) and the log-likelihood costs one logarithm:
+/// `LL = sum_t m_t + ln Z - ln F_{T-1}`, `Z = sum_i alpha^_{T-1}(i)`, where `m_t` is the
+/// per-step constant taken out of the emission probabilities. The backward variables
+/// `beta^_t = beta_t F_{T-1} / F_t` obey `beta^_t = f_{t+1} A (b_{t+1} * beta^_{t+1})`, so
+/// `alpha^_t * beta^_t = Z * gamma_t` and the expected transitions are
+/// `Z * xi_t(i, j) = alpha^_t(i) A_ij b_{t+1}(j) beta^_{t+1}(j) f_{t+1}`. The common factor `Z`
+/// cancels in the M-step; the reported posteriors are normalised per row.
+fn e_step_impl<D: Dim>(d: D, z: &[f64], p: &Params, w: &mut Work, mut post: Option<&mut [f64]>) -> CoreResult<f64> {
+    let k = d.k();
+    let n = z.len();
+    let mut mu = [0.0; MAX_STATES];
+    let mut cst = [0.0; MAX_STATES];
+    let mut hiv = [0.0; MAX_STATES];
+    for j in 0..k {
+        mu[j] = p.means[j];
+        cst[j] = -0.5 * (LN_2PI + p.vars[j].ln());
+        hiv[j] = 0.5 / p.vars[j];
+    }
+    let a = &p.trans[..k * k];
+    let emis = &mut w.emis[..n * k];
+    let alpha = &mut w.alpha[..n * k];
+    let fscale = &mut w.fscale[..n];
+
+    // Emission probabilities, each row scaled by exp(-max log density) (so its largest entry
+    // is 1 and nothing underflows for the most likely state). Log densities first, then one
+    // flat, vectorisable exp pass.
+    let mut ll = 0.0;
+    for (row, &x) in emis.chunks_exact_mut(k).zip(z) {
+        let row = &mut row[..k];
+        let mut m = f64::NEG_INFINITY;
+        for j in 0..k {
+            let dd = x - mu[j];
+            let v = cst[j] - hiv[j] * dd * dd;
+            row[j] = v;
+            m = if v > m { v } else { m };
+        }
+        for v in row.iter_mut() {
+            *v -= m;
+        }
+        ll += m;
+    }
+    for v in emis.iter_mut() {
+        *v = exp_nonpositive(*v);
+    }
+
+    // Forward pass.
+    let mut prev = [0.0; MAX_STATES];
+    let mut pred = [0.0; MAX_STATES];
+    let mut shift: i64 = 0; // log2 F_t
+    for t in 0..n {
+        let bt = &emis[t * k..(t + 1) * k];
+        if t == 0 {
+            pred[..k].copy_from_slice(&p.start[..k]);
+        } else {
+            let a0 = &a[..k];
+            for j in 0..k {
+                pred[j] = prev[0] * a0[j];
+            }
+            for i in 1..k {
+                let ai = prev[i];
+                let row = &a[i * k..(i + 1) * k];
+                for j in 0..k {
+                    pred[j] += ai * row[j];
+                }
+            }
+        }
+        let mut c = 0.0;
+        for j in 0..k {
+            let v = pred[j] * bt[j];
+            prev[j] = v;
+            c += v;
+        }
+        let mut f = 1.0;
+        if c < RESCALE_BELOW || c.is_nan() {
+            // Rare: renormalise by an exact power of two.
+            if !(c >= MIN_STEP_MASS && c.is_finite()) {
+                return Err(zero_probability(t));
+            }
+            let e = exponent(c);
+            shift -= e;
+            f = pow2(-e);
+            for v in prev[..k].iter_mut() {
+                *v *= f;
+            }
+        }
+        fscale[t] = f;
+        alpha[t * k..(t + 1) * k].copy_from_slice(&prev[..k]);
+    }
+    let zsum: f64 = prev[..k].iter().sum();
+    if !(zsum > 0.0 && zsum.is_finite()) {
+        return Err(zero_probability(n - 1));
+    }
+    ll += zsum.ln() - shift as f64 * std::f64::consts::LN_2;
+
+    // Backward pass fused with the sufficient statistics (all scaled by Z).
+    let mut s0 = [0.0; MAX_STATES];
+    let mut s1 = [0.0; MAX_STATES];
+    let mut s2 = [0.0; MAX_STATES];
+    let xi = &mut w.trans[..k * k];
+    xi.fill(0.0);
+    let mut beta = [1.0; MAX_STATES];
+    let mut wv = [0.0; MAX_STATES];
+    let mut g = [0.0; MAX_STATES];
+    {
+        let t = n - 1;
+        let al = &alpha[t * k..(t + 1) * k];
+        let x = z[t];
+        for j in 0..k {
+            let gj = al[j];
+            g[j] = gj;
+            let dd = x - mu[j];
+            s0[j] += gj;
+            s1[j] += gj * dd;
+            s2[j] += gj * dd * dd;
+        }
+        if let Some(post) = post.as_deref_mut() {
+            write_posterior(&mut post[t * k..(t + 1) * k], &g[..k]);
+        }
+    }
+    for t in (0..n - 1).rev() {
+        let b1 = &emis[(t + 1) * k..(t + 2) * k];
+        for j in 0..k {
+            wv[j] = b1[j] * beta[j];
+        }
+        let f = fscale[t + 1];
+        if f != 1.0 {
+            for v in wv[..k].iter_mut() {
+                *v *= f;
+            }
+        }
+        let al = &alpha[t * k..(t + 1) * k];
+        let x = z[t];
+        for i in 0..k {
+            let row = &a[i * k..(i + 1) * k];
+            let xr = &mut xi[i * k..(i + 1) * k];
+            let ai = al[i];
+            let mut s = 0.0;
+            for j in 0..k {
+                s += row[j] * wv[j];
+                xr[j] += ai * wv[j];
+            }
+            beta[i] = s;
+            let gi = ai * s;
+            g[i] = gi;
+            let dd = x - mu[i];
+            let gd = gi * dd;
+            s0[i] += gi;
+            s1[i] += gd;
+            s2[i] += gd * dd;
+        }
+        if let Some(post) = post.as_deref_mut() {
+            write_posterior(&mut post[t * k..(t + 1) * k], &g[..k]);
+        }
+    }
+    for i in 0..k {
+        for j in 0..k {
+            xi[i * k + j] *= a[i * k + j];
+        }
+    }
+    w.start[..k].copy_from_slice(&g[..k]);
+    w.s0[..k].copy_from_slice(&s0[..k]);
+    w.s1[..k].copy_from_slice(&s1[..k]);
+    w.s2[..k].copy_from_slice(&s2[..k]);
+    if !ll.is_finite() {
+        return Err(CoreError::numerical("the log-likelihood is not finite (numerical breakdown)"));
+    }
+    Ok(ll)
+}
+
+#[inline(always)]
+fn write_posterior(dst: &mut [f64], g: &[f64]) {
+    let s: f64 = g.iter().sum();
+    let inv = 1.0 / s;
+    for (d, &v) in dst.iter_mut().zip(g) {
+        *d = v * inv;
+    }
+}
+
+/// `exp(x)` for `x <= 0` (the scaled emission probabilities), branch-free so that the loop
+/// over a whole buffer vectorises: Cody-Waite reduction `x = n ln2 + r`, `|r| <= ln2 / 2`,
+/// degree-13 Taylor polynomial (truncation error < 1e-17, Estrin evaluation), `2^n` built from the exponent
+/// bits. Accurate to a couple of ulp; returns 0 below -708 (where exp is subnormal).
+#[inline(always)]
+fn exp_nonpositive(x: f64) -> f64 {
+    const LOG2E: f64 = std::f64::consts::LOG2_E;
+    const LN2_HI: f64 = 0.693_147_180_369_123_8; // 0x1.62e42fee00000p-1
+    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+    const ROUND: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52: adding it rounds to an integer
+    const BIAS: f64 = 4_503_599_627_371_519.0; // 2^52 + 1023
+    let xc = if x < -708.0 { -708.0 } else { x };
+    let n = (xc * LOG2E + ROUND) - ROUND;
+    let r = (xc - n * LN2_HI) - n * LN2_LO;
+    // Estrin's scheme: a shallow dependency tree, so independent elements overlap well.
+    let r2 = r * r;
+    let r4 = r2 * r2;
+    let r8 = r4 * r4;
+    let p01 = 1.0 + r;
+    let p23 = 0.5 + r * (1.0 / 6.0);
+    let p45 = 1.0 / 24.0 + r * (1.0 / 120.0);
+    let p67 = 1.0 / 720.0 + r * (1.0 / 5_040.0);
+    let p89 = 1.0 / 40_320.0 + r * (1.0 / 362_880.0);
+    let p1011 = 1.0 / 3_628_800.0 + r * (1.0 / 39_916_800.0);
+    let p1213 = 1.0 / 479_001_600.0 + r * (1.0 / 6_227_020_800.0);
+    let q0 = p01 + p23 * r2;
+    let q1 = p45 + p67 * r2;
+    let q2 = p89 + p1011 * r2;
+    let s0 = q0 + q1 * r4;
+    let s1 = q2 + p1213 * r4;
+    let p = s0 + s1 * r8;
+    // n + 1023 in 1..=1023 sits in the low mantissa bits of BIAS + n; shift it into the exponent.
+    let scale = f64::from_bits((n + BIAS).to_bits() << 52);
+    if x < -708.0 {
+        0.0
+    } else {
+        p * scale
+    }
+}
+
+/// Most likely state sequence under `p` (log space; ties go to the lower state index).
+fn viterbi(z: &[f64], p: &Params) -> Vec<u8> {
+    let k = p.means.len();
+    let n = z.len();
+    let log_a: Vec<f64> = p.trans.iter().map(|&v| v.ln()).collect();
+    let mut cst = [0.0; MAX_STATES];
+    let mut hiv = [0.0; MAX_STATES];
+    for j in 0..k {
+        cst[j] = -0.5 * (LN_2PI + p.vars[j].ln());
+        hiv[j] = 0.5 / p.vars[j];
+    }
+    let log_b = |x: f64, j: usize| {
+        let dd = x - p.means[j];
+        cst[j] - hiv[j] * dd * dd
+    };
+    let mut back = vec![0u8; n * k];
+    let mut delta = [0.0; MAX_STATES];
+    let mut next = [0.0; MAX_STATES];
+    for j in 0..k {
+        delta[j] = p.start[j].ln() + log_b(z[0], j);
+    }
+    for t in 1..n {
+        let bk = &mut back[t * k..(t + 1) * k];
+        for j in 0..k {
+            let mut best = f64::NEG_INFINITY;
+            let mut arg = 0usize;
+            for i in 0..k {
+                let v = delta[i] + log_a[i * k + j];
+                if v > best {
+                    best = v;
+                    arg = i;
+                }
+            }
+            next[j] = best + log_b(z[t], j);
+            bk[j] = arg as u8;
+        }
+        delta[..k].copy_from_slice(&next[..k]);
+    }
+    let mut path = vec![0u8; n];
+    let mut s = 0usize;
+    for j in 1..k {
+        if delta[j] > delta[s] {
+            s = j;
+        }
+    }
+    path[n - 1] = s as u8;
+    for t in (1..n).rev() {
+        s = back[t * k + s] as usize;
+        path[t - 1] = s as u8;
+    }
+    path
+}
+
+fn deterministic_params(z: &[f64], k: usize) -> Params {
+    let n = z.len();
+    let mut sorted = z.to_vec();
+    sorted.sort_unstable_by(|a, b| a.total_cmp(b));
+    let means = (0..k)
+        .map(|j| {
+            let bucket = &sorted[j * n / k..(j + 1) * n / k];
+            bucket.iter().sum::<f64>() / bucket.len() as f64
+        })
+        .collect();
+    Params { start: vec![1.0 / k as f64; k], trans: sticky(k, 0.9), means, vars: vec![1.0; k] }
+}
+
+fn sticky(k: usize, diag: f64) -> Vec<f64> {
+    if k == 1 {
+        return vec![1.0];
+    }
+    let off = (1.0 - diag) / (k - 1) as f64;
+    let mut t = vec![off; k * k];
+    for i in 0..k {
+        t[i * k + i] = diag;
+    }
+    t
+}
+
+fn random_params(z: &[f64], k: usize, rng: &mut SplitMix64) -> Params {
+    let mut means: Vec<f64> = (0..k).map(|_| z[rng.below(z.len())]).collect();
+    means.sort_unstable_by(|a, b| a.total_cmp(b));
+    for j in 1..k {
+        if means[j] <= means[j - 1] {
+            means[j] = means[j - 1] + 1e-3;
+        }
+    }
+    let vars = (0..k).map(|_| 0.1 + 0.9 * rng.next_f64()).collect();
+    let mut trans = vec![0.0; k * k];
+    for i in 0..k {
+        let row = &mut trans[i * k..(i + 1) * k];
+        if k == 1 {
+            row[0] = 1.0;
+            continue;
+        }
+        let diag = 0.5 + 0.49 * rng.next_f64();
+        let mut s = 0.0;
+        for (j, r) in row.iter_mut().enumerate() {
+            if j != i {
+                *r = 0.05 + rng.next_f64();
+                s += *r;
+            }
+        }
+        for (j, r) in row.iter_mut().enumerate() {
+            *r = if j == i { diag } else { *r / s * (1.0 - diag) };
+        }
+    }
+    Params { start: vec![1.0 / k as f64; k], trans, means, vars }
+}
+
+/// Check explicit initial parameters and convert them to standardised units.
+fn explicit_params(init: &HmmInit, k: usize, mean: f64, sd: f64) -> CoreResult<Params> {
+    let len = |name: &str, v: &[f64], want: usize, what: &str| -> CoreResult<()> {
+        if v.len() != want {
+            return Err(CoreError::invalid(format!(
+                "init {name} must have {want} values ({what}), got {}",
+                v.len()
+            )));
+        }
+        check::finite(&format!("init {name}"), v)
+    };
+    len("start_prob", &init.start_prob, k, "n_states")?;
+    len("transmat", &init.transmat, k * k, "n_states x n_states")?;
+    len("means", &init.means, k, "n_states")?;
+    len("variances", &init.variances, k, "n_states")?;
+    let stochastic = |name: &str, v: &[f64]| -> CoreResult<Vec<f64>> {
+        if let Some(i) = v.iter().position(|&x| x < 0.0) {
+            return Err(CoreError::invalid(format!("init {name} has a negative probability at index {i}")));
+        }
+        let s: f64 = v.iter().sum();
+        if (s - 1.0).abs() > INIT_SUM_TOLERANCE {
+            return Err(CoreError::invalid(format!("init {name} must sum to 1, sums to {s}")));
+        }
+        Ok(v.iter().map(|x| x / s).collect())
+    };
+    let start = stochastic("start_prob", &init.start_prob)?;
+    let mut trans = Vec::with_capacity(k * k);
+    for i in 0..k {
+        trans.extend(stochastic(&format!("transmat row {i}"), &init.transmat[i * k..(i + 1) * k])?);
+    }
+    if let Some(i) = init.variances.iter().position(|&v| v <= 0.0) {
+        return Err(CoreError::invalid(format!(
+            "init variances must be positive, got {} at index {i}",
+            init.variances[i]
+        )));
+    }
+    let means = init.means.iter().map(|&m| (m - mean) / sd).collect();
+    let vars = init.variances.iter().map(|&v| v / (sd * sd)).collect();
+    Ok(Params { start, trans, means, vars })
+}
+
+/// splitmix64 (Steele, Lea, Flood 2014): small, fast, good enough for random restarts.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut x = self.0;
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^ (x >> 31)
+    }
+    /// Uniform in [0, 1).
+    fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+    /// Uniform in 0..n (n > 0).
+    fn below(&mut self, n: usize) -> usize {
+        ((self.next_f64() * n as f64) as usize).min(n - 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn normals(n: usize, seed: u64) -> Vec<f64> {
+        let mut rng = SplitMix64(seed);
+        (0..n)
+            .map(|_| {
+                let u1 = 1.0 - rng.next_f64();
+                let u2 = rng.next_f64();
+                (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+            })
+            .collect()
+    }
+
+    /// Three regimes (means -1, 0, 1.5; sds 0.5, 0.3, 0.6), sticky chain. Returns (x, states).
+    fn three_regimes(n: usize, seed: u64) -> (Vec<f64>, Vec<usize>) {
+        let mu = [-1.0, 0.0, 1.5];
+        let sd = [0.5, 0.3, 0.6];
+        let noise = normals(n, seed);
+        let mut rng = SplitMix64(seed ^ 0xABCD);
+        let mut s = 0usize;
+        let mut states = Vec::with_capacity(n);
+        let mut x = Vec::with_capacity(n);
+        for e in noise {
+            if rng.next_f64() < 0.03 {
+                s = (s + 1 + rng.below(2)) % 3;
+            }
+            states.push(s);
+            x.push(mu[s] + sd[s] * e);
+        }
+        (x, states)
+    }
+
+    fn fit(x: &[f64], cfg: &HmmConfig) -> CoreResult<HmmResult> {
+        run_hmm(x, cfg, &mut |_, _| true)
+    }
+
+    fn cfg(k: usize) -> HmmConfig {
+        HmmConfig { n_states: k, ..HmmConfig::default() }
+    }
+
+    fn invalid_msg(r: CoreResult<HmmResult>) -> String {
+        match r {
+            Err(CoreError::InvalidInput(m)) => m,
+            other => panic!("expected InvalidInput, got {other:?}"),
+        }
+    }
+
+    fn ln_normal(x: f64, m: f64, v: f64) -> f64 {
+        -0.5 * ((2.0 * std::f64::consts::PI * v).ln() + (x - m) * (x - m) / v)
+    }
+
+    /// Unscaled textbook forward-backward (fine for short series): (LL, posteriors T x K,
+    /// expected transitions K x K).
+    fn naive_fb(x: &[f64], init: &HmmInit) -> (f64, Vec<f64>, Vec<f64>) {
+        let k = init.means.len();
+        let n = x.len();
+        let b = |t: usize, j: usize| ln_normal(x[t], init.means[j], init.variances[j]).exp();
+        let mut al = vec![0.0; n * k];
+        let mut be = vec![1.0; n * k];
+        for j in 0..k {
+            al[j] = init.start_prob[j] * b(0, j);
+        }
+        for t in 1..n {
+            for j in 0..k {
+                al[t * k + j] = (0..k).map(|i| al[(t - 1) * k + i] * init.transmat[i * k + j]).sum::<f64>() * b(t, j);
+            }
+        }
+        for t in (0..n - 1).rev() {
+            for i in 0..k {
+                be[t * k + i] =
+                    (0..k).map(|j| init.transmat[i * k + j] * b(t + 1, j) * be[(t + 1) * k + j]).sum::<f64>();
+            }
+        }
+        let p: f64 = al[(n - 1) * k..].iter().sum();
+        let post: Vec<f64> = al.iter().zip(&be).map(|(a, b)| a * b / p).collect();
+        let mut xi = vec![0.0; k * k];
+        for t in 0..n - 1 {
+            for i in 0..k {
+                for j in 0..k {
+                    xi[i * k + j] +=
+                        al[t * k + i] * init.transmat[i * k + j] * b(t + 1, j) * be[(t + 1) * k + j] / p;
+                }
+            }
+        }
+        (p.ln(), post, xi)
+    }
+
+    fn close(a: f64, b: f64, tol: f64) -> bool {
+        (a - b).abs() <= tol * (1.0 + a.abs().max(b.abs()))
+    }
+
+    fn small_init() -> HmmInit {
+        HmmInit {
+            start_prob: vec![0.6, 0.4],
+            transmat: vec![0.8, 0.2, 0.3, 0.7],
+            means: vec![-0.5, 1.0],
+            variances: vec![0.5, 1.5],
+        }
+    }
+
+    #[test]
+    fn exp_matches_std() {
+        let mut worst: f64 = 0.0;
+        let mut x = 0.0f64;
+        while x > -708.0 {
+            let e = x.exp();
+            worst = worst.max(((exp_nonpositive(x) - e) / e).abs());
+            x -= 0.0137;
+        }
+        assert!(worst < 6e-16, "worst relative error {worst}");
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        assert_eq!(exp_nonpositive(-709.0), 0.0);
+        assert_eq!(exp_nonpositive(f64::NEG_INFINITY), 0.0);
+    }
+
+    #[test]
+    fn power_of_two_helpers() {
+        assert_eq!(pow2(0), 1.0);
+        assert_eq!(pow2(-100), RESCALE_BELOW);
+        assert_eq!(pow2(-1000), MIN_STEP_MASS);
+        assert_eq!(pow2(1023), 2f64.powi(1023));
+        assert_eq!(exponent(1.0), 0);
+        assert_eq!(exponent(1.5e-40), -133);
+        assert_eq!(exponent(0.75), -1);
+    }
+
+    #[test]
+    fn one_state_is_the_gaussian_fit() {
+        let x: Vec<f64> = normals(200, 1).iter().map(|v| 3.0 + 2.0 * v).collect();
+        let r = fit(&x, &cfg(1)).unwrap();
+        let n = x.len() as f64;
+        let m = x.iter().sum::<f64>() / n;
+        let v = x.iter().map(|a| (a - m) * (a - m)).sum::<f64>() / n;
+        assert!(close(r.means[0], m, 1e-13));
+        assert!(close(r.variances[0], v, 1e-12));
+        let ll = -0.5 * n * ((2.0 * std::f64::consts::PI * v).ln() + 1.0);
+        assert!(close(r.log_likelihood, ll, 1e-12), "{} vs {ll}", r.log_likelihood);
+        // Already optimal at the start: the second iteration gains nothing.
+        assert_eq!(r.iterations, 2);
+        assert!(r.converged);
+        assert_eq!(r.transition_matrix, vec![1.0]);
+        assert_eq!(r.start_probabilities, vec![1.0]);
+        assert!(r.posteriors.iter().all(|&p| p == 1.0));
+        assert!(r.viterbi_path.iter().all(|&s| s == 0));
+        // p = K^2 + 2K - 1 = 2
+        assert!(close(r.aic, 4.0 - 2.0 * ll, 1e-12));
+        assert!(close(r.bic, 2.0 * n.ln() - 2.0 * ll, 1e-12));
+    }
+
+    #[test]
+    fn e_step_and_m_step_match_textbook_formulas() {
+        let x: Vec<f64> = normals(30, 7).iter().map(|v| 0.3 + v).collect();
+        let init = small_init();
+        let (ll0, post, xi) = naive_fb(&x, &init);
+        let c = HmmConfig { n_states: 2, max_iterations: 1, tolerance: 0.0, init: Some(init.clone()), ..cfg(2) };
+        let r = fit(&x, &c).unwrap();
+        assert_eq!(r.iterations, 1);
+        assert!(!r.converged);
+        assert!(close(r.log_likelihood_history[0], ll0, 1e-12), "{} vs {ll0}", r.log_likelihood_history[0]);
+        // One M-step from the textbook posteriors.
+        let k = 2;
+        let mut means = vec![0.0; k];
+        let mut vars = vec![0.0; k];
+        for j in 0..k {
+            let g: f64 = (0..x.len()).map(|t| post[t * k + j]).sum();
+            means[j] = (0..x.len()).map(|t| post[t * k + j] * x[t]).sum::<f64>() / g;
+            vars[j] = (0..x.len()).map(|t| post[t * k + j] * (x[t] - means[j]).powi(2)).sum::<f64>() / g;
+        }
+        let order: Vec<usize> = if means[0] <= means[1] { vec![0, 1] } else { vec![1, 0] };
+        for r_ in 0..k {
+            let o = order[r_];
+            assert!(close(r.means[r_], means[o], 1e-11));
+            assert!(close(r.variances[r_], vars[o], 1e-11));
+            assert!(close(r.start_probabilities[r_], post[o], 1e-11));
+            let row: f64 = (0..k).map(|j| xi[o * k + j]).sum();
+            for s in 0..k {
+                assert!(close(r.transition_matrix[r_ * k + s], xi[o * k + order[s]] / row, 1e-11));
+            }
+        }
+        // Final LL and posteriors are those of the returned parameters.
+        let ret = HmmInit {
+            start_prob: r.start_probabilities.clone(),
+            transmat: r.transition_matrix.clone(),
+            means: r.means.clone(),
+            variances: r.variances.clone(),
+        };
+        let (ll1, post1, _) = naive_fb(&x, &ret);
+        assert!(close(r.log_likelihood, ll1, 1e-12));
+        for (a, b) in r.posteriors.iter().zip(&post1) {
+            assert!((a - b).abs() < 1e-12);
+        }
+        assert!(r.log_likelihood >= r.log_likelihood_history[0]);
+    }
+
+    #[test]
+    fn viterbi_matches_brute_force() {
+        let x: Vec<f64> = normals(20, 11).iter().enumerate().map(|(t, v)| v + if t % 7 < 3 { 1.2 } else { 0.0 }).collect();
+        let init = small_init();
+        let c = HmmConfig { n_states: 2, max_iterations: 1, tolerance: 0.0, init: Some(init), ..cfg(2) };
+        let r = fit(&x, &c).unwrap();
+        let (n, k) = (x.len(), 2);
+        let mut best = (f64::NEG_INFINITY, 0u32);
+        for mask in 0u32..(1 << n) {
+            let s = |t: usize| ((mask >> t) & 1) as usize;
+            let mut lp = r.start_probabilities[s(0)].ln() + ln_normal(x[0], r.means[s(0)], r.variances[s(0)]);
+            for t in 1..n {
+                lp += r.transition_matrix[s(t - 1) * k + s(t)].ln() + ln_normal(x[t], r.means[s(t)], r.variances[s(t)]);
+            }
+            if lp > best.0 {
+                best = (lp, mask);
+            }
+        }
+        let want: Vec<usize> = (0..n).map(|t| ((best.1 >> t) & 1) as usize).collect();
+        assert_eq!(r.viterbi_path, want);
+    }
+
+    #[test]
+    fn likelihood_never_decreases_and_matches_progress() {
+        let (x, _) = three_regimes(3000, 5);
+        let c = HmmConfig { n_states: 3, max_iterations: 60, tolerance: 0.0, ..cfg(3) };
+        let mut seen = Vec::new();
+        let r = run_hmm(&x, &c, &mut |i, ll| {
+            seen.push((i, ll));
+            true
+        })
+        .unwrap();
+        assert_eq!(seen.len(), r.iterations);
+        for (i, (it, ll)) in seen.iter().enumerate() {
+            assert_eq!(*it, i + 1);
+            assert_eq!(*ll, r.log_likelihood_history[i]);
+        }
+        let h = &r.log_likelihood_history;
+        for w in h.windows(2) {
+            assert!(w[1] - w[0] >= -1e-10 * w[0].abs(), "LL decreased: {} -> {}", w[0], w[1]);
+        }
+        assert!(r.log_likelihood >= h[h.len() - 1] - 1e-10 * h[0].abs());
+    }
+
+    #[test]
+    fn recovers_synthetic_regimes() {
+        let (x, states) = three_regimes(4000, 21);
+        let r = fit(&x, &cfg(3)).unwrap();
+        assert!(r.converged);
+        for (m, want) in r.means.iter().zip([-1.0, 0.0, 1.5]) {
+            assert!((m - want).abs() < 0.1, "means {:?}", r.means);
+        }
+        for (s, want) in r.stds.iter().zip([0.5, 0.3, 0.6]) {
+            assert!((s - want).abs() < 0.1, "stds {:?}", r.stds);
+        }
+        let right = r.viterbi_path.iter().zip(&states).filter(|(a, b)| a == b).count();
+        assert!(right as f64 > 0.95 * x.len() as f64, "{right} of {}", x.len());
+        let k = 3;
+        for row in r.posteriors.chunks_exact(k) {
+            assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        }
+        for row in r.transition_matrix.chunks_exact(k) {
+            assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+            assert!(row.iter().all(|&p| (0.0..=1.0).contains(&p)));
+        }
+        assert!((r.start_probabilities.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert!(r.means.windows(2).all(|w| w[0] <= w[1]));
+        for (s, v) in r.stds.iter().zip(&r.variances) {
+            assert_eq!(*s, v.sqrt());
+        }
+    }
+
+    #[test]
+    fn state_order_of_the_init_does_not_matter() {
+        let (x, _) = three_regimes(1500, 3);
+        let a = HmmInit {
+            start_prob: vec![0.2, 0.3, 0.5],
+            transmat: vec![0.9, 0.06, 0.04, 0.05, 0.9, 0.05, 0.02, 0.08, 0.9],
+            means: vec![-0.8, 0.1, 1.2],
+            variances: vec![0.3, 0.2, 0.5],
+        };
+        // Same model with states listed in the order 2, 0, 1.
+        let perm = [2usize, 0, 1];
+        let b = HmmInit {
+            start_prob: perm.iter().map(|&p| a.start_prob[p]).collect(),
+            transmat: perm.iter().flat_map(|&i| perm.iter().map(move |&j| (i, j))).map(|(i, j)| a.transmat[i * 3 + j]).collect(),
+            means: perm.iter().map(|&p| a.means[p]).collect(),
+            variances: perm.iter().map(|&p| a.variances[p]).collect(),
+        };
+        let ra = fit(&x, &HmmConfig { init: Some(a), ..cfg(3) }).unwrap();
+        let rb = fit(&x, &HmmConfig { init: Some(b), ..cfg(3) }).unwrap();
+        assert_eq!(ra.iterations, rb.iterations);
+        assert_eq!(ra.viterbi_path, rb.viterbi_path);
+        let pairs = [
+            (&ra.means, &rb.means),
+            (&ra.variances, &rb.variances),
+            (&ra.transition_matrix, &rb.transition_matrix),
+            (&ra.start_probabilities, &rb.start_probabilities),
+            (&ra.posteriors, &rb.posteriors),
+        ];
+        for (u, v) in pairs {
+            for (p, q) in u.iter().zip(v.iter()) {
+                assert!((p - q).abs() < 1e-10 * (1.0 + p.abs()), "{p} vs {q}");
+            }
+        }
+        assert!(close(ra.log_likelihood, rb.log_likelihood, 1e-13));
+    }
+
+    #[test]
+    fn explicit_init_equal_to_the_default_gives_the_same_fit() {
+        let (x, _) = three_regimes(1200, 8);
+        let n = x.len();
+        let mut s = x.clone();
+        s.sort_by(|a, b| a.total_cmp(b));
+        let var = {
+            let m = x.iter().sum::<f64>() / n as f64;
+            x.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / n as f64
+        };
+        let init = HmmInit {
+            start_prob: vec![1.0 / 3.0; 3],
+            transmat: vec![0.9, 0.05, 0.05, 0.05, 0.9, 0.05, 0.05, 0.05, 0.9],
+            means: (0..3).map(|j| s[j * n / 3..(j + 1) * n / 3].iter().sum::<f64>() / (n / 3) as f64).collect(),
+            variances: vec![var; 3],
+        };
+        let r0 = fit(&x, &cfg(3)).unwrap();
+        let r1 = fit(&x, &HmmConfig { init: Some(init), ..cfg(3) }).unwrap();
+        assert_eq!(r0.iterations, r1.iterations);
+        assert!(close(r0.log_likelihood, r1.log_likelihood, 1e-13));
+        for (a, b) in r0.means.iter().zip(&r1.means) {
+            assert!(close(*a, *b, 1e-12));
+        }
+    }
+
+    #[test]
+    fn restarts_are_seeded_and_never_worse() {
+        let (x, _) = three_regimes(1500, 13);
+        let base = fit(&x, &cfg(3)).unwrap();
+        let c = HmmConfig { n_restarts: 4, seed: 99, ..cfg(3) };
+        let mut calls = 0usize;
+        let mut last_it = 0usize;
+        let r1 = run_hmm(&x, &c, &mut |it, _| {
+            calls += 1;
+            last_it = it;
+            true
+        })
+        .unwrap();
+        let r2 = fit(&x, &c).unwrap();
+        assert_eq!(r1, r2);
+        assert!(r1.log_likelihood >= base.log_likelihood);
+        assert_eq!(calls, last_it);
+        assert!(calls > r1.iterations, "progress counts iterations across restarts");
+        let r3 = fit(&x, &HmmConfig { seed: 100, ..c.clone() }).unwrap();
+        assert!(r3.log_likelihood >= base.log_likelihood);
+    }
+
+    #[test]
+    fn cancel_stops_within_one_iteration() {
+        let (x, _) = three_regimes(2000, 2);
+        let mut calls = 0usize;
+        let c = HmmConfig { tolerance: 0.0, max_iterations: 1000, n_restarts: 2, ..cfg(3) };
+        let r = run_hmm(&x, &c, &mut |it, _| {
+            calls += 1;
+            it < 3
+        });
+        assert_eq!(r, Err(CoreError::Cancelled));
+        assert_eq!(calls, 3);
+    }
+
+    #[test]
+    fn variance_floor_keeps_collapsing_states_finite() {
+        // Half the data is exactly zero: one state wants variance 0.
+        let mut x = normals(400, 4);
+        for v in x.iter_mut().take(200) {
+            *v = 0.0;
+        }
+        let n = x.len() as f64;
+        let m = x.iter().sum::<f64>() / n;
+        let var = x.iter().map(|a| (a - m) * (a - m)).sum::<f64>() / n;
+        let r = fit(&x, &HmmConfig { max_iterations: 500, ..cfg(2) }).unwrap();
+        assert!(r.log_likelihood.is_finite());
+        assert!(r.variances.iter().all(|&v| v >= VARIANCE_FLOOR * var * (1.0 - 1e-12)));
+        assert!(r.variances.iter().any(|&v| v <= 2.0 * VARIANCE_FLOOR * var), "{:?}", r.variances);
+        for w in r.log_likelihood_history.windows(2) {
+            assert!(w[1] >= w[0] - 1e-9 * w[0].abs());
+        }
+    }
+
+    #[test]
+    fn outliers_do_not_underflow() {
+        let (mut x, _) = three_regimes(1000, 6);
+        x[10] = 1e6;
+        x[500] = -1e5;
+        let r = fit(&x, &cfg(3)).unwrap();
+        assert!(r.log_likelihood.is_finite());
+        assert!(r.posteriors.iter().all(|p| p.is_finite()));
+    }
+
+    #[test]
+    fn zero_probability_is_a_numerical_error() {
+        let x = normals(100, 9);
+        let init = HmmInit {
+            start_prob: vec![1.0, 0.0],
+            transmat: vec![1.0, 0.0, 0.0, 1.0],
+            means: vec![1e3, 0.0],
+            variances: vec![1e-4, 1.0],
+        };
+        match fit(&x, &HmmConfig { init: Some(init), ..cfg(2) }) {
+            Err(CoreError::Numerical(m)) => assert!(m.contains("zero probability"), "{m}"),
+            other => panic!("expected Numerical, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_input_is_rejected_with_named_parameters() {
+        let x = normals(100, 1);
+        assert!(invalid_msg(fit(&[], &cfg(1))).contains("observations is empty"));
+        let mut y = x.clone();
+        y[5] = f64::NAN;
+        assert!(invalid_msg(fit(&y, &cfg(2))).contains("observations contains NaN at index 5"));
+        y[5] = f64::INFINITY;
+        assert!(invalid_msg(fit(&y, &cfg(2))).contains("observations contains an infinite value"));
+        assert!(invalid_msg(fit(&[2.5; 50], &cfg(2))).contains("observations are constant"));
+        assert!(invalid_msg(fit(&x[..9], &cfg(1))).contains("observations are too short"));
+        assert!(invalid_msg(fit(&x, &cfg(0))).contains("n_states must be between 1 and 10"));
+        assert!(invalid_msg(fit(&x, &cfg(11))).contains("n_states must be between 1 and 10"));
+        let big = normals(10_000, 1);
+        assert!(invalid_msg(fit(&big, &cfg(51))).contains("n_states must be between 1 and 50"));
+        assert!(invalid_msg(fit(&x, &HmmConfig { max_iterations: 0, ..cfg(2) })).contains("max_iterations"));
+        for tol in [-1e-9, f64::NAN, f64::INFINITY] {
+            assert!(invalid_msg(fit(&x, &HmmConfig { tolerance: tol, ..cfg(2) })).contains("tolerance"));
+        }
+        assert!(invalid_msg(fit(&x, &HmmConfig { n_restarts: MAX_RESTARTS + 1, ..cfg(2) })).contains("n_restarts"));
+        assert!(invalid_msg(fit(&[1e300, -1e300, 1e300, -1e300, 1e300, -1e300, 1e300, -1e300, 1e300, -1e300], &cfg(1)))
+            .contains("too large"));
+
+        let with = |f: &dyn Fn(&mut HmmInit)| {
+            let mut init = small_init();
+            f(&mut init);
+            invalid_msg(fit(&x, &HmmConfig { init: Some(init), ..cfg(2) }))
+        };
+        assert!(with(&|i| i.start_prob = vec![1.0]).contains("init start_prob must have 2 values"));
+        assert!(with(&|i| i.transmat.pop().map(|_| ()).unwrap()).contains("init transmat must have 4 values"));
+        assert!(with(&|i| i.means.push(0.0)).contains("init means must have 2 values"));
+        assert!(with(&|i| i.variances = vec![]).contains("init variances must have 2 values"));
+        assert!(with(&|i| i.means[1] = f64::NAN).contains("init means contains NaN"));
+        assert!(with(&|i| i.start_prob = vec![1.2, -0.2]).contains("init start_prob has a negative probability"));
+        assert!(with(&|i| i.start_prob = vec![0.5, 0.6]).contains("init start_prob must sum to 1"));
+        assert!(with(&|i| i.transmat = vec![0.5, 0.5, 0.5, 0.6]).contains("init transmat row 1 must sum to 1"));
+        assert!(with(&|i| i.variances[0] = 0.0).contains("init variances must be positive"));
+    }
+
+    #[test]
+    fn general_k_path_agrees_with_itself_and_is_sane() {
+        // K = 6 goes through the run-time-K code path.
+        let (x, _) = three_regimes(3000, 17);
+        let r = fit(&x, &HmmConfig { max_iterations: 40, tolerance: 0.0, ..cfg(6) }).unwrap();
+        for w in r.log_likelihood_history.windows(2) {
+            assert!(w[1] >= w[0] - 1e-10 * w[0].abs());
+        }
+        assert!(r.viterbi_path.iter().all(|&s| s < 6));
+        for row in r.posteriors.chunks_exact(6) {
+            assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        }
+        assert!(r.means.windows(2).all(|w| w[0] <= w[1]));
+    }
+}
