@@ -70,8 +70,10 @@ def test_switching_backend_gives_identical_results(qtbot, window):
     a = run_and_wait(qtbot, view).value
     window.set_backend(BackendType.PYO3)
     b = run_and_wait(qtbot, view).value
-    np.testing.assert_array_equal(a.zscore, b.zscore)
-    np.testing.assert_array_equal(a.signals, b.signals)
+    np.testing.assert_array_equal(a["mr"].zscore, b["mr"].zscore)
+    np.testing.assert_array_equal(a["mr"].signals, b["mr"].signals)
+    np.testing.assert_array_equal(a["bt"].equity, b["bt"].equity)
+    assert a["ou"].half_life_bars == b["ou"].half_life_bars
 
 
 @pytest.mark.parametrize("choice", [BackendType.GRPC, BackendType.PYO3])
@@ -151,3 +153,49 @@ def test_fallback_is_shown_in_the_status_bar(qtbot, settings):
     assert "is down" in w.mean_reversion.status.text()
     w.close()
     r.stop()
+
+
+def test_results_fill_the_stats_table_equity_and_hover(qtbot, window):
+    window.set_backend(BackendType.PYO3)
+    view = window.mean_reversion
+    out = run_and_wait(qtbot, view)
+    assert out.ok
+    stats = view.stats.as_dict()
+    assert float(stats["half-life (bars)"]) == pytest.approx(view.ou.half_life_bars, rel=1e-5)
+    assert int(stats["trades (closed)"].replace(",", "")) == view.bt.n_trades
+    assert len(view.equity_plot.getPlotItem().listDataItems()) == 1
+    text = view.readout(100)
+    assert "bar 100" in text and "z " in text and "equity" in text
+
+
+@pytest.mark.parametrize("choice", [BackendType.GRPC, BackendType.PYO3])
+def test_live_replay_equals_the_batch_result(qtbot, window, choice):
+    window.set_backend(choice)
+    view = window.mean_reversion
+    view.set_prices(np.random.default_rng(3).normal(size=3000).cumsum() + 100)
+    batch = window.router.backend(choice).calculate_mean_reversion(view.prices, **view.params())
+    view.replay_speed.setValue(60_000)  # ~2000 ticks per 33 ms frame
+    with qtbot.waitSignal(view.replay_state, timeout=20_000, check_params_cb=lambda s: s == "finished"):
+        view.start_replay()
+    got = view.replay_series()
+    np.testing.assert_array_equal(got["zscore"], batch.zscore)
+    np.testing.assert_array_equal(got["positions"], batch.positions)
+    assert "3,000/3,000 ticks" in view.replay_label.text()
+
+
+def test_live_replay_pause_and_stop(qtbot, window):
+    window.set_backend(BackendType.PYO3)
+    view = window.mean_reversion
+    view.replay_speed.setValue(100)
+    view.start_replay()
+    qtbot.wait(150)
+    view.pause_replay()
+    n = view._replay_pos
+    assert 0 < n < len(view.prices)
+    qtbot.wait(150)
+    assert view._replay_pos == n  # paused: nothing more
+    view.start_replay()
+    qtbot.wait(150)
+    assert view._replay_pos > n
+    view.stop_replay()
+    assert view.replay_start.text() == "Start" and view.run_button.isEnabled()

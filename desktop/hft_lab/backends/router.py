@@ -115,16 +115,31 @@ class BackendRouter:
     def fallback_note(self) -> str | None:
         return self._last_fallback
 
-    def call(self, op: str, *args: Any, **kwargs: Any) -> tuple[Any, Resolution]:
-        """Run `backend.<op>(...)` on the resolved backend; retry once on the other if it dies mid-call."""
+    @staticmethod
+    def _invoke(backend: Backend, op: "str | Callable[..., Any]", args, kwargs):
+        if callable(op):
+            return op(backend, *args, **kwargs)
+        return getattr(backend, op)(*args, **kwargs)
+
+    def call(self, op: "str | Callable[..., Any]", *args: Any, **kwargs: Any) -> tuple[Any, Resolution]:
+        """Run `backend.<op>(...)` (or `op(backend, ...)` for a callable) on the resolved backend;
+        retry once on the other if it dies mid-call."""
         res = self.resolve()
         try:
-            return getattr(res.backend, op)(*args, **kwargs), res
+            return self._invoke(res.backend, op, args, kwargs), res
         except BackendUnavailable as e:
+            e.resolution = res
             other = BackendType.PYO3 if res.backend.backend_type == BackendType.GRPC else BackendType.GRPC
             if not self._up(other):
                 raise
             note = f"{res.backend.name} failed ({e}): retried on {self.backend(other).name}"
             self._note_fallback(note)
             r2 = Resolution(self.backend(other), res.requested, True, note)
-            return getattr(r2.backend, op)(*args, **kwargs), r2
+            try:
+                return self._invoke(r2.backend, op, args, kwargs), r2
+            except Exception as e2:
+                e2.resolution = r2
+                raise
+        except Exception as e:
+            e.resolution = res  # so the UI can say which backend failed
+            raise

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from PySide6.QtCore import QObject, Signal
 
@@ -63,13 +63,15 @@ class TaskRunner(QObject):
     def busy(self) -> bool:
         return self._current is not None
 
-    def start(self, op: str, *args: Any, **kwargs: Any) -> int:
+    def start(self, op: "str | Callable[..., Any]", *args: Any, **kwargs: Any) -> int:
+        """Run `backend.<op>(*args, **kwargs, cancel=token)` (or `op(backend, ...)`) off the GUI thread."""
         self.cancel()
         tid = next(self._ids)
         token = CancelToken()
         self._current = (tid, token)
         kwargs["cancel"] = token
         emitter = self._emitter
+        label = op if isinstance(op, str) else getattr(op, "__name__", "task")
 
         def run():
             t0 = time.perf_counter()
@@ -77,14 +79,17 @@ class TaskRunner(QObject):
             try:
                 value, res = self.router.call(op, *args, **kwargs)
                 name, note = res.backend.name, res.note
-                out = TaskOutcome(tid, op, True, value, name, time.perf_counter() - t0, note)
+                out = TaskOutcome(tid, label, True, value, name, time.perf_counter() - t0, note)
             except BaseException as e:  # the view shows every failure; nothing is lost silently
+                res = getattr(e, "resolution", None)
+                if res is not None:
+                    name, note = res.backend.name, res.note
                 if not isinstance(e, (ValueError, Cancelled)):
-                    log.exception("%s failed", op)
-                out = TaskOutcome(tid, op, False, e, name, time.perf_counter() - t0, note)
+                    log.exception("%s failed", label)
+                out = TaskOutcome(tid, label, False, e, name, time.perf_counter() - t0, note)
             emitter.done.emit(out)
 
-        threading.Thread(target=run, name=f"task-{op}-{tid}", daemon=True).start()
+        threading.Thread(target=run, name=f"task-{label}-{tid}", daemon=True).start()
         self.busy_changed.emit(True)
         return tid
 

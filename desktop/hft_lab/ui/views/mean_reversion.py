@@ -1,12 +1,14 @@
-"""Mean Reversion tab: rolling z-score with bands, thresholds and entry/exit markers."""
+"""Mean Reversion tab: rolling z-score with bands and trades, OU fit and half-life, backtest with
+equity and drawdown, summary statistics, hover readout, and live replay through the stream API."""
 
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -19,12 +21,14 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSpinBox,
     QSplitter,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from hft_lab.data import load_sample_prices, ou_series
 from hft_lab.ui.plots import make_plot, pen
+from hft_lab.ui.widgets import StatsTable, fmt
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
 log = logging.getLogger("hft_lab.ui.mean_reversion")
@@ -32,24 +36,50 @@ log = logging.getLogger("hft_lab.ui.mean_reversion")
 SYNTHETIC = "Synthetic OU series"
 
 
+def analyse(backend, prices, lookback, threshold, exit_threshold, stop_threshold, cost_bps, periods_per_year, bars_per_day, cancel=None):
+    """The tab's whole computation on one backend: z-score/signals, OU fit, backtest."""
+    mr = backend.calculate_mean_reversion(
+        prices, lookback=lookback, threshold=threshold, exit_threshold=exit_threshold, stop_threshold=stop_threshold, cancel=cancel
+    )
+    if cancel is not None and cancel.cancelled:
+        from hft_lab.backends import Cancelled
+
+        raise Cancelled("cancelled by the user")
+    ou = backend.fit_ou(prices, dt=1.0, bars_per_day=bars_per_day)
+    # returns p[t]/p[t-1]-1 need positive prices; a spread that crosses zero gets signals and OU only
+    bt = None
+    if np.all(prices > 0):
+        bt = backend.backtest(prices, mr.positions, cost_bps=cost_bps, periods_per_year=periods_per_year)
+    return {"mr": mr, "ou": ou, "bt": bt}
+
+
 class MeanReversionView(QWidget):
     result_shown = Signal(object)  # the TaskOutcome that was drawn (GUI thread)
+    replay_state = Signal(str)  # "running" / "paused" / "stopped" / "finished" / "error: …"
+
+    MAX_MARKERS = 3000  # per kind; more would cost the GUI thread ~0.3 s per million points
+    MAX_FILL_POINTS = 200_000
 
     def __init__(self, runner: TaskRunner, parent=None):
         super().__init__(parent)
         self.runner = runner
         self.prices: np.ndarray | None = None
-        self.result = None
+        self.result = None  # MeanReversionResult of the last run
+        self.ou = None
+        self.bt = None
         self.markers_hidden = False
         self._task: int | None = None
+        self._stream = None
+        self._replay_pos = 0
+        self._replay_buf: dict[str, list[np.ndarray]] = {}
         self._build()
         runner.finished.connect(self._on_finished)
         self._load_series()
 
     # ---- layout ----
     def _build(self) -> None:
-        controls = QGroupBox("Parameters")
-        form = QFormLayout(controls)
+        data = QGroupBox("Data")
+        df = QFormLayout(data)
         self.source = QComboBox()
         self.source.addItem(SYNTHETIC)
         try:
@@ -63,6 +93,12 @@ class MeanReversionView(QWidget):
         self.n_points.setSingleStep(1000)
         self.seed = QSpinBox()
         self.seed.setRange(0, 1_000_000)
+        df.addRow("Prices", self.source)
+        df.addRow("Synthetic points", self.n_points)
+        df.addRow("Synthetic seed", self.seed)
+
+        sig = QGroupBox("Signals")
+        form = QFormLayout(sig)
         self.lookback = QSpinBox()
         self.lookback.setRange(2, 100_000)
         self.lookback.setValue(20)
@@ -83,13 +119,26 @@ class MeanReversionView(QWidget):
         stop_row = QHBoxLayout()
         stop_row.addWidget(self.use_stop)
         stop_row.addWidget(self.stop)
-        form.addRow("Prices", self.source)
-        form.addRow("Synthetic points", self.n_points)
-        form.addRow("Synthetic seed", self.seed)
         form.addRow("Lookback (bars)", self.lookback)
         form.addRow("Entry threshold (z)", self.threshold)
         form.addRow("Exit level (z)", self.exit_threshold)
         form.addRow(stop_row)
+
+        btg = QGroupBox("Backtest / OU")
+        bf = QFormLayout(btg)
+        self.cost_bps = QDoubleSpinBox()
+        self.cost_bps.setRange(0.0, 1000.0)
+        self.cost_bps.setValue(1.0)
+        self.cost_bps.setSuffix(" bps")
+        self.periods = QDoubleSpinBox()
+        self.periods.setRange(1.0, 10_000_000.0)
+        self.periods.setValue(252.0)
+        self.bars_per_day = QDoubleSpinBox()
+        self.bars_per_day.setRange(0.001, 1_000_000.0)
+        self.bars_per_day.setValue(1.0)
+        bf.addRow("Cost per turnover", self.cost_bps)
+        bf.addRow("Bars per year", self.periods)
+        bf.addRow("Bars per day", self.bars_per_day)
 
         self.run_button = QPushButton("Run")
         self.run_button.setDefault(True)
@@ -105,27 +154,66 @@ class MeanReversionView(QWidget):
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
 
+        live = QGroupBox("Live replay (streaming)")
+        lf = QFormLayout(live)
+        self.replay_speed = QSpinBox()
+        self.replay_speed.setRange(1, 10_000_000)
+        self.replay_speed.setValue(2000)
+        self.replay_speed.setSuffix(" ticks/s")
+        self.replay_start = QPushButton("Start")
+        self.replay_pause = QPushButton("Pause")
+        self.replay_stop = QPushButton("Stop")
+        self.replay_pause.setEnabled(False)
+        self.replay_stop.setEnabled(False)
+        rb = QHBoxLayout()
+        for b in (self.replay_start, self.replay_pause, self.replay_stop):
+            rb.addWidget(b)
+        self.replay_label = QLabel("")
+        lf.addRow("Speed", self.replay_speed)
+        lf.addRow(rb)
+        lf.addRow(self.replay_label)
+
+        self.stats = StatsTable()
+
         left = QVBoxLayout()
-        left.addWidget(controls)
+        for w in (data, sig, btg):
+            left.addWidget(w)
         left.addLayout(buttons)
         left.addWidget(self.progress)
         left.addWidget(self.status)
-        left.addStretch(1)
+        left.addWidget(live)
+        left.addWidget(self.stats, 1)
         left_w = QWidget()
         left_w.setLayout(left)
-        left_w.setMaximumWidth(360)
+        left_w.setMaximumWidth(380)
 
-        self.price_plot = make_plot("Price, rolling mean ± k·std", "price")
+        self.price_plot = make_plot("Price, rolling mean ± k·std, trades", "price")
         self.z_plot = make_plot("z-score", "z")
-        self.z_plot.setXLink(self.price_plot)
-        plots = QSplitter(Qt.Vertical)
-        plots.addWidget(self.price_plot)
-        plots.addWidget(self.z_plot)
-        plots.setSizes([600, 300])
+        self.equity_plot = make_plot("Equity (after costs)", "equity")
+        self.dd_plot = make_plot("Drawdown", "drawdown")
+        for p in (self.z_plot, self.equity_plot, self.dd_plot):
+            p.setXLink(self.price_plot)
+        self.hover = QLabel(" ")
+        self.hover.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        top = QSplitter(Qt.Vertical)
+        top.addWidget(self.price_plot)
+        top.addWidget(self.z_plot)
+        top.setSizes([600, 300])
+        perf = QSplitter(Qt.Vertical)
+        perf.addWidget(self.equity_plot)
+        perf.addWidget(self.dd_plot)
+        self.plot_tabs = QTabWidget()
+        self.plot_tabs.addTab(top, "Signals")
+        self.plot_tabs.addTab(perf, "Equity && drawdown")
+        right = QVBoxLayout()
+        right.addWidget(self.plot_tabs, 1)
+        right.addWidget(self.hover)
+        right_w = QWidget()
+        right_w.setLayout(right)
 
         lay = QHBoxLayout(self)
         lay.addWidget(left_w)
-        lay.addWidget(plots, 1)
+        lay.addWidget(right_w, 1)
 
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
@@ -133,6 +221,14 @@ class MeanReversionView(QWidget):
         self.n_points.valueChanged.connect(self._load_series)
         self.seed.valueChanged.connect(self._load_series)
         self.runner.busy_changed.connect(self._set_busy)
+        self.replay_start.clicked.connect(self.start_replay)
+        self.replay_pause.clicked.connect(self.pause_replay)
+        self.replay_stop.clicked.connect(self.stop_replay)
+        self._replay_timer = QTimer(self)
+        self._replay_timer.setInterval(33)
+        self._replay_timer.timeout.connect(self._replay_step)
+        self._mouse = pg.SignalProxy(self.price_plot.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse)
+        self._mouse_z = pg.SignalProxy(self.z_plot.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse_z)
 
     # ---- data ----
     def _load_series(self) -> None:
@@ -141,18 +237,20 @@ class MeanReversionView(QWidget):
         self.n_points.setEnabled(synthetic)
         self.seed.setEnabled(synthetic)
         if synthetic:
-            self.prices = ou_series(self.n_points.value(), kappa=0.05, theta=100.0, sigma=1.0, seed=self.seed.value())
+            prices = ou_series(self.n_points.value(), kappa=0.05, theta=100.0, sigma=1.0, seed=self.seed.value())
         else:
             ticker = text.split(": ", 1)[1]
-            self.prices = load_sample_prices().prices[ticker].dropna().to_numpy(dtype=np.float64)
-        self.set_prices(self.prices)
+            prices = load_sample_prices().prices[ticker].dropna().to_numpy(dtype=np.float64)
+        self.set_prices(prices)
 
     def set_prices(self, prices: np.ndarray) -> None:
         """Show a new series (previous results are cleared, since they belong to other data)."""
+        self.stop_replay()
         self.prices = np.asarray(prices, dtype=np.float64)
-        self.result = None
-        self.price_plot.clear()
-        self.z_plot.clear()
+        self.result = self.ou = self.bt = None
+        for p in (self.price_plot, self.z_plot, self.equity_plot, self.dd_plot):
+            p.clear()
+        self.stats.set_rows([])
         idx = np.arange(len(self.prices), dtype=np.float64)
         self.price_plot.plot(idx, self.prices, pen=pen("price"), name="price", skipFiniteCheck=True)
         self.status.setText(f"{len(self.prices):,} prices loaded.")
@@ -167,8 +265,16 @@ class MeanReversionView(QWidget):
         )
 
     def run(self) -> int:
+        self.stop_replay()
         self.status.setText("Running…")
-        self._task = self.runner.start("calculate_mean_reversion", self.prices, **self.params())
+        self._task = self.runner.start(
+            analyse,
+            self.prices,
+            cost_bps=self.cost_bps.value(),
+            periods_per_year=self.periods.value(),
+            bars_per_day=self.bars_per_day.value(),
+            **self.params(),
+        )
         return self._task
 
     def cancel(self) -> None:
@@ -196,17 +302,50 @@ class MeanReversionView(QWidget):
                 log.warning("mean reversion failed: %s", out.value)
             self.result_shown.emit(out)
             return
-        self.result = out.value
-        self._draw(out.value)
-        n_trades = len(out.value.entries)
+        self.result, self.ou, self.bt = out.value["mr"], out.value["ou"], out.value["bt"]
+        self._draw(self.result)
+        if self.bt is not None:
+            self._draw_performance(self.bt)
+        else:
+            self.equity_plot.clear()
+            self.dd_plot.clear()
+        self._fill_stats()
+        n_trades = len(self.result.entries)
         hidden = f" (markers not drawn: more than {self.MAX_MARKERS:,})" if self.markers_hidden else ""
         self.status.setText(
             f"Computed{via} in {out.seconds * 1e3:.1f} ms{note}: {len(self.prices):,} bars, {n_trades:,} entries{hidden}."
         )
         self.result_shown.emit(out)
 
-    MAX_MARKERS = 3000  # per kind; more would cost the GUI thread ~0.3 s per million points
-    MAX_FILL_POINTS = 200_000
+    def _fill_stats(self) -> None:
+        ou, bt = self.ou, self.bt
+        rows = [
+                ("OU κ (per bar)", ou.kappa),
+                ("OU θ", ou.theta),
+                ("OU σ", ou.sigma),
+                ("half-life (bars)", ou.half_life_bars),
+                ("half-life (days)", ou.half_life_days),
+                ("± s.e. half-life", ou.se_half_life),
+                ("AR(1) b ± s.e.", f"{fmt(ou.b)} ± {fmt(ou.se_b, 3)}"),
+                ("R²", ou.r_squared),
+                ("mean-reverting", ou.mean_reverting),
+                ("Hurst (R/S)", ou.hurst),
+        ]
+        if bt is None:
+            rows.append(("backtest", "not run: prices must be positive (returns are p[t]/p[t-1] - 1)"))
+        else:
+            rows += [
+                ("total return", bt.total_return),
+                ("annual return", bt.annual_return),
+                ("annual volatility", bt.annual_volatility),
+                ("Sharpe", bt.sharpe),
+                ("Sortino", bt.sortino),
+                ("max drawdown", bt.max_drawdown),
+                ("trades (closed)", int(bt.n_trades)),
+                ("win rate", bt.win_rate),
+                ("avg holding (bars)", bt.avg_holding_bars),
+            ]
+        self.stats.set_rows(rows)
 
     def _draw(self, r) -> None:
         """Draw on the GUI thread, kept short: explicit x arrays, the NaN warm-up sliced off (so
@@ -227,15 +366,29 @@ class MeanReversionView(QWidget):
         self.markers_hidden = not self._markers(pp, r, x)
         zp = self.z_plot.getPlotItem()
         zp.plot(idx[w], r.zscore[w], pen=pen("z"), name="z", **fast)
-        for level in (r.threshold, -r.threshold):
+        self._z_levels(zp, r.threshold, r.exit_threshold, r.stop_threshold)
+
+    @staticmethod
+    def _z_levels(zp, threshold, exit_threshold, stop_threshold) -> None:
+        for level in (threshold, -threshold):
             zp.addLine(y=level, pen=pen("threshold", 1, Qt.DashLine))
-        if r.exit_threshold != 0:
-            zp.addLine(y=r.exit_threshold, pen=pen("exit", 1, Qt.DotLine))
-            zp.addLine(y=-r.exit_threshold, pen=pen("exit", 1, Qt.DotLine))
+        if exit_threshold != 0:
+            zp.addLine(y=exit_threshold, pen=pen("exit", 1, Qt.DotLine))
+            zp.addLine(y=-exit_threshold, pen=pen("exit", 1, Qt.DotLine))
         zp.addLine(y=0, pen=pen("exit", 1, Qt.DotLine))
-        if r.stop_threshold is not None:
-            for s in (r.stop_threshold, -r.stop_threshold):
+        if stop_threshold is not None:
+            for s in (stop_threshold, -stop_threshold):
                 zp.addLine(y=s, pen=pen("short", 1, Qt.DashDotLine))
+
+    def _draw_performance(self, bt) -> None:
+        idx = np.arange(len(bt.equity), dtype=np.float64)
+        self.equity_plot.clear()
+        self.dd_plot.clear()
+        self.equity_plot.plot(idx, bt.equity, pen=pen("mean", 1.5), name="equity", skipFiniteCheck=True)
+        self.dd_plot.plot(
+            idx, -bt.drawdown if np.all(bt.drawdown >= 0) else bt.drawdown, pen=pen("short"), name="drawdown",
+            fillLevel=0, brush=pg.mkBrush(214, 39, 40, 60), skipFiniteCheck=True,
+        )
 
     def _markers(self, plot, r, x) -> bool:
         """Entry/exit markers; False (and none drawn) when there are too many to draw quickly."""
@@ -251,3 +404,118 @@ class MeanReversionView(QWidget):
             ex = r.exits
             plot.addItem(pg.ScatterPlotItem(ex, x[ex], symbol="x", size=8, brush=pg.mkBrush(60, 60, 60), name="exit"))
         return True
+
+    # ---- hover readout ----
+    def readout(self, i: int) -> str:
+        if self.prices is None or not 0 <= i < len(self.prices):
+            return " "
+        parts = [f"bar {i:,}", f"price {fmt(float(self.prices[i]))}"]
+        r = self.result
+        if r is not None and i < len(r.zscore):
+            parts += [f"mean {fmt(float(r.rolling_mean[i]))}", f"std {fmt(float(r.rolling_std[i]))}",
+                      f"z {fmt(float(r.zscore[i]), 4)}", f"position {int(r.positions[i]):+d}"]
+        if self.bt is not None and i < len(self.bt.equity):
+            parts += [f"equity {fmt(float(self.bt.equity[i]), 6)}", f"drawdown {fmt(float(self.bt.drawdown[i]), 4)}"]
+        return "   ".join(parts)
+
+    def _hover_at(self, plot, pos) -> None:
+        vb = plot.getPlotItem().vb
+        if plot.sceneBoundingRect().contains(pos):
+            self.hover.setText(self.readout(int(round(vb.mapSceneToView(pos).x()))))
+
+    def _on_mouse(self, ev) -> None:
+        self._hover_at(self.price_plot, ev[0])
+
+    def _on_mouse_z(self, ev) -> None:
+        self._hover_at(self.z_plot, ev[0])
+
+    # ---- live replay ----
+    def start_replay(self) -> None:
+        """Play the loaded series tick by tick through the chosen backend's stream API."""
+        if self._stream is None:
+            try:
+                res = self.runner.router.resolve()
+                p = self.params()
+                self._stream = res.backend.mean_reversion_stream(**p)
+                self._replay_backend = res.backend.name
+            except Exception as e:
+                self.replay_label.setText(f"Error: {e}")
+                self.replay_state.emit(f"error: {e}")
+                return
+            self._replay_pos = 0
+            self._replay_buf = {k: [] for k in ("rolling_mean", "rolling_std", "zscore", "positions")}
+            self._replay_t0 = time.perf_counter()
+            for p_ in (self.price_plot, self.z_plot):
+                p_.clear()
+            self._live_price = self.price_plot.plot(pen=pen("price"), name="price")
+            self._live_mean = self.price_plot.plot(pen=pen("mean", 1.5), name="mean")
+            self._live_up = self.price_plot.plot(pen=pen("band"))
+            self._live_lo = self.price_plot.plot(pen=pen("band"))
+            self._live_z = self.z_plot.plot(pen=pen("z"), name="z")
+            pr = self.params()
+            self._z_levels(self.z_plot.getPlotItem(), pr["threshold"], pr["exit_threshold"], pr["stop_threshold"])
+            self.plot_tabs.setCurrentIndex(0)
+        self._replay_timer.start()
+        self.replay_start.setEnabled(False)
+        self.replay_pause.setEnabled(True)
+        self.replay_stop.setEnabled(True)
+        self.run_button.setEnabled(False)
+        self.replay_state.emit("running")
+
+    def pause_replay(self) -> None:
+        self._replay_timer.stop()
+        self.replay_start.setEnabled(True)
+        self.replay_start.setText("Resume")
+        self.replay_pause.setEnabled(False)
+        self.replay_state.emit("paused")
+
+    def stop_replay(self, state: str = "stopped") -> None:
+        if not hasattr(self, "_replay_timer"):
+            return
+        self._replay_timer.stop()
+        if self._stream is not None:
+            try:
+                self._stream.close()
+            except Exception:
+                pass
+            self._stream = None
+            self.replay_state.emit(state)
+        self.replay_start.setEnabled(True)
+        self.replay_start.setText("Start")
+        self.replay_pause.setEnabled(False)
+        self.replay_stop.setEnabled(False)
+        self.run_button.setEnabled(not self.runner.busy)
+
+    def replay_series(self) -> dict[str, np.ndarray]:
+        """What the replay has produced so far, concatenated."""
+        return {k: (np.concatenate(v) if v else np.empty(0)) for k, v in self._replay_buf.items()}
+
+    def _replay_step(self) -> None:
+        n = len(self.prices)
+        batch = max(1, int(self.replay_speed.value() * self._replay_timer.interval() / 1000))
+        lo, hi = self._replay_pos, min(n, self._replay_pos + batch)
+        try:
+            ticks = self._stream.push_many(self.prices[lo:hi])
+        except Exception as e:
+            self.replay_label.setText(f"Error: {e}")
+            log.warning("live replay failed: %s", e)
+            self.stop_replay(f"error: {e}")
+            return
+        for k in self._replay_buf:
+            self._replay_buf[k].append(getattr(ticks, k))
+        self._replay_pos = hi
+        s = self.replay_series()
+        idx = np.arange(hi, dtype=np.float64)
+        k = self.threshold.value()
+        self._live_price.setData(idx, self.prices[:hi], connect="finite")
+        self._live_mean.setData(idx, s["rolling_mean"], connect="finite")
+        self._live_up.setData(idx, s["rolling_mean"] + k * s["rolling_std"], connect="finite")
+        self._live_lo.setData(idx, s["rolling_mean"] - k * s["rolling_std"], connect="finite")
+        self._live_z.setData(idx, s["zscore"], connect="finite")
+        rate = hi / max(time.perf_counter() - self._replay_t0, 1e-9)
+        self.replay_label.setText(
+            f"{hi:,}/{n:,} ticks via {self._replay_backend} ({rate:,.0f} ticks/s), "
+            f"z {fmt(float(ticks.zscore[-1]), 4)}, position {int(ticks.positions[-1]):+d}"
+        )
+        if hi >= n:
+            self.stop_replay("finished")

@@ -1,0 +1,42 @@
+"""Small shared widgets."""
+
+from __future__ import annotations
+
+import math
+
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
+
+
+def fmt(v, digits: int = 6) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "n/a"
+        if math.isinf(v):
+            return "∞" if v > 0 else "−∞"
+        return f"{v:.{digits}g}"
+    return str(v)
+
+
+class StatsTable(QTableWidget):
+    """A two-column (name, value) read-only table."""
+
+    def __init__(self, parent=None):
+        super().__init__(0, 2, parent)
+        self.setHorizontalHeaderLabels(["statistic", "value"])
+        self.verticalHeader().setVisible(False)
+        self.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeToContents)
+        self.horizontalHeader().setStretchLastSection(True)
+        self.setEditTriggers(QAbstractItemView.NoEditTriggers)
+
+    def set_rows(self, rows: list[tuple[str, object]]) -> None:
+        self.setRowCount(len(rows))
+        for i, (k, v) in enumerate(rows):
+            self.setItem(i, 0, QTableWidgetItem(k))
+            self.setItem(i, 1, QTableWidgetItem(fmt(v)))
+
+    def as_dict(self) -> dict[str, str]:
+        return {self.item(i, 0).text(): self.item(i, 1).text() for i in range(self.rowCount())}
