@@ -1,5 +1,6 @@
-//! Quick timing of the rolling z-score core (not a test; `make bench` is the real benchmark).
-use rustcore::rolling::{mean_reversion, rolling_into, SignalParams};
+//! Quick timing of the rolling z-score core parts (not a test; `make bench` is the real benchmark).
+use rustcore::error::check;
+use rustcore::rolling::{mean_reversion, rolling_into, SignalMachine, SignalParams};
 use std::time::Instant;
 fn main() {
     let n = 1_000_000;
@@ -15,12 +16,25 @@ fn main() {
         })
         .collect();
     let (mut m, mut sd, mut z) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    let (mut sig, mut pos) = (vec![0i8; n], vec![0i8; n]);
     for _ in 0..5 {
         let t = Instant::now();
-        rolling_into(&x, 20, &mut m, &mut sd, &mut z, &mut |_, _| true);
+        check::finite("x", &x).unwrap();
+        let _ = std::hint::black_box(x.iter().all(|&p| p == x[0]));
         let a = t.elapsed();
         let t = Instant::now();
+        rolling_into(&x, 20, &mut m, &mut sd, &mut z, &mut |_, _| true);
+        let b = t.elapsed();
+        let t = Instant::now();
+        let mut mach = SignalMachine::new(SignalParams::default()).unwrap();
+        for i in 0..n {
+            let (a, b) = mach.push(z[i]);
+            sig[i] = a;
+            pos[i] = b;
+        }
+        let c = t.elapsed();
+        let t = Instant::now();
         let r = mean_reversion(&x, 20, SignalParams::default(), &mut |_, _| true).unwrap();
-        println!("rolling_into (warm buffers) {a:?}; mean_reversion {:?} ({} entries)", t.elapsed(), r.entries.len());
+        println!("checks {a:?} rolling {b:?} signals {c:?}; whole (fresh Vecs) {:?} ({} entries)", t.elapsed(), r.entries.len());
     }
 }

@@ -7,8 +7,9 @@
 //!   default); `z[t] = (x[t] - mean[t]) / std[t]`. The first `lookback - 1` outputs are NaN.
 //!   A window whose values are all equal has std 0 and z 0.
 //! - O(1) per tick and numerically stable: sums are kept relative to a shift `k` (the window mean at
-//!   the last re-centring), and every `lookback` ticks the window is re-centred and its sums
-//!   recomputed exactly (two-pass), so rounding never accumulates for more than one window.
+//!   the last re-centring), and every `lookback` ticks (rounded up to a multiple of the window of at
+//!   least 256) the window is re-centred and its sums recomputed exactly (two-pass), so rounding
+//!   never accumulates for long.
 //!   The cost stays O(n) overall. Batch results are produced by the same per-tick code as streaming,
 //!   so a streamed series gives bit-identical results to the batch call.
 //! - Signals (target position decided at the close of bar t): flat -> short when z > entry,
@@ -16,6 +17,8 @@
 //!   level, a long is stopped out when z <= -stop and a short when z >= stop, and no new position is
 //!   opened until |z| falls back below entry. `position[t] = signal[t-1]` (no look-ahead: a signal
 //!   computed with bar t's close trades from bar t+1 on), `position[0] = 0`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{check, CoreError, CoreResult};
 
@@ -30,6 +33,15 @@ pub struct RollingZ {
     s1: f64,
     s2: f64,
     since_recentre: usize,
+    every: usize,
+}
+
+/// Ticks between exact re-centrings: a multiple of the window (so the ring buffer is in time
+/// order at each re-centring, which keeps batch and streaming bit-identical), at least 256 ticks
+/// (so the O(window) re-centring costs little per tick). Over 256 ticks the rounding of the
+/// running sums stays ~1e-14 relative.
+fn recentre_every(w: usize) -> usize {
+    w * 256usize.div_ceil(w).max(1)
 }
 
 impl RollingZ {
@@ -46,6 +58,7 @@ impl RollingZ {
             s1: 0.0,
             s2: 0.0,
             since_recentre: 0,
+            every: recentre_every(lookback),
         })
     }
 
@@ -89,7 +102,7 @@ impl RollingZ {
                 self.head = 0;
             }
             self.since_recentre += 1;
-            if self.since_recentre >= w {
+            if self.since_recentre >= self.every {
                 self.recentre();
             } else {
                 let dn = x - self.shift;
@@ -283,7 +296,7 @@ pub struct MeanReversionResult {
 /// Rolling mean/std/z of a whole series into `mean`, `std`, `z` (each `x.len()` long).
 ///
 /// The same arithmetic, in the same order, as [`RollingZ::push`] tick by tick (re-centring when
-/// the window is full and then every `w` ticks, with the window in time order), so streaming and
+/// the window is full and then every `recentre_every(w)` ticks, with the window in time order), so streaming and
 /// batch agree bit for bit; written as a tight block loop for speed. Returns false if cancelled.
 pub fn rolling_into(
     x: &[f64],
@@ -293,54 +306,104 @@ pub fn rolling_into(
     z: &mut [f64],
     on_progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> bool {
+    let n = x.len();
+    let warm = (w - 1).min(n);
+    for i in 0..warm {
+        mean[i] = f64::NAN;
+        std[i] = f64::NAN;
+        z[i] = f64::NAN;
+    }
+    if warm >= n {
+        return true;
+    }
+    // Each block starts with an exact re-centring from the raw window, so blocks are independent:
+    // long series are split in two at a block boundary and computed on two threads, with results
+    // bit-identical to the one-thread (and streaming) computation.
+    let every = recentre_every(w);
+    let blocks = (n - warm).div_ceil(every);
+    let threads = std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1).min(2);
+    if threads < 2 || n < 200_000 || blocks < 2 {
+        return rolling_blocks(x, w, warm, &mut mean[warm..], &mut std[warm..], &mut z[warm..], &AtomicBool::new(false), on_progress);
+    }
+    let mid = warm + blocks.div_ceil(2) * every;
+    let (m1, m2) = mean[warm..].split_at_mut(mid - warm);
+    let (s1, s2) = std[warm..].split_at_mut(mid - warm);
+    let (z1, z2) = z[warm..].split_at_mut(mid - warm);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let stop_ref = &stop;
+        let second = scope.spawn(move || rolling_blocks(x, w, mid, m2, s2, z2, stop_ref, &mut |_, _| true));
+        let ok = rolling_blocks(&x[..mid], w, warm, m1, s1, z1, &stop, on_progress);
+        if !ok {
+            stop.store(true, Ordering::Relaxed);
+        }
+        let ok2 = second.join().unwrap_or(false);
+        ok && ok2
+    })
+}
+
+/// Blocks of `recentre_every(w)` bars from `start` (a block boundary) to `x.len()`; the output
+/// slices cover `[start, x.len())`. Stops (false) when `stop` is set or `on_progress` says so.
+fn rolling_blocks(
+    x: &[f64],
+    w: usize,
+    start: usize,
+    mean: &mut [f64],
+    std: &mut [f64],
+    z: &mut [f64],
+    stop: &AtomicBool,
+    on_progress: &mut dyn FnMut(usize, f64) -> bool,
+) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked above). Only wider registers are used: IEEE
             // sqrt/div/add/mul are correctly rounded at any width and Rust never fuses a*b+c,
             // so the results are bit-identical to the scalar path.
-            return unsafe { rolling_into_avx2(x, w, mean, std, z, on_progress) };
+            return unsafe { rolling_blocks_avx2(x, w, start, mean, std, z, stop, on_progress) };
         }
     }
-    rolling_into_generic(x, w, mean, std, z, on_progress)
+    rolling_blocks_generic(x, w, start, mean, std, z, stop, on_progress)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn rolling_into_avx2(
+#[allow(clippy::too_many_arguments)]
+unsafe fn rolling_blocks_avx2(
     x: &[f64],
     w: usize,
+    start: usize,
     mean: &mut [f64],
     std: &mut [f64],
     z: &mut [f64],
+    stop: &AtomicBool,
     on_progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> bool {
-    rolling_into_generic(x, w, mean, std, z, on_progress)
+    rolling_blocks_generic(x, w, start, mean, std, z, stop, on_progress)
 }
 
 #[inline(always)]
-fn rolling_into_generic(
+#[allow(clippy::too_many_arguments)]
+fn rolling_blocks_generic(
     x: &[f64],
     w: usize,
+    start: usize,
     mean: &mut [f64],
     std: &mut [f64],
     z: &mut [f64],
+    stop: &AtomicBool,
     on_progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> bool {
     let n = x.len();
     let nf = w as f64;
     let (inv_n, inv_dof) = (1.0 / nf, 1.0 / (nf - 1.0));
-    for i in 0..(w - 1).min(n) {
-        mean[i] = f64::NAN;
-        std[i] = f64::NAN;
-        z[i] = f64::NAN;
-    }
-    let mut next_report = 1usize << 16;
-    let mut t0 = w - 1;
+    let every = recentre_every(w);
+    let mut next_report = start + (1usize << 16);
+    let mut t0 = start;
     while t0 < n {
         if t0 >= next_report {
             next_report += 1 << 16;
-            if !on_progress(t0, t0 as f64 / n as f64) {
+            if stop.load(Ordering::Relaxed) || !on_progress(t0, t0 as f64 / n as f64) {
                 return false;
             }
         }
@@ -353,21 +416,23 @@ fn rolling_into_generic(
             s1 += d;
             s2 += d * d;
         }
-        let end = (t0 + w).min(n);
+        let end = (t0 + every).min(n);
         // pass 1, serial: the running sums; mean offset parked in z, variance in std
         let xs = &x[t0..end];
-        let olds = &x[t0 - (w - 1)..end - (w - 1)]; // olds[k + 1] = x[t0 + k + 1 - w]
-        let (zb, sb, mb) = (&mut z[t0..end], &mut std[t0..end], &mut mean[t0..end]);
-        for k in 0..xs.len() {
-            if k > 0 {
-                let dn = xs[k] - shift;
-                let dold = olds[k - 1] - shift;
-                s1 += dn - dold;
-                s2 += dn * dn - dold * dold;
-            }
+        let olds = &x[t0 + 1 - w..end - w]; // olds[k] = x[t0 + 1 + k - w], leaving the window at t0 + 1 + k
+        let (a, b) = (t0 - start, end - start);
+        let (zb, sb, mb) = (&mut z[a..b], &mut std[a..b], &mut mean[a..b]);
+        let mean_off = s1 * inv_n;
+        zb[0] = mean_off;
+        sb[0] = ((s2 - s1 * mean_off) * inv_dof).max(0.0);
+        for (((&xn, &xo), zk), sk) in xs[1..].iter().zip(olds).zip(zb[1..].iter_mut()).zip(sb[1..].iter_mut()) {
+            let dn = xn - shift;
+            let dold = xo - shift;
+            s1 += dn - dold;
+            s2 += dn * dn - dold * dold;
             let mean_off = s1 * inv_n;
-            zb[k] = mean_off;
-            sb[k] = ((s2 - s1 * mean_off) * inv_dof).max(0.0);
+            *zk = mean_off;
+            *sk = ((s2 - s1 * mean_off) * inv_dof).max(0.0);
         }
         // pass 2, independent per element (vectorises): sqrt, mean, z
         for (((xi, zi), si), mi) in xs.iter().zip(zb.iter_mut()).zip(sb.iter_mut()).zip(mb.iter_mut()) {
@@ -382,14 +447,16 @@ fn rolling_into_generic(
     true
 }
 
-/// Rolling z-score and signals over a whole series. `on_progress(done, fraction)` is called every
-/// 65 536 bars; returning false cancels.
-pub fn mean_reversion(
-    prices: &[f64],
-    lookback: usize,
-    params: SignalParams,
-    on_progress: &mut dyn FnMut(usize, f64) -> bool,
-) -> CoreResult<MeanReversionResult> {
+/// Caller-provided output buffers of [`mean_reversion_into`], each as long as the prices.
+pub struct MeanReversionBuffers<'a> {
+    pub rolling_mean: &'a mut [f64],
+    pub rolling_std: &'a mut [f64],
+    pub zscore: &'a mut [f64],
+    pub signals: &'a mut [i8],
+    pub positions: &'a mut [i8],
+}
+
+fn validate(prices: &[f64], lookback: usize, params: &SignalParams) -> CoreResult<()> {
     check::finite("prices", prices)?;
     if lookback < 2 || lookback > prices.len() {
         return Err(CoreError::invalid(format!(
@@ -402,7 +469,66 @@ pub fn mean_reversion(
             "prices is constant: the rolling standard deviation is zero everywhere",
         ));
     }
+    params.validate()
+}
+
+/// Rolling z-score and signals over a whole series, written into caller-provided buffers (the
+/// Python binding hands in NumPy arrays, so nothing is copied afterwards). Returns the entry and
+/// exit bars. `on_progress(done, fraction)` is called every 65 536 bars; returning false cancels.
+pub fn mean_reversion_into(
+    prices: &[f64],
+    lookback: usize,
+    params: SignalParams,
+    out: MeanReversionBuffers<'_>,
+    on_progress: &mut dyn FnMut(usize, f64) -> bool,
+) -> CoreResult<(Vec<usize>, Vec<usize>)> {
+    validate(prices, lookback, &params)?;
+    let n = prices.len();
+    for (name, len) in [
+        ("rolling_mean", out.rolling_mean.len()),
+        ("rolling_std", out.rolling_std.len()),
+        ("zscore", out.zscore.len()),
+        ("signals", out.signals.len()),
+        ("positions", out.positions.len()),
+    ] {
+        if len != n {
+            return Err(CoreError::invalid(format!("output buffer {name} has {len} entries, expected {n}")));
+        }
+    }
+    if !rolling_into(prices, lookback, out.rolling_mean, out.rolling_std, out.zscore, on_progress) {
+        return Err(CoreError::Cancelled);
+    }
     let mut machine = SignalMachine::new(params)?;
+    let (mut entries, mut exits) = (Vec::new(), Vec::new());
+    let mut prev = 0i8;
+    for (i, ((&zi, sig_out), pos_out)) in
+        out.zscore.iter().zip(out.signals.iter_mut()).zip(out.positions.iter_mut()).enumerate()
+    {
+        let (sig, pos) = machine.push(zi);
+        *sig_out = sig;
+        *pos_out = pos;
+        if sig != prev {
+            if prev != 0 {
+                exits.push(i);
+            }
+            if sig != 0 {
+                entries.push(i);
+            }
+        }
+        prev = sig;
+    }
+    Ok((entries, exits))
+}
+
+/// Rolling z-score and signals over a whole series. `on_progress(done, fraction)` is called every
+/// 65 536 bars; returning false cancels.
+pub fn mean_reversion(
+    prices: &[f64],
+    lookback: usize,
+    params: SignalParams,
+    on_progress: &mut dyn FnMut(usize, f64) -> bool,
+) -> CoreResult<MeanReversionResult> {
+    validate(prices, lookback, &params)?;
     let n = prices.len();
     let mut out = MeanReversionResult {
         rolling_mean: vec![0.0; n],
@@ -413,24 +539,21 @@ pub fn mean_reversion(
         entries: Vec::new(),
         exits: Vec::new(),
     };
-    if !rolling_into(prices, lookback, &mut out.rolling_mean, &mut out.rolling_std, &mut out.zscore, on_progress) {
-        return Err(CoreError::Cancelled);
-    }
-    let mut prev = 0i8;
-    for (i, &zi) in out.zscore.iter().enumerate() {
-        let (sig, pos) = machine.push(zi);
-        out.signals[i] = sig;
-        out.positions[i] = pos;
-        if sig != prev {
-            if prev != 0 {
-                out.exits.push(i);
-            }
-            if sig != 0 {
-                out.entries.push(i);
-            }
-        }
-        prev = sig;
-    }
+    let (entries, exits) = mean_reversion_into(
+        prices,
+        lookback,
+        params,
+        MeanReversionBuffers {
+            rolling_mean: &mut out.rolling_mean,
+            rolling_std: &mut out.rolling_std,
+            zscore: &mut out.zscore,
+            signals: &mut out.signals,
+            positions: &mut out.positions,
+        },
+        on_progress,
+    )?;
+    out.entries = entries;
+    out.exits = exits;
     Ok(out)
 }
 
@@ -527,7 +650,8 @@ mod tests {
 
     #[test]
     fn streaming_equals_batch_bitwise() {
-        let x = walk(10_000, 100.0, 0.5, 7);
+        // long enough for the two-thread batch path (n >= 200 000)
+        let x = walk(300_000, 100.0, 0.5, 7);
         let p = SignalParams { entry: 1.5, exit: 0.0, stop: Some(3.0) };
         let b = mean_reversion(&x, 20, p, &mut no_progress()).unwrap();
         let mut s = MeanReversionState::new(20, p).unwrap();

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .runner import format_table, run_suite, to_json
+from .runner import SECTIONS, format_table, run_suite, to_json
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,8 +14,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer calls (a quick look, noisier)")
     ap.add_argument("--json", action="store_true", help="print the machine-readable JSON instead of the table")
     ap.add_argument("--out", default="bench-results/latest.json", help="also write the JSON here")
+    ap.add_argument("--only", nargs="*", help="sections to run (default: all): " + ", ".join(SECTIONS))
     args = ap.parse_args(argv)
-    suite = run_suite(quick=args.quick, progress=None if args.json else lambda m: print(f"  {m.op} {m.size} {m.backend}: p50 {m.p50_us:.1f} µs", file=sys.stderr))
+    suite = run_suite(quick=args.quick, only=args.only, progress=None if args.json else lambda m: print(f"  {m.op} {m.size} {m.backend}: p50 {m.p50_us:.1f} µs", file=sys.stderr))
     js = to_json(suite)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use numpy::{IntoPyArray, PyArrayMethods, PyReadonlyArray1};
+use numpy::{IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -15,7 +15,7 @@ use pyo3::types::PyDict;
 use rustcore::backtest as bt;
 use rustcore::hmm;
 use rustcore::ou;
-use rustcore::rolling::{self, MeanReversionState, SignalParams};
+use rustcore::rolling::{self, MeanReversionBuffers, MeanReversionState, SignalParams};
 use rustcore::CoreError;
 
 create_exception!(_rustcore, Cancelled, PyException, "The computation was cancelled by the user.");
@@ -112,16 +112,44 @@ fn mean_reversion<'py>(
     let x = slice("prices", &prices)?;
     let mut hook = progress_hook(cancel.map(|c| c.flag.clone()), progress);
     let params = signal_params(threshold, exit_threshold, stop_threshold);
-    let r = detach(py, || rolling::mean_reversion(x, lookback, params, &mut hook))?;
+    // Outputs are NumPy arrays from the start (NumPy asks the kernel for huge pages on large
+    // allocations, which saves most of the page-fault cost of fresh memory); the core fills them
+    // with the GIL released.
+    let n = x.len();
+    // SAFETY: uninitialised (np.empty, which can reuse freed memory without faulting it in again);
+    // mean_reversion_into writes every element before anything reads them, or the arrays are
+    // dropped unread when it returns an error.
+    let (mean, std, z, sig, pos) = unsafe {
+        (
+            PyArray1::<f64>::new(py, n, false),
+            PyArray1::<f64>::new(py, n, false),
+            PyArray1::<f64>::new(py, n, false),
+            PyArray1::<i8>::new(py, n, false),
+            PyArray1::<i8>::new(py, n, false),
+        )
+    };
+    let (entries, exits) = {
+        // SAFETY: the arrays were just created here, are contiguous and not shared with anyone yet.
+        let bufs = unsafe {
+            MeanReversionBuffers {
+                rolling_mean: mean.as_slice_mut()?,
+                rolling_std: std.as_slice_mut()?,
+                zscore: z.as_slice_mut()?,
+                signals: sig.as_slice_mut()?,
+                positions: pos.as_slice_mut()?,
+            }
+        };
+        detach(py, || rolling::mean_reversion_into(x, lookback, params, bufs, &mut hook))?
+    };
     let d = PyDict::new(py);
-    d.set_item("rolling_mean", r.rolling_mean.into_pyarray(py))?;
-    d.set_item("rolling_std", r.rolling_std.into_pyarray(py))?;
-    d.set_item("zscore", r.zscore.into_pyarray(py))?;
-    d.set_item("signals", r.signals.into_pyarray(py))?;
-    d.set_item("positions", r.positions.into_pyarray(py))?;
+    d.set_item("rolling_mean", mean)?;
+    d.set_item("rolling_std", std)?;
+    d.set_item("zscore", z)?;
+    d.set_item("signals", sig)?;
+    d.set_item("positions", pos)?;
     let idx = |v: Vec<usize>| v.into_iter().map(|i| i as i64).collect::<Vec<i64>>();
-    d.set_item("entries", idx(r.entries).into_pyarray(py))?;
-    d.set_item("exits", idx(r.exits).into_pyarray(py))?;
+    d.set_item("entries", idx(entries).into_pyarray(py))?;
+    d.set_item("exits", idx(exits).into_pyarray(py))?;
     Ok(d)
 }
 
