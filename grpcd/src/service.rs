@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 use rustcore::backtest as bt;
 use rustcore::hmm;
 use rustcore::ou;
+use rustcore::portfolio;
 use rustcore::rolling::{self, MeanReversionState, SignalParams};
 
 use crate::convert::{self, i8_bytes, status, to_vector};
@@ -75,7 +76,7 @@ fn signal_params(s: &Option<pb::SignalParameters>) -> SignalParams {
     }
 }
 
-const ALGORITHMS: &[&str] = &["mean_reversion", "mean_reversion_stream", "fit_ou", "backtest", "hmm"];
+const ALGORITHMS: &[&str] = &["mean_reversion", "mean_reversion_stream", "fit_ou", "backtest", "hmm", "portfolio"];
 
 type Stream<T> = ReceiverStream<Result<T, Status>>;
 
@@ -220,9 +221,40 @@ impl HftLab for Service {
 
     async fn optimize_portfolio(
         &self,
-        _: Request<pb::PortfolioRequest>,
+        req: Request<pb::PortfolioRequest>,
     ) -> Result<Response<pb::PortfolioResponse>, Status> {
-        Err(Status::unimplemented("OptimizePortfolio is not available in this build of grpcd"))
+        let r = req.into_inner();
+        let (prices, rows, cols) = convert::matrix(&r.prices, "prices")?;
+        let d = portfolio::PortfolioConfig::default();
+        let config = portfolio::PortfolioConfig {
+            returns: r.returns.unwrap_or(d.returns),
+            annualization: r.annualization.unwrap_or(d.annualization),
+            risk_free_rate: r.risk_free_rate.unwrap_or(d.risk_free_rate),
+            covariance: r.covariance.unwrap_or(d.covariance),
+            min_weight: r.min_weight.unwrap_or(d.min_weight),
+            max_weight: r.max_weight.unwrap_or(d.max_weight),
+            risk_budgets: r.risk_budgets,
+            frontier_points: r.frontier_points as usize,
+        };
+        let method = r.method;
+        let names = r.asset_names;
+        let out = blocking("OptimizePortfolio", move |flag| {
+            portfolio::optimize_portfolio(&prices, rows, cols, &method, &config, &mut cancel_hook(flag)).map_err(status)
+        })
+        .await?;
+        Ok(Response::new(pb::PortfolioResponse {
+            method: out.method,
+            weights: Some(to_vector(&out.weights)),
+            asset_names: names,
+            expected_return: out.expected_return,
+            volatility: out.volatility,
+            sharpe: out.sharpe,
+            risk_contributions: Some(to_vector(&out.risk_contributions)),
+            status: out.status,
+            iterations: out.iterations as u32,
+            frontier_returns: Some(to_vector(&out.frontier_returns)),
+            frontier_volatilities: Some(to_vector(&out.frontier_volatilities)),
+        }))
     }
 
     type RunHmmStream = Stream<pb::HmmUpdate>;

@@ -6,6 +6,7 @@ pub mod backtest;
 pub mod error;
 pub mod hmm;
 pub mod ou;
+pub mod portfolio;
 pub mod rolling;
 
 pub use error::{CoreError, CoreResult};

@@ -16,7 +16,7 @@ import numpy as np
 
 from .config import BackendType
 from .errors import Cancelled  # noqa: F401  (re-exported for callers)
-from .results import BacktestResult, HmmResult, MeanReversionResult, OuFit, ServerInfo, StreamTicks
+from .results import BacktestResult, HmmResult, MeanReversionResult, OuFit, PortfolioResult, ServerInfo, StreamTicks
 
 ProgressFn = Callable[[int, float], "bool | None"]
 
@@ -147,6 +147,9 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def _run_hmm(self, observations, n_states, max_iterations, tolerance, n_restarts, seed, init, progress, cancel) -> dict: ...
 
+    @abc.abstractmethod
+    def _optimize_portfolio(self, prices, method, params, asset_names, cancel) -> dict: ...
+
     def close(self) -> None:
         pass
 
@@ -244,6 +247,59 @@ class Backend(abc.ABC):
             cancel,
         )
         return HmmResult(**d)
+
+    PORTFOLIO_PARAMETERS = {
+        "returns": str,
+        "annualization": float,
+        "risk_free_rate": float,
+        "covariance": str,
+        "min_weight": float,
+        "max_weight": float,
+        "risk_budgets": list,
+        "frontier_points": int,
+    }
+
+    def optimize_portfolio(
+        self,
+        prices: Any,
+        method: str = "max_sharpe",
+        parameters: dict | None = None,
+        asset_names: "list[str] | tuple[str, ...] | None" = None,
+        cancel: CancelToken | None = None,
+    ) -> PortfolioResult:
+        """Portfolio weights by `method` (min_variance, max_sharpe, risk_parity, equal_weight).
+        `prices` is time x assets (a DataFrame's columns become the asset names). `parameters`:
+        returns ("simple"/"log"), annualization (252), risk_free_rate (0.02, annual), covariance
+        ("sample"/"ledoit_wolf"), min_weight (0), max_weight (1), risk_budgets (risk parity),
+        frontier_points (0 = no frontier)."""
+        p, names = as_matrix("prices", prices)
+        if asset_names is not None:
+            names = tuple(str(a) for a in asset_names)
+        if names is None:
+            names = tuple(f"asset {i}" for i in range(p.shape[1]))
+        if len(names) != p.shape[1]:
+            raise ValueError(f"asset_names has {len(names)} names but prices has {p.shape[1]} columns")
+        params = dict(parameters or {})
+        unknown = sorted(set(params) - set(self.PORTFOLIO_PARAMETERS))
+        if unknown:
+            raise ValueError(
+                f"unknown parameter {', '.join(repr(u) for u in unknown)}; known: {', '.join(self.PORTFOLIO_PARAMETERS)}"
+            )
+        clean: dict[str, Any] = {}
+        for k, v in params.items():
+            if v is None:
+                continue
+            if k == "risk_budgets":
+                clean[k] = [real("risk_budgets", b) for b in np.asarray(v, dtype=object).ravel()]
+            elif k == "frontier_points":
+                clean[k] = nonneg_int(k, v)
+            elif self.PORTFOLIO_PARAMETERS[k] is float:
+                clean[k] = real(k, v)
+            else:
+                clean[k] = str(v)
+        d = self._optimize_portfolio(p, str(method), clean, names, cancel)
+        d["asset_names"] = names
+        return PortfolioResult(**d)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"

@@ -275,3 +275,8 @@ class GrpcBackend(Backend):
                 raise Cancelled("cancelled by the user") from None
             raise self._error(e) from None
         raise BackendUnavailable("RunHmm ended without a result")
+
+    def _optimize_portfolio(self, prices, method, params, asset_names, cancel):
+        req = pb.PortfolioRequest(prices=wire.mat(prices), method=method, asset_names=list(asset_names), **params)
+        r = self._unary("OptimizePortfolio", req, pb.PortfolioResponse, cancel)
+        return wire.fields(r, exclude=("asset_names",))

@@ -87,3 +87,7 @@ class Pyo3Backend(Backend):
             observations, n_states, max_iterations, tolerance, n_restarts, seed, init,
             cancel.rust if cancel else None, progress,
         )
+
+    @translate_cancel
+    def _optimize_portfolio(self, prices, method, params, asset_names, cancel):
+        return _core().optimize_portfolio(prices, method, cancel=cancel.rust if cancel else None, **params)

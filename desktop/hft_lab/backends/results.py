@@ -153,3 +153,22 @@ class HmmResult(_Result):
         p = np.diag(self.transition_matrix)
         with np.errstate(divide="ignore"):
             return 1.0 / (1.0 - p)
+
+
+@dataclass(frozen=True, eq=False)
+class PortfolioResult(_Result):
+    """Optimised weights (sum 1) with annualised expected return, volatility and Sharpe (after the
+    risk-free rate); risk_contributions are fractions of the portfolio variance (sum 1); the
+    efficient frontier is empty unless frontier_points was asked for."""
+
+    method: str
+    weights: np.ndarray
+    asset_names: tuple[str, ...]
+    expected_return: float
+    volatility: float
+    sharpe: float
+    risk_contributions: np.ndarray
+    status: str
+    iterations: int
+    frontier_returns: np.ndarray
+    frontier_volatilities: np.ndarray

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use numpy::{IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1};
+use numpy::{IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -15,6 +15,7 @@ use pyo3::types::PyDict;
 use rustcore::backtest as bt;
 use rustcore::hmm;
 use rustcore::ou;
+use rustcore::portfolio;
 use rustcore::rolling::{self, MeanReversionBuffers, MeanReversionState, SignalParams};
 use rustcore::CoreError;
 
@@ -320,6 +321,60 @@ fn run_hmm<'py>(
     Ok(d)
 }
 
+fn slice2<'a>(name: &str, a: &'a PyReadonlyArray2<'_, f64>) -> PyResult<(&'a [f64], usize, usize)> {
+    let shape = a.shape();
+    let (rows, cols) = (shape[0], shape[1]);
+    let s = a.as_slice().map_err(|_| PyValueError::new_err(format!("{name} must be a C-contiguous 2-D float64 array")))?;
+    Ok((s, rows, cols))
+}
+
+/// Portfolio optimisation (min_variance, max_sharpe, risk_parity, equal_weight) and the efficient frontier.
+#[pyfunction]
+#[pyo3(signature = (prices, method, returns="simple", annualization=252.0, risk_free_rate=0.02, covariance="sample", min_weight=0.0, max_weight=1.0, risk_budgets=Vec::new(), frontier_points=0, cancel=None, progress=None))]
+#[allow(clippy::too_many_arguments)]
+fn optimize_portfolio<'py>(
+    py: Python<'py>,
+    prices: PyReadonlyArray2<'py, f64>,
+    method: &str,
+    returns: &str,
+    annualization: f64,
+    risk_free_rate: f64,
+    covariance: &str,
+    min_weight: f64,
+    max_weight: f64,
+    risk_budgets: Vec<f64>,
+    frontier_points: usize,
+    cancel: Option<PyRef<'py, CancelToken>>,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let (x, rows, cols) = slice2("prices", &prices)?;
+    let config = portfolio::PortfolioConfig {
+        returns: returns.to_string(),
+        annualization,
+        risk_free_rate,
+        covariance: covariance.to_string(),
+        min_weight,
+        max_weight,
+        risk_budgets,
+        frontier_points,
+    };
+    let method = method.to_string();
+    let mut hook = progress_hook(cancel.map(|c| c.flag.clone()), progress);
+    let r = detach(py, || portfolio::optimize_portfolio(x, rows, cols, &method, &config, &mut hook))?;
+    let d = PyDict::new(py);
+    d.set_item("method", r.method)?;
+    d.set_item("weights", r.weights.into_pyarray(py))?;
+    d.set_item("expected_return", r.expected_return)?;
+    d.set_item("volatility", r.volatility)?;
+    d.set_item("sharpe", r.sharpe)?;
+    d.set_item("risk_contributions", r.risk_contributions.into_pyarray(py))?;
+    d.set_item("status", r.status)?;
+    d.set_item("iterations", r.iterations)?;
+    d.set_item("frontier_returns", r.frontier_returns.into_pyarray(py))?;
+    d.set_item("frontier_volatilities", r.frontier_volatilities.into_pyarray(py))?;
+    Ok(d)
+}
+
 /// Round-trip a float64 array (transport cost baseline for the benchmark).
 #[pyfunction]
 fn echo<'py>(py: Python<'py>, values: PyReadonlyArray1<'py, f64>) -> PyResult<Bound<'py, numpy::PyArray1<f64>>> {
@@ -337,5 +392,6 @@ fn _rustcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fit_ou, m)?)?;
     m.add_function(wrap_pyfunction!(backtest, m)?)?;
     m.add_function(wrap_pyfunction!(run_hmm, m)?)?;
+    m.add_function(wrap_pyfunction!(optimize_portfolio, m)?)?;
     Ok(())
 }

@@ -1,0 +1,404 @@
+//! Dense linear algebra for the portfolio module: Gram matrix, blocked Cholesky, triangular
+//! inverse and solves. All matrices are row-major `Vec<f64>`; the heavy products go through
+//! nalgebra's `gemm`, which dispatches to `matrixmultiply` (runtime AVX/FMA detection).
+
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
+use nalgebra::{Dyn, MatrixView, MatrixViewMut};
+
+type View<'a> = MatrixView<'a, f64, Dyn, Dyn, Dyn, Dyn>;
+type ViewMut<'a> = MatrixViewMut<'a, f64, Dyn, Dyn, Dyn, Dyn>;
+
+/// Block size of the blocked factorisations (the inner kernels are plain loops).
+const NB: usize = 48;
+
+/// Dot product with four independent accumulators (lets LLVM vectorise the reduction).
+#[inline]
+pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut s = [0.0f64; 4];
+    let ca = a.chunks_exact(4);
+    let cb = b.chunks_exact(4);
+    let ra = ca.remainder();
+    let rb = cb.remainder();
+    for (x, y) in ca.zip(cb) {
+        s[0] += x[0] * y[0];
+        s[1] += x[1] * y[1];
+        s[2] += x[2] * y[2];
+        s[3] += x[3] * y[3];
+    }
+    let mut tail = 0.0;
+    for (x, y) in ra.iter().zip(rb) {
+        tail += x * y;
+    }
+    (s[0] + s[2]) + (s[1] + s[3]) + tail
+}
+
+/// `y += alpha * x`
+#[inline]
+pub(crate) fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
+    for (yi, xi) in y.iter_mut().zip(x) {
+        *yi += alpha * xi;
+    }
+}
+
+/// A strided read-only matrix description (element (i, j) at `off + i*rs + j*cs`).
+#[derive(Clone, Copy)]
+struct Strided<'a> {
+    data: &'a [f64],
+    off: usize,
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> Strided<'a> {
+    fn view(&self) -> View<'a> {
+        let d = &self.data[self.off..];
+        View::from_slice_with_strides(d, self.rows, self.cols, self.rs, self.cs)
+    }
+}
+
+/// `c[c_off + i*ldc + j] = beta*c + alpha * (A B)[i][j]` for a row-major destination block.
+fn gemm_into(
+    c: &mut [f64],
+    c_off: usize,
+    ldc: usize,
+    alpha: f64,
+    a: Strided<'_>,
+    b: Strided<'_>,
+    beta: f64,
+) {
+    if a.rows == 0 || b.cols == 0 {
+        return;
+    }
+    if a.cols == 0 {
+        if beta != 1.0 {
+            for i in 0..a.rows {
+                for v in &mut c[c_off + i * ldc..c_off + i * ldc + b.cols] {
+                    *v *= beta;
+                }
+            }
+        }
+        return;
+    }
+    if a.rows <= 5 || a.cols <= 5 || b.cols <= 5 {
+        // nalgebra's small-matrix fallback (gemv per column) mis-handles general row strides,
+        // and matrixmultiply is only used above 5 in every dimension: do tiny products here.
+        for i in 0..a.rows {
+            for jc in 0..b.cols {
+                let mut s = 0.0;
+                for k in 0..a.cols {
+                    s += a.data[a.off + i * a.rs + k * a.cs] * b.data[b.off + k * b.rs + jc * b.cs];
+                }
+                let dst = &mut c[c_off + i * ldc + jc];
+                *dst = if beta == 0.0 {
+                    alpha * s
+                } else {
+                    beta * *dst + alpha * s
+                };
+            }
+        }
+        return;
+    }
+    let av = a.view();
+    let bv = b.view();
+    let mut cv = ViewMut::from_slice_with_strides_mut(&mut c[c_off..], a.rows, b.cols, ldc, 1);
+    cv.gemm(alpha, &av, &bv, beta);
+}
+
+/// Gram matrix `X'X` of a row-major `t x n` matrix, returned as a full symmetric row-major
+/// `n x n` matrix. Only the upper block triangle is computed (by blocks), then mirrored.
+pub(crate) fn gram(x: &[f64], t: usize, n: usize) -> Vec<f64> {
+    let mut c = vec![0.0; n * n];
+    let nb = if n <= 160 { n } else { 128 };
+    let mut i0 = 0;
+    while i0 < n {
+        let ni = nb.min(n - i0);
+        // A = rows i0..i0+ni of X' (X' is n x t: (i,k) at k*n + i)
+        let a = Strided {
+            data: x,
+            off: i0,
+            rows: ni,
+            cols: t,
+            rs: 1,
+            cs: n,
+        };
+        // B = X[:, i0..n]  (t x (n-i0)), one gemm for the whole block row (upper trapezoid)
+        let b = Strided {
+            data: x,
+            off: i0,
+            rows: t,
+            cols: n - i0,
+            rs: n,
+            cs: 1,
+        };
+        gemm_into(&mut c, i0 * n + i0, n, 1.0, a, b, 0.0);
+        i0 += ni;
+    }
+    for i in 0..n {
+        for j in 0..i {
+            c[i * n + j] = c[j * n + i];
+        }
+    }
+    c
+}
+
+/// In-place unblocked Cholesky of the `nb x nb` diagonal block at (k0, k0) of the row-major
+/// `n`-wide matrix `a` (lower triangle). Returns the failing global index on a non-positive pivot.
+fn chol_block(a: &mut [f64], n: usize, k0: usize, nb: usize) -> Result<(), usize> {
+    for i in k0..k0 + nb {
+        for j in k0..=i {
+            let (ri, rj) = (i * n, j * n);
+            let s = a[ri + j] - dot(&a[ri + k0..ri + j], &a[rj + k0..rj + j]);
+            if i == j {
+                if !(s > 0.0) || !s.is_finite() {
+                    return Err(i);
+                }
+                a[ri + i] = s.sqrt();
+            } else {
+                a[ri + j] = s / a[rj + j];
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Cholesky factor `L` (row-major, lower; the strict upper triangle is zeroed) of the symmetric
+/// positive definite row-major `a` (only its lower triangle is read).
+/// Err(i): the leading minor of order i+1 is not positive definite.
+pub(crate) fn cholesky(a: &[f64], n: usize) -> Result<Vec<f64>, usize> {
+    let mut l = a.to_vec();
+    let mut k0 = 0;
+    while k0 < n {
+        let kb = NB.min(n - k0);
+        let k1 = k0 + kb;
+        chol_block(&mut l, n, k0, kb)?;
+        // panel: rows k1..n, columns k0..k1:  L_ik = A_ik L_kk^{-T}
+        for i in k1..n {
+            let ri = i * n;
+            for j in k0..k1 {
+                let rj = j * n;
+                let s = l[ri + j] - dot(&l[ri + k0..ri + j], &l[rj + k0..rj + j]);
+                l[ri + j] = s / l[rj + j];
+            }
+        }
+        // trailing update of the lower part: A[i, k1..=i] -= L[i, k0..k1] L[k1..=i, k0..k1]'
+        if k1 < n {
+            let mut i0 = k1;
+            let rb = 2 * NB;
+            while i0 < n {
+                let ni = rb.min(n - i0);
+                let ncols = i0 + ni - k1; // columns k1 .. i0+ni (covers the lower trapezoid)
+                let (head, tail) = l.split_at_mut(i0 * n);
+                // P_i = L[i0..i0+ni, k0..k1] lives in `tail`; P_j = L[k1..i0+ni, k0..k1] spans both.
+                // Copy the small panel rows to keep the borrows simple (ncols x kb values).
+                let mut pj = vec![0.0; ncols * kb];
+                for (r, row) in (k1..i0 + ni).enumerate() {
+                    let src = if row < i0 {
+                        &head[row * n + k0..row * n + k1]
+                    } else {
+                        let o = (row - i0) * n;
+                        &tail[o + k0..o + k1]
+                    };
+                    pj[r * kb..(r + 1) * kb].copy_from_slice(src);
+                }
+                let mut pi = vec![0.0; ni * kb];
+                for r in 0..ni {
+                    let o = r * n;
+                    pi[r * kb..(r + 1) * kb].copy_from_slice(&tail[o + k0..o + k1]);
+                }
+                let a = Strided {
+                    data: &pi,
+                    off: 0,
+                    rows: ni,
+                    cols: kb,
+                    rs: kb,
+                    cs: 1,
+                };
+                let b = Strided {
+                    data: &pj,
+                    off: 0,
+                    rows: kb,
+                    cols: ncols,
+                    rs: 1,
+                    cs: kb,
+                };
+                gemm_into(tail, k1, n, -1.0, a, b, 1.0);
+                let _ = head;
+                i0 += ni;
+            }
+        }
+        k0 = k1;
+    }
+    for i in 0..n {
+        for v in &mut l[i * n + i + 1..(i + 1) * n] {
+            *v = 0.0;
+        }
+    }
+    Ok(l)
+}
+
+/// Inverse of a lower-triangular row-major `l` (result lower triangular, row-major).
+pub(crate) fn lower_inverse(l: &[f64], n: usize) -> Vec<f64> {
+    let mut m = vec![0.0; n * n];
+    let mut i0 = 0;
+    while i0 < n {
+        let ib = NB.min(n - i0);
+        let i1 = i0 + ib;
+        let (done, rest) = m.split_at_mut(i0 * n);
+        // T = L[i0..i1, 0..i0] * M[0..i0, 0..i0]   (ib x i0), written into the block row
+        if i0 > 0 {
+            let a = Strided {
+                data: l,
+                off: i0 * n,
+                rows: ib,
+                cols: i0,
+                rs: n,
+                cs: 1,
+            };
+            let b = Strided {
+                data: done,
+                off: 0,
+                rows: i0,
+                cols: i0,
+                rs: n,
+                cs: 1,
+            };
+            gemm_into(rest, 0, n, 1.0, a, b, 0.0);
+        }
+        // Forward substitution inside the block: L_II X = -T (columns 0..i0), L_II X = I (block).
+        for i in i0..i1 {
+            let ri = i * n;
+            let lii = l[ri + i];
+            let (prev, cur) = rest.split_at_mut((i - i0) * n);
+            let row = &mut cur[..i];
+            for r in i0..i {
+                let c = l[ri + r];
+                if c != 0.0 {
+                    let o = (r - i0) * n;
+                    axpy(c, &prev[o..o + r + 1], &mut row[..r + 1]);
+                }
+            }
+            for v in row.iter_mut() {
+                *v = -*v / lii;
+            }
+            cur[i] = 1.0 / lii;
+        }
+        i0 = i1;
+    }
+    m
+}
+
+/// Solve `L y = b` (forward) then `L' x = y` (backward) in place: `x = (L L')^{-1} b`.
+pub(crate) fn chol_solve(l: &[f64], n: usize, b: &mut [f64]) {
+    for i in 0..n {
+        let ri = i * n;
+        let s = b[i] - dot(&l[ri..ri + i], &b[..i]);
+        b[i] = s / l[ri + i];
+    }
+    for i in (0..n).rev() {
+        let ri = i * n;
+        b[i] /= l[ri + i];
+        let xi = b[i];
+        if xi != 0.0 {
+            let (head, _) = b.split_at_mut(i);
+            axpy(-xi, &l[ri..ri + i], head);
+        }
+    }
+}
+
+/// `y = A x` for a full symmetric (or any) row-major `n x n` matrix.
+pub(crate) fn matvec(a: &[f64], n: usize, x: &[f64], y: &mut [f64]) {
+    for i in 0..n {
+        y[i] = dot(&a[i * n..(i + 1) * n], x);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spd(n: usize, seed: u64) -> Vec<f64> {
+        // B B' + n I with a small LCG
+        let mut s = seed;
+        let mut r = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+        };
+        let b: Vec<f64> = (0..n * n).map(|_| r()).collect();
+        let mut a = vec![0.0; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                a[i * n + j] = dot(&b[i * n..(i + 1) * n], &b[j * n..(j + 1) * n])
+                    + if i == j { 1.0 } else { 0.0 };
+            }
+        }
+        a
+    }
+
+    #[test]
+    fn gram_matches_naive() {
+        for &(t, n) in &[(7usize, 3usize), (300, 170), (50, 5), (9, 50), (400, 200)] {
+            let x: Vec<f64> = (0..t * n)
+                .map(|k| ((k * 37 % 101) as f64 - 50.0) / 7.0)
+                .collect();
+            let g = gram(&x, t, n);
+            for i in 0..n {
+                for j in 0..n {
+                    let mut s = 0.0;
+                    for k in 0..t {
+                        s += x[k * n + i] * x[k * n + j];
+                    }
+                    assert!(
+                        (g[i * n + j] - s).abs() <= 1e-9 * (1.0 + s.abs()),
+                        "{t}x{n} ({i},{j})"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cholesky_inverse_and_solve() {
+        for &n in &[1usize, 3, 47, 48, 49, 50, 53, 130, 200] {
+            let a = spd(n, n as u64 + 1);
+            let l = cholesky(&a, n).unwrap();
+            // L L' == A
+            for i in 0..n {
+                for j in 0..=i {
+                    let s = dot(&l[i * n..i * n + n], &l[j * n..j * n + n]);
+                    assert!((s - a[i * n + j]).abs() < 1e-10 * (1.0 + a[i * n + j].abs()));
+                }
+            }
+            let m = lower_inverse(&l, n);
+            for i in 0..n {
+                for j in 0..n {
+                    let mut s = 0.0;
+                    for k in 0..n {
+                        s += m[i * n + k] * l[k * n + j];
+                    }
+                    let e = if i == j { 1.0 } else { 0.0 };
+                    assert!((s - e).abs() < 1e-10, "n={n} ({i},{j}) {s}");
+                }
+            }
+            let xs: Vec<f64> = (0..n).map(|i| i as f64 - 1.5).collect();
+            let mut b = vec![0.0; n];
+            matvec(&a, n, &xs, &mut b);
+            chol_solve(&l, n, &mut b);
+            for i in 0..n {
+                assert!((b[i] - xs[i]).abs() < 1e-9);
+            }
+        }
+    }
+
+    #[test]
+    fn cholesky_rejects_indefinite() {
+        let a = vec![1.0, 2.0, 2.0, 1.0];
+        assert_eq!(cholesky(&a, 2), Err(1));
+    }
+}
