@@ -50,6 +50,7 @@ class MainWindow(QMainWindow):
         dock.setObjectName("log-dock")
         dock.setWidget(self.log_panel)
         self.addDockWidget(Qt.BottomDockWidgetArea, dock)
+        self.resizeDocks([dock], [140], Qt.Vertical)
 
         tb = QToolBar("Backend")
         tb.setObjectName("backend-toolbar")

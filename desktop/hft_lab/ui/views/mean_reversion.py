@@ -13,12 +13,14 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
+    QFrame,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QSplitter,
     QTabWidget,
@@ -89,7 +91,7 @@ class MeanReversionView(QWidget):
             log.warning("sample data unavailable: %s", e)
         self.n_points = QSpinBox()
         self.n_points.setRange(100, 50_000_000)
-        self.n_points.setValue(5000)
+        self.n_points.setValue(2000)
         self.n_points.setSingleStep(1000)
         self.seed = QSpinBox()
         self.seed.setRange(0, 1_000_000)
@@ -182,10 +184,15 @@ class MeanReversionView(QWidget):
         left.addWidget(self.progress)
         left.addWidget(self.status)
         left.addWidget(live)
-        left.addWidget(self.stats, 1)
-        left_w = QWidget()
-        left_w.setLayout(left)
-        left_w.setMaximumWidth(380)
+        left.addStretch(1)
+        left_inner = QWidget()
+        left_inner.setLayout(left)
+        left_w = QScrollArea()
+        left_w.setWidget(left_inner)
+        left_w.setWidgetResizable(True)
+        left_w.setFrameShape(QFrame.NoFrame)
+        left_w.setMinimumWidth(330)
+        left_w.setMaximumWidth(400)
 
         self.price_plot = make_plot("Price, rolling mean ± k·std, trades", "price")
         self.z_plot = make_plot("z-score", "z")
@@ -205,6 +212,7 @@ class MeanReversionView(QWidget):
         self.plot_tabs = QTabWidget()
         self.plot_tabs.addTab(top, "Signals")
         self.plot_tabs.addTab(perf, "Equity && drawdown")
+        self.plot_tabs.addTab(self.stats, "Statistics")
         right = QVBoxLayout()
         right.addWidget(self.plot_tabs, 1)
         right.addWidget(self.hover)
