@@ -194,3 +194,17 @@ def test_deadline_is_enforced(grpc_manager):
     with pytest.raises(TimeoutError, match="did not answer before the deadline"):
         b.calculate_mean_reversion(np.random.default_rng(0).normal(size=2_000_000), lookback=10)
     b.close()
+
+
+def test_messages_over_the_limit_get_a_clear_error():
+    """Both sides enforce the configured limit (512 MiB by default; 1 MiB here to keep it small)."""
+    cfg = BackendConfig(max_message_mb=1)
+    with ServerManager(cfg) as m:
+        b = GrpcBackend(cfg, address=m.address)
+        ok = b.calculate_mean_reversion(np.random.default_rng(0).normal(size=10_000).cumsum(), lookback=5)
+        assert ok.zscore.shape == (10_000,)
+        with pytest.raises(ValueError, match="message too large for the 1 MiB gRPC limit"):
+            b.calculate_mean_reversion(np.random.default_rng(0).normal(size=200_000).cumsum(), lookback=5)
+        # the server is still fine afterwards
+        assert b.is_available()
+        b.close()

@@ -57,3 +57,45 @@ pub fn to_matrix(v: &[f64], rows: usize, cols: usize) -> Matrix {
 pub fn i8_bytes(v: &[i8]) -> Vec<u8> {
     v.iter().map(|&x| x as u8).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vectors_round_trip_little_endian() {
+        let v = [1.5, -0.0, f64::MAX, f64::MIN_POSITIVE, 3.0];
+        let pb = to_vector(&v);
+        assert_eq!(pb.data.len(), 40);
+        assert_eq!(&pb.data[..8], &1.5f64.to_le_bytes());
+        let back = vector(&Some(pb), "x").unwrap();
+        assert_eq!(back.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), v.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+        assert!(vector(&None, "x").unwrap().is_empty());
+    }
+
+    #[test]
+    fn ragged_bytes_are_invalid_argument() {
+        let e = f64s(&[0u8; 12], "prices").unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().contains("prices: 12 bytes is not a whole number"));
+    }
+
+    #[test]
+    fn matrix_shape_is_checked() {
+        let m = Some(to_matrix(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3));
+        let (d, r, c) = matrix(&m, "prices").unwrap();
+        assert_eq!((r, c, d[5]), (2, 3, 6.0));
+        let bad = Some(Matrix { rows: 4, cols: 3, data: to_vector(&[1.0; 6]).data });
+        let e = matrix(&bad, "prices").unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().contains("has 6 values but its shape is 4 x 3"));
+        assert!(matrix(&None, "prices").unwrap_err().message().contains("prices is missing"));
+    }
+
+    #[test]
+    fn core_errors_map_to_grpc_codes() {
+        assert_eq!(status(CoreError::invalid("bad")).code(), tonic::Code::InvalidArgument);
+        assert_eq!(status(CoreError::numerical("singular")).code(), tonic::Code::InvalidArgument);
+        assert_eq!(status(CoreError::Cancelled).code(), tonic::Code::Cancelled);
+    }
+}
