@@ -21,6 +21,7 @@ from hft_lab.backends import BackendType
 from hft_lab.backends.router import BackendRouter
 from hft_lab.ui.log_panel import LogPanel
 from hft_lab.ui.views.mean_reversion import MeanReversionView
+from hft_lab.ui.views.regimes import RegimesView
 from hft_lab.ui.worker import TaskRunner
 
 log = logging.getLogger("hft_lab.ui")
@@ -66,6 +67,8 @@ class MainWindow(QMainWindow):
         self.runners: list[TaskRunner] = []
         self.mean_reversion = MeanReversionView(self._runner())
         self.tabs.addTab(self.mean_reversion, "Mean Reversion")
+        self.regimes = RegimesView(self._runner())
+        self.tabs.addTab(self.regimes, "Regimes")
 
         self.grpc_label = QLabel()
         self.pyo3_label = QLabel()

@@ -18,14 +18,17 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QSplitter,
+    QTabWidget,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -192,6 +195,20 @@ class BarAxis(pg.AxisItem):
         return out
 
 
+class PriceAxis(pg.AxisItem):
+    """Left axis whose log-mode labels read as prices (250, 1,000) rather than 2.5·10²."""
+
+    def __init__(self, *a, **kw):
+        super().__init__("left", *a, **kw)
+
+    def logTickStrings(self, values, scale, spacing):
+        out = []
+        for v in values:
+            x = 10.0 ** v * scale
+            out.append(f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}")
+        return out
+
+
 def _date_of(dates, i: int) -> str:
     return str(dates[i].astype("datetime64[D]")) if dates is not None and 0 <= i < len(dates) else ""
 
@@ -218,7 +235,11 @@ class RegimesView(QWidget):
         self.live_ll: list[float] = []
         self._task: int | None = None
         self._reporter: _ProgressReporter | None = None
+        self._run_params: dict = {}
         self._shade: pg.ImageItem | None = None
+        self.segments = segments(np.empty(0, dtype=np.int64))  # Viterbi runs: (starts, ends, states)
+        self._post_img: pg.ImageItem | None = None
+        self._post_lut = np.zeros((1, 4), dtype=np.uint8)
         self._build()
         runner.finished.connect(self._on_finished)
         runner.progress.connect(self._on_progress)
@@ -307,35 +328,47 @@ class RegimesView(QWidget):
         left.addLayout(buttons)
         left.addWidget(self.busy_bar)
         left.addWidget(self.status)
-        left.addWidget(self.stats, 1)
-        left_w = QWidget()
-        left_w.setLayout(left)
-        left_w.setMaximumWidth(380)
+        left.addStretch(1)
+        left_inner = QWidget()
+        left_inner.setLayout(left)
+        left_w = QScrollArea()
+        left_w.setWidget(left_inner)
+        left_w.setWidgetResizable(True)
+        left_w.setFrameShape(QFrame.NoFrame)
+        left_w.setMinimumWidth(330)
+        left_w.setMaximumWidth(400)
 
         # price shaded by regime, posteriors below (x-linked)
         self.price_plot = make_plot("Price, shaded by the most likely regime (Viterbi)", "price")
         self.axis = BarAxis()
-        self.price_plot.getPlotItem().setAxisItems({"bottom": self.axis})
+        self.price_plot.getPlotItem().setAxisItems({"bottom": self.axis, "left": PriceAxis()})
+        self.price_plot.getPlotItem().setLabel("left", "price")
+        self.price_plot.getPlotItem().legend.setBrush(pg.mkBrush(255, 255, 255, 210))
         self.post_plot = make_plot("Posterior regime probabilities (stacked)", "P(regime)")
         self.post_axis = BarAxis()
         pp = self.post_plot.getPlotItem()
         pp.setAxisItems({"bottom": self.post_axis})
-        pp.setDownsampling(auto=True, mode="mean")  # bin means of stacked probabilities still stack
         pp.setXLink(self.price_plot.getPlotItem())
         pp.setYRange(0.0, 1.0, padding=0.02)
         pp.setMouseEnabled(x=True, y=False)
         pp.legend.setVisible(False)
         self.price_plot.getPlotItem().setLogMode(y=True)
+        self._post_timer = QTimer(self)
+        self._post_timer.setSingleShot(True)
+        self._post_timer.setInterval(30)
+        self._post_timer.timeout.connect(self._render_posteriors)
+        pp.vb.sigXRangeChanged.connect(self._post_timer.start)
+        pp.vb.sigResized.connect(self._post_timer.start)
         self.price_plot.getPlotItem().vb.sigYRangeChanged.connect(self._fit_shading)
 
         # regime table, transition heat map, log-likelihood curve
         self.regime_table = QTableWidget(0, 0)
         self.regime_table.verticalHeader().setVisible(False)
         self.regime_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.regime_table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
-        self.regime_table.horizontalHeader().setMinimumSectionSize(48)
+        self.regime_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.regime_table.setSelectionMode(QAbstractItemView.NoSelection)
-        self.heat = pg.PlotWidget(title="Transition probabilities")
+        self.regime_table.verticalHeader().setDefaultSectionSize(22)
+        self.heat = pg.PlotWidget(title="Transitions")
         hp = self.heat.getPlotItem()
         hp.setLabel("left", "from")
         hp.setLabel("bottom", "to")
@@ -343,22 +376,28 @@ class RegimesView(QWidget):
         hp.setMouseEnabled(x=False, y=False)
         hp.hideButtons()
         hp.setMenuEnabled(False)
-        self.heat.setMinimumWidth(200)
+        self.heat.setMinimumWidth(170)
         self.ll_plot = make_plot("Log-likelihood", "")
         self.ll_plot.getPlotItem().setLabel("bottom", "iteration")
         self.ll_plot.getPlotItem().legend.setVisible(False)
-        self.ll_plot.setMinimumWidth(200)
+        self.ll_plot.setMinimumWidth(170)
         self._ll_curve = None
         self._live_timer = QTimer(self)
         self._live_timer.setSingleShot(True)
         self._live_timer.setInterval(self.LIVE_REFRESH_MS)
         self._live_timer.timeout.connect(self._refresh_live)
 
+        self.table_tabs = QTabWidget()
+        self.table_tabs.addTab(self.regime_table, "Regimes")
+        self.table_tabs.addTab(self.stats, "Fit statistics")
         bottom = QSplitter(Qt.Horizontal)
-        bottom.addWidget(self.regime_table)
+        bottom.addWidget(self.table_tabs)
         bottom.addWidget(self.heat)
         bottom.addWidget(self.ll_plot)
-        bottom.setSizes([520, 230, 260])
+        bottom.setStretchFactor(0, 5)
+        bottom.setStretchFactor(1, 2)
+        bottom.setStretchFactor(2, 2)
+        bottom.setSizes([560, 220, 240])
         right = QSplitter(Qt.Vertical)
         right.addWidget(self.price_plot)
         right.addWidget(self.post_plot)
@@ -440,19 +479,21 @@ class RegimesView(QWidget):
             span = f", {_date_of(self.dates, 0)} … {_date_of(self.dates, len(prices) - 1)}" if self.dates is not None else ""
             self.status.setText(f"{label}: {len(prices):,} prices{span} → {len(self.observations):,} log returns.")
         if not bad.all():
-            pi.plot(idx, np.where(bad, np.nan, prices), pen=pen("price"), name="price", skipFiniteCheck=not bad.any(), connect="finite")
+            pi.plot(idx, np.where(bad, np.nan, prices), pen=pen("price"), skipFiniteCheck=not bad.any(), connect="finite")
         self.hover.setText(" ")
 
     def _clear_results(self) -> None:
         self.result = None
         self.total_iterations = 0
         self._shade = None
+        self._post_img = None
+        self.segments = segments(np.empty(0, dtype=np.int64))
         self.post_plot.getPlotItem().clear()
         self.price_plot.getPlotItem().legend.clear()
         self.regime_table.clear()
         self.regime_table.setRowCount(0)
         self.regime_table.setColumnCount(0)
-        self.heat.getPlotItem().clear()
+        self._empty_heat()
         self.ll_plot.getPlotItem().clear()
         self._ll_curve = None
         self.stats.set_rows([])
@@ -474,7 +515,8 @@ class RegimesView(QWidget):
         self._reporter = _ProgressReporter(self.runner)
         self.live_iterations, self.live_ll = [], []
         self._live_timer.stop()
-        self._task = self.runner.start(fit_regimes, self.observations, report=self._reporter, **self.params())
+        self._run_params = self.params()
+        self._task = self.runner.start(fit_regimes, self.observations, report=self._reporter, **self._run_params)
         self._reporter.bind(self._task)
         self._show_live_curve()
         self.status.setText(f"Running EM on {len(self.observations):,} log returns…")
@@ -497,7 +539,7 @@ class RegimesView(QWidget):
     def _show_live_curve(self) -> None:
         lp = self.ll_plot.getPlotItem()
         lp.clear()
-        lp.setTitle("Log-likelihood (running…)")
+        lp.setTitle("Log-likelihood (running)")
         self._ll_curve = lp.plot([], [], pen=pen("mean", 1.5), symbol="o", symbolSize=4,
                                  symbolBrush=pg.mkBrush(31, 119, 180), symbolPen=None)
 
@@ -550,16 +592,19 @@ class RegimesView(QWidget):
         self.total_iterations = self.live_iterations[-1] if self.live_iterations else r.iterations
         self._draw(r)
         conv = "converged" if r.converged else f"NOT converged after {r.iterations:,} iterations (raise max iterations or tolerance)"
-        restarts = f", best of {self.params()['n_restarts'] + 1} runs" if self.params()["n_restarts"] else ""
+        n_runs = self._run_params["n_restarts"] + 1
+        restarts = f", best of {n_runs} runs" if n_runs > 1 else ""
         self.status.setText(
             f"Fitted{via} in {out.seconds * 1e3:,.1f} ms{note}: {r.n_states} regimes on {len(r.viterbi_path):,} log returns, "
-            f"{r.iterations:,} EM iterations{restarts}, {conv}."
+            f"{r.iterations:,} EM iterations{restarts}, {conv}. Log-likelihood {r.log_likelihood:,.2f}, "
+            f"BIC {r.bic:,.2f}."
         )
         self.result_shown.emit(out)
 
     def _draw(self, r) -> None:
-        """Kept short on the GUI thread: one image for the regime shading (one pixel per bar),
-        K fills for the posteriors (downsampled to the view by pyqtgraph), small tables."""
+        """Kept short on the GUI thread: one image for the regime shading (one pixel per bar,
+        downsampled to the screen by pyqtgraph), one image for the posteriors of the visible range,
+        small tables."""
         colors = regime_colors(r.n_states)
         self._draw_prices(r, colors)
         self._draw_posteriors(r, colors)
@@ -573,6 +618,7 @@ class RegimesView(QWidget):
         pi.clear()
         pi.legend.clear()
         path = np.asarray(r.viterbi_path, dtype=np.intp)
+        self.segments = segments(path)
         lut = np.array([(*c, self.SHADE_ALPHA) for c in colors], dtype=np.uint8)
         img = pg.ImageItem(lut[path][None, :, :], axisOrder="row-major")
         img.setAutoDownsample(True)
@@ -580,8 +626,9 @@ class RegimesView(QWidget):
         pi.addItem(img, ignoreBounds=True)
         self._shade = img
         idx = np.arange(len(self.prices), dtype=np.float64)
-        pi.plot(idx, self.prices, pen=pen("price"), name="price", skipFiniteCheck=True)
+        pi.plot(idx, self.prices, pen=pen("price"), skipFiniteCheck=True)
         share = np.bincount(path, minlength=r.n_states) / max(len(path), 1)
+        pi.legend.setColumnCount(1 if r.n_states <= 5 else 2)
         for k, c in enumerate(colors):
             sample = pg.ScatterPlotItem(symbol="s", size=11, pen=pg.mkPen(*c), brush=pg.mkBrush(*c, 150))
             pi.legend.addItem(sample, f"regime {k + 1}  ({share[k]:.0%} of bars)")
@@ -604,15 +651,46 @@ class RegimesView(QWidget):
     def _draw_posteriors(self, r, colors) -> None:
         pp = self.post_plot.getPlotItem()
         pp.clear()
-        x = np.arange(1, len(r.viterbi_path) + 1, dtype=np.float64)
-        cum = np.cumsum(np.asarray(r.posteriors, dtype=np.float64), axis=1)
-        np.clip(cum, 0.0, 1.0, out=cum)
-        lower = pp.plot(x, np.zeros_like(x), pen=pg.mkPen(0, 0, 0, 0), skipFiniteCheck=True)
-        for k, c in enumerate(colors):
-            upper = pp.plot(x, cum[:, k], pen=pg.mkPen(*c, 200), skipFiniteCheck=True)
-            pp.addItem(pg.FillBetweenItem(lower, upper, brush=pg.mkBrush(*c, 170)))
-            lower = upper
+        self._post_lut = np.array([(*c, 200) for c in colors], dtype=np.uint8)
+        self._post_img = pg.ImageItem(axisOrder="row-major")
+        pp.addItem(self._post_img)
         pp.setYRange(0.0, 1.0, padding=0.02)
+        self._render_posteriors()
+
+    def posterior_columns(self, first: int, last: int, bins: int) -> tuple[np.ndarray, np.ndarray]:
+        """Posteriors of returns first..last-1 averaged over `bins` near-equal bins (bin means of
+        probabilities still sum to 1); gives (bin edges, cumulative probabilities bins x K)."""
+        post = np.asarray(self.result.posteriors)
+        edges = np.unique(np.linspace(first, last, bins + 1).round().astype(np.int64))
+        sums = np.add.reduceat(post[first:last], edges[:-1] - first, axis=0)
+        means = sums / np.diff(edges)[:, None]
+        return edges, np.cumsum(means, axis=1)
+
+    def _render_posteriors(self) -> None:
+        """The stacked posteriors as an image (a jagged stacked area of thousands of points takes
+        Qt ~0.5 s per fill to paint): one column per bar when zoomed in, bin means of the visible
+        range (plus a margin for panning) when zoomed out; re-rendered when the view changes."""
+        r, img = self.result, self._post_img
+        if r is None or img is None:
+            return
+        t = len(r.viterbi_path)
+        vb = self.post_plot.getPlotItem().vb
+        (x0, x1), _ = vb.viewRange()
+        span = max(x1 - x0, 1.0)
+        # return i is drawn centred on bar i + 1, i.e. over [i + 0.5, i + 1.5]
+        first = int(np.clip(math.floor(x0 - span / 2 - 1.5), 0, t))
+        last = int(np.clip(math.ceil(x1 + span / 2), 0, t))
+        if last <= first:
+            img.clear()
+            return
+        px = max(int(vb.width()), 100)
+        bins = min(last - first, 2 * px * (last - first) // max(int(span), 1) + 1, 20_000)
+        edges, cum = self.posterior_columns(first, last, bins)
+        h = int(np.clip(vb.height(), 32, 400))
+        yc = (np.arange(h) + 0.5) / h
+        state = (yc[:, None, None] > cum[None, :, :-1]).sum(axis=2)  # rows = y (0 at the bottom)
+        img.setImage(self._post_lut[state], autoLevels=False)
+        img.setRect(QRectF(first + 0.5, 0.0, float(edges[-1] - edges[0]), 1.0))
 
     def _fill_regime_table(self, *_) -> None:
         r = self.result
@@ -625,8 +703,8 @@ class RegimesView(QWidget):
         share = np.bincount(path, minlength=r.n_states) / max(len(path), 1)
         mean_post = np.asarray(r.posteriors).mean(axis=0)
         dur = r.expected_durations
-        cols = [("regime", "states are sorted by mean return"), ("mean", "mean log return per bar"),
-                ("std", "standard deviation of the log return per bar")]
+        cols = [("regime", "states are sorted by mean return"), ("mean/bar", "mean log return per bar"),
+                ("std/bar", "standard deviation of the log return per bar")]
         if ann > 0:
             cols += [("ann. mean", f"mean × {ann:g}"), ("ann. vol", f"std × √{ann:g}")]
         cols += [("duration", "expected stay in bars: 1 / (1 − p_ii)"),
@@ -638,11 +716,10 @@ class RegimesView(QWidget):
             h = QTableWidgetItem(name)
             h.setToolTip(tip)
             t.setHorizontalHeaderItem(j, h)
-        t.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeToContents)
         t.setRowCount(r.n_states)
         for k in range(r.n_states):
             mu, sd = float(r.means[k]), float(r.stds[k])
-            vals: list[str] = [f"{mu:.4g}", f"{sd:.4g}"]
+            vals: list[str] = [f"{mu:.3%}", f"{sd:.3%}"]
             if ann > 0:
                 vals += [f"{mu * ann:.2%}", f"{sd * math.sqrt(ann):.2%}"]
             vals += [fmt(float(dur[k]), 4), f"{share[k]:.1%}", f"{mean_post[k]:.1%}"]
@@ -656,6 +733,28 @@ class RegimesView(QWidget):
                 it.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
                 t.setItem(k, j, it)
 
+    def _empty_heat(self) -> None:
+        hp = self.heat.getPlotItem()
+        hp.clear()
+        for ax in ("left", "bottom"):
+            hp.getAxis(ax).setTicks([[]])
+        hint = pg.TextItem("run a fit", color=(140, 140, 140), anchor=(0.5, 0.5))
+        hint.setPos(0.5, 0.5)
+        hp.addItem(hint)
+        hp.setXRange(0, 1, padding=0)
+        hp.setYRange(0, 1, padding=0)
+
+    @staticmethod
+    def heat_label(p: float, k: int) -> str:
+        """Cell text: 3 decimals up to 4 states, 2 up to 6, then compact (.72; blank below .005)."""
+        if k <= 4:
+            return f"{p:.3f}"
+        if k <= 6:
+            return f"{p:.2f}"
+        if p < 0.005:
+            return ""
+        return "1" if p >= 0.995 else f"{p:.2f}"[1:]
+
     def _draw_transitions(self, r, colors) -> None:
         hp = self.heat.getPlotItem()
         hp.clear()
@@ -667,12 +766,11 @@ class RegimesView(QWidget):
         img.setLevels((0.0, 1.0))
         img.setRect(QRectF(0, 0, k, k))
         hp.addItem(img)
-        size = 10 if k <= 4 else (8 if k <= 7 else 7)
+        size = 10 if k <= 4 else (8 if k <= 6 else 7)
         for i in range(k):
             for j in range(k):
                 p = tm[i, j]
-                label = f"{p:.3f}" if k <= 6 else f"{p:.2f}"
-                ti = pg.TextItem(label, color="w" if p > 0.55 else "k", anchor=(0.5, 0.5))
+                ti = pg.TextItem(self.heat_label(p, k), color="w" if p > 0.55 else "k", anchor=(0.5, 0.5))
                 ti.setFont(pg.QtGui.QFont(self.font().family(), size))
                 ti.setPos(j + 0.5, i + 0.5)
                 hp.addItem(ti)
@@ -693,13 +791,13 @@ class RegimesView(QWidget):
         x = np.arange(1, len(h) + 1, dtype=np.float64)
         sym = dict(symbol="o", symbolSize=4, symbolBrush=pg.mkBrush(31, 119, 180), symbolPen=None) if len(h) <= 300 else {}
         self._ll_curve = lp.plot(x, h, pen=pen("mean", 1.5), name="log-likelihood", **sym)
-        best = ", best run" if self.total_iterations > r.iterations else ""
-        lp.setTitle(f"Log-likelihood ({len(h):,} iterations{best})")
+        lp.setTitle("Log-likelihood (best run)" if self.total_iterations > r.iterations else "Log-likelihood")
         lp.enableAutoRange()
 
     def _fill_stats(self, r) -> None:
         path = np.asarray(r.viterbi_path)
-        switches = int(np.count_nonzero(path[1:] != path[:-1])) if len(path) > 1 else 0
+        starts, ends, _ = self.segments
+        runs = ends - starts
         rows = [
             ("observations", f"{len(path):,} log returns"),
             ("regimes", int(r.n_states)),
@@ -711,7 +809,8 @@ class RegimesView(QWidget):
         ]
         if self.total_iterations > r.iterations:
             rows.append(("EM iterations, all runs", int(self.total_iterations)))
-        rows.append(("regime switches (Viterbi)", switches))
+        rows += [("regime switches (Viterbi)", max(len(starts) - 1, 0)),
+                 ("longest run (bars)", int(runs.max()) if len(runs) else 0)]
         ts = self.true_states
         if ts is not None and len(ts) == len(self.prices) - 1 and r.n_states == len(SYNTH_MEANS):
             # the true regimes are also ordered by mean, so labels compare directly
@@ -737,8 +836,10 @@ class RegimesView(QWidget):
             r = self.result
             if r is not None:
                 s = int(r.viterbi_path[bar - 1])
+                starts, ends, _ = self.segments
+                j = int(np.searchsorted(starts, bar - 1, side="right")) - 1
                 probs = "  ".join(f"{p:.2f}" for p in np.asarray(r.posteriors[bar - 1]))
-                parts += [f"regime {s + 1}", f"P = [{probs}]"]
+                parts += [f"regime {s + 1} (bars {starts[j] + 1:,}–{ends[j]:,})", f"P = [{probs}]"]
         return "   ".join(parts)
 
     def _hover_at(self, plot, pos) -> None:
