@@ -16,7 +16,8 @@ PYTEST_ARGS ?=
 APT_PACKAGES := libegl1 libgl1 libx11-6 libdbus-1-3 libfontconfig1 libfreetype6 libglib2.0-0 \
   libxkbcommon0 fonts-dejavu-core libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 \
   libxcb-render-util0 libxcb-render0 libxcb-shape0 libxcb-util1 libxcb-xkb1 libxkbcommon-x11-0 \
-  libxcb-randr0 libxcb-xfixes0 libxcb-sync1 libxcb-shm0 libxcb-xinerama0 libx11-xcb1 xvfb xauth
+  libxcb-randr0 libxcb-xfixes0 libxcb-sync1 libxcb-shm0 libxcb-xinerama0 libx11-xcb1 xvfb xauth \
+  libwayland-cursor0 libwayland-egl1
 
 RUST_SOURCES := $(shell find rustcore grpcd proto -name '*.rs' -o -name '*.proto' -o -name Cargo.toml -o -name build.rs 2>/dev/null) Cargo.toml
 
@@ -78,4 +79,32 @@ bench: build
 	$(PY) -m hft_lab.bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(STAMPS) target desktop/hft_lab/_proto desktop/hft_lab/*.so
+	rm -rf $(STAMPS) target build dist desktop/hft_lab/_proto desktop/hft_lab/*.so
+
+# ==== packaged app (issue 9): make dist, make smoke-dist ================================
+# dist/hft-lab/ (launcher dist/hft-lab/hft-lab) + dist/hft-lab-<version>-linux-<arch>.tar.gz,
+# built by PyInstaller from build_app.spec. `dist-bundle` is the same without rebuilding first
+# (it packages what the last `make build` produced; tests/test_dist.py uses it).
+APP_VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' desktop/hft_lab/__init__.py)
+DIST_APP := dist/hft-lab
+DIST_TAR := dist/hft-lab-$(APP_VERSION)-linux-$(shell uname -m).tar.gz
+
+define PACKAGE_DIST
+	$(PY) -m PyInstaller --noconfirm --clean --log-level WARN build_app.spec
+	cp resources/hft-lab.desktop resources/icons/hft-lab.png resources/icons/hft-lab.svg $(DIST_APP)/
+	tar -C dist -czf $(DIST_TAR) hft-lab
+	@echo "bundle: $$(du -sh $(DIST_APP) | cut -f1) in $(DIST_APP)/ ; archive: $$(du -h $(DIST_TAR) | cut -f1) $(DIST_TAR)"
+endef
+
+.PHONY: dist-bundle smoke-dist
+
+dist: build
+	$(PACKAGE_DIST)
+
+dist-bundle: $(STAMPS)/venv
+	$(PACKAGE_DIST)
+
+# run the bundle as a user would: no Python, no Rust, no repo on PATH
+smoke-dist:
+	@[ -x $(DIST_APP)/hft-lab ] || { echo "no bundle in $(DIST_APP): run 'make dist' first"; exit 1; }
+	env -i HOME="$$HOME" QT_QPA_PLATFORM=offscreen $(DIST_APP)/hft-lab --smoke

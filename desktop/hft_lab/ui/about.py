@@ -128,7 +128,7 @@ class AboutDialog(QDialog):
         icon = app_icon()
         if not icon.isNull():
             head.setPixmap(icon.pixmap(64, 64))
-        title = QLabel(
+        self.title = title = QLabel(
             f"<h2 style='margin:0'>HFT Arbitrage Lab {html.escape(hft_lab.__version__)}</h2>"
             "Quant algorithms on a Rust core, reached in-process (PyO3) or over gRPC."
         )

@@ -36,6 +36,10 @@ def run_app(argv: list[str], smoke: bool = False) -> int:
     app = QApplication.instance() or QApplication(argv)
     app.setApplicationName("HFT Arbitrage Lab")
     app.setOrganizationName("HFT Arbitrage Lab")
+    from hft_lab.ui.about import app_icon
+
+    app.setWindowIcon(app_icon())
+    app.setDesktopFileName("hft-lab")
     try:
         config = BackendConfig.from_env()
     except ValueError as e:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
@@ -19,6 +20,7 @@ from PySide6.QtWidgets import (
 import hft_lab
 from hft_lab.backends import BackendType
 from hft_lab.backends.router import BackendRouter
+from hft_lab.ui.about import app_icon, show_about
 from hft_lab.ui.log_panel import LogPanel
 from hft_lab.ui.views.mean_reversion import MeanReversionView
 from hft_lab.ui.views.regimes import RegimesView
@@ -44,6 +46,11 @@ class MainWindow(QMainWindow):
         self.settings = settings or QSettings("HFT Arbitrage Lab", "hft-lab")
         self.setWindowTitle(f"HFT Arbitrage Lab {hft_lab.__version__}")
         self.resize(1280, 820)
+        self.setWindowIcon(app_icon())
+        help_menu = self.menuBar().addMenu("&Help")
+        self.about_action = help_menu.addAction("&About HFT Arbitrage Lab…")
+        self.about_action.setMenuRole(QAction.AboutRole)
+        self.about_action.triggered.connect(lambda: show_about(self, self.router))
 
         self.log_panel = LogPanel()
         self.log_panel.install("hft_lab", "grpcd")
