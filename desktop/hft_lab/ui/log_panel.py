@@ -39,6 +39,11 @@ class LogPanel(QPlainTextEdit):
         self.handler = QtLogHandler()
         self.handler.bridge.line.connect(self.appendPlainText)
 
+    def sizeHint(self):  # a few lines tall by default: the tabs get the space
+        from PySide6.QtCore import QSize
+
+        return QSize(800, 110)
+
     def install(self, *loggers: str) -> None:
         for name in loggers or ("",):
             lg = logging.getLogger(name)

@@ -23,6 +23,7 @@ from hft_lab.backends.router import BackendRouter
 from hft_lab.ui.about import app_icon, show_about
 from hft_lab.ui.log_panel import LogPanel
 from hft_lab.ui.views.mean_reversion import MeanReversionView
+from hft_lab.ui.views.portfolio import PortfolioView
 from hft_lab.ui.views.regimes import RegimesView
 from hft_lab.ui.worker import TaskRunner
 
@@ -76,6 +77,8 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.mean_reversion, "Mean Reversion")
         self.regimes = RegimesView(self._runner())
         self.tabs.addTab(self.regimes, "Regimes")
+        self.portfolio = PortfolioView(self._runner())
+        self.tabs.addTab(self.portfolio, "Portfolio")
 
         self.grpc_label = QLabel()
         self.pyo3_label = QLabel()
