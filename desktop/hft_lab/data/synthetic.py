@@ -1,8 +1,13 @@
-"""Seeded synthetic generators (same seed, same series)."""
+"""Seeded synthetic generators (same seed, same series), and the same as datasets."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import pandas as pd
+
+from .samples import Dataset
 
 
 def ou_series(n: int = 5000, kappa: float = 0.05, theta: float = 100.0, sigma: float = 1.0, seed: int = 0) -> np.ndarray:
@@ -45,3 +50,145 @@ def regime_switching_returns(
         states[t] = rng.choice(k, p=trans[states[t - 1]])
     r = rng.normal(np.asarray(means)[states], np.asarray(stds)[states])
     return r, states
+
+
+def correlated_gbm(
+    n: int = 2520,
+    assets: int = 10,
+    mu=0.07,
+    sigma=0.2,
+    rho: float = 0.3,
+    corr=None,
+    s0=100.0,
+    dt: float = 1.0 / 252.0,
+    seed: int = 0,
+) -> np.ndarray:
+    """A universe of correlated geometric Brownian motions, n x assets, exact in distribution:
+    S[t] = S[t-1] exp((mu - sigma^2/2) dt + sigma sqrt(dt) Z[t]), Z ~ N(0, C) with C the given
+    correlation matrix `corr` (or constant pairwise correlation `rho`). mu and sigma are annual
+    (with dt = 1/252 per bar) and may be scalars or one value per asset; S[0] = s0."""
+    if n < 2:
+        raise ValueError(f"n must be at least 2, got {n}")
+    if assets < 1:
+        raise ValueError(f"assets must be at least 1, got {assets}")
+    if not dt > 0:
+        raise ValueError(f"dt must be positive, got {dt}")
+    mu_v = np.broadcast_to(np.asarray(mu, dtype=np.float64), (assets,)).copy()
+    sig_v = np.broadcast_to(np.asarray(sigma, dtype=np.float64), (assets,)).copy()
+    s0_v = np.broadcast_to(np.asarray(s0, dtype=np.float64), (assets,)).copy()
+    if np.any(sig_v < 0) or np.any(s0_v <= 0):
+        raise ValueError("sigma must be >= 0 and s0 > 0")
+    if corr is None:
+        lo = -1.0 / (assets - 1) if assets > 1 else -1.0
+        if not lo < rho < 1.0 and assets > 1:
+            raise ValueError(f"rho must be in ({lo:.4g}, 1) for {assets} assets, got {rho}")
+        c = np.full((assets, assets), float(rho))
+        np.fill_diagonal(c, 1.0)
+    else:
+        c = np.asarray(corr, dtype=np.float64)
+        if c.shape != (assets, assets) or not np.allclose(c, c.T) or not np.allclose(np.diag(c), 1.0):
+            raise ValueError(f"corr must be a symmetric {assets}x{assets} matrix with a unit diagonal")
+    try:
+        chol = np.linalg.cholesky(c)
+    except np.linalg.LinAlgError:
+        raise ValueError("the correlation matrix is not positive definite") from None
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n - 1, assets)) @ chol.T
+    steps = (mu_v - 0.5 * sig_v**2) * dt + sig_v * np.sqrt(dt) * z
+    logp = np.vstack([np.zeros(assets), np.cumsum(steps, axis=0)])
+    return s0_v * np.exp(logp)
+
+
+# ---- the generators as datasets (the store offers them; no Qt here) ----
+
+SYNTHETIC_START = "2000-01-03"
+MAX_DATED_BARS = 60_000
+
+SYNTHETIC_KINDS: dict[str, str] = {
+    "ou": "Ornstein-Uhlenbeck series (one asset)",
+    "cointegrated": "cointegrated basket (common random walk + stationary noise)",
+    "regimes": "prices from regime-switching returns (Markov chain of Gaussian regimes)",
+    "gbm": "correlated geometric Brownian motions (a stock universe)",
+}
+
+SYNTHETIC_DEFAULTS: dict[str, dict[str, Any]] = {
+    "ou": dict(n=5000, kappa=0.05, theta=100.0, sigma=1.0, seed=0),
+    "cointegrated": dict(n=2000, assets=5, seed=0),
+    "regimes": dict(
+        n=3000, means=(-0.002, 0.0005, 0.001), stds=(0.025, 0.01, 0.005), stay=0.98, s0=100.0, seed=0
+    ),
+    "gbm": dict(n=2520, assets=10, mu=0.07, sigma=0.2, rho=0.3, s0=100.0, seed=0),
+}
+
+
+def synthetic_index(n: int) -> pd.Index:
+    if n <= MAX_DATED_BARS:
+        return pd.bdate_range(SYNTHETIC_START, periods=n, name="date")
+    return pd.RangeIndex(n, name="bar")
+
+
+def _g(v: Any) -> str:
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return "(" + ", ".join(_g(x) for x in v) + ")"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def synthetic_dataset(kind: str, **params: Any) -> Dataset:
+    """A seeded synthetic dataset (same parameters, same prices). Kinds and their parameters
+    (defaults in SYNTHETIC_DEFAULTS): "ou" (n, kappa, theta, sigma, seed), "cointegrated" (n, assets,
+    seed), "regimes" (n, means, stds, stay, s0, seed; prices s0·exp(cumsum(returns))), "gbm" (n, assets,
+    mu, sigma, rho, s0, seed)."""
+    if kind not in SYNTHETIC_DEFAULTS:
+        raise ValueError(f"unknown synthetic kind {kind!r}: use one of {', '.join(SYNTHETIC_DEFAULTS)}")
+    unknown = set(params) - set(SYNTHETIC_DEFAULTS[kind])
+    if unknown:
+        raise ValueError(
+            f"unknown parameter(s) for {kind!r}: {', '.join(sorted(unknown))} "
+            f"(allowed: {', '.join(SYNTHETIC_DEFAULTS[kind])})"
+        )
+    p = {**SYNTHETIC_DEFAULTS[kind], **params}
+    n = int(p["n"])
+    if n < 2:
+        raise ValueError(f"n must be at least 2, got {n}")
+    if kind == "ou":
+        x = ou_series(n, kappa=p["kappa"], theta=p["theta"], sigma=p["sigma"], seed=int(p["seed"]))
+        data, cols = x[:, None], ["OU"]
+        name = f"Synthetic OU (n={n}, κ={_g(p['kappa'])}, seed={p['seed']})"
+    elif kind == "cointegrated":
+        k = int(p["assets"])
+        if k < 2:
+            raise ValueError(f"a cointegrated basket needs at least 2 assets, got {k}")
+        data = cointegrated_basket(n, assets=k, seed=int(p["seed"]))
+        cols = [f"C{i + 1}" for i in range(k)]
+        name = f"Synthetic cointegrated basket (n={n}, {k} assets, seed={p['seed']})"
+    elif kind == "regimes":
+        if len(p["means"]) != len(p["stds"]) or len(p["means"]) < 2:
+            raise ValueError("means and stds must have the same length, at least 2 (one per regime)")
+        if not 0.0 < float(p["stay"]) < 1.0:
+            raise ValueError(f"stay must be in (0, 1), got {p['stay']}")
+        r, _states = regime_switching_returns(n, means=p["means"], stds=p["stds"], stay=float(p["stay"]), seed=int(p["seed"]))
+        r = r.copy()
+        r[0] = 0.0  # the first price is s0
+        data = (float(p["s0"]) * np.exp(np.cumsum(r)))[:, None]
+        cols = ["REGIMES"]
+        name = f"Synthetic regimes (n={n}, {len(p['means'])} states, stay={_g(p['stay'])}, seed={p['seed']})"
+    else:  # gbm
+        k = int(p["assets"])
+        data = correlated_gbm(n, assets=k, mu=p["mu"], sigma=p["sigma"], rho=float(p["rho"]), s0=p["s0"], seed=int(p["seed"]))
+        cols = [f"GBM{i + 1:02d}" for i in range(k)]
+        name = f"Synthetic GBM (n={n}, {k} assets, ρ={_g(p['rho'])}, seed={p['seed']})"
+    prices = pd.DataFrame(np.ascontiguousarray(data, dtype=np.float64), index=synthetic_index(n), columns=cols)
+    prices.attrs["source"] = {"kind": "synthetic", "generator": kind, "params": {k: _jsonable(v) for k, v in p.items()}}
+    return Dataset(name, prices)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v

@@ -1,0 +1,610 @@
+"""Import a price file: a preview dialog over hft_lab.data.csv_import.
+
+    ds = ImportDialog.get_dataset(path, parent)   # None when cancelled or failed
+or
+    dlg = ImportDialog(path, parent)
+    if dlg.exec() == QDialog.Accepted:
+        ds = dlg.dataset()
+
+The dialog shows what `sniff()` guessed (delimiter, encoding, decimal separator, header, layout,
+date column and format, ticker and price columns: all editable), a preview of the first rows,
+and the report of a full load made in the background with the current settings (missing values
+per column, duplicates, sorting, ...). When the dates fit both US and EU it asks the user to
+choose (OK is disabled until then). OK returns the loaded Dataset; a failure shows a message box
+naming the line and the problem, and the dialog stays open so the settings can be changed (Cancel
+leaves the previously loaded dataset untouched: the dialog never touches the DatasetStore).
+
+Loading runs on a worker thread (a 1M-row file takes about a second); at most one load runs at a
+time and only the latest settings' result is shown.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QBrush, QColor, QFont
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QRadioButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from hft_lab.data.csv_import import (
+    DATE_FORMATS,
+    DELIMITERS,
+    ENCODINGS,
+    AmbiguousDateError,
+    CsvImportError,
+    CsvSniff,
+    ImportResult,
+    default_name,
+    load_prices,
+    sniff,
+)
+from hft_lab.data.samples import Dataset
+
+log = logging.getLogger("hft_lab.ui.import")
+
+CHOOSE = "choose"
+AUTO = "auto"
+_DELIM_LABELS = {",": "Comma  ,", ";": "Semicolon  ;", "\t": "Tab", "|": "Pipe  |"}
+
+
+class _Emitter(QObject):
+    done = Signal(int, object, object)  # task id, params, ImportResult or exception
+
+
+class ImportDialog(QDialog):
+    analysis_done = Signal(object)  # ImportResult or CsvImportError, on the GUI thread (for tests)
+
+    def __init__(self, path: str | Path, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.path = Path(path)
+        self.setWindowTitle(f"Import prices: {self.path.name}")
+        self.resize(1100, 700)
+        self._sniff: CsvSniff | None = None
+        self.sniff_error: CsvImportError | None = None
+        self._dataset: Dataset | None = None
+        self._result: ImportResult | None = None
+        self._outcome: tuple[dict, Any] | None = None  # (params, ImportResult | exception) of the last load
+        self._running: dict | None = None
+        self._wanted: dict | None = None
+        self._accept_pending = False
+        self._task = 0
+        self._auto_encoding: str | None = None
+        self._emitter = _Emitter()
+        self._emitter.done.connect(self._on_done)
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(120)
+        self._debounce.timeout.connect(self._start_wanted)
+        self._build()
+        self._resniff(initial=True)
+
+    # ---- public ----
+    @classmethod
+    def get_dataset(cls, path: str | Path, parent: QWidget | None = None) -> Dataset | None:
+        """Run the dialog; the Dataset, or None (cancelled, or the file cannot be read at all:
+        then a message box has said why)."""
+        dlg = cls(path, parent)
+        if dlg._sniff is None:
+            dlg._show_error(dlg.sniff_error)
+            return None
+        if dlg.exec() == QDialog.Accepted:
+            return dlg.dataset()
+        return None
+
+    def dataset(self) -> Dataset | None:
+        """The loaded dataset after OK (None when cancelled or failed)."""
+        return self._dataset
+
+    def import_result(self) -> ImportResult | None:
+        """The ImportResult (dataset and report) after OK."""
+        return self._result
+
+    @property
+    def sniff_result(self) -> CsvSniff | None:
+        """What sniff() guessed for the current reading settings (None if the file is unreadable)."""
+        return self._sniff
+
+    def params(self) -> dict[str, Any]:
+        """The load_prices keywords of the current settings."""
+        enc = self.encoding.currentData()
+        p: dict[str, Any] = dict(
+            delimiter=self.delimiter.currentData(),
+            # the detected encoding is not forced: the loader may still fall back to Latin-1
+            encoding=None if enc == self._auto_encoding else enc,
+            decimal=self.decimal.currentData(),
+            header=self.header.isChecked(),
+            layout=self.layout_combo.currentData(),
+            date_column=self.date_column.currentData(),
+            nan_policy="ffill" if self.ffill.isChecked() else "drop",
+        )
+        fmt = self.date_format.currentData()
+        p["date_format"] = None if fmt in (AUTO, CHOOSE) else fmt
+        if p["layout"] == "long":
+            p["ticker_column"] = self.ticker_column.currentData()
+            p["price_column"] = self.price_column.currentData()
+        return p
+
+    @property
+    def needs_date_choice(self) -> bool:
+        return self.date_format.currentData() == CHOOSE
+
+    # ---- layout ----
+    def _build(self) -> None:
+        self.file_label = QLabel()
+        self.file_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.file_label.setWordWrap(True)
+
+        read = QGroupBox("Reading the file")
+        rf = QFormLayout(read)
+        self.delimiter = QComboBox()
+        for d in DELIMITERS:
+            self.delimiter.addItem(_DELIM_LABELS[d], d)
+        self.encoding = QComboBox()
+        for k, label in ENCODINGS.items():
+            self.encoding.addItem(label, k)
+        self.decimal = QComboBox()
+        self.decimal.addItem("Point  (1234.5)", ".")
+        self.decimal.addItem("Comma  (1234,5)", ",")
+        self.header = QCheckBox("The first row holds column names")
+        rf.addRow("Delimiter", self.delimiter)
+        rf.addRow("Encoding", self.encoding)
+        rf.addRow("Decimal separator", self.decimal)
+        rf.addRow(self.header)
+
+        cols = QGroupBox("Columns")
+        cf = QFormLayout(cols)
+        self.layout_combo = QComboBox()
+        self.layout_combo.addItem("Wide: a date column, one column per asset", "wide")
+        self.layout_combo.addItem("Long: rows of date, ticker, price", "long")
+        self.date_column = QComboBox()
+        self.date_format = QComboBox()
+        self.date_warning = QLabel()
+        self.date_warning.setWordWrap(True)
+        self.date_warning.setStyleSheet("color: #b35c00;")
+        self.date_warning.hide()
+        self.ticker_column = QComboBox()
+        self.price_column = QComboBox()
+        cf.addRow("Layout", self.layout_combo)
+        cf.addRow("Date column", self.date_column)
+        cf.addRow("Date format", self.date_format)
+        cf.addRow(self.date_warning)
+        cf.addRow("Ticker column", self.ticker_column)
+        cf.addRow("Price column", self.price_column)
+
+        miss = QGroupBox("Missing values")
+        mv = QVBoxLayout(miss)
+        self.drop = QRadioButton("Drop rows with a missing value")
+        self.ffill = QRadioButton("Forward-fill (carry the last price)")
+        self.ffill.setToolTip("Missing prices take the last known price; the first rows, before every asset has a price, are dropped.")
+        self.drop.setToolTip("Keep only the dates on which every asset has a price.")
+        self.drop.setChecked(True)
+        self._nan_group = QButtonGroup(self)
+        self._nan_group.addButton(self.drop)
+        self._nan_group.addButton(self.ffill)
+        mv.addWidget(self.drop)
+        mv.addWidget(self.ffill)
+
+        name_box = QFormLayout()
+        self.name = QLineEdit()
+        name_box.addRow("Dataset name", self.name)
+
+        left = QVBoxLayout()
+        left.addWidget(read)
+        left.addWidget(cols)
+        left.addWidget(miss)
+        left.addLayout(name_box)
+        left.addStretch(1)
+        left_w = QWidget()
+        left_w.setLayout(left)
+        left_w.setMinimumWidth(360)
+        left_w.setMaximumWidth(460)
+
+        self.preview = QTableWidget()
+        self.preview.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.preview.setAlternatingRowColors(True)
+        self.report = QPlainTextEdit()
+        self.report.setReadOnly(True)
+        self.report.setLineWrapMode(QPlainTextEdit.WidgetWidth)
+        pv = QWidget()
+        pvl = QVBoxLayout(pv)
+        pvl.setContentsMargins(0, 0, 0, 0)
+        self.preview_label = QLabel("Preview")
+        pvl.addWidget(self.preview_label)
+        pvl.addWidget(self.preview)
+        rp = QWidget()
+        rpl = QVBoxLayout(rp)
+        rpl.setContentsMargins(0, 0, 0, 0)
+        rpl.addWidget(QLabel("Report"))
+        rpl.addWidget(self.report)
+        split = QSplitter(Qt.Vertical)
+        split.addWidget(pv)
+        split.addWidget(rp)
+        split.setSizes([420, 220])
+
+        mid = QHBoxLayout()
+        mid.addWidget(left_w)
+        mid.addWidget(split, 1)
+
+        self.status = QLabel(" ")
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.busy = QProgressBar()
+        self.busy.setRange(0, 1)
+        self.busy.setTextVisible(False)
+        self.busy.setMaximumWidth(120)
+        self.busy.hide()
+        self.buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        self.ok_button = self.buttons.button(QDialogButtonBox.Ok)
+        self.ok_button.setText("Load")
+        self.buttons.accepted.connect(self._on_ok)
+        self.buttons.rejected.connect(self.reject)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.status, 1)
+        bottom.addWidget(self.busy)
+        bottom.addWidget(self.buttons)
+
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.file_label)
+        lay.addLayout(mid, 1)
+        lay.addLayout(bottom)
+
+        for w in (self.delimiter, self.encoding, self.decimal):
+            w.currentIndexChanged.connect(lambda *_: self._resniff())
+        self.header.toggled.connect(lambda *_: self._resniff())
+        self.date_column.currentIndexChanged.connect(lambda *_: self._resniff(keep_interpretation=True))
+        self.layout_combo.currentIndexChanged.connect(self._on_layout)
+        for w in (self.date_format, self.ticker_column, self.price_column):
+            w.currentIndexChanged.connect(lambda *_: self._settings_changed())
+        self.ffill.toggled.connect(lambda *_: self._settings_changed())
+
+    # ---- sniffing ----
+    def _resniff(self, initial: bool = False, keep_interpretation: bool = False) -> None:
+        kw: dict[str, Any] = {}
+        if not initial:
+            kw = dict(
+                delimiter=self.delimiter.currentData(),
+                encoding=self.encoding.currentData(),
+                decimal=self.decimal.currentData(),
+                header=self.header.isChecked(),
+            )
+            if keep_interpretation and self.date_column.currentData() is not None:
+                kw["date_column"] = self.date_column.currentData()
+        kept = self._interpretation() if keep_interpretation else None
+        try:
+            sn = sniff(self.path, **kw)
+        except CsvImportError as e:
+            self._sniff, self.sniff_error = None, e
+            self._show_sniff_failure(e)
+            return
+        except Exception as e:  # unexpected: still an error message, never a crash
+            log.exception("sniffing %s failed", self.path)
+            self._sniff, self.sniff_error = None, CsvImportError(f"cannot read the file: {e}")
+            self._show_sniff_failure(self.sniff_error)
+            return
+        self._sniff, self.sniff_error = sn, None
+        if initial:
+            self._auto_encoding = sn.encoding
+        self._fill(sn, kept)
+        self._settings_changed()
+
+    def _interpretation(self) -> dict[str, Any]:
+        return dict(
+            layout=self.layout_combo.currentData(),
+            ticker=self.ticker_column.currentData(),
+            price=self.price_column.currentData(),
+        )
+
+    def _fill(self, sn: CsvSniff, kept: dict | None) -> None:
+        comp = f", {sn.compression}-compressed" if sn.compression else ""
+        self.file_label.setText(f"<b>{self.path.name}</b> ({_human(sn.size_bytes)}{comp}) — {self.path.parent}")
+        widgets = (self.delimiter, self.encoding, self.decimal, self.header, self.layout_combo, self.date_column,
+                   self.date_format, self.ticker_column, self.price_column)
+        for w in widgets:
+            w.blockSignals(True)
+        try:
+            _select_data(self.delimiter, sn.delimiter)
+            _select_data(self.encoding, sn.encoding)
+            _select_data(self.decimal, sn.decimal)
+            self.header.setChecked(sn.header)
+            layout = kept["layout"] if kept else sn.layout
+            _select_data(self.layout_combo, layout)
+            self.date_column.clear()
+            for c in sn.columns:
+                self.date_column.addItem(c, c)
+            if sn.date_column is None:
+                self.date_column.insertItem(0, "— choose the date column —", None)
+                self.date_column.setCurrentIndex(0)
+            else:
+                _select_data(self.date_column, sn.date_column)
+            self._fill_formats(sn)
+            tick = kept["ticker"] if kept and kept["ticker"] in sn.columns else sn.ticker_column
+            price = kept["price"] if kept and kept["price"] in sn.columns else sn.price_column
+            for combo, value in ((self.ticker_column, tick), (self.price_column, price)):
+                combo.clear()
+                combo.addItem("— choose —", None)
+                for c in sn.columns:
+                    combo.addItem(c, c)
+                _select_data(combo, value)
+            if not self.name.text():
+                self.name.setText(default_name(self.path))
+        finally:
+            for w in widgets:
+                w.blockSignals(False)
+        self._on_layout_enable()
+        self._fill_preview(sn)
+
+    def _fill_formats(self, sn: CsvSniff) -> None:
+        self.date_format.clear()
+        if sn.ambiguous_date:
+            self.date_format.addItem("— choose US or EU —", CHOOSE)
+        else:
+            self.date_format.addItem("Automatic", AUTO)
+        for k, label in DATE_FORMATS.items():
+            self.date_format.addItem(label, k)
+        if sn.ambiguous_date:
+            self.date_format.setCurrentIndex(0)
+            ex = _example(sn)
+            self.date_warning.setText(
+                f"Every date fits both US (month first) and EU (day first) formats{ex}: choose which one the file uses."
+            )
+            self.date_warning.show()
+        else:
+            self.date_warning.hide()
+            if sn.date_format:
+                _select_data(self.date_format, sn.date_format)
+
+    def _fill_preview(self, sn: CsvSniff) -> None:
+        df = sn.preview
+        self.preview.clear()
+        self.preview.setRowCount(len(df))
+        self.preview.setColumnCount(len(df.columns))
+        used = self._used_columns()
+        for j, c in enumerate(df.columns):
+            item = QTableWidgetItem(str(c))
+            f = QFont()
+            f.setBold(c in used)
+            item.setFont(f)
+            if c == self.date_column.currentData():
+                item.setForeground(QBrush(QColor("#1f5fa8")))
+                item.setToolTip("date column")
+            elif c not in used:
+                item.setForeground(QBrush(QColor("#888888")))
+                item.setToolTip("not used")
+            self.preview.setHorizontalHeaderItem(j, item)
+        vals = df.to_numpy(dtype=object)
+        self.preview.setVerticalHeaderLabels([str(n) for n in sn.preview_lines])
+        for i in range(vals.shape[0]):
+            for j in range(vals.shape[1]):
+                self.preview.setItem(i, j, QTableWidgetItem(str(vals[i, j])))
+        self.preview.resizeColumnsToContents()
+        more = "" if sn.head_is_whole_file and len(df) < 50 else " (first rows; row numbers are file lines)"
+        self.preview_label.setText(f"Preview{more}")
+
+    def _mark_line(self, line: int | None) -> None:
+        """Show the offending line in the preview when it is there."""
+        if line is None or self._sniff is None or line not in self._sniff.preview_lines:
+            return
+        i = self._sniff.preview_lines.index(line)
+        for j in range(self.preview.columnCount()):
+            item = self.preview.item(i, j)
+            if item is not None:
+                item.setBackground(QBrush(QColor("#f8d0d0")))
+        self.preview.scrollToItem(self.preview.item(i, 0))
+
+    def _used_columns(self) -> set[str]:
+        if self._sniff is None:
+            return set()
+        date = self.date_column.currentData()
+        if self.layout_combo.currentData() == "long":
+            return {c for c in (date, self.ticker_column.currentData(), self.price_column.currentData()) if c}
+        return set(self._sniff.columns)
+
+    def _show_sniff_failure(self, e: CsvImportError) -> None:
+        self.file_label.setText(f"<b>{self.path.name}</b> — {self.path.parent}")
+        self.preview.clear()
+        self.preview.setRowCount(0)
+        self.preview.setColumnCount(0)
+        self.report.setPlainText(str(e))
+        self._set_status(f"Cannot read this file: {e}", "error")
+        self._outcome = None
+        self._update_ok()
+
+    # ---- settings -> background load ----
+    def _on_layout(self, *_):
+        self._on_layout_enable()
+        if self._sniff is not None:
+            self._fill_preview(self._sniff)
+        self._settings_changed()
+
+    def _on_layout_enable(self) -> None:
+        long = self.layout_combo.currentData() == "long"
+        self.ticker_column.setEnabled(long)
+        self.price_column.setEnabled(long)
+
+    def _settings_changed(self) -> None:
+        if self._sniff is None:
+            return
+        if self.date_format.currentData() != CHOOSE:
+            self.date_warning.setStyleSheet("color: #555555;")
+        else:
+            self.date_warning.setStyleSheet("color: #b35c00; font-weight: bold;")
+        self._fill_preview(self._sniff)
+        self._outcome = None
+        self._update_ok()
+        if self.needs_date_choice:
+            self._wanted = None
+            self._set_status("Choose the date format (US or EU) to load the file.", "warn")
+            self.report.setPlainText("\n".join(self._sniff.describe()))
+            return
+        self._wanted = self.params()
+        self._debounce.start()
+
+    def _start_wanted(self) -> None:
+        if self._wanted is None or self._running is not None:
+            return  # a load is running: the wanted settings start when it ends
+        params, self._wanted = self._wanted, None
+        self._task += 1
+        tid = self._task
+        self._running = params
+        sn = self._sniff
+        path = self.path
+        emitter = self._emitter
+        self._set_status("Reading the whole file…", "busy")
+        self.busy.setRange(0, 0)
+        self.busy.show()
+        self._update_ok()
+
+        def run():
+            t0 = time.perf_counter()
+            try:
+                value: Any = load_prices(path, sniffed=sn, **params)
+            except CsvImportError as e:
+                value = e
+            except MemoryError:
+                value = CsvImportError("not enough memory to load the file")
+            except Exception as e:  # a bug, not the file's fault: still reported, never a crash
+                log.exception("loading %s failed", path)
+                value = CsvImportError(f"unexpected error: {type(e).__name__}: {e}")
+            log.debug("load of %s took %.3f s", path.name, time.perf_counter() - t0)
+            try:
+                emitter.done.emit(tid, params, value)
+            except RuntimeError:  # the dialog is gone
+                pass
+
+        threading.Thread(target=run, name=f"csv-import-{tid}", daemon=True).start()
+
+    def _on_done(self, tid: int, params: dict, value: Any) -> None:
+        self._running = None
+        self.busy.setRange(0, 1)
+        self.busy.hide()
+        if self._wanted is not None:  # settings changed meanwhile: this result is stale
+            self._start_wanted()
+            return
+        if params != self.params():
+            return
+        self._outcome = (params, value)
+        if isinstance(value, ImportResult):
+            if params.get("encoding") is None and value.encoding != self._auto_encoding:
+                # detected past the head (e.g. Latin-1 further down): show it, keep it unforced
+                self._auto_encoding = value.encoding
+                self.encoding.blockSignals(True)
+                _select_data(self.encoding, value.encoding)
+                self.encoding.blockSignals(False)
+            ds = value.dataset
+            self._set_status(f"Ready: {ds.describe()}", "ok")
+            self.report.setPlainText("\n".join(self._sniff.describe()[:1] + value.report))
+        else:
+            self.report.setPlainText("\n".join(self._sniff.describe() if self._sniff else []) + f"\n\nError: {value}")
+            if isinstance(value, AmbiguousDateError):
+                self._set_status(str(value), "warn")
+            else:
+                self._set_status(f"Error: {value}", "error")
+                self._mark_line(getattr(value, "line", None))
+        self._update_ok()
+        self.analysis_done.emit(value)
+        if self._accept_pending:
+            self._accept_pending = False
+            self._finish()
+
+    # ---- OK ----
+    def _on_ok(self) -> None:
+        if self._sniff is None:
+            self._show_error(self.sniff_error)
+            return
+        if self.needs_date_choice:
+            return
+        if self._outcome is not None and self._outcome[0] == self.params():
+            self._finish()
+            return
+        self._accept_pending = True  # the load for these settings is running (or about to)
+        self._set_status("Loading…", "busy")
+        if self._running is None and self._wanted is None:
+            self._wanted = self.params()
+        if self._running is None:
+            self._debounce.stop()
+            self._start_wanted()
+
+    def _finish(self) -> None:
+        params, value = self._outcome
+        if isinstance(value, ImportResult):
+            name = self.name.text().strip() or value.dataset.name
+            ds = value.dataset if name == value.dataset.name else Dataset(name, value.dataset.prices)
+            self._result = dataclasses.replace(value, dataset=ds)
+            self._dataset = ds
+            self.accept()
+        else:
+            self._show_error(value)
+
+    def _show_error(self, e: Exception | None) -> None:
+        text = str(e) if e is not None else "unknown error"
+        QMessageBox.critical(self, "Import failed", f"{self.path.name}: {text}")
+
+    # ---- helpers ----
+    def _update_ok(self) -> None:
+        self.ok_button.setEnabled(not (self._sniff is not None and self.needs_date_choice))
+
+    def _set_status(self, text: str, kind: str) -> None:
+        colors = {"ok": "#2e7d32", "error": "#c62828", "warn": "#b35c00", "busy": "#555555"}
+        self.status.setStyleSheet(f"color: {colors.get(kind, '#000')};")
+        self.status.setText(text)
+
+    def reject(self) -> None:
+        self._accept_pending = False
+        self._dataset = None
+        super().reject()
+
+
+def _select_data(combo: QComboBox, value: Any) -> None:
+    i = combo.findData(value)
+    if i >= 0:
+        combo.setCurrentIndex(i)
+
+
+def _example(sn: CsvSniff) -> str:
+    if sn.date_column is None or sn.date_column not in sn.preview.columns:
+        return ""
+    import re
+
+    for v in sn.preview[sn.date_column]:
+        m = re.match(r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{2,4})", str(v))
+        if m and int(m[1]) != int(m[2]):
+            return f" (is {v.strip()} {_month(int(m[1]))} {int(m[2])} or {int(m[1])} {_month(int(m[2]))}?)"
+    return ""
+
+
+def _month(m: int) -> str:
+    return ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][m - 1]
+
+
+def _human(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
