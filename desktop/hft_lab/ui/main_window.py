@@ -7,8 +7,11 @@ import logging
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction
+from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
+    QFileDialog,
+    QInputDialog,
     QDockWidget,
     QLabel,
     QMainWindow,
@@ -20,8 +23,11 @@ from PySide6.QtWidgets import (
 import hft_lab
 from hft_lab.backends import BackendType
 from hft_lab.backends.router import BackendRouter
+from hft_lab.data.store import SYNTHETIC_KINDS, DatasetStore
 from hft_lab.ui.about import app_icon, show_about
+from hft_lab.ui.settings import restore_widgets, save_widgets
 from hft_lab.ui.log_panel import LogPanel
+from hft_lab.ui.views.benchmark import BenchmarkView
 from hft_lab.ui.views.mean_reversion import MeanReversionView
 from hft_lab.ui.views.portfolio import PortfolioView
 from hft_lab.ui.views.regimes import RegimesView
@@ -48,6 +54,16 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"HFT Arbitrage Lab {hft_lab.__version__}")
         self.resize(1280, 820)
         self.setWindowIcon(app_icon())
+        self.store = DatasetStore(parent=self)  # the active dataset every tab works on
+        file_menu = self.menuBar().addMenu("&File")
+        a = file_menu.addAction("&Import CSV…", self.import_csv)
+        a.setShortcut(QKeySequence.Open)
+        file_menu.addAction("Load &sample data", self.store.load_sample)
+        file_menu.addAction("&Synthetic data…", self.load_synthetic)
+        file_menu.addSeparator()
+        file_menu.addAction("&Export session…", self.export_session_dialog)
+        file_menu.addSeparator()
+        file_menu.addAction("&Quit", self.close).setShortcut(QKeySequence.Quit)
         help_menu = self.menuBar().addMenu("&Help")
         self.about_action = help_menu.addAction("&About HFT Arbitrage Lab…")
         self.about_action.setMenuRole(QAction.AboutRole)
@@ -73,17 +89,22 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.setCentralWidget(self.tabs)
         self.runners: list[TaskRunner] = []
-        self.mean_reversion = MeanReversionView(self._runner())
+        self.mean_reversion = MeanReversionView(self._runner(), self.store)
         self.tabs.addTab(self.mean_reversion, "Mean Reversion")
         self.regimes = RegimesView(self._runner())
         self.tabs.addTab(self.regimes, "Regimes")
         self.portfolio = PortfolioView(self._runner())
         self.tabs.addTab(self.portfolio, "Portfolio")
+        self.benchmark = BenchmarkView(self._runner())
+        self.tabs.addTab(self.benchmark, "Benchmark")
 
         self.grpc_label = QLabel()
         self.pyo3_label = QLabel()
         self.fallback_label = QLabel()
         sb = self.statusBar()
+        self.dataset_label = QLabel(self.store.describe())
+        sb.addWidget(self.dataset_label, 1)
+        self.store.changed.connect(lambda: self.dataset_label.setText(self.store.describe()))
         sb.addPermanentWidget(self.fallback_label)
         sb.addPermanentWidget(self.grpc_label)
         sb.addPermanentWidget(self.pyo3_label)
@@ -97,6 +118,7 @@ class MainWindow(QMainWindow):
         self._poll.start()
 
         self._restore()
+        self._restore_tabs()
         self.backend_combo.currentIndexChanged.connect(self._on_backend_chosen)
         self._on_backend_chosen()
 
@@ -149,7 +171,18 @@ class MainWindow(QMainWindow):
                 pass
         self.backend_combo.setCurrentIndex(self.backend_combo.findData(choice))
 
+    def views(self) -> dict:
+        return {"mean_reversion": self.mean_reversion, "regimes": self.regimes, "portfolio": self.portfolio}
+
+    def _restore_tabs(self) -> None:
+        for key, view in self.views().items():
+            if hasattr(view, "settings_widgets"):
+                restore_widgets(self.settings, f"tabs/{key}", view.settings_widgets())
+
     def closeEvent(self, ev) -> None:
+        for key, view in self.views().items():
+            if hasattr(view, "settings_widgets"):
+                save_widgets(self.settings, f"tabs/{key}", view.settings_widgets())
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("windowState", self.saveState())
         for r in self.runners:
@@ -157,6 +190,65 @@ class MainWindow(QMainWindow):
         self._poll.stop()
         self.log_panel.uninstall()
         super().closeEvent(ev)
+
+    # ---- data ----
+    def import_csv(self) -> None:
+        from pathlib import Path
+
+        from hft_lab.ui.import_dialog import ImportDialog
+
+        start = str(self.settings.value("import/dir", str(Path.home())))
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Import prices", start, "Price files (*.csv *.tsv *.txt *.gz *.bz2 *.xz);;All files (*)"
+        )
+        if not path:
+            return
+        self.settings.setValue("import/dir", str(Path(path).parent))
+        ds = ImportDialog.get_dataset(path, self)  # None: cancelled or failed (already explained)
+        if ds is not None:
+            self.store.set_dataset(ds)
+            log.info("dataset loaded: %s", self.store.describe())
+
+    def load_synthetic(self) -> None:
+        kinds = list(SYNTHETIC_KINDS)
+        labels = [f"{k}: {SYNTHETIC_KINDS[k]}" for k in kinds]
+        label, ok = QInputDialog.getItem(self, "Synthetic data", "Kind", labels, 0, False)
+        if not ok:
+            return
+        kind = kinds[labels.index(label)]
+        n, ok = QInputDialog.getInt(self, "Synthetic data", "Bars", 2520, 100, 2_000_000)
+        if not ok:
+            return
+        seed, ok = QInputDialog.getInt(self, "Synthetic data", "Seed", 0, 0, 1_000_000)
+        if not ok:
+            return
+        try:
+            self.store.load_synthetic(kind, n=n, seed=seed)
+        except (ValueError, TypeError) as e:
+            self.show_error("Synthetic data", str(e))
+
+    def session_items(self) -> list:
+        return [it for v in self.views().values() for it in (v.session_items() if hasattr(v, "session_items") else [])]
+
+    def export_session_dialog(self) -> None:
+        from datetime import datetime
+        from pathlib import Path
+
+        from hft_lab.data.export import export_session
+
+        items = self.session_items()
+        if not items:
+            QMessageBox.information(self, "Export session", "No results yet: run a computation first.")
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Export session into")
+        if not folder:
+            return
+        try:
+            idx = export_session(Path(folder) / f"hft-lab-{datetime.now():%Y%m%d-%H%M%S}", items)
+        except (OSError, ValueError) as e:
+            self.show_error("Export failed", str(e))
+            return
+        self.statusBar().showMessage(f"Session exported to {idx.parent}", 5000)
 
     def show_error(self, title: str, text: str) -> None:
         QMessageBox.critical(self, title, text)

@@ -62,9 +62,11 @@ class MeanReversionView(QWidget):
     MAX_MARKERS = 3000  # per kind; more would cost the GUI thread ~0.3 s per million points
     MAX_FILL_POINTS = 200_000
 
-    def __init__(self, runner: TaskRunner, parent=None):
+    def __init__(self, runner: TaskRunner, store=None, parent=None):
         super().__init__(parent)
         self.runner = runner
+        self.store = store  # the shared DatasetStore (None: the bundled sample only)
+        self._last_outcome: TaskOutcome | None = None
         self.prices: np.ndarray | None = None
         self.result = None  # MeanReversionResult of the last run
         self.ou = None
@@ -83,12 +85,7 @@ class MeanReversionView(QWidget):
         data = QGroupBox("Data")
         df = QFormLayout(data)
         self.source = QComboBox()
-        self.source.addItem(SYNTHETIC)
-        try:
-            for a in load_sample_prices().assets:
-                self.source.addItem(f"S&P 500 sample: {a}")
-        except OSError as e:
-            log.warning("sample data unavailable: %s", e)
+        self._fill_sources()
         self.n_points = QSpinBox()
         self.n_points.setRange(100, 50_000_000)
         self.n_points.setValue(2000)
@@ -155,6 +152,13 @@ class MeanReversionView(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
+        self.export_csv_button = QPushButton("Export CSV…")
+        self.export_json_button = QPushButton("Export JSON…")
+        for b in (self.export_csv_button, self.export_json_button):
+            b.setEnabled(False)
+        export_row = QHBoxLayout()
+        export_row.addWidget(self.export_csv_button)
+        export_row.addWidget(self.export_json_button)
 
         live = QGroupBox("Live replay (streaming)")
         lf = QFormLayout(live)
@@ -183,6 +187,7 @@ class MeanReversionView(QWidget):
         left.addLayout(buttons)
         left.addWidget(self.progress)
         left.addWidget(self.status)
+        left.addLayout(export_row)
         left.addWidget(live)
         left.addStretch(1)
         left_inner = QWidget()
@@ -229,6 +234,10 @@ class MeanReversionView(QWidget):
         self.n_points.valueChanged.connect(self._load_series)
         self.seed.valueChanged.connect(self._load_series)
         self.runner.busy_changed.connect(self._set_busy)
+        if self.store is not None:
+            self.store.changed.connect(self._on_store_changed)
+        self.export_csv_button.clicked.connect(lambda: self._export_dialog("csv"))
+        self.export_json_button.clicked.connect(lambda: self._export_dialog("json"))
         self.replay_start.clicked.connect(self.start_replay)
         self.replay_pause.clicked.connect(self.pause_replay)
         self.replay_stop.clicked.connect(self.stop_replay)
@@ -239,6 +248,45 @@ class MeanReversionView(QWidget):
         self._mouse_z = pg.SignalProxy(self.z_plot.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse_z)
 
     # ---- data ----
+    ACTIVE = "Active dataset: "
+
+    def _fill_sources(self) -> None:
+        """Synthetic OU, then one entry per asset of the active dataset (or of the bundled sample)."""
+        current = self.source.currentText()
+        self.source.blockSignals(True)
+        self.source.clear()
+        self.source.addItem(SYNTHETIC)
+        try:
+            if self.store is not None:
+                for a in self.store.selected_prices().columns:
+                    self.source.addItem(f"{self.ACTIVE}{a}")
+            else:
+                for a in load_sample_prices().assets:
+                    self.source.addItem(f"S&P 500 sample: {a}")
+        except (OSError, ValueError) as e:
+            log.warning("dataset unavailable: %s", e)
+        i = self.source.findText(current)
+        self.source.setCurrentIndex(max(i, 0))
+        self.source.blockSignals(False)
+
+    def _on_store_changed(self) -> None:
+        was_store = self.source.currentText().startswith(self.ACTIVE)
+        before = self.source.currentText()
+        self._fill_sources()
+        if was_store:
+            self._load_series()
+            note = "" if self.source.currentText() == before else f" ({before[len(self.ACTIVE):]} is not in it)"
+            self.status.setText(f"Active dataset changed{note}: {len(self.prices):,} prices loaded, previous result cleared.")
+
+    def input_description(self) -> dict:
+        text = self.source.currentText()
+        if text == SYNTHETIC:
+            return {"name": "synthetic OU", "generator": "hft_lab.data.ou_series", "n": self.n_points.value(),
+                    "kappa": 0.05, "theta": 100.0, "sigma": 1.0, "seed": self.seed.value()}
+        d = dict(self.store.inputs()) if self.store is not None else {"name": "S&P 500 sample"}
+        d["series"] = text.split(": ", 1)[1]
+        return d
+
     def _load_series(self) -> None:
         text = self.source.currentText()
         synthetic = text == SYNTHETIC
@@ -248,7 +296,8 @@ class MeanReversionView(QWidget):
             prices = ou_series(self.n_points.value(), kappa=0.05, theta=100.0, sigma=1.0, seed=self.seed.value())
         else:
             ticker = text.split(": ", 1)[1]
-            prices = load_sample_prices().prices[ticker].dropna().to_numpy(dtype=np.float64)
+            frame = self.store.selected_prices() if self.store is not None else load_sample_prices().prices
+            prices = frame[ticker].dropna().to_numpy(dtype=np.float64)
         self.set_prices(prices)
 
     def set_prices(self, prices: np.ndarray) -> None:
@@ -256,6 +305,10 @@ class MeanReversionView(QWidget):
         self.stop_replay()
         self.prices = np.asarray(prices, dtype=np.float64)
         self.result = self.ou = self.bt = None
+        self._last_outcome = None
+        if hasattr(self, "export_csv_button"):
+            self.export_csv_button.setEnabled(False)
+            self.export_json_button.setEnabled(False)
         for p in (self.price_plot, self.z_plot, self.equity_plot, self.dd_plot):
             p.clear()
         self.stats.set_rows([])
@@ -311,6 +364,9 @@ class MeanReversionView(QWidget):
             self.result_shown.emit(out)
             return
         self.result, self.ou, self.bt = out.value["mr"], out.value["ou"], out.value["bt"]
+        self._last_outcome = out
+        self.export_csv_button.setEnabled(True)
+        self.export_json_button.setEnabled(True)
         self._draw(self.result)
         if self.bt is not None:
             self._draw_performance(self.bt)
@@ -527,3 +583,62 @@ class MeanReversionView(QWidget):
         )
         if hi >= n:
             self.stop_replay("finished")
+
+    # ---- settings and export ----
+    def settings_widgets(self) -> dict:
+        """Parameters restored on the next start (not the data source: that would regenerate data)."""
+        return {
+            "lookback": self.lookback, "threshold": self.threshold, "exit_threshold": self.exit_threshold,
+            "use_stop": self.use_stop, "stop": self.stop, "cost_bps": self.cost_bps, "periods": self.periods,
+            "bars_per_day": self.bars_per_day, "replay_speed": self.replay_speed,
+        }
+
+    def run_parameters(self) -> dict:
+        return dict(self.params(), cost_bps=self.cost_bps.value(), periods_per_year=self.periods.value(),
+                    bars_per_day=self.bars_per_day.value())
+
+    def session_items(self) -> list:
+        if self.result is None or self._last_outcome is None:
+            return []
+        from hft_lab.data.export import SessionItem
+
+        result = {"mean_reversion": self.result, "ou": self.ou}
+        if self.bt is not None:
+            result["backtest"] = self.bt
+        return [SessionItem("mean_reversion", result, self.run_parameters(), self.input_description(),
+                            backend=self._last_outcome.backend_name,
+                            plots={"signals": self.price_plot, "zscore": self.z_plot, "equity": self.equity_plot})]
+
+    def export_csv(self, path) -> list:
+        from hft_lab.data.export import export_result_csv
+
+        if self.result is None:
+            raise ValueError("nothing to export: run a computation first")
+        paths = export_result_csv(self.result, path)
+        base = str(path)
+        stem = base[:-4] if base.endswith(".csv") else base
+        paths += export_result_csv(self.ou, f"{stem}.ou.csv")
+        if self.bt is not None:
+            paths += export_result_csv(self.bt, f"{stem}.backtest.csv")
+        return paths
+
+    def export_json(self, path):
+        from hft_lab.data.export import export_result_json
+
+        if self.result is None:
+            raise ValueError("nothing to export: run a computation first")
+        item = self.session_items()[0]
+        return export_result_json(item.result, path, inputs=item.inputs, parameters=item.parameters, backend=item.backend)
+
+    def _export_dialog(self, kind: str) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getSaveFileName(self, f"Export {kind.upper()}", f"mean_reversion.{kind}", f"{kind.upper()} (*.{kind})")
+        if not path:
+            return
+        try:
+            (self.export_csv if kind == "csv" else self.export_json)(path)
+            self.status.setText(f"Exported to {path}.")
+        except (OSError, ValueError) as e:
+            self.status.setText(f"Export failed: {e}")
+
