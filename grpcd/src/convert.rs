@@ -19,6 +19,16 @@ pub fn f64s(bytes: &[u8], name: &str) -> Result<Vec<f64>, Status> {
             bytes.len()
         )));
     }
+    let n = bytes.len() / 8;
+    #[cfg(target_endian = "little")]
+    {
+        // the wire format is the machine format: one memcpy (the byte buffer may be unaligned)
+        let mut out = vec![0.0f64; n];
+        // SAFETY: `out` holds exactly n * 8 writable bytes; any bit pattern is a valid f64.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr() as *mut u8, n * 8) };
+        Ok(out)
+    }
+    #[cfg(not(target_endian = "little"))]
     Ok(bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect())
 }
 
@@ -43,11 +53,20 @@ pub fn matrix(m: &Option<Matrix>, name: &str) -> Result<(Vec<f64>, usize, usize)
 }
 
 pub fn to_vector(v: &[f64]) -> Vector {
-    let mut data = Vec::with_capacity(v.len() * 8);
-    for x in v {
-        data.extend_from_slice(&x.to_le_bytes());
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: viewing initialised f64s as their bytes (alignment of u8 is 1).
+        let bytes = unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) };
+        Vector { data: bytes.to_vec() }
     }
-    Vector { data }
+    #[cfg(not(target_endian = "little"))]
+    {
+        let mut data = Vec::with_capacity(v.len() * 8);
+        for x in v {
+            data.extend_from_slice(&x.to_le_bytes());
+        }
+        Vector { data }
+    }
 }
 
 pub fn to_matrix(v: &[f64], rows: usize, cols: usize) -> Matrix {
