@@ -199,3 +199,64 @@ def test_live_replay_pause_and_stop(qtbot, window):
     assert view._replay_pos > n
     view.stop_replay()
     assert view.replay_start.text() == "Start" and view.run_button.isEnabled()
+
+
+def _small_dataset(name="custom", assets=("AAA", "BBB"), n=600, seed=5):
+    import pandas as pd
+
+    from hft_lab.data.samples import Dataset
+
+    r = np.random.default_rng(seed).normal(0, 0.01, (n, len(assets)))
+    idx = pd.bdate_range("2020-01-01", periods=n)
+    return Dataset(name, pd.DataFrame(100 * np.exp(np.cumsum(r, axis=0)), index=idx, columns=list(assets)))
+
+
+def test_mean_reversion_follows_the_active_dataset(qtbot, window):
+    view = window.mean_reversion
+    items = [view.source.itemText(i) for i in range(view.source.count())]
+    assert items[0] == "Synthetic OU series" and "Active dataset: AAPL" in items
+    view.source.setCurrentIndex(items.index("Active dataset: AAPL"))
+    assert len(view.prices) == len(window.store.selected_prices())
+    window.store.set_dataset(_small_dataset())
+    items = [view.source.itemText(i) for i in range(view.source.count())]
+    assert items == ["Synthetic OU series", "Active dataset: AAA", "Active dataset: BBB"]
+    # AAPL is gone: the view moved to the first entry and says why
+    assert "Active dataset changed" in view.status.text() or view.source.currentIndex() == 0
+    view.source.setCurrentIndex(2)
+    np.testing.assert_array_equal(view.prices, window.store.selected_prices()["BBB"].to_numpy())
+    out = run_and_wait(qtbot, view)
+    assert out.ok and view.result is not None
+    window.store.set_selection(start=window.store.dataset.prices.index[100])
+    assert view.result is None and len(view.prices) == 500  # the old result belonged to other data
+    assert "custom" in window.dataset_label.text()
+
+
+def test_session_export_writes_every_result(qtbot, window, tmp_path):
+    import json
+
+    from hft_lab.data.export import export_session
+
+    assert window.session_items() == []
+    view = window.mean_reversion
+    assert run_and_wait(qtbot, view).ok
+    items = window.session_items()
+    assert [i.name for i in items] == ["mean_reversion"]
+    idx = export_session(tmp_path / "session", items)
+    index = json.loads(idx.read_text())
+    assert index and (tmp_path / "session").is_dir()
+    paths = view.export_csv(tmp_path / "mr.csv")
+    assert any(str(p).endswith("mr.csv") for p in paths)
+    doc = json.loads(view.export_json(tmp_path / "mr.json").read_text())
+    assert doc["parameters"]["lookback"] == view.lookback.value()
+
+
+def test_tab_parameters_are_restored(qtbot, router, settings):
+    w = MainWindow(router, settings)
+    qtbot.addWidget(w)
+    w.mean_reversion.lookback.setValue(37)
+    w.mean_reversion.threshold.setValue(1.7)
+    w.close()
+    w2 = MainWindow(router, settings)
+    qtbot.addWidget(w2)
+    assert w2.mean_reversion.lookback.value() == 37 and w2.mean_reversion.threshold.value() == pytest.approx(1.7)
+    w2.close()

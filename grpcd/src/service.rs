@@ -15,6 +15,7 @@ use rustcore::backtest as bt;
 use rustcore::hmm;
 use rustcore::ou;
 use rustcore::portfolio;
+use rustcore::sparse;
 use rustcore::rolling::{self, MeanReversionState, SignalParams};
 
 use crate::convert::{self, i8_bytes, status, to_vector};
@@ -76,7 +77,7 @@ fn signal_params(s: &Option<pb::SignalParameters>) -> SignalParams {
     }
 }
 
-const ALGORITHMS: &[&str] = &["mean_reversion", "mean_reversion_stream", "fit_ou", "backtest", "hmm", "portfolio"];
+const ALGORITHMS: &[&str] = &["mean_reversion", "mean_reversion_stream", "fit_ou", "backtest", "hmm", "portfolio", "sparse", "sparse_lambda_path"];
 
 type Stream<T> = ReceiverStream<Result<T, Status>>;
 
@@ -324,15 +325,68 @@ impl HftLab for Service {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
-    async fn sparse_portfolio(&self, _: Request<pb::SparseRequest>) -> Result<Response<pb::SparseResponse>, Status> {
-        Err(Status::unimplemented("SparsePortfolio is not available in this build of grpcd"))
+    async fn sparse_portfolio(&self, req: Request<pb::SparseRequest>) -> Result<Response<pb::SparseResponse>, Status> {
+        let r = req.into_inner();
+        let (prices, rows, cols) = convert::matrix(&r.prices, "prices")?;
+        let config = sparse::SparseConfig {
+            method: sparse::SparseMethod::from_name(&r.method).map_err(status)?,
+            lambda: r.lambda_param,
+            alpha: r.alpha,
+            target: r.target.map(|t| t as usize),
+            k: r.k.map(|k| k as usize),
+            max_iterations: r.max_iterations as usize,
+            tolerance: r.tolerance,
+        };
+        let names = r.asset_names;
+        let out = blocking("SparsePortfolio", move |flag| {
+            sparse::sparse_portfolio(&prices, rows, cols, &config, &mut cancel_hook(flag)).map_err(status)
+        })
+        .await?;
+        Ok(Response::new(pb::SparseResponse {
+            method: out.method,
+            weights: Some(to_vector(&out.weights)),
+            asset_names: names,
+            target_index: out.target_index.map(|t| t as i32).unwrap_or(-1),
+            intercept: out.intercept,
+            nonzero: out.nonzero as u32,
+            spread: Some(to_vector(&out.spread)),
+            half_life: out.half_life,
+            adf_statistic: out.adf_statistic,
+            adf_critical_values: Some(to_vector(&out.adf_critical_values)),
+            objective: out.objective,
+            iterations: out.iterations as u32,
+        }))
     }
 
     async fn sparse_lambda_path(
         &self,
-        _: Request<pb::LambdaPathRequest>,
+        req: Request<pb::LambdaPathRequest>,
     ) -> Result<Response<pb::LambdaPathResponse>, Status> {
-        Err(Status::unimplemented("SparseLambdaPath is not available in this build of grpcd"))
+        let r = req.into_inner();
+        let (prices, rows, cols) = convert::matrix(&r.prices, "prices")?;
+        let config = sparse::LambdaPathConfig {
+            target: r.target as usize,
+            lambdas: if r.lambdas.is_empty() { None } else { Some(r.lambdas) },
+            n_lambdas: r.n_lambdas as usize,
+            alpha: r.alpha,
+            tolerance: r.tolerance,
+            max_iterations: r.max_iterations as usize,
+            ..sparse::LambdaPathConfig::default()
+        };
+        let out = blocking("SparseLambdaPath", move |flag| {
+            sparse::sparse_lambda_path(&prices, rows, cols, &config, &mut cancel_hook(flag)).map_err(status)
+        })
+        .await?;
+        let l = out.lambdas.len();
+        Ok(Response::new(pb::LambdaPathResponse {
+            lambdas: Some(to_vector(&out.lambdas)),
+            nonzero: out.nonzero.iter().map(|&v| v as u32).collect(),
+            half_life: Some(to_vector(&out.half_life)),
+            adf_statistic: Some(to_vector(&out.adf_statistic)),
+            weights: Some(convert::to_matrix(&out.weights, l, cols)),
+            intercepts: Some(to_vector(&out.intercepts)),
+            iterations: out.iterations.iter().map(|&v| v as u32).collect(),
+        }))
     }
 }
 

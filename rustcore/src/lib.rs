@@ -8,6 +8,7 @@ pub mod hmm;
 pub mod ou;
 pub mod portfolio;
 pub mod rolling;
+pub mod sparse;
 
 pub use error::{CoreError, CoreResult};
 

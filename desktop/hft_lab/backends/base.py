@@ -16,7 +16,17 @@ import numpy as np
 
 from .config import BackendType
 from .errors import Cancelled  # noqa: F401  (re-exported for callers)
-from .results import BacktestResult, HmmResult, MeanReversionResult, OuFit, PortfolioResult, ServerInfo, StreamTicks
+from .results import (
+    BacktestResult,
+    HmmResult,
+    LambdaPath,
+    MeanReversionResult,
+    OuFit,
+    PortfolioResult,
+    ServerInfo,
+    SparseResult,
+    StreamTicks,
+)
 
 ProgressFn = Callable[[int, float], "bool | None"]
 
@@ -149,6 +159,12 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def _optimize_portfolio(self, prices, method, params, asset_names, cancel) -> dict: ...
+
+    @abc.abstractmethod
+    def _sparse_portfolio(self, prices, method, lambda_param, alpha, target, k, max_iterations, tolerance, asset_names, cancel) -> dict: ...
+
+    @abc.abstractmethod
+    def _sparse_lambda_path(self, prices, target, lambdas, n_lambdas, alpha, tolerance, max_iterations, cancel) -> dict: ...
 
     def close(self) -> None:
         pass
@@ -300,6 +316,81 @@ class Backend(abc.ABC):
         d = self._optimize_portfolio(p, str(method), clean, names, cancel)
         d["asset_names"] = names
         return PortfolioResult(**d)
+
+    @staticmethod
+    def _names_and_target(p, names, asset_names, target):
+        if asset_names is not None:
+            names = tuple(str(a) for a in asset_names)
+        if names is None:
+            names = tuple(f"asset {i}" for i in range(p.shape[1]))
+        if len(names) != p.shape[1]:
+            raise ValueError(f"asset_names has {len(names)} names but prices has {p.shape[1]} columns")
+        if isinstance(target, str):
+            if target not in names:
+                raise ValueError(f"target '{target}' is not one of the assets")
+            target = names.index(target)
+        elif target is not None:
+            target = nonneg_int("target", target)
+        return names, target
+
+    def calculate_sparse_portfolio(
+        self,
+        prices: Any,
+        method: str = "lasso",
+        lambda_param: float = 0.1,
+        alpha: float = 0.5,
+        target: "int | str | None" = None,
+        k: int | None = None,
+        max_iterations: int = 10_000,
+        tolerance: float = 1e-4,
+        asset_names: "list[str] | tuple[str, ...] | None" = None,
+        cancel: CancelToken | None = None,
+    ) -> SparseResult:
+        """Find a small mean-reverting basket (methods: lasso, elastic_net, box_tiao, greedy).
+        lasso/elastic_net regress the target's price on the others (target None: each asset in turn,
+        keeping the most mean-reverting spread); alpha is the L1 ratio; k is greedy's basket size."""
+        p, names = as_matrix("prices", prices)
+        names, target = self._names_and_target(p, names, asset_names, target)
+        d = self._sparse_portfolio(
+            p,
+            str(method),
+            real("lambda_param", lambda_param),
+            real("alpha", alpha),
+            target,
+            None if k is None else nonneg_int("k", k),
+            nonneg_int("max_iterations", max_iterations),
+            real("tolerance", tolerance),
+            names,
+            cancel,
+        )
+        d["asset_names"] = names
+        return SparseResult(**d)
+
+    def sparse_lambda_path(
+        self,
+        prices: Any,
+        target: "int | str" = 0,
+        lambdas: Any = None,
+        n_lambdas: int = 20,
+        alpha: float = 1.0,
+        tolerance: float = 1e-4,
+        max_iterations: int = 10_000,
+        asset_names: "list[str] | tuple[str, ...] | None" = None,
+        cancel: CancelToken | None = None,
+    ) -> LambdaPath:
+        """Sparsity, half-life and ADF statistic of the basket along a lambda path (lambdas None:
+        n_lambdas values from lambda_max down to 1e-3 lambda_max)."""
+        p, names = as_matrix("prices", prices)
+        names, target = self._names_and_target(p, names, asset_names, target)
+        lam = None if lambdas is None else [real("lambdas", v) for v in np.asarray(lambdas, dtype=object).ravel()]
+        if lam is not None and not lam:
+            raise ValueError("lambdas is empty: give at least one lambda, or None for the default path")
+        d = self._sparse_lambda_path(
+            p, target, lam, nonneg_int("n_lambdas", n_lambdas), real("alpha", alpha), real("tolerance", tolerance),
+            nonneg_int("max_iterations", max_iterations), cancel,
+        )
+        d["asset_names"] = names
+        return LambdaPath(**d)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"

@@ -280,3 +280,19 @@ class GrpcBackend(Backend):
         req = pb.PortfolioRequest(prices=wire.mat(prices), method=method, asset_names=list(asset_names), **params)
         r = self._unary("OptimizePortfolio", req, pb.PortfolioResponse, cancel)
         return wire.fields(r, exclude=("asset_names",))
+
+    def _sparse_portfolio(self, prices, method, lambda_param, alpha, target, k, max_iterations, tolerance, asset_names, cancel):
+        req = pb.SparseRequest(
+            prices=wire.mat(prices), method=method, lambda_param=lambda_param, alpha=alpha, target=target, k=k,
+            max_iterations=max_iterations, tolerance=tolerance, asset_names=list(asset_names),
+        )
+        r = self._unary("SparsePortfolio", req, pb.SparseResponse, cancel)
+        return wire.fields(r, exclude=("asset_names",))
+
+    def _sparse_lambda_path(self, prices, target, lambdas, n_lambdas, alpha, tolerance, max_iterations, cancel):
+        req = pb.LambdaPathRequest(
+            prices=wire.mat(prices), target=target, lambdas=lambdas or [], n_lambdas=n_lambdas, alpha=alpha,
+            tolerance=tolerance, max_iterations=max_iterations,
+        )
+        r = self._unary("SparseLambdaPath", req, pb.LambdaPathResponse, cancel)
+        return wire.fields(r)

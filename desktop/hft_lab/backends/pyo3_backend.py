@@ -91,3 +91,15 @@ class Pyo3Backend(Backend):
     @translate_cancel
     def _optimize_portfolio(self, prices, method, params, asset_names, cancel):
         return _core().optimize_portfolio(prices, method, cancel=cancel.rust if cancel else None, **params)
+
+    @translate_cancel
+    def _sparse_portfolio(self, prices, method, lambda_param, alpha, target, k, max_iterations, tolerance, asset_names, cancel):
+        return _core().sparse_portfolio(
+            prices, method, lambda_param, alpha, target, k, max_iterations, tolerance, cancel.rust if cancel else None
+        )
+
+    @translate_cancel
+    def _sparse_lambda_path(self, prices, target, lambdas, n_lambdas, alpha, tolerance, max_iterations, cancel):
+        return _core().sparse_lambda_path(
+            prices, target, lambdas, n_lambdas, alpha, tolerance, max_iterations, cancel.rust if cancel else None
+        )

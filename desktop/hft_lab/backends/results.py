@@ -172,3 +172,44 @@ class PortfolioResult(_Result):
     iterations: int
     frontier_returns: np.ndarray
     frontier_volatilities: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class SparseResult(_Result):
+    """A sparse mean-reverting basket. For lasso/elastic_net: weight 1 on the target and -beta on
+    the selected hedges (sklearn's objective, unpenalised intercept); for box_tiao/greedy: unit-norm
+    weights of the least predictable combination (target_index -1). spread = prices @ weights;
+    half_life is inf when the spread does not mean-revert; adf_critical_values are Engle-Granger
+    1%, 5%, 10% values for `nonzero` variables."""
+
+    method: str
+    weights: np.ndarray
+    asset_names: tuple[str, ...]
+    target_index: int
+    intercept: float
+    nonzero: int
+    spread: np.ndarray
+    half_life: float
+    adf_statistic: float
+    adf_critical_values: np.ndarray
+    objective: float
+    iterations: int
+
+    @property
+    def selected(self) -> tuple[str, ...]:
+        return tuple(n for n, w in zip(self.asset_names, self.weights) if w != 0)
+
+
+@dataclass(frozen=True, eq=False)
+class LambdaPath(_Result):
+    """Lasso/elastic-net path: per lambda, the basket's sparsity, half-life and ADF statistic
+    (and its weights: one row per lambda)."""
+
+    lambdas: np.ndarray
+    nonzero: np.ndarray
+    half_life: np.ndarray
+    adf_statistic: np.ndarray
+    weights: np.ndarray
+    intercepts: np.ndarray
+    iterations: np.ndarray
+    asset_names: tuple[str, ...] = ()

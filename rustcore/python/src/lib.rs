@@ -16,6 +16,7 @@ use rustcore::backtest as bt;
 use rustcore::hmm;
 use rustcore::ou;
 use rustcore::portfolio;
+use rustcore::sparse;
 use rustcore::rolling::{self, MeanReversionBuffers, MeanReversionState, SignalParams};
 use rustcore::CoreError;
 
@@ -375,6 +376,90 @@ fn optimize_portfolio<'py>(
     Ok(d)
 }
 
+/// Sparse mean-reverting basket: lasso / elastic_net (sklearn's objective), box_tiao, greedy.
+#[pyfunction]
+#[pyo3(signature = (prices, method="lasso", lambda_param=0.1, alpha=0.5, target=None, k=None, max_iterations=10_000, tolerance=1e-4, cancel=None, progress=None))]
+#[allow(clippy::too_many_arguments)]
+fn sparse_portfolio<'py>(
+    py: Python<'py>,
+    prices: PyReadonlyArray2<'py, f64>,
+    method: &str,
+    lambda_param: f64,
+    alpha: f64,
+    target: Option<usize>,
+    k: Option<usize>,
+    max_iterations: usize,
+    tolerance: f64,
+    cancel: Option<PyRef<'py, CancelToken>>,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let (x, rows, cols) = slice2("prices", &prices)?;
+    let config = sparse::SparseConfig {
+        method: sparse::SparseMethod::from_name(method).map_err(to_py_err)?,
+        lambda: lambda_param,
+        alpha,
+        target,
+        k,
+        max_iterations,
+        tolerance,
+    };
+    let mut hook = progress_hook(cancel.map(|c| c.flag.clone()), progress);
+    let r = detach(py, || sparse::sparse_portfolio(x, rows, cols, &config, &mut hook))?;
+    let d = PyDict::new(py);
+    d.set_item("method", r.method)?;
+    d.set_item("weights", r.weights.into_pyarray(py))?;
+    d.set_item("target_index", r.target_index.map(|t| t as i64).unwrap_or(-1))?;
+    d.set_item("intercept", r.intercept)?;
+    d.set_item("nonzero", r.nonzero)?;
+    d.set_item("spread", r.spread.into_pyarray(py))?;
+    d.set_item("half_life", r.half_life)?;
+    d.set_item("adf_statistic", r.adf_statistic)?;
+    d.set_item("adf_critical_values", r.adf_critical_values.into_pyarray(py))?;
+    d.set_item("objective", r.objective)?;
+    d.set_item("iterations", r.iterations)?;
+    Ok(d)
+}
+
+/// Lasso / elastic-net path over lambdas: sparsity, half-life and ADF statistic per lambda.
+#[pyfunction]
+#[pyo3(signature = (prices, target=0, lambdas=None, n_lambdas=20, alpha=1.0, tolerance=1e-4, max_iterations=10_000, cancel=None, progress=None))]
+#[allow(clippy::too_many_arguments)]
+fn sparse_lambda_path<'py>(
+    py: Python<'py>,
+    prices: PyReadonlyArray2<'py, f64>,
+    target: usize,
+    lambdas: Option<Vec<f64>>,
+    n_lambdas: usize,
+    alpha: f64,
+    tolerance: f64,
+    max_iterations: usize,
+    cancel: Option<PyRef<'py, CancelToken>>,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let (x, rows, cols) = slice2("prices", &prices)?;
+    let config = sparse::LambdaPathConfig {
+        target,
+        lambdas,
+        n_lambdas,
+        alpha,
+        tolerance,
+        max_iterations,
+        ..sparse::LambdaPathConfig::default()
+    };
+    let mut hook = progress_hook(cancel.map(|c| c.flag.clone()), progress);
+    let r = detach(py, || sparse::sparse_lambda_path(x, rows, cols, &config, &mut hook))?;
+    let l = r.lambdas.len();
+    let d = PyDict::new(py);
+    d.set_item("lambdas", r.lambdas.into_pyarray(py))?;
+    d.set_item("nonzero", r.nonzero.into_iter().map(|v| v as i64).collect::<Vec<i64>>().into_pyarray(py))?;
+    d.set_item("half_life", r.half_life.into_pyarray(py))?;
+    d.set_item("adf_statistic", r.adf_statistic.into_pyarray(py))?;
+    d.set_item("weights", r.weights.into_pyarray(py).reshape([l, cols])?)?;
+    d.set_item("intercepts", r.intercepts.into_pyarray(py))?;
+    d.set_item("iterations", r.iterations.into_iter().map(|v| v as i64).collect::<Vec<i64>>().into_pyarray(py))?;
+    Ok(d)
+}
+
 /// Round-trip a float64 array (transport cost baseline for the benchmark).
 #[pyfunction]
 fn echo<'py>(py: Python<'py>, values: PyReadonlyArray1<'py, f64>) -> PyResult<Bound<'py, numpy::PyArray1<f64>>> {
@@ -393,5 +478,7 @@ fn _rustcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(backtest, m)?)?;
     m.add_function(wrap_pyfunction!(run_hmm, m)?)?;
     m.add_function(wrap_pyfunction!(optimize_portfolio, m)?)?;
+    m.add_function(wrap_pyfunction!(sparse_portfolio, m)?)?;
+    m.add_function(wrap_pyfunction!(sparse_lambda_path, m)?)?;
     Ok(())
 }
