@@ -214,7 +214,7 @@ def test_gui_thread_keeps_running_during_a_1m_row_load(qtbot, tmp_path):
 def test_store_starts_with_the_sample_and_describes_it(qtbot):
     s = DatasetStore()
     assert s.dataset.name == load_sample_prices().name
-    assert s.describe() == "S&P 500 sample (20 stocks): 20 assets, 8313 rows, 1990-01-02 … 2022-12-28"
+    assert s.describe() == "S&P 500 sample (20 stocks): 20 assets, 8,313 rows, 1990-01-02 … 2022-12-28"
     pd.testing.assert_frame_equal(s.selected_prices(), load_sample_prices().prices)
 
 

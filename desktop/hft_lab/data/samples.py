@@ -28,7 +28,8 @@ class Dataset:
     def describe(self) -> str:
         idx = self.prices.index
         span = f"{idx[0]:%Y-%m-%d} … {idx[-1]:%Y-%m-%d}" if isinstance(idx, pd.DatetimeIndex) else f"{len(idx)} bars"
-        return f"{self.name}: {len(self.prices.columns)} assets, {len(self.prices)} rows, {span}"
+        k = len(self.prices.columns)
+        return f"{self.name}: {k} asset{'s' if k != 1 else ''}, {len(self.prices):,} rows, {span}"
 
 
 @lru_cache(maxsize=1)
