@@ -235,6 +235,49 @@ impl SignalMachine {
     }
 }
 
+impl SignalMachine {
+    /// Feed a whole series of z-scores: `signals[i], positions[i] = push(z[i])`, with the long
+    /// runs that keep the state (flat inside the entry band, or holding a position) done in tight
+    /// loops. Identical to calling [`SignalMachine::push`] per element.
+    pub fn run(&mut self, z: &[f64], signals: &mut [i8], positions: &mut [i8]) {
+        let n = z.len().min(signals.len()).min(positions.len());
+        let p = self.params;
+        let stop = p.stop.unwrap_or(f64::INFINITY);
+        let mut i = 0;
+        while i < n {
+            if !self.blocked {
+                let s = self.state;
+                let start = i;
+                // the state holds while these conditions hold: signal s, position s (lagged below)
+                macro_rules! hold {
+                    ($cond:expr) => {
+                        while i < n && $cond(z[i]) {
+                            signals[i] = s;
+                            positions[i] = s;
+                            i += 1;
+                        }
+                    };
+                }
+                match s {
+                    0 => hold!(|v: f64| v.abs() <= p.entry),
+                    1 => hold!(|v: f64| v < -p.exit && v > -stop),
+                    _ => hold!(|v: f64| v > p.exit && v < stop),
+                }
+                if i > start {
+                    positions[start] = self.last_signal; // position lags the signal by one bar
+                    self.last_signal = s;
+                }
+            }
+            if i < n {
+                let (sg, ps) = self.push(z[i]);
+                signals[i] = sg;
+                positions[i] = ps;
+                i += 1;
+            }
+        }
+    }
+}
+
 /// One tick of the streaming computation.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Tick {
@@ -499,14 +542,10 @@ pub fn mean_reversion_into(
         return Err(CoreError::Cancelled);
     }
     let mut machine = SignalMachine::new(params)?;
+    machine.run(out.zscore, out.signals, out.positions);
     let (mut entries, mut exits) = (Vec::new(), Vec::new());
     let mut prev = 0i8;
-    for (i, ((&zi, sig_out), pos_out)) in
-        out.zscore.iter().zip(out.signals.iter_mut()).zip(out.positions.iter_mut()).enumerate()
-    {
-        let (sig, pos) = machine.push(zi);
-        *sig_out = sig;
-        *pos_out = pos;
+    for (i, &sig) in out.signals.iter().enumerate() {
         if sig != prev {
             if prev != 0 {
                 exits.push(i);
@@ -646,6 +685,30 @@ mod tests {
         let mut shifted = vec![0];
         shifted.extend_from_slice(&sig[..sig.len() - 1]);
         assert_eq!(pos, shifted);
+    }
+
+    #[test]
+    fn batch_signal_run_equals_push_per_element() {
+        let x = walk(50_000, 100.0, 1.0, 11);
+        let mut r = RollingZ::new(15).unwrap();
+        let mut z: Vec<f64> = x.iter().map(|&v| r.push(v).2).collect();
+        z[20_000] = f64::NAN; // a NaN mid-series resets to flat
+        for params in [
+            SignalParams { entry: 1.0, exit: 0.0, stop: None },
+            SignalParams { entry: 1.5, exit: 0.5, stop: Some(2.5) },
+            SignalParams { entry: 2.0, exit: -0.3, stop: Some(2.2) },
+        ] {
+            let mut a = SignalMachine::new(params).unwrap();
+            let per: Vec<(i8, i8)> = z.iter().map(|&v| a.push(v)).collect();
+            let mut b = SignalMachine::new(params).unwrap();
+            let (mut sg, mut ps) = (vec![0i8; z.len()], vec![0i8; z.len()]);
+            // in two pieces, as a stream would
+            b.run(&z[..12_345], &mut sg[..12_345], &mut ps[..12_345]);
+            b.run(&z[12_345..], &mut sg[12_345..], &mut ps[12_345..]);
+            assert!(per.iter().map(|p| p.0).eq(sg.iter().copied()), "signals differ for {params:?}");
+            assert!(per.iter().map(|p| p.1).eq(ps.iter().copied()), "positions differ for {params:?}");
+            assert!(sg.iter().any(|&v| v == 1) && sg.iter().any(|&v| v == -1));
+        }
     }
 
     #[test]
