@@ -1,6 +1,8 @@
 """Portfolio tab (offscreen): a run on each backend draws exactly the backend's numbers, the asset
 check boxes and risk budgets reach the backend, errors are shown without losing the inputs,
-export round trips, synthetic universes, date ranges, Cancel."""
+export round trips, synthetic universes, date ranges, Cancel. With a DatasetStore: the active
+dataset's assets and rows are the inputs, store changes reload them and clear the result, bar
+numbers switch the date controls off, session items, settings round trip."""
 
 from __future__ import annotations
 
@@ -8,12 +10,17 @@ import csv
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QDate, QSettings, Qt
 
 from hft_lab.backends import BackendConfig, BackendType
 from hft_lab.backends.router import BackendRouter
-from hft_lab.ui.views.portfolio import SYNTHETIC, PortfolioView, asset_moments, synthetic_universe
+from hft_lab.data import Dataset
+from hft_lab.data.export import describe_prices
+from hft_lab.data.store import DatasetStore
+from hft_lab.ui.settings import restore_widgets, save_widgets
+from hft_lab.ui.views.portfolio import SYNTHETIC, PortfolioView, active_label, asset_moments, synthetic_universe
 from hft_lab.ui.worker import TaskRunner
 
 pytestmark = pytest.mark.gui
@@ -365,3 +372,213 @@ def test_hover_readout_names_the_asset(qtbot, view, router):
     i = list(view.result.asset_names).index("MSFT")
     text = view.readout(i)
     assert "MSFT" in text and f"weight {view.result.weights[i] * 100:.2f} %" in text
+
+
+# ---------------------------------------------------------------------------------------------
+# the active dataset (DatasetStore)
+# ---------------------------------------------------------------------------------------------
+
+
+def gbm_dataset(name="Test GBM", n=800, assets=("AAA", "BBB", "CCC"), seed=11, index=None):
+    """Seeded correlated geometric Brownian motions, business days from 2015 (or the given index)."""
+    rng = np.random.default_rng(seed)
+    k = len(assets)
+    z = rng.standard_normal((n - 1, k + 1))
+    r = 0.0004 + 0.004 * np.arange(1, k + 1) * 0.1 + 0.008 * (0.5 * z[:, [0]] + z[:, 1:])
+    p = 100.0 * np.exp(np.vstack([np.zeros((1, k)), np.cumsum(r, axis=0)]))
+    idx = pd.bdate_range("2015-01-01", periods=n) if index is None else index
+    return Dataset(name, pd.DataFrame(p, index=idx, columns=list(assets)))
+
+
+@pytest.fixture
+def store(qtbot):
+    return DatasetStore(gbm_dataset())
+
+
+@pytest.fixture
+def sview(qtbot, router, store):
+    v = PortfolioView(TaskRunner(router), store)
+    qtbot.addWidget(v)
+    v.resize(1400, 900)
+    v.show()
+    return v
+
+
+def sources(view):
+    return [view.source.itemText(i) for i in range(view.source.count())]
+
+
+def test_store_assets_are_listed(sview, store):
+    assert sources(sview) == [active_label("Test GBM"), SYNTHETIC] and sview.uses_store
+    assert sview.asset_names() == ["AAA", "BBB", "CCC"] == sview.checked_assets()
+    assert sview.dataset_label.isVisible() and sview.dataset_label.text() == store.describe()
+    assert "3 of 3 assets checked · 800 price rows (2015-01-01 … 2018-01-24)" in sview.selection_label.text()
+    # the date fields follow the dataset's dates
+    assert sview.start_date.minimumDate() == QDate(2015, 1, 1) and sview.end_date.maximumDate() == QDate(2018, 1, 24)
+    assert sview.period.isEnabled() and not sview.period_note.isVisible()
+    sview.source.setCurrentText(SYNTHETIC)
+    assert not sview.dataset_label.isVisible() and sview.asset_names()[0] == "SYN01"
+
+
+@pytest.mark.parametrize("choice", [BackendType.PYO3, BackendType.GRPC])
+def test_a_run_uses_exactly_the_store_prices(qtbot, sview, router, store, choice):
+    router.set_preferred(choice)
+    store.set_selection(start="2015-03-02", end="2017-06-30")
+    pd.testing.assert_frame_equal(sview.selected_prices(), store.selected_prices())  # last 10 years: all of it
+    out = run_and_wait(qtbot, sview)
+    assert out.ok, out.value
+    ref = router.backend(choice).optimize_portfolio(
+        store.selected_prices(), method=sview.method_name(), parameters=sview.parameters()
+    )
+    for field in ("weights", "risk_contributions", "frontier_returns", "frontier_volatilities"):
+        np.testing.assert_array_equal(getattr(sview.result, field), getattr(ref, field), err_msg=field)
+    assert sview.result.asset_names == ("AAA", "BBB", "CCC")
+    assert sview.run_inputs["start"] == "2015-03-02" and sview.run_inputs["end"] == "2017-06-30"
+    assert sview.stats.as_dict()["data"] == "2015-03-02 … 2017-06-30"
+    # the view's own period still applies on top of the store's selection
+    sview.period.setCurrentText("Between dates")
+    sview.start_date.setDate(QDate(2016, 1, 1))
+    sview.end_date.setDate(QDate(2016, 12, 31))
+    pd.testing.assert_frame_equal(sview.selected_prices(), store.selected_prices().loc["2016"])
+
+
+def test_the_store_selection_restricts_the_assets_and_clears_the_result(qtbot, sview, router, store):
+    router.set_preferred(BackendType.PYO3)
+    sview.set_checked(["BBB"], False)
+    assert run_and_wait(qtbot, sview).ok and sview.result.asset_names == ("AAA", "CCC")
+    store.set_selection(assets=["CCC", "BBB"])
+    assert sview.asset_names() == ["CCC", "BBB"]
+    assert sview.checked_assets() == ["CCC"]  # BBB stays unchecked: the check marks are kept by name
+    assert sview.result is None and sview.weights_bars is None and sview.results.rowCount() == 0
+    assert not sview.export_json_button.isEnabled() and not sview.runner.busy and sview.session_items() == []
+    assert sview.status.text().startswith("Active dataset selection changed: Test GBM: 2 assets, 800 rows")
+    assert "the previous result was cleared" in sview.status.text()
+    sview.set_checked(["BBB"])
+    assert run_and_wait(qtbot, sview).ok
+    assert sview.result.asset_names == ("CCC", "BBB")
+    ref = router.pyo3.optimize_portfolio(store.selected_prices(), method="max_sharpe", parameters=sview.parameters())
+    np.testing.assert_array_equal(sview.result.weights, ref.weights)
+
+
+def test_another_dataset_refreshes_the_source(qtbot, sview, router, store):
+    router.set_preferred(BackendType.PYO3)
+    assert run_and_wait(qtbot, sview).ok
+    other = gbm_dataset("Other", n=400, assets=("X1", "X2", "X3", "X4"), seed=3,
+                        index=pd.bdate_range("2003-01-01", periods=400))
+    store.set_dataset(other)
+    assert sources(sview) == [active_label("Other"), SYNTHETIC]
+    assert sview.asset_names() == ["X1", "X2", "X3", "X4"] and sview.result is None and not sview.runner.busy
+    assert sview.status.text().startswith(f"Active dataset replaced: {other.describe()}")
+    assert sview.dataset_label.text() == other.describe()
+    last = other.prices.index[-1]
+    assert sview.end_date.maximumDate() == QDate(last.year, last.month, last.day) == sview.end_date.date()
+    assert len(sview.selected_prices()) == 400
+    # a synthetic result is not touched by store changes (only the entry's name follows)
+    sview.source.setCurrentText(SYNTHETIC)
+    sview.n_assets.setValue(4)
+    sview.n_obs.setValue(300)
+    sview.reload()
+    sview.set_method("min_variance")
+    assert run_and_wait(qtbot, sview).ok
+    r, status = sview.result, sview.status.text()
+    store.set_dataset(gbm_dataset("Third"))
+    assert sources(sview) == [active_label("Third"), SYNTHETIC]
+    assert sview.result is r and sview.status.text() == status and sview.synthetic
+
+
+def test_bar_numbers_switch_the_date_controls_off(qtbot, sview, router, store):
+    router.set_preferred(BackendType.PYO3)
+    store.set_dataset(gbm_dataset("Bars", n=600, index=pd.RangeIndex(600)))
+    store.set_selection(start=100, end=499)
+    assert sview.period_note.isVisible() and "all rows" in sview.period_note.text()
+    assert not any(w.isEnabled() for w in (sview.period, sview.years, sview.start_date, sview.end_date))
+    assert not sview.start_date.isVisibleTo(sview)  # no dates of other data on show
+    assert sview.period.currentText() == "Last N years"  # means all rows here
+    pd.testing.assert_frame_equal(sview.selected_prices(), store.selected_prices())
+    assert "400 price rows (bars 100 … 499)" in sview.selection_label.text()
+    assert run_and_wait(qtbot, sview).ok
+    assert (sview.run_inputs["start"], sview.run_inputs["end"], sview.run_inputs["rows"]) == (100, 499, 400)
+    ref = router.pyo3.optimize_portfolio(store.selected_prices(), method="max_sharpe", parameters=sview.parameters())
+    np.testing.assert_array_equal(sview.result.weights, ref.weights)
+    assert sview.session_items()[0].inputs["period"] == "all rows (bar numbers)"
+    # dates again: the controls come back
+    store.set_dataset(gbm_dataset())
+    assert sview.period.isEnabled() and sview.years.isEnabled() and not sview.period_note.isVisible()
+    assert sview.start_date.isVisibleTo(sview)
+
+
+def test_between_dates_includes_the_whole_end_day(qtbot, sview, store):
+    idx = pd.date_range("2021-03-01 09:30", periods=800, freq="min")  # 09:30 … 22:49 on one day
+    store.set_dataset(gbm_dataset("Minutes", index=idx))
+    sview.period.setCurrentText("Between dates")
+    sview.start_date.setDate(QDate(2021, 3, 1))
+    sview.end_date.setDate(QDate(2021, 3, 1))
+    assert len(sview.selected_prices()) == 800
+    assert "(2021-03-01 09:30:00 … 2021-03-01 22:49:00)" in sview.selection_label.text()
+
+
+def test_session_items(qtbot, sview, router, store, tmp_path):
+    router.set_preferred(BackendType.GRPC)
+    assert sview.session_items() == []
+    sview.set_method("risk_parity")
+    sview.set_budget("BBB", 2.0)
+    out = run_and_wait(qtbot, sview)
+    assert out.ok
+    sview.set_method("min_variance")  # after the run: the item keeps the run's method
+    (item,) = sview.session_items()
+    assert item.name == "portfolio" and item.result is sview.result and item.backend == out.backend_name
+    assert item.parameters["method"] == "risk_parity" and item.parameters["risk_budgets"] == [1.0, 2.0, 1.0]
+    assert set(item.plots) == {"frontier", "weights", "risk_contributions"}
+    used = store.selected_prices()
+    assert item.inputs["sha256"] == describe_prices(used)["sha256"] and item.inputs["name"] == "Test GBM"
+    assert item.inputs["assets"] == ["AAA", "BBB", "CCC"] and item.inputs["dataset"]["sha256"] == store.inputs()["sha256"]
+    # the item alone reproduces the run
+    p = dict(item.parameters)
+    cols = item.inputs["prices"]["columns"]
+    prices = pd.DataFrame({a: cols[a] for a in item.inputs["assets"]})
+    ref = router.pyo3.optimize_portfolio(prices, method=p.pop("method"), parameters=p)
+    np.testing.assert_allclose(ref.weights, sview.result.weights, rtol=0, atol=1e-9)
+    # a session export writes the item with its plots
+    from hft_lab.data.export import export_session
+
+    idx = export_session(tmp_path / "session", sview.session_items())
+    names = {f.name for f in idx.parent.iterdir()}
+    assert {"portfolio.json", "portfolio.csv", "portfolio.frontier.png", "portfolio.weights.png",
+            "portfolio.risk_contributions.png"} <= names
+    # the view's own JSON carries the same description
+    sview.export_json(str(tmp_path / "p.json"))
+    doc = json.loads((tmp_path / "p.json").read_text())
+    assert doc["inputs"]["sha256"] == item.inputs["sha256"] and doc["data"]["rows"] == 800
+    # synthetic: the generator and its parameters
+    sview.source.setCurrentText(SYNTHETIC)
+    sview.n_assets.setValue(3)
+    sview.n_obs.setValue(200)
+    sview.seed.setValue(9)
+    sview.reload()
+    assert sview.session_items()[0].result is not None  # switching source alone keeps the result
+    assert run_and_wait(qtbot, sview).ok
+    inp = sview.session_items()[0].inputs
+    assert inp["params"] == {"n_assets": 3, "n_obs": 200, "seed": 9} and inp["rows"] == 200
+
+
+def test_settings_widgets_round_trip(qtbot, router, store, tmp_path):
+    a = PortfolioView(TaskRunner(router), store)
+    qtbot.addWidget(a)
+    ws = a.settings_widgets()
+    assert a.source not in ws.values() and a.seed not in ws.values() and a.period not in ws.values()
+    a.set_method("min_variance")
+    a.returns.setCurrentIndex(a.returns.findData("log"))
+    a.covariance.setCurrentIndex(a.covariance.findData("ledoit_wolf"))
+    a.risk_free.setValue(3.25)
+    a.annualization.setValue(12.0)
+    a.min_weight.setValue(-10.0)
+    a.max_weight.setValue(55.5)
+    a.frontier_points.setValue(17)
+    path = str(tmp_path / "s.ini")
+    save_widgets(QSettings(path, QSettings.IniFormat), "tabs/portfolio", a.settings_widgets())
+    b = PortfolioView(TaskRunner(router), store)
+    qtbot.addWidget(b)
+    assert (b.method_name(), b.parameters()) != (a.method_name(), a.parameters())
+    done = restore_widgets(QSettings(path, QSettings.IniFormat), "tabs/portfolio", b.settings_widgets())
+    assert sorted(done) == sorted(ws)
+    assert b.method_name() == "min_variance" and b.parameters() == a.parameters()

@@ -91,9 +91,9 @@ class MainWindow(QMainWindow):
         self.runners: list[TaskRunner] = []
         self.mean_reversion = MeanReversionView(self._runner(), self.store)
         self.tabs.addTab(self.mean_reversion, "Mean Reversion")
-        self.regimes = RegimesView(self._runner())
+        self.regimes = RegimesView(self._runner(), self.store)
         self.tabs.addTab(self.regimes, "Regimes")
-        self.portfolio = PortfolioView(self._runner())
+        self.portfolio = PortfolioView(self._runner(), self.store)
         self.tabs.addTab(self.portfolio, "Portfolio")
         self.benchmark = BenchmarkView(self._runner())
         self.tabs.addTab(self.benchmark, "Benchmark")

@@ -1,7 +1,7 @@
-"""Portfolio tab: min-variance / max-Sharpe / risk-parity / equal-weight portfolios of the bundled
-S&P 500 sample (with a date range) or of a seeded synthetic universe. Weights and risk-contribution
-bar charts, the efficient frontier with every asset and the chosen portfolio, results and summary
-tables, CSV / JSON export."""
+"""Portfolio tab: min-variance / max-Sharpe / risk-parity / equal-weight portfolios of the active
+dataset (with a DatasetStore; without one, the bundled S&P 500 sample), with a date range, or of a
+seeded synthetic universe. Weights and risk-contribution bar charts, the efficient frontier with
+every asset and the chosen portfolio, results and summary tables, CSV / JSON export."""
 
 from __future__ import annotations
 
@@ -46,6 +46,7 @@ from PySide6.QtWidgets import (
 import hft_lab
 from hft_lab.backends import Cancelled
 from hft_lab.data import load_sample_prices
+from hft_lab.data.export import SessionItem, describe_prices, to_jsonable
 from hft_lab.ui.plots import pen
 from hft_lab.ui.widgets import StatsTable, fmt
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
@@ -73,6 +74,11 @@ PORTFOLIO = (214, 39, 40)
 MAX_ASSET_LABELS = 40  # more text labels on the frontier plot would be unreadable (tooltips remain)
 # label positions tried in turn: right of the point, left, above, below (TextItem anchors)
 LABEL_ANCHORS = [(-0.12, 0.5), (1.12, 0.5), (0.5, 1.15), (0.5, -0.15)]
+
+
+def active_label(name: str) -> str:
+    """The source entry of the store's active dataset."""
+    return f"Active dataset ({name})"
 
 
 # ---------------------------------------------------------------- computations (worker thread)
@@ -168,6 +174,11 @@ def optimise(backend, prices, method: str, parameters: dict, cancel=None) -> dic
 
 
 # ---------------------------------------------------------------- small widgets
+
+
+def _label(ts: pd.Timestamp) -> str:
+    """A date, with the time of day only when it has one."""
+    return f"{ts:%Y-%m-%d}" if ts == ts.normalize() else f"{ts:%Y-%m-%d %H:%M:%S}"
 
 
 def pct(v: float, digits: int = 2) -> str:
@@ -276,9 +287,15 @@ def _plot(title: str, bottom: pg.AxisItem, left: pg.AxisItem, left_label: str, b
 class PortfolioView(QWidget):
     result_shown = Signal(object)  # the TaskOutcome that was drawn (GUI thread)
 
-    def __init__(self, runner: TaskRunner, parent=None):
+    def __init__(self, runner: TaskRunner, store=None, parent=None):
         super().__init__(parent)
         self.runner = runner
+        self.store = store  # the shared DatasetStore (None: the bundled sample instead)
+        self._store_dataset = store.dataset if store is not None else None
+        self._active: pd.DataFrame | None = None  # store.selected_prices(), kept until the store changes
+        self._date_limits: tuple | None = None  # (first, last) date the date fields allow
+        self.run_frame: pd.DataFrame | None = None  # the prices of the shown result (None: synthetic)
+        self._pending_frame: pd.DataFrame | None = None
         self._universe: tuple[tuple, pd.DataFrame] | None = None  # the last synthetic universe made
         self.result = None  # PortfolioResult of the last successful run
         self.outcome: TaskOutcome | None = None
@@ -294,6 +311,8 @@ class PortfolioView(QWidget):
         self._build()
         runner.finished.connect(self._on_finished)
         runner.busy_changed.connect(self._set_busy)
+        if store is not None:
+            store.changed.connect(self._on_store_changed)
         self.reload()
 
     # ---- layout ----
@@ -302,13 +321,25 @@ class PortfolioView(QWidget):
         data = QGroupBox("Data")
         dl = QVBoxLayout(data)
         self.source = QComboBox()
-        try:
-            self._sample = load_sample_prices().prices
-            self.source.addItem(SAMPLE)
-        except OSError as e:
-            log.warning("sample data unavailable: %s", e)
-        self.source.addItem(SYNTHETIC)
+        self.source.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.source.setMinimumContentsLength(16)
+        if self.store is not None:
+            self.source.addItem(active_label(self.store.dataset.name), "active")
+            self.source.setItemData(0, self.store.describe(), Qt.ToolTipRole)
+        else:
+            try:
+                self._sample = load_sample_prices().prices
+                self.source.addItem(SAMPLE, "sample")
+            except OSError as e:
+                log.warning("sample data unavailable: %s", e)
+        self.source.addItem(SYNTHETIC, "synthetic")
         dl.addWidget(self.source)
+        self.dataset_label = QLabel(" ")
+        self.dataset_label.setWordWrap(True)
+        self.dataset_label.setStyleSheet("color: #555")
+        self.dataset_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.dataset_label.setVisible(False)
+        dl.addWidget(self.dataset_label)
         self.source_options = QStackedWidget()
         sample_w = QWidget()
         sf = QFormLayout(sample_w)
@@ -325,13 +356,13 @@ class PortfolioView(QWidget):
         for d in (self.start_date, self.end_date):
             d.setCalendarPopup(True)
             d.setDisplayFormat("yyyy-MM-dd")
-        if self._sample is not None:
-            first, last = self._sample.index[0].date(), self._sample.index[-1].date()
-            qfirst, qlast = QDate(first.year, first.month, first.day), QDate(last.year, last.month, last.day)
-            for d in (self.start_date, self.end_date):
-                d.setDateRange(qfirst, qlast)
-            self.start_date.setDate(qlast.addYears(-5))
-            self.end_date.setDate(qlast)
+        self.period_note = QLabel(
+            "This dataset has bar numbers, not dates: the period controls do not apply and every row is used "
+            "(“Last N years” means all rows)."
+        )
+        self.period_note.setWordWrap(True)
+        self.period_note.setStyleSheet("color: #8a5a00")
+        self.period_note.setVisible(False)
         dates = QHBoxLayout()
         dates.addWidget(self.start_date, 1)
         dates.addWidget(QLabel("to"))
@@ -339,6 +370,8 @@ class PortfolioView(QWidget):
         sf.addRow("Period", self.period)
         sf.addRow("Length", self.years)
         sf.addRow("From", dates)
+        sf.addRow(self.period_note)
+        self._period_form, self._dates_row = sf, dates
         synth_w = QWidget()
         yf = QFormLayout(synth_w)
         yf.setContentsMargins(0, 0, 0, 0)
@@ -589,17 +622,122 @@ class PortfolioView(QWidget):
     # ---- data ----
     @property
     def synthetic(self) -> bool:
-        return self.source.currentText() == SYNTHETIC
+        return self.source.currentData() == "synthetic"
 
-    def reload(self) -> None:
-        """Load the chosen source (sample or synthetic) and rebuild the asset list, keeping the
-        check marks and risk budgets of assets that are still there."""
+    @property
+    def uses_store(self) -> bool:
+        """The prices come from the active dataset of the store."""
+        return self.source.currentData() == "active"
+
+    def data_frame(self) -> pd.DataFrame | None:
+        """All prices of the chosen non-synthetic source (the store's selection, or the sample)
+        before this view's period and asset choice; None for the synthetic universe."""
+        if self.synthetic:
+            return None
+        if self.uses_store:
+            if self._active is None:
+                self._active = self.store.selected_prices()
+            return self._active
+        return self._sample
+
+    def _dated(self) -> bool:
+        df = self.data_frame()
+        return df is not None and isinstance(df.index, pd.DatetimeIndex)
+
+    def reload(self, *_) -> None:
+        """Load the chosen source (active dataset, sample or synthetic) and rebuild the asset list,
+        keeping the check marks and risk budgets of assets that are still there."""
         self._reload_timer.stop()
         synthetic = self.synthetic
         self.source_options.setCurrentIndex(1 if synthetic else 0)
-        names = synthetic_names(self.n_assets.value()) if synthetic else [str(c) for c in self._sample.columns]
+        df = self.data_frame()
+        names = synthetic_names(self.n_assets.value()) if synthetic else [str(c) for c in df.columns]
+        self._set_date_limits()
+        self._update_period_controls()
+        if self.uses_store:
+            self.dataset_label.setText(self.store.describe())
+        self.dataset_label.setVisible(self.uses_store)
         self._fill_asset_table(names)
         self._inputs_changed()
+
+    def _set_date_limits(self, reset: bool = False) -> None:
+        """Limit the date fields to the dates of the data; when the limits change (or reset), the
+        "between dates" fields show the last five years."""
+        df = self.data_frame()
+        if df is None or not isinstance(df.index, pd.DatetimeIndex) or len(df) == 0:
+            return
+        first, last = df.index[0], df.index[-1]
+        if (first, last) == self._date_limits and not reset:
+            return
+        qfirst, qlast = QDate(first.year, first.month, first.day), QDate(last.year, last.month, last.day)
+        fresh = reset or self._date_limits is None
+        self._date_limits = (first, last)
+        for d in (self.start_date, self.end_date):
+            d.blockSignals(True)
+            d.setDateRange(qfirst, qlast)  # clamps the dates chosen for other data
+        if fresh or self.start_date.date() >= self.end_date.date():
+            self.start_date.setDate(max(qlast.addYears(-5), qfirst))
+            self.end_date.setDate(qlast)
+        for d in (self.start_date, self.end_date):
+            d.blockSignals(False)
+
+    def _update_period_controls(self) -> None:
+        """Date fields only for dated data; for bar numbers they are off and a note says why."""
+        dated = self._dated()
+        mode = self.period.currentText()
+        self.period.setEnabled(dated)
+        self.years.setEnabled(dated and mode == PERIOD_YEARS)
+        self.start_date.setEnabled(dated and mode == PERIOD_DATES)
+        self.end_date.setEnabled(dated and mode == PERIOD_DATES)
+        self.period_note.setVisible(not self.synthetic and not dated)
+        self._period_form.setRowVisible(self._dates_row, dated or self.synthetic)  # no stale dates of other data
+
+    def _on_store_changed(self) -> None:
+        """The active dataset or its selection changed: if this view uses it, reload the assets and
+        rows and clear the result, which belongs to the old data (nothing is recomputed)."""
+        replaced = self.store.dataset is not self._store_dataset
+        self._store_dataset = self.store.dataset
+        self._active = None
+        i = self.source.findData("active")
+        if i >= 0:
+            self.source.setItemText(i, active_label(self.store.dataset.name))
+            self.source.setItemData(i, self.store.describe(), Qt.ToolTipRole)
+        if not self.uses_store:
+            return
+        gone = []
+        if self._task is not None and self.runner.busy:
+            self.runner.cancel()
+            self._task = None
+            gone.append("the running optimisation was cancelled")
+        if self.result is not None:
+            gone.append("the previous result was cleared (it belongs to the old data)")
+        self._clear_results()
+        if replaced:
+            self._date_limits = None  # dates chosen for the old data mean nothing now
+        self.reload()
+        what = "Active dataset replaced" if replaced else "Active dataset selection changed"
+        tail = f"; {' and '.join(gone)}" if gone else ""
+        self._set_status(f"{what}: {self.store.describe()}{tail}. Press Run to optimise.")
+
+    def _clear_results(self) -> None:
+        self.result = None
+        self.outcome = None
+        self.asset_returns = self.asset_volatilities = None
+        self.run_inputs = None
+        self.run_frame = None
+        for p in (self.weights_plot, self.risk_plot, self.frontier_plot):
+            p.getPlotItem().clear()
+        self.weights_axis.set_names([])
+        self.risk_axis.set_names([])
+        self.weights_bars = self.risk_bars = self.budget_marks = None
+        self.frontier_curve = self.asset_points = self.portfolio_point = self.cml_curve = None
+        self._labels = []
+        self.frontier_legend.setText(" ")
+        self.results.setRowCount(0)
+        self.stats.set_rows([])
+        self.hover.setText(" ")
+        for b in (self.export_csv_button, self.export_json_button):
+            b.setEnabled(False)
 
     def _synthetic_key(self) -> tuple[int, int, int]:
         return (self.n_assets.value(), self.n_obs.value(), self.seed.value())
@@ -677,15 +815,18 @@ class PortfolioView(QWidget):
         self._inputs_changed()
 
     def date_range(self) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
-        """The sample period chosen (None = open end)."""
-        if self.synthetic or self._sample is None:
+        """The period chosen (None = open end; both None for bar numbers: every row is used). The
+        end is the last instant of the end date, so intraday bars of that day are included."""
+        df = self.data_frame()
+        if df is None or not isinstance(df.index, pd.DatetimeIndex) or len(df) == 0:
             return None, None
         mode = self.period.currentText()
         if mode == PERIOD_YEARS:
-            last = self._sample.index[-1]
+            last = df.index[-1]
             return last - pd.DateOffset(years=self.years.value()), None
         if mode == PERIOD_DATES:
-            return pd.Timestamp(self.start_date.date().toPython()), pd.Timestamp(self.end_date.date().toPython())
+            end = pd.Timestamp(self.end_date.date().toPython()) + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
+            return pd.Timestamp(self.start_date.date().toPython()), end
         return None, None
 
     def selected_prices(self) -> pd.DataFrame:
@@ -693,17 +834,14 @@ class PortfolioView(QWidget):
         dropped."""
         if self.synthetic:
             return self.synthetic_frame()[self.checked_assets()].astype(np.float64)
-        df = self._sample[self.checked_assets()]
+        df = self.data_frame()[self.checked_assets()]
         start, end = self.date_range()
         if start is not None or end is not None:
             df = df.loc[start:end]
         return df.dropna(how="any").astype(np.float64)
 
     def _period_changed(self, *_) -> None:
-        mode = self.period.currentText()
-        self.years.setEnabled(mode == PERIOD_YEARS)
-        self.start_date.setEnabled(mode == PERIOD_DATES)
-        self.end_date.setEnabled(mode == PERIOD_DATES)
+        self._update_period_controls()
         self._inputs_changed()
 
     @staticmethod
@@ -723,9 +861,10 @@ class PortfolioView(QWidget):
         else:
             df = self.selected_prices()
             n, rows = df.shape[1], len(df)
+            dated = isinstance(df.index, pd.DatetimeIndex)
             if rows:
-                span = f" ({df.index[0]:%Y-%m-%d} … {df.index[-1]:%Y-%m-%d})"
-            if rows and self.period.currentText() != PERIOD_DATES:
+                span = f" ({_label(df.index[0])} … {_label(df.index[-1])})" if dated else f" (bars {df.index[0]:,} … {df.index[-1]:,})"
+            if rows and dated and self.period.currentText() != PERIOD_DATES:
                 # show the period the other modes resolve to (the date fields are read-only then)
                 for edit, ts in ((self.start_date, df.index[0]), (self.end_date, df.index[-1])):
                     edit.blockSignals(True)
@@ -800,6 +939,7 @@ class PortfolioView(QWidget):
             self._set_status(problem, error=True)
             return None
         method, params = self.method_name(), self.parameters()
+        self._pending_frame = None if self.synthetic else prices
         self._pending_inputs = {
             "source": self.source.currentText(),
             "synthetic": (
@@ -807,16 +947,29 @@ class PortfolioView(QWidget):
                 if self.synthetic
                 else None
             ),
-            "start": str(start.date()) if isinstance(start, pd.Timestamp) else (None if start is None else int(start)),
-            "end": str(end.date()) if isinstance(end, pd.Timestamp) else (None if end is None else int(end)),
+            "start": _label(start) if isinstance(start, pd.Timestamp) else (None if start is None else int(start)),
+            "end": _label(end) if isinstance(end, pd.Timestamp) else (None if end is None else int(end)),
             "rows": int(rows),
             "asset_names": names,
+            "period": self._period_text(),
             "method": method,
             "parameters": params,
         }
         self._set_status(f"Optimising {len(names)} assets × {rows:,} rows ({METHOD_LABEL[method]})…")
         self._task = self.runner.start(optimise, prices, method, params)
         return self._task
+
+    def _period_text(self) -> str:
+        if self.synthetic:
+            return "synthetic"
+        if not self._dated():
+            return "all rows (bar numbers)"
+        mode = self.period.currentText()
+        if mode == PERIOD_YEARS:
+            return f"last {self.years.value()} years"
+        if mode == PERIOD_DATES:
+            return f"{self.start_date.date().toString('yyyy-MM-dd')} … {self.end_date.date().toString('yyyy-MM-dd')}"
+        return "all data"
 
     def cancel(self) -> None:
         if self.runner.busy:
@@ -856,6 +1009,7 @@ class PortfolioView(QWidget):
         self.asset_returns = np.asarray(v["asset_returns"])
         self.asset_volatilities = np.asarray(v["asset_volatilities"])
         self.run_inputs = self._pending_inputs
+        self.run_frame = self._pending_frame
         self._draw()
         self._fill_tables()
         for b in (self.export_csv_button, self.export_json_button):
@@ -1115,6 +1269,7 @@ class PortfolioView(QWidget):
             "backend": self.outcome.backend_name,
             "seconds": self.outcome.seconds,
             "result": r.to_dict(),
+            "inputs": to_jsonable(self.result_inputs()),
             "single_assets": {
                 "expected_return": [float(v) for v in self.asset_returns],
                 "volatility": [float(v) for v in self.asset_volatilities],
@@ -1123,6 +1278,67 @@ class PortfolioView(QWidget):
         with open(path, "w", encoding="utf-8") as f:
             json.dump(doc, f, indent=2, allow_nan=False)
             f.write("\n")
+
+    # ---- settings and session ----
+    def settings_widgets(self) -> dict[str, QWidget]:
+        """The optimisation parameters saved and restored with the window (not the data source,
+        period or asset choice: those belong to a dataset)."""
+        return {
+            "method": self.method,
+            "returns": self.returns,
+            "covariance": self.covariance,
+            "risk_free_rate": self.risk_free,
+            "annualization": self.annualization,
+            "min_weight": self.min_weight,
+            "max_weight": self.max_weight,
+            "frontier_points": self.frontier_points,
+        }
+
+    def result_parameters(self) -> dict:
+        """Method and backend parameters of the shown result: optimize_portfolio(prices,
+        method=p.pop("method"), parameters=p) reproduces it."""
+        if self.result is None:
+            return {}
+        return {"method": self.run_inputs["method"], **self.run_inputs["parameters"]}
+
+    def result_inputs(self) -> dict:
+        """The prices of the shown result: for a dataset, describe_prices of exactly the matrix the
+        optimiser got (assets, rows, dates, SHA-256; the values when small) plus the period and,
+        for the active dataset, the store's selection it was cut from; for the synthetic universe,
+        the generator and its parameters."""
+        inp = self.run_inputs
+        if self.result is None or inp is None:
+            return {}
+        if inp["synthetic"] is not None:
+            return {
+                "name": "synthetic universe (correlated GBM)",
+                "generator": "hft_lab.ui.views.portfolio.synthetic_universe",
+                "params": {"n_assets": inp["synthetic"]["assets"], "n_obs": inp["synthetic"]["observations"],
+                           "seed": inp["synthetic"]["seed"]},
+                "assets": list(inp["asset_names"]),
+                "rows": inp["rows"],
+            }
+        frame = self.run_frame
+        name = self.store.dataset.name if self.store is not None else load_sample_prices().name
+        d = describe_prices(frame, name=name)
+        d["period"] = inp.get("period", "")
+        if self.store is not None:
+            d["dataset"] = self.store.inputs()
+        return d
+
+    def session_items(self) -> list[SessionItem]:
+        if self.result is None:
+            return []
+        return [
+            SessionItem(
+                "portfolio",
+                self.result,
+                parameters=self.result_parameters(),
+                inputs=self.result_inputs(),
+                backend=self.outcome.backend_name,
+                plots={"frontier": self.frontier_plot, "weights": self.weights_plot, "risk_contributions": self.risk_plot},
+            )
+        ]
 
     def _require_result(self):
         if self.result is None:

@@ -1,14 +1,20 @@
 """Regimes tab: Gaussian HMM regime detection on log returns. Price shaded by the Viterbi regime,
 stacked posterior probabilities, regime table, transition matrix heat map, log-likelihood curve
-drawn live (one point per EM iteration), fit statistics."""
+drawn live (one point per EM iteration), fit statistics, CSV / JSON export.
+
+Prices come from a seeded synthetic regime-switching series or, with a DatasetStore, from the
+active dataset (one of its assets, or their equal-weight index); without a store, from the bundled
+S&P 500 sample."""
 
 from __future__ import annotations
 
 import logging
 import math
 import threading
+from typing import Any, Callable
 
 import numpy as np
+import pandas as pd
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QValidator
@@ -17,6 +23,7 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
+    QFileDialog,
     QFormLayout,
     QFrame,
     QGroupBox,
@@ -36,6 +43,7 @@ from PySide6.QtWidgets import (
 )
 
 from hft_lab.data import load_sample_prices
+from hft_lab.data.export import describe_prices, export_result_csv, export_result_json, SessionItem
 from hft_lab.ui.plots import make_plot, pen
 from hft_lab.ui.widgets import StatsTable, fmt
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
@@ -45,6 +53,11 @@ log = logging.getLogger("hft_lab.ui.regimes")
 SYNTHETIC = "Synthetic regime-switching series (3 regimes)"
 EW_INDEX = "S&P 500 sample: equal-weight index (20 stocks)"
 SAMPLE_PREFIX = "S&P 500 sample: "
+ACTIVE_PREFIX = "Active dataset: "
+ACTIVE_EW = "Active dataset: equal-weight index"
+OBSERVATIONS = "log returns r_t = ln(p_t / p_(t-1)) of the series"
+EW_CONSTRUCTION = ("equal-weight index: 100 at the first row, then the mean of the assets' simple returns "
+                   "p_t / p_(t-1) - 1 (assets with a missing price skipped), i.e. rebalanced every bar")
 
 # the regimes of hft_lab.data.regime_switching_returns (its defaults)
 SYNTH_MEANS = (-0.002, 0.0005, 0.001)
@@ -90,6 +103,30 @@ def synthetic_regime_returns(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndar
         states[:] = path
     r = rng.normal(np.asarray(SYNTH_MEANS)[states], np.asarray(SYNTH_STDS)[states])
     return r, states
+
+
+def equal_weight_index(df: pd.DataFrame) -> tuple[np.ndarray, pd.Index, int]:
+    """The equal-weight index of a price table (see EW_CONSTRUCTION): (levels, their index labels,
+    number of bars left out because no asset had a return there). ValueError when a price is not
+    finite and positive (the index would be meaningless, and so would its log returns)."""
+    v = df.to_numpy(dtype=np.float64)
+    bad = ~np.isnan(v) & (~np.isfinite(v) | (v <= 0))
+    if bad.any():
+        i, j = (int(a[0]) for a in np.nonzero(bad))
+        lab = df.index[i]
+        at = f"{lab:%Y-%m-%d}" if isinstance(lab, pd.Timestamp) and lab == lab.normalize() else str(lab)
+        raise ValueError(
+            f"log returns need finite positive prices: {df.columns[j]} is {v[i, j]:g} at {at} (row {i:,})"
+        )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        simple = v[1:] / v[:-1] - 1.0
+    have = ~np.isnan(simple)
+    count = have.sum(axis=1)
+    keep = count > 0
+    mean = np.where(have, simple, 0.0).sum(axis=1)[keep] / count[keep]
+    levels = 100.0 * np.r_[1.0, np.cumprod(1.0 + mean)]
+    labels = df.index[np.r_[True, keep]]
+    return levels, labels, int((~keep).sum())
 
 
 def fit_regimes(backend, observations, n_states, max_iterations, tolerance, n_restarts, seed, report=None, cancel=None):
@@ -178,20 +215,43 @@ class SciSpinBox(QDoubleSpinBox):
 
 
 class BarAxis(pg.AxisItem):
-    """Bottom axis in bars that shows dates when the series has them."""
+    """Bottom axis in bars that shows dates (and times, for intraday bars) when the series has them."""
 
     def __init__(self, *a, **kw):
         super().__init__("bottom", *a, **kw)
-        self.dates: np.ndarray | None = None
+        self._dates: np.ndarray | None = None
+        self.bar_days = 1.0  # typical bar length in days (median spacing of the dates)
+        self.intraday = False
+
+    @property
+    def dates(self) -> np.ndarray | None:
+        return self._dates
+
+    @dates.setter
+    def dates(self, d) -> None:
+        self._dates = d
+        self.bar_days, self.intraday = 1.0, False
+        if d is not None and len(d) > 1:
+            sec = np.diff(d.astype("datetime64[s]").astype(np.int64))
+            self.bar_days = max(float(np.median(sec)), 1.0) / 86400.0
+            self.intraday = _intraday(d)
+        self.picture = None
+        self.update()
 
     def tickStrings(self, values, scale, spacing):
-        if self.dates is None or len(self.dates) == 0:
+        if self._dates is None or len(self._dates) == 0:
             return super().tickStrings(values, scale, spacing)
-        unit = "Y" if spacing >= 500 else ("M" if spacing >= 40 else "D")
+        days = spacing * self.bar_days  # daily bars: the same thresholds as in bars
+        unit = "Y" if days >= 500 else ("M" if days >= 40 else ("D" if days >= 1 or not self.intraday else "m"))
         out = []
         for v in values:
             i = int(round(v))
-            out.append(str(self.dates[i].astype(f"datetime64[{unit}]")) if 0 <= i < len(self.dates) else "")
+            if not 0 <= i < len(self._dates):
+                out.append("")
+            elif unit == "m":
+                out.append(str(self._dates[i].astype("datetime64[m]"))[5:].replace("T", " "))
+            else:
+                out.append(str(self._dates[i].astype(f"datetime64[{unit}]")))
         return out
 
 
@@ -209,8 +269,18 @@ class PriceAxis(pg.AxisItem):
         return out
 
 
-def _date_of(dates, i: int) -> str:
-    return str(dates[i].astype("datetime64[D]")) if dates is not None and 0 <= i < len(dates) else ""
+def _intraday(dates: np.ndarray) -> bool:
+    """True when some date has a time of day (not all at midnight)."""
+    s = dates.astype("datetime64[s]")
+    return bool(np.any(s != s.astype("datetime64[D]")))
+
+
+def _date_of(dates, i: int, intraday: bool = False) -> str:
+    if dates is None or not 0 <= i < len(dates):
+        return ""
+    if intraday:
+        return str(dates[i].astype("datetime64[s]")).replace("T", " ")
+    return str(dates[i].astype("datetime64[D]"))
 
 
 class RegimesView(QWidget):
@@ -220,12 +290,20 @@ class RegimesView(QWidget):
     SHADE_ALPHA = 55
     LIVE_REFRESH_MS = 50
 
-    def __init__(self, runner: TaskRunner, parent=None):
+    def __init__(self, runner: TaskRunner, store=None, parent=None):
         super().__init__(parent)
         self.runner = runner
+        self.store = store  # the shared DatasetStore (None: the bundled sample instead)
+        self._store_dataset = store.dataset if store is not None else None
         self.prices: np.ndarray | None = None
         self.observations: np.ndarray | None = None  # log returns of self.prices
         self.dates: np.ndarray | None = None
+        self.intraday = False  # the dates have times of day
+        # what the current series is, for export: made when asked (hashing a large dataset takes time)
+        self._series_inputs: Callable[[], dict] = dict
+        self._run_inputs: Callable[[], dict] = dict
+        self._result_inputs: Callable[[], dict] = dict
+        self.result_params: dict = {}  # parameters of the result on show
         self.true_states: np.ndarray | None = None  # synthetic series only (state of each return)
         self.result = None  # HmmResult of the last run on the current series
         self.result_seconds = 0.0
@@ -243,6 +321,8 @@ class RegimesView(QWidget):
         self._build()
         runner.finished.connect(self._on_finished)
         runner.progress.connect(self._on_progress)
+        if store is not None:
+            store.changed.connect(self._on_store_changed)
         self._load_series()
 
     # ---- layout ----
@@ -250,14 +330,13 @@ class RegimesView(QWidget):
         data = QGroupBox("Data")
         df = QFormLayout(data)
         self.source = QComboBox()
-        self.source.addItem(SYNTHETIC)
-        try:
-            assets = load_sample_prices().assets
-            self.source.addItem(EW_INDEX)
-            for a in assets:
-                self.source.addItem(SAMPLE_PREFIX + a)
-        except OSError as e:
-            log.warning("sample data unavailable: %s", e)
+        self.source.setMaxVisibleItems(25)
+        self._fill_sources()
+        self.dataset_label = QLabel(" ")
+        self.dataset_label.setWordWrap(True)
+        self.dataset_label.setStyleSheet("color: #555")
+        self.dataset_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.dataset_label.setVisible(False)
         self.n_points = QSpinBox()
         self.n_points.setRange(100, 1_000_000)
         self.n_points.setValue(3000)
@@ -277,6 +356,7 @@ class RegimesView(QWidget):
         obs.setStyleSheet("color: #555")
         df.addRow(QLabel("Prices"))
         df.addRow(self.source)
+        df.addRow(self.dataset_label)
         df.addRow("Synthetic returns", self.n_points)
         df.addRow("Synthetic seed", self.data_seed)
         df.addRow("Annualisation (bars/yr)", self.ann)
@@ -320,6 +400,15 @@ class RegimesView(QWidget):
         self.status = QLabel("Ready.")
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.export_csv_button = QPushButton("Export CSV…")
+        self.export_json_button = QPushButton("Export JSON…")
+        self.export_csv_button.setToolTip("Per-return table (regime, posteriors), regime parameters, summary: CSV files")
+        self.export_json_button.setToolTip("The full result with the data and parameters that produced it (reproducible)")
+        for b in (self.export_csv_button, self.export_json_button):
+            b.setEnabled(False)
+        exports = QHBoxLayout()
+        exports.addWidget(self.export_csv_button)
+        exports.addWidget(self.export_json_button)
         self.stats = StatsTable()
 
         left = QVBoxLayout()
@@ -328,6 +417,7 @@ class RegimesView(QWidget):
         left.addLayout(buttons)
         left.addWidget(self.busy_bar)
         left.addWidget(self.status)
+        left.addLayout(exports)
         left.addStretch(1)
         left_inner = QWidget()
         left_inner.setLayout(left)
@@ -417,6 +507,8 @@ class RegimesView(QWidget):
 
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
+        self.export_csv_button.clicked.connect(self._export_csv_clicked)
+        self.export_json_button.clicked.connect(self._export_json_clicked)
         self.source.currentIndexChanged.connect(self._load_series)
         self.n_points.valueChanged.connect(self._load_series)
         self.data_seed.valueChanged.connect(self._load_series)
@@ -427,37 +519,174 @@ class RegimesView(QWidget):
         self._mouse_p = pg.SignalProxy(self.post_plot.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse_post)
 
     # ---- data ----
+    def _fill_sources(self) -> None:
+        """The synthetic series, then the active dataset (its equal-weight index when it has 2 or
+        more assets, then each asset), or without a store the bundled sample. The current choice
+        is kept when it is still offered; no signal is emitted."""
+        current = self.source.currentData()
+        self.source.blockSignals(True)
+        self.source.clear()
+        self.source.addItem(SYNTHETIC, "synthetic")
+        try:
+            if self.store is not None:
+                assets = self.store.assets  # the columns of store.selected_prices()
+                if len(assets) >= 2:
+                    self.source.addItem(ACTIVE_EW, "active_ew")
+                for a in assets:
+                    self.source.addItem(ACTIVE_PREFIX + a, "active:" + a)
+            else:
+                assets = load_sample_prices().assets
+                self.source.addItem(EW_INDEX, "sample_ew")
+                for a in assets:
+                    self.source.addItem(SAMPLE_PREFIX + a, "sample:" + a)
+        except OSError as e:
+            log.warning("sample data unavailable: %s", e)
+        i = self.source.findData(current) if current is not None else 0
+        self.source.setCurrentIndex(max(i, 0))
+        self.source.blockSignals(False)
+
+    def source_key(self) -> str:
+        """"synthetic", "sample_ew", "sample:<asset>", "active_ew" or "active:<asset>"."""
+        return self.source.currentData() or "synthetic"
+
+    @property
+    def uses_store(self) -> bool:
+        return self.source_key().startswith("active")
+
+    def _show_dataset(self) -> None:
+        on = self.store is not None and self.uses_store
+        self.dataset_label.setVisible(on)
+        if on:
+            self.dataset_label.setText(self.store.describe())
+
+    def _on_store_changed(self) -> None:
+        """The active dataset or its selection changed: new entries; if the series came from it,
+        load the new data (never fit automatically) and say that the old result is gone."""
+        replaced = self.store.dataset is not self._store_dataset
+        self._store_dataset = self.store.dataset
+        was = self.source_key()
+        before = self.source.currentText()
+        had_result, was_running = self.result is not None, self._task is not None and self.runner.busy
+        self._fill_sources()
+        if not was.startswith("active"):
+            return
+        note = ""
+        if self.source_key() != was:  # that asset is gone: the first entry of the active dataset
+            self.source.blockSignals(True)
+            self.source.setCurrentIndex(min(1, self.source.count() - 1))
+            self.source.blockSignals(False)
+            note = f" ({before[len(ACTIVE_PREFIX):]} is not in it: now {self.source.currentText()[len(ACTIVE_PREFIX):]})"
+        self._load_series()
+        what = "Active dataset replaced" if replaced else "Active dataset selection changed"
+        gone = []
+        if was_running:
+            gone.append("the running fit was cancelled")
+        if had_result:
+            gone.append("the previous result was cleared (it belongs to the old data)")
+        tail = f"; {' and '.join(gone)}" if gone else ""
+        rest = self.status.text()
+        self.status.setText(f"{what}{note}{tail}. {rest[:1].upper()}{rest[1:]}")
+
     def _load_series(self) -> None:
-        text = self.source.currentText()
-        synthetic = text == SYNTHETIC
+        key, text = self.source_key(), self.source.currentText()
+        synthetic = key == "synthetic"
         self.n_points.setEnabled(synthetic)
         self.data_seed.setEnabled(synthetic)
+        self._show_dataset()
         try:
             if synthetic:
-                r, states = synthetic_regime_returns(self.n_points.value(), seed=self.data_seed.value())
+                n, seed = self.n_points.value(), self.data_seed.value()
+                r, states = synthetic_regime_returns(n, seed=seed)
                 prices = 100.0 * np.exp(np.r_[0.0, np.cumsum(r)])
-                self.set_prices(prices, true_states=states, label="synthetic regime-switching prices")
-            elif text == EW_INDEX:
-                df = load_sample_prices().prices
+                inputs = {
+                    "name": "synthetic regime-switching prices",
+                    "generator": "hft_lab.data.regime_switching_returns",
+                    "n": n,
+                    "seed": seed,
+                    "regime_means": list(SYNTH_MEANS),
+                    "regime_stds": list(SYNTH_STDS),
+                    "stay_probability": SYNTH_STAY,
+                    "prices": "100 * exp(cumsum(returns)), with 100 first",
+                }
+                self.set_prices(prices, true_states=states, label="synthetic regime-switching prices", inputs=inputs)
+            elif key == "sample_ew":
+                ds = load_sample_prices()
+                df = ds.prices
                 simple = df.pct_change().iloc[1:].mean(axis=1).to_numpy()  # rebalanced daily to equal weights
                 prices = 100.0 * np.r_[1.0, np.cumprod(1.0 + simple)]
-                self.set_prices(prices, dates=df.index.to_numpy(), label="equal-weight index (20 stocks, daily rebalanced)")
+                inputs = lambda: dict(describe_prices(df, name=ds.name), series="equal-weight index",  # noqa: E731
+                                      construction=EW_CONSTRUCTION)
+                self.set_prices(prices, dates=df.index.to_numpy(), label="equal-weight index (20 stocks, daily rebalanced)",
+                                inputs=inputs)
+            elif key.startswith("sample:"):
+                ticker = key.split(":", 1)[1]
+                ds = load_sample_prices()
+                s = ds.prices[ticker].dropna()
+                inputs = lambda: dict(describe_prices(ds.prices, name=ds.name), series=ticker)  # noqa: E731
+                self.set_prices(s.to_numpy(dtype=np.float64), dates=s.index.to_numpy(), label=ticker, inputs=inputs)
+            elif key == "active_ew":
+                df = self.store.selected_prices()
+                try:
+                    prices, labels, left_out = equal_weight_index(df)
+                except ValueError as e:
+                    self._refuse(f"Cannot use the equal-weight index: {e}.")
+                    return
+                store = self.store
+                inputs = lambda: dict(store.inputs(), series="equal-weight index", construction=EW_CONSTRUCTION,  # noqa: E731
+                                      bars_left_out=left_out)
+                label = f"equal-weight index of {df.shape[1]} assets (rebalanced every bar)"
+                if left_out:
+                    label += f"; {left_out:,} bars where no asset had a return left out"
+                self.set_prices(prices, dates=_dates(labels), label=label, inputs=inputs)
             else:
-                ticker = text[len(SAMPLE_PREFIX):]
-                s = load_sample_prices().prices[ticker].dropna()
-                self.set_prices(s.to_numpy(dtype=np.float64), dates=s.index.to_numpy(), label=ticker)
+                asset = key.split(":", 1)[1]
+                s = self._store_column(asset)
+                missing = int(s.isna().sum())
+                s = s.dropna()
+                store = self.store
+                inputs = lambda: dict(store.inputs(), series=asset, missing_prices_dropped=missing)  # noqa: E731
+                label = asset + (f" ({missing:,} missing prices dropped)" if missing else "")
+                self.set_prices(s.to_numpy(dtype=np.float64), dates=_dates(s.index), label=label, inputs=inputs)
         except (OSError, KeyError, ValueError) as e:
             log.warning("could not load %s: %s", text, e)
-            self.status.setText(f"Error loading {text}: {e}")
+            self._refuse(f"Error loading {text}: {e}")
 
-    def set_prices(self, prices, dates=None, true_states=None, label: str = "prices") -> None:
+    def _store_column(self, asset: str) -> pd.Series:
+        """store.selected_prices()[asset] without copying every other column of a large dataset."""
+        start, end = self.store.date_range
+        return self.store.dataset.prices.loc[start:end, asset].astype(np.float64)
+
+    def _refuse(self, text: str) -> None:
+        """No usable series: nothing is drawn and Run explains why (old data is never used)."""
+        if self.runner.busy and self._task is not None:
+            self.cancel()
+        self.prices = self.observations = self.dates = self.true_states = None
+        self.intraday = False
+        self.axis.dates = self.post_axis.dates = None
+        self._series_inputs = dict
+        self._clear_results()
+        self.price_plot.getPlotItem().clear()
+        self.hover.setText(" ")
+        self.status.setText(text)
+
+    def set_prices(self, prices, dates=None, true_states=None, label: str = "prices",
+                   inputs: dict | Callable[[], dict] | None = None) -> None:
         """Show a new series; observations are its log returns. Earlier results are cleared
-        (they belong to other data) and a running fit is cancelled."""
+        (they belong to other data) and a running fit is cancelled. inputs: what the series is,
+        for export, or a function that tells it (default: the prices themselves, described by
+        describe_prices)."""
         if self.runner.busy and self._task is not None:
             self.cancel()
         prices = np.asarray(prices, dtype=np.float64).ravel()
         self.prices = prices
-        self.dates = None if dates is None else np.asarray(dates).astype("datetime64[D]")
+        self.dates = None if dates is None else np.asarray(dates).astype("datetime64[s]")
+        self.intraday = self.dates is not None and _intraday(self.dates)
+        if inputs is None:
+            frame = pd.DataFrame({label: prices}, index=pd.DatetimeIndex(self.dates) if self.dates is not None else None)
+            inputs = lambda: {"name": label, "series": describe_prices(frame, name=label)}  # noqa: E731
+        made = inputs if callable(inputs) else (lambda: dict(inputs))
+        n = len(prices)
+        self._series_inputs = lambda: dict(made(), series_prices=n, observations=OBSERVATIONS)
         self.true_states = None if true_states is None else np.asarray(true_states)
         self.axis.dates = self.post_axis.dates = self.dates
         self._clear_results()
@@ -476,7 +705,8 @@ class RegimesView(QWidget):
             self.status.setText("Cannot use these prices: at least two are needed for one log return.")
         else:
             self.observations = np.diff(np.log(prices))
-            span = f", {_date_of(self.dates, 0)} … {_date_of(self.dates, len(prices) - 1)}" if self.dates is not None else ""
+            span = (f", {_date_of(self.dates, 0, self.intraday)} … {_date_of(self.dates, len(prices) - 1, self.intraday)}"
+                    if self.dates is not None else "")
             self.status.setText(f"{label}: {len(prices):,} prices{span} → {len(self.observations):,} log returns.")
         if not bad.all():
             pi.plot(idx, np.where(bad, np.nan, prices), pen=pen("price"), skipFiniteCheck=not bad.any(), connect="finite")
@@ -497,6 +727,9 @@ class RegimesView(QWidget):
         self.ll_plot.getPlotItem().clear()
         self._ll_curve = None
         self.stats.set_rows([])
+        self.result_params, self._result_inputs = {}, dict
+        for b in (self.export_csv_button, self.export_json_button):
+            b.setEnabled(False)
 
     # ---- run ----
     def params(self) -> dict:
@@ -516,6 +749,7 @@ class RegimesView(QWidget):
         self.live_iterations, self.live_ll = [], []
         self._live_timer.stop()
         self._run_params = self.params()
+        self._run_inputs = self._series_inputs
         self._task = self.runner.start(fit_regimes, self.observations, report=self._reporter, **self._run_params)
         self._reporter.bind(self._task)
         self._show_live_curve()
@@ -589,6 +823,7 @@ class RegimesView(QWidget):
         self.result = r
         self.result_seconds = out.seconds
         self.result_backend = out.backend_name
+        self.result_params, self._result_inputs = dict(self._run_params), self._run_inputs
         self.total_iterations = self.live_iterations[-1] if self.live_iterations else r.iterations
         self._draw(r)
         conv = "converged" if r.converged else f"NOT converged after {r.iterations:,} iterations (raise max iterations or tolerance)"
@@ -612,6 +847,8 @@ class RegimesView(QWidget):
         self._draw_transitions(r, colors)
         self._draw_ll(r)
         self._fill_stats(r)
+        for b in (self.export_csv_button, self.export_json_button):
+            b.setEnabled(True)
 
     def _draw_prices(self, r, colors) -> None:
         pi = self.price_plot.getPlotItem()
@@ -827,7 +1064,7 @@ class RegimesView(QWidget):
         if self.prices is None or not 0 <= bar < len(self.prices):
             return " "
         parts = [f"bar {bar:,}"]
-        d = _date_of(self.dates, bar)
+        d = _date_of(self.dates, bar, self.intraday)
         if d:
             parts.append(d)
         parts.append(f"price {fmt(float(self.prices[bar]))}")
@@ -852,3 +1089,100 @@ class RegimesView(QWidget):
 
     def _on_mouse_post(self, ev) -> None:
         self._hover_at(self.post_plot, ev[0])
+
+    # ---- settings, session, export ----
+    def settings_widgets(self) -> dict[str, QWidget]:
+        """The parameters saved and restored with the window (not the data source: restoring it
+        would regenerate or reload data)."""
+        return {
+            "n_states": self.n_states,
+            "max_iterations": self.max_iterations,
+            "tolerance": self.tolerance,
+            "n_restarts": self.n_restarts,
+            "seed": self.seed,
+            "annualization": self.ann,
+            "log_scale": self.log_scale,
+        }
+
+    @property
+    def series_inputs(self) -> dict[str, Any]:
+        """What the current series is (dataset, asset or generator, with its parameters)."""
+        return self._series_inputs()
+
+    @property
+    def result_inputs(self) -> dict[str, Any]:
+        """What the series of the result on show is ({} without a result)."""
+        return self._result_inputs() if self.result is not None else {}
+
+    def result_index(self):
+        """Dates (or bar numbers) of the returns: return i is from bar i to bar i + 1."""
+        if self.result is None:
+            return None
+        if self.dates is not None:
+            return pd.DatetimeIndex(self.dates[1:])
+        return pd.RangeIndex(1, len(self.result.viterbi_path) + 1)
+
+    def session_items(self) -> list[SessionItem]:
+        if self.result is None:
+            return []
+        return [
+            SessionItem(
+                "regimes",
+                self.result,
+                parameters=dict(self.result_params),
+                inputs=dict(self.result_inputs),
+                backend=self.result_backend,
+                plots={"price": self.price_plot, "posteriors": self.post_plot, "log_likelihood": self.ll_plot},
+                index=self.result_index(),
+            )
+        ]
+
+    def _require_result(self):
+        if self.result is None:
+            raise RuntimeError("no result to export: run a fit first")
+        return self.result
+
+    def export_csv(self, path) -> list:
+        """path (.csv): one row per return (date or bar, Viterbi regime, posteriors), plus
+        path.summary.csv (scalars) and path.means.csv (per-regime parameters). Returns the files."""
+        r = self._require_result()
+        return export_result_csv(r, path, index=self.result_index())
+
+    def export_json(self, path):
+        """The result with its parameters and a description of the data (the prices themselves
+        when small): enough to reproduce the run."""
+        r = self._require_result()
+        return export_result_json(r, path, inputs=self.result_inputs, parameters=self.result_params,
+                                  backend=self.result_backend)
+
+    def _default_name(self, ext: str) -> str:
+        return f"regimes_{self.result.n_states}_states.{ext}"
+
+    def _export_csv_clicked(self) -> None:
+        if self.result is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export regimes as CSV", self._default_name("csv"), "CSV files (*.csv)")
+        if path:
+            self._export(self.export_csv, path)
+
+    def _export_json_clicked(self) -> None:
+        if self.result is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export result as JSON", self._default_name("json"), "JSON files (*.json)")
+        if path:
+            self._export(self.export_json, path)
+
+    def _export(self, fn, path: str) -> None:
+        try:
+            out = fn(path)
+        except (OSError, RuntimeError, ValueError, TypeError) as e:
+            self.status.setText(f"Export failed: {e}")
+            return
+        files = out if isinstance(out, list) else [out]
+        more = f" (+ {len(files) - 1} more file{'s' if len(files) > 2 else ''})" if len(files) > 1 else ""
+        self.status.setText(f"Saved {files[0]}{more}.")
+
+
+def _dates(index: pd.Index):
+    """The dates of an index (None for bar numbers)."""
+    return index.to_numpy() if isinstance(index, pd.DatetimeIndex) else None
