@@ -260,3 +260,21 @@ def test_tab_parameters_are_restored(qtbot, router, settings):
     qtbot.addWidget(w2)
     assert w2.mean_reversion.lookback.value() == 37 and w2.mean_reversion.threshold.value() == pytest.approx(1.7)
     w2.close()
+
+
+def test_sparse_spread_can_be_traded_in_mean_reversion(qtbot, window):
+    window.set_backend(BackendType.PYO3)
+    sp = window.sparse
+    sp.method.setCurrentIndex([sp.method.itemText(i) for i in range(sp.method.count())].index(
+        next(t for t in (sp.method.itemText(i) for i in range(sp.method.count())) if "asso" in t)))
+    with qtbot.waitSignal(sp.result_shown, timeout=60_000) as blocker:
+        sp.run()
+    assert blocker.args[0].ok, blocker.args[0].value
+    assert sp.send_button.isEnabled()
+    sp.send_button.click()
+    mr = window.mean_reversion
+    assert window.tabs.currentWidget() is mr
+    assert mr.source.currentText().startswith("Sent: lasso basket")
+    np.testing.assert_array_equal(mr.prices, sp.spread_series())
+    out = run_and_wait(qtbot, mr)
+    assert out.ok and mr.ou is not None

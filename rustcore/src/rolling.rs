@@ -364,8 +364,7 @@ pub fn rolling_into(
     // bit-identical to the one-thread (and streaming) computation.
     let every = recentre_every(w);
     let blocks = (n - warm).div_ceil(every);
-    let threads = std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1).min(2);
-    if threads < 2 || n < 200_000 || blocks < 2 {
+    if n < 200_000 || blocks < 2 || cores() < 2 {
         return rolling_blocks(x, w, warm, &mut mean[warm..], &mut std[warm..], &mut z[warm..], &AtomicBool::new(false), on_progress);
     }
     let mid = warm + blocks.div_ceil(2) * every;
@@ -383,6 +382,12 @@ pub fn rolling_into(
         let ok2 = second.join().unwrap_or(false);
         ok && ok2
     })
+}
+
+/// Available cores, asked once (the query reads cgroup files: ~20 µs, too slow for every call).
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1))
 }
 
 /// Blocks of `recentre_every(w)` bars from `start` (a block boundary) to `x.len()`; the output

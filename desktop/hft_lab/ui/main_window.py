@@ -31,6 +31,7 @@ from hft_lab.ui.views.benchmark import BenchmarkView
 from hft_lab.ui.views.mean_reversion import MeanReversionView
 from hft_lab.ui.views.portfolio import PortfolioView
 from hft_lab.ui.views.regimes import RegimesView
+from hft_lab.ui.views.sparse import SparseView
 from hft_lab.ui.worker import TaskRunner
 
 log = logging.getLogger("hft_lab.ui")
@@ -95,6 +96,9 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.regimes, "Regimes")
         self.portfolio = PortfolioView(self._runner(), self.store)
         self.tabs.addTab(self.portfolio, "Portfolio")
+        self.sparse = SparseView(self._runner(), self.store)
+        self.tabs.addTab(self.sparse, "Sparse Portfolio")
+        self.sparse.send_spread.connect(self._trade_spread)
         self.benchmark = BenchmarkView(self._runner())
         self.tabs.addTab(self.benchmark, "Benchmark")
 
@@ -172,7 +176,17 @@ class MainWindow(QMainWindow):
         self.backend_combo.setCurrentIndex(self.backend_combo.findData(choice))
 
     def views(self) -> dict:
-        return {"mean_reversion": self.mean_reversion, "regimes": self.regimes, "portfolio": self.portfolio}
+        return {
+            "mean_reversion": self.mean_reversion,
+            "regimes": self.regimes,
+            "portfolio": self.portfolio,
+            "sparse": self.sparse,
+        }
+
+    def _trade_spread(self, name: str, spread) -> None:
+        self.mean_reversion.use_series(name, spread)
+        self.tabs.setCurrentWidget(self.mean_reversion)
+        log.info("spread sent to Mean Reversion: %s", name)
 
     def _restore_tabs(self) -> None:
         for key, view in self.views().items():

@@ -250,12 +250,21 @@ class MeanReversionView(QWidget):
     # ---- data ----
     ACTIVE = "Active dataset: "
 
+    def use_series(self, name: str, prices) -> None:
+        """Load a series from another tab (e.g. a sparse basket's spread) as a data source."""
+        self._external = (f"Sent: {name}", np.asarray(prices, dtype=np.float64))
+        self._fill_sources()
+        self.source.setCurrentIndex(1)  # the sent series comes right after the synthetic entry
+
     def _fill_sources(self) -> None:
-        """Synthetic OU, then one entry per asset of the active dataset (or of the bundled sample)."""
+        """Synthetic OU, a series sent from another tab, then one entry per asset of the active
+        dataset (or of the bundled sample)."""
         current = self.source.currentText()
         self.source.blockSignals(True)
         self.source.clear()
         self.source.addItem(SYNTHETIC)
+        if getattr(self, "_external", None) is not None:
+            self.source.addItem(self._external[0])
         try:
             if self.store is not None:
                 for a in self.store.selected_prices().columns:
@@ -283,6 +292,9 @@ class MeanReversionView(QWidget):
         if text == SYNTHETIC:
             return {"name": "synthetic OU", "generator": "hft_lab.data.ou_series", "n": self.n_points.value(),
                     "kappa": 0.05, "theta": 100.0, "sigma": 1.0, "seed": self.seed.value()}
+        ext = getattr(self, "_external", None)
+        if ext is not None and text == ext[0]:
+            return {"name": ext[0], "n": len(ext[1]), "values": ext[1].tolist() if len(ext[1]) <= 10_000 else None}
         d = dict(self.store.inputs()) if self.store is not None else {"name": "S&P 500 sample"}
         d["series"] = text.split(": ", 1)[1]
         return d
@@ -292,8 +304,11 @@ class MeanReversionView(QWidget):
         synthetic = text == SYNTHETIC
         self.n_points.setEnabled(synthetic)
         self.seed.setEnabled(synthetic)
+        ext = getattr(self, "_external", None)
         if synthetic:
             prices = ou_series(self.n_points.value(), kappa=0.05, theta=100.0, sigma=1.0, seed=self.seed.value())
+        elif ext is not None and text == ext[0]:
+            prices = ext[1]
         else:
             ticker = text.split(": ", 1)[1]
             frame = self.store.selected_prices() if self.store is not None else load_sample_prices().prices
