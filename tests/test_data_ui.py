@@ -369,3 +369,32 @@ def test_export_plot_png_and_svg(qtbot, tmp_path):
     assert doc["result_type"] == {"ou": "OuFit", "bt": None}
     back = result_from_document(doc)
     assert back["bt"] is None and back["ou"].to_dict() == ou.to_dict()
+
+
+def test_selection_dialog_applies_range_and_assets_to_the_store(qtbot):
+    from PySide6.QtCore import QDate, Qt
+
+    from hft_lab.ui.selection_dialog import SelectionDialog
+
+    store = DatasetStore()
+    d = SelectionDialog(store)
+    qtbot.addWidget(d)
+    d.start.setDate(QDate(2010, 1, 4))
+    d.end.setDate(QDate(2010, 12, 31))
+    d._check_all(False)
+    for i in range(d.assets.count()):
+        if d.assets.item(i).text() in ("KO", "PEP"):
+            d.assets.item(i).setCheckState(Qt.Checked)
+    changed = []
+    store.changed.connect(lambda: changed.append(1))
+    assert d.apply()
+    px = store.selected_prices()
+    assert list(px.columns) == ["KO", "PEP"] and changed == [1]
+    assert px.index[0] == pd.Timestamp("2010-01-04") and px.index[-1] == pd.Timestamp("2010-12-31")
+    # a refused selection is explained and changes nothing
+    d2 = SelectionDialog(store)
+    qtbot.addWidget(d2)
+    d2._check_all(False)
+    assert not d2.apply()
+    assert "select at least one asset" in d2.error.text()
+    assert list(store.selected_prices().columns) == ["KO", "PEP"]

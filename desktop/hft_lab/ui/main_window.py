@@ -61,6 +61,7 @@ class MainWindow(QMainWindow):
         a.setShortcut(QKeySequence.Open)
         file_menu.addAction("Load &sample data", self.store.load_sample)
         file_menu.addAction("&Synthetic data…", self.load_synthetic)
+        file_menu.addAction("Select &range and assets…", self.select_range)
         file_menu.addSeparator()
         file_menu.addAction("&Export session…", self.export_session_dialog)
         file_menu.addSeparator()
@@ -222,6 +223,11 @@ class MainWindow(QMainWindow):
         if ds is not None:
             self.store.set_dataset(ds)
             log.info("dataset loaded: %s", self.store.describe())
+
+    def select_range(self) -> None:
+        from hft_lab.ui.selection_dialog import SelectionDialog
+
+        SelectionDialog(self.store, self).exec()
 
     def load_synthetic(self) -> None:
         kinds = list(SYNTHETIC_KINDS)

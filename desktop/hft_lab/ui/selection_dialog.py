@@ -1,0 +1,123 @@
+"""Data ▸ Select range and assets…: the selection of the active dataset every tab works on."""
+
+from __future__ import annotations
+
+import pandas as pd
+from PySide6.QtCore import QDate, Qt
+from PySide6.QtWidgets import (
+    QDateEdit,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+)
+
+from hft_lab.data.store import DatasetStore
+
+
+def _qdate(ts) -> QDate:
+    ts = pd.Timestamp(ts)
+    return QDate(ts.year, ts.month, ts.day)
+
+
+class SelectionDialog(QDialog):
+    """Pick a date range (or bar range) and a subset of assets; OK applies it to the store, and a
+    refused selection (fewer than 2 rows, no asset) is explained without closing the dialog."""
+
+    def __init__(self, store: DatasetStore, parent=None):
+        super().__init__(parent)
+        self.store = store
+        self.setWindowTitle("Select range and assets")
+        prices = store.dataset.prices
+        self._dated = isinstance(prices.index, pd.DatetimeIndex)
+        form = QFormLayout()
+        first, last = prices.index[0], prices.index[-1]
+        s, e = store.date_range
+        if self._dated:
+            self.start, self.end = QDateEdit(), QDateEdit()
+            for w in (self.start, self.end):
+                w.setCalendarPopup(True)
+                w.setDisplayFormat("yyyy-MM-dd")
+                w.setDateRange(_qdate(first), _qdate(last))
+            self.start.setDate(_qdate(s))
+            self.end.setDate(_qdate(e))
+        else:
+            self.start, self.end = QSpinBox(), QSpinBox()
+            for w in (self.start, self.end):
+                w.setRange(int(first), int(last))
+            self.start.setValue(int(s))
+            self.end.setValue(int(e))
+        form.addRow(f"From ({'date' if self._dated else 'bar'})", self.start)
+        form.addRow("To", self.end)
+
+        self.assets = QListWidget()
+        chosen = set(store.assets)
+        for a in store.dataset.assets:
+            it = QListWidgetItem(a)
+            it.setFlags(it.flags() | Qt.ItemIsUserCheckable)
+            it.setCheckState(Qt.Checked if a in chosen else Qt.Unchecked)
+            self.assets.addItem(it)
+        all_b, none_b, reset_b = QPushButton("All"), QPushButton("None"), QPushButton("Whole dataset")
+        all_b.clicked.connect(lambda: self._check_all(True))
+        none_b.clicked.connect(lambda: self._check_all(False))
+        reset_b.clicked.connect(self._reset)
+        row = QHBoxLayout()
+        for b in (all_b, none_b, reset_b):
+            row.addWidget(b)
+        self.error = QLabel("")
+        self.error.setStyleSheet("color: #c62828")
+        self.error.setWordWrap(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons.accepted.connect(self.apply)
+        buttons.rejected.connect(self.reject)
+
+        lay = QVBoxLayout(self)
+        lay.addWidget(QLabel(store.dataset.describe()))
+        lay.addLayout(form)
+        lay.addWidget(QLabel("Assets"))
+        lay.addWidget(self.assets, 1)
+        lay.addLayout(row)
+        lay.addWidget(self.error)
+        lay.addWidget(buttons)
+
+    def _check_all(self, on: bool) -> None:
+        for i in range(self.assets.count()):
+            self.assets.item(i).setCheckState(Qt.Checked if on else Qt.Unchecked)
+
+    def _reset(self) -> None:
+        idx = self.store.dataset.prices.index
+        if self._dated:
+            self.start.setDate(_qdate(idx[0]))
+            self.end.setDate(_qdate(idx[-1]))
+        else:
+            self.start.setValue(int(idx[0]))
+            self.end.setValue(int(idx[-1]))
+        self._check_all(True)
+
+    def chosen_assets(self) -> list[str]:
+        return [self.assets.item(i).text() for i in range(self.assets.count()) if self.assets.item(i).checkState() == Qt.Checked]
+
+    def selection(self) -> tuple:
+        if self._dated:
+            # the end date includes its whole day (intraday bars)
+            start = pd.Timestamp(self.start.date().toString("yyyy-MM-dd"))
+            end = pd.Timestamp(self.end.date().toString("yyyy-MM-dd")) + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
+        else:
+            start, end = self.start.value(), self.end.value()
+        return start, end, self.chosen_assets()
+
+    def apply(self) -> bool:
+        start, end, assets = self.selection()
+        try:
+            self.store.set_selection(start, end, assets)
+        except ValueError as e:
+            self.error.setText(str(e))
+            return False
+        self.accept()
+        return True
