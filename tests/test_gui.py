@@ -278,3 +278,26 @@ def test_sparse_spread_can_be_traded_in_mean_reversion(qtbot, window):
     np.testing.assert_array_equal(mr.prices, sp.spread_series())
     out = run_and_wait(qtbot, mr)
     assert out.ok and mr.ou is not None
+
+
+def test_last_dataset_is_restored(qtbot, router, settings, tmp_path):
+    import json
+
+    w = MainWindow(router, settings)
+    qtbot.addWidget(w)
+    w.store.load_synthetic("gbm", n=300, seed=4)
+    w._remember_dataset({"kind": "synthetic", "synthetic": "gbm", "n": 300, "seed": 4})
+    first = w.store.selected_prices()
+    w.close()
+    w2 = MainWindow(router, settings)
+    qtbot.addWidget(w2)
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(w2.store.selected_prices(), first)
+    w2.close()
+    # a CSV that has since disappeared: the app still starts, on the sample
+    settings.setValue("dataset/source", json.dumps({"kind": "csv", "path": str(tmp_path / "gone.csv"), "params": {}}))
+    w3 = MainWindow(router, settings)
+    qtbot.addWidget(w3)
+    assert w3.store.dataset.name.startswith("S&P 500 sample")
+    w3.close()

@@ -59,7 +59,7 @@ class MainWindow(QMainWindow):
         file_menu = self.menuBar().addMenu("&File")
         a = file_menu.addAction("&Import CSV…", self.import_csv)
         a.setShortcut(QKeySequence.Open)
-        file_menu.addAction("Load &sample data", self.store.load_sample)
+        file_menu.addAction("Load &sample data", self.load_sample)
         file_menu.addAction("&Synthetic data…", self.load_synthetic)
         file_menu.addAction("Select &range and assets…", self.select_range)
         file_menu.addSeparator()
@@ -123,6 +123,7 @@ class MainWindow(QMainWindow):
         self._poll.start()
 
         self._restore()
+        self._restore_dataset()
         self._restore_tabs()
         self.backend_combo.currentIndexChanged.connect(self._on_backend_chosen)
         self._on_backend_chosen()
@@ -219,10 +220,15 @@ class MainWindow(QMainWindow):
         if not path:
             return
         self.settings.setValue("import/dir", str(Path(path).parent))
-        ds = ImportDialog.get_dataset(path, self)  # None: cancelled or failed (already explained)
-        if ds is not None:
-            self.store.set_dataset(ds)
-            log.info("dataset loaded: %s", self.store.describe())
+        dlg = ImportDialog(path, self)
+        if dlg.sniff_result is None:
+            dlg._show_error(dlg.sniff_error)  # unreadable: the message names the problem
+            return
+        if dlg.exec() != dlg.Accepted or dlg.dataset() is None:
+            return
+        self.store.set_dataset(dlg.dataset())
+        self._remember_dataset({"kind": "csv", "path": str(path), "params": dlg.params()})
+        log.info("dataset loaded: %s", self.store.describe())
 
     def select_range(self) -> None:
         from hft_lab.ui.selection_dialog import SelectionDialog
@@ -246,6 +252,39 @@ class MainWindow(QMainWindow):
             self.store.load_synthetic(kind, n=n, seed=seed)
         except (ValueError, TypeError) as e:
             self.show_error("Synthetic data", str(e))
+            return
+        self._remember_dataset({"kind": "synthetic", "synthetic": kind, "n": n, "seed": seed})
+
+    def load_sample(self) -> None:
+        self.store.load_sample()
+        self._remember_dataset({"kind": "sample"})
+
+    def _remember_dataset(self, source: dict) -> None:
+        import json
+
+        self.settings.setValue("dataset/source", json.dumps(source, default=str))
+
+    def _restore_dataset(self) -> None:
+        """Reload the last dataset (a CSV file with the same reading settings, or the same synthetic
+        generator and seed). Anything that fails leaves the bundled sample, with a log line."""
+        import json
+
+        raw = self.settings.value("dataset/source")
+        if not raw:
+            return
+        try:
+            src = json.loads(raw)
+            if src.get("kind") == "csv":
+                from hft_lab.data.csv_import import load_prices
+
+                self.store.set_dataset(load_prices(src["path"], **src.get("params", {})).dataset)
+            elif src.get("kind") == "synthetic":
+                self.store.load_synthetic(src["synthetic"], n=int(src["n"]), seed=int(src["seed"]))
+            else:
+                return
+            log.info("last dataset restored: %s", self.store.describe())
+        except Exception as e:  # a moved/changed file must not stop the app from starting
+            log.warning("last dataset not restored (%s): using the bundled sample", e)
 
     def session_items(self) -> list:
         return [it for v in self.views().values() for it in (v.session_items() if hasattr(v, "session_items") else [])]
