@@ -464,3 +464,13 @@ def test_target_by_name(backend, sp500_stocks):
     assert by_name.asset_names[by_name.target_index] == "KO"
     with pytest.raises(ValueError, match="target 'XYZ' is not one of the assets"):
         backend.calculate_sparse_portfolio(p, method="lasso", target="XYZ")
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(n_lambdas=0), "n_lambdas must be between 1 and 1000, got 0"),
+    (dict(n_lambdas=10**7), "n_lambdas must be between 1 and 1000, got 10000000"),
+    (dict(lambdas=np.linspace(0.1, 1, 1001)), "lambdas has 1001 values: at most 1000 are allowed"),
+])
+def test_absurd_path_sizes_are_refused(backend, sp500_stocks, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        backend.sparse_lambda_path(sp500_stocks.iloc[:300], target=0, **kwargs)

@@ -41,6 +41,8 @@ use crate::error::{check, CoreError, CoreResult};
 
 /// Fewest price observations (rows) accepted by every method.
 pub const MIN_OBSERVATIONS: usize = 10;
+/// Most lambdas a path may have (each is a full fit; the result holds a weight row per lambda).
+pub const MAX_PATH_LAMBDAS: usize = 1000;
 
 /// Ratio between consecutive λ of the internal warm-start path of a single fit.
 const PATH_RATIO: f64 = 0.7;
@@ -356,6 +358,12 @@ pub fn sparse_lambda_path(
             if l.is_empty() {
                 return Err(CoreError::invalid("lambdas is empty"));
             }
+            if l.len() > MAX_PATH_LAMBDAS {
+                return Err(CoreError::invalid(format!(
+                    "lambdas has {} values: at most {MAX_PATH_LAMBDAS} are allowed",
+                    l.len()
+                )));
+            }
             for (i, &v) in l.iter().enumerate() {
                 if !(v.is_finite() && v >= 0.0) {
                     return Err(CoreError::invalid(format!(
@@ -366,8 +374,11 @@ pub fn sparse_lambda_path(
             l.clone()
         }
         None => {
-            if config.n_lambdas == 0 {
-                return Err(CoreError::invalid("n_lambdas must be at least 1, got 0"));
+            if config.n_lambdas == 0 || config.n_lambdas > MAX_PATH_LAMBDAS {
+                return Err(CoreError::invalid(format!(
+                    "n_lambdas must be between 1 and {MAX_PATH_LAMBDAS}, got {}",
+                    config.n_lambdas
+                )));
             }
             if !(config.eps.is_finite() && config.eps > 0.0 && config.eps <= 1.0) {
                 return Err(CoreError::invalid(format!(
@@ -2618,7 +2629,7 @@ mod tests {
             n_lambdas: 0,
             ..d.clone()
         }))
-        .contains("n_lambdas must be at least 1"));
+        .contains("n_lambdas must be between 1 and 1000, got 0"));
         assert!(err_msg(run(&LambdaPathConfig {
             alpha: 0.0,
             ..d.clone()

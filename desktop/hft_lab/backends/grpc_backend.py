@@ -34,6 +34,8 @@ def map_rpc_error(e: grpc.RpcError, address: str, max_mb: int) -> Exception:
         return TimeoutError(f"grpcd at {address} did not answer before the deadline")
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return ValueError(f"message too large for the {max_mb} MiB gRPC limit: {details}")
+    if code == grpc.StatusCode.OUT_OF_RANGE and "message length too large" in details:
+        return ValueError(f"result too large for the {max_mb} MiB gRPC limit: {details}")
     if code == grpc.StatusCode.UNIMPLEMENTED:
         return NotImplementedError(details)
     return RuntimeError(f"grpcd error {code.name}: {details}")
