@@ -667,3 +667,17 @@ def test_export_session_writes_an_index(tmp_path):
     assert_same_fields(back, pf)
     with pytest.raises(ValueError, match="no result"):
         export_session(tmp_path / "s2", [SessionItem("x", None)])
+
+
+@pytest.mark.parametrize("kappa", [0.001, 0.05, 0.5, 0.9, 1.0, 1.5])
+def test_ou_series_equals_the_plain_recursion(kappa):
+    from hft_lab.data import ou_series
+
+    n, theta, sigma, seed = 50_000, 100.0, 1.0, 3
+    eps = np.random.default_rng(seed).normal(0.0, sigma, n)
+    ref = np.empty(n)
+    ref[0] = theta
+    for t in range(1, n):
+        ref[t] = ref[t - 1] + kappa * (theta - ref[t - 1]) + eps[t]
+    got = ou_series(n, kappa=kappa, theta=theta, sigma=sigma, seed=seed)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-11 * max(1.0, np.abs(ref).max()))

@@ -87,7 +87,7 @@ class MeanReversionView(QWidget):
         self.source = QComboBox()
         self._fill_sources()
         self.n_points = QSpinBox()
-        self.n_points.setRange(100, 50_000_000)
+        self.n_points.setRange(100, 10_000_000)
         self.n_points.setValue(2000)
         self.n_points.setSingleStep(1000)
         self.seed = QSpinBox()
