@@ -40,3 +40,39 @@ class StatsTable(QTableWidget):
 
     def as_dict(self) -> dict[str, str]:
         return {self.item(i, 0).text(): self.item(i, 1).text() for i in range(self.rowCount())}
+
+
+def busy_bar():
+    """The thin progress bar of a view: 0..1 idle, indeterminate (0..0) while a task runs."""
+    from PySide6.QtWidgets import QProgressBar
+
+    bar = QProgressBar()
+    bar.setRange(0, 1)
+    bar.setTextVisible(False)
+    bar.setMaximumHeight(8)
+    return bar
+
+
+def status_label(text: str = "Ready."):
+    """The selectable, wrapping status line under a view's Run button."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QLabel
+
+    label = QLabel(text)
+    label.setWordWrap(True)
+    label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+    return label
+
+
+def export_buttons(csv_tip: str = "", json_tip: str = ""):
+    """(csv button, json button, row layout), both disabled until there is a result."""
+    from PySide6.QtWidgets import QHBoxLayout, QPushButton
+
+    csv_b, json_b = QPushButton("Export CSV…"), QPushButton("Export JSON…")
+    csv_b.setToolTip(csv_tip)
+    json_b.setToolTip(json_tip)
+    row = QHBoxLayout()
+    for b in (csv_b, json_b):
+        b.setEnabled(False)
+        row.addWidget(b)
+    return csv_b, json_b, row

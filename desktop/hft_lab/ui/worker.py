@@ -19,7 +19,7 @@ from typing import Any, Callable
 from PySide6.QtCore import QObject, Signal
 
 from hft_lab.backends import CancelToken, Cancelled
-from hft_lab.backends.router import BackendRouter, Resolution
+from hft_lab.backends.router import BackendRouter
 
 log = logging.getLogger("hft_lab.worker")
 

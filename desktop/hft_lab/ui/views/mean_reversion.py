@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QProgressBar,
     QPushButton,
     QScrollArea,
     QSpinBox,
@@ -30,7 +29,7 @@ from PySide6.QtWidgets import (
 
 from hft_lab.data import load_sample_prices, ou_series
 from hft_lab.ui.plots import make_plot, pen
-from hft_lab.ui.widgets import StatsTable, fmt
+from hft_lab.ui.widgets import StatsTable, busy_bar, export_buttons, fmt, status_label
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
 log = logging.getLogger("hft_lab.ui.mean_reversion")
@@ -143,22 +142,15 @@ class MeanReversionView(QWidget):
         self.run_button.setDefault(True)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setTextVisible(False)
-        self.status = QLabel("Ready.")
-        self.status.setWordWrap(True)
-        self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.progress = busy_bar()
+        self.status = status_label()
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
-        self.export_csv_button = QPushButton("Export CSV…")
-        self.export_json_button = QPushButton("Export JSON…")
-        for b in (self.export_csv_button, self.export_json_button):
-            b.setEnabled(False)
-        export_row = QHBoxLayout()
-        export_row.addWidget(self.export_csv_button)
-        export_row.addWidget(self.export_json_button)
+        self.export_csv_button, self.export_json_button, export_row = export_buttons(
+            "The z-score series, the OU fit and the backtest: CSV files",
+            "The full result with the data and parameters that produced it (reproducible)",
+        )
 
         live = QGroupBox("Live replay (streaming)")
         lf = QFormLayout(live)

@@ -28,7 +28,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QProgressBar,
     QPushButton,
     QScrollArea,
     QSizePolicy,
@@ -48,7 +47,7 @@ from hft_lab.backends import Cancelled
 from hft_lab.data import load_sample_prices
 from hft_lab.data.export import SessionItem, describe_prices, to_jsonable
 from hft_lab.ui.plots import pen
-from hft_lab.ui.widgets import StatsTable, fmt
+from hft_lab.ui.widgets import StatsTable, busy_bar, export_buttons, fmt, status_label
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
 log = logging.getLogger("hft_lab.ui.portfolio")
@@ -474,22 +473,12 @@ class PortfolioView(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setTextVisible(False)
-        self.progress.setMaximumHeight(8)
-        self.status = QLabel("Ready.")
-        self.status.setWordWrap(True)
-        self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        self.export_csv_button = QPushButton("Export CSV…")
-        self.export_json_button = QPushButton("Export JSON…")
-        self.export_csv_button.setToolTip("The weights table: asset, weight, risk contribution")
-        self.export_json_button.setToolTip("The full result with the data selection and parameters")
-        for b in (self.export_csv_button, self.export_json_button):
-            b.setEnabled(False)
-        exports = QHBoxLayout()
-        exports.addWidget(self.export_csv_button)
-        exports.addWidget(self.export_json_button)
+        self.progress = busy_bar()
+        self.status = status_label()
+        self.export_csv_button, self.export_json_button, exports = export_buttons(
+            "The weights table: asset, weight, risk contribution",
+            "The full result with the data selection and parameters",
+        )
 
         # inputs scroll when the window is short; Run, status and export stay in view below them
         inputs = QVBoxLayout()

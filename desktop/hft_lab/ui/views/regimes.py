@@ -30,7 +30,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QProgressBar,
     QPushButton,
     QScrollArea,
     QSpinBox,
@@ -45,7 +44,7 @@ from PySide6.QtWidgets import (
 from hft_lab.data import load_sample_prices
 from hft_lab.data.export import describe_prices, export_result_csv, export_result_json, SessionItem
 from hft_lab.ui.plots import make_plot, pen
-from hft_lab.ui.widgets import StatsTable, fmt
+from hft_lab.ui.widgets import StatsTable, busy_bar, export_buttons, fmt, status_label
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
 log = logging.getLogger("hft_lab.ui.regimes")
@@ -394,21 +393,12 @@ class RegimesView(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
-        self.busy_bar = QProgressBar()
-        self.busy_bar.setRange(0, 1)
-        self.busy_bar.setTextVisible(False)
-        self.status = QLabel("Ready.")
-        self.status.setWordWrap(True)
-        self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        self.export_csv_button = QPushButton("Export CSV…")
-        self.export_json_button = QPushButton("Export JSON…")
-        self.export_csv_button.setToolTip("Per-return table (regime, posteriors), regime parameters, summary: CSV files")
-        self.export_json_button.setToolTip("The full result with the data and parameters that produced it (reproducible)")
-        for b in (self.export_csv_button, self.export_json_button):
-            b.setEnabled(False)
-        exports = QHBoxLayout()
-        exports.addWidget(self.export_csv_button)
-        exports.addWidget(self.export_json_button)
+        self.busy_bar = busy_bar()
+        self.status = status_label()
+        self.export_csv_button, self.export_json_button, exports = export_buttons(
+            "Per-return table (regime, posteriors), regime parameters, summary: CSV files",
+            "The full result with the data and parameters that produced it (reproducible)",
+        )
         self.stats = StatsTable()
 
         left = QVBoxLayout()

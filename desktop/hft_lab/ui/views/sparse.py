@@ -34,7 +34,6 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QProgressBar,
     QPushButton,
     QScrollArea,
     QSizePolicy,
@@ -51,7 +50,7 @@ from hft_lab.data.export import SessionItem, describe_prices
 from hft_lab.data.synthetic import synthetic_dataset, synthetic_index
 from hft_lab.ui.plots import make_plot, pen
 from hft_lab.ui.views.portfolio import NamesAxis
-from hft_lab.ui.widgets import StatsTable, fmt
+from hft_lab.ui.widgets import StatsTable, busy_bar, export_buttons, fmt, status_label
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
 log = logging.getLogger("hft_lab.ui.sparse")
@@ -429,22 +428,12 @@ class SparseView(QWidget):
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.path_button)
         buttons.addWidget(self.cancel_button)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setTextVisible(False)
-        self.progress.setMaximumHeight(8)
-        self.status = QLabel("Ready.")
-        self.status.setWordWrap(True)
-        self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        self.export_csv_button = QPushButton("Export CSV…")
-        self.export_json_button = QPushButton("Export JSON…")
-        self.export_csv_button.setToolTip("The spread (one row per bar), the weights and a summary")
-        self.export_json_button.setToolTip("The full result with the data and the parameters that produced it")
-        for b in (self.export_csv_button, self.export_json_button):
-            b.setEnabled(False)
-        exports = QHBoxLayout()
-        exports.addWidget(self.export_csv_button)
-        exports.addWidget(self.export_json_button)
+        self.progress = busy_bar()
+        self.status = status_label()
+        self.export_csv_button, self.export_json_button, exports = export_buttons(
+            "The spread (one row per bar), the weights and a summary",
+            "The full result with the data and the parameters that produced it",
+        )
         self.send_button = QPushButton("Trade this spread in Mean Reversion")
         self.send_button.setToolTip("Load the basket's spread into the Mean Reversion tab (z-score, OU half-life, live replay)")
         self.send_button.setEnabled(False)
