@@ -150,3 +150,16 @@ def test_large_payload_over_4_mib(backend):
     x = walk(2_000_000, 100.0, seed=7, step=0.1)
     r = backend.calculate_mean_reversion(x, lookback=100)
     assert r.zscore.shape == (2_000_000,) and np.isfinite(r.zscore[99:]).all()
+
+
+def test_a_bad_tick_gives_the_same_error_and_keeps_the_stream(backends):
+    texts = []
+    for b in backends.values():
+        with b.mean_reversion_stream(lookback=3, threshold=1.0) as s:
+            s.push_many([1.0, 2.0])
+            with pytest.raises(ValueError, match="ticks contains NaN at index 1") as ei:
+                s.push_many([3.0, np.nan])
+            texts.append(str(ei.value))
+            if b is backends["pyo3"]:  # the in-process object keeps its state after the error
+                assert s.push_many([3.0, 4.0]).first_tick == 2
+    assert texts[0] == texts[1]

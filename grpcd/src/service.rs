@@ -391,26 +391,13 @@ impl HftLab for Service {
 }
 
 fn process_ticks(s: &mut MeanReversionState, data: &[u8]) -> Result<pb::StreamResponse, Status> {
-    let ticks = convert::f64s(data, "ticks")?;
-    rustcore::error::check::finite("ticks", &ticks).map_err(status)?;
-    let first_tick = s.ticks();
-    let n = ticks.len();
-    let (mut m, mut sd, mut z) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    let (mut sig, mut pos) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for p in ticks {
-        let t = s.push(p).map_err(status)?;
-        m.push(t.mean);
-        sd.push(t.std);
-        z.push(t.zscore);
-        sig.push(t.signal);
-        pos.push(t.position);
-    }
+    let b = s.push_many(&convert::f64s(data, "ticks")?).map_err(status)?;
     Ok(pb::StreamResponse {
-        first_tick,
-        rolling_mean: Some(to_vector(&m)),
-        rolling_std: Some(to_vector(&sd)),
-        zscore: Some(to_vector(&z)),
-        signals: i8_bytes(&sig),
-        positions: i8_bytes(&pos),
+        first_tick: b.first_tick,
+        rolling_mean: Some(to_vector(&b.rolling_mean)),
+        rolling_std: Some(to_vector(&b.rolling_std)),
+        zscore: Some(to_vector(&b.zscore)),
+        signals: i8_bytes(&b.signals),
+        positions: i8_bytes(&b.positions),
     })
 }

@@ -320,6 +320,45 @@ impl MeanReversionState {
     pub fn ticks(&self) -> u64 {
         self.ticks
     }
+
+    /// A batch of ticks (live mode: both transports use this). All ticks are checked first, so a
+    /// bad tick is reported by its index in the batch and leaves the state untouched.
+    pub fn push_many(&mut self, ticks: &[f64]) -> CoreResult<TickBatch> {
+        if let Some(i) = ticks.iter().position(|v| !v.is_finite()) {
+            let what = if ticks[i].is_nan() { "NaN" } else { "an infinite value" };
+            return Err(CoreError::invalid(format!("ticks contains {what} at index {i}")));
+        }
+        let n = ticks.len();
+        let mut out = TickBatch {
+            first_tick: self.ticks,
+            rolling_mean: Vec::with_capacity(n),
+            rolling_std: Vec::with_capacity(n),
+            zscore: Vec::with_capacity(n),
+            signals: Vec::with_capacity(n),
+            positions: Vec::with_capacity(n),
+        };
+        for &p in ticks {
+            let t = self.push(p)?;
+            out.rolling_mean.push(t.mean);
+            out.rolling_std.push(t.std);
+            out.zscore.push(t.zscore);
+            out.signals.push(t.signal);
+            out.positions.push(t.position);
+        }
+        Ok(out)
+    }
+}
+
+/// Output of [`MeanReversionState::push_many`], one entry per tick of the batch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TickBatch {
+    /// Index of the batch's first tick in the stream.
+    pub first_tick: u64,
+    pub rolling_mean: Vec<f64>,
+    pub rolling_std: Vec<f64>,
+    pub zscore: Vec<f64>,
+    pub signals: Vec<i8>,
+    pub positions: Vec<i8>,
 }
 
 /// Batch output, one entry per input bar.
@@ -745,6 +784,18 @@ mod tests {
         assert!(e(mean_reversion(&[1.0, 2.0, 3.0], 2, bad, &mut no_progress())).contains("threshold"));
         let bad = SignalParams { entry: 2.0, exit: 2.0, stop: None };
         assert!(e(mean_reversion(&[1.0, 2.0, 3.0], 2, bad, &mut no_progress())).contains("exit threshold"));
+    }
+
+    #[test]
+    fn a_bad_tick_in_a_batch_leaves_the_state_untouched() {
+        let mut s = MeanReversionState::new(3, SignalParams::default()).unwrap();
+        s.push_many(&[1.0, 2.0]).unwrap();
+        let e = s.push_many(&[3.0, f64::NAN]).unwrap_err().to_string();
+        assert_eq!(e, "ticks contains NaN at index 1");
+        assert_eq!(s.ticks(), 2);
+        let b = s.push_many(&[3.0, 4.0]).unwrap();
+        assert_eq!(b.first_tick, 2);
+        assert_eq!(b.rolling_mean, vec![2.0, 3.0]);
     }
 
     #[test]

@@ -181,29 +181,14 @@ impl MeanReversionStream {
     /// A batch of ticks: returns a dict of arrays, one entry per tick.
     fn push_many<'py>(&mut self, py: Python<'py>, prices: PyReadonlyArray1<'py, f64>) -> PyResult<Bound<'py, PyDict>> {
         let x = slice("prices", &prices)?;
-        let n = x.len();
-        let (mut m, mut s, mut z) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-        let (mut sig, mut pos) = (Vec::with_capacity(n), Vec::with_capacity(n));
         let state = &mut self.state;
-        detach(py, || {
-            // Validate first so a bad tick leaves the state untouched.
-            rustcore::error::check::finite("prices", x)?;
-            for &p in x {
-                let t = state.push(p)?;
-                m.push(t.mean);
-                s.push(t.std);
-                z.push(t.zscore);
-                sig.push(t.signal);
-                pos.push(t.position);
-            }
-            Ok(())
-        })?;
+        let b = detach(py, || state.push_many(x))?;
         let d = PyDict::new(py);
-        d.set_item("rolling_mean", m.into_pyarray(py))?;
-        d.set_item("rolling_std", s.into_pyarray(py))?;
-        d.set_item("zscore", z.into_pyarray(py))?;
-        d.set_item("signals", sig.into_pyarray(py))?;
-        d.set_item("positions", pos.into_pyarray(py))?;
+        d.set_item("rolling_mean", b.rolling_mean.into_pyarray(py))?;
+        d.set_item("rolling_std", b.rolling_std.into_pyarray(py))?;
+        d.set_item("zscore", b.zscore.into_pyarray(py))?;
+        d.set_item("signals", b.signals.into_pyarray(py))?;
+        d.set_item("positions", b.positions.into_pyarray(py))?;
         Ok(d)
     }
 
