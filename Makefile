@@ -73,6 +73,7 @@ test-rust:
 	$(CARGO) test --release -p rustcore -p grpcd
 
 test-python: build
+	$(PY) tools/qualify_enums.py
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: build

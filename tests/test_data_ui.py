@@ -45,7 +45,7 @@ def critical(monkeypatch):
 
     def fake(parent, title, text, *a, **k):
         calls.append(text)
-        return QMessageBox.Ok
+        return QMessageBox.StandardButton.Ok
 
     monkeypatch.setattr(QMessageBox, "critical", staticmethod(fake))
     return calls
@@ -83,7 +83,7 @@ def test_dialog_on_a_good_file_returns_a_dataset(qtbot, tmp_path, critical):
     assert dlg.ok_button.isEnabled()
     dlg.name.setText("My prices")
     dlg.ok_button.click()
-    assert dlg.result() == QDialog.Accepted and not critical
+    assert dlg.result() == QDialog.DialogCode.Accepted and not critical
     ds = dlg.dataset()
     assert isinstance(ds, Dataset) and ds.name == "My prices"
     assert list(ds.prices.columns) == ["AAPL", "MSFT"] and list(ds.prices["AAPL"]) == [1.0, 3.0, 4.0]
@@ -114,7 +114,7 @@ def test_ambiguous_dates_disable_ok_until_chosen(qtbot, tmp_path, critical):
     assert dlg.ok_button.isEnabled()
     dlg.ok_button.click()
     ds = dlg.dataset()
-    assert dlg.result() == QDialog.Accepted and not critical
+    assert dlg.result() == QDialog.DialogCode.Accepted and not critical
     assert list(ds.prices.index) == [pd.Timestamp("2020-02-01"), pd.Timestamp("2020-04-03"), pd.Timestamp("2020-06-05")]
     assert list(ds.prices["X"]) == [1.5, 2.5, 3.5]  # decimal comma detected with the semicolon
 
@@ -138,7 +138,7 @@ def test_bad_file_shows_the_line_and_returns_none(qtbot, tmp_path, critical):
     dlg.ok_button.click()
     assert len(critical) == 1
     assert "bad.csv: line 17: 'abc' in column 'MSFT' is not a number" in critical[0]
-    assert dlg.dataset() is None and dlg.result() != QDialog.Accepted and dlg.isVisible()
+    assert dlg.dataset() is None and dlg.result() != QDialog.DialogCode.Accepted and dlg.isVisible()
     dlg.reject()
     assert dlg.dataset() is None
 
@@ -159,7 +159,7 @@ def test_changing_the_delimiter_resniffs(qtbot, tmp_path, critical):
     assert "Cannot read this file" in dlg.status.text() and dlg.preview.columnCount() == 0
     dlg.ok_button.click()
     assert len(critical) == 1 and "with comma as delimiter every line has one field" in critical[0]
-    assert dlg.dataset() is None and dlg.result() != QDialog.Accepted
+    assert dlg.dataset() is None and dlg.result() != QDialog.DialogCode.Accepted
     with qtbot.waitSignal(dlg.analysis_done, timeout=20_000):
         dlg.delimiter.setCurrentIndex(dlg.delimiter.findData(";"))
     dlg.ok_button.click()
@@ -181,8 +181,8 @@ def test_ok_during_a_load_accepts_when_it_ends(qtbot, tmp_path):
     n = 300_000
     dlg = open_dialog(qtbot, minute_file(tmp_path / "big.csv", n))
     dlg.ok_button.click()  # before the background load has finished (or even started)
-    assert dlg.result() != QDialog.Accepted
-    qtbot.waitUntil(lambda: dlg.result() == QDialog.Accepted, timeout=30_000)
+    assert dlg.result() != QDialog.DialogCode.Accepted
+    qtbot.waitUntil(lambda: dlg.result() == QDialog.DialogCode.Accepted, timeout=30_000)
     assert dlg.dataset().prices.shape == (n, 1)
 
 
@@ -299,15 +299,15 @@ def test_settings_round_trip(qtbot, tmp_path):
     a["use_stop"].setChecked(True)
     a["name"].setText("pairs, é")
     a["start"].setDate(QDate(2011, 3, 14))
-    save_widgets(QSettings(path, QSettings.IniFormat), "portfolio", a)
+    save_widgets(QSettings(path, QSettings.Format.IniFormat), "portfolio", a)
     b = make_widgets()
-    restored = restore_widgets(QSettings(path, QSettings.IniFormat), "portfolio", b)  # a fresh QSettings: from disk
+    restored = restore_widgets(QSettings(path, QSettings.Format.IniFormat), "portfolio", b)  # a fresh QSettings: from disk
     assert sorted(restored) == sorted(a)
     assert values(b) == values(a)
 
 
 def test_settings_skip_missing_and_invalid_values(qtbot, tmp_path):
-    st = QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)
+    st = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
     st.beginGroup("tab")
     for k, v in {"lookback": "abc", "threshold": "nan", "method": "removed_method", "use_stop": "maybe",
                  "start": "2020-13-45", "name": "kept"}.items():
@@ -384,7 +384,7 @@ def test_selection_dialog_applies_range_and_assets_to_the_store(qtbot):
     d._check_all(False)
     for i in range(d.assets.count()):
         if d.assets.item(i).text() in ("KO", "PEP"):
-            d.assets.item(i).setCheckState(Qt.Checked)
+            d.assets.item(i).setCheckState(Qt.CheckState.Checked)
     changed = []
     store.changed.connect(lambda: changed.append(1))
     assert d.apply()

@@ -362,8 +362,8 @@ def test_small_helpers(view):
     view.source.setCurrentIndex(0)
     assert view.risk_budgets()[view.checked_assets().index("JPM")] == 1.0
     row = view.asset_names().index("KO")
-    assert view.assets.item(row, 1).data(Qt.EditRole) == 3.5
-    assert view.assets.item(row, 0).checkState() == Qt.Unchecked
+    assert view.assets.item(row, 1).data(Qt.ItemDataRole.EditRole) == 3.5
+    assert view.assets.item(row, 0).checkState() == Qt.CheckState.Unchecked
 
 
 def test_hover_readout_names_the_asset(qtbot, view, router):
@@ -575,10 +575,10 @@ def test_settings_widgets_round_trip(qtbot, router, store, tmp_path):
     a.max_weight.setValue(55.5)
     a.frontier_points.setValue(17)
     path = str(tmp_path / "s.ini")
-    save_widgets(QSettings(path, QSettings.IniFormat), "tabs/portfolio", a.settings_widgets())
+    save_widgets(QSettings(path, QSettings.Format.IniFormat), "tabs/portfolio", a.settings_widgets())
     b = PortfolioView(TaskRunner(router), store)
     qtbot.addWidget(b)
     assert (b.method_name(), b.parameters()) != (a.method_name(), a.parameters())
-    done = restore_widgets(QSettings(path, QSettings.IniFormat), "tabs/portfolio", b.settings_widgets())
+    done = restore_widgets(QSettings(path, QSettings.Format.IniFormat), "tabs/portfolio", b.settings_widgets())
     assert sorted(done) == sorted(ws)
     assert b.method_name() == "min_variance" and b.parameters() == a.parameters()

@@ -499,11 +499,11 @@ def test_settings_widgets_round_trip(qtbot, router, store, tmp_path):
     a.ann.setValue(52.0)
     a.log_scale.setChecked(False)
     path = str(tmp_path / "s.ini")
-    save_widgets(QSettings(path, QSettings.IniFormat), "tabs/regimes", a.settings_widgets())
+    save_widgets(QSettings(path, QSettings.Format.IniFormat), "tabs/regimes", a.settings_widgets())
     b = RegimesView(TaskRunner(router), store)
     qtbot.addWidget(b)
     assert b.params() != a.params()
-    done = restore_widgets(QSettings(path, QSettings.IniFormat), "tabs/regimes", b.settings_widgets())
+    done = restore_widgets(QSettings(path, QSettings.Format.IniFormat), "tabs/regimes", b.settings_widgets())
     assert sorted(done) == sorted(ws)
     assert b.params() == a.params() and b.tolerance.value() == 2.5e-9
     assert b.ann.value() == 52.0 and not b.log_scale.isChecked()

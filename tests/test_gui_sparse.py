@@ -347,7 +347,7 @@ def test_export_json_and_csv_round_trip_and_session_items(qtbot, view, router, t
 
 
 def test_settings_round_trip_and_log_spin_box(qtbot, view, tmp_path):
-    s = QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)
+    s = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
     view.set_method("elastic_net")
     view.lam.setValue(0.0123)
     view.tolerance.setValue(1e-7)

@@ -26,7 +26,7 @@ def main() -> int:
     router.start()
     import tempfile
 
-    settings = QSettings(os.path.join(tempfile.mkdtemp(), "screenshot.ini"), QSettings.IniFormat)
+    settings = QSettings(os.path.join(tempfile.mkdtemp(), "screenshot.ini"), QSettings.Format.IniFormat)
     win = MainWindow(router, settings)
     win.resize(1500, 950)
     win.show()

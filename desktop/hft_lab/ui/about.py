@@ -132,7 +132,7 @@ class AboutDialog(QDialog):
             f"<h2 style='margin:0'>HFT Arbitrage Lab {html.escape(hft_lab.__version__)}</h2>"
             "Quant algorithms on a Rust core, reached in-process (PyO3) or over gRPC."
         )
-        title.setTextFormat(Qt.RichText)
+        title.setTextFormat(Qt.TextFormat.RichText)
         title.setWordWrap(True)
 
         self.info = QTextBrowser()
@@ -149,7 +149,7 @@ class AboutDialog(QDialog):
         self.tabs.addTab(self.licenses, "Licenses")
         self.tabs.addTab(self.data_licenses, "Sample data")
 
-        buttons = QDialogButtonBox(QDialogButtonBox.Close)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
         buttons.accepted.connect(self.accept)
 
@@ -163,7 +163,7 @@ class AboutDialog(QDialog):
         lay.addWidget(self.tabs, 1)
         lay.addWidget(buttons)
 
-        self._fetched.connect(self._show_backends, Qt.QueuedConnection)
+        self._fetched.connect(self._show_backends, Qt.ConnectionType.QueuedConnection)
         self._render()
         threading.Thread(target=self._fetch, name="about-backend-info", daemon=True).start()
 
@@ -198,6 +198,6 @@ class AboutDialog(QDialog):
 def show_about(parent: QWidget | None, router) -> AboutDialog:
     """Open the About box (window-modal, does not block the event loop) and return it."""
     dlg = AboutDialog(router, parent)
-    dlg.setAttribute(Qt.WA_DeleteOnClose)
+    dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     dlg.open()
     return dlg

@@ -3,7 +3,7 @@
     ds = ImportDialog.get_dataset(path, parent)   # None when cancelled or failed
 or
     dlg = ImportDialog(path, parent)
-    if dlg.exec() == QDialog.Accepted:
+    if dlg.exec() == QDialog.DialogCode.Accepted:
         ds = dlg.dataset()
 
 The dialog shows what `sniff()` guessed (delimiter, encoding, decimal separator, header, layout,
@@ -113,7 +113,7 @@ class ImportDialog(QDialog):
         if dlg._sniff is None:
             dlg._show_error(dlg.sniff_error)
             return None
-        if dlg.exec() == QDialog.Accepted:
+        if dlg.exec() == QDialog.DialogCode.Accepted:
             return dlg.dataset()
         return None
 
@@ -157,7 +157,7 @@ class ImportDialog(QDialog):
     # ---- layout ----
     def _build(self) -> None:
         self.file_label = QLabel()
-        self.file_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.file_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.file_label.setWordWrap(True)
 
         read = QGroupBox("Reading the file")
@@ -226,11 +226,11 @@ class ImportDialog(QDialog):
         left_w.setMaximumWidth(460)
 
         self.preview = QTableWidget()
-        self.preview.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.preview.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.preview.setAlternatingRowColors(True)
         self.report = QPlainTextEdit()
         self.report.setReadOnly(True)
-        self.report.setLineWrapMode(QPlainTextEdit.WidgetWidth)
+        self.report.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
         pv = QWidget()
         pvl = QVBoxLayout(pv)
         pvl.setContentsMargins(0, 0, 0, 0)
@@ -242,7 +242,7 @@ class ImportDialog(QDialog):
         rpl.setContentsMargins(0, 0, 0, 0)
         rpl.addWidget(QLabel("Report"))
         rpl.addWidget(self.report)
-        split = QSplitter(Qt.Vertical)
+        split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(pv)
         split.addWidget(rp)
         split.setSizes([420, 220])
@@ -253,14 +253,14 @@ class ImportDialog(QDialog):
 
         self.status = QLabel(" ")
         self.status.setWordWrap(True)
-        self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.busy = QProgressBar()
         self.busy.setRange(0, 1)
         self.busy.setTextVisible(False)
         self.busy.setMaximumWidth(120)
         self.busy.hide()
-        self.buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
-        self.ok_button = self.buttons.button(QDialogButtonBox.Ok)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.ok_button = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
         self.ok_button.setText("Load")
         self.buttons.accepted.connect(self._on_ok)
         self.buttons.rejected.connect(self.reject)

@@ -34,7 +34,7 @@ class LogPanel(QPlainTextEdit):
         self.setReadOnly(True)
         self.setMaximumBlockCount(self.MAX_LINES)
         f = QFont("DejaVu Sans Mono")
-        f.setStyleHint(QFont.Monospace)
+        f.setStyleHint(QFont.StyleHint.Monospace)
         self.setFont(f)
         self.handler = QtLogHandler()
         self.handler.bridge.line.connect(self.appendPlainText)

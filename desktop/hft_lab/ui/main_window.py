@@ -10,6 +10,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
+    QDialog,
     QFileDialog,
     QInputDialog,
     QDockWidget,
@@ -58,17 +59,17 @@ class MainWindow(QMainWindow):
         self.store = DatasetStore(parent=self)  # the active dataset every tab works on
         file_menu = self.menuBar().addMenu("&File")
         a = file_menu.addAction("&Import CSV…", self.import_csv)
-        a.setShortcut(QKeySequence.Open)
+        a.setShortcut(QKeySequence.StandardKey.Open)
         file_menu.addAction("Load &sample data", self.load_sample)
         file_menu.addAction("&Synthetic data…", self.load_synthetic)
         file_menu.addAction("Select &range and assets…", self.select_range)
         file_menu.addSeparator()
         file_menu.addAction("&Export session…", self.export_session_dialog)
         file_menu.addSeparator()
-        file_menu.addAction("&Quit", self.close).setShortcut(QKeySequence.Quit)
+        file_menu.addAction("&Quit", self.close).setShortcut(QKeySequence.StandardKey.Quit)
         help_menu = self.menuBar().addMenu("&Help")
         self.about_action = help_menu.addAction("&About HFT Arbitrage Lab…")
-        self.about_action.setMenuRole(QAction.AboutRole)
+        self.about_action.setMenuRole(QAction.MenuRole.AboutRole)
         self.about_action.triggered.connect(lambda: show_about(self, self.router))
 
         self.log_panel = LogPanel()
@@ -76,8 +77,8 @@ class MainWindow(QMainWindow):
         dock = QDockWidget("Log", self)
         dock.setObjectName("log-dock")
         dock.setWidget(self.log_panel)
-        self.addDockWidget(Qt.BottomDockWidgetArea, dock)
-        self.resizeDocks([dock], [140], Qt.Vertical)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+        self.resizeDocks([dock], [140], Qt.Orientation.Vertical)
 
         tb = QToolBar("Backend")
         tb.setObjectName("backend-toolbar")
@@ -115,7 +116,7 @@ class MainWindow(QMainWindow):
         sb.addPermanentWidget(self.pyo3_label)
 
         # the router calls back from any thread; hop to the GUI thread with a queued signal
-        self.backend_state_changed.connect(self.refresh_status, Qt.QueuedConnection)
+        self.backend_state_changed.connect(self.refresh_status, Qt.ConnectionType.QueuedConnection)
         router.on_change = self.backend_state_changed.emit
         self._poll = QTimer(self)
         self._poll.setInterval(2000)
@@ -224,7 +225,7 @@ class MainWindow(QMainWindow):
         if dlg.sniff_result is None:
             dlg._show_error(dlg.sniff_error)  # unreadable: the message names the problem
             return
-        if dlg.exec() != dlg.Accepted or dlg.dataset() is None:
+        if dlg.exec() != QDialog.DialogCode.Accepted or dlg.dataset() is None:
             return
         self.store.set_dataset(dlg.dataset())
         self._remember_dataset({"kind": "csv", "path": str(path), "params": dlg.params()})

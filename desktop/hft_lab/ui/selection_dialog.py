@@ -60,8 +60,8 @@ class SelectionDialog(QDialog):
         chosen = set(store.assets)
         for a in store.dataset.assets:
             it = QListWidgetItem(a)
-            it.setFlags(it.flags() | Qt.ItemIsUserCheckable)
-            it.setCheckState(Qt.Checked if a in chosen else Qt.Unchecked)
+            it.setFlags(it.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            it.setCheckState(Qt.CheckState.Checked if a in chosen else Qt.CheckState.Unchecked)
             self.assets.addItem(it)
         all_b, none_b, reset_b = QPushButton("All"), QPushButton("None"), QPushButton("Whole dataset")
         all_b.clicked.connect(lambda: self._check_all(True))
@@ -73,7 +73,7 @@ class SelectionDialog(QDialog):
         self.error = QLabel("")
         self.error.setStyleSheet("color: #c62828")
         self.error.setWordWrap(True)
-        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.apply)
         buttons.rejected.connect(self.reject)
 
@@ -88,7 +88,7 @@ class SelectionDialog(QDialog):
 
     def _check_all(self, on: bool) -> None:
         for i in range(self.assets.count()):
-            self.assets.item(i).setCheckState(Qt.Checked if on else Qt.Unchecked)
+            self.assets.item(i).setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
 
     def _reset(self) -> None:
         idx = self.store.dataset.prices.index
@@ -101,7 +101,7 @@ class SelectionDialog(QDialog):
         self._check_all(True)
 
     def chosen_assets(self) -> list[str]:
-        return [self.assets.item(i).text() for i in range(self.assets.count()) if self.assets.item(i).checkState() == Qt.Checked]
+        return [self.assets.item(i).text() for i in range(self.assets.count()) if self.assets.item(i).checkState() == Qt.CheckState.Checked]
 
     def selection(self) -> tuple:
         if self._dated:

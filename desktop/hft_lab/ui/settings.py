@@ -114,7 +114,7 @@ def set_widget_value(w: QWidget, v: Any) -> bool:
         return True
     if isinstance(w, QComboBox):
         text = str(v)
-        i = w.findText(text, Qt.MatchExactly)
+        i = w.findText(text, Qt.MatchFlag.MatchExactly)
         if i >= 0:
             w.setCurrentIndex(i)
             return True

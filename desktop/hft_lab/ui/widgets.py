@@ -28,9 +28,9 @@ class StatsTable(QTableWidget):
         super().__init__(0, 2, parent)
         self.setHorizontalHeaderLabels(["statistic", "value"])
         self.verticalHeader().setVisible(False)
-        self.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeToContents)
+        self.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         self.horizontalHeader().setStretchLastSection(True)
-        self.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
 
     def set_rows(self, rows: list[tuple[str, object]]) -> None:
         self.setRowCount(len(rows))
@@ -60,7 +60,7 @@ def status_label(text: str = "Ready."):
 
     label = QLabel(text)
     label.setWordWrap(True)
-    label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     return label
 
 

@@ -195,7 +195,7 @@ class BenchmarkView(QWidget):
         self.estimate.setWordWrap(True)
         self.status = QLabel("Ready.")
         self.status.setWordWrap(True)
-        self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         export = QGroupBox("Export")
         eb = QHBoxLayout(export)
@@ -223,7 +223,7 @@ class BenchmarkView(QWidget):
         left_w = QScrollArea()
         left_w.setWidget(inner)
         left_w.setWidgetResizable(True)
-        left_w.setFrameShape(QFrame.NoFrame)
+        left_w.setFrameShape(QFrame.Shape.NoFrame)
         left_w.setMinimumWidth(340)
         left_w.setMaximumWidth(420)
 
@@ -257,14 +257,14 @@ class BenchmarkView(QWidget):
         self.table = QTableWidget(0, len(TABLE_COLUMNS))
         self.table.setHorizontalHeaderLabels(TABLE_COLUMNS)
         self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Interactive)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.horizontalHeader().setStretchLastSection(True)
 
         self.summary = QPlainTextEdit()
         self.summary.setReadOnly(True)
-        self.summary.setLineWrapMode(QPlainTextEdit.WidgetWidth)
+        self.summary.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
         f = self.summary.font()
         f.setFamily("DejaVu Sans Mono")
         f.setStyleHint(f.StyleHint.Monospace)
@@ -532,7 +532,7 @@ class BenchmarkView(QWidget):
         for j, v in enumerate(vals):
             it = QTableWidgetItem(str(v))
             if j in (4, 5, 6, 7, 8, 10):
-                it.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
+                it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             if c.parity == "FAILED":
                 it.setForeground(QBrush(RED))
                 f = it.font()
@@ -649,7 +649,7 @@ class BenchmarkView(QWidget):
             xs = np.array([p[0] for p in pts], dtype=float)
             ys = np.array([p[1] for p in pts], dtype=float)
             col = self._color(name)
-            style = Qt.SolidLine if name in BACKEND_COLORS else Qt.DashLine
+            style = Qt.PenStyle.SolidLine if name in BACKEND_COLORS else Qt.PenStyle.DashLine
             plot.plot(xs, ys, pen=pg.mkPen(col, width=2, style=style), symbol="o", symbolSize=7,
                       symbolBrush=pg.mkBrush(*col), symbolPen=pg.mkPen(col), name=name)
 

@@ -187,7 +187,7 @@ class MeanReversionView(QWidget):
         left_w = QScrollArea()
         left_w.setWidget(left_inner)
         left_w.setWidgetResizable(True)
-        left_w.setFrameShape(QFrame.NoFrame)
+        left_w.setFrameShape(QFrame.Shape.NoFrame)
         left_w.setMinimumWidth(330)
         left_w.setMaximumWidth(400)
 
@@ -198,12 +198,12 @@ class MeanReversionView(QWidget):
         for p in (self.z_plot, self.equity_plot, self.dd_plot):
             p.setXLink(self.price_plot)
         self.hover = QLabel(" ")
-        self.hover.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        top = QSplitter(Qt.Vertical)
+        self.hover.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        top = QSplitter(Qt.Orientation.Vertical)
         top.addWidget(self.price_plot)
         top.addWidget(self.z_plot)
         top.setSizes([600, 300])
-        perf = QSplitter(Qt.Vertical)
+        perf = QSplitter(Qt.Orientation.Vertical)
         perf.addWidget(self.equity_plot)
         perf.addWidget(self.dd_plot)
         self.plot_tabs = QTabWidget()
@@ -442,14 +442,14 @@ class MeanReversionView(QWidget):
     @staticmethod
     def _z_levels(zp, threshold, exit_threshold, stop_threshold) -> None:
         for level in (threshold, -threshold):
-            zp.addLine(y=level, pen=pen("threshold", 1, Qt.DashLine))
+            zp.addLine(y=level, pen=pen("threshold", 1, Qt.PenStyle.DashLine))
         if exit_threshold != 0:
-            zp.addLine(y=exit_threshold, pen=pen("exit", 1, Qt.DotLine))
-            zp.addLine(y=-exit_threshold, pen=pen("exit", 1, Qt.DotLine))
-        zp.addLine(y=0, pen=pen("exit", 1, Qt.DotLine))
+            zp.addLine(y=exit_threshold, pen=pen("exit", 1, Qt.PenStyle.DotLine))
+            zp.addLine(y=-exit_threshold, pen=pen("exit", 1, Qt.PenStyle.DotLine))
+        zp.addLine(y=0, pen=pen("exit", 1, Qt.PenStyle.DotLine))
         if stop_threshold is not None:
             for s in (stop_threshold, -stop_threshold):
-                zp.addLine(y=s, pen=pen("short", 1, Qt.DashDotLine))
+                zp.addLine(y=s, pen=pen("short", 1, Qt.PenStyle.DashDotLine))
 
     def _draw_performance(self, bt) -> None:
         idx = np.arange(len(bt.equity), dtype=np.float64)

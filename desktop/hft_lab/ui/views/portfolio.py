@@ -251,7 +251,7 @@ class _NumberItem(QTableWidgetItem):
     def __init__(self, value: float, text: str):
         super().__init__(text)
         self.value = value
-        self.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
+        self.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
     def __lt__(self, other):
         if isinstance(other, _NumberItem):
@@ -320,11 +320,11 @@ class PortfolioView(QWidget):
         data = QGroupBox("Data")
         dl = QVBoxLayout(data)
         self.source = QComboBox()
-        self.source.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.source.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.source.setMinimumContentsLength(16)
         if self.store is not None:
             self.source.addItem(active_label(self.store.dataset.name), "active")
-            self.source.setItemData(0, self.store.describe(), Qt.ToolTipRole)
+            self.source.setItemData(0, self.store.describe(), Qt.ItemDataRole.ToolTipRole)
         else:
             try:
                 self._sample = load_sample_prices().prices
@@ -336,7 +336,7 @@ class PortfolioView(QWidget):
         self.dataset_label = QLabel(" ")
         self.dataset_label.setWordWrap(True)
         self.dataset_label.setStyleSheet("color: #555")
-        self.dataset_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.dataset_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.dataset_label.setVisible(False)
         dl.addWidget(self.dataset_label)
         self.source_options = QStackedWidget()
@@ -405,9 +405,9 @@ class PortfolioView(QWidget):
         self.assets.verticalHeader().setVisible(False)
         self.assets.verticalHeader().setDefaultSectionSize(22)
         self.assets.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
-        self.assets.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeToContents)
-        self.assets.setSelectionMode(QAbstractItemView.NoSelection)
-        self.assets.setEditTriggers(QAbstractItemView.DoubleClicked | QAbstractItemView.EditKeyPressed | QAbstractItemView.AnyKeyPressed)
+        self.assets.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        self.assets.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.assets.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked | QAbstractItemView.EditTrigger.EditKeyPressed | QAbstractItemView.EditTrigger.AnyKeyPressed)
         self.assets.setItemDelegateForColumn(1, _BudgetDelegate(self.assets))
         self.assets.setMinimumHeight(110)
         self.assets.setToolTip("Check the assets to optimise over. With risk parity, double-click a risk budget to edit it.")
@@ -491,8 +491,8 @@ class PortfolioView(QWidget):
         scroll = QScrollArea()
         scroll.setWidget(inputs_w)
         scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         left = QVBoxLayout()
         left.setContentsMargins(0, 0, 0, 0)
         left.addWidget(scroll, 1)
@@ -503,7 +503,7 @@ class PortfolioView(QWidget):
         left_w = QWidget()
         left_w.setLayout(left)
         left_w.setFixedWidth(350)
-        left_w.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Expanding)
+        left_w.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Expanding)
 
         # results
         self.frontier_plot = _plot(
@@ -511,7 +511,7 @@ class PortfolioView(QWidget):
         )
         # the legend is a line under the plot: inside, it would hide points or the frontier
         self.frontier_legend = QLabel(" ")
-        self.frontier_legend.setAlignment(Qt.AlignCenter)
+        self.frontier_legend.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.frontier_legend.setWordWrap(True)
         self.frontier_legend.setStyleSheet("background: white; color: #222; padding: 2px;")
         self._label_font = QFont(self.font().family())
@@ -538,21 +538,21 @@ class PortfolioView(QWidget):
         self.results.setHorizontalHeaderLabels(["asset", "weight", "risk contribution", "risk budget"])
         self.results.verticalHeader().setVisible(False)
         self.results.verticalHeader().setDefaultSectionSize(22)
-        self.results.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.results.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.results.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
         self.results.setColumnHidden(3, True)
         self.results.setSortingEnabled(True)
-        self.results.sortByColumn(1, Qt.DescendingOrder)
+        self.results.sortByColumn(1, Qt.SortOrder.DescendingOrder)
         self.stats = StatsTable()
         self.stats.verticalHeader().setDefaultSectionSize(22)
         self.hover = QLabel(" ")
-        self.hover.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.hover.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         self.tables = QTabWidget()
         self.tables.addTab(self.stats, "Summary")
         self.tables.addTab(self.results, "Weights table")
         tables = self.tables
-        top = QSplitter(Qt.Horizontal)
+        top = QSplitter(Qt.Orientation.Horizontal)
         frontier_box = QWidget()
         fl = QVBoxLayout(frontier_box)
         fl.setContentsMargins(0, 0, 0, 2)
@@ -564,10 +564,10 @@ class PortfolioView(QWidget):
         top.setStretchFactor(0, 3)
         top.setStretchFactor(1, 2)
         top.setSizes([700, 420])
-        bars = QSplitter(Qt.Horizontal)
+        bars = QSplitter(Qt.Orientation.Horizontal)
         bars.addWidget(self.weights_plot)
         bars.addWidget(self.risk_plot)
-        right_split = QSplitter(Qt.Vertical)
+        right_split = QSplitter(Qt.Orientation.Vertical)
         right_split.addWidget(top)
         right_split.addWidget(bars)
         right_split.setSizes([560, 400])
@@ -690,7 +690,7 @@ class PortfolioView(QWidget):
         i = self.source.findData("active")
         if i >= 0:
             self.source.setItemText(i, active_label(self.store.dataset.name))
-            self.source.setItemData(i, self.store.describe(), Qt.ToolTipRole)
+            self.source.setItemData(i, self.store.describe(), Qt.ItemDataRole.ToolTipRole)
         if not self.uses_store:
             return
         gone = []
@@ -744,13 +744,13 @@ class PortfolioView(QWidget):
         t.setRowCount(len(names))
         for i, name in enumerate(names):
             it = QTableWidgetItem(name)
-            it.setFlags(Qt.ItemIsEnabled | Qt.ItemIsUserCheckable)
-            it.setCheckState(Qt.Checked if self._checked.get(name, True) else Qt.Unchecked)
+            it.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsUserCheckable)
+            it.setCheckState(Qt.CheckState.Checked if self._checked.get(name, True) else Qt.CheckState.Unchecked)
             t.setItem(i, 0, it)
             b = QTableWidgetItem()
-            b.setData(Qt.EditRole, float(self._budgets.get(name, 1.0)))
-            b.setFlags(Qt.ItemIsEnabled | Qt.ItemIsEditable | Qt.ItemIsSelectable)
-            b.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
+            b.setData(Qt.ItemDataRole.EditRole, float(self._budgets.get(name, 1.0)))
+            b.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsEditable | Qt.ItemFlag.ItemIsSelectable)
+            b.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             t.setItem(i, 1, b)
         t.blockSignals(False)
 
@@ -761,7 +761,7 @@ class PortfolioView(QWidget):
         return [
             self.assets.item(i, 0).text()
             for i in range(self.assets.rowCount())
-            if self.assets.item(i, 0).checkState() == Qt.Checked
+            if self.assets.item(i, 0).checkState() == Qt.CheckState.Checked
         ]
 
     def set_checked(self, names, checked: bool = True) -> None:
@@ -769,13 +769,13 @@ class PortfolioView(QWidget):
         for i in range(self.assets.rowCount()):
             it = self.assets.item(i, 0)
             if it.text() in want:
-                it.setCheckState(Qt.Checked if checked else Qt.Unchecked)
+                it.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
 
     def set_all_checked(self, checked: bool) -> None:
         self.assets.blockSignals(True)
         for i in range(self.assets.rowCount()):
             it = self.assets.item(i, 0)
-            it.setCheckState(Qt.Checked if checked else Qt.Unchecked)
+            it.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
             self._checked[it.text()] = checked
         self.assets.blockSignals(False)
         self._inputs_changed()
@@ -783,7 +783,7 @@ class PortfolioView(QWidget):
     def set_budget(self, name: str, value: float) -> None:
         for i in range(self.assets.rowCount()):
             if self.assets.item(i, 0).text() == name:
-                self.assets.item(i, 1).setData(Qt.EditRole, float(value))
+                self.assets.item(i, 1).setData(Qt.ItemDataRole.EditRole, float(value))
                 return
         raise KeyError(name)
 
@@ -791,16 +791,16 @@ class PortfolioView(QWidget):
         """The risk budgets of the checked assets, in table order."""
         out = []
         for i in range(self.assets.rowCount()):
-            if self.assets.item(i, 0).checkState() == Qt.Checked:
-                out.append(float(self.assets.item(i, 1).data(Qt.EditRole)))
+            if self.assets.item(i, 0).checkState() == Qt.CheckState.Checked:
+                out.append(float(self.assets.item(i, 1).data(Qt.ItemDataRole.EditRole)))
         return out
 
     def _asset_item_changed(self, item: QTableWidgetItem) -> None:
         name = self.assets.item(item.row(), 0).text()
         if item.column() == 0:
-            self._checked[name] = item.checkState() == Qt.Checked
+            self._checked[name] = item.checkState() == Qt.CheckState.Checked
         else:
-            self._budgets[name] = float(item.data(Qt.EditRole))
+            self._budgets[name] = float(item.data(Qt.ItemDataRole.EditRole))
         self._inputs_changed()
 
     def date_range(self) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
@@ -1084,7 +1084,7 @@ class PortfolioView(QWidget):
             x_end = (y_top - rf) / r.sharpe if r.sharpe > 0 else r.volatility
             self.cml_curve = fp.plot(
                 [0.0, x_end], [rf, rf + r.sharpe * x_end],
-                pen=pen("exit", 1.2, Qt.DashLine),
+                pen=pen("exit", 1.2, Qt.PenStyle.DashLine),
             )
         label = SHORT_LABEL.get(r.method, r.method)
         self.portfolio_point = pg.ScatterPlotItem(

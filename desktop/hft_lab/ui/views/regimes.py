@@ -202,8 +202,8 @@ class SciSpinBox(QDoubleSpinBox):
             v = float(t)
         except ValueError:
             ok = t == "" or t.lower().endswith(("e", "e-", "e+", ".", "-"))
-            return (QValidator.Intermediate if ok else QValidator.Invalid), text, pos
-        return (QValidator.Acceptable if self.minimum() <= v <= self.maximum() else QValidator.Intermediate), text, pos
+            return (QValidator.State.Intermediate if ok else QValidator.State.Invalid), text, pos
+        return (QValidator.State.Acceptable if self.minimum() <= v <= self.maximum() else QValidator.State.Intermediate), text, pos
 
     def stepBy(self, steps: int) -> None:
         v = self.value()
@@ -334,7 +334,7 @@ class RegimesView(QWidget):
         self.dataset_label = QLabel(" ")
         self.dataset_label.setWordWrap(True)
         self.dataset_label.setStyleSheet("color: #555")
-        self.dataset_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.dataset_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.dataset_label.setVisible(False)
         self.n_points = QSpinBox()
         self.n_points.setRange(100, 1_000_000)
@@ -414,7 +414,7 @@ class RegimesView(QWidget):
         left_w = QScrollArea()
         left_w.setWidget(left_inner)
         left_w.setWidgetResizable(True)
-        left_w.setFrameShape(QFrame.NoFrame)
+        left_w.setFrameShape(QFrame.Shape.NoFrame)
         left_w.setMinimumWidth(330)
         left_w.setMaximumWidth(400)
 
@@ -444,9 +444,9 @@ class RegimesView(QWidget):
         # regime table, transition heat map, log-likelihood curve
         self.regime_table = QTableWidget(0, 0)
         self.regime_table.verticalHeader().setVisible(False)
-        self.regime_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.regime_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
-        self.regime_table.setSelectionMode(QAbstractItemView.NoSelection)
+        self.regime_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.regime_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.regime_table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.regime_table.verticalHeader().setDefaultSectionSize(22)
         self.heat = pg.PlotWidget(title="Transitions")
         hp = self.heat.getPlotItem()
@@ -470,7 +470,7 @@ class RegimesView(QWidget):
         self.table_tabs = QTabWidget()
         self.table_tabs.addTab(self.regime_table, "Regimes")
         self.table_tabs.addTab(self.stats, "Fit statistics")
-        bottom = QSplitter(Qt.Horizontal)
+        bottom = QSplitter(Qt.Orientation.Horizontal)
         bottom.addWidget(self.table_tabs)
         bottom.addWidget(self.heat)
         bottom.addWidget(self.ll_plot)
@@ -478,13 +478,13 @@ class RegimesView(QWidget):
         bottom.setStretchFactor(1, 2)
         bottom.setStretchFactor(2, 2)
         bottom.setSizes([560, 220, 240])
-        right = QSplitter(Qt.Vertical)
+        right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.price_plot)
         right.addWidget(self.post_plot)
         right.addWidget(bottom)
         right.setSizes([420, 190, 240])
         self.hover = QLabel(" ")
-        self.hover.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.hover.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         right_box = QVBoxLayout()
         right_box.addWidget(right, 1)
         right_box.addWidget(self.hover)
@@ -953,11 +953,11 @@ class RegimesView(QWidget):
             head = QTableWidgetItem(f"  {k + 1}  ")
             head.setBackground(QBrush(QColor(*colors[k])))
             head.setForeground(QBrush(QColor("white")))
-            head.setTextAlignment(Qt.AlignCenter)
+            head.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
             t.setItem(k, 0, head)
             for j, v in enumerate(vals, start=1):
                 it = QTableWidgetItem(v)
-                it.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
+                it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 t.setItem(k, j, it)
 
     def _empty_heat(self) -> None:

@@ -201,9 +201,9 @@ class LogSpinBox(QDoubleSpinBox):
             v = float(t)
         except ValueError:
             ok = t == "" or t.lower().endswith(("e", "e-", "e+", ".", "-"))
-            return (QValidator.Intermediate if ok else QValidator.Invalid), text, pos
+            return (QValidator.State.Intermediate if ok else QValidator.State.Invalid), text, pos
         ok = self.minimum() <= v <= self.maximum() and math.isfinite(v)
-        return (QValidator.Acceptable if ok else QValidator.Intermediate), text, pos
+        return (QValidator.State.Acceptable if ok else QValidator.State.Intermediate), text, pos
 
     def _grid(self, i: int) -> float:
         m = len(self.mantissas)
@@ -314,7 +314,7 @@ class SparseView(QWidget):
         data = QGroupBox("Data")
         df = QFormLayout(data)
         self.source = QComboBox()
-        self.source.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.source.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.source.setMinimumContentsLength(16)
         if self.store is not None:
             self.source.addItem(active_label(self.store.dataset.name), "active")
@@ -350,7 +350,7 @@ class SparseView(QWidget):
         self.data_label = QLabel(" ")
         self.data_label.setWordWrap(True)
         self.data_label.setStyleSheet("color: #555")
-        self.data_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.data_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         df.addRow("Prices", self.source)
         df.addRow("Period", period_row)
         df.addRow("Length", self.syn_n)
@@ -364,7 +364,7 @@ class SparseView(QWidget):
         self.method = QComboBox()
         for label, m, text in METHODS:
             self.method.addItem(label, m)
-            self.method.setItemData(self.method.count() - 1, text, Qt.ToolTipRole)
+            self.method.setItemData(self.method.count() - 1, text, Qt.ItemDataRole.ToolTipRole)
         self.method_help = QLabel(" ")
         self.method_help.setWordWrap(True)
         self.method_help.setStyleSheet("color: #555")
@@ -374,7 +374,7 @@ class SparseView(QWidget):
             "Penalty λ (scikit-learn's alpha): 0 keeps every hedge; above λmax only the target is left. "
             "Prices near 100 give λmax in the thousands. Arrows step 1-2-5; type any number."
         )
-        self.lam_slider = QSlider(Qt.Horizontal)
+        self.lam_slider = QSlider(Qt.Orientation.Horizontal)
         lo, hi = SLIDER_DECADES
         self.lam_slider.setRange(lo * SLIDER_STEPS_PER_DECADE, hi * SLIDER_STEPS_PER_DECADE)
         self.lam_slider.setToolTip("λ on a log scale (1e-4 … 1e8)")
@@ -449,8 +449,8 @@ class SparseView(QWidget):
         scroll = QScrollArea()
         scroll.setWidget(inputs_w)
         scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         left = QVBoxLayout()
         left.setContentsMargins(0, 0, 0, 0)
         left.addWidget(scroll, 1)
@@ -462,12 +462,12 @@ class SparseView(QWidget):
         left_w = QWidget()
         left_w.setLayout(left)
         left_w.setFixedWidth(360)
-        left_w.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Expanding)
+        left_w.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Expanding)
 
         # results: basket
         self.summary = QLabel("Run to find a basket.")
         self.summary.setWordWrap(True)
-        self.summary.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.summary.setStyleSheet("padding: 2px 4px;")
         self.weights_axis = NamesAxis()
         self.weights_plot = _pg_plot("Weights", "weight", axis=self.weights_axis)
@@ -481,13 +481,13 @@ class SparseView(QWidget):
         self.spread_plot.getPlotItem().getAxis("left").enableAutoSIPrefix(False)
         self.spread_plot.getPlotItem().setAxisItems({"bottom": self.date_axis})
         self._spread_dated = True
-        top = QSplitter(Qt.Horizontal)
+        top = QSplitter(Qt.Orientation.Horizontal)
         top.addWidget(self.weights_plot)
         top.addWidget(self.stats)
         top.setStretchFactor(0, 3)
         top.setStretchFactor(1, 2)
         top.setSizes([560, 380])
-        basket = QSplitter(Qt.Vertical)
+        basket = QSplitter(Qt.Orientation.Vertical)
         basket.addWidget(top)
         basket.addWidget(self.spread_plot)
         basket.setSizes([330, 400])
@@ -512,14 +512,14 @@ class SparseView(QWidget):
         self.half_life_plot.getPlotItem().setLogMode(x=True, y=True)
         self.lam_lines = []
         for p in (self.nonzero_plot, self.half_life_plot):
-            line = pg.InfiniteLine(angle=90, movable=True, pen=pg.mkPen(214, 39, 40, width=1.5, style=Qt.DashLine),
+            line = pg.InfiniteLine(angle=90, movable=True, pen=pg.mkPen(214, 39, 40, width=1.5, style=Qt.PenStyle.DashLine),
                                    hoverPen=pg.mkPen(214, 39, 40, width=3))
             line.setToolTip("Current λ: drag to change it")
             line.setVisible(False)
             p.addItem(line, ignoreBounds=True)
             line.sigPositionChangeFinished.connect(self._lam_line_moved)
             self.lam_lines.append(line)
-        path_split = QSplitter(Qt.Vertical)
+        path_split = QSplitter(Qt.Orientation.Vertical)
         path_split.addWidget(self.nonzero_plot)
         path_split.addWidget(self.half_life_plot)
         path_w = QWidget()
@@ -532,7 +532,7 @@ class SparseView(QWidget):
         self.result_tabs.addTab(basket, "Basket")
         self.result_tabs.addTab(path_w, "λ path")
         self.hover = QLabel(" ")
-        self.hover.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.hover.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         right = QVBoxLayout()
         right.setContentsMargins(0, 0, 0, 0)
         right.addWidget(self.summary)
@@ -949,7 +949,7 @@ class SparseView(QWidget):
         self.spread_curve = sp.plot(self._spread_x, s, pen=pen("price"), skipFiniteCheck=True)
         sp.addItem(pg.InfiniteLine(pos=mean, angle=0, pen=pen("mean", 1.5), label=None))
         for level in self.spread_levels[1:]:
-            sp.addItem(pg.InfiniteLine(pos=level, angle=0, pen=pen("threshold", 1, Qt.DashLine)))
+            sp.addItem(pg.InfiniteLine(pos=level, angle=0, pen=pen("threshold", 1, Qt.PenStyle.DashLine)))
         sp.setTitle(
             f"Spread (basket value) with <span style='color:#1f77b4'>its mean {fmt(mean, 4)}</span> and "
             f"<span style='color:#d62728'>±2σ (σ = {fmt(sd, 4)})</span>"
