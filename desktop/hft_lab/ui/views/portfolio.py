@@ -46,7 +46,7 @@ import hft_lab
 from hft_lab.backends import Cancelled
 from hft_lab.data import load_sample_prices
 from hft_lab.data.export import SessionItem, describe_prices, to_jsonable
-from hft_lab.ui.plots import pen
+from hft_lab.ui.plots import LabPlot, PercentAxis, pen
 from hft_lab.ui.widgets import StatsTable, busy_bar, export_buttons, fmt, status_label
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
@@ -186,19 +186,6 @@ def pct(v: float, digits: int = 2) -> str:
     return f"{v * 100:.{digits}f} %"
 
 
-class PercentAxis(pg.AxisItem):
-    """Fractions drawn as percentages (the data stays in fractions)."""
-
-    def __init__(self, orientation, **kwargs):
-        super().__init__(orientation, **kwargs)
-        self.enableAutoSIPrefix(False)
-
-    def tickStrings(self, values, scale, spacing):
-        step = abs(spacing * scale) * 100
-        digits = 0 if step >= 1 or step == 0 else min(6, int(math.ceil(-math.log10(step))))
-        return [f"{v * scale * 100:.{digits}f}%" for v in values]
-
-
 class NamesAxis(pg.AxisItem):
     """Category axis: asset i at x = i. Labels are staggered on two lines and thinned when the plot
     is too narrow for all of them (every name stays available in the hover readout)."""
@@ -268,14 +255,13 @@ class _BudgetDelegate(QStyledItemDelegate):
         return ed
 
 
-def _plot(title: str, bottom: pg.AxisItem, left: pg.AxisItem, left_label: str, bottom_label: str = "") -> pg.PlotWidget:
-    w = pg.PlotWidget(title=title, axisItems={"bottom": bottom, "left": left})
+def _plot(title: str, bottom: pg.AxisItem, left: pg.AxisItem, left_label: str, bottom_label: str = "") -> LabPlot:
+    w = LabPlot(title, axisItems={"bottom": bottom, "left": left}, legend=False)
     p = w.getPlotItem()
     p.showGrid(x=not isinstance(bottom, NamesAxis), y=True, alpha=0.2)
     p.setLabel("left", left_label)
     if bottom_label:
         p.setLabel("bottom", bottom_label)
-    p.setMenuEnabled(False)
     p.layout.setContentsMargins(0, 0, 14, 0)  # room for the last x tick label
     return w
 

@@ -43,7 +43,7 @@ from PySide6.QtWidgets import (
 
 from hft_lab.data import load_sample_prices
 from hft_lab.data.export import describe_prices, export_result_csv, export_result_json, SessionItem
-from hft_lab.ui.plots import make_plot, pen
+from hft_lab.ui.plots import BarAxis, PriceAxis, date_of, intraday, make_plot, pen
 from hft_lab.ui.widgets import StatsTable, busy_bar, export_buttons, fmt, status_label
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
@@ -213,73 +213,8 @@ class SciSpinBox(QDoubleSpinBox):
         self.setValue(min(self.maximum(), v * 10.0**steps) if v else 0.0)
 
 
-class BarAxis(pg.AxisItem):
-    """Bottom axis in bars that shows dates (and times, for intraday bars) when the series has them."""
-
-    def __init__(self, *a, **kw):
-        super().__init__("bottom", *a, **kw)
-        self._dates: np.ndarray | None = None
-        self.bar_days = 1.0  # typical bar length in days (median spacing of the dates)
-        self.intraday = False
-
-    @property
-    def dates(self) -> np.ndarray | None:
-        return self._dates
-
-    @dates.setter
-    def dates(self, d) -> None:
-        self._dates = d
-        self.bar_days, self.intraday = 1.0, False
-        if d is not None and len(d) > 1:
-            sec = np.diff(d.astype("datetime64[s]").astype(np.int64))
-            self.bar_days = max(float(np.median(sec)), 1.0) / 86400.0
-            self.intraday = _intraday(d)
-        self.picture = None
-        self.update()
-
-    def tickStrings(self, values, scale, spacing):
-        if self._dates is None or len(self._dates) == 0:
-            return super().tickStrings(values, scale, spacing)
-        days = spacing * self.bar_days  # daily bars: the same thresholds as in bars
-        unit = "Y" if days >= 500 else ("M" if days >= 40 else ("D" if days >= 1 or not self.intraday else "m"))
-        out = []
-        for v in values:
-            i = int(round(v))
-            if not 0 <= i < len(self._dates):
-                out.append("")
-            elif unit == "m":
-                out.append(str(self._dates[i].astype("datetime64[m]"))[5:].replace("T", " "))
-            else:
-                out.append(str(self._dates[i].astype(f"datetime64[{unit}]")))
-        return out
-
-
-class PriceAxis(pg.AxisItem):
-    """Left axis whose log-mode labels read as prices (250, 1,000) rather than 2.5·10²."""
-
-    def __init__(self, *a, **kw):
-        super().__init__("left", *a, **kw)
-
-    def logTickStrings(self, values, scale, spacing):
-        out = []
-        for v in values:
-            x = 10.0 ** v * scale
-            out.append(f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}")
-        return out
-
-
-def _intraday(dates: np.ndarray) -> bool:
-    """True when some date has a time of day (not all at midnight)."""
-    s = dates.astype("datetime64[s]")
-    return bool(np.any(s != s.astype("datetime64[D]")))
-
-
-def _date_of(dates, i: int, intraday: bool = False) -> str:
-    if dates is None or not 0 <= i < len(dates):
-        return ""
-    if intraday:
-        return str(dates[i].astype("datetime64[s]")).replace("T", " ")
-    return str(dates[i].astype("datetime64[D]"))
+_intraday = intraday
+_date_of = date_of
 
 
 class RegimesView(QWidget):
@@ -448,14 +383,14 @@ class RegimesView(QWidget):
         self.regime_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.regime_table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.regime_table.verticalHeader().setDefaultSectionSize(22)
-        self.heat = pg.PlotWidget(title="Transitions")
+        self.heat = make_plot("Transitions", legend=False)
         hp = self.heat.getPlotItem()
         hp.setLabel("left", "from")
         hp.setLabel("bottom", "to")
         hp.invertY(True)
         hp.setMouseEnabled(x=False, y=False)
         hp.hideButtons()
-        hp.setMenuEnabled(False)
+        hp.showGrid(x=False, y=False)
         self.heat.setMinimumWidth(170)
         self.ll_plot = make_plot("Log-likelihood", "")
         self.ll_plot.getPlotItem().setLabel("bottom", "iteration")

@@ -48,7 +48,7 @@ from PySide6.QtWidgets import (
 from hft_lab.data import load_sample_prices
 from hft_lab.data.export import SessionItem, describe_prices
 from hft_lab.data.synthetic import synthetic_dataset, synthetic_index
-from hft_lab.ui.plots import make_plot, pen
+from hft_lab.ui.plots import LabPlot, LogAxis, make_plot, pen
 from hft_lab.ui.views.portfolio import NamesAxis
 from hft_lab.ui.widgets import StatsTable, busy_bar, export_buttons, fmt, status_label
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
@@ -231,38 +231,18 @@ class LogSpinBox(QDoubleSpinBox):
         self.setValue(min(max(new, self.minimum()), self.maximum()))
 
 
-class LogAxis(pg.AxisItem):
-    """Log-mode axis labelled with plain numbers at 1, 2 and 5 × 10^k (only 10^k when that is too
-    many), instead of pyqtgraph's crowded 2·10¹ 3·10¹ … labels."""
-
-    def logTickStrings(self, values, scale, spacing):
-        xs = [10.0 ** float(v) * scale for v in values]
-
-        def mantissa(x: float) -> float:
-            return x / 10.0 ** math.floor(math.log10(x) + 1e-9)
-
-        def nice(x: float, ms) -> bool:
-            return x > 0 and any(abs(mantissa(x) - m) < 1e-6 * m for m in ms)
-
-        ms = (1.0, 2.0, 5.0)
-        if sum(nice(x, ms) for x in xs) > 8:
-            ms = (1.0,)
-        return [(f"{x:g}" if 1e-3 <= x < 1e5 else f"{x:.0e}") if nice(x, ms) else "" for x in xs]
-
-
-def _pg_plot(title: str, left: str, bottom: str = "", axis=None, log_y: bool = False) -> pg.PlotWidget:
+def _pg_plot(title: str, left: str, bottom: str = "", axis=None, log_y: bool = False) -> LabPlot:
     axes = {}
     if axis is not None:
         axes["bottom"] = axis
     if log_y:
         axes["left"] = LogAxis("left")
-    w = pg.PlotWidget(title=title, axisItems=axes or None)
+    w = LabPlot(title, axisItems=axes or None, legend=False)
     p = w.getPlotItem()
     p.showGrid(x=not isinstance(axis, NamesAxis), y=True, alpha=0.2)
     p.setLabel("left", left)
     if bottom:
         p.setLabel("bottom", bottom)
-    p.setMenuEnabled(False)
     p.layout.setContentsMargins(0, 0, 14, 0)
     return w
 
