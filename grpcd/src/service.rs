@@ -199,7 +199,15 @@ impl HftLab for Service {
             cost_bps: r.cost_bps.unwrap_or(0.0),
             periods_per_year: r.periods_per_year.unwrap_or(252.0),
         };
-        let b = blocking("Backtest", move |_| bt::backtest(&prices, &positions, &cfg).map_err(status)).await?;
+        let notional = match &r.notional {
+            Some(_) => Some(convert::vector(&r.notional, "notional")?),
+            None => None,
+        };
+        let units = r.units.clone();
+        let b = blocking("Backtest", move |_| {
+            bt::backtest_units(&prices, &positions, &units, notional.as_deref(), &cfg).map_err(status)
+        })
+        .await?;
         Ok(Response::new(pb::BacktestResponse {
             equity: Some(to_vector(&b.equity)),
             returns: Some(to_vector(&b.returns)),
@@ -217,6 +225,7 @@ impl HftLab for Service {
             trade_exits: b.trade_exits.iter().map(|&i| i as i64).collect(),
             trade_directions: b.trade_directions.iter().map(|&i| i as i64).collect(),
             trade_pnls: b.trade_pnls,
+            units: if r.units == "pnl" { "pnl".into() } else { "returns".into() },
         }))
     }
 

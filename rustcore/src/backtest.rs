@@ -241,8 +241,185 @@ pub fn backtest(
     })
 }
 
+/// [`backtest`] (`units = "returns"`, positive prices) or [`backtest_pnl`] (`units = "pnl"`, any
+/// finite series such as a spread); `notional` is only used in P&L units.
+pub fn backtest_units(
+    prices: &[f64],
+    positions: &[f64],
+    units: &str,
+    notional: Option<&[f64]>,
+    config: &BacktestConfig,
+) -> CoreResult<BacktestResult> {
+    match units {
+        "" | "returns" => {
+            if notional.is_some() {
+                return Err(CoreError::invalid("notional is only used with units=\"pnl\""));
+            }
+            backtest(prices, positions, config)
+        }
+        "pnl" => backtest_pnl(prices, positions, notional, config),
+        other => Err(CoreError::invalid(format!("units must be \"returns\" or \"pnl\", got {other:?}"))),
+    }
+}
+
+/// Backtest of `positions` on a SPREAD (any finite values, e.g. a basket's value, which may cross
+/// zero), in P&L units of the spread: with `c = cost_bps / 1e4`, `N[t] = notional[t]` (the traded
+/// notional per unit of position at bar t, e.g. the basket's gross value Σ|wᵢ|·pᵢ) or `|s[t]|` when
+/// none is given, and `positions[−1] := 0`:
+///
+/// * `pnl[t] = positions[t]·(s[t] − s[t−1]) − c·|positions[t] − positions[t−1]|·N[t−1]` for `t ≥ 1`,
+///   `pnl[0] = −c·|positions[0]|·N[0]` (reported in `returns`);
+/// * `equity[t] = Σ_{u≤t} pnl[u]` (cumulative P&L from 0), `drawdown[t] = equity[t] − max(0,
+///   max_{u≤t} equity[u])` (≤ 0), `max_drawdown = −min(drawdown)` (positive, spread units);
+/// * `total_return` is the total P&L `equity[T−1]`; `annual_return = mean(pnl[1..])·ppy`,
+///   `annual_volatility = std(pnl[1..], ddof=1)·sqrt(ppy)`, Sharpe and Sortino as in [`backtest`]
+///   on the P&L series (scale-free);
+/// * trades as in [`backtest`], with `pnl = d·(s[exit] − s[entry]) − c·(N[entry] + N[exit])`.
+pub fn backtest_pnl(
+    spread: &[f64],
+    positions: &[f64],
+    notional: Option<&[f64]>,
+    config: &BacktestConfig,
+) -> CoreResult<BacktestResult> {
+    check::finite("prices", spread)?;
+    check::finite("positions", positions)?;
+    let t_len = spread.len();
+    if positions.len() != t_len {
+        return Err(CoreError::invalid(format!(
+            "positions has length {} but prices has length {t_len}: they must match",
+            positions.len()
+        )));
+    }
+    if t_len < MIN_BACKTEST_BARS {
+        return Err(CoreError::invalid(format!(
+            "prices must have at least {MIN_BACKTEST_BARS} bars, got {t_len}"
+        )));
+    }
+    if let Some(n) = notional {
+        check::finite("notional", n)?;
+        if n.len() != t_len {
+            return Err(CoreError::invalid(format!(
+                "notional has length {} but prices has length {t_len}: they must match",
+                n.len()
+            )));
+        }
+        if let Some(i) = n.iter().position(|&v| v < 0.0) {
+            return Err(CoreError::invalid(format!("notional must be non-negative, got {} at index {i}", n[i])));
+        }
+    }
+    if let Some(i) = positions.iter().position(|&q| q != -1.0 && q != 0.0 && q != 1.0) {
+        return Err(CoreError::invalid(format!(
+            "positions must be -1, 0 or 1, got {} at index {i}",
+            positions[i]
+        )));
+    }
+    if !(config.cost_bps.is_finite() && config.cost_bps >= 0.0) {
+        return Err(CoreError::invalid(format!(
+            "cost_bps must be a non-negative finite number, got {}",
+            config.cost_bps
+        )));
+    }
+    check::positive("periods_per_year", config.periods_per_year)?;
+    let c = config.cost_bps / 1e4;
+    let ppy = config.periods_per_year;
+    let nt = |t: usize| notional.map_or(spread[t].abs(), |n| n[t]);
+
+    let mut returns = Vec::with_capacity(t_len);
+    returns.push(-c * positions[0].abs() * nt(0));
+    for t in 1..t_len {
+        returns.push(positions[t] * (spread[t] - spread[t - 1]) - c * (positions[t] - positions[t - 1]).abs() * nt(t - 1));
+    }
+    let mut equity = Vec::with_capacity(t_len);
+    let mut drawdown = Vec::with_capacity(t_len);
+    let (mut eq, mut peak) = (0.0f64, 0.0f64);
+    for &r in &returns {
+        eq += r;
+        peak = peak.max(eq);
+        equity.push(eq);
+        drawdown.push(eq - peak);
+    }
+    let (mut trade_entries, mut trade_exits, mut trade_directions, mut trade_pnls) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut start = 0usize;
+    while start < t_len {
+        let d = positions[start];
+        let mut end = start + 1;
+        while end < t_len && positions[end] == d {
+            end += 1;
+        }
+        if d != 0.0 && end < t_len {
+            let (entry, exit) = (start.saturating_sub(1), end - 1);
+            trade_entries.push(entry);
+            trade_exits.push(exit);
+            trade_directions.push(d as i8);
+            trade_pnls.push(d * (spread[exit] - spread[entry]) - c * (nt(entry) + nt(exit)));
+        }
+        start = end;
+    }
+    let rs = &returns[1..];
+    let k = rs.len() as f64;
+    let mean = rs.iter().sum::<f64>() / k;
+    let (mut ss, mut down) = (0.0, 0.0);
+    for &r in rs {
+        ss += (r - mean) * (r - mean);
+        let m = r.min(0.0);
+        down += m * m;
+    }
+    let std = (ss / (k - 1.0)).sqrt();
+    let dd = (down / k).sqrt();
+    let sq = ppy.sqrt();
+    let n_trades = trade_pnls.len();
+    let (win_rate, avg_holding_bars) = if n_trades > 0 {
+        let wins = trade_pnls.iter().filter(|&&p| p > 0.0).count();
+        let hold: usize = trade_exits.iter().zip(&trade_entries).map(|(x, e)| x - e).sum();
+        (wins as f64 / n_trades as f64, hold as f64 / n_trades as f64)
+    } else {
+        (0.0, 0.0)
+    };
+    let max_drawdown = 0.0 - drawdown.iter().cloned().fold(0.0, f64::min);
+    Ok(BacktestResult {
+        equity,
+        returns,
+        drawdown,
+        total_return: eq + 0.0,
+        annual_return: mean * ppy + 0.0,
+        annual_volatility: std * sq,
+        sharpe: ratio(mean, std) * sq + 0.0,
+        sortino: ratio(mean, dd) * sq + 0.0,
+        max_drawdown: max_drawdown + 0.0,
+        n_trades,
+        win_rate,
+        avg_holding_bars,
+        trade_entries,
+        trade_exits,
+        trade_directions,
+        trade_pnls,
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn pnl_units_hand_checked() {
+        // spread crosses zero; long from bar 1 to 3, cost 100 bps on |s|
+        let s = [1.0, -0.5, 0.5, 2.0, 1.0];
+        let q = [0.0, 0.0, 1.0, 1.0, 0.0];
+        let r = backtest_pnl(&s, &q, None, &cfg(100.0)).unwrap();
+        let c = 0.01;
+        let want = [0.0, 0.0, 1.0 - c * 0.5, 1.5, -c * 2.0];
+        for (a, b) in r.returns.iter().zip(want) {
+            assert!(close(*a, b), "{a} vs {b}");
+        }
+        assert!(close(r.total_return, want.iter().sum()));
+        assert_eq!(r.trade_entries, vec![1]);
+        assert_eq!(r.trade_exits, vec![3]);
+        assert!(close(r.trade_pnls[0], 2.5 - c * (0.5 + 2.0)));
+        let n = [10.0; 5];
+        let r2 = backtest_pnl(&s, &q, Some(&n), &cfg(100.0)).unwrap();
+        assert!(close(r2.returns[2], 1.0 - c * 10.0));
+        assert!(backtest_pnl(&s, &q, Some(&[1.0; 4]), &cfg(1.0)).is_err());
+        assert!(backtest_pnl(&s, &q, Some(&[-1.0; 5]), &cfg(1.0)).is_err());
+    }
+
     use super::*;
 
     fn cfg(cost_bps: f64) -> BacktestConfig {

@@ -152,7 +152,7 @@ class Backend(abc.ABC):
     def _fit_ou(self, series, dt, bars_per_day) -> dict: ...
 
     @abc.abstractmethod
-    def _backtest(self, prices, positions, cost_bps, periods_per_year) -> dict: ...
+    def _backtest(self, prices, positions, cost_bps, periods_per_year, units, notional) -> dict: ...
 
     @abc.abstractmethod
     def _run_hmm(self, observations, n_states, max_iterations, tolerance, n_restarts, seed, init, progress, cancel) -> dict: ...
@@ -216,13 +216,24 @@ class Backend(abc.ABC):
         cost_bps: float = 0.0,
         periods_per_year: float = 252.0,
         cancel: CancelToken | None = None,
+        units: str = "returns",
+        notional: Any = None,
     ) -> BacktestResult:
-        """Equity curve and statistics of `positions` (+1/0/-1, held from close t-1 to close t)."""
+        """Equity curve and statistics of `positions` (+1/0/-1, held from close t-1 to close t).
+
+        units="returns" (default): positive prices, equity from 1.0 compounding p[t]/p[t-1]-1.
+        units="pnl": any finite series such as a spread that crosses zero; P&L in the series'
+        units (pnl = position x change of the spread), equity = cumulative P&L from 0, costs in bps
+        of the traded notional (`notional` per bar, default |spread|)."""
+        if not isinstance(units, str):
+            raise TypeError(f"units must be a string, got {type(units).__name__}")
         d = self._backtest(
             as_vector("prices", prices),
             as_vector("positions", positions),
             real("cost_bps", cost_bps),
             real("periods_per_year", periods_per_year),
+            units,
+            None if notional is None else as_vector("notional", notional),
         )
         return BacktestResult(**d)
 

@@ -227,9 +227,10 @@ class GrpcBackend(Backend):
         r = self._unary("FitOu", pb.OuRequest(series=wire.vec(series), dt=dt, bars_per_day=bars_per_day), pb.OuResponse)
         return wire.fields(r)
 
-    def _backtest(self, prices, positions, cost_bps, periods_per_year):
+    def _backtest(self, prices, positions, cost_bps, periods_per_year, units, notional):
         req = pb.BacktestRequest(
-            prices=wire.vec(prices), positions=wire.vec(positions), cost_bps=cost_bps, periods_per_year=periods_per_year
+            prices=wire.vec(prices), positions=wire.vec(positions), cost_bps=cost_bps, periods_per_year=periods_per_year,
+            units=units, notional=None if notional is None else wire.vec(notional),
         )
         r = self._unary("Backtest", req, pb.BacktestResponse)
         return wire.fields(r)

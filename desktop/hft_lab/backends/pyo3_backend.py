@@ -77,8 +77,8 @@ class Pyo3Backend(Backend):
     def _fit_ou(self, series, dt, bars_per_day):
         return _core().fit_ou(series, dt, bars_per_day)
 
-    def _backtest(self, prices, positions, cost_bps, periods_per_year):
-        return _core().backtest(prices, positions, cost_bps, periods_per_year)
+    def _backtest(self, prices, positions, cost_bps, periods_per_year, units, notional):
+        return _core().backtest(prices, positions, cost_bps, periods_per_year, units, notional)
 
     @translate_cancel
     def _run_hmm(self, observations, n_states, max_iterations, tolerance, n_restarts, seed, init, progress, cancel):

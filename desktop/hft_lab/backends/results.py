@@ -122,6 +122,7 @@ class BacktestResult(_Result):
     trade_exits: np.ndarray
     trade_directions: np.ndarray
     trade_pnls: np.ndarray
+    units: str = "returns"  # "pnl": equity, drawdown, returns, total_return and trade_pnls in spread units
 
 
 @dataclass(frozen=True, eq=False)

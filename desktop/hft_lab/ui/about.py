@@ -201,3 +201,56 @@ def show_about(parent: QWidget | None, router) -> AboutDialog:
     dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     dlg.open()
     return dlg
+
+
+GUIDE_HTML = """
+<h3>HFT Arbitrage Lab: quick guide</h3>
+<p><b>Data.</b> File ▸ Import CSV… (Ctrl+O) loads your prices: wide (one column per asset) or long
+(date, ticker, price) layouts, Yahoo-style OHLCV files (Adj Close by default, one or several files),
+with a preview and the reading options. File ▸ Load sample data gives 20 S&amp;P 500 stocks; File ▸
+Synthetic data… a seeded generator. File ▸ Select range and assets… restricts every tab to a period
+and a subset. The status bar names the active dataset; every tab works on it.</p>
+<p><b>Backend.</b> The combo box in the toolbar: <i>PyO3</i> runs the Rust core in this process,
+<i>gRPC</i> through the grpcd server the app starts (or GRPC_HOST/GRPC_PORT), <i>Auto</i> picks PyO3
+when it is loaded. The status bar shows which backend the next run uses, each server's health, and
+"fallback active" when the chosen one is down.</p>
+<p><b>Tabs.</b></p>
+<ul>
+<li><b>Mean Reversion</b>: rolling z-score of one series with entry/exit/stop bands and trades,
+the OU fit (half-life), a backtest with costs (returns for prices; P&amp;L in spread units for a
+spread), statistics, and a live replay through the streaming API.</li>
+<li><b>Regimes</b>: a Gaussian hidden Markov model of the returns (Baum-Welch, posteriors, Viterbi
+path), with the log-likelihood drawn live.</li>
+<li><b>Portfolio</b>: minimum variance, maximum Sharpe, risk parity, equal weight and the efficient
+frontier, with bounds and risk budgets.</li>
+<li><b>Sparse Portfolio</b>: small mean-reverting baskets (lasso, elastic net, Box-Tiao, greedy);
+"Trade this spread" sends a basket's spread to Mean Reversion.</li>
+<li><b>Benchmark</b>: both backends and the reference libraries timed side by side.</li>
+</ul>
+<p><b>Results.</b> Right-click any plot: View all, Export PNG/SVG, Export data (CSV), Copy image.
+Each tab's Export buttons write its result (CSV with dates, JSON with the inputs and parameters);
+File ▸ Export session… writes everything into one folder. The log panel (bottom) lists every run and
+every error; filter, clear or save it there.</p>
+<p><b>Shortcuts.</b> Ctrl+O import · F1 this guide · Ctrl+Q quit · mouse wheel zoom, drag to pan,
+right-drag to zoom an axis.</p>
+"""
+
+
+def show_guide(parent: QWidget | None):
+    """The Help ▸ Quick guide window (non-blocking)."""
+    from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayout
+
+    dlg = QDialog(parent)
+    dlg.setWindowTitle("Quick guide")
+    dlg.setObjectName("guide-dialog")
+    text = QTextBrowser()
+    text.setHtml(GUIDE_HTML)
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+    buttons.rejected.connect(dlg.reject)
+    lay = QVBoxLayout(dlg)
+    lay.addWidget(text)
+    lay.addWidget(buttons)
+    dlg.resize(640, 560)
+    dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    dlg.open()
+    return dlg

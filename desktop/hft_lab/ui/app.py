@@ -48,6 +48,7 @@ def run_app(argv: list[str], smoke: bool = False) -> int:
     router = BackendRouter(config)
     router.start()  # spawns grpcd from the GUI thread (PDEATHSIG is tied to the spawning thread)
     win = MainWindow(router)
+    win.error_reporter.install()  # any exception in a slot: logged with its traceback and shown
     win.show()
     if smoke:
         from hft_lab.ui.smoke import run_smoke
@@ -55,5 +56,6 @@ def run_app(argv: list[str], smoke: bool = False) -> int:
         code = run_smoke(app, win)
     else:
         code = app.exec()
+    win.error_reporter.uninstall()
     router.stop()
     return code

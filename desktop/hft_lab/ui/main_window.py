@@ -27,7 +27,7 @@ from hft_lab.backends.router import BackendRouter
 from hft_lab.data.store import SYNTHETIC_KINDS, DatasetStore
 from hft_lab.ui.about import app_icon, show_about
 from hft_lab.ui.settings import restore_widgets, save_widgets
-from hft_lab.ui.log_panel import LogPanel
+from hft_lab.ui.log_panel import ErrorReporter, LogPanel
 from hft_lab.ui.views.benchmark import BenchmarkView
 from hft_lab.ui.views.mean_reversion import MeanReversionView
 from hft_lab.ui.views.portfolio import PortfolioView
@@ -68,12 +68,16 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addAction("&Quit", self.close).setShortcut(QKeySequence.StandardKey.Quit)
         help_menu = self.menuBar().addMenu("&Help")
+        self.guide_action = help_menu.addAction("Quick &guide…", self.show_guide)
+        self.guide_action.setShortcut(QKeySequence.StandardKey.HelpContents)
         self.about_action = help_menu.addAction("&About HFT Arbitrage Lab…")
         self.about_action.setMenuRole(QAction.MenuRole.AboutRole)
         self.about_action.triggered.connect(lambda: show_about(self, self.router))
 
         self.log_panel = LogPanel()
         self.log_panel.install("hft_lab", "grpcd")
+        # app.py installs it as sys.excepthook; tests keep pytest-qt's hook (a slot's exception fails the test)
+        self.error_reporter = ErrorReporter(self)
         dock = QDockWidget("Log", self)
         dock.setObjectName("log-dock")
         dock.setWidget(self.log_panel)
@@ -107,11 +111,14 @@ class MainWindow(QMainWindow):
         self.grpc_label = QLabel()
         self.pyo3_label = QLabel()
         self.fallback_label = QLabel()
+        self.route_label = QLabel()
+        self.route_label.setToolTip("The backend the next run will use (Auto picks PyO3 when it is loaded)")
         sb = self.statusBar()
         self.dataset_label = QLabel(self.store.describe())
         sb.addWidget(self.dataset_label, 1)
         self.store.changed.connect(lambda: self.dataset_label.setText(self.store.describe()))
         sb.addPermanentWidget(self.fallback_label)
+        sb.addPermanentWidget(self.route_label)
         sb.addPermanentWidget(self.grpc_label)
         sb.addPermanentWidget(self.pyo3_label)
 
@@ -153,10 +160,12 @@ class MainWindow(QMainWindow):
             f"<b>PyO3</b>: <span style='color:{'#2e7d32' if ok else '#c62828'}'>{'loaded' if ok else 'missing'}</span>"
         )
         try:
-            self.router.resolve()
+            res = self.router.resolve()
         except Exception as e:  # no backend at all
             self.fallback_label.setText(f"<span style='color:#c62828'>{e}</span>")
+            self.route_label.setText("")
             return
+        self.route_label.setText(f"runs on: <b>{res.backend.name}</b>")
         note = self.router.fallback_note
         self.fallback_label.setText(f"<span style='color:#b58900'>fallback active: {note}</span>" if note else "")
 
@@ -300,7 +309,9 @@ class MainWindow(QMainWindow):
         if not items:
             QMessageBox.information(self, "Export session", "No results yet: run a computation first.")
             return
-        folder = QFileDialog.getExistingDirectory(self, "Export session into")
+        from hft_lab.ui.files import existing_dir
+
+        folder = existing_dir(self, "Export session into")
         if not folder:
             return
         try:
@@ -309,6 +320,11 @@ class MainWindow(QMainWindow):
             self.show_error("Export failed", str(e))
             return
         self.statusBar().showMessage(f"Session exported to {idx.parent}", 5000)
+
+    def show_guide(self) -> None:
+        from hft_lab.ui.about import show_guide
+
+        show_guide(self)
 
     def show_error(self, title: str, text: str) -> None:
         QMessageBox.critical(self, title, text)

@@ -33,6 +33,7 @@ class TaskOutcome:
     backend_name: str
     seconds: float
     note: str = ""
+    size: str = ""
 
     @property
     def cancelled(self) -> bool:
@@ -72,6 +73,7 @@ class TaskRunner(QObject):
         kwargs["cancel"] = token
         emitter = self._emitter
         label = op if isinstance(op, str) else getattr(op, "__name__", "task")
+        size = _size_of(args)
 
         def run():
             t0 = time.perf_counter()
@@ -79,14 +81,14 @@ class TaskRunner(QObject):
             try:
                 value, res = self.router.call(op, *args, **kwargs)
                 name, note = res.backend.name, res.note
-                out = TaskOutcome(tid, label, True, value, name, time.perf_counter() - t0, note)
+                out = TaskOutcome(tid, label, True, value, name, time.perf_counter() - t0, note, size)
             except BaseException as e:  # the view shows every failure; nothing is lost silently
                 res = getattr(e, "resolution", None)
                 if res is not None:
                     name, note = res.backend.name, res.note
                 if not isinstance(e, (ValueError, Cancelled)):
                     log.exception("%s failed", label)
-                out = TaskOutcome(tid, label, False, e, name, time.perf_counter() - t0, note)
+                out = TaskOutcome(tid, label, False, e, name, time.perf_counter() - t0, note, size)
             emitter.done.emit(out)
 
         threading.Thread(target=run, name=f"task-{label}-{tid}", daemon=True).start()
@@ -108,6 +110,7 @@ class TaskRunner(QObject):
             self.busy_changed.emit(False)
 
     def _on_done(self, out: TaskOutcome) -> None:
+        _log_outcome(out)
         if self._current is None or out.task_id != self._current[0]:
             return  # stale (cancelled or superseded): never reaches the view
         self._current = None
@@ -117,3 +120,26 @@ class TaskRunner(QObject):
     def _on_progress(self, task_id: int, payload: Any) -> None:
         if self._current is not None and task_id == self._current[0]:
             self.progress.emit(payload)
+
+
+def _size_of(args) -> str:
+    """The input's size for the log line: the shape of the first array-like argument."""
+    for a in args:
+        shape = getattr(a, "shape", None)
+        if shape is not None:
+            return " × ".join(f"{d:,}" for d in shape)
+    return ""
+
+
+def _log_outcome(out: TaskOutcome) -> None:
+    """Every run goes to the log panel: operation, backend, input size, time, and how it ended."""
+    size = f" on {out.size}" if out.size else ""
+    via = f" via {out.backend_name}" if out.backend_name else ""
+    note = f" ({out.note})" if out.note else ""
+    ms = out.seconds * 1e3
+    if out.ok:
+        log.info("run %s%s%s: done in %.1f ms%s", out.op, size, via, ms, note)
+    elif out.cancelled:
+        log.info("run %s%s%s: cancelled after %.1f ms", out.op, size, via, ms)
+    else:
+        log.warning("run %s%s%s: failed after %.1f ms: %s%s", out.op, size, via, ms, out.value, note)

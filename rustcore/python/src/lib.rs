@@ -226,18 +226,27 @@ fn fit_ou<'py>(py: Python<'py>, series: PyReadonlyArray1<'py, f64>, dt: f64, bar
 
 /// Backtest of a positions series (held from close t-1 to close t) with costs in bps of turnover.
 #[pyfunction]
-#[pyo3(signature = (prices, positions, cost_bps=0.0, periods_per_year=252.0))]
+#[pyo3(signature = (prices, positions, cost_bps=0.0, periods_per_year=252.0, units="returns", notional=None))]
+#[allow(clippy::too_many_arguments)]
 fn backtest<'py>(
     py: Python<'py>,
     prices: PyReadonlyArray1<'py, f64>,
     positions: PyReadonlyArray1<'py, f64>,
     cost_bps: f64,
     periods_per_year: f64,
+    units: &str,
+    notional: Option<PyReadonlyArray1<'py, f64>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let p = slice("prices", &prices)?;
     let q = slice("positions", &positions)?;
-    let r = detach(py, || bt::backtest(p, q, &bt::BacktestConfig { cost_bps, periods_per_year }))?;
+    let n = match &notional {
+        Some(a) => Some(slice("notional", a)?),
+        None => None,
+    };
+    let units = units.to_string();
+    let r = detach(py, || bt::backtest_units(p, q, &units, n, &bt::BacktestConfig { cost_bps, periods_per_year }))?;
     let d = PyDict::new(py);
+    d.set_item("units", if units == "pnl" { "pnl" } else { "returns" })?;
     d.set_item("equity", r.equity.into_pyarray(py))?;
     d.set_item("returns", r.returns.into_pyarray(py))?;
     d.set_item("drawdown", r.drawdown.into_pyarray(py))?;
