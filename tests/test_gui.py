@@ -158,6 +158,7 @@ def test_fallback_is_shown_in_the_status_bar(qtbot, settings):
 def test_results_fill_the_stats_table_equity_and_hover(qtbot, window):
     window.set_backend(BackendType.PYO3)
     view = window.mean_reversion
+    view.source.setCurrentText("Synthetic OU series")
     out = run_and_wait(qtbot, view)
     assert out.ok
     stats = view.stats.as_dict()
@@ -174,7 +175,7 @@ def test_live_replay_equals_the_batch_result(qtbot, window, choice):
     view = window.mean_reversion
     view.set_prices(np.random.default_rng(3).normal(size=3000).cumsum() + 100)
     batch = window.router.backend(choice).calculate_mean_reversion(view.prices, **view.params())
-    view.replay_speed.setValue(60_000)  # ~2000 ticks per 33 ms frame
+    view.replay_speed.setValue(60_000)
     with qtbot.waitSignal(view.replay_state, timeout=20_000, check_params_cb=lambda s: s == "finished"):
         view.start_replay()
     got = view.replay_series()
@@ -211,6 +212,15 @@ def _small_dataset(name="custom", assets=("AAA", "BBB"), n=600, seed=5):
     return Dataset(name, pd.DataFrame(100 * np.exp(np.cumsum(r, axis=0)), index=idx, columns=list(assets)))
 
 
+def test_first_start_shows_the_dataset_the_status_bar_names(window):
+    view = window.mean_reversion
+    assert view.source.currentText().startswith("Active dataset: ")
+    ticker = view.source.currentText().split(": ", 1)[1]
+    assert window.store.dataset.name in window.dataset_label.text()
+    np.testing.assert_array_equal(view.prices, window.store.selected_prices()[ticker].dropna().to_numpy())
+    assert view.dates is not None and len(view.dates) == len(view.prices)  # the x axis shows dates
+
+
 def test_mean_reversion_follows_the_active_dataset(qtbot, window):
     view = window.mean_reversion
     items = [view.source.itemText(i) for i in range(view.source.count())]
@@ -220,8 +230,9 @@ def test_mean_reversion_follows_the_active_dataset(qtbot, window):
     window.store.set_dataset(_small_dataset())
     items = [view.source.itemText(i) for i in range(view.source.count())]
     assert items == ["Synthetic OU series", "Active dataset: AAA", "Active dataset: BBB"]
-    # AAPL is gone: the view moved to the first entry and says why
-    assert "Active dataset changed" in view.status.text() or view.source.currentIndex() == 0
+    # AAPL is gone: the view moved to the new dataset's first asset and says why
+    assert "Active dataset changed (AAPL is not in it)" in view.status.text()
+    assert view.source.currentText() == "Active dataset: AAA"
     view.source.setCurrentIndex(2)
     np.testing.assert_array_equal(view.prices, window.store.selected_prices()["BBB"].to_numpy())
     out = run_and_wait(qtbot, view)

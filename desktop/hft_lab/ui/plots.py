@@ -83,9 +83,13 @@ class NumberAxis(pg.AxisItem):
 
 
 class PercentAxis(NumberAxis):
-    """Fractions shown as percentages (0.05 → 5%)."""
+    """Fractions shown as percentages (0.05 → 5%); plain numbers when `percent` is False."""
+
+    percent = True
 
     def tickStrings(self, values, scale, spacing):
+        if not self.percent:
+            return super().tickStrings(values, scale, spacing)
         sp = spacing * scale * 100
         dec = max(0, min(4, -int(math.floor(math.log10(sp) + 1e-9)))) if sp > 0 else 0
         return [f"{v * scale * 100:,.{dec}f}%" for v in values]

@@ -21,6 +21,13 @@ def fmt(v, digits: int = 6) -> str:
     return str(v)
 
 
+def pct(v, digits: int = 2) -> str:
+    """A fraction as a percentage (0.0512 → "5.12 %")."""
+    if v is None or not math.isfinite(v):
+        return fmt(v)
+    return f"{v * 100:,.{digits}f} %"
+
+
 class StatsTable(QTableWidget):
     """A two-column (name, value) read-only table."""
 

@@ -28,8 +28,8 @@ from PySide6.QtWidgets import (
 )
 
 from hft_lab.data import load_sample_prices, ou_series
-from hft_lab.ui.plots import make_plot, pen
-from hft_lab.ui.widgets import StatsTable, busy_bar, export_buttons, fmt, status_label
+from hft_lab.ui.plots import BarAxis, PercentAxis, date_of, make_plot, pen
+from hft_lab.ui.widgets import StatsTable, busy_bar, export_buttons, fmt, pct, status_label
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
 log = logging.getLogger("hft_lab.ui.mean_reversion")
@@ -37,8 +37,13 @@ log = logging.getLogger("hft_lab.ui.mean_reversion")
 SYNTHETIC = "Synthetic OU series"
 
 
-def analyse(backend, prices, lookback, threshold, exit_threshold, stop_threshold, cost_bps, periods_per_year, bars_per_day, cancel=None):
-    """The tab's whole computation on one backend: z-score/signals, OU fit, backtest."""
+def analyse(backend, prices, lookback, threshold, exit_threshold, stop_threshold, cost_bps, periods_per_year, bars_per_day,
+            cancel=None, spread=False, notional=None):
+    """The tab's whole computation on one backend: z-score/signals, OU fit, backtest.
+
+    Prices (all positive) are backtested in returns; a spread (spread=True, or any series with a
+    value ≤ 0, e.g. a basket's value that crosses zero) in P&L units of the spread, with costs on
+    the traded notional (`notional` per bar, default |spread|)."""
     mr = backend.calculate_mean_reversion(
         prices, lookback=lookback, threshold=threshold, exit_threshold=exit_threshold, stop_threshold=stop_threshold, cancel=cancel
     )
@@ -47,10 +52,11 @@ def analyse(backend, prices, lookback, threshold, exit_threshold, stop_threshold
 
         raise Cancelled("cancelled by the user")
     ou = backend.fit_ou(prices, dt=1.0, bars_per_day=bars_per_day)
-    # returns p[t]/p[t-1]-1 need positive prices; a spread that crosses zero gets signals and OU only
-    bt = None
-    if np.all(prices > 0):
-        bt = backend.backtest(prices, mr.positions, cost_bps=cost_bps, periods_per_year=periods_per_year)
+    pnl = spread or not bool(np.all(prices > 0))
+    bt = backend.backtest(
+        prices, mr.positions, cost_bps=cost_bps, periods_per_year=periods_per_year,
+        units="pnl" if pnl else "returns", notional=notional if pnl else None,
+    )
     return {"mr": mr, "ou": ou, "bt": bt}
 
 
@@ -67,6 +73,9 @@ class MeanReversionView(QWidget):
         self.store = store  # the shared DatasetStore (None: the bundled sample only)
         self._last_outcome: TaskOutcome | None = None
         self.prices: np.ndarray | None = None
+        self.dates: np.ndarray | None = None  # datetime64 per bar, or None (bar numbers)
+        self.is_spread = False  # a spread (P&L backtest) rather than prices
+        self.notional: np.ndarray | None = None
         self.result = None  # MeanReversionResult of the last run
         self.ou = None
         self.bt = None
@@ -148,7 +157,7 @@ class MeanReversionView(QWidget):
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
         self.export_csv_button, self.export_json_button, export_row = export_buttons(
-            "The z-score series, the OU fit and the backtest: CSV files",
+            "One CSV file: date (or bar), price, rolling mean/std, z-score, bands, signal, position, equity, drawdown",
             "The full result with the data and parameters that produced it (reproducible)",
         )
 
@@ -167,6 +176,7 @@ class MeanReversionView(QWidget):
         for b in (self.replay_start, self.replay_pause, self.replay_stop):
             rb.addWidget(b)
         self.replay_label = QLabel("")
+        self.replay_label.setWordWrap(True)
         lf.addRow("Speed", self.replay_speed)
         lf.addRow(rb)
         lf.addRow(self.replay_label)
@@ -188,13 +198,17 @@ class MeanReversionView(QWidget):
         left_w.setWidget(left_inner)
         left_w.setWidgetResizable(True)
         left_w.setFrameShape(QFrame.Shape.NoFrame)
+        left_w.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # long text wraps instead
         left_w.setMinimumWidth(330)
         left_w.setMaximumWidth(400)
+        self.left_panel = left_w
 
-        self.price_plot = make_plot("Price, rolling mean ± k·std, trades", "price")
-        self.z_plot = make_plot("z-score", "z")
-        self.equity_plot = make_plot("Equity (after costs)", "equity")
-        self.dd_plot = make_plot("Drawdown", "drawdown")
+        self.axes = [BarAxis() for _ in range(4)]
+        self.price_plot = make_plot("Price, rolling mean ± k·std, trades", "price", axisItems={"bottom": self.axes[0]},
+                                    empty_text="No series loaded.")
+        self.z_plot = make_plot("z-score", "z", axisItems={"bottom": self.axes[1]})
+        self.equity_plot = make_plot("Equity (after costs)", "equity", axisItems={"bottom": self.axes[2]})
+        self.dd_plot = make_plot("Drawdown", "drawdown", axisItems={"bottom": self.axes[3], "left": PercentAxis("left")})
         for p in (self.z_plot, self.equity_plot, self.dd_plot):
             p.setXLink(self.price_plot)
         self.hover = QLabel(" ")
@@ -231,10 +245,11 @@ class MeanReversionView(QWidget):
         self.export_csv_button.clicked.connect(lambda: self._export_dialog("csv"))
         self.export_json_button.clicked.connect(lambda: self._export_dialog("json"))
         self.replay_start.clicked.connect(self.start_replay)
+        self.replay_speed.valueChanged.connect(self._rebase_replay)
         self.replay_pause.clicked.connect(self.pause_replay)
         self.replay_stop.clicked.connect(self.stop_replay)
         self._replay_timer = QTimer(self)
-        self._replay_timer.setInterval(33)
+        self._replay_timer.setInterval(16)
         self._replay_timer.timeout.connect(self._replay_step)
         self._mouse = pg.SignalProxy(self.price_plot.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse)
         self._mouse_z = pg.SignalProxy(self.z_plot.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse_z)
@@ -242,11 +257,17 @@ class MeanReversionView(QWidget):
     # ---- data ----
     ACTIVE = "Active dataset: "
 
-    def use_series(self, name: str, prices) -> None:
-        """Load a series from another tab (e.g. a sparse basket's spread) as a data source."""
-        self._external = (f"Sent: {name}", np.asarray(prices, dtype=np.float64))
+    def use_series(self, name: str, data) -> None:
+        """Load a series from another tab as a data source: an array, or a sparse basket's
+        `spread_payload()` (spread, dates, notional), which is backtested in P&L units."""
+        if isinstance(data, dict):
+            values = np.asarray(data["spread"], dtype=np.float64)
+            self._external = (f"Sent: {name}", values, data.get("dates"), data.get("notional"), True)
+        else:
+            self._external = (f"Sent: {name}", np.asarray(data, dtype=np.float64), None, None, False)
         self._fill_sources()
         self.source.setCurrentIndex(1)  # the sent series comes right after the synthetic entry
+        self._load_series()
 
     def _fill_sources(self) -> None:
         """Synthetic OU, a series sent from another tab, then one entry per asset of the active
@@ -267,17 +288,27 @@ class MeanReversionView(QWidget):
         except (OSError, ValueError) as e:
             log.warning("dataset unavailable: %s", e)
         i = self.source.findText(current)
+        if i < 0 and not current:  # first start: the dataset the status bar names, not synthetic data
+            assets = [self.source.itemText(k) for k in range(self.source.count()) if self.source.itemText(k) != SYNTHETIC]
+            i = self.source.findText(assets[0]) if assets else 0
         self.source.setCurrentIndex(max(i, 0))
         self.source.blockSignals(False)
 
+    def _dataset_assets(self) -> list[str]:
+        return [self.source.itemText(i) for i in range(self.source.count()) if self.source.itemText(i).startswith(self.ACTIVE)]
+
     def _on_store_changed(self) -> None:
-        was_store = self.source.currentText().startswith(self.ACTIVE)
+        """A new active dataset: show it (the same asset when it is in it, else its first), so
+        the series shown is always the data the status bar names."""
         before = self.source.currentText()
         self._fill_sources()
-        if was_store:
-            self._load_series()
-            note = "" if self.source.currentText() == before else f" ({before[len(self.ACTIVE):]} is not in it)"
-            self.status.setText(f"Active dataset changed{note}: {len(self.prices):,} prices loaded, previous result cleared.")
+        assets = self._dataset_assets()
+        if assets and self.source.currentText() not in assets:
+            self.source.setCurrentIndex(self.source.findText(assets[0]))
+        self._load_series()
+        was = before[len(self.ACTIVE):] if before.startswith(self.ACTIVE) else ""
+        note = f" ({was} is not in it)" if was and self.source.currentText() != before else ""
+        self.status.setText(f"Active dataset changed{note}: {len(self.prices):,} prices loaded, previous result cleared.")
 
     def input_description(self) -> dict:
         text = self.source.currentText()
@@ -297,20 +328,37 @@ class MeanReversionView(QWidget):
         self.n_points.setEnabled(synthetic)
         self.seed.setEnabled(synthetic)
         ext = getattr(self, "_external", None)
+        dates, spread, notional = None, False, None
         if synthetic:
             prices = ou_series(self.n_points.value(), kappa=0.05, theta=100.0, sigma=1.0, seed=self.seed.value())
         elif ext is not None and text == ext[0]:
-            prices = ext[1]
+            _, prices, dates, notional, spread = ext
         else:
             ticker = text.split(": ", 1)[1]
             frame = self.store.selected_prices() if self.store is not None else load_sample_prices().prices
-            prices = frame[ticker].dropna().to_numpy(dtype=np.float64)
-        self.set_prices(prices)
+            col = frame[ticker].dropna()
+            prices = col.to_numpy(dtype=np.float64)
+            if np.issubdtype(col.index.dtype, np.datetime64):
+                dates = col.index.to_numpy()
+        self.set_prices(prices, dates=dates, spread=spread, notional=notional)
 
-    def set_prices(self, prices: np.ndarray) -> None:
-        """Show a new series (previous results are cleared, since they belong to other data)."""
+    def set_prices(self, prices: np.ndarray, dates=None, spread: bool = False, notional=None) -> None:
+        """Show a new series (previous results are cleared, since they belong to other data).
+        dates: datetime64 per bar (the x axes show them); spread: backtest in P&L units."""
         self.stop_replay()
         self.prices = np.asarray(prices, dtype=np.float64)
+        self.dates = dates if dates is not None and len(dates) == len(self.prices) else None
+        self.is_spread = bool(spread) or not bool(np.all(self.prices > 0))
+        self.notional = None if notional is None else np.asarray(notional, dtype=np.float64)
+        for ax in self.axes:
+            ax.dates = self.dates
+        what = "spread" if self.is_spread else "price"
+        self.price_plot.getPlotItem().setTitle(f"{what.capitalize()}, rolling mean ± k·std, trades")
+        self.price_plot.getPlotItem().setLabel("left", what)
+        self.equity_plot.getPlotItem().setTitle("Cumulative P&L (spread units, after costs)" if self.is_spread else "Equity (after costs)")
+        self.equity_plot.getPlotItem().setLabel("left", "P&L" if self.is_spread else "equity")
+        self.dd_plot.getPlotItem().setLabel("left", "drawdown (spread units)" if self.is_spread else "drawdown")
+        self.dd_plot.getPlotItem().getAxis("left").percent = not self.is_spread
         self.result = self.ou = self.bt = None
         self._last_outcome = None
         if hasattr(self, "export_csv_button"):
@@ -320,8 +368,8 @@ class MeanReversionView(QWidget):
             p.clear()
         self.stats.set_rows([])
         idx = np.arange(len(self.prices), dtype=np.float64)
-        self.price_plot.plot(idx, self.prices, pen=pen("price"), name="price", skipFiniteCheck=True)
-        self.status.setText(f"{len(self.prices):,} prices loaded.")
+        self.price_plot.plot(idx, self.prices, pen=pen("price"), name="spread" if self.is_spread else "price", skipFiniteCheck=True)
+        self.status.setText(f"{len(self.prices):,} {'spread values' if self.is_spread else 'prices'} loaded.")
 
     # ---- run ----
     def params(self) -> dict:
@@ -341,6 +389,8 @@ class MeanReversionView(QWidget):
             cost_bps=self.cost_bps.value(),
             periods_per_year=self.periods.value(),
             bars_per_day=self.bars_per_day.value(),
+            spread=self.is_spread,
+            notional=self.notional,
             **self.params(),
         )
         return self._task
@@ -375,16 +425,14 @@ class MeanReversionView(QWidget):
         self.export_csv_button.setEnabled(True)
         self.export_json_button.setEnabled(True)
         self._draw(self.result)
-        if self.bt is not None:
-            self._draw_performance(self.bt)
-        else:
-            self.equity_plot.clear()
-            self.dd_plot.clear()
+        self._draw_performance(self.bt)
         self._fill_stats()
         n_trades = len(self.result.entries)
         hidden = f" (markers not drawn: more than {self.MAX_MARKERS:,})" if self.markers_hidden else ""
+        what = ("z-score, signals, OU fit and a backtest in P&L units of the spread (returns need positive prices)"
+                if self.is_spread else "z-score, signals, OU fit and backtest")
         self.status.setText(
-            f"Computed{via} in {out.seconds * 1e3:.1f} ms{note}: {len(self.prices):,} bars, {n_trades:,} entries{hidden}."
+            f"Computed{via} in {out.seconds * 1e3:.1f} ms{note}: {len(self.prices):,} bars, {n_trades:,} entries{hidden}; {what}."
         )
         self.result_shown.emit(out)
 
@@ -403,17 +451,30 @@ class MeanReversionView(QWidget):
                 ("Hurst (R/S)", ou.hurst),
         ]
         if bt is None:
-            rows.append(("backtest", "not run: prices must be positive (returns are p[t]/p[t-1] - 1)"))
-        else:
+            rows.append(("backtest", "not run"))
+        elif getattr(bt, "units", "returns") == "pnl":
             rows += [
-                ("total return", bt.total_return),
-                ("annual return", bt.annual_return),
-                ("annual volatility", bt.annual_volatility),
+                ("backtest units", "P&L in spread units (a spread: returns need positive prices)"),
+                ("total P&L", bt.total_return),
+                ("annual P&L", bt.annual_return),
+                ("annual P&L volatility", bt.annual_volatility),
                 ("Sharpe", bt.sharpe),
                 ("Sortino", bt.sortino),
-                ("max drawdown", bt.max_drawdown),
+                ("max drawdown (spread units)", bt.max_drawdown),
                 ("trades (closed)", int(bt.n_trades)),
-                ("win rate", bt.win_rate),
+                ("win rate", pct(bt.win_rate, 1)),
+                ("avg holding (bars)", bt.avg_holding_bars),
+            ]
+        else:
+            rows += [
+                ("total return", pct(bt.total_return)),
+                ("annual return", pct(bt.annual_return)),
+                ("annual volatility", pct(bt.annual_volatility)),
+                ("Sharpe", bt.sharpe),
+                ("Sortino", bt.sortino),
+                ("max drawdown", pct(bt.max_drawdown)),
+                ("trades (closed)", int(bt.n_trades)),
+                ("win rate", pct(bt.win_rate, 1)),
                 ("avg holding (bars)", bt.avg_holding_bars),
             ]
         self.stats.set_rows(rows)
@@ -452,10 +513,13 @@ class MeanReversionView(QWidget):
                 zp.addLine(y=s, pen=pen("short", 1, Qt.PenStyle.DashDotLine))
 
     def _draw_performance(self, bt) -> None:
-        idx = np.arange(len(bt.equity), dtype=np.float64)
         self.equity_plot.clear()
         self.dd_plot.clear()
-        self.equity_plot.plot(idx, bt.equity, pen=pen("mean", 1.5), name="equity", skipFiniteCheck=True)
+        if bt is None:
+            return
+        idx = np.arange(len(bt.equity), dtype=np.float64)
+        pnl = getattr(bt, "units", "returns") == "pnl"
+        self.equity_plot.plot(idx, bt.equity, pen=pen("mean", 1.5), name="cumulative P&L" if pnl else "equity", skipFiniteCheck=True)
         self.dd_plot.plot(
             idx, -bt.drawdown if np.all(bt.drawdown >= 0) else bt.drawdown, pen=pen("short"), name="drawdown",
             fillLevel=0, brush=pg.mkBrush(214, 39, 40, 60), skipFiniteCheck=True,
@@ -480,7 +544,8 @@ class MeanReversionView(QWidget):
     def readout(self, i: int) -> str:
         if self.prices is None or not 0 <= i < len(self.prices):
             return " "
-        parts = [f"bar {i:,}", f"price {fmt(float(self.prices[i]))}"]
+        d = date_of(self.dates, i, self.axes[0].intraday)
+        parts = ([d] if d else []) + [f"bar {i:,}", f"{'spread' if self.is_spread else 'price'} {fmt(float(self.prices[i]))}"]
         r = self.result
         if r is not None and i < len(r.zscore):
             parts += [f"mean {fmt(float(r.rolling_mean[i]))}", f"std {fmt(float(r.rolling_std[i]))}",
@@ -526,12 +591,18 @@ class MeanReversionView(QWidget):
             pr = self.params()
             self._z_levels(self.z_plot.getPlotItem(), pr["threshold"], pr["exit_threshold"], pr["stop_threshold"])
             self.plot_tabs.setCurrentIndex(0)
+        self._replay_base_t, self._replay_base_pos = time.perf_counter(), self._replay_pos  # (re)start the clock
         self._replay_timer.start()
         self.replay_start.setEnabled(False)
         self.replay_pause.setEnabled(True)
         self.replay_stop.setEnabled(True)
         self.run_button.setEnabled(False)
         self.replay_state.emit("running")
+
+    def _rebase_replay(self, *_) -> None:
+        """A new speed applies from now on (the achieved rate is measured from here)."""
+        if self._stream is not None and self._replay_timer.isActive():
+            self._replay_base_t, self._replay_base_pos = time.perf_counter(), self._replay_pos
 
     def pause_replay(self) -> None:
         self._replay_timer.stop()
@@ -562,9 +633,15 @@ class MeanReversionView(QWidget):
         return {k: (np.concatenate(v) if v else np.empty(0)) for k, v in self._replay_buf.items()}
 
     def _replay_step(self) -> None:
+        """One frame: push every tick that is due at the requested speed since the replay (or the
+        last resume) started, so the achieved rate follows the speed whatever the frame rate."""
         n = len(self.prices)
-        batch = max(1, int(self.replay_speed.value() * self._replay_timer.interval() / 1000))
-        lo, hi = self._replay_pos, min(n, self._replay_pos + batch)
+        now = time.perf_counter()
+        due = self._replay_base_pos + int((now - self._replay_base_t) * self.replay_speed.value())
+        lo = self._replay_pos
+        if due <= lo:
+            return  # nothing due yet (slow speeds)
+        hi = min(n, due)
         try:
             ticks = self._stream.push_many(self.prices[lo:hi])
         except Exception as e:
@@ -583,9 +660,12 @@ class MeanReversionView(QWidget):
         self._live_up.setData(idx, s["rolling_mean"] + k * s["rolling_std"], connect="finite")
         self._live_lo.setData(idx, s["rolling_mean"] - k * s["rolling_std"], connect="finite")
         self._live_z.setData(idx, s["zscore"], connect="finite")
-        rate = hi / max(time.perf_counter() - self._replay_t0, 1e-9)
+        played = hi - self._replay_base_pos
+        rate = played / max(time.perf_counter() - self._replay_base_t, 1e-9)
+        self.replay_rate = rate
         self.replay_label.setText(
-            f"{hi:,}/{n:,} ticks via {self._replay_backend} ({rate:,.0f} ticks/s), "
+            f"{hi:,}/{n:,} ticks via {self._replay_backend}: {rate:,.0f} ticks/s achieved "
+            f"({self.replay_speed.value():,} requested), "
             f"z {fmt(float(ticks.zscore[-1]), 4)}, position {int(ticks.positions[-1]):+d}"
         )
         if hi >= n:
@@ -616,18 +696,38 @@ class MeanReversionView(QWidget):
                             backend=self._last_outcome.backend_name,
                             plots={"signals": self.price_plot, "zscore": self.z_plot, "equity": self.equity_plot})]
 
-    def export_csv(self, path) -> list:
-        from hft_lab.data.export import export_result_csv
+    def result_table(self):
+        """One row per bar: date (or bar), price (or spread), the rolling statistics, bands,
+        signal, position, and the backtest's per-bar return (or P&L), equity and drawdown."""
+        import pandas as pd
 
-        if self.result is None:
+        r, bt = self.result, self.bt
+        if r is None:
             raise ValueError("nothing to export: run a computation first")
-        paths = export_result_csv(self.result, path)
-        base = str(path)
-        stem = base[:-4] if base.endswith(".csv") else base
-        paths += export_result_csv(self.ou, f"{stem}.ou.csv")
-        if self.bt is not None:
-            paths += export_result_csv(self.bt, f"{stem}.backtest.csv")
-        return paths
+        cols: dict = {}
+        if self.dates is not None:
+            cols["date"] = self.dates
+        cols["bar"] = np.arange(len(self.prices))
+        cols["spread" if self.is_spread else "price"] = self.prices
+        cols.update(rolling_mean=r.rolling_mean, rolling_std=r.rolling_std, zscore=r.zscore,
+                    upper_band=r.upper_band, lower_band=r.lower_band, signal=r.signals, position=r.positions)
+        if bt is not None:
+            pnl = getattr(bt, "units", "returns") == "pnl"
+            cols["pnl" if pnl else "return"] = bt.returns
+            cols["cumulative_pnl" if pnl else "equity"] = bt.equity
+            cols["drawdown"] = bt.drawdown
+        return pd.DataFrame(cols)
+
+    def export_csv(self, path) -> list:
+        """One CSV file (see `result_table`); the OU fit and backtest statistics are in the JSON
+        export and in File ▸ Export session."""
+        from pathlib import Path
+
+        df = self.result_table()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(path, index=False, float_format="%.17g", date_format="%Y-%m-%d %H:%M:%S" if self.axes[0].intraday else "%Y-%m-%d")
+        return [path]
 
     def export_json(self, path):
         from hft_lab.data.export import export_result_json
@@ -638,9 +738,9 @@ class MeanReversionView(QWidget):
         return export_result_json(item.result, path, inputs=item.inputs, parameters=item.parameters, backend=item.backend)
 
     def _export_dialog(self, kind: str) -> None:
-        from PySide6.QtWidgets import QFileDialog
+        from hft_lab.ui.files import save_file_name
 
-        path, _ = QFileDialog.getSaveFileName(self, f"Export {kind.upper()}", f"mean_reversion.{kind}", f"{kind.upper()} (*.{kind})")
+        path = save_file_name(self, f"Export {kind.upper()}", f"mean_reversion.{kind}", f"{kind.upper()} (*.{kind})")
         if not path:
             return
         try:

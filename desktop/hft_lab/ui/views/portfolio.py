@@ -47,7 +47,7 @@ from hft_lab.backends import Cancelled
 from hft_lab.data import load_sample_prices
 from hft_lab.data.export import SessionItem, describe_prices, to_jsonable
 from hft_lab.ui.plots import LabPlot, PercentAxis, pen
-from hft_lab.ui.widgets import StatsTable, busy_bar, export_buttons, fmt, status_label
+from hft_lab.ui.widgets import StatsTable, busy_bar, export_buttons, fmt, pct, status_label
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
 log = logging.getLogger("hft_lab.ui.portfolio")
@@ -179,11 +179,6 @@ def _label(ts: pd.Timestamp) -> str:
     """A date, with the time of day only when it has one."""
     return f"{ts:%Y-%m-%d}" if ts == ts.normalize() else f"{ts:%Y-%m-%d %H:%M:%S}"
 
-
-def pct(v: float, digits: int = 2) -> str:
-    if v is None or not math.isfinite(v):
-        return fmt(v)
-    return f"{v * 100:.{digits}f} %"
 
 
 class NamesAxis(pg.AxisItem):

@@ -252,7 +252,7 @@ def _pg_plot(title: str, left: str, bottom: str = "", axis=None, log_y: bool = F
 
 class SparseView(QWidget):
     result_shown = Signal(object)  # the TaskOutcome of a basket run, after drawing (GUI thread)
-    send_spread = Signal(str, object)  # (name, spread array): the user wants to trade the basket
+    send_spread = Signal(str, object)  # (name, spread_payload()): the user wants to trade the basket
     path_shown = Signal(object)  # the TaskOutcome of a λ path, after drawing
 
     def __init__(self, runner: TaskRunner, store=None, parent=None):
@@ -417,7 +417,7 @@ class SparseView(QWidget):
         self.send_button = QPushButton("Trade this spread in Mean Reversion")
         self.send_button.setToolTip("Load the basket's spread into the Mean Reversion tab (z-score, OU half-life, live replay)")
         self.send_button.setEnabled(False)
-        self.send_button.clicked.connect(lambda: self.send_spread.emit(self.spread_name(), self.spread_series()))
+        self.send_button.clicked.connect(lambda: self.send_spread.emit(self.spread_name(), self.spread_payload()))
 
         inputs = QVBoxLayout()
         inputs.setContentsMargins(0, 0, 4, 0)
@@ -1108,6 +1108,25 @@ class SparseView(QWidget):
     def spread_series(self) -> np.ndarray | None:
         """The spread (basket value per bar) of the shown result, for the Mean Reversion tab."""
         return None if self.result is None else np.array(self.result.spread, dtype=np.float64)
+
+    def spread_payload(self) -> dict | None:
+        """What Mean Reversion needs to trade the basket: the spread, its dates (when the data has
+        dates) and the gross notional Σ|wᵢ|·pᵢ per bar (costs are charged on it)."""
+        s = self.spread_series()
+        if s is None:
+            return None
+        out = {"spread": s, "dates": None, "notional": None}
+        frame = self.run_frame
+        if frame is not None and len(frame) == len(s):
+            if isinstance(frame.index, pd.DatetimeIndex):
+                out["dates"] = frame.index.to_numpy()
+            names = list(self.result.asset_names)
+            if all(n in frame.columns for n in names):
+                p = frame[names].to_numpy(dtype=np.float64)
+                notional = np.abs(p) @ np.abs(np.asarray(self.result.weights, dtype=np.float64))
+                if np.all(np.isfinite(notional)):
+                    out["notional"] = notional
+        return out
 
     def spread_name(self) -> str:
         r = self.result
