@@ -67,27 +67,59 @@ fn detach<T: Send>(py: Python<'_>, f: impl FnOnce() -> Result<T, CoreError> + Se
     }
 }
 
-/// Builds the core's progress hook from an optional cancel token and an optional Python callable
-/// `progress(done, value) -> bool | None` (False cancels). The callable runs with the GIL re-acquired.
-fn progress_hook(
+/// Runs `f` with the GIL released, handing it the core's progress hook built from an optional
+/// cancel token and an optional Python callable `progress(done, value) -> bool | None` (False
+/// cancels). The compute thread never waits for the GIL: progress events go through a channel to
+/// a delivering thread that calls Python (re-acquiring the GIL could otherwise cost a whole 5 ms
+/// switch interval per event while the GUI thread runs Python: 30 HMM iterations cost 150 ms).
+/// Every event is delivered, in order, before this returns; a False from the callable stops the
+/// computation at its next progress point.
+fn detach_progress<T: Send>(
+    py: Python<'_>,
     cancel: Option<Arc<AtomicBool>>,
     callback: Option<Py<PyAny>>,
-) -> impl FnMut(usize, f64) -> bool + Send {
-    move |i, v| {
-        if cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst)) {
-            return false;
-        }
-        match &callback {
-            None => true,
-            Some(cb) => Python::attach(|py| match cb.call1(py, (i, v)) {
-                Ok(r) => !r.bind(py).is(&*pyo3::types::PyBool::new(py, false)),
-                Err(e) => {
-                    e.print(py);
-                    false
+    f: impl FnOnce(&mut dyn FnMut(usize, f64) -> bool) -> Result<T, CoreError> + Send,
+) -> PyResult<T> {
+    let Some(cb) = callback else {
+        let mut hook = move |_: usize, _: f64| !cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst));
+        return detach(py, || f(&mut hook));
+    };
+    detach(py, move || {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, f64)>();
+        let stop_d = stop.clone();
+        let deliverer = std::thread::spawn(move || {
+            for (i, v) in rx {
+                if stop_d.load(Ordering::SeqCst) {
+                    continue; // drain: the computation is stopping
                 }
-            }),
-        }
-    }
+                let keep = Python::attach(|py| match cb.call1(py, (i, v)) {
+                    Ok(r) => !r.bind(py).is(&*pyo3::types::PyBool::new(py, false)),
+                    Err(e) => {
+                        e.print(py);
+                        false
+                    }
+                });
+                if !keep {
+                    stop_d.store(true, Ordering::SeqCst);
+                }
+            }
+            Python::attach(|_py| drop(cb));
+        });
+        let r = {
+            let mut hook = |i: usize, v: f64| {
+                if stop.load(Ordering::SeqCst) || cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst)) {
+                    return false;
+                }
+                let _ = tx.send((i, v));
+                true
+            };
+            f(&mut hook)
+        };
+        drop(tx);
+        let _ = deliverer.join();
+        r
+    })
 }
 
 fn slice<'a>(name: &str, a: &'a PyReadonlyArray1<'_, f64>) -> PyResult<&'a [f64]> {
@@ -112,7 +144,7 @@ fn mean_reversion<'py>(
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let x = slice("prices", &prices)?;
-    let mut hook = progress_hook(cancel.map(|c| c.flag.clone()), progress);
+    let cancel = cancel.map(|c| c.flag.clone());
     let params = signal_params(threshold, exit_threshold, stop_threshold);
     // Outputs are NumPy arrays from the start (NumPy asks the kernel for huge pages on large
     // allocations, which saves most of the page-fault cost of fresh memory); the core fills them
@@ -141,7 +173,7 @@ fn mean_reversion<'py>(
                 positions: pos.as_slice_mut()?,
             }
         };
-        detach(py, || rolling::mean_reversion_into(x, lookback, params, bufs, &mut hook))?
+        detach_progress(py, cancel, progress, |hook| rolling::mean_reversion_into(x, lookback, params, bufs, hook))?
     };
     let d = PyDict::new(py);
     d.set_item("rolling_mean", mean)?;
@@ -294,8 +326,7 @@ fn run_hmm<'py>(
         seed,
         init: init.map(|(start_prob, transmat, means, variances)| hmm::HmmInit { start_prob, transmat, means, variances }),
     };
-    let mut hook = progress_hook(cancel.map(|c| c.flag.clone()), progress);
-    let r = detach(py, || hmm::run_hmm(x, &config, &mut hook))?;
+    let r = detach_progress(py, cancel.map(|c| c.flag.clone()), progress, |hook| hmm::run_hmm(x, &config, hook))?;
     let k = r.n_states;
     let t = r.viterbi_path.len();
     let d = PyDict::new(py);
@@ -354,8 +385,7 @@ fn optimize_portfolio<'py>(
         frontier_points,
     };
     let method = method.to_string();
-    let mut hook = progress_hook(cancel.map(|c| c.flag.clone()), progress);
-    let r = detach(py, || portfolio::optimize_portfolio(x, rows, cols, &method, &config, &mut hook))?;
+    let r = detach_progress(py, cancel.map(|c| c.flag.clone()), progress, |hook| portfolio::optimize_portfolio(x, rows, cols, &method, &config, hook))?;
     let d = PyDict::new(py);
     d.set_item("method", r.method)?;
     d.set_item("weights", r.weights.into_pyarray(py))?;
@@ -397,8 +427,7 @@ fn sparse_portfolio<'py>(
         max_iterations,
         tolerance,
     };
-    let mut hook = progress_hook(cancel.map(|c| c.flag.clone()), progress);
-    let r = detach(py, || sparse::sparse_portfolio(x, rows, cols, &config, &mut hook))?;
+    let r = detach_progress(py, cancel.map(|c| c.flag.clone()), progress, |hook| sparse::sparse_portfolio(x, rows, cols, &config, hook))?;
     let d = PyDict::new(py);
     d.set_item("method", r.method)?;
     d.set_item("weights", r.weights.into_pyarray(py))?;
@@ -440,8 +469,7 @@ fn sparse_lambda_path<'py>(
         max_iterations,
         ..sparse::LambdaPathConfig::default()
     };
-    let mut hook = progress_hook(cancel.map(|c| c.flag.clone()), progress);
-    let r = detach(py, || sparse::sparse_lambda_path(x, rows, cols, &config, &mut hook))?;
+    let r = detach_progress(py, cancel.map(|c| c.flag.clone()), progress, |hook| sparse::sparse_lambda_path(x, rows, cols, &config, hook))?;
     let l = r.lambdas.len();
     let d = PyDict::new(py);
     d.set_item("lambdas", r.lambdas.into_pyarray(py))?;
