@@ -271,7 +271,9 @@ def test_tab_runs_fills_table_and_exports(qtbot, bench_view, tmp_path):
     cells = view.suite.cells
     assert [c.backend for c in cells] == ["pyo3", "grpc", "pandas", "pandas-rolling-std"]
     assert view.table.rowCount() == 4
-    assert view.table.item(0, 2).text() == "pyo3" and view.table.item(0, 3).text() == "ok"
+    assert view.table.item(0, 2).text() == "PyO3 (in-process)" and view.table.item(0, 3).text() == "ok"
+    assert view.table.item(3, 2).text() == "pandas rolling().std()"  # readable names, not internal ids
+    assert "0 / 1" not in view.progress.text()
     assert view.progress.value() == view.progress.maximum() == 4
     assert "Done" in view.status.text() and "identical" in view.status.text()
     assert len(view.bar_plot.getPlotItem().items) >= 4  # one bar item per column

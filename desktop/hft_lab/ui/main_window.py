@@ -82,7 +82,7 @@ class MainWindow(QMainWindow):
         dock.setObjectName("log-dock")
         dock.setWidget(self.log_panel)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
-        self.resizeDocks([dock], [140], Qt.Orientation.Vertical)
+        self.resizeDocks([dock], [100], Qt.Orientation.Vertical)
 
         tb = QToolBar("Backend")
         tb.setObjectName("backend-toolbar")

@@ -192,6 +192,14 @@ class BarAxis(NumberAxis):
 # ----------------------------------------------------------------------------------------------
 
 
+class LabLegend(pg.LegendItem):
+    """A legend with a background (readable over the data) that draws nothing while empty."""
+
+    def paint(self, p, *args):
+        if self.items:
+            super().paint(p, *args)
+
+
 class LabViewBox(pg.ViewBox):
     """A ViewBox whose right-click menu is the plot's export menu (always enabled)."""
 
@@ -234,7 +242,8 @@ def _has_data(item) -> bool:
     if isinstance(item, pg.ImageItem):
         return item.image is not None
     if isinstance(item, pg.BarGraphItem):
-        return item.opts.get("height") is not None and len(np.atleast_1d(item.opts.get("height"))) > 0
+        r = item.boundingRect()
+        return r.width() > 0 or r.height() > 0
     return False
 
 
@@ -254,7 +263,9 @@ class LabPlot(pg.PlotWidget):
             p.setLabel("left", left)
         self.legend = None
         if legend:
-            self.legend = p.addLegend(offset=(10, 10), brush=pg.mkBrush(255, 255, 255, 215), pen=pg.mkPen(170, 170, 170))
+            self.legend = LabLegend(offset=(10, 10), brush=pg.mkBrush(255, 255, 255, 215), pen=pg.mkPen(170, 170, 170))
+            self.legend.setParentItem(p.vb)
+            p.legend = self.legend
         self._empty = QLabel(empty_text, self)
         self._empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self._empty.setWordWrap(True)
@@ -284,13 +295,6 @@ class LabPlot(pg.PlotWidget):
             for a in self._axes_hidden:
                 p.showAxis(a)
             self._axes_hidden = []
-        if self.legend is not None:
-            if empty and self.legend.isVisible():
-                self.legend.setVisible(False)
-                self._legend_hidden = True
-            elif not empty and getattr(self, "_legend_hidden", False):
-                self.legend.setVisible(True)
-                self._legend_hidden = False
         self._empty.setVisible(empty)
         self._place_empty()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QTableWidget, QTableWidgetItem
 
 
 def fmt(v, digits: int = 6) -> str:
@@ -65,10 +65,25 @@ def status_label(text: str = "Ready."):
     from PySide6.QtCore import Qt
     from PySide6.QtWidgets import QLabel
 
-    label = QLabel(text)
+    label = _StatusLabel(text)
     label.setWordWrap(True)
     label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     return label
+
+
+class StatusLabel(QLabel):
+    """At most ~6 lines tall (a long message must not push the buttons below it out of view);
+    the whole text is in the tooltip and in the log panel."""
+
+    MAX_LINES = 6
+
+    def setText(self, text: str) -> None:  # noqa: N802
+        super().setText(text)
+        self.setToolTip(text if len(text) > 80 else "")
+        self.setMaximumHeight(self.fontMetrics().lineSpacing() * self.MAX_LINES + 4)
+
+
+_StatusLabel = StatusLabel
 
 
 def export_buttons(csv_tip: str = "", json_tip: str = ""):
@@ -83,3 +98,40 @@ def export_buttons(csv_tip: str = "", json_tip: str = ""):
         b.setEnabled(False)
         row.addWidget(b)
     return csv_b, json_b, row
+
+
+def side_panel(inputs: list, actions: list, width: int = 350):
+    """A view's left panel: the input groups in a vertical scroll area (never a horizontal
+    scrollbar: long text wraps), and the actions (Run/Cancel row, busy bar, status line, export
+    row…) pinned below it, so they stay visible at any window size. Items are widgets or layouts."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QFrame, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
+
+    def add(lay, item):
+        if isinstance(item, QWidget):
+            lay.addWidget(item)
+        else:
+            lay.addLayout(item)
+
+    inner = QVBoxLayout()
+    for it in inputs:
+        add(inner, it)
+    inner.addStretch(1)
+    inner_w = QWidget()
+    inner_w.setLayout(inner)
+    scroll = QScrollArea()
+    scroll.setWidget(inner_w)
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    outer = QVBoxLayout()
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(scroll, 1)
+    for it in actions:
+        add(outer, it)
+    panel = QWidget()
+    panel.setLayout(outer)
+    panel.setFixedWidth(width)
+    panel.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Expanding)
+    panel.scroll = scroll
+    return panel

@@ -48,7 +48,8 @@ from PySide6.QtWidgets import (
 )
 
 from hft_lab.bench import runner as br
-from hft_lab.ui.plots import make_plot
+from hft_lab.ui.plots import LogAxis, make_plot
+from hft_lab.ui.widgets import side_panel
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
 log = logging.getLogger("hft_lab.ui.benchmark")
@@ -69,6 +70,42 @@ SHORT_OP = {
     "sparse:lasso": "lasso",
 }
 BACKEND_COLORS = {"pyo3": (31, 119, 180), "grpc": (255, 127, 14)}
+# what the user reads for each column (the runner's ids stay in CSV/JSON exports)
+DISPLAY_NAMES = {
+    "pyo3": "PyO3 (in-process)",
+    "grpc": "gRPC (grpcd)",
+    "python-grpcio": "Python grpcio server",
+    "pandas": "pandas z-score",
+    "pandas-rolling-std": "pandas rolling().std()",
+    "cvxpy+clarabel": "cvxpy + Clarabel",
+    "pyportfolioopt": "PyPortfolioOpt",
+    "hmmlearn-log": "hmmlearn (log)",
+    "hmmlearn-scaling": "hmmlearn (scaling)",
+    "sklearn": "scikit-learn Lasso",
+    "sklearn-gram": "scikit-learn Lasso (Gram)",
+    "grpc-bytes": "gRPC bytes",
+    "grpc-packed": "gRPC packed doubles",
+}
+
+
+def display_name(name: str) -> str:
+    return DISPLAY_NAMES.get(name, name)
+
+
+def short_time(us: float) -> str:
+    """A bar label: 3 significant digits with a unit (1.6 µs, 226 µs, 8.14 ms, 202 ms, 1.85 s)."""
+    for scale, unit in ((1e6, "s"), (1e3, "ms"), (1.0, "µs")):
+        if us >= scale:
+            v = us / scale
+            return f"{v:.3g} {unit}" if v < 1000 else f"{v:,.0f} {unit}"
+    return f"{us * 1e3:.3g} ns"
+
+
+def legend_html(names, color) -> str:
+    return "&nbsp;&nbsp; ".join(
+        f"<span style='white-space:nowrap'><span style='color:rgb{color(n)}; font-size:14pt'>&#9632;</span>"
+        f"&nbsp;{display_name(n).replace('-', '&#8209;').replace(' ', '&nbsp;')}</span>" for n in names
+    )
 REF_PALETTE = [(44, 160, 44), (148, 103, 189), (140, 86, 75), (127, 127, 127), (188, 189, 34), (23, 190, 207),
                (227, 119, 194), (214, 39, 40), (0, 110, 110), (200, 150, 0), (90, 90, 160), (160, 60, 100)]
 # one fixed colour per reference library (stable from run to run)
@@ -190,7 +227,7 @@ class BenchmarkView(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
-        self.progress.setFormat("%v / %m cells")
+        self.progress.setFormat("")  # "%v / %m cells" once a run starts (not "0 / 1 cells" before)
         self.estimate = QLabel("")
         self.estimate.setWordWrap(True)
         self.status = QLabel("Ready.")
@@ -209,23 +246,9 @@ class BenchmarkView(QWidget):
         self.json_button.clicked.connect(lambda: self._export_dialog("JSON (*.json)", ".json", self.export_json))
         self.png_button.clicked.connect(lambda: self._export_dialog("PNG image (*.png)", ".png", self.export_png))
 
-        left = QVBoxLayout()
-        left.addWidget(ops)
-        left.addWidget(timing)
-        left.addLayout(buttons)
-        left.addWidget(self.progress)
-        left.addWidget(self.estimate)
-        left.addWidget(self.status)
-        left.addWidget(export)
-        left.addStretch(1)
-        inner = QWidget()
-        inner.setLayout(left)
-        left_w = QScrollArea()
-        left_w.setWidget(inner)
-        left_w.setWidgetResizable(True)
-        left_w.setFrameShape(QFrame.Shape.NoFrame)
-        left_w.setMinimumWidth(340)
-        left_w.setMaximumWidth(420)
+        self.status.setMaximumHeight(self.status.fontMetrics().lineSpacing() * 6 + 4)
+        left_w = side_panel([ops, timing], [buttons, self.progress, self.estimate, self.status, export], width=360)
+        self.left_panel = left_w
 
         # --- charts
         self.bar_plot = make_plot("p50 latency per operation and backend (log scale; lower is faster)", "p50 latency")
@@ -238,21 +261,25 @@ class BenchmarkView(QWidget):
         self.bar_legend.setWordWrap(True)
         bar_page = self._page(self.bar_plot, QLabel("Size of each operation:"), self.bar_tier, self.bar_legend)
 
-        self.size_plot = make_plot("p50 latency vs payload size (log-log)", "p50 latency (µs)")
+        self.size_plot = make_plot("p50 latency vs payload size (log-log)", "p50 latency (µs)", legend=False,
+                                   axisItems={"left": LogAxis("left"), "bottom": LogAxis("bottom")})
         self.size_plot.getPlotItem().setLabel("bottom", "payload (float64 values sent)")
         self.size_plot.getPlotItem().setLogMode(x=True, y=True)
         self.size_op = QComboBox()
         self.size_op.currentIndexChanged.connect(self._draw_sizes)
-        size_page = self._page(self.size_plot, QLabel("Operation:"), self.size_op)
+        self.size_legend = QLabel("")
+        self.size_legend.setWordWrap(True)
+        size_page = self._page(self.size_plot, QLabel("Operation:"), self.size_op, self.size_legend)
 
-        self.conc_plot = make_plot("Throughput vs concurrent callers (log scale)", "calls per second")
+        self.conc_plot = make_plot("Throughput vs concurrent callers (log scale)", "calls per second", legend=False,
+                                   axisItems={"left": LogAxis("left")})
         self.conc_plot.getPlotItem().setLabel("bottom", "concurrent callers (threads)")
         self.conc_plot.getPlotItem().setLogMode(x=False, y=True)
-        if self.conc_plot.getPlotItem().legend is not None:
-            self.conc_plot.getPlotItem().legend.setOffset((-10, -10))  # bottom right
         self.conc_cell = QComboBox()
         self.conc_cell.currentIndexChanged.connect(self._draw_concurrency)
-        conc_page = self._page(self.conc_plot, QLabel("Operation and size:"), self.conc_cell)
+        self.conc_legend = QLabel("")
+        self.conc_legend.setWordWrap(True)
+        conc_page = self._page(self.conc_plot, QLabel("Operation and size:"), self.conc_cell, self.conc_legend)
 
         self.table = QTableWidget(0, len(TABLE_COLUMNS))
         self.table.setHorizontalHeaderLabels(TABLE_COLUMNS)
@@ -391,6 +418,7 @@ class BenchmarkView(QWidget):
         self._clear_views()
         self.progress.setRange(0, max(1, br.count_cells(cfg, cfg.backends)))
         self.progress.setValue(0)
+        self.progress.setFormat("%v / %m cells")
         self.status.setStyleSheet("")
         self.status.setText("Running… " + " ".join(n + "." for n in notes))
         emitter = self._emitter
@@ -513,12 +541,14 @@ class BenchmarkView(QWidget):
         self.conc_cell.clear()
         self.conc_cell.blockSignals(False)
         self.summary.setPlainText("")
+        self.size_legend.setText("")
+        self.conc_legend.setText("")
 
     def _append_row(self, c: br.Cell) -> None:
         r = self.table.rowCount()
         self.table.insertRow(r)
         if c.skipped:
-            vals = [c.op, c.size, c.backend, c.parity, "", "", "", "", "", "", "", "", "", f"skipped: {c.skipped}" + (f" ({c.note})" if c.note else "")]
+            vals = [c.op, c.size, display_name(c.backend), c.parity, "", "", "", "", "", "", "", "", "", f"skipped: {c.skipped}" + (f" ({c.note})" if c.note else "")]
         else:
             tail = c.note
             if "iterations" in c.extra:
@@ -527,7 +557,7 @@ class BenchmarkView(QWidget):
                 tail += f"; Clarabel solve alone p50 {br.fmt_us(c.extra['solver_time_us_p50'])}"
             if c.parity == "FAILED":
                 tail = f"PARITY FAILED: {c.parity_detail}"
-            vals = [c.op, c.size, c.backend, c.parity, f"{c.calls:,}", f"{c.failures:,}", br.fmt_us(c.p50_us), br.fmt_us(c.p95_us),
+            vals = [c.op, c.size, display_name(c.backend), c.parity, f"{c.calls:,}", f"{c.failures:,}", br.fmt_us(c.p50_us), br.fmt_us(c.p95_us),
                     br.fmt_us(c.p99_us), br.speedup_text(c), br.fmt_rate(c.ops_per_s), br.throughput_text(c), c.accuracy, tail]
         for j, v in enumerate(vals):
             it = QTableWidgetItem(str(v))
@@ -544,7 +574,14 @@ class BenchmarkView(QWidget):
                 it.setForeground(QBrush(RED))
             self.table.setItem(r, j, it)
         if r < 3 or r % 10 == 0:
-            self.table.resizeColumnsToContents()
+            self._fit_columns()
+
+    def _fit_columns(self) -> None:
+        """Every column wide enough for its content (the table scrolls sideways), except the
+        note, which is capped so the figures before it stay in view."""
+        self.table.resizeColumnsToContents()
+        note = self.table.columnCount() - 1
+        self.table.setColumnWidth(note, min(self.table.columnWidth(note), 420))
 
     def _measured(self) -> list[br.Cell]:
         return [c for c in (self.suite.cells if self.suite else []) if c.ok]
@@ -615,7 +652,7 @@ class BenchmarkView(QWidget):
                 top = math.log10(c.p50_us)
                 per_col.setdefault(c.backend, []).append((x, top, c.parity == "FAILED"))
                 if labels:
-                    t = pg.TextItem(br.fmt_us(c.p50_us), color=(RED if c.parity == "FAILED" else (40, 40, 40)), anchor=(0, 0.5), angle=90)
+                    t = pg.TextItem(short_time(c.p50_us), color=(RED if c.parity == "FAILED" else (40, 40, 40)), anchor=(0, 0.5), angle=90)
                     f = t.textItem.font()
                     f.setPointSizeF(7.5)
                     t.setFont(f)
@@ -629,15 +666,18 @@ class BenchmarkView(QWidget):
             plot.addItem(pg.BarGraphItem(x=xs, y0=np.full(len(xs), lo), y1=tops, width=w * 0.9, brush=pg.mkBrush(*col), pens=pens, name=name))
         plot.getAxis("bottom").setTicks([[(i, f"{SHORT_OP.get(op, op)} {size}") for i, (op, size, _) in enumerate(groups)], []])
         plot.getAxis("left").setTicks([[(k, _us_label(k)) for k in range(int(math.floor(lo)), int(math.ceil(hi + 1)) + 1)], []])
-        plot.setYRange(lo, hi + (0.9 if labels else 0.2), padding=0)
+        # room above the tallest bar for its (vertical) value label, whatever the plot's height
+        vb_h = max(plot.vb.height(), 120.0)
+        label_px = 62.0
+        span = hi - lo
+        head = span * label_px / max(vb_h - label_px, 40.0) if labels else 0.2
+        plot.setYRange(lo, hi + max(head, 0.2), padding=0)
         plot.setXRange(-0.6, len(groups) - 0.4, padding=0)
         legend = plot.legend
         if legend is not None:
             legend.clear()
             legend.setVisible(False)
-        self.bar_legend.setText("&nbsp;&nbsp; ".join(
-            f"<span style='white-space:nowrap'><span style='color:rgb{self._color(n)}; font-size:14pt'>&#9632;</span>&nbsp;{n.replace('-', '&#8209;')}</span>" for n in per_col
-        ))
+        self.bar_legend.setText(legend_html(per_col, self._color))
 
     def _draw_sizes(self, *_) -> None:
         plot = self.size_plot.getPlotItem()
@@ -651,7 +691,8 @@ class BenchmarkView(QWidget):
             col = self._color(name)
             style = Qt.PenStyle.SolidLine if name in BACKEND_COLORS else Qt.PenStyle.DashLine
             plot.plot(xs, ys, pen=pg.mkPen(col, width=2, style=style), symbol="o", symbolSize=7,
-                      symbolBrush=pg.mkBrush(*col), symbolPen=pg.mkPen(col), name=name)
+                      symbolBrush=pg.mkBrush(*col), symbolPen=pg.mkPen(col), name=display_name(name))
+        self.size_legend.setText(legend_html(dict.fromkeys(c.backend for c in cells), self._color))
 
     def _draw_concurrency(self, *_) -> None:
         plot = self.conc_plot.getPlotItem()
@@ -665,7 +706,8 @@ class BenchmarkView(QWidget):
             ys = np.array([c.throughput[k]["ops_per_s"] for k in ks], dtype=float)
             col = self._color(c.backend)
             plot.plot(np.array(ks, dtype=float), ys, pen=pg.mkPen(col, width=2), symbol="o", symbolSize=7,
-                      symbolBrush=pg.mkBrush(*col), symbolPen=pg.mkPen(col), name=c.backend)
+                      symbolBrush=pg.mkBrush(*col), symbolPen=pg.mkPen(col), name=display_name(c.backend))
+        self.conc_legend.setText(legend_html(dict.fromkeys(c.backend for c in cells), self._color))
         if conc_values:
             plot.getAxis("bottom").setTicks([[(k, str(k)) for k in sorted(conc_values)], []])
 

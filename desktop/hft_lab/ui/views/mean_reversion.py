@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 
 from hft_lab.data import load_sample_prices, ou_series
 from hft_lab.ui.plots import BarAxis, PercentAxis, date_of, make_plot, pen
-from hft_lab.ui.widgets import StatsTable, busy_bar, export_buttons, fmt, pct, status_label
+from hft_lab.ui.widgets import StatsTable, busy_bar, export_buttons, fmt, pct, side_panel, status_label
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
 log = logging.getLogger("hft_lab.ui.mean_reversion")
@@ -183,24 +183,7 @@ class MeanReversionView(QWidget):
 
         self.stats = StatsTable()
 
-        left = QVBoxLayout()
-        for w in (data, sig, btg):
-            left.addWidget(w)
-        left.addLayout(buttons)
-        left.addWidget(self.progress)
-        left.addWidget(self.status)
-        left.addLayout(export_row)
-        left.addWidget(live)
-        left.addStretch(1)
-        left_inner = QWidget()
-        left_inner.setLayout(left)
-        left_w = QScrollArea()
-        left_w.setWidget(left_inner)
-        left_w.setWidgetResizable(True)
-        left_w.setFrameShape(QFrame.Shape.NoFrame)
-        left_w.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # long text wraps instead
-        left_w.setMinimumWidth(330)
-        left_w.setMaximumWidth(400)
+        left_w = side_panel([data, sig, btg, live], [buttons, self.progress, self.status, export_row], width=350)
         self.left_panel = left_w
 
         self.axes = [BarAxis() for _ in range(4)]
@@ -497,7 +480,7 @@ class MeanReversionView(QWidget):
             pp.addItem(pg.FillBetweenItem(upper, lower, brush=pg.mkBrush(31, 119, 180, 30)))
         self.markers_hidden = not self._markers(pp, r, x)
         zp = self.z_plot.getPlotItem()
-        zp.plot(idx[w], r.zscore[w], pen=pen("z"), name="z", **fast)
+        zp.plot(idx[w], r.zscore[w], pen=pen("z"), **fast)
         self._z_levels(zp, r.threshold, r.exit_threshold, r.stop_threshold)
 
     @staticmethod

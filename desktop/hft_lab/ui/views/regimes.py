@@ -44,7 +44,7 @@ from PySide6.QtWidgets import (
 from hft_lab.data import load_sample_prices
 from hft_lab.data.export import describe_prices, export_result_csv, export_result_json, SessionItem
 from hft_lab.ui.plots import BarAxis, PriceAxis, date_of, intraday, make_plot, pen
-from hft_lab.ui.widgets import StatsTable, busy_bar, export_buttons, fmt, status_label
+from hft_lab.ui.widgets import StatsTable, busy_bar, export_buttons, fmt, side_panel, status_label
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
 log = logging.getLogger("hft_lab.ui.regimes")
@@ -336,22 +336,8 @@ class RegimesView(QWidget):
         )
         self.stats = StatsTable()
 
-        left = QVBoxLayout()
-        left.addWidget(data)
-        left.addWidget(model)
-        left.addLayout(buttons)
-        left.addWidget(self.busy_bar)
-        left.addWidget(self.status)
-        left.addLayout(exports)
-        left.addStretch(1)
-        left_inner = QWidget()
-        left_inner.setLayout(left)
-        left_w = QScrollArea()
-        left_w.setWidget(left_inner)
-        left_w.setWidgetResizable(True)
-        left_w.setFrameShape(QFrame.Shape.NoFrame)
-        left_w.setMinimumWidth(330)
-        left_w.setMaximumWidth(400)
+        left_w = side_panel([data, model], [buttons, self.busy_bar, self.status, exports], width=350)
+        self.left_panel = left_w
 
         # price shaded by regime, posteriors below (x-linked)
         self.price_plot = make_plot("Price, shaded by the most likely regime (Viterbi)", "price")

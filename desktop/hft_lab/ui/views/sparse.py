@@ -109,18 +109,33 @@ def cut_period(df: pd.DataFrame, years: int | None) -> pd.DataFrame:
     return df.dropna(how="any").astype(np.float64)
 
 
-def adf_verdict(stat: float, crit) -> str:
-    """Plain reading of the Engle-Granger ADF test: the strongest level at which it rejects."""
+def adf_verdict(stat: float, crit, tries: int = 1, search: bool = False) -> str:
+    """Plain reading of the Engle-Granger ADF test: the strongest level at which it rejects.
+
+    tries > 1: the basket is the best of `tries` fits (e.g. every asset tried as the target), so
+    the single-test levels are corrected (Bonferroni: a single-test p below L% bounds the
+    family-wise p by tries·L%). search: the combination itself was searched for (Box-Tiao,
+    greedy), which the critical values do not account for: said plainly."""
     c = [float(v) for v in crit]
     if not math.isfinite(stat) or len(c) != 3:
         return "n/a"
-    if stat < c[0]:
-        return "cointegrated at 1%"
-    if stat < c[1]:
-        return "cointegrated at 5%"
-    if stat < c[2]:
-        return "weak: significant at 10% only"
-    return "not significant"
+    level = 1 if stat < c[0] else 5 if stat < c[1] else 10 if stat < c[2] else None
+    caveat = ", in-sample search: optimistic" if search else ""
+    if tries <= 1:
+        if level is None:
+            return "not significant" + caveat
+        if level == 10:
+            return "weak: significant at 10% only" + caveat
+        return f"cointegrated at {level}%{caveat}"
+    if level is None:
+        return f"not significant (best of {tries} targets)"
+    fw = level * tries
+    if fw <= 5:
+        return f"cointegrated at {fw:g}% after Bonferroni (best of {tries} targets)"
+    if fw <= 10:
+        return f"weak: {fw:g}% after Bonferroni (best of {tries} targets)"
+    return (f"not significant after correcting for {tries} targets tried "
+            f"(single test {level}%: a best-of-{tries} in-sample result)")
 
 
 def verdict_color(verdict: str) -> str:
@@ -875,11 +890,23 @@ class SparseView(QWidget):
         self._set_status(
             f"{METHOD_LABEL.get(r.method, r.method)}{via} in {out.seconds * 1e3:.1f} ms{note}: "
             f"{r.nonzero} of {len(r.weights)} assets ({shown}), half-life {self._half_life_text(r.half_life)}, "
-            f"ADF {fmt(r.adf_statistic, 4)}: {adf_verdict(r.adf_statistic, r.adf_critical_values)}."
+            f"ADF {fmt(r.adf_statistic, 4)}: {self.verdict()}."
         )
         if not self._pending.get("from_path"):
             self.result_tabs.setCurrentIndex(0)  # a run started on the path tab keeps the path in view
         self.result_shown.emit(out)
+
+    def verdict_tries(self) -> tuple[int, bool]:
+        """(number of fits the shown basket is the best of, whether the combination was searched)."""
+        r, p = self.result, self.run_params or {}
+        if r.method in REGRESSION:
+            return (len(r.weights) if p.get("target") is None else 1), False
+        return 1, True
+
+    def verdict(self) -> str:
+        r = self.result
+        tries, search = self.verdict_tries()
+        return adf_verdict(r.adf_statistic, r.adf_critical_values, tries=tries, search=search)
 
     @staticmethod
     def _half_life_text(h: float) -> str:
@@ -939,7 +966,7 @@ class SparseView(QWidget):
 
     def _summary_html(self) -> str:
         r = self.result
-        verdict = adf_verdict(r.adf_statistic, r.adf_critical_values)
+        verdict = self.verdict()
         cv = r.adf_critical_values
         return (
             f"<b>{r.nonzero}-asset basket</b> ({METHOD_SHORT.get(r.method, r.method)}): "
@@ -963,7 +990,10 @@ class SparseView(QWidget):
         rows.append(("assets in basket", f"{r.nonzero} of {n}"))
         rows.append(("half-life (bars)", float(r.half_life)))
         rows.append(("ADF statistic", float(r.adf_statistic)))
-        rows.append(("ADF verdict", adf_verdict(r.adf_statistic, r.adf_critical_values)))
+        rows.append(("ADF verdict", self.verdict()))
+        tries, search = self.verdict_tries()
+        if tries > 1:
+            rows.append(("targets tried", tries))
         for level, cv in zip(("1%", "5%", "10%"), r.adf_critical_values):
             rows.append((f"  critical value {level}", float(cv)))
         w = np.asarray(r.weights)
