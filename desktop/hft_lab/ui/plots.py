@@ -258,6 +258,8 @@ class LabPlot(pg.PlotWidget):
         super().__init__(parent=parent, title=title, viewBox=vb, axisItems=axes)
         vb.owner = self
         self.export_name = _slug(title) or "plot"
+        # a plot drawn as a picture (e.g. stacked posteriors rendered as an image) gives its data here
+        self.table_provider = None  # callable -> pandas.DataFrame
         p = self.getPlotItem()
         if left:
             p.setLabel("left", left)
@@ -355,27 +357,40 @@ class LabPlot(pg.PlotWidget):
         too when the axis has dates), else one row per point (series, x, y)."""
         import pandas as pd
 
+        if self.table_provider is not None:
+            df = self.table_provider()
+            if df is None or len(df) == 0:
+                raise ValueError("the plot has no data to export as a table")
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            df.to_csv(path, float_format="%.17g")
+            return path
         series = []
         for k, it in enumerate(self.data_items()):
             name = _item_name(it) or f"series {k + 1}"
             if isinstance(it, pg.ImageItem):
-                img = np.asarray(it.image, dtype=np.float64)
-                series.append((name, None, img))
+                img = np.asarray(it.image)
+                if img.ndim == 2:  # a heat map (RGB(A) images are shading, not data)
+                    series.append((name, None, img.astype(np.float64)))
                 continue
             if isinstance(it, pg.BarGraphItem):
                 o = it.opts
-                x = o.get("x") if o.get("x") is not None else o.get("x0")
-                y = np.atleast_1d(np.asarray(o.get("height"), dtype=np.float64))
-                x = np.arange(len(y), dtype=np.float64) if x is None else np.broadcast_to(np.asarray(x, dtype=np.float64), y.shape)
+                xs = o.get("x") if o.get("x") is not None else o.get("x0")
+                top = next((o.get(k) for k in ("height", "y1", "y") if o.get(k) is not None), np.nan)
+                y = np.atleast_1d(np.asarray(top, dtype=np.float64))
+                x = np.arange(len(y), dtype=np.float64) if xs is None else np.atleast_1d(np.asarray(xs, dtype=np.float64))
+                n = max(len(x), len(y))
+                x, y = np.broadcast_to(x, (n,)), np.broadcast_to(y, (n,))
             else:
                 x, y = it.getData()
             series.append((name, np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)))
-        if not series:
-            raise ValueError("the plot is empty: nothing to export")
+        images = [s for s in series if s[1] is None]
+        series = [s for s in series if s[1] is not None]
+        if not series and not images:
+            raise ValueError("the plot has no data to export as a table")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        images = [s for s in series if s[1] is None]
-        if images:
+        if images and not series:
             name, _, img = images[0]
             pd.DataFrame(img).to_csv(path, index_label="row")
             return path

@@ -131,7 +131,9 @@ def side_panel(inputs: list, actions: list, width: int = 350):
         add(outer, it)
     panel = QWidget()
     panel.setLayout(outer)
-    panel.setFixedWidth(width)
+    # never narrower than the inputs need (a horizontal scrollbar is off: they would be clipped)
+    need = inner_w.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 4
+    panel.setFixedWidth(max(width, need))
     panel.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Expanding)
     panel.scroll = scroll
     return panel

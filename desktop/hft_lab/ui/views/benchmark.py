@@ -253,6 +253,7 @@ class BenchmarkView(QWidget):
         # --- charts
         self.bar_plot = make_plot("p50 latency per operation and backend (log scale; lower is faster)", "p50 latency")
         self.bar_plot.getPlotItem().showGrid(x=False, y=True, alpha=0.25)
+        self.bar_plot.table_provider = self._bar_table
         self.bar_tier = QComboBox()
         self.bar_tier.addItems(["smallest size", "middle size", "largest size"])
         self.bar_tier.setCurrentIndex(2)
@@ -678,6 +679,17 @@ class BenchmarkView(QWidget):
             legend.clear()
             legend.setVisible(False)
         self.bar_legend.setText(legend_html(per_col, self._color))
+
+    def _bar_table(self):
+        """What the latency bars show, as a table (the bars are drawn on a hand-made log axis)."""
+        import pandas as pd
+
+        cells = self._measured()
+        if not cells:
+            return None
+        rows = [{"operation": c.op, "size": c.size, "backend": display_name(c.backend), "id": c.backend,
+                 "p50_us": c.p50_us, "p95_us": c.p95_us, "p99_us": c.p99_us, "parity": c.parity} for c in cells]
+        return pd.DataFrame(rows).set_index(["operation", "size"])
 
     def _draw_sizes(self, *_) -> None:
         plot = self.size_plot.getPlotItem()

@@ -584,7 +584,7 @@ class MeanReversionView(QWidget):
 
     def _rebase_replay(self, *_) -> None:
         """A new speed applies from now on (the achieved rate is measured from here)."""
-        if self._stream is not None and self._replay_timer.isActive():
+        if self._stream is not None:
             self._replay_base_t, self._replay_base_pos = time.perf_counter(), self._replay_pos
 
     def pause_replay(self) -> None:
@@ -620,7 +620,7 @@ class MeanReversionView(QWidget):
         last resume) started, so the achieved rate follows the speed whatever the frame rate."""
         n = len(self.prices)
         now = time.perf_counter()
-        due = self._replay_base_pos + int((now - self._replay_base_t) * self.replay_speed.value())
+        due = self._replay_base_pos + int((now - self._replay_base_t) * self.replay_speed.value() + 1e-6)
         lo = self._replay_pos
         if due <= lo:
             return  # nothing due yet (slow speeds)

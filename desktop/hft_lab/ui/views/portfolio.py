@@ -395,6 +395,8 @@ class PortfolioView(QWidget):
         al.addWidget(self.assets, 1)
         self.selection_label = QLabel(" ")
         self.selection_label.setWordWrap(True)
+        # two lines reserved: at small window sizes the asset table shrinks, this text does not
+        self.selection_label.setMinimumHeight(2 * self.selection_label.fontMetrics().lineSpacing() + 4)
         al.addWidget(self.selection_label)
 
         # method and parameters

@@ -346,6 +346,7 @@ class RegimesView(QWidget):
         self.price_plot.getPlotItem().setLabel("left", "price")
         self.price_plot.getPlotItem().legend.setBrush(pg.mkBrush(255, 255, 255, 210))
         self.post_plot = make_plot("Posterior regime probabilities (stacked)", "P(regime)")
+        self.post_plot.table_provider = self._posterior_table
         self.post_axis = BarAxis()
         pp = self.post_plot.getPlotItem()
         pp.setAxisItems({"bottom": self.post_axis})
@@ -1024,6 +1025,16 @@ class RegimesView(QWidget):
     def result_inputs(self) -> dict[str, Any]:
         """What the series of the result on show is ({} without a result)."""
         return self._result_inputs() if self.result is not None else {}
+
+    def _posterior_table(self):
+        """The posteriors the stacked plot shows: one row per return, one column per regime."""
+        if self.result is None:
+            return None
+        post = np.asarray(self.result.posteriors)
+        idx = self.result_index()
+        df = pd.DataFrame(post, index=idx, columns=[f"P(regime {k + 1})" for k in range(post.shape[1])])
+        df.index.name = "date" if isinstance(idx, pd.DatetimeIndex) else "bar"
+        return df
 
     def result_index(self):
         """Dates (or bar numbers) of the returns: return i is from bar i to bar i + 1."""
