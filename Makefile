@@ -21,7 +21,7 @@ APT_PACKAGES := libegl1 libgl1 libx11-6 libdbus-1-3 libfontconfig1 libfreetype6 
 
 RUST_SOURCES := $(shell find rustcore grpcd proto -name '*.rs' -o -name '*.proto' -o -name Cargo.toml -o -name build.rs 2>/dev/null) Cargo.toml
 
-.PHONY: all build run test test-rust test-python bench sysdeps clean dist
+.PHONY: all build run test test-rust test-python test-xcb bench sysdeps clean dist
 
 all: build
 
@@ -67,7 +67,7 @@ build: $(STAMPS)/sysdeps $(STAMPS)/venv $(STAMPS)/proto-py $(STAMPS)/ext target/
 run: build
 	@$(PY) -m hft_lab
 
-test: build test-rust test-python
+test: build test-rust test-python test-xcb
 
 test-rust:
 	$(CARGO) test --release -p rustcore -p grpcd
@@ -75,6 +75,10 @@ test-rust:
 test-python: build
 	$(PY) tools/qualify_enums.py
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q $(PYTEST_ARGS)
+
+# the click-like GUI tests again on the real xcb platform under a virtual X server (not only offscreen)
+test-xcb: build
+	xvfb-run -a -s "-screen 0 1600x1000x24" env QT_QPA_PLATFORM=xcb $(PY) -m pytest -q -p no:cacheprovider tests/test_user_paths.py
 
 bench: build
 	$(PY) -m hft_lab.bench $(BENCH_ARGS)
