@@ -389,3 +389,23 @@ def test_statistics_use_percent_and_axes_plain_numbers(qtbot, window):
 def test_sparse_verdict_accounts_for_the_targets_tried(stat, tries, search, expected):
     crit = [-4.5, -3.8, -3.5]
     assert adf_verdict(stat, crit, tries=tries, search=search).startswith(expected)
+
+
+@pytest.mark.parametrize("size", [(1024, 700), (1280, 820)])
+def test_frontier_labels_of_the_largest_holdings_show_without_collisions(qtbot, window, size):
+    w = window
+    w.resize(*size)
+    pv = w.portfolio
+    w.tabs.setCurrentWidget(pv)
+    click_and_wait(qtbot, pv.result_shown, pv.run_button)
+    qtbot.wait(100)
+    pv._place_labels()
+    r = pv.result
+    top = [str(n) for n, wt in sorted(zip(r.asset_names, r.weights), key=lambda t: -abs(t[1]))[:5] if abs(wt) > 1e-6]
+    shown = {lab[3]: lab[0] for lab in pv._labels if lab[0].isVisible()}
+    assert set(top) <= set(shown), (top, pv.hidden_labels)
+    rects = [(name, it.mapRectToScene(it.boundingRect())) for name, it in shown.items()]
+    for i, (a, ra) in enumerate(rects):
+        for b, rb in rects[i + 1:]:
+            inter = ra.intersected(rb)
+            assert inter.width() * inter.height() < 4, (a, b)  # at most a pixel of the text boxes' padding

@@ -73,6 +73,8 @@ PORTFOLIO = (214, 39, 40)
 MAX_ASSET_LABELS = 40  # more text labels on the frontier plot would be unreadable (tooltips remain)
 # label positions tried in turn: right of the point, left, above, below (TextItem anchors)
 LABEL_ANCHORS = [(-0.12, 0.5), (1.12, 0.5), (0.5, 1.15), (0.5, -0.15)]
+# further positions for the largest holdings' labels: the four diagonals
+DIAGONAL_ANCHORS = [(-0.05, 1.1), (1.05, 1.1), (-0.05, -0.1), (1.05, -0.1)]
 
 
 def active_label(name: str) -> str:
@@ -1056,6 +1058,7 @@ class PortfolioView(QWidget):
             for name, xv, yv in zip(names, vol, mean):
                 t = pg.TextItem(name, color=(70, 70, 70), anchor=LABEL_ANCHORS[0])
                 t.setFont(self._label_font)
+                t.textItem.document().setDocumentMargin(1)  # the box is the text (placement below uses it)
                 t.setPos(float(xv), float(yv))
                 fp.addItem(t)
                 self._labels.append((t, float(xv), float(yv), name))
@@ -1119,27 +1122,65 @@ class PortfolioView(QWidget):
             X, Y = (r.volatility - x0) * sx, (y1 - r.expected_return) * sy
             taken.append((X - 9, Y - 9, X + 9, Y + 9))
 
-        def free(rect, own):
+        n_markers = len(taken)
+
+        def free(rect, own, labels_only=False):
             a0, b0, a1, b1 = rect
+            if a0 < 0 or b0 < 0 or a1 > w or b1 > h:
+                return False  # a label outside the plot area would be clipped
             return all(
-                k == own or a1 <= c0 or a0 >= c1 or b1 <= d0 or b0 >= d1 for k, (c0, d0, c1, d1) in enumerate(taken)
+                k == own or a1 <= c0 or a0 >= c1 or b1 <= d0 or b0 >= d1
+                for k, (c0, d0, c1, d1) in enumerate(taken) if not (labels_only and k < n_markers)
             )
 
-        order = sorted(range(len(labels)), key=lambda i: pts[i][1])  # top to bottom
+        # the largest holdings of the shown portfolio are placed first and never vanish: next to
+        # their point (sides, then diagonals), over other markers if nowhere else; then the other
+        # assets top to bottom, hidden when no side is free (their tooltip remains)
+        weights = {}
+        if self.result is not None:
+            weights = {str(n): abs(float(wt)) for n, wt in zip(self.result.asset_names, self.result.weights)}
+        top = {n for n, wt in sorted(weights.items(), key=lambda kv: -kv[1])[:5] if wt > 1e-6}
+        order = sorted(range(len(labels)), key=lambda i: (labels[i][3] not in top, -weights.get(labels[i][3], 0.0), pts[i][1]))
+        self.hidden_labels = []
+        for leader in getattr(self, "_leaders", []):
+            self.frontier_plot.getPlotItem().removeItem(leader)
+        self._leaders = []
         for i in order:
             item, _, _, text = labels[i]
             X, Y = pts[i]
-            tw, th = fm.horizontalAdvance(text) + 2, fm.height() - 2
-            for ax, ay in LABEL_ANCHORS:
-                # TextItem anchor (ax, ay) puts that fraction of the text box on the point
-                rect = (X - ax * tw, Y - ay * th, X - ax * tw + tw, Y - ay * th + th)
-                if free(rect, i):
-                    item.setAnchor((ax, ay))
-                    item.setVisible(True)
-                    taken.append(rect)
+            br = item.textItem.boundingRect()  # the label's real box on screen, in pixels
+            tw, th = br.width(), br.height()
+            tries = [(LABEL_ANCHORS, False, 0.0)]
+            if text in top:
+                # no free side: a diagonal, then further out (1 to 4 label heights) with a leader
+                # line to the point, and only then over other assets' markers (never other labels)
+                far = [(DIAGONAL_ANCHORS + LABEL_ANCHORS[2:], k * th) for k in (1, 2, 3, 4)]
+                tries += [(DIAGONAL_ANCHORS, False, 0.0)] + [(a, False, d) for a, d in far]
+                tries += [(LABEL_ANCHORS + DIAGONAL_ANCHORS, True, 0.0)] + [(a, True, d) for a, d in far]
+            placed = False
+            for anchors, labels_only, dist in tries:
+                for ax, ay in anchors:
+                    # TextItem anchor (ax, ay) puts that fraction of the text box on the point
+                    dx = dist * (1 if ax < 0.5 else -1 if ax > 0.5 else 0)
+                    dy = dist * (1 if ay < 0.5 else -1 if ay > 0.5 else 0)
+                    rect = (X + dx - ax * tw, Y + dy - ay * th, X + dx - ax * tw + tw, Y + dy - ay * th + th)
+                    if free(rect, i, labels_only):
+                        item.setAnchor((ax - dx / tw, ay - dy / th))
+                        item.setVisible(True)
+                        taken.append(rect)
+                        placed = True
+                        if dist:
+                            cx, cy = X + dx, Y + dy  # the label's corner nearest its point
+                            leader = pg.PlotCurveItem([x0 + X / sx, x0 + cx / sx], [y1 - Y / sy, y1 - cy / sy],
+                                                      pen=pg.mkPen(120, 120, 120, 200, width=1))
+                            self.frontier_plot.getPlotItem().addItem(leader)
+                            self._leaders.append(leader)
+                        break
+                if placed:
                     break
-            else:
+            if not placed:
                 item.setVisible(False)
+                self.hidden_labels.append(text)
 
     def _fill_tables(self) -> None:
         r, inp = self.result, self.run_inputs
