@@ -235,7 +235,7 @@ class LabViewBox(pg.ViewBox):
 
 def _has_data(item) -> bool:
     if isinstance(item, pg.PlotDataItem):
-        x, _ = item.getData()
+        x = item.xData  # the raw data (getData() would compute the downsampled view: slow on 1M points)
         return x is not None and len(x) > 0
     if isinstance(item, pg.ScatterPlotItem):
         return len(item.data) > 0
@@ -381,6 +381,8 @@ class LabPlot(pg.PlotWidget):
                 x = np.arange(len(y), dtype=np.float64) if xs is None else np.atleast_1d(np.asarray(xs, dtype=np.float64))
                 n = max(len(x), len(y))
                 x, y = np.broadcast_to(x, (n,)), np.broadcast_to(y, (n,))
+            elif isinstance(it, pg.PlotDataItem):
+                x, y = it.xData, it.yData  # all the data, not the downsampled/clipped view
             else:
                 x, y = it.getData()
             series.append((name, np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)))
