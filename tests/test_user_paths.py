@@ -142,14 +142,16 @@ def test_right_click_opens_the_plot_menu(qtbot, window):
 
     def grab_menu():
         m = QApplication.activePopupWidget()
-        found.append(m)
+        found.append((type(m), m.objectName() if m is not None else "", [a.text() for a in m.actions()] if m is not None else []))
         if m is not None:
-            m.close()
+            m.close()  # deletes it (one menu per right-click)
 
     QTimer.singleShot(300, grab_menu)
     QTest.mouseClick(vp, Qt.MouseButton.RightButton, Qt.KeyboardModifier.NoModifier, center)
     qtbot.waitUntil(lambda: bool(found), timeout=3000)
-    assert isinstance(found[0], QMenu) and found[0].objectName() == "plot-context-menu"
+    kind, name, actions = found[0]
+    assert issubclass(kind, QMenu) and name == "plot-context-menu"
+    assert "Export SVG…" in actions
 
 
 def test_export_failure_is_shown_to_the_user(qtbot, window, tmp_path, monkeypatch, warnings_shown):

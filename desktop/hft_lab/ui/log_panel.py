@@ -84,6 +84,9 @@ class LogPanel(QWidget):
         lay.addLayout(bar)
         lay.addWidget(self.text, 1)
         self.handler = QtLogHandler()
+        # owned by the panel (C++): a parentless bridge in a reference cycle would be destroyed by
+        # Python's garbage collector, possibly inside a Qt call holding the signal-slot mutex
+        self.handler.bridge.setParent(self)
         self.handler.bridge.line.connect(self.append, Qt.ConnectionType.QueuedConnection)
         self.level.currentIndexChanged.connect(self._refilter)
         self.filter.textChanged.connect(self._refilter)

@@ -19,7 +19,7 @@ os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 import PySide6  # noqa: F401,E402  (pyqtgraph must see PySide6 first)
 import numpy as np  # noqa: E402
 import pyqtgraph as pg  # noqa: E402
-from PySide6.QtCore import Qt, QTimer  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtWidgets import QApplication, QLabel, QMenu, QMessageBox  # noqa: E402
 
 pg.setConfigOptions(antialias=False, background="w", foreground="k")
@@ -203,13 +203,13 @@ class LabLegend(pg.LegendItem):
 class LabViewBox(pg.ViewBox):
     """A ViewBox whose right-click menu is the plot's export menu (always enabled)."""
 
+    # No QTimer or other Python-owned QObject here: such an object in a reference cycle is
+    # destroyed by Python's garbage collector, which can run inside a Qt call that holds the
+    # signal-slot mutex (e.g. a disconnect) and deadlock in ~QObject (seen in the test suite).
+
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
         self.owner: LabPlot | None = None
-        self._check = QTimer()
-        self._check.setSingleShot(True)
-        self._check.setInterval(0)
-        self._check.timeout.connect(self._items_changed)
 
     def setMenuEnabled(self, enableMenu=True):  # noqa: N802 (Qt naming)
         super().setMenuEnabled(True)  # our menu (export) is always there
@@ -222,13 +222,13 @@ class LabViewBox(pg.ViewBox):
 
     def addItem(self, item, *a, **kw):  # noqa: N802
         super().addItem(item, *a, **kw)
-        self._check.start()
+        if self.owner is not None:
+            if isinstance(item, pg.PlotDataItem):  # data may come later (setData), e.g. the live replay
+                item.sigPlotChanged.connect(self.owner.update_empty)
+            self.owner.update_empty()
 
     def removeItem(self, item):  # noqa: N802
         super().removeItem(item)
-        self._check.start()
-
-    def _items_changed(self) -> None:
         if self.owner is not None:
             self.owner.update_empty()
 
@@ -286,7 +286,7 @@ class LabPlot(pg.PlotWidget):
     def is_empty(self) -> bool:
         return not self.data_items()
 
-    def update_empty(self) -> None:
+    def update_empty(self, *_) -> None:
         empty = self.is_empty()
         p = self.getPlotItem()
         if empty and not self._axes_hidden:
@@ -314,6 +314,7 @@ class LabPlot(pg.PlotWidget):
         """The menu right-click shows (tests drive the same actions)."""
         m = QMenu(self)
         m.setObjectName("plot-context-menu")
+        m.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)  # one menu per right-click, freed when closed
         m.addAction("View all", self.getPlotItem().vb.autoRange)
         m.addSeparator()
         has = not self.is_empty()
