@@ -117,7 +117,7 @@ FIELD_LABELS = {
     "high": "high",
     "low": "low",
     "vwap": "average price",
-    "volume": "not a price (volume, count, dividends…)",
+    "volume": "not a price",
 }
 _PRICE_FIELDS = ("adjclose", "close", "open", "high", "low", "vwap")
 _PRICE_NAMES = ["adjclose", "adjustedclose", "adjclosingprice", "adjustedcloseprice", "adjcloseprice",
@@ -763,6 +763,23 @@ def _value_columns(layout, names, date_col, ticker_col, price_col, fields, path)
     if layout == "ohlcv":
         return value_cols, _default_ohlcv_prices(value_cols, fields), asset_from_filename(path)
     return value_cols, [n for n in value_cols if fields.get(n) != "volume"], ""
+
+
+def default_price_columns(sn: CsvSniff, layout: str | None = None, date_column: str | None = None,
+                          ticker_column: str | None = None) -> list[str]:
+    """The price columns load_prices takes when price_columns is None, for these choices (what
+    the import dialog preselects)."""
+    layout = layout or sn.layout
+    date_col = date_column if date_column is not None else sn.date_column
+    tick = (ticker_column if ticker_column is not None else sn.ticker_column) if layout == "long" else None
+    cols = [n for n in sn.columns if n not in (date_col, tick)]
+    fields = column_fields(cols)
+    if layout == "long":
+        pc = _pick_price_column(cols, sn.column_kinds)
+        return [pc] if pc else []
+    if layout == "ohlcv":
+        return _default_ohlcv_prices(cols, fields)
+    return [n for n in cols if fields.get(n) != "volume"]
 
 
 def nonprice_message(cols: list[str]) -> str:
