@@ -1495,7 +1495,7 @@ def _load_many(paths: list, *, nan_policy: str, name: str | None, bad_cells: str
         for line in r.report:
             if line.startswith(("Missing values", "Unparseable", "Dates were", "Loaded as prices")) or "duplicate" in line:
                 report.append(f"  {line}")
-    prices = pd.concat(frames, axis=1, join="outer").sort_index()
+    prices = pd.concat(frames, axis=1, join="outer", sort=True).sort_index()
     prices.index.name = "date"
     n_union = len(prices)
     n_inner = int(prices.notna().all(axis=1).sum())
