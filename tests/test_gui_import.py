@@ -425,6 +425,7 @@ def test_a_bad_cell_names_its_line_and_can_be_treated_as_missing(window, user, t
         seen["status"] = dlg.status.text()
         seen["box_visible"] = dlg.bad_cells.isVisible()
         seen["box"] = dlg.bad_cells.text()
+        seen["detail"] = dlg.bad_cells_detail.text()
         user.qtbot.mouseClick(dlg.ok_button, Qt.MouseButton.LeftButton)  # Load: the error, explained
         user.qtbot.waitUntil(lambda: len(user.messages) == 1, timeout=10_000)
         user.qtbot.mouseClick(dlg.bad_cells, Qt.MouseButton.LeftButton)
@@ -438,7 +439,8 @@ def test_a_bad_cell_names_its_line_and_can_be_treated_as_missing(window, user, t
     msg = "line 2502: '#VALUE!' in column 'Adj Close' is not a number"
     assert seen["err"] == msg
     assert seen["status"].startswith(f"Error: {msg}") and "2 unparseable cells" in seen["status"]
-    assert seen["box_visible"] and seen["box"].startswith("Treat unparseable cells as missing (2 cells: '#VALUE!' in 'Adj Close' at line 2502")
+    assert seen["box_visible"] and seen["box"] == "Treat unparseable cells as missing (2 cells)"
+    assert seen["detail"] == "First: '#VALUE!' in 'Adj Close' at line 2502; '#DIV/0!' in 'Adj Close' at line 2590"
     assert user.messages[0].startswith(f"GE.csv: {msg}") and "2 unparseable cells" in user.messages[0]
     assert "Unparseable cells treated as missing: 2" in seen["report"]
     ds = window.store.dataset
@@ -464,6 +466,8 @@ def test_the_same_option_with_several_files_counts_cells_in_every_file(window, u
         err = user.wait_loaded(dlg)
         assert str(err) == "HD.csv: line 51: 'n.a.' in column 'Adj Close' is not a number"
         assert "3 unparseable cells in 2 files" in dlg.status.text()
+        assert dlg.bad_cells.text() == "Treat unparseable cells as missing (3 cells in 2 files)"
+        assert dlg.bad_cells_detail.text().startswith("First: HD.csv: 'n.a.' in 'Adj Close' at line 51")
         user.qtbot.mouseClick(dlg.bad_cells, Qt.MouseButton.LeftButton)
         out = user.wait_loaded(dlg)
         assert len(out.dataset.prices) == 97

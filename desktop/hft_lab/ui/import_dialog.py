@@ -310,9 +310,14 @@ class ImportDialog(QDialog):
             "Cells that are not numbers (e.g. #VALUE!, n.a.) become missing values; then the policy above applies."
         )
         self.bad_cells.hide()
+        self.bad_cells_detail = QLabel()
+        self.bad_cells_detail.setWordWrap(True)
+        self.bad_cells_detail.setStyleSheet("color: #555555; margin-left: 22px;")
+        self.bad_cells_detail.hide()
         mv.addWidget(self.drop)
         mv.addWidget(self.ffill)
         mv.addWidget(self.bad_cells)
+        mv.addWidget(self.bad_cells_detail)
 
         name_box = QFormLayout()
         self.name = QLineEdit()
@@ -766,16 +771,22 @@ class ImportDialog(QDialog):
 
     def _show_bad_cells(self, e: BadCellError) -> None:
         """A cell is not a number: offer to treat such cells as missing, with their count."""
-        first = e.cells[0] if e.cells else None
-        where = ""
-        if first is not None:
-            where = f": {first[2]!r} in '{first[1]}'" + (f" at line {first[0]}" if first[0] else "")
         n = e.count
+        files = getattr(e, "files", None)
         self.bad_cells.setText(
-            f"Treat unparseable cells as missing ({n:,} cell{'s' if n != 1 else ''}{where}"
-            + (" …" if n > 1 else "") + ")"
+            f"Treat unparseable cells as missing ({n:,} cell{'s' if n != 1 else ''}"
+            + (f" in {len(files)} files" if files and len(files) > 1 else "") + ")"
+        )
+        parts = []
+        # several files: the cells may come from different files, only the first one's is known
+        for line, col, text in e.cells[: 1 if files else 3]:
+            parts.append(f"{text!r} in '{col}'" + (f" at line {line}" if line else ""))
+        where = f"{e.file}: " if getattr(e, "file", None) else ""
+        self.bad_cells_detail.setText(
+            f"{'First' if n > 1 else 'The cell'}: {where}" + "; ".join(parts) + (" …" if n > len(parts) else "")
         )
         self.bad_cells.show()
+        self.bad_cells_detail.show()
 
     # ---- OK ----
     def _on_ok(self) -> None:
