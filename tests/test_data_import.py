@@ -830,7 +830,7 @@ def test_bad_cells_randomised(tmp_path):
     """Seeded random files: any set of unparseable cells in the loaded columns is counted exactly,
     the first one (in file order) is named, and bad_cells="missing" drops exactly their rows."""
     rng = np.random.default_rng(12)
-    tokens = ["#VALUE!", "#DIV/0!", "abc", "1.2.3", "12 5", "$10", "1e", "--1"]
+    tokens = ["#VALUE!", "#DIV/0!", "abc", "1.2.3", "12 5", "10$", "1e", "--1"]
     for k in range(25):
         n = int(rng.integers(5, 60))
         days = pd.bdate_range("2001-01-01", periods=n)
@@ -918,3 +918,22 @@ def test_real_sp500_index_as_yahoo_exports_it(tmp_path, sp500_index):
     r = load_prices(p)
     assert r.dataset.assets == ["^GSPC"] and len(r.dataset.prices) == 5031
     np.testing.assert_array_equal(r.dataset.prices["^GSPC"].to_numpy(), sp500_index.to_numpy())
+
+
+def test_nasdaq_style_file_with_dollar_signs_newest_first(tmp_path):
+    text = (
+        "Date,Close/Last,Volume,Open,High,Low\n"
+        "01/16/2024,$183.63,65603040,$182.16,$184.26,$180.934\n"
+        "01/12/2024,$185.92,40477780,$186.06,$186.74,$185.19\n"
+        "01/11/2024,$185.59,49128410,$186.54,$187.05,$183.62\n"
+        '01/10/2024,"$1,186.19",46792910,$184.35,$186.40,$183.92\n'
+    )
+    p = write(tmp_path, "HistoricalData_AAPL.csv", text)
+    r = load_prices(p, asset_name="AAPL")
+    assert r.dataset.assets == ["AAPL"] and r.date_format == "US"
+    assert r.dataset.prices["AAPL"].tolist() == [1186.19, 185.59, 185.92, 183.63]
+    assert "Dates were in descending order (newest first): sorted ascending" in r.report
+    p = write(tmp_path, "eu.csv", 'Datum;Schluss\n02.01.2024;"1.234,50"\n03.01.2024;€ 1.240,00\n')
+    assert load_prices(p).dataset.prices.iloc[:, 0].tolist() == [1234.5, 1240.0]
+    with pytest.raises(BadCellError, match="'\\$1,2,3' in column 'Close/Last' is not a number"):
+        load_prices(write(tmp_path, "x.csv", text.replace('"$1,186.19"', '"$1,2,3"')))

@@ -427,7 +427,14 @@ def _is_number(s: str, decimal: str = ".") -> bool:
     s = s.strip()
     if s.lower() in _SPECIAL_NUM:
         return True
-    return bool((_NUM_COMMA if decimal == "," else _NUM_DOT).match(s))
+    if (_NUM_COMMA if decimal == "," else _NUM_DOT).match(s):
+        return True
+    return bool(s) and s[0] in "$€£¥+-" + "0123456789" and _plain_number(s, decimal) is not None
+
+
+def _strip_currency(t: str) -> str:
+    m = _CURRENCY_RE.match(t)
+    return m[1] + m[2].strip() if m else t
 
 
 def _valid_date(y: int, m: int, d: int) -> bool:
@@ -688,8 +695,9 @@ def sniff(
         decimal = "."
         if delimiter != ",":
             sample = [c.strip() for r in rows[1:2000] for c in r]
-            commas = sum(1 for c in sample if _NUM_COMMA.match(c) and "," in c)
-            dots = sum(1 for c in sample if _NUM_DOT.match(c) and "." in c)
+            sample = [_strip_currency(c) for c in sample]
+            commas = sum(1 for c in sample if (_NUM_COMMA.match(c) and "," in c) or _THOUSANDS_COMMA_RE.match(c))
+            dots = sum(1 for c in sample if (_NUM_DOT.match(c) and "." in c) or _THOUSANDS_DOT_RE.match(c))
             if commas and commas >= dots:
                 decimal = ","
     elif decimal not in (".", ","):
@@ -1147,6 +1155,10 @@ def _to_numbers(col: pd.Series, decimal: str) -> tuple[np.ndarray, np.ndarray, p
         clean = clean.where(~clean.isin(_NA_SET), None)
         num_in = clean.str.replace(",", ".", regex=False) if decimal == "," else clean
         num = pd.to_numeric(num_in, errors="coerce")
+        retry = num.isna().to_numpy() & clean.notna().to_numpy()
+        if retry.any():  # "$182.01" (nasdaq.com), "1,234.50" (quoted, thousands separators)
+            alt = clean[retry].map(lambda t: _plain_number(t, decimal))
+            num.loc[retry] = pd.to_numeric(alt, errors="coerce").to_numpy()
         bad = num.isna().to_numpy() & clean.notna().to_numpy()
         x = num.to_numpy(dtype=np.float64, na_value=np.nan)
     inf = np.isinf(x)
@@ -1154,6 +1166,24 @@ def _to_numbers(col: pd.Series, decimal: str) -> tuple[np.ndarray, np.ndarray, p
         bad = bad | inf
         x = np.where(inf, np.nan, x)
     return x, bad, clean
+
+
+_CURRENCY_RE = re.compile(r"^([+-]?)\s*[$€£¥]\s*(.*)$")
+_THOUSANDS_DOT_RE = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$")
+_THOUSANDS_COMMA_RE = re.compile(r"^[+-]?\d{1,3}(\.\d{3})+(,\d*)?$")
+
+
+def _plain_number(t: str, decimal: str) -> str | None:
+    """A number written with a leading currency sign and/or thousands separators, as plain text
+    pandas reads ("$1,234.50" -> "1234.50"); None when it is not one."""
+    t = _strip_currency(t)
+    if decimal == "." and _THOUSANDS_DOT_RE.match(t):
+        t = t.replace(",", "")
+    elif decimal == "," and _THOUSANDS_COMMA_RE.match(t):
+        t = t.replace(".", "").replace(",", ".")
+    elif decimal == ",":
+        t = t.replace(",", ".")
+    return t if _NUM_DOT.match(t) else None
 
 
 def _numbers(df: pd.DataFrame, cols: list[str], decimal: str, lines: _Lines, bad_cells: str, report: list[str]) -> dict[str, np.ndarray]:
