@@ -276,14 +276,22 @@ def test_choosing_close_instead_of_adj_close(window, user, tmp_path, sp500_stock
         user.toggle_price_column(dlg, "Adj Close")
         assert dlg.price_columns() == ["Close"]
         out = user.wait_loaded(dlg)
-        assert "priced by Close (not adjusted for dividends)" in dlg.price_hint.text()
+        assert "'AAPL' (from the file name), priced by Close (not adjusted for dividends)" in dlg.price_hint.text()
         assert out.dataset.assets == ["AAPL"]
+        # rename the asset: select the field's text and type over it
+        assert dlg.asset_name.isVisible() and dlg.asset_name.text() == "AAPL"
+        user.qtbot.mouseDClick(dlg.asset_name, Qt.MouseButton.LeftButton)
+        user.qtbot.keyClick(dlg.asset_name, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+        user.qtbot.keyClicks(dlg.asset_name, "Apple")
+        out = user.wait_loaded(dlg)
+        assert out.dataset.assets == ["Apple"] and "'Apple' (your name)" in dlg.price_hint.text()
         user.click_load(dlg)
 
     user.import_files([path], on_dialog)
-    got = window.store.dataset.prices["AAPL"]
+    got = window.store.dataset.prices["Apple"]
     np.testing.assert_allclose(got.to_numpy(), (adj * 1.25).to_numpy(), rtol=1e-6)
     assert window.dataset_label.text().startswith("AAPL: 1 asset, 600 rows")
+    assert "Active dataset: Apple" in mr_sources(window)
 
 
 def test_checking_close_as_well_gives_two_series(window, user, tmp_path, sp500_stocks):

@@ -182,6 +182,10 @@ class ImportDialog(QDialog):
         layout = self.layout_combo.currentData()
         if layout == "long" and not self.multi:
             p["ticker_column"] = self.ticker_column.currentData()
+        if layout == "ohlcv" and not self.multi and self._sniff is not None:
+            asset = self.asset_name.text().strip()
+            if asset and asset != self._sniff.asset_name:
+                p["asset_name"] = asset
         checked = self.price_columns()
         if not checked or (layout == "wide" and checked == self._default_prices()):
             # wide: every asset column (new columns of the same file too); none checked: the loader
@@ -290,6 +294,10 @@ class ImportDialog(QDialog):
         cf.addRow("Ticker column", self.ticker_column)
         cf.addRow("Price column(s)", self.price_list)
         cf.addRow(self.price_hint)
+        self.asset_name = QLineEdit()
+        self.asset_name.setToolTip("The asset's name (OHLCV file: one instrument); by default the file name")
+        cf.addRow("Asset name", self.asset_name)
+        self._asset_row_label = cf.labelForField(self.asset_name)
 
         miss = QGroupBox("Missing values" + (" and dates of several files" if self.multi else ""))
         mv = QVBoxLayout(miss)
@@ -402,6 +410,7 @@ class ImportDialog(QDialog):
         self.price_list.itemChanged.connect(lambda *_: self._on_prices_changed())
         self.ffill.toggled.connect(lambda *_: self._settings_changed())
         self.bad_cells.toggled.connect(lambda *_: self._settings_changed())
+        self.asset_name.textEdited.connect(lambda *_: (self._update_price_hint(), self._settings_changed()))
         self.preview_file.currentIndexChanged.connect(self._on_preview_file)
 
     # ---- sniffing ----
@@ -486,6 +495,8 @@ class ImportDialog(QDialog):
             _select_data(self.ticker_column, tick)
             if not self.name.text():
                 self.name.setText(_combined_name(self.paths) if self.multi else default_name(self.path))
+            if not self.asset_name.text():
+                self.asset_name.setText(sn.asset_name or default_name(self.path))
         finally:
             for w in widgets:
                 w.blockSignals(False)
@@ -558,8 +569,9 @@ class ImportDialog(QDialog):
             text = "Checked column(s) look like volume, not prices: " + ", ".join(
                 c for c in checked if fields.get(c) == "volume") + ". Load only if they really hold prices."
         elif layout == "ohlcv":
-            asset = sn.asset_name or default_name(self.path)
-            who = "each file's ticker (from its file name)" if self.multi else f"'{asset}' (from the file name)"
+            asset = self.asset_name.text().strip() or sn.asset_name or default_name(self.path)
+            named = "from the file name" if asset == sn.asset_name else "your name"
+            who = "each file's ticker (from its file name)" if self.multi else f"'{asset}' ({named})"
             if len(checked) == 1:
                 f = fields.get(checked[0])
                 why = {"adjclose": "adjusted for splits and dividends", "close": "not adjusted for dividends"}.get(f, "")
@@ -666,6 +678,10 @@ class ImportDialog(QDialog):
 
     def _on_layout_enable(self) -> None:
         long = self.layout_combo.currentData() == "long"
+        one = self.layout_combo.currentData() == "ohlcv" and not self.multi
+        self.asset_name.setVisible(one)
+        if self._asset_row_label is not None:
+            self._asset_row_label.setVisible(one)
         self.ticker_column.setEnabled(long and not self.multi)
         if self.multi:
             self.layout_combo.setEnabled(False)
