@@ -246,7 +246,7 @@ def test_yahoo_ohlcv_file_becomes_one_asset_from_adj_close(qtbot, window, user, 
     assert seen["layout"] == "ohlcv" and seen["checked"] == ["Adj Close"]
     assert "Adj Close  (adjusted close)  · default" in seen["items"]
     assert "Volume  — not a price" in seen["items"]
-    assert "'GSPC' (from the file name), priced by Adj Close" in seen["hint"]
+    assert seen["hint"].startswith("Asset 'GSPC' (from the file name), priced by Adj Close (adjusted for splits and dividends).")
     assert seen["status"].startswith("Ready: GSPC: 1 asset, 5,031 rows")
     assert "price from 'Adj Close' (adjusted close)" in seen["report"]
     # the window's dataset changed: status bar, the store, the Mean Reversion source list

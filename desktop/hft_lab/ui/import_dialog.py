@@ -45,6 +45,8 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QFormLayout,
+    QFrame,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -55,6 +57,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QRadioButton,
+    QScrollArea,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -241,7 +244,7 @@ class ImportDialog(QDialog):
 
         read = QGroupBox("Reading the file" if not self.multi else "Reading the files (detected for each file)")
         self.read_group = read
-        rf = QFormLayout(read)
+        rf = QGridLayout(read)
         self.delimiter = QComboBox()
         for d in DELIMITERS:
             self.delimiter.addItem(_DELIM_LABELS[d], d)
@@ -249,13 +252,19 @@ class ImportDialog(QDialog):
         for k, label in ENCODINGS.items():
             self.encoding.addItem(label, k)
         self.decimal = QComboBox()
-        self.decimal.addItem("Point  (1234.5)", ".")
-        self.decimal.addItem("Comma  (1234,5)", ",")
+        self.decimal.addItem("Point (1234.5)", ".")
+        self.decimal.addItem("Comma (1234,5)", ",")
         self.header = QCheckBox("The first row holds column names")
-        rf.addRow("Delimiter", self.delimiter)
-        rf.addRow("Encoding", self.encoding)
-        rf.addRow("Decimal separator", self.decimal)
-        rf.addRow(self.header)
+        # compact: two columns, so the column choices below keep their room at 1024×700
+        rf.addWidget(QLabel("Delimiter"), 0, 0)
+        rf.addWidget(self.delimiter, 0, 1)
+        rf.addWidget(QLabel("Decimal"), 0, 2)
+        rf.addWidget(self.decimal, 0, 3)
+        rf.addWidget(QLabel("Encoding"), 1, 0)
+        rf.addWidget(self.encoding, 1, 1, 1, 3)
+        rf.addWidget(self.header, 2, 0, 1, 4)
+        rf.setColumnStretch(1, 1)
+        rf.setColumnStretch(3, 1)
         if self.multi:
             for w in (self.delimiter, self.encoding, self.decimal, self.header):
                 w.setEnabled(False)
@@ -265,9 +274,9 @@ class ImportDialog(QDialog):
         cf = QFormLayout(cols)
         cf.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         self.layout_combo = QComboBox()
-        self.layout_combo.addItem("Wide: a date column, one column per asset", "wide")
-        self.layout_combo.addItem("Long: rows of date, ticker, price", "long")
-        self.layout_combo.addItem("OHLCV: one instrument (Open … Close, Volume)", "ohlcv")
+        self.layout_combo.addItem("Wide: one column per asset", "wide")
+        self.layout_combo.addItem("Long: date, ticker, price rows", "long")
+        self.layout_combo.addItem("OHLCV: one instrument", "ohlcv")
         self.layout_combo.setToolTip(
             "Wide: Date,AAPL,MSFT,…  Long: Date,Ticker,Close,…  OHLCV: Date,Open,High,Low,Close,Adj Close,Volume "
             "(Yahoo Finance, brokers), the asset named after the file."
@@ -281,8 +290,6 @@ class ImportDialog(QDialog):
         self.ticker_column = QComboBox()
         self.price_list = QListWidget()
         self.price_list.setToolTip("Check the column(s) to load as prices; each checked column is an asset.")
-        self.price_list.setMinimumHeight(72)
-        self.price_list.setMaximumHeight(128)
         self.price_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.price_list.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.price_hint = QLabel()
@@ -298,6 +305,7 @@ class ImportDialog(QDialog):
         self.asset_name.setToolTip("The asset's name (OHLCV file: one instrument); by default the file name")
         cf.addRow("Asset name", self.asset_name)
         self._asset_row_label = cf.labelForField(self.asset_name)
+        self._ticker_row_label = cf.labelForField(self.ticker_column)
 
         miss = QGroupBox("Missing values" + (" and dates of several files" if self.multi else ""))
         mv = QVBoxLayout(miss)
@@ -338,10 +346,22 @@ class ImportDialog(QDialog):
         left.addWidget(miss)
         left.addLayout(name_box)
         left.addStretch(1)
-        left_w = QWidget()
-        left_w.setLayout(left)
-        left_w.setMinimumWidth(360)
-        left_w.setMaximumWidth(440)
+        left_inner = QWidget()
+        left_inner.setLayout(left)
+        # a scroll area: on a short screen the choices scroll instead of being squeezed
+        left_w = QScrollArea()
+        left_w.setWidget(left_inner)
+        left_w.setWidgetResizable(True)
+        left_w.setFrameShape(QFrame.Shape.NoFrame)
+        left_w.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        left_w.setMinimumWidth(370)
+        left_w.setMaximumWidth(450)
+        self.left_panel = left_w
+        for combo in (self.delimiter, self.encoding, self.decimal, self.layout_combo, self.date_column,
+                      self.date_format, self.ticker_column):
+            # long entries (file column names, formats) must not widen the panel: they elide
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(8)
 
         self.preview = QTableWidget()
         self.preview.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -543,6 +563,9 @@ class ImportDialog(QDialog):
                 self.price_list.addItem(it)
         finally:
             self.price_list.blockSignals(False)
+        rows = min(max(self.price_list.count(), 2), 7)  # every OHLCV column visible without scrolling
+        row_h = self.price_list.sizeHintForRow(0) if self.price_list.count() else 16
+        self.price_list.setFixedHeight(rows * row_h + 2 * self.price_list.frameWidth() + 4)
         self._update_price_hint()
 
     def _update_price_hint(self) -> None:
@@ -571,13 +594,14 @@ class ImportDialog(QDialog):
         elif layout == "ohlcv":
             asset = self.asset_name.text().strip() or sn.asset_name or default_name(self.path)
             named = "from the file name" if asset == sn.asset_name else "your name"
-            who = "each file's ticker (from its file name)" if self.multi else f"'{asset}' ({named})"
+            who = f"'{asset}' ({named})"
             if len(checked) == 1:
                 f = fields.get(checked[0])
                 why = {"adjclose": "adjusted for splits and dividends", "close": "not adjusted for dividends"}.get(f, "")
-                text = f"One instrument: the asset is {who}, priced by {checked[0]}" + (f" ({why})" if why else "") + "."
+                lead = "One asset per file, named after the file" if self.multi else f"Asset {who}"
+                text = f"{lead}, priced by {checked[0]}" + (f" ({why})" if why else "") + "."
             else:
-                text = f"One instrument, {len(checked)} series: '{asset} {checked[0]}', …"
+                text = f"{len(checked)} series of one instrument: '{asset} {checked[0]}', …"
             if checked == default and len(checked) == 1:
                 text += " Check another column to use it instead or as well."
         elif layout == "long":
@@ -679,9 +703,13 @@ class ImportDialog(QDialog):
     def _on_layout_enable(self) -> None:
         long = self.layout_combo.currentData() == "long"
         one = self.layout_combo.currentData() == "ohlcv" and not self.multi
+        # rows that do not apply to the layout are hidden (room for the rest at 1024×700)
         self.asset_name.setVisible(one)
         if self._asset_row_label is not None:
             self._asset_row_label.setVisible(one)
+        self.ticker_column.setVisible(long)
+        if self._ticker_row_label is not None:
+            self._ticker_row_label.setVisible(long)
         self.ticker_column.setEnabled(long and not self.multi)
         if self.multi:
             self.layout_combo.setEnabled(False)
