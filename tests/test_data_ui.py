@@ -467,3 +467,22 @@ def test_several_files_preview_switch_keeps_the_choice(qtbot, tmp_path):
 
     again = load_prices([str(a), str(m)], **p)  # what the window stores and restores
     pd.testing.assert_frame_equal(again.dataset.prices, dlg.dataset().prices)
+
+
+def test_several_files_with_different_layouts_each_take_their_default(qtbot, tmp_path):
+    a = tmp_path / "AAPL.csv"
+    a.write_text(YAHOO)
+    b = tmp_path / "MSFT.csv"  # no Adj Close: its Close is the default
+    b.write_text("Date,Close,Volume\n2024-01-02,370.87,1\n2024-01-03,370.60,2\n2024-01-04,367.94,3\n")
+    w = tmp_path / "basket.csv"  # a wide file
+    w.write_text("Date,XOM,CVX\n2024-01-02,100.1,150.2\n2024-01-03,101.3,151.0\n2024-01-05,99.9,149.4\n")
+    dlg = ImportDialog([a, b, w])
+    qtbot.addWidget(dlg)
+    dlg.show()
+    out = wait_analysis(qtbot, dlg)
+    assert dlg.params()["price_columns"] is None
+    assert out.dataset.assets == ["AAPL", "MSFT", "XOM", "CVX"]
+    assert out.dataset.prices.loc["2024-01-03"].tolist() == [182.91, 370.60, 101.3, 151.0]
+    assert len(out.dataset.prices) == 2  # drop: the dates in every file
+    rep = dlg.report.toPlainText()
+    assert "• MSFT.csv (OHLCV): MSFT; 3 rows" in rep and "• basket.csv (wide): XOM, CVX; 3 rows" in rep

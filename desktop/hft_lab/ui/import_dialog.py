@@ -190,9 +190,11 @@ class ImportDialog(QDialog):
             if asset and asset != self._sniff.asset_name:
                 p["asset_name"] = asset
         checked = self.price_columns()
-        if not checked or (layout == "wide" and checked == self._default_prices()):
-            # wide: every asset column (new columns of the same file too); none checked: the loader
-            # says why there is no default (e.g. only volume-like columns)
+        default = self._default_prices()
+        if not checked or (checked == default and (layout == "wide" or self.multi)):
+            # wide: every asset column (new columns of the same file too); several files: each
+            # file's own default (Adj Close, else Close); none checked: the loader says why there
+            # is no default (e.g. only volume-like columns)
             p["price_columns"] = None
         else:
             p["price_columns"] = checked
