@@ -229,7 +229,11 @@ class MainWindow(QMainWindow):
             return
         if dlg.exec() != QDialog.DialogCode.Accepted or dlg.dataset() is None:
             return
-        self.store.set_dataset(dlg.dataset())
+        try:
+            self.store.set_dataset(dlg.dataset())
+        except (TypeError, ValueError) as e:  # e.g. the store's own checks: say so, keep the old dataset
+            self.show_error("Import failed", str(e))
+            return
         self._remember_dataset({"kind": "csv", "path": paths if len(paths) > 1 else paths[0], "params": dlg.params()})
         log.info("dataset loaded: %s", self.store.describe())
 
