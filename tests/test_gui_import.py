@@ -338,7 +338,7 @@ def test_a_volume_only_file_is_questioned_not_loaded(window, user, tmp_path):
     assert window.store.dataset is before  # nothing loaded, no "1 asset"
 
 
-def test_several_ohlcv_files_combine_into_one_dataset(window, user, tmp_path, sp500_stocks):
+def test_several_ohlcv_files_combine_into_one_dataset(qtbot, window, user, tmp_path, sp500_stocks, settings):
     tickers = ["AAPL", "JPM", "XOM"]
     frame = sp500_stocks[tickers].iloc[-400:]
     paths = []
@@ -382,6 +382,12 @@ def test_several_ohlcv_files_combine_into_one_dataset(window, user, tmp_path, sp
     pd.testing.assert_frame_equal(ds.prices, expected, check_freq=False, rtol=1e-12)
     assert window.dataset_label.text() == f"AAPL + JPM + XOM: 3 assets, 372 rows, {inner.index[0]:%Y-%m-%d} … {inner.index[-1]:%Y-%m-%d}"
     assert [s for s in mr_sources(window) if s.startswith("Active")] == [f"Active dataset: {t}" for t in tickers]
+    src = json.loads(settings.value("dataset/source"))
+    assert src["path"] == [str(p) for p in paths] and src["params"]["nan_policy"] == "drop"
+    again = MainWindow(window.router, settings)  # the next start reloads the three files
+    qtbot.addWidget(again)
+    pd.testing.assert_frame_equal(again.store.dataset.prices, ds.prices)
+    assert again.store.dataset.name == "AAPL + JPM + XOM"
     outer = seen["outer"]  # from JPM's first date on (rows before every asset has a price are dropped)
     assert len(outer) == 375 and outer["XOM"].iloc[100 - 25] == frame["XOM"].iloc[99]
 
@@ -412,7 +418,7 @@ def test_a_long_format_file(window, user, tmp_path, sp500_stocks):
     assert window.dataset_label.text().startswith("staples_long: 3 assets, 250 rows")
 
 
-def test_a_bad_cell_names_its_line_and_can_be_treated_as_missing(window, user, tmp_path, sp500_stocks):
+def test_a_bad_cell_names_its_line_and_can_be_treated_as_missing(qtbot, window, user, tmp_path, sp500_stocks, settings):
     adj = sp500_stocks["GE"].iloc[-2600:]
     path = write_ohlcv(tmp_path / "GE.csv", adj)
     lines = path.read_text().splitlines()
@@ -456,6 +462,12 @@ def test_a_bad_cell_names_its_line_and_can_be_treated_as_missing(window, user, t
     keep = adj.drop(adj.index[[2502 - 2, 2590 - 2]])
     np.testing.assert_allclose(ds.prices["GE"].to_numpy(), keep.to_numpy(), rtol=1e-12)
     assert window.dataset_label.text().startswith("GE: 1 asset, 2,598 rows")
+    # restoring the last dataset at the next start reproduces it, bad cells treated as missing
+    src = json.loads(settings.value("dataset/source"))
+    assert src["params"]["bad_cells"] == "missing" and src["path"] == str(path)
+    again = MainWindow(window.router, settings)
+    qtbot.addWidget(again)
+    pd.testing.assert_frame_equal(again.store.dataset.prices, ds.prices)
 
 
 def test_the_same_option_with_several_files_counts_cells_in_every_file(window, user, tmp_path, sp500_stocks):
