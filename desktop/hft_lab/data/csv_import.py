@@ -119,7 +119,6 @@ FIELD_LABELS = {
     "vwap": "average price",
     "volume": "not a price",
 }
-_PRICE_FIELDS = ("adjclose", "close", "open", "high", "low", "vwap")
 _PRICE_NAMES = ["adjclose", "adjustedclose", "adjclosingprice", "adjustedcloseprice", "adjcloseprice",
                 "adjprice", "close", "closeprice", "closingprice", "last", "lastprice", "pxlast",
                 "settle", "settlement", "price", "value", "mid", "midprice", "vwap"]
