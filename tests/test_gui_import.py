@@ -534,3 +534,25 @@ def test_an_exception_in_the_import_slot_fails_loudly(qtbot, window, monkeypatch
     with qtbot.capture_exceptions() as exceptions:
         import_action(window).trigger()
     assert len(exceptions) == 1 and exceptions[0][0] is AttributeError
+
+
+def test_slot_exceptions_reach_pytest_qt_while_the_window_exists(qtbot, window):
+    """The default capture (no `qt_no_exception_capture`) is what makes every test above fail on
+    an exception in a slot: it is pytest-qt's sys.excepthook. Check it is still the one installed
+    once the window exists (an application-wide hook installed by the window must not replace it
+    silently), and that an exception in a slot lands in its list."""
+    import functools
+    import sys
+
+    import pytestqt.exceptions
+
+    hook = sys.excepthook
+    assert isinstance(hook, functools.partial) and hook.func is pytestqt.exceptions._except_hook, (
+        f"sys.excepthook is {hook!r}, not pytest-qt's: an exception in a Qt slot would not fail the tests"
+    )
+    captured = hook.keywords["exceptions"]
+    n = len(captured)
+    QTimer.singleShot(0, lambda: 1 / 0)
+    qtbot.waitUntil(lambda: len(captured) > n, timeout=5_000)
+    assert captured[-1][0] is ZeroDivisionError
+    del captured[n:]  # expected here; anywhere else it fails the test
