@@ -681,3 +681,259 @@ def test_ou_series_equals_the_plain_recursion(kappa):
         ref[t] = ref[t - 1] + kappa * (theta - ref[t - 1]) + eps[t]
     got = ou_series(n, kappa=kappa, theta=theta, sigma=sigma, seed=seed)
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-11 * max(1.0, np.abs(ref).max()))
+
+
+# ---------------------------------------------------------------------------------------------
+# OHLCV files, price columns, unparseable cells, several files (issue 12)
+# ---------------------------------------------------------------------------------------------
+
+from hft_lab.data import BadCellError  # noqa: E402
+from hft_lab.data.csv_import import column_fields, default_price_columns  # noqa: E402
+
+OHLCV_DAYS = pd.bdate_range("2024-01-02", periods=6)
+OHLCV_ADJ = [184.29, 182.91, 180.59, 179.86, 180.32, 179.15]
+
+
+def ohlcv_text(cols, adj=OHLCV_ADJ, days=OHLCV_DAYS):
+    """A file with the given header; the values follow each column's meaning (Close = Adj × 1.01,
+    Volume a large integer)."""
+    fields = column_fields(cols[1:])
+    rows = [",".join(cols)]
+    for i, d in enumerate(days):
+        vals = [f"{d:%Y-%m-%d}"]
+        for c in cols[1:]:
+            f = fields.get(c)
+            v = adj[i]
+            vals.append({"adjclose": f"{v}", "close": f"{v * 1.01:.4f}", "open": f"{v * 0.99:.4f}", "high": f"{v * 1.02:.4f}",
+                         "low": f"{v * 0.98:.4f}", "volume": str(50_000_000 + 17 * i)}.get(f, f"{v}"))
+        rows.append(",".join(vals))
+    return "\n".join(rows) + "\n"
+
+
+@pytest.mark.parametrize(
+    "cols, price",
+    [
+        (["Date", "Open", "High", "Low", "Close", "Adj Close", "Volume"], "adj"),  # Yahoo Finance
+        (["date", "open", "high", "low", "close", "adj close", "volume"], "adj"),
+        (["Date", "Open", "High", "Low", "Close", "Adj_Close", "Volume"], "adj"),
+        (["date", "open", "high", "low", "close", "adjclose", "volume"], "adj"),
+        (["Date", "Open", "High", "Low", "Close", "Adj Close"], "adj"),  # without Volume
+        (["Date", "Open", "High", "Low", "Close", "Volume"], "close"),  # no Adj Close
+        (["Date", "Open", "High", "Low", "Last", "Volume"], "close"),  # Last
+        (["Date", "Price", "Open", "High", "Low", "Vol."], "close"),  # investing.com style
+        (["Date", "Close/Last", "Volume", "Open", "High", "Low"], "close"),  # nasdaq.com style
+        (["timestamp", "o", "h", "l", "c", "v"], "close"),  # crypto APIs
+        (["Date", "Open", "High", "Low", "Close", "Adj Close", "Volume", "Dividends", "Stock Splits"], "adj"),
+    ],
+)
+def test_ohlcv_files_give_one_asset_named_after_the_file(tmp_path, cols, price):
+    p = write(tmp_path, "AAPL.csv", ohlcv_text(cols))
+    sn = sniff(p)
+    assert sn.layout == "ohlcv" and sn.asset_name == "AAPL"
+    r = load_prices(p)
+    assert r.dataset.assets == ["AAPL"] and r.dataset.name == "AAPL"
+    want = np.array(OHLCV_ADJ) * (1.0 if price == "adj" else 1.01)
+    np.testing.assert_allclose(r.dataset.prices["AAPL"].to_numpy(), want, rtol=1e-4)
+    assert not any("olume" in c for c in r.report if c.startswith("Loaded as prices"))
+
+
+def test_ohlcv_price_columns_can_be_chosen_and_volume_only_when_asked(tmp_path):
+    p = write(tmp_path, "MSFT (1).csv", ohlcv_text(["Date", "Open", "High", "Low", "Close", "Adj Close", "Volume"]))
+    r = load_prices(p, price_columns=["close"])
+    assert r.dataset.assets == ["MSFT"]  # the browser's " (1)" is not part of the ticker
+    np.testing.assert_allclose(r.dataset.prices["MSFT"], np.round(np.array(OHLCV_ADJ) * 1.01, 4))
+    r = load_prices(p, price_columns=["Close", "Adj Close"], asset_name="Microsoft")
+    assert r.dataset.assets == ["Microsoft Close", "Microsoft Adj Close"]
+    r = load_prices(p, price_columns="Volume")
+    assert r.dataset.prices["MSFT"].iloc[0] == 50_000_000
+    assert any(line.startswith("Loaded as prices because chosen") and "'Volume'" in line for line in r.report)
+    with pytest.raises(CsvImportError, match="no price column chosen"):
+        load_prices(p, price_columns=[])
+    with pytest.raises(CsvImportError, match="price column: no column named 'Bid'"):
+        load_prices(p, price_columns=["Bid"])
+
+
+@pytest.mark.parametrize(
+    "text, cols",
+    [
+        ("Date,Volume\n2024-01-02,100\n2024-01-03,200\n", "'Volume'"),
+        ("Date,Volume,Open Interest\n2024-01-02,100,5\n2024-01-03,200,6\n", "'Volume', 'Open Interest'"),
+        ("Date,Ticker,Volume\n2024-01-02,A,100\n2024-01-03,A,200\n", "'Volume'"),
+    ],
+)
+def test_a_file_with_only_volume_like_columns_is_questioned(tmp_path, text, cols):
+    p = write(tmp_path, "v.csv", text)
+    assert any("only volume-like columns" in n for n in sniff(p).notes)
+    with pytest.raises(CsvImportError, match=f"only volume-like columns \\({cols}\\), no prices: choose a price column"):
+        load_prices(p)
+
+
+def test_wide_files_leave_volume_out_and_tickers_like_c_and_v_are_not_ohlcv(tmp_path):
+    p = write(tmp_path, "w.csv", "Date,C,V,Volume\n2024-01-02,50.1,270.2,9\n2024-01-03,50.3,271.0,8\n")
+    sn = sniff(p)
+    assert sn.layout == "wide" and sn.price_columns == ["C", "V"]
+    assert default_price_columns(sn) == ["C", "V"]
+    r = load_prices(p)
+    assert r.dataset.assets == ["C", "V"] and "Not loaded: 'Volume'" in r.report
+    assert load_prices(p, price_columns=["V"]).dataset.assets == ["V"]
+
+
+def test_long_ohlcv_with_several_price_columns(tmp_path):
+    p = write(tmp_path, "l.csv", long_text())
+    r = load_prices(p, price_columns=["Close", "Adj Close"])
+    assert r.dataset.assets == ["AAPL Close", "AAPL Adj Close", "MSFT Close", "MSFT Adj Close", "XOM Close", "XOM Adj Close"]
+    np.testing.assert_allclose(r.dataset.prices["XOM Adj Close"], EXPECTED["XOM"])
+    np.testing.assert_allclose(r.dataset.prices["MSFT Close"], EXPECTED["MSFT"] + 1.0)
+
+
+def _spoil(text, cells):
+    """cells: {(file line, column): text}."""
+    lines = text.splitlines()
+    head = lines[0].split(",")
+    for (ln, col), v in cells.items():
+        f = lines[ln - 1].split(",")
+        f[head.index(col)] = v
+        lines[ln - 1] = ",".join(f)
+    return "\n".join(lines) + "\n"
+
+
+def test_a_bad_cell_names_its_line_and_counts_the_others(tmp_path):
+    days = pd.bdate_range("2010-01-04", periods=2600)
+    adj = list(100 + np.arange(2600) * 0.01)
+    text = ohlcv_text(["Date", "Open", "High", "Low", "Close", "Adj Close", "Volume"], adj, days)
+    text = _spoil(text, {(2502, "Adj Close"): "#VALUE!", (2600, "Adj Close"): "n.a.", (2590, "Close"): "#REF!",
+                         (40, "Volume"): "#VALUE!"})  # Close and Volume are not loaded: not counted
+    p = write(tmp_path, "X.csv", text)
+    with pytest.raises(BadCellError) as e:
+        load_prices(p)
+    assert str(e.value) == "line 2502: '#VALUE!' in column 'Adj Close' is not a number"
+    assert e.value.line == 2502 and e.value.count == 2
+    assert e.value.cells == [(2502, "Adj Close", "#VALUE!"), (2600, "Adj Close", "n.a.")]
+    r = load_prices(p, bad_cells="missing")
+    assert len(r.dataset.prices) == 2598
+    assert any(line.startswith("Unparseable cells treated as missing: 2 ('Adj Close' 2; first '#VALUE!' in 'Adj Close' at line 2502)")
+               for line in r.report)
+    r = load_prices(p, bad_cells="missing", nan_policy="ffill")
+    assert len(r.dataset.prices) == 2600 and r.dataset.prices["X"].iloc[2500] == r.dataset.prices["X"].iloc[2499]
+    # the first bad cell in file order, whatever the column order; inf counts as unparseable
+    with pytest.raises(BadCellError) as e:
+        load_prices(p, price_columns=["Close", "Adj Close"])
+    assert e.value.line == 2502 and e.value.count == 3
+    p2 = write(tmp_path, "Y.csv", _spoil(text, {(7, "Adj Close"): "inf"}))
+    with pytest.raises(BadCellError, match="^line 7: inf in column 'Adj Close' is not a finite number$"):
+        load_prices(p2)
+    with pytest.raises(CsvImportError, match="bad_cells must be one of error, missing"):
+        load_prices(p, bad_cells="skip")
+
+
+def test_bad_cells_randomised(tmp_path):
+    """Seeded random files: any set of unparseable cells in the loaded columns is counted exactly,
+    the first one (in file order) is named, and bad_cells="missing" drops exactly their rows."""
+    rng = np.random.default_rng(12)
+    tokens = ["#VALUE!", "#DIV/0!", "abc", "1.2.3", "12 5", "10$", "1e", "--1"]
+    for k in range(25):
+        n = int(rng.integers(5, 60))
+        days = pd.bdate_range("2001-01-01", periods=n)
+        adj = list(np.round(50 + rng.standard_normal(n).cumsum(), 4))
+        cols = ["Date", "Open", "Close", "Adj Close", "Volume"]
+        text = ohlcv_text(cols, adj, days)
+        m = int(rng.integers(0, min(4, n - 2) + 1))
+        rows = sorted(rng.choice(np.arange(2, n + 2), size=m, replace=False).tolist())
+        cells = {(int(r), str(rng.choice(["Adj Close", "Close", "Open"]))): str(rng.choice(tokens)) for r in rows}
+        p = write(tmp_path, f"R{k}.csv", _spoil(text, cells))
+        used = {kk: v for kk, v in cells.items() if kk[1] in ("Close", "Adj Close")}
+        if used:
+            with pytest.raises(BadCellError) as e:
+                load_prices(p, price_columns=["Close", "Adj Close"])
+            first = min(used)
+            assert e.value.count == len(used) and e.value.line == first[0]
+            assert str(e.value) == f"line {first[0]}: {used[first]!r} in column '{first[1]}' is not a number"
+        r = load_prices(p, price_columns=["Close", "Adj Close"], bad_cells="missing")
+        bad_rows = {ln for ln, _ in used}
+        keep = [i for i in range(n) if i + 2 not in bad_rows]
+        np.testing.assert_allclose(r.dataset.prices[f"R{k} Adj Close"].to_numpy(), np.array(adj)[keep])
+        assert list(r.dataset.prices.index) == list(days[keep])
+
+
+def test_several_files_align_on_dates(tmp_path):
+    cols = ["Date", "Open", "High", "Low", "Close", "Adj Close", "Volume"]
+    a = write(tmp_path, "AAPL.csv", ohlcv_text(cols))
+    m = write(tmp_path, "MSFT.csv", ohlcv_text(["date", "open", "high", "low", "close", "adj_close", "volume"],
+                                                [10, 11, 12, 13, 14], OHLCV_DAYS[1:]))
+    r = load_prices([a, m])
+    assert r.dataset.name == "AAPL + MSFT" and r.dataset.assets == ["AAPL", "MSFT"]
+    assert list(r.dataset.prices.index) == list(OHLCV_DAYS[1:])  # drop: dates in every file
+    assert r.dataset.prices["MSFT"].tolist() == [10, 11, 12, 13, 14]
+    assert "Dates: 6 in any file, 5 in every file" in r.report
+    r = load_prices([a, m], nan_policy="ffill", name="two")
+    assert r.dataset.name == "two" and len(r.dataset.prices) == 5  # the first date has no MSFT yet
+    # the price column matched by name or by field in every file
+    r = load_prices([a, m], price_columns=["Close"])
+    assert r.dataset.prices["MSFT"].iloc[0] == pytest.approx(10.1)
+    r = load_prices([str(a), str(m)], price_columns=["Adj Close"])
+    assert r.dataset.prices["MSFT"].iloc[0] == 10
+    # same asset name twice: the second is renamed after its file
+    w = write(tmp_path, "more.csv", "Date,AAPL\n2024-01-03,1\n2024-01-04,2\n2024-01-05,3\n")
+    r = load_prices([a, w])
+    assert r.dataset.assets == ["AAPL", "AAPL (more)"]
+    assert any("'AAPL' as 'AAPL (more)'" in line for line in r.report)
+
+
+@pytest.mark.parametrize(
+    "second, message",
+    [
+        ("Open,Close\n1,2\n3,4\n", "^B.csv: no date column"),
+        ("Date,Close\n2024-01-02,1\n2024-01-03,x\n", "^B.csv: line 3: 'x' in column 'Close' is not a number$"),
+        ("Date,Close\n2023-01-02,1\n2023-01-03,2\n", "0 date\\(s\\) left after aligning the files"),
+        ("", "^B.csv: the file is empty$"),
+    ],
+)
+def test_several_files_errors_name_the_file(tmp_path, second, message):
+    a = write(tmp_path, "A.csv", ohlcv_text(["Date", "Close", "Volume"]))
+    b = write(tmp_path, "B.csv", second)
+    with pytest.raises(CsvImportError, match=message):
+        load_prices([a, b])
+
+
+def test_several_files_bad_cells_are_counted_in_every_file(tmp_path):
+    cols = ["Date", "Close", "Adj Close", "Volume"]
+    a = write(tmp_path, "A.csv", _spoil(ohlcv_text(cols), {(4, "Adj Close"): "#N/A!"}))
+    b = write(tmp_path, "B.csv", _spoil(ohlcv_text(cols), {(3, "Adj Close"): "?", (5, "Adj Close"): "?"}))
+    with pytest.raises(BadCellError) as e:
+        load_prices([a, b])
+    assert str(e.value) == "A.csv: line 4: '#N/A!' in column 'Adj Close' is not a number"
+    assert e.value.count == 3 and e.value.files == ["A.csv", "B.csv"]
+    r = load_prices([a, b], bad_cells="missing")
+    assert len(r.dataset.prices) == 3
+
+
+def test_real_sp500_index_as_yahoo_exports_it(tmp_path, sp500_index):
+    import arch.data.sp500
+
+    frame = arch.data.sp500.load()
+    frame.index = pd.DatetimeIndex(frame.index).strftime("%Y-%m-%d")
+    frame.index.name = "Date"
+    p = tmp_path / "^GSPC.csv"
+    frame.to_csv(p)
+    r = load_prices(p)
+    assert r.dataset.assets == ["^GSPC"] and len(r.dataset.prices) == 5031
+    np.testing.assert_array_equal(r.dataset.prices["^GSPC"].to_numpy(), sp500_index.to_numpy())
+
+
+def test_nasdaq_style_file_with_dollar_signs_newest_first(tmp_path):
+    text = (
+        "Date,Close/Last,Volume,Open,High,Low\n"
+        "01/16/2024,$183.63,65603040,$182.16,$184.26,$180.934\n"
+        "01/12/2024,$185.92,40477780,$186.06,$186.74,$185.19\n"
+        "01/11/2024,$185.59,49128410,$186.54,$187.05,$183.62\n"
+        '01/10/2024,"$1,186.19",46792910,$184.35,$186.40,$183.92\n'
+    )
+    p = write(tmp_path, "HistoricalData_AAPL.csv", text)
+    r = load_prices(p, asset_name="AAPL")
+    assert r.dataset.assets == ["AAPL"] and r.date_format == "US"
+    assert r.dataset.prices["AAPL"].tolist() == [1186.19, 185.59, 185.92, 183.63]
+    assert "Dates were in descending order (newest first): sorted ascending" in r.report
+    p = write(tmp_path, "eu.csv", 'Datum;Schluss\n02.01.2024;"1.234,50"\n03.01.2024;€ 1.240,00\n')
+    assert load_prices(p).dataset.prices.iloc[:, 0].tolist() == [1234.5, 1240.0]
+    with pytest.raises(BadCellError, match="'\\$1,2,3' in column 'Close/Last' is not a number"):
+        load_prices(write(tmp_path, "x.csv", text.replace('"$1,186.19"', '"$1,2,3"')))

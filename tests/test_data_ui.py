@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import pyqtgraph as pg
-from PySide6.QtCore import QDate, QSettings, QTimer
+from PySide6.QtCore import QDate, QSettings, Qt, QTimer
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -398,3 +398,91 @@ def test_selection_dialog_applies_range_and_assets_to_the_store(qtbot):
     assert not d2.apply()
     assert "select at least one asset" in d2.error.text()
     assert list(store.selected_prices().columns) == ["KO", "PEP"]
+
+
+# ---------------------------------------------------------------------------------------------
+# OHLCV files and several files in the import dialog (issue 12)
+# ---------------------------------------------------------------------------------------------
+
+YAHOO = (
+    "Date,Open,High,Low,Close,Adj Close,Volume\n"
+    "2024-01-02,187.15,188.44,183.89,185.64,184.29,82488700\n"
+    "2024-01-03,184.22,185.88,183.43,184.25,182.91,58414500\n"
+    "2024-01-04,182.15,183.09,180.88,181.91,180.59,71983600\n"
+    "2024-01-05,181.99,182.76,180.17,181.18,179.86,62303300\n"
+)
+
+
+def checked(dlg):
+    return dlg.price_columns()
+
+
+def test_layout_switch_rebuilds_the_price_choice(qtbot, tmp_path):
+    p = tmp_path / "AAPL.csv"
+    p.write_text(YAHOO)
+    dlg = open_dialog(qtbot, p)
+    out = wait_analysis(qtbot, dlg)
+    assert dlg.layout_combo.currentData() == "ohlcv" and checked(dlg) == ["Adj Close"]
+    assert out.dataset.assets == ["AAPL"] and dlg.params()["price_columns"] == ["Adj Close"]
+    # read as wide: every column is an asset except Volume, which stays unchecked
+    with qtbot.waitSignal(dlg.analysis_done, timeout=20_000) as b:
+        dlg.layout_combo.setCurrentIndex(dlg.layout_combo.findData("wide"))
+    assert checked(dlg) == ["Open", "High", "Low", "Close", "Adj Close"]
+    assert b.args[0].dataset.assets == ["Open", "High", "Low", "Close", "Adj Close"]
+    assert dlg.params()["price_columns"] is None and "Not prices: Volume" in dlg.price_hint.text()
+    # the preview shows the used columns in bold
+    heads = {dlg.preview.horizontalHeaderItem(j).text(): dlg.preview.horizontalHeaderItem(j).font().bold()
+             for j in range(dlg.preview.columnCount())}
+    assert heads == {"Date": True, "Open": True, "High": True, "Low": True, "Close": True, "Adj Close": True, "Volume": False}
+    # checking Volume is allowed, with a warning
+    item = dlg.price_item("Volume")
+    with qtbot.waitSignal(dlg.analysis_done, timeout=20_000) as b:
+        item.setCheckState(Qt.CheckState.Checked)
+    assert "look like volume, not prices" in dlg.price_hint.text() and "Volume" in b.args[0].dataset.assets
+
+
+def test_several_files_preview_switch_keeps_the_choice(qtbot, tmp_path):
+    a = tmp_path / "AAPL.csv"
+    a.write_text(YAHOO)
+    m = tmp_path / "MSFT.csv"
+    m.write_text(YAHOO.lower().replace("adj close", "adj_close"))
+    dlg = ImportDialog([a, m])
+    qtbot.addWidget(dlg)
+    dlg.show()
+    out = wait_analysis(qtbot, dlg)
+    assert out.dataset.assets == ["AAPL", "MSFT"] and dlg.name.text() == "AAPL + MSFT"
+    dlg.price_item("Adj Close").setCheckState(Qt.CheckState.Unchecked)
+    with qtbot.waitSignal(dlg.analysis_done, timeout=20_000) as b:
+        dlg.price_item("Close").setCheckState(Qt.CheckState.Checked)
+    assert b.args[0].dataset.prices.iloc[0].tolist() == [185.64, 185.64]
+    dlg.preview_file.setCurrentIndex(1)  # the other file: its own column names, same choice
+    assert dlg.path == m and checked(dlg) == ["close"]
+    assert dlg.preview.horizontalHeaderItem(5).text() == "adj_close"
+    wait_analysis(qtbot, dlg)
+    p = dlg.params()
+    assert p["price_columns"] == ["close"] and "delimiter" not in p and p["name"] == "AAPL + MSFT"
+    dlg.ok_button.click()
+    assert dlg.result() == QDialog.DialogCode.Accepted and dlg.dataset().assets == ["AAPL", "MSFT"]
+    from hft_lab.data import load_prices
+
+    again = load_prices([str(a), str(m)], **p)  # what the window stores and restores
+    pd.testing.assert_frame_equal(again.dataset.prices, dlg.dataset().prices)
+
+
+def test_several_files_with_different_layouts_each_take_their_default(qtbot, tmp_path):
+    a = tmp_path / "AAPL.csv"
+    a.write_text(YAHOO)
+    b = tmp_path / "MSFT.csv"  # no Adj Close: its Close is the default
+    b.write_text("Date,Close,Volume\n2024-01-02,370.87,1\n2024-01-03,370.60,2\n2024-01-04,367.94,3\n")
+    w = tmp_path / "basket.csv"  # a wide file
+    w.write_text("Date,XOM,CVX\n2024-01-02,100.1,150.2\n2024-01-03,101.3,151.0\n2024-01-05,99.9,149.4\n")
+    dlg = ImportDialog([a, b, w])
+    qtbot.addWidget(dlg)
+    dlg.show()
+    out = wait_analysis(qtbot, dlg)
+    assert dlg.params()["price_columns"] is None
+    assert out.dataset.assets == ["AAPL", "MSFT", "XOM", "CVX"]
+    assert out.dataset.prices.loc["2024-01-03"].tolist() == [182.91, 370.60, 101.3, 151.0]
+    assert len(out.dataset.prices) == 2  # drop: the dates in every file
+    rep = dlg.report.toPlainText()
+    assert "• MSFT.csv (OHLCV): MSFT; 3 rows" in rep and "• basket.csv (wide): XOM, CVX; 3 rows" in rep

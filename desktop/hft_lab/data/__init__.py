@@ -1,7 +1,7 @@
 """Data for the views: the bundled sample prices, seeded synthetic generators, CSV import and
 result export. (The Qt-side shared dataset, DatasetStore, is in hft_lab.data.store.)"""
 
-from .csv_import import AmbiguousDateError, CsvImportError, CsvSniff, ImportResult, load_prices, sniff
+from .csv_import import AmbiguousDateError, BadCellError, CsvImportError, CsvSniff, ImportResult, load_prices, sniff
 from .samples import Dataset, load_sample_prices, resources_dir
 from .synthetic import (
     SYNTHETIC_DEFAULTS,
@@ -30,4 +30,5 @@ __all__ = [
     "ImportResult",
     "CsvImportError",
     "AmbiguousDateError",
+    "BadCellError",
 ]

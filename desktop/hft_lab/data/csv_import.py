@@ -65,7 +65,8 @@ ENCODINGS = {
     "utf-16": "UTF-16 (with BOM)",
     "latin-1": "Latin-1 (ISO-8859-1)",
 }
-LAYOUTS = ("wide", "long")
+LAYOUTS = ("wide", "long", "ohlcv")
+BAD_CELLS = {"error": "stop at the first unparseable cell", "missing": "treat unparseable cells as missing"}
 NAN_POLICIES = {"drop": "drop rows with a missing value", "ffill": "forward-fill (carry the last price)"}
 NA_TOKENS = [
     "", "NA", "N/A", "n/a", "na", "NaN", "nan", "NAN", "-nan", "null", "NULL", "Null", "None", "none",
@@ -92,6 +93,32 @@ _TICKER_NAMES = {"ticker", "tickers", "symbol", "symbols", "sym", "asset", "asse
                  "tic", "contract", "pair"}
 _ID_NAMES = {"permno", "secid", "id", "cusip"}  # ticker columns that may hold numbers
 # price columns of a long file, most preferred first (names compared without case, spaces, _ . -)
+# fields of an OHLCV file (Yahoo Finance, brokers, Stooq, Nasdaq ...), by normalised column name
+_FIELD_NAMES = {
+    "adjclose": {"adjclose", "adjustedclose", "adjclosingprice", "adjustedcloseprice", "adjcloseprice", "adjprice",
+                 "adjustedclosingprice", "adjustedprice"},
+    "close": {"close", "closeprice", "closingprice", "closelast", "last", "lastprice", "pxlast", "settle",
+              "settlement", "settlementprice", "price"},
+    "open": {"open", "openprice", "opening", "openingprice", "pxopen"},
+    "high": {"high", "highprice", "hi", "dayhigh", "pxhigh"},
+    "low": {"low", "lowprice", "lo", "daylow", "pxlow"},
+    "vwap": {"vwap", "averageprice", "avgprice", "typicalprice", "midprice", "mid"},
+}
+# columns of an OHLCV file that are not prices (never loaded as a price unless the user asks)
+_NONPRICE_NAMES = {"volume", "vol", "volumes", "totalvolume", "qty", "quantity", "turnover", "amount", "notional",
+                   "openinterest", "oi", "trades", "numtrades", "numberoftrades", "tradecount", "count",
+                   "transactions", "dividends", "dividend", "dividendamount", "stocksplits", "splits", "split",
+                   "splitfactor", "splitcoefficient", "splitratio", "capitalgains", "change", "changepercent",
+                   "pctchange", "changepct", "percentchange", "marketcap", "sharesoutstanding"}
+FIELD_LABELS = {
+    "adjclose": "adjusted close",
+    "close": "close",
+    "open": "open",
+    "high": "high",
+    "low": "low",
+    "vwap": "average price",
+    "volume": "not a price",
+}
 _PRICE_NAMES = ["adjclose", "adjustedclose", "adjclosingprice", "adjustedcloseprice", "adjcloseprice",
                 "adjprice", "close", "closeprice", "closingprice", "last", "lastprice", "pxlast",
                 "settle", "settlement", "price", "value", "mid", "midprice", "vwap"]
@@ -99,7 +126,8 @@ _PRICE_NAMES = ["adjclose", "adjustedclose", "adjclosingprice", "adjustedclosepr
 
 class CsvImportError(ValueError):
     """A file that cannot be read as prices. `line` is 1-based as in a text editor (None when the
-    problem is not on one line); str(e) is "line 17: <problem>" or just "<problem>".
+    problem is not on one line); str(e) is "line 17: <problem>" or just "<problem>" (prefixed with
+    the file name, "MSFT.csv: line 17: ...", when several files are loaded together: `file`).
 
     (A ValueError, not a subclass of Python's ImportError, which means a failed module import and
     is caught by `except ImportError` around optional imports.)"""
@@ -107,7 +135,15 @@ class CsvImportError(ValueError):
     def __init__(self, message: str, line: int | None = None):
         self.problem = message
         self.line = line
+        self.file: str | None = None
         super().__init__(f"line {line}: {message}" if line is not None else message)
+
+    def in_file(self, name: str) -> "CsvImportError":
+        """Name the file in the message (several files loaded together); returns self."""
+        if self.file is None:
+            self.file = name
+            self.args = (f"{name}: {self.args[0]}",)
+        return self
 
     @property
     def message(self) -> str:
@@ -121,6 +157,18 @@ class AmbiguousDateError(CsvImportError):
         super().__init__(message)
         self.candidates = candidates
         self.example = example
+
+
+class BadCellError(CsvImportError):
+    """A cell that is neither a number nor a missing-value marker (e.g. '#VALUE!'). The message names
+    the first one in file order; `count` is how many such cells the loaded columns hold (in all the
+    files loaded together), `cells` the first few as (file line or None, column, text). Pass
+    bad_cells="missing" to load_prices to treat them as missing values."""
+
+    def __init__(self, message: str, line: int | None, count: int, cells: list[tuple[int | None, str, str]]):
+        super().__init__(message, line)
+        self.count = count
+        self.cells = cells
 
 
 @dataclass
@@ -142,13 +190,21 @@ class CsvSniff:
     layout: str  # "wide" or "long"
     date_column: str | None
     ticker_column: str | None
-    price_column: str | None
+    price_column: str | None  # long layout: the (first) default price column
     date_formats: list[str]  # candidate formats of the date column (keys of DATE_FORMATS)
     preview: pd.DataFrame  # first PREVIEW_ROWS data rows, raw strings
     preview_lines: list[int] = field(default_factory=list)  # their 1-based lines in the file
     column_kinds: dict[str, str] = field(default_factory=dict)  # "number", "date", "text", "empty"
     notes: list[str] = field(default_factory=list)
     head_is_whole_file: bool = False
+    fields: dict[str, str] = field(default_factory=dict)  # column -> OHLCV field (keys of FIELD_LABELS)
+    price_columns: list[str] = field(default_factory=list)  # the columns loaded by default
+    value_columns: list[str] = field(default_factory=list)  # the columns that can be chosen as prices
+    asset_name: str = ""  # OHLCV layout: the asset's name (from the file name)
+
+    @property
+    def nonprice_columns(self) -> list[str]:
+        return [c for c in self.value_columns if self.fields.get(c) == "volume"]
 
     @property
     def ambiguous_date(self) -> bool:
@@ -173,6 +229,12 @@ class CsvSniff:
         ]
         if self.layout == "long":
             lines.append(f"Layout: long (ticker column '{self.ticker_column}', prices from '{self.price_column}')")
+        elif self.layout == "ohlcv":
+            got = ", ".join(self.value_columns)
+            lines.append(
+                f"Layout: one instrument, OHLCV columns ({got}); asset '{self.asset_name}'"
+                + (f", price from '{self.price_columns[0]}'" if len(self.price_columns) == 1 else "")
+            )
         else:
             n = len(self.columns) - (1 if self.date_column else 0)
             lines.append(f"Layout: wide ({n} price column(s))")
@@ -364,7 +426,14 @@ def _is_number(s: str, decimal: str = ".") -> bool:
     s = s.strip()
     if s.lower() in _SPECIAL_NUM:
         return True
-    return bool((_NUM_COMMA if decimal == "," else _NUM_DOT).match(s))
+    if (_NUM_COMMA if decimal == "," else _NUM_DOT).match(s):
+        return True
+    return bool(s) and s[0] in "$€£¥+-" + "0123456789" and _plain_number(s, decimal) is not None
+
+
+def _strip_currency(t: str) -> str:
+    m = _CURRENCY_RE.match(t)
+    return m[1] + m[2].strip() if m else t
 
 
 def _valid_date(y: int, m: int, d: int) -> bool:
@@ -469,6 +538,45 @@ def _column_kind(values: list[str], decimal: str) -> str:
 
 def _norm(name: str) -> str:
     return re.sub(r"[\s_.\-/()]+", "", str(name)).lower()
+
+
+def column_fields(names: Iterable[str]) -> dict[str, str]:
+    """The OHLCV field of each column that has a known one: "adjclose", "close", "open", "high",
+    "low", "vwap" (prices) or "volume" (not a price: volume, open interest, dividends, splits ...).
+    Single letters (o, h, l, c, v) count only when o, h, l and c are all there (C, V, O, L, H are
+    also tickers)."""
+    names = list(names)
+    normed = {n: _norm(n) for n in names}
+    letters = {"o", "h", "l", "c"} <= set(normed.values())
+    single = {"o": "open", "h": "high", "l": "low", "c": "close", "v": "volume"}
+    out: dict[str, str] = {}
+    for n, k in normed.items():
+        if letters and k in single:
+            out[n] = single[k]
+            continue
+        for f, vocab in _FIELD_NAMES.items():
+            if k in vocab:
+                out[n] = f
+                break
+        else:
+            if k in _NONPRICE_NAMES or "volume" in k:
+                out[n] = "volume"
+    return out
+
+
+def asset_from_filename(path: str | os.PathLike) -> str:
+    """AAPL.csv -> AAPL, "MSFT (1).csv.gz" -> MSFT (a browser's duplicate-download suffix dropped)."""
+    n = default_name(Path(path))
+    n = re.sub(r"\s*\(\d+\)$", "", n).strip()
+    return n or Path(path).name
+
+
+def _default_ohlcv_prices(cols: list[str], fields: dict[str, str]) -> list[str]:
+    for want in ("adjclose", "close"):
+        hit = [c for c in cols if fields.get(c) == want]
+        if hit:
+            return hit[:1]
+    return []
 
 
 # ----------------------------------------------------------------------------------------------
@@ -586,8 +694,9 @@ def sniff(
         decimal = "."
         if delimiter != ",":
             sample = [c.strip() for r in rows[1:2000] for c in r]
-            commas = sum(1 for c in sample if _NUM_COMMA.match(c) and "," in c)
-            dots = sum(1 for c in sample if _NUM_DOT.match(c) and "." in c)
+            sample = [_strip_currency(c) for c in sample]
+            commas = sum(1 for c in sample if (_NUM_COMMA.match(c) and "," in c) or _THOUSANDS_COMMA_RE.match(c))
+            dots = sum(1 for c in sample if (_NUM_DOT.match(c) and "." in c) or _THOUSANDS_DOT_RE.match(c))
             if commas and commas >= dots:
                 decimal = ","
     elif decimal not in (".", ","):
@@ -618,9 +727,10 @@ def sniff(
             break
     if date_col is None and by_name:
         date_col = by_name[0]  # named like a date but unreadable: load_prices names the bad line
-    layout, ticker_col, price_col = _guess_layout(names, kinds, date_col)
-    if layout == "long" and price_col is None:
-        notes.append("long layout: no price column recognised (Adj Close, Close, Price, ...): choose one")
+    fields = column_fields([n for n in names if n != date_col])
+    layout, ticker_col, price_col = _guess_layout(names, kinds, date_col, fields)
+    value_cols, price_cols, asset = _value_columns(layout, names, date_col, ticker_col, price_col, fields, path)
+    notes += _layout_notes(layout, value_cols, price_cols, fields)
     preview = pd.DataFrame([list(r) for r in data[:PREVIEW_ROWS]], columns=names, dtype=object)
     return CsvSniff(
         path=path,
@@ -645,7 +755,65 @@ def sniff(
         column_kinds=kinds,
         notes=notes,
         head_is_whole_file=whole,
+        fields=fields,
+        price_columns=price_cols,
+        value_columns=value_cols,
+        asset_name=asset,
     )
+
+
+def _value_columns(layout, names, date_col, ticker_col, price_col, fields, path):
+    """(columns that can be chosen as prices, the default choice, the OHLCV asset name)."""
+    value_cols = [n for n in names if n not in (date_col, ticker_col)]
+    if layout == "long":
+        return value_cols, [price_col] if price_col else [], ""
+    if layout == "ohlcv":
+        return value_cols, _default_ohlcv_prices(value_cols, fields), asset_from_filename(path)
+    return value_cols, [n for n in value_cols if fields.get(n) != "volume"], ""
+
+
+def default_price_columns(sn: CsvSniff, layout: str | None = None, date_column: str | None = None,
+                          ticker_column: str | None = None) -> list[str]:
+    """The price columns load_prices takes when price_columns is None, for these choices (what
+    the import dialog preselects)."""
+    layout = layout or sn.layout
+    date_col = date_column if date_column is not None else sn.date_column
+    tick = (ticker_column if ticker_column is not None else sn.ticker_column) if layout == "long" else None
+    cols = [n for n in sn.columns if n not in (date_col, tick)]
+    fields = column_fields(cols)
+    if layout == "long":
+        pc = _pick_price_column(cols, sn.column_kinds)
+        return [pc] if pc else []
+    if layout == "ohlcv":
+        return _default_ohlcv_prices(cols, fields)
+    return [n for n in cols if fields.get(n) != "volume"]
+
+
+def nonprice_message(cols: list[str]) -> str:
+    return (
+        f"the file has only volume-like columns ({', '.join(repr(c) for c in cols)}), no prices: "
+        "choose a price column explicitly if one of them really holds prices"
+    )
+
+
+def _layout_notes(layout: str, value_cols: list[str], price_cols: list[str], fields: dict[str, str]) -> list[str]:
+    vol = [c for c in value_cols if fields.get(c) == "volume"]
+    if layout == "long" and not price_cols:
+        if vol and len(vol) == len(value_cols):
+            return ["long layout: " + nonprice_message(vol)]
+        return ["long layout: no price column recognised (Adj Close, Close, Price, ...): choose one"]
+    if layout == "ohlcv":
+        if not price_cols and vol and len(vol) == len(value_cols):
+            return [nonprice_message(vol)]
+        if not price_cols:
+            return ["OHLCV file without a Close or Adj Close column: choose the price column(s)"]
+        why = "adjusted for splits and dividends" if fields.get(price_cols[0]) == "adjclose" else "no Adj Close column"
+        return [f"OHLCV file: price from '{price_cols[0]}' ({why}); other columns can be chosen"]
+    if layout == "wide" and vol:
+        if len(vol) == len(value_cols):
+            return [nonprice_message(vol)]
+        return [f"not loaded by default (not prices): {', '.join(repr(c) for c in vol)}"]
+    return []
 
 
 def _looks_like_header(rows: list[list[str]], decimal: str) -> bool:
@@ -666,14 +834,19 @@ def _looks_like_header(rows: list[list[str]], decimal: str) -> bool:
     return False
 
 
-def _guess_layout(names: list[str], kinds: dict[str, str], date_col: str | None):
+def _guess_layout(names: list[str], kinds: dict[str, str], date_col: str | None, fields: dict[str, str] | None = None):
     others = [n for n in names if n != date_col]
+    fields = column_fields(others) if fields is None else fields
     ticker = next(
         (n for n in others if _norm(n) in _TICKER_NAMES and (kinds.get(n) == "text" or _norm(n) in _ID_NAMES)), None
     )
     if ticker is None:
-        ticker = next((n for n in others if kinds.get(n) == "text"), None)
+        ticker = next((n for n in others if kinds.get(n) == "text" and n not in fields), None)
     if ticker is None:
+        # one instrument with OHLCV columns: every value column is a known field, or 3+ are OHLC fields
+        ohlc = [n for n in others if fields.get(n) in ("adjclose", "close", "open", "high", "low")]
+        if others and (all(n in fields for n in others) or len(ohlc) >= 3):
+            return "ohlcv", None, None
         return "wide", None, None
     return "long", ticker, _pick_price_column([n for n in others if n != ticker], kinds)
 
@@ -683,7 +856,8 @@ def _pick_price_column(cands: list[str], kinds: dict[str, str]) -> str | None:
     for p in _PRICE_NAMES:
         if p in normed:
             return normed[p]
-    numeric = [n for n in cands if kinds.get(n) == "number"]
+    fields = column_fields(cands)
+    numeric = [n for n in cands if kinds.get(n) == "number" and fields.get(n) != "volume"]
     return numeric[0] if len(numeric) == 1 else None
 
 
@@ -966,9 +1140,13 @@ class _Lines:
         return int(self.lines[i]) if self.ok and 0 <= i < len(self.lines) else None
 
 
-def _to_numbers(col: pd.Series, name: str, decimal: str, lines: _Lines) -> np.ndarray:
+def _to_numbers(col: pd.Series, decimal: str) -> tuple[np.ndarray, np.ndarray, pd.Series | None]:
+    """(values with NaN for missing and unparseable cells, mask of the unparseable ones (text that is
+    not a number, or ±inf), the stripped texts when the column was read as text)."""
+    clean = None
     if pd.api.types.is_float_dtype(col.dtype) or pd.api.types.is_integer_dtype(col.dtype):
         x = col.to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = np.zeros(len(x), dtype=bool)
     else:
         s = col.astype(object)
         txt = s.where(s.notna(), None)
@@ -976,16 +1154,86 @@ def _to_numbers(col: pd.Series, name: str, decimal: str, lines: _Lines) -> np.nd
         clean = clean.where(~clean.isin(_NA_SET), None)
         num_in = clean.str.replace(",", ".", regex=False) if decimal == "," else clean
         num = pd.to_numeric(num_in, errors="coerce")
-        bad = np.flatnonzero(num.isna().to_numpy() & clean.notna().to_numpy())
-        if len(bad):
-            i = int(bad[0])
-            raise CsvImportError(f"{_quote(clean.iloc[i])} in column '{name}' is not a number", lines(i))
+        retry = num.isna().to_numpy() & clean.notna().to_numpy()
+        if retry.any():  # "$182.01" (nasdaq.com), "1,234.50" (quoted, thousands separators)
+            alt = clean[retry].map(lambda t: _plain_number(t, decimal))
+            num.loc[retry] = pd.to_numeric(alt, errors="coerce").to_numpy()
+        bad = num.isna().to_numpy() & clean.notna().to_numpy()
         x = num.to_numpy(dtype=np.float64, na_value=np.nan)
-    inf = np.flatnonzero(np.isinf(x))
-    if len(inf):
-        i = int(inf[0])
-        raise CsvImportError(f"{x[i]} in column '{name}' is not a finite number", lines(i))
-    return x
+    inf = np.isinf(x)
+    if inf.any():
+        bad = bad | inf
+        x = np.where(inf, np.nan, x)
+    return x, bad, clean
+
+
+_CURRENCY_RE = re.compile(r"^([+-]?)\s*[$€£¥]\s*(.*)$")
+_THOUSANDS_DOT_RE = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$")
+_THOUSANDS_COMMA_RE = re.compile(r"^[+-]?\d{1,3}(\.\d{3})+(,\d*)?$")
+
+
+def _plain_number(t: str, decimal: str) -> str | None:
+    """A number written with a leading currency sign and/or thousands separators, as plain text
+    pandas reads ("$1,234.50" -> "1234.50"); None when it is not one."""
+    t = _strip_currency(t)
+    if decimal == "." and _THOUSANDS_DOT_RE.match(t):
+        t = t.replace(",", "")
+    elif decimal == "," and _THOUSANDS_COMMA_RE.match(t):
+        t = t.replace(".", "").replace(",", ".")
+    elif decimal == ",":
+        t = t.replace(",", ".")
+    return t if _NUM_DOT.match(t) else None
+
+
+def _numbers(df: pd.DataFrame, cols: list[str], decimal: str, lines: _Lines, bad_cells: str, report: list[str]) -> dict[str, np.ndarray]:
+    """The chosen columns as float64. Unparseable cells: a BadCellError naming the first one in file
+    order and counting all of them (bad_cells="error"), or NaN with a report line ("missing")."""
+    out: dict[str, np.ndarray] = {}
+    first: tuple[int, int] | None = None  # (row, column index) of the first unparseable cell
+    count = 0
+    cells: list[tuple[int, int]] = []
+    per_col: list[tuple[str, int, int]] = []
+    texts = {}
+    for j, c in enumerate(cols):
+        x, bad, clean = _to_numbers(df[c], decimal)
+        out[c] = x
+        texts[c] = clean
+        k = int(bad.sum())
+        if k:
+            rows = np.flatnonzero(bad)
+            count += k
+            per_col.append((c, k, int(rows[0])))
+            cells += [(int(r), j) for r in rows[:5]]
+            if first is None or int(rows[0]) < first[0]:
+                first = (int(rows[0]), j)
+    if not count:
+        return out
+
+    def text(i: int, j: int) -> str:
+        c = cols[j]
+        t = texts[c].iloc[i] if texts[c] is not None else None
+        return str(t) if t is not None else str(df[c].iloc[i])
+
+    def inf(i: int, j: int) -> bool:
+        try:
+            return bool(np.isinf(float(text(i, j).replace(",", "."))))
+        except ValueError:
+            return False
+
+    cells.sort()
+    if bad_cells == "error":
+        i, j = first
+        msg = (f"{float(text(i, j).replace(',', '.'))} in column '{cols[j]}' is not a finite number" if inf(i, j)
+               else f"{_quote(text(i, j))} in column '{cols[j]}' is not a number")
+        raise BadCellError(msg, lines(i), count, [(lines(r), cols[q], text(r, q)) for r, q in cells[:5]])
+    i, j = first
+    ln = lines(i)
+    report.append(
+        f"Unparseable cells treated as missing: {count:,} ("
+        + "; ".join(f"'{c}' {k}" for c, k, _ in per_col[:6]) + (" …" if len(per_col) > 6 else "")
+        + f"; first {_quote(text(i, j))} in '{cols[j]}'" + (f" at line {ln}" if ln else "") + ")"
+    )
+    return out
 
 
 def _quote(s: Any) -> str:
@@ -994,7 +1242,7 @@ def _quote(s: Any) -> str:
 
 
 def load_prices(
-    path: str | os.PathLike,
+    path: str | os.PathLike | list | tuple,
     *,
     layout: str | None = None,
     date_format: str | None = None,
@@ -1006,6 +1254,9 @@ def load_prices(
     date_column: str | int | None = None,
     ticker_column: str | int | None = None,
     price_column: str | int | None = None,
+    price_columns: list[str | int] | str | int | None = None,
+    asset_name: str | None = None,
+    bad_cells: str = "error",
     name: str | None = None,
     sniffed: CsvSniff | None = None,
     max_bytes: int = MAX_BYTES,
@@ -1014,12 +1265,42 @@ def load_prices(
 
     Every keyword left None is taken from `sniff()` (or from `sniffed` when given and made with
     the same delimiter/encoding/header/decimal). Raises CsvImportError (AmbiguousDateError when
-    the dates fit both US and EU and date_format is None)."""
+    the dates fit both US and EU and date_format is None; BadCellError for a cell that is not a
+    number, unless bad_cells="missing").
+
+    Layouts: "wide" (a date column, one price column per asset), "long" (date, ticker, price rows)
+    and "ohlcv" (one instrument: Date, Open, High, Low, Close, Adj Close, Volume; the asset is
+    named after the file, AAPL.csv -> AAPL, or `asset_name`).
+    price_columns: the columns loaded as prices (wide: a subset of the asset columns; ohlcv: e.g.
+    ["Close"], several give assets "AAPL Close", "AAPL Adj Close"; long: the price column(s)).
+    Default: wide, every column but volume-like ones; ohlcv, Adj Close, else Close; long, Adj
+    Close, else Close, Price, ... Volume-like columns (Volume, Open Interest, Dividends, ...) are
+    never taken as prices unless named in price_columns.
+    bad_cells: "error" (default) or "missing" (unparseable cells become missing values, counted in
+    the report, then nan_policy applies).
+
+    `path` may be a list of files (e.g. one OHLCV file per ticker): each is read with the same
+    keywords (columns matched by name, or by OHLCV field: "Adj Close" also finds "adj_close"), then
+    the files are aligned on the union of their dates and nan_policy applies to the whole: "drop"
+    keeps the dates every file has (an inner join), "ffill" keeps all dates and carries prices over
+    the gaps (an outer join)."""
+    if isinstance(path, (list, tuple)):
+        if len(path) == 1:
+            path = path[0]
+        else:
+            return _load_many(
+                list(path), layout=layout, date_format=date_format, nan_policy=nan_policy, delimiter=delimiter,
+                encoding=encoding, header=header, decimal=decimal, date_column=date_column,
+                ticker_column=ticker_column, price_column=price_column, price_columns=price_columns,
+                bad_cells=bad_cells, name=name, max_bytes=max_bytes,
+            )
     path = Path(path)
     if nan_policy not in NAN_POLICIES:
         raise CsvImportError(f"nan_policy must be one of {', '.join(NAN_POLICIES)}, got {nan_policy!r}")
+    if bad_cells not in BAD_CELLS:
+        raise CsvImportError(f"bad_cells must be one of {', '.join(BAD_CELLS)}, got {bad_cells!r}")
     if layout is not None and layout not in LAYOUTS:
-        raise CsvImportError(f"layout must be 'wide' or 'long', got {layout!r}")
+        raise CsvImportError(f"layout must be 'wide', 'long' or 'ohlcv', got {layout!r}")
     sn = sniffed
     if sn is None or Path(sn.path) != path or any(
         v is not None and v != getattr(sn, k) for k, v in (("delimiter", delimiter), ("header", header), ("decimal", decimal))
@@ -1049,25 +1330,54 @@ def load_prices(
             "no date column: no column holds dates in a known format (ISO YYYY-MM-DD, US MM/DD/YYYY, "
             f"EU DD/MM/YYYY or DD.MM.YYYY, YYYYMMDD, 02-Jan-2020); columns: {', '.join(names)}"
         )
+    if isinstance(price_columns, (str, int, np.integer)):
+        price_columns = [price_columns]
+    if price_columns is None and price_column is not None:
+        price_columns = [price_column]
+    if price_columns is not None and not len(price_columns):
+        raise CsvImportError("no price column chosen: choose at least one")
+    fields = column_fields([n for n in names if n != date_col])
+    chosen = None if price_columns is None else _match_columns(price_columns, names, fields)
+    tick_col = None
     if layout == "long":
         tick_col = _col_ref(ticker_column, names, "ticker column") if ticker_column is not None else sn.ticker_column
         if tick_col is None:
             raise CsvImportError("long layout needs a ticker column (e.g. Ticker or Symbol): none found, choose one")
-        price_col = _col_ref(price_column, names, "price column") if price_column is not None else sn.price_column
-        if price_col is None:
-            price_col = _pick_price_column([n for n in names if n not in (date_col, tick_col)], sn.column_kinds)
-        if price_col is None:
-            raise CsvImportError(
-                "long layout: cannot tell which column holds the prices (no Adj Close, Close or Price column): choose one"
-            )
-        if len({date_col, tick_col, price_col}) < 3:
-            raise CsvImportError("the date, ticker and price columns must be three different columns")
-        use = [date_col, tick_col, price_col]
+        if chosen is None:
+            pc = sn.price_column if sn.price_column not in (None, date_col, tick_col) else None
+            pc = pc or _pick_price_column([n for n in names if n not in (date_col, tick_col)], sn.column_kinds)
+            if pc is None:
+                vol = [n for n in names if n not in (date_col, tick_col) and fields.get(n) == "volume"]
+                if vol and len(vol) == len(names) - 2:
+                    raise CsvImportError("long layout: " + nonprice_message(vol))
+                raise CsvImportError(
+                    "long layout: cannot tell which column holds the prices (no Adj Close, Close or Price column): choose one"
+                )
+            chosen = [pc]
+        if date_col in chosen or tick_col in chosen or date_col == tick_col:
+            raise CsvImportError("the date, ticker and price columns must be different columns")
     else:
-        use = list(names)
+        value_cols = [n for n in names if n != date_col]
+        if not value_cols:
+            raise CsvImportError("no price columns: the file has only a date column")
+        if chosen is None:
+            chosen = _default_ohlcv_prices(value_cols, fields) if layout == "ohlcv" else [
+                n for n in value_cols if fields.get(n) != "volume"]
+            if not chosen:
+                vol = [n for n in value_cols if fields.get(n) == "volume"]
+                if len(vol) == len(value_cols):
+                    raise CsvImportError(nonprice_message(vol))
+                raise CsvImportError(
+                    "OHLCV file without a Close or Adj Close column: choose the price column(s) "
+                    f"(columns: {', '.join(value_cols)})"
+                )
+        if date_col in chosen:
+            raise CsvImportError(f"the date column '{date_col}' cannot also be a price column")
+    forced_vol = [c for c in chosen if fields.get(c) == "volume"]
+    use = [date_col] + ([tick_col] if tick_col else []) + chosen
     idx = [names.index(n) for n in use]
 
-    df = _read_frame(sn, enc, idx, use, date_col, tick_col if layout == "long" else None)
+    df = _read_frame(sn, enc, idx, use, date_col, tick_col)
     lines = _Lines(scan.data_lines, len(df))
     if not lines.ok:
         report.append("Note: line numbers are approximate (the file has records spanning several lines)")
@@ -1075,13 +1385,31 @@ def load_prices(
     # ---- dates
     fmt, dates, tz = _dates(df[date_col], date_format, lines, sn)
     report.append(f"Dates: column '{date_col}', {DATE_FORMATS.get(fmt, fmt)}" + ("; time zones converted to UTC" if tz else ""))
+    values = _numbers(df, chosen, sn.decimal, lines, bad_cells, report)
     pos = posw = None
     if layout == "long":
-        prices, posw, rep = _long_to_wide(df, dates, tick_col, price_col, sn.decimal, lines)
-        report.append(f"Layout: long: {prices.shape[1]} ticker(s) from column '{tick_col}', prices from '{price_col}'")
+        prices, posw, rep = _long_to_wide(df, dates, tick_col, values, lines)
+        report.append(
+            f"Layout: long: {df[tick_col].nunique()} ticker(s) from column '{tick_col}', prices from "
+            + ", ".join(f"'{c}'" for c in chosen)
+        )
     else:
-        prices, pos, rep = _wide(df, dates, date_col, sn.decimal, lines)
-        report.append(f"Layout: wide: {prices.shape[1]} price column(s)")
+        prices, pos, rep = _wide(values, dates, lines)
+        if layout == "ohlcv":
+            asset = (asset_name or "").strip() or asset_from_filename(path)
+            prices.columns = [asset] if len(chosen) == 1 else [f"{asset} {c}" for c in chosen]
+            report.append(
+                f"Layout: one instrument (OHLCV columns): asset '{asset}', price from "
+                + ", ".join(f"'{c}'" + (f" ({FIELD_LABELS[fields[c]]})" if c in fields and fields[c] != "volume" else "")
+                            for c in chosen)
+            )
+        else:
+            report.append(f"Layout: wide: {prices.shape[1]} price column(s)")
+            left = [n for n in value_cols if n not in chosen]
+            if left:
+                report.append(f"Not loaded: {', '.join(repr(c) for c in left[:8])}" + (" …" if len(left) > 8 else ""))
+    if forced_vol:
+        report.append(f"Loaded as prices because chosen (they look like volume, not prices): {', '.join(repr(c) for c in forced_vol)}")
     del df
     report += rep
     prices, rep = _apply_nan_policy(prices, nan_policy, lines, pos, posw)
@@ -1093,18 +1421,7 @@ def load_prices(
             f"{len(prices)} row(s) left after handling missing values (policy: {NAN_POLICIES[nan_policy]}): "
             "at least 2 are needed; try forward-fill, or fewer columns"
         )
-    nonpos = [(c, int((prices[c] <= 0).sum())) for c in prices.columns if (prices[c] <= 0).any()]
-    if nonpos:
-        report.append(
-            "Values ≤ 0 (fine for spreads; returns need positive prices): "
-            + ", ".join(f"'{c}' {n}" for c, n in nonpos[:5]) + (" …" if len(nonpos) > 5 else "")
-        )
-    gaps = prices.index.to_series().diff().dropna()
-    if len(gaps):
-        k = int(np.argmax(gaps.to_numpy()))
-        g = gaps.iloc[k]
-        if g >= pd.Timedelta(days=5) and g > 3 * gaps.median():
-            report.append(f"Largest gap between dates: {_fmt_td(g)} ({_d(prices.index[k])} → {_d(prices.index[k + 1])})")
+    _value_notes(prices, report)
     ds_name = name or default_name(path)
     prices.attrs = {}
     prices.attrs["source"] = {
@@ -1117,10 +1434,127 @@ def load_prices(
         "date_column": date_col,
         "date_format": fmt,
         "nan_policy": nan_policy,
+        "price_columns": list(chosen),
+        "bad_cells": bad_cells,
     }
     ds = Dataset(ds_name, prices)
     report.append(f"Loaded: {ds.describe()}")
     return ImportResult(ds, report, sn, layout, fmt, enc, nan_policy)
+
+
+def _value_notes(prices: pd.DataFrame, report: list[str]) -> None:
+    nonpos = [(c, int((prices[c] <= 0).sum())) for c in prices.columns if (prices[c] <= 0).any()]
+    if nonpos:
+        report.append(
+            "Values ≤ 0 (fine for spreads; returns need positive prices): "
+            + ", ".join(f"'{c}' {n}" for c, n in nonpos[:5]) + (" …" if len(nonpos) > 5 else "")
+        )
+    gaps = prices.index.to_series().diff().dropna()
+    if len(gaps):
+        k = int(np.argmax(gaps.to_numpy()))
+        g = gaps.iloc[k]
+        if g >= pd.Timedelta(days=5) and g > 3 * gaps.median():
+            report.append(f"Largest gap between dates: {_fmt_td(g)} ({_d(prices.index[k])} → {_d(prices.index[k + 1])})")
+
+
+def _match_columns(wanted: list, names: list[str], fields: dict[str, str]) -> list[str]:
+    """Columns by name (case, spaces, _ . - ignored) or index; else the column with the same OHLCV
+    field ("Adj Close" finds "adjusted_close" in another file)."""
+    out: list[str] = []
+    for w in wanted:
+        try:
+            c = _col_ref(w, names, "price column")
+        except CsvImportError:
+            f = column_fields([str(w)]).get(str(w)) if isinstance(w, str) else None
+            same = [n for n in names if f is not None and fields.get(n) == f]
+            if len(same) != 1:
+                raise
+            c = same[0]
+        if c not in out:
+            out.append(c)
+    return out
+
+
+def _load_many(paths: list, *, nan_policy: str, name: str | None, bad_cells: str, **kw) -> ImportResult:
+    """Several files into one dataset: see load_prices."""
+    if not paths:
+        raise CsvImportError("no file given")
+    if nan_policy not in NAN_POLICIES:
+        raise CsvImportError(f"nan_policy must be one of {', '.join(NAN_POLICIES)}, got {nan_policy!r}")
+    paths = [Path(p) for p in paths]
+    dup = [p.name for p, k in Counter(paths).items() if k > 1]
+    if dup:
+        raise CsvImportError(f"the same file is chosen twice: {', '.join(dup)}")
+    results: list[ImportResult] = []
+    bad: list[tuple[Path, BadCellError]] = []
+    for p in paths:
+        try:
+            results.append(load_prices(p, nan_policy=nan_policy, bad_cells=bad_cells, **kw))
+        except BadCellError as e:
+            bad.append((p, e))  # go on: the count covers every file
+        except CsvImportError as e:
+            raise e.in_file(p.name) from None
+    if bad:
+        p0, e0 = bad[0]
+        total = sum(e.count for _, e in bad)
+        cells = [c for _, e in bad for c in e.cells][:5]
+        err = BadCellError(e0.problem, e0.line, total, cells).in_file(p0.name)
+        err.files = [p.name for p, _ in bad]
+        raise err
+    report: list[str] = [f"{len(paths)} files, aligned on their dates:"]
+    frames = []
+    seen: Counter = Counter()
+    for p, r in zip(paths, results):
+        df = r.dataset.prices
+        if not isinstance(df.index, pd.DatetimeIndex):
+            raise CsvImportError("has no dates: files can only be combined by date").in_file(p.name)
+        cols = []
+        for c in df.columns:
+            seen[c] += 1
+            cols.append(c if seen[c] == 1 else f"{c} ({default_name(p)})")
+        renamed = [f"'{a}' as '{b}'" for a, b in zip(df.columns, cols) if a != b]
+        df = df.set_axis(cols, axis=1)
+        frames.append(df)
+        lay = {"ohlcv": "OHLCV", "long": "long", "wide": "wide"}.get(r.layout, r.layout)
+        report.append(
+            f"• {p.name} ({lay}): {', '.join(df.columns[:6])}{' …' if df.shape[1] > 6 else ''}; "
+            f"{len(df):,} rows, {_d(df.index[0])} … {_d(df.index[-1])}"
+            + (f"; {', '.join(renamed)} (name already taken)" if renamed else "")
+        )
+        for line in r.report:
+            if line.startswith(("Missing values", "Unparseable", "Dates were", "Loaded as prices")) or "duplicate" in line:
+                report.append(f"  {line}")
+    prices = pd.concat(frames, axis=1, join="outer", sort=True).sort_index()
+    prices.index.name = "date"
+    n_union = len(prices)
+    n_inner = int(prices.notna().all(axis=1).sum())
+    report.append(f"Dates: {n_union:,} in any file, {n_inner:,} in every file")
+    prices, rep = _apply_nan_policy(prices, nan_policy, None)
+    for line in rep:
+        if line.startswith("Missing values in"):
+            line = "Dates missing from a file: " + line.split(": ", 1)[1]
+        elif line.startswith("Missing values: dropped"):
+            line = line.replace("dropped", "dropped (dates not in every file)", 1)
+        report.append(line)
+    if len(prices) < 2:
+        raise CsvImportError(
+            f"{len(prices)} date(s) left after aligning the files (policy: {NAN_POLICIES[nan_policy]}): "
+            "the files have too few dates in common; try forward-fill"
+        )
+    _value_notes(prices, report)
+    prices = prices.astype(np.float64)
+    prices.attrs = {"source": {"kind": "csv", "paths": [str(p) for p in paths], "nan_policy": nan_policy,
+                               "bad_cells": bad_cells, "files": [r.dataset.prices.attrs.get("source") for r in results]}}
+    ds_name = name or _combined_name(paths)
+    ds = Dataset(ds_name, prices)
+    report.append(f"Loaded: {ds.describe()}")
+    r0 = results[0]
+    return ImportResult(ds, report, r0.sniff, r0.layout, r0.date_format, r0.encoding, nan_policy)
+
+
+def _combined_name(paths: list[Path]) -> str:
+    names = [default_name(p) for p in paths]
+    return " + ".join(names) if len(names) <= 4 else f"{' + '.join(names[:3])} + {len(names) - 3} more"
 
 
 def default_name(path: Path) -> str:
@@ -1185,10 +1619,18 @@ def _read_frame(sn: CsvSniff, enc: str, idx: list[int], use: list[str], date_col
 
 
 def _dates(col: pd.Series, date_format: str | None, lines: _Lines, sn: CsvSniff) -> tuple[str, pd.DatetimeIndex, bool]:
-    col = col.astype(object).str.strip()
-    empty = np.flatnonzero((col.isna() | (col == "")).to_numpy())
-    if len(empty):
-        raise CsvImportError(f"the date in column '{col.name}' is empty", lines(int(empty[0])))
+    # in chunks: stripping 1M strings in one pandas call holds the GIL ~0.2 s (the GUI thread
+    # waiting on this worker would stall); between chunks it gets to run
+    parts, first_empty, step = [], None, 100_000
+    for i in range(0, len(col), step):
+        part = col.iloc[i : i + step].astype(object).str.strip()
+        e = np.flatnonzero((part.isna() | (part == "")).to_numpy())
+        if len(e) and first_empty is None:
+            first_empty = i + int(e[0])
+        parts.append(part)
+    col = pd.concat(parts) if len(parts) > 1 else (parts[0] if parts else col.astype(object))
+    if first_empty is not None:
+        raise CsvImportError(f"the date in column '{col.name}' is empty", lines(first_empty))
     if date_format is not None:
         fmt = _resolve_date_format(date_format)
         parsed, tz = _parse_dates(col, fmt)
@@ -1258,18 +1700,12 @@ def _order_report(dates: pd.DatetimeIndex, lines_arr: np.ndarray | None) -> tupl
     return np.argsort(d, kind="stable"), [f"Dates were not in order (first out of order{where}): sorted"]
 
 
-def _wide(df: pd.DataFrame, dates: pd.DatetimeIndex, date_col: str, decimal: str, lines: _Lines):
+def _wide(values: dict[str, np.ndarray], dates: pd.DatetimeIndex, lines: _Lines):
     report: list[str] = []
-    value_cols = [c for c in df.columns if c != date_col]
-    if not value_cols:
-        raise CsvImportError("no price columns: the file has only a date column")
-    data = {}
-    for c in value_cols:
-        data[c] = _to_numbers(df[c], c, decimal, lines)
     line_arr = lines.lines if lines.ok else None
     order, rep = _order_report(dates, line_arr)
     report += rep
-    mat = pd.DataFrame(data, index=dates)
+    mat = pd.DataFrame(values, index=dates)
     pos = np.arange(len(mat))
     if order is not None:
         mat = mat.iloc[order]
@@ -1291,16 +1727,20 @@ def _wide(df: pd.DataFrame, dates: pd.DatetimeIndex, date_col: str, decimal: str
     return mat, pos, report  # pos: the data record of each row, for the missing-value report
 
 
-def _long_to_wide(df, dates, tick_col, price_col, decimal, lines):
+def _long_to_wide(df, dates, tick_col, values: dict[str, np.ndarray], lines):
+    """Rows of (date, ticker, price...) to one column per ticker (per ticker and price column,
+    "AAPL Close", when several price columns are chosen)."""
     report: list[str] = []
     t = df[tick_col].astype(object)
     tick = t.map(lambda s: s.strip() if isinstance(s, str) else None)
     empty = np.flatnonzero(tick.isna().to_numpy() | (tick == "").to_numpy())
     if len(empty):
         raise CsvImportError(f"the ticker in column '{tick_col}' is empty", lines(int(empty[0])))
-    px = _to_numbers(df[price_col], price_col, decimal, lines)
     line_arr = lines.lines if lines.ok else None
-    frame = pd.DataFrame({"date": dates, "ticker": tick.to_numpy(), "price": px, "pos": np.arange(len(df))})
+    pcs = list(values)
+    frame = pd.DataFrame({"date": dates, "ticker": tick.to_numpy(), "pos": np.arange(len(df))})
+    for k, c in enumerate(pcs):
+        frame[f"p{k}"] = values[c]
     order, rep = _order_report(dates, line_arr)
     if order is not None:
         frame = frame.iloc[order]
@@ -1322,15 +1762,24 @@ def _long_to_wide(df, dates, tick_col, price_col, decimal, lines):
         )
         frame = frame[~dup]
     tickers = list(pd.unique(frame["ticker"]))
-    wide = frame.pivot(index="date", columns="ticker", values="price").reindex(columns=tickers)
-    posw = frame.pivot(index="date", columns="ticker", values="pos").reindex(columns=tickers)
-    wide = wide.sort_index()
-    posw = posw.reindex(wide.index)
-    wide.columns = [str(c) for c in wide.columns]
+    posw = frame.pivot(index="date", columns="ticker", values="pos").reindex(columns=tickers).sort_index()
+    parts, pos_parts = [], []
+    for k, c in enumerate(pcs):
+        w = frame.pivot(index="date", columns="ticker", values=f"p{k}").reindex(columns=tickers).sort_index()
+        w.columns = [str(x) if len(pcs) == 1 else f"{x} {c}" for x in w.columns]
+        parts.append(w)
+        pos_parts.append(posw.to_numpy(dtype=np.float64))
+    wide = pd.concat(parts, axis=1) if len(parts) > 1 else parts[0]
+    if len(parts) > 1:  # AAPL Close, AAPL Adj Close, MSFT Close, ...: grouped by ticker
+        order_cols = [j * len(tickers) + i for i in range(len(tickers)) for j in range(len(pcs))]
+        wide = wide.iloc[:, order_cols]
+        pos_all = np.concatenate(pos_parts, axis=1)[:, order_cols]
+    else:
+        pos_all = pos_parts[0]
     wide.columns.name = None
     wide.index.name = "date"
     wide = wide.astype(np.float64)
-    return wide, posw.to_numpy(dtype=np.float64), report
+    return wide, pos_all, report
 
 
 def _apply_nan_policy(prices: pd.DataFrame, policy: str, lines: _Lines, pos=None, posw=None):

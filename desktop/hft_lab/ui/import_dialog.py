@@ -2,14 +2,22 @@
 
     ds = ImportDialog.get_dataset(path, parent)   # None when cancelled or failed
 or
-    dlg = ImportDialog(path, parent)
+    dlg = ImportDialog(path_or_paths, parent)     # several files (one per ticker) give one dataset
     if dlg.exec() == QDialog.DialogCode.Accepted:
         ds = dlg.dataset()
 
 The dialog shows what `sniff()` guessed (delimiter, encoding, decimal separator, header, layout,
 date column and format, ticker and price columns: all editable), a preview of the first rows,
 and the report of a full load made in the background with the current settings (missing values
-per column, duplicates, sorting, ...). When the dates fit both US and EU it asks the user to
+per column, duplicates, sorting, ...). "Price column(s)" is a checkable list: an OHLCV file
+(Date, Open, High, Low, Close, Adj Close, Volume) preselects Adj Close (else Close) and never
+Volume; a wide file preselects every column but volume-like ones; a file with only volume-like
+columns says so and loads nothing until a column is chosen. When a cell is not a number the error
+names it and a "treat unparseable cells as missing" box appears with the count of such cells.
+With several files (one per ticker) the previewed file can be switched; each file is read with
+its own detected delimiter/encoding, the chosen price columns are matched by name (or OHLCV
+field), and the dates are aligned: "drop" keeps the dates in every file (inner join),
+"forward-fill" keeps all of them (outer join). When the dates fit both US and EU it asks the user to
 choose (OK is disabled until then). OK returns the loaded Dataset; a failure shows a message box
 naming the line and the problem, and the dialog stays open so the settings can be changed (Cancel
 leaves the previously loaded dataset untouched: the dialog never touches the DatasetStore).
@@ -37,14 +45,19 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QFormLayout,
+    QFrame,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QListWidget,
+    QListWidgetItem,
     QMessageBox,
     QPlainTextEdit,
     QProgressBar,
     QRadioButton,
+    QScrollArea,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -56,14 +69,19 @@ from hft_lab.data.csv_import import (
     DATE_FORMATS,
     DELIMITERS,
     ENCODINGS,
+    FIELD_LABELS,
     AmbiguousDateError,
+    BadCellError,
     CsvImportError,
     CsvSniff,
     ImportResult,
     default_name,
+    default_price_columns,
     load_prices,
+    nonprice_message,
     sniff,
 )
+from hft_lab.data.csv_import import _combined_name, _norm, column_fields
 from hft_lab.data.samples import Dataset
 
 log = logging.getLogger("hft_lab.ui.import")
@@ -80,11 +98,19 @@ class _Emitter(QObject):
 class ImportDialog(QDialog):
     analysis_done = Signal(object)  # ImportResult or CsvImportError, on the GUI thread (for tests)
 
-    def __init__(self, path: str | Path, parent: QWidget | None = None):
+    def __init__(self, path: str | Path | list, parent: QWidget | None = None):
         super().__init__(parent)
-        self.path = Path(path)
-        self.setWindowTitle(f"Import prices: {self.path.name}")
-        self.resize(1100, 700)
+        paths = [Path(p) for p in path] if isinstance(path, (list, tuple)) else [Path(path)]
+        if not paths:
+            raise ValueError("ImportDialog needs at least one file")
+        self.paths = paths
+        self.path = paths[0]  # the file shown in the preview
+        self.multi = len(paths) > 1
+        self.bad_cell_error: BadCellError | None = None
+        self.setWindowTitle(
+            f"Import prices: {len(paths)} files" if self.multi else f"Import prices: {self.path.name}"
+        )
+        self.resize(1000, 660)
         self._sniff: CsvSniff | None = None
         self.sniff_error: CsvImportError | None = None
         self._dataset: Dataset | None = None
@@ -131,24 +157,82 @@ class ImportDialog(QDialog):
         return self._sniff
 
     def params(self) -> dict[str, Any]:
-        """The load_prices keywords of the current settings."""
-        enc = self.encoding.currentData()
-        p: dict[str, Any] = dict(
-            delimiter=self.delimiter.currentData(),
-            # the detected encoding is not forced: the loader may still fall back to Latin-1
-            encoding=None if enc == self._auto_encoding else enc,
-            decimal=self.decimal.currentData(),
-            header=self.header.isChecked(),
-            layout=self.layout_combo.currentData(),
-            date_column=self.date_column.currentData(),
-            nan_policy="ffill" if self.ffill.isChecked() else "drop",
-        )
+        """The load_prices keywords of the current settings (with the dataset name): what
+        `load_prices(paths, **params)` needs to load the same dataset again."""
+        p = self._load_params()
+        name = self.name.text().strip()
+        if name:
+            p["name"] = name
+        return p
+
+    def _load_params(self) -> dict[str, Any]:
+        p: dict[str, Any] = {}
+        if not self.multi:  # several files: reading settings are detected for each file
+            enc = self.encoding.currentData()
+            p.update(
+                delimiter=self.delimiter.currentData(),
+                # the detected encoding is not forced: the loader may still fall back to Latin-1
+                encoding=None if enc == self._auto_encoding else enc,
+                decimal=self.decimal.currentData(),
+                header=self.header.isChecked(),
+                layout=self.layout_combo.currentData(),
+                date_column=self.date_column.currentData(),
+            )
+        p["nan_policy"] = "ffill" if self.ffill.isChecked() else "drop"
+        p["bad_cells"] = "missing" if self.bad_cells.isChecked() else "error"
         fmt = self.date_format.currentData()
         p["date_format"] = None if fmt in (AUTO, CHOOSE) else fmt
-        if p["layout"] == "long":
+        layout = self.layout_combo.currentData()
+        if layout == "long" and not self.multi:
             p["ticker_column"] = self.ticker_column.currentData()
-            p["price_column"] = self.price_column.currentData()
+        if layout == "ohlcv" and not self.multi and self._sniff is not None:
+            asset = self.asset_name.text().strip()
+            if asset and asset != self._sniff.asset_name:
+                p["asset_name"] = asset
+        checked = self.price_columns()
+        default = self._default_prices()
+        if not checked or (checked == default and (layout == "wide" or self.multi)):
+            # wide: every asset column (new columns of the same file too); several files: each
+            # file's own default (Adj Close, else Close); none checked: the loader says why there
+            # is no default (e.g. only volume-like columns)
+            p["price_columns"] = None
+        else:
+            p["price_columns"] = checked
         return p
+
+    def current_outcome(self) -> Any:
+        """The result of the load made with the current settings (ImportResult or the
+        CsvImportError), or None while it is pending/running."""
+        if self._sniff is None:
+            return self.sniff_error
+        if self._running is not None or self._wanted is not None or self._debounce.isActive():
+            return None
+        if self._outcome is None or self._outcome[0] != self._load_params():
+            return None
+        return self._outcome[1]
+
+    def price_columns(self) -> list[str]:
+        """The checked columns of "Price column(s)", in file order."""
+        out = []
+        for i in range(self.price_list.count()):
+            it = self.price_list.item(i)
+            if it.checkState() == Qt.CheckState.Checked:
+                out.append(it.data(Qt.ItemDataRole.UserRole))
+        return out
+
+    def price_item(self, column: str) -> QListWidgetItem | None:
+        for i in range(self.price_list.count()):
+            it = self.price_list.item(i)
+            if it.data(Qt.ItemDataRole.UserRole) == column:
+                return it
+        return None
+
+    def _default_prices(self) -> list[str]:
+        if self._sniff is None:
+            return []
+        return default_price_columns(
+            self._sniff, self.layout_combo.currentData(), self.date_column.currentData(), self.ticker_column.currentData()
+        )
 
     @property
     def needs_date_choice(self) -> bool:
@@ -160,8 +244,9 @@ class ImportDialog(QDialog):
         self.file_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.file_label.setWordWrap(True)
 
-        read = QGroupBox("Reading the file")
-        rf = QFormLayout(read)
+        read = QGroupBox("Reading the file" if not self.multi else "Reading the files (detected for each file)")
+        self.read_group = read
+        rf = QGridLayout(read)
         self.delimiter = QComboBox()
         for d in DELIMITERS:
             self.delimiter.addItem(_DELIM_LABELS[d], d)
@@ -169,19 +254,35 @@ class ImportDialog(QDialog):
         for k, label in ENCODINGS.items():
             self.encoding.addItem(label, k)
         self.decimal = QComboBox()
-        self.decimal.addItem("Point  (1234.5)", ".")
-        self.decimal.addItem("Comma  (1234,5)", ",")
+        self.decimal.addItem("Point (1234.5)", ".")
+        self.decimal.addItem("Comma (1234,5)", ",")
         self.header = QCheckBox("The first row holds column names")
-        rf.addRow("Delimiter", self.delimiter)
-        rf.addRow("Encoding", self.encoding)
-        rf.addRow("Decimal separator", self.decimal)
-        rf.addRow(self.header)
+        # compact: two columns, so the column choices below keep their room at 1024×700
+        rf.addWidget(QLabel("Delimiter"), 0, 0)
+        rf.addWidget(self.delimiter, 0, 1)
+        rf.addWidget(QLabel("Decimal"), 0, 2)
+        rf.addWidget(self.decimal, 0, 3)
+        rf.addWidget(QLabel("Encoding"), 1, 0)
+        rf.addWidget(self.encoding, 1, 1, 1, 3)
+        rf.addWidget(self.header, 2, 0, 1, 4)
+        rf.setColumnStretch(1, 1)
+        rf.setColumnStretch(3, 1)
+        if self.multi:
+            for w in (self.delimiter, self.encoding, self.decimal, self.header):
+                w.setEnabled(False)
+                w.setToolTip("With several files, each file's delimiter, encoding and header are detected on their own.")
 
         cols = QGroupBox("Columns")
         cf = QFormLayout(cols)
+        cf.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         self.layout_combo = QComboBox()
-        self.layout_combo.addItem("Wide: a date column, one column per asset", "wide")
-        self.layout_combo.addItem("Long: rows of date, ticker, price", "long")
+        self.layout_combo.addItem("Wide: one column per asset", "wide")
+        self.layout_combo.addItem("Long: date, ticker, price rows", "long")
+        self.layout_combo.addItem("OHLCV: one instrument", "ohlcv")
+        self.layout_combo.setToolTip(
+            "Wide: Date,AAPL,MSFT,…  Long: Date,Ticker,Close,…  OHLCV: Date,Open,High,Low,Close,Adj Close,Volume "
+            "(Yahoo Finance, brokers), the asset named after the file."
+        )
         self.date_column = QComboBox()
         self.date_format = QComboBox()
         self.date_warning = QLabel()
@@ -189,41 +290,80 @@ class ImportDialog(QDialog):
         self.date_warning.setStyleSheet("color: #b35c00;")
         self.date_warning.hide()
         self.ticker_column = QComboBox()
-        self.price_column = QComboBox()
+        self.price_list = QListWidget()
+        self.price_list.setToolTip("Check the column(s) to load as prices; each checked column is an asset.")
+        self.price_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.price_list.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.price_hint = QLabel()
+        self.price_hint.setWordWrap(True)
         cf.addRow("Layout", self.layout_combo)
         cf.addRow("Date column", self.date_column)
         cf.addRow("Date format", self.date_format)
         cf.addRow(self.date_warning)
         cf.addRow("Ticker column", self.ticker_column)
-        cf.addRow("Price column", self.price_column)
+        cf.addRow("Price column(s)", self.price_list)
+        cf.addRow(self.price_hint)
+        self.asset_name = QLineEdit()
+        self.asset_name.setToolTip("The asset's name (OHLCV file: one instrument); by default the file name")
+        cf.addRow("Asset name", self.asset_name)
+        self._asset_row_label = cf.labelForField(self.asset_name)
+        self._ticker_row_label = cf.labelForField(self.ticker_column)
 
-        miss = QGroupBox("Missing values")
+        miss = QGroupBox("Missing values" + (" and dates of several files" if self.multi else ""))
         mv = QVBoxLayout(miss)
-        self.drop = QRadioButton("Drop rows with a missing value")
-        self.ffill = QRadioButton("Forward-fill (carry the last price)")
+        if self.multi:
+            self.drop = QRadioButton("Drop: only dates in every file (inner join)")
+            self.ffill = QRadioButton("Forward-fill: all dates (outer join)")
+        else:
+            self.drop = QRadioButton("Drop rows with a missing value")
+            self.ffill = QRadioButton("Forward-fill (carry the last price)")
         self.ffill.setToolTip("Missing prices take the last known price; the first rows, before every asset has a price, are dropped.")
         self.drop.setToolTip("Keep only the dates on which every asset has a price.")
         self.drop.setChecked(True)
         self._nan_group = QButtonGroup(self)
         self._nan_group.addButton(self.drop)
         self._nan_group.addButton(self.ffill)
+        self.bad_cells = QCheckBox("Treat unparseable cells as missing")
+        self.bad_cells.setToolTip(
+            "Cells that are not numbers (e.g. #VALUE!, n.a.) become missing values; then the policy above applies."
+        )
+        self.bad_cells.hide()
+        self.bad_cells_detail = QLabel()
+        self.bad_cells_detail.setWordWrap(True)
+        self.bad_cells_detail.setStyleSheet("color: #555555; margin-left: 22px;")
+        self.bad_cells_detail.hide()
         mv.addWidget(self.drop)
         mv.addWidget(self.ffill)
+        mv.addWidget(self.bad_cells)
+        mv.addWidget(self.bad_cells_detail)
 
         name_box = QFormLayout()
         self.name = QLineEdit()
         name_box.addRow("Dataset name", self.name)
 
         left = QVBoxLayout()
+        left.setContentsMargins(0, 0, 0, 0)
         left.addWidget(read)
         left.addWidget(cols)
         left.addWidget(miss)
         left.addLayout(name_box)
         left.addStretch(1)
-        left_w = QWidget()
-        left_w.setLayout(left)
-        left_w.setMinimumWidth(360)
-        left_w.setMaximumWidth(460)
+        left_inner = QWidget()
+        left_inner.setLayout(left)
+        # a scroll area: on a short screen the choices scroll instead of being squeezed
+        left_w = QScrollArea()
+        left_w.setWidget(left_inner)
+        left_w.setWidgetResizable(True)
+        left_w.setFrameShape(QFrame.Shape.NoFrame)
+        left_w.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        left_w.setMinimumWidth(370)
+        left_w.setMaximumWidth(450)
+        self.left_panel = left_w
+        for combo in (self.delimiter, self.encoding, self.decimal, self.layout_combo, self.date_column,
+                      self.date_format, self.ticker_column):
+            # long entries (file column names, formats) must not widen the panel: they elide
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(8)
 
         self.preview = QTableWidget()
         self.preview.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -234,8 +374,16 @@ class ImportDialog(QDialog):
         pv = QWidget()
         pvl = QVBoxLayout(pv)
         pvl.setContentsMargins(0, 0, 0, 0)
+        head = QHBoxLayout()
         self.preview_label = QLabel("Preview")
-        pvl.addWidget(self.preview_label)
+        head.addWidget(self.preview_label, 1)
+        self.preview_file = QComboBox()
+        for q in self.paths:
+            self.preview_file.addItem(q.name, str(q))
+        self.preview_file.setToolTip("The file shown in the preview (its columns are listed on the left)")
+        self.preview_file.setVisible(self.multi)
+        head.addWidget(self.preview_file)
+        pvl.addLayout(head)
         pvl.addWidget(self.preview)
         rp = QWidget()
         rpl = QVBoxLayout(rp)
@@ -245,7 +393,7 @@ class ImportDialog(QDialog):
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(pv)
         split.addWidget(rp)
-        split.setSizes([420, 220])
+        split.setSizes([380, 220])
 
         mid = QHBoxLayout()
         mid.addWidget(left_w)
@@ -279,12 +427,16 @@ class ImportDialog(QDialog):
         self.header.toggled.connect(lambda *_: self._resniff())
         self.date_column.currentIndexChanged.connect(lambda *_: self._resniff(keep_interpretation=True))
         self.layout_combo.currentIndexChanged.connect(self._on_layout)
-        for w in (self.date_format, self.ticker_column, self.price_column):
-            w.currentIndexChanged.connect(lambda *_: self._settings_changed())
+        self.ticker_column.currentIndexChanged.connect(self._on_layout)
+        self.date_format.currentIndexChanged.connect(lambda *_: self._settings_changed())
+        self.price_list.itemChanged.connect(lambda *_: self._on_prices_changed())
         self.ffill.toggled.connect(lambda *_: self._settings_changed())
+        self.bad_cells.toggled.connect(lambda *_: self._settings_changed())
+        self.asset_name.textEdited.connect(lambda *_: (self._update_price_hint(), self._settings_changed()))
+        self.preview_file.currentIndexChanged.connect(self._on_preview_file)
 
     # ---- sniffing ----
-    def _resniff(self, initial: bool = False, keep_interpretation: bool = False) -> None:
+    def _resniff(self, initial: bool = False, keep_interpretation: bool = False, kept: dict | None = None) -> None:
         kw: dict[str, Any] = {}
         if not initial:
             kw = dict(
@@ -295,7 +447,8 @@ class ImportDialog(QDialog):
             )
             if keep_interpretation and self.date_column.currentData() is not None:
                 kw["date_column"] = self.date_column.currentData()
-        kept = self._interpretation() if keep_interpretation else None
+        if keep_interpretation:
+            kept = self._interpretation()
         try:
             sn = sniff(self.path, **kw)
         except CsvImportError as e:
@@ -317,14 +470,27 @@ class ImportDialog(QDialog):
         return dict(
             layout=self.layout_combo.currentData(),
             ticker=self.ticker_column.currentData(),
-            price=self.price_column.currentData(),
+            prices=self.price_columns(),
         )
+
+    def _on_preview_file(self, i: int) -> None:
+        """Several files: show another one (its columns become the choices; checked price columns
+        are kept by name or OHLCV field)."""
+        if i < 0 or Path(self.preview_file.itemData(i)) == self.path:
+            return
+        kept = self._interpretation()
+        self.path = Path(self.preview_file.itemData(i))
+        self._resniff(initial=True, kept=kept)
 
     def _fill(self, sn: CsvSniff, kept: dict | None) -> None:
         comp = f", {sn.compression}-compressed" if sn.compression else ""
-        self.file_label.setText(f"<b>{self.path.name}</b> ({_human(sn.size_bytes)}{comp}) — {self.path.parent}")
+        if self.multi:
+            names = ", ".join(q.name for q in self.paths[:6]) + (" …" if len(self.paths) > 6 else "")
+            self.file_label.setText(f"<b>{len(self.paths)} files</b>: {names} — {self.path.parent}")
+        else:
+            self.file_label.setText(f"<b>{self.path.name}</b> ({_human(sn.size_bytes)}{comp}) — {self.path.parent}")
         widgets = (self.delimiter, self.encoding, self.decimal, self.header, self.layout_combo, self.date_column,
-                   self.date_format, self.ticker_column, self.price_column)
+                   self.date_format, self.ticker_column)
         for w in widgets:
             w.blockSignals(True)
         try:
@@ -332,7 +498,7 @@ class ImportDialog(QDialog):
             _select_data(self.encoding, sn.encoding)
             _select_data(self.decimal, sn.decimal)
             self.header.setChecked(sn.header)
-            layout = kept["layout"] if kept else sn.layout
+            layout = kept["layout"] if kept and not self.multi else sn.layout
             _select_data(self.layout_combo, layout)
             self.date_column.clear()
             for c in sn.columns:
@@ -344,20 +510,114 @@ class ImportDialog(QDialog):
                 _select_data(self.date_column, sn.date_column)
             self._fill_formats(sn)
             tick = kept["ticker"] if kept and kept["ticker"] in sn.columns else sn.ticker_column
-            price = kept["price"] if kept and kept["price"] in sn.columns else sn.price_column
-            for combo, value in ((self.ticker_column, tick), (self.price_column, price)):
-                combo.clear()
-                combo.addItem("— choose —", None)
-                for c in sn.columns:
-                    combo.addItem(c, c)
-                _select_data(combo, value)
+            self.ticker_column.clear()
+            self.ticker_column.addItem("— choose —", None)
+            for c in sn.columns:
+                self.ticker_column.addItem(c, c)
+            _select_data(self.ticker_column, tick)
             if not self.name.text():
-                self.name.setText(default_name(self.path))
+                self.name.setText(_combined_name(self.paths) if self.multi else default_name(self.path))
+            if not self.asset_name.text():
+                self.asset_name.setText(sn.asset_name or default_name(self.path))
         finally:
             for w in widgets:
                 w.blockSignals(False)
         self._on_layout_enable()
+        self._fill_prices(kept["prices"] if kept else None)
         self._fill_preview(sn)
+
+    def _fill_prices(self, keep: list[str] | None = None) -> None:
+        """The "Price column(s)" list for the current layout/date/ticker columns: every value column
+        with its OHLCV field, the default ones checked (or those of `keep`, by name or field)."""
+        sn = self._sniff
+        self.price_list.blockSignals(True)
+        try:
+            self.price_list.clear()
+            if sn is None:
+                return
+            layout = self.layout_combo.currentData()
+            date = self.date_column.currentData()
+            tick = self.ticker_column.currentData() if layout == "long" else None
+            cols = [c for c in sn.columns if c not in (date, tick)]
+            fields = column_fields(cols)
+            default = self._default_prices()
+            checked = set(default)
+            if keep is not None:
+                kn = {_norm(k) for k in keep}
+                kf = {column_fields([k]).get(k) for k in keep} - {None}
+                checked = {c for c in cols if _norm(c) in kn or (fields.get(c) in kf and fields.get(c) != "volume")}
+                checked = checked or set(default)
+            for c in cols:
+                f = fields.get(c)
+                label = c
+                if f == "volume":
+                    label += "  — not a price"
+                elif f and _norm(c) != _norm(FIELD_LABELS[f]):
+                    label += f"  ({FIELD_LABELS[f]})"
+                if c in default and layout != "wide":
+                    label += "  · default"
+                it = QListWidgetItem(label)
+                it.setData(Qt.ItemDataRole.UserRole, c)
+                it.setFlags(it.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+                it.setCheckState(Qt.CheckState.Checked if c in checked else Qt.CheckState.Unchecked)
+                if f == "volume":
+                    it.setForeground(QBrush(QColor("#888888")))
+                self.price_list.addItem(it)
+        finally:
+            self.price_list.blockSignals(False)
+        rows = min(max(self.price_list.count(), 2), 7)  # every OHLCV column visible without scrolling
+        row_h = self.price_list.sizeHintForRow(0) if self.price_list.count() else 16
+        self.price_list.setFixedHeight(rows * row_h + 2 * self.price_list.frameWidth() + 4)
+        self._update_price_hint()
+
+    def _update_price_hint(self) -> None:
+        sn = self._sniff
+        if sn is None:
+            self.price_hint.setText("")
+            return
+        layout = self.layout_combo.currentData()
+        checked = self.price_columns()
+        default = self._default_prices()
+        all_cols = [self.price_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.price_list.count())]
+        fields = column_fields(all_cols)
+        vol = [c for c in all_cols if fields.get(c) == "volume"]
+        warn = False
+        if not checked:
+            warn = True
+            if vol and len(vol) == len(all_cols):
+                text = nonprice_message(vol)
+                text = text[0].upper() + text[1:] + "."
+            else:
+                text = "No price column checked: check at least one."
+        elif any(fields.get(c) == "volume" for c in checked):
+            warn = True
+            text = "Checked column(s) look like volume, not prices: " + ", ".join(
+                c for c in checked if fields.get(c) == "volume") + ". Load only if they really hold prices."
+        elif layout == "ohlcv":
+            asset = self.asset_name.text().strip() or sn.asset_name or default_name(self.path)
+            named = "from the file name" if asset == sn.asset_name else "your name"
+            who = f"'{asset}' ({named})"
+            if len(checked) == 1:
+                f = fields.get(checked[0])
+                why = {"adjclose": "adjusted for splits and dividends", "close": "not adjusted for dividends"}.get(f, "")
+                lead = "One asset per file, named after the file" if self.multi else f"Asset {who}"
+                text = f"{lead}, priced by {checked[0]}" + (f" ({why})" if why else "") + "."
+            else:
+                text = f"{len(checked)} series of one instrument: '{asset} {checked[0]}', …"
+            if checked == default and len(checked) == 1:
+                text += " Check another column to use it instead or as well."
+        elif layout == "long":
+            text = f"For every ticker: {', '.join(checked)}."
+        else:
+            text = f"{len(checked)} of {len(all_cols)} columns checked: each is an asset."
+            if vol:
+                text += f" Not prices: {', '.join(vol[:3])}{' …' if len(vol) > 3 else ''}."
+        self.price_hint.setStyleSheet("color: #b35c00; font-weight: bold;" if warn else "color: #555555;")
+        self.price_hint.setText(text)
+
+    def _on_prices_changed(self) -> None:
+        self._update_price_hint()
+        self._settings_changed()
 
     def _fill_formats(self, sn: CsvSniff) -> None:
         self.date_format.clear()
@@ -421,9 +681,8 @@ class ImportDialog(QDialog):
         if self._sniff is None:
             return set()
         date = self.date_column.currentData()
-        if self.layout_combo.currentData() == "long":
-            return {c for c in (date, self.ticker_column.currentData(), self.price_column.currentData()) if c}
-        return set(self._sniff.columns)
+        tick = self.ticker_column.currentData() if self.layout_combo.currentData() == "long" else None
+        return {c for c in (date, tick, *self.price_columns()) if c}
 
     def _show_sniff_failure(self, e: CsvImportError) -> None:
         self.file_label.setText(f"<b>{self.path.name}</b> — {self.path.parent}")
@@ -439,13 +698,25 @@ class ImportDialog(QDialog):
     def _on_layout(self, *_):
         self._on_layout_enable()
         if self._sniff is not None:
+            self._fill_prices()
             self._fill_preview(self._sniff)
         self._settings_changed()
 
     def _on_layout_enable(self) -> None:
         long = self.layout_combo.currentData() == "long"
-        self.ticker_column.setEnabled(long)
-        self.price_column.setEnabled(long)
+        one = self.layout_combo.currentData() == "ohlcv" and not self.multi
+        # rows that do not apply to the layout are hidden (room for the rest at 1024×700)
+        self.asset_name.setVisible(one)
+        if self._asset_row_label is not None:
+            self._asset_row_label.setVisible(one)
+        self.ticker_column.setVisible(long)
+        if self._ticker_row_label is not None:
+            self._ticker_row_label.setVisible(long)
+        self.ticker_column.setEnabled(long and not self.multi)
+        if self.multi:
+            self.layout_combo.setEnabled(False)
+            self.layout_combo.setToolTip("With several files, each file's layout is detected on its own.")
+            self.date_column.setEnabled(False)
 
     def _settings_changed(self) -> None:
         if self._sniff is None:
@@ -462,7 +733,7 @@ class ImportDialog(QDialog):
             self._set_status("Choose the date format (US or EU) to load the file.", "warn")
             self.report.setPlainText("\n".join(self._sniff.describe()))
             return
-        self._wanted = self.params()
+        self._wanted = self._load_params()
         self._debounce.start()
 
     def _start_wanted(self) -> None:
@@ -474,6 +745,8 @@ class ImportDialog(QDialog):
         self._running = params
         sn = self._sniff
         path = self.path
+        target: Any = list(self.paths) if self.multi else path
+        multi = self.multi
         emitter = self._emitter
         self._set_status("Reading the whole file…", "busy")
         self.busy.setRange(0, 0)
@@ -483,7 +756,10 @@ class ImportDialog(QDialog):
         def run():
             t0 = time.perf_counter()
             try:
-                value: Any = load_prices(path, sniffed=sn, **params)
+                if multi:
+                    value: Any = load_prices(target, **params)
+                else:
+                    value = load_prices(target, sniffed=sn, **params)
             except CsvImportError as e:
                 value = e
             except MemoryError:
@@ -506,9 +782,12 @@ class ImportDialog(QDialog):
         if self._wanted is not None:  # settings changed meanwhile: this result is stale
             self._start_wanted()
             return
-        if params != self.params():
+        if params != self._load_params():
             return
         self._outcome = (params, value)
+        if isinstance(value, BadCellError):
+            self.bad_cell_error = value
+            self._show_bad_cells(value)
         if isinstance(value, ImportResult):
             if params.get("encoding") is None and value.encoding != self._auto_encoding:
                 # detected past the head (e.g. Latin-1 further down): show it, keep it unforced
@@ -524,13 +803,36 @@ class ImportDialog(QDialog):
             if isinstance(value, AmbiguousDateError):
                 self._set_status(str(value), "warn")
             else:
-                self._set_status(f"Error: {value}", "error")
-                self._mark_line(getattr(value, "line", None))
+                hint = ""
+                if isinstance(value, BadCellError):
+                    hint = f" — {_cells_text(value)}: tick “Treat unparseable cells as missing” to load anyway."
+                self._set_status(f"Error: {value}{hint}", "error")
+                if getattr(value, "file", None) in (None, self.path.name):
+                    self._mark_line(getattr(value, "line", None))
         self._update_ok()
         self.analysis_done.emit(value)
         if self._accept_pending:
             self._accept_pending = False
             self._finish()
+
+    def _show_bad_cells(self, e: BadCellError) -> None:
+        """A cell is not a number: offer to treat such cells as missing, with their count."""
+        n = e.count
+        files = getattr(e, "files", None)
+        self.bad_cells.setText(
+            f"Treat unparseable cells as missing ({n:,} cell{'s' if n != 1 else ''}"
+            + (f" in {len(files)} files" if files and len(files) > 1 else "") + ")"
+        )
+        parts = []
+        # several files: the cells may come from different files, only the first one's is known
+        for line, col, text in e.cells[: 1 if files else 3]:
+            parts.append(f"{text!r} in '{col}'" + (f" at line {line}" if line else ""))
+        where = f"{e.file}: " if getattr(e, "file", None) else ""
+        self.bad_cells_detail.setText(
+            f"{'First' if n > 1 else 'The cell'}: {where}" + "; ".join(parts) + (" …" if n > len(parts) else "")
+        )
+        self.bad_cells.show()
+        self.bad_cells_detail.show()
 
     # ---- OK ----
     def _on_ok(self) -> None:
@@ -539,13 +841,13 @@ class ImportDialog(QDialog):
             return
         if self.needs_date_choice:
             return
-        if self._outcome is not None and self._outcome[0] == self.params():
+        if self._outcome is not None and self._outcome[0] == self._load_params():
             self._finish()
             return
         self._accept_pending = True  # the load for these settings is running (or about to)
         self._set_status("Loading…", "busy")
         if self._running is None and self._wanted is None:
-            self._wanted = self.params()
+            self._wanted = self._load_params()
         if self._running is None:
             self._debounce.stop()
             self._start_wanted()
@@ -563,7 +865,10 @@ class ImportDialog(QDialog):
 
     def _show_error(self, e: Exception | None) -> None:
         text = str(e) if e is not None else "unknown error"
-        QMessageBox.critical(self, "Import failed", f"{self.path.name}: {text}")
+        if isinstance(e, BadCellError) and not self.bad_cells.isChecked():
+            text += f"\n\n{_cells_text(e)}: check “Treat unparseable cells as missing” to load the file anyway."
+        where = self.path.name if not self.multi or getattr(e, "file", None) is None else ""
+        QMessageBox.critical(self, "Import failed", f"{where}: {text}" if where else text)
 
     # ---- helpers ----
     def _update_ok(self) -> None:
@@ -578,6 +883,12 @@ class ImportDialog(QDialog):
         self._accept_pending = False
         self._dataset = None
         super().reject()
+
+
+def _cells_text(e: BadCellError) -> str:
+    n = e.count
+    files = getattr(e, "files", None)
+    return f"{n:,} unparseable cell{'s' if n != 1 else ''}" + (f" in {len(files)} files" if files and len(files) > 1 else "")
 
 
 def _select_data(combo: QComboBox, value: Any) -> None:

@@ -219,25 +219,31 @@ class MainWindow(QMainWindow):
 
     # ---- data ----
     def import_csv(self) -> None:
+        """File ▸ Import CSV…: one file, or several (one per ticker, combined by date)."""
         from pathlib import Path
 
         from hft_lab.ui.import_dialog import ImportDialog
 
         start = str(self.settings.value("import/dir", str(Path.home())))
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Import prices", start, "Price files (*.csv *.tsv *.txt *.gz *.bz2 *.xz);;All files (*)"
+        paths, _ = QFileDialog.getOpenFileNames(
+            self, "Import prices (several files: one per ticker)", start,
+            "Price files (*.csv *.tsv *.txt *.gz *.bz2 *.xz);;All files (*)",
         )
-        if not path:
+        if not paths:
             return
-        self.settings.setValue("import/dir", str(Path(path).parent))
-        dlg = ImportDialog(path, self)
+        self.settings.setValue("import/dir", str(Path(paths[0]).parent))
+        dlg = ImportDialog(paths if len(paths) > 1 else paths[0], self)
         if dlg.sniff_result is None:
             dlg._show_error(dlg.sniff_error)  # unreadable: the message names the problem
             return
         if dlg.exec() != QDialog.DialogCode.Accepted or dlg.dataset() is None:
             return
-        self.store.set_dataset(dlg.dataset())
-        self._remember_dataset({"kind": "csv", "path": str(path), "params": dlg.params()})
+        try:
+            self.store.set_dataset(dlg.dataset())
+        except (TypeError, ValueError) as e:  # e.g. the store's own checks: say so, keep the old dataset
+            self.show_error("Import failed", str(e))
+            return
+        self._remember_dataset({"kind": "csv", "path": paths if len(paths) > 1 else paths[0], "params": dlg.params()})
         log.info("dataset loaded: %s", self.store.describe())
 
     def select_range(self) -> None:
