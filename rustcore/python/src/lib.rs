@@ -118,6 +118,10 @@ fn detach_progress<T: Send>(
         };
         drop(tx);
         let _ = deliverer.join();
+        if stop.load(Ordering::SeqCst) {
+            // the callable said stop: cancelled, even if the computation finished before it was read
+            return Err(CoreError::Cancelled);
+        }
         r
     })
 }
