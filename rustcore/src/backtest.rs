@@ -132,6 +132,7 @@ pub fn backtest(
         )));
     }
     check::positive("periods_per_year", config.periods_per_year)?;
+    let _budget = crate::limits::reserve(&crate::limits::backtest(t_len))?;
     let c = config.cost_bps / 1e4;
     let ppy = config.periods_per_year;
 

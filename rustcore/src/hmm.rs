@@ -187,6 +187,7 @@ pub fn run_hmm(
         )));
     }
 
+    let _budget = crate::limits::reserve(&crate::limits::hmm(n, k, config.n_restarts > 0))?;
     // Standardise (two-pass mean and population variance).
     let mean = observations.iter().sum::<f64>() / n as f64;
     let var = observations.iter().map(|&x| (x - mean) * (x - mean)).sum::<f64>() / n as f64;

@@ -94,6 +94,7 @@ pub fn fit_ou(series: &[f64], config: &OuConfig) -> CoreResult<OuFit> {
             "series must have at least {MIN_OU_POINTS} points for an OU fit, got {n}"
         )));
     }
+    let _budget = crate::limits::reserve(&crate::limits::ou(n))?;
     let x = &series[..n - 1];
     let y = &series[1..];
     let m = (n - 1) as f64;

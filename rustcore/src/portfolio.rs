@@ -234,6 +234,7 @@ pub fn estimate_moments(
 ) -> CoreResult<Moments> {
     validate_config(config)?;
     validate_prices(prices, rows, cols, config)?;
+    let _budget = crate::limits::reserve(&crate::limits::portfolio(rows, cols, 0))?;
     Ok(estimate(prices, rows, cols, config))
 }
 
@@ -495,6 +496,7 @@ pub fn optimize_portfolio(
     }
     validate_config(config)?;
     validate_prices(prices, rows, cols, config)?;
+    let _budget = crate::limits::reserve(&crate::limits::portfolio(rows, cols, config.frontier_points))?;
     let n = cols;
     let (lo, hi, rf) = (config.min_weight, config.max_weight, config.risk_free_rate);
     let mut budgets = Vec::new();
@@ -920,6 +922,7 @@ mod tests {
             Err(CoreError::InvalidInput(m)) => format!("invalid: {m}"),
             Err(CoreError::Numerical(m)) => format!("numerical: {m}"),
             Err(CoreError::Cancelled) => "cancelled".to_string(),
+            Err(CoreError::ResourceExhausted(m)) => format!("resource: {m}"),
             Ok(_) => panic!("expected an error"),
         }
     }

@@ -21,6 +21,12 @@ use rustcore::rolling::{self, MeanReversionBuffers, MeanReversionState, SignalPa
 use rustcore::CoreError;
 
 create_exception!(_rustcore, Cancelled, PyException, "The computation was cancelled by the user.");
+create_exception!(
+    _rustcore,
+    ResourceLimitExceeded,
+    PyValueError,
+    "The request needs more memory than the budget (HFT_LAB_MEMORY_LIMIT) allows."
+);
 
 /// A flag another thread (the GUI's Cancel button) can set while a call runs with the GIL released.
 #[pyclass(module = "hft_lab._rustcore", frozen)]
@@ -47,13 +53,25 @@ fn to_py_err(e: CoreError) -> PyErr {
     match e {
         CoreError::Cancelled => Cancelled::new_err(e.to_string()),
         CoreError::InvalidInput(m) | CoreError::Numerical(m) => PyValueError::new_err(m),
+        CoreError::ResourceExhausted(m) => ResourceLimitExceeded::new_err(m),
     }
 }
 
 /// The one helper every binding uses: run `f` with the GIL released, turn a panic into a
 /// RuntimeError (nothing unwinds across the FFI boundary) and map the core's errors.
 fn detach<T: Send>(py: Python<'_>, f: impl FnOnce() -> Result<T, CoreError> + Send) -> PyResult<T> {
-    let out = py.detach(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+    detach_cancel(py, None, f)
+}
+
+/// `detach` with the call's cancel flag installed for the core's deep loops (`limits::poll`).
+fn detach_cancel<T: Send>(
+    py: Python<'_>,
+    cancel: Option<Arc<AtomicBool>>,
+    f: impl FnOnce() -> Result<T, CoreError> + Send,
+) -> PyResult<T> {
+    let out = py.detach(|| {
+        rustcore::limits::with_cancel(cancel, || std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)))
+    });
     match out {
         Ok(r) => r.map_err(to_py_err),
         Err(p) => {
@@ -112,12 +130,20 @@ fn mean_reversion<'py>(
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let x = slice("prices", &prices)?;
-    let mut hook = progress_hook(cancel.map(|c| c.flag.clone()), progress);
+    let flag = cancel.map(|c| c.flag.clone());
+    let mut hook = progress_hook(flag.clone(), progress);
     let params = signal_params(threshold, exit_threshold, stop_threshold);
     // Outputs are NumPy arrays from the start (NumPy asks the kernel for huge pages on large
     // allocations, which saves most of the page-fault cost of fresh memory); the core fills them
     // with the GIL released.
     let n = x.len();
+    // The core's budget check for this call, made here because the outputs are allocated here
+    // (same need, same message as the core's mean_reversion on gRPC).
+    let _budget = if (2..=n).contains(&lookback) {
+        Some(rustcore::limits::reserve(&rustcore::limits::mean_reversion(n, lookback)).map_err(to_py_err)?)
+    } else {
+        None
+    };
     // SAFETY: uninitialised (np.empty, which can reuse freed memory without faulting it in again);
     // mean_reversion_into writes every element before anything reads them, or the arrays are
     // dropped unread when it returns an error.
@@ -141,7 +167,7 @@ fn mean_reversion<'py>(
                 positions: pos.as_slice_mut()?,
             }
         };
-        detach(py, || rolling::mean_reversion_into(x, lookback, params, bufs, &mut hook))?
+        detach_cancel(py, flag, || rolling::mean_reversion_into(x, lookback, params, bufs, &mut hook))?
     };
     let d = PyDict::new(py);
     d.set_item("rolling_mean", mean)?;
@@ -182,7 +208,10 @@ impl MeanReversionStream {
     fn push_many<'py>(&mut self, py: Python<'py>, prices: PyReadonlyArray1<'py, f64>) -> PyResult<Bound<'py, PyDict>> {
         let x = slice("prices", &prices)?;
         let state = &mut self.state;
-        let b = detach(py, || state.push_many(x))?;
+        let b = detach(py, || {
+            let _budget = rustcore::limits::reserve(&rustcore::limits::stream_batch(x.len()))?;
+            state.push_many(x)
+        })?;
         let d = PyDict::new(py);
         d.set_item("rolling_mean", b.rolling_mean.into_pyarray(py))?;
         d.set_item("rolling_std", b.rolling_std.into_pyarray(py))?;
@@ -285,8 +314,9 @@ fn run_hmm<'py>(
         seed,
         init: init.map(|(start_prob, transmat, means, variances)| hmm::HmmInit { start_prob, transmat, means, variances }),
     };
-    let mut hook = progress_hook(cancel.map(|c| c.flag.clone()), progress);
-    let r = detach(py, || hmm::run_hmm(x, &config, &mut hook))?;
+    let flag = cancel.map(|c| c.flag.clone());
+    let mut hook = progress_hook(flag.clone(), progress);
+    let r = detach_cancel(py, flag, || hmm::run_hmm(x, &config, &mut hook))?;
     let k = r.n_states;
     let t = r.viterbi_path.len();
     let d = PyDict::new(py);
@@ -345,8 +375,9 @@ fn optimize_portfolio<'py>(
         frontier_points,
     };
     let method = method.to_string();
-    let mut hook = progress_hook(cancel.map(|c| c.flag.clone()), progress);
-    let r = detach(py, || portfolio::optimize_portfolio(x, rows, cols, &method, &config, &mut hook))?;
+    let flag = cancel.map(|c| c.flag.clone());
+    let mut hook = progress_hook(flag.clone(), progress);
+    let r = detach_cancel(py, flag, || portfolio::optimize_portfolio(x, rows, cols, &method, &config, &mut hook))?;
     let d = PyDict::new(py);
     d.set_item("method", r.method)?;
     d.set_item("weights", r.weights.into_pyarray(py))?;
@@ -388,8 +419,9 @@ fn sparse_portfolio<'py>(
         max_iterations,
         tolerance,
     };
-    let mut hook = progress_hook(cancel.map(|c| c.flag.clone()), progress);
-    let r = detach(py, || sparse::sparse_portfolio(x, rows, cols, &config, &mut hook))?;
+    let flag = cancel.map(|c| c.flag.clone());
+    let mut hook = progress_hook(flag.clone(), progress);
+    let r = detach_cancel(py, flag, || sparse::sparse_portfolio(x, rows, cols, &config, &mut hook))?;
     let d = PyDict::new(py);
     d.set_item("method", r.method)?;
     d.set_item("weights", r.weights.into_pyarray(py))?;
@@ -431,8 +463,9 @@ fn sparse_lambda_path<'py>(
         max_iterations,
         ..sparse::LambdaPathConfig::default()
     };
-    let mut hook = progress_hook(cancel.map(|c| c.flag.clone()), progress);
-    let r = detach(py, || sparse::sparse_lambda_path(x, rows, cols, &config, &mut hook))?;
+    let flag = cancel.map(|c| c.flag.clone());
+    let mut hook = progress_hook(flag.clone(), progress);
+    let r = detach_cancel(py, flag, || sparse::sparse_lambda_path(x, rows, cols, &config, &mut hook))?;
     let l = r.lambdas.len();
     let d = PyDict::new(py);
     d.set_item("lambdas", r.lambdas.into_pyarray(py))?;
@@ -448,13 +481,66 @@ fn sparse_lambda_path<'py>(
 /// Round-trip a float64 array (transport cost baseline for the benchmark).
 #[pyfunction]
 fn echo<'py>(py: Python<'py>, values: PyReadonlyArray1<'py, f64>) -> PyResult<Bound<'py, numpy::PyArray1<f64>>> {
+    let _budget = rustcore::limits::reserve(&rustcore::limits::echo(values.len() * 8)).map_err(to_py_err)?;
     Ok(values.as_array().to_owned().into_pyarray(py))
+}
+
+fn total_ram() -> Option<u64> {
+    std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| rustcore::limits::parse_meminfo(&t))
+}
+
+/// The memory budget in bytes (HFT_LAB_MEMORY_LIMIT at import, default half the RAM).
+#[pyfunction]
+fn memory_limit() -> u64 {
+    rustcore::limits::memory_limit()
+}
+
+/// Bytes reserved by the calls running now.
+#[pyfunction]
+fn memory_in_use() -> u64 {
+    rustcore::limits::in_use()
+}
+
+/// Sets the memory budget: a size string ("8G", "512M", "50%") or a number of bytes; None
+/// re-reads HFT_LAB_MEMORY_LIMIT (default: half the RAM). Returns the budget in bytes.
+#[pyfunction]
+#[pyo3(signature = (limit=None))]
+fn set_memory_limit(limit: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
+    let bytes = match limit {
+        None => limit_from_env()?,
+        Some(v) => {
+            let text: String = match v.extract::<u64>() {
+                Ok(b) => b.to_string(),
+                Err(_) => v.extract::<String>().map_err(|_| {
+                    PyValueError::new_err(format!("memory limit must be a size string or a number of bytes, got {v}"))
+                })?,
+            };
+            rustcore::limits::parse_size(&text, total_ram()).map_err(PyValueError::new_err)?
+        }
+    };
+    rustcore::limits::set_memory_limit(bytes);
+    Ok(rustcore::limits::memory_limit())
+}
+
+fn limit_from_env() -> PyResult<u64> {
+    match std::env::var(rustcore::limits::ENV_VAR) {
+        Ok(v) if !v.trim().is_empty() => rustcore::limits::parse_size(&v, total_ram())
+            .map_err(|e| PyValueError::new_err(format!("{}: {e}", rustcore::limits::ENV_VAR))),
+        _ => Ok(rustcore::limits::default_limit(total_ram())),
+    }
 }
 
 #[pymodule]
 fn _rustcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", rustcore::VERSION)?;
     m.add("Cancelled", m.py().get_type::<Cancelled>())?;
+    m.add("ResourceLimitExceeded", m.py().get_type::<ResourceLimitExceeded>())?;
+    // The memory budget, from HFT_LAB_MEMORY_LIMIT (default half the RAM). An invalid value
+    // fails the import with a message naming the variable (a silent default would hide it).
+    rustcore::limits::set_memory_limit(limit_from_env()?);
+    m.add_function(wrap_pyfunction!(memory_limit, m)?)?;
+    m.add_function(wrap_pyfunction!(memory_in_use, m)?)?;
+    m.add_function(wrap_pyfunction!(set_memory_limit, m)?)?;
     m.add_class::<CancelToken>()?;
     m.add_class::<MeanReversionStream>()?;
     m.add_function(wrap_pyfunction!(mean_reversion, m)?)?;
