@@ -411,7 +411,7 @@ class Backend(abc.ABC):
             if v is None:
                 continue
             if k == "risk_budgets":
-                clean[k] = [real("risk_budgets", b) for b in np.asarray(v, dtype=object).ravel()]
+                clean[k] = [float(b) for b in as_vector("risk_budgets", v)]
             elif k == "frontier_points":
                 clean[k] = nonneg_int(k, v)
             elif self.PORTFOLIO_PARAMETERS[k] is float:
@@ -488,10 +488,11 @@ class Backend(abc.ABC):
         n_lambdas values from lambda_max down to 1e-3 lambda_max)."""
         p, names = as_matrix("prices", prices)
         names, target = self._names_and_target(p, names, asset_names, target)
-        lam = None if lambdas is None else [real("lambdas", v) for v in np.asarray(lambdas, dtype=object).ravel()]
+        lam = None if lambdas is None else [float(v) for v in as_vector("lambdas", lambdas)]
         if lam is not None and not lam:
             raise ValueError("lambdas is empty: give at least one lambda, or None for the default path")
-        n_l = len(lam) if lam is not None else nonneg_int("n_lambdas", n_lambdas)
+        # (more than the core's 1000 lambdas is the core's error, not a size error)
+        n_l = min(len(lam) if lam is not None else nonneg_int("n_lambdas", n_lambdas), 1000)
         self._check_size("lambda path", p.size, 8 * n_l * (p.shape[1] + 5), f"{n_l} lambdas × {p.shape[1]} assets")
         d = self._sparse_lambda_path(
             p, target, lam, nonneg_int("n_lambdas", n_lambdas), real("alpha", alpha), real("tolerance", tolerance),
