@@ -478,3 +478,15 @@ def test_short_protobuf_fuzz_gives_no_crash():
     assert s["internal_errors"] == 0, s["internal_details"]
     assert s["healthy_after"]
     assert set(s["per_rpc"]) == {m.name for m in fuzz_grpc.SERVICE.methods}
+
+
+def test_a_cancelled_token_stops_ou_and_backtest_on_both_backends(backend):
+    from hft_lab.backends import CancelToken, Cancelled
+
+    tok = CancelToken()
+    tok.cancel()
+    with pytest.raises(Cancelled):
+        backend.fit_ou(PRICES, cancel=tok)
+    with pytest.raises(Cancelled):
+        backend.backtest(PRICES, POSITIONS, cancel=tok)
+    assert backend.fit_ou(PRICES).n == 300  # without the token it runs

@@ -242,7 +242,7 @@ pub fn run_hmm(
         }
     }
     let (p, history, converged, ll) = best.expect("at least one run");
-    let path = viterbi(&z, &p);
+    let path = viterbi(&z, &p)?;
 
     // Sort states by mean, ascending, and go back to the units of the data.
     let mut order: Vec<usize> = (0..k).collect();
@@ -509,6 +509,9 @@ fn e_step_impl<D: Dim>(d: D, z: &[f64], p: &Params, w: &mut Work, mut post: Opti
     let mut pred = [0.0; MAX_STATES];
     let mut shift: i64 = 0; // log2 F_t
     for t in 0..n {
+        if t & 0x3FFF == 0x3FFF {
+            crate::limits::poll()?; // one E-step of 500k x 50 states takes ~1 s
+        }
         let bt = &emis[t * k..(t + 1) * k];
         if t == 0 {
             pred[..k].copy_from_slice(&p.start[..k]);
@@ -579,6 +582,9 @@ fn e_step_impl<D: Dim>(d: D, z: &[f64], p: &Params, w: &mut Work, mut post: Opti
         }
     }
     for t in (0..n - 1).rev() {
+        if t & 0x3FFF == 0 {
+            crate::limits::poll()?;
+        }
         let b1 = &emis[(t + 1) * k..(t + 2) * k];
         for j in 0..k {
             wv[j] = b1[j] * beta[j];
@@ -678,7 +684,7 @@ fn exp_nonpositive(x: f64) -> f64 {
 }
 
 /// Most likely state sequence under `p` (log space; ties go to the lower state index).
-fn viterbi(z: &[f64], p: &Params) -> Vec<u8> {
+fn viterbi(z: &[f64], p: &Params) -> CoreResult<Vec<u8>> {
     let k = p.means.len();
     let n = z.len();
     let log_a: Vec<f64> = p.trans.iter().map(|&v| v.ln()).collect();
@@ -699,6 +705,9 @@ fn viterbi(z: &[f64], p: &Params) -> Vec<u8> {
         delta[j] = p.start[j].ln() + log_b(z[0], j);
     }
     for t in 1..n {
+        if t & 0x3FFF == 0 {
+            crate::limits::poll()?;
+        }
         let bk = &mut back[t * k..(t + 1) * k];
         for j in 0..k {
             let mut best = f64::NEG_INFINITY;
@@ -727,7 +736,7 @@ fn viterbi(z: &[f64], p: &Params) -> Vec<u8> {
         s = back[t * k + s] as usize;
         path[t - 1] = s as u8;
     }
-    path
+    Ok(path)
 }
 
 fn deterministic_params(z: &[f64], k: usize) -> Params {

@@ -231,10 +231,10 @@ class Backend(abc.ABC):
     def _stream(self, lookback, threshold, exit_threshold, stop_threshold) -> MeanReversionStream: ...
 
     @abc.abstractmethod
-    def _fit_ou(self, series, dt, bars_per_day) -> dict: ...
+    def _fit_ou(self, series, dt, bars_per_day, cancel=None) -> dict: ...
 
     @abc.abstractmethod
-    def _backtest(self, prices, positions, cost_bps, periods_per_year) -> dict: ...
+    def _backtest(self, prices, positions, cost_bps, periods_per_year, cancel=None) -> dict: ...
 
     @abc.abstractmethod
     def _run_hmm(self, observations, n_states, max_iterations, tolerance, n_restarts, seed, init, progress, cancel) -> dict: ...
@@ -303,7 +303,7 @@ class Backend(abc.ABC):
         """Ornstein-Uhlenbeck fit (AR(1) OLS), half-life, standard errors, Hurst exponent (R/S)."""
         s = as_vector("series", series)
         self._check_size("OU fit", s.size, 0, f"{s.size} values")
-        d = self._fit_ou(s, real("dt", dt), real("bars_per_day", bars_per_day))
+        d = self._fit_ou(s, real("dt", dt), real("bars_per_day", bars_per_day), cancel=cancel)
         return OuFit(**d)
 
     def backtest(
@@ -322,6 +322,7 @@ class Backend(abc.ABC):
             q,
             real("cost_bps", cost_bps),
             real("periods_per_year", periods_per_year),
+            cancel=cancel,
         )
         return BacktestResult(**d)
 

@@ -244,15 +244,16 @@ class GrpcBackend(Backend):
         )
         return _GrpcStream(self, cfg)
 
-    def _fit_ou(self, series, dt, bars_per_day):
-        r = self._unary("FitOu", pb.OuRequest(series=wire.vec(series), dt=dt, bars_per_day=bars_per_day), pb.OuResponse)
+    def _fit_ou(self, series, dt, bars_per_day, cancel=None):
+        req = pb.OuRequest(series=wire.vec(series), dt=dt, bars_per_day=bars_per_day)
+        r = self._unary("FitOu", req, pb.OuResponse, cancel)
         return wire.fields(r)
 
-    def _backtest(self, prices, positions, cost_bps, periods_per_year):
+    def _backtest(self, prices, positions, cost_bps, periods_per_year, cancel=None):
         req = pb.BacktestRequest(
             prices=wire.vec(prices), positions=wire.vec(positions), cost_bps=cost_bps, periods_per_year=periods_per_year
         )
-        r = self._unary("Backtest", req, pb.BacktestResponse)
+        r = self._unary("Backtest", req, pb.BacktestResponse, cancel)
         return wire.fields(r)
 
     def _run_hmm(self, observations, n_states, max_iterations, tolerance, n_restarts, seed, init, progress, cancel):

@@ -87,12 +87,12 @@ class Pyo3Backend(Backend):
         return _Pyo3Stream(lookback, threshold, exit_threshold, stop_threshold)
 
     @translate_cancel
-    def _fit_ou(self, series, dt, bars_per_day):
-        return _core().fit_ou(series, dt, bars_per_day)
+    def _fit_ou(self, series, dt, bars_per_day, cancel=None):
+        return _core().fit_ou(series, dt, bars_per_day, cancel.rust if cancel else None)
 
     @translate_cancel
-    def _backtest(self, prices, positions, cost_bps, periods_per_year):
-        return _core().backtest(prices, positions, cost_bps, periods_per_year)
+    def _backtest(self, prices, positions, cost_bps, periods_per_year, cancel=None):
+        return _core().backtest(prices, positions, cost_bps, periods_per_year, cancel.rust if cancel else None)
 
     @translate_cancel
     def _run_hmm(self, observations, n_states, max_iterations, tolerance, n_restarts, seed, init, progress, cancel):

@@ -229,10 +229,17 @@ impl MeanReversionStream {
 
 /// Ornstein-Uhlenbeck fit by AR(1) OLS, with standard errors and the R/S Hurst exponent.
 #[pyfunction]
-#[pyo3(signature = (series, dt=1.0, bars_per_day=1.0))]
-fn fit_ou<'py>(py: Python<'py>, series: PyReadonlyArray1<'py, f64>, dt: f64, bars_per_day: f64) -> PyResult<Bound<'py, PyDict>> {
+#[pyo3(signature = (series, dt=1.0, bars_per_day=1.0, cancel=None))]
+fn fit_ou<'py>(
+    py: Python<'py>,
+    series: PyReadonlyArray1<'py, f64>,
+    dt: f64,
+    bars_per_day: f64,
+    cancel: Option<PyRef<'py, CancelToken>>,
+) -> PyResult<Bound<'py, PyDict>> {
     let x = slice("series", &series)?;
-    let f = detach(py, || ou::fit_ou(x, &ou::OuConfig { dt, bars_per_day }))?;
+    let flag = cancel.map(|c| c.flag.clone());
+    let f = detach_cancel(py, flag, || ou::fit_ou(x, &ou::OuConfig { dt, bars_per_day }))?;
     let d = PyDict::new(py);
     d.set_item("a", f.a)?;
     d.set_item("b", f.b)?;
@@ -255,17 +262,19 @@ fn fit_ou<'py>(py: Python<'py>, series: PyReadonlyArray1<'py, f64>, dt: f64, bar
 
 /// Backtest of a positions series (held from close t-1 to close t) with costs in bps of turnover.
 #[pyfunction]
-#[pyo3(signature = (prices, positions, cost_bps=0.0, periods_per_year=252.0))]
+#[pyo3(signature = (prices, positions, cost_bps=0.0, periods_per_year=252.0, cancel=None))]
 fn backtest<'py>(
     py: Python<'py>,
     prices: PyReadonlyArray1<'py, f64>,
     positions: PyReadonlyArray1<'py, f64>,
     cost_bps: f64,
     periods_per_year: f64,
+    cancel: Option<PyRef<'py, CancelToken>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let p = slice("prices", &prices)?;
     let q = slice("positions", &positions)?;
-    let r = detach(py, || bt::backtest(p, q, &bt::BacktestConfig { cost_bps, periods_per_year }))?;
+    let flag = cancel.map(|c| c.flag.clone());
+    let r = detach_cancel(py, flag, || bt::backtest(p, q, &bt::BacktestConfig { cost_bps, periods_per_year }))?;
     let d = PyDict::new(py);
     d.set_item("equity", r.equity.into_pyarray(py))?;
     d.set_item("returns", r.returns.into_pyarray(py))?;
