@@ -211,11 +211,11 @@ pub fn run_hmm(
         None => None,
     };
 
-    let mut work = Work::new(n, k);
+    let mut work = Work::new(n, k)?;
     let mut counter = 0usize;
     let mut rng = SplitMix64(config.seed);
     // Posteriors of the best run so far; a second buffer only when there are restarts.
-    let mut best_post = vec![0.0; n * k];
+    let mut best_post = crate::limits::zeroed(n * k, "the HMM posteriors")?;
     let mut post = Vec::new();
     let mut best: Option<(Params, Vec<f64>, bool, f64)> = None;
 
@@ -322,17 +322,17 @@ struct Work {
 }
 
 impl Work {
-    fn new(n: usize, k: usize) -> Self {
-        Work {
-            emis: vec![0.0; n * k],
-            alpha: vec![0.0; n * k],
+    fn new(n: usize, k: usize) -> CoreResult<Self> {
+        Ok(Work {
+            emis: crate::limits::zeroed(n * k, "the HMM emission table")?,
+            alpha: crate::limits::zeroed(n * k, "the HMM forward table")?,
             fscale: vec![1.0; n],
             start: vec![0.0; k],
             trans: vec![0.0; k * k],
             s0: vec![0.0; k],
             s1: vec![0.0; k],
             s2: vec![0.0; k],
-        }
+        })
     }
 }
 
@@ -500,9 +500,11 @@ fn e_step_impl<D: Dim>(d: D, z: &[f64], p: &Params, w: &mut Work, mut post: Opti
         }
         ll += m;
     }
+    crate::limits::poll()?;
     for v in emis.iter_mut() {
         *v = exp_nonpositive(*v);
     }
+    crate::limits::poll()?;
 
     // Forward pass.
     let mut prev = [0.0; MAX_STATES];

@@ -287,9 +287,47 @@ pub fn filled<T: Clone>(n: usize, value: T, what: &str) -> CoreResult<Vec<T>> {
     Ok(v)
 }
 
-/// `filled(n, 0.0, what)` for f64.
+/// Types whose all-zero bit pattern is the value zero / false.
+///
+/// # Safety
+/// Implement only for types for which every zero byte pattern is a valid value.
+pub unsafe trait ZeroBits: Copy {}
+unsafe impl ZeroBits for f64 {}
+unsafe impl ZeroBits for i8 {}
+unsafe impl ZeroBits for u8 {}
+unsafe impl ZeroBits for bool {}
+unsafe impl ZeroBits for usize {}
+unsafe impl ZeroBits for u64 {}
+
+/// `n` zeros, allocated fallibly with `alloc_zeroed` (like `vec![0.0; n]`: the kernel's zero pages
+/// are only touched when written, so a large, sparsely used table costs only what is used), but
+/// a failed allocation is a `ResourceExhausted` error naming `what`, never an abort.
+pub fn zeroed_of<T: ZeroBits>(n: usize, what: &str) -> CoreResult<Vec<T>> {
+    let fail = || {
+        CoreError::ResourceExhausted(format!(
+            "out of memory: cannot allocate {} for {what}",
+            fmt_bytes((n as u64).saturating_mul(std::mem::size_of::<T>() as u64))
+        ))
+    };
+    if n == 0 || std::mem::size_of::<T>() == 0 {
+        return Ok(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<T>(n).map_err(|_| fail())?;
+    // SAFETY: the layout has a non-zero size; a null pointer is handled; T is valid as all zeros
+    // (ZeroBits), so the n elements are initialised; the Vec takes ownership with the same layout
+    // (capacity n, the global allocator).
+    unsafe {
+        let ptr = std::alloc::alloc_zeroed(layout) as *mut T;
+        if ptr.is_null() {
+            return Err(fail());
+        }
+        Ok(Vec::from_raw_parts(ptr, n, n))
+    }
+}
+
+/// `zeroed_of::<f64>`.
 pub fn zeroed(n: usize, what: &str) -> CoreResult<Vec<f64>> {
-    filled(n, 0.0, what)
+    zeroed_of(n, what)
 }
 
 thread_local! {
@@ -369,6 +407,10 @@ mod tests {
         let e = zeroed(usize::MAX / 8, "a test").unwrap_err();
         assert!(matches!(e, CoreError::ResourceExhausted(ref m) if m.contains("out of memory")), "{e:?}");
         assert_eq!(filled(3, 1u8, "x").unwrap(), vec![1, 1, 1]);
+        assert!(zeroed_of::<bool>(usize::MAX / 2, "a test").is_err());
+        let z = zeroed_of::<i8>(1000, "x").unwrap();
+        assert!(z.len() == 1000 && z.iter().all(|&v| v == 0));
+        assert!(zeroed(0, "x").unwrap().is_empty());
     }
 
     #[test]

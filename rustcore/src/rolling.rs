@@ -622,8 +622,8 @@ pub fn mean_reversion(
         rolling_mean: crate::limits::zeroed(n, "the rolling mean")?,
         rolling_std: crate::limits::zeroed(n, "the rolling std")?,
         zscore: crate::limits::zeroed(n, "the z-score")?,
-        signals: crate::limits::filled(n, 0i8, "the signals")?,
-        positions: crate::limits::filled(n, 0i8, "the positions")?,
+        signals: crate::limits::zeroed_of(n, "the signals")?,
+        positions: crate::limits::zeroed_of(n, "the positions")?,
         entries: Vec::new(),
         exits: Vec::new(),
     };

@@ -882,7 +882,7 @@ impl Design {
             })
             .collect();
         let mut gram = crate::limits::zeroed(p * p, "the Gram matrix")?;
-        let mut known = crate::limits::filled(p * p, false, "the Gram matrix")?;
+        let mut known = crate::limits::zeroed_of::<bool>(p * p, "the Gram matrix")?;
         for j in 0..p {
             gram[j * p + j] = diag[j];
             known[j * p + j] = true;
