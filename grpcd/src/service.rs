@@ -314,9 +314,11 @@ impl HftLab for Service {
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(async move {
             let progress_tx = tx.clone();
-            // Progress goes out as it happens; a client that cancels or disconnects drops the
-            // stream, the next send fails and the hook stops the core within one iteration.
-            let out = blocking("RunHmm", move |flag| {
+            // Progress goes out as it happens. A client that cancels, disconnects or passes its
+            // deadline drops the stream: `tx.closed()` fires, the work future is dropped, its
+            // guard sets the cancel flag, and the core's deep loops stop within milliseconds
+            // (not at the end of the EM iteration, which can take seconds).
+            let work = blocking("RunHmm", move |flag| {
                 let mut hook = |it: usize, ll: f64| {
                     !flag.load(Ordering::Relaxed)
                         && progress_tx
@@ -329,8 +331,11 @@ impl HftLab for Service {
                             .is_ok()
                 };
                 hmm::run_hmm(&obs, &config, &mut hook).map_err(status)
-            })
-            .await;
+            });
+            let out = tokio::select! {
+                out = work => out,
+                _ = tx.closed() => return,
+            };
             let msg = out.map(|h| {
                 let k = h.n_states;
                 let t = h.viterbi_path.len();
