@@ -1,6 +1,7 @@
 """Protobuf fuzzer for grpcd: random bytes and mutated valid messages against every RPC.
 
     python tools/fuzz_grpc.py [--seconds 60] [--seed N] [--memory-limit 1G] [--json]
+    (FUZZ_GRPCD=/path/to/grpcd fuzzes another build; --memory-limit none for builds without it)
 
 Starts its own grpcd (target/release/grpcd, loopback, port 0) with a small memory budget, then,
 until the time is up, picks an RPC of hftlab.v1.HftLab and sends one of:
@@ -46,7 +47,7 @@ STR_EDGES = ["", "lasso", "elastic_net", "box_tiao", "greedy", "max_sharpe", "mi
 
 
 def grpcd_binary() -> Path:
-    p = ROOT / "target" / "release" / "grpcd"
+    p = Path(os.environ.get("FUZZ_GRPCD") or ROOT / "target" / "release" / "grpcd")
     if not p.exists():
         raise SystemExit(f"{p} is missing: run 'make build'")
     return p
@@ -63,7 +64,7 @@ class Server:
         self.err = open(self.stderr_path, "ab")
         self.proc = subprocess.Popen(
             [str(grpcd_binary()), "--host", "127.0.0.1", "--port", "0", "--max-message-mb", "64",
-             "--memory-limit", self.memory_limit],
+             *(["--memory-limit", self.memory_limit] if self.memory_limit not in ("", "none") else [])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err,
         )
         line = self.proc.stdout.readline().decode()
@@ -149,8 +150,12 @@ def fill(msg, rng: random.Random, depth: int = 0, mutate_p: float = 0.5) -> None
                         rows, cols = rng.choice(U32_EDGES), rng.choice(U32_EDGES)
                     elif choice < 0.6:
                         raw = hostile_f64_bytes(rng)  # any length, possibly ragged
-                    elif choice < 0.8:
+                    elif choice < 0.72:
                         data = data[:, :1].repeat(cols, 1)  # duplicated columns
+                    elif choice < 0.8:
+                        # wide: 10 x 60000 (4.8 MB) asks for a 60000 x 60000 Gram matrix (28.8 GB)
+                        rows, cols = 10, 60000
+                        data = 100 + np.random.default_rng(rng.getrandbits(32)).standard_normal((rows, cols)).cumsum(0)
                     else:
                         cols = rng.choice([1, 2, 3000])
                         rows = 10
