@@ -482,6 +482,20 @@ mod tests {
     }
 
     #[test]
+    fn portfolio_stages_poll_the_cancel_flag() {
+        let (rows, cols) = (300, 200);
+        let p: Vec<f64> = prices(rows, cols);
+        let flag = Arc::new(AtomicBool::new(true));
+        for method in ["min_variance", "risk_parity", "equal_weight"] {
+            let cfg = crate::portfolio::PortfolioConfig { frontier_points: 3, ..Default::default() };
+            let r = with_cancel(Some(flag.clone()), || {
+                crate::portfolio::optimize_portfolio(&p, rows, cols, method, &cfg, &mut noop())
+            });
+            assert_eq!(r.unwrap_err(), CoreError::Cancelled, "{method}");
+        }
+    }
+
+    #[test]
     fn duplicate_columns_are_found_by_hashing() {
         let (rows, cols) = (30, 2000);
         let mut p = prices(rows, cols);

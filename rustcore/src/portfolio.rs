@@ -235,7 +235,9 @@ pub fn estimate_moments(
     validate_config(config)?;
     validate_prices(prices, rows, cols, config)?;
     let _budget = crate::limits::reserve(&crate::limits::portfolio(rows, cols, 0))?;
-    Ok(estimate(prices, rows, cols, config))
+    let m = estimate(prices, rows, cols, config);
+    crate::limits::poll()?;
+    Ok(m)
 }
 
 fn estimate(prices: &[f64], rows: usize, n: usize, config: &PortfolioConfig) -> Moments {
@@ -325,7 +327,9 @@ fn factor_covariance(sigma: &[f64], n: usize, config: &PortfolioConfig) -> CoreR
     } else {
         "; remove the redundant assets"
     };
-    let l = match cholesky(sigma, n) {
+    let factored = cholesky(sigma, n);
+    crate::limits::poll()?; // the blocked Cholesky stops early when cancelled
+    let l = match factored {
         Ok(l) => l,
         Err(i) => {
             return Err(CoreError::numerical(format!(
@@ -529,6 +533,7 @@ pub fn optimize_portfolio(
     }
 
     let mom = estimate(prices, rows, n, config);
+    crate::limits::poll()?; // the covariance (O(T·N²)) stops early when cancelled
     let (mu, sigma) = (&mom.mean, &mom.covariance);
     if let Some(i) = (0..n).find(|&i| !(sigma[i * n + i] > 1e-300)) {
         return Err(CoreError::invalid(format!(
@@ -548,6 +553,7 @@ pub fn optimize_portfolio(
     } else {
         None
     };
+    crate::limits::poll()?; // lower_inverse (O(N³)) stops early when cancelled
 
     let mut iter_total = 0usize;
     let mut status = "Solved".to_string();
@@ -770,7 +776,9 @@ fn risk_parity(
         for i in 0..n {
             h[i * n + i] += b[i] / (x[i] * x[i]);
         }
-        let lh = cholesky(&h, n).map_err(|_| {
+        let lh = cholesky(&h, n);
+        crate::limits::poll()?;
+        let lh = lh.map_err(|_| {
             CoreError::numerical(
                 "risk_parity: the Newton system is not positive definite (covariance singular?)",
             )
