@@ -2742,4 +2742,45 @@ mod tests {
             Err(CoreError::Cancelled)
         );
     }
+
+    /// Property (600 random cases): the hashing duplicate finder agrees with the naive O(cols²)
+    /// double loop it replaced, including the reported pair, with planted duplicates, -0.0/0.0
+    /// and columns equal on all but one row.
+    #[test]
+    fn duplicate_finder_matches_the_naive_double_loop() {
+        fn naive(p: &[f64], rows: usize, cols: usize) -> Option<(usize, usize)> {
+            for j in 0..cols {
+                for k in (j + 1)..cols {
+                    if (0..rows).all(|t| p[t * cols + j] == p[t * cols + k]) {
+                        return Some((j, k));
+                    }
+                }
+            }
+            None
+        }
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |m: u64| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s % m
+        };
+        for _ in 0..600 {
+            let rows = 1 + next(6) as usize;
+            let cols = 1 + next(12) as usize;
+            // few distinct values, so accidental duplicates happen too
+            let mut p: Vec<f64> = (0..rows * cols).map(|_| [0.0, -0.0, 1.0, 2.5][next(4) as usize]).collect();
+            for _ in 0..next(3) {
+                let (a, b) = (next(cols as u64) as usize, next(cols as u64) as usize);
+                for t in 0..rows {
+                    p[t * cols + b] = p[t * cols + a];
+                }
+                if next(2) == 0 {
+                    let t = next(rows as u64) as usize;
+                    p[t * cols + b] += 1.0; // equal on all but one row
+                }
+            }
+            assert_eq!(first_duplicate_column(&p, rows, cols).unwrap(), naive(&p, rows, cols), "{rows}x{cols} {p:?}");
+        }
+    }
 }
