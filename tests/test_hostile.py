@@ -490,3 +490,45 @@ def test_a_cancelled_token_stops_ou_and_backtest_on_both_backends(backend):
     with pytest.raises(Cancelled):
         backend.backtest(PRICES, POSITIONS, cancel=tok)
     assert backend.fit_ou(PRICES).n == 300  # without the token it runs
+
+
+def test_stream_windows_stay_reserved_while_the_streams_live():
+    """Two streams with 40 MB windows under a 64 MiB budget: the second is refused while the first
+    lives (same text on both backends), and accepted once the first is closed."""
+    import json
+    import time
+
+    from hft_lab import _rustcore
+    from hft_lab.backends.pyo3_backend import Pyo3Backend
+
+    lb = 5_000_000
+    old = _rustcore.memory_limit()
+    proc = subprocess.Popen([str(ROOT / "target/release/grpcd"), "--port", "0", "--memory-limit", "64M"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        _rustcore.set_memory_limit("64M")
+        port = json.loads(proc.stdout.readline())["port"]
+        g = GrpcBackend(BackendConfig(call_timeout_s=30), address=f"127.0.0.1:{port}")
+        msgs = []
+        for b in (Pyo3Backend(), g):
+            first = b.mean_reversion_stream(lookback=lb)
+            with pytest.raises(ResourceLimitExceeded) as e:
+                b.mean_reversion_stream(lookback=lb)
+            msgs.append(str(e.value))
+            first.close()
+            del first
+            for _ in range(100):  # the server releases the window when it sees the call end
+                try:
+                    b.mean_reversion_stream(lookback=lb).close()
+                    break
+                except ResourceLimitExceeded:
+                    time.sleep(0.02)
+            else:
+                pytest.fail(f"{b.name}: the window was not released after close()")
+        assert msgs[0] == msgs[1]
+        assert "this live stream needs ~40.0 MB for a 5000000-price rolling window; the memory limit is 67.1 MB and 40.0 MB is held by other running calls" in msgs[0]
+        g.close()
+    finally:
+        _rustcore.set_memory_limit(old)
+        proc.terminate()
+        proc.wait(10)

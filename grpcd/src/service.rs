@@ -147,6 +147,8 @@ impl HftLab for Service {
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
             let mut state: Option<MeanReversionState> = None;
+            // The window's bytes stay reserved in the memory budget while the stream lives.
+            let mut _window: Option<rustcore::limits::Reservation> = None;
             while let Some(msg) = inbound.next().await {
                 // A transport/decode error, an empty message, a bad or repeated config, or ticks
                 // before the config end the call (Err). A rejected batch does not: its error goes
@@ -158,9 +160,13 @@ impl HftLab for Service {
                         if state.is_some() {
                             Err(Status::invalid_argument("the stream is already configured: open a new stream to change it"))
                         } else {
-                            match MeanReversionState::new(c.lookback as usize, signal_params(&c.signal)) {
-                                Ok(s) => {
+                            let lookback = c.lookback as usize;
+                            match MeanReversionState::new(lookback, signal_params(&c.signal))
+                                .and_then(|s| Ok((s, rustcore::limits::reserve(&rustcore::limits::stream(lookback))?)))
+                            {
+                                Ok((s, hold)) => {
                                     state = Some(s);
+                                    _window = Some(hold);
                                     Ok(pb::StreamResponse::default()) // the acknowledgement
                                 }
                                 Err(e) => Err(status(e)),

@@ -186,6 +186,8 @@ fn mean_reversion<'py>(
 #[pyclass(module = "hft_lab._rustcore")]
 struct MeanReversionStream {
     state: MeanReversionState,
+    /// The window's bytes stay reserved in the memory budget while the stream lives.
+    _window: rustcore::limits::Reservation,
 }
 
 #[pymethods]
@@ -195,7 +197,8 @@ impl MeanReversionStream {
     fn new(lookback: usize, threshold: f64, exit_threshold: f64, stop_threshold: Option<f64>) -> PyResult<Self> {
         let state = MeanReversionState::new(lookback, signal_params(threshold, exit_threshold, stop_threshold))
             .map_err(to_py_err)?;
-        Ok(MeanReversionStream { state })
+        let window = rustcore::limits::reserve(&rustcore::limits::stream(lookback)).map_err(to_py_err)?;
+        Ok(MeanReversionStream { state, _window: window })
     }
 
     /// One tick: returns (mean, std, zscore, signal, position).
