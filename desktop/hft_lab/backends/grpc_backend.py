@@ -166,6 +166,9 @@ class GrpcBackend(Backend):
     def _unary(self, name, request, resp_cls, cancel: CancelToken | None = None, timeout=None):
         m = self._method(name, type(request), resp_cls)
         timeout = self.config.call_timeout_s if timeout is None else timeout
+        if cancel is not None and cancel.cancelled:
+            # already cancelled: do not start (a quick call could finish before the cancel lands)
+            raise Cancelled("cancelled by the user")
         try:
             if cancel is None:
                 return m(request, timeout=timeout)
