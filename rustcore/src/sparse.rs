@@ -1570,6 +1570,9 @@ impl PredictabilityMatrices {
                 if in_support[i] {
                     continue;
                 }
+                if i % 64 == 0 {
+                    crate::limits::poll()?; // O(p · s²) per greedy step
+                }
                 // u = Γ0_JJ⁻¹ Γ0_Ji  (via L), dd² = Γ0_ii − Γ0_iJ u.
                 for (a, &j) in support.iter().enumerate() {
                     u[a] = self.g0[j * p + i];
