@@ -21,7 +21,7 @@ APT_PACKAGES := libegl1 libgl1 libx11-6 libdbus-1-3 libfontconfig1 libfreetype6 
 
 RUST_SOURCES := $(shell find rustcore grpcd proto -name '*.rs' -o -name '*.proto' -o -name Cargo.toml -o -name build.rs 2>/dev/null) Cargo.toml
 
-.PHONY: all build run test test-rust test-python test-xcb bench sysdeps clean dist
+.PHONY: all build run test test-rust test-python test-xcb bench fuzz sysdeps clean dist
 
 all: build
 
@@ -82,6 +82,12 @@ test-xcb: build
 
 bench: build
 	$(PY) -m hft_lab.bench $(BENCH_ARGS)
+
+# 60 s of random and mutated protobuf against every RPC of a fresh grpcd; fails on a crash
+# or an INTERNAL answer (FUZZ_ARGS="--seconds 600 --seed 7" for longer or reproducible runs).
+FUZZ_ARGS ?=
+fuzz: build
+	$(PY) tools/fuzz_grpc.py --seconds 60 $(FUZZ_ARGS)
 
 clean:
 	rm -rf $(STAMPS) target build dist desktop/hft_lab/_proto desktop/hft_lab/*.so

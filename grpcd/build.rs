@@ -7,6 +7,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
         .build_client(false)
+        // decode errors -> INVALID_ARGUMENT (tonic_prost's codec says INTERNAL), see src/codec.rs
+        .codec_path("crate::codec::StrictCodec")
         .file_descriptor_set_path(out.join("hftlab_descriptor.bin"))
         .compile_protos(&["../proto/hftlab/v1/hftlab.proto"], &["../proto"])?;
     println!("cargo:rerun-if-changed=../proto/hftlab/v1/hftlab.proto");

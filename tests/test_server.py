@@ -203,8 +203,13 @@ def test_messages_over_the_limit_get_a_clear_error():
         b = GrpcBackend(cfg, address=m.address)
         ok = b.calculate_mean_reversion(np.random.default_rng(0).normal(size=10_000).cumsum(), lookback=5)
         assert ok.zscore.shape == (10_000,)
+        big = np.random.default_rng(0).normal(size=200_000).cumsum()
+        # the public API refuses up front, with the text the PyO3 backend gives for the same limit
+        with pytest.raises(ValueError, match="beyond the 1 MiB message limit both backends apply"):
+            b.calculate_mean_reversion(big, lookback=5)
+        # and the transport still enforces it as a backstop
         with pytest.raises(ValueError, match="message too large for the 1 MiB gRPC limit"):
-            b.calculate_mean_reversion(np.random.default_rng(0).normal(size=200_000).cumsum(), lookback=5)
+            b._mean_reversion(big, 5, 2.0, 0.0, None, None)
         # the server is still fine afterwards
         assert b.is_available()
         b.close()

@@ -9,6 +9,7 @@ pub fn status(e: CoreError) -> Status {
     match e {
         CoreError::InvalidInput(m) | CoreError::Numerical(m) => Status::invalid_argument(m),
         CoreError::Cancelled => Status::cancelled("cancelled by the user"),
+        CoreError::ResourceExhausted(m) => Status::resource_exhausted(m),
     }
 }
 
@@ -23,7 +24,7 @@ pub fn f64s(bytes: &[u8], name: &str) -> Result<Vec<f64>, Status> {
     #[cfg(target_endian = "little")]
     {
         // the wire format is the machine format: one memcpy (the byte buffer may be unaligned)
-        let mut out = vec![0.0f64; n];
+        let mut out = rustcore::limits::zeroed(n, name).map_err(status)?;
         // SAFETY: `out` holds exactly n * 8 writable bytes; any bit pattern is a valid f64.
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr() as *mut u8, n * 8) };
         Ok(out)
@@ -116,5 +117,6 @@ mod tests {
         assert_eq!(status(CoreError::invalid("bad")).code(), tonic::Code::InvalidArgument);
         assert_eq!(status(CoreError::numerical("singular")).code(), tonic::Code::InvalidArgument);
         assert_eq!(status(CoreError::Cancelled).code(), tonic::Code::Cancelled);
+        assert_eq!(status(CoreError::ResourceExhausted("big".into())).code(), tonic::Code::ResourceExhausted);
     }
 }

@@ -7,7 +7,9 @@
 //!   getppid() check) or when stdin reaches EOF.
 //! - Logs are structured JSON lines on stderr. SIGTERM / Ctrl-C shut down gracefully.
 
+mod codec;
 mod convert;
+mod limits;
 mod service;
 mod log;
 
@@ -29,7 +31,7 @@ struct Args {
     managed: bool,
 }
 
-const USAGE: &str = "usage: grpcd [--host HOST] [--port PORT] [--max-message-mb N] [--managed]";
+const USAGE: &str = "usage: grpcd [--host HOST] [--port PORT] [--max-message-mb N] [--memory-limit SIZE] [--managed]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args { host: "127.0.0.1".into(), port: 0, max_message_bytes: 512 << 20, managed: false };
@@ -52,6 +54,7 @@ fn parse_args() -> Result<Args, String> {
                 a.max_message_bytes = mb << 20;
             }
             "--managed" => a.managed = true,
+            "--memory-limit" => limits::from_flag(&value("--memory-limit")?)?, // SIZE: 8G, 512M, 50%
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);

@@ -29,6 +29,11 @@ pub struct Service {
 
 impl Service {
     pub fn new(max_message_bytes: usize) -> Self {
+        let (budget, source) = crate::limits::ensure_configured();
+        log::info(
+            "memory budget",
+            &[("bytes", &budget.to_string()), ("human", &rustcore::limits::fmt_bytes(budget)), ("source", source)],
+        );
         Service { max_message_bytes, test_hooks: std::env::var_os("GRPCD_TEST_HOOKS").is_some() }
     }
 }
@@ -50,7 +55,9 @@ where
 {
     let flag = Arc::new(AtomicBool::new(false));
     let _guard = CancelOnDrop(flag.clone());
-    match tokio::task::spawn_blocking(move || f(flag)).await {
+    // The flag is also this thread's cancel flag for the core's deep loops (limits::poll).
+    let scoped = flag.clone();
+    match tokio::task::spawn_blocking(move || rustcore::limits::with_cancel(Some(scoped), || f(flag))).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(s)) => {
             if s.code() != tonic::Code::Cancelled {
@@ -101,6 +108,9 @@ impl HftLab for Service {
                 .await
                 .map(Response::new);
         }
+        // The same budget check as the PyO3 echo (one copy of the payload), so both refuse alike.
+        let _budget = rustcore::limits::reserve(&rustcore::limits::echo(r.payload.len() + 8 * r.values.len()))
+            .map_err(status)?;
         Ok(Response::new(pb::EchoResponse { payload: r.payload, values: r.values }))
     }
 
@@ -137,27 +147,54 @@ impl HftLab for Service {
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
             let mut state: Option<MeanReversionState> = None;
+            // The window's bytes stay reserved in the memory budget while the stream lives.
+            let mut _window: Option<rustcore::limits::Reservation> = None;
             while let Some(msg) = inbound.next().await {
+                // A transport/decode error, an empty message, a bad or repeated config, or ticks
+                // before the config end the call (Err). A rejected batch does not: its error goes
+                // back in-band and the state is unchanged, so the next good batch works (as on PyO3).
                 let reply = match msg {
                     Err(e) => Err(e),
                     Ok(pb::StreamRequest { kind: None }) => Err(Status::invalid_argument("empty stream message")),
                     Ok(pb::StreamRequest { kind: Some(pb::stream_request::Kind::Config(c)) }) => {
-                        match MeanReversionState::new(c.lookback as usize, signal_params(&c.signal)) {
-                            Ok(s) => {
-                                state = Some(s);
-                                continue;
+                        if state.is_some() {
+                            Err(Status::invalid_argument("the stream is already configured: open a new stream to change it"))
+                        } else {
+                            let lookback = c.lookback as usize;
+                            match MeanReversionState::new(lookback, signal_params(&c.signal))
+                                .and_then(|s| Ok((s, rustcore::limits::reserve(&rustcore::limits::stream(lookback))?)))
+                            {
+                                Ok((s, hold)) => {
+                                    state = Some(s);
+                                    _window = Some(hold);
+                                    Ok(pb::StreamResponse::default()) // the acknowledgement
+                                }
+                                Err(e) => Err(status(e)),
                             }
-                            Err(e) => Err(status(e)),
                         }
                     }
                     Ok(pb::StreamRequest { kind: Some(pb::stream_request::Kind::Ticks(v)) }) => match state.as_mut() {
                         None => Err(Status::invalid_argument(
                             "the first stream message must be the configuration (lookback, thresholds)",
                         )),
-                        Some(s) => process_ticks(s, &v.data),
+                        Some(s) => Ok(process_ticks(s, &v.data).unwrap_or_else(|e| {
+                            log::warn(
+                                "stream batch rejected",
+                                &[("rpc", "StreamMeanReversion"), ("code", &format!("{:?}", e.code())), ("error", e.message())],
+                            );
+                            pb::StreamResponse {
+                                first_tick: s.ticks(),
+                                error: e.message().to_string(),
+                                error_code: e.code() as u32,
+                                ..Default::default()
+                            }
+                        })),
                     },
                 };
                 let fatal = reply.is_err();
+                if let Err(e) = &reply {
+                    log::warn("stream failed", &[("rpc", "StreamMeanReversion"), ("code", &format!("{:?}", e.code())), ("error", e.message())]);
+                }
                 if tx.send(reply).await.is_err() || fatal {
                     break;
                 }
@@ -292,9 +329,11 @@ impl HftLab for Service {
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(async move {
             let progress_tx = tx.clone();
-            // Progress goes out as it happens; a client that cancels or disconnects drops the
-            // stream, the next send fails and the hook stops the core within one iteration.
-            let out = blocking("RunHmm", move |flag| {
+            // Progress goes out as it happens. A client that cancels, disconnects or passes its
+            // deadline drops the stream: `tx.closed()` fires, the work future is dropped, its
+            // guard sets the cancel flag, and the core's deep loops stop within milliseconds
+            // (not at the end of the EM iteration, which can take seconds).
+            let work = blocking("RunHmm", move |flag| {
                 let mut hook = |it: usize, ll: f64| {
                     !flag.load(Ordering::Relaxed)
                         && progress_tx
@@ -307,8 +346,11 @@ impl HftLab for Service {
                             .is_ok()
                 };
                 hmm::run_hmm(&obs, &config, &mut hook).map_err(status)
-            })
-            .await;
+            });
+            let out = tokio::select! {
+                out = work => out,
+                _ = tx.closed() => return,
+            };
             let msg = out.map(|h| {
                 let k = h.n_states;
                 let t = h.viterbi_path.len();
@@ -400,7 +442,9 @@ impl HftLab for Service {
 }
 
 fn process_ticks(s: &mut MeanReversionState, data: &[u8]) -> Result<pb::StreamResponse, Status> {
-    let b = s.push_many(&convert::f64s(data, "ticks")?).map_err(status)?;
+    let ticks = convert::f64s(data, "ticks")?;
+    let _budget = rustcore::limits::reserve(&rustcore::limits::stream_batch(ticks.len())).map_err(status)?;
+    let b = s.push_many(&ticks).map_err(status)?;
     Ok(pb::StreamResponse {
         first_tick: b.first_tick,
         rolling_mean: Some(to_vector(&b.rolling_mean)),
@@ -408,5 +452,6 @@ fn process_ticks(s: &mut MeanReversionState, data: &[u8]) -> Result<pb::StreamRe
         zscore: Some(to_vector(&b.zscore)),
         signals: i8_bytes(&b.signals),
         positions: i8_bytes(&b.positions),
+        ..Default::default()
     })
 }

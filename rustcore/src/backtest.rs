@@ -132,6 +132,7 @@ pub fn backtest(
         )));
     }
     check::positive("periods_per_year", config.periods_per_year)?;
+    let _budget = crate::limits::reserve(&crate::limits::backtest(t_len))?;
     let c = config.cost_bps / 1e4;
     let ppy = config.periods_per_year;
 
@@ -145,6 +146,7 @@ pub fn backtest(
             .map(|(p, q)| q[1] * (p[1] / p[0] - 1.0) - c * (q[1] - q[0]).abs()),
     );
 
+    crate::limits::poll()?; // each pass over 64M bars (the message limit) takes ~0.1 s
     // Pass 2: equity and drawdown (the running product and peak are serial).
     let mut equity = Vec::with_capacity(t_len);
     let mut drawdown = Vec::with_capacity(t_len);
@@ -157,6 +159,7 @@ pub fn backtest(
         drawdown.push(eq / peak - 1.0);
     }
 
+    crate::limits::poll()?;
     // Pass 3: trades = maximal runs `start..end` of one non-zero position that end before the last bar.
     let mut trade_entries = Vec::new();
     let mut trade_exits = Vec::new();

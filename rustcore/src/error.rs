@@ -1,6 +1,8 @@
 //! The one error type of the core. Both transports map it the same way:
 //! `InvalidInput` and `Numerical` -> Python `ValueError` / gRPC `INVALID_ARGUMENT`,
-//! `Cancelled` -> Python `hft_lab.backends.Cancelled` / gRPC `CANCELLED`.
+//! `Cancelled` -> Python `hft_lab.backends.Cancelled` / gRPC `CANCELLED`,
+//! `ResourceExhausted` (over the memory budget, see `limits`) -> Python `ValueError` (the
+//! subclass `hft_lab.backends.ResourceLimitExceeded`) / gRPC `RESOURCE_EXHAUSTED`.
 //! The message is the user-facing text: it names the parameter and the problem.
 
 use std::fmt;
@@ -13,6 +15,8 @@ pub enum CoreError {
     Numerical(String),
     /// The caller asked the computation to stop.
     Cancelled,
+    /// The request would need more memory than the budget allows (or an allocation failed).
+    ResourceExhausted(String),
 }
 
 pub type CoreResult<T> = Result<T, CoreError>;
@@ -29,7 +33,7 @@ impl CoreError {
 impl fmt::Display for CoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CoreError::InvalidInput(m) | CoreError::Numerical(m) => f.write_str(m),
+            CoreError::InvalidInput(m) | CoreError::Numerical(m) | CoreError::ResourceExhausted(m) => f.write_str(m),
             CoreError::Cancelled => f.write_str("cancelled by the user"),
         }
     }

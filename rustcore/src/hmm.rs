@@ -187,6 +187,7 @@ pub fn run_hmm(
         )));
     }
 
+    let _budget = crate::limits::reserve(&crate::limits::hmm(n, k, config.n_restarts > 0))?;
     // Standardise (two-pass mean and population variance).
     let mean = observations.iter().sum::<f64>() / n as f64;
     let var = observations.iter().map(|&x| (x - mean) * (x - mean)).sum::<f64>() / n as f64;
@@ -210,11 +211,11 @@ pub fn run_hmm(
         None => None,
     };
 
-    let mut work = Work::new(n, k);
+    let mut work = Work::new(n, k)?;
     let mut counter = 0usize;
     let mut rng = SplitMix64(config.seed);
     // Posteriors of the best run so far; a second buffer only when there are restarts.
-    let mut best_post = vec![0.0; n * k];
+    let mut best_post = crate::limits::zeroed(n * k, "the HMM posteriors")?;
     let mut post = Vec::new();
     let mut best: Option<(Params, Vec<f64>, bool, f64)> = None;
 
@@ -241,7 +242,7 @@ pub fn run_hmm(
         }
     }
     let (p, history, converged, ll) = best.expect("at least one run");
-    let path = viterbi(&z, &p);
+    let path = viterbi(&z, &p)?;
 
     // Sort states by mean, ascending, and go back to the units of the data.
     let mut order: Vec<usize> = (0..k).collect();
@@ -321,17 +322,17 @@ struct Work {
 }
 
 impl Work {
-    fn new(n: usize, k: usize) -> Self {
-        Work {
-            emis: vec![0.0; n * k],
-            alpha: vec![0.0; n * k],
+    fn new(n: usize, k: usize) -> CoreResult<Self> {
+        Ok(Work {
+            emis: crate::limits::zeroed(n * k, "the HMM emission table")?,
+            alpha: crate::limits::zeroed(n * k, "the HMM forward table")?,
             fscale: vec![1.0; n],
             start: vec![0.0; k],
             trans: vec![0.0; k * k],
             s0: vec![0.0; k],
             s1: vec![0.0; k],
             s2: vec![0.0; k],
-        }
+        })
     }
 }
 
@@ -499,15 +500,20 @@ fn e_step_impl<D: Dim>(d: D, z: &[f64], p: &Params, w: &mut Work, mut post: Opti
         }
         ll += m;
     }
+    crate::limits::poll()?;
     for v in emis.iter_mut() {
         *v = exp_nonpositive(*v);
     }
+    crate::limits::poll()?;
 
     // Forward pass.
     let mut prev = [0.0; MAX_STATES];
     let mut pred = [0.0; MAX_STATES];
     let mut shift: i64 = 0; // log2 F_t
     for t in 0..n {
+        if t & 0x3FFF == 0x3FFF {
+            crate::limits::poll()?; // one E-step of 500k x 50 states takes ~1 s
+        }
         let bt = &emis[t * k..(t + 1) * k];
         if t == 0 {
             pred[..k].copy_from_slice(&p.start[..k]);
@@ -578,6 +584,9 @@ fn e_step_impl<D: Dim>(d: D, z: &[f64], p: &Params, w: &mut Work, mut post: Opti
         }
     }
     for t in (0..n - 1).rev() {
+        if t & 0x3FFF == 0 {
+            crate::limits::poll()?;
+        }
         let b1 = &emis[(t + 1) * k..(t + 2) * k];
         for j in 0..k {
             wv[j] = b1[j] * beta[j];
@@ -677,7 +686,7 @@ fn exp_nonpositive(x: f64) -> f64 {
 }
 
 /// Most likely state sequence under `p` (log space; ties go to the lower state index).
-fn viterbi(z: &[f64], p: &Params) -> Vec<u8> {
+fn viterbi(z: &[f64], p: &Params) -> CoreResult<Vec<u8>> {
     let k = p.means.len();
     let n = z.len();
     let log_a: Vec<f64> = p.trans.iter().map(|&v| v.ln()).collect();
@@ -698,6 +707,9 @@ fn viterbi(z: &[f64], p: &Params) -> Vec<u8> {
         delta[j] = p.start[j].ln() + log_b(z[0], j);
     }
     for t in 1..n {
+        if t & 0x3FFF == 0 {
+            crate::limits::poll()?;
+        }
         let bk = &mut back[t * k..(t + 1) * k];
         for j in 0..k {
             let mut best = f64::NEG_INFINITY;
@@ -726,7 +738,7 @@ fn viterbi(z: &[f64], p: &Params) -> Vec<u8> {
         s = back[t * k + s] as usize;
         path[t - 1] = s as u8;
     }
-    path
+    Ok(path)
 }
 
 fn deterministic_params(z: &[f64], k: usize) -> Params {

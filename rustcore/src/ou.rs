@@ -94,6 +94,7 @@ pub fn fit_ou(series: &[f64], config: &OuConfig) -> CoreResult<OuFit> {
             "series must have at least {MIN_OU_POINTS} points for an OU fit, got {n}"
         )));
     }
+    let _budget = crate::limits::reserve(&crate::limits::ou(n))?;
     let x = &series[..n - 1];
     let y = &series[1..];
     let m = (n - 1) as f64;
@@ -150,7 +151,9 @@ pub fn fit_ou(series: &[f64], config: &OuConfig) -> CoreResult<OuFit> {
     let half_life_days = half_life_bars / config.bars_per_day;
 
     let increments: Vec<f64> = series.windows(2).map(|w| w[1] - w[0]).collect();
+    crate::limits::poll()?;
     let hurst = hurst_rs(&increments).unwrap_or(f64::NAN);
+    crate::limits::poll()?; // hurst_rs stops early (NaN) when cancelled: report Cancelled
 
     Ok(OuFit {
         a,
@@ -232,6 +235,7 @@ pub fn hurst_rs(increments: &[f64]) -> CoreResult<f64> {
     let mut lx = Vec::with_capacity(sizes.len());
     let mut ly = Vec::with_capacity(sizes.len());
     for &s in &sizes {
+        crate::limits::poll()?; // one O(n) pass per window size
         let chunks = increments.len() / s;
         let mut sum_rs = 0.0;
         let mut used = 0usize;
@@ -292,6 +296,7 @@ pub fn hurst_dfa(increments: &[f64]) -> CoreResult<f64> {
     let mut lx = Vec::with_capacity(sizes.len());
     let mut ly = Vec::with_capacity(sizes.len());
     for &s in &sizes {
+        crate::limits::poll()?;
         let segs = m / s;
         let sf = s as f64;
         let jbar = (sf - 1.0) / 2.0;

@@ -234,7 +234,10 @@ pub fn estimate_moments(
 ) -> CoreResult<Moments> {
     validate_config(config)?;
     validate_prices(prices, rows, cols, config)?;
-    Ok(estimate(prices, rows, cols, config))
+    let _budget = crate::limits::reserve(&crate::limits::portfolio(rows, cols, 0))?;
+    let m = estimate(prices, rows, cols, config);
+    crate::limits::poll()?;
+    Ok(m)
 }
 
 fn estimate(prices: &[f64], rows: usize, n: usize, config: &PortfolioConfig) -> Moments {
@@ -324,7 +327,9 @@ fn factor_covariance(sigma: &[f64], n: usize, config: &PortfolioConfig) -> CoreR
     } else {
         "; remove the redundant assets"
     };
-    let l = match cholesky(sigma, n) {
+    let factored = cholesky(sigma, n);
+    crate::limits::poll()?; // the blocked Cholesky stops early when cancelled
+    let l = match factored {
         Ok(l) => l,
         Err(i) => {
             return Err(CoreError::numerical(format!(
@@ -495,6 +500,7 @@ pub fn optimize_portfolio(
     }
     validate_config(config)?;
     validate_prices(prices, rows, cols, config)?;
+    let _budget = crate::limits::reserve(&crate::limits::portfolio(rows, cols, config.frontier_points))?;
     let n = cols;
     let (lo, hi, rf) = (config.min_weight, config.max_weight, config.risk_free_rate);
     let mut budgets = Vec::new();
@@ -527,6 +533,7 @@ pub fn optimize_portfolio(
     }
 
     let mom = estimate(prices, rows, n, config);
+    crate::limits::poll()?; // the covariance (O(T·N²)) stops early when cancelled
     let (mu, sigma) = (&mom.mean, &mom.covariance);
     if let Some(i) = (0..n).find(|&i| !(sigma[i * n + i] > 1e-300)) {
         return Err(CoreError::invalid(format!(
@@ -546,6 +553,7 @@ pub fn optimize_portfolio(
     } else {
         None
     };
+    crate::limits::poll()?; // lower_inverse (O(N³)) stops early when cancelled
 
     let mut iter_total = 0usize;
     let mut status = "Solved".to_string();
@@ -768,7 +776,9 @@ fn risk_parity(
         for i in 0..n {
             h[i * n + i] += b[i] / (x[i] * x[i]);
         }
-        let lh = cholesky(&h, n).map_err(|_| {
+        let lh = cholesky(&h, n);
+        crate::limits::poll()?;
+        let lh = lh.map_err(|_| {
             CoreError::numerical(
                 "risk_parity: the Newton system is not positive definite (covariance singular?)",
             )
@@ -920,6 +930,7 @@ mod tests {
             Err(CoreError::InvalidInput(m)) => format!("invalid: {m}"),
             Err(CoreError::Numerical(m)) => format!("numerical: {m}"),
             Err(CoreError::Cancelled) => "cancelled".to_string(),
+            Err(CoreError::ResourceExhausted(m)) => format!("resource: {m}"),
             Ok(_) => panic!("expected an error"),
         }
     }

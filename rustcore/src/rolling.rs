@@ -49,9 +49,12 @@ impl RollingZ {
         if lookback < 2 {
             return Err(CoreError::invalid(format!("lookback must be at least 2, got {lookback}")));
         }
+        // The window is allocated only within the memory budget, and fallibly (a client-chosen
+        // lookback of 2^32 - 1 must be an error, not an abort).
+        let _budget = crate::limits::reserve(&crate::limits::stream(lookback))?;
         Ok(RollingZ {
             lookback,
-            buf: vec![0.0; lookback],
+            buf: crate::limits::zeroed(lookback, "the rolling window")?,
             head: 0,
             count: 0,
             shift: 0.0,
@@ -298,7 +301,8 @@ pub struct MeanReversionState {
 
 impl MeanReversionState {
     pub fn new(lookback: usize, params: SignalParams) -> CoreResult<Self> {
-        Ok(MeanReversionState { rolling: RollingZ::new(lookback)?, signals: SignalMachine::new(params)?, ticks: 0 })
+        let signals = SignalMachine::new(params)?; // parameters first: nothing is allocated for a bad request
+        Ok(MeanReversionState { rolling: RollingZ::new(lookback)?, signals, ticks: 0 })
     }
 
     /// One price tick. Non-finite prices are rejected (the state is unchanged).
@@ -613,12 +617,13 @@ pub fn mean_reversion(
 ) -> CoreResult<MeanReversionResult> {
     validate(prices, lookback, &params)?;
     let n = prices.len();
+    let _budget = crate::limits::reserve(&crate::limits::mean_reversion(n, lookback))?;
     let mut out = MeanReversionResult {
-        rolling_mean: vec![0.0; n],
-        rolling_std: vec![0.0; n],
-        zscore: vec![0.0; n],
-        signals: vec![0; n],
-        positions: vec![0; n],
+        rolling_mean: crate::limits::zeroed(n, "the rolling mean")?,
+        rolling_std: crate::limits::zeroed(n, "the rolling std")?,
+        zscore: crate::limits::zeroed(n, "the z-score")?,
+        signals: crate::limits::zeroed_of(n, "the signals")?,
+        positions: crate::limits::zeroed_of(n, "the positions")?,
         entries: Vec::new(),
         exits: Vec::new(),
     };

@@ -2,7 +2,7 @@
 
 from .base import Backend, CancelToken, MeanReversionStream
 from .config import BackendConfig, BackendType
-from .errors import BackendUnavailable, Cancelled
+from .errors import BackendUnavailable, Cancelled, InputTypeError, ResourceLimitExceeded
 from .results import MeanReversionResult, ServerInfo, StreamTicks
 
 __all__ = [
@@ -12,6 +12,8 @@ __all__ = [
     "BackendUnavailable",
     "CancelToken",
     "Cancelled",
+    "InputTypeError",
+    "ResourceLimitExceeded",
     "MeanReversionResult",
     "MeanReversionStream",
     "ServerInfo",

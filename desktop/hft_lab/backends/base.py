@@ -9,13 +9,15 @@ between the PyO3 and the gRPC backend.
 from __future__ import annotations
 
 import abc
+import numbers
 import threading
 from typing import Any, Callable
 
 import numpy as np
 
-from .config import BackendType
+from .config import BackendConfig, BackendType
 from .errors import Cancelled  # noqa: F401  (re-exported for callers)
+from .errors import InputTypeError, ResourceLimitExceeded
 from .results import (
     BacktestResult,
     HmmResult,
@@ -70,11 +72,54 @@ class CancelToken:
         cb()
 
 
+# ---- strict input conversion: the one place both backends take their arguments through ----
+# Accepted: array-likes of real numbers (int, unsigned, float dtypes) with the right number of
+# dimensions. Refused with an error naming the argument: None, scalars where an array is expected,
+# strings, bytes, booleans, complex numbers, object/ragged arrays, datetimes.
+
+_NUMERIC_KINDS = "iuf"
+
+
+def _short(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def as_array(name: str, x: Any, ndim: int | None) -> np.ndarray:
+    """A contiguous float64 copy/view of `x`, which must hold real numbers (and have `ndim`
+    dimensions unless None)."""
+    want = "an array" if ndim is None else ("a 1-D array" if ndim == 1 else "a 2-D array (time x assets)")
+    if x is None:
+        raise InputTypeError(f"{name} is None: give {want} of numbers")
+    if isinstance(x, (str, bytes, bytearray)):
+        raise InputTypeError(f"{name} must be {want} of numbers, got a {type(x).__name__} {_short(x)}")
+    if isinstance(x, dict) or isinstance(x, (set, frozenset)):
+        raise InputTypeError(f"{name} must be {want} of numbers, got a {type(x).__name__}")
+    try:
+        a = np.asarray(x)
+    except (ValueError, TypeError) as e:  # ragged nested lists
+        raise InputTypeError(f"{name} must be {want} of numbers (a regular, non-ragged shape): {e}") from None
+    if a.dtype.kind not in _NUMERIC_KINDS:
+        what = {
+            "b": "booleans",
+            "c": "complex numbers",
+            "O": "Python objects (None, strings or mixed types?)",
+            "U": "strings",
+            "S": "bytes",
+            "M": "datetimes",
+            "m": "timedeltas",
+            "V": "structured records",
+        }.get(a.dtype.kind, f"dtype {a.dtype}")
+        raise InputTypeError(f"{name} must hold real numbers, got {what} (dtype {a.dtype})")
+    if ndim is not None and a.ndim != ndim:
+        if a.ndim == 0:
+            raise InputTypeError(f"{name} must be {want}, got the scalar {_short(x)}")
+        raise ValueError(f"{name} must be {want}, got shape {a.shape}")
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
 def as_vector(name: str, x: Any) -> np.ndarray:
-    a = np.ascontiguousarray(np.asarray(x, dtype=np.float64))
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array, got shape {a.shape}")
-    return a
+    return as_array(name, x, 1)
 
 
 def as_matrix(name: str, x: Any) -> tuple[np.ndarray, tuple[str, ...] | None]:
@@ -82,28 +127,58 @@ def as_matrix(name: str, x: Any) -> tuple[np.ndarray, tuple[str, ...] | None]:
     names = None
     if hasattr(x, "columns") and hasattr(x, "to_numpy"):
         names = tuple(str(c) for c in x.columns)
-        x = x.to_numpy(dtype=np.float64)
-    a = np.ascontiguousarray(np.asarray(x, dtype=np.float64))
-    if a.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array (time x assets), got shape {a.shape}")
-    return a, names
+        try:
+            x = x.to_numpy()
+        except (TypeError, ValueError) as e:
+            raise InputTypeError(f"{name} must hold real numbers: {e}") from None
+    return as_array(name, x, 2), names
+
+
+def _is_real_scalar(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
 
 
 def nonneg_int(name: str, v: Any) -> int:
+    if not _is_real_scalar(v):
+        raise InputTypeError(f"{name} must be an integer, got {type(v).__name__} {_short(v)}")
     try:
         i = int(v)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be an integer, got {v!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{name} must be an integer, got {_short(v)}") from None
     if i != v or i < 0 or i > 2**31 - 1:
-        raise ValueError(f"{name} must be a non-negative integer below 2^31, got {v!r}")
+        raise ValueError(f"{name} must be a non-negative integer below 2^31, got {_short(v)}")
     return i
 
 
 def real(name: str, v: Any) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {v!r}") from None
+    if not _is_real_scalar(v):
+        raise InputTypeError(f"{name} must be a real number, got {type(v).__name__} {_short(v)}")
+    return float(v)
+
+
+def text(name: str, v: Any) -> str:
+    if not isinstance(v, str):
+        raise InputTypeError(f"{name} must be a string, got {type(v).__name__} {_short(v)}")
+    return v
+
+
+# ---- the message limit both backends apply (size parity) ----
+# gRPC cannot carry a message beyond max_message_mb (512 MiB by default) in either direction;
+# rather than letting the PyO3 backend accept what the gRPC backend cannot, both refuse such a
+# request up front with the same message (README: "Limits").
+
+_MB = 1_000_000
+
+
+def check_message_size(limit_bytes: int, op: str, request_values: int, result_bytes: int, what: str) -> None:
+    req = 8 * int(request_values)
+    for kind, size in (("request", req), ("result", int(result_bytes))):
+        if size > limit_bytes:
+            raise ResourceLimitExceeded(
+                f"this {op} {kind} would be ~{size / _MB:.1f} MB ({what}), beyond the "
+                f"{limit_bytes >> 20} MiB message limit both backends apply (max_message_mb): "
+                "split the data into smaller parts"
+            )
 
 
 class MeanReversionStream(abc.ABC):
@@ -113,7 +188,14 @@ class MeanReversionStream(abc.ABC):
     def push_many(self, prices: Any) -> StreamTicks: ...
 
     def push(self, price: float) -> StreamTicks:
-        return self.push_many(np.array([price], dtype=np.float64))
+        return self.push_many(np.array([real("price", price)], dtype=np.float64))
+
+    def _batch(self, prices: Any) -> np.ndarray:
+        """The strict conversion and size check every implementation's push_many starts with."""
+        p = as_vector("prices", prices)
+        limit = getattr(self, "max_message_bytes", BackendConfig().max_message_mb << 20)
+        check_message_size(limit, "live batch", p.size, 26 * p.size, f"{p.size} ticks")
+        return p
 
     def close(self) -> None:
         pass
@@ -149,10 +231,10 @@ class Backend(abc.ABC):
     def _stream(self, lookback, threshold, exit_threshold, stop_threshold) -> MeanReversionStream: ...
 
     @abc.abstractmethod
-    def _fit_ou(self, series, dt, bars_per_day) -> dict: ...
+    def _fit_ou(self, series, dt, bars_per_day, cancel=None) -> dict: ...
 
     @abc.abstractmethod
-    def _backtest(self, prices, positions, cost_bps, periods_per_year, units, notional) -> dict: ...
+    def _backtest(self, prices, positions, cost_bps, periods_per_year, units, notional, cancel=None) -> dict: ...
 
     @abc.abstractmethod
     def _run_hmm(self, observations, n_states, max_iterations, tolerance, n_restarts, seed, init, progress, cancel) -> dict: ...
@@ -169,13 +251,25 @@ class Backend(abc.ABC):
     def close(self) -> None:
         pass
 
+    @property
+    def max_message_bytes(self) -> int:
+        """The message limit both backends apply (see check_message_size)."""
+        cfg = getattr(self, "config", None)
+        mb = cfg.max_message_mb if isinstance(cfg, BackendConfig) else BackendConfig().max_message_mb
+        return mb << 20
+
+    def _check_size(self, op: str, request_values: int, result_bytes: int, what: str) -> None:
+        check_message_size(self.max_message_bytes, op, request_values, result_bytes, what)
+
     # ---- public API ----
     def info(self) -> ServerInfo:
         d = self._info()
         return ServerInfo(backend=self.name, **d)
 
     def echo(self, values: Any) -> np.ndarray:
-        return self._echo(as_vector("values", values))
+        v = as_vector("values", values)
+        self._check_size("echo", v.size, 8 * v.size, f"{v.size} values")
+        return self._echo(v)
 
     def calculate_mean_reversion(
         self,
@@ -190,6 +284,7 @@ class Backend(abc.ABC):
         lb = nonneg_int("lookback", lookback)
         th, ex = real("threshold", threshold), real("exit_threshold", exit_threshold)
         st = None if stop_threshold is None else real("stop_threshold", stop_threshold)
+        self._check_size("mean reversion", p.size, 26 * p.size, f"{p.size} prices, 26 bytes each")
         d = self._mean_reversion(p, lb, th, ex, st, cancel)
         return MeanReversionResult(lookback=lb, threshold=th, exit_threshold=ex, stop_threshold=st, **d)
 
@@ -206,7 +301,9 @@ class Backend(abc.ABC):
 
     def fit_ou(self, series: Any, dt: float = 1.0, bars_per_day: float = 1.0, cancel: CancelToken | None = None) -> OuFit:
         """Ornstein-Uhlenbeck fit (AR(1) OLS), half-life, standard errors, Hurst exponent (R/S)."""
-        d = self._fit_ou(as_vector("series", series), real("dt", dt), real("bars_per_day", bars_per_day))
+        s = as_vector("series", series)
+        self._check_size("OU fit", s.size, 0, f"{s.size} values")
+        d = self._fit_ou(s, real("dt", dt), real("bars_per_day", bars_per_day), cancel=cancel)
         return OuFit(**d)
 
     def backtest(
@@ -227,13 +324,16 @@ class Backend(abc.ABC):
         of the traded notional (`notional` per bar, default |spread|)."""
         if not isinstance(units, str):
             raise TypeError(f"units must be a string, got {type(units).__name__}")
+        p, q = as_vector("prices", prices), as_vector("positions", positions)
+        self._check_size("backtest", p.size + q.size, 24 * p.size, f"{p.size} bars, 24 bytes each")
         d = self._backtest(
-            as_vector("prices", prices),
-            as_vector("positions", positions),
+            p,
+            q,
             real("cost_bps", cost_bps),
             real("periods_per_year", periods_per_year),
             units,
             None if notional is None else as_vector("notional", notional),
+            cancel=cancel,
         )
         return BacktestResult(**d)
 
@@ -255,16 +355,19 @@ class Backend(abc.ABC):
         x = as_vector("observations", observations)
         init_t = None
         if init is not None:
+            if not isinstance(init, dict):
+                raise InputTypeError(f"init must be a dict (start_prob, transmat, means, variances), got {type(init).__name__}")
             missing = {"start_prob", "transmat", "means", "variances"} - set(init)
             if missing:
                 raise ValueError(f"init is missing {', '.join(sorted(missing))}")
             init_t = tuple(
-                np.ascontiguousarray(np.asarray(init[k], dtype=np.float64).ravel())
-                for k in ("start_prob", "transmat", "means", "variances")
+                as_array(f"init {k}", init[k], None).ravel() for k in ("start_prob", "transmat", "means", "variances")
             )
+        k = nonneg_int("n_states", n_states)
+        self._check_size("HMM", x.size, 9 * x.size * max(k, 1), f"{x.size} × {k} posteriors")
         d = self._run_hmm(
             x,
-            nonneg_int("n_states", n_states),
+            k,
             nonneg_int("max_iterations", max_iterations),
             real("tolerance", tolerance),
             nonneg_int("n_restarts", n_restarts),
@@ -306,6 +409,9 @@ class Backend(abc.ABC):
             names = tuple(f"asset {i}" for i in range(p.shape[1]))
         if len(names) != p.shape[1]:
             raise ValueError(f"asset_names has {len(names)} names but prices has {p.shape[1]} columns")
+        if parameters is not None and not isinstance(parameters, dict):
+            raise InputTypeError(f"parameters must be a dict, got {type(parameters).__name__}")
+        self._check_size("portfolio optimisation", p.size, 0, f"{p.shape[0]} × {p.shape[1]} prices")
         params = dict(parameters or {})
         unknown = sorted(set(params) - set(self.PORTFOLIO_PARAMETERS))
         if unknown:
@@ -317,14 +423,14 @@ class Backend(abc.ABC):
             if v is None:
                 continue
             if k == "risk_budgets":
-                clean[k] = [real("risk_budgets", b) for b in np.asarray(v, dtype=object).ravel()]
+                clean[k] = [float(b) for b in as_vector("risk_budgets", v)]
             elif k == "frontier_points":
                 clean[k] = nonneg_int(k, v)
             elif self.PORTFOLIO_PARAMETERS[k] is float:
                 clean[k] = real(k, v)
             else:
-                clean[k] = str(v)
-        d = self._optimize_portfolio(p, str(method), clean, names, cancel)
+                clean[k] = text(k, v)
+        d = self._optimize_portfolio(p, text("method", method), clean, names, cancel)
         d["asset_names"] = names
         return PortfolioResult(**d)
 
@@ -362,9 +468,10 @@ class Backend(abc.ABC):
         keeping the most mean-reverting spread); alpha is the L1 ratio; k is greedy's basket size."""
         p, names = as_matrix("prices", prices)
         names, target = self._names_and_target(p, names, asset_names, target)
+        self._check_size("sparse portfolio", p.size, 8 * p.shape[0], f"{p.shape[0]} × {p.shape[1]} prices")
         d = self._sparse_portfolio(
             p,
-            str(method),
+            text("method", method),
             real("lambda_param", lambda_param),
             real("alpha", alpha),
             target,
@@ -393,9 +500,12 @@ class Backend(abc.ABC):
         n_lambdas values from lambda_max down to 1e-3 lambda_max)."""
         p, names = as_matrix("prices", prices)
         names, target = self._names_and_target(p, names, asset_names, target)
-        lam = None if lambdas is None else [real("lambdas", v) for v in np.asarray(lambdas, dtype=object).ravel()]
+        lam = None if lambdas is None else [float(v) for v in as_vector("lambdas", lambdas)]
         if lam is not None and not lam:
             raise ValueError("lambdas is empty: give at least one lambda, or None for the default path")
+        # (more than the core's 1000 lambdas is the core's error, not a size error)
+        n_l = min(len(lam) if lam is not None else nonneg_int("n_lambdas", n_lambdas), 1000)
+        self._check_size("lambda path", p.size, 8 * n_l * (p.shape[1] + 5), f"{n_l} lambdas × {p.shape[1]} assets")
         d = self._sparse_lambda_path(
             p, target, lam, nonneg_int("n_lambdas", n_lambdas), real("alpha", alpha), real("tolerance", tolerance),
             nonneg_int("max_iterations", max_iterations), cancel,

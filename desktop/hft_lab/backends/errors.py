@@ -7,3 +7,14 @@ class Cancelled(Exception):
 
 class BackendUnavailable(ConnectionError):
     """The backend cannot be reached (server down, extension missing)."""
+
+
+class ResourceLimitExceeded(ValueError):
+    """The request needs more memory than the budget allows (HFT_LAB_MEMORY_LIMIT / grpcd
+    --memory-limit), or its request/result exceeds the message limit both backends apply.
+    A ValueError, so callers that catch bad input catch this too."""
+
+
+class InputTypeError(TypeError, ValueError):
+    """An argument has the wrong type (None, a string, complex numbers, an object array...).
+    Both a TypeError and a ValueError, so either `except` clause catches it."""

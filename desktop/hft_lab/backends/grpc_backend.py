@@ -16,7 +16,7 @@ from hft_lab._proto.hftlab.v1 import hftlab_pb2 as pb
 from . import wire
 from .base import Backend, CancelToken, MeanReversionStream
 from .config import BackendConfig, BackendType
-from .errors import BackendUnavailable, Cancelled
+from .errors import BackendUnavailable, Cancelled, ResourceLimitExceeded
 from .results import StreamTicks
 
 SERVICE = "hftlab.v1.HftLab"
@@ -32,6 +32,8 @@ def map_rpc_error(e: grpc.RpcError, address: str, max_mb: int) -> Exception:
         return BackendUnavailable(f"grpcd at {address} is unavailable: {details}")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return TimeoutError(f"grpcd at {address} did not answer before the deadline")
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "memory limit" in details:
+        return ResourceLimitExceeded(details)  # the core's budget: the same text as on PyO3
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return ValueError(f"message too large for the {max_mb} MiB gRPC limit: {details}")
     if code == grpc.StatusCode.OUT_OF_RANGE and "message length too large" in details:
@@ -62,16 +64,35 @@ class _GrpcStream(MeanReversionStream):
 
         stub = backend._method("StreamMeanReversion", pb.StreamRequest, pb.StreamResponse, stream=True)
         self._call = stub(requests(), timeout=None)
+        # The server acknowledges the config (a bad one raises here, as PyO3's constructor does).
+        try:
+            self._next()
+        except Exception:
+            self.close()
+            raise
 
-    def push_many(self, prices) -> StreamTicks:
-        p = np.ascontiguousarray(prices, dtype=np.float64).reshape(-1)
-        self._q.put(pb.StreamRequest(ticks=wire.vec(p)))
+    @property
+    def max_message_bytes(self) -> int:
+        return self._backend.max_message_bytes
+
+    def _next(self) -> "pb.StreamResponse":
         try:
             r = next(self._call)
         except grpc.RpcError as e:
             raise self._backend._error(e) from None
         except StopIteration:
             raise BackendUnavailable("the live stream was closed by the server") from None
+        if r.error:
+            # a rejected batch: reported in-band, the stream and its state go on (as on PyO3)
+            if r.error_code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]:
+                raise ResourceLimitExceeded(r.error)
+            raise ValueError(r.error)
+        return r
+
+    def push_many(self, prices) -> StreamTicks:
+        p = self._batch(prices)
+        self._q.put(pb.StreamRequest(ticks=wire.vec(p)))
+        r = self._next()
         return StreamTicks(
             first_tick=r.first_tick,
             rolling_mean=wire.arr(r.rolling_mean),
@@ -145,6 +166,9 @@ class GrpcBackend(Backend):
     def _unary(self, name, request, resp_cls, cancel: CancelToken | None = None, timeout=None):
         m = self._method(name, type(request), resp_cls)
         timeout = self.config.call_timeout_s if timeout is None else timeout
+        if cancel is not None and cancel.cancelled:
+            # already cancelled: do not start (a quick call could finish before the cancel lands)
+            raise Cancelled("cancelled by the user")
         try:
             if cancel is None:
                 return m(request, timeout=timeout)
@@ -223,16 +247,17 @@ class GrpcBackend(Backend):
         )
         return _GrpcStream(self, cfg)
 
-    def _fit_ou(self, series, dt, bars_per_day):
-        r = self._unary("FitOu", pb.OuRequest(series=wire.vec(series), dt=dt, bars_per_day=bars_per_day), pb.OuResponse)
+    def _fit_ou(self, series, dt, bars_per_day, cancel=None):
+        req = pb.OuRequest(series=wire.vec(series), dt=dt, bars_per_day=bars_per_day)
+        r = self._unary("FitOu", req, pb.OuResponse, cancel)
         return wire.fields(r)
 
-    def _backtest(self, prices, positions, cost_bps, periods_per_year, units, notional):
+    def _backtest(self, prices, positions, cost_bps, periods_per_year, units, notional, cancel=None):
         req = pb.BacktestRequest(
             prices=wire.vec(prices), positions=wire.vec(positions), cost_bps=cost_bps, periods_per_year=periods_per_year,
             units=units, notional=None if notional is None else wire.vec(notional),
         )
-        r = self._unary("Backtest", req, pb.BacktestResponse)
+        r = self._unary("Backtest", req, pb.BacktestResponse, cancel)
         return wire.fields(r)
 
     def _run_hmm(self, observations, n_states, max_iterations, tolerance, n_restarts, seed, init, progress, cancel):

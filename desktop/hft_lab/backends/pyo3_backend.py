@@ -8,7 +8,7 @@ import numpy as np
 
 from .base import Backend, MeanReversionStream
 from .config import BackendType
-from .errors import BackendUnavailable, Cancelled
+from .errors import BackendUnavailable, Cancelled, ResourceLimitExceeded
 from .results import StreamTicks
 
 try:
@@ -18,16 +18,22 @@ try:
 except ImportError as e:  # pragma: no cover - only when the extension was not built
     _rc = None
     _IMPORT_ERROR = e
+except ValueError as e:  # an invalid HFT_LAB_MEMORY_LIMIT: the backend is unavailable, saying why
+    _rc = None
+    _IMPORT_ERROR = e
 
 
 def _core():
     if _rc is None:
+        if isinstance(_IMPORT_ERROR, ValueError):
+            raise BackendUnavailable(f"the PyO3 extension hft_lab._rustcore could not load: {_IMPORT_ERROR}")
         raise BackendUnavailable(f"the PyO3 extension hft_lab._rustcore is not built ({_IMPORT_ERROR}); run 'make build'")
     return _rc
 
 
 def translate_cancel(fn):
-    """The extension raises its own Cancelled; callers see hft_lab.backends.Cancelled from both backends."""
+    """The extension raises its own Cancelled and ResourceLimitExceeded; callers see
+    hft_lab.backends.errors' classes from both backends."""
 
     @functools.wraps(fn)
     def wrapper(*a, **kw):
@@ -36,17 +42,21 @@ def translate_cancel(fn):
         except Exception as e:
             if _rc is not None and isinstance(e, _rc.Cancelled):
                 raise Cancelled(str(e)) from None
+            if _rc is not None and isinstance(e, _rc.ResourceLimitExceeded):
+                raise ResourceLimitExceeded(str(e)) from None
             raise
 
     return wrapper
 
 
 class _Pyo3Stream(MeanReversionStream):
+    @translate_cancel
     def __init__(self, lookback, threshold, exit_threshold, stop_threshold):
         self._s = _core().MeanReversionStream(lookback, threshold, exit_threshold, stop_threshold)
 
+    @translate_cancel
     def push_many(self, prices) -> StreamTicks:
-        p = np.ascontiguousarray(prices, dtype=np.float64).reshape(-1)
+        p = self._batch(prices)
         first = self._s.ticks
         return StreamTicks(first_tick=first, **self._s.push_many(p))
 
@@ -62,6 +72,7 @@ class Pyo3Backend(Backend):
         rc = _core()
         return dict(server_version=rc.__version__, core_version=rc.__version__, algorithms=(), pid=0)
 
+    @translate_cancel
     def _echo(self, values):
         return _core().echo(values)
 
@@ -71,14 +82,17 @@ class Pyo3Backend(Backend):
             prices, lookback, threshold, exit_threshold, stop_threshold, cancel.rust if cancel else None
         )
 
+    @translate_cancel
     def _stream(self, lookback, threshold, exit_threshold, stop_threshold):
         return _Pyo3Stream(lookback, threshold, exit_threshold, stop_threshold)
 
-    def _fit_ou(self, series, dt, bars_per_day):
-        return _core().fit_ou(series, dt, bars_per_day)
+    @translate_cancel
+    def _fit_ou(self, series, dt, bars_per_day, cancel=None):
+        return _core().fit_ou(series, dt, bars_per_day, cancel.rust if cancel else None)
 
-    def _backtest(self, prices, positions, cost_bps, periods_per_year, units, notional):
-        return _core().backtest(prices, positions, cost_bps, periods_per_year, units, notional)
+    @translate_cancel
+    def _backtest(self, prices, positions, cost_bps, periods_per_year, units, notional, cancel=None):
+        return _core().backtest(prices, positions, cost_bps, periods_per_year, units, notional, cancel.rust if cancel else None)
 
     @translate_cancel
     def _run_hmm(self, observations, n_states, max_iterations, tolerance, n_restarts, seed, init, progress, cancel):

@@ -21,6 +21,12 @@ use rustcore::rolling::{self, MeanReversionBuffers, MeanReversionState, SignalPa
 use rustcore::CoreError;
 
 create_exception!(_rustcore, Cancelled, PyException, "The computation was cancelled by the user.");
+create_exception!(
+    _rustcore,
+    ResourceLimitExceeded,
+    PyValueError,
+    "The request needs more memory than the budget (HFT_LAB_MEMORY_LIMIT) allows."
+);
 
 /// A flag another thread (the GUI's Cancel button) can set while a call runs with the GIL released.
 #[pyclass(module = "hft_lab._rustcore", frozen)]
@@ -47,13 +53,25 @@ fn to_py_err(e: CoreError) -> PyErr {
     match e {
         CoreError::Cancelled => Cancelled::new_err(e.to_string()),
         CoreError::InvalidInput(m) | CoreError::Numerical(m) => PyValueError::new_err(m),
+        CoreError::ResourceExhausted(m) => ResourceLimitExceeded::new_err(m),
     }
 }
 
 /// The one helper every binding uses: run `f` with the GIL released, turn a panic into a
 /// RuntimeError (nothing unwinds across the FFI boundary) and map the core's errors.
 fn detach<T: Send>(py: Python<'_>, f: impl FnOnce() -> Result<T, CoreError> + Send) -> PyResult<T> {
-    let out = py.detach(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+    detach_cancel(py, None, f)
+}
+
+/// `detach` with the call's cancel flag installed for the core's deep loops (`limits::poll`).
+fn detach_cancel<T: Send>(
+    py: Python<'_>,
+    cancel: Option<Arc<AtomicBool>>,
+    f: impl FnOnce() -> Result<T, CoreError> + Send,
+) -> PyResult<T> {
+    let out = py.detach(|| {
+        rustcore::limits::with_cancel(cancel, || std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)))
+    });
     match out {
         Ok(r) => r.map_err(to_py_err),
         Err(p) => {
@@ -81,10 +99,11 @@ fn detach_progress<T: Send>(
     f: impl FnOnce(&mut dyn FnMut(usize, f64) -> bool) -> Result<T, CoreError> + Send,
 ) -> PyResult<T> {
     let Some(cb) = callback else {
+        let flag = cancel.clone();
         let mut hook = move |_: usize, _: f64| !cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst));
-        return detach(py, || f(&mut hook));
+        return detach_cancel(py, flag, || f(&mut hook));
     };
-    detach(py, move || {
+    detach_cancel(py, cancel.clone(), move || {
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = std::sync::mpsc::channel::<(usize, f64)>();
         let stop_d = stop.clone();
@@ -154,6 +173,13 @@ fn mean_reversion<'py>(
     // allocations, which saves most of the page-fault cost of fresh memory); the core fills them
     // with the GIL released.
     let n = x.len();
+    // The core's budget check for this call, made here because the outputs are allocated here
+    // (same need, same message as the core's mean_reversion on gRPC).
+    let _budget = if (2..=n).contains(&lookback) {
+        Some(rustcore::limits::reserve(&rustcore::limits::mean_reversion(n, lookback)).map_err(to_py_err)?)
+    } else {
+        None
+    };
     // SAFETY: uninitialised (np.empty, which can reuse freed memory without faulting it in again);
     // mean_reversion_into writes every element before anything reads them, or the arrays are
     // dropped unread when it returns an error.
@@ -196,6 +222,8 @@ fn mean_reversion<'py>(
 #[pyclass(module = "hft_lab._rustcore")]
 struct MeanReversionStream {
     state: MeanReversionState,
+    /// The window's bytes stay reserved in the memory budget while the stream lives.
+    _window: rustcore::limits::Reservation,
 }
 
 #[pymethods]
@@ -205,7 +233,8 @@ impl MeanReversionStream {
     fn new(lookback: usize, threshold: f64, exit_threshold: f64, stop_threshold: Option<f64>) -> PyResult<Self> {
         let state = MeanReversionState::new(lookback, signal_params(threshold, exit_threshold, stop_threshold))
             .map_err(to_py_err)?;
-        Ok(MeanReversionStream { state })
+        let window = rustcore::limits::reserve(&rustcore::limits::stream(lookback)).map_err(to_py_err)?;
+        Ok(MeanReversionStream { state, _window: window })
     }
 
     /// One tick: returns (mean, std, zscore, signal, position).
@@ -218,7 +247,10 @@ impl MeanReversionStream {
     fn push_many<'py>(&mut self, py: Python<'py>, prices: PyReadonlyArray1<'py, f64>) -> PyResult<Bound<'py, PyDict>> {
         let x = slice("prices", &prices)?;
         let state = &mut self.state;
-        let b = detach(py, || state.push_many(x))?;
+        let b = detach(py, || {
+            let _budget = rustcore::limits::reserve(&rustcore::limits::stream_batch(x.len()))?;
+            state.push_many(x)
+        })?;
         let d = PyDict::new(py);
         d.set_item("rolling_mean", b.rolling_mean.into_pyarray(py))?;
         d.set_item("rolling_std", b.rolling_std.into_pyarray(py))?;
@@ -236,10 +268,17 @@ impl MeanReversionStream {
 
 /// Ornstein-Uhlenbeck fit by AR(1) OLS, with standard errors and the R/S Hurst exponent.
 #[pyfunction]
-#[pyo3(signature = (series, dt=1.0, bars_per_day=1.0))]
-fn fit_ou<'py>(py: Python<'py>, series: PyReadonlyArray1<'py, f64>, dt: f64, bars_per_day: f64) -> PyResult<Bound<'py, PyDict>> {
+#[pyo3(signature = (series, dt=1.0, bars_per_day=1.0, cancel=None))]
+fn fit_ou<'py>(
+    py: Python<'py>,
+    series: PyReadonlyArray1<'py, f64>,
+    dt: f64,
+    bars_per_day: f64,
+    cancel: Option<PyRef<'py, CancelToken>>,
+) -> PyResult<Bound<'py, PyDict>> {
     let x = slice("series", &series)?;
-    let f = detach(py, || ou::fit_ou(x, &ou::OuConfig { dt, bars_per_day }))?;
+    let flag = cancel.map(|c| c.flag.clone());
+    let f = detach_cancel(py, flag, || ou::fit_ou(x, &ou::OuConfig { dt, bars_per_day }))?;
     let d = PyDict::new(py);
     d.set_item("a", f.a)?;
     d.set_item("b", f.b)?;
@@ -262,7 +301,7 @@ fn fit_ou<'py>(py: Python<'py>, series: PyReadonlyArray1<'py, f64>, dt: f64, bar
 
 /// Backtest of a positions series (held from close t-1 to close t) with costs in bps of turnover.
 #[pyfunction]
-#[pyo3(signature = (prices, positions, cost_bps=0.0, periods_per_year=252.0, units="returns", notional=None))]
+#[pyo3(signature = (prices, positions, cost_bps=0.0, periods_per_year=252.0, units="returns", notional=None, cancel=None))]
 #[allow(clippy::too_many_arguments)]
 fn backtest<'py>(
     py: Python<'py>,
@@ -272,6 +311,7 @@ fn backtest<'py>(
     periods_per_year: f64,
     units: &str,
     notional: Option<PyReadonlyArray1<'py, f64>>,
+    cancel: Option<PyRef<'py, CancelToken>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let p = slice("prices", &prices)?;
     let q = slice("positions", &positions)?;
@@ -280,7 +320,8 @@ fn backtest<'py>(
         None => None,
     };
     let units = units.to_string();
-    let r = detach(py, || bt::backtest_units(p, q, &units, n, &bt::BacktestConfig { cost_bps, periods_per_year }))?;
+    let flag = cancel.map(|c| c.flag.clone());
+    let r = detach_cancel(py, flag, || bt::backtest_units(p, q, &units, n, &bt::BacktestConfig { cost_bps, periods_per_year }))?;
     let d = PyDict::new(py);
     d.set_item("units", if units == "pnl" { "pnl" } else { "returns" })?;
     d.set_item("equity", r.equity.into_pyarray(py))?;
@@ -489,13 +530,66 @@ fn sparse_lambda_path<'py>(
 /// Round-trip a float64 array (transport cost baseline for the benchmark).
 #[pyfunction]
 fn echo<'py>(py: Python<'py>, values: PyReadonlyArray1<'py, f64>) -> PyResult<Bound<'py, numpy::PyArray1<f64>>> {
+    let _budget = rustcore::limits::reserve(&rustcore::limits::echo(values.len() * 8)).map_err(to_py_err)?;
     Ok(values.as_array().to_owned().into_pyarray(py))
+}
+
+fn total_ram() -> Option<u64> {
+    std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| rustcore::limits::parse_meminfo(&t))
+}
+
+/// The memory budget in bytes (HFT_LAB_MEMORY_LIMIT at import, default half the RAM).
+#[pyfunction]
+fn memory_limit() -> u64 {
+    rustcore::limits::memory_limit()
+}
+
+/// Bytes reserved by the calls running now.
+#[pyfunction]
+fn memory_in_use() -> u64 {
+    rustcore::limits::in_use()
+}
+
+/// Sets the memory budget: a size string ("8G", "512M", "50%") or a number of bytes; None
+/// re-reads HFT_LAB_MEMORY_LIMIT (default: half the RAM). Returns the budget in bytes.
+#[pyfunction]
+#[pyo3(signature = (limit=None))]
+fn set_memory_limit(limit: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
+    let bytes = match limit {
+        None => limit_from_env()?,
+        Some(v) => {
+            let text: String = match v.extract::<u64>() {
+                Ok(b) => b.to_string(),
+                Err(_) => v.extract::<String>().map_err(|_| {
+                    PyValueError::new_err(format!("memory limit must be a size string or a number of bytes, got {v}"))
+                })?,
+            };
+            rustcore::limits::parse_size(&text, total_ram()).map_err(PyValueError::new_err)?
+        }
+    };
+    rustcore::limits::set_memory_limit(bytes);
+    Ok(rustcore::limits::memory_limit())
+}
+
+fn limit_from_env() -> PyResult<u64> {
+    match std::env::var(rustcore::limits::ENV_VAR) {
+        Ok(v) if !v.trim().is_empty() => rustcore::limits::parse_size(&v, total_ram())
+            .map_err(|e| PyValueError::new_err(format!("{}: {e}", rustcore::limits::ENV_VAR))),
+        _ => Ok(rustcore::limits::default_limit(total_ram())),
+    }
 }
 
 #[pymodule]
 fn _rustcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", rustcore::VERSION)?;
     m.add("Cancelled", m.py().get_type::<Cancelled>())?;
+    m.add("ResourceLimitExceeded", m.py().get_type::<ResourceLimitExceeded>())?;
+    // The memory budget, from HFT_LAB_MEMORY_LIMIT (default half the RAM). An invalid value
+    // fails the import with a message naming the variable (a silent default would hide it).
+    rustcore::limits::set_memory_limit(limit_from_env()?);
+    m.add_function(wrap_pyfunction!(memory_limit, m)?)?;
+    m.add_function(wrap_pyfunction!(memory_in_use, m)?)?;
+    m.add_function(wrap_pyfunction!(set_memory_limit, m)?)?;
     m.add_class::<CancelToken>()?;
     m.add_class::<MeanReversionStream>()?;
     m.add_function(wrap_pyfunction!(mean_reversion, m)?)?;

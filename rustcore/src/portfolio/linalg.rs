@@ -116,6 +116,9 @@ pub(crate) fn gram(x: &[f64], t: usize, n: usize) -> Vec<f64> {
     let nb = if n <= 160 { n } else { 128 };
     let mut i0 = 0;
     while i0 < n {
+        if crate::limits::cancelled() {
+            break; // the caller polls and reports Cancelled (c is then incomplete and discarded)
+        }
         let ni = nb.min(n - i0);
         // A = rows i0..i0+ni of X' (X' is n x t: (i,k) at k*n + i)
         let a = Strided {
@@ -173,6 +176,9 @@ pub(crate) fn cholesky(a: &[f64], n: usize) -> Result<Vec<f64>, usize> {
     let mut l = a.to_vec();
     let mut k0 = 0;
     while k0 < n {
+        if crate::limits::cancelled() {
+            return Err(usize::MAX); // the caller polls and reports Cancelled
+        }
         let kb = NB.min(n - k0);
         let k1 = k0 + kb;
         chol_block(&mut l, n, k0, kb)?;
@@ -246,6 +252,9 @@ pub(crate) fn lower_inverse(l: &[f64], n: usize) -> Vec<f64> {
     let mut m = vec![0.0; n * n];
     let mut i0 = 0;
     while i0 < n {
+        if crate::limits::cancelled() {
+            break; // the caller polls and reports Cancelled
+        }
         let ib = NB.min(n - i0);
         let i1 = i0 + ib;
         let (done, rest) = m.split_at_mut(i0 * n);
