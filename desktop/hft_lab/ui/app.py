@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 
 
@@ -18,6 +19,26 @@ def display_problem() -> str | None:
             "or with a virtual one: xvfb-run -a make run"
         )
     return None
+
+
+def install_quit_signals(app, win=None):
+    """SIGINT (Ctrl+C) and SIGTERM close the window and quit the event loop cleanly (settings
+    saved, grpcd stopped). Python runs signal handlers only when it gets control, which it does
+    not while Qt's event loop waits: a 200 ms timer gives it a turn. Returns the timer."""
+    from PySide6.QtCore import QTimer
+
+    def quit_app(signum, _frame):
+        logging.getLogger("hft_lab").info("%s received: quitting", signal.Signals(signum).name)
+        if win is not None:
+            win.close()
+        app.quit()
+
+    signal.signal(signal.SIGINT, quit_app)
+    signal.signal(signal.SIGTERM, quit_app)
+    timer = QTimer()
+    timer.timeout.connect(lambda: None)
+    timer.start(200)
+    return timer
 
 
 def run_app(argv: list[str], smoke: bool = False) -> int:
@@ -46,9 +67,10 @@ def run_app(argv: list[str], smoke: bool = False) -> int:
         print(f"hft-lab: {e}", file=sys.stderr)
         return 2
     router = BackendRouter(config)
-    router.start()  # spawns grpcd from the GUI thread (PDEATHSIG is tied to the spawning thread)
+    router.start()  # grpcd is forked by the ServerManager's long-lived spawner thread
     win = MainWindow(router)
     win.show()
+    sig_timer = install_quit_signals(app, win)  # noqa: F841 (kept alive until exec returns)
     if smoke:
         from hft_lab.ui.smoke import run_smoke
 
