@@ -355,6 +355,15 @@ where
                     }
                     // Wait in the queue (bounded by the client's deadline: tonic drops this future).
                     let _waiting = Counter::new(&shared, |s| &s.queued);
+                    log::write(
+                        "DEBUG",
+                        "rpc queued",
+                        &[
+                            ("rpc", &rec.rpc),
+                            ("running", &shared.running.load(Ordering::SeqCst).to_string()),
+                            ("queued", &shared.queued.load(Ordering::SeqCst).to_string()),
+                        ],
+                    );
                     let slot = shared.compute.clone().acquire_owned().await.expect("semaphore never closed");
                     let mem = shared.memory.clone().acquire_many_owned(need_kib).await.expect("semaphore never closed");
                     (slot, mem)

@@ -27,6 +27,9 @@ def map_rpc_error(e: grpc.RpcError, address: str, max_mb: int) -> Exception:
     code, details = e.code(), e.details() or ""
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return ValueError(details)
+    if code == grpc.StatusCode.CANCELLED and details == "Timeout expired":
+        # tonic answers CANCELLED "Timeout expired" when the grpc-timeout passes on its side first
+        return TimeoutError(f"grpcd at {address} did not answer before the deadline")
     if code == grpc.StatusCode.CANCELLED:
         return Cancelled(details or "cancelled by the user")
     if code == grpc.StatusCode.UNAVAILABLE:

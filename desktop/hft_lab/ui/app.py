@@ -21,20 +21,25 @@ def display_problem() -> str | None:
     return None
 
 
-def install_quit_signals(app, win=None):
+def install_quit_signals(app, windows: list) -> object:
     """SIGINT (Ctrl+C) and SIGTERM close the window and quit the event loop cleanly (settings
     saved, grpcd stopped). Python runs signal handlers only when it gets control, which it does
-    not while Qt's event loop waits: a 200 ms timer gives it a turn. Returns the timer."""
+    not while Qt's event loop waits: a 200 ms timer gives it a turn. The quit itself is posted
+    (single-shot timer), so a signal that arrives before the event loop runs still quits it.
+    `windows` is filled in later (the window does not exist yet). Returns the timer."""
     from PySide6.QtCore import QTimer
 
-    def quit_app(signum, _frame):
-        logging.getLogger("hft_lab").info("%s received: quitting", signal.Signals(signum).name)
-        if win is not None:
-            win.close()
+    def do_quit():
+        for w in windows:
+            w.close()
         app.quit()
 
-    signal.signal(signal.SIGINT, quit_app)
-    signal.signal(signal.SIGTERM, quit_app)
+    def on_signal(signum, _frame):
+        logging.getLogger("hft_lab").info("%s received: quitting", signal.Signals(signum).name)
+        QTimer.singleShot(0, do_quit)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     timer = QTimer()
     timer.timeout.connect(lambda: None)
     timer.start(200)
@@ -66,11 +71,13 @@ def run_app(argv: list[str], smoke: bool = False) -> int:
     except ValueError as e:
         print(f"hft-lab: {e}", file=sys.stderr)
         return 2
+    windows: list = []
+    sig_timer = install_quit_signals(app, windows)  # noqa: F841 (kept alive until exec returns)
     router = BackendRouter(config)
     router.start()  # grpcd is forked by the ServerManager's long-lived spawner thread
     win = MainWindow(router)
+    windows.append(win)
     win.show()
-    sig_timer = install_quit_signals(app, win)  # noqa: F841 (kept alive until exec returns)
     if smoke:
         from hft_lab.ui.smoke import run_smoke
 
