@@ -464,3 +464,31 @@ def _push_ok(b) -> bool:
 def test_bad_limit_flags_are_clear_errors(flag, value, message):
     p = subprocess.run([str(find_grpcd()), flag, value], capture_output=True, timeout=10)
     assert p.returncode == 2 and message in p.stderr.decode()
+
+
+# ---- the status bar ----
+
+@pytest.mark.gui
+def test_status_bar_shows_a_lock_for_tls_and_a_warning_when_insecure(qtbot, tmp_path, secure_server, tls_files):
+    from PySide6.QtCore import QSettings
+
+    from hft_lab.ui.main_window import MainWindow
+
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    cases = [
+        (secure_config(secure_server.port, tls_files[0]), "\N{LOCK} TLS", "TLS + token to 127.0.0.1"),
+        (BackendConfig(grpc_host="10.255.255.1", grpc_port=50051, insecure=True), "insecure", "unencrypted"),
+        (BackendConfig(grpc_host="10.255.255.1", grpc_port=50051), "insecure", "refusing plaintext"),
+    ]
+    for cfg, label, tooltip in cases:
+        r = BackendRouter(cfg)
+        w = MainWindow(r, settings)
+        qtbot.addWidget(w)
+        w.refresh_status()
+        assert label in w.security_label.text() and tooltip in w.security_label.toolTip()
+        w.close()
+        r.stop()
+    # the app's own grpcd (plaintext on loopback) shows nothing
+    r = BackendRouter(BackendConfig(grpc_host="127.0.0.1", grpc_port=secure_server.port))
+    assert r.security_note() is None
+    r.stop()
