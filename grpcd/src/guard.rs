@@ -49,6 +49,7 @@ pub const MEMORY_FACTOR: u64 = 4;
 const HFTLAB_PREFIX: &str = "/hftlab.v1.HftLab/";
 const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
 const STREAM_METHOD: &str = "StreamMeanReversion";
+const PREFIX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -309,9 +310,15 @@ where
             }
         } else {
             let (parts, body) = req.into_parts();
-            let (declared, body) = match peek_length(body).await {
-                Ok(v) => v,
-                Err(status) => return Ok(reject(rec, status)),
+            // The 5-byte prefix comes in the first DATA frame; a client that opens a call and sends
+            // nothing does not get to wait for ever (it holds no slot meanwhile).
+            let (declared, body) = match tokio::time::timeout(PREFIX_TIMEOUT, peek_length(body)).await {
+                Ok(Ok(v)) => v,
+                Ok(Err(status)) => return Ok(reject(rec, status)),
+                Err(_) => {
+                    let msg = format!("the request message did not start within {} s", PREFIX_TIMEOUT.as_secs());
+                    return Ok(reject(rec, Status::invalid_argument(msg)));
+                }
             };
             req = http::Request::from_parts(parts, body);
             rec.req_bytes = declared;

@@ -99,7 +99,12 @@ fn parse_args() -> Result<Args, String> {
             "--max-concurrent" => a.max_concurrent = Some(parse_count("--max-concurrent", &value("--max-concurrent")?, 4096)? as usize),
             "--max-queue" => {
                 let v = value("--max-queue")?;
-                a.max_queue = Some(if v == "0" { 0 } else { parse_count("--max-queue", &v, 1 << 20)? as usize });
+                a.max_queue = Some(
+                    v.parse::<usize>()
+                        .ok()
+                        .filter(|n| *n <= 1 << 20)
+                        .ok_or_else(|| format!("--max-queue must be a number from 0 to {}, got '{v}'", 1 << 20))?,
+                );
             }
             "--max-streams" => a.max_streams = Some(parse_count("--max-streams", &value("--max-streams")?, 1 << 16)? as usize),
             "--memory-budget-mb" => a.memory_budget_mb = Some(parse_count("--memory-budget-mb", &value("--memory-budget-mb")?, 1 << 30)?),
@@ -324,7 +329,10 @@ async fn serve(args: Args) -> Result<(), String> {
 
     let tls_on = sec.tls.is_some();
     let auth_on = sec.token.is_some();
-    let mut builder = tonic::transport::Server::builder();
+    // HTTP/2 pings find dead peers (a client that vanished without closing its connection).
+    let mut builder = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)));
     if let Some(tls) = sec.tls {
         builder = builder.tls_config(tls).map_err(|e| format!("TLS configuration: {e}"))?;
     }

@@ -276,6 +276,8 @@ class ServerManager:
             line = raw.decode("utf-8", "replace").rstrip()
             if not line:
                 continue
+            if '"level":"DEBUG"' in line and not grpcd_log.isEnabledFor(logging.DEBUG):
+                continue  # one per successful RPC: skip the JSON parse when nobody shows them
             try:
                 rec = json.loads(line)
                 level = _LEVELS.get(rec.pop("level", "INFO"), logging.INFO)
