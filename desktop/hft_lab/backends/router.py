@@ -91,12 +91,17 @@ class BackendRouter:
     def backend(self, t: BackendType) -> Backend:
         return self.grpc if t == BackendType.GRPC else self.pyo3
 
-    def grpc_state(self) -> str:
+    def grpc_state(self, wait: bool = False) -> str:
         """starting / serving / down / failed / stopped for a managed server; starting (first check
-        pending) / serving / down for a remote one. Cached: never a health RPC."""
+        pending) / serving / down for a remote one. Cached: never a health RPC. `wait=True` (off
+        the GUI thread only) waits for a remote server's first health check."""
         if self.manager is not None:
             return self.manager.state
-        return self.monitor.state if self.monitor is not None else "down"
+        if self.monitor is None:
+            return "down"
+        if wait and self.monitor.state == "starting":
+            self.monitor.wait_first_check(self.config.quick_timeout_s)
+        return self.monitor.state
 
     def grpc_detail(self) -> str:
         """Why gRPC is in its state (e.g. a bad GRPCD_PATH, a refused plaintext connection)."""
