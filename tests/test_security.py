@@ -428,6 +428,28 @@ def test_a_request_beyond_the_memory_budget_is_resource_exhausted():
         s.stop()
 
 
+def test_calls_queued_for_memory_do_not_starve_the_running_one_on_a_shared_connection():
+    """Queued calls leave their bodies unread; on one HTTP/2 connection (grpcio shares it) they
+    must not use up the connection's flow-control window and block the call that is running."""
+    s = Grpcd("--memory-budget-mb", "200")
+    b = GrpcBackend(BackendConfig(call_timeout_s=20), address=s.address)
+    x = np.arange(5_000_000.0)  # 38 MiB (many flow-control windows): each call reserves 153 of 200 MiB
+    out: list = []
+    try:
+        ts = [threading.Thread(target=lambda: out.append(b.echo(x))) for _ in range(3)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(90)
+        assert len(out) == 3
+        for o in out:
+            np.testing.assert_array_equal(o, x)
+    finally:
+        b.close()
+        logs = s.stop()
+    assert any(r.get("msg") == "rpc queued" for r in logs)  # they did queue
+
+
 def test_live_streams_are_capped():
     s = Grpcd("--max-streams", "1")
     b = GrpcBackend(BackendConfig(quick_timeout_s=5), address=s.address)

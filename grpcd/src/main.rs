@@ -207,6 +207,9 @@ fn main() {
     }
 }
 
+const MAX_STREAMS_PER_CONNECTION: u32 = 128;
+const STREAM_WINDOW: u32 = 1 << 20;
+
 fn is_loopback(ip: &IpAddr) -> bool {
     ip.is_loopback()
 }
@@ -330,9 +333,17 @@ async fn serve(args: Args) -> Result<(), String> {
     let tls_on = sec.tls.is_some();
     let auth_on = sec.token.is_some();
     // HTTP/2 pings find dead peers (a client that vanished without closing its connection).
+    // Flow control: a call waiting in the guard's queue does not read its body, so its stream
+    // keeps up to one stream window of data unread. With hyper's defaults (1 MiB for the stream
+    // AND for the whole connection) one queued call would starve every other call on the same
+    // connection (grpcio shares one connection per target): a deadlock. The connection window is
+    // therefore larger than all stream windows together.
     let mut builder = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)));
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        .initial_stream_window_size(Some(STREAM_WINDOW))
+        .initial_connection_window_size(Some(STREAM_WINDOW * (MAX_STREAMS_PER_CONNECTION + 1)));
     if let Some(tls) = sec.tls {
         builder = builder.tls_config(tls).map_err(|e| format!("TLS configuration: {e}"))?;
     }
