@@ -140,7 +140,9 @@ class BackendRouter:
             if self._up(t, wait):
                 fallback = i > 0 and want != BackendType.AUTO
                 note = f"{order[0].label} is down: using {t.label}" if fallback else ""
-                self._note_fallback(note)
+                unknown = not wait and self.monitor is not None and self.monitor.state == "starting"
+                if not unknown:  # a remote server not checked yet is no reason to announce a fallback
+                    self._note_fallback(note)
                 return Resolution(self.backend(t), want, fallback, note)
         raise BackendUnavailable("no backend is available: the PyO3 extension is missing and grpcd is down")
 
