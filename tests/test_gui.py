@@ -145,6 +145,7 @@ def test_fallback_is_shown_in_the_status_bar(qtbot, settings):
     w = MainWindow(r, settings)
     qtbot.addWidget(w)
     w.set_backend(BackendType.GRPC)
+    assert r.monitor.wait_first_check(10)  # the health monitor thread; refresh_status never waits
     w.refresh_status()
     assert "down" in w.grpc_label.text()
     assert "fallback active" in w.fallback_label.text()

@@ -4,6 +4,7 @@ BackendUnavailable, TimeoutError)."""
 
 from __future__ import annotations
 
+import collections
 import threading
 from typing import Callable
 
@@ -26,6 +27,9 @@ def map_rpc_error(e: grpc.RpcError, address: str, max_mb: int) -> Exception:
     code, details = e.code(), e.details() or ""
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return ValueError(details)
+    if code == grpc.StatusCode.CANCELLED and details == "Timeout expired":
+        # tonic answers CANCELLED "Timeout expired" when the grpc-timeout passes on its side first
+        return TimeoutError(f"grpcd at {address} did not answer before the deadline")
     if code == grpc.StatusCode.CANCELLED:
         return Cancelled(details or "cancelled by the user")
     if code == grpc.StatusCode.UNAVAILABLE:
@@ -34,13 +38,68 @@ def map_rpc_error(e: grpc.RpcError, address: str, max_mb: int) -> Exception:
         return TimeoutError(f"grpcd at {address} did not answer before the deadline")
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "memory limit" in details:
         return ResourceLimitExceeded(details)  # the core's budget: the same text as on PyO3
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return PermissionError(f"grpcd at {address} refused the call (UNAUTHENTICATED): {details}")
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return PermissionError(f"grpcd at {address} refused the call (PERMISSION_DENIED): {details}")
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return ValueError(f"message too large for the {max_mb} MiB gRPC limit: {details}")
+        if "larger than max" in details or "too large" in details:
+            return ValueError(f"message too large for the {max_mb} MiB gRPC limit: {details}")
+        return ValueError(details)  # grpcd's own budget messages name the sizes and the limit
     if code == grpc.StatusCode.OUT_OF_RANGE and "message length too large" in details:
         return ValueError(f"result too large for the {max_mb} MiB gRPC limit: {details}")
     if code == grpc.StatusCode.UNIMPLEMENTED:
         return NotImplementedError(details)
     return RuntimeError(f"grpcd error {code.name}: {details}")
+
+
+_Details = collections.namedtuple(
+    "_Details", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")
+)
+
+
+class _CallDetails(_Details, grpc.ClientCallDetails):
+    pass
+
+
+class _BearerToken(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Adds `authorization: Bearer <token>` to every call on the channel."""
+
+    def __init__(self, token: str):
+        self._md = ("authorization", f"Bearer {token}")
+
+    def _details(self, d):
+        md = list(d.metadata or []) + [self._md]
+        return _CallDetails(
+            d.method, d.timeout, md, d.credentials, getattr(d, "wait_for_ready", None), getattr(d, "compression", None)
+        )
+
+    def intercept_unary_unary(self, continuation, d, request):
+        return continuation(self._details(d), request)
+
+    def intercept_unary_stream(self, continuation, d, request):
+        return continuation(self._details(d), request)
+
+    def intercept_stream_unary(self, continuation, d, request_iterator):
+        return continuation(self._details(d), request_iterator)
+
+    def intercept_stream_stream(self, continuation, d, request_iterator):
+        return continuation(self._details(d), request_iterator)
+
+
+class _Inflight:
+    """A call in progress; `aborted` is set when the router gives up on the server (it went down)."""
+
+    __slots__ = ("call", "aborted")
+
+    def __init__(self, call):
+        self.call = call
+        self.aborted: str | None = None
 
 
 class _GrpcStream(MeanReversionStream):
@@ -122,6 +181,7 @@ class GrpcBackend(Backend):
         self._channel: grpc.Channel | None = None
         self._channel_addr: str | None = None
         self._methods: dict = {}
+        self._inflight: set[_Inflight] = set()
 
     # ---- channel ----
     @property
@@ -132,22 +192,79 @@ class GrpcBackend(Backend):
         addr = self.address
         if not addr or addr.endswith(":0"):
             raise BackendUnavailable("grpcd is not running (no address yet)")
+        refusal = self.config.plaintext_refusal()
+        if refusal:
+            raise BackendUnavailable(refusal)
         with self._lock:
             if self._channel is None or self._channel_addr != addr:
                 if self._channel is not None:
                     self._channel.close()
-                limit = self.config.max_message_mb << 20
-                self._channel = grpc.insecure_channel(
-                    addr,
-                    options=[
-                        ("grpc.max_send_message_length", limit),
-                        ("grpc.max_receive_message_length", limit),
-                        ("grpc.enable_retries", 0),
-                    ],
-                )
+                self._channel = self._new_channel(addr)
                 self._channel_addr = addr
                 self._methods = {}
             return self._channel
+
+    def _new_channel(self, addr: str) -> grpc.Channel:
+        limit = self.config.max_message_mb << 20
+        options = [
+            ("grpc.max_send_message_length", limit),
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.enable_retries", 0),
+        ]
+        if self.config.use_tls:
+            ca = None
+            if self.config.tls_ca:
+                try:
+                    with open(self.config.tls_ca, "rb") as f:
+                        ca = f.read()
+                except OSError as e:
+                    raise BackendUnavailable(f"cannot read GRPC_TLS_CA '{self.config.tls_ca}': {e.strerror}") from None
+            if self.config.tls_server_name:
+                options.append(("grpc.ssl_target_name_override", self.config.tls_server_name))
+            channel = grpc.secure_channel(addr, grpc.ssl_channel_credentials(root_certificates=ca), options=options)
+        else:
+            channel = grpc.insecure_channel(addr, options=options)
+        if self.config.token:
+            channel = grpc.intercept_channel(channel, _BearerToken(self.config.token))
+        return channel
+
+    def security_note(self) -> tuple[str, str] | None:
+        """("tls", text) when calls are encrypted, ("insecure", text) for plaintext to a
+        non-loopback host, ("refused", text) when plaintext is refused; None on plain loopback."""
+        from .config import is_loopback
+
+        c = self.config
+        where = self.address or f"{c.grpc_host}:{c.grpc_port}"
+        if c.use_tls:
+            auth = " + token" if c.token else ""
+            return "tls", f"TLS{auth} to {where}"
+        refusal = c.plaintext_refusal()
+        if refusal:
+            return "refused", refusal
+        if not is_loopback(c.grpc_host):
+            return "insecure", f"unencrypted connection to {where} (GRPC_INSECURE=1)"
+        return None
+
+    # ---- calls in progress: the router aborts them when the server is found down (e.g. hung) ----
+    def _track(self, call) -> _Inflight:
+        t = _Inflight(call)
+        with self._lock:
+            self._inflight.add(t)
+        return t
+
+    def _untrack(self, t: _Inflight) -> None:
+        with self._lock:
+            self._inflight.discard(t)
+
+    def abort_inflight(self, reason: str) -> int:
+        """Cancel every call in progress; each raises BackendUnavailable(reason), which the router
+        retries on PyO3. Returns how many were aborted."""
+        with self._lock:
+            calls = list(self._inflight)
+        for t in calls:
+            t.aborted = reason
+            t.call.cancel()
+        return len(calls)
 
     def _method(self, name, req_cls, resp_cls, stream=False, server_stream=False):
         ch = self._get_channel()
@@ -169,17 +286,23 @@ class GrpcBackend(Backend):
         if cancel is not None and cancel.cancelled:
             # already cancelled: do not start (a quick call could finish before the cancel lands)
             raise Cancelled("cancelled by the user")
+        fut = m.future(request, timeout=timeout)
+        t = self._track(fut)
         try:
-            if cancel is None:
-                return m(request, timeout=timeout)
-            fut = m.future(request, timeout=timeout)
-            cancel.add_callback(fut.cancel)
+            if cancel is not None:
+                cancel.add_callback(fut.cancel)
             try:
                 return fut.result()
             except grpc.FutureCancelledError:
+                if t.aborted:
+                    raise BackendUnavailable(t.aborted) from None
                 raise Cancelled("cancelled by the user") from None
-        except grpc.RpcError as e:
-            raise self._error(e) from None
+            except grpc.RpcError as e:
+                if t.aborted:
+                    raise BackendUnavailable(t.aborted) from None
+                raise self._error(e) from None
+        finally:
+            self._untrack(t)
 
     def close(self) -> None:
         with self._lock:
@@ -284,6 +407,7 @@ class GrpcBackend(Backend):
         )
         if cancel is not None:
             cancel.add_callback(call.cancel)
+        t = self._track(call)
         try:
             for upd in call:
                 kind = upd.WhichOneof("kind")
@@ -299,9 +423,13 @@ class GrpcBackend(Backend):
                     d["stds"] = np.sqrt(d["variances"])
                     return d
         except grpc.RpcError as e:
+            if t.aborted:
+                raise BackendUnavailable(t.aborted) from None
             if cancel is not None and cancel.cancelled:
                 raise Cancelled("cancelled by the user") from None
             raise self._error(e) from None
+        finally:
+            self._untrack(t)
         raise BackendUnavailable("RunHmm ended without a result")
 
     def _optimize_portfolio(self, prices, method, params, asset_names, cancel):

@@ -3,8 +3,13 @@
 The router owns both backends (and the ServerManager when it spawns grpcd). `resolve()` gives the
 backend a call should use: the user's choice when it is up, otherwise the other one, with a note
 the UI shows (status bar + log). When the chosen backend comes back, it is used again.
-`call(op, ...)` also retries once on the other backend when the chosen one dies mid-call
-(the algorithms are deterministic, so the answer is the same).
+`call(op, ...)` also retries once on the other backend when the chosen one dies mid-call, times
+out (DEADLINE_EXCEEDED) or is found down while the call waits (the algorithms are deterministic,
+so the answer is the same).
+
+Health is never checked on the caller's thread: a managed grpcd is watched by the ServerManager's
+watchdog, a remote one by a `HealthMonitor` thread; `resolve()` reads their cached state. When
+either marks gRPC down, calls in progress on it are aborted and retried on PyO3.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from .config import BackendConfig, BackendType
 from .errors import BackendUnavailable
 from .grpc_backend import GrpcBackend
 from .pyo3_backend import Pyo3Backend
-from .server import ServerManager
+from .server import HealthMonitor, ServerManager
 
 log = logging.getLogger("hft_lab.router")
 
@@ -38,11 +43,13 @@ class BackendRouter:
         self.on_change = on_change
         self.preferred = self.config.backend_type
         self.manager: ServerManager | None = None
+        self.monitor: HealthMonitor | None = None
         if self.config.spawn_local_server:
-            self.manager = ServerManager(self.config, on_state=lambda s, d: self._changed())
-            self.grpc = GrpcBackend(self.config, address=lambda: self.manager.address if self.manager else "")
+            self.manager = ServerManager(self.config, on_state=self._grpc_state_changed)
+            self.grpc = GrpcBackend(self.config.local(), address=lambda: self.manager.address if self.manager else "")
         else:
             self.grpc = GrpcBackend(self.config)
+            self.monitor = HealthMonitor(self.grpc, on_state=self._grpc_state_changed)
         self.pyo3 = Pyo3Backend()
         self._last_fallback: str | None = None
         self._lock = threading.Lock()
@@ -50,6 +57,16 @@ class BackendRouter:
     def _changed(self) -> None:
         if self.on_change:
             self.on_change()
+
+    def _grpc_state_changed(self, state: str, detail: str) -> None:
+        # a call that failed (e.g. one shed by an overloaded server) must not abort the others:
+        # only a failed health check or a dead process does
+        from_check = self.monitor is None or self.monitor.from_check
+        if state in ("down", "failed", "stopped") and from_check:
+            n = self.grpc.abort_inflight(f"grpcd went down while the call waited ({detail or state})")
+            if n:
+                log.warning("%d gRPC call(s) in progress aborted: retrying on PyO3", n)
+        self._changed()
 
     def start(self) -> None:
         """Start grpcd if we manage it. A failure is logged; calls then fall back to PyO3."""
@@ -60,6 +77,8 @@ class BackendRouter:
                 log.warning("gRPC backend unavailable: %s", e)
 
     def stop(self) -> None:
+        if self.monitor is not None:
+            self.monitor.stop()
         self.grpc.close()
         if self.manager is not None:
             self.manager.stop()
@@ -72,20 +91,45 @@ class BackendRouter:
     def backend(self, t: BackendType) -> Backend:
         return self.grpc if t == BackendType.GRPC else self.pyo3
 
-    def grpc_state(self) -> str:
-        """starting / serving / down / failed / stopped for a managed server; serving/down for a remote one."""
+    def grpc_state(self, wait: bool = False) -> str:
+        """starting / serving / down / failed / stopped for a managed server; starting (first check
+        pending) / serving / down for a remote one. Cached: never a health RPC. `wait=True` (off
+        the GUI thread only) waits for a remote server's first health check."""
         if self.manager is not None:
             return self.manager.state
-        return "serving" if self.grpc.is_available() else "down"
+        if self.monitor is None:
+            return "down"
+        if wait and self.monitor.state == "starting":
+            self.monitor.wait_first_check(self.config.quick_timeout_s)
+        return self.monitor.state
 
-    def _up(self, t: BackendType) -> bool:
+    def grpc_detail(self) -> str:
+        """Why gRPC is in its state (e.g. a bad GRPCD_PATH, a refused plaintext connection)."""
+        src = self.manager if self.manager is not None else self.monitor
+        return src.detail if src is not None else ""
+
+    def security_note(self) -> tuple[str, str] | None:
+        """For the status bar: ("tls", text) when calls to a remote grpcd are encrypted,
+        ("insecure", text) for plaintext beyond loopback (GRPC_INSECURE=1), ("refused", text) when
+        plaintext was refused; None for the app's own grpcd or plain loopback."""
+        if self.manager is not None:
+            return None
+        return self.grpc.security_note()
+
+    def _up(self, t: BackendType, wait: bool = True) -> bool:
         if t == BackendType.PYO3:
             return self.pyo3.is_available()
         if self.manager is not None:
             return self.manager.state == "serving"
-        return self.grpc.is_available()
+        if self.monitor is None:
+            return False
+        if wait and self.monitor.state == "starting":
+            self.monitor.wait_first_check(self.config.quick_timeout_s)
+        return self.monitor.state == "serving"
 
-    def resolve(self) -> Resolution:
+    def resolve(self, wait: bool = True) -> Resolution:
+        """The backend to use now. `wait=False` (the GUI thread) never waits for a remote
+        server's first health check; it treats "not checked yet" as down."""
         want = self.preferred
         order = {
             BackendType.PYO3: [BackendType.PYO3, BackendType.GRPC],
@@ -93,10 +137,12 @@ class BackendRouter:
             BackendType.AUTO: [BackendType.PYO3, BackendType.GRPC],
         }[want]
         for i, t in enumerate(order):
-            if self._up(t):
+            if self._up(t, wait):
                 fallback = i > 0 and want != BackendType.AUTO
                 note = f"{order[0].label} is down: using {t.label}" if fallback else ""
-                self._note_fallback(note)
+                unknown = not wait and self.monitor is not None and self.monitor.state == "starting"
+                if not unknown:  # a remote server not checked yet is no reason to announce a fallback
+                    self._note_fallback(note)
                 return Resolution(self.backend(t), want, fallback, note)
         raise BackendUnavailable("no backend is available: the PyO3 extension is missing and grpcd is down")
 
@@ -127,8 +173,16 @@ class BackendRouter:
         res = self.resolve()
         try:
             return self._invoke(res.backend, op, args, kwargs), res
-        except BackendUnavailable as e:
+        except (BackendUnavailable, TimeoutError) as e:
             e.resolution = res
+            on_grpc = res.backend is self.grpc
+            if isinstance(e, TimeoutError) and not on_grpc:
+                raise
+            if on_grpc and self.monitor is not None:
+                if isinstance(e, BackendUnavailable):
+                    self.monitor.mark_down(str(e))  # no health wait on the next calls
+                else:
+                    self.monitor.recheck()
             other = BackendType.PYO3 if res.backend.backend_type == BackendType.GRPC else BackendType.GRPC
             if not self._up(other):
                 raise

@@ -89,7 +89,7 @@ def backend_versions(router) -> dict[str, str]:
         out["pyo3"] = f"{i.server_version} (core {i.core_version}), in-process"
     except Exception as e:
         out["pyo3"] = f"not available: {e}"
-    state = router.grpc_state()
+    state = router.grpc_state(wait=True)  # a worker thread: may wait for the first health check
     if state != "serving":
         out["grpc"] = f"not serving (server {state})"
     else:

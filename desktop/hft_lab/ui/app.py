@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 
 
@@ -18,6 +19,31 @@ def display_problem() -> str | None:
             "or with a virtual one: xvfb-run -a make run"
         )
     return None
+
+
+def install_quit_signals(app, windows: list) -> object:
+    """SIGINT (Ctrl+C) and SIGTERM close the window and quit the event loop cleanly (settings
+    saved, grpcd stopped). Python runs signal handlers only when it gets control, which it does
+    not while Qt's event loop waits: a 200 ms timer gives it a turn. The quit itself is posted
+    (single-shot timer), so a signal that arrives before the event loop runs still quits it.
+    `windows` is filled in later (the window does not exist yet). Returns the timer."""
+    from PySide6.QtCore import QTimer
+
+    def do_quit():
+        for w in windows:
+            w.close()
+        app.quit()
+
+    def on_signal(signum, _frame):
+        logging.getLogger("hft_lab").info("%s received: quitting", signal.Signals(signum).name)
+        QTimer.singleShot(0, do_quit)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    timer = QTimer()
+    timer.timeout.connect(lambda: None)
+    timer.start(200)
+    return timer
 
 
 def run_app(argv: list[str], smoke: bool = False) -> int:
@@ -45,10 +71,13 @@ def run_app(argv: list[str], smoke: bool = False) -> int:
     except ValueError as e:
         print(f"hft-lab: {e}", file=sys.stderr)
         return 2
+    windows: list = []
+    sig_timer = install_quit_signals(app, windows)  # noqa: F841 (kept alive until exec returns)
     router = BackendRouter(config)
-    router.start()  # spawns grpcd from the GUI thread (PDEATHSIG is tied to the spawning thread)
+    router.start()  # grpcd is forked by the ServerManager's long-lived spawner thread
     win = MainWindow(router)
     win.error_reporter.install()  # any exception in a slot: logged with its traceback and shown
+    windows.append(win)
     win.show()
     if smoke:
         from hft_lab.ui.smoke import run_smoke

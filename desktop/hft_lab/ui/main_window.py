@@ -113,12 +113,14 @@ class MainWindow(QMainWindow):
         self.fallback_label = QLabel()
         self.route_label = QLabel()
         self.route_label.setToolTip("The backend the next run will use (Auto picks PyO3 when it is loaded)")
+        self.security_label = QLabel()  # 🔒 TLS to a remote grpcd, or a warning when it is insecure
         sb = self.statusBar()
         self.dataset_label = QLabel(self.store.describe())
         sb.addWidget(self.dataset_label, 1)
         self.store.changed.connect(lambda: self.dataset_label.setText(self.store.describe()))
         sb.addPermanentWidget(self.fallback_label)
         sb.addPermanentWidget(self.route_label)
+        sb.addPermanentWidget(self.security_label)
         sb.addPermanentWidget(self.grpc_label)
         sb.addPermanentWidget(self.pyo3_label)
 
@@ -152,15 +154,25 @@ class MainWindow(QMainWindow):
         self.backend_combo.setCurrentIndex(self.backend_combo.findData(t))
 
     def refresh_status(self) -> None:
+        """Cached states only: no health RPC runs here (the GUI thread)."""
         state = self.router.grpc_state()
         text, color = STATE_TEXT.get(state, (state, "#757575"))
         self.grpc_label.setText(f"<b>gRPC</b>: <span style='color:{color}'>{text}</span>")
+        self.grpc_label.setToolTip(self.router.grpc_detail())
+        sec = self.router.security_note()
+        if sec is None:
+            self.security_label.setText("")
+        elif sec[0] == "tls":
+            self.security_label.setText("<span style='color:#2e7d32'>\N{LOCK} TLS</span>")
+        else:
+            self.security_label.setText("<span style='color:#c62828'>\N{WARNING SIGN} insecure</span>")
+        self.security_label.setToolTip(sec[1] if sec else "")
         ok = self.router.pyo3.is_available()
         self.pyo3_label.setText(
             f"<b>PyO3</b>: <span style='color:{'#2e7d32' if ok else '#c62828'}'>{'loaded' if ok else 'missing'}</span>"
         )
         try:
-            res = self.router.resolve()
+            res = self.router.resolve(wait=False)
         except Exception as e:  # no backend at all
             self.fallback_label.setText(f"<span style='color:#c62828'>{e}</span>")
             self.route_label.setText("")

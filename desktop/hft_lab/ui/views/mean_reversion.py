@@ -553,7 +553,7 @@ class MeanReversionView(QWidget):
         """Play the loaded series tick by tick through the chosen backend's stream API."""
         if self._stream is None:
             try:
-                res = self.runner.router.resolve()
+                res = self.runner.router.resolve(wait=False)  # GUI thread: no health wait
                 p = self.params()
                 self._stream = res.backend.mean_reversion_stream(**p)
                 self._replay_backend = res.backend.name
