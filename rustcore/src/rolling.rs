@@ -602,7 +602,7 @@ pub fn rolling_into(
     // bit-identical to the one-thread (and streaming) computation.
     let every = recentre_every(w);
     let blocks = (n - warm).div_ceil(every);
-    if n < 200_000 || blocks < 2 || cores() < 2 {
+    if n < 100_000 || blocks < 2 || cores() < 2 {
         return rolling_blocks(x, w, warm, &mut mean[warm..], &mut std[warm..], &mut z[warm..], &AtomicBool::new(false), on_progress);
     }
     let mid = warm + blocks.div_ceil(2) * every;
@@ -719,19 +719,17 @@ fn rolling_blocks_generic(
                 acc.slide(xn, xo);
                 (s1a[i], s2a[i], e1a[i], e2a[i], runa[i]) = (acc.s1, acc.s2, acc.e1, acc.e2, acc.run);
             }
-            // pass 2a, vectorised: the bound test
+            // pass 2, vectorised: outputs and the bound test (outputs after the first failing bar
+            // are overwritten below)
             let mut any = false;
-            for i in 0..len {
+            let o = t - start;
+            for (i, ((xi, mi), (si, zi))) in x[t..t + len].iter().zip(&mut mean[o..o + len]).zip(std[o..o + len].iter_mut().zip(&mut z[o..o + len])).enumerate() {
                 let f = (runa[i] < w) & inaccurate(s1a[i], s2a[i], e1a[i], e2a[i], &l);
                 fail[i] = f;
                 any |= f;
-            }
-            let upto = if any { fail[..len].iter().position(|&f| f).unwrap_or(len) } else { len };
-            // pass 2b, vectorised: outputs of the bars before the first failing one
-            let o = t - start;
-            for (i, ((xi, mi), (si, zi))) in x[t..t + upto].iter().zip(&mut mean[o..o + upto]).zip(std[o..o + upto].iter_mut().zip(&mut z[o..o + upto])).enumerate() {
                 (*mi, *si, *zi) = post(pre(acc.k, s1a[i], s2a[i], *xi, runa[i] >= w, &l));
             }
+            let upto = if any { fail[..len].iter().position(|&f| f).unwrap_or(len) } else { len };
             if upto < len {
                 let tf = t + upto;
                 acc = Acc::recomputed(&x[tf + 1 - w..=tf], &[], runa[upto]);
@@ -969,7 +967,7 @@ mod tests {
 
     #[test]
     fn streaming_equals_batch_bitwise() {
-        // long enough for the two-thread batch path (n >= 200 000)
+        // long enough for the two-thread batch path (n >= 100 000)
         let x = walk(300_000, 100.0, 0.5, 7);
         let p = SignalParams { entry: 1.5, exit: 0.0, stop: Some(3.0) };
         let b = mean_reversion(&x, 20, p, &mut no_progress()).unwrap();
