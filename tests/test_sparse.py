@@ -102,7 +102,7 @@ def adf_ref(spread):
 
 def half_life_ref(spread):
     b = np.polyfit(spread[:-1], np.diff(spread), 1)[0]
-    return np.inf if b >= 0 else -np.log(2) / np.log(1 + b)
+    return np.inf if not (-1 < b < 0) else -np.log(2) / np.log(1 + b)
 
 
 def crit_ref(nonzero, n_obs):

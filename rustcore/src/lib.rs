@@ -5,6 +5,7 @@
 pub mod backtest;
 pub mod error;
 pub mod hmm;
+pub mod num;
 pub mod ou;
 pub mod portfolio;
 pub mod rolling;

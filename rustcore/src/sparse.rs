@@ -38,6 +38,7 @@
 #![allow(clippy::needless_range_loop, clippy::neg_cmp_op_on_partial_ord)]
 
 use crate::error::{check, CoreError, CoreResult};
+use crate::num::{pz, pz_all};
 
 /// Fewest price observations (rows) accepted by every method.
 pub const MIN_OBSERVATIONS: usize = 10;
@@ -174,6 +175,20 @@ pub struct SparseResult {
     pub iterations: usize,
 }
 
+
+impl SparseResult {
+    /// Signed zeros to +0.0 (both transports bit-identical; proto3 drops −0.0).
+    fn no_neg_zero(mut self) -> Self {
+        for v in [&mut self.weights, &mut self.spread, &mut self.adf_critical_values] {
+            pz_all(v);
+        }
+        for v in [&mut self.intercept, &mut self.half_life, &mut self.adf_statistic, &mut self.objective] {
+            *v = pz(*v);
+        }
+        self
+    }
+}
+
 /// Parameters of [`sparse_lambda_path`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct LambdaPathConfig {
@@ -236,6 +251,13 @@ pub struct Ar1Stats {
     pub half_life: f64,
     /// t statistic of b (= ADF statistic with constant and no lagged differences).
     pub adf_statistic: f64,
+}
+
+
+impl Ar1Stats {
+    fn no_neg_zero(self) -> Self {
+        Ar1Stats { b: pz(self.b), a: pz(self.a), half_life: pz(self.half_life), adf_statistic: pz(self.adf_statistic) }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -450,15 +472,19 @@ pub fn sparse_lambda_path(
         out.iterations[li] = fit.iterations;
         prev = lam;
     }
+    for v in [&mut out.lambdas, &mut out.half_life, &mut out.adf_statistic, &mut out.weights, &mut out.intercepts] {
+        pz_all(v); // signed zeros: +0.0
+    }
     Ok(out)
 }
 
 /// AR(1) / Ornstein-Uhlenbeck statistics of a series s (at least 4 values): the OLS regression
 /// `Δs_t = a + b·s_{t−1} + e_t` (t = 1 … T−1).
 ///
-/// * `half_life = −ln 2 / ln(1 + b)` for −1 < b < 0; `f64::INFINITY` when b >= 0 (no mean
-///   reversion) or b <= −2 (explosive oscillation); for −2 < b <= −1 (over-shooting reversion)
-///   `−ln 2 / ln|1 + b|`, which is 0 at b = −1.
+/// * `half_life = −ln 2 / ln(1 + b)` for −1 < b < 0; `f64::INFINITY` otherwise: b >= 0 (no mean
+///   reversion) and b <= −1 (the deviation flips sign every step: not an OU process). The one
+///   convention of [`crate::num::ar1_half_life`], shared with the OU fit (whose level slope is
+///   1 + b).
 /// * `adf_statistic = b / se(b)` with `se(b)² = RSS / (T − 3) / Σ(s_{t−1} − mean)²`: the
 ///   augmented Dickey-Fuller statistic with a constant and no lagged differences (statsmodels
 ///   `adfuller(s, maxlag=0, autolag=None, regression="c")[0]`).
@@ -494,7 +520,7 @@ pub fn ar1_mean_reversion(series: &[f64]) -> CoreResult<Ar1Stats> {
             a: 0.0,
             half_life: 0.0,
             adf_statistic: f64::NEG_INFINITY,
-        });
+        }.no_neg_zero());
     }
     let b = sxd / sxx;
     let a = md - b * mx;
@@ -518,17 +544,11 @@ pub fn ar1_mean_reversion(series: &[f64]) -> CoreResult<Ar1Stats> {
         a,
         half_life: half_life_from_b(b),
         adf_statistic: adf,
-    })
+    }.no_neg_zero())
 }
 
 fn half_life_from_b(b: f64) -> f64 {
-    if b >= 0.0 || b <= -2.0 {
-        f64::INFINITY
-    } else if b == -1.0 {
-        0.0
-    } else {
-        -std::f64::consts::LN_2 / (1.0 + b).abs().ln()
-    }
+    crate::num::ar1_half_life(1.0 + b)
 }
 
 /// MacKinnon (2010) response-surface coefficients for the Engle-Granger / ADF test with a
@@ -1338,7 +1358,7 @@ fn regression_basket(
                 adf_critical_values: engle_granger_critical_values(b.nonzero, rows - 1).to_vec(),
                 objective: b.objective,
                 iterations: fit.iterations,
-            };
+            }.no_neg_zero();
             best = Some((res, st.adf_statistic));
         }
     }
@@ -2044,7 +2064,7 @@ fn finish_eigen_basket(
         adf_critical_values: engle_granger_critical_values(nonzero, rows - 1).to_vec(),
         objective: nu,
         iterations,
-    })
+    }.no_neg_zero())
 }
 
 #[cfg(test)]
@@ -2221,9 +2241,9 @@ mod tests {
         assert_close(st.b, -1.2, 1e-12);
         assert_close(st.a, 0.5 + 1.2 * 1.5, 1e-12);
         assert_close(st.adf_statistic, -1.2 / 0.18f64.sqrt(), 1e-12);
-        // −2 < b < −1: half-life uses |1 + b| = 0.2.
-        assert_close(st.half_life, -std::f64::consts::LN_2 / 0.2f64.ln(), 1e-12);
-        assert_eq!(half_life_from_b(-1.0), 0.0);
+        // b <= −1 (the deviation flips sign every step): no OU half-life, as in the OU fit.
+        assert_eq!(st.half_life, f64::INFINITY);
+        assert_eq!(half_life_from_b(-1.0), f64::INFINITY);
         assert_eq!(half_life_from_b(-2.5), f64::INFINITY);
         assert_eq!(half_life_from_b(0.0), f64::INFINITY);
         assert_close(half_life_from_b(-0.5), 1.0, 1e-12);
