@@ -184,6 +184,7 @@ impl HftLab for Service {
             se_kappa: f.se_kappa,
             se_half_life: f.se_half_life,
             r_squared: f.r_squared,
+            r_squared_delta: f.r_squared_delta,
             residual_std: f.residual_std,
             mean_reverting: f.mean_reverting,
             hurst: f.hurst,

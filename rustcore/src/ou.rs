@@ -15,7 +15,10 @@
 //!   390 for 1-minute bars of a US session, …).
 //! * `residual_std = sqrt(SSR/(m − 2))` with `m = n − 1` regression pairs (statsmodels' `scale`).
 //!   `se_a`, `se_b` are the classical OLS standard errors with that variance (statsmodels' `bse`);
-//!   `r_squared` is the centred R² (statsmodels' `rsquared`).
+//!   `r_squared` is the centred R² of this LEVEL regression (statsmodels' `rsquared`; near 1 for
+//!   any persistent series), `r_squared_delta` the centred R² of the same fit written on the
+//!   increments, `Δx[t+1] = a + (b − 1)·x[t]` (statsmodels' `rsquared` of
+//!   `OLS(diff(x), add_constant(x[:-1]))`; 1.0 when the residuals are all zero).
 //! * Delta method: `se_kappa = se_b / (b·dt)`, `se_half_life = se_b · ln2 / (b·(ln b)²)` (in bars).
 //! * `b ≤ 0` or `b ≥ 1` is not a mean-reverting OU: the fit is still returned with
 //!   `mean_reverting = false`, `half_life_bars = half_life_days = se_half_life = +∞`, `sigma = NaN`
@@ -77,7 +80,13 @@ pub struct OuFit {
     pub se_kappa: f64,
     /// Delta-method standard error of `half_life_bars` (in bars).
     pub se_half_life: f64,
+    /// R² of the LEVEL regression `x[t+1] = a + b·x[t]` (statsmodels' `rsquared` of that OLS):
+    /// close to 1 for any persistent series, so it says little about mean reversion.
     pub r_squared: f64,
+    /// R² of the equivalent INCREMENT regression `Δx[t+1] = a + (b − 1)·x[t]` (same fit, same
+    /// residuals, centred on the increments): how much of the next move the level explains.
+    /// 1.0 when the residuals are all zero.
+    pub r_squared_delta: f64,
     /// `sqrt(SSR / (n − 3))`, i.e. the residual standard deviation with `m − 2` degrees of freedom.
     pub residual_std: f64,
     /// `0 < b < 1`.
@@ -119,13 +128,14 @@ pub fn fit_ou(series: &[f64], config: &OuConfig) -> CoreResult<OuFit> {
         m0 + v.iter().map(|&t| t - m0).sum::<f64>() / m
     };
     let (mx, my) = (mean(x), mean(y));
-    let (mut sxx, mut sxy, mut syy) = (0.0, 0.0, 0.0);
+    let (mut sxx, mut sxy, mut syy, mut sdd) = (0.0, 0.0, 0.0, 0.0);
     for (&xi, &yi) in x.iter().zip(y) {
         let dx = xi - mx;
         let dy = yi - my;
         sxx += dx * dx;
         sxy += dx * dy;
         syy += dy * dy;
+        sdd += (dy - dx) * (dy - dx); // increments about their mean (my − mx)
     }
     // variation at the rounding level of the values: the regression means nothing
     let scale = series.iter().fold(0.0f64, |a, &v| a.max(v.abs()));
@@ -146,6 +156,7 @@ pub fn fit_ou(series: &[f64], config: &OuConfig) -> CoreResult<OuFit> {
     let se_b = (s2 / sxx).sqrt();
     let se_a = (s2 * (1.0 / m + mx * mx / sxx)).sqrt();
     let r_squared = 1.0 - ssr / syy;
+    let r_squared_delta = if ssr > 0.0 { 1.0 - ssr / sdd } else { 1.0 };
     let residual_std = s2.sqrt();
 
     let dt = config.dt;
@@ -182,6 +193,7 @@ pub fn fit_ou(series: &[f64], config: &OuConfig) -> CoreResult<OuFit> {
         se_kappa: pz(se_kappa),
         se_half_life: pz(se_half_life),
         r_squared: pz(r_squared),
+        r_squared_delta: pz(r_squared_delta),
         residual_std: pz(residual_std),
         mean_reverting,
         hurst: pz(hurst),

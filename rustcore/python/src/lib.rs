@@ -217,6 +217,7 @@ fn fit_ou<'py>(py: Python<'py>, series: PyReadonlyArray1<'py, f64>, dt: f64, bar
     d.set_item("se_kappa", f.se_kappa)?;
     d.set_item("se_half_life", f.se_half_life)?;
     d.set_item("r_squared", f.r_squared)?;
+    d.set_item("r_squared_delta", f.r_squared_delta)?;
     d.set_item("residual_std", f.residual_std)?;
     d.set_item("mean_reverting", f.mean_reverting)?;
     d.set_item("hurst", f.hurst)?;
