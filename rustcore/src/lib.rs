@@ -2,6 +2,7 @@
 //! No I/O, no Python, no gRPC: the PyO3 bindings (`rustcore/python`) and the tonic server
 //! (`grpcd`) are thin adapters over this crate.
 
+pub mod adf;
 pub mod backtest;
 pub mod error;
 pub mod hmm;
