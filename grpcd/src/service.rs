@@ -337,6 +337,7 @@ impl HftLab for Service {
             k: r.k.map(|k| k as usize),
             max_iterations: r.max_iterations as usize,
             tolerance: r.tolerance,
+            adf_autolag: rustcore::adf::Autolag::parse(&r.adf_autolag).map_err(status)?,
         };
         let names = r.asset_names;
         let out = blocking("SparsePortfolio", move |flag| {
@@ -356,6 +357,7 @@ impl HftLab for Service {
             adf_critical_values: Some(to_vector(&out.adf_critical_values)),
             objective: out.objective,
             iterations: out.iterations as u32,
+            adf_lag: out.adf_lag as u32,
         }))
     }
 

@@ -38,6 +38,7 @@
 #![allow(clippy::needless_range_loop, clippy::neg_cmp_op_on_partial_ord)]
 
 use crate::error::{check, CoreError, CoreResult};
+use crate::adf::{adf, Autolag};
 use crate::num::{pz, pz_all};
 
 /// Fewest price observations (rows) accepted by every method.
@@ -125,6 +126,10 @@ pub struct SparseConfig {
     pub max_iterations: usize,
     /// scikit-learn's `tol`: stop when the duality gap <= tolerance · ‖y − ȳ‖² / n (objective units).
     pub tolerance: f64,
+    /// Lagged differences in the spread's ADF regression: `Autolag::None` = 0 lags (the default);
+    /// AIC / BIC / t-stat choose them as statsmodels' `adfuller(spread, autolag=…)` does
+    /// (see [`crate::adf`]). The statistic chosen also ranks the targets when `target` is `None`.
+    pub adf_autolag: Autolag,
 }
 
 impl Default for SparseConfig {
@@ -137,6 +142,7 @@ impl Default for SparseConfig {
             k: None,
             max_iterations: 10_000,
             tolerance: 1e-4,
+            adf_autolag: Autolag::None,
         }
     }
 }
@@ -161,8 +167,10 @@ pub struct SparseResult {
     /// Ornstein-Uhlenbeck half-life of the spread in observations (see [`ar1_mean_reversion`]);
     /// `f64::INFINITY` when the spread does not mean-revert (AR(1) slope b >= 0).
     pub half_life: f64,
-    /// ADF statistic of the spread (regression with constant, no lagged differences).
+    /// ADF statistic of the spread (regression with constant and `adf_lag` lagged differences).
     pub adf_statistic: f64,
+    /// Lagged differences used by the ADF regression (0 unless `adf_autolag` chose more).
+    pub adf_lag: usize,
     /// Engle-Granger critical values at 1 %, 5 %, 10 % for `nonzero` variables
     /// (see [`engle_granger_critical_values`]).
     pub adf_critical_values: Vec<f64>,
@@ -313,6 +321,7 @@ pub fn sparse_portfolio(
                 &w_sub,
                 nu,
                 0,
+                config.adf_autolag,
             )
         }
         SparseMethod::Greedy => {
@@ -341,6 +350,7 @@ pub fn sparse_portfolio(
                 &w_sub,
                 nu,
                 k - 1,
+                config.adf_autolag,
             )
         }
     }
@@ -545,6 +555,16 @@ pub fn ar1_mean_reversion(series: &[f64]) -> CoreResult<Ar1Stats> {
         half_life: half_life_from_b(b),
         adf_statistic: adf,
     }.no_neg_zero())
+}
+
+/// ADF statistic and lag count of a spread: the AR(1) statistic (0 lags) unless `autolag` asks for
+/// statsmodels' lag selection. A perfectly fitting (e.g. constant) spread keeps the AR(1) ±∞.
+fn spread_adf(spread: &[f64], st: &Ar1Stats, autolag: Autolag) -> CoreResult<(f64, usize)> {
+    if autolag == Autolag::None || !st.adf_statistic.is_finite() {
+        return Ok((st.adf_statistic, 0));
+    }
+    let r = adf(spread, None, autolag)?;
+    Ok((r.statistic, r.used_lag))
 }
 
 fn half_life_from_b(b: f64) -> f64 {
@@ -1341,9 +1361,10 @@ fn regression_basket(
         }
         let b = design.basket(prices, t, &w, config.lambda, alpha);
         let st = ar1_mean_reversion(&b.spread)?;
+        let (adf_statistic, adf_lag) = spread_adf(&b.spread, &st, config.adf_autolag)?;
         let better = match &best {
             None => true,
-            Some((_, adf)) => st.adf_statistic < *adf,
+            Some((_, adf)) => adf_statistic < *adf,
         };
         if better {
             let res = SparseResult {
@@ -1354,12 +1375,13 @@ fn regression_basket(
                 nonzero: b.nonzero,
                 spread: b.spread,
                 half_life: st.half_life,
-                adf_statistic: st.adf_statistic,
+                adf_statistic,
+                adf_lag,
                 adf_critical_values: engle_granger_critical_values(b.nonzero, rows - 1).to_vec(),
                 objective: b.objective,
                 iterations: fit.iterations,
             }.no_neg_zero();
-            best = Some((res, st.adf_statistic));
+            best = Some((res, adf_statistic));
         }
     }
     match best {
@@ -2038,6 +2060,7 @@ fn finish_eigen_basket(
     w_sub: &[f64],
     nu: f64,
     iterations: usize,
+    adf_autolag: Autolag,
 ) -> CoreResult<SparseResult> {
     let mut weights = vec![0.0; cols];
     for (a, &j) in idx.iter().enumerate() {
@@ -2051,6 +2074,7 @@ fn finish_eigen_basket(
     }
     let intercept = spread.iter().sum::<f64>() / rows as f64;
     let st = ar1_mean_reversion(&spread)?;
+    let (adf_statistic, adf_lag) = spread_adf(&spread, &st, adf_autolag)?;
     let nonzero = support.len();
     Ok(SparseResult {
         method: method.name().to_string(),
@@ -2060,7 +2084,8 @@ fn finish_eigen_basket(
         nonzero,
         spread,
         half_life: st.half_life,
-        adf_statistic: st.adf_statistic,
+        adf_statistic,
+        adf_lag,
         adf_critical_values: engle_granger_critical_values(nonzero, rows - 1).to_vec(),
         objective: nu,
         iterations,

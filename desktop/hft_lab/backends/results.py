@@ -195,6 +195,7 @@ class SparseResult(_Result):
     adf_critical_values: np.ndarray
     objective: float
     iterations: int
+    adf_lag: int  # lagged differences in the ADF regression (0 unless adf_autolag chose more)
 
     @property
     def selected(self) -> tuple[str, ...]:
