@@ -36,6 +36,7 @@ pub struct RollingZ {
     prev: f64,
     since_recentre: usize,
     every: usize,
+    lim: Limits,
 }
 
 /// Ticks between forced exact recomputations: a multiple of the window, at least 4096 ticks (so the
@@ -271,6 +272,7 @@ impl RollingZ {
             prev: f64::NAN,
             since_recentre: 0,
             every: recentre_every(lookback),
+            lim: Limits::new(lookback),
         })
     }
 
@@ -308,8 +310,7 @@ impl RollingZ {
                 false
             }
         };
-        let (buf, head) = (&self.buf, self.head);
-        let l = Limits::new(w);
+        let (buf, head, l) = (&self.buf, self.head, self.lim);
         let a = self.acc;
         let flat = a.run >= w;
         if forced {
