@@ -481,6 +481,43 @@ impl SignalMachine {
     }
 }
 
+/// [`SignalMachine::run`] from the initial state over a whole series, on two threads for long
+/// series: the second half is run from the initial state (a guess) while the first half runs;
+/// then the true machine, continued from the end of the first half, overwrites the guessed bars
+/// until both machines are in the same state after a bar (same state, and not blocked: a held
+/// position is never blocked, and nothing is blocked without a stop level), after which they agree
+/// on every later bar. Identical to one `run` over the whole series.
+fn run_signals(params: SignalParams, z: &[f64], signals: &mut [i8], positions: &mut [i8]) -> CoreResult<()> {
+    let n = z.len();
+    let mut machine = SignalMachine::new(params)?;
+    if n < 200_000 || cores() < 2 {
+        machine.run(z, signals, positions);
+        return Ok(());
+    }
+    let mid = n / 2;
+    let mut guess = SignalMachine::new(params)?;
+    {
+        let (s1, s2) = signals.split_at_mut(mid);
+        let (p1, p2) = positions.split_at_mut(mid);
+        std::thread::scope(|scope| {
+            let h = scope.spawn(|| guess.run(&z[mid..], s2, p2));
+            machine.run(&z[..mid], s1, p1);
+            h.join()
+        })
+        .map_err(|_| CoreError::numerical("the signal thread panicked"))?;
+    }
+    for j in mid..n {
+        let guessed = signals[j];
+        let (sg, ps) = machine.push(z[j]);
+        signals[j] = sg;
+        positions[j] = ps;
+        if sg == guessed && (sg != 0 || params.stop.is_none()) {
+            break; // same state (never blocked here) after bar j: the guess is right from j + 1 on
+        }
+    }
+    Ok(())
+}
+
 /// One tick of the streaming computation.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Tick {
@@ -800,8 +837,7 @@ pub fn mean_reversion_into(
     if !rolling_into(prices, lookback, out.rolling_mean, out.rolling_std, out.zscore, on_progress) {
         return Err(CoreError::Cancelled);
     }
-    let mut machine = SignalMachine::new(params)?;
-    machine.run(out.zscore, out.signals, out.positions);
+    run_signals(params, out.zscore, out.signals, out.positions)?;
     let (mut entries, mut exits) = (Vec::new(), Vec::new());
     let mut prev = 0i8;
     for (i, &sig) in out.signals.iter().enumerate() {
@@ -968,6 +1004,39 @@ mod tests {
             assert!(per.iter().map(|p| p.1).eq(ps.iter().copied()), "positions differ for {params:?}");
             assert!(sg.iter().any(|&v| v == 1) && sg.iter().any(|&v| v == -1));
         }
+    }
+
+    #[test]
+    fn two_thread_signals_equal_one_run() {
+        let x = walk(300_000, 100.0, 1.0, 5);
+        let mut r = RollingZ::new(12).unwrap();
+        let mut z: Vec<f64> = x.iter().map(|&v| r.push(v).2).collect();
+        z[150_001] = f64::NAN;
+        for params in [
+            SignalParams { entry: 1.0, exit: 0.0, stop: None },
+            SignalParams { entry: 1.5, exit: 0.5, stop: Some(1.6) },
+            SignalParams { entry: 0.5, exit: -0.4, stop: Some(0.6) },
+        ] {
+            let (mut sa, mut pa) = (vec![0i8; z.len()], vec![0i8; z.len()]);
+            SignalMachine::new(params).unwrap().run(&z, &mut sa, &mut pa);
+            let (mut sb, mut pb) = (vec![0i8; z.len()], vec![0i8; z.len()]);
+            run_signals(params, &z, &mut sb, &mut pb).unwrap();
+            assert!(sa == sb && pa == pb, "{params:?}");
+        }
+        // blocked (stopped out) at the split, then NaN: the guess is flat too but not blocked,
+        // so the states differ although the signals agree; the next bar tells them apart
+        let n = 200_000;
+        let mut z = vec![0.0; n];
+        z[n / 2 - 1] = 3.0;
+        z[n / 2] = f64::NAN;
+        z[n / 2 + 1] = 1.5;
+        let params = SignalParams { entry: 1.0, exit: 0.0, stop: Some(2.0) };
+        let (mut sa, mut pa) = (vec![0i8; n], vec![0i8; n]);
+        SignalMachine::new(params).unwrap().run(&z, &mut sa, &mut pa);
+        let (mut sb, mut pb) = (vec![0i8; n], vec![0i8; n]);
+        run_signals(params, &z, &mut sb, &mut pb).unwrap();
+        assert_eq!(sa[n / 2 + 1], 0, "blocked: no entry above the entry level");
+        assert!(sa == sb && pa == pb);
     }
 
     #[test]
