@@ -360,7 +360,7 @@ def test_export_plot_png_and_svg(qtbot, tmp_path):
 
     ou = OuFit(a=1.0, b=0.9, kappa=0.1, theta=10.0, sigma=0.5, half_life_bars=6.6, half_life_days=6.6, se_a=0.1,
                se_b=0.01, se_kappa=0.01, se_half_life=0.7, r_squared=0.8, residual_std=0.5, mean_reverting=True,
-               hurst=0.3, n=100)
+               hurst=0.3, n=100, r_squared_delta=0.05)
     idx = export_session(tmp_path / "s", [SessionItem("Mean Reversion", {"ou": ou, "bt": None}, plots={"price": plot})])
     files = sorted(p.name for p in idx.parent.iterdir())
     assert files == ["Mean_Reversion.json", "Mean_Reversion.ou.csv", "Mean_Reversion.ou.summary.csv",

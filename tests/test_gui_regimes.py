@@ -209,7 +209,7 @@ def test_cancel_mid_run(qtbot, view, router, choice, monkeypatch):
     "prices, n_states, message",
     [
         (prices_from(np.random.default_rng(4).normal(0, 0.01, 30)), 4, "n_states must be between 1 and 3"),
-        (np.full(100, 5.0), 2, "observations are constant"),
+        (np.full(100, 5.0), 2, "observations have (near-)zero variance"),
     ],
 )
 def test_bad_input_shows_the_backend_message(qtbot, view, router, choice, prices, n_states, message):

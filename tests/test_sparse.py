@@ -102,7 +102,7 @@ def adf_ref(spread):
 
 def half_life_ref(spread):
     b = np.polyfit(spread[:-1], np.diff(spread), 1)[0]
-    return np.inf if b >= 0 else -np.log(2) / np.log(1 + b)
+    return np.inf if not (-1 < b < 0) else -np.log(2) / np.log(1 + b)
 
 
 def crit_ref(nonzero, n_obs):
@@ -474,3 +474,32 @@ def test_target_by_name(backend, sp500_stocks):
 def test_absurd_path_sizes_are_refused(backend, sp500_stocks, kwargs, match):
     with pytest.raises(ValueError, match=match):
         backend.sparse_lambda_path(sp500_stocks.iloc[:300], target=0, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "autolag,method,extra",
+    [("aic", "lasso", {"target": 0, "lambda_param": 0.5}), ("bic", "box_tiao", {}), ("t-stat", "greedy", {"k": 4})],
+)
+def test_adf_autolag_matches_statsmodels(backends, sp500_stocks, autolag, method, extra):
+    """adf_autolag: the spread's ADF statistic and lag as statsmodels' adfuller(autolag=...) gives
+    them (default maxlag, regression 'c'), identical on both backends; 'none' keeps 0 lags."""
+    from statsmodels.tsa.stattools import adfuller
+
+    p = sp500_stocks.to_numpy()[:1500, :8]
+    res = {k: b.calculate_sparse_portfolio(p, method=method, adf_autolag=autolag, **extra) for k, b in backends.items()}
+    r = res["pyo3"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # adfuller's return type is changing
+        stat, _, lag, _, _, _ = adfuller(np.asarray(r.spread), regression="c", autolag={"aic": "AIC", "bic": "BIC"}.get(autolag, autolag))
+    assert r.adf_lag == lag
+    assert r.adf_statistic == pytest.approx(stat, rel=1e-9)
+    assert (r.adf_lag, r.adf_statistic) == (res["grpc"].adf_lag, res["grpc"].adf_statistic)
+    plain = backends["pyo3"].calculate_sparse_portfolio(p, method=method, **extra)
+    assert plain.adf_lag == 0 and plain.adf_statistic == pytest.approx(adf_ref(np.asarray(plain.spread)), rel=1e-9)
+
+
+def test_adf_autolag_bad_name_is_the_same_error_on_both_backends(backends, sp500_stocks):
+    p = sp500_stocks.to_numpy()[:300, :4]
+    for b in backends.values():
+        with pytest.raises(ValueError, match="autolag must be one of none, aic, bic, t-stat"):
+            b.calculate_sparse_portfolio(p, method="box_tiao", adf_autolag="aicc")

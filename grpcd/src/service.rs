@@ -221,6 +221,7 @@ impl HftLab for Service {
             se_kappa: f.se_kappa,
             se_half_life: f.se_half_life,
             r_squared: f.r_squared,
+            r_squared_delta: f.r_squared_delta,
             residual_std: f.residual_std,
             mean_reverting: f.mean_reverting,
             hurst: f.hurst,
@@ -387,6 +388,7 @@ impl HftLab for Service {
             k: r.k.map(|k| k as usize),
             max_iterations: r.max_iterations as usize,
             tolerance: r.tolerance,
+            adf_autolag: rustcore::adf::Autolag::parse(&r.adf_autolag).map_err(status)?,
         };
         let names = r.asset_names;
         let out = blocking("SparsePortfolio", move |flag| {
@@ -406,6 +408,7 @@ impl HftLab for Service {
             adf_critical_values: Some(to_vector(&out.adf_critical_values)),
             objective: out.objective,
             iterations: out.iterations as u32,
+            adf_lag: out.adf_lag as u32,
         }))
     }
 

@@ -30,6 +30,7 @@
 //!   `avg_holding_bars` are 0.0 when there is no closed trade.
 
 use crate::error::{check, CoreError, CoreResult};
+use crate::num::{pz, pz_all};
 
 /// Fewest bars [`backtest`] accepts (two returns are needed for a sample standard deviation).
 pub const MIN_BACKTEST_BARS: usize = 3;
@@ -78,6 +79,20 @@ pub struct BacktestResult {
     pub trade_directions: Vec<i8>,
     /// Net return of each closed trade (see the module documentation).
     pub trade_pnls: Vec<f64>,
+}
+
+
+impl BacktestResult {
+    /// Signed zeros to +0.0 (both transports bit-identical; proto3 drops −0.0).
+    fn no_neg_zero(mut self) -> Self {
+        for v in [&mut self.equity, &mut self.returns, &mut self.drawdown, &mut self.trade_pnls] {
+            pz_all(v);
+        }
+        for v in [&mut self.total_return, &mut self.annual_return, &mut self.annual_volatility, &mut self.sharpe, &mut self.sortino, &mut self.max_drawdown, &mut self.win_rate, &mut self.avg_holding_bars] {
+            *v = pz(*v);
+        }
+        self
+    }
 }
 
 fn ratio(num: f64, den: f64) -> f64 {
@@ -241,7 +256,7 @@ pub fn backtest(
         trade_exits,
         trade_directions,
         trade_pnls,
-    })
+    }.no_neg_zero())
 }
 
 /// [`backtest`] (`units = "returns"`, positive prices) or [`backtest_pnl`] (`units = "pnl"`, any

@@ -55,6 +55,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use crate::error::{check, CoreError, CoreResult};
+use crate::num::{pz, pz_all};
 
 /// Largest number of hidden states accepted (`n_states` is also bounded by observations / 10).
 pub const MAX_STATES: usize = 50;
@@ -188,18 +189,22 @@ pub fn run_hmm(
     }
 
     let _budget = crate::limits::reserve(&crate::limits::hmm(n, k, config.n_restarts > 0))?;
-    // Standardise (two-pass mean and population variance).
-    let mean = observations.iter().sum::<f64>() / n as f64;
+    // Standardise (corrected two-pass mean and population variance).
+    let mean0 = observations.iter().sum::<f64>() / n as f64;
+    let mean = mean0 + observations.iter().map(|&x| x - mean0).sum::<f64>() / n as f64;
     let var = observations.iter().map(|&x| (x - mean) * (x - mean)).sum::<f64>() / n as f64;
     if !(mean.is_finite() && var.is_finite()) {
         return Err(CoreError::invalid(
             "observations are too large in magnitude (their mean or variance overflows)",
         ));
     }
-    if var <= 0.0 {
-        return Err(CoreError::invalid(
-            "observations are constant (zero variance): there are no regimes to detect",
-        ));
+    // zero, or at the rounding level of the values' magnitude (a constant series leaves ~1e-36
+    // after rounding): relative to the data's scale, not to 0
+    let scale = observations.iter().fold(0.0f64, |a, &x| a.max(x.abs()));
+    if var <= (64.0 * f64::EPSILON * scale).powi(2) || observations.iter().all(|&x| x == observations[0]) {
+        return Err(CoreError::invalid(format!(
+            "observations have (near-)zero variance (variance {var:e} for values of magnitude {scale:e}): there are no regimes to detect"
+        )));
     }
     let sd = var.sqrt();
     let inv_sd = 1.0 / sd;
@@ -276,6 +281,11 @@ pub fn run_hmm(
     let viterbi_path: Vec<usize> = path.iter().map(|&s| rank[s as usize]).collect();
 
     let n_params = (k * k + 2 * k - 1) as f64;
+    let (mut means, mut transition_matrix, mut start_probabilities, mut posteriors, mut history) =
+        (means, transition_matrix, start_probabilities, posteriors, history);
+    for v in [&mut means, &mut transition_matrix, &mut start_probabilities, &mut posteriors, &mut history] {
+        pz_all(v); // signed zeros: +0.0 (both transports bit-identical)
+    }
     Ok(HmmResult {
         n_states: k,
         means,
@@ -283,14 +293,14 @@ pub fn run_hmm(
         stds,
         transition_matrix,
         start_probabilities,
-        log_likelihood: ll,
+        log_likelihood: pz(ll),
         iterations: history.len(),
         log_likelihood_history: history,
         converged,
         posteriors,
         viterbi_path,
-        aic: 2.0 * n_params - 2.0 * ll,
-        bic: n_params * (n as f64).ln() - 2.0 * ll,
+        aic: pz(2.0 * n_params - 2.0 * ll),
+        bic: pz(n_params * (n as f64).ln() - 2.0 * ll),
     })
 }
 
@@ -1276,7 +1286,11 @@ mod tests {
         assert!(invalid_msg(fit(&y, &cfg(2))).contains("observations contains NaN at index 5"));
         y[5] = f64::INFINITY;
         assert!(invalid_msg(fit(&y, &cfg(2))).contains("observations contains an infinite value"));
-        assert!(invalid_msg(fit(&[2.5; 50], &cfg(2))).contains("observations are constant"));
+        assert!(invalid_msg(fit(&[2.5; 50], &cfg(2))).contains("observations have (near-)zero variance"));
+        // constant near 1e9: the plain two-pass variance leaves rounding (~1e-36), not 0
+        assert!(invalid_msg(fit(&[1e9 + 0.3; 500], &cfg(3))).contains("observations have (near-)zero variance"));
+        let wiggle: Vec<f64> = (0..500).map(|i| if i % 7 == 0 { 1e9 } else { 1e9 + 1.2e-7 }).collect();
+        assert!(invalid_msg(fit(&wiggle, &cfg(2))).contains("observations have (near-)zero variance"));
         assert!(invalid_msg(fit(&x[..9], &cfg(1))).contains("observations are too short"));
         assert!(invalid_msg(fit(&x, &cfg(0))).contains("n_states must be between 1 and 10"));
         assert!(invalid_msg(fit(&x, &cfg(11))).contains("n_states must be between 1 and 10"));

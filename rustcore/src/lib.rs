@@ -2,10 +2,12 @@
 //! No I/O, no Python, no gRPC: the PyO3 bindings (`rustcore/python`) and the tonic server
 //! (`grpcd`) are thin adapters over this crate.
 
+pub mod adf;
 pub mod backtest;
 pub mod error;
 pub mod hmm;
 pub mod limits;
+pub mod num;
 pub mod ou;
 pub mod portfolio;
 pub mod rolling;

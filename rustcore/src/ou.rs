@@ -9,12 +9,16 @@
 //! * `dt` is the length of one bar in the time unit you want `κ` and `σ` in (default 1.0: per bar;
 //!   e.g. `1/252` for daily bars and yearly units). `κ = −ln(b)/dt`, `θ = a/(1 − b)`,
 //!   `σ = residual_std · sqrt(2κ/(1 − b²))` (so `σ²` is the variance per unit of time).
-//! * `half_life_bars = ln 2 / (−ln b)` is in bars whatever `dt` is (it equals `ln2/κ / dt`);
+//! * `half_life_bars = ln 2 / (−ln b)` is in bars whatever `dt` is (it equals `ln2/κ / dt`;
+//!   [`crate::num::ar1_half_life`], the convention shared with the sparse baskets);
 //!   `half_life_days = half_life_bars / bars_per_day` (`bars_per_day` = 1 for daily bars,
 //!   390 for 1-minute bars of a US session, …).
 //! * `residual_std = sqrt(SSR/(m − 2))` with `m = n − 1` regression pairs (statsmodels' `scale`).
 //!   `se_a`, `se_b` are the classical OLS standard errors with that variance (statsmodels' `bse`);
-//!   `r_squared` is the centred R² (statsmodels' `rsquared`).
+//!   `r_squared` is the centred R² of this LEVEL regression (statsmodels' `rsquared`; near 1 for
+//!   any persistent series), `r_squared_delta` the centred R² of the same fit written on the
+//!   increments, `Δx[t+1] = a + (b − 1)·x[t]` (statsmodels' `rsquared` of
+//!   `OLS(diff(x), add_constant(x[:-1]))`; 1.0 when the residuals are all zero).
 //! * Delta method: `se_kappa = se_b / (b·dt)`, `se_half_life = se_b · ln2 / (b·(ln b)²)` (in bars).
 //! * `b ≤ 0` or `b ≥ 1` is not a mean-reverting OU: the fit is still returned with
 //!   `mean_reverting = false`, `half_life_bars = half_life_days = se_half_life = +∞`, `sigma = NaN`
@@ -26,8 +30,12 @@
 //!   It is NaN only when R/S is undefined (e.g. the increments are constant in every window).
 //!   [`hurst_dfa`] (DFA-1) is provided separately and is not part of [`OuFit`].
 //! * `n` is the number of points of the series (the regression uses `n − 1` pairs).
+//! * A constant series (or one constant but for its first or last point), or one whose variation
+//!   is at the rounding level of its values, is rejected with an error. Signed zeros in the result
+//!   are normalised to +0.0 (so both transports agree bit for bit).
 
 use crate::error::{check, CoreError, CoreResult};
+use crate::num::{ar1_half_life, pz};
 
 /// Fewest points [`fit_ou`] accepts (19 increments give at least two R/S window sizes).
 pub const MIN_OU_POINTS: usize = 20;
@@ -72,7 +80,13 @@ pub struct OuFit {
     pub se_kappa: f64,
     /// Delta-method standard error of `half_life_bars` (in bars).
     pub se_half_life: f64,
+    /// R² of the LEVEL regression `x[t+1] = a + b·x[t]` (statsmodels' `rsquared` of that OLS):
+    /// close to 1 for any persistent series, so it says little about mean reversion.
     pub r_squared: f64,
+    /// R² of the equivalent INCREMENT regression `Δx[t+1] = a + (b − 1)·x[t]` (same fit, same
+    /// residuals, centred on the increments): how much of the next move the level explains.
+    /// 1.0 when the residuals are all zero.
+    pub r_squared_delta: f64,
     /// `sqrt(SSR / (n − 3))`, i.e. the residual standard deviation with `m − 2` degrees of freedom.
     pub residual_std: f64,
     /// `0 < b < 1`.
@@ -98,26 +112,39 @@ pub fn fit_ou(series: &[f64], config: &OuConfig) -> CoreResult<OuFit> {
     let x = &series[..n - 1];
     let y = &series[1..];
     let m = (n - 1) as f64;
+    if x.iter().all(|&v| v == x[0]) {
+        return Err(CoreError::invalid(
+            "series is constant (except possibly its last point): the AR(1) regression is singular",
+        ));
+    }
+    if y.iter().all(|&v| v == y[0]) {
+        return Err(CoreError::invalid(
+            "series is constant after its first point: the AR(1) regression is degenerate",
+        ));
+    }
 
-    let mx = x.iter().sum::<f64>() / m;
-    let my = y.iter().sum::<f64>() / m;
-    let (mut sxx, mut sxy, mut syy) = (0.0, 0.0, 0.0);
+    // corrected two-pass means (the plain mean of equal values near 1e9 is off by rounding)
+    let mean = |v: &[f64]| {
+        let m0 = v.iter().sum::<f64>() / m;
+        m0 + v.iter().map(|&t| t - m0).sum::<f64>() / m
+    };
+    let (mx, my) = (mean(x), mean(y));
+    let (mut sxx, mut sxy, mut syy, mut sdd) = (0.0, 0.0, 0.0, 0.0);
     for (&xi, &yi) in x.iter().zip(y) {
         let dx = xi - mx;
         let dy = yi - my;
         sxx += dx * dx;
         sxy += dx * dy;
         syy += dy * dy;
+        sdd += (dy - dx) * (dy - dx); // increments about their mean (my − mx)
     }
-    if sxx <= 0.0 {
-        return Err(CoreError::invalid(
-            "series is constant (except possibly its last point): the AR(1) regression is singular",
-        ));
-    }
-    if syy <= 0.0 {
-        return Err(CoreError::invalid(
-            "series is constant after its first point: the AR(1) regression is degenerate",
-        ));
+    // variation at the rounding level of the values: the regression means nothing
+    let scale = series.iter().fold(0.0f64, |a, &v| a.max(v.abs()));
+    let tiny = m * (64.0 * f64::EPSILON * scale).powi(2);
+    if sxx <= tiny || syy <= tiny {
+        return Err(CoreError::invalid(format!(
+            "series is nearly constant: its variation is at the rounding level of its values (about {scale:e}), the AR(1) regression is degenerate"
+        )));
     }
     let b = sxy / sxx;
     let a = my - b * mx;
@@ -130,6 +157,7 @@ pub fn fit_ou(series: &[f64], config: &OuConfig) -> CoreResult<OuFit> {
     let se_b = (s2 / sxx).sqrt();
     let se_a = (s2 * (1.0 / m + mx * mx / sxx)).sqrt();
     let r_squared = 1.0 - ssr / syy;
+    let r_squared_delta = if ssr > 0.0 { 1.0 - ssr / sdd } else { 1.0 };
     let residual_std = s2.sqrt();
 
     let dt = config.dt;
@@ -144,7 +172,7 @@ pub fn fit_ou(series: &[f64], config: &OuConfig) -> CoreResult<OuFit> {
     let (sigma, half_life_bars, se_half_life) = if mean_reverting {
         let lnb = b.ln();
         let sigma = residual_std * (2.0 * kappa / (1.0 - b * b)).sqrt();
-        (sigma, -ln2 / lnb, se_b * ln2 / (b * lnb * lnb))
+        (sigma, ar1_half_life(b), se_b * ln2 / (b * lnb * lnb))
     } else {
         (f64::NAN, f64::INFINITY, f64::INFINITY)
     };
@@ -156,21 +184,22 @@ pub fn fit_ou(series: &[f64], config: &OuConfig) -> CoreResult<OuFit> {
     crate::limits::poll()?; // hurst_rs stops early (NaN) when cancelled: report Cancelled
 
     Ok(OuFit {
-        a,
-        b,
-        kappa,
-        theta,
-        sigma,
-        half_life_bars,
-        half_life_days,
-        se_a,
-        se_b,
-        se_kappa,
-        se_half_life,
-        r_squared,
-        residual_std,
+        a: pz(a),
+        b: pz(b),
+        kappa: pz(kappa),
+        theta: pz(theta),
+        sigma: pz(sigma),
+        half_life_bars: pz(half_life_bars),
+        half_life_days: pz(half_life_days),
+        se_a: pz(se_a),
+        se_b: pz(se_b),
+        se_kappa: pz(se_kappa),
+        se_half_life: pz(se_half_life),
+        r_squared: pz(r_squared),
+        r_squared_delta: pz(r_squared_delta),
+        residual_std: pz(residual_std),
         mean_reverting,
-        hurst,
+        hurst: pz(hurst),
         n,
     })
 }
@@ -565,5 +594,24 @@ mod tests {
         // Invariance to affine transforms.
         let w2: Vec<f64> = w.iter().map(|v| 3.0 * v + 7.0).collect();
         assert!(close(hurst_rs(&w2).unwrap(), h, 1e-12));
+    }
+
+    #[test]
+    fn constant_and_nearly_constant_series_are_rejected_and_zeros_are_positive() {
+        let cfg = OuConfig::default();
+        for v in [100.1, 1e9 + 0.3, -7.77e-5, 0.1 + 0.2] {
+            let e = fit_ou(&[v; 50], &cfg).unwrap_err().to_string();
+            assert!(e.contains("constant"), "{v}: {e}");
+        }
+        // one-ulp wiggles around 1e9: variation at the rounding level
+        let x: Vec<f64> = (0..60).map(|i| if i % 3 == 0 { 1e9 } else { 1e9 + 1.2e-7 }).collect();
+        let e = fit_ou(&x, &cfg).unwrap_err().to_string();
+        assert!(e.contains("nearly constant"), "{e}");
+        // a straight line: b = 1 exactly, kappa = -ln(1) = -0.0 before normalisation
+        let line: Vec<f64> = (0..40).map(|i| i as f64).collect();
+        let fit = fit_ou(&line, &cfg).unwrap();
+        assert_eq!(fit.b, 1.0);
+        assert_eq!(fit.kappa.to_bits(), 0.0f64.to_bits());
+        assert_eq!(fit.half_life_bars, f64::INFINITY);
     }
 }

@@ -16,6 +16,7 @@
 #![allow(clippy::neg_cmp_op_on_partial_ord, clippy::needless_range_loop)]
 
 use crate::error::{check, CoreError, CoreResult};
+use crate::num::{pz, pz_all};
 
 mod linalg;
 mod qp;
@@ -97,6 +98,20 @@ pub struct PortfolioResult {
     pub frontier_returns: Vec<f64>,
     /// Minimum volatility at each frontier return.
     pub frontier_volatilities: Vec<f64>,
+}
+
+
+impl PortfolioResult {
+    /// Signed zeros to +0.0 (both transports bit-identical; proto3 drops −0.0).
+    fn no_neg_zero(mut self) -> Self {
+        for v in [&mut self.weights, &mut self.risk_contributions, &mut self.frontier_returns, &mut self.frontier_volatilities] {
+            pz_all(v);
+        }
+        for v in [&mut self.expected_return, &mut self.volatility, &mut self.sharpe] {
+            *v = pz(*v);
+        }
+        self
+    }
 }
 
 /// Annualised moments estimated from prices.
@@ -737,7 +752,7 @@ pub fn optimize_portfolio(
         iterations,
         frontier_returns,
         frontier_volatilities,
-    })
+    }.no_neg_zero())
 }
 
 /// Spinu (2013): x* = argmin ½x'Σx - Σ b_i ln x_i (x > 0) satisfies x_i (Σx)_i = b_i; damped

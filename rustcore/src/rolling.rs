@@ -5,13 +5,16 @@
 //! - The window at bar `t` holds `x[t-lookback+1 ..= t]` (it includes the current bar, like
 //!   pandas `rolling(lookback)`); the standard deviation is the sample one (ddof = 1, pandas'
 //!   default); `z[t] = (x[t] - mean[t]) / std[t]`. The first `lookback - 1` outputs are NaN.
-//!   A window whose values are all equal has std 0 and z 0.
-//! - O(1) per tick and numerically stable: sums are kept relative to a shift `k` (the window mean at
-//!   the last re-centring), and every `lookback` ticks (rounded up to a multiple of the window of at
-//!   least 256) the window is re-centred and its sums recomputed exactly (two-pass), so rounding
-//!   never accumulates for long.
-//!   The cost stays O(n) overall. Batch results are produced by the same per-tick code as streaming,
-//!   so a streamed series gives bit-identical results to the batch call.
+//!   A window whose values are all equal (detected exactly, from the run of equal values) has std
+//!   exactly 0, z exactly 0 and the mean equal to that value. Signed zeros are normalised (+0.0).
+//! - Accuracy (see [`Acc`]): compensated running sums relative to a shift inside the window, an
+//!   error bound tested at every tick, and an exact recomputation of the window only when the bound
+//!   says so; the bound guarantees std to 4.6e-13 relative and z to ~1e-10·max(1, |z|) on any
+//!   finite input (measured: ~5e-14, tests/rolling_exact.rs and tests/test_rolling_exact.py).
+//!   O(1) per tick on ordinary data; the cost stays O(n) overall plus O(lookback) per
+//!   recomputation. Batch results come from the same per-tick arithmetic as streaming (same
+//!   decisions, same operations), so a streamed series gives bit-identical results to the batch
+//!   call, and the two-thread batch split too.
 //! - Signals (target position decided at the close of bar t): flat -> short when z > entry,
 //!   flat -> long when z < -entry; a long exits when z >= -exit, a short when z <= exit; with a stop
 //!   level, a long is stopped out when z <= -stop and a short when z >= stop, and no new position is
@@ -29,19 +32,230 @@ pub struct RollingZ {
     buf: Vec<f64>,
     head: usize,
     count: usize,
-    shift: f64,
-    s1: f64,
-    s2: f64,
+    acc: Acc,
+    prev: f64,
     since_recentre: usize,
     every: usize,
+    lim: Limits,
 }
 
-/// Ticks between exact re-centrings: a multiple of the window (so the ring buffer is in time
-/// order at each re-centring, which keeps batch and streaming bit-identical), at least 256 ticks
-/// (so the O(window) re-centring costs little per tick). Over 256 ticks the rounding of the
-/// running sums stays ~1e-14 relative.
+/// Ticks between forced exact recomputations: a multiple of the window, at least 4096 ticks (so the
+/// O(window) recomputation costs little per tick). Forced recomputations sit at fixed positions
+/// (the block boundaries of the batch loop), so the two-thread batch split starts from the state
+/// the one-thread and streaming computations have there. Accuracy does not depend on this
+/// interval: an error bound tested at every tick asks for a recomputation when needed.
 fn recentre_every(w: usize) -> usize {
-    w * 256usize.div_ceil(w).max(1)
+    w * 4096usize.div_ceil(w).max(1)
+}
+
+/// The error bound of the centred sum of squares, in units of the unit roundoff u = 2^-53, must
+/// stay below `BOUND_LIMIT` times its value: the variance is then known to a relative
+/// 8192·u ≈ 9.1e-13, the standard deviation to ≈ 4.6e-13.
+const BOUND_LIMIT: f64 = 8192.0;
+/// The mean's error bound must stay below 1e-10 standard deviations (z-scores to ~1e-10):
+/// (u·E1/n)² ≤ 1e-20·vn/(n-1)  ⇐  E1² < Z_LIMIT·n·vn with Z_LIMIT = 1e-20 / u².
+const Z_LIMIT: f64 = 1e-20 / ((f64::EPSILON / 2.0) * (f64::EPSILON / 2.0));
+
+/// The running state of the rolling statistics, shared by the streaming and the batch code (which
+/// perform exactly the same floating-point operations in the same order, so they agree bit for
+/// bit).
+///
+/// Values are kept as offsets `d = fl(x - k)` from a shift `k` (the window value nearest the
+/// window's mean at the last exact recomputation). While `k` is unchanged a value's `d` and `d²`
+/// are computed identically when it enters and when it leaves the window, so `s1` and `s2` are
+/// the sums of the window's rounded terms up to the rounding of the running additions only. Those
+/// roundings are bounded from `a2` (the sum of |s2| since the recomputation) and the tick count;
+/// every tick the bound is compared with the centred sum of squares and, when it is too large
+/// (the shift drifted far from the window's mean relative to its spread, a jump left the window,
+/// the window became nearly flat), the window is recomputed exactly: O(window), rare on ordinary
+/// data. A window whose values are all equal is recognised exactly (`run`), whatever the sums.
+#[derive(Debug, Clone, Copy, Default)]
+struct Acc {
+    k: f64,
+    /// Compensated running sums (value + TwoSum error term) of d and d², and their values.
+    s1h: f64,
+    s1c: f64,
+    s2h: f64,
+    s2c: f64,
+    s1: f64,
+    s2: f64,
+    /// Error bounds (units of u) of s1 and s2: from the recomputation, then + |t1|, |t2| per tick.
+    e1: f64,
+    e2: f64,
+    /// Trailing run of equal values: the window is flat iff run >= w.
+    run: usize,
+}
+
+/// Per-bar outputs before the (vectorisable) square root: mean, variance, x - mean.
+#[derive(Debug, Clone, Copy)]
+struct Pre {
+    mean: f64,
+    var: f64,
+    num: f64,
+}
+
+impl Acc {
+    /// Exact-as-possible recomputation from the window (in time order: `a` then `b`).
+    /// (Not inlined, and returning by value so that the hot loops keep the state in registers.)
+    #[inline(never)]
+    fn recomputed(a: &[f64], b: &[f64], run: usize) -> Acc {
+        let n = (a.len() + b.len()) as f64;
+        // Four interleaved lanes (value j of the window goes to lane j % 4, so the streaming ring
+        // buffer, seen as two slices, and the batch window give the same operations).
+        let mut sum = [0.0f64; 4];
+        lanes(a, b, |l, v| sum[l] += v);
+        let mean0 = ((sum[0] + sum[1]) + (sum[2] + sum[3])) / n;
+        // shift: the window value closest to the mean (some value lies within one standard
+        // deviation of the mean, so the centred sums do not cancel; a nearly flat window gets
+        // exact small offsets)
+        let first = a.first().or(b.first()).copied().unwrap_or(0.0);
+        let (mut best, mut kv) = ([f64::INFINITY; 4], [first; 4]);
+        lanes(a, b, |l, v| {
+            let e = (v - mean0).abs();
+            if e < best[l] {
+                best[l] = e;
+                kv[l] = v;
+            }
+        });
+        let (mut k, mut e0) = (kv[0], best[0]);
+        for l in 1..4 {
+            if best[l] < e0 {
+                e0 = best[l];
+                k = kv[l];
+            }
+        }
+        // compensated (TwoSum) sums of d and d², per lane
+        let (mut s1, mut c1, mut s2, mut c2, mut dabs) = ([0.0f64; 4], [0.0f64; 4], [0.0f64; 4], [0.0f64; 4], [0.0f64; 4]);
+        lanes(a, b, |l, v| {
+            let d = v - k;
+            let q = d * d;
+            dabs[l] += d.abs();
+            let t = s1[l] + d;
+            let bb = t - s1[l];
+            c1[l] += (s1[l] - (t - bb)) + (d - bb);
+            s1[l] = t;
+            let t = s2[l] + q;
+            let bb = t - s2[l];
+            c2[l] += (s2[l] - (t - bb)) + (q - bb);
+            s2[l] = t;
+        });
+        let (s1, s2) = (two_sum4(s1, c1), two_sum4(s2, c2));
+        let dabs = (dabs[0] + dabs[1]) + (dabs[2] + dabs[3]);
+        // compensated summation: |error| <= (2u + O(n u²)) Σ|terms|, with margin
+        Acc { k, s1h: s1, s1c: 0.0, s2h: s2, s2c: 0.0, s1, s2, e1: 3.0 * dabs + s1.abs(), e2: 4.0 * s2.abs(), run }
+    }
+
+    /// Slide the window: `xn` enters, `xo` leaves. The running sums are compensated (TwoSum), so
+    /// only the rounding of the differences t1 = d_new - d_old and t2 = d_new² - d_old² (at most
+    /// u·|t1|, u·|t2|) adds to the error bounds.
+    #[inline(always)]
+    fn slide(&mut self, xn: f64, xo: f64) {
+        let dn = xn - self.k;
+        let dold = xo - self.k;
+        let t1 = dn - dold;
+        let t2 = dn * dn - dold * dold;
+        let s = self.s1h + t1;
+        let bb = s - self.s1h;
+        self.s1c += (self.s1h - (s - bb)) + (t1 - bb);
+        self.s1h = s;
+        let s = self.s2h + t2;
+        let bb = s - self.s2h;
+        self.s2c += (self.s2h - (s - bb)) + (t2 - bb);
+        self.s2h = s;
+        self.s1 = self.s1h + self.s1c;
+        self.s2 = self.s2h + self.s2c;
+        self.e1 += t1.abs();
+        self.e2 += t2.abs();
+    }
+}
+
+/// Constants of the error-bound test for a window of `n` values.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    inv_n: f64,
+    inv_dof: f64,
+    /// Z_LIMIT·n
+    zn: f64,
+}
+
+impl Limits {
+    fn new(w: usize) -> Self {
+        let nf = w as f64;
+        Limits { inv_n: 1.0 / nf, inv_dof: 1.0 / (nf - 1.0), zn: Z_LIMIT * nf }
+    }
+}
+
+/// The error-bound test: true when the running sums are no longer known to the target accuracy
+/// (the caller then recomputes the window exactly). Never asked on a flat window.
+///
+/// Bounds in units of u: E1, E2 bound the errors of s1, s2 (the compensation terms' own rounding,
+/// below u²·t²·max|s2|, is covered by the margin for the ≤ 2^20 ticks between recomputations of
+/// any window below 2^19 bars). The centred sum vn = s2 - s1·m errs by at most
+/// E2 + 8|s2| (rounding of d, d², s1·m, vn) + |s1|·E1/n; it must stay below L·vn (relative
+/// variance error below 9.1e-13); and the mean's error u·E1/n below 1e-10 standard deviations:
+/// E1² < Z·n·vn. A non-positive vn fails.
+#[inline(always)]
+fn inaccurate(s1: f64, s2: f64, e1: f64, e2: f64, l: &Limits) -> bool {
+    let m = s1 * l.inv_n;
+    let vn = s2 - s1 * m;
+    let bound = (e2 + 8.0 * s2.abs()) + s1.abs() * e1 * l.inv_n;
+    !((bound < BOUND_LIMIT * vn) & (e1 * e1 < l.zn * vn))
+}
+
+/// Mean, variance and x - mean of the bar whose value is `x` (exact for a flat window).
+#[inline(always)]
+fn pre(k: f64, s1: f64, s2: f64, x: f64, flat: bool, l: &Limits) -> Pre {
+    let m = s1 * l.inv_n;
+    let var = (s2 - s1 * m) * l.inv_dof;
+    if flat {
+        Pre { mean: x, var: 0.0, num: 0.0 }
+    } else {
+        Pre { mean: k + m, var: if var > 0.0 { var } else { 0.0 }, num: (x - k) - m }
+    }
+}
+
+/// Calls `f(j % 4, v)` for the values `v` of `a` then `b` in order (`j` = position in the window).
+#[inline(always)]
+fn lanes(a: &[f64], b: &[f64], mut f: impl FnMut(usize, f64)) {
+    let mut run = |s: &[f64], off: usize| {
+        let head = ((4 - off % 4) % 4).min(s.len());
+        for (i, &v) in s[..head].iter().enumerate() {
+            f((off + i) % 4, v);
+        }
+        let mut chunks = s[head..].chunks_exact(4);
+        for c in &mut chunks {
+            f(0, c[0]);
+            f(1, c[1]);
+            f(2, c[2]);
+            f(3, c[3]);
+        }
+        for (i, &v) in chunks.remainder().iter().enumerate() {
+            f(i, v);
+        }
+    };
+    run(a, 0);
+    run(b, a.len());
+}
+
+/// Σ hi[l] + Σ lo[l] with the hi parts added by TwoSum (their rounding errors kept).
+#[inline(always)]
+fn two_sum4(hi: [f64; 4], lo: [f64; 4]) -> f64 {
+    let (mut s, mut c) = (hi[0], lo[0]);
+    for l in 1..4 {
+        let t = s + hi[l];
+        let bb = t - s;
+        c += ((s - (t - bb)) + (hi[l] - bb)) + lo[l];
+        s = t;
+    }
+    s + c
+}
+
+/// Final step, per bar: (mean, std, z) with signed zeros normalised (+0.0).
+#[inline(always)]
+fn post(p: Pre) -> (f64, f64, f64) {
+    let sd = p.var.sqrt();
+    let z = if sd > 0.0 { p.num / sd } else { 0.0 };
+    (p.mean + 0.0, sd + 0.0, z + 0.0)
 }
 
 impl RollingZ {
@@ -57,11 +271,11 @@ impl RollingZ {
             buf: crate::limits::zeroed(lookback, "the rolling window")?,
             head: 0,
             count: 0,
-            shift: 0.0,
-            s1: 0.0,
-            s2: 0.0,
+            acc: Acc::default(),
+            prev: f64::NAN,
             since_recentre: 0,
             every: recentre_every(lookback),
+            lim: Limits::new(lookback),
         })
     }
 
@@ -69,34 +283,21 @@ impl RollingZ {
         self.lookback
     }
 
-    fn recentre(&mut self) {
-        let n = self.count as f64;
-        let mean = self.buf[..self.count].iter().sum::<f64>() / n;
-        self.shift = mean;
-        let (mut s1, mut s2) = (0.0, 0.0);
-        for &v in &self.buf[..self.count] {
-            let d = v - mean;
-            s1 += d;
-            s2 += d * d;
-        }
-        self.s1 = s1;
-        self.s2 = s2;
-        self.since_recentre = 0;
-    }
-
     /// Add one value; returns (mean, std, z), NaN until the window is full.
     /// The caller guarantees `x` is finite.
     #[inline]
     pub fn push(&mut self, x: f64) -> (f64, f64, f64) {
         let w = self.lookback;
-        if self.count < w {
+        self.acc.run = if x == self.prev { self.acc.run + 1 } else { 1 };
+        self.prev = x;
+        let forced = if self.count < w {
             self.buf[self.count] = x;
             self.count += 1;
             if self.count < w {
                 return (f64::NAN, f64::NAN, f64::NAN);
             }
             self.head = 0;
-            self.recentre();
+            true
         } else {
             let old = self.buf[self.head];
             self.buf[self.head] = x;
@@ -106,21 +307,23 @@ impl RollingZ {
             }
             self.since_recentre += 1;
             if self.since_recentre >= self.every {
-                self.recentre();
+                true
             } else {
-                let dn = x - self.shift;
-                let dold = old - self.shift;
-                self.s1 += dn - dold;
-                self.s2 += dn * dn - dold * dold;
+                self.acc.slide(x, old);
+                false
             }
+        };
+        let (buf, head, l) = (&self.buf, self.head, self.lim);
+        let a = self.acc;
+        let flat = a.run >= w;
+        if forced {
+            self.since_recentre = 0;
+            self.acc = Acc::recomputed(&buf[head..], &buf[..head], a.run);
+        } else if !flat && inaccurate(a.s1, a.s2, a.e1, a.e2, &l) {
+            self.acc = Acc::recomputed(&buf[head..], &buf[..head], a.run);
         }
-        let n = w as f64;
-        let mean_off = self.s1 * (1.0 / n);
-        let var = ((self.s2 - self.s1 * mean_off) * (1.0 / (n - 1.0))).max(0.0);
-        let std = var.sqrt();
-        let mean = self.shift + mean_off;
-        let z = if std > 0.0 { ((x - self.shift) - mean_off) / std } else { 0.0 };
-        (mean, std, z)
+        let a = self.acc;
+        post(pre(a.k, a.s1, a.s2, x, flat, &l))
     }
 }
 
@@ -281,6 +484,43 @@ impl SignalMachine {
     }
 }
 
+/// [`SignalMachine::run`] from the initial state over a whole series, on two threads for long
+/// series: the second half is run from the initial state (a guess) while the first half runs;
+/// then the true machine, continued from the end of the first half, overwrites the guessed bars
+/// until both machines are in the same state after a bar (same state, and not blocked: a held
+/// position is never blocked, and nothing is blocked without a stop level), after which they agree
+/// on every later bar. Identical to one `run` over the whole series.
+fn run_signals(params: SignalParams, z: &[f64], signals: &mut [i8], positions: &mut [i8]) -> CoreResult<()> {
+    let n = z.len();
+    let mut machine = SignalMachine::new(params)?;
+    if n < 200_000 || cores() < 2 {
+        machine.run(z, signals, positions);
+        return Ok(());
+    }
+    let mid = n / 2;
+    let mut guess = SignalMachine::new(params)?;
+    {
+        let (s1, s2) = signals.split_at_mut(mid);
+        let (p1, p2) = positions.split_at_mut(mid);
+        std::thread::scope(|scope| {
+            let h = scope.spawn(|| guess.run(&z[mid..], s2, p2));
+            machine.run(&z[..mid], s1, p1);
+            h.join()
+        })
+        .map_err(|_| CoreError::numerical("the signal thread panicked"))?;
+    }
+    for j in mid..n {
+        let guessed = signals[j];
+        let (sg, ps) = machine.push(z[j]);
+        signals[j] = sg;
+        positions[j] = ps;
+        if sg == guessed && (sg != 0 || params.stop.is_none()) {
+            break; // same state (never blocked here) after bar j: the guess is right from j + 1 on
+        }
+    }
+    Ok(())
+}
+
 /// One tick of the streaming computation.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Tick {
@@ -381,9 +621,10 @@ pub struct MeanReversionResult {
 
 /// Rolling mean/std/z of a whole series into `mean`, `std`, `z` (each `x.len()` long).
 ///
-/// The same arithmetic, in the same order, as [`RollingZ::push`] tick by tick (re-centring when
-/// the window is full and then every `recentre_every(w)` ticks, with the window in time order), so streaming and
-/// batch agree bit for bit; written as a tight block loop for speed. Returns false if cancelled.
+/// The same arithmetic, in the same order, as [`RollingZ::push`] tick by tick (exact
+/// recomputation when the window is full, every `recentre_every(w)` ticks and wherever the error
+/// bound fails), so streaming and batch agree bit for bit; written as a chunked loop for speed.
+/// Returns false if cancelled.
 pub fn rolling_into(
     x: &[f64],
     w: usize,
@@ -407,7 +648,7 @@ pub fn rolling_into(
     // bit-identical to the one-thread (and streaming) computation.
     let every = recentre_every(w);
     let blocks = (n - warm).div_ceil(every);
-    if n < 200_000 || blocks < 2 || cores() < 2 {
+    if n < 100_000 || blocks < 2 || cores() < 2 {
         return rolling_blocks(x, w, warm, &mut mean[warm..], &mut std[warm..], &mut z[warm..], &AtomicBool::new(false), on_progress);
     }
     let mid = warm + blocks.div_ceil(2) * every;
@@ -486,11 +727,16 @@ fn rolling_blocks_generic(
     on_progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> bool {
     let n = x.len();
-    let nf = w as f64;
-    let (inv_n, inv_dof) = (1.0 / nf, 1.0 / (nf - 1.0));
+    let l = Limits::new(w);
     let every = recentre_every(w);
     let mut next_report = start + (1usize << 16);
     let mut t0 = start;
+    // chunks of CH bars: pass 1 (serial) keeps the running sums; pass 2 (vectorised) tests the
+    // error bound and computes the outputs; at the first failing bar of a chunk the window is
+    // recomputed exactly (as RollingZ::push does there) and the next chunk starts after it
+    const CH: usize = 64;
+    let (mut s1a, mut s2a, mut e1a, mut e2a, mut runa) = ([0.0f64; CH], [0.0f64; CH], [0.0f64; CH], [0.0f64; CH], [0usize; CH]);
+    let mut fail = [false; CH];
     while t0 < n {
         if t0 >= next_report {
             next_report += 1 << 16;
@@ -498,40 +744,46 @@ fn rolling_blocks_generic(
                 return false;
             }
         }
-        // re-centre on the window x[t0-w+1 ..= t0] (two-pass, exactly as RollingZ::recentre)
-        let win = &x[t0 + 1 - w..=t0];
-        let shift = win.iter().sum::<f64>() / nf;
-        let (mut s1, mut s2) = (0.0, 0.0);
-        for &v in win {
-            let d = v - shift;
-            s1 += d;
-            s2 += d * d;
+        // forced exact recomputation on the window x[t0-w+1 ..= t0] (as RollingZ::push does at
+        // the same bars); the run of equal values is recounted from the window (only run >= w
+        // matters, so this agrees with the stream's count)
+        let mut run = 1;
+        while run < w && x[t0 - run] == x[t0] {
+            run += 1;
         }
+        let mut acc = Acc::recomputed(&x[t0 + 1 - w..=t0], &[], run);
         let end = (t0 + every).min(n);
-        // pass 1, serial: the running sums; mean offset parked in z, variance in std
-        let xs = &x[t0..end];
-        let olds = &x[t0 + 1 - w..end - w]; // olds[k] = x[t0 + 1 + k - w], leaving the window at t0 + 1 + k
-        let (a, b) = (t0 - start, end - start);
-        let (zb, sb, mb) = (&mut z[a..b], &mut std[a..b], &mut mean[a..b]);
-        let mean_off = s1 * inv_n;
-        zb[0] = mean_off;
-        sb[0] = ((s2 - s1 * mean_off) * inv_dof).max(0.0);
-        for (((&xn, &xo), zk), sk) in xs[1..].iter().zip(olds).zip(zb[1..].iter_mut()).zip(sb[1..].iter_mut()) {
-            let dn = xn - shift;
-            let dold = xo - shift;
-            s1 += dn - dold;
-            s2 += dn * dn - dold * dold;
-            let mean_off = s1 * inv_n;
-            *zk = mean_off;
-            *sk = ((s2 - s1 * mean_off) * inv_dof).max(0.0);
-        }
-        // pass 2, independent per element (vectorises): sqrt, mean, z
-        for (((xi, zi), si), mi) in xs.iter().zip(zb.iter_mut()).zip(sb.iter_mut()).zip(mb.iter_mut()) {
-            let mean_off = *zi;
-            let sd = si.sqrt();
-            *mi = shift + mean_off;
-            *si = sd;
-            *zi = if sd > 0.0 { ((xi - shift) - mean_off) / sd } else { 0.0 };
+        (mean[t0 - start], std[t0 - start], z[t0 - start]) = post(pre(acc.k, acc.s1, acc.s2, x[t0], acc.run >= w, &l));
+        let mut t = t0 + 1;
+        while t < end {
+            let len = (end - t).min(CH);
+            // pass 1, serial
+            let mut xp = x[t - 1];
+            for (i, (&xn, &xo)) in x[t..t + len].iter().zip(&x[t - w..t - w + len]).enumerate() {
+                acc.run = if xn == xp { acc.run + 1 } else { 1 };
+                xp = xn;
+                acc.slide(xn, xo);
+                (s1a[i], s2a[i], e1a[i], e2a[i], runa[i]) = (acc.s1, acc.s2, acc.e1, acc.e2, acc.run);
+            }
+            // pass 2, vectorised: outputs and the bound test (outputs after the first failing bar
+            // are overwritten below)
+            let mut any = false;
+            let o = t - start;
+            for (i, ((xi, mi), (si, zi))) in x[t..t + len].iter().zip(&mut mean[o..o + len]).zip(std[o..o + len].iter_mut().zip(&mut z[o..o + len])).enumerate() {
+                let f = (runa[i] < w) & inaccurate(s1a[i], s2a[i], e1a[i], e2a[i], &l);
+                fail[i] = f;
+                any |= f;
+                (*mi, *si, *zi) = post(pre(acc.k, s1a[i], s2a[i], *xi, runa[i] >= w, &l));
+            }
+            let upto = if any { fail[..len].iter().position(|&f| f).unwrap_or(len) } else { len };
+            if upto < len {
+                let tf = t + upto;
+                acc = Acc::recomputed(&x[tf + 1 - w..=tf], &[], runa[upto]);
+                (mean[tf - start], std[tf - start], z[tf - start]) = post(pre(acc.k, acc.s1, acc.s2, x[tf], acc.run >= w, &l));
+                t = tf + 1;
+            } else {
+                t += len;
+            }
         }
         t0 = end;
     }
@@ -589,8 +841,7 @@ pub fn mean_reversion_into(
     if !rolling_into(prices, lookback, out.rolling_mean, out.rolling_std, out.zscore, on_progress) {
         return Err(CoreError::Cancelled);
     }
-    let mut machine = SignalMachine::new(params)?;
-    machine.run(out.zscore, out.signals, out.positions);
+    run_signals(params, out.zscore, out.signals, out.positions)?;
     let (mut entries, mut exits) = (Vec::new(), Vec::new());
     let mut prev = 0i8;
     for (i, &sig) in out.signals.iter().enumerate() {
@@ -761,8 +1012,41 @@ mod tests {
     }
 
     #[test]
+    fn two_thread_signals_equal_one_run() {
+        let x = walk(300_000, 100.0, 1.0, 5);
+        let mut r = RollingZ::new(12).unwrap();
+        let mut z: Vec<f64> = x.iter().map(|&v| r.push(v).2).collect();
+        z[150_001] = f64::NAN;
+        for params in [
+            SignalParams { entry: 1.0, exit: 0.0, stop: None },
+            SignalParams { entry: 1.5, exit: 0.5, stop: Some(1.6) },
+            SignalParams { entry: 0.5, exit: -0.4, stop: Some(0.6) },
+        ] {
+            let (mut sa, mut pa) = (vec![0i8; z.len()], vec![0i8; z.len()]);
+            SignalMachine::new(params).unwrap().run(&z, &mut sa, &mut pa);
+            let (mut sb, mut pb) = (vec![0i8; z.len()], vec![0i8; z.len()]);
+            run_signals(params, &z, &mut sb, &mut pb).unwrap();
+            assert!(sa == sb && pa == pb, "{params:?}");
+        }
+        // blocked (stopped out) at the split, then NaN: the guess is flat too but not blocked,
+        // so the states differ although the signals agree; the next bar tells them apart
+        let n = 200_000;
+        let mut z = vec![0.0; n];
+        z[n / 2 - 1] = 3.0;
+        z[n / 2] = f64::NAN;
+        z[n / 2 + 1] = 1.5;
+        let params = SignalParams { entry: 1.0, exit: 0.0, stop: Some(2.0) };
+        let (mut sa, mut pa) = (vec![0i8; n], vec![0i8; n]);
+        SignalMachine::new(params).unwrap().run(&z, &mut sa, &mut pa);
+        let (mut sb, mut pb) = (vec![0i8; n], vec![0i8; n]);
+        run_signals(params, &z, &mut sb, &mut pb).unwrap();
+        assert_eq!(sa[n / 2 + 1], 0, "blocked: no entry above the entry level");
+        assert!(sa == sb && pa == pb);
+    }
+
+    #[test]
     fn streaming_equals_batch_bitwise() {
-        // long enough for the two-thread batch path (n >= 200 000)
+        // long enough for the two-thread batch path (n >= 100 000)
         let x = walk(300_000, 100.0, 0.5, 7);
         let p = SignalParams { entry: 1.5, exit: 0.0, stop: Some(3.0) };
         let b = mean_reversion(&x, 20, p, &mut no_progress()).unwrap();

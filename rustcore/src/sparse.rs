@@ -38,6 +38,8 @@
 #![allow(clippy::needless_range_loop, clippy::neg_cmp_op_on_partial_ord)]
 
 use crate::error::{check, CoreError, CoreResult};
+use crate::adf::{adf, Autolag};
+use crate::num::{pz, pz_all};
 
 /// Fewest price observations (rows) accepted by every method.
 pub const MIN_OBSERVATIONS: usize = 10;
@@ -124,6 +126,10 @@ pub struct SparseConfig {
     pub max_iterations: usize,
     /// scikit-learn's `tol`: stop when the duality gap <= tolerance · ‖y − ȳ‖² / n (objective units).
     pub tolerance: f64,
+    /// Lagged differences in the spread's ADF regression: `Autolag::None` = 0 lags (the default);
+    /// AIC / BIC / t-stat choose them as statsmodels' `adfuller(spread, autolag=…)` does
+    /// (see [`crate::adf`]). The statistic chosen also ranks the targets when `target` is `None`.
+    pub adf_autolag: Autolag,
 }
 
 impl Default for SparseConfig {
@@ -136,6 +142,7 @@ impl Default for SparseConfig {
             k: None,
             max_iterations: 10_000,
             tolerance: 1e-4,
+            adf_autolag: Autolag::None,
         }
     }
 }
@@ -160,8 +167,10 @@ pub struct SparseResult {
     /// Ornstein-Uhlenbeck half-life of the spread in observations (see [`ar1_mean_reversion`]);
     /// `f64::INFINITY` when the spread does not mean-revert (AR(1) slope b >= 0).
     pub half_life: f64,
-    /// ADF statistic of the spread (regression with constant, no lagged differences).
+    /// ADF statistic of the spread (regression with constant and `adf_lag` lagged differences).
     pub adf_statistic: f64,
+    /// Lagged differences used by the ADF regression (0 unless `adf_autolag` chose more).
+    pub adf_lag: usize,
     /// Engle-Granger critical values at 1 %, 5 %, 10 % for `nonzero` variables
     /// (see [`engle_granger_critical_values`]).
     pub adf_critical_values: Vec<f64>,
@@ -172,6 +181,20 @@ pub struct SparseResult {
     /// Lasso / elastic net: coordinate-descent sweeps of the reported target's fit, including its
     /// warm-start path. Greedy: greedy steps (k − 1). Box-Tiao: 0 (direct method).
     pub iterations: usize,
+}
+
+
+impl SparseResult {
+    /// Signed zeros to +0.0 (both transports bit-identical; proto3 drops −0.0).
+    fn no_neg_zero(mut self) -> Self {
+        for v in [&mut self.weights, &mut self.spread, &mut self.adf_critical_values] {
+            pz_all(v);
+        }
+        for v in [&mut self.intercept, &mut self.half_life, &mut self.adf_statistic, &mut self.objective] {
+            *v = pz(*v);
+        }
+        self
+    }
 }
 
 /// Parameters of [`sparse_lambda_path`].
@@ -238,6 +261,13 @@ pub struct Ar1Stats {
     pub adf_statistic: f64,
 }
 
+
+impl Ar1Stats {
+    fn no_neg_zero(self) -> Self {
+        Ar1Stats { b: pz(self.b), a: pz(self.a), half_life: pz(self.half_life), adf_statistic: pz(self.adf_statistic) }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Public entry points
 // ---------------------------------------------------------------------------------------------
@@ -292,6 +322,7 @@ pub fn sparse_portfolio(
                 &w_sub,
                 nu,
                 0,
+                config.adf_autolag,
             )
         }
         SparseMethod::Greedy => {
@@ -320,6 +351,7 @@ pub fn sparse_portfolio(
                 &w_sub,
                 nu,
                 k - 1,
+                config.adf_autolag,
             )
         }
     }
@@ -453,15 +485,19 @@ pub fn sparse_lambda_path(
         out.iterations[li] = fit.iterations;
         prev = lam;
     }
+    for v in [&mut out.lambdas, &mut out.half_life, &mut out.adf_statistic, &mut out.weights, &mut out.intercepts] {
+        pz_all(v); // signed zeros: +0.0
+    }
     Ok(out)
 }
 
 /// AR(1) / Ornstein-Uhlenbeck statistics of a series s (at least 4 values): the OLS regression
 /// `Δs_t = a + b·s_{t−1} + e_t` (t = 1 … T−1).
 ///
-/// * `half_life = −ln 2 / ln(1 + b)` for −1 < b < 0; `f64::INFINITY` when b >= 0 (no mean
-///   reversion) or b <= −2 (explosive oscillation); for −2 < b <= −1 (over-shooting reversion)
-///   `−ln 2 / ln|1 + b|`, which is 0 at b = −1.
+/// * `half_life = −ln 2 / ln(1 + b)` for −1 < b < 0; `f64::INFINITY` otherwise: b >= 0 (no mean
+///   reversion) and b <= −1 (the deviation flips sign every step: not an OU process). The one
+///   convention of [`crate::num::ar1_half_life`], shared with the OU fit (whose level slope is
+///   1 + b).
 /// * `adf_statistic = b / se(b)` with `se(b)² = RSS / (T − 3) / Σ(s_{t−1} − mean)²`: the
 ///   augmented Dickey-Fuller statistic with a constant and no lagged differences (statsmodels
 ///   `adfuller(s, maxlag=0, autolag=None, regression="c")[0]`).
@@ -497,7 +533,7 @@ pub fn ar1_mean_reversion(series: &[f64]) -> CoreResult<Ar1Stats> {
             a: 0.0,
             half_life: 0.0,
             adf_statistic: f64::NEG_INFINITY,
-        });
+        }.no_neg_zero());
     }
     let b = sxd / sxx;
     let a = md - b * mx;
@@ -521,17 +557,21 @@ pub fn ar1_mean_reversion(series: &[f64]) -> CoreResult<Ar1Stats> {
         a,
         half_life: half_life_from_b(b),
         adf_statistic: adf,
-    })
+    }.no_neg_zero())
+}
+
+/// ADF statistic and lag count of a spread: the AR(1) statistic (0 lags) unless `autolag` asks for
+/// statsmodels' lag selection. A perfectly fitting (e.g. constant) spread keeps the AR(1) ±∞.
+fn spread_adf(spread: &[f64], st: &Ar1Stats, autolag: Autolag) -> CoreResult<(f64, usize)> {
+    if autolag == Autolag::None || !st.adf_statistic.is_finite() {
+        return Ok((st.adf_statistic, 0));
+    }
+    let r = adf(spread, None, autolag)?;
+    Ok((r.statistic, r.used_lag))
 }
 
 fn half_life_from_b(b: f64) -> f64 {
-    if b >= 0.0 || b <= -2.0 {
-        f64::INFINITY
-    } else if b == -1.0 {
-        0.0
-    } else {
-        -std::f64::consts::LN_2 / (1.0 + b).abs().ln()
-    }
+    crate::num::ar1_half_life(1.0 + b)
 }
 
 /// MacKinnon (2010) response-surface coefficients for the Engle-Granger / ADF test with a
@@ -1366,9 +1406,10 @@ fn regression_basket(
         }
         let b = design.basket(prices, t, &w, config.lambda, alpha);
         let st = ar1_mean_reversion(&b.spread)?;
+        let (adf_statistic, adf_lag) = spread_adf(&b.spread, &st, config.adf_autolag)?;
         let better = match &best {
             None => true,
-            Some((_, adf)) => st.adf_statistic < *adf,
+            Some((_, adf)) => adf_statistic < *adf,
         };
         if better {
             let res = SparseResult {
@@ -1379,12 +1420,13 @@ fn regression_basket(
                 nonzero: b.nonzero,
                 spread: b.spread,
                 half_life: st.half_life,
-                adf_statistic: st.adf_statistic,
+                adf_statistic,
+                adf_lag,
                 adf_critical_values: engle_granger_critical_values(b.nonzero, rows - 1).to_vec(),
                 objective: b.objective,
                 iterations: fit.iterations,
-            };
-            best = Some((res, st.adf_statistic));
+            }.no_neg_zero();
+            best = Some((res, adf_statistic));
         }
     }
     match best {
@@ -2091,6 +2133,7 @@ fn finish_eigen_basket(
     w_sub: &[f64],
     nu: f64,
     iterations: usize,
+    adf_autolag: Autolag,
 ) -> CoreResult<SparseResult> {
     let mut weights = vec![0.0; cols];
     for (a, &j) in idx.iter().enumerate() {
@@ -2104,6 +2147,7 @@ fn finish_eigen_basket(
     }
     let intercept = spread.iter().sum::<f64>() / rows as f64;
     let st = ar1_mean_reversion(&spread)?;
+    let (adf_statistic, adf_lag) = spread_adf(&spread, &st, adf_autolag)?;
     let nonzero = support.len();
     Ok(SparseResult {
         method: method.name().to_string(),
@@ -2113,11 +2157,12 @@ fn finish_eigen_basket(
         nonzero,
         spread,
         half_life: st.half_life,
-        adf_statistic: st.adf_statistic,
+        adf_statistic,
+        adf_lag,
         adf_critical_values: engle_granger_critical_values(nonzero, rows - 1).to_vec(),
         objective: nu,
         iterations,
-    })
+    }.no_neg_zero())
 }
 
 #[cfg(test)]
@@ -2294,9 +2339,9 @@ mod tests {
         assert_close(st.b, -1.2, 1e-12);
         assert_close(st.a, 0.5 + 1.2 * 1.5, 1e-12);
         assert_close(st.adf_statistic, -1.2 / 0.18f64.sqrt(), 1e-12);
-        // −2 < b < −1: half-life uses |1 + b| = 0.2.
-        assert_close(st.half_life, -std::f64::consts::LN_2 / 0.2f64.ln(), 1e-12);
-        assert_eq!(half_life_from_b(-1.0), 0.0);
+        // b <= −1 (the deviation flips sign every step): no OU half-life, as in the OU fit.
+        assert_eq!(st.half_life, f64::INFINITY);
+        assert_eq!(half_life_from_b(-1.0), f64::INFINITY);
         assert_eq!(half_life_from_b(-2.5), f64::INFINITY);
         assert_eq!(half_life_from_b(0.0), f64::INFINITY);
         assert_close(half_life_from_b(-0.5), 1.0, 1e-12);

@@ -243,7 +243,7 @@ class Backend(abc.ABC):
     def _optimize_portfolio(self, prices, method, params, asset_names, cancel) -> dict: ...
 
     @abc.abstractmethod
-    def _sparse_portfolio(self, prices, method, lambda_param, alpha, target, k, max_iterations, tolerance, asset_names, cancel) -> dict: ...
+    def _sparse_portfolio(self, prices, method, lambda_param, alpha, target, k, max_iterations, tolerance, asset_names, cancel, adf_autolag="none") -> dict: ...
 
     @abc.abstractmethod
     def _sparse_lambda_path(self, prices, target, lambdas, n_lambdas, alpha, tolerance, max_iterations, cancel) -> dict: ...
@@ -462,10 +462,13 @@ class Backend(abc.ABC):
         tolerance: float = 1e-4,
         asset_names: "list[str] | tuple[str, ...] | None" = None,
         cancel: CancelToken | None = None,
+        adf_autolag: str = "none",
     ) -> SparseResult:
         """Find a small mean-reverting basket (methods: lasso, elastic_net, box_tiao, greedy).
         lasso/elastic_net regress the target's price on the others (target None: each asset in turn,
-        keeping the most mean-reverting spread); alpha is the L1 ratio; k is greedy's basket size."""
+        keeping the most mean-reverting spread); alpha is the L1 ratio; k is greedy's basket size.
+        adf_autolag: lagged differences of the spread's ADF regression, "none" (0 lags) or
+        "aic" / "bic" / "t-stat" (chosen as statsmodels' adfuller does; the lag used is adf_lag)."""
         p, names = as_matrix("prices", prices)
         names, target = self._names_and_target(p, names, asset_names, target)
         self._check_size("sparse portfolio", p.size, 8 * p.shape[0], f"{p.shape[0]} × {p.shape[1]} prices")
@@ -480,6 +483,7 @@ class Backend(abc.ABC):
             real("tolerance", tolerance),
             names,
             cancel,
+            str(adf_autolag),
         )
         d["asset_names"] = names
         return SparseResult(**d)

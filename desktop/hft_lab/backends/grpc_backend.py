@@ -437,10 +437,10 @@ class GrpcBackend(Backend):
         r = self._unary("OptimizePortfolio", req, pb.PortfolioResponse, cancel)
         return wire.fields(r, exclude=("asset_names",))
 
-    def _sparse_portfolio(self, prices, method, lambda_param, alpha, target, k, max_iterations, tolerance, asset_names, cancel):
+    def _sparse_portfolio(self, prices, method, lambda_param, alpha, target, k, max_iterations, tolerance, asset_names, cancel, adf_autolag="none"):
         req = pb.SparseRequest(
             prices=wire.mat(prices), method=method, lambda_param=lambda_param, alpha=alpha, target=target, k=k,
-            max_iterations=max_iterations, tolerance=tolerance, asset_names=list(asset_names),
+            max_iterations=max_iterations, tolerance=tolerance, asset_names=list(asset_names), adf_autolag=adf_autolag,
         )
         r = self._unary("SparsePortfolio", req, pb.SparseResponse, cancel)
         return wire.fields(r, exclude=("asset_names",))

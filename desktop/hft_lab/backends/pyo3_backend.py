@@ -107,9 +107,10 @@ class Pyo3Backend(Backend):
         return _core().optimize_portfolio(prices, method, cancel=cancel.rust if cancel else None, **params)
 
     @translate_cancel
-    def _sparse_portfolio(self, prices, method, lambda_param, alpha, target, k, max_iterations, tolerance, asset_names, cancel):
+    def _sparse_portfolio(self, prices, method, lambda_param, alpha, target, k, max_iterations, tolerance, asset_names, cancel, adf_autolag="none"):
         return _core().sparse_portfolio(
-            prices, method, lambda_param, alpha, target, k, max_iterations, tolerance, cancel.rust if cancel else None
+            prices, method, lambda_param, alpha, target, k, max_iterations, tolerance, cancel.rust if cancel else None,
+            adf_autolag=adf_autolag,
         )
 
     @translate_cancel

@@ -94,11 +94,12 @@ class OuFit(_Result):
     se_b: float
     se_kappa: float
     se_half_life: float
-    r_squared: float
+    r_squared: float  # R² of the level regression x[t+1] = a + b x[t] (near 1 for any persistent series)
     residual_std: float
     mean_reverting: bool
     hurst: float
     n: int
+    r_squared_delta: float  # R² of the same fit on the increments: Δx[t+1] = a + (b-1) x[t]
 
 
 @dataclass(frozen=True, eq=False)
@@ -195,6 +196,7 @@ class SparseResult(_Result):
     adf_critical_values: np.ndarray
     objective: float
     iterations: int
+    adf_lag: int  # lagged differences in the ADF regression (0 unless adf_autolag chose more)
 
     @property
     def selected(self) -> tuple[str, ...]:

@@ -292,6 +292,7 @@ fn fit_ou<'py>(
     d.set_item("se_kappa", f.se_kappa)?;
     d.set_item("se_half_life", f.se_half_life)?;
     d.set_item("r_squared", f.r_squared)?;
+    d.set_item("r_squared_delta", f.r_squared_delta)?;
     d.set_item("residual_std", f.residual_std)?;
     d.set_item("mean_reverting", f.mean_reverting)?;
     d.set_item("hurst", f.hurst)?;
@@ -447,7 +448,7 @@ fn optimize_portfolio<'py>(
 
 /// Sparse mean-reverting basket: lasso / elastic_net (sklearn's objective), box_tiao, greedy.
 #[pyfunction]
-#[pyo3(signature = (prices, method="lasso", lambda_param=0.1, alpha=0.5, target=None, k=None, max_iterations=10_000, tolerance=1e-4, cancel=None, progress=None))]
+#[pyo3(signature = (prices, method="lasso", lambda_param=0.1, alpha=0.5, target=None, k=None, max_iterations=10_000, tolerance=1e-4, cancel=None, progress=None, adf_autolag="none"))]
 #[allow(clippy::too_many_arguments)]
 fn sparse_portfolio<'py>(
     py: Python<'py>,
@@ -461,9 +462,11 @@ fn sparse_portfolio<'py>(
     tolerance: f64,
     cancel: Option<PyRef<'py, CancelToken>>,
     progress: Option<Py<PyAny>>,
+    adf_autolag: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
     let (x, rows, cols) = slice2("prices", &prices)?;
     let config = sparse::SparseConfig {
+        adf_autolag: rustcore::adf::Autolag::parse(adf_autolag).map_err(to_py_err)?,
         method: sparse::SparseMethod::from_name(method).map_err(to_py_err)?,
         lambda: lambda_param,
         alpha,
@@ -482,6 +485,7 @@ fn sparse_portfolio<'py>(
     d.set_item("spread", r.spread.into_pyarray(py))?;
     d.set_item("half_life", r.half_life)?;
     d.set_item("adf_statistic", r.adf_statistic)?;
+    d.set_item("adf_lag", r.adf_lag)?;
     d.set_item("adf_critical_values", r.adf_critical_values.into_pyarray(py))?;
     d.set_item("objective", r.objective)?;
     d.set_item("iterations", r.iterations)?;

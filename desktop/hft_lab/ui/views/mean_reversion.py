@@ -429,7 +429,8 @@ class MeanReversionView(QWidget):
                 ("half-life (days)", ou.half_life_days),
                 ("± s.e. half-life", ou.se_half_life),
                 ("AR(1) b ± s.e.", f"{fmt(ou.b)} ± {fmt(ou.se_b, 3)}"),
-                ("R²", ou.r_squared),
+                ("R² (levels)", ou.r_squared),
+                ("R² (increments)", ou.r_squared_delta),
                 ("mean-reverting", ou.mean_reverting),
                 ("Hurst (R/S)", ou.hurst),
         ]
