@@ -225,6 +225,8 @@ class LabViewBox(pg.ViewBox):
         if self.owner is not None:
             if isinstance(item, pg.PlotDataItem):  # data may come later (setData), e.g. the live replay
                 item.sigPlotChanged.connect(self.owner.update_empty)
+            elif isinstance(item, pg.ImageItem):  # e.g. the posteriors, rendered after the item is added
+                item.sigImageChanged.connect(self.owner.update_empty)
             self.owner.update_empty()
 
     def removeItem(self, item):  # noqa: N802
