@@ -9,6 +9,7 @@ between the PyO3 and the gRPC backend.
 from __future__ import annotations
 
 import abc
+import functools
 import numbers
 import threading
 from typing import Any, Callable
@@ -134,6 +135,12 @@ def as_matrix(name: str, x: Any) -> tuple[np.ndarray, tuple[str, ...] | None]:
     return as_array(name, x, 2), names
 
 
+@functools.lru_cache(maxsize=1)
+def _default_max_message_mb() -> int:
+    """The default message limit (building a BackendConfig on every call cost ~5 µs of a 1k-price call)."""
+    return BackendConfig().max_message_mb
+
+
 def _is_real_scalar(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
 
@@ -255,7 +262,7 @@ class Backend(abc.ABC):
     def max_message_bytes(self) -> int:
         """The message limit both backends apply (see check_message_size)."""
         cfg = getattr(self, "config", None)
-        mb = cfg.max_message_mb if isinstance(cfg, BackendConfig) else BackendConfig().max_message_mb
+        mb = cfg.max_message_mb if isinstance(cfg, BackendConfig) else _default_max_message_mb()
         return mb << 20
 
     def _check_size(self, op: str, request_values: int, result_bytes: int, what: str) -> None:
