@@ -13,7 +13,9 @@ pub struct StrictCodec<T, U> {
 
 impl<T, U> Default for StrictCodec<T, U> {
     fn default() -> Self {
-        StrictCodec { inner: ProstCodec::default() }
+        StrictCodec {
+            inner: ProstCodec::default(),
+        }
     }
 }
 
@@ -32,7 +34,9 @@ where
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        StrictDecoder { inner: self.inner.decoder() }
+        StrictDecoder {
+            inner: self.inner.decoder(),
+        }
     }
 }
 
@@ -47,8 +51,14 @@ impl<U: prost::Message + Default> Decoder for StrictDecoder<U> {
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
         self.inner.decode(buf).map_err(|s| {
             if s.code() == Code::Internal {
-                let name = std::any::type_name::<U>().rsplit("::").next().unwrap_or("request");
-                Status::invalid_argument(format!("the request is not a valid {name} protobuf message: {}", s.message()))
+                let name = std::any::type_name::<U>()
+                    .rsplit("::")
+                    .next()
+                    .unwrap_or("request");
+                Status::invalid_argument(format!(
+                    "the request is not a valid {name} protobuf message: {}",
+                    s.message()
+                ))
             } else {
                 s
             }

@@ -26,11 +26,16 @@ pub fn f64s(bytes: &[u8], name: &str) -> Result<Vec<f64>, Status> {
         // the wire format is the machine format: one memcpy (the byte buffer may be unaligned)
         let mut out = rustcore::limits::zeroed(n, name).map_err(status)?;
         // SAFETY: `out` holds exactly n * 8 writable bytes; any bit pattern is a valid f64.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr() as *mut u8, n * 8) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr() as *mut u8, n * 8)
+        };
         Ok(out)
     }
     #[cfg(not(target_endian = "little"))]
-    Ok(bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect())
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+        .collect())
 }
 
 pub fn vector(v: &Option<Vector>, name: &str) -> Result<Vec<f64>, Status> {
@@ -41,7 +46,9 @@ pub fn vector(v: &Option<Vector>, name: &str) -> Result<Vec<f64>, Status> {
 }
 
 pub fn matrix(m: &Option<Matrix>, name: &str) -> Result<(Vec<f64>, usize, usize), Status> {
-    let Some(m) = m else { return Err(Status::invalid_argument(format!("{name} is missing"))) };
+    let Some(m) = m else {
+        return Err(Status::invalid_argument(format!("{name} is missing")));
+    };
     let data = f64s(&m.data, name)?;
     let (rows, cols) = (m.rows as usize, m.cols as usize);
     if data.len() != rows * cols {
@@ -57,8 +64,12 @@ pub fn to_vector(v: &[f64]) -> Vector {
     #[cfg(target_endian = "little")]
     {
         // SAFETY: viewing initialised f64s as their bytes (alignment of u8 is 1).
-        let bytes = unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) };
-        Vector { data: bytes.to_vec() }
+        let bytes = unsafe {
+            std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v))
+        };
+        Vector {
+            data: bytes.to_vec(),
+        }
     }
     #[cfg(not(target_endian = "little"))]
     {
@@ -71,7 +82,11 @@ pub fn to_vector(v: &[f64]) -> Vector {
 }
 
 pub fn to_matrix(v: &[f64], rows: usize, cols: usize) -> Matrix {
-    Matrix { rows: rows as u32, cols: cols as u32, data: to_vector(v).data }
+    Matrix {
+        rows: rows as u32,
+        cols: cols as u32,
+        data: to_vector(v).data,
+    }
 }
 
 pub fn i8_bytes(v: &[i8]) -> Vec<u8> {
@@ -89,7 +104,10 @@ mod tests {
         assert_eq!(pb.data.len(), 40);
         assert_eq!(&pb.data[..8], &1.5f64.to_le_bytes());
         let back = vector(&Some(pb), "x").unwrap();
-        assert_eq!(back.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), v.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+        assert_eq!(
+            back.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        );
         assert!(vector(&None, "x").unwrap().is_empty());
     }
 
@@ -97,7 +115,9 @@ mod tests {
     fn ragged_bytes_are_invalid_argument() {
         let e = f64s(&[0u8; 12], "prices").unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument);
-        assert!(e.message().contains("prices: 12 bytes is not a whole number"));
+        assert!(e
+            .message()
+            .contains("prices: 12 bytes is not a whole number"));
     }
 
     #[test]
@@ -105,18 +125,34 @@ mod tests {
         let m = Some(to_matrix(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3));
         let (d, r, c) = matrix(&m, "prices").unwrap();
         assert_eq!((r, c, d[5]), (2, 3, 6.0));
-        let bad = Some(Matrix { rows: 4, cols: 3, data: to_vector(&[1.0; 6]).data });
+        let bad = Some(Matrix {
+            rows: 4,
+            cols: 3,
+            data: to_vector(&[1.0; 6]).data,
+        });
         let e = matrix(&bad, "prices").unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument);
         assert!(e.message().contains("has 6 values but its shape is 4 x 3"));
-        assert!(matrix(&None, "prices").unwrap_err().message().contains("prices is missing"));
+        assert!(matrix(&None, "prices")
+            .unwrap_err()
+            .message()
+            .contains("prices is missing"));
     }
 
     #[test]
     fn core_errors_map_to_grpc_codes() {
-        assert_eq!(status(CoreError::invalid("bad")).code(), tonic::Code::InvalidArgument);
-        assert_eq!(status(CoreError::numerical("singular")).code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            status(CoreError::invalid("bad")).code(),
+            tonic::Code::InvalidArgument
+        );
+        assert_eq!(
+            status(CoreError::numerical("singular")).code(),
+            tonic::Code::InvalidArgument
+        );
         assert_eq!(status(CoreError::Cancelled).code(), tonic::Code::Cancelled);
-        assert_eq!(status(CoreError::ResourceExhausted("big".into())).code(), tonic::Code::ResourceExhausted);
+        assert_eq!(
+            status(CoreError::ResourceExhausted("big".into())).code(),
+            tonic::Code::ResourceExhausted
+        );
     }
 }

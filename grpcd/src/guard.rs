@@ -64,7 +64,9 @@ impl Limits {
     /// Defaults: 2 compute slots per CPU (at least 4), 64 waiting, 64 live streams, a quarter of
     /// the physical memory for request buffers.
     pub fn defaults(max_message_bytes: usize) -> Self {
-        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
         Limits {
             max_concurrent: (2 * cpus).max(4),
             max_queue: 64,
@@ -142,7 +144,10 @@ impl GuardLayer {
 impl<S> tower_layer::Layer<S> for GuardLayer {
     type Service = Guard<S>;
     fn layer(&self, inner: S) -> Guard<S> {
-        Guard { inner, shared: self.shared.clone() }
+        Guard {
+            inner,
+            shared: self.shared.clone(),
+        }
     }
 }
 
@@ -156,7 +161,10 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 impl<S> tower_service::Service<http::Request<Body>> for Guard<S>
 where
-    S: tower_service::Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S: tower_service::Service<http::Request<Body>, Response = http::Response<Body>>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
 {
@@ -195,9 +203,15 @@ impl Drop for Record {
         let ms = format!("{:.3}", self.start.elapsed().as_secs_f64() * 1e3);
         let (code, message) = match (&self.status, &self.body_error) {
             (Some(s), _) => (format!("{:?}", s.code()), s.message().to_string()),
-            (None, Some(e)) => ("Unknown".to_string(), format!("response stream failed: {e}")),
+            (None, Some(e)) => (
+                "Unknown".to_string(),
+                format!("response stream failed: {e}"),
+            ),
             (None, None) if self.ended => ("Ok".to_string(), String::new()),
-            (None, None) => ("Cancelled".to_string(), "the client went away before the response ended".to_string()),
+            (None, None) => (
+                "Cancelled".to_string(),
+                "the client went away before the response ended".to_string(),
+            ),
         };
         let level = match code.as_str() {
             "Ok" => "DEBUG",
@@ -205,8 +219,12 @@ impl Drop for Record {
             _ => "WARN",
         };
         let req = self.req_bytes.map(|b| b.to_string()).unwrap_or_default();
-        let mut fields: Vec<(&str, &str)> =
-            vec![("rpc", &self.rpc), ("code", &code), ("ms", &ms), ("peer", &self.peer)];
+        let mut fields: Vec<(&str, &str)> = vec![
+            ("rpc", &self.rpc),
+            ("code", &code),
+            ("ms", &ms),
+            ("peer", &self.peer),
+        ];
         if !req.is_empty() {
             fields.push(("req_bytes", &req));
         }
@@ -238,7 +256,10 @@ fn peer_of(req: &http::Request<Body>) -> String {
     let addr: Option<SocketAddr> = ext
         .get::<TcpConnectInfo>()
         .and_then(|i| i.remote_addr())
-        .or_else(|| ext.get::<TlsConnectInfo<TcpConnectInfo>>().and_then(|i| i.get_ref().remote_addr()));
+        .or_else(|| {
+            ext.get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|i| i.get_ref().remote_addr())
+        });
     addr.map(|a| a.to_string()).unwrap_or_default()
 }
 
@@ -250,14 +271,24 @@ fn reject(mut rec: Record, status: Status) -> http::Response<Body> {
     resp
 }
 
-async fn handle<S>(shared: Arc<Shared>, mut inner: S, req: http::Request<Body>) -> Result<http::Response<Body>, S::Error>
+async fn handle<S>(
+    shared: Arc<Shared>,
+    mut inner: S,
+    req: http::Request<Body>,
+) -> Result<http::Response<Body>, S::Error>
 where
-    S: tower_service::Service<http::Request<Body>, Response = http::Response<Body>> + Send + 'static,
+    S: tower_service::Service<http::Request<Body>, Response = http::Response<Body>>
+        + Send
+        + 'static,
     S::Future: Send + 'static,
 {
     let path = req.uri().path().to_string();
     let rpc = path.rsplit('/').next().unwrap_or("").to_string();
-    let rpc = if path.starts_with(HFTLAB_PREFIX) { rpc } else { path.trim_start_matches('/').to_string() };
+    let rpc = if path.starts_with(HFTLAB_PREFIX) {
+        rpc
+    } else {
+        path.trim_start_matches('/').to_string()
+    };
     let mut rec = Record {
         rpc,
         peer: peer_of(&req),
@@ -273,11 +304,16 @@ where
     // ---- authentication ----
     if let Some(token) = &shared.token {
         if !path.starts_with(HEALTH_PREFIX) {
-            let header = req.headers().get(http::header::AUTHORIZATION).map(|v| v.as_bytes());
+            let header = req
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes());
             let presented = header.and_then(|h| {
                 let h = std::str::from_utf8(h).ok()?.trim();
                 let (scheme, rest) = h.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim().as_bytes().to_vec())
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then(|| rest.trim().as_bytes().to_vec())
             });
             let err = match presented {
                 None if header.is_none() => Some(
@@ -312,17 +348,23 @@ where
             let (parts, body) = req.into_parts();
             // The 5-byte prefix comes in the first DATA frame; a client that opens a call and sends
             // nothing does not get to wait for ever (it holds no slot meanwhile).
-            let (declared, body) = match tokio::time::timeout(PREFIX_TIMEOUT, peek_length(body)).await {
-                Ok(Ok(v)) => v,
-                Ok(Err(status)) => return Ok(reject(rec, status)),
-                Err(_) => {
-                    let msg = format!("the request message did not start within {} s", PREFIX_TIMEOUT.as_secs());
-                    return Ok(reject(rec, Status::invalid_argument(msg)));
-                }
-            };
+            let (declared, body) =
+                match tokio::time::timeout(PREFIX_TIMEOUT, peek_length(body)).await {
+                    Ok(Ok(v)) => v,
+                    Ok(Err(status)) => return Ok(reject(rec, status)),
+                    Err(_) => {
+                        let msg = format!(
+                            "the request message did not start within {} s",
+                            PREFIX_TIMEOUT.as_secs()
+                        );
+                        return Ok(reject(rec, Status::invalid_argument(msg)));
+                    }
+                };
             req = http::Request::from_parts(parts, body);
             rec.req_bytes = declared;
-            let size = declared.unwrap_or(0).min(shared.limits.max_message_bytes as u64);
+            let size = declared
+                .unwrap_or(0)
+                .min(shared.limits.max_message_bytes as u64);
             let need = size.saturating_mul(MEMORY_FACTOR);
             let need_kib = need.div_ceil(1024).max(1);
             if need_kib > shared.memory_budget_kib as u64 {
@@ -367,12 +409,25 @@ where
                         "rpc queued",
                         &[
                             ("rpc", &rec.rpc),
-                            ("running", &shared.running.load(Ordering::SeqCst).to_string()),
+                            (
+                                "running",
+                                &shared.running.load(Ordering::SeqCst).to_string(),
+                            ),
                             ("queued", &shared.queued.load(Ordering::SeqCst).to_string()),
                         ],
                     );
-                    let slot = shared.compute.clone().acquire_owned().await.expect("semaphore never closed");
-                    let mem = shared.memory.clone().acquire_many_owned(need_kib).await.expect("semaphore never closed");
+                    let slot = shared
+                        .compute
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .expect("semaphore never closed");
+                    let mem = shared
+                        .memory
+                        .clone()
+                        .acquire_many_owned(need_kib)
+                        .await
+                        .expect("semaphore never closed");
                     (slot, mem)
                 }
             };
@@ -391,7 +446,13 @@ where
             rec.ended = true;
         }
     }
-    Ok(http::Response::from_parts(parts, Body::new(LoggedBody { inner: body, rec: Some(rec) })))
+    Ok(http::Response::from_parts(
+        parts,
+        Body::new(LoggedBody {
+            inner: body,
+            rec: Some(rec),
+        }),
+    ))
 }
 
 /// Reads the request body until its first 5 bytes (the gRPC message prefix: a compression flag
@@ -402,7 +463,12 @@ async fn peek_length(mut body: Body) -> Result<(Option<u64>, Body), Status> {
     while head.len() < 5 {
         match body.frame().await {
             None => break,
-            Some(Err(e)) => return Err(Status::cancelled(format!("request body failed: {}", e.message()))),
+            Some(Err(e)) => {
+                return Err(Status::cancelled(format!(
+                    "request body failed: {}",
+                    e.message()
+                )))
+            }
             Some(Ok(frame)) => {
                 if let Some(d) = frame.data_ref() {
                     let mut d = d.clone();
@@ -418,8 +484,15 @@ async fn peek_length(mut body: Body) -> Result<(Option<u64>, Body), Status> {
             }
         }
     }
-    let declared = (head.len() == 5).then(|| u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as u64);
-    Ok((declared, Body::new(Replay { frames, inner: body })))
+    let declared =
+        (head.len() == 5).then(|| u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as u64);
+    Ok((
+        declared,
+        Body::new(Replay {
+            frames,
+            inner: body,
+        }),
+    ))
 }
 
 struct Replay {
@@ -431,7 +504,10 @@ impl HttpBody for Replay {
     type Data = Bytes;
     type Error = Status;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         if let Some(f) = self.frames.pop_front() {
             return Poll::Ready(Some(Ok(f)));
         }
@@ -443,7 +519,12 @@ impl HttpBody for Replay {
     }
 
     fn size_hint(&self) -> SizeHint {
-        let buffered: u64 = self.frames.iter().filter_map(|f| f.data_ref()).map(|d| d.len() as u64).sum();
+        let buffered: u64 = self
+            .frames
+            .iter()
+            .filter_map(|f| f.data_ref())
+            .map(|d| d.len() as u64)
+            .sum();
         let h = self.inner.size_hint();
         let mut out = SizeHint::new();
         out.set_lower(h.lower() + buffered);
@@ -464,7 +545,10 @@ impl HttpBody for LoggedBody {
     type Data = Bytes;
     type Error = Status;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         let r = Pin::new(&mut self.inner).poll_frame(cx);
         if let Some(rec) = self.rec.as_mut() {
             match &r {

@@ -8,12 +8,15 @@ use rustcore::limits;
 static CONFIGURED: AtomicBool = AtomicBool::new(false);
 
 fn total_ram() -> Option<u64> {
-    std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| limits::parse_meminfo(&t))
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| limits::parse_meminfo(&t))
 }
 
 /// `--memory-limit SIZE` (parsed by main's argument loop).
 pub fn from_flag(value: &str) -> Result<(), String> {
-    let bytes = limits::parse_size(value, total_ram()).map_err(|e| format!("--memory-limit: {e}"))?;
+    let bytes =
+        limits::parse_size(value, total_ram()).map_err(|e| format!("--memory-limit: {e}"))?;
     limits::set_memory_limit(bytes);
     CONFIGURED.store(true, Ordering::SeqCst);
     Ok(())

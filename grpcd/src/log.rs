@@ -18,8 +18,14 @@ fn escape(s: &str) -> String {
 }
 
 pub fn write(level: &str, msg: &str, fields: &[(&str, &str)]) {
-    let ts = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-    let mut line = format!("{{\"ts\":{ts:.3},\"level\":\"{level}\",\"msg\":\"{}\"", escape(msg));
+    let ts = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let mut line = format!(
+        "{{\"ts\":{ts:.3},\"level\":\"{level}\",\"msg\":\"{}\"",
+        escape(msg)
+    );
     for (k, v) in fields {
         line.push_str(&format!(",\"{}\":\"{}\"", escape(k), escape(v)));
     }

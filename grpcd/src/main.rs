@@ -95,29 +95,54 @@ fn parse_args() -> Result<Args, String> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value\n{USAGE}"));
+        let mut value = |name: &str| {
+            it.next()
+                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
+        };
         match arg.as_str() {
             "--tls-cert" => a.tls_cert = Some(value("--tls-cert")?),
             "--tls-key" => a.tls_key = Some(value("--tls-key")?),
             "--token-file" => a.token_file = Some(value("--token-file")?),
             "--insecure" => a.insecure = true,
             "--reflection" => a.reflection = true,
-            "--max-concurrent" => a.max_concurrent = Some(parse_count("--max-concurrent", &value("--max-concurrent")?, 4096)? as usize),
+            "--max-concurrent" => {
+                a.max_concurrent = Some(parse_count(
+                    "--max-concurrent",
+                    &value("--max-concurrent")?,
+                    4096,
+                )? as usize)
+            }
             "--max-queue" => {
                 let v = value("--max-queue")?;
                 a.max_queue = Some(
                     v.parse::<usize>()
                         .ok()
                         .filter(|n| *n <= 1 << 20)
-                        .ok_or_else(|| format!("--max-queue must be a number from 0 to {}, got '{v}'", 1 << 20))?,
+                        .ok_or_else(|| {
+                            format!(
+                                "--max-queue must be a number from 0 to {}, got '{v}'",
+                                1 << 20
+                            )
+                        })?,
                 );
             }
-            "--max-streams" => a.max_streams = Some(parse_count("--max-streams", &value("--max-streams")?, 1 << 16)? as usize),
-            "--memory-budget-mb" => a.memory_budget_mb = Some(parse_count("--memory-budget-mb", &value("--memory-budget-mb")?, 1 << 30)?),
+            "--max-streams" => {
+                a.max_streams =
+                    Some(parse_count("--max-streams", &value("--max-streams")?, 1 << 16)? as usize)
+            }
+            "--memory-budget-mb" => {
+                a.memory_budget_mb = Some(parse_count(
+                    "--memory-budget-mb",
+                    &value("--memory-budget-mb")?,
+                    1 << 30,
+                )?)
+            }
             "--host" => a.host = value("--host")?,
             "--port" => {
                 let v = value("--port")?;
-                a.port = v.parse().map_err(|_| format!("--port must be a number from 0 to 65535, got '{v}'"))?;
+                a.port = v
+                    .parse()
+                    .map_err(|_| format!("--port must be a number from 0 to 65535, got '{v}'"))?;
             }
             "--max-message-mb" => {
                 let v = value("--max-message-mb")?;
@@ -125,7 +150,9 @@ fn parse_args() -> Result<Args, String> {
                     .parse()
                     .ok()
                     .filter(|m| (1..=2047).contains(m))
-                    .ok_or_else(|| format!("--max-message-mb must be a number from 1 to 2047, got '{v}'"))?;
+                    .ok_or_else(|| {
+                        format!("--max-message-mb must be a number from 1 to 2047, got '{v}'")
+                    })?;
                 a.max_message_bytes = mb << 20;
             }
             "--managed" => a.managed = true,
@@ -135,7 +162,11 @@ fn parse_args() -> Result<Args, String> {
                 std::process::exit(0);
             }
             "--version" => {
-                println!("grpcd {} (rustcore {})", env!("CARGO_PKG_VERSION"), rustcore::VERSION);
+                println!(
+                    "grpcd {} (rustcore {})",
+                    env!("CARGO_PKG_VERSION"),
+                    rustcore::VERSION
+                );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument '{other}'\n{USAGE}")),
@@ -176,7 +207,9 @@ fn watch_parent() {
 
 /// Accepted connections with TCP_NODELAY: without it, small responses wait for the peer's delayed
 /// ACK (~40 ms per call on Linux). Builder::tcp_nodelay only applies to tonic's own listener.
-fn incoming(listener: tokio::net::TcpListener) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+fn incoming(
+    listener: tokio::net::TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
     use tokio_stream::StreamExt;
     tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
         if let Ok(c) = &conn {
@@ -206,7 +239,10 @@ fn main() {
     if args.managed {
         watch_parent();
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     if let Err(e) = rt.block_on(serve(args)) {
         log::error(&e, &[]);
         eprintln!("grpcd: {e}");
@@ -237,11 +273,18 @@ fn security(args: &Args, ip: &IpAddr) -> Result<Security, String> {
         (Some(c), Some(k)) => {
             let cert = std::fs::read(c).map_err(|e| format!("cannot read --tls-cert {c}: {e}"))?;
             let key = std::fs::read(k).map_err(|e| format!("cannot read --tls-key {k}: {e}"))?;
-            if !cert.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
-                return Err(format!("--tls-cert {c} is not a PEM certificate (no BEGIN CERTIFICATE block)"));
+            if !cert
+                .windows(27)
+                .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+            {
+                return Err(format!(
+                    "--tls-cert {c} is not a PEM certificate (no BEGIN CERTIFICATE block)"
+                ));
             }
             if !key.windows(11).any(|w| w == b"PRIVATE KEY") {
-                return Err(format!("--tls-key {k} is not a PEM private key (no PRIVATE KEY block)"));
+                return Err(format!(
+                    "--tls-key {k} is not a PEM private key (no PRIVATE KEY block)"
+                ));
             }
             let identity = tonic::transport::Identity::from_pem(cert, key);
             Some(
@@ -255,7 +298,8 @@ fn security(args: &Args, ip: &IpAddr) -> Result<Security, String> {
         None => None,
         Some(f) => {
             let raw = std::fs::read(f).map_err(|e| format!("cannot read --token-file {f}: {e}"))?;
-            let t = String::from_utf8(raw).map_err(|_| format!("--token-file {f} is not UTF-8 text"))?;
+            let t = String::from_utf8(raw)
+                .map_err(|_| format!("--token-file {f} is not UTF-8 text"))?;
             let t = t.trim();
             if t.len() < 16 || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(format!(
@@ -299,7 +343,9 @@ async fn serve(args: Args) -> Result<(), String> {
     let ip: IpAddr = if args.host == "localhost" {
         IpAddr::from([127, 0, 0, 1])
     } else {
-        args.host.parse().map_err(|_| format!("--host must be an IP address, got '{}'", args.host))?
+        args.host
+            .parse()
+            .map_err(|_| format!("--host must be an IP address, got '{}'", args.host))?
     };
     let sec = security(&args, &ip)?;
     let mut limits = guard::Limits::defaults(args.max_message_bytes);
@@ -321,7 +367,9 @@ async fn serve(args: Args) -> Result<(), String> {
     let local = listener.local_addr().map_err(|e| e.to_string())?;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<HftLabServer<service::Service>>().await;
+    health_reporter
+        .set_serving::<HftLabServer<service::Service>>()
+        .await;
     let reflection = if args.reflection {
         Some(
             tonic_reflection::server::Builder::configure()
@@ -352,7 +400,9 @@ async fn serve(args: Args) -> Result<(), String> {
         .initial_stream_window_size(Some(STREAM_WINDOW))
         .initial_connection_window_size(Some(STREAM_WINDOW * (MAX_STREAMS_PER_CONNECTION + 1)));
     if let Some(tls) = sec.tls {
-        builder = builder.tls_config(tls).map_err(|e| format!("TLS configuration: {e}"))?;
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| format!("TLS configuration: {e}"))?;
     }
     let router = builder
         .layer(guard::GuardLayer::new(limits.clone(), sec.token))
@@ -385,7 +435,10 @@ async fn serve(args: Args) -> Result<(), String> {
             ("max_concurrent", &limits.max_concurrent.to_string()),
             ("max_queue", &limits.max_queue.to_string()),
             ("max_streams", &limits.max_streams.to_string()),
-            ("memory_budget_mb", &(limits.memory_budget_bytes >> 20).to_string()),
+            (
+                "memory_budget_mb",
+                &(limits.memory_budget_bytes >> 20).to_string(),
+            ),
         ],
     );
 

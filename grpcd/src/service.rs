@@ -15,8 +15,8 @@ use rustcore::backtest as bt;
 use rustcore::hmm;
 use rustcore::ou;
 use rustcore::portfolio;
-use rustcore::sparse;
 use rustcore::rolling::{self, MeanReversionState, SignalParams};
+use rustcore::sparse;
 
 use crate::convert::{self, i8_bytes, status, to_vector};
 use crate::log;
@@ -32,9 +32,16 @@ impl Service {
         let (budget, source) = crate::limits::ensure_configured();
         log::info(
             "memory budget",
-            &[("bytes", &budget.to_string()), ("human", &rustcore::limits::fmt_bytes(budget)), ("source", source)],
+            &[
+                ("bytes", &budget.to_string()),
+                ("human", &rustcore::limits::fmt_bytes(budget)),
+                ("source", source),
+            ],
         );
-        Service { max_message_bytes, test_hooks: std::env::var_os("GRPCD_TEST_HOOKS").is_some() }
+        Service {
+            max_message_bytes,
+            test_hooks: std::env::var_os("GRPCD_TEST_HOOKS").is_some(),
+        }
     }
 }
 
@@ -57,18 +64,35 @@ where
     let _guard = CancelOnDrop(flag.clone());
     // The flag is also this thread's cancel flag for the core's deep loops (limits::poll).
     let scoped = flag.clone();
-    match tokio::task::spawn_blocking(move || rustcore::limits::with_cancel(Some(scoped), || f(flag))).await {
+    match tokio::task::spawn_blocking(move || {
+        rustcore::limits::with_cancel(Some(scoped), || f(flag))
+    })
+    .await
+    {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(s)) => {
             if s.code() != tonic::Code::Cancelled {
-                log::warn("request failed", &[("rpc", rpc), ("code", &format!("{:?}", s.code())), ("error", s.message())]);
+                log::warn(
+                    "request failed",
+                    &[
+                        ("rpc", rpc),
+                        ("code", &format!("{:?}", s.code())),
+                        ("error", s.message()),
+                    ],
+                );
             }
             Err(s)
         }
         Err(e) => {
-            let what = if e.is_panic() { "panicked" } else { "was aborted" };
+            let what = if e.is_panic() {
+                "panicked"
+            } else {
+                "was aborted"
+            };
             log::error("handler failed", &[("rpc", rpc), ("what", what)]);
-            Err(Status::internal(format!("internal error: the {rpc} handler {what}; the server is still serving")))
+            Err(Status::internal(format!(
+                "internal error: the {rpc} handler {what}; the server is still serving"
+            )))
         }
     }
 }
@@ -79,18 +103,34 @@ fn cancel_hook(flag: Arc<AtomicBool>) -> impl FnMut(usize, f64) -> bool {
 
 fn signal_params(s: &Option<pb::SignalParameters>) -> SignalParams {
     match s {
-        Some(s) => SignalParams { entry: s.entry_threshold, exit: s.exit_threshold, stop: s.stop_threshold },
+        Some(s) => SignalParams {
+            entry: s.entry_threshold,
+            exit: s.exit_threshold,
+            stop: s.stop_threshold,
+        },
         None => SignalParams::default(),
     }
 }
 
-const ALGORITHMS: &[&str] = &["mean_reversion", "mean_reversion_stream", "fit_ou", "backtest", "hmm", "portfolio", "sparse", "sparse_lambda_path"];
+const ALGORITHMS: &[&str] = &[
+    "mean_reversion",
+    "mean_reversion_stream",
+    "fit_ou",
+    "backtest",
+    "hmm",
+    "portfolio",
+    "sparse",
+    "sparse_lambda_path",
+];
 
 type Stream<T> = ReceiverStream<Result<T, Status>>;
 
 #[tonic::async_trait]
 impl HftLab for Service {
-    async fn get_info(&self, _: Request<pb::InfoRequest>) -> Result<Response<pb::InfoResponse>, Status> {
+    async fn get_info(
+        &self,
+        _: Request<pb::InfoRequest>,
+    ) -> Result<Response<pb::InfoResponse>, Status> {
         Ok(Response::new(pb::InfoResponse {
             server_version: env!("CARGO_PKG_VERSION").into(),
             core_version: rustcore::VERSION.into(),
@@ -100,18 +140,28 @@ impl HftLab for Service {
         }))
     }
 
-    async fn echo(&self, req: Request<pb::EchoRequest>) -> Result<Response<pb::EchoResponse>, Status> {
+    async fn echo(
+        &self,
+        req: Request<pb::EchoRequest>,
+    ) -> Result<Response<pb::EchoResponse>, Status> {
         let r = req.into_inner();
         if self.test_hooks && r.payload == b"panic" {
             // Only with GRPCD_TEST_HOOKS set: lets the tests prove a panicking handler is contained.
-            return blocking("Echo", |_| -> Result<pb::EchoResponse, Status> { panic!("test hook: deliberate panic") })
-                .await
-                .map(Response::new);
+            return blocking("Echo", |_| -> Result<pb::EchoResponse, Status> {
+                panic!("test hook: deliberate panic")
+            })
+            .await
+            .map(Response::new);
         }
         // The same budget check as the PyO3 echo (one copy of the payload), so both refuse alike.
-        let _budget = rustcore::limits::reserve(&rustcore::limits::echo(r.payload.len() + 8 * r.values.len()))
-            .map_err(status)?;
-        Ok(Response::new(pb::EchoResponse { payload: r.payload, values: r.values }))
+        let _budget = rustcore::limits::reserve(&rustcore::limits::echo(
+            r.payload.len() + 8 * r.values.len(),
+        ))
+        .map_err(status)?;
+        Ok(Response::new(pb::EchoResponse {
+            payload: r.payload,
+            values: r.values,
+        }))
     }
 
     async fn mean_reversion(
@@ -123,7 +173,8 @@ impl HftLab for Service {
         let params = signal_params(&r.signal);
         let lookback = r.lookback as usize;
         let out = blocking("MeanReversion", move |flag| {
-            rolling::mean_reversion(&prices, lookback, params, &mut cancel_hook(flag)).map_err(status)
+            rolling::mean_reversion(&prices, lookback, params, &mut cancel_hook(flag))
+                .map_err(status)
         })
         .await?;
         Ok(Response::new(pb::MeanReversionResponse {
@@ -193,7 +244,14 @@ impl HftLab for Service {
                 };
                 let fatal = reply.is_err();
                 if let Err(e) = &reply {
-                    log::warn("stream failed", &[("rpc", "StreamMeanReversion"), ("code", &format!("{:?}", e.code())), ("error", e.message())]);
+                    log::warn(
+                        "stream failed",
+                        &[
+                            ("rpc", "StreamMeanReversion"),
+                            ("code", &format!("{:?}", e.code())),
+                            ("error", e.message()),
+                        ],
+                    );
                 }
                 if tx.send(reply).await.is_err() || fatal {
                     break;
@@ -203,10 +261,16 @@ impl HftLab for Service {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
-    async fn fit_ou(&self, req: Request<pb::OuRequest>) -> Result<Response<pb::OuResponse>, Status> {
+    async fn fit_ou(
+        &self,
+        req: Request<pb::OuRequest>,
+    ) -> Result<Response<pb::OuResponse>, Status> {
         let r = req.into_inner();
         let series = convert::vector(&r.series, "series")?;
-        let cfg = ou::OuConfig { dt: r.dt.unwrap_or(1.0), bars_per_day: r.bars_per_day.unwrap_or(1.0) };
+        let cfg = ou::OuConfig {
+            dt: r.dt.unwrap_or(1.0),
+            bars_per_day: r.bars_per_day.unwrap_or(1.0),
+        };
         let f = blocking("FitOu", move |_| ou::fit_ou(&series, &cfg).map_err(status)).await?;
         Ok(Response::new(pb::OuResponse {
             a: f.a,
@@ -229,7 +293,10 @@ impl HftLab for Service {
         }))
     }
 
-    async fn backtest(&self, req: Request<pb::BacktestRequest>) -> Result<Response<pb::BacktestResponse>, Status> {
+    async fn backtest(
+        &self,
+        req: Request<pb::BacktestRequest>,
+    ) -> Result<Response<pb::BacktestResponse>, Status> {
         let r = req.into_inner();
         let prices = convert::vector(&r.prices, "prices")?;
         let positions = convert::vector(&r.positions, "positions")?;
@@ -243,7 +310,8 @@ impl HftLab for Service {
         };
         let units = r.units.clone();
         let b = blocking("Backtest", move |_| {
-            bt::backtest_units(&prices, &positions, &units, notional.as_deref(), &cfg).map_err(status)
+            bt::backtest_units(&prices, &positions, &units, notional.as_deref(), &cfg)
+                .map_err(status)
         })
         .await?;
         Ok(Response::new(pb::BacktestResponse {
@@ -263,7 +331,11 @@ impl HftLab for Service {
             trade_exits: b.trade_exits.iter().map(|&i| i as i64).collect(),
             trade_directions: b.trade_directions.iter().map(|&i| i as i64).collect(),
             trade_pnls: b.trade_pnls,
-            units: if r.units == "pnl" { "pnl".into() } else { "returns".into() },
+            units: if r.units == "pnl" {
+                "pnl".into()
+            } else {
+                "returns".into()
+            },
         }))
     }
 
@@ -287,7 +359,15 @@ impl HftLab for Service {
         let method = r.method;
         let names = r.asset_names;
         let out = blocking("OptimizePortfolio", move |flag| {
-            portfolio::optimize_portfolio(&prices, rows, cols, &method, &config, &mut cancel_hook(flag)).map_err(status)
+            portfolio::optimize_portfolio(
+                &prices,
+                rows,
+                cols,
+                &method,
+                &config,
+                &mut cancel_hook(flag),
+            )
+            .map_err(status)
         })
         .await?;
         Ok(Response::new(pb::PortfolioResponse {
@@ -307,14 +387,22 @@ impl HftLab for Service {
 
     type RunHmmStream = Stream<pb::HmmUpdate>;
 
-    async fn run_hmm(&self, req: Request<pb::HmmRequest>) -> Result<Response<Self::RunHmmStream>, Status> {
+    async fn run_hmm(
+        &self,
+        req: Request<pb::HmmRequest>,
+    ) -> Result<Response<Self::RunHmmStream>, Status> {
         let r = req.into_inner();
         let obs = convert::vector(&r.observations, "observations")?;
         let init = match &r.init {
             None => None,
             Some(i) => Some(hmm::HmmInit {
                 start_prob: convert::vector(&i.start_prob, "init start_prob")?,
-                transmat: i.transmat.as_ref().map(|m| convert::f64s(&m.data, "init transmat")).transpose()?.unwrap_or_default(),
+                transmat: i
+                    .transmat
+                    .as_ref()
+                    .map(|m| convert::f64s(&m.data, "init transmat"))
+                    .transpose()?
+                    .unwrap_or_default(),
                 means: convert::vector(&i.means, "init means")?,
                 variances: convert::vector(&i.variances, "init variances")?,
             }),
@@ -377,7 +465,10 @@ impl HftLab for Service {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
-    async fn sparse_portfolio(&self, req: Request<pb::SparseRequest>) -> Result<Response<pb::SparseResponse>, Status> {
+    async fn sparse_portfolio(
+        &self,
+        req: Request<pb::SparseRequest>,
+    ) -> Result<Response<pb::SparseResponse>, Status> {
         let r = req.into_inner();
         let (prices, rows, cols) = convert::matrix(&r.prices, "prices")?;
         let config = sparse::SparseConfig {
@@ -392,7 +483,8 @@ impl HftLab for Service {
         };
         let names = r.asset_names;
         let out = blocking("SparsePortfolio", move |flag| {
-            sparse::sparse_portfolio(&prices, rows, cols, &config, &mut cancel_hook(flag)).map_err(status)
+            sparse::sparse_portfolio(&prices, rows, cols, &config, &mut cancel_hook(flag))
+                .map_err(status)
         })
         .await?;
         Ok(Response::new(pb::SparseResponse {
@@ -420,7 +512,11 @@ impl HftLab for Service {
         let (prices, rows, cols) = convert::matrix(&r.prices, "prices")?;
         let config = sparse::LambdaPathConfig {
             target: r.target as usize,
-            lambdas: if r.lambdas.is_empty() { None } else { Some(r.lambdas) },
+            lambdas: if r.lambdas.is_empty() {
+                None
+            } else {
+                Some(r.lambdas)
+            },
             n_lambdas: r.n_lambdas as usize,
             alpha: r.alpha,
             tolerance: r.tolerance,
@@ -428,7 +524,8 @@ impl HftLab for Service {
             ..sparse::LambdaPathConfig::default()
         };
         let out = blocking("SparseLambdaPath", move |flag| {
-            sparse::sparse_lambda_path(&prices, rows, cols, &config, &mut cancel_hook(flag)).map_err(status)
+            sparse::sparse_lambda_path(&prices, rows, cols, &config, &mut cancel_hook(flag))
+                .map_err(status)
         })
         .await?;
         let l = out.lambdas.len();
@@ -446,7 +543,8 @@ impl HftLab for Service {
 
 fn process_ticks(s: &mut MeanReversionState, data: &[u8]) -> Result<pb::StreamResponse, Status> {
     let ticks = convert::f64s(data, "ticks")?;
-    let _budget = rustcore::limits::reserve(&rustcore::limits::stream_batch(ticks.len())).map_err(status)?;
+    let _budget =
+        rustcore::limits::reserve(&rustcore::limits::stream_batch(ticks.len())).map_err(status)?;
     let b = s.push_many(&ticks).map_err(status)?;
     Ok(pb::StreamResponse {
         first_tick: b.first_tick,

@@ -32,6 +32,10 @@ fn main() {
         let c = t.elapsed();
         let t = Instant::now();
         let r = mean_reversion(&x, 20, SignalParams::default(), &mut |_, _| true).unwrap();
-        println!("checks {a:?} rolling {b:?} signals {c:?}; whole (fresh Vecs) {:?} ({} entries)", t.elapsed(), r.entries.len());
+        println!(
+            "checks {a:?} rolling {b:?} signals {c:?}; whole (fresh Vecs) {:?} ({} entries)",
+            t.elapsed(),
+            r.entries.len()
+        );
     }
 }

@@ -34,7 +34,9 @@ impl Autolag {
             "aic" => Ok(Autolag::Aic),
             "bic" => Ok(Autolag::Bic),
             "t-stat" | "tstat" => Ok(Autolag::TStat),
-            _ => Err(CoreError::invalid(format!("autolag must be one of none, aic, bic, t-stat, got {s:?}"))),
+            _ => Err(CoreError::invalid(format!(
+                "autolag must be one of none, aic, bic, t-stat, got {s:?}"
+            ))),
         }
     }
 }
@@ -71,7 +73,11 @@ fn householder(a: &mut [f64], nobs: usize, k: usize, y: &mut [f64]) -> CoreResul
         col[j] -= alpha; // v = x − α e₁, stored in col[j..]
         let vnorm2 = col[j..].iter().map(|v| v * v).sum::<f64>();
         let apply = |w: &mut [f64]| {
-            let dot = col[j..].iter().zip(&w[j..]).map(|(a, b)| a * b).sum::<f64>();
+            let dot = col[j..]
+                .iter()
+                .zip(&w[j..])
+                .map(|(a, b)| a * b)
+                .sum::<f64>();
             let f = 2.0 * dot / vnorm2;
             for (wi, vi) in w[j..].iter_mut().zip(&col[j..]) {
                 *wi -= f * vi;
@@ -88,7 +94,13 @@ fn householder(a: &mut [f64], nobs: usize, k: usize, y: &mut [f64]) -> CoreResul
 
 /// The design of the regression with `lags` lagged differences on the last `nobs` differences:
 /// columns [constant, lagged differences 1..=lags, (level)] in column-major order.
-fn design(x: &[f64], dx: &[f64], lags: usize, nobs: usize, level_last: bool) -> (Vec<f64>, Vec<f64>) {
+fn design(
+    x: &[f64],
+    dx: &[f64],
+    lags: usize,
+    nobs: usize,
+    level_last: bool,
+) -> (Vec<f64>, Vec<f64>) {
     let n1 = dx.len();
     let first = n1 - nobs; // index in dx of the first regression row
     let k = lags + 2;
@@ -116,7 +128,9 @@ pub fn adf(x: &[f64], max_lag: Option<usize>, autolag: Autolag) -> CoreResult<Ad
             let m = (12.0 * (n as f64 / 100.0).powf(0.25)).ceil() as i64;
             let m = m.min(cap);
             if m < 0 {
-                return Err(CoreError::invalid(format!("series is too short for the ADF test: {n} points")));
+                return Err(CoreError::invalid(format!(
+                    "series is too short for the ADF test: {n} points"
+                )));
             }
             m as usize
         }
@@ -135,7 +149,9 @@ pub fn adf(x: &[f64], max_lag: Option<usize>, autolag: Autolag) -> CoreResult<Ad
         let nobs = dx.len() - max_lag;
         let k = max_lag + 2;
         if nobs <= k {
-            return Err(CoreError::invalid(format!("series is too short for the ADF test with {max_lag} lags: {n} points")));
+            return Err(CoreError::invalid(format!(
+                "series is too short for the ADF test with {max_lag} lags: {n} points"
+            )));
         }
         let (mut a, mut y) = design(x, &dx, max_lag, nobs, false);
         let rdiag = householder(&mut a, nobs, k, &mut y)?;
@@ -148,7 +164,11 @@ pub fn adf(x: &[f64], max_lag: Option<usize>, autolag: Autolag) -> CoreResult<Ad
             Autolag::Aic | Autolag::Bic => {
                 let mut best = (f64::INFINITY, 0usize);
                 for kk in 2..=k {
-                    let pen = if autolag == Autolag::Aic { 2.0 } else { nf.ln() };
+                    let pen = if autolag == Autolag::Aic {
+                        2.0
+                    } else {
+                        nf.ln()
+                    };
                     let ic = -2.0 * llf(ssr(kk)) + pen * kk as f64;
                     if ic < best.0 {
                         best = (ic, kk);
@@ -176,7 +196,9 @@ pub fn adf(x: &[f64], max_lag: Option<usize>, autolag: Autolag) -> CoreResult<Ad
     let nobs = dx.len() - used_lag;
     let k = used_lag + 2;
     if nobs <= k {
-        return Err(CoreError::invalid(format!("series is too short for the ADF test with {used_lag} lags: {n} points")));
+        return Err(CoreError::invalid(format!(
+            "series is too short for the ADF test with {used_lag} lags: {n} points"
+        )));
     }
     let (mut a, mut y) = design(x, &dx, used_lag, nobs, true);
     let rdiag = householder(&mut a, nobs, k, &mut y)?;
@@ -184,5 +206,11 @@ pub fn adf(x: &[f64], max_lag: Option<usize>, autolag: Autolag) -> CoreResult<Ad
     let s = (ssr / (nobs - k) as f64).sqrt();
     // coefficient of the last column = y[k−1]/R[k−1,k−1]; its standard error = s/|R[k−1,k−1]|
     let statistic = (y[k - 1] / rdiag[k - 1]) / (s / rdiag[k - 1].abs());
-    Ok(AdfResult { statistic: pz(statistic), used_lag, nobs, max_lag, ic_best: pz(ic_best) })
+    Ok(AdfResult {
+        statistic: pz(statistic),
+        used_lag,
+        nobs,
+        max_lag,
+        ic_best: pz(ic_best),
+    })
 }

@@ -81,14 +81,27 @@ pub struct BacktestResult {
     pub trade_pnls: Vec<f64>,
 }
 
-
 impl BacktestResult {
     /// Signed zeros to +0.0 (both transports bit-identical; proto3 drops −0.0).
     fn no_neg_zero(mut self) -> Self {
-        for v in [&mut self.equity, &mut self.returns, &mut self.drawdown, &mut self.trade_pnls] {
+        for v in [
+            &mut self.equity,
+            &mut self.returns,
+            &mut self.drawdown,
+            &mut self.trade_pnls,
+        ] {
             pz_all(v);
         }
-        for v in [&mut self.total_return, &mut self.annual_return, &mut self.annual_volatility, &mut self.sharpe, &mut self.sortino, &mut self.max_drawdown, &mut self.win_rate, &mut self.avg_holding_bars] {
+        for v in [
+            &mut self.total_return,
+            &mut self.annual_return,
+            &mut self.annual_volatility,
+            &mut self.sharpe,
+            &mut self.sortino,
+            &mut self.max_drawdown,
+            &mut self.win_rate,
+            &mut self.avg_holding_bars,
+        ] {
             *v = pz(*v);
         }
         self
@@ -162,7 +175,7 @@ pub fn backtest(
     );
 
     crate::limits::poll()?; // each pass over 64M bars (the message limit) takes ~0.1 s
-    // Pass 2: equity and drawdown (the running product and peak are serial).
+                            // Pass 2: equity and drawdown (the running product and peak are serial).
     let mut equity = Vec::with_capacity(t_len);
     let mut drawdown = Vec::with_capacity(t_len);
     let mut eq = 1.0;
@@ -256,7 +269,8 @@ pub fn backtest(
         trade_exits,
         trade_directions,
         trade_pnls,
-    }.no_neg_zero())
+    }
+    .no_neg_zero())
 }
 
 /// [`backtest`] (`units = "returns"`, positive prices) or [`backtest_pnl`] (`units = "pnl"`, any
@@ -271,12 +285,16 @@ pub fn backtest_units(
     match units {
         "" | "returns" => {
             if notional.is_some() {
-                return Err(CoreError::invalid("notional is only used with units=\"pnl\""));
+                return Err(CoreError::invalid(
+                    "notional is only used with units=\"pnl\"",
+                ));
             }
             backtest(prices, positions, config)
         }
         "pnl" => backtest_pnl(prices, positions, notional, config),
-        other => Err(CoreError::invalid(format!("units must be \"returns\" or \"pnl\", got {other:?}"))),
+        other => Err(CoreError::invalid(format!(
+            "units must be \"returns\" or \"pnl\", got {other:?}"
+        ))),
     }
 }
 
@@ -322,10 +340,16 @@ pub fn backtest_pnl(
             )));
         }
         if let Some(i) = n.iter().position(|&v| v < 0.0) {
-            return Err(CoreError::invalid(format!("notional must be non-negative, got {} at index {i}", n[i])));
+            return Err(CoreError::invalid(format!(
+                "notional must be non-negative, got {} at index {i}",
+                n[i]
+            )));
         }
     }
-    if let Some(i) = positions.iter().position(|&q| q != -1.0 && q != 0.0 && q != 1.0) {
+    if let Some(i) = positions
+        .iter()
+        .position(|&q| q != -1.0 && q != 0.0 && q != 1.0)
+    {
         return Err(CoreError::invalid(format!(
             "positions must be -1, 0 or 1, got {} at index {i}",
             positions[i]
@@ -345,7 +369,10 @@ pub fn backtest_pnl(
     let mut returns = Vec::with_capacity(t_len);
     returns.push(-c * positions[0].abs() * nt(0));
     for t in 1..t_len {
-        returns.push(positions[t] * (spread[t] - spread[t - 1]) - c * (positions[t] - positions[t - 1]).abs() * nt(t - 1));
+        returns.push(
+            positions[t] * (spread[t] - spread[t - 1])
+                - c * (positions[t] - positions[t - 1]).abs() * nt(t - 1),
+        );
     }
     let mut equity = Vec::with_capacity(t_len);
     let mut drawdown = Vec::with_capacity(t_len);
@@ -356,7 +383,8 @@ pub fn backtest_pnl(
         equity.push(eq);
         drawdown.push(eq - peak);
     }
-    let (mut trade_entries, mut trade_exits, mut trade_directions, mut trade_pnls) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut trade_entries, mut trade_exits, mut trade_directions, mut trade_pnls) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut start = 0usize;
     while start < t_len {
         let d = positions[start];
@@ -388,7 +416,11 @@ pub fn backtest_pnl(
     let n_trades = trade_pnls.len();
     let (win_rate, avg_holding_bars) = if n_trades > 0 {
         let wins = trade_pnls.iter().filter(|&&p| p > 0.0).count();
-        let hold: usize = trade_exits.iter().zip(&trade_entries).map(|(x, e)| x - e).sum();
+        let hold: usize = trade_exits
+            .iter()
+            .zip(&trade_entries)
+            .map(|(x, e)| x - e)
+            .sum();
         (wins as f64 / n_trades as f64, hold as f64 / n_trades as f64)
     } else {
         (0.0, 0.0)

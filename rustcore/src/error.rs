@@ -33,7 +33,9 @@ impl CoreError {
 impl fmt::Display for CoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CoreError::InvalidInput(m) | CoreError::Numerical(m) | CoreError::ResourceExhausted(m) => f.write_str(m),
+            CoreError::InvalidInput(m)
+            | CoreError::Numerical(m)
+            | CoreError::ResourceExhausted(m) => f.write_str(m),
             CoreError::Cancelled => f.write_str("cancelled by the user"),
         }
     }
@@ -51,8 +53,14 @@ pub mod check {
             return Err(CoreError::invalid(format!("{name} is empty")));
         }
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            let what = if values[i].is_nan() { "NaN" } else { "an infinite value" };
-            return Err(CoreError::invalid(format!("{name} contains {what} at index {i}")));
+            let what = if values[i].is_nan() {
+                "NaN"
+            } else {
+                "an infinite value"
+            };
+            return Err(CoreError::invalid(format!(
+                "{name} contains {what} at index {i}"
+            )));
         }
         Ok(())
     }
@@ -60,7 +68,9 @@ pub mod check {
     /// A row-major matrix of `rows` x `cols` with finite values; index reported as (row, column).
     pub fn finite_matrix(name: &str, values: &[f64], rows: usize, cols: usize) -> CoreResult<()> {
         if rows == 0 || cols == 0 {
-            return Err(CoreError::invalid(format!("{name} is empty ({rows} x {cols})")));
+            return Err(CoreError::invalid(format!(
+                "{name} is empty ({rows} x {cols})"
+            )));
         }
         if values.len() != rows * cols {
             return Err(CoreError::invalid(format!(
@@ -69,7 +79,11 @@ pub mod check {
             )));
         }
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            let what = if values[i].is_nan() { "NaN" } else { "an infinite value" };
+            let what = if values[i].is_nan() {
+                "NaN"
+            } else {
+                "an infinite value"
+            };
             return Err(CoreError::invalid(format!(
                 "{name} contains {what} at row {}, column {}",
                 i / cols,
@@ -82,7 +96,9 @@ pub mod check {
     /// A strictly positive finite parameter.
     pub fn positive(name: &str, value: f64) -> CoreResult<()> {
         if !(value.is_finite() && value > 0.0) {
-            return Err(CoreError::invalid(format!("{name} must be a positive finite number, got {value}")));
+            return Err(CoreError::invalid(format!(
+                "{name} must be a positive finite number, got {value}"
+            )));
         }
         Ok(())
     }

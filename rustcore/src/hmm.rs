@@ -105,7 +105,14 @@ pub struct HmmConfig {
 
 impl Default for HmmConfig {
     fn default() -> Self {
-        HmmConfig { n_states: 3, max_iterations: 100, tolerance: 1e-6, n_restarts: 0, seed: 0, init: None }
+        HmmConfig {
+            n_states: 3,
+            max_iterations: 100,
+            tolerance: 1e-6,
+            n_restarts: 0,
+            seed: 0,
+            init: None,
+        }
     }
 }
 
@@ -192,7 +199,11 @@ pub fn run_hmm(
     // Standardise (corrected two-pass mean and population variance).
     let mean0 = observations.iter().sum::<f64>() / n as f64;
     let mean = mean0 + observations.iter().map(|&x| x - mean0).sum::<f64>() / n as f64;
-    let var = observations.iter().map(|&x| (x - mean) * (x - mean)).sum::<f64>() / n as f64;
+    let var = observations
+        .iter()
+        .map(|&x| (x - mean) * (x - mean))
+        .sum::<f64>()
+        / n as f64;
     if !(mean.is_finite() && var.is_finite()) {
         return Err(CoreError::invalid(
             "observations are too large in magnitude (their mean or variance overflows)",
@@ -201,7 +212,9 @@ pub fn run_hmm(
     // zero, or at the rounding level of the values' magnitude (a constant series leaves ~1e-36
     // after rounding): relative to the data's scale, not to 0
     let scale = observations.iter().fold(0.0f64, |a, &x| a.max(x.abs()));
-    if var <= (64.0 * f64::EPSILON * scale).powi(2) || observations.iter().all(|&x| x == observations[0]) {
+    if var <= (64.0 * f64::EPSILON * scale).powi(2)
+        || observations.iter().all(|&x| x == observations[0])
+    {
         return Err(CoreError::invalid(format!(
             "observations have (near-)zero variance (variance {var:e} for values of magnitude {scale:e}): there are no regimes to detect"
         )));
@@ -233,7 +246,15 @@ pub fn run_hmm(
         } else {
             random_params(&z, k, &mut rng)
         };
-        let (p, history, converged) = em(&z, p0, config, ll_offset, &mut work, &mut counter, on_progress)?;
+        let (p, history, converged) = em(
+            &z,
+            p0,
+            config,
+            ll_offset,
+            &mut work,
+            &mut counter,
+            on_progress,
+        )?;
         if best.is_none() {
             let final_ll = e_step(&z, &p, &mut work, Some(&mut best_post))? + ll_offset;
             best = Some((p, history, converged, final_ll));
@@ -281,9 +302,20 @@ pub fn run_hmm(
     let viterbi_path: Vec<usize> = path.iter().map(|&s| rank[s as usize]).collect();
 
     let n_params = (k * k + 2 * k - 1) as f64;
-    let (mut means, mut transition_matrix, mut start_probabilities, mut posteriors, mut history) =
-        (means, transition_matrix, start_probabilities, posteriors, history);
-    for v in [&mut means, &mut transition_matrix, &mut start_probabilities, &mut posteriors, &mut history] {
+    let (mut means, mut transition_matrix, mut start_probabilities, mut posteriors, mut history) = (
+        means,
+        transition_matrix,
+        start_probabilities,
+        posteriors,
+        history,
+    );
+    for v in [
+        &mut means,
+        &mut transition_matrix,
+        &mut start_probabilities,
+        &mut posteriors,
+        &mut history,
+    ] {
         pz_all(v); // signed zeros: +0.0 (both transports bit-identical)
     }
     Ok(HmmResult {
@@ -476,7 +508,13 @@ fn exponent(c: f64) -> i64 {
 /// `alpha^_t * beta^_t = Z * gamma_t` and the expected transitions are
 /// `Z * xi_t(i, j) = alpha^_t(i) A_ij b_{t+1}(j) beta^_{t+1}(j) f_{t+1}`. The common factor `Z`
 /// cancels in the M-step; the reported posteriors are normalised per row.
-fn e_step_impl<D: Dim>(d: D, z: &[f64], p: &Params, w: &mut Work, mut post: Option<&mut [f64]>) -> CoreResult<f64> {
+fn e_step_impl<D: Dim>(
+    d: D,
+    z: &[f64],
+    p: &Params,
+    w: &mut Work,
+    mut post: Option<&mut [f64]>,
+) -> CoreResult<f64> {
     let k = d.k();
     let n = z.len();
     let mut mu = [0.0; MAX_STATES];
@@ -641,7 +679,9 @@ fn e_step_impl<D: Dim>(d: D, z: &[f64], p: &Params, w: &mut Work, mut post: Opti
     w.s1[..k].copy_from_slice(&s1[..k]);
     w.s2[..k].copy_from_slice(&s2[..k]);
     if !ll.is_finite() {
-        return Err(CoreError::numerical("the log-likelihood is not finite (numerical breakdown)"));
+        return Err(CoreError::numerical(
+            "the log-likelihood is not finite (numerical breakdown)",
+        ));
     }
     Ok(ll)
 }
@@ -761,7 +801,12 @@ fn deterministic_params(z: &[f64], k: usize) -> Params {
             bucket.iter().sum::<f64>() / bucket.len() as f64
         })
         .collect();
-    Params { start: vec![1.0 / k as f64; k], trans: sticky(k, 0.9), means, vars: vec![1.0; k] }
+    Params {
+        start: vec![1.0 / k as f64; k],
+        trans: sticky(k, 0.9),
+        means,
+        vars: vec![1.0; k],
+    }
 }
 
 fn sticky(k: usize, diag: f64) -> Vec<f64> {
@@ -804,7 +849,12 @@ fn random_params(z: &[f64], k: usize, rng: &mut SplitMix64) -> Params {
             *r = if j == i { diag } else { *r / s * (1.0 - diag) };
         }
     }
-    Params { start: vec![1.0 / k as f64; k], trans, means, vars }
+    Params {
+        start: vec![1.0 / k as f64; k],
+        trans,
+        means,
+        vars,
+    }
 }
 
 /// Check explicit initial parameters and convert them to standardised units.
@@ -824,18 +874,25 @@ fn explicit_params(init: &HmmInit, k: usize, mean: f64, sd: f64) -> CoreResult<P
     len("variances", &init.variances, k, "n_states")?;
     let stochastic = |name: &str, v: &[f64]| -> CoreResult<Vec<f64>> {
         if let Some(i) = v.iter().position(|&x| x < 0.0) {
-            return Err(CoreError::invalid(format!("init {name} has a negative probability at index {i}")));
+            return Err(CoreError::invalid(format!(
+                "init {name} has a negative probability at index {i}"
+            )));
         }
         let s: f64 = v.iter().sum();
         if (s - 1.0).abs() > INIT_SUM_TOLERANCE {
-            return Err(CoreError::invalid(format!("init {name} must sum to 1, sums to {s}")));
+            return Err(CoreError::invalid(format!(
+                "init {name} must sum to 1, sums to {s}"
+            )));
         }
         Ok(v.iter().map(|x| x / s).collect())
     };
     let start = stochastic("start_prob", &init.start_prob)?;
     let mut trans = Vec::with_capacity(k * k);
     for i in 0..k {
-        trans.extend(stochastic(&format!("transmat row {i}"), &init.transmat[i * k..(i + 1) * k])?);
+        trans.extend(stochastic(
+            &format!("transmat row {i}"),
+            &init.transmat[i * k..(i + 1) * k],
+        )?);
     }
     if let Some(i) = init.variances.iter().position(|&v| v <= 0.0) {
         return Err(CoreError::invalid(format!(
@@ -845,7 +902,12 @@ fn explicit_params(init: &HmmInit, k: usize, mean: f64, sd: f64) -> CoreResult<P
     }
     let means = init.means.iter().map(|&m| (m - mean) / sd).collect();
     let vars = init.variances.iter().map(|&v| v / (sd * sd)).collect();
-    Ok(Params { start, trans, means, vars })
+    Ok(Params {
+        start,
+        trans,
+        means,
+        vars,
+    })
 }
 
 /// splitmix64 (Steele, Lea, Flood 2014): small, fast, good enough for random restarts.
@@ -908,7 +970,10 @@ mod tests {
     }
 
     fn cfg(k: usize) -> HmmConfig {
-        HmmConfig { n_states: k, ..HmmConfig::default() }
+        HmmConfig {
+            n_states: k,
+            ..HmmConfig::default()
+        }
     }
 
     fn invalid_msg(r: CoreResult<HmmResult>) -> String {
@@ -935,13 +1000,17 @@ mod tests {
         }
         for t in 1..n {
             for j in 0..k {
-                al[t * k + j] = (0..k).map(|i| al[(t - 1) * k + i] * init.transmat[i * k + j]).sum::<f64>() * b(t, j);
+                al[t * k + j] = (0..k)
+                    .map(|i| al[(t - 1) * k + i] * init.transmat[i * k + j])
+                    .sum::<f64>()
+                    * b(t, j);
             }
         }
         for t in (0..n - 1).rev() {
             for i in 0..k {
-                be[t * k + i] =
-                    (0..k).map(|j| init.transmat[i * k + j] * b(t + 1, j) * be[(t + 1) * k + j]).sum::<f64>();
+                be[t * k + i] = (0..k)
+                    .map(|j| init.transmat[i * k + j] * b(t + 1, j) * be[(t + 1) * k + j])
+                    .sum::<f64>();
             }
         }
         let p: f64 = al[(n - 1) * k..].iter().sum();
@@ -950,8 +1019,11 @@ mod tests {
         for t in 0..n - 1 {
             for i in 0..k {
                 for j in 0..k {
-                    xi[i * k + j] +=
-                        al[t * k + i] * init.transmat[i * k + j] * b(t + 1, j) * be[(t + 1) * k + j] / p;
+                    xi[i * k + j] += al[t * k + i]
+                        * init.transmat[i * k + j]
+                        * b(t + 1, j)
+                        * be[(t + 1) * k + j]
+                        / p;
                 }
             }
         }
@@ -1007,7 +1079,11 @@ mod tests {
         assert!(close(r.means[0], m, 1e-13));
         assert!(close(r.variances[0], v, 1e-12));
         let ll = -0.5 * n * ((2.0 * std::f64::consts::PI * v).ln() + 1.0);
-        assert!(close(r.log_likelihood, ll, 1e-12), "{} vs {ll}", r.log_likelihood);
+        assert!(
+            close(r.log_likelihood, ll, 1e-12),
+            "{} vs {ll}",
+            r.log_likelihood
+        );
         // Already optimal at the start: the second iteration gains nothing.
         assert_eq!(r.iterations, 2);
         assert!(r.converged);
@@ -1025,11 +1101,21 @@ mod tests {
         let x: Vec<f64> = normals(30, 7).iter().map(|v| 0.3 + v).collect();
         let init = small_init();
         let (ll0, post, xi) = naive_fb(&x, &init);
-        let c = HmmConfig { n_states: 2, max_iterations: 1, tolerance: 0.0, init: Some(init.clone()), ..cfg(2) };
+        let c = HmmConfig {
+            n_states: 2,
+            max_iterations: 1,
+            tolerance: 0.0,
+            init: Some(init.clone()),
+            ..cfg(2)
+        };
         let r = fit(&x, &c).unwrap();
         assert_eq!(r.iterations, 1);
         assert!(!r.converged);
-        assert!(close(r.log_likelihood_history[0], ll0, 1e-12), "{} vs {ll0}", r.log_likelihood_history[0]);
+        assert!(
+            close(r.log_likelihood_history[0], ll0, 1e-12),
+            "{} vs {ll0}",
+            r.log_likelihood_history[0]
+        );
         // One M-step from the textbook posteriors.
         let k = 2;
         let mut means = vec![0.0; k];
@@ -1037,9 +1123,16 @@ mod tests {
         for j in 0..k {
             let g: f64 = (0..x.len()).map(|t| post[t * k + j]).sum();
             means[j] = (0..x.len()).map(|t| post[t * k + j] * x[t]).sum::<f64>() / g;
-            vars[j] = (0..x.len()).map(|t| post[t * k + j] * (x[t] - means[j]).powi(2)).sum::<f64>() / g;
+            vars[j] = (0..x.len())
+                .map(|t| post[t * k + j] * (x[t] - means[j]).powi(2))
+                .sum::<f64>()
+                / g;
         }
-        let order: Vec<usize> = if means[0] <= means[1] { vec![0, 1] } else { vec![1, 0] };
+        let order: Vec<usize> = if means[0] <= means[1] {
+            vec![0, 1]
+        } else {
+            vec![1, 0]
+        };
         for r_ in 0..k {
             let o = order[r_];
             assert!(close(r.means[r_], means[o], 1e-11));
@@ -1047,7 +1140,11 @@ mod tests {
             assert!(close(r.start_probabilities[r_], post[o], 1e-11));
             let row: f64 = (0..k).map(|j| xi[o * k + j]).sum();
             for s in 0..k {
-                assert!(close(r.transition_matrix[r_ * k + s], xi[o * k + order[s]] / row, 1e-11));
+                assert!(close(
+                    r.transition_matrix[r_ * k + s],
+                    xi[o * k + order[s]] / row,
+                    1e-11
+                ));
             }
         }
         // Final LL and posteriors are those of the returned parameters.
@@ -1067,17 +1164,29 @@ mod tests {
 
     #[test]
     fn viterbi_matches_brute_force() {
-        let x: Vec<f64> = normals(20, 11).iter().enumerate().map(|(t, v)| v + if t % 7 < 3 { 1.2 } else { 0.0 }).collect();
+        let x: Vec<f64> = normals(20, 11)
+            .iter()
+            .enumerate()
+            .map(|(t, v)| v + if t % 7 < 3 { 1.2 } else { 0.0 })
+            .collect();
         let init = small_init();
-        let c = HmmConfig { n_states: 2, max_iterations: 1, tolerance: 0.0, init: Some(init), ..cfg(2) };
+        let c = HmmConfig {
+            n_states: 2,
+            max_iterations: 1,
+            tolerance: 0.0,
+            init: Some(init),
+            ..cfg(2)
+        };
         let r = fit(&x, &c).unwrap();
         let (n, k) = (x.len(), 2);
         let mut best = (f64::NEG_INFINITY, 0u32);
         for mask in 0u32..(1 << n) {
             let s = |t: usize| ((mask >> t) & 1) as usize;
-            let mut lp = r.start_probabilities[s(0)].ln() + ln_normal(x[0], r.means[s(0)], r.variances[s(0)]);
+            let mut lp = r.start_probabilities[s(0)].ln()
+                + ln_normal(x[0], r.means[s(0)], r.variances[s(0)]);
             for t in 1..n {
-                lp += r.transition_matrix[s(t - 1) * k + s(t)].ln() + ln_normal(x[t], r.means[s(t)], r.variances[s(t)]);
+                lp += r.transition_matrix[s(t - 1) * k + s(t)].ln()
+                    + ln_normal(x[t], r.means[s(t)], r.variances[s(t)]);
             }
             if lp > best.0 {
                 best = (lp, mask);
@@ -1090,7 +1199,12 @@ mod tests {
     #[test]
     fn likelihood_never_decreases_and_matches_progress() {
         let (x, _) = three_regimes(3000, 5);
-        let c = HmmConfig { n_states: 3, max_iterations: 60, tolerance: 0.0, ..cfg(3) };
+        let c = HmmConfig {
+            n_states: 3,
+            max_iterations: 60,
+            tolerance: 0.0,
+            ..cfg(3)
+        };
         let mut seen = Vec::new();
         let r = run_hmm(&x, &c, &mut |i, ll| {
             seen.push((i, ll));
@@ -1104,7 +1218,12 @@ mod tests {
         }
         let h = &r.log_likelihood_history;
         for w in h.windows(2) {
-            assert!(w[1] - w[0] >= -1e-10 * w[0].abs(), "LL decreased: {} -> {}", w[0], w[1]);
+            assert!(
+                w[1] - w[0] >= -1e-10 * w[0].abs(),
+                "LL decreased: {} -> {}",
+                w[0],
+                w[1]
+            );
         }
         assert!(r.log_likelihood >= h[h.len() - 1] - 1e-10 * h[0].abs());
     }
@@ -1120,8 +1239,17 @@ mod tests {
         for (s, want) in r.stds.iter().zip([0.5, 0.3, 0.6]) {
             assert!((s - want).abs() < 0.1, "stds {:?}", r.stds);
         }
-        let right = r.viterbi_path.iter().zip(&states).filter(|(a, b)| a == b).count();
-        assert!(right as f64 > 0.95 * x.len() as f64, "{right} of {}", x.len());
+        let right = r
+            .viterbi_path
+            .iter()
+            .zip(&states)
+            .filter(|(a, b)| a == b)
+            .count();
+        assert!(
+            right as f64 > 0.95 * x.len() as f64,
+            "{right} of {}",
+            x.len()
+        );
         let k = 3;
         for row in r.posteriors.chunks_exact(k) {
             assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-12);
@@ -1150,12 +1278,30 @@ mod tests {
         let perm = [2usize, 0, 1];
         let b = HmmInit {
             start_prob: perm.iter().map(|&p| a.start_prob[p]).collect(),
-            transmat: perm.iter().flat_map(|&i| perm.iter().map(move |&j| (i, j))).map(|(i, j)| a.transmat[i * 3 + j]).collect(),
+            transmat: perm
+                .iter()
+                .flat_map(|&i| perm.iter().map(move |&j| (i, j)))
+                .map(|(i, j)| a.transmat[i * 3 + j])
+                .collect(),
             means: perm.iter().map(|&p| a.means[p]).collect(),
             variances: perm.iter().map(|&p| a.variances[p]).collect(),
         };
-        let ra = fit(&x, &HmmConfig { init: Some(a), ..cfg(3) }).unwrap();
-        let rb = fit(&x, &HmmConfig { init: Some(b), ..cfg(3) }).unwrap();
+        let ra = fit(
+            &x,
+            &HmmConfig {
+                init: Some(a),
+                ..cfg(3)
+            },
+        )
+        .unwrap();
+        let rb = fit(
+            &x,
+            &HmmConfig {
+                init: Some(b),
+                ..cfg(3)
+            },
+        )
+        .unwrap();
         assert_eq!(ra.iterations, rb.iterations);
         assert_eq!(ra.viterbi_path, rb.viterbi_path);
         let pairs = [
@@ -1186,11 +1332,20 @@ mod tests {
         let init = HmmInit {
             start_prob: vec![1.0 / 3.0; 3],
             transmat: vec![0.9, 0.05, 0.05, 0.05, 0.9, 0.05, 0.05, 0.05, 0.9],
-            means: (0..3).map(|j| s[j * n / 3..(j + 1) * n / 3].iter().sum::<f64>() / (n / 3) as f64).collect(),
+            means: (0..3)
+                .map(|j| s[j * n / 3..(j + 1) * n / 3].iter().sum::<f64>() / (n / 3) as f64)
+                .collect(),
             variances: vec![var; 3],
         };
         let r0 = fit(&x, &cfg(3)).unwrap();
-        let r1 = fit(&x, &HmmConfig { init: Some(init), ..cfg(3) }).unwrap();
+        let r1 = fit(
+            &x,
+            &HmmConfig {
+                init: Some(init),
+                ..cfg(3)
+            },
+        )
+        .unwrap();
         assert_eq!(r0.iterations, r1.iterations);
         assert!(close(r0.log_likelihood, r1.log_likelihood, 1e-13));
         for (a, b) in r0.means.iter().zip(&r1.means) {
@@ -1202,7 +1357,11 @@ mod tests {
     fn restarts_are_seeded_and_never_worse() {
         let (x, _) = three_regimes(1500, 13);
         let base = fit(&x, &cfg(3)).unwrap();
-        let c = HmmConfig { n_restarts: 4, seed: 99, ..cfg(3) };
+        let c = HmmConfig {
+            n_restarts: 4,
+            seed: 99,
+            ..cfg(3)
+        };
         let mut calls = 0usize;
         let mut last_it = 0usize;
         let r1 = run_hmm(&x, &c, &mut |it, _| {
@@ -1215,8 +1374,18 @@ mod tests {
         assert_eq!(r1, r2);
         assert!(r1.log_likelihood >= base.log_likelihood);
         assert_eq!(calls, last_it);
-        assert!(calls > r1.iterations, "progress counts iterations across restarts");
-        let r3 = fit(&x, &HmmConfig { seed: 100, ..c.clone() }).unwrap();
+        assert!(
+            calls > r1.iterations,
+            "progress counts iterations across restarts"
+        );
+        let r3 = fit(
+            &x,
+            &HmmConfig {
+                seed: 100,
+                ..c.clone()
+            },
+        )
+        .unwrap();
         assert!(r3.log_likelihood >= base.log_likelihood);
     }
 
@@ -1224,7 +1393,12 @@ mod tests {
     fn cancel_stops_within_one_iteration() {
         let (x, _) = three_regimes(2000, 2);
         let mut calls = 0usize;
-        let c = HmmConfig { tolerance: 0.0, max_iterations: 1000, n_restarts: 2, ..cfg(3) };
+        let c = HmmConfig {
+            tolerance: 0.0,
+            max_iterations: 1000,
+            n_restarts: 2,
+            ..cfg(3)
+        };
         let r = run_hmm(&x, &c, &mut |it, _| {
             calls += 1;
             it < 3
@@ -1243,10 +1417,24 @@ mod tests {
         let n = x.len() as f64;
         let m = x.iter().sum::<f64>() / n;
         let var = x.iter().map(|a| (a - m) * (a - m)).sum::<f64>() / n;
-        let r = fit(&x, &HmmConfig { max_iterations: 500, ..cfg(2) }).unwrap();
+        let r = fit(
+            &x,
+            &HmmConfig {
+                max_iterations: 500,
+                ..cfg(2)
+            },
+        )
+        .unwrap();
         assert!(r.log_likelihood.is_finite());
-        assert!(r.variances.iter().all(|&v| v >= VARIANCE_FLOOR * var * (1.0 - 1e-12)));
-        assert!(r.variances.iter().any(|&v| v <= 2.0 * VARIANCE_FLOOR * var), "{:?}", r.variances);
+        assert!(r
+            .variances
+            .iter()
+            .all(|&v| v >= VARIANCE_FLOOR * var * (1.0 - 1e-12)));
+        assert!(
+            r.variances.iter().any(|&v| v <= 2.0 * VARIANCE_FLOOR * var),
+            "{:?}",
+            r.variances
+        );
         for w in r.log_likelihood_history.windows(2) {
             assert!(w[1] >= w[0] - 1e-9 * w[0].abs());
         }
@@ -1271,7 +1459,13 @@ mod tests {
             means: vec![1e3, 0.0],
             variances: vec![1e-4, 1.0],
         };
-        match fit(&x, &HmmConfig { init: Some(init), ..cfg(2) }) {
+        match fit(
+            &x,
+            &HmmConfig {
+                init: Some(init),
+                ..cfg(2)
+            },
+        ) {
             Err(CoreError::Numerical(m)) => assert!(m.contains("zero probability"), "{m}"),
             other => panic!("expected Numerical, got {other:?}"),
         }
@@ -1286,37 +1480,76 @@ mod tests {
         assert!(invalid_msg(fit(&y, &cfg(2))).contains("observations contains NaN at index 5"));
         y[5] = f64::INFINITY;
         assert!(invalid_msg(fit(&y, &cfg(2))).contains("observations contains an infinite value"));
-        assert!(invalid_msg(fit(&[2.5; 50], &cfg(2))).contains("observations have (near-)zero variance"));
+        assert!(invalid_msg(fit(&[2.5; 50], &cfg(2)))
+            .contains("observations have (near-)zero variance"));
         // constant near 1e9: the plain two-pass variance leaves rounding (~1e-36), not 0
-        assert!(invalid_msg(fit(&[1e9 + 0.3; 500], &cfg(3))).contains("observations have (near-)zero variance"));
-        let wiggle: Vec<f64> = (0..500).map(|i| if i % 7 == 0 { 1e9 } else { 1e9 + 1.2e-7 }).collect();
-        assert!(invalid_msg(fit(&wiggle, &cfg(2))).contains("observations have (near-)zero variance"));
+        assert!(invalid_msg(fit(&[1e9 + 0.3; 500], &cfg(3)))
+            .contains("observations have (near-)zero variance"));
+        let wiggle: Vec<f64> = (0..500)
+            .map(|i| if i % 7 == 0 { 1e9 } else { 1e9 + 1.2e-7 })
+            .collect();
+        assert!(
+            invalid_msg(fit(&wiggle, &cfg(2))).contains("observations have (near-)zero variance")
+        );
         assert!(invalid_msg(fit(&x[..9], &cfg(1))).contains("observations are too short"));
         assert!(invalid_msg(fit(&x, &cfg(0))).contains("n_states must be between 1 and 10"));
         assert!(invalid_msg(fit(&x, &cfg(11))).contains("n_states must be between 1 and 10"));
         let big = normals(10_000, 1);
         assert!(invalid_msg(fit(&big, &cfg(51))).contains("n_states must be between 1 and 50"));
-        assert!(invalid_msg(fit(&x, &HmmConfig { max_iterations: 0, ..cfg(2) })).contains("max_iterations"));
+        assert!(invalid_msg(fit(
+            &x,
+            &HmmConfig {
+                max_iterations: 0,
+                ..cfg(2)
+            }
+        ))
+        .contains("max_iterations"));
         for tol in [-1e-9, f64::NAN, f64::INFINITY] {
-            assert!(invalid_msg(fit(&x, &HmmConfig { tolerance: tol, ..cfg(2) })).contains("tolerance"));
+            assert!(invalid_msg(fit(
+                &x,
+                &HmmConfig {
+                    tolerance: tol,
+                    ..cfg(2)
+                }
+            ))
+            .contains("tolerance"));
         }
-        assert!(invalid_msg(fit(&x, &HmmConfig { n_restarts: MAX_RESTARTS + 1, ..cfg(2) })).contains("n_restarts"));
-        assert!(invalid_msg(fit(&[1e300, -1e300, 1e300, -1e300, 1e300, -1e300, 1e300, -1e300, 1e300, -1e300], &cfg(1)))
-            .contains("too large"));
+        assert!(invalid_msg(fit(
+            &x,
+            &HmmConfig {
+                n_restarts: MAX_RESTARTS + 1,
+                ..cfg(2)
+            }
+        ))
+        .contains("n_restarts"));
+        assert!(invalid_msg(fit(
+            &[1e300, -1e300, 1e300, -1e300, 1e300, -1e300, 1e300, -1e300, 1e300, -1e300],
+            &cfg(1)
+        ))
+        .contains("too large"));
 
         let with = |f: &dyn Fn(&mut HmmInit)| {
             let mut init = small_init();
             f(&mut init);
-            invalid_msg(fit(&x, &HmmConfig { init: Some(init), ..cfg(2) }))
+            invalid_msg(fit(
+                &x,
+                &HmmConfig {
+                    init: Some(init),
+                    ..cfg(2)
+                },
+            ))
         };
         assert!(with(&|i| i.start_prob = vec![1.0]).contains("init start_prob must have 2 values"));
-        assert!(with(&|i| i.transmat.pop().map(|_| ()).unwrap()).contains("init transmat must have 4 values"));
+        assert!(with(&|i| i.transmat.pop().map(|_| ()).unwrap())
+            .contains("init transmat must have 4 values"));
         assert!(with(&|i| i.means.push(0.0)).contains("init means must have 2 values"));
         assert!(with(&|i| i.variances = vec![]).contains("init variances must have 2 values"));
         assert!(with(&|i| i.means[1] = f64::NAN).contains("init means contains NaN"));
-        assert!(with(&|i| i.start_prob = vec![1.2, -0.2]).contains("init start_prob has a negative probability"));
+        assert!(with(&|i| i.start_prob = vec![1.2, -0.2])
+            .contains("init start_prob has a negative probability"));
         assert!(with(&|i| i.start_prob = vec![0.5, 0.6]).contains("init start_prob must sum to 1"));
-        assert!(with(&|i| i.transmat = vec![0.5, 0.5, 0.5, 0.6]).contains("init transmat row 1 must sum to 1"));
+        assert!(with(&|i| i.transmat = vec![0.5, 0.5, 0.5, 0.6])
+            .contains("init transmat row 1 must sum to 1"));
         assert!(with(&|i| i.variances[0] = 0.0).contains("init variances must be positive"));
     }
 
@@ -1324,7 +1557,15 @@ mod tests {
     fn general_k_path_agrees_with_itself_and_is_sane() {
         // K = 6 goes through the run-time-K code path.
         let (x, _) = three_regimes(3000, 17);
-        let r = fit(&x, &HmmConfig { max_iterations: 40, tolerance: 0.0, ..cfg(6) }).unwrap();
+        let r = fit(
+            &x,
+            &HmmConfig {
+                max_iterations: 40,
+                tolerance: 0.0,
+                ..cfg(6)
+            },
+        )
+        .unwrap();
         for w in r.log_likelihood_history.windows(2) {
             assert!(w[1] >= w[0] - 1e-10 * w[0].abs());
         }

@@ -78,18 +78,27 @@ pub fn parse_size(text: &str, total_ram: Option<u64>) -> Result<u64, String> {
     let bytes = if let Some(p) = s.strip_suffix('%') {
         let pct: f64 = p.trim().parse().map_err(|_| bad())?;
         if !(pct > 0.0 && pct <= 100.0) {
-            return Err(format!("memory limit percentage must be in (0, 100], got '{text}'"));
+            return Err(format!(
+                "memory limit percentage must be in (0, 100], got '{text}'"
+            ));
         }
-        let total = total_ram.ok_or_else(|| format!("memory limit '{text}': the RAM size is unknown, give a size"))?;
+        let total = total_ram.ok_or_else(|| {
+            format!("memory limit '{text}': the RAM size is unknown, give a size")
+        })?;
         total as f64 * pct / 100.0
     } else {
         let upper = s.to_ascii_uppercase();
-        let num_end = upper.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == 'E' || c == '+' || c == '-')).unwrap_or(upper.len());
+        let num_end = upper
+            .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == 'E' || c == '+' || c == '-'))
+            .unwrap_or(upper.len());
         // "1E9" is a number, but "1EB" would not be: only treat E as part of the number when digits follow
         let (num, unit) = upper.split_at(num_end);
         let value: f64 = num.parse().map_err(|_| bad())?;
         let unit = unit.trim();
-        let unit = unit.strip_suffix("IB").or_else(|| unit.strip_suffix('B')).unwrap_or(unit);
+        let unit = unit
+            .strip_suffix("IB")
+            .or_else(|| unit.strip_suffix('B'))
+            .unwrap_or(unit);
         let mult: f64 = match unit {
             "" => 1.0,
             "K" => 1024.0,
@@ -103,7 +112,11 @@ pub fn parse_size(text: &str, total_ram: Option<u64>) -> Result<u64, String> {
     if !(bytes.is_finite() && bytes >= (1u64 << 20) as f64) {
         return Err(format!("memory limit must be at least 1 MiB, got '{text}'"));
     }
-    Ok(if bytes >= u64::MAX as f64 { u64::MAX } else { bytes as u64 })
+    Ok(if bytes >= u64::MAX as f64 {
+        u64::MAX
+    } else {
+        bytes as u64
+    })
 }
 
 /// Human-readable size in decimal units, as the error messages print it ("28.8 GB").
@@ -155,25 +168,41 @@ pub fn mean_reversion(n: usize, lookback: usize) -> Need {
 /// A live stream's state: the rolling window of `lookback` prices.
 pub fn stream(lookback: usize) -> Need {
     let w = lookback as u128;
-    Need { op: "live stream", bytes: bytes(&[(w, F64)]), what: format!("a {w}-price rolling window") }
+    Need {
+        op: "live stream",
+        bytes: bytes(&[(w, F64)]),
+        what: format!("a {w}-price rolling window"),
+    }
 }
 
 /// One batch of a live stream: five result series per tick.
 pub fn stream_batch(n: usize) -> Need {
     let n = n as u128;
-    Need { op: "live batch", bytes: bytes(&[(n, 3 * F64 + 2)]), what: format!("{n} ticks") }
+    Need {
+        op: "live batch",
+        bytes: bytes(&[(n, 3 * F64 + 2)]),
+        what: format!("{n} ticks"),
+    }
 }
 
 /// OU fit: the lagged regression, increments, the Hurst profile and window statistics.
 pub fn ou(n: usize) -> Need {
     let n = n as u128;
-    Need { op: "OU fit", bytes: bytes(&[(n, 4 * F64)]), what: format!("a {n}-value series") }
+    Need {
+        op: "OU fit",
+        bytes: bytes(&[(n, 4 * F64)]),
+        what: format!("a {n}-value series"),
+    }
 }
 
 /// Backtest: equity, returns and drawdown per bar, and at most one trade per bar (4 values).
 pub fn backtest(n: usize) -> Need {
     let n = n as u128;
-    Need { op: "backtest", bytes: bytes(&[(n, 3 * F64), (n, 4 * F64)]), what: format!("{n} bars") }
+    Need {
+        op: "backtest",
+        bytes: bytes(&[(n, 3 * F64), (n, 4 * F64)]),
+        what: format!("{n} bars"),
+    }
 }
 
 /// Portfolio optimisation: the returns matrix, ~8 covariance-sized matrices (covariance,
@@ -182,7 +211,11 @@ pub fn portfolio(rows: usize, cols: usize, frontier_points: usize) -> Need {
     let (t, n, f) = (rows as u128, cols as u128, frontier_points as u128);
     Need {
         op: "portfolio optimisation",
-        bytes: bytes(&[(t.saturating_mul(n), 2 * F64), (n.saturating_mul(n), 8 * F64), (f.saturating_add(1).saturating_mul(n), 4 * F64)]),
+        bytes: bytes(&[
+            (t.saturating_mul(n), 2 * F64),
+            (n.saturating_mul(n), 8 * F64),
+            (f.saturating_add(1).saturating_mul(n), 4 * F64),
+        ]),
         what: format!("{n} × {n} covariance matrices ({t} × {n} prices)"),
     }
 }
@@ -205,10 +238,19 @@ pub fn hmm(n: usize, k: usize, restarts: bool) -> Need {
 pub fn sparse(method: &'static str, rows: usize, cols: usize) -> Need {
     let (t, p) = (rows as u128, cols as u128);
     let pp = p.saturating_mul(p);
-    let extra = if method == "lasso" || method == "elastic_net" { 0 } else { 7 * F64 };
+    let extra = if method == "lasso" || method == "elastic_net" {
+        0
+    } else {
+        7 * F64
+    };
     Need {
         op: method,
-        bytes: bytes(&[(t.saturating_mul(p), F64), (pp, F64 + 1 + extra), (t, 2 * F64), (p, 6 * F64)]),
+        bytes: bytes(&[
+            (t.saturating_mul(p), F64),
+            (pp, F64 + 1 + extra),
+            (t, 2 * F64),
+            (p, 6 * F64),
+        ]),
         what: format!("a {p} × {p} Gram matrix ({t} × {p} prices)"),
     }
 }
@@ -224,7 +266,11 @@ pub fn lambda_path(rows: usize, cols: usize, n_lambdas: usize) -> Need {
 
 /// Echo: one copy of the payload.
 pub fn echo(n_bytes: usize) -> Need {
-    Need { op: "echo", bytes: n_bytes as u64, what: format!("a {}-byte payload", n_bytes) }
+    Need {
+        op: "echo",
+        bytes: n_bytes as u64,
+        what: format!("a {}-byte payload", n_bytes),
+    }
 }
 
 /// Bytes held by a running call; released when dropped.
@@ -351,7 +397,11 @@ pub fn with_cancel<T>(flag: Option<Arc<AtomicBool>>, f: impl FnOnce() -> T) -> T
 /// Whether this thread's cancel flag (see [`with_cancel`]) is set.
 #[inline]
 pub fn cancelled() -> bool {
-    CANCEL.with(|c| c.borrow().as_ref().is_some_and(|f| f.load(Ordering::Relaxed)))
+    CANCEL.with(|c| {
+        c.borrow()
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+    })
 }
 
 /// `Err(Cancelled)` when this thread's cancel flag (see [`with_cancel`]) is set.
@@ -395,7 +445,11 @@ mod tests {
     #[test]
     fn the_issue_example_and_overflow() {
         let n = sparse("lasso", 10, 60000);
-        assert!(n.bytes > 28_800_000_000 && n.bytes < 33_000_000_000, "{}", n.bytes);
+        assert!(
+            n.bytes > 28_800_000_000 && n.bytes < 33_000_000_000,
+            "{}",
+            n.bytes
+        );
         assert_eq!(fmt_bytes(28_804_800_000), "28.8 GB");
         // client-chosen sizes saturate instead of overflowing
         assert_eq!(sparse("box_tiao", usize::MAX, usize::MAX).bytes, u64::MAX);
@@ -405,7 +459,10 @@ mod tests {
     #[test]
     fn fallible_allocation_is_an_error() {
         let e = zeroed(usize::MAX / 8, "a test").unwrap_err();
-        assert!(matches!(e, CoreError::ResourceExhausted(ref m) if m.contains("out of memory")), "{e:?}");
+        assert!(
+            matches!(e, CoreError::ResourceExhausted(ref m) if m.contains("out of memory")),
+            "{e:?}"
+        );
         assert_eq!(filled(3, 1u8, "x").unwrap(), vec![1, 1, 1]);
         assert!(zeroed_of::<bool>(usize::MAX / 2, "a test").is_err());
         let z = zeroed_of::<i8>(1000, "x").unwrap();
@@ -417,7 +474,10 @@ mod tests {
     fn cancel_flag_is_scoped() {
         let f = Arc::new(AtomicBool::new(true));
         assert!(poll().is_ok());
-        assert_eq!(with_cancel(Some(f.clone()), poll), Err(CoreError::Cancelled));
+        assert_eq!(
+            with_cancel(Some(f.clone()), poll),
+            Err(CoreError::Cancelled)
+        );
         assert!(poll().is_ok());
         f.store(false, Ordering::SeqCst);
         assert!(with_cancel(Some(f), poll).is_ok());
@@ -432,7 +492,9 @@ mod tests {
         let mut v = Vec::with_capacity(rows * cols);
         let mut s = 12345u64;
         for _ in 0..rows * cols {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             v.push(100.0 + (s >> 11) as f64 / (1u64 << 53) as f64);
         }
         v
@@ -443,18 +505,29 @@ mod tests {
         // the issue's case: 10 x 60000 prices would need a 60000 x 60000 Gram matrix (28.8 GB)
         let (rows, cols) = (10, 60000);
         let p = prices(rows, cols);
-        let cfg = crate::sparse::SparseConfig { target: Some(0), ..Default::default() };
+        let cfg = crate::sparse::SparseConfig {
+            target: Some(0),
+            ..Default::default()
+        };
         let e = crate::sparse::sparse_portfolio(&p, rows, cols, &cfg, &mut noop()).unwrap_err();
         match e {
             CoreError::ResourceExhausted(m) => {
                 assert!(m.starts_with("this lasso needs ~3"), "{m}");
-                assert!(m.contains("for a 60000 × 60000 Gram matrix (10 × 60000 prices); the memory limit is"), "{m}");
+                assert!(
+                    m.contains(
+                        "for a 60000 × 60000 Gram matrix (10 × 60000 prices); the memory limit is"
+                    ),
+                    "{m}"
+                );
             }
             other => panic!("{other:?}"),
         }
         let lp = crate::sparse::LambdaPathConfig::default();
         let e = crate::sparse::sparse_lambda_path(&p, rows, cols, &lp, &mut noop()).unwrap_err();
-        assert!(matches!(e, CoreError::ResourceExhausted(ref m) if m.starts_with("this lambda path needs")), "{e:?}");
+        assert!(
+            matches!(e, CoreError::ResourceExhausted(ref m) if m.starts_with("this lambda path needs")),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -462,11 +535,20 @@ mod tests {
         use crate::rolling::{MeanReversionState, SignalParams};
         for lb in [u32::MAX as usize, (1usize << 31) - 1] {
             let e = MeanReversionState::new(lb, SignalParams::default()).unwrap_err();
-            assert!(matches!(e, CoreError::ResourceExhausted(ref m) if m.contains("rolling window")), "{e:?}");
+            assert!(
+                matches!(e, CoreError::ResourceExhausted(ref m) if m.contains("rolling window")),
+                "{e:?}"
+            );
         }
         // bad parameters are reported before anything is allocated
-        let bad = SignalParams { entry: -1.0, ..SignalParams::default() };
-        assert!(matches!(MeanReversionState::new(u32::MAX as usize, bad), Err(CoreError::InvalidInput(_))));
+        let bad = SignalParams {
+            entry: -1.0,
+            ..SignalParams::default()
+        };
+        assert!(matches!(
+            MeanReversionState::new(u32::MAX as usize, bad),
+            Err(CoreError::InvalidInput(_))
+        ));
     }
 
     #[test]
@@ -474,9 +556,19 @@ mod tests {
         let (rows, cols) = (400, 300);
         let p = prices(rows, cols);
         let flag = Arc::new(AtomicBool::new(true));
-        for method in [crate::sparse::SparseMethod::BoxTiao, crate::sparse::SparseMethod::Lasso] {
-            let cfg = crate::sparse::SparseConfig { method, target: Some(0), k: Some(3), ..Default::default() };
-            let r = with_cancel(Some(flag.clone()), || crate::sparse::sparse_portfolio(&p, rows, cols, &cfg, &mut noop()));
+        for method in [
+            crate::sparse::SparseMethod::BoxTiao,
+            crate::sparse::SparseMethod::Lasso,
+        ] {
+            let cfg = crate::sparse::SparseConfig {
+                method,
+                target: Some(0),
+                k: Some(3),
+                ..Default::default()
+            };
+            let r = with_cancel(Some(flag.clone()), || {
+                crate::sparse::sparse_portfolio(&p, rows, cols, &cfg, &mut noop())
+            });
             assert_eq!(r.unwrap_err(), CoreError::Cancelled, "{method:?}");
         }
     }
@@ -487,7 +579,10 @@ mod tests {
         let p: Vec<f64> = prices(rows, cols);
         let flag = Arc::new(AtomicBool::new(true));
         for method in ["min_variance", "risk_parity", "equal_weight"] {
-            let cfg = crate::portfolio::PortfolioConfig { frontier_points: 3, ..Default::default() };
+            let cfg = crate::portfolio::PortfolioConfig {
+                frontier_points: 3,
+                ..Default::default()
+            };
             let r = with_cancel(Some(flag.clone()), || {
                 crate::portfolio::optimize_portfolio(&p, rows, cols, method, &cfg, &mut noop())
             });
@@ -504,7 +599,10 @@ mod tests {
             p[t * cols + 1999] = p[t * cols + 700];
             p[t * cols + 900] = p[t * cols + 1200];
         }
-        let cfg = crate::sparse::SparseConfig { target: Some(0), ..Default::default() };
+        let cfg = crate::sparse::SparseConfig {
+            target: Some(0),
+            ..Default::default()
+        };
         let e = crate::sparse::sparse_portfolio(&p, rows, cols, &cfg, &mut noop()).unwrap_err();
         assert_eq!(
             e,

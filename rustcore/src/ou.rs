@@ -604,7 +604,9 @@ mod tests {
             assert!(e.contains("constant"), "{v}: {e}");
         }
         // one-ulp wiggles around 1e9: variation at the rounding level
-        let x: Vec<f64> = (0..60).map(|i| if i % 3 == 0 { 1e9 } else { 1e9 + 1.2e-7 }).collect();
+        let x: Vec<f64> = (0..60)
+            .map(|i| if i % 3 == 0 { 1e9 } else { 1e9 + 1.2e-7 })
+            .collect();
         let e = fit_ou(&x, &cfg).unwrap_err().to_string();
         assert!(e.contains("nearly constant"), "{e}");
         // a straight line: b = 1 exactly, kappa = -ln(1) = -0.0 before normalisation

@@ -100,14 +100,22 @@ pub struct PortfolioResult {
     pub frontier_volatilities: Vec<f64>,
 }
 
-
 impl PortfolioResult {
     /// Signed zeros to +0.0 (both transports bit-identical; proto3 drops −0.0).
     fn no_neg_zero(mut self) -> Self {
-        for v in [&mut self.weights, &mut self.risk_contributions, &mut self.frontier_returns, &mut self.frontier_volatilities] {
+        for v in [
+            &mut self.weights,
+            &mut self.risk_contributions,
+            &mut self.frontier_returns,
+            &mut self.frontier_volatilities,
+        ] {
             pz_all(v);
         }
-        for v in [&mut self.expected_return, &mut self.volatility, &mut self.sharpe] {
+        for v in [
+            &mut self.expected_return,
+            &mut self.volatility,
+            &mut self.sharpe,
+        ] {
             *v = pz(*v);
         }
         self
@@ -515,7 +523,11 @@ pub fn optimize_portfolio(
     }
     validate_config(config)?;
     validate_prices(prices, rows, cols, config)?;
-    let _budget = crate::limits::reserve(&crate::limits::portfolio(rows, cols, config.frontier_points))?;
+    let _budget = crate::limits::reserve(&crate::limits::portfolio(
+        rows,
+        cols,
+        config.frontier_points,
+    ))?;
     let n = cols;
     let (lo, hi, rf) = (config.min_weight, config.max_weight, config.risk_free_rate);
     let mut budgets = Vec::new();
@@ -752,7 +764,8 @@ pub fn optimize_portfolio(
         iterations,
         frontier_returns,
         frontier_volatilities,
-    }.no_neg_zero())
+    }
+    .no_neg_zero())
 }
 
 /// Spinu (2013): x* = argmin ½x'Σx - Σ b_i ln x_i (x > 0) satisfies x_i (Σx)_i = b_i; damped

@@ -125,7 +125,13 @@ impl Acc {
             }
         }
         // compensated (TwoSum) sums of d and d², per lane
-        let (mut s1, mut c1, mut s2, mut c2, mut dabs) = ([0.0f64; 4], [0.0f64; 4], [0.0f64; 4], [0.0f64; 4], [0.0f64; 4]);
+        let (mut s1, mut c1, mut s2, mut c2, mut dabs) = (
+            [0.0f64; 4],
+            [0.0f64; 4],
+            [0.0f64; 4],
+            [0.0f64; 4],
+            [0.0f64; 4],
+        );
         lanes(a, b, |l, v| {
             let d = v - k;
             let q = d * d;
@@ -142,7 +148,18 @@ impl Acc {
         let (s1, s2) = (two_sum4(s1, c1), two_sum4(s2, c2));
         let dabs = (dabs[0] + dabs[1]) + (dabs[2] + dabs[3]);
         // compensated summation: |error| <= (2u + O(n u²)) Σ|terms|, with margin
-        Acc { k, s1h: s1, s1c: 0.0, s2h: s2, s2c: 0.0, s1, s2, e1: 3.0 * dabs + s1.abs(), e2: 4.0 * s2.abs(), run }
+        Acc {
+            k,
+            s1h: s1,
+            s1c: 0.0,
+            s2h: s2,
+            s2c: 0.0,
+            s1,
+            s2,
+            e1: 3.0 * dabs + s1.abs(),
+            e2: 4.0 * s2.abs(),
+            run,
+        }
     }
 
     /// Slide the window: `xn` enters, `xo` leaves. The running sums are compensated (TwoSum), so
@@ -181,7 +198,11 @@ struct Limits {
 impl Limits {
     fn new(w: usize) -> Self {
         let nf = w as f64;
-        Limits { inv_n: 1.0 / nf, inv_dof: 1.0 / (nf - 1.0), zn: Z_LIMIT * nf }
+        Limits {
+            inv_n: 1.0 / nf,
+            inv_dof: 1.0 / (nf - 1.0),
+            zn: Z_LIMIT * nf,
+        }
     }
 }
 
@@ -208,9 +229,17 @@ fn pre(k: f64, s1: f64, s2: f64, x: f64, flat: bool, l: &Limits) -> Pre {
     let m = s1 * l.inv_n;
     let var = (s2 - s1 * m) * l.inv_dof;
     if flat {
-        Pre { mean: x, var: 0.0, num: 0.0 }
+        Pre {
+            mean: x,
+            var: 0.0,
+            num: 0.0,
+        }
     } else {
-        Pre { mean: k + m, var: if var > 0.0 { var } else { 0.0 }, num: (x - k) - m }
+        Pre {
+            mean: k + m,
+            var: if var > 0.0 { var } else { 0.0 },
+            num: (x - k) - m,
+        }
     }
 }
 
@@ -261,7 +290,9 @@ fn post(p: Pre) -> (f64, f64, f64) {
 impl RollingZ {
     pub fn new(lookback: usize) -> CoreResult<Self> {
         if lookback < 2 {
-            return Err(CoreError::invalid(format!("lookback must be at least 2, got {lookback}")));
+            return Err(CoreError::invalid(format!(
+                "lookback must be at least 2, got {lookback}"
+            )));
         }
         // The window is allocated only within the memory budget, and fallibly (a client-chosen
         // lookback of 2^32 - 1 must be an error, not an abort).
@@ -337,7 +368,11 @@ pub struct SignalParams {
 
 impl Default for SignalParams {
     fn default() -> Self {
-        SignalParams { entry: 2.0, exit: 0.0, stop: None }
+        SignalParams {
+            entry: 2.0,
+            exit: 0.0,
+            stop: None,
+        }
     }
 }
 
@@ -379,7 +414,12 @@ pub struct SignalMachine {
 impl SignalMachine {
     pub fn new(params: SignalParams) -> CoreResult<Self> {
         params.validate()?;
-        Ok(SignalMachine { params, state: 0, blocked: false, last_signal: 0 })
+        Ok(SignalMachine {
+            params,
+            state: 0,
+            blocked: false,
+            last_signal: 0,
+        })
     }
 
     /// Feed the z-score of bar t; returns (signal decided at t, position held during t).
@@ -490,7 +530,12 @@ impl SignalMachine {
 /// until both machines are in the same state after a bar (same state, and not blocked: a held
 /// position is never blocked, and nothing is blocked without a stop level), after which they agree
 /// on every later bar. Identical to one `run` over the whole series.
-fn run_signals(params: SignalParams, z: &[f64], signals: &mut [i8], positions: &mut [i8]) -> CoreResult<()> {
+fn run_signals(
+    params: SignalParams,
+    z: &[f64],
+    signals: &mut [i8],
+    positions: &mut [i8],
+) -> CoreResult<()> {
     let n = z.len();
     let mut machine = SignalMachine::new(params)?;
     if n < 200_000 || cores() < 2 {
@@ -542,7 +587,11 @@ pub struct MeanReversionState {
 impl MeanReversionState {
     pub fn new(lookback: usize, params: SignalParams) -> CoreResult<Self> {
         let signals = SignalMachine::new(params)?; // parameters first: nothing is allocated for a bad request
-        Ok(MeanReversionState { rolling: RollingZ::new(lookback)?, signals, ticks: 0 })
+        Ok(MeanReversionState {
+            rolling: RollingZ::new(lookback)?,
+            signals,
+            ticks: 0,
+        })
     }
 
     /// One price tick. Non-finite prices are rejected (the state is unchanged).
@@ -558,7 +607,13 @@ impl MeanReversionState {
         self.ticks += 1;
         let (mean, std, zscore) = self.rolling.push(price);
         let (signal, position) = self.signals.push(zscore);
-        Ok(Tick { mean, std, zscore, signal, position })
+        Ok(Tick {
+            mean,
+            std,
+            zscore,
+            signal,
+            position,
+        })
     }
 
     pub fn ticks(&self) -> u64 {
@@ -569,8 +624,14 @@ impl MeanReversionState {
     /// bad tick is reported by its index in the batch and leaves the state untouched.
     pub fn push_many(&mut self, ticks: &[f64]) -> CoreResult<TickBatch> {
         if let Some(i) = ticks.iter().position(|v| !v.is_finite()) {
-            let what = if ticks[i].is_nan() { "NaN" } else { "an infinite value" };
-            return Err(CoreError::invalid(format!("ticks contains {what} at index {i}")));
+            let what = if ticks[i].is_nan() {
+                "NaN"
+            } else {
+                "an infinite value"
+            };
+            return Err(CoreError::invalid(format!(
+                "ticks contains {what} at index {i}"
+            )));
         }
         let n = ticks.len();
         let mut out = TickBatch {
@@ -649,7 +710,16 @@ pub fn rolling_into(
     let every = recentre_every(w);
     let blocks = (n - warm).div_ceil(every);
     if n < 100_000 || blocks < 2 || cores() < 2 {
-        return rolling_blocks(x, w, warm, &mut mean[warm..], &mut std[warm..], &mut z[warm..], &AtomicBool::new(false), on_progress);
+        return rolling_blocks(
+            x,
+            w,
+            warm,
+            &mut mean[warm..],
+            &mut std[warm..],
+            &mut z[warm..],
+            &AtomicBool::new(false),
+            on_progress,
+        );
     }
     let mid = warm + blocks.div_ceil(2) * every;
     let (m1, m2) = mean[warm..].split_at_mut(mid - warm);
@@ -658,7 +728,8 @@ pub fn rolling_into(
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
         let stop_ref = &stop;
-        let second = scope.spawn(move || rolling_blocks(x, w, mid, m2, s2, z2, stop_ref, &mut |_, _| true));
+        let second =
+            scope.spawn(move || rolling_blocks(x, w, mid, m2, s2, z2, stop_ref, &mut |_, _| true));
         let ok = rolling_blocks(&x[..mid], w, warm, m1, s1, z1, &stop, on_progress);
         if !ok {
             stop.store(true, Ordering::Relaxed);
@@ -671,7 +742,11 @@ pub fn rolling_into(
 /// Available cores, asked once (the query reads cgroup files: ~20 µs, too slow for every call).
 fn cores() -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1))
+    *CORES.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|p| p.get())
+            .unwrap_or(1)
+    })
 }
 
 /// Blocks of `recentre_every(w)` bars from `start` (a block boundary) to `x.len()`; the output
@@ -735,7 +810,13 @@ fn rolling_blocks_generic(
     // error bound and computes the outputs; at the first failing bar of a chunk the window is
     // recomputed exactly (as RollingZ::push does there) and the next chunk starts after it
     const CH: usize = 64;
-    let (mut s1a, mut s2a, mut e1a, mut e2a, mut runa) = ([0.0f64; CH], [0.0f64; CH], [0.0f64; CH], [0.0f64; CH], [0usize; CH]);
+    let (mut s1a, mut s2a, mut e1a, mut e2a, mut runa) = (
+        [0.0f64; CH],
+        [0.0f64; CH],
+        [0.0f64; CH],
+        [0.0f64; CH],
+        [0usize; CH],
+    );
     let mut fail = [false; CH];
     while t0 < n {
         if t0 >= next_report {
@@ -753,7 +834,8 @@ fn rolling_blocks_generic(
         }
         let mut acc = Acc::recomputed(&x[t0 + 1 - w..=t0], &[], run);
         let end = (t0 + every).min(n);
-        (mean[t0 - start], std[t0 - start], z[t0 - start]) = post(pre(acc.k, acc.s1, acc.s2, x[t0], acc.run >= w, &l));
+        (mean[t0 - start], std[t0 - start], z[t0 - start]) =
+            post(pre(acc.k, acc.s1, acc.s2, x[t0], acc.run >= w, &l));
         let mut t = t0 + 1;
         while t < end {
             let len = (end - t).min(CH);
@@ -763,23 +845,34 @@ fn rolling_blocks_generic(
                 acc.run = if xn == xp { acc.run + 1 } else { 1 };
                 xp = xn;
                 acc.slide(xn, xo);
-                (s1a[i], s2a[i], e1a[i], e2a[i], runa[i]) = (acc.s1, acc.s2, acc.e1, acc.e2, acc.run);
+                (s1a[i], s2a[i], e1a[i], e2a[i], runa[i]) =
+                    (acc.s1, acc.s2, acc.e1, acc.e2, acc.run);
             }
             // pass 2, vectorised: outputs and the bound test (outputs after the first failing bar
             // are overwritten below)
             let mut any = false;
             let o = t - start;
-            for (i, ((xi, mi), (si, zi))) in x[t..t + len].iter().zip(&mut mean[o..o + len]).zip(std[o..o + len].iter_mut().zip(&mut z[o..o + len])).enumerate() {
+            for (i, ((xi, mi), (si, zi))) in x[t..t + len]
+                .iter()
+                .zip(&mut mean[o..o + len])
+                .zip(std[o..o + len].iter_mut().zip(&mut z[o..o + len]))
+                .enumerate()
+            {
                 let f = (runa[i] < w) & inaccurate(s1a[i], s2a[i], e1a[i], e2a[i], &l);
                 fail[i] = f;
                 any |= f;
                 (*mi, *si, *zi) = post(pre(acc.k, s1a[i], s2a[i], *xi, runa[i] >= w, &l));
             }
-            let upto = if any { fail[..len].iter().position(|&f| f).unwrap_or(len) } else { len };
+            let upto = if any {
+                fail[..len].iter().position(|&f| f).unwrap_or(len)
+            } else {
+                len
+            };
             if upto < len {
                 let tf = t + upto;
                 acc = Acc::recomputed(&x[tf + 1 - w..=tf], &[], runa[upto]);
-                (mean[tf - start], std[tf - start], z[tf - start]) = post(pre(acc.k, acc.s1, acc.s2, x[tf], acc.run >= w, &l));
+                (mean[tf - start], std[tf - start], z[tf - start]) =
+                    post(pre(acc.k, acc.s1, acc.s2, x[tf], acc.run >= w, &l));
                 t = tf + 1;
             } else {
                 t += len;
@@ -835,10 +928,19 @@ pub fn mean_reversion_into(
         ("positions", out.positions.len()),
     ] {
         if len != n {
-            return Err(CoreError::invalid(format!("output buffer {name} has {len} entries, expected {n}")));
+            return Err(CoreError::invalid(format!(
+                "output buffer {name} has {len} entries, expected {n}"
+            )));
         }
     }
-    if !rolling_into(prices, lookback, out.rolling_mean, out.rolling_std, out.zscore, on_progress) {
+    if !rolling_into(
+        prices,
+        lookback,
+        out.rolling_mean,
+        out.rolling_std,
+        out.zscore,
+        on_progress,
+    ) {
         return Err(CoreError::Cancelled);
     }
     run_signals(params, out.zscore, out.signals, out.positions)?;
@@ -912,7 +1014,11 @@ mod tests {
             let var = win.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (w as f64 - 1.0);
             m[t] = mean;
             s[t] = var.sqrt();
-            z[t] = if s[t] > 0.0 { (x[t] - mean) / s[t] } else { 0.0 };
+            z[t] = if s[t] > 0.0 {
+                (x[t] - mean) / s[t]
+            } else {
+                0.0
+            };
         }
         (m, s, z)
     }
@@ -945,12 +1051,25 @@ mod tests {
             let r = mean_reversion(&x, w, SignalParams::default(), &mut no_progress()).unwrap();
             let (m, s, z) = two_pass(&x, w);
             for t in 0..w - 1 {
-                assert!(r.zscore[t].is_nan() && r.rolling_mean[t].is_nan() && r.rolling_std[t].is_nan());
+                assert!(
+                    r.zscore[t].is_nan() && r.rolling_mean[t].is_nan() && r.rolling_std[t].is_nan()
+                );
             }
             for t in w - 1..x.len() {
-                assert!(((r.rolling_mean[t] - m[t]) / m[t]).abs() < 1e-12, "mean at {t}");
-                assert!(((r.rolling_std[t] - s[t]) / s[t]).abs() < 1e-9, "std at {t}");
-                assert!((r.zscore[t] - z[t]).abs() < 1e-9 * (1.0 + z[t].abs()), "z at {t}: {} vs {}", r.zscore[t], z[t]);
+                assert!(
+                    ((r.rolling_mean[t] - m[t]) / m[t]).abs() < 1e-12,
+                    "mean at {t}"
+                );
+                assert!(
+                    ((r.rolling_std[t] - s[t]) / s[t]).abs() < 1e-9,
+                    "std at {t}"
+                );
+                assert!(
+                    (r.zscore[t] - z[t]).abs() < 1e-9 * (1.0 + z[t].abs()),
+                    "z at {t}: {} vs {}",
+                    r.zscore[t],
+                    z[t]
+                );
             }
         }
     }
@@ -958,13 +1077,27 @@ mod tests {
     #[test]
     fn hand_checked_small_case() {
         let x = [1.0, 2.0, 3.0, 4.0, 10.0];
-        let r = mean_reversion(&x, 3, SignalParams { entry: 1.0, exit: 0.0, stop: None }, &mut no_progress()).unwrap();
+        let r = mean_reversion(
+            &x,
+            3,
+            SignalParams {
+                entry: 1.0,
+                exit: 0.0,
+                stop: None,
+            },
+            &mut no_progress(),
+        )
+        .unwrap();
         assert_eq!(r.rolling_mean[2], 2.0);
         assert_eq!(r.rolling_std[2], 1.0);
         assert_eq!(r.zscore[2], 1.0);
         // window [3,4,10]: mean 17/3, std = sqrt(((3-17/3)^2+(4-17/3)^2+(10-17/3)^2)/2)
         let mean = 17.0 / 3.0;
-        let sd = (((3.0 - mean) * (3.0 - mean) + (4.0 - mean) * (4.0 - mean) + (10.0 - mean) * (10.0 - mean)) / 2.0f64).sqrt();
+        let sd = (((3.0 - mean) * (3.0 - mean)
+            + (4.0 - mean) * (4.0 - mean)
+            + (10.0 - mean) * (10.0 - mean))
+            / 2.0f64)
+            .sqrt();
         assert!((r.zscore[4] - (10.0 - mean) / sd).abs() < 1e-14);
         // z[2] = 1.0 is not > 1.0: flat; z[4] > 1 -> short
         assert_eq!(r.signals, vec![0, 0, 0, 0, -1]);
@@ -974,8 +1107,27 @@ mod tests {
 
     #[test]
     fn hysteresis_and_no_lookahead() {
-        let mut m = SignalMachine::new(SignalParams { entry: 2.0, exit: 0.5, stop: Some(4.0) }).unwrap();
-        let zs = [f64::NAN, 0.0, -2.5, -1.0, -0.4, 0.0, 2.1, 3.0, 4.5, 3.0, 2.5, 1.0, 2.2];
+        let mut m = SignalMachine::new(SignalParams {
+            entry: 2.0,
+            exit: 0.5,
+            stop: Some(4.0),
+        })
+        .unwrap();
+        let zs = [
+            f64::NAN,
+            0.0,
+            -2.5,
+            -1.0,
+            -0.4,
+            0.0,
+            2.1,
+            3.0,
+            4.5,
+            3.0,
+            2.5,
+            1.0,
+            2.2,
+        ];
         let out: Vec<(i8, i8)> = zs.iter().map(|&z| m.push(z)).collect();
         let sig: Vec<i8> = out.iter().map(|o| o.0).collect();
         let pos: Vec<i8> = out.iter().map(|o| o.1).collect();
@@ -994,9 +1146,21 @@ mod tests {
         let mut z: Vec<f64> = x.iter().map(|&v| r.push(v).2).collect();
         z[20_000] = f64::NAN; // a NaN mid-series resets to flat
         for params in [
-            SignalParams { entry: 1.0, exit: 0.0, stop: None },
-            SignalParams { entry: 1.5, exit: 0.5, stop: Some(2.5) },
-            SignalParams { entry: 2.0, exit: -0.3, stop: Some(2.2) },
+            SignalParams {
+                entry: 1.0,
+                exit: 0.0,
+                stop: None,
+            },
+            SignalParams {
+                entry: 1.5,
+                exit: 0.5,
+                stop: Some(2.5),
+            },
+            SignalParams {
+                entry: 2.0,
+                exit: -0.3,
+                stop: Some(2.2),
+            },
         ] {
             let mut a = SignalMachine::new(params).unwrap();
             let per: Vec<(i8, i8)> = z.iter().map(|&v| a.push(v)).collect();
@@ -1005,8 +1169,14 @@ mod tests {
             // in two pieces, as a stream would
             b.run(&z[..12_345], &mut sg[..12_345], &mut ps[..12_345]);
             b.run(&z[12_345..], &mut sg[12_345..], &mut ps[12_345..]);
-            assert!(per.iter().map(|p| p.0).eq(sg.iter().copied()), "signals differ for {params:?}");
-            assert!(per.iter().map(|p| p.1).eq(ps.iter().copied()), "positions differ for {params:?}");
+            assert!(
+                per.iter().map(|p| p.0).eq(sg.iter().copied()),
+                "signals differ for {params:?}"
+            );
+            assert!(
+                per.iter().map(|p| p.1).eq(ps.iter().copied()),
+                "positions differ for {params:?}"
+            );
             assert!(sg.iter().any(|&v| v == 1) && sg.iter().any(|&v| v == -1));
         }
     }
@@ -1018,12 +1188,26 @@ mod tests {
         let mut z: Vec<f64> = x.iter().map(|&v| r.push(v).2).collect();
         z[150_001] = f64::NAN;
         for params in [
-            SignalParams { entry: 1.0, exit: 0.0, stop: None },
-            SignalParams { entry: 1.5, exit: 0.5, stop: Some(1.6) },
-            SignalParams { entry: 0.5, exit: -0.4, stop: Some(0.6) },
+            SignalParams {
+                entry: 1.0,
+                exit: 0.0,
+                stop: None,
+            },
+            SignalParams {
+                entry: 1.5,
+                exit: 0.5,
+                stop: Some(1.6),
+            },
+            SignalParams {
+                entry: 0.5,
+                exit: -0.4,
+                stop: Some(0.6),
+            },
         ] {
             let (mut sa, mut pa) = (vec![0i8; z.len()], vec![0i8; z.len()]);
-            SignalMachine::new(params).unwrap().run(&z, &mut sa, &mut pa);
+            SignalMachine::new(params)
+                .unwrap()
+                .run(&z, &mut sa, &mut pa);
             let (mut sb, mut pb) = (vec![0i8; z.len()], vec![0i8; z.len()]);
             run_signals(params, &z, &mut sb, &mut pb).unwrap();
             assert!(sa == sb && pa == pb, "{params:?}");
@@ -1035,9 +1219,15 @@ mod tests {
         z[n / 2 - 1] = 3.0;
         z[n / 2] = f64::NAN;
         z[n / 2 + 1] = 1.5;
-        let params = SignalParams { entry: 1.0, exit: 0.0, stop: Some(2.0) };
+        let params = SignalParams {
+            entry: 1.0,
+            exit: 0.0,
+            stop: Some(2.0),
+        };
         let (mut sa, mut pa) = (vec![0i8; n], vec![0i8; n]);
-        SignalMachine::new(params).unwrap().run(&z, &mut sa, &mut pa);
+        SignalMachine::new(params)
+            .unwrap()
+            .run(&z, &mut sa, &mut pa);
         let (mut sb, mut pb) = (vec![0i8; n], vec![0i8; n]);
         run_signals(params, &z, &mut sb, &mut pb).unwrap();
         assert_eq!(sa[n / 2 + 1], 0, "blocked: no entry above the entry level");
@@ -1048,7 +1238,11 @@ mod tests {
     fn streaming_equals_batch_bitwise() {
         // long enough for the two-thread batch path (n >= 100 000)
         let x = walk(300_000, 100.0, 0.5, 7);
-        let p = SignalParams { entry: 1.5, exit: 0.0, stop: Some(3.0) };
+        let p = SignalParams {
+            entry: 1.5,
+            exit: 0.0,
+            stop: Some(3.0),
+        };
         let b = mean_reversion(&x, 20, p, &mut no_progress()).unwrap();
         let mut s = MeanReversionState::new(20, p).unwrap();
         for (i, &v) in x.iter().enumerate() {
@@ -1063,16 +1257,46 @@ mod tests {
     fn bad_input_is_rejected_with_a_clear_message() {
         let p = SignalParams::default();
         let e = |r: CoreResult<MeanReversionResult>| r.unwrap_err().to_string();
-        assert_eq!(e(mean_reversion(&[], 2, p, &mut no_progress())), "prices is empty");
-        assert!(e(mean_reversion(&[1.0, f64::NAN, 2.0], 2, p, &mut no_progress())).contains("NaN at index 1"));
-        assert!(e(mean_reversion(&[1.0, f64::INFINITY, 2.0], 2, p, &mut no_progress())).contains("infinite value at index 1"));
-        assert!(e(mean_reversion(&[1.0, 2.0, 3.0], 1, p, &mut no_progress())).contains("lookback must be between 2"));
-        assert!(e(mean_reversion(&[1.0, 2.0, 3.0], 4, p, &mut no_progress())).contains("lookback must be between 2"));
+        assert_eq!(
+            e(mean_reversion(&[], 2, p, &mut no_progress())),
+            "prices is empty"
+        );
+        assert!(e(mean_reversion(
+            &[1.0, f64::NAN, 2.0],
+            2,
+            p,
+            &mut no_progress()
+        ))
+        .contains("NaN at index 1"));
+        assert!(e(mean_reversion(
+            &[1.0, f64::INFINITY, 2.0],
+            2,
+            p,
+            &mut no_progress()
+        ))
+        .contains("infinite value at index 1"));
+        assert!(
+            e(mean_reversion(&[1.0, 2.0, 3.0], 1, p, &mut no_progress()))
+                .contains("lookback must be between 2")
+        );
+        assert!(
+            e(mean_reversion(&[1.0, 2.0, 3.0], 4, p, &mut no_progress()))
+                .contains("lookback must be between 2")
+        );
         assert!(e(mean_reversion(&[5.0; 10], 3, p, &mut no_progress())).contains("constant"));
         let bad = SignalParams { entry: 0.0, ..p };
-        assert!(e(mean_reversion(&[1.0, 2.0, 3.0], 2, bad, &mut no_progress())).contains("threshold"));
-        let bad = SignalParams { entry: 2.0, exit: 2.0, stop: None };
-        assert!(e(mean_reversion(&[1.0, 2.0, 3.0], 2, bad, &mut no_progress())).contains("exit threshold"));
+        assert!(
+            e(mean_reversion(&[1.0, 2.0, 3.0], 2, bad, &mut no_progress())).contains("threshold")
+        );
+        let bad = SignalParams {
+            entry: 2.0,
+            exit: 2.0,
+            stop: None,
+        };
+        assert!(
+            e(mean_reversion(&[1.0, 2.0, 3.0], 2, bad, &mut no_progress()))
+                .contains("exit threshold")
+        );
     }
 
     #[test]

@@ -37,8 +37,8 @@
 // treats NaN as failure.
 #![allow(clippy::needless_range_loop, clippy::neg_cmp_op_on_partial_ord)]
 
-use crate::error::{check, CoreError, CoreResult};
 use crate::adf::{adf, Autolag};
+use crate::error::{check, CoreError, CoreResult};
 use crate::num::{pz, pz_all};
 
 /// Fewest price observations (rows) accepted by every method.
@@ -183,14 +183,22 @@ pub struct SparseResult {
     pub iterations: usize,
 }
 
-
 impl SparseResult {
     /// Signed zeros to +0.0 (both transports bit-identical; proto3 drops −0.0).
     fn no_neg_zero(mut self) -> Self {
-        for v in [&mut self.weights, &mut self.spread, &mut self.adf_critical_values] {
+        for v in [
+            &mut self.weights,
+            &mut self.spread,
+            &mut self.adf_critical_values,
+        ] {
             pz_all(v);
         }
-        for v in [&mut self.intercept, &mut self.half_life, &mut self.adf_statistic, &mut self.objective] {
+        for v in [
+            &mut self.intercept,
+            &mut self.half_life,
+            &mut self.adf_statistic,
+            &mut self.objective,
+        ] {
             *v = pz(*v);
         }
         self
@@ -261,10 +269,14 @@ pub struct Ar1Stats {
     pub adf_statistic: f64,
 }
 
-
 impl Ar1Stats {
     fn no_neg_zero(self) -> Self {
-        Ar1Stats { b: pz(self.b), a: pz(self.a), half_life: pz(self.half_life), adf_statistic: pz(self.adf_statistic) }
+        Ar1Stats {
+            b: pz(self.b),
+            a: pz(self.a),
+            half_life: pz(self.half_life),
+            adf_statistic: pz(self.adf_statistic),
+        }
     }
 }
 
@@ -385,7 +397,11 @@ pub fn sparse_lambda_path(
             cols - 1
         )));
     }
-    let n_lambdas = config.lambdas.as_ref().map_or(config.n_lambdas, |l| l.len()).min(MAX_PATH_LAMBDAS);
+    let n_lambdas = config
+        .lambdas
+        .as_ref()
+        .map_or(config.n_lambdas, |l| l.len())
+        .min(MAX_PATH_LAMBDAS);
     let _budget = crate::limits::reserve(&crate::limits::lambda_path(rows, cols, n_lambdas))?;
     let mut design = Design::new(prices, rows, cols)?;
     let lambdas: Vec<f64> = match &config.lambdas {
@@ -485,7 +501,13 @@ pub fn sparse_lambda_path(
         out.iterations[li] = fit.iterations;
         prev = lam;
     }
-    for v in [&mut out.lambdas, &mut out.half_life, &mut out.adf_statistic, &mut out.weights, &mut out.intercepts] {
+    for v in [
+        &mut out.lambdas,
+        &mut out.half_life,
+        &mut out.adf_statistic,
+        &mut out.weights,
+        &mut out.intercepts,
+    ] {
         pz_all(v); // signed zeros: +0.0
     }
     Ok(out)
@@ -533,7 +555,8 @@ pub fn ar1_mean_reversion(series: &[f64]) -> CoreResult<Ar1Stats> {
             a: 0.0,
             half_life: 0.0,
             adf_statistic: f64::NEG_INFINITY,
-        }.no_neg_zero());
+        }
+        .no_neg_zero());
     }
     let b = sxd / sxx;
     let a = md - b * mx;
@@ -557,7 +580,8 @@ pub fn ar1_mean_reversion(series: &[f64]) -> CoreResult<Ar1Stats> {
         a,
         half_life: half_life_from_b(b),
         adf_statistic: adf,
-    }.no_neg_zero())
+    }
+    .no_neg_zero())
 }
 
 /// ADF statistic and lag count of a spread: the AR(1) statistic (0 lags) unless `autolag` asks for
@@ -692,7 +716,11 @@ fn validate_prices(prices: &[f64], rows: usize, cols: usize) -> CoreResult<()> {
 /// The first pair (j, k), j < k, of exactly equal columns (in the order of a double loop over j
 /// then k), or None. O(rows · cols + cols · log cols) by hashing each column (the former pairwise
 /// comparison was O(cols²) and never polled cancel: 60 000 columns took seconds).
-fn first_duplicate_column(prices: &[f64], rows: usize, cols: usize) -> CoreResult<Option<(usize, usize)>> {
+fn first_duplicate_column(
+    prices: &[f64],
+    rows: usize,
+    cols: usize,
+) -> CoreResult<Option<(usize, usize)>> {
     // FNV-1a over the bit patterns, with -0.0 folded into 0.0 (they compare equal).
     let mut h = vec![0xcbf2_9ce4_8422_2325u64; cols];
     for t in 0..rows {
@@ -1425,7 +1453,8 @@ fn regression_basket(
                 adf_critical_values: engle_granger_critical_values(b.nonzero, rows - 1).to_vec(),
                 objective: b.objective,
                 iterations: fit.iterations,
-            }.no_neg_zero();
+            }
+            .no_neg_zero();
             best = Some((res, adf_statistic));
         }
     }
@@ -2162,7 +2191,8 @@ fn finish_eigen_basket(
         adf_critical_values: engle_granger_critical_values(nonzero, rows - 1).to_vec(),
         objective: nu,
         iterations,
-    }.no_neg_zero())
+    }
+    .no_neg_zero())
 }
 
 #[cfg(test)]
@@ -2817,7 +2847,9 @@ mod tests {
             let rows = 1 + next(6) as usize;
             let cols = 1 + next(12) as usize;
             // few distinct values, so accidental duplicates happen too
-            let mut p: Vec<f64> = (0..rows * cols).map(|_| [0.0, -0.0, 1.0, 2.5][next(4) as usize]).collect();
+            let mut p: Vec<f64> = (0..rows * cols)
+                .map(|_| [0.0, -0.0, 1.0, 2.5][next(4) as usize])
+                .collect();
             for _ in 0..next(3) {
                 let (a, b) = (next(cols as u64) as usize, next(cols as u64) as usize);
                 for t in 0..rows {
@@ -2828,7 +2860,11 @@ mod tests {
                     p[t * cols + b] += 1.0; // equal on all but one row
                 }
             }
-            assert_eq!(first_duplicate_column(&p, rows, cols).unwrap(), naive(&p, rows, cols), "{rows}x{cols} {p:?}");
+            assert_eq!(
+                first_duplicate_column(&p, rows, cols).unwrap(),
+                naive(&p, rows, cols),
+                "{rows}x{cols} {p:?}"
+            );
         }
     }
 }

@@ -18,7 +18,10 @@ fn adf_matches_statsmodels_adfuller() {
         .collect();
     let mut checked = 0;
     let mut worst: f64 = 0.0;
-    for line in std::fs::read_to_string(format!("{dir}adf_expected.txt")).unwrap().lines() {
+    for line in std::fs::read_to_string(format!("{dir}adf_expected.txt"))
+        .unwrap()
+        .lines()
+    {
         if line.starts_with('#') {
             continue;
         }
@@ -26,7 +29,11 @@ fn adf_matches_statsmodels_adfuller() {
         let x = &series[f[0]];
         let autolag = Autolag::parse(f[1]).unwrap();
         let max_lag: i64 = f[2].parse().unwrap();
-        let (stat, lag, nobs): (f64, usize, usize) = (f[3].parse().unwrap(), f[4].parse().unwrap(), f[5].parse().unwrap());
+        let (stat, lag, nobs): (f64, usize, usize) = (
+            f[3].parse().unwrap(),
+            f[4].parse().unwrap(),
+            f[5].parse().unwrap(),
+        );
         let r = adf(x, (max_lag >= 0).then_some(max_lag as usize), autolag).unwrap();
         assert_eq!((r.used_lag, r.nobs), (lag, nobs), "{line}");
         let rel = (r.statistic - stat).abs() / stat.abs().max(1.0);
@@ -41,11 +48,26 @@ fn adf_matches_statsmodels_adfuller() {
 #[test]
 fn adf_rejects_bad_input() {
     let x: Vec<f64> = (0..50).map(|i| ((i * 7919) % 101) as f64).collect();
-    assert!(adf(&x, Some(24), Autolag::Aic).unwrap_err().to_string().contains("max_lag must be at most"));
-    assert!(adf(&[1.0, 2.0, 4.0], None, Autolag::Aic).unwrap_err().to_string().contains("too short"));
-    assert!(adf(&[3.0; 40], None, Autolag::Aic).unwrap_err().to_string().contains("singular"));
-    assert!(Autolag::parse("aicc").unwrap_err().to_string().contains("autolag must be one of"));
+    assert!(adf(&x, Some(24), Autolag::Aic)
+        .unwrap_err()
+        .to_string()
+        .contains("max_lag must be at most"));
+    assert!(adf(&[1.0, 2.0, 4.0], None, Autolag::Aic)
+        .unwrap_err()
+        .to_string()
+        .contains("too short"));
+    assert!(adf(&[3.0; 40], None, Autolag::Aic)
+        .unwrap_err()
+        .to_string()
+        .contains("singular"));
+    assert!(Autolag::parse("aicc")
+        .unwrap_err()
+        .to_string()
+        .contains("autolag must be one of"));
     let mut y = x.clone();
     y[3] = f64::NAN;
-    assert!(adf(&y, None, Autolag::Aic).unwrap_err().to_string().contains("NaN"));
+    assert!(adf(&y, None, Autolag::Aic)
+        .unwrap_err()
+        .to_string()
+        .contains("NaN"));
 }

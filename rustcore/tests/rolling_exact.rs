@@ -58,13 +58,13 @@ fn reference(win: &[f64]) -> (f64, f64, f64) {
 /// A hostile series: a level, noise, flat runs (repeated prices), jumps, pauses then tiny ticks.
 fn series() -> impl Strategy<Value = (Vec<f64>, usize)> {
     (
-        -6i32..=9,          // level 10^e
-        -9i32..=-1,         // noise relative to the level 10^e
-        0i32..=9,           // jump size, in noise units 10^e
-        0.0f64..0.95,       // probability that a bar repeats the previous price
+        -6i32..=9,    // level 10^e
+        -9i32..=-1,   // noise relative to the level 10^e
+        0i32..=9,     // jump size, in noise units 10^e
+        0.0f64..0.95, // probability that a bar repeats the previous price
         prop::collection::vec((any::<u32>(), any::<u32>()), 60..260),
         2usize..40,
-        any::<bool>(),      // negative levels too
+        any::<bool>(), // negative levels too
     )
         .prop_map(|(le, ne, je, p_flat, raw, w, negl)| {
             let level = 10f64.powi(le) * if negl { -1.0 } else { 1.0 };
@@ -94,7 +94,11 @@ fn series() -> impl Strategy<Value = (Vec<f64>, usize)> {
 }
 
 fn params() -> SignalParams {
-    SignalParams { entry: 1.5, exit: 0.25, stop: Some(3.0) }
+    SignalParams {
+        entry: 1.5,
+        exit: 0.25,
+        stop: Some(3.0),
+    }
 }
 
 proptest! {
@@ -163,7 +167,9 @@ fn issue_examples() {
         s ^= s << 17;
         (s >> 11) as f64 / (1u64 << 53) as f64 - 0.5
     };
-    let mut x: Vec<f64> = (0..2000).map(|i| 1e9 + 1e-3 * u() + if i >= 1000 { 1e6 } else { 0.0 }).collect();
+    let mut x: Vec<f64> = (0..2000)
+        .map(|i| 1e9 + 1e-3 * u() + if i >= 1000 { 1e6 } else { 0.0 })
+        .collect();
     let mut v = 1e9;
     for i in 0..2000 {
         if i % 31 == 30 {
@@ -179,8 +185,14 @@ fn issue_examples() {
             if win.iter().all(|&v| v == win[0]) {
                 assert_eq!((r.rolling_std[t], r.zscore[t]), (0.0, 0.0));
             } else {
-                assert!((r.rolling_std[t] - sd).abs() <= 1e-12 * sd, "std at {t}, w {w}");
-                assert!((r.zscore[t] - z).abs() <= 1e-9 * z.abs().max(1.0), "z at {t}, w {w}");
+                assert!(
+                    (r.rolling_std[t] - sd).abs() <= 1e-12 * sd,
+                    "std at {t}, w {w}"
+                );
+                assert!(
+                    (r.zscore[t] - z).abs() <= 1e-9 * z.abs().max(1.0),
+                    "z at {t}, w {w}"
+                );
             }
         }
     }
@@ -217,8 +229,17 @@ fn two_thread_batch_equals_streaming_on_hostile_data() {
         let r = mean_reversion(&x, w, params(), &mut |_, _| true).unwrap();
         let mut st = MeanReversionState::new(w, params()).unwrap();
         let b = st.push_many(&x).unwrap();
-        for (name, a, c) in [("mean", &r.rolling_mean, &b.rolling_mean), ("std", &r.rolling_std, &b.rolling_std), ("z", &r.zscore, &b.zscore)] {
-            assert!(a.iter().zip(c.iter()).all(|(p, q)| p.to_bits() == q.to_bits()), "{name} differs, w {w}");
+        for (name, a, c) in [
+            ("mean", &r.rolling_mean, &b.rolling_mean),
+            ("std", &r.rolling_std, &b.rolling_std),
+            ("z", &r.zscore, &b.zscore),
+        ] {
+            assert!(
+                a.iter()
+                    .zip(c.iter())
+                    .all(|(p, q)| p.to_bits() == q.to_bits()),
+                "{name} differs, w {w}"
+            );
         }
         assert_eq!(r.signals, b.signals);
     }

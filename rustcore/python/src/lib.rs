@@ -6,7 +6,10 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use numpy::{IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{
+    IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+    PyUntypedArrayMethods,
+};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -16,11 +19,16 @@ use rustcore::backtest as bt;
 use rustcore::hmm;
 use rustcore::ou;
 use rustcore::portfolio;
-use rustcore::sparse;
 use rustcore::rolling::{self, MeanReversionBuffers, MeanReversionState, SignalParams};
+use rustcore::sparse;
 use rustcore::CoreError;
 
-create_exception!(_rustcore, Cancelled, PyException, "The computation was cancelled by the user.");
+create_exception!(
+    _rustcore,
+    Cancelled,
+    PyException,
+    "The computation was cancelled by the user."
+);
 create_exception!(
     _rustcore,
     ResourceLimitExceeded,
@@ -70,7 +78,9 @@ fn detach_cancel<T: Send>(
     f: impl FnOnce() -> Result<T, CoreError> + Send,
 ) -> PyResult<T> {
     let out = py.detach(|| {
-        rustcore::limits::with_cancel(cancel, || std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)))
+        rustcore::limits::with_cancel(cancel, || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        })
     });
     match out {
         Ok(r) => r.map_err(to_py_err),
@@ -80,7 +90,9 @@ fn detach_cancel<T: Send>(
                 .map(|s| s.to_string())
                 .or_else(|| p.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            Err(PyRuntimeError::new_err(format!("internal error in rustcore: {msg}")))
+            Err(PyRuntimeError::new_err(format!(
+                "internal error in rustcore: {msg}"
+            )))
         }
     }
 }
@@ -100,7 +112,8 @@ fn detach_progress<T: Send>(
 ) -> PyResult<T> {
     let Some(cb) = callback else {
         let flag = cancel.clone();
-        let mut hook = move |_: usize, _: f64| !cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst));
+        let mut hook =
+            move |_: usize, _: f64| !cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst));
         return detach_cancel(py, flag, || f(&mut hook));
     };
     detach_cancel(py, cancel.clone(), move || {
@@ -127,7 +140,9 @@ fn detach_progress<T: Send>(
         });
         let r = {
             let mut hook = |i: usize, v: f64| {
-                if stop.load(Ordering::SeqCst) || cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst)) {
+                if stop.load(Ordering::SeqCst)
+                    || cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst))
+                {
                     return false;
                 }
                 let _ = tx.send((i, v));
@@ -146,7 +161,9 @@ fn detach_progress<T: Send>(
 }
 
 fn slice<'a>(name: &str, a: &'a PyReadonlyArray1<'_, f64>) -> PyResult<&'a [f64]> {
-    a.as_slice().map_err(|_| PyValueError::new_err(format!("{name} must be a contiguous 1-D float64 array")))
+    a.as_slice().map_err(|_| {
+        PyValueError::new_err(format!("{name} must be a contiguous 1-D float64 array"))
+    })
 }
 
 fn signal_params(entry: f64, exit: f64, stop: Option<f64>) -> SignalParams {
@@ -176,7 +193,10 @@ fn mean_reversion<'py>(
     // The core's budget check for this call, made here because the outputs are allocated here
     // (same need, same message as the core's mean_reversion on gRPC).
     let _budget = if (2..=n).contains(&lookback) {
-        Some(rustcore::limits::reserve(&rustcore::limits::mean_reversion(n, lookback)).map_err(to_py_err)?)
+        Some(
+            rustcore::limits::reserve(&rustcore::limits::mean_reversion(n, lookback))
+                .map_err(to_py_err)?,
+        )
     } else {
         None
     };
@@ -203,7 +223,9 @@ fn mean_reversion<'py>(
                 positions: pos.as_slice_mut()?,
             }
         };
-        detach_progress(py, cancel, progress, |hook| rolling::mean_reversion_into(x, lookback, params, bufs, hook))?
+        detach_progress(py, cancel, progress, |hook| {
+            rolling::mean_reversion_into(x, lookback, params, bufs, hook)
+        })?
     };
     let d = PyDict::new(py);
     d.set_item("rolling_mean", mean)?;
@@ -230,11 +252,23 @@ struct MeanReversionStream {
 impl MeanReversionStream {
     #[new]
     #[pyo3(signature = (lookback, threshold, exit_threshold=0.0, stop_threshold=None))]
-    fn new(lookback: usize, threshold: f64, exit_threshold: f64, stop_threshold: Option<f64>) -> PyResult<Self> {
-        let state = MeanReversionState::new(lookback, signal_params(threshold, exit_threshold, stop_threshold))
-            .map_err(to_py_err)?;
-        let window = rustcore::limits::reserve(&rustcore::limits::stream(lookback)).map_err(to_py_err)?;
-        Ok(MeanReversionStream { state, _window: window })
+    fn new(
+        lookback: usize,
+        threshold: f64,
+        exit_threshold: f64,
+        stop_threshold: Option<f64>,
+    ) -> PyResult<Self> {
+        let state = MeanReversionState::new(
+            lookback,
+            signal_params(threshold, exit_threshold, stop_threshold),
+        )
+        .map_err(to_py_err)?;
+        let window =
+            rustcore::limits::reserve(&rustcore::limits::stream(lookback)).map_err(to_py_err)?;
+        Ok(MeanReversionStream {
+            state,
+            _window: window,
+        })
     }
 
     /// One tick: returns (mean, std, zscore, signal, position).
@@ -244,7 +278,11 @@ impl MeanReversionStream {
     }
 
     /// A batch of ticks: returns a dict of arrays, one entry per tick.
-    fn push_many<'py>(&mut self, py: Python<'py>, prices: PyReadonlyArray1<'py, f64>) -> PyResult<Bound<'py, PyDict>> {
+    fn push_many<'py>(
+        &mut self,
+        py: Python<'py>,
+        prices: PyReadonlyArray1<'py, f64>,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let x = slice("prices", &prices)?;
         let state = &mut self.state;
         let b = detach(py, || {
@@ -278,7 +316,9 @@ fn fit_ou<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let x = slice("series", &series)?;
     let flag = cancel.map(|c| c.flag.clone());
-    let f = detach_cancel(py, flag, || ou::fit_ou(x, &ou::OuConfig { dt, bars_per_day }))?;
+    let f = detach_cancel(py, flag, || {
+        ou::fit_ou(x, &ou::OuConfig { dt, bars_per_day })
+    })?;
     let d = PyDict::new(py);
     d.set_item("a", f.a)?;
     d.set_item("b", f.b)?;
@@ -322,7 +362,18 @@ fn backtest<'py>(
     };
     let units = units.to_string();
     let flag = cancel.map(|c| c.flag.clone());
-    let r = detach_cancel(py, flag, || bt::backtest_units(p, q, &units, n, &bt::BacktestConfig { cost_bps, periods_per_year }))?;
+    let r = detach_cancel(py, flag, || {
+        bt::backtest_units(
+            p,
+            q,
+            &units,
+            n,
+            &bt::BacktestConfig {
+                cost_bps,
+                periods_per_year,
+            },
+        )
+    })?;
     let d = PyDict::new(py);
     d.set_item("units", if units == "pnl" { "pnl" } else { "returns" })?;
     d.set_item("equity", r.equity.into_pyarray(py))?;
@@ -340,7 +391,14 @@ fn backtest<'py>(
     let i64s = |v: Vec<usize>| v.into_iter().map(|i| i as i64).collect::<Vec<i64>>();
     d.set_item("trade_entries", i64s(r.trade_entries).into_pyarray(py))?;
     d.set_item("trade_exits", i64s(r.trade_exits).into_pyarray(py))?;
-    d.set_item("trade_directions", r.trade_directions.into_iter().map(i64::from).collect::<Vec<i64>>().into_pyarray(py))?;
+    d.set_item(
+        "trade_directions",
+        r.trade_directions
+            .into_iter()
+            .map(i64::from)
+            .collect::<Vec<i64>>()
+            .into_pyarray(py),
+    )?;
     d.set_item("trade_pnls", r.trade_pnls.into_pyarray(py))?;
     Ok(d)
 }
@@ -370,9 +428,16 @@ fn run_hmm<'py>(
         tolerance,
         n_restarts,
         seed,
-        init: init.map(|(start_prob, transmat, means, variances)| hmm::HmmInit { start_prob, transmat, means, variances }),
+        init: init.map(|(start_prob, transmat, means, variances)| hmm::HmmInit {
+            start_prob,
+            transmat,
+            means,
+            variances,
+        }),
     };
-    let r = detach_progress(py, cancel.map(|c| c.flag.clone()), progress, |hook| hmm::run_hmm(x, &config, hook))?;
+    let r = detach_progress(py, cancel.map(|c| c.flag.clone()), progress, |hook| {
+        hmm::run_hmm(x, &config, hook)
+    })?;
     let k = r.n_states;
     let t = r.viterbi_path.len();
     let d = PyDict::new(py);
@@ -380,14 +445,30 @@ fn run_hmm<'py>(
     d.set_item("means", r.means.into_pyarray(py))?;
     d.set_item("variances", r.variances.into_pyarray(py))?;
     d.set_item("stds", r.stds.into_pyarray(py))?;
-    d.set_item("transition_matrix", r.transition_matrix.into_pyarray(py).reshape([k, k])?)?;
-    d.set_item("start_probabilities", r.start_probabilities.into_pyarray(py))?;
+    d.set_item(
+        "transition_matrix",
+        r.transition_matrix.into_pyarray(py).reshape([k, k])?,
+    )?;
+    d.set_item(
+        "start_probabilities",
+        r.start_probabilities.into_pyarray(py),
+    )?;
     d.set_item("log_likelihood", r.log_likelihood)?;
-    d.set_item("log_likelihood_history", r.log_likelihood_history.into_pyarray(py))?;
+    d.set_item(
+        "log_likelihood_history",
+        r.log_likelihood_history.into_pyarray(py),
+    )?;
     d.set_item("iterations", r.iterations)?;
     d.set_item("converged", r.converged)?;
     d.set_item("posteriors", r.posteriors.into_pyarray(py).reshape([t, k])?)?;
-    d.set_item("viterbi_path", r.viterbi_path.into_iter().map(|s| s as i64).collect::<Vec<i64>>().into_pyarray(py))?;
+    d.set_item(
+        "viterbi_path",
+        r.viterbi_path
+            .into_iter()
+            .map(|s| s as i64)
+            .collect::<Vec<i64>>()
+            .into_pyarray(py),
+    )?;
     d.set_item("aic", r.aic)?;
     d.set_item("bic", r.bic)?;
     Ok(d)
@@ -396,7 +477,9 @@ fn run_hmm<'py>(
 fn slice2<'a>(name: &str, a: &'a PyReadonlyArray2<'_, f64>) -> PyResult<(&'a [f64], usize, usize)> {
     let shape = a.shape();
     let (rows, cols) = (shape[0], shape[1]);
-    let s = a.as_slice().map_err(|_| PyValueError::new_err(format!("{name} must be a C-contiguous 2-D float64 array")))?;
+    let s = a.as_slice().map_err(|_| {
+        PyValueError::new_err(format!("{name} must be a C-contiguous 2-D float64 array"))
+    })?;
     Ok((s, rows, cols))
 }
 
@@ -431,7 +514,9 @@ fn optimize_portfolio<'py>(
         frontier_points,
     };
     let method = method.to_string();
-    let r = detach_progress(py, cancel.map(|c| c.flag.clone()), progress, |hook| portfolio::optimize_portfolio(x, rows, cols, &method, &config, hook))?;
+    let r = detach_progress(py, cancel.map(|c| c.flag.clone()), progress, |hook| {
+        portfolio::optimize_portfolio(x, rows, cols, &method, &config, hook)
+    })?;
     let d = PyDict::new(py);
     d.set_item("method", r.method)?;
     d.set_item("weights", r.weights.into_pyarray(py))?;
@@ -442,7 +527,10 @@ fn optimize_portfolio<'py>(
     d.set_item("status", r.status)?;
     d.set_item("iterations", r.iterations)?;
     d.set_item("frontier_returns", r.frontier_returns.into_pyarray(py))?;
-    d.set_item("frontier_volatilities", r.frontier_volatilities.into_pyarray(py))?;
+    d.set_item(
+        "frontier_volatilities",
+        r.frontier_volatilities.into_pyarray(py),
+    )?;
     Ok(d)
 }
 
@@ -475,18 +563,26 @@ fn sparse_portfolio<'py>(
         max_iterations,
         tolerance,
     };
-    let r = detach_progress(py, cancel.map(|c| c.flag.clone()), progress, |hook| sparse::sparse_portfolio(x, rows, cols, &config, hook))?;
+    let r = detach_progress(py, cancel.map(|c| c.flag.clone()), progress, |hook| {
+        sparse::sparse_portfolio(x, rows, cols, &config, hook)
+    })?;
     let d = PyDict::new(py);
     d.set_item("method", r.method)?;
     d.set_item("weights", r.weights.into_pyarray(py))?;
-    d.set_item("target_index", r.target_index.map(|t| t as i64).unwrap_or(-1))?;
+    d.set_item(
+        "target_index",
+        r.target_index.map(|t| t as i64).unwrap_or(-1),
+    )?;
     d.set_item("intercept", r.intercept)?;
     d.set_item("nonzero", r.nonzero)?;
     d.set_item("spread", r.spread.into_pyarray(py))?;
     d.set_item("half_life", r.half_life)?;
     d.set_item("adf_statistic", r.adf_statistic)?;
     d.set_item("adf_lag", r.adf_lag)?;
-    d.set_item("adf_critical_values", r.adf_critical_values.into_pyarray(py))?;
+    d.set_item(
+        "adf_critical_values",
+        r.adf_critical_values.into_pyarray(py),
+    )?;
     d.set_item("objective", r.objective)?;
     d.set_item("iterations", r.iterations)?;
     Ok(d)
@@ -518,28 +614,50 @@ fn sparse_lambda_path<'py>(
         max_iterations,
         ..sparse::LambdaPathConfig::default()
     };
-    let r = detach_progress(py, cancel.map(|c| c.flag.clone()), progress, |hook| sparse::sparse_lambda_path(x, rows, cols, &config, hook))?;
+    let r = detach_progress(py, cancel.map(|c| c.flag.clone()), progress, |hook| {
+        sparse::sparse_lambda_path(x, rows, cols, &config, hook)
+    })?;
     let l = r.lambdas.len();
     let d = PyDict::new(py);
     d.set_item("lambdas", r.lambdas.into_pyarray(py))?;
-    d.set_item("nonzero", r.nonzero.into_iter().map(|v| v as i64).collect::<Vec<i64>>().into_pyarray(py))?;
+    d.set_item(
+        "nonzero",
+        r.nonzero
+            .into_iter()
+            .map(|v| v as i64)
+            .collect::<Vec<i64>>()
+            .into_pyarray(py),
+    )?;
     d.set_item("half_life", r.half_life.into_pyarray(py))?;
     d.set_item("adf_statistic", r.adf_statistic.into_pyarray(py))?;
     d.set_item("weights", r.weights.into_pyarray(py).reshape([l, cols])?)?;
     d.set_item("intercepts", r.intercepts.into_pyarray(py))?;
-    d.set_item("iterations", r.iterations.into_iter().map(|v| v as i64).collect::<Vec<i64>>().into_pyarray(py))?;
+    d.set_item(
+        "iterations",
+        r.iterations
+            .into_iter()
+            .map(|v| v as i64)
+            .collect::<Vec<i64>>()
+            .into_pyarray(py),
+    )?;
     Ok(d)
 }
 
 /// Round-trip a float64 array (transport cost baseline for the benchmark).
 #[pyfunction]
-fn echo<'py>(py: Python<'py>, values: PyReadonlyArray1<'py, f64>) -> PyResult<Bound<'py, numpy::PyArray1<f64>>> {
-    let _budget = rustcore::limits::reserve(&rustcore::limits::echo(values.len() * 8)).map_err(to_py_err)?;
+fn echo<'py>(
+    py: Python<'py>,
+    values: PyReadonlyArray1<'py, f64>,
+) -> PyResult<Bound<'py, numpy::PyArray1<f64>>> {
+    let _budget =
+        rustcore::limits::reserve(&rustcore::limits::echo(values.len() * 8)).map_err(to_py_err)?;
     Ok(values.as_array().to_owned().into_pyarray(py))
 }
 
 fn total_ram() -> Option<u64> {
-    std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| rustcore::limits::parse_meminfo(&t))
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| rustcore::limits::parse_meminfo(&t))
 }
 
 /// The memory budget in bytes (HFT_LAB_MEMORY_LIMIT at import, default half the RAM).
@@ -565,7 +683,9 @@ fn set_memory_limit(limit: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
             let text: String = match v.extract::<u64>() {
                 Ok(b) => b.to_string(),
                 Err(_) => v.extract::<String>().map_err(|_| {
-                    PyValueError::new_err(format!("memory limit must be a size string or a number of bytes, got {v}"))
+                    PyValueError::new_err(format!(
+                        "memory limit must be a size string or a number of bytes, got {v}"
+                    ))
                 })?,
             };
             rustcore::limits::parse_size(&text, total_ram()).map_err(PyValueError::new_err)?
@@ -587,7 +707,10 @@ fn limit_from_env() -> PyResult<u64> {
 fn _rustcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", rustcore::VERSION)?;
     m.add("Cancelled", m.py().get_type::<Cancelled>())?;
-    m.add("ResourceLimitExceeded", m.py().get_type::<ResourceLimitExceeded>())?;
+    m.add(
+        "ResourceLimitExceeded",
+        m.py().get_type::<ResourceLimitExceeded>(),
+    )?;
     // The memory budget, from HFT_LAB_MEMORY_LIMIT (default half the RAM). An invalid value
     // fails the import with a message naming the variable (a silent default would hide it).
     rustcore::limits::set_memory_limit(limit_from_env()?);
