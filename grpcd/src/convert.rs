@@ -14,7 +14,7 @@ pub fn status(e: CoreError) -> Status {
 }
 
 pub fn f64s(bytes: &[u8], name: &str) -> Result<Vec<f64>, Status> {
-    if bytes.len() % 8 != 0 {
+    if !bytes.len().is_multiple_of(8) {
         return Err(Status::invalid_argument(format!(
             "{name}: {} bytes is not a whole number of little-endian float64 values",
             bytes.len()

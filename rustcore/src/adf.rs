@@ -64,7 +64,8 @@ fn householder(a: &mut [f64], nobs: usize, k: usize, y: &mut [f64]) -> CoreResul
         let col = &mut head[j * nobs..];
         let norm = col[j..].iter().map(|v| v * v).sum::<f64>().sqrt();
         let scale = col.iter().map(|v| v * v).sum::<f64>().sqrt();
-        if !(norm > 1e-13 * scale) {
+        // Not `norm <= …`: a NaN norm or scale must also be rejected.
+        if norm.partial_cmp(&(1e-13 * scale)) != Some(std::cmp::Ordering::Greater) {
             return Err(CoreError::invalid(
                 "the ADF regression is singular (the series or its differences are constant or collinear)",
             ));

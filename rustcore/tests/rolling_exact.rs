@@ -17,8 +17,7 @@ fn two_sum(a: f64, b: f64) -> Dd {
 
 fn add(a: Dd, b: Dd) -> Dd {
     let s = two_sum(a.0, b.0);
-    let t = two_sum(s.0, s.1 + a.1 + b.1);
-    t
+    two_sum(s.0, s.1 + a.1 + b.1)
 }
 
 fn mul(a: Dd, b: Dd) -> Dd {

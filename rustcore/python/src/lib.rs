@@ -173,6 +173,8 @@ fn signal_params(entry: f64, exit: f64, stop: Option<f64>) -> SignalParams {
 /// Rolling mean/std/z-score and hysteresis signals. Returns a dict of NumPy arrays.
 #[pyfunction]
 #[pyo3(signature = (prices, lookback, threshold, exit_threshold=0.0, stop_threshold=None, cancel=None, progress=None))]
+// The arguments are the Python API's keyword arguments (mirrored by the gRPC request).
+#[allow(clippy::too_many_arguments)]
 fn mean_reversion<'py>(
     py: Python<'py>,
     prices: PyReadonlyArray1<'py, f64>,
@@ -403,6 +405,9 @@ fn backtest<'py>(
     Ok(d)
 }
 
+/// `init` of `run_hmm`: (start_prob, transmat flattened row-major, means, variances).
+type HmmInitTuple = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
+
 /// Gaussian HMM by Baum-Welch (scaled forward-backward), posteriors and Viterbi, states sorted by mean.
 /// `init` = (start_prob, transmat flattened row-major, means, variances) or None.
 /// `progress(iteration, log_likelihood)` is called once per EM iteration (False cancels).
@@ -417,7 +422,7 @@ fn run_hmm<'py>(
     tolerance: f64,
     n_restarts: usize,
     seed: u64,
-    init: Option<(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)>,
+    init: Option<HmmInitTuple>,
     cancel: Option<PyRef<'py, CancelToken>>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
