@@ -67,10 +67,18 @@ build: $(STAMPS)/sysdeps $(STAMPS)/venv $(STAMPS)/proto-py $(STAMPS)/ext target/
 run: build
 	@$(PY) -m hft_lab
 
-test: build test-rust test-python test-xcb
+test: build lint-rust test-rust test-python test-xcb
 
 test-rust:
 	$(CARGO) test --release -p rustcore -p grpcd
+
+# Rust gates: formatting and clippy (warnings are errors); the components are added only if missing.
+.PHONY: lint-rust
+lint-rust:
+	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --release -- -D warnings
 
 test-python: build
 	$(PY) tools/qualify_enums.py
