@@ -13,7 +13,6 @@ import threading
 
 import numpy as np
 import pytest
-
 from hft_lab.bench import runner as br
 
 TINY = br.BenchConfig(

@@ -12,7 +12,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
 from hft_lab.backends.results import BacktestResult, HmmResult, MeanReversionResult, PortfolioResult
 from hft_lab.data import (
     AmbiguousDateError,

@@ -8,8 +8,14 @@ import time
 
 import numpy as np
 import pandas as pd
-import pytest
 import pyqtgraph as pg
+import pytest
+from hft_lab.data import Dataset, load_sample_prices, synthetic_dataset
+from hft_lab.data.export import export_plot
+from hft_lab.data.store import DatasetStore
+from hft_lab.ui.import_dialog import ImportDialog
+from hft_lab.ui.plots import make_plot
+from hft_lab.ui.settings import restore_widgets, save_widgets
 from PySide6.QtCore import QDate, QSettings, Qt, QTimer
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import (
@@ -25,13 +31,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-
-from hft_lab.data import Dataset, load_sample_prices, synthetic_dataset
-from hft_lab.data.export import export_plot
-from hft_lab.data.store import DatasetStore
-from hft_lab.ui.import_dialog import ImportDialog
-from hft_lab.ui.plots import make_plot
-from hft_lab.ui.settings import restore_widgets, save_widgets
 
 pytestmark = pytest.mark.gui
 
@@ -372,9 +371,8 @@ def test_export_plot_png_and_svg(qtbot, tmp_path):
 
 
 def test_selection_dialog_applies_range_and_assets_to_the_store(qtbot):
-    from PySide6.QtCore import QDate, Qt
-
     from hft_lab.ui.selection_dialog import SelectionDialog
+    from PySide6.QtCore import QDate, Qt
 
     store = DatasetStore()
     d = SelectionDialog(store)

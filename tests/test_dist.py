@@ -20,9 +20,8 @@ import tarfile
 import time
 from pathlib import Path
 
-import pytest
-
 import hft_lab
+import pytest
 from hft_lab.backends import BackendConfig
 from hft_lab.backends.router import BackendRouter
 from hft_lab.data.samples import resources_dir
@@ -94,9 +93,8 @@ def test_desktop_entry():
 
 
 def test_app_icon_loads_from_resources(qapp):
-    from PySide6.QtSvg import QSvgRenderer
-
     from hft_lab.ui.about import app_icon
+    from PySide6.QtSvg import QSvgRenderer
 
     assert resources_dir() == RES
     svg = QSvgRenderer(str(RES / "icons" / "hft-lab.svg"))

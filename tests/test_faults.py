@@ -17,12 +17,10 @@ import time
 
 import numpy as np
 import pytest
-
-from hft_lab.backends import BackendConfig, BackendType, BackendUnavailable
+from hft_lab.backends import BackendConfig, BackendType
 from hft_lab.backends.grpc_backend import GrpcBackend
 from hft_lab.backends.router import BackendRouter
 from hft_lab.backends.server import GrpcdPathError, ServerManager, find_grpcd
-
 
 
 def alive(pid: int) -> bool:

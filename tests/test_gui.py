@@ -7,11 +7,10 @@ import time
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings, QTimer
-
 from hft_lab.backends import BackendConfig, BackendType
 from hft_lab.backends.router import BackendRouter
 from hft_lab.ui.main_window import MainWindow
+from PySide6.QtCore import QSettings, QTimer
 
 pytestmark = pytest.mark.gui
 
@@ -205,7 +204,6 @@ def test_live_replay_pause_and_stop(qtbot, window):
 
 def _small_dataset(name="custom", assets=("AAA", "BBB"), n=600, seed=5):
     import pandas as pd
-
     from hft_lab.data.samples import Dataset
 
     r = np.random.default_rng(seed).normal(0, 0.01, (n, len(assets)))

@@ -17,13 +17,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from PySide6.QtCore import QPoint, QSettings, Qt, QTimer
-from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
-
 from hft_lab.backends import BackendConfig, BackendType
 from hft_lab.backends.router import BackendRouter
 from hft_lab.ui.import_dialog import ImportDialog
 from hft_lab.ui.main_window import MainWindow
+from PySide6.QtCore import QPoint, QSettings, Qt, QTimer
+from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
 pytestmark = pytest.mark.gui
 

@@ -12,8 +12,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from PySide6.QtCore import QDate, QSettings, Qt
-
 from hft_lab.backends import BackendConfig, BackendType
 from hft_lab.backends.router import BackendRouter
 from hft_lab.data import Dataset
@@ -22,6 +20,7 @@ from hft_lab.data.store import DatasetStore
 from hft_lab.ui.settings import restore_widgets, save_widgets
 from hft_lab.ui.views.portfolio import SYNTHETIC, PortfolioView, active_label, asset_moments, synthetic_universe
 from hft_lab.ui.worker import TaskRunner
+from PySide6.QtCore import QDate, QSettings, Qt
 
 pytestmark = pytest.mark.gui
 

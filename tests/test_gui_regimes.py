@@ -11,7 +11,6 @@ import threading
 import numpy as np
 import pandas as pd
 import pytest
-
 from hft_lab.backends import BackendConfig, BackendType
 from hft_lab.backends.router import BackendRouter
 from hft_lab.data import Dataset, regime_switching_returns
@@ -482,9 +481,8 @@ def test_session_items_and_exports_reproduce_the_run(qtbot, sview, router, store
 
 
 def test_settings_widgets_round_trip(qtbot, router, store, tmp_path):
-    from PySide6.QtCore import QSettings
-
     from hft_lab.ui.settings import restore_widgets, save_widgets
+    from PySide6.QtCore import QSettings
 
     a = RegimesView(TaskRunner(router), store)
     qtbot.addWidget(a)

@@ -10,8 +10,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from PySide6.QtCore import QSettings
-
 from hft_lab.backends import BackendConfig, BackendType
 from hft_lab.backends.router import BackendRouter
 from hft_lab.data import Dataset
@@ -20,6 +18,7 @@ from hft_lab.data.store import DatasetStore
 from hft_lab.ui.settings import restore_widgets, save_widgets
 from hft_lab.ui.views.sparse import SYNTHETIC, LogSpinBox, SparseView
 from hft_lab.ui.worker import TaskRunner
+from PySide6.QtCore import QSettings
 
 pytestmark = pytest.mark.gui
 

@@ -16,9 +16,7 @@ import warnings
 
 import numpy as np
 import pytest
-
 from hft_lab.backends import Cancelled
-
 
 # ---------------------------------------------------------------- data and references
 
@@ -52,7 +50,7 @@ def quantile_init(x, k):
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hmmlearn_fit(key, k, max_iter, tol, impl):
     from hmmlearn.hmm import GaussianHMM
 

@@ -11,14 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
-
 from hft_lab.backends import BackendConfig
 from hft_lab.backends.errors import InputTypeError, ResourceLimitExceeded
 from hft_lab.backends.grpc_backend import GrpcBackend
-from hft_lab.backends.server import ServerManager
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -481,7 +479,7 @@ def test_short_protobuf_fuzz_gives_no_crash():
 
 
 def test_a_cancelled_token_stops_ou_and_backtest_on_both_backends(backend):
-    from hft_lab.backends import CancelToken, Cancelled
+    from hft_lab.backends import Cancelled, CancelToken
 
     tok = CancelToken()
     tok.cancel()
@@ -526,7 +524,7 @@ def test_stream_windows_stay_reserved_while_the_streams_live():
             else:
                 pytest.fail(f"{b.name}: the window was not released after close()")
         assert msgs[0] == msgs[1]
-        assert "this live stream needs ~40.0 MB for a 5000000-price rolling window; the memory limit is 67.1 MB and 40.0 MB is held by other running calls" in msgs[0]
+        assert "this live stream needs ~40.0 MB for a 5000000-price rolling window; " "the memory limit is 67.1 MB and 40.0 MB is held by other running calls" in msgs[0]
         g.close()
     finally:
         _rustcore.set_memory_limit(old)

@@ -15,8 +15,6 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from hft_lab._proto.hftlab.v1 import hftlab_pb2 as pb
 from hft_lab.backends import BackendConfig, BackendType, BackendUnavailable
 from hft_lab.backends.grpc_backend import GrpcBackend
@@ -499,9 +497,8 @@ def test_bad_limit_flags_are_clear_errors(flag, value, message):
 
 @pytest.mark.gui
 def test_status_bar_shows_a_lock_for_tls_and_a_warning_when_insecure(qtbot, tmp_path, secure_server, tls_files):
-    from PySide6.QtCore import QSettings
-
     from hft_lab.ui.main_window import MainWindow
+    from PySide6.QtCore import QSettings
 
     settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
     cases = [

@@ -73,7 +73,7 @@ def data(key, sp500=None):
     return _DATA[key]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def sk_fit(key, target, lam, l1_ratio):
     from sklearn.linear_model import ElasticNet
 

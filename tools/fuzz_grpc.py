@@ -35,7 +35,6 @@ sys.path.insert(0, str(ROOT / "desktop"))
 import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
-
 from hft_lab._proto.hftlab.v1 import hftlab_pb2 as pb  # noqa: E402
 
 SERVICE = pb.DESCRIPTOR.services_by_name["HftLab"]

@@ -12,13 +12,17 @@ import abc
 import functools
 import numbers
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from .config import BackendConfig, BackendType
-from .errors import Cancelled  # noqa: F401  (re-exported for callers)
-from .errors import InputTypeError, ResourceLimitExceeded
+from .errors import (
+    Cancelled,  # noqa: F401  (re-exported for callers)
+    InputTypeError,
+    ResourceLimitExceeded,
+)
 from .results import (
     BacktestResult,
     HmmResult,
@@ -401,7 +405,7 @@ class Backend(abc.ABC):
         prices: Any,
         method: str = "max_sharpe",
         parameters: dict | None = None,
-        asset_names: "list[str] | tuple[str, ...] | None" = None,
+        asset_names: list[str] | tuple[str, ...] | None = None,
         cancel: CancelToken | None = None,
     ) -> PortfolioResult:
         """Portfolio weights by `method` (min_variance, max_sharpe, risk_parity, equal_weight).
@@ -463,11 +467,11 @@ class Backend(abc.ABC):
         method: str = "lasso",
         lambda_param: float = 0.1,
         alpha: float = 0.5,
-        target: "int | str | None" = None,
+        target: int | str | None = None,
         k: int | None = None,
         max_iterations: int = 10_000,
         tolerance: float = 1e-4,
-        asset_names: "list[str] | tuple[str, ...] | None" = None,
+        asset_names: list[str] | tuple[str, ...] | None = None,
         cancel: CancelToken | None = None,
         adf_autolag: str = "none",
     ) -> SparseResult:
@@ -498,13 +502,13 @@ class Backend(abc.ABC):
     def sparse_lambda_path(
         self,
         prices: Any,
-        target: "int | str" = 0,
+        target: int | str = 0,
         lambdas: Any = None,
         n_lambdas: int = 20,
         alpha: float = 1.0,
         tolerance: float = 1e-4,
         max_iterations: int = 10_000,
-        asset_names: "list[str] | tuple[str, ...] | None" = None,
+        asset_names: list[str] | tuple[str, ...] | None = None,
         cancel: CancelToken | None = None,
     ) -> LambdaPath:
         """Sparsity, half-life and ADF statistic of the basket along a lambda path (lambdas None:

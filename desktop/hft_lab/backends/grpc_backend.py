@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import grpc
 import numpy as np
@@ -107,11 +107,11 @@ class _GrpcStream(MeanReversionStream):
 
     _END = object()
 
-    def __init__(self, backend: "GrpcBackend", config: "pb.StreamConfig"):
+    def __init__(self, backend: GrpcBackend, config: pb.StreamConfig):
         import queue
 
         self._backend = backend
-        self._q: "queue.Queue" = queue.Queue()
+        self._q: queue.Queue = queue.Queue()
         self._q.put(pb.StreamRequest(config=config))
 
         def requests():
@@ -134,7 +134,7 @@ class _GrpcStream(MeanReversionStream):
     def max_message_bytes(self) -> int:
         return self._backend.max_message_bytes
 
-    def _next(self) -> "pb.StreamResponse":
+    def _next(self) -> pb.StreamResponse:
         try:
             r = next(self._call)
         except grpc.RpcError as e:
@@ -170,7 +170,7 @@ class GrpcBackend(Backend):
     backend_type = BackendType.GRPC
     name = "gRPC (Rust server)"
 
-    def __init__(self, config: BackendConfig | None = None, address: "str | Callable[[], str] | None" = None):
+    def __init__(self, config: BackendConfig | None = None, address: str | Callable[[], str] | None = None):
         """`address` is "host:port" or a callable giving the current one (the ServerManager's,
         which changes when it restarts grpcd); by default config.grpc_host:grpc_port."""
         self.config = config or BackendConfig()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
-
 from .base import Backend, MeanReversionStream
 from .config import BackendType
 from .errors import BackendUnavailable, Cancelled, ResourceLimitExceeded

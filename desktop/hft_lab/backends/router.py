@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .base import Backend
 from .config import BackendConfig, BackendType
@@ -162,12 +163,12 @@ class BackendRouter:
         return self._last_fallback
 
     @staticmethod
-    def _invoke(backend: Backend, op: "str | Callable[..., Any]", args, kwargs):
+    def _invoke(backend: Backend, op: str | Callable[..., Any], args, kwargs):
         if callable(op):
             return op(backend, *args, **kwargs)
         return getattr(backend, op)(*args, **kwargs)
 
-    def call(self, op: "str | Callable[..., Any]", *args: Any, **kwargs: Any) -> tuple[Any, Resolution]:
+    def call(self, op: str | Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, Resolution]:
         """Run `backend.<op>(...)` (or `op(backend, ...)` for a callable) on the resolved backend;
         retry once on the other if it dies mid-call."""
         res = self.resolve()

@@ -32,8 +32,8 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .config import BackendConfig
 from .errors import BackendUnavailable
@@ -85,7 +85,7 @@ class _Spawner:
     workers; this thread lives as long as the process."""
 
     def __init__(self):
-        self._q: "queue.Queue" = queue.Queue()
+        self._q: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -111,7 +111,7 @@ class _Spawner:
 
 _spawner = _Spawner()
 
-_managers: "weakref.WeakSet[ServerManager]" = weakref.WeakSet()
+_managers: weakref.WeakSet[ServerManager] = weakref.WeakSet()
 
 
 @atexit.register

@@ -34,9 +34,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -235,11 +236,11 @@ class BenchConfig:
     seed: int = 42
 
     @classmethod
-    def full(cls, **kw) -> "BenchConfig":
+    def full(cls, **kw) -> BenchConfig:
         return cls(**kw)
 
     @classmethod
-    def quick_config(cls, **kw) -> "BenchConfig":
+    def quick_config(cls, **kw) -> BenchConfig:
         base = dict(
             sizes={k: list(v) for k, v in QUICK_SIZES.items()},
             calls=300,
@@ -259,7 +260,7 @@ class BenchConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "BenchConfig":
+    def from_dict(cls, d: dict) -> BenchConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -320,7 +321,7 @@ def parse_size(family: str, spec: str) -> tuple[int, ...]:
     return (n,)
 
 
-def parse_sizes(family: str, text: "str | Iterable[str]") -> list[str]:
+def parse_sizes(family: str, text: str | Iterable[str]) -> list[str]:
     """'1k, 100k 1M' -> ['1k', '100k', '1M'] (validated)."""
     items = text.replace(";", ",").replace(" ", ",").split(",") if isinstance(text, str) else list(text)
     out = [i.strip() for i in items if str(i).strip()]
@@ -430,7 +431,7 @@ class Reference:
     name: str
     note: str
     modules: tuple[str, ...]  # importable => available
-    make: Callable[[Payload, "RunContext"], Callable[[], Any]]  # the timed call
+    make: Callable[[Payload, RunContext], Callable[[], Any]]  # the timed call
     accuracy: Callable[[Any, Any, Payload], str] | None = None  # (ref output, Rust result, payload) -> text
     extra: Callable[[Any], dict] | None = None  # figures taken from the untimed output
     needs_python_child: bool = False  # runs `python -m …` (impossible in a frozen app)
@@ -635,7 +636,7 @@ def _hmmlearn_make(impl):
 
 def _hmm_acc(h, base, p):
     order = np.argsort(h.means_.ravel())
-    return f"max |Δmean| {_max_abs(h.means_.ravel()[order], base.means):.1e}, max |Δvar| {_max_abs(h.covars_.ravel()[order], base.variances):.1e}"
+    return f"max |Δmean| {_max_abs(h.means_.ravel()[order], base.means):.1e}, " f"max |Δvar| {_max_abs(h.covars_.ravel()[order], base.variances):.1e}"
 
 
 def _hmm_extra(h):
@@ -787,7 +788,7 @@ def compare_results(a: Any, b: Any, path: str = "") -> str | None:
         if x.dtype.kind in "fc" or y.dtype.kind in "fc":
             if np.array_equal(x, y, equal_nan=True):
                 return None
-            return f"{where}: max |Δ| {_max_abs(x, y):.3g} ({int(np.sum(~((x == y) | (np.isnan(x) & np.isnan(y)))))} of {x.size} differ)"
+            return f"{where}: max |Δ| {_max_abs(x, y):.3g} " f"({int(np.sum(~((x == y) | (np.isnan(x) & np.isnan(y)))))} of {x.size} differ)"
         return None if np.array_equal(x, y) else f"{where}: {int(np.sum(x != y))} of {x.size} entries differ"
     if isinstance(a, dict) and isinstance(b, dict):
         if set(a) != set(b):
@@ -824,7 +825,7 @@ class Parity:
     errors: dict[str, str]
 
 
-def check_parity(op: "Operation | str", backends: dict, payload: "Payload | None" = None, size: str | None = None, cfg: BenchConfig | None = None) -> Parity:
+def check_parity(op: Operation | str, backends: dict, payload: Payload | None = None, size: str | None = None, cfg: BenchConfig | None = None) -> Parity:
     """Run `op` once on every backend and compare the results field by field with the first
     available one. status: ok (identical), FAILED (they differ: `detail` says where), error (a
     backend raised), unchecked (fewer than two backends could run it)."""
@@ -1563,7 +1564,7 @@ def format_table(suite: Suite) -> str:
         lines.append("")
     if suite.cancelled:
         lines.append("*** CANCELLED: partial results ***")
-    head = "" if not suite.cells else f"{'op':<24}{'size':<16}{'backend':<19}{'parity':<10}{'calls':>6}{'fail':>5}{'p50':>11}{'p95':>11}{'p99':>11}{'ops/s':>9}  {'ops/s @ C callers':<28}  speedup / accuracy / note"
+    head = "" if not suite.cells else f"{'op':<24}{'size':<16}{'backend':<19}{'parity':<10}" f"{'calls':>6}{'fail':>5}{'p50':>11}{'p95':>11}{'p99':>11}{'ops/s':>9}  {'ops/s @ C callers':<28}" f"  speedup / accuracy / note"
     if head:
         lines.append(head)
         lines.append("-" * len(head))
@@ -1598,7 +1599,7 @@ def format_table(suite: Suite) -> str:
         lines.append(f"{'op':<24}{'size':<16}{'backend':<19}{'calls':>6}{'fail':>5}{'p50':>11}{'p95':>11}{'p99':>11}{'ops/s':>9}  note")
         for m in suite.results:
             lines.append(
-                f"{m.op:<24}{m.size:<16}{m.backend:<19}{m.calls:>6}{m.failures:>5}{fmt_us(m.p50_us):>11}{fmt_us(m.p95_us):>11}{fmt_us(m.p99_us):>11}{fmt_rate(m.ops_per_s):>9}  {m.note}"
+                f"{m.op:<24}{m.size:<16}{m.backend:<19}{m.calls:>6}{m.failures:>5}{fmt_us(m.p50_us):>11}" f"{fmt_us(m.p95_us):>11}{fmt_us(m.p99_us):>11}{fmt_rate(m.ops_per_s):>9}  {m.note}"
             )
     lines.append("")
     lines.append("targets:")
@@ -1615,7 +1616,7 @@ def format_table(suite: Suite) -> str:
         lines.append("")
         lines.append(
             f"array encoding, 1M float64 in Python: packed repeated double serialize {e['packed_serialize_ms']:.1f} ms / parse "
-            f"{e['packed_parse_ms']:.1f} ms; bytes serialize {e['bytes_serialize_ms']:.1f} ms / parse {e['bytes_parse_ms']:.1f} ms"
+            f"{e['packed_parse_ms']:.1f} ms; " f"bytes serialize {e['bytes_serialize_ms']:.1f} ms / parse {e['bytes_parse_ms']:.1f} ms"
         )
     lines.append("")
     lines.append(f"total {suite.seconds:.1f} s")

@@ -42,9 +42,10 @@ import os
 import re
 import zlib
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -138,7 +139,7 @@ class CsvImportError(ValueError):
         self.file: str | None = None
         super().__init__(f"line {line}: {message}" if line is not None else message)
 
-    def in_file(self, name: str) -> "CsvImportError":
+    def in_file(self, name: str) -> CsvImportError:
         """Name the file in the message (several files loaded together); returns self."""
         if self.file is None:
             self.file = name

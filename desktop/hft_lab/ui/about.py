@@ -53,9 +53,8 @@ def resource_text(rel: Path | str) -> str:
 
 def runtime_versions() -> dict[str, str]:
     """Versions of the runtime pieces, for the About box and bug reports."""
-    from PySide6 import QtCore
-
     import PySide6
+    from PySide6 import QtCore
 
     v = {
         "Python": f"{platform.python_version()} ({platform.python_implementation()})",

@@ -75,13 +75,15 @@ from hft_lab.data.csv_import import (
     CsvImportError,
     CsvSniff,
     ImportResult,
+    _combined_name,
+    _norm,
+    column_fields,
     default_name,
     default_price_columns,
     load_prices,
     nonprice_message,
     sniff,
 )
-from hft_lab.data.csv_import import _combined_name, _norm, column_fields
 from hft_lab.data.samples import Dataset
 
 log = logging.getLogger("hft_lab.ui.import")

@@ -16,9 +16,9 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
-import PySide6  # noqa: F401,E402  (pyqtgraph must see PySide6 first)
 import numpy as np  # noqa: E402
 import pyqtgraph as pg  # noqa: E402
+import PySide6  # noqa: F401,E402  (pyqtgraph must see PySide6 first)
 from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtWidgets import QApplication, QLabel, QMenu, QMessageBox  # noqa: E402
 

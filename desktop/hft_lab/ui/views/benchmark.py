@@ -28,7 +28,6 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
-    QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -38,11 +37,10 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QSpinBox,
-    QTabWidget,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -759,7 +757,7 @@ class BenchmarkView(QWidget):
                 else:
                     lines.append(f"  {t['status']:<7} {t['label']}: {t['value']:,.2f} (target {t['op']} {t['target']:,g})")
         else:
-            lines.append("No target applies to these sizes (they are checked at 1k/1M prices, 50/500 assets, 100k HMM observations, 10000x500 lasso).")
+            lines.append("No target applies to these sizes " "(they are checked at 1k/1M prices, 50/500 assets, 100k HMM observations, 10000x500 lasso).")
         lines.append("")
         lines.append("Method: parity check first; warm-up; calls timed one by one (perf_counter_ns); failures counted, never timed;")
         lines.append("throughput with C threads calling at once; speedup = other p50 / this p50 (per EM iteration for HMM).")

@@ -35,9 +35,9 @@ from PySide6.QtWidgets import (
     QSplitter,
     QStackedWidget,
     QStyledItemDelegate,
-    QTabWidget,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -1114,7 +1114,6 @@ class PortfolioView(QWidget):
         if w <= 0 or h <= 0 or x1 <= x0 or y1 <= y0:
             return
         sx, sy = w / (x1 - x0), h / (y1 - y0)
-        fm = QFontMetrics(self._label_font)
         pts = [((px - x0) * sx, (y1 - py) * sy) for _, px, py, _ in labels]
         taken = [(X - 4, Y - 4, X + 4, Y + 4) for X, Y in pts]  # the markers themselves
         if self.portfolio_point is not None:

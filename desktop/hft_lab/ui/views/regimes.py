@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,24 +26,22 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
-    QFrame,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QPushButton,
-    QScrollArea,
     QSpinBox,
     QSplitter,
-    QTabWidget,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from hft_lab.data import load_sample_prices
-from hft_lab.data.export import describe_prices, export_result_csv, export_result_json, SessionItem
+from hft_lab.data.export import SessionItem, describe_prices, export_result_csv, export_result_json
 from hft_lab.ui.plots import BarAxis, PriceAxis, date_of, intraday, make_plot, pen
 from hft_lab.ui.widgets import StatsTable, busy_bar, export_buttons, fmt, side_panel, status_label
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
@@ -526,8 +525,9 @@ class RegimesView(QWidget):
                 df = ds.prices
                 simple = df.pct_change().iloc[1:].mean(axis=1).to_numpy()  # rebalanced daily to equal weights
                 prices = 100.0 * np.r_[1.0, np.cumprod(1.0 + simple)]
-                inputs = lambda: dict(describe_prices(df, name=ds.name), series="equal-weight index",  # noqa: E731
-                                      construction=EW_CONSTRUCTION)
+                def inputs():
+                    return dict(describe_prices(df, name=ds.name), series="equal-weight index", construction=EW_CONSTRUCTION)
+
                 self.set_prices(prices, dates=df.index.to_numpy(), label="equal-weight index (20 stocks, daily rebalanced)",
                                 inputs=inputs)
             elif key.startswith("sample:"):
@@ -544,8 +544,9 @@ class RegimesView(QWidget):
                     self._refuse(f"Cannot use the equal-weight index: {e}.")
                     return
                 store = self.store
-                inputs = lambda: dict(store.inputs(), series="equal-weight index", construction=EW_CONSTRUCTION,  # noqa: E731
-                                      bars_left_out=left_out)
+                def inputs():
+                    return dict(store.inputs(), series="equal-weight index", construction=EW_CONSTRUCTION, bars_left_out=left_out)
+
                 label = f"equal-weight index of {df.shape[1]} assets (rebalanced every bar)"
                 if left_out:
                     label += f"; {left_out:,} bars where no asset had a return left out"

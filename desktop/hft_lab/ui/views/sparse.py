@@ -970,7 +970,7 @@ class SparseView(QWidget):
         cv = r.adf_critical_values
         return (
             f"<b>{r.nonzero}-asset basket</b> ({METHOD_SHORT.get(r.method, r.method)}): "
-            f"{basket_formula(r.asset_names, r.weights, r.target_index)} &nbsp;·&nbsp; half-life {self._half_life_text(r.half_life)}"
+            f"{basket_formula(r.asset_names, r.weights, r.target_index)} " f"&nbsp;·&nbsp; half-life {self._half_life_text(r.half_life)}"
             f" &nbsp;·&nbsp; ADF {fmt(r.adf_statistic, 4)} vs {fmt(float(cv[1]), 4)} (5%): "
             f"<b><span style='color:{verdict_color(verdict)}'>{verdict}</span></b>"
         )
