@@ -275,8 +275,11 @@ def test_tab_parameters_are_restored(qtbot, router, settings):
 def test_sparse_spread_can_be_traded_in_mean_reversion(qtbot, window):
     window.set_backend(BackendType.PYO3)
     sp = window.sparse
-    sp.method.setCurrentIndex([sp.method.itemText(i) for i in range(sp.method.count())].index(
-        next(t for t in (sp.method.itemText(i) for i in range(sp.method.count())) if "asso" in t)))
+    sp.method.setCurrentIndex(
+        [sp.method.itemText(i) for i in range(sp.method.count())].index(
+            next(t for t in (sp.method.itemText(i) for i in range(sp.method.count())) if "asso" in t)
+        )
+    )
     with qtbot.waitSignal(sp.result_shown, timeout=60_000) as blocker:
         sp.run()
     assert blocker.args[0].ok, blocker.args[0].value

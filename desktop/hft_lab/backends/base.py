@@ -254,7 +254,9 @@ class Backend(abc.ABC):
     def _optimize_portfolio(self, prices, method, params, asset_names, cancel) -> dict: ...
 
     @abc.abstractmethod
-    def _sparse_portfolio(self, prices, method, lambda_param, alpha, target, k, max_iterations, tolerance, asset_names, cancel, adf_autolag="none") -> dict: ...
+    def _sparse_portfolio(
+        self, prices, method, lambda_param, alpha, target, k, max_iterations, tolerance, asset_names, cancel, adf_autolag="none"
+    ) -> dict: ...
 
     @abc.abstractmethod
     def _sparse_lambda_path(self, prices, target, lambdas, n_lambdas, alpha, tolerance, max_iterations, cancel) -> dict: ...
@@ -371,9 +373,7 @@ class Backend(abc.ABC):
             missing = {"start_prob", "transmat", "means", "variances"} - set(init)
             if missing:
                 raise ValueError(f"init is missing {', '.join(sorted(missing))}")
-            init_t = tuple(
-                as_array(f"init {k}", init[k], None).ravel() for k in ("start_prob", "transmat", "means", "variances")
-            )
+            init_t = tuple(as_array(f"init {k}", init[k], None).ravel() for k in ("start_prob", "transmat", "means", "variances"))
         k = nonneg_int("n_states", n_states)
         self._check_size("HMM", x.size, 9 * x.size * max(k, 1), f"{x.size} × {k} posteriors")
         d = self._run_hmm(
@@ -522,8 +522,14 @@ class Backend(abc.ABC):
         n_l = min(len(lam) if lam is not None else nonneg_int("n_lambdas", n_lambdas), 1000)
         self._check_size("lambda path", p.size, 8 * n_l * (p.shape[1] + 5), f"{n_l} lambdas × {p.shape[1]} assets")
         d = self._sparse_lambda_path(
-            p, target, lam, nonneg_int("n_lambdas", n_lambdas), real("alpha", alpha), real("tolerance", tolerance),
-            nonneg_int("max_iterations", max_iterations), cancel,
+            p,
+            target,
+            lam,
+            nonneg_int("n_lambdas", n_lambdas),
+            real("alpha", alpha),
+            real("tolerance", tolerance),
+            nonneg_int("max_iterations", max_iterations),
+            cancel,
         )
         d["asset_names"] = names
         return LambdaPath(**d)

@@ -392,8 +392,9 @@ class HealthMonitor:
 
     BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 
-    def __init__(self, backend, on_state: Callable[[str, str], None] | None = None,
-                 interval_s: float = 2.0, timeout_s: float = 1.0):
+    def __init__(
+        self, backend, on_state: Callable[[str, str], None] | None = None, interval_s: float = 2.0, timeout_s: float = 1.0
+    ):
         self.backend = backend
         self.on_state = on_state
         self.interval_s = interval_s

@@ -435,9 +435,7 @@ def _header(kind: str) -> dict[str, Any]:
     }
 
 
-def result_document(
-    result: Any, inputs: dict | None = None, parameters: dict | None = None, backend: str = ""
-) -> dict[str, Any]:
+def result_document(result: Any, inputs: dict | None = None, parameters: dict | None = None, backend: str = "") -> dict[str, Any]:
     """The JSON document export_result_json writes (a dict)."""
     doc = _header("result")
     doc.update(

@@ -186,7 +186,7 @@ class DatasetStore(QObject):
         return Dataset(self._ds.name, self.selected_prices())
 
     def describe(self) -> str:
-        """"name: N assets, T rows, 1990-01-02 … 2022-12-28" for the selection (the status bar)."""
+        """ "name: N assets, T rows, 1990-01-02 … 2022-12-28" for the selection (the status bar)."""
         full = self._ds.prices
         if self.full_selection:
             return self._ds.describe()

@@ -237,7 +237,9 @@ class MainWindow(QMainWindow):
 
         start = str(self.settings.value("import/dir", str(Path.home())))
         paths, _ = QFileDialog.getOpenFileNames(
-            self, "Import prices (several files: one per ticker)", start,
+            self,
+            "Import prices (several files: one per ticker)",
+            start,
             "Price files (*.csv *.tsv *.txt *.gz *.bz2 *.xz);;All files (*)",
         )
         if not paths:
