@@ -50,7 +50,7 @@ class CancelToken:
         self._lock = threading.Lock()
         self._callbacks: list[Callable[[], Any]] = []
         try:
-            from hft_lab import _rustcore
+            import hft_lab._rustcore as _rustcore
 
             self.rust = _rustcore.CancelToken()
         except ImportError:  # pragma: no cover - the extension is always built by make

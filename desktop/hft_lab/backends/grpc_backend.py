@@ -204,7 +204,7 @@ class GrpcBackend(Backend):
 
     def _new_channel(self, addr: str) -> grpc.Channel:
         limit = self.config.max_message_mb << 20
-        options = [
+        options: list[tuple[str, int | str]] = [
             ("grpc.max_send_message_length", limit),
             ("grpc.max_receive_message_length", limit),
             ("grpc.enable_retries", 0),

@@ -10,7 +10,7 @@ from .errors import BackendUnavailable, Cancelled, ResourceLimitExceeded
 from .results import StreamTicks
 
 try:
-    from hft_lab import _rustcore as _rc
+    import hft_lab._rustcore as _rc
 
     _IMPORT_ERROR: Exception | None = None
 except ImportError as e:  # pragma: no cover - only when the extension was not built

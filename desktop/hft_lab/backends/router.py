@@ -38,6 +38,11 @@ class Resolution:
     note: str = ""
 
 
+def _attach_resolution(e: BaseException, res: Resolution) -> None:
+    """Record on the exception which backend ran the failed call (ui/worker.py reads `e.resolution`)."""
+    setattr(e, "resolution", res)  # an ad-hoc attribute: exception types do not declare it
+
+
 class BackendRouter:
     def __init__(self, config: BackendConfig | None = None, on_change: Callable[[], None] | None = None):
         self.config = config or BackendConfig.from_env()
@@ -175,7 +180,7 @@ class BackendRouter:
         try:
             return self._invoke(res.backend, op, args, kwargs), res
         except (BackendUnavailable, TimeoutError) as e:
-            e.resolution = res
+            _attach_resolution(e, res)
             on_grpc = res.backend is self.grpc
             if isinstance(e, TimeoutError) and not on_grpc:
                 raise
@@ -193,8 +198,8 @@ class BackendRouter:
             try:
                 return self._invoke(r2.backend, op, args, kwargs), r2
             except Exception as e2:
-                e2.resolution = r2
+                _attach_resolution(e2, r2)
                 raise
         except Exception as e:
-            e.resolution = res  # so the UI can say which backend failed
+            _attach_resolution(e, res)  # so the UI can say which backend failed
             raise

@@ -272,6 +272,7 @@ class ServerManager:
 
     @staticmethod
     def _pump_stderr(proc: subprocess.Popen) -> None:
+        assert proc.stderr is not None  # grpcd is always started with stderr=PIPE
         for raw in iter(proc.stderr.readline, b""):
             line = raw.decode("utf-8", "replace").rstrip()
             if not line:
@@ -350,6 +351,7 @@ class ServerManager:
             proc.kill()
             proc.wait()
             return
+        assert proc.stdin is not None  # grpcd is always started with stdin=PIPE
         try:
             proc.stdin.close()  # grpcd --managed exits on stdin EOF
         except OSError:
