@@ -45,7 +45,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import pandas as pd
@@ -295,6 +295,7 @@ class BadCellError(CsvImportError):
         super().__init__(message, line)
         self.count = count
         self.cells = cells
+        self.files: list[str] | None = None  # the files that hold bad cells (several loaded together)
 
 
 @dataclass
@@ -673,7 +674,7 @@ def _column_kind(values: list[str], decimal: str) -> str:
     return kind
 
 
-def _norm(name: str) -> str:
+def _norm(name: object) -> str:
     return re.sub(r"[\s_.\-/()]+", "", str(name)).lower()
 
 
@@ -770,7 +771,9 @@ def _choose_delimiter(text: str) -> tuple[str, int]:
 
 
 def _dedupe(names: list[str]) -> tuple[list[str], list[str]]:
-    out, notes, seen = [], [], Counter()
+    out: list[str] = []
+    notes: list[str] = []
+    seen: Counter[str] = Counter()
     for j, n in enumerate(names):
         n = n.strip()
         if not n:
@@ -1072,6 +1075,7 @@ def _scan(sn: CsvSniff, encoding: str, forced_encoding: bool, max_bytes: int) ->
                     "(it would not fit in memory): split it, or keep fewer columns or rows"
                 )
             if utf16:
+                assert dec is not None  # the UTF-16 decoder is never dropped
                 text = dec.decode(chunk)
                 if total == len(chunk) and text.startswith("\ufeff"):
                     text = text[1:]
@@ -1259,6 +1263,10 @@ def _first_bad(parsed: pd.DatetimeIndex) -> int | None:
 # ----------------------------------------------------------------------------------------------
 
 
+@overload
+def _col_ref(ref: None, names: list[str], what: str) -> None: ...
+@overload
+def _col_ref(ref: str | int, names: list[str], what: str) -> str: ...
 def _col_ref(ref: str | int | None, names: list[str], what: str) -> str | None:
     if ref is None:
         return None
@@ -1355,10 +1363,12 @@ def _numbers(
                 first = (int(rows[0]), j)
     if not count:
         return out
+    assert first is not None  # set with the first bad cell
 
     def text(i: int, j: int) -> str:
         c = cols[j]
-        t = texts[c].iloc[i] if texts[c] is not None else None
+        tc = texts[c]
+        t = tc.iloc[i] if tc is not None else None
         return str(t) if t is not None else str(df[c].iloc[i])
 
     def inf(i: int, j: int) -> bool:
@@ -1438,9 +1448,7 @@ def load_prices(
     keeps the dates every file has (an inner join), "ffill" keeps all dates and carries prices over
     the gaps (an outer join)."""
     if isinstance(path, (list, tuple)):
-        if len(path) == 1:
-            path = path[0]
-        else:
+        if len(path) != 1:
             return _load_many(
                 list(path),
                 layout=layout,
@@ -1458,7 +1466,7 @@ def load_prices(
                 name=name,
                 max_bytes=max_bytes,
             )
-    path = Path(path)
+    path = Path(path[0] if isinstance(path, (list, tuple)) else path)  # one file given as a list of one
     if nan_policy not in NAN_POLICIES:
         raise CsvImportError(f"nan_policy must be one of {', '.join(NAN_POLICIES)}, got {nan_policy!r}")
     if bad_cells not in BAD_CELLS:
@@ -1674,7 +1682,8 @@ def _load_many(paths: list, *, nan_policy: str, name: str | None, bad_cells: str
         p0, e0 = bad[0]
         total = sum(e.count for _, e in bad)
         cells = [c for _, e in bad for c in e.cells][:5]
-        err = BadCellError(e0.problem, e0.line, total, cells).in_file(p0.name)
+        err = BadCellError(e0.problem, e0.line, total, cells)
+        err.in_file(p0.name)
         err.files = [p.name for p, _ in bad]
         raise err
     report: list[str] = [f"{len(paths)} files, aligned on their dates:"]
@@ -1967,7 +1976,7 @@ def _long_to_wide(df, dates, tick_col, values: dict[str, np.ndarray], lines):
     return wide, pos_all, report
 
 
-def _apply_nan_policy(prices: pd.DataFrame, policy: str, lines: _Lines, pos=None, posw=None):
+def _apply_nan_policy(prices: pd.DataFrame, policy: str, lines: _Lines | None, pos=None, posw=None):
     """Report missing values per column (first line, or date when the long file has no row for
     it) and apply the policy. pos: data record of each row (wide); posw: of each cell (long)."""
     report: list[str] = []

@@ -122,8 +122,9 @@ def _patch_svg_exporter() -> None:
                 p.setAttribute("d", re.sub(r"\s*[Zz]\s*", " ", d).strip())
         return orig(node, defs, item, options)
 
-    correct._hft_lab_patched = True
-    svgmod.correctCoordinates = correct
+    # dynamic attributes (a marker on the function, a module-level function replaced): setattr says so
+    setattr(correct, "_hft_lab_patched", True)
+    setattr(svgmod, "correctCoordinates", correct)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -481,9 +482,9 @@ def result_from_document(doc: dict[str, Any]) -> Any:
 
     def build(type_name: str, d: dict[str, Any]) -> Any:
         cls = getattr(R, type_name, None)
-        if cls is None or not dataclasses.is_dataclass(cls):
+        if not isinstance(cls, type) or not dataclasses.is_dataclass(cls):
             raise ValueError(f"unknown result type {type_name!r}")
-        kw = {}
+        kw: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             v = d.get(f.name)
             t = str(f.type)
