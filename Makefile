@@ -21,7 +21,7 @@ APT_PACKAGES := libegl1 libgl1 libx11-6 libdbus-1-3 libfontconfig1 libfreetype6 
 
 RUST_SOURCES := $(shell find rustcore grpcd proto -name '*.rs' -o -name '*.proto' -o -name Cargo.toml -o -name build.rs 2>/dev/null) Cargo.toml
 
-.PHONY: all build run test test-rust test-python test-xcb bench fuzz sysdeps clean dist
+.PHONY: all build run test test-rust test-python test-xcb lint-python bench fuzz sysdeps clean dist
 
 all: build
 
@@ -67,7 +67,7 @@ build: $(STAMPS)/sysdeps $(STAMPS)/venv $(STAMPS)/proto-py $(STAMPS)/ext target/
 run: build
 	@$(PY) -m hft_lab
 
-test: build lint-rust test-rust test-python test-xcb
+test: build lint-rust lint-python test-rust test-python test-xcb
 
 test-rust:
 	$(CARGO) test --release -p rustcore -p grpcd
@@ -80,8 +80,15 @@ lint-rust:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --release -- -D warnings
 
-test-python: build
+# static gates on the Python code: ruff lint + format check (config in pyproject.toml), mypy on
+# backends/ and data/, and fully qualified PySide6 enums
+lint-python: $(STAMPS)/venv
+	$(PY) -m ruff check desktop tests tools
+	$(PY) -m ruff format --check desktop tests tools
+	$(PY) -m mypy desktop/hft_lab/backends desktop/hft_lab/data
 	$(PY) tools/qualify_enums.py
+
+test-python: build
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q $(PYTEST_ARGS)
 
 # the click-like GUI tests again on the real xcb platform under a virtual X server (not only offscreen)

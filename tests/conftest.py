@@ -9,7 +9,6 @@ os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 
 import numpy as np
 import pytest
-
 from hft_lab.backends import BackendConfig
 from hft_lab.backends.grpc_backend import GrpcBackend
 from hft_lab.backends.pyo3_backend import Pyo3Backend

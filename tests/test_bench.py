@@ -13,7 +13,6 @@ import threading
 
 import numpy as np
 import pytest
-
 from hft_lab.bench import runner as br
 
 TINY = br.BenchConfig(
@@ -80,7 +79,12 @@ def test_tiny_run_on_both_backends(backends):
     suite = br.run_suite(config=TINY, backends=backends)
     assert not suite.cancelled
     cells = suite.cells
-    assert [(c.op, c.backend) for c in cells] == [("echo", "pyo3"), ("echo", "grpc"), ("mean_reversion", "pyo3"), ("mean_reversion", "grpc")]
+    assert [(c.op, c.backend) for c in cells] == [
+        ("echo", "pyo3"),
+        ("echo", "grpc"),
+        ("mean_reversion", "pyo3"),
+        ("mean_reversion", "grpc"),
+    ]
     for c in cells:
         assert c.kind == "backend" and c.parity == "ok", (c.op, c.backend, c.parity_detail)
         assert c.ok and c.calls >= TINY.min_calls and c.failures == 0
@@ -175,7 +179,19 @@ def test_compare_results():
     from hft_lab.backends.results import PortfolioResult
 
     def pr(w, status="Solved", vol=0.1):
-        return PortfolioResult("min_variance", np.asarray(w), ("a", "b"), 0.1, vol, float("nan"), np.array([0.5, 0.5]), status, 3, np.array([]), np.array([]))
+        return PortfolioResult(
+            "min_variance",
+            np.asarray(w),
+            ("a", "b"),
+            0.1,
+            vol,
+            float("nan"),
+            np.array([0.5, 0.5]),
+            status,
+            3,
+            np.array([]),
+            np.array([]),
+        )
 
     assert br.compare_results(pr([0.5, 0.5]), pr([0.5, 0.5])) is None  # NaN == NaN
     assert "weights" in br.compare_results(pr([0.5, 0.5]), pr([0.5, 0.5 + 1e-15]))
@@ -218,7 +234,9 @@ def test_cli_quick_json(tmp_path):
     out = tmp_path / "latest.json"
     p = subprocess.run(
         [sys.executable, "-m", "hft_lab", "bench", "--quick", "--json", "--out", str(out)],
-        capture_output=True, text=True, timeout=110,
+        capture_output=True,
+        text=True,
+        timeout=110,
     )
     assert p.returncode == 0, p.stderr[-2000:]
     d = json.loads(p.stdout)
@@ -303,7 +321,9 @@ def test_tab_rejects_bad_sizes_and_keeps_the_input(qtbot, bench_view):
 @pytest.mark.gui
 def test_tab_cancel_keeps_partial_results(qtbot, bench_view):
     view = bench_view
-    cfg = dataclasses.replace(TINY, operations=["echo"], sizes={"echo": ["16", "1k", "10k", "100k", "1M"]}, cell_seconds=0.3, concurrency_seconds=0.3)
+    cfg = dataclasses.replace(
+        TINY, operations=["echo"], sizes={"echo": ["16", "1k", "10k", "100k", "1M"]}, cell_seconds=0.3, concurrency_seconds=0.3
+    )
     view.set_config(cfg)
     with qtbot.waitSignal(view.cell_added, timeout=30_000):
         view.run()

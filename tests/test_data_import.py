@@ -12,7 +12,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
 from hft_lab.backends.results import BacktestResult, HmmResult, MeanReversionResult, PortfolioResult
 from hft_lab.data import (
     AmbiguousDateError,
@@ -194,7 +193,11 @@ def test_latin1_byte_far_beyond_the_sniffed_head(tmp_path):
 def test_iso_dates_with_times(tmp_path):
     text = "time,X\n2020-01-02 09:30:00,1\n2020-01-02T09:31:00,2\n2020-01-02 09:32,3\n"
     r = load(tmp_path, text)
-    assert list(r.dataset.prices.index) == [pd.Timestamp("2020-01-02 09:30"), pd.Timestamp("2020-01-02 09:31"), pd.Timestamp("2020-01-02 09:32")]
+    assert list(r.dataset.prices.index) == [
+        pd.Timestamp("2020-01-02 09:30"),
+        pd.Timestamp("2020-01-02 09:31"),
+        pd.Timestamp("2020-01-02 09:32"),
+    ]
 
 
 def test_iso_dates_with_offsets_become_utc(tmp_path):
@@ -578,8 +581,13 @@ def test_csv_round_trip_of_real_pyo3_results(tmp_path, real_results, key):
 def test_json_round_trip_of_real_pyo3_results(tmp_path, real_results, key):
     res = real_results[key]
     px = load_sample_prices()
-    p = export_result_json(res, tmp_path / f"{key}.json", inputs={"dataset": px, "asset": "AAPL"},
-                           parameters={"lookback": 30}, backend="PyO3 (in-process)")
+    p = export_result_json(
+        res,
+        tmp_path / f"{key}.json",
+        inputs={"dataset": px, "asset": "AAPL"},
+        parameters={"lookback": 30},
+        backend="PyO3 (in-process)",
+    )
     text = p.read_text()
     assert "NaN" not in text and "Infinity" not in text  # standard JSON
     doc = read_result_json(p)
@@ -598,11 +606,22 @@ def test_json_round_trip_of_real_pyo3_results(tmp_path, real_results, key):
 
 def test_csv_and_json_edge_cases(tmp_path):
     bt = BacktestResult(
-        equity=np.array([1.0, 1.01, np.nan]), returns=np.array([0.0, 0.01, -np.inf]), drawdown=np.zeros(3),
-        total_return=0.01, annual_return=float("nan"), annual_volatility=float("inf"), sharpe=-1.5, sortino=0.0,
-        max_drawdown=0.0, n_trades=0, win_rate=float("nan"), avg_holding_bars=0.0,
-        trade_entries=np.array([], dtype=np.int64), trade_exits=np.array([], dtype=np.int64),
-        trade_directions=np.array([], dtype=np.int8), trade_pnls=np.array([]),
+        equity=np.array([1.0, 1.01, np.nan]),
+        returns=np.array([0.0, 0.01, -np.inf]),
+        drawdown=np.zeros(3),
+        total_return=0.01,
+        annual_return=float("nan"),
+        annual_volatility=float("inf"),
+        sharpe=-1.5,
+        sortino=0.0,
+        max_drawdown=0.0,
+        n_trades=0,
+        win_rate=float("nan"),
+        avg_holding_bars=0.0,
+        trade_entries=np.array([], dtype=np.int64),
+        trade_exits=np.array([], dtype=np.int64),
+        trade_directions=np.array([], dtype=np.int8),
+        trade_pnls=np.array([]),
     )
     back = read_result_csv(export_result_csv(bt, tmp_path / "bt.csv", index=pd.bdate_range("2021-01-01", periods=3))[0])
     assert_same_fields(back, bt)
@@ -613,9 +632,17 @@ def test_csv_and_json_edge_cases(tmp_path):
     rebuilt = result_from_document(doc)
     assert np.isneginf(rebuilt.returns[2]) and np.isnan(rebuilt.equity[2]) and math.isnan(rebuilt.win_rate)
     mr = MeanReversionResult(
-        lookback=3, threshold=2.0, exit_threshold=0.0, stop_threshold=None, rolling_mean=np.arange(4.0),
-        rolling_std=np.ones(4), zscore=np.zeros(4), signals=np.array([0, 1, 1, 0], dtype=np.int8),
-        positions=np.array([0, 0, 1, 1], dtype=np.int8), entries=np.array([1]), exits=np.array([3]),
+        lookback=3,
+        threshold=2.0,
+        exit_threshold=0.0,
+        stop_threshold=None,
+        rolling_mean=np.arange(4.0),
+        rolling_std=np.ones(4),
+        zscore=np.zeros(4),
+        signals=np.array([0, 1, 1, 0], dtype=np.int8),
+        positions=np.array([0, 0, 1, 1], dtype=np.int8),
+        entries=np.array([1]),
+        exits=np.array([3]),
     )
     back = read_result_csv(export_result_csv(mr, tmp_path / "mr.csv")[0])
     assert back["stop_threshold"] is None
@@ -637,15 +664,33 @@ def test_small_inputs_are_embedded(tmp_path):
 
 def test_export_session_writes_an_index(tmp_path):
     hmm = HmmResult(
-        n_states=2, means=np.array([-0.01, 0.01]), variances=np.array([1e-4, 4e-4]), stds=np.array([0.01, 0.02]),
-        transition_matrix=np.array([[0.9, 0.1], [0.2, 0.8]]), start_probabilities=np.array([0.5, 0.5]),
-        log_likelihood=12.5, log_likelihood_history=np.array([10.0, 12.0, 12.5]), iterations=3, converged=True,
-        posteriors=np.full((5, 2), 0.5), viterbi_path=np.array([0, 0, 1, 1, 0]), aic=-10.0, bic=-8.0,
+        n_states=2,
+        means=np.array([-0.01, 0.01]),
+        variances=np.array([1e-4, 4e-4]),
+        stds=np.array([0.01, 0.02]),
+        transition_matrix=np.array([[0.9, 0.1], [0.2, 0.8]]),
+        start_probabilities=np.array([0.5, 0.5]),
+        log_likelihood=12.5,
+        log_likelihood_history=np.array([10.0, 12.0, 12.5]),
+        iterations=3,
+        converged=True,
+        posteriors=np.full((5, 2), 0.5),
+        viterbi_path=np.array([0, 0, 1, 1, 0]),
+        aic=-10.0,
+        bic=-8.0,
     )
     pf = PortfolioResult(
-        method="min_variance", weights=np.array([0.25, 0.75]), asset_names=("A", "B"), expected_return=0.05,
-        volatility=0.1, sharpe=0.3, risk_contributions=np.array([0.4, 0.6]), status="optimal", iterations=4,
-        frontier_returns=np.array([]), frontier_volatilities=np.array([]),
+        method="min_variance",
+        weights=np.array([0.25, 0.75]),
+        asset_names=("A", "B"),
+        expected_return=0.05,
+        volatility=0.1,
+        sharpe=0.3,
+        risk_contributions=np.array([0.4, 0.6]),
+        status="optimal",
+        iterations=4,
+        frontier_returns=np.array([]),
+        frontier_volatilities=np.array([]),
     )
     ds = synthetic_dataset("cointegrated", n=100, assets=2)
     items = [
@@ -704,8 +749,16 @@ def ohlcv_text(cols, adj=OHLCV_ADJ, days=OHLCV_DAYS):
         for c in cols[1:]:
             f = fields.get(c)
             v = adj[i]
-            vals.append({"adjclose": f"{v}", "close": f"{v * 1.01:.4f}", "open": f"{v * 0.99:.4f}", "high": f"{v * 1.02:.4f}",
-                         "low": f"{v * 0.98:.4f}", "volume": str(50_000_000 + 17 * i)}.get(f, f"{v}"))
+            vals.append(
+                {
+                    "adjclose": f"{v}",
+                    "close": f"{v * 1.01:.4f}",
+                    "open": f"{v * 0.99:.4f}",
+                    "high": f"{v * 1.02:.4f}",
+                    "low": f"{v * 0.98:.4f}",
+                    "volume": str(50_000_000 + 17 * i),
+                }.get(f, f"{v}")
+            )
         rows.append(",".join(vals))
     return "\n".join(rows) + "\n"
 
@@ -801,8 +854,9 @@ def test_a_bad_cell_names_its_line_and_counts_the_others(tmp_path):
     days = pd.bdate_range("2010-01-04", periods=2600)
     adj = list(100 + np.arange(2600) * 0.01)
     text = ohlcv_text(["Date", "Open", "High", "Low", "Close", "Adj Close", "Volume"], adj, days)
-    text = _spoil(text, {(2502, "Adj Close"): "#VALUE!", (2600, "Adj Close"): "n.a.", (2590, "Close"): "#REF!",
-                         (40, "Volume"): "#VALUE!"})  # Close and Volume are not loaded: not counted
+    text = _spoil(
+        text, {(2502, "Adj Close"): "#VALUE!", (2600, "Adj Close"): "n.a.", (2590, "Close"): "#REF!", (40, "Volume"): "#VALUE!"}
+    )  # Close and Volume are not loaded: not counted
     p = write(tmp_path, "X.csv", text)
     with pytest.raises(BadCellError) as e:
         load_prices(p)
@@ -811,8 +865,10 @@ def test_a_bad_cell_names_its_line_and_counts_the_others(tmp_path):
     assert e.value.cells == [(2502, "Adj Close", "#VALUE!"), (2600, "Adj Close", "n.a.")]
     r = load_prices(p, bad_cells="missing")
     assert len(r.dataset.prices) == 2598
-    assert any(line.startswith("Unparseable cells treated as missing: 2 ('Adj Close' 2; first '#VALUE!' in 'Adj Close' at line 2502)")
-               for line in r.report)
+    assert any(
+        line.startswith("Unparseable cells treated as missing: 2 ('Adj Close' 2; first '#VALUE!' in 'Adj Close' at line 2502)")
+        for line in r.report
+    )
     r = load_prices(p, bad_cells="missing", nan_policy="ffill")
     assert len(r.dataset.prices) == 2600 and r.dataset.prices["X"].iloc[2500] == r.dataset.prices["X"].iloc[2499]
     # the first bad cell in file order, whatever the column order; inf counts as unparseable
@@ -858,8 +914,11 @@ def test_bad_cells_randomised(tmp_path):
 def test_several_files_align_on_dates(tmp_path):
     cols = ["Date", "Open", "High", "Low", "Close", "Adj Close", "Volume"]
     a = write(tmp_path, "AAPL.csv", ohlcv_text(cols))
-    m = write(tmp_path, "MSFT.csv", ohlcv_text(["date", "open", "high", "low", "close", "adj_close", "volume"],
-                                                [10, 11, 12, 13, 14], OHLCV_DAYS[1:]))
+    m = write(
+        tmp_path,
+        "MSFT.csv",
+        ohlcv_text(["date", "open", "high", "low", "close", "adj_close", "volume"], [10, 11, 12, 13, 14], OHLCV_DAYS[1:]),
+    )
     r = load_prices([a, m])
     assert r.dataset.name == "AAPL + MSFT" and r.dataset.assets == ["AAPL", "MSFT"]
     assert list(r.dataset.prices.index) == list(OHLCV_DAYS[1:])  # drop: dates in every file

@@ -8,8 +8,14 @@ import time
 
 import numpy as np
 import pandas as pd
-import pytest
 import pyqtgraph as pg
+import pytest
+from hft_lab.data import Dataset, load_sample_prices, synthetic_dataset
+from hft_lab.data.export import export_plot
+from hft_lab.data.store import DatasetStore
+from hft_lab.ui.import_dialog import ImportDialog
+from hft_lab.ui.plots import make_plot
+from hft_lab.ui.settings import restore_widgets, save_widgets
 from PySide6.QtCore import QDate, QSettings, Qt, QTimer
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import (
@@ -25,13 +31,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-
-from hft_lab.data import Dataset, load_sample_prices, synthetic_dataset
-from hft_lab.data.export import export_plot
-from hft_lab.data.store import DatasetStore
-from hft_lab.ui.import_dialog import ImportDialog
-from hft_lab.ui.plots import make_plot
-from hft_lab.ui.settings import restore_widgets, save_widgets
 
 pytestmark = pytest.mark.gui
 
@@ -228,13 +227,21 @@ def test_store_selection_and_signals(qtbot):
     px = s.selected_prices()
     assert list(px.columns) == ["MSFT", "AAPL"] and px.index[0] == pd.Timestamp("2000-01-03")
     assert px.index[-1] == pd.Timestamp("2000-12-29") and s.date_range == (px.index[0], px.index[-1])
-    assert s.describe() == "S&P 500 sample (20 stocks): 2 assets, 252 rows, 2000-01-03 … 2000-12-29 (selected from 20 assets, 8313 rows)"
+    assert (
+        s.describe()
+        == "S&P 500 sample (20 stocks): 2 assets, 252 rows, 2000-01-03 … 2000-12-29 (selected from 20 assets, 8313 rows)"
+    )
     assert len(changed) == 1
     s.set_selection("2000-01-01", "2000-12-31", ["MSFT", "AAPL"])  # no change, no signal
     s.set_date_range("2000-01-03", "2000-12-29")  # the same effective rows
     assert len(changed) == 1
-    for bad in (lambda: s.set_date_range("2001-01-01", "2000-01-01"), lambda: s.set_date_range("2000-01-01", "2000-01-03"),
-                lambda: s.set_assets([]), lambda: s.set_assets(["NOPE"]), lambda: s.set_date_range("tomorrow-ish")):
+    for bad in (
+        lambda: s.set_date_range("2001-01-01", "2000-01-01"),
+        lambda: s.set_date_range("2000-01-01", "2000-01-03"),
+        lambda: s.set_assets([]),
+        lambda: s.set_assets(["NOPE"]),
+        lambda: s.set_date_range("tomorrow-ish"),
+    ):
         with pytest.raises(ValueError):
             bad()
     assert len(changed) == 1 and s.assets == ["MSFT", "AAPL"]  # refused: the selection stays
@@ -286,8 +293,14 @@ def make_widgets():
 
 
 def values(ws):
-    return (ws["lookback"].value(), ws["threshold"].value(), ws["method"].currentText(), ws["use_stop"].isChecked(),
-            ws["name"].text(), ws["start"].date())
+    return (
+        ws["lookback"].value(),
+        ws["threshold"].value(),
+        ws["method"].currentText(),
+        ws["use_stop"].isChecked(),
+        ws["name"].text(),
+        ws["start"].date(),
+    )
 
 
 def test_settings_round_trip(qtbot, tmp_path):
@@ -309,8 +322,14 @@ def test_settings_round_trip(qtbot, tmp_path):
 def test_settings_skip_missing_and_invalid_values(qtbot, tmp_path):
     st = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
     st.beginGroup("tab")
-    for k, v in {"lookback": "abc", "threshold": "nan", "method": "removed_method", "use_stop": "maybe",
-                 "start": "2020-13-45", "name": "kept"}.items():
+    for k, v in {
+        "lookback": "abc",
+        "threshold": "nan",
+        "method": "removed_method",
+        "use_stop": "maybe",
+        "start": "2020-13-45",
+        "name": "kept",
+    }.items():
         st.setValue(k, v)
     st.endGroup()
     w = make_widgets()
@@ -358,13 +377,34 @@ def test_export_plot_png_and_svg(qtbot, tmp_path):
     from hft_lab.backends.results import OuFit
     from hft_lab.data.export import SessionItem, export_session, read_result_json, result_from_document
 
-    ou = OuFit(a=1.0, b=0.9, kappa=0.1, theta=10.0, sigma=0.5, half_life_bars=6.6, half_life_days=6.6, se_a=0.1,
-               se_b=0.01, se_kappa=0.01, se_half_life=0.7, r_squared=0.8, residual_std=0.5, mean_reverting=True,
-               hurst=0.3, n=100, r_squared_delta=0.05)
+    ou = OuFit(
+        a=1.0,
+        b=0.9,
+        kappa=0.1,
+        theta=10.0,
+        sigma=0.5,
+        half_life_bars=6.6,
+        half_life_days=6.6,
+        se_a=0.1,
+        se_b=0.01,
+        se_kappa=0.01,
+        se_half_life=0.7,
+        r_squared=0.8,
+        residual_std=0.5,
+        mean_reverting=True,
+        hurst=0.3,
+        n=100,
+        r_squared_delta=0.05,
+    )
     idx = export_session(tmp_path / "s", [SessionItem("Mean Reversion", {"ou": ou, "bt": None}, plots={"price": plot})])
     files = sorted(p.name for p in idx.parent.iterdir())
-    assert files == ["Mean_Reversion.json", "Mean_Reversion.ou.csv", "Mean_Reversion.ou.summary.csv",
-                     "Mean_Reversion.price.png", "index.json"]
+    assert files == [
+        "Mean_Reversion.json",
+        "Mean_Reversion.ou.csv",
+        "Mean_Reversion.ou.summary.csv",
+        "Mean_Reversion.price.png",
+        "index.json",
+    ]
     doc = read_result_json(idx.parent / "Mean_Reversion.json")
     assert doc["result_type"] == {"ou": "OuFit", "bt": None}
     back = result_from_document(doc)
@@ -372,9 +412,8 @@ def test_export_plot_png_and_svg(qtbot, tmp_path):
 
 
 def test_selection_dialog_applies_range_and_assets_to_the_store(qtbot):
-    from PySide6.QtCore import QDate, Qt
-
     from hft_lab.ui.selection_dialog import SelectionDialog
+    from PySide6.QtCore import QDate, Qt
 
     store = DatasetStore()
     d = SelectionDialog(store)
@@ -431,8 +470,10 @@ def test_layout_switch_rebuilds_the_price_choice(qtbot, tmp_path):
     assert b.args[0].dataset.assets == ["Open", "High", "Low", "Close", "Adj Close"]
     assert dlg.params()["price_columns"] is None and "Not prices: Volume" in dlg.price_hint.text()
     # the preview shows the used columns in bold
-    heads = {dlg.preview.horizontalHeaderItem(j).text(): dlg.preview.horizontalHeaderItem(j).font().bold()
-             for j in range(dlg.preview.columnCount())}
+    heads = {
+        dlg.preview.horizontalHeaderItem(j).text(): dlg.preview.horizontalHeaderItem(j).font().bold()
+        for j in range(dlg.preview.columnCount())
+    }
     assert heads == {"Date": True, "Open": True, "High": True, "Low": True, "Close": True, "Adj Close": True, "Volume": False}
     # checking Volume is allowed, with a warning
     item = dlg.price_item("Volume")

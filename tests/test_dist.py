@@ -20,9 +20,8 @@ import tarfile
 import time
 from pathlib import Path
 
-import pytest
-
 import hft_lab
+import pytest
 from hft_lab.backends import BackendConfig
 from hft_lab.backends.router import BackendRouter
 from hft_lab.data.samples import resources_dir
@@ -94,9 +93,8 @@ def test_desktop_entry():
 
 
 def test_app_icon_loads_from_resources(qapp):
-    from PySide6.QtSvg import QSvgRenderer
-
     from hft_lab.ui.about import app_icon
+    from PySide6.QtSvg import QSvgRenderer
 
     assert resources_dir() == RES
     svg = QSvgRenderer(str(RES / "icons" / "hft-lab.svg"))
@@ -112,7 +110,18 @@ def test_app_icon_loads_from_resources(qapp):
 
 def test_licenses_list_the_bundled_components():
     text = (RES / "LICENSES.md").read_text(encoding="utf-8")
-    for needle in ("LGPL-3.0", "PySide6", "pyqtgraph", "grpcio", "Apache-2.0", "protobuf", "NumPy", "pandas", "skfolio", "BSD-3-Clause"):
+    for needle in (
+        "LGPL-3.0",
+        "PySide6",
+        "pyqtgraph",
+        "grpcio",
+        "Apache-2.0",
+        "protobuf",
+        "NumPy",
+        "pandas",
+        "skfolio",
+        "BSD-3-Clause",
+    ):
         assert needle in text, needle
     assert "BSD 3-Clause" in (RES / "data" / "ATTRIBUTION.md").read_text(encoding="utf-8")
 
@@ -215,7 +224,9 @@ def bundle() -> Path:
     if os.environ.get("HFT_SKIP_DIST") == "1":
         pytest.skip("HFT_SKIP_DIST=1: not building the PyInstaller bundle")
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")}
-    p = subprocess.run(["make", "--no-print-directory", "dist-bundle"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    p = subprocess.run(
+        ["make", "--no-print-directory", "dist-bundle"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800
+    )
     if p.returncode != 0:
         pytest.fail(f"make dist-bundle failed (exit {p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
     print(p.stdout.strip().splitlines()[-1])  # the size line
@@ -250,11 +261,30 @@ def test_bundle_layout(bundle):
 @pytest.mark.slow
 def test_bundle_leaves_out_dev_tools_and_unused_qt(bundle):
     present = {p.name for p in INTERNAL.iterdir()}
-    for mod in ("scipy", "sklearn", "statsmodels", "hmmlearn", "cvxpy", "skfolio", "arch", "grpc_tools", "PyQt5", "PyQt6",
-                "PySide2", "matplotlib", "IPython", "tkinter", "pytest"):
+    for mod in (
+        "scipy",
+        "sklearn",
+        "statsmodels",
+        "hmmlearn",
+        "cvxpy",
+        "skfolio",
+        "arch",
+        "grpc_tools",
+        "PyQt5",
+        "PyQt6",
+        "PySide2",
+        "matplotlib",
+        "IPython",
+        "tkinter",
+        "pytest",
+    ):
         assert mod not in present, f"{mod} should not be in the bundle"
     qt = INTERNAL / "PySide6" / "Qt"
-    unwanted = [p.name for p in (qt / "lib").iterdir() if p.name.startswith(("libQt6Quick", "libQt6Qml", "libQt6WebEngine", "libQt63D", "libQt6Network", "libQt6Pdf"))]
+    unwanted = [
+        p.name
+        for p in (qt / "lib").iterdir()
+        if p.name.startswith(("libQt6Quick", "libQt6Qml", "libQt6WebEngine", "libQt63D", "libQt6Network", "libQt6Pdf"))
+    ]
     assert unwanted == []
     assert not (qt / "translations").exists() and not (qt / "qml").exists()
     # GNU readline (GPL-3.0) stays out; no symlink points at a library that was left out
@@ -270,14 +300,17 @@ def test_bundle_leaves_out_dev_tools_and_unused_qt(bundle):
 def test_bundle_smoke_in_a_clean_environment(bundle, tmp_path):
     grpcd = INTERNAL / "bin" / "grpcd"
     before = set(_pids_running(grpcd))  # (a bundle the user is running meanwhile is not ours)
-    p = subprocess.run([str(bundle / "hft-lab"), "--smoke"], env=_clean_env(tmp_path), cwd=tmp_path,
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [str(bundle / "hft-lab"), "--smoke"], env=_clean_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert p.returncode == 0, p.stdout + p.stderr[-3000:]
     report = _smoke_json(p.stdout)
     _check_smoke(report, frozen=True)
     assert Path(report["grpcd"]).resolve() == grpcd.resolve()  # the bundled server, not the repo's
-    print(f"bundle start-to-window {report['timing']['start_to_window_s']} s, "
-          f"start-to-both-results {report['timing']['start_to_done_s']} s")
+    print(
+        f"bundle start-to-window {report['timing']['start_to_window_s']} s, "
+        f"start-to-both-results {report['timing']['start_to_done_s']} s"
+    )
     # the app stopped its server on exit
     assert report["backends"]["grpc"]["pid"] not in before
     assert _wait_until(lambda: set(_pids_running(grpcd)) <= before, 10), f"grpcd left running: {_pids_running(grpcd)}"
@@ -287,9 +320,11 @@ def test_bundle_smoke_in_a_clean_environment(bundle, tmp_path):
 def test_bundled_grpcd_exits_when_the_app_is_killed(bundle, tmp_path):
     grpcd = INTERNAL / "bin" / "grpcd"
     before = set(_pids_running(grpcd))
-    app = subprocess.Popen([str(bundle / "hft-lab")], env=_clean_env(tmp_path), cwd=tmp_path,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    app = subprocess.Popen(
+        [str(bundle / "hft-lab")], env=_clean_env(tmp_path), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
+
         def children() -> set[int]:
             return set(_pids_running(grpcd)) - before
 

@@ -17,12 +17,10 @@ import time
 
 import numpy as np
 import pytest
-
-from hft_lab.backends import BackendConfig, BackendType, BackendUnavailable
+from hft_lab.backends import BackendConfig, BackendType
 from hft_lab.backends.grpc_backend import GrpcBackend
 from hft_lab.backends.router import BackendRouter
 from hft_lab.backends.server import GrpcdPathError, ServerManager, find_grpcd
-
 
 
 def alive(pid: int) -> bool:
@@ -92,8 +90,9 @@ def test_a_stopped_server_is_killed_on_stop():
 
 def test_a_grpc_timeout_is_retried_on_pyo3(grpc_manager, pyo3_backend):
     port = int(grpc_manager.address.rsplit(":", 1)[1])
-    router = BackendRouter(BackendConfig(backend_type=BackendType.GRPC, grpc_host="127.0.0.1", grpc_port=port,
-                                         call_timeout_s=0.001))
+    router = BackendRouter(
+        BackendConfig(backend_type=BackendType.GRPC, grpc_host="127.0.0.1", grpc_port=port, call_timeout_s=0.001)
+    )
     try:
         x = np.random.default_rng(0).normal(size=2_000_000)
         out, res = router.call("calculate_mean_reversion", x, lookback=10)
@@ -205,12 +204,10 @@ def test_ctrl_c_in_the_terminal_does_not_kill_grpcd_alone():
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_sigint_and_sigterm_quit_the_app_cleanly(tmp_path, sig):
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path), HOME=str(tmp_path),
-               BACKEND_TYPE="grpc")
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path), HOME=str(tmp_path), BACKEND_TYPE="grpc")
     env.pop("GRPC_HOST", None)
     env.pop("GRPC_PORT", None)
-    app = subprocess.Popen([sys.executable, "-m", "hft_lab"], stderr=subprocess.PIPE, env=env, text=True,
-                           start_new_session=True)
+    app = subprocess.Popen([sys.executable, "-m", "hft_lab"], stderr=subprocess.PIPE, env=env, text=True, start_new_session=True)
     pid = None
     try:
         deadline = time.monotonic() + 60

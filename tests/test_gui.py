@@ -7,11 +7,10 @@ import time
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings, QTimer
-
 from hft_lab.backends import BackendConfig, BackendType
 from hft_lab.backends.router import BackendRouter
 from hft_lab.ui.main_window import MainWindow
+from PySide6.QtCore import QSettings, QTimer
 
 pytestmark = pytest.mark.gui
 
@@ -205,7 +204,6 @@ def test_live_replay_pause_and_stop(qtbot, window):
 
 def _small_dataset(name="custom", assets=("AAA", "BBB"), n=600, seed=5):
     import pandas as pd
-
     from hft_lab.data.samples import Dataset
 
     r = np.random.default_rng(seed).normal(0, 0.01, (n, len(assets)))
@@ -277,8 +275,11 @@ def test_tab_parameters_are_restored(qtbot, router, settings):
 def test_sparse_spread_can_be_traded_in_mean_reversion(qtbot, window):
     window.set_backend(BackendType.PYO3)
     sp = window.sparse
-    sp.method.setCurrentIndex([sp.method.itemText(i) for i in range(sp.method.count())].index(
-        next(t for t in (sp.method.itemText(i) for i in range(sp.method.count())) if "asso" in t)))
+    sp.method.setCurrentIndex(
+        [sp.method.itemText(i) for i in range(sp.method.count())].index(
+            next(t for t in (sp.method.itemText(i) for i in range(sp.method.count())) if "asso" in t)
+        )
+    )
     with qtbot.waitSignal(sp.result_shown, timeout=60_000) as blocker:
         sp.run()
     assert blocker.args[0].ok, blocker.args[0].value

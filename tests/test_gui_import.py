@@ -17,13 +17,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from PySide6.QtCore import QPoint, QSettings, Qt, QTimer
-from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
-
 from hft_lab.backends import BackendConfig, BackendType
 from hft_lab.backends.router import BackendRouter
 from hft_lab.ui.import_dialog import ImportDialog
 from hft_lab.ui.main_window import MainWindow
+from PySide6.QtCore import QPoint, QSettings, Qt, QTimer
+from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
 pytestmark = pytest.mark.gui
 
@@ -380,7 +379,10 @@ def test_several_ohlcv_files_combine_into_one_dataset(qtbot, window, user, tmp_p
     expected = inner.copy()
     expected.index.name = "date"
     pd.testing.assert_frame_equal(ds.prices, expected, check_freq=False, rtol=1e-12)
-    assert window.dataset_label.text() == f"AAPL + JPM + XOM: 3 assets, 372 rows, {inner.index[0]:%Y-%m-%d} … {inner.index[-1]:%Y-%m-%d}"
+    assert (
+        window.dataset_label.text()
+        == f"AAPL + JPM + XOM: 3 assets, 372 rows, {inner.index[0]:%Y-%m-%d} … {inner.index[-1]:%Y-%m-%d}"
+    )
     assert [s for s in mr_sources(window) if s.startswith("Active")] == [f"Active dataset: {t}" for t in tickers]
     src = json.loads(settings.value("dataset/source"))
     assert src["path"] == [str(p) for p in paths] and src["params"]["nan_policy"] == "drop"

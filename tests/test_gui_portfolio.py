@@ -12,8 +12,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from PySide6.QtCore import QDate, QSettings, Qt
-
 from hft_lab.backends import BackendConfig, BackendType
 from hft_lab.backends.router import BackendRouter
 from hft_lab.data import Dataset
@@ -22,6 +20,7 @@ from hft_lab.data.store import DatasetStore
 from hft_lab.ui.settings import restore_widgets, save_widgets
 from hft_lab.ui.views.portfolio import SYNTHETIC, PortfolioView, active_label, asset_moments, synthetic_universe
 from hft_lab.ui.worker import TaskRunner
+from PySide6.QtCore import QDate, QSettings, Qt
 
 pytestmark = pytest.mark.gui
 
@@ -77,7 +76,10 @@ def test_max_sharpe_with_frontier_on_each_backend(qtbot, view, router, choice):
     for field in ("weights", "risk_contributions", "frontier_returns", "frontier_volatilities"):
         np.testing.assert_array_equal(getattr(res, field), getattr(ref, field), err_msg=field)
     assert (res.expected_return, res.volatility, res.sharpe, res.status) == (
-        ref.expected_return, ref.volatility, ref.sharpe, ref.status
+        ref.expected_return,
+        ref.volatility,
+        ref.sharpe,
+        ref.status,
     )
     assert tuple(res.asset_names) == tuple(view.selected_prices().columns) and len(res.weights) == 20
     assert res.weights.max() <= 0.4 + 1e-12
@@ -463,8 +465,7 @@ def test_the_store_selection_restricts_the_assets_and_clears_the_result(qtbot, s
 def test_another_dataset_refreshes_the_source(qtbot, sview, router, store):
     router.set_preferred(BackendType.PYO3)
     assert run_and_wait(qtbot, sview).ok
-    other = gbm_dataset("Other", n=400, assets=("X1", "X2", "X3", "X4"), seed=3,
-                        index=pd.bdate_range("2003-01-01", periods=400))
+    other = gbm_dataset("Other", n=400, assets=("X1", "X2", "X3", "X4"), seed=3, index=pd.bdate_range("2003-01-01", periods=400))
     store.set_dataset(other)
     assert sources(sview) == [active_label("Other"), SYNTHETIC]
     assert sview.asset_names() == ["X1", "X2", "X3", "X4"] and sview.result is None and not sview.runner.busy
@@ -543,8 +544,13 @@ def test_session_items(qtbot, sview, router, store, tmp_path):
 
     idx = export_session(tmp_path / "session", sview.session_items())
     names = {f.name for f in idx.parent.iterdir()}
-    assert {"portfolio.json", "portfolio.csv", "portfolio.frontier.png", "portfolio.weights.png",
-            "portfolio.risk_contributions.png"} <= names
+    assert {
+        "portfolio.json",
+        "portfolio.csv",
+        "portfolio.frontier.png",
+        "portfolio.weights.png",
+        "portfolio.risk_contributions.png",
+    } <= names
     # the view's own JSON carries the same description
     sview.export_json(str(tmp_path / "p.json"))
     doc = json.loads((tmp_path / "p.json").read_text())

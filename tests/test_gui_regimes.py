@@ -11,7 +11,6 @@ import threading
 import numpy as np
 import pandas as pd
 import pytest
-
 from hft_lab.backends import BackendConfig, BackendType
 from hft_lab.backends.router import BackendRouter
 from hft_lab.data import Dataset, regime_switching_returns
@@ -91,8 +90,15 @@ def test_a_run_on_each_backend_draws_the_direct_result(qtbot, view, router, choi
     assert out.backend_name == router.backend(choice).name
     r = view.result
     direct = router.backend(choice).run_hmm(view.observations, **view.params())
-    for f in ("means", "variances", "transition_matrix", "start_probabilities", "log_likelihood_history",
-              "posteriors", "viterbi_path"):
+    for f in (
+        "means",
+        "variances",
+        "transition_matrix",
+        "start_probabilities",
+        "log_likelihood_history",
+        "posteriors",
+        "viterbi_path",
+    ):
         np.testing.assert_array_equal(getattr(r, f), getattr(direct, f), err_msg=f)
     assert (r.log_likelihood, r.iterations, r.aic, r.bic) == (direct.log_likelihood, direct.iterations, direct.aic, direct.bic)
     k, t = r.n_states, len(view.observations)
@@ -132,7 +138,7 @@ def test_a_run_on_each_backend_draws_the_direct_result(qtbot, view, router, choi
     # stacked posteriors: every bin's probabilities add up to 1, the image is drawn
     edges, cum = view.posterior_columns(0, t, 100)
     np.testing.assert_allclose(cum[:, -1], 1.0, atol=1e-9)
-    np.testing.assert_allclose(cum[0, 0], r.posteriors[edges[0]:edges[1], 0].mean(), rtol=1e-12)
+    np.testing.assert_allclose(cum[0, 0], r.posteriors[edges[0] : edges[1], 0].mean(), rtol=1e-12)
     assert view._post_img.image is not None and view._post_img.image.shape[1] >= 1
 
     # transition heat map: the matrix and K*K labels
@@ -179,7 +185,9 @@ def test_cancel_mid_run(qtbot, view, router, choice, monkeypatch):
     assert view.cancel_button.isEnabled() and not view.run_button.isEnabled()
     qtbot.waitUntil(lambda: len(shown) >= 2, timeout=30_000)
     # the curve is drawn live while EM runs
-    qtbot.waitUntil(lambda: len(view._ll_curve.getData()[0] if view._ll_curve.getData()[0] is not None else []) >= 1, timeout=5_000)
+    qtbot.waitUntil(
+        lambda: len(view._ll_curve.getData()[0] if view._ll_curve.getData()[0] is not None else []) >= 1, timeout=5_000
+    )
     assert "iteration" in view.status.text()
     cancelled.set()
     view.cancel_button.click()
@@ -267,8 +275,15 @@ def test_sample_index_with_dates_and_annualisation(qtbot, view, router):
 # the active dataset (DatasetStore)
 # ---------------------------------------------------------------------------------------------
 
-HMM_FIELDS = ("means", "variances", "transition_matrix", "start_probabilities", "log_likelihood_history",
-              "posteriors", "viterbi_path")
+HMM_FIELDS = (
+    "means",
+    "variances",
+    "transition_matrix",
+    "start_probabilities",
+    "log_likelihood_history",
+    "posteriors",
+    "viterbi_path",
+)
 
 
 def gbm_dataset(name="Test GBM", n=800, assets=("AAA", "BBB", "CCC"), seed=11, index=None):
@@ -456,7 +471,11 @@ def test_session_items_and_exports_reproduce_the_run(qtbot, sview, router, store
 
     files = sview.export_csv(tmp_path / "regimes.csv")
     assert files[0].name == "regimes.csv" and {p.name for p in files} == {
-        "regimes.csv", "regimes.summary.csv", "regimes.means.csv", "regimes.log_likelihood_history.csv"}
+        "regimes.csv",
+        "regimes.summary.csv",
+        "regimes.means.csv",
+        "regimes.log_likelihood_history.csv",
+    }
     table = read_result_csv(tmp_path / "regimes.csv")
     np.testing.assert_array_equal(table["viterbi_path"], sview.result.viterbi_path)
     np.testing.assert_array_equal(table["posteriors"], sview.result.posteriors)
@@ -482,9 +501,8 @@ def test_session_items_and_exports_reproduce_the_run(qtbot, sview, router, store
 
 
 def test_settings_widgets_round_trip(qtbot, router, store, tmp_path):
-    from PySide6.QtCore import QSettings
-
     from hft_lab.ui.settings import restore_widgets, save_widgets
+    from PySide6.QtCore import QSettings
 
     a = RegimesView(TaskRunner(router), store)
     qtbot.addWidget(a)

@@ -10,8 +10,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from PySide6.QtCore import QSettings
-
 from hft_lab.backends import BackendConfig, BackendType
 from hft_lab.backends.router import BackendRouter
 from hft_lab.data import Dataset
@@ -20,6 +18,7 @@ from hft_lab.data.store import DatasetStore
 from hft_lab.ui.settings import restore_widgets, save_widgets
 from hft_lab.ui.views.sparse import SYNTHETIC, LogSpinBox, SparseView
 from hft_lab.ui.worker import TaskRunner
+from PySide6.QtCore import QSettings
 
 pytestmark = pytest.mark.gui
 
@@ -326,7 +325,13 @@ def test_export_json_and_csv_round_trip_and_session_items(qtbot, view, router, t
     assert back.asset_names == r.asset_names and back.target_index == r.target_index
     assert back.half_life == r.half_life and back.adf_statistic == r.adf_statistic
     assert doc["backend"] == out.backend_name
-    assert doc["parameters"] == {"method": "lasso", "lambda_param": 20.0, "target": "PEP", "tolerance": 1e-4, "max_iterations": 10_000}
+    assert doc["parameters"] == {
+        "method": "lasso",
+        "lambda_param": 20.0,
+        "target": "PEP",
+        "tolerance": 1e-4,
+        "max_iterations": 10_000,
+    }
     inputs = doc["inputs"]
     prices = view.selected_prices()
     assert inputs["assets"] == list(prices.columns) and inputs["rows"] == len(prices)

@@ -16,9 +16,7 @@ import warnings
 
 import numpy as np
 import pytest
-
 from hft_lab.backends import Cancelled
-
 
 # ---------------------------------------------------------------- data and references
 
@@ -52,15 +50,21 @@ def quantile_init(x, k):
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hmmlearn_fit(key, k, max_iter, tol, impl):
     from hmmlearn.hmm import GaussianHMM
 
     x = _DATA[key]
     init = quantile_init(x, k)
     m = GaussianHMM(
-        k, covariance_type="diag", covars_prior=0, init_params="", params="stmc",
-        tol=tol, n_iter=max_iter, implementation=impl,
+        k,
+        covariance_type="diag",
+        covars_prior=0,
+        init_params="",
+        params="stmc",
+        tol=tol,
+        n_iter=max_iter,
+        implementation=impl,
     )
     m.startprob_ = init["start_prob"].copy()
     m.transmat_ = init["transmat"].copy()
@@ -251,7 +255,10 @@ def test_in_process_cancel_stops_at_once(backends, synthetic):
     seen = []
     with pytest.raises(Cancelled):
         backends["pyo3"].run_hmm(
-            synthetic[0], n_states=3, max_iterations=500, tolerance=0.0,
+            synthetic[0],
+            n_states=3,
+            max_iterations=500,
+            tolerance=0.0,
             progress=lambda i, ll: seen.append(i) or i < 3,
         )
     assert seen == [1, 2, 3]
@@ -301,8 +308,12 @@ _X = np.random.default_rng(3).normal(0, 0.01, 100)
         # A chain that cannot leave a state that cannot produce the data.
         (
             _X,
-            {"n_states": 2, "init": _init2(start_prob=[1.0, 0.0], transmat=[[1.0, 0.0], [0.0, 1.0]],
-                                           means=[10.0, 0.0], variances=[1e-6, 1e-4])},
+            {
+                "n_states": 2,
+                "init": _init2(
+                    start_prob=[1.0, 0.0], transmat=[[1.0, 0.0], [0.0, 1.0]], means=[10.0, 0.0], variances=[1e-6, 1e-4]
+                ),
+            },
             "zero probability",
         ),
     ],
@@ -319,8 +330,16 @@ def test_backends_give_identical_results(backends, sp500_returns):
     kw = dict(n_states=3, max_iterations=200, tolerance=1e-7, n_restarts=2, seed=11)
     a = backends["pyo3"].run_hmm(sp500_returns, **kw)
     b = backends["grpc"].run_hmm(sp500_returns, **kw)
-    for f in ("means", "variances", "stds", "transition_matrix", "start_probabilities",
-              "log_likelihood_history", "posteriors", "viterbi_path"):
+    for f in (
+        "means",
+        "variances",
+        "stds",
+        "transition_matrix",
+        "start_probabilities",
+        "log_likelihood_history",
+        "posteriors",
+        "viterbi_path",
+    ):
         np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
     for f in ("log_likelihood", "iterations", "converged", "aic", "bic", "n_states"):
         assert getattr(a, f) == getattr(b, f), f

@@ -11,14 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
-
 from hft_lab.backends import BackendConfig
 from hft_lab.backends.errors import InputTypeError, ResourceLimitExceeded
 from hft_lab.backends.grpc_backend import GrpcBackend
-from hft_lab.backends.server import ServerManager
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,7 +65,16 @@ BAD_MATRICES = {
     "too few rows": MATRIX[:3],
 }
 BAD_REALS = {"None": None, "string": "2.0", "complex": 1 + 1j, "NaN": math.nan, "inf": math.inf, "list": [1.0], "bool": True}
-BAD_INTS = {"None": None, "negative": -1, "fraction": 1.5, "string": "5", "bool": True, "huge": 2**40, "NaN": math.nan, "complex": 2j}
+BAD_INTS = {
+    "None": None,
+    "negative": -1,
+    "fraction": 1.5,
+    "string": "5",
+    "bool": True,
+    "huge": 2**40,
+    "NaN": math.nan,
+    "complex": 2j,
+}
 BAD_STRINGS = {"None": None, "int": 5, "unknown": "nope", "empty": ""}
 
 
@@ -93,8 +100,11 @@ def _cases():
         add("mean_reversion", "prices", lab, lambda b, v=v: b.calculate_mean_reversion(**{**mr, "prices": v}))
     for lab, v in {**BAD_INTS, "one": 1, "longer than prices": 301}.items():
         add("mean_reversion", "lookback", lab, lambda b, v=v: b.calculate_mean_reversion(**{**mr, "lookback": v}))
-    for arg, extra in (("threshold", {"zero": 0.0}), ("exit_threshold", {"above entry": 5.0}),
-                       ("stop_threshold", {"below entry": 1.0})):
+    for arg, extra in (
+        ("threshold", {"zero": 0.0}),
+        ("exit_threshold", {"above entry": 5.0}),
+        ("stop_threshold", {"below entry": 1.0}),
+    ):
         bad = {**BAD_REALS, **extra}
         if arg == "stop_threshold":
             bad = _no_none(bad)
@@ -132,8 +142,12 @@ def _cases():
     # HMM
     for lab, v in BAD_VECTORS.items():
         add("run_hmm", "observations", lab, lambda b, v=v: b.run_hmm(v, n_states=2))
-    for arg, extra in (("n_states", {"zero": 0, "too many": 1000}), ("max_iterations", {"zero": 0}),
-                       ("n_restarts", {"too many": 10**6}), ("seed", {})):
+    for arg, extra in (
+        ("n_states", {"zero": 0, "too many": 1000}),
+        ("max_iterations", {"zero": 0}),
+        ("n_restarts", {"too many": 10**6}),
+        ("seed", {}),
+    ):
         for lab, v in {**BAD_INTS, **extra}.items():
             add("run_hmm", arg, lab, lambda b, a=arg, v=v: b.run_hmm(OBS, **{"n_states": 2, a: v}))
     for lab, v in {**_no_none(BAD_REALS), "negative": -1.0}.items():
@@ -172,18 +186,25 @@ def _cases():
     }.items():
         method = "risk_parity" if "risk_budgets" in lab else "min_variance"
         add("optimize_portfolio", "parameters", lab, lambda b, p=params, m=method: b.optimize_portfolio(MATRIX, m, p))
-    add("optimize_portfolio", "asset_names", "wrong count", lambda b: b.optimize_portfolio(MATRIX, "min_variance", asset_names=["a"]))
+    add(
+        "optimize_portfolio",
+        "asset_names",
+        "wrong count",
+        lambda b: b.optimize_portfolio(MATRIX, "min_variance", asset_names=["a"]),
+    )
     # sparse
     for lab, v in BAD_MATRICES.items():
         add("sparse", "prices", lab, lambda b, v=v: b.calculate_sparse_portfolio(v, target=0))
     for lab, v in BAD_STRINGS.items():
         add("sparse", "method", lab, lambda b, v=v: b.calculate_sparse_portfolio(MATRIX, v, target=0))
-    for arg, extra in (("lambda_param", {"negative": -1.0}), ("alpha", {"above 1": 1.5}),
-                       ("tolerance", {"zero": 0.0})):
+    for arg, extra in (("lambda_param", {"negative": -1.0}), ("alpha", {"above 1": 1.5}), ("tolerance", {"zero": 0.0})):
         for lab, v in {**BAD_REALS, **extra}.items():
             add("sparse", arg, lab, lambda b, a=arg, v=v: b.calculate_sparse_portfolio(MATRIX, "elastic_net", target=0, **{a: v}))
-    for arg, extra in (("target", {"out of range": 99, "unknown name": "zzz"}), ("k", {"one": 1, "too big": 9}),
-                       ("max_iterations", {"zero": 0})):
+    for arg, extra in (
+        ("target", {"out of range": 99, "unknown name": "zzz"}),
+        ("k", {"one": 1, "too big": 9}),
+        ("max_iterations", {"zero": 0}),
+    ):
         bad = {**BAD_INTS, **extra}
         if arg in ("target", "k"):
             bad = _no_none(bad)
@@ -194,11 +215,22 @@ def _cases():
     # lambda path
     for lab, v in BAD_MATRICES.items():
         add("lambda_path", "prices", lab, lambda b, v=v: b.sparse_lambda_path(v))
-    for lab, v in {"string": "abc", "scalar": 0.1, "NaN": [math.nan], "negative": [-1.0], "empty": [],
-                   "complex": [1j], "None inside": [0.1, None], "too many": np.full(1001, 0.1)}.items():
+    for lab, v in {
+        "string": "abc",
+        "scalar": 0.1,
+        "NaN": [math.nan],
+        "negative": [-1.0],
+        "empty": [],
+        "complex": [1j],
+        "None inside": [0.1, None],
+        "too many": np.full(1001, 0.1),
+    }.items():
         add("lambda_path", "lambdas", lab, lambda b, v=v: b.sparse_lambda_path(MATRIX, lambdas=v))
-    for arg, extra in (("target", {"out of range": 99}), ("n_lambdas", {"zero": 0, "too many": 1001}),
-                       ("max_iterations", {"zero": 0})):
+    for arg, extra in (
+        ("target", {"out of range": 99}),
+        ("n_lambdas", {"zero": 0, "too many": 1001}),
+        ("max_iterations", {"zero": 0}),
+    ):
         bad = _no_none(BAD_INTS) if arg == "target" else BAD_INTS
         for lab, v in {**bad, **extra}.items():
             add("lambda_path", arg, lab, lambda b, a=arg, v=v: b.sparse_lambda_path(MATRIX, **{a: v}))
@@ -260,8 +292,11 @@ def test_matrix_every_bad_input_is_a_clear_error_on_both_backends(matrix_outcome
 
 
 def test_matrix_errors_are_identical_on_both_backends(matrix_outcomes):
-    diff = {cid: (matrix_outcomes["pyo3"][cid], matrix_outcomes["grpc"][cid])
-            for cid, _ in CASES if matrix_outcomes["pyo3"][cid] != matrix_outcomes["grpc"][cid]}
+    diff = {
+        cid: (matrix_outcomes["pyo3"][cid], matrix_outcomes["grpc"][cid])
+        for cid, _ in CASES
+        if matrix_outcomes["pyo3"][cid] != matrix_outcomes["grpc"][cid]
+    }
     assert not diff, diff
 
 
@@ -303,9 +338,11 @@ def test_budget_errors_name_the_need_with_the_same_text(backends, call):
             fns[call](b)
         msgs[name] = str(e.value)
     assert msgs["pyo3"] == msgs["grpc"]
-    what = {"sparse": "this lasso needs ~32.4 GB for a 60000 × 60000 Gram matrix (10 × 60000 prices)",
-            "path": "this lambda path needs ~32.4 GB for a 60000 × 60000 Gram matrix",
-            "stream": "this live stream needs ~17.2 GB for a 2147483647-price rolling window"}[call]
+    what = {
+        "sparse": "this lasso needs ~32.4 GB for a 60000 × 60000 Gram matrix (10 × 60000 prices)",
+        "path": "this lambda path needs ~32.4 GB for a 60000 × 60000 Gram matrix",
+        "stream": "this live stream needs ~17.2 GB for a 2147483647-price rolling window",
+    }[call]
     assert msgs["pyo3"].startswith(what), msgs["pyo3"]
     assert "the memory limit is" in msgs["pyo3"]
     assert backends["grpc"].health() == "SERVING"
@@ -327,8 +364,12 @@ def test_budget_is_configurable_on_both_backends(tmp_path):
             _rustcore.set_memory_limit("lots")
     finally:
         _rustcore.set_memory_limit(old)
-    proc = subprocess.Popen([str(ROOT / "target/release/grpcd"), "--port", "0", "--memory-limit", "64M"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(ROOT / "target/release/grpcd"), "--port", "0", "--memory-limit", "64M"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         import json
 
@@ -344,14 +385,18 @@ def test_budget_is_configurable_on_both_backends(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
-    bad = subprocess.run([str(ROOT / "target/release/grpcd"), "--memory-limit", "lots"], capture_output=True, text=True, timeout=10)
+    bad = subprocess.run(
+        [str(ROOT / "target/release/grpcd"), "--memory-limit", "lots"], capture_output=True, text=True, timeout=10
+    )
     assert bad.returncode == 2 and "--memory-limit" in bad.stderr
 
 
 def test_invalid_memory_variable_makes_pyo3_unavailable_with_the_reason():
-    code = ("from hft_lab.backends.pyo3_backend import Pyo3Backend\n"
-            "b = Pyo3Backend(); print(b.is_available())\n"
-            "try:\n    b.echo([1.0])\nexcept Exception as e:\n    print(type(e).__name__, e)\n")
+    code = (
+        "from hft_lab.backends.pyo3_backend import Pyo3Backend\n"
+        "b = Pyo3Backend(); print(b.is_available())\n"
+        "try:\n    b.echo([1.0])\nexcept Exception as e:\n    print(type(e).__name__, e)\n"
+    )
     env = {**__import__("os").environ, "HFT_LAB_MEMORY_LIMIT": "lots"}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert "False" in r.stdout and "HFT_LAB_MEMORY_LIMIT" in r.stdout, r.stdout + r.stderr
@@ -423,11 +468,19 @@ def test_any_array_is_either_the_same_result_or_the_same_error(backends, data):
         elems = st.one_of(st.floats(-1e6, 1e6, width=w), st.sampled_from([math.nan, math.inf, -math.inf]))
         x = data.draw(hnp.arrays(dtype, shape, elements=elems))
     elif dtype is object:
-        x = np.array(data.draw(st.lists(st.one_of(st.none(), st.floats(0, 1), st.text(max_size=2)), min_size=1, max_size=20)), dtype=object)
+        x = np.array(
+            data.draw(st.lists(st.one_of(st.none(), st.floats(0, 1), st.text(max_size=2)), min_size=1, max_size=20)), dtype=object
+        )
     else:  # built from a drawn seed: hypothesis' own element strategies are slow for these dtypes
         g = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
         v = 100 + g.standard_normal(shape).cumsum(axis=-1) if len(shape) else np.float64(g.standard_normal())
-        x = (v + 1j * v) if dtype == np.complex128 else (np.asarray(v) > 100) if dtype == np.bool_ else np.asarray(v).astype(dtype)
+        x = (
+            (v + 1j * v)
+            if dtype == np.complex128
+            else (np.asarray(v) > 100)
+            if dtype == np.bool_
+            else np.asarray(v).astype(dtype)
+        )
     lookback = data.draw(st.integers(2, 12))
     results = {}
     for name, b in backends.items():
@@ -445,7 +498,11 @@ def test_any_array_is_either_the_same_result_or_the_same_error(backends, data):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(batches=st.lists(st.lists(st.one_of(st.floats(90, 110), st.just(math.nan), st.just(math.inf)), max_size=8), min_size=1, max_size=8))
+@given(
+    batches=st.lists(
+        st.lists(st.one_of(st.floats(90, 110), st.just(math.nan), st.just(math.inf)), max_size=8), min_size=1, max_size=8
+    )
+)
 def test_stream_batches_property(backends, batches):
     """Any sequence of good and bad batches: bad ones are refused with the same text, good ones
     continue the stream; both backends give the same ticks as the batch call on the good data."""
@@ -481,7 +538,7 @@ def test_short_protobuf_fuzz_gives_no_crash():
 
 
 def test_a_cancelled_token_stops_ou_and_backtest_on_both_backends(backend):
-    from hft_lab.backends import CancelToken, Cancelled
+    from hft_lab.backends import Cancelled, CancelToken
 
     tok = CancelToken()
     tok.cancel()
@@ -503,8 +560,12 @@ def test_stream_windows_stay_reserved_while_the_streams_live():
 
     lb = 5_000_000
     old = _rustcore.memory_limit()
-    proc = subprocess.Popen([str(ROOT / "target/release/grpcd"), "--port", "0", "--memory-limit", "64M"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(ROOT / "target/release/grpcd"), "--port", "0", "--memory-limit", "64M"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         _rustcore.set_memory_limit("64M")
         port = json.loads(proc.stdout.readline())["port"]
@@ -526,7 +587,10 @@ def test_stream_windows_stay_reserved_while_the_streams_live():
             else:
                 pytest.fail(f"{b.name}: the window was not released after close()")
         assert msgs[0] == msgs[1]
-        assert "this live stream needs ~40.0 MB for a 5000000-price rolling window; the memory limit is 67.1 MB and 40.0 MB is held by other running calls" in msgs[0]
+        assert (
+            "this live stream needs ~40.0 MB for a 5000000-price rolling window; "
+            "the memory limit is 67.1 MB and 40.0 MB is held by other running calls" in msgs[0]
+        )
         g.close()
     finally:
         _rustcore.set_memory_limit(old)

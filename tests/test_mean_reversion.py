@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from hft_lab.backends import Cancelled, CancelToken
 
 

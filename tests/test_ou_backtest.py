@@ -21,12 +21,43 @@ import statsmodels.api as sm
 
 LN2 = np.log(2.0)
 
-OU_FIELDS = ("a", "b", "kappa", "theta", "sigma", "half_life_bars", "half_life_days", "se_a", "se_b",
-             "se_kappa", "se_half_life", "r_squared", "residual_std", "mean_reverting", "hurst", "n",
-             "r_squared_delta")
-BT_FIELDS = ("equity", "returns", "drawdown", "total_return", "annual_return", "annual_volatility",
-             "sharpe", "sortino", "max_drawdown", "n_trades", "win_rate", "avg_holding_bars",
-             "trade_entries", "trade_exits", "trade_directions", "trade_pnls")
+OU_FIELDS = (
+    "a",
+    "b",
+    "kappa",
+    "theta",
+    "sigma",
+    "half_life_bars",
+    "half_life_days",
+    "se_a",
+    "se_b",
+    "se_kappa",
+    "se_half_life",
+    "r_squared",
+    "residual_std",
+    "mean_reverting",
+    "hurst",
+    "n",
+    "r_squared_delta",
+)
+BT_FIELDS = (
+    "equity",
+    "returns",
+    "drawdown",
+    "total_return",
+    "annual_return",
+    "annual_volatility",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "n_trades",
+    "win_rate",
+    "avg_holding_bars",
+    "trade_entries",
+    "trade_exits",
+    "trade_directions",
+    "trade_pnls",
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -66,15 +97,29 @@ def ref_ou(x, dt=1.0, bars_per_day=1.0):
     a, b = res.params
     se_a, se_b = res.bse
     res_d = sm.OLS(np.diff(x), sm.add_constant(x[:-1])).fit()
-    out = dict(a=a, b=b, se_a=se_a, se_b=se_b, r_squared=res.rsquared, r_squared_delta=res_d.rsquared,
-               residual_std=np.sqrt(res.scale), n=len(x), mean_reverting=bool(0 < b < 1),
-               hurst=ref_hurst_rs(np.diff(x)))
+    out = dict(
+        a=a,
+        b=b,
+        se_a=se_a,
+        se_b=se_b,
+        r_squared=res.rsquared,
+        r_squared_delta=res_d.rsquared,
+        residual_std=np.sqrt(res.scale),
+        n=len(x),
+        mean_reverting=bool(0 < b < 1),
+        hurst=ref_hurst_rs(np.diff(x)),
+    )
     if 0 < b < 1:
         kappa = -np.log(b) / dt
-        out.update(theta=a / (1 - b), kappa=kappa, se_kappa=se_b / (b * dt),
-                   sigma=np.sqrt(res.scale) * np.sqrt(2 * kappa / (1 - b * b)),
-                   half_life_bars=LN2 / -np.log(b), half_life_days=LN2 / -np.log(b) / bars_per_day,
-                   se_half_life=se_b * LN2 / (b * np.log(b) ** 2))
+        out.update(
+            theta=a / (1 - b),
+            kappa=kappa,
+            se_kappa=se_b / (b * dt),
+            sigma=np.sqrt(res.scale) * np.sqrt(2 * kappa / (1 - b * b)),
+            half_life_bars=LN2 / -np.log(b),
+            half_life_days=LN2 / -np.log(b) / bars_per_day,
+            se_half_life=se_b * LN2 / (b * np.log(b) ** 2),
+        )
     return out
 
 
@@ -111,14 +156,23 @@ def ref_backtest(prices, positions, cost_bps=0.0, periods_per_year=252):
     pnls = np.array(pnls, float)
     hold = np.array(exits) - np.array(entries)
     return dict(
-        equity=eq, returns=r, drawdown=dd, total_return=eq[-1] - 1.0,
+        equity=eq,
+        returns=r,
+        drawdown=dd,
+        total_return=eq[-1] - 1.0,
         annual_return=eq[-1] ** (periods_per_year / n) - 1.0 if eq[-1] > 0 else -1.0,
-        annual_volatility=std * sq, sharpe=ratio(mean, std) * sq, sortino=ratio(mean, down) * sq,
-        max_drawdown=0.0 - dd.min(), n_trades=len(pnls),
+        annual_volatility=std * sq,
+        sharpe=ratio(mean, std) * sq,
+        sortino=ratio(mean, down) * sq,
+        max_drawdown=0.0 - dd.min(),
+        n_trades=len(pnls),
         win_rate=float((pnls > 0).mean()) if len(pnls) else 0.0,
         avg_holding_bars=float(hold.mean()) if len(pnls) else 0.0,
-        trade_entries=np.array(entries, np.int64), trade_exits=np.array(exits, np.int64),
-        trade_directions=np.array(dirs, np.int64), trade_pnls=pnls)
+        trade_entries=np.array(entries, np.int64),
+        trade_exits=np.array(exits, np.int64),
+        trade_directions=np.array(dirs, np.int64),
+        trade_pnls=pnls,
+    )
 
 
 def ou_path(n, b, theta, sd, seed):
@@ -152,8 +206,20 @@ def assert_ou_matches(fit, ref, rtol=1e-8):
 def assert_bt_matches(bt, ref, rtol=1e-12):
     for k in ("n_trades", "trade_entries", "trade_exits", "trade_directions"):
         np.testing.assert_array_equal(np.asarray(getattr(bt, k)), ref[k], err_msg=k)
-    for k in ("equity", "returns", "drawdown", "total_return", "annual_return", "annual_volatility",
-              "sharpe", "sortino", "max_drawdown", "win_rate", "avg_holding_bars", "trade_pnls"):
+    for k in (
+        "equity",
+        "returns",
+        "drawdown",
+        "total_return",
+        "annual_return",
+        "annual_volatility",
+        "sharpe",
+        "sortino",
+        "max_drawdown",
+        "win_rate",
+        "avg_holding_bars",
+        "trade_pnls",
+    ):
         np.testing.assert_allclose(getattr(bt, k), ref[k], rtol=rtol, atol=1e-15, err_msg=k)
 
 

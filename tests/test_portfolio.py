@@ -99,7 +99,7 @@ def cvx_risk_parity(sigma, budgets):
     return x.value / x.value.sum()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reference(key, method, returns="simple", covariance="sample", lo=0.0, hi=1.0, rf=0.02):
     mu, sigma = moments(_DATA[key], returns, 252.0, covariance)
     if method == "min_variance":

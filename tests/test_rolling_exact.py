@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from test_mean_reversion import reference_signals
 
 ENTRY, EXIT, STOP = 1.5, 0.25, 3.0

@@ -15,8 +15,6 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from hft_lab._proto.hftlab.v1 import hftlab_pb2 as pb
 from hft_lab.backends import BackendConfig, BackendType, BackendUnavailable
 from hft_lab.backends.grpc_backend import GrpcBackend
@@ -83,11 +81,28 @@ def tls_files(tmp_path_factory):
     cert, key = d / "cert.pem", d / "key.pem"
     subprocess.run(
         [
-            openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-addext", "basicConstraints=critical,CA:FALSE",
-            "-addext", "extendedKeyUsage=serverAuth",
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-addext",
+            "extendedKeyUsage=serverAuth",
         ],
         check=True,
         capture_output=True,
@@ -107,12 +122,20 @@ def secure_server(tls_files):
 
 def secure_config(port: int, cert: Path, token: str | None = TOKEN, **kw) -> BackendConfig:
     return BackendConfig(
-        backend_type=BackendType.GRPC, grpc_host="127.0.0.1", grpc_port=port, tls=True, tls_ca=str(cert), token=token,
-        quick_timeout_s=5, call_timeout_s=30, **kw,
+        backend_type=BackendType.GRPC,
+        grpc_host="127.0.0.1",
+        grpc_port=port,
+        tls=True,
+        tls_ca=str(cert),
+        token=token,
+        quick_timeout_s=5,
+        call_timeout_s=30,
+        **kw,
     )
 
 
 # ---- TLS + token ----
+
 
 def test_tls_with_the_right_token_gives_the_same_numbers_as_pyo3(secure_server, tls_files, pyo3_backend):
     assert secure_server.listening["tls"] is True and secure_server.listening["auth"] is True
@@ -155,9 +178,26 @@ def test_plaintext_client_cannot_talk_to_the_tls_server(secure_server):
 def test_tls_client_rejects_a_certificate_it_does_not_trust(secure_server, tmp_path):
     other = tmp_path / "other.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-keyout", str(tmp_path / "k.pem"), "-out", str(other), "-days", "1", "-subj", "/CN=localhost"],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(tmp_path / "k.pem"),
+            "-out",
+            str(other),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ],
+        check=True,
+        capture_output=True,
     )
     b = GrpcBackend(secure_config(secure_server.port, other))
     with pytest.raises(BackendUnavailable):
@@ -188,8 +228,9 @@ def test_plaintext_to_a_non_loopback_host_is_refused_and_calls_fall_back():
 
 def test_security_settings_from_the_environment(tls_files, tmp_path):
     cert, _, token_file = tls_files
-    c = BackendConfig.from_env({"GRPC_HOST": "gpu-box.lan", "GRPC_PORT": "50051", "GRPC_TLS_CA": str(cert),
-                                "GRPC_TOKEN_FILE": str(token_file)})
+    c = BackendConfig.from_env(
+        {"GRPC_HOST": "gpu-box.lan", "GRPC_PORT": "50051", "GRPC_TLS_CA": str(cert), "GRPC_TOKEN_FILE": str(token_file)}
+    )
     assert c.use_tls and c.tls_ca == str(cert) and c.token == TOKEN and c.plaintext_refusal() is None
     assert TOKEN not in repr(c)
     c = BackendConfig.from_env({"GRPC_HOST": "gpu-box.lan", "GRPC_PORT": "50051", "GRPC_TLS": "1", "GRPC_TOKEN": "abc"})
@@ -208,6 +249,7 @@ def test_security_settings_from_the_environment(tls_files, tmp_path):
 
 
 # ---- grpcd's own rules ----
+
 
 @pytest.mark.parametrize(
     "args,message",
@@ -281,6 +323,7 @@ def test_reflection_is_off_by_default_and_on_with_the_flag():
 
 # ---- every RPC is logged ----
 
+
 def test_every_rpc_is_logged_with_its_code_and_time():
     s = Grpcd()
     b = GrpcBackend(BackendConfig(quick_timeout_s=5), address=s.address)
@@ -333,14 +376,22 @@ def test_unauthenticated_calls_are_logged_with_the_peer(tls_files):
 
 # ---- limits: concurrency, load shedding, memory budget ----
 
+
 def _hold_a_slot(address: str):
     """A long RunHmm (tolerance 0, many iterations) whose first progress message proves it runs."""
     ch = grpc.insecure_channel(address)
-    call = ch.unary_stream("/hftlab.v1.HftLab/RunHmm", request_serializer=pb.HmmRequest.SerializeToString,
-                           response_deserializer=pb.HmmUpdate.FromString)
+    call = ch.unary_stream(
+        "/hftlab.v1.HftLab/RunHmm",
+        request_serializer=pb.HmmRequest.SerializeToString,
+        response_deserializer=pb.HmmUpdate.FromString,
+    )
     obs = np.random.default_rng(1).normal(size=20_000)
-    it = call(pb.HmmRequest(observations=pb.Vector(data=obs.astype("<f8").tobytes()), n_states=4,
-                            max_iterations=1_000_000, tolerance=0.0), timeout=60)
+    it = call(
+        pb.HmmRequest(
+            observations=pb.Vector(data=obs.astype("<f8").tobytes()), n_states=4, max_iterations=1_000_000, tolerance=0.0
+        ),
+        timeout=60,
+    )
     first = next(it)
     assert first.WhichOneof("kind") == "progress"
     return ch, it
@@ -352,8 +403,11 @@ def test_load_shedding_when_every_slot_is_busy_and_fallback_to_pyo3():
     router = BackendRouter(BackendConfig(backend_type=BackendType.GRPC, grpc_host="127.0.0.1", grpc_port=s.port))
     try:
         b = GrpcBackend(BackendConfig(quick_timeout_s=5), address=s.address)
-        with pytest.raises(BackendUnavailable, match=r"grpcd is overloaded: 1 calls running and 0 waiting "
-                                                     r"\(--max-concurrent 1, --max-queue 0\); try again later"):
+        with pytest.raises(
+            BackendUnavailable,
+            match=r"grpcd is overloaded: 1 calls running and 0 waiting "
+            r"\(--max-concurrent 1, --max-queue 0\); try again later",
+        ):
             b.info()
         # health still answers under load (it is not limited)
         assert b.health() == "SERVING"
@@ -420,9 +474,12 @@ def test_a_request_beyond_the_memory_budget_is_resource_exhausted():
     b = GrpcBackend(BackendConfig(quick_timeout_s=5), address=s.address)
     try:
         np.testing.assert_array_equal(b.echo(np.arange(1000.0)), np.arange(1000.0))  # 8 kB: fits
-        with pytest.raises(ValueError, match=r"this Echo request is 1\.0 MiB; handling it needs ~4\.0 MiB of server "
-                                             r"memory \(4x the request\), more than grpcd's request-memory budget of "
-                                             r"1\.0 MiB \(--memory-budget-mb\)"):
+        with pytest.raises(
+            ValueError,
+            match=r"this Echo request is 1\.0 MiB; handling it needs ~4\.0 MiB of server "
+            r"memory \(4x the request\), more than grpcd's request-memory budget of "
+            r"1\.0 MiB \(--memory-budget-mb\)",
+        ):
             b.echo(np.zeros(131_072))
         assert b.health() == "SERVING"
         np.testing.assert_array_equal(b.echo([5.0]), [5.0])  # permits were given back
@@ -485,11 +542,14 @@ def _push_ok(b) -> bool:
         st.close()
 
 
-@pytest.mark.parametrize("flag,value,message", [
-    ("--max-concurrent", "0", "--max-concurrent must be a number from 1 to 4096, got '0'"),
-    ("--memory-budget-mb", "x", "--memory-budget-mb must be a number from 1"),
-    ("--max-streams", "-1", "--max-streams must be a number from 1"),
-])
+@pytest.mark.parametrize(
+    "flag,value,message",
+    [
+        ("--max-concurrent", "0", "--max-concurrent must be a number from 1 to 4096, got '0'"),
+        ("--memory-budget-mb", "x", "--memory-budget-mb must be a number from 1"),
+        ("--max-streams", "-1", "--max-streams must be a number from 1"),
+    ],
+)
 def test_bad_limit_flags_are_clear_errors(flag, value, message):
     p = subprocess.run([str(find_grpcd()), flag, value], capture_output=True, timeout=10)
     assert p.returncode == 2 and message in p.stderr.decode()
@@ -497,11 +557,11 @@ def test_bad_limit_flags_are_clear_errors(flag, value, message):
 
 # ---- the status bar ----
 
+
 @pytest.mark.gui
 def test_status_bar_shows_a_lock_for_tls_and_a_warning_when_insecure(qtbot, tmp_path, secure_server, tls_files):
-    from PySide6.QtCore import QSettings
-
     from hft_lab.ui.main_window import MainWindow
+    from PySide6.QtCore import QSettings
 
     settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
     cases = [

@@ -15,7 +15,6 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from hft_lab.backends import BackendConfig, BackendType, BackendUnavailable
 from hft_lab.backends.grpc_backend import GrpcBackend
 from hft_lab.backends.router import BackendRouter

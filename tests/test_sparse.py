@@ -73,7 +73,7 @@ def data(key, sp500=None):
     return _DATA[key]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def sk_fit(key, target, lam, l1_ratio):
     from sklearn.linear_model import ElasticNet
 
@@ -442,7 +442,17 @@ def test_backends_identical(backends, sp500_stocks, kwargs):
     b = backends["grpc"].calculate_sparse_portfolio(sp500_stocks, **kwargs)
     for field in ("weights", "spread", "adf_critical_values"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
-    for field in ("method", "asset_names", "target_index", "intercept", "nonzero", "half_life", "adf_statistic", "objective", "iterations"):
+    for field in (
+        "method",
+        "asset_names",
+        "target_index",
+        "intercept",
+        "nonzero",
+        "half_life",
+        "adf_statistic",
+        "objective",
+        "iterations",
+    ):
         assert getattr(a, field) == getattr(b, field), field
     pa = backends["pyo3"].sparse_lambda_path(sp500_stocks, target=1, n_lambdas=5)
     pb = backends["grpc"].sparse_lambda_path(sp500_stocks, target=1, n_lambdas=5)
@@ -466,11 +476,14 @@ def test_target_by_name(backend, sp500_stocks):
         backend.calculate_sparse_portfolio(p, method="lasso", target="XYZ")
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(n_lambdas=0), "n_lambdas must be between 1 and 1000, got 0"),
-    (dict(n_lambdas=10**7), "n_lambdas must be between 1 and 1000, got 10000000"),
-    (dict(lambdas=np.linspace(0.1, 1, 1001)), "lambdas has 1001 values: at most 1000 are allowed"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(n_lambdas=0), "n_lambdas must be between 1 and 1000, got 0"),
+        (dict(n_lambdas=10**7), "n_lambdas must be between 1 and 1000, got 10000000"),
+        (dict(lambdas=np.linspace(0.1, 1, 1001)), "lambdas has 1001 values: at most 1000 are allowed"),
+    ],
+)
 def test_absurd_path_sizes_are_refused(backend, sp500_stocks, kwargs, match):
     with pytest.raises(ValueError, match=match):
         backend.sparse_lambda_path(sp500_stocks.iloc[:300], target=0, **kwargs)
@@ -490,7 +503,9 @@ def test_adf_autolag_matches_statsmodels(backends, sp500_stocks, autolag, method
     r = res["pyo3"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # adfuller's return type is changing
-        stat, _, lag, _, _, _ = adfuller(np.asarray(r.spread), regression="c", autolag={"aic": "AIC", "bic": "BIC"}.get(autolag, autolag))
+        stat, _, lag, _, _, _ = adfuller(
+            np.asarray(r.spread), regression="c", autolag={"aic": "AIC", "bic": "BIC"}.get(autolag, autolag)
+        )
     assert r.adf_lag == lag
     assert r.adf_statistic == pytest.approx(stat, rel=1e-9)
     assert (r.adf_lag, r.adf_statistic) == (res["grpc"].adf_lag, res["grpc"].adf_statistic)

@@ -12,25 +12,30 @@ import numpy as np
 import pandas as pd
 import pyqtgraph as pg
 import pytest
-from PySide6.QtCore import QPoint, QSettings, Qt, QTimer
-from PySide6.QtGui import QImage
-from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication, QDialog, QFileDialog, QMenu, QMessageBox
-
 from hft_lab.backends import BackendConfig, BackendType
 from hft_lab.backends.router import BackendRouter
 from hft_lab.bench import runner as br
 from hft_lab.ui.main_window import MainWindow
 from hft_lab.ui.plots import LabPlot
 from hft_lab.ui.views.sparse import adf_verdict
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtGui import QImage
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication, QDialog, QFileDialog, QMenu, QMessageBox
 
 pytestmark = pytest.mark.gui
 
 TINY_BENCH = br.BenchConfig(
     operations=["echo", "mean_reversion"],
     sizes={"echo": ["16"], "mean_reversion": ["1k"]},
-    calls=10, min_calls=3, warmup=1, cell_seconds=0.05, concurrency=[1, 2], concurrency_seconds=0.05,
-    references=True, sections=[],
+    calls=10,
+    min_calls=3,
+    warmup=1,
+    cell_seconds=0.05,
+    concurrency=[1, 2],
+    concurrency_seconds=0.05,
+    references=True,
+    sections=[],
 )
 
 
@@ -74,10 +79,12 @@ def click_and_wait(qtbot, signal, button, timeout=120_000):
 
 def save_to(monkeypatch, path):
     """Answer the next save dialogs with `path` (a callable gets the suggested name)."""
+
     def fake(parent, title, start, filters, *a, **k):
         fake.starts.append(start)
         p = path(start) if callable(path) else path
         return str(p), filters.split(";;")[0]
+
     fake.starts = []
     monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(fake))
     return fake
@@ -268,8 +275,16 @@ def test_layout_fits_and_actions_stay_visible(qtbot, window, size):
         w.tabs.setCurrentWidget(v)
         qtbot.wait(50)
         buttons = [v.run_button, v.cancel_button]
-        buttons += [b for b in (getattr(v, "export_csv_button", None), getattr(v, "export_json_button", None),
-                                getattr(v, "csv_button", None), getattr(v, "replay_stop", None) if v is view else None) if b is not None]
+        buttons += [
+            b
+            for b in (
+                getattr(v, "export_csv_button", None),
+                getattr(v, "export_json_button", None),
+                getattr(v, "csv_button", None),
+                getattr(v, "replay_stop", None) if v is view else None,
+            )
+            if b is not None
+        ]
         for b in buttons:
             if b is view.replay_stop:
                 continue  # inside the scroll area: reachable by scrolling
@@ -340,6 +355,7 @@ def test_an_exception_in_a_slot_is_logged_and_shown(qtbot, window):
     rep = window.error_reporter
     rep.install()
     try:
+
         def broken():
             raise RuntimeError("boom from a slot")
 
@@ -411,6 +427,6 @@ def test_frontier_labels_of_the_largest_holdings_show_without_collisions(qtbot, 
     assert set(top) <= set(shown), (top, pv.hidden_labels)
     rects = [(name, it.mapRectToScene(it.boundingRect())) for name, it in shown.items()]
     for i, (a, ra) in enumerate(rects):
-        for b, rb in rects[i + 1:]:
+        for b, rb in rects[i + 1 :]:
             inter = ra.intersected(rb)
             assert inter.width() * inter.height() < 4, (a, b)  # at most a pixel of the text boxes' padding

@@ -35,15 +35,30 @@ sys.path.insert(0, str(ROOT / "desktop"))
 import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
-
 from hft_lab._proto.hftlab.v1 import hftlab_pb2 as pb  # noqa: E402
 
 SERVICE = pb.DESCRIPTOR.services_by_name["HftLab"]
 F64_EDGES = [0.0, -0.0, 1.0, -1.0, 1e-300, 1e300, -1e308, math.nan, math.inf, -math.inf, 5e-324, 2.0, 0.5, 1e6]
 U32_EDGES = [0, 1, 2, 3, 7, 50, 1000, 65535, 2**31 - 1, 2**31, 2**32 - 1]
 U64_EDGES = U32_EDGES + [2**63, 2**64 - 1]
-STR_EDGES = ["", "lasso", "elastic_net", "box_tiao", "greedy", "max_sharpe", "min_variance", "risk_parity",
-             "equal_weight", "simple", "log", "sample", "ledoit_wolf", "\x00", "é" * 50, "x" * 3000]
+STR_EDGES = [
+    "",
+    "lasso",
+    "elastic_net",
+    "box_tiao",
+    "greedy",
+    "max_sharpe",
+    "min_variance",
+    "risk_parity",
+    "equal_weight",
+    "simple",
+    "log",
+    "sample",
+    "ledoit_wolf",
+    "\x00",
+    "é" * 50,
+    "x" * 3000,
+]
 
 
 def grpcd_binary() -> Path:
@@ -63,9 +78,19 @@ class Server:
     def start(self) -> None:
         self.err = open(self.stderr_path, "ab")
         self.proc = subprocess.Popen(
-            [str(grpcd_binary()), "--host", "127.0.0.1", "--port", "0", "--max-message-mb", "64",
-             *(["--memory-limit", self.memory_limit] if self.memory_limit not in ("", "none") else [])],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err,
+            [
+                str(grpcd_binary()),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--max-message-mb",
+                "64",
+                *(["--memory-limit", self.memory_limit] if self.memory_limit not in ("", "none") else []),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.err,
         )
         line = self.proc.stdout.readline().decode()
         info = json.loads(line)
@@ -102,6 +127,7 @@ class Server:
 
 # ---------- message generation ----------
 
+
 def prices_1d(rng: random.Random, n: int) -> bytes:
     g = np.random.default_rng(rng.getrandbits(32))
     return (100 + g.standard_normal(n).cumsum()).astype("<f8").tobytes()
@@ -119,7 +145,7 @@ def hostile_f64_bytes(rng: random.Random) -> bytes:
         b = bytearray(prices_1d(rng, rng.randint(5, 300)))
         for _ in range(rng.randint(1, 4)):
             i = rng.randrange(len(b) // 8) * 8
-            b[i:i + 8] = np.array([rng.choice(F64_EDGES)], "<f8").tobytes()
+            b[i : i + 8] = np.array([rng.choice(F64_EDGES)], "<f8").tobytes()
         return bytes(b)
     return np.full(rng.randint(1, 400), rng.choice([100.0, 0.0, -5.0]), "<f8").tobytes()  # constant
 
@@ -206,12 +232,12 @@ def mutate_bytes(b: bytes, rng: random.Random) -> bytes:
     for _ in range(rng.randint(1, 6)):
         op = rng.random()
         if not b or op < 0.2:
-            b[rng.randint(0, len(b)):rng.randint(0, len(b))] = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 16)))
+            b[rng.randint(0, len(b)) : rng.randint(0, len(b))] = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 16)))
         elif op < 0.5:
             i = rng.randrange(len(b))
             b[i] ^= 1 << rng.randrange(8)
         elif op < 0.65:
-            del b[rng.randrange(len(b)):]
+            del b[rng.randrange(len(b)) :]
         elif op < 0.8:
             i = rng.randrange(len(b))
             b[i] = rng.choice([0x00, 0x7F, 0x80, 0xFF, 0x0A, 0x12, 0x1A])
@@ -246,7 +272,9 @@ def stream_messages(rng: random.Random) -> list[bytes]:
     for _ in range(rng.randint(0, 6)):
         r = rng.random()
         if r < 0.6:
-            m = pb.StreamRequest(ticks=pb.Vector(data=hostile_f64_bytes(rng) if rng.random() < 0.4 else prices_1d(rng, rng.randint(1, 300))))
+            m = pb.StreamRequest(
+                ticks=pb.Vector(data=hostile_f64_bytes(rng) if rng.random() < 0.4 else prices_1d(rng, rng.randint(1, 300)))
+            )
             msgs.append(m.SerializeToString())
         elif r < 0.75:
             msgs.append(pb.StreamRequest(config=pb.StreamConfig(lookback=rng.choice(U32_EDGES))).SerializeToString())
@@ -259,12 +287,12 @@ def stream_messages(rng: random.Random) -> list[bytes]:
 
 # ---------- the loop ----------
 
+
 def identity(b):
     return b
 
 
-def run(seconds: float = 60.0, seed: int | None = None, memory_limit: str = "1G", timeout: float = 2.0,
-        log=print) -> dict:
+def run(seconds: float = 60.0, seed: int | None = None, memory_limit: str = "1G", timeout: float = 2.0, log=print) -> dict:
     seed = random.randrange(2**32) if seed is None else seed
     rng = random.Random(seed)
     server = Server(memory_limit)
@@ -279,8 +307,9 @@ def run(seconds: float = 60.0, seed: int | None = None, memory_limit: str = "1G"
     try:
         while time.monotonic() < deadline:
             if channel is None:
-                channel = grpc.insecure_channel(server.addr, options=[("grpc.enable_retries", 0),
-                                                                      ("grpc.max_receive_message_length", 64 << 20)])
+                channel = grpc.insecure_channel(
+                    server.addr, options=[("grpc.enable_retries", 0), ("grpc.max_receive_message_length", 64 << 20)]
+                )
             m = rng.choice(methods)
             path = f"/{SERVICE.full_name}/{m.name}"
             try:
@@ -360,9 +389,11 @@ def main() -> int:
     if a.json:
         print(json.dumps(s))
     else:
-        print(f"fuzzed grpcd for {s['seconds']:.0f} s (seed {s['seed']}): {s['requests']} requests "
-              f"({s['requests_per_s']}/s), crashes = {s['crashes']}, INTERNAL answers = {s['internal_errors']}, "
-              f"healthy after: {s['healthy_after']}, peak RSS {s['peak_rss_mb']} MB (budget {s['memory_limit']})")
+        print(
+            f"fuzzed grpcd for {s['seconds']:.0f} s (seed {s['seed']}): {s['requests']} requests "
+            f"({s['requests_per_s']}/s), crashes = {s['crashes']}, INTERNAL answers = {s['internal_errors']}, "
+            f"healthy after: {s['healthy_after']}, peak RSS {s['peak_rss_mb']} MB (budget {s['memory_limit']})"
+        )
         print("status codes:", ", ".join(f"{k} {v}" for k, v in s["codes"].items()))
         print("per RPC:", ", ".join(f"{k} {v}" for k, v in s["per_rpc"].items()))
         for d in s["internal_details"]:

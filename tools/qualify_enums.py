@@ -42,6 +42,7 @@ def scan(paths: list[Path], fix: bool) -> int:
         lines = text.splitlines(keepends=True)
         changed = False
         for i, line in enumerate(lines):
+
             def repl(m: re.Match) -> str:
                 nonlocal found, changed
                 cls, name = m.group(1), m.group(2)

@@ -15,12 +15,11 @@ import tempfile
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 
-from PySide6.QtCore import QEventLoop, QSettings, QTimer  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
-
 from hft_lab.backends import BackendConfig, BackendType  # noqa: E402
 from hft_lab.backends.router import BackendRouter  # noqa: E402
 from hft_lab.ui.main_window import MainWindow  # noqa: E402
+from PySide6.QtCore import QEventLoop, QSettings, QTimer  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
 
 
 def wait(app, ms: int) -> None:

@@ -1,2 +1,3 @@
 """HFT Arbitrage Lab."""
+
 __version__ = "0.1.0"

@@ -14,7 +14,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench_main(argv[1:])
     ap = argparse.ArgumentParser(prog="hft-lab", description="HFT Arbitrage Lab desktop app")
-    ap.add_argument("--backend", choices=["grpc", "pyo3", "legacy", "auto"], help="initial backend (default: $BACKEND_TYPE or auto)")
+    ap.add_argument(
+        "--backend", choices=["grpc", "pyo3", "legacy", "auto"], help="initial backend (default: $BACKEND_TYPE or auto)"
+    )
     ap.add_argument("--smoke", action="store_true", help="open the window, run one call on each backend, print, exit")
     args = ap.parse_args(argv)
     if args.backend:

@@ -12,13 +12,17 @@ import abc
 import functools
 import numbers
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from .config import BackendConfig, BackendType
-from .errors import Cancelled  # noqa: F401  (re-exported for callers)
-from .errors import InputTypeError, ResourceLimitExceeded
+from .errors import (
+    Cancelled,  # noqa: F401  (re-exported for callers)
+    InputTypeError,
+    ResourceLimitExceeded,
+)
 from .results import (
     BacktestResult,
     HmmResult,
@@ -46,7 +50,7 @@ class CancelToken:
         self._lock = threading.Lock()
         self._callbacks: list[Callable[[], Any]] = []
         try:
-            from hft_lab import _rustcore
+            import hft_lab._rustcore as _rustcore
 
             self.rust = _rustcore.CancelToken()
         except ImportError:  # pragma: no cover - the extension is always built by make
@@ -250,7 +254,9 @@ class Backend(abc.ABC):
     def _optimize_portfolio(self, prices, method, params, asset_names, cancel) -> dict: ...
 
     @abc.abstractmethod
-    def _sparse_portfolio(self, prices, method, lambda_param, alpha, target, k, max_iterations, tolerance, asset_names, cancel, adf_autolag="none") -> dict: ...
+    def _sparse_portfolio(
+        self, prices, method, lambda_param, alpha, target, k, max_iterations, tolerance, asset_names, cancel, adf_autolag="none"
+    ) -> dict: ...
 
     @abc.abstractmethod
     def _sparse_lambda_path(self, prices, target, lambdas, n_lambdas, alpha, tolerance, max_iterations, cancel) -> dict: ...
@@ -367,9 +373,7 @@ class Backend(abc.ABC):
             missing = {"start_prob", "transmat", "means", "variances"} - set(init)
             if missing:
                 raise ValueError(f"init is missing {', '.join(sorted(missing))}")
-            init_t = tuple(
-                as_array(f"init {k}", init[k], None).ravel() for k in ("start_prob", "transmat", "means", "variances")
-            )
+            init_t = tuple(as_array(f"init {k}", init[k], None).ravel() for k in ("start_prob", "transmat", "means", "variances"))
         k = nonneg_int("n_states", n_states)
         self._check_size("HMM", x.size, 9 * x.size * max(k, 1), f"{x.size} × {k} posteriors")
         d = self._run_hmm(
@@ -401,7 +405,7 @@ class Backend(abc.ABC):
         prices: Any,
         method: str = "max_sharpe",
         parameters: dict | None = None,
-        asset_names: "list[str] | tuple[str, ...] | None" = None,
+        asset_names: list[str] | tuple[str, ...] | None = None,
         cancel: CancelToken | None = None,
     ) -> PortfolioResult:
         """Portfolio weights by `method` (min_variance, max_sharpe, risk_parity, equal_weight).
@@ -463,11 +467,11 @@ class Backend(abc.ABC):
         method: str = "lasso",
         lambda_param: float = 0.1,
         alpha: float = 0.5,
-        target: "int | str | None" = None,
+        target: int | str | None = None,
         k: int | None = None,
         max_iterations: int = 10_000,
         tolerance: float = 1e-4,
-        asset_names: "list[str] | tuple[str, ...] | None" = None,
+        asset_names: list[str] | tuple[str, ...] | None = None,
         cancel: CancelToken | None = None,
         adf_autolag: str = "none",
     ) -> SparseResult:
@@ -498,13 +502,13 @@ class Backend(abc.ABC):
     def sparse_lambda_path(
         self,
         prices: Any,
-        target: "int | str" = 0,
+        target: int | str = 0,
         lambdas: Any = None,
         n_lambdas: int = 20,
         alpha: float = 1.0,
         tolerance: float = 1e-4,
         max_iterations: int = 10_000,
-        asset_names: "list[str] | tuple[str, ...] | None" = None,
+        asset_names: list[str] | tuple[str, ...] | None = None,
         cancel: CancelToken | None = None,
     ) -> LambdaPath:
         """Sparsity, half-life and ADF statistic of the basket along a lambda path (lambdas None:
@@ -518,8 +522,14 @@ class Backend(abc.ABC):
         n_l = min(len(lam) if lam is not None else nonneg_int("n_lambdas", n_lambdas), 1000)
         self._check_size("lambda path", p.size, 8 * n_l * (p.shape[1] + 5), f"{n_l} lambdas × {p.shape[1]} assets")
         d = self._sparse_lambda_path(
-            p, target, lam, nonneg_int("n_lambdas", n_lambdas), real("alpha", alpha), real("tolerance", tolerance),
-            nonneg_int("max_iterations", max_iterations), cancel,
+            p,
+            target,
+            lam,
+            nonneg_int("n_lambdas", n_lambdas),
+            real("alpha", alpha),
+            real("tolerance", tolerance),
+            nonneg_int("max_iterations", max_iterations),
+            cancel,
         )
         d["asset_names"] = names
         return LambdaPath(**d)

@@ -13,7 +13,7 @@ class BackendType(enum.Enum):
     AUTO = "auto"
 
     @classmethod
-    def parse(cls, value: "str | BackendType") -> "BackendType":
+    def parse(cls, value: str | BackendType) -> BackendType:
         if isinstance(value, BackendType):
             return value
         v = str(value).strip().lower()
@@ -84,7 +84,7 @@ class BackendConfig:
             "CA certificate (or GRPC_TLS=1 for the system roots), or GRPC_INSECURE=1 to accept the risk"
         )
 
-    def local(self) -> "BackendConfig":
+    def local(self) -> BackendConfig:
         """The settings for a grpcd the app spawns itself: loopback, plaintext, no token."""
         return replace(self, tls=False, tls_ca=None, tls_server_name=None, token=None, insecure=False)
 
@@ -94,7 +94,7 @@ class BackendConfig:
         return self.grpc_host in LOOPBACK_HOSTS and self.grpc_port == 0
 
     @classmethod
-    def from_env(cls, env: "os._Environ[str] | dict[str, str] | None" = None) -> "BackendConfig":
+    def from_env(cls, env: os._Environ[str] | dict[str, str] | None = None) -> BackendConfig:
         env = os.environ if env is None else env
         cfg = cls()
         if env.get("BACKEND_TYPE"):

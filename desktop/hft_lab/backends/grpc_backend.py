@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import grpc
 import numpy as np
@@ -53,9 +53,7 @@ def map_rpc_error(e: grpc.RpcError, address: str, max_mb: int) -> Exception:
     return RuntimeError(f"grpcd error {code.name}: {details}")
 
 
-_Details = collections.namedtuple(
-    "_Details", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")
-)
+_Details = collections.namedtuple("_Details", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression"))
 
 
 class _CallDetails(_Details, grpc.ClientCallDetails):
@@ -107,11 +105,11 @@ class _GrpcStream(MeanReversionStream):
 
     _END = object()
 
-    def __init__(self, backend: "GrpcBackend", config: "pb.StreamConfig"):
+    def __init__(self, backend: GrpcBackend, config: pb.StreamConfig):
         import queue
 
         self._backend = backend
-        self._q: "queue.Queue" = queue.Queue()
+        self._q: queue.Queue = queue.Queue()
         self._q.put(pb.StreamRequest(config=config))
 
         def requests():
@@ -134,7 +132,7 @@ class _GrpcStream(MeanReversionStream):
     def max_message_bytes(self) -> int:
         return self._backend.max_message_bytes
 
-    def _next(self) -> "pb.StreamResponse":
+    def _next(self) -> pb.StreamResponse:
         try:
             r = next(self._call)
         except grpc.RpcError as e:
@@ -170,7 +168,7 @@ class GrpcBackend(Backend):
     backend_type = BackendType.GRPC
     name = "gRPC (Rust server)"
 
-    def __init__(self, config: BackendConfig | None = None, address: "str | Callable[[], str] | None" = None):
+    def __init__(self, config: BackendConfig | None = None, address: str | Callable[[], str] | None = None):
         """`address` is "host:port" or a callable giving the current one (the ServerManager's,
         which changes when it restarts grpcd); by default config.grpc_host:grpc_port."""
         self.config = config or BackendConfig()
@@ -206,7 +204,7 @@ class GrpcBackend(Backend):
 
     def _new_channel(self, addr: str) -> grpc.Channel:
         limit = self.config.max_message_mb << 20
-        options = [
+        options: list[tuple[str, int | str]] = [
             ("grpc.max_send_message_length", limit),
             ("grpc.max_receive_message_length", limit),
             ("grpc.enable_retries", 0),
@@ -346,9 +344,7 @@ class GrpcBackend(Backend):
         req = pb.MeanReversionRequest(
             prices=wire.vec(prices),
             lookback=lookback,
-            signal=pb.SignalParameters(
-                entry_threshold=threshold, exit_threshold=exit_threshold, stop_threshold=stop_threshold
-            ),
+            signal=pb.SignalParameters(entry_threshold=threshold, exit_threshold=exit_threshold, stop_threshold=stop_threshold),
         )
         r = self._unary("MeanReversion", req, pb.MeanReversionResponse, cancel)
         return dict(
@@ -364,9 +360,7 @@ class GrpcBackend(Backend):
     def _stream(self, lookback, threshold, exit_threshold, stop_threshold):
         cfg = pb.StreamConfig(
             lookback=lookback,
-            signal=pb.SignalParameters(
-                entry_threshold=threshold, exit_threshold=exit_threshold, stop_threshold=stop_threshold
-            ),
+            signal=pb.SignalParameters(entry_threshold=threshold, exit_threshold=exit_threshold, stop_threshold=stop_threshold),
         )
         return _GrpcStream(self, cfg)
 
@@ -377,8 +371,12 @@ class GrpcBackend(Backend):
 
     def _backtest(self, prices, positions, cost_bps, periods_per_year, units, notional, cancel=None):
         req = pb.BacktestRequest(
-            prices=wire.vec(prices), positions=wire.vec(positions), cost_bps=cost_bps, periods_per_year=periods_per_year,
-            units=units, notional=None if notional is None else wire.vec(notional),
+            prices=wire.vec(prices),
+            positions=wire.vec(positions),
+            cost_bps=cost_bps,
+            periods_per_year=periods_per_year,
+            units=units,
+            notional=None if notional is None else wire.vec(notional),
         )
         r = self._unary("Backtest", req, pb.BacktestResponse, cancel)
         return wire.fields(r)
@@ -402,9 +400,7 @@ class GrpcBackend(Backend):
                     variances=wire.vec(var),
                 )
             )
-        call = self._method("RunHmm", pb.HmmRequest, pb.HmmUpdate, server_stream=True)(
-            req, timeout=self.config.call_timeout_s
-        )
+        call = self._method("RunHmm", pb.HmmRequest, pb.HmmUpdate, server_stream=True)(req, timeout=self.config.call_timeout_s)
         if cancel is not None:
             cancel.add_callback(call.cancel)
         t = self._track(call)
@@ -437,18 +433,33 @@ class GrpcBackend(Backend):
         r = self._unary("OptimizePortfolio", req, pb.PortfolioResponse, cancel)
         return wire.fields(r, exclude=("asset_names",))
 
-    def _sparse_portfolio(self, prices, method, lambda_param, alpha, target, k, max_iterations, tolerance, asset_names, cancel, adf_autolag="none"):
+    def _sparse_portfolio(
+        self, prices, method, lambda_param, alpha, target, k, max_iterations, tolerance, asset_names, cancel, adf_autolag="none"
+    ):
         req = pb.SparseRequest(
-            prices=wire.mat(prices), method=method, lambda_param=lambda_param, alpha=alpha, target=target, k=k,
-            max_iterations=max_iterations, tolerance=tolerance, asset_names=list(asset_names), adf_autolag=adf_autolag,
+            prices=wire.mat(prices),
+            method=method,
+            lambda_param=lambda_param,
+            alpha=alpha,
+            target=target,
+            k=k,
+            max_iterations=max_iterations,
+            tolerance=tolerance,
+            asset_names=list(asset_names),
+            adf_autolag=adf_autolag,
         )
         r = self._unary("SparsePortfolio", req, pb.SparseResponse, cancel)
         return wire.fields(r, exclude=("asset_names",))
 
     def _sparse_lambda_path(self, prices, target, lambdas, n_lambdas, alpha, tolerance, max_iterations, cancel):
         req = pb.LambdaPathRequest(
-            prices=wire.mat(prices), target=target, lambdas=lambdas or [], n_lambdas=n_lambdas, alpha=alpha,
-            tolerance=tolerance, max_iterations=max_iterations,
+            prices=wire.mat(prices),
+            target=target,
+            lambdas=lambdas or [],
+            n_lambdas=n_lambdas,
+            alpha=alpha,
+            tolerance=tolerance,
+            max_iterations=max_iterations,
         )
         r = self._unary("SparseLambdaPath", req, pb.LambdaPathResponse, cancel)
         return wire.fields(r)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
-
 from .base import Backend, MeanReversionStream
 from .config import BackendType
 from .errors import BackendUnavailable, Cancelled, ResourceLimitExceeded
 from .results import StreamTicks
 
 try:
-    from hft_lab import _rustcore as _rc
+    import hft_lab._rustcore as _rc
 
     _IMPORT_ERROR: Exception | None = None
 except ImportError as e:  # pragma: no cover - only when the extension was not built
@@ -98,8 +96,15 @@ class Pyo3Backend(Backend):
     def _run_hmm(self, observations, n_states, max_iterations, tolerance, n_restarts, seed, init, progress, cancel):
         init = None if init is None else tuple(list(a) for a in init)
         return _core().run_hmm(
-            observations, n_states, max_iterations, tolerance, n_restarts, seed, init,
-            cancel.rust if cancel else None, progress,
+            observations,
+            n_states,
+            max_iterations,
+            tolerance,
+            n_restarts,
+            seed,
+            init,
+            cancel.rust if cancel else None,
+            progress,
         )
 
     @translate_cancel
@@ -107,9 +112,19 @@ class Pyo3Backend(Backend):
         return _core().optimize_portfolio(prices, method, cancel=cancel.rust if cancel else None, **params)
 
     @translate_cancel
-    def _sparse_portfolio(self, prices, method, lambda_param, alpha, target, k, max_iterations, tolerance, asset_names, cancel, adf_autolag="none"):
+    def _sparse_portfolio(
+        self, prices, method, lambda_param, alpha, target, k, max_iterations, tolerance, asset_names, cancel, adf_autolag="none"
+    ):
         return _core().sparse_portfolio(
-            prices, method, lambda_param, alpha, target, k, max_iterations, tolerance, cancel.rust if cancel else None,
+            prices,
+            method,
+            lambda_param,
+            alpha,
+            target,
+            k,
+            max_iterations,
+            tolerance,
+            cancel.rust if cancel else None,
             adf_autolag=adf_autolag,
         )
 

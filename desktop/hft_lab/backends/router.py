@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .base import Backend
 from .config import BackendConfig, BackendType
@@ -35,6 +36,11 @@ class Resolution:
     requested: BackendType
     fallback: bool
     note: str = ""
+
+
+def _attach_resolution(e: BaseException, res: Resolution) -> None:
+    """Record on the exception which backend ran the failed call (ui/worker.py reads `e.resolution`)."""
+    setattr(e, "resolution", res)  # an ad-hoc attribute: exception types do not declare it
 
 
 class BackendRouter:
@@ -162,19 +168,19 @@ class BackendRouter:
         return self._last_fallback
 
     @staticmethod
-    def _invoke(backend: Backend, op: "str | Callable[..., Any]", args, kwargs):
+    def _invoke(backend: Backend, op: str | Callable[..., Any], args, kwargs):
         if callable(op):
             return op(backend, *args, **kwargs)
         return getattr(backend, op)(*args, **kwargs)
 
-    def call(self, op: "str | Callable[..., Any]", *args: Any, **kwargs: Any) -> tuple[Any, Resolution]:
+    def call(self, op: str | Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, Resolution]:
         """Run `backend.<op>(...)` (or `op(backend, ...)` for a callable) on the resolved backend;
         retry once on the other if it dies mid-call."""
         res = self.resolve()
         try:
             return self._invoke(res.backend, op, args, kwargs), res
         except (BackendUnavailable, TimeoutError) as e:
-            e.resolution = res
+            _attach_resolution(e, res)
             on_grpc = res.backend is self.grpc
             if isinstance(e, TimeoutError) and not on_grpc:
                 raise
@@ -192,8 +198,8 @@ class BackendRouter:
             try:
                 return self._invoke(r2.backend, op, args, kwargs), r2
             except Exception as e2:
-                e2.resolution = r2
+                _attach_resolution(e2, r2)
                 raise
         except Exception as e:
-            e.resolution = res  # so the UI can say which backend failed
+            _attach_resolution(e, res)  # so the UI can say which backend failed
             raise

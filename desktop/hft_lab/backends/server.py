@@ -32,8 +32,8 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .config import BackendConfig
 from .errors import BackendUnavailable
@@ -85,7 +85,7 @@ class _Spawner:
     workers; this thread lives as long as the process."""
 
     def __init__(self):
-        self._q: "queue.Queue" = queue.Queue()
+        self._q: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -111,7 +111,7 @@ class _Spawner:
 
 _spawner = _Spawner()
 
-_managers: "weakref.WeakSet[ServerManager]" = weakref.WeakSet()
+_managers: weakref.WeakSet[ServerManager] = weakref.WeakSet()
 
 
 @atexit.register
@@ -272,6 +272,7 @@ class ServerManager:
 
     @staticmethod
     def _pump_stderr(proc: subprocess.Popen) -> None:
+        assert proc.stderr is not None  # grpcd is always started with stderr=PIPE
         for raw in iter(proc.stderr.readline, b""):
             line = raw.decode("utf-8", "replace").rstrip()
             if not line:
@@ -350,6 +351,7 @@ class ServerManager:
             proc.kill()
             proc.wait()
             return
+        assert proc.stdin is not None  # grpcd is always started with stdin=PIPE
         try:
             proc.stdin.close()  # grpcd --managed exits on stdin EOF
         except OSError:
@@ -392,8 +394,9 @@ class HealthMonitor:
 
     BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 
-    def __init__(self, backend, on_state: Callable[[str, str], None] | None = None,
-                 interval_s: float = 2.0, timeout_s: float = 1.0):
+    def __init__(
+        self, backend, on_state: Callable[[str, str], None] | None = None, interval_s: float = 2.0, timeout_s: float = 1.0
+    ):
         self.backend = backend
         self.on_state = on_state
         self.interval_s = interval_s

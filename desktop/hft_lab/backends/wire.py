@@ -9,21 +9,21 @@ from hft_lab._proto.hftlab.v1 import hftlab_pb2 as pb
 _F64 = np.dtype("<f8")
 
 
-def vec(a: np.ndarray) -> "pb.Vector":
+def vec(a: np.ndarray) -> pb.Vector:
     return pb.Vector(data=np.ascontiguousarray(a, dtype=_F64).tobytes())
 
 
-def mat(a: np.ndarray) -> "pb.Matrix":
+def mat(a: np.ndarray) -> pb.Matrix:
     a = np.ascontiguousarray(a, dtype=_F64)
     return pb.Matrix(rows=a.shape[0], cols=a.shape[1], data=a.tobytes())
 
 
-def arr(v: "pb.Vector") -> np.ndarray:
+def arr(v: pb.Vector) -> np.ndarray:
     # frombuffer is read-only and zero-copy; copy so results are ordinary writable arrays
     return np.frombuffer(v.data, dtype=_F64).astype(np.float64, copy=True)
 
 
-def matrix(m: "pb.Matrix") -> np.ndarray:
+def matrix(m: pb.Matrix) -> np.ndarray:
     return arr(m).reshape(m.rows, m.cols)
 
 

@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the machine-readable JSON instead of the table")
     ap.add_argument("--out", default="bench-results/latest.json", help="also write the JSON here ('' for no file)")
     ap.add_argument("--only", nargs="*", help="what to run (default: all): " + ", ".join(PARTS))
-    ap.add_argument("--sizes", action="append", metavar="FAMILY=S1,S2", help="payload sizes of an operation family, e.g. mean_reversion=1k,1M")
+    ap.add_argument(
+        "--sizes", action="append", metavar="FAMILY=S1,S2", help="payload sizes of an operation family, e.g. mean_reversion=1k,1M"
+    )
     ap.add_argument("--calls", type=int, help="timed calls per cell at most (the time budget may stop earlier)")
     ap.add_argument("--cell-seconds", type=float, help="time budget of a timed cell")
     ap.add_argument("--concurrency", help="concurrent callers to measure, e.g. 1,2,4")

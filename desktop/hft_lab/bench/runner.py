@@ -34,9 +34,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -134,7 +135,17 @@ def timeit(
     us = np.asarray(times, dtype=np.float64) / 1e3
     p50, p95, p99 = np.percentile(us, [50, 95, 99])
     return Measurement(
-        op, size, backend, len(times), failures, float(p50), float(p95), float(p99), float(us.mean()), 1e6 / float(us.mean()), note
+        op,
+        size,
+        backend,
+        len(times),
+        failures,
+        float(p50),
+        float(p95),
+        float(p99),
+        float(us.mean()),
+        1e6 / float(us.mean()),
+        note,
     )
 
 
@@ -235,11 +246,11 @@ class BenchConfig:
     seed: int = 42
 
     @classmethod
-    def full(cls, **kw) -> "BenchConfig":
+    def full(cls, **kw) -> BenchConfig:
         return cls(**kw)
 
     @classmethod
-    def quick_config(cls, **kw) -> "BenchConfig":
+    def quick_config(cls, **kw) -> BenchConfig:
         base = dict(
             sizes={k: list(v) for k, v in QUICK_SIZES.items()},
             calls=300,
@@ -259,7 +270,7 @@ class BenchConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "BenchConfig":
+    def from_dict(cls, d: dict) -> BenchConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -320,7 +331,7 @@ def parse_size(family: str, spec: str) -> tuple[int, ...]:
     return (n,)
 
 
-def parse_sizes(family: str, text: "str | Iterable[str]") -> list[str]:
+def parse_sizes(family: str, text: str | Iterable[str]) -> list[str]:
     """'1k, 100k 1M' -> ['1k', '100k', '1M'] (validated)."""
     items = text.replace(";", ",").replace(" ", ",").split(",") if isinstance(text, str) else list(text)
     out = [i.strip() for i in items if str(i).strip()]
@@ -430,7 +441,7 @@ class Reference:
     name: str
     note: str
     modules: tuple[str, ...]  # importable => available
-    make: Callable[[Payload, "RunContext"], Callable[[], Any]]  # the timed call
+    make: Callable[[Payload, RunContext], Callable[[], Any]]  # the timed call
     accuracy: Callable[[Any, Any, Payload], str] | None = None  # (ref output, Rust result, payload) -> text
     extra: Callable[[Any], dict] | None = None  # figures taken from the untimed output
     needs_python_child: bool = False  # runs `python -m …` (impossible in a frozen app)
@@ -616,7 +627,13 @@ def _hmmlearn_make(impl):
 
         def fit():
             h = GaussianHMM(
-                k, covariance_type="diag", n_iter=iters, tol=0.0, covars_prior=0.0, init_params="", params="stmc",
+                k,
+                covariance_type="diag",
+                n_iter=iters,
+                tol=0.0,
+                covars_prior=0.0,
+                init_params="",
+                params="stmc",
                 implementation=impl,
             )
             h.startprob_ = init["start_prob"]
@@ -635,7 +652,10 @@ def _hmmlearn_make(impl):
 
 def _hmm_acc(h, base, p):
     order = np.argsort(h.means_.ravel())
-    return f"max |Δmean| {_max_abs(h.means_.ravel()[order], base.means):.1e}, max |Δvar| {_max_abs(h.covars_.ravel()[order], base.variances):.1e}"
+    return (
+        f"max |Δmean| {_max_abs(h.means_.ravel()[order], base.means):.1e}, "
+        f"max |Δvar| {_max_abs(h.covars_.ravel()[order], base.variances):.1e}"
+    )
 
 
 def _hmm_extra(h):
@@ -649,8 +669,12 @@ def _sparse_call(b, p):
     cfg = p.cfg
     fn = b.calculate_sparse_portfolio  # AttributeError => "not available"
     return fn(
-        p.data, method="lasso", lambda_param=cfg.sparse_lambda, target=0,
-        max_iterations=cfg.sparse_max_iterations, tolerance=cfg.sparse_tolerance,
+        p.data,
+        method="lasso",
+        lambda_param=cfg.sparse_lambda,
+        target=0,
+        max_iterations=cfg.sparse_max_iterations,
+        tolerance=cfg.sparse_tolerance,
     )
 
 
@@ -665,7 +689,13 @@ def _sklearn_make(precompute):
         cfg = p.cfg
 
         def fit():
-            m = Lasso(alpha=cfg.sparse_lambda, tol=cfg.sparse_tolerance, max_iter=cfg.sparse_max_iterations, fit_intercept=True, precompute=precompute)
+            m = Lasso(
+                alpha=cfg.sparse_lambda,
+                tol=cfg.sparse_tolerance,
+                max_iter=cfg.sparse_max_iterations,
+                fit_intercept=True,
+                precompute=precompute,
+            )
             with warnings.catch_warnings():
                 warnings.simplefilter("error", ConvergenceWarning)  # not converged = failed call, like the core
                 m.fit(prices[:, 1:], prices[:, 0])
@@ -699,34 +729,86 @@ def _register(op: Operation) -> None:
 
 _register(
     Operation(
-        "echo", "echo", "values", _echo_call,
-        [Reference("python-grpcio", "plain Python grpcio echo server (separate process), same bytes encoding", ("grpc",), _py_echo_make, _echo_acc, needs_python_child=True)],
+        "echo",
+        "echo",
+        "values",
+        _echo_call,
+        [
+            Reference(
+                "python-grpcio",
+                "plain Python grpcio echo server (separate process), same bytes encoding",
+                ("grpc",),
+                _py_echo_make,
+                _echo_acc,
+                needs_python_child=True,
+            )
+        ],
     )
 )
 _register(
     Operation(
-        "mean_reversion", "mean_reversion", "prices", _mr_call,
+        "mean_reversion",
+        "mean_reversion",
+        "prices",
+        _mr_call,
         [
-            Reference("pandas", "rolling(20) mean+std -> z", ("pandas",), _pandas_z_make, lambda o, b, p: f"max |Δz| {_max_abs(o, b.zscore):.1e}"),
-            Reference("pandas-rolling-std", "rolling(20).std() alone", ("pandas",), _pandas_std_make, lambda o, b, p: f"max |Δstd| {_max_abs(o, b.rolling_std):.1e}"),
+            Reference(
+                "pandas",
+                "rolling(20) mean+std -> z",
+                ("pandas",),
+                _pandas_z_make,
+                lambda o, b, p: f"max |Δz| {_max_abs(o, b.zscore):.1e}",
+            ),
+            Reference(
+                "pandas-rolling-std",
+                "rolling(20).std() alone",
+                ("pandas",),
+                _pandas_std_make,
+                lambda o, b, p: f"max |Δstd| {_max_abs(o, b.rolling_std):.1e}",
+            ),
         ],
     )
 )
 for _m in ("max_sharpe", "min_variance"):
     _register(
         Operation(
-            f"portfolio:{_m}", "portfolio", "assets", _pf_call(_m),
+            f"portfolio:{_m}",
+            "portfolio",
+            "assets",
+            _pf_call(_m),
             [
-                Reference("cvxpy+clarabel", "numpy mu/Sigma + cvxpy build + Clarabel (default tolerances)", ("cvxpy", "clarabel"), _cvxpy_make(_m), _w_acc),
-                Reference("pyportfolioopt", "EfficientFrontier(mu, Sigma, solver=CLARABEL)", ("pypfopt", "cvxpy", "clarabel"), _pypfopt_make(_m), _w_acc),
+                Reference(
+                    "cvxpy+clarabel",
+                    "numpy mu/Sigma + cvxpy build + Clarabel (default tolerances)",
+                    ("cvxpy", "clarabel"),
+                    _cvxpy_make(_m),
+                    _w_acc,
+                ),
+                Reference(
+                    "pyportfolioopt",
+                    "EfficientFrontier(mu, Sigma, solver=CLARABEL)",
+                    ("pypfopt", "cvxpy", "clarabel"),
+                    _pypfopt_make(_m),
+                    _w_acc,
+                ),
             ],
         )
     )
 _register(
     Operation(
-        "hmm", "hmm", "obs", _hmm_call,
+        "hmm",
+        "hmm",
+        "obs",
+        _hmm_call,
         [
-            Reference(f"hmmlearn-{impl}", f"GaussianHMM implementation={impl!r}, covars_prior=0, same init, fixed iterations", ("hmmlearn",), _hmmlearn_make(impl), _hmm_acc, _hmm_extra)
+            Reference(
+                f"hmmlearn-{impl}",
+                f"GaussianHMM implementation={impl!r}, covars_prior=0, same init, fixed iterations",
+                ("hmmlearn",),
+                _hmmlearn_make(impl),
+                _hmm_acc,
+                _hmm_extra,
+            )
             for impl in ("log", "scaling")
         ],
         per_iteration=True,
@@ -734,10 +816,27 @@ _register(
 )
 _register(
     Operation(
-        "sparse:lasso", "sparse", "", _sparse_call,
+        "sparse:lasso",
+        "sparse",
+        "",
+        _sparse_call,
         [
-            Reference("sklearn", "Lasso(alpha=λ, tol, max_iter), fit_intercept=True (default precompute=False)", ("sklearn",), _sklearn_make(False), _sparse_acc, _sk_extra),
-            Reference("sklearn-gram", "the same with precompute=True (Gram matrix, like the core)", ("sklearn",), _sklearn_make(True), _sparse_acc, _sk_extra),
+            Reference(
+                "sklearn",
+                "Lasso(alpha=λ, tol, max_iter), fit_intercept=True (default precompute=False)",
+                ("sklearn",),
+                _sklearn_make(False),
+                _sparse_acc,
+                _sk_extra,
+            ),
+            Reference(
+                "sklearn-gram",
+                "the same with precompute=True (Gram matrix, like the core)",
+                ("sklearn",),
+                _sklearn_make(True),
+                _sparse_acc,
+                _sk_extra,
+            ),
         ],
     )
 )
@@ -787,7 +886,10 @@ def compare_results(a: Any, b: Any, path: str = "") -> str | None:
         if x.dtype.kind in "fc" or y.dtype.kind in "fc":
             if np.array_equal(x, y, equal_nan=True):
                 return None
-            return f"{where}: max |Δ| {_max_abs(x, y):.3g} ({int(np.sum(~((x == y) | (np.isnan(x) & np.isnan(y)))))} of {x.size} differ)"
+            return (
+                f"{where}: max |Δ| {_max_abs(x, y):.3g} "
+                f"({int(np.sum(~((x == y) | (np.isnan(x) & np.isnan(y)))))} of {x.size} differ)"
+            )
         return None if np.array_equal(x, y) else f"{where}: {int(np.sum(x != y))} of {x.size} entries differ"
     if isinstance(a, dict) and isinstance(b, dict):
         if set(a) != set(b):
@@ -824,7 +926,9 @@ class Parity:
     errors: dict[str, str]
 
 
-def check_parity(op: "Operation | str", backends: dict, payload: "Payload | None" = None, size: str | None = None, cfg: BenchConfig | None = None) -> Parity:
+def check_parity(
+    op: Operation | str, backends: dict, payload: Payload | None = None, size: str | None = None, cfg: BenchConfig | None = None
+) -> Parity:
     """Run `op` once on every backend and compare the results field by field with the first
     available one. status: ok (identical), FAILED (they differ: `detail` says where), error (a
     backend raised), unchecked (fewer than two backends could run it)."""
@@ -898,7 +1002,19 @@ class Cell:
         return self.ok and self.parity != "FAILED"
 
     def measurement(self) -> Measurement:
-        return Measurement(self.op, self.size, self.backend, self.calls, self.failures, self.p50_us, self.p95_us, self.p99_us, self.mean_us, self.ops_per_s, self.note)
+        return Measurement(
+            self.op,
+            self.size,
+            self.backend,
+            self.calls,
+            self.failures,
+            self.p50_us,
+            self.p95_us,
+            self.p99_us,
+            self.mean_us,
+            self.ops_per_s,
+            self.note,
+        )
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -963,9 +1079,17 @@ class ProgressEvent:
 # ---------------------------------------------------------------------------------------------
 
 _VERSIONS = (
-    ("numpy", "numpy"), ("pandas", "pandas"), ("grpcio", "grpcio"), ("scipy", "scipy"), ("cvxpy", "cvxpy"),
-    ("clarabel", "clarabel"), ("hmmlearn", "hmmlearn"), ("scikit-learn", "scikit-learn"),
-    ("pyportfolioopt", "pyportfolioopt"), ("PySide6", "PySide6-Essentials"), ("pyqtgraph", "pyqtgraph"),
+    ("numpy", "numpy"),
+    ("pandas", "pandas"),
+    ("grpcio", "grpcio"),
+    ("scipy", "scipy"),
+    ("cvxpy", "cvxpy"),
+    ("clarabel", "clarabel"),
+    ("hmmlearn", "hmmlearn"),
+    ("scikit-learn", "scikit-learn"),
+    ("pyportfolioopt", "pyportfolioopt"),
+    ("PySide6", "PySide6-Essentials"),
+    ("pyqtgraph", "pyqtgraph"),
 )
 
 
@@ -1033,7 +1157,11 @@ def describe_machine(info: dict) -> str:
     ]
     if la:
         end = info.get("load_average_end")
-        parts.append(f"load average at start {la[0]:.2f}" + (f", at end {end[0]:.2f}" if end else "") + f" (on {info.get('cores', '?')} cores)")
+        parts.append(
+            f"load average at start {la[0]:.2f}"
+            + (f", at end {end[0]:.2f}" if end else "")
+            + f" (on {info.get('cores', '?')} cores)"
+        )
     return "\n".join(parts)
 
 
@@ -1176,8 +1304,15 @@ def run_matrix(
                     continue
                 fn = functools.partial(op.call, b, payload)
                 m = timeit(
-                    fn, op.name, payload.label, name, calls=cfg.calls, warmup=cfg.warmup, max_seconds=cfg.cell_seconds,
-                    min_calls=cfg.min_calls, cancel=cancel,
+                    fn,
+                    op.name,
+                    payload.label,
+                    name,
+                    calls=cfg.calls,
+                    warmup=cfg.warmup,
+                    max_seconds=cfg.cell_seconds,
+                    min_calls=cfg.min_calls,
+                    cancel=cancel,
                 )
                 _fill_measurement(cell, m)
                 if op.per_iteration and name in par.results:
@@ -1208,8 +1343,15 @@ def run_matrix(
                 if ref.extra is not None:
                     cell.extra.update(ref.extra(out))
                 m = timeit(
-                    fn, op.name, payload.label, ref.name, calls=cfg.calls, warmup=0, max_seconds=cfg.cell_seconds,
-                    min_calls=cfg.reference_min_calls, cancel=cancel,
+                    fn,
+                    op.name,
+                    payload.label,
+                    ref.name,
+                    calls=cfg.calls,
+                    warmup=0,
+                    max_seconds=cfg.cell_seconds,
+                    min_calls=cfg.reference_min_calls,
+                    cancel=cancel,
                 )
                 _fill_measurement(cell, m)
                 st = getattr(fn, "solve_times", None)
@@ -1271,8 +1413,25 @@ def _bench_transport(suite, backends, cfg, progress, rng, cancel=None):
         return
     big = rng.normal(size=1_000_000)
     n_big = 5 if cfg.quick else 20
-    suite.add(timeit(lambda: grpc_b.echo(big), "echo", "1M values", "grpc-bytes", n_big, warmup=2, note="bytes encoding", cancel=cancel), progress)
-    suite.add(timeit(lambda: grpc_b.echo_packed(big), "echo_packed", "1M values", "grpc-packed", n_big, warmup=2, note="repeated double encoding", cancel=cancel), progress)
+    suite.add(
+        timeit(
+            lambda: grpc_b.echo(big), "echo", "1M values", "grpc-bytes", n_big, warmup=2, note="bytes encoding", cancel=cancel
+        ),
+        progress,
+    )
+    suite.add(
+        timeit(
+            lambda: grpc_b.echo_packed(big),
+            "echo_packed",
+            "1M values",
+            "grpc-packed",
+            n_big,
+            warmup=2,
+            note="repeated double encoding",
+            cancel=cancel,
+        ),
+        progress,
+    )
     suite.encoding = _encoding_costs()
 
 
@@ -1309,8 +1468,14 @@ def _bench_stream(suite, backends, cfg, progress, rng, cancel=None):
         d["pyo3_raw_stream_ticks_per_s_one_array"] = len(x) / (time.perf_counter() - t0)
         raw = _rustcore.MeanReversionStream(20, 2.0)
         m = timeit(
-            lambda it=iter(x): raw.push(next(it)), "stream_one_tick", "1 tick", "pyo3-raw", 20_000 if not cfg.quick else 5_000,
-            warmup=0, note="_rustcore.MeanReversionStream.push", cancel=cancel,
+            lambda it=iter(x): raw.push(next(it)),
+            "stream_one_tick",
+            "1 tick",
+            "pyo3-raw",
+            20_000 if not cfg.quick else 5_000,
+            warmup=0,
+            note="_rustcore.MeanReversionStream.push",
+            cancel=cancel,
         )
         suite.add(m, progress)
 
@@ -1357,25 +1522,55 @@ def derive(suite: Suite) -> None:
             d["pyo3_1k_p50_us"] = c.p50_us
         else:
             suite.invalid["pyo3_1k_p50_us"] = f"pyo3 mean_reversion 1k: {c.skipped or 'no successful call'}"
-    _ratio_cells(suite, "pyo3_1M_speedup_vs_pandas_rolling_std", cell("mean_reversion", mr1m, "pandas-rolling-std"), cell("mean_reversion", mr1m, "pyo3"))
-    _ratio_cells(suite, "pyo3_1M_speedup_vs_pandas_zscore", cell("mean_reversion", mr1m, "pandas"), cell("mean_reversion", mr1m, "pyo3"))
+    _ratio_cells(
+        suite,
+        "pyo3_1M_speedup_vs_pandas_rolling_std",
+        cell("mean_reversion", mr1m, "pandas-rolling-std"),
+        cell("mean_reversion", mr1m, "pyo3"),
+    )
+    _ratio_cells(
+        suite, "pyo3_1M_speedup_vs_pandas_zscore", cell("mean_reversion", mr1m, "pandas"), cell("mean_reversion", mr1m, "pyo3")
+    )
     _ratio_cells(suite, "grpc_1M_over_pyo3_1M", cell("mean_reversion", mr1m, "grpc"), cell("mean_reversion", mr1m, "pyo3"))
-    _ratio_cells(suite, "grpcd_echo_p50_over_python_grpcio_echo_p50", cell("echo", (16,), "grpc"), cell("echo", (16,), "python-grpcio"))
+    _ratio_cells(
+        suite, "grpcd_echo_p50_over_python_grpcio_echo_p50", cell("echo", (16,), "grpc"), cell("echo", (16,), "python-grpcio")
+    )
     _ratio_cells(suite, "echo_1M_grpc_over_pyo3", cell("echo", mr1m, "grpc"), cell("echo", mr1m, "pyo3"))
     # HMM per EM iteration at 100k observations
     for b in ("pyo3", "grpc"):
         for impl in ("log", "scaling"):
-            _ratio_cells(suite, f"hmm_{b}_speedup_vs_hmmlearn_{impl}_per_iter", cell("hmm", (100_000,), f"hmmlearn-{impl}"), cell("hmm", (100_000,), b), num_unit=True)
+            _ratio_cells(
+                suite,
+                f"hmm_{b}_speedup_vs_hmmlearn_{impl}_per_iter",
+                cell("hmm", (100_000,), f"hmmlearn-{impl}"),
+                cell("hmm", (100_000,), b),
+                num_unit=True,
+            )
     # portfolio vs cvxpy + Clarabel
     for n in (20, 50, 500):
         dims = (max(500, 2 * n), n)
         for m in ("max_sharpe", "min_variance"):
             for b in ("pyo3", "grpc"):
-                _ratio_cells(suite, f"portfolio_{m}_{b}_speedup_vs_cvxpy_{n}", cell(f"portfolio:{m}", dims, "cvxpy+clarabel"), cell(f"portfolio:{m}", dims, b))
+                _ratio_cells(
+                    suite,
+                    f"portfolio_{m}_{b}_speedup_vs_cvxpy_{n}",
+                    cell(f"portfolio:{m}", dims, "cvxpy+clarabel"),
+                    cell(f"portfolio:{m}", dims, b),
+                )
     # sparse vs scikit-learn at 10000x500
     for b in ("pyo3", "grpc"):
-        _ratio_cells(suite, f"sparse_{b}_speedup_vs_sklearn_10000x500", cell("sparse:lasso", (10000, 500), "sklearn"), cell("sparse:lasso", (10000, 500), b))
-        _ratio_cells(suite, f"sparse_{b}_speedup_vs_sklearn_gram_10000x500", cell("sparse:lasso", (10000, 500), "sklearn-gram"), cell("sparse:lasso", (10000, 500), b))
+        _ratio_cells(
+            suite,
+            f"sparse_{b}_speedup_vs_sklearn_10000x500",
+            cell("sparse:lasso", (10000, 500), "sklearn"),
+            cell("sparse:lasso", (10000, 500), b),
+        )
+        _ratio_cells(
+            suite,
+            f"sparse_{b}_speedup_vs_sklearn_gram_10000x500",
+            cell("sparse:lasso", (10000, 500), "sklearn-gram"),
+            cell("sparse:lasso", (10000, 500), b),
+        )
     for k in list(suite.invalid):
         if k in d:
             del suite.invalid[k]
@@ -1396,9 +1591,18 @@ TARGETS = [
 for _n, _t in ((50, 20.0), (500, 5.0)):
     for _m in ("max_sharpe", "min_variance"):
         for _b, _bl in (("pyo3", "PyO3"), ("grpc", "gRPC")):
-            TARGETS.append((f"portfolio_{_m}_{_b}_speedup_vs_cvxpy_{_n}", ">=", _t, f"Portfolio {_m} {_bl} vs cvxpy+Clarabel, {_n} assets (×)"))
+            TARGETS.append(
+                (
+                    f"portfolio_{_m}_{_b}_speedup_vs_cvxpy_{_n}",
+                    ">=",
+                    _t,
+                    f"Portfolio {_m} {_bl} vs cvxpy+Clarabel, {_n} assets (×)",
+                )
+            )
 for _b, _bl in (("pyo3", "PyO3"), ("grpc", "gRPC")):
-    TARGETS.append((f"sparse_{_b}_speedup_vs_sklearn_10000x500", ">=", 1.5, f"Sparse lasso {_bl} vs scikit-learn Lasso, 10000x500 (×)"))
+    TARGETS.append(
+        (f"sparse_{_b}_speedup_vs_sklearn_10000x500", ">=", 1.5, f"Sparse lasso {_bl} vs scikit-learn Lasso, 10000x500 (×)")
+    )
 
 
 def target_status(suite: Suite) -> list[dict]:
@@ -1454,7 +1658,9 @@ def run_suite(
                 return s
     try:
         if backends is not None:
-            return _run(cfg, {k: v for k, v in backends.items() if k in cfg.backends or k not in ("pyo3", "grpc")}, progress, cancel)
+            return _run(
+                cfg, {k: v for k, v in backends.items() if k in cfg.backends or k not in ("pyo3", "grpc")}, progress, cancel
+            )
         from hft_lab.backends import BackendConfig
         from hft_lab.backends.grpc_backend import GrpcBackend
         from hft_lab.backends.pyo3_backend import Pyo3Backend
@@ -1553,7 +1759,10 @@ def speedup_text(c: Cell) -> str:
 
 
 def throughput_text(c: Cell) -> str:
-    return " ".join(f"{k}:{fmt_rate(v['ops_per_s'])}" + (f"({v['failures']}f)" if v.get("failures") else "") for k, v in sorted(c.throughput.items()))
+    return " ".join(
+        f"{k}:{fmt_rate(v['ops_per_s'])}" + (f"({v['failures']}f)" if v.get("failures") else "")
+        for k, v in sorted(c.throughput.items())
+    )
 
 
 def format_table(suite: Suite) -> str:
@@ -1563,7 +1772,13 @@ def format_table(suite: Suite) -> str:
         lines.append("")
     if suite.cancelled:
         lines.append("*** CANCELLED: partial results ***")
-    head = "" if not suite.cells else f"{'op':<24}{'size':<16}{'backend':<19}{'parity':<10}{'calls':>6}{'fail':>5}{'p50':>11}{'p95':>11}{'p99':>11}{'ops/s':>9}  {'ops/s @ C callers':<28}  speedup / accuracy / note"
+    head = (
+        ""
+        if not suite.cells
+        else f"{'op':<24}{'size':<16}{'backend':<19}{'parity':<10}"
+        f"{'calls':>6}{'fail':>5}{'p50':>11}{'p95':>11}{'p99':>11}{'ops/s':>9}  {'ops/s @ C callers':<28}"
+        f"  speedup / accuracy / note"
+    )
     if head:
         lines.append(head)
         lines.append("-" * len(head))
@@ -1573,7 +1788,9 @@ def format_table(suite: Suite) -> str:
             lines.append("")
         prev = (c.op, c.size)
         if c.skipped:
-            lines.append(f"{c.op:<24}{c.size:<16}{c.backend:<19}{c.parity:<10}  skipped: {c.skipped}" + (f"  ({c.note})" if c.note else ""))
+            lines.append(
+                f"{c.op:<24}{c.size:<16}{c.backend:<19}{c.parity:<10}  skipped: {c.skipped}" + (f"  ({c.note})" if c.note else "")
+            )
             continue
         tail = "; ".join(t for t in (speedup_text(c), c.accuracy, c.note) if t)
         if "iterations" in c.extra:
@@ -1595,10 +1812,13 @@ def format_table(suite: Suite) -> str:
         lines.append("!" * 100)
     if suite.results:
         lines.append("")
-        lines.append(f"{'op':<24}{'size':<16}{'backend':<19}{'calls':>6}{'fail':>5}{'p50':>11}{'p95':>11}{'p99':>11}{'ops/s':>9}  note")
+        lines.append(
+            f"{'op':<24}{'size':<16}{'backend':<19}{'calls':>6}{'fail':>5}{'p50':>11}{'p95':>11}{'p99':>11}{'ops/s':>9}  note"
+        )
         for m in suite.results:
             lines.append(
-                f"{m.op:<24}{m.size:<16}{m.backend:<19}{m.calls:>6}{m.failures:>5}{fmt_us(m.p50_us):>11}{fmt_us(m.p95_us):>11}{fmt_us(m.p99_us):>11}{fmt_rate(m.ops_per_s):>9}  {m.note}"
+                f"{m.op:<24}{m.size:<16}{m.backend:<19}{m.calls:>6}{m.failures:>5}{fmt_us(m.p50_us):>11}"
+                f"{fmt_us(m.p95_us):>11}{fmt_us(m.p99_us):>11}{fmt_rate(m.ops_per_s):>9}  {m.note}"
             )
     lines.append("")
     lines.append("targets:")
@@ -1615,7 +1835,8 @@ def format_table(suite: Suite) -> str:
         lines.append("")
         lines.append(
             f"array encoding, 1M float64 in Python: packed repeated double serialize {e['packed_serialize_ms']:.1f} ms / parse "
-            f"{e['packed_parse_ms']:.1f} ms; bytes serialize {e['bytes_serialize_ms']:.1f} ms / parse {e['bytes_parse_ms']:.1f} ms"
+            f"{e['packed_parse_ms']:.1f} ms; "
+            f"bytes serialize {e['bytes_serialize_ms']:.1f} ms / parse {e['bytes_parse_ms']:.1f} ms"
         )
     lines.append("")
     lines.append(f"total {suite.seconds:.1f} s")
@@ -1645,7 +1866,9 @@ def to_dict(suite: Suite) -> dict:
             "results": [m.to_dict() for m in suite.all_measurements()],
             "derived": suite.derived,
             "targets": target_status(suite),
-            "parity_failures": [dict(op=c.op, size=c.size, backend=c.backend, detail=c.parity_detail) for c in suite.parity_failures],
+            "parity_failures": [
+                dict(op=c.op, size=c.size, backend=c.backend, detail=c.parity_detail) for c in suite.parity_failures
+            ],
             "encoding": suite.encoding,
             "cancelled": suite.cancelled,
             "seconds": suite.seconds,
@@ -1659,8 +1882,24 @@ def to_json(suite: Suite) -> str:
 
 
 CSV_COLUMNS = [
-    "op", "size", "payload_values", "backend", "kind", "parity", "skipped", "calls", "failures", "p50_us", "p95_us", "p99_us",
-    "mean_us", "ops_per_s", "throughput", "speedup", "accuracy", "note",
+    "op",
+    "size",
+    "payload_values",
+    "backend",
+    "kind",
+    "parity",
+    "skipped",
+    "calls",
+    "failures",
+    "p50_us",
+    "p95_us",
+    "p99_us",
+    "mean_us",
+    "ops_per_s",
+    "throughput",
+    "speedup",
+    "accuracy",
+    "note",
 ]
 
 
@@ -1672,11 +1911,22 @@ def to_csv(suite: Suite) -> str:
     w = csv.writer(buf)
     w.writerow(CSV_COLUMNS)
     for c in suite.cells:
-        w.writerow([
-            c.op, c.size, c.payload_values, c.backend, c.kind, c.parity, c.skipped, c.calls, c.failures,
-            *(f"{v:.3f}" if math.isfinite(v) else "" for v in (c.p50_us, c.p95_us, c.p99_us, c.mean_us, c.ops_per_s)),
-            " ".join(f"{k}:{v['ops_per_s']:.3f}" for k, v in sorted(c.throughput.items())),
-            " ".join(f"{k}:{v:.4g}" for k, v in c.speedup.items()),
-            c.accuracy, c.note,
-        ])
+        w.writerow(
+            [
+                c.op,
+                c.size,
+                c.payload_values,
+                c.backend,
+                c.kind,
+                c.parity,
+                c.skipped,
+                c.calls,
+                c.failures,
+                *(f"{v:.3f}" if math.isfinite(v) else "" for v in (c.p50_us, c.p95_us, c.p99_us, c.mean_us, c.ops_per_s)),
+                " ".join(f"{k}:{v['ops_per_s']:.3f}" for k, v in sorted(c.throughput.items())),
+                " ".join(f"{k}:{v:.4g}" for k, v in c.speedup.items()),
+                c.accuracy,
+                c.note,
+            ]
+        )
     return buf.getvalue()

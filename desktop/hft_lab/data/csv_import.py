@@ -42,9 +42,10 @@ import os
 import re
 import zlib
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, overload
 
 import numpy as np
 import pandas as pd
@@ -69,8 +70,28 @@ LAYOUTS = ("wide", "long", "ohlcv")
 BAD_CELLS = {"error": "stop at the first unparseable cell", "missing": "treat unparseable cells as missing"}
 NAN_POLICIES = {"drop": "drop rows with a missing value", "ffill": "forward-fill (carry the last price)"}
 NA_TOKENS = [
-    "", "NA", "N/A", "n/a", "na", "NaN", "nan", "NAN", "-nan", "null", "NULL", "Null", "None", "none",
-    "#N/A", "#N/A N/A", "#NA", "<NA>", "NaT", "-", "--", ".",
+    "",
+    "NA",
+    "N/A",
+    "n/a",
+    "na",
+    "NaN",
+    "nan",
+    "NAN",
+    "-nan",
+    "null",
+    "NULL",
+    "Null",
+    "None",
+    "none",
+    "#N/A",
+    "#N/A N/A",
+    "#NA",
+    "<NA>",
+    "NaT",
+    "-",
+    "--",
+    ".",
 ]
 _NA_SET = frozenset(NA_TOKENS)
 
@@ -86,30 +107,117 @@ DATE_FORMATS = {
     "unix-ns": "Unix time in nanoseconds",
 }
 
-_DATE_NAMES = {"date", "dates", "datetime", "time", "timestamp", "ts", "day", "dt", "tradedate",
-               "tradingday", "asof", "asofdate", "period", "index", "localtime", "utctime", "bar"}
-_TICKER_NAMES = {"ticker", "tickers", "symbol", "symbols", "sym", "asset", "assets", "name", "code",
-                 "instrument", "security", "stock", "secid", "ric", "isin", "permno", "cusip", "id",
-                 "tic", "contract", "pair"}
+_DATE_NAMES = {
+    "date",
+    "dates",
+    "datetime",
+    "time",
+    "timestamp",
+    "ts",
+    "day",
+    "dt",
+    "tradedate",
+    "tradingday",
+    "asof",
+    "asofdate",
+    "period",
+    "index",
+    "localtime",
+    "utctime",
+    "bar",
+}
+_TICKER_NAMES = {
+    "ticker",
+    "tickers",
+    "symbol",
+    "symbols",
+    "sym",
+    "asset",
+    "assets",
+    "name",
+    "code",
+    "instrument",
+    "security",
+    "stock",
+    "secid",
+    "ric",
+    "isin",
+    "permno",
+    "cusip",
+    "id",
+    "tic",
+    "contract",
+    "pair",
+}
 _ID_NAMES = {"permno", "secid", "id", "cusip"}  # ticker columns that may hold numbers
 # price columns of a long file, most preferred first (names compared without case, spaces, _ . -)
 # fields of an OHLCV file (Yahoo Finance, brokers, Stooq, Nasdaq ...), by normalised column name
 _FIELD_NAMES = {
-    "adjclose": {"adjclose", "adjustedclose", "adjclosingprice", "adjustedcloseprice", "adjcloseprice", "adjprice",
-                 "adjustedclosingprice", "adjustedprice"},
-    "close": {"close", "closeprice", "closingprice", "closelast", "last", "lastprice", "pxlast", "settle",
-              "settlement", "settlementprice", "price"},
+    "adjclose": {
+        "adjclose",
+        "adjustedclose",
+        "adjclosingprice",
+        "adjustedcloseprice",
+        "adjcloseprice",
+        "adjprice",
+        "adjustedclosingprice",
+        "adjustedprice",
+    },
+    "close": {
+        "close",
+        "closeprice",
+        "closingprice",
+        "closelast",
+        "last",
+        "lastprice",
+        "pxlast",
+        "settle",
+        "settlement",
+        "settlementprice",
+        "price",
+    },
     "open": {"open", "openprice", "opening", "openingprice", "pxopen"},
     "high": {"high", "highprice", "hi", "dayhigh", "pxhigh"},
     "low": {"low", "lowprice", "lo", "daylow", "pxlow"},
     "vwap": {"vwap", "averageprice", "avgprice", "typicalprice", "midprice", "mid"},
 }
 # columns of an OHLCV file that are not prices (never loaded as a price unless the user asks)
-_NONPRICE_NAMES = {"volume", "vol", "volumes", "totalvolume", "qty", "quantity", "turnover", "amount", "notional",
-                   "openinterest", "oi", "trades", "numtrades", "numberoftrades", "tradecount", "count",
-                   "transactions", "dividends", "dividend", "dividendamount", "stocksplits", "splits", "split",
-                   "splitfactor", "splitcoefficient", "splitratio", "capitalgains", "change", "changepercent",
-                   "pctchange", "changepct", "percentchange", "marketcap", "sharesoutstanding"}
+_NONPRICE_NAMES = {
+    "volume",
+    "vol",
+    "volumes",
+    "totalvolume",
+    "qty",
+    "quantity",
+    "turnover",
+    "amount",
+    "notional",
+    "openinterest",
+    "oi",
+    "trades",
+    "numtrades",
+    "numberoftrades",
+    "tradecount",
+    "count",
+    "transactions",
+    "dividends",
+    "dividend",
+    "dividendamount",
+    "stocksplits",
+    "splits",
+    "split",
+    "splitfactor",
+    "splitcoefficient",
+    "splitratio",
+    "capitalgains",
+    "change",
+    "changepercent",
+    "pctchange",
+    "changepct",
+    "percentchange",
+    "marketcap",
+    "sharesoutstanding",
+}
 FIELD_LABELS = {
     "adjclose": "adjusted close",
     "close": "close",
@@ -119,9 +227,27 @@ FIELD_LABELS = {
     "vwap": "average price",
     "volume": "not a price",
 }
-_PRICE_NAMES = ["adjclose", "adjustedclose", "adjclosingprice", "adjustedcloseprice", "adjcloseprice",
-                "adjprice", "close", "closeprice", "closingprice", "last", "lastprice", "pxlast",
-                "settle", "settlement", "price", "value", "mid", "midprice", "vwap"]
+_PRICE_NAMES = [
+    "adjclose",
+    "adjustedclose",
+    "adjclosingprice",
+    "adjustedcloseprice",
+    "adjcloseprice",
+    "adjprice",
+    "close",
+    "closeprice",
+    "closingprice",
+    "last",
+    "lastprice",
+    "pxlast",
+    "settle",
+    "settlement",
+    "price",
+    "value",
+    "mid",
+    "midprice",
+    "vwap",
+]
 
 
 class CsvImportError(ValueError):
@@ -138,7 +264,7 @@ class CsvImportError(ValueError):
         self.file: str | None = None
         super().__init__(f"line {line}: {message}" if line is not None else message)
 
-    def in_file(self, name: str) -> "CsvImportError":
+    def in_file(self, name: str) -> CsvImportError:
         """Name the file in the message (several files loaded together); returns self."""
         if self.file is None:
             self.file = name
@@ -169,6 +295,7 @@ class BadCellError(CsvImportError):
         super().__init__(message, line)
         self.count = count
         self.cells = cells
+        self.files: list[str] | None = None  # the files that hold bad cells (several loaded together)
 
 
 @dataclass
@@ -221,7 +348,8 @@ class CsvSniff:
         comp = f"{self.compression}-compressed, " if self.compression else ""
         lines = [
             f"File: {self.path.name} ({comp}{_human_bytes(self.size_bytes)})",
-            f"Encoding: {ENCODINGS.get(self.encoding, self.encoding)}" + (f" ({self.encoding_note})" if self.encoding_note else ""),
+            f"Encoding: {ENCODINGS.get(self.encoding, self.encoding)}"
+            + (f" ({self.encoding_note})" if self.encoding_note else ""),
             f"Delimiter: {DELIMITERS.get(self.delimiter, repr(self.delimiter))}"
             + (", decimal comma" if self.decimal == "," else ""),
             (f"Header on line {self.header_line}" if self.header else f"No header row (data from line {self.header_line})")
@@ -358,8 +486,16 @@ def _bom_encoding(head: bytes) -> str | None:
 
 def _normalise_encoding(enc: str) -> str:
     e = enc.lower().replace("_", "-").strip()
-    aliases = {"utf8": "utf-8", "utf-8-bom": "utf-8-sig", "utf8-sig": "utf-8-sig", "latin1": "latin-1",
-               "iso-8859-1": "latin-1", "iso8859-1": "latin-1", "l1": "latin-1", "utf16": "utf-16"}
+    aliases = {
+        "utf8": "utf-8",
+        "utf-8-bom": "utf-8-sig",
+        "utf8-sig": "utf-8-sig",
+        "latin1": "latin-1",
+        "iso-8859-1": "latin-1",
+        "iso8859-1": "latin-1",
+        "l1": "latin-1",
+        "utf16": "utf-16",
+    }
     e = aliases.get(e, e)
     if e not in ENCODINGS:
         raise CsvImportError(f"unsupported encoding {enc!r}: use one of {', '.join(ENCODINGS)}")
@@ -394,7 +530,9 @@ def _decode_head(head: bytes, whole: bool, encoding: str | None) -> tuple[str, s
             text = head.decode("latin-1")
             encoding, note = "latin-1", f"not valid UTF-8 at line {line}"
         else:
-            raise CsvImportError(f"not valid {ENCODINGS.get(encoding, encoding)} ({e.reason}): choose another encoding", line) from None
+            raise CsvImportError(
+                f"not valid {ENCODINGS.get(encoding, encoding)} ({e.reason}): choose another encoding", line
+            ) from None
     if encoding == "utf-8" and text.startswith("\ufeff"):
         text, encoding = text[1:], "utf-8-sig"
     elif encoding in ("utf-8-sig", "utf-16") and text.startswith("\ufeff"):
@@ -536,7 +674,7 @@ def _column_kind(values: list[str], decimal: str) -> str:
     return kind
 
 
-def _norm(name: str) -> str:
+def _norm(name: object) -> str:
     return re.sub(r"[\s_.\-/()]+", "", str(name)).lower()
 
 
@@ -633,7 +771,9 @@ def _choose_delimiter(text: str) -> tuple[str, int]:
 
 
 def _dedupe(names: list[str]) -> tuple[list[str], list[str]]:
-    out, notes, seen = [], [], Counter()
+    out: list[str] = []
+    notes: list[str] = []
+    seen: Counter[str] = Counter()
     for j, n in enumerate(names):
         n = n.strip()
         if not n:
@@ -772,8 +912,9 @@ def _value_columns(layout, names, date_col, ticker_col, price_col, fields, path)
     return value_cols, [n for n in value_cols if fields.get(n) != "volume"], ""
 
 
-def default_price_columns(sn: CsvSniff, layout: str | None = None, date_column: str | None = None,
-                          ticker_column: str | None = None) -> list[str]:
+def default_price_columns(
+    sn: CsvSniff, layout: str | None = None, date_column: str | None = None, ticker_column: str | None = None
+) -> list[str]:
     """The price columns load_prices takes when price_columns is None, for these choices (what
     the import dialog preselects)."""
     layout = layout or sn.layout
@@ -837,9 +978,7 @@ def _looks_like_header(rows: list[list[str]], decimal: str) -> bool:
 def _guess_layout(names: list[str], kinds: dict[str, str], date_col: str | None, fields: dict[str, str] | None = None):
     others = [n for n in names if n != date_col]
     fields = column_fields(others) if fields is None else fields
-    ticker = next(
-        (n for n in others if _norm(n) in _TICKER_NAMES and (kinds.get(n) == "text" or _norm(n) in _ID_NAMES)), None
-    )
+    ticker = next((n for n in others if _norm(n) in _TICKER_NAMES and (kinds.get(n) == "text" or _norm(n) in _ID_NAMES)), None)
     if ticker is None:
         ticker = next((n for n in others if kinds.get(n) == "text" and n not in fields), None)
     if ticker is None:
@@ -888,8 +1027,11 @@ def _scan(sn: CsvSniff, encoding: str, forced_encoding: bool, max_bytes: int) ->
     note = ""
     total = 0
     utf16 = encoding == "utf-16"
-    dec = codecs.getincrementaldecoder("utf-16")() if utf16 else (
-        codecs.getincrementaldecoder("utf-8")() if encoding in ("utf-8", "utf-8-sig") else None)
+    dec = (
+        codecs.getincrementaldecoder("utf-16")()
+        if utf16
+        else (codecs.getincrementaldecoder("utf-8")() if encoding in ("utf-8", "utf-8-sig") else None)
+    )
     has_quotes = False
     carry = b""
     line_base = 0  # physical lines completed before `carry`
@@ -918,11 +1060,11 @@ def _scan(sn: CsvSniff, encoding: str, forced_encoding: bool, max_bytes: int) ->
         bad = np.flatnonzero(use & (nfields != want))
         if len(bad) and not has_quotes:
             k = bad[0]
-            raw = buf[starts[k]:ends[k]].rstrip(b"\r")
+            raw = buf[starts[k] : ends[k]].rstrip(b"\r")
             _ragged(int(lineno[k]), int(nfields[k]), want, sn, raw.endswith(bytes([delim])))
         parts.append(lineno[use])
         line_base += len(ends)
-        return b"" if final else buf[ends[-1] + 1:]
+        return b"" if final else buf[ends[-1] + 1 :]
 
     try:
         for chunk in _read_chunks(sn.path, sn.compression):
@@ -933,6 +1075,7 @@ def _scan(sn: CsvSniff, encoding: str, forced_encoding: bool, max_bytes: int) ->
                     "(it would not fit in memory): split it, or keep fewer columns or rows"
                 )
             if utf16:
+                assert dec is not None  # the UTF-16 decoder is never dropped
                 text = dec.decode(chunk)
                 if total == len(chunk) and text.startswith("\ufeff"):
                     text = text[1:]
@@ -1025,8 +1168,14 @@ def _resolve_date_format(fmt: str) -> str:
     for key in DATE_FORMATS:
         if up == key.upper():
             return key
-    aliases = {"MM/DD/YYYY": "US", "DD/MM/YYYY": "EU", "DD.MM.YYYY": "EU", "YYYY-MM-DD": "ISO", "ISO8601": "ISO",
-               "YYYYMMDD": "YMD"}
+    aliases = {
+        "MM/DD/YYYY": "US",
+        "DD/MM/YYYY": "EU",
+        "DD.MM.YYYY": "EU",
+        "YYYY-MM-DD": "ISO",
+        "ISO8601": "ISO",
+        "YYYYMMDD": "YMD",
+    }
     if up in aliases:
         return aliases[up]
     raise CsvImportError(
@@ -1114,6 +1263,10 @@ def _first_bad(parsed: pd.DatetimeIndex) -> int | None:
 # ----------------------------------------------------------------------------------------------
 
 
+@overload
+def _col_ref(ref: None, names: list[str], what: str) -> None: ...
+@overload
+def _col_ref(ref: str | int, names: list[str], what: str) -> str: ...
 def _col_ref(ref: str | int | None, names: list[str], what: str) -> str | None:
     if ref is None:
         return None
@@ -1185,7 +1338,9 @@ def _plain_number(t: str, decimal: str) -> str | None:
     return t if _NUM_DOT.match(t) else None
 
 
-def _numbers(df: pd.DataFrame, cols: list[str], decimal: str, lines: _Lines, bad_cells: str, report: list[str]) -> dict[str, np.ndarray]:
+def _numbers(
+    df: pd.DataFrame, cols: list[str], decimal: str, lines: _Lines, bad_cells: str, report: list[str]
+) -> dict[str, np.ndarray]:
     """The chosen columns as float64. Unparseable cells: a BadCellError naming the first one in file
     order and counting all of them (bad_cells="error"), or NaN with a report line ("missing")."""
     out: dict[str, np.ndarray] = {}
@@ -1208,10 +1363,12 @@ def _numbers(df: pd.DataFrame, cols: list[str], decimal: str, lines: _Lines, bad
                 first = (int(rows[0]), j)
     if not count:
         return out
+    assert first is not None  # set with the first bad cell
 
     def text(i: int, j: int) -> str:
         c = cols[j]
-        t = texts[c].iloc[i] if texts[c] is not None else None
+        tc = texts[c]
+        t = tc.iloc[i] if tc is not None else None
         return str(t) if t is not None else str(df[c].iloc[i])
 
     def inf(i: int, j: int) -> bool:
@@ -1223,15 +1380,21 @@ def _numbers(df: pd.DataFrame, cols: list[str], decimal: str, lines: _Lines, bad
     cells.sort()
     if bad_cells == "error":
         i, j = first
-        msg = (f"{float(text(i, j).replace(',', '.'))} in column '{cols[j]}' is not a finite number" if inf(i, j)
-               else f"{_quote(text(i, j))} in column '{cols[j]}' is not a number")
+        msg = (
+            f"{float(text(i, j).replace(',', '.'))} in column '{cols[j]}' is not a finite number"
+            if inf(i, j)
+            else f"{_quote(text(i, j))} in column '{cols[j]}' is not a number"
+        )
         raise BadCellError(msg, lines(i), count, [(lines(r), cols[q], text(r, q)) for r, q in cells[:5]])
     i, j = first
     ln = lines(i)
     report.append(
         f"Unparseable cells treated as missing: {count:,} ("
-        + "; ".join(f"'{c}' {k}" for c, k, _ in per_col[:6]) + (" …" if len(per_col) > 6 else "")
-        + f"; first {_quote(text(i, j))} in '{cols[j]}'" + (f" at line {ln}" if ln else "") + ")"
+        + "; ".join(f"'{c}' {k}" for c, k, _ in per_col[:6])
+        + (" …" if len(per_col) > 6 else "")
+        + f"; first {_quote(text(i, j))} in '{cols[j]}'"
+        + (f" at line {ln}" if ln else "")
+        + ")"
     )
     return out
 
@@ -1285,16 +1448,25 @@ def load_prices(
     keeps the dates every file has (an inner join), "ffill" keeps all dates and carries prices over
     the gaps (an outer join)."""
     if isinstance(path, (list, tuple)):
-        if len(path) == 1:
-            path = path[0]
-        else:
+        if len(path) != 1:
             return _load_many(
-                list(path), layout=layout, date_format=date_format, nan_policy=nan_policy, delimiter=delimiter,
-                encoding=encoding, header=header, decimal=decimal, date_column=date_column,
-                ticker_column=ticker_column, price_column=price_column, price_columns=price_columns,
-                bad_cells=bad_cells, name=name, max_bytes=max_bytes,
+                list(path),
+                layout=layout,
+                date_format=date_format,
+                nan_policy=nan_policy,
+                delimiter=delimiter,
+                encoding=encoding,
+                header=header,
+                decimal=decimal,
+                date_column=date_column,
+                ticker_column=ticker_column,
+                price_column=price_column,
+                price_columns=price_columns,
+                bad_cells=bad_cells,
+                name=name,
+                max_bytes=max_bytes,
             )
-    path = Path(path)
+    path = Path(path[0] if isinstance(path, (list, tuple)) else path)  # one file given as a list of one
     if nan_policy not in NAN_POLICIES:
         raise CsvImportError(f"nan_policy must be one of {', '.join(NAN_POLICIES)}, got {nan_policy!r}")
     if bad_cells not in BAD_CELLS:
@@ -1302,9 +1474,14 @@ def load_prices(
     if layout is not None and layout not in LAYOUTS:
         raise CsvImportError(f"layout must be 'wide', 'long' or 'ohlcv', got {layout!r}")
     sn = sniffed
-    if sn is None or Path(sn.path) != path or any(
-        v is not None and v != getattr(sn, k) for k, v in (("delimiter", delimiter), ("header", header), ("decimal", decimal))
-    ) or (encoding is not None and _normalise_encoding(encoding) != sn.encoding):
+    if (
+        sn is None
+        or Path(sn.path) != path
+        or any(
+            v is not None and v != getattr(sn, k) for k, v in (("delimiter", delimiter), ("header", header), ("decimal", decimal))
+        )
+        or (encoding is not None and _normalise_encoding(encoding) != sn.encoding)
+    ):
         sn = sniff(path, delimiter=delimiter, encoding=encoding, header=header, decimal=decimal, max_bytes=max_bytes)
     report: list[str] = []
     scan = _scan(sn, sn.encoding, forced_encoding=encoding is not None, max_bytes=max_bytes)
@@ -1361,8 +1538,11 @@ def load_prices(
         if not value_cols:
             raise CsvImportError("no price columns: the file has only a date column")
         if chosen is None:
-            chosen = _default_ohlcv_prices(value_cols, fields) if layout == "ohlcv" else [
-                n for n in value_cols if fields.get(n) != "volume"]
+            chosen = (
+                _default_ohlcv_prices(value_cols, fields)
+                if layout == "ohlcv"
+                else [n for n in value_cols if fields.get(n) != "volume"]
+            )
             if not chosen:
                 vol = [n for n in value_cols if fields.get(n) == "volume"]
                 if len(vol) == len(value_cols):
@@ -1400,8 +1580,9 @@ def load_prices(
             prices.columns = [asset] if len(chosen) == 1 else [f"{asset} {c}" for c in chosen]
             report.append(
                 f"Layout: one instrument (OHLCV columns): asset '{asset}', price from "
-                + ", ".join(f"'{c}'" + (f" ({FIELD_LABELS[fields[c]]})" if c in fields and fields[c] != "volume" else "")
-                            for c in chosen)
+                + ", ".join(
+                    f"'{c}'" + (f" ({FIELD_LABELS[fields[c]]})" if c in fields and fields[c] != "volume" else "") for c in chosen
+                )
             )
         else:
             report.append(f"Layout: wide: {prices.shape[1]} price column(s)")
@@ -1409,7 +1590,9 @@ def load_prices(
             if left:
                 report.append(f"Not loaded: {', '.join(repr(c) for c in left[:8])}" + (" …" if len(left) > 8 else ""))
     if forced_vol:
-        report.append(f"Loaded as prices because chosen (they look like volume, not prices): {', '.join(repr(c) for c in forced_vol)}")
+        report.append(
+            f"Loaded as prices because chosen (they look like volume, not prices): {', '.join(repr(c) for c in forced_vol)}"
+        )
     del df
     report += rep
     prices, rep = _apply_nan_policy(prices, nan_policy, lines, pos, posw)
@@ -1447,7 +1630,8 @@ def _value_notes(prices: pd.DataFrame, report: list[str]) -> None:
     if nonpos:
         report.append(
             "Values ≤ 0 (fine for spreads; returns need positive prices): "
-            + ", ".join(f"'{c}' {n}" for c, n in nonpos[:5]) + (" …" if len(nonpos) > 5 else "")
+            + ", ".join(f"'{c}' {n}" for c, n in nonpos[:5])
+            + (" …" if len(nonpos) > 5 else "")
         )
     gaps = prices.index.to_series().diff().dropna()
     if len(gaps):
@@ -1498,7 +1682,8 @@ def _load_many(paths: list, *, nan_policy: str, name: str | None, bad_cells: str
         p0, e0 = bad[0]
         total = sum(e.count for _, e in bad)
         cells = [c for _, e in bad for c in e.cells][:5]
-        err = BadCellError(e0.problem, e0.line, total, cells).in_file(p0.name)
+        err = BadCellError(e0.problem, e0.line, total, cells)
+        err.in_file(p0.name)
         err.files = [p.name for p, _ in bad]
         raise err
     report: list[str] = [f"{len(paths)} files, aligned on their dates:"]
@@ -1543,8 +1728,15 @@ def _load_many(paths: list, *, nan_policy: str, name: str | None, bad_cells: str
         )
     _value_notes(prices, report)
     prices = prices.astype(np.float64)
-    prices.attrs = {"source": {"kind": "csv", "paths": [str(p) for p in paths], "nan_policy": nan_policy,
-                               "bad_cells": bad_cells, "files": [r.dataset.prices.attrs.get("source") for r in results]}}
+    prices.attrs = {
+        "source": {
+            "kind": "csv",
+            "paths": [str(p) for p in paths],
+            "nan_policy": nan_policy,
+            "bad_cells": bad_cells,
+            "files": [r.dataset.prices.attrs.get("source") for r in results],
+        }
+    }
     ds_name = name or _combined_name(paths)
     ds = Dataset(ds_name, prices)
     report.append(f"Loaded: {ds.describe()}")
@@ -1719,7 +1911,8 @@ def _wide(values: dict[str, np.ndarray], dates: pd.DatetimeIndex, lines: _Lines)
             ex.append(f"{_d(t)} (lines {', '.join(str(x) for x in ls)})" if all(ls) else _d(t))
         report.append(
             f"{int(dup.sum())} duplicate row(s) for {len(pd.unique(dd))} date(s), kept the last of each: "
-            + "; ".join(ex) + (" …" if len(pd.unique(dd)) > 3 else "")
+            + "; ".join(ex)
+            + (" …" if len(pd.unique(dd)) > 3 else "")
         )
         mat = mat[~dup]
         pos = pos[~dup]
@@ -1758,7 +1951,8 @@ def _long_to_wide(df, dates, tick_col, values: dict[str, np.ndarray], lines):
             ex.append(f"{r['ticker']} {_d(r['date'])}" + (f" (lines {', '.join(str(x) for x in ls)})" if all(ls) else ""))
         report.append(
             f"{int(dup.sum())} duplicate row(s) for the same ticker and date, kept the last of each: "
-            + "; ".join(ex) + (" …" if dup.sum() > 3 else "")
+            + "; ".join(ex)
+            + (" …" if dup.sum() > 3 else "")
         )
         frame = frame[~dup]
     tickers = list(pd.unique(frame["ticker"]))
@@ -1782,7 +1976,7 @@ def _long_to_wide(df, dates, tick_col, values: dict[str, np.ndarray], lines):
     return wide, pos_all, report
 
 
-def _apply_nan_policy(prices: pd.DataFrame, policy: str, lines: _Lines, pos=None, posw=None):
+def _apply_nan_policy(prices: pd.DataFrame, policy: str, lines: _Lines | None, pos=None, posw=None):
     """Report missing values per column (first line, or date when the long file has no row for
     it) and apply the policy. pos: data record of each row (wide); posw: of each cell (long)."""
     report: list[str] = []
@@ -1823,8 +2017,16 @@ def _apply_nan_policy(prices: pd.DataFrame, policy: str, lines: _Lines, pos=None
         prices = filled.iloc[n_lead:]
         msg = f"Missing values: forward-filled {before - after:,} value(s)"
         if n_lead:
-            late = [c for c in filled.columns if filled[c].first_valid_index() == filled.index[n_lead]] if n_lead < len(filled) else []
-            who = f" ({', '.join(repr(c) for c in late[:3])} start{'s' if len(late) == 1 else ''} on {_d(filled.index[n_lead])})" if late else ""
+            late = (
+                [c for c in filled.columns if filled[c].first_valid_index() == filled.index[n_lead]]
+                if n_lead < len(filled)
+                else []
+            )
+            who = (
+                f" ({', '.join(repr(c) for c in late[:3])} start{'s' if len(late) == 1 else ''} on {_d(filled.index[n_lead])})"
+                if late
+                else ""
+            )
             msg += f"; dropped the first {n_lead:,} row(s), before every column has a value{who}"
         report.append(msg)
     return prices, report

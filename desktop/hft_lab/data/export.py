@@ -35,10 +35,10 @@ import os
 import platform
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -122,8 +122,9 @@ def _patch_svg_exporter() -> None:
                 p.setAttribute("d", re.sub(r"\s*[Zz]\s*", " ", d).strip())
         return orig(node, defs, item, options)
 
-    correct._hft_lab_patched = True
-    svgmod.correctCoordinates = correct
+    # dynamic attributes (a marker on the function, a module-level function replaced): setattr says so
+    setattr(correct, "_hft_lab_patched", True)
+    setattr(svgmod, "correctCoordinates", correct)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -435,9 +436,7 @@ def _header(kind: str) -> dict[str, Any]:
     }
 
 
-def result_document(
-    result: Any, inputs: dict | None = None, parameters: dict | None = None, backend: str = ""
-) -> dict[str, Any]:
+def result_document(result: Any, inputs: dict | None = None, parameters: dict | None = None, backend: str = "") -> dict[str, Any]:
     """The JSON document export_result_json writes (a dict)."""
     doc = _header("result")
     doc.update(
@@ -483,9 +482,9 @@ def result_from_document(doc: dict[str, Any]) -> Any:
 
     def build(type_name: str, d: dict[str, Any]) -> Any:
         cls = getattr(R, type_name, None)
-        if cls is None or not dataclasses.is_dataclass(cls):
+        if not isinstance(cls, type) or not dataclasses.is_dataclass(cls):
             raise ValueError(f"unknown result type {type_name!r}")
-        kw = {}
+        kw: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             v = d.get(f.name)
             t = str(f.type)

@@ -16,7 +16,8 @@ then given in bars.
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -185,7 +186,7 @@ class DatasetStore(QObject):
         return Dataset(self._ds.name, self.selected_prices())
 
     def describe(self) -> str:
-        """"name: N assets, T rows, 1990-01-02 … 2022-12-28" for the selection (the status bar)."""
+        """ "name: N assets, T rows, 1990-01-02 … 2022-12-28" for the selection (the status bar)."""
         full = self._ds.prices
         if self.full_selection:
             return self._ds.describe()

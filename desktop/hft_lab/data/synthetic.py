@@ -132,9 +132,7 @@ SYNTHETIC_KINDS: dict[str, str] = {
 SYNTHETIC_DEFAULTS: dict[str, dict[str, Any]] = {
     "ou": dict(n=5000, kappa=0.05, theta=100.0, sigma=1.0, seed=0),
     "cointegrated": dict(n=2000, assets=5, seed=0),
-    "regimes": dict(
-        n=3000, means=(-0.002, 0.0005, 0.001), stds=(0.025, 0.01, 0.005), stay=0.98, s0=100.0, seed=0
-    ),
+    "regimes": dict(n=3000, means=(-0.002, 0.0005, 0.001), stds=(0.025, 0.01, 0.005), stay=0.98, s0=100.0, seed=0),
     "gbm": dict(n=2520, assets=10, mu=0.07, sigma=0.2, rho=0.3, s0=100.0, seed=0),
 }
 
@@ -163,8 +161,7 @@ def synthetic_dataset(kind: str, **params: Any) -> Dataset:
     unknown = set(params) - set(SYNTHETIC_DEFAULTS[kind])
     if unknown:
         raise ValueError(
-            f"unknown parameter(s) for {kind!r}: {', '.join(sorted(unknown))} "
-            f"(allowed: {', '.join(SYNTHETIC_DEFAULTS[kind])})"
+            f"unknown parameter(s) for {kind!r}: {', '.join(sorted(unknown))} (allowed: {', '.join(SYNTHETIC_DEFAULTS[kind])})"
         )
     p = {**SYNTHETIC_DEFAULTS[kind], **params}
     n = int(p["n"])

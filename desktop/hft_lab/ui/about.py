@@ -53,9 +53,8 @@ def resource_text(rel: Path | str) -> str:
 
 def runtime_versions() -> dict[str, str]:
     """Versions of the runtime pieces, for the About box and bug reports."""
-    from PySide6 import QtCore
-
     import PySide6
+    from PySide6 import QtCore
 
     v = {
         "Python": f"{platform.python_version()} ({platform.python_implementation()})",
@@ -95,7 +94,9 @@ def backend_versions(router) -> dict[str, str]:
     else:
         try:
             i = router.grpc.info()
-            where = router.manager.address if router.manager is not None else f"{router.config.grpc_host}:{router.config.grpc_port}"
+            where = (
+                router.manager.address if router.manager is not None else f"{router.config.grpc_host}:{router.config.grpc_port}"
+            )
             out["grpc"] = f"grpcd {i.server_version} (core {i.core_version}), pid {i.pid}, {where}"
         except Exception as e:
             out["grpc"] = f"down: {e}"

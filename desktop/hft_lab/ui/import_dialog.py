@@ -75,13 +75,15 @@ from hft_lab.data.csv_import import (
     CsvImportError,
     CsvSniff,
     ImportResult,
+    _combined_name,
+    _norm,
+    column_fields,
     default_name,
     default_price_columns,
     load_prices,
     nonprice_message,
     sniff,
 )
-from hft_lab.data.csv_import import _combined_name, _norm, column_fields
 from hft_lab.data.samples import Dataset
 
 log = logging.getLogger("hft_lab.ui.import")
@@ -107,9 +109,7 @@ class ImportDialog(QDialog):
         self.path = paths[0]  # the file shown in the preview
         self.multi = len(paths) > 1
         self.bad_cell_error: BadCellError | None = None
-        self.setWindowTitle(
-            f"Import prices: {len(paths)} files" if self.multi else f"Import prices: {self.path.name}"
-        )
+        self.setWindowTitle(f"Import prices: {len(paths)} files" if self.multi else f"Import prices: {self.path.name}")
         self.resize(1000, 660)
         self._sniff: CsvSniff | None = None
         self.sniff_error: CsvImportError | None = None
@@ -317,7 +317,9 @@ class ImportDialog(QDialog):
         else:
             self.drop = QRadioButton("Drop rows with a missing value")
             self.ffill = QRadioButton("Forward-fill (carry the last price)")
-        self.ffill.setToolTip("Missing prices take the last known price; the first rows, before every asset has a price, are dropped.")
+        self.ffill.setToolTip(
+            "Missing prices take the last known price; the first rows, before every asset has a price, are dropped."
+        )
         self.drop.setToolTip("Keep only the dates on which every asset has a price.")
         self.drop.setChecked(True)
         self._nan_group = QButtonGroup(self)
@@ -359,8 +361,15 @@ class ImportDialog(QDialog):
         left_w.setMinimumWidth(370)
         left_w.setMaximumWidth(450)
         self.left_panel = left_w
-        for combo in (self.delimiter, self.encoding, self.decimal, self.layout_combo, self.date_column,
-                      self.date_format, self.ticker_column):
+        for combo in (
+            self.delimiter,
+            self.encoding,
+            self.decimal,
+            self.layout_combo,
+            self.date_column,
+            self.date_format,
+            self.ticker_column,
+        ):
             # long entries (file column names, formats) must not widen the panel: they elide
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(8)
@@ -489,8 +498,16 @@ class ImportDialog(QDialog):
             self.file_label.setText(f"<b>{len(self.paths)} files</b>: {names} — {self.path.parent}")
         else:
             self.file_label.setText(f"<b>{self.path.name}</b> ({_human(sn.size_bytes)}{comp}) — {self.path.parent}")
-        widgets = (self.delimiter, self.encoding, self.decimal, self.header, self.layout_combo, self.date_column,
-                   self.date_format, self.ticker_column)
+        widgets = (
+            self.delimiter,
+            self.encoding,
+            self.decimal,
+            self.header,
+            self.layout_combo,
+            self.date_column,
+            self.date_format,
+            self.ticker_column,
+        )
         for w in widgets:
             w.blockSignals(True)
         try:
@@ -591,8 +608,11 @@ class ImportDialog(QDialog):
                 text = "No price column checked: check at least one."
         elif any(fields.get(c) == "volume" for c in checked):
             warn = True
-            text = "Checked column(s) look like volume, not prices: " + ", ".join(
-                c for c in checked if fields.get(c) == "volume") + ". Load only if they really hold prices."
+            text = (
+                "Checked column(s) look like volume, not prices: "
+                + ", ".join(c for c in checked if fields.get(c) == "volume")
+                + ". Load only if they really hold prices."
+            )
         elif layout == "ohlcv":
             asset = self.asset_name.text().strip() or sn.asset_name or default_name(self.path)
             named = "from the file name" if asset == sn.asset_name else "your name"
@@ -821,7 +841,8 @@ class ImportDialog(QDialog):
         files = getattr(e, "files", None)
         self.bad_cells.setText(
             f"Treat unparseable cells as missing ({n:,} cell{'s' if n != 1 else ''}"
-            + (f" in {len(files)} files" if files and len(files) > 1 else "") + ")"
+            + (f" in {len(files)} files" if files and len(files) > 1 else "")
+            + ")"
         )
         parts = []
         # several files: the cells may come from different files, only the first one's is known

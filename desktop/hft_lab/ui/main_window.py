@@ -6,14 +6,13 @@ from __future__ import annotations
 import logging
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction
-from PySide6.QtGui import QKeySequence
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
+    QDockWidget,
     QFileDialog,
     QInputDialog,
-    QDockWidget,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -26,8 +25,8 @@ from hft_lab.backends import BackendType
 from hft_lab.backends.router import BackendRouter
 from hft_lab.data.store import SYNTHETIC_KINDS, DatasetStore
 from hft_lab.ui.about import app_icon, show_about
-from hft_lab.ui.settings import restore_widgets, save_widgets
 from hft_lab.ui.log_panel import ErrorReporter, LogPanel
+from hft_lab.ui.settings import restore_widgets, save_widgets
 from hft_lab.ui.views.benchmark import BenchmarkView
 from hft_lab.ui.views.mean_reversion import MeanReversionView
 from hft_lab.ui.views.portfolio import PortfolioView
@@ -238,7 +237,9 @@ class MainWindow(QMainWindow):
 
         start = str(self.settings.value("import/dir", str(Path.home())))
         paths, _ = QFileDialog.getOpenFileNames(
-            self, "Import prices (several files: one per ticker)", start,
+            self,
+            "Import prices (several files: one per ticker)",
+            start,
             "Price files (*.csv *.tsv *.txt *.gz *.bz2 *.xz);;All files (*)",
         )
         if not paths:

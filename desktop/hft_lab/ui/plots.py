@@ -16,9 +16,9 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
-import PySide6  # noqa: F401,E402  (pyqtgraph must see PySide6 first)
 import numpy as np  # noqa: E402
 import pyqtgraph as pg  # noqa: E402
+import PySide6  # noqa: F401,E402  (pyqtgraph must see PySide6 first)
 from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtWidgets import QApplication, QLabel, QMenu, QMessageBox  # noqa: E402
 
@@ -111,7 +111,10 @@ class LogAxis(NumberAxis):
         ms = (1.0, 2.0, 5.0)
         if sum(nice(x, ms) for x in xs) > 8:
             ms = (1.0,)
-        return [(f"{x:,.{max(0, -int(math.floor(math.log10(x))))}f}" if 1e-4 <= x < 1e12 else f"{x:.0e}") if nice(x, ms) else "" for x in xs]
+        return [
+            (f"{x:,.{max(0, -int(math.floor(math.log10(x))))}f}" if 1e-4 <= x < 1e12 else f"{x:.0e}") if nice(x, ms) else ""
+            for x in xs
+        ]
 
 
 class PriceAxis(NumberAxis):
@@ -123,7 +126,7 @@ class PriceAxis(NumberAxis):
     def logTickStrings(self, values, scale, spacing):
         out = []
         for v in values:
-            x = 10.0 ** v * scale
+            x = 10.0**v * scale
             out.append(f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}")
         return out
 
@@ -252,8 +255,15 @@ def _has_data(item) -> bool:
 class LabPlot(pg.PlotWidget):
     """The plot of every tab: right-click export menu, empty-state message, plain-number axes."""
 
-    def __init__(self, title: str = "", left: str = "", axisItems: dict | None = None, legend: bool = True,
-                 empty_text: str = EMPTY_TEXT, parent=None):
+    def __init__(
+        self,
+        title: str = "",
+        left: str = "",
+        axisItems: dict | None = None,
+        legend: bool = True,
+        empty_text: str = EMPTY_TEXT,
+        parent=None,
+    ):
         axes = {"left": NumberAxis("left"), "bottom": NumberAxis("bottom")}
         axes.update(axisItems or {})
         vb = LabViewBox()
@@ -451,8 +461,9 @@ def _slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", s).strip("-").lower()[:40]
 
 
-def make_plot(title: str = "", left: str = "", axisItems: dict | None = None, legend: bool = True,
-              empty_text: str = EMPTY_TEXT) -> LabPlot:
+def make_plot(
+    title: str = "", left: str = "", axisItems: dict | None = None, legend: bool = True, empty_text: str = EMPTY_TEXT
+) -> LabPlot:
     w = LabPlot(title, left, axisItems=axisItems, legend=legend, empty_text=empty_text)
     p = w.getPlotItem()
     p.showGrid(x=True, y=True, alpha=0.2)

@@ -101,7 +101,11 @@ class SelectionDialog(QDialog):
         self._check_all(True)
 
     def chosen_assets(self) -> list[str]:
-        return [self.assets.item(i).text() for i in range(self.assets.count()) if self.assets.item(i).checkState() == Qt.CheckState.Checked]
+        return [
+            self.assets.item(i).text()
+            for i in range(self.assets.count())
+            if self.assets.item(i).checkState() == Qt.CheckState.Checked
+        ]
 
     def selection(self) -> tuple:
         if self._dated:

@@ -63,7 +63,6 @@ def busy_bar():
 def status_label(text: str = "Ready."):
     """The selectable, wrapping status line under a view's Run button."""
     from PySide6.QtCore import Qt
-    from PySide6.QtWidgets import QLabel
 
     label = _StatusLabel(text)
     label.setWordWrap(True)

@@ -13,12 +13,13 @@ import itertools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from hft_lab.backends import CancelToken, Cancelled
+from hft_lab.backends import Cancelled, CancelToken
 from hft_lab.backends.router import BackendRouter
 
 log = logging.getLogger("hft_lab.worker")
@@ -64,7 +65,7 @@ class TaskRunner(QObject):
     def busy(self) -> bool:
         return self._current is not None
 
-    def start(self, op: "str | Callable[..., Any]", *args: Any, **kwargs: Any) -> int:
+    def start(self, op: str | Callable[..., Any], *args: Any, **kwargs: Any) -> int:
         """Run `backend.<op>(*args, **kwargs, cancel=token)` (or `op(backend, ...)`) off the GUI thread."""
         self.cancel()
         tid = next(self._ids)

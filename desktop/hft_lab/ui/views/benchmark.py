@@ -28,7 +28,6 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
-    QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -38,11 +37,10 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QSpinBox,
-    QTabWidget,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -104,20 +102,51 @@ def short_time(us: float) -> str:
 def legend_html(names, color) -> str:
     return "&nbsp;&nbsp; ".join(
         f"<span style='white-space:nowrap'><span style='color:rgb{color(n)}; font-size:14pt'>&#9632;</span>"
-        f"&nbsp;{display_name(n).replace('-', '&#8209;').replace(' ', '&nbsp;')}</span>" for n in names
+        f"&nbsp;{display_name(n).replace('-', '&#8209;').replace(' ', '&nbsp;')}</span>"
+        for n in names
     )
-REF_PALETTE = [(44, 160, 44), (148, 103, 189), (140, 86, 75), (127, 127, 127), (188, 189, 34), (23, 190, 207),
-               (227, 119, 194), (214, 39, 40), (0, 110, 110), (200, 150, 0), (90, 90, 160), (160, 60, 100)]
+
+
+REF_PALETTE = [
+    (44, 160, 44),
+    (148, 103, 189),
+    (140, 86, 75),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+    (227, 119, 194),
+    (214, 39, 40),
+    (0, 110, 110),
+    (200, 150, 0),
+    (90, 90, 160),
+    (160, 60, 100),
+]
 # one fixed colour per reference library (stable from run to run)
-REF_COLORS = {name: REF_PALETTE[i % len(REF_PALETTE)]
-              for i, name in enumerate(dict.fromkeys(r.name for op in br.OPERATIONS.values() for r in op.references))}
-TABLE_COLUMNS = ["operation", "size", "backend", "parity", "calls", "failures", "p50", "p95", "p99", "speedup",
-                 "ops/s (1 caller)", "ops/s @ C callers", "accuracy vs Rust", "note"]
+REF_COLORS = {
+    name: REF_PALETTE[i % len(REF_PALETTE)]
+    for i, name in enumerate(dict.fromkeys(r.name for op in br.OPERATIONS.values() for r in op.references))
+}
+TABLE_COLUMNS = [
+    "operation",
+    "size",
+    "backend",
+    "parity",
+    "calls",
+    "failures",
+    "p50",
+    "p95",
+    "p99",
+    "speedup",
+    "ops/s (1 caller)",
+    "ops/s @ C callers",
+    "accuracy vs Rust",
+    "note",
+]
 RED = QColor(198, 40, 40)
 
 
 def _us_label(exp: int) -> str:
-    v = 10.0 ** exp
+    v = 10.0**exp
     if v >= 1e6:
         return f"{v / 1e6:g} s"
     if v >= 1e3:
@@ -262,8 +291,12 @@ class BenchmarkView(QWidget):
         self.bar_legend.setWordWrap(True)
         bar_page = self._page(self.bar_plot, QLabel("Size of each operation:"), self.bar_tier, self.bar_legend)
 
-        self.size_plot = make_plot("p50 latency vs payload size (log-log)", "p50 latency (µs)", legend=False,
-                                   axisItems={"left": LogAxis("left"), "bottom": LogAxis("bottom")})
+        self.size_plot = make_plot(
+            "p50 latency vs payload size (log-log)",
+            "p50 latency (µs)",
+            legend=False,
+            axisItems={"left": LogAxis("left"), "bottom": LogAxis("bottom")},
+        )
         self.size_plot.getPlotItem().setLabel("bottom", "payload (float64 values sent)")
         self.size_plot.getPlotItem().setLogMode(x=True, y=True)
         self.size_op = QComboBox()
@@ -272,8 +305,9 @@ class BenchmarkView(QWidget):
         self.size_legend.setWordWrap(True)
         size_page = self._page(self.size_plot, QLabel("Operation:"), self.size_op, self.size_legend)
 
-        self.conc_plot = make_plot("Throughput vs concurrent callers (log scale)", "calls per second", legend=False,
-                                   axisItems={"left": LogAxis("left")})
+        self.conc_plot = make_plot(
+            "Throughput vs concurrent callers (log scale)", "calls per second", legend=False, axisItems={"left": LogAxis("left")}
+        )
         self.conc_plot.getPlotItem().setLabel("bottom", "concurrent callers (threads)")
         self.conc_plot.getPlotItem().setLogMode(x=False, y=True)
         self.conc_cell = QComboBox()
@@ -429,7 +463,9 @@ class BenchmarkView(QWidget):
         def work(_resolved_backend, cancel=None):
             try:
                 return br.run_suite(
-                    config=cfg, backends=backends, cancel=cancel,
+                    config=cfg,
+                    backends=backends,
+                    cancel=cancel,
                     progress=lambda ev: emitter.event.emit((rid, ev)),
                 )
             finally:
@@ -444,7 +480,9 @@ class BenchmarkView(QWidget):
         if self._task is not None and self.runner.busy:
             self.runner.cancel()
             n = len(self.suite.cells) if self.suite else 0
-            self.status.setText(f"Cancelled after {n} cells (the partial results stay; the current call finishes in the background).")
+            self.status.setText(
+                f"Cancelled after {n} cells (the partial results stay; the current call finishes in the background)."
+            )
             if self.suite is not None:
                 self.suite.cancelled = True
                 self._show_summary()
@@ -513,7 +551,9 @@ class BenchmarkView(QWidget):
         else:
             self.status.setStyleSheet("")
             extra = f", {skipped} skipped (see the table)" if skipped else ""
-            self.status.setText(f"Done in {suite.seconds:.1f} s: {len(suite.cells)} cells{extra}; every backend pair gave identical results.")
+            self.status.setText(
+                f"Done in {suite.seconds:.1f} s: {len(suite.cells)} cells{extra}; every backend pair gave identical results."
+            )
         self._update_buttons()
         self.result_shown.emit(out)
 
@@ -549,7 +589,22 @@ class BenchmarkView(QWidget):
         r = self.table.rowCount()
         self.table.insertRow(r)
         if c.skipped:
-            vals = [c.op, c.size, display_name(c.backend), c.parity, "", "", "", "", "", "", "", "", "", f"skipped: {c.skipped}" + (f" ({c.note})" if c.note else "")]
+            vals = [
+                c.op,
+                c.size,
+                display_name(c.backend),
+                c.parity,
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                f"skipped: {c.skipped}" + (f" ({c.note})" if c.note else ""),
+            ]
         else:
             tail = c.note
             if "iterations" in c.extra:
@@ -558,8 +613,22 @@ class BenchmarkView(QWidget):
                 tail += f"; Clarabel solve alone p50 {br.fmt_us(c.extra['solver_time_us_p50'])}"
             if c.parity == "FAILED":
                 tail = f"PARITY FAILED: {c.parity_detail}"
-            vals = [c.op, c.size, display_name(c.backend), c.parity, f"{c.calls:,}", f"{c.failures:,}", br.fmt_us(c.p50_us), br.fmt_us(c.p95_us),
-                    br.fmt_us(c.p99_us), br.speedup_text(c), br.fmt_rate(c.ops_per_s), br.throughput_text(c), c.accuracy, tail]
+            vals = [
+                c.op,
+                c.size,
+                display_name(c.backend),
+                c.parity,
+                f"{c.calls:,}",
+                f"{c.failures:,}",
+                br.fmt_us(c.p50_us),
+                br.fmt_us(c.p95_us),
+                br.fmt_us(c.p99_us),
+                br.speedup_text(c),
+                br.fmt_rate(c.ops_per_s),
+                br.throughput_text(c),
+                c.accuracy,
+                tail,
+            ]
         for j, v in enumerate(vals):
             it = QTableWidgetItem(str(v))
             if j in (4, 5, 6, 7, 8, 10):
@@ -653,7 +722,9 @@ class BenchmarkView(QWidget):
                 top = math.log10(c.p50_us)
                 per_col.setdefault(c.backend, []).append((x, top, c.parity == "FAILED"))
                 if labels:
-                    t = pg.TextItem(short_time(c.p50_us), color=(RED if c.parity == "FAILED" else (40, 40, 40)), anchor=(0, 0.5), angle=90)
+                    t = pg.TextItem(
+                        short_time(c.p50_us), color=(RED if c.parity == "FAILED" else (40, 40, 40)), anchor=(0, 0.5), angle=90
+                    )
                     f = t.textItem.font()
                     f.setPointSizeF(7.5)
                     t.setFont(f)
@@ -664,7 +735,11 @@ class BenchmarkView(QWidget):
             tops = np.array([b[1] for b in bars])
             col = self._color(name)
             pens = [pg.mkPen(RED, width=3) if b[2] else pg.mkPen(60, 60, 60) for b in bars]
-            plot.addItem(pg.BarGraphItem(x=xs, y0=np.full(len(xs), lo), y1=tops, width=w * 0.9, brush=pg.mkBrush(*col), pens=pens, name=name))
+            plot.addItem(
+                pg.BarGraphItem(
+                    x=xs, y0=np.full(len(xs), lo), y1=tops, width=w * 0.9, brush=pg.mkBrush(*col), pens=pens, name=name
+                )
+            )
         plot.getAxis("bottom").setTicks([[(i, f"{SHORT_OP.get(op, op)} {size}") for i, (op, size, _) in enumerate(groups)], []])
         plot.getAxis("left").setTicks([[(k, _us_label(k)) for k in range(int(math.floor(lo)), int(math.ceil(hi + 1)) + 1)], []])
         # room above the tallest bar for its (vertical) value label, whatever the plot's height
@@ -687,8 +762,19 @@ class BenchmarkView(QWidget):
         cells = self._measured()
         if not cells:
             return None
-        rows = [{"operation": c.op, "size": c.size, "backend": display_name(c.backend), "id": c.backend,
-                 "p50_us": c.p50_us, "p95_us": c.p95_us, "p99_us": c.p99_us, "parity": c.parity} for c in cells]
+        rows = [
+            {
+                "operation": c.op,
+                "size": c.size,
+                "backend": display_name(c.backend),
+                "id": c.backend,
+                "p50_us": c.p50_us,
+                "p95_us": c.p95_us,
+                "p99_us": c.p99_us,
+                "parity": c.parity,
+            }
+            for c in cells
+        ]
         return pd.DataFrame(rows).set_index(["operation", "size"])
 
     def _draw_sizes(self, *_) -> None:
@@ -702,8 +788,16 @@ class BenchmarkView(QWidget):
             ys = np.array([p[1] for p in pts], dtype=float)
             col = self._color(name)
             style = Qt.PenStyle.SolidLine if name in BACKEND_COLORS else Qt.PenStyle.DashLine
-            plot.plot(xs, ys, pen=pg.mkPen(col, width=2, style=style), symbol="o", symbolSize=7,
-                      symbolBrush=pg.mkBrush(*col), symbolPen=pg.mkPen(col), name=display_name(name))
+            plot.plot(
+                xs,
+                ys,
+                pen=pg.mkPen(col, width=2, style=style),
+                symbol="o",
+                symbolSize=7,
+                symbolBrush=pg.mkBrush(*col),
+                symbolPen=pg.mkPen(col),
+                name=display_name(name),
+            )
         self.size_legend.setText(legend_html(dict.fromkeys(c.backend for c in cells), self._color))
 
     def _draw_concurrency(self, *_) -> None:
@@ -717,8 +811,16 @@ class BenchmarkView(QWidget):
             conc_values.update(ks)
             ys = np.array([c.throughput[k]["ops_per_s"] for k in ks], dtype=float)
             col = self._color(c.backend)
-            plot.plot(np.array(ks, dtype=float), ys, pen=pg.mkPen(col, width=2), symbol="o", symbolSize=7,
-                      symbolBrush=pg.mkBrush(*col), symbolPen=pg.mkPen(col), name=display_name(c.backend))
+            plot.plot(
+                np.array(ks, dtype=float),
+                ys,
+                pen=pg.mkPen(col, width=2),
+                symbol="o",
+                symbolSize=7,
+                symbolBrush=pg.mkBrush(*col),
+                symbolPen=pg.mkPen(col),
+                name=display_name(c.backend),
+            )
         self.conc_legend.setText(legend_html(dict.fromkeys(c.backend for c in cells), self._color))
         if conc_values:
             plot.getAxis("bottom").setTicks([[(k, str(k)) for k in sorted(conc_values)], []])
@@ -743,7 +845,11 @@ class BenchmarkView(QWidget):
                 lines.append(f"  {c.op} {c.size} {c.backend}: {c.parity_detail}")
         else:
             checked = sum(1 for c in s.cells if c.kind == "backend" and c.parity == "ok")
-            lines.append(f"Parity: {checked} backend cells checked, all identical." if checked else "Parity: nothing checked (one backend only?).")
+            lines.append(
+                f"Parity: {checked} backend cells checked, all identical."
+                if checked
+                else "Parity: nothing checked (one backend only?)."
+            )
         skipped = [c for c in s.cells if c.skipped]
         if skipped:
             lines.append("Skipped (never faked):")
@@ -759,9 +865,14 @@ class BenchmarkView(QWidget):
                 else:
                     lines.append(f"  {t['status']:<7} {t['label']}: {t['value']:,.2f} (target {t['op']} {t['target']:,g})")
         else:
-            lines.append("No target applies to these sizes (they are checked at 1k/1M prices, 50/500 assets, 100k HMM observations, 10000x500 lasso).")
+            lines.append(
+                "No target applies to these sizes "
+                "(they are checked at 1k/1M prices, 50/500 assets, 100k HMM observations, 10000x500 lasso)."
+            )
         lines.append("")
-        lines.append("Method: parity check first; warm-up; calls timed one by one (perf_counter_ns); failures counted, never timed;")
+        lines.append(
+            "Method: parity check first; warm-up; calls timed one by one (perf_counter_ns); failures counted, never timed;"
+        )
         lines.append("throughput with C threads calling at once; speedup = other p50 / this p50 (per EM iteration for HMM).")
         self.summary.setPlainText("\n".join(lines))
 

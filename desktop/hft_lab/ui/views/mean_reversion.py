@@ -13,13 +13,11 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFrame,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QScrollArea,
     QSpinBox,
     QSplitter,
     QTabWidget,
@@ -37,15 +35,32 @@ log = logging.getLogger("hft_lab.ui.mean_reversion")
 SYNTHETIC = "Synthetic OU series"
 
 
-def analyse(backend, prices, lookback, threshold, exit_threshold, stop_threshold, cost_bps, periods_per_year, bars_per_day,
-            cancel=None, spread=False, notional=None):
+def analyse(
+    backend,
+    prices,
+    lookback,
+    threshold,
+    exit_threshold,
+    stop_threshold,
+    cost_bps,
+    periods_per_year,
+    bars_per_day,
+    cancel=None,
+    spread=False,
+    notional=None,
+):
     """The tab's whole computation on one backend: z-score/signals, OU fit, backtest.
 
     Prices (all positive) are backtested in returns; a spread (spread=True, or any series with a
     value ≤ 0, e.g. a basket's value that crosses zero) in P&L units of the spread, with costs on
     the traded notional (`notional` per bar, default |spread|)."""
     mr = backend.calculate_mean_reversion(
-        prices, lookback=lookback, threshold=threshold, exit_threshold=exit_threshold, stop_threshold=stop_threshold, cancel=cancel
+        prices,
+        lookback=lookback,
+        threshold=threshold,
+        exit_threshold=exit_threshold,
+        stop_threshold=stop_threshold,
+        cancel=cancel,
     )
     if cancel is not None and cancel.cancelled:
         from hft_lab.backends import Cancelled
@@ -54,8 +69,12 @@ def analyse(backend, prices, lookback, threshold, exit_threshold, stop_threshold
     ou = backend.fit_ou(prices, dt=1.0, bars_per_day=bars_per_day)
     pnl = spread or not bool(np.all(prices > 0))
     bt = backend.backtest(
-        prices, mr.positions, cost_bps=cost_bps, periods_per_year=periods_per_year,
-        units="pnl" if pnl else "returns", notional=notional if pnl else None,
+        prices,
+        mr.positions,
+        cost_bps=cost_bps,
+        periods_per_year=periods_per_year,
+        units="pnl" if pnl else "returns",
+        notional=notional if pnl else None,
     )
     return {"mr": mr, "ou": ou, "bt": bt}
 
@@ -187,8 +206,9 @@ class MeanReversionView(QWidget):
         self.left_panel = left_w
 
         self.axes = [BarAxis() for _ in range(4)]
-        self.price_plot = make_plot("Price, rolling mean ± k·std, trades", "price", axisItems={"bottom": self.axes[0]},
-                                    empty_text="No series loaded.")
+        self.price_plot = make_plot(
+            "Price, rolling mean ± k·std, trades", "price", axisItems={"bottom": self.axes[0]}, empty_text="No series loaded."
+        )
         self.z_plot = make_plot("z-score", "z", axisItems={"bottom": self.axes[1]})
         self.equity_plot = make_plot("Equity (after costs)", "equity", axisItems={"bottom": self.axes[2]})
         self.dd_plot = make_plot("Drawdown", "drawdown", axisItems={"bottom": self.axes[3], "left": PercentAxis("left")})
@@ -289,15 +309,22 @@ class MeanReversionView(QWidget):
         if assets and self.source.currentText() not in assets:
             self.source.setCurrentIndex(self.source.findText(assets[0]))
         self._load_series()
-        was = before[len(self.ACTIVE):] if before.startswith(self.ACTIVE) else ""
+        was = before[len(self.ACTIVE) :] if before.startswith(self.ACTIVE) else ""
         note = f" ({was} is not in it)" if was and self.source.currentText() != before else ""
         self.status.setText(f"Active dataset changed{note}: {len(self.prices):,} prices loaded, previous result cleared.")
 
     def input_description(self) -> dict:
         text = self.source.currentText()
         if text == SYNTHETIC:
-            return {"name": "synthetic OU", "generator": "hft_lab.data.ou_series", "n": self.n_points.value(),
-                    "kappa": 0.05, "theta": 100.0, "sigma": 1.0, "seed": self.seed.value()}
+            return {
+                "name": "synthetic OU",
+                "generator": "hft_lab.data.ou_series",
+                "n": self.n_points.value(),
+                "kappa": 0.05,
+                "theta": 100.0,
+                "sigma": 1.0,
+                "seed": self.seed.value(),
+            }
         ext = getattr(self, "_external", None)
         if ext is not None and text == ext[0]:
             return {"name": ext[0], "n": len(ext[1]), "values": ext[1].tolist() if len(ext[1]) <= 10_000 else None}
@@ -338,7 +365,9 @@ class MeanReversionView(QWidget):
         what = "spread" if self.is_spread else "price"
         self.price_plot.getPlotItem().setTitle(f"{what.capitalize()}, rolling mean ± k·std, trades")
         self.price_plot.getPlotItem().setLabel("left", what)
-        self.equity_plot.getPlotItem().setTitle("Cumulative P&L (spread units, after costs)" if self.is_spread else "Equity (after costs)")
+        self.equity_plot.getPlotItem().setTitle(
+            "Cumulative P&L (spread units, after costs)" if self.is_spread else "Equity (after costs)"
+        )
         self.equity_plot.getPlotItem().setLabel("left", "P&L" if self.is_spread else "equity")
         self.dd_plot.getPlotItem().setLabel("left", "drawdown (spread units)" if self.is_spread else "drawdown")
         self.dd_plot.getPlotItem().getAxis("left").percent = not self.is_spread
@@ -351,7 +380,9 @@ class MeanReversionView(QWidget):
             p.clear()
         self.stats.set_rows([])
         idx = np.arange(len(self.prices), dtype=np.float64)
-        self.price_plot.plot(idx, self.prices, pen=pen("price"), name="spread" if self.is_spread else "price", skipFiniteCheck=True)
+        self.price_plot.plot(
+            idx, self.prices, pen=pen("price"), name="spread" if self.is_spread else "price", skipFiniteCheck=True
+        )
         self.status.setText(f"{len(self.prices):,} {'spread values' if self.is_spread else 'prices'} loaded.")
 
     # ---- run ----
@@ -412,8 +443,11 @@ class MeanReversionView(QWidget):
         self._fill_stats()
         n_trades = len(self.result.entries)
         hidden = f" (markers not drawn: more than {self.MAX_MARKERS:,})" if self.markers_hidden else ""
-        what = ("z-score, signals, OU fit and a backtest in P&L units of the spread (returns need positive prices)"
-                if self.is_spread else "z-score, signals, OU fit and backtest")
+        what = (
+            "z-score, signals, OU fit and a backtest in P&L units of the spread (returns need positive prices)"
+            if self.is_spread
+            else "z-score, signals, OU fit and backtest"
+        )
         self.status.setText(
             f"Computed{via} in {out.seconds * 1e3:.1f} ms{note}: {len(self.prices):,} bars, {n_trades:,} entries{hidden}; {what}."
         )
@@ -422,17 +456,17 @@ class MeanReversionView(QWidget):
     def _fill_stats(self) -> None:
         ou, bt = self.ou, self.bt
         rows = [
-                ("OU κ (per bar)", ou.kappa),
-                ("OU θ", ou.theta),
-                ("OU σ", ou.sigma),
-                ("half-life (bars)", ou.half_life_bars),
-                ("half-life (days)", ou.half_life_days),
-                ("± s.e. half-life", ou.se_half_life),
-                ("AR(1) b ± s.e.", f"{fmt(ou.b)} ± {fmt(ou.se_b, 3)}"),
-                ("R² (levels)", ou.r_squared),
-                ("R² (increments)", ou.r_squared_delta),
-                ("mean-reverting", ou.mean_reverting),
-                ("Hurst (R/S)", ou.hurst),
+            ("OU κ (per bar)", ou.kappa),
+            ("OU θ", ou.theta),
+            ("OU σ", ou.sigma),
+            ("half-life (bars)", ou.half_life_bars),
+            ("half-life (days)", ou.half_life_days),
+            ("± s.e. half-life", ou.se_half_life),
+            ("AR(1) b ± s.e.", f"{fmt(ou.b)} ± {fmt(ou.se_b, 3)}"),
+            ("R² (levels)", ou.r_squared),
+            ("R² (increments)", ou.r_squared_delta),
+            ("mean-reverting", ou.mean_reverting),
+            ("Hurst (R/S)", ou.hurst),
         ]
         if bt is None:
             rows.append(("backtest", "not run"))
@@ -503,10 +537,17 @@ class MeanReversionView(QWidget):
             return
         idx = np.arange(len(bt.equity), dtype=np.float64)
         pnl = getattr(bt, "units", "returns") == "pnl"
-        self.equity_plot.plot(idx, bt.equity, pen=pen("mean", 1.5), name="cumulative P&L" if pnl else "equity", skipFiniteCheck=True)
+        self.equity_plot.plot(
+            idx, bt.equity, pen=pen("mean", 1.5), name="cumulative P&L" if pnl else "equity", skipFiniteCheck=True
+        )
         self.dd_plot.plot(
-            idx, -bt.drawdown if np.all(bt.drawdown >= 0) else bt.drawdown, pen=pen("short"), name="drawdown",
-            fillLevel=0, brush=pg.mkBrush(214, 39, 40, 60), skipFiniteCheck=True,
+            idx,
+            -bt.drawdown if np.all(bt.drawdown >= 0) else bt.drawdown,
+            pen=pen("short"),
+            name="drawdown",
+            fillLevel=0,
+            brush=pg.mkBrush(214, 39, 40, 60),
+            skipFiniteCheck=True,
         )
 
     def _markers(self, plot, r, x) -> bool:
@@ -517,8 +558,12 @@ class MeanReversionView(QWidget):
         if len(e):
             sig = r.signals[e]
             longs, shorts = e[sig > 0], e[sig < 0]
-            plot.addItem(pg.ScatterPlotItem(longs, x[longs], symbol="t1", size=9, brush=pg.mkBrush(44, 160, 44), name="long entry"))
-            plot.addItem(pg.ScatterPlotItem(shorts, x[shorts], symbol="t", size=9, brush=pg.mkBrush(214, 39, 40), name="short entry"))
+            plot.addItem(
+                pg.ScatterPlotItem(longs, x[longs], symbol="t1", size=9, brush=pg.mkBrush(44, 160, 44), name="long entry")
+            )
+            plot.addItem(
+                pg.ScatterPlotItem(shorts, x[shorts], symbol="t", size=9, brush=pg.mkBrush(214, 39, 40), name="short entry")
+            )
         if len(r.exits):
             ex = r.exits
             plot.addItem(pg.ScatterPlotItem(ex, x[ex], symbol="x", size=8, brush=pg.mkBrush(60, 60, 60), name="exit"))
@@ -532,8 +577,12 @@ class MeanReversionView(QWidget):
         parts = ([d] if d else []) + [f"bar {i:,}", f"{'spread' if self.is_spread else 'price'} {fmt(float(self.prices[i]))}"]
         r = self.result
         if r is not None and i < len(r.zscore):
-            parts += [f"mean {fmt(float(r.rolling_mean[i]))}", f"std {fmt(float(r.rolling_std[i]))}",
-                      f"z {fmt(float(r.zscore[i]), 4)}", f"position {int(r.positions[i]):+d}"]
+            parts += [
+                f"mean {fmt(float(r.rolling_mean[i]))}",
+                f"std {fmt(float(r.rolling_std[i]))}",
+                f"z {fmt(float(r.zscore[i]), 4)}",
+                f"position {int(r.positions[i]):+d}",
+            ]
         if self.bt is not None and i < len(self.bt.equity):
             parts += [f"equity {fmt(float(self.bt.equity[i]), 6)}", f"drawdown {fmt(float(self.bt.drawdown[i]), 4)}"]
         return "   ".join(parts)
@@ -659,14 +708,24 @@ class MeanReversionView(QWidget):
     def settings_widgets(self) -> dict:
         """Parameters restored on the next start (not the data source: that would regenerate data)."""
         return {
-            "lookback": self.lookback, "threshold": self.threshold, "exit_threshold": self.exit_threshold,
-            "use_stop": self.use_stop, "stop": self.stop, "cost_bps": self.cost_bps, "periods": self.periods,
-            "bars_per_day": self.bars_per_day, "replay_speed": self.replay_speed,
+            "lookback": self.lookback,
+            "threshold": self.threshold,
+            "exit_threshold": self.exit_threshold,
+            "use_stop": self.use_stop,
+            "stop": self.stop,
+            "cost_bps": self.cost_bps,
+            "periods": self.periods,
+            "bars_per_day": self.bars_per_day,
+            "replay_speed": self.replay_speed,
         }
 
     def run_parameters(self) -> dict:
-        return dict(self.params(), cost_bps=self.cost_bps.value(), periods_per_year=self.periods.value(),
-                    bars_per_day=self.bars_per_day.value())
+        return dict(
+            self.params(),
+            cost_bps=self.cost_bps.value(),
+            periods_per_year=self.periods.value(),
+            bars_per_day=self.bars_per_day.value(),
+        )
 
     def session_items(self) -> list:
         if self.result is None or self._last_outcome is None:
@@ -676,9 +735,16 @@ class MeanReversionView(QWidget):
         result = {"mean_reversion": self.result, "ou": self.ou}
         if self.bt is not None:
             result["backtest"] = self.bt
-        return [SessionItem("mean_reversion", result, self.run_parameters(), self.input_description(),
-                            backend=self._last_outcome.backend_name,
-                            plots={"signals": self.price_plot, "zscore": self.z_plot, "equity": self.equity_plot})]
+        return [
+            SessionItem(
+                "mean_reversion",
+                result,
+                self.run_parameters(),
+                self.input_description(),
+                backend=self._last_outcome.backend_name,
+                plots={"signals": self.price_plot, "zscore": self.z_plot, "equity": self.equity_plot},
+            )
+        ]
 
     def result_table(self):
         """One row per bar: date (or bar), price (or spread), the rolling statistics, bands,
@@ -693,8 +759,15 @@ class MeanReversionView(QWidget):
             cols["date"] = self.dates
         cols["bar"] = np.arange(len(self.prices))
         cols["spread" if self.is_spread else "price"] = self.prices
-        cols.update(rolling_mean=r.rolling_mean, rolling_std=r.rolling_std, zscore=r.zscore,
-                    upper_band=r.upper_band, lower_band=r.lower_band, signal=r.signals, position=r.positions)
+        cols.update(
+            rolling_mean=r.rolling_mean,
+            rolling_std=r.rolling_std,
+            zscore=r.zscore,
+            upper_band=r.upper_band,
+            lower_band=r.lower_band,
+            signal=r.signals,
+            position=r.positions,
+        )
         if bt is not None:
             pnl = getattr(bt, "units", "returns") == "pnl"
             cols["pnl" if pnl else "return"] = bt.returns
@@ -710,7 +783,9 @@ class MeanReversionView(QWidget):
         df = self.result_table()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        df.to_csv(path, index=False, float_format="%.17g", date_format="%Y-%m-%d %H:%M:%S" if self.axes[0].intraday else "%Y-%m-%d")
+        df.to_csv(
+            path, index=False, float_format="%.17g", date_format="%Y-%m-%d %H:%M:%S" if self.axes[0].intraday else "%Y-%m-%d"
+        )
         return [path]
 
     def export_json(self, path):
@@ -732,4 +807,3 @@ class MeanReversionView(QWidget):
             self.status.setText(f"Exported to {path}.")
         except (OSError, ValueError) as e:
             self.status.setText(f"Export failed: {e}")
-

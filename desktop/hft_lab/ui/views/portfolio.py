@@ -35,9 +35,9 @@ from PySide6.QtWidgets import (
     QSplitter,
     QStackedWidget,
     QStyledItemDelegate,
-    QTabWidget,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -62,7 +62,12 @@ METHODS = [
     ("Equal weight", "equal_weight"),
 ]
 METHOD_LABEL = {m: label for label, m in METHODS}
-SHORT_LABEL = {"max_sharpe": "max-Sharpe", "min_variance": "min-variance", "risk_parity": "risk-parity", "equal_weight": "equal-weight"}
+SHORT_LABEL = {
+    "max_sharpe": "max-Sharpe",
+    "min_variance": "min-variance",
+    "risk_parity": "risk-parity",
+    "equal_weight": "equal-weight",
+}
 
 PERIOD_ALL, PERIOD_YEARS, PERIOD_DATES = "All data", "Last N years", "Between dates"
 
@@ -180,7 +185,6 @@ def optimise(backend, prices, method: str, parameters: dict, cancel=None) -> dic
 def _label(ts: pd.Timestamp) -> str:
     """A date, with the time of day only when it has one."""
     return f"{ts:%Y-%m-%d}" if ts == ts.normalize() else f"{ts:%Y-%m-%d %H:%M:%S}"
-
 
 
 class NamesAxis(pg.AxisItem):
@@ -390,7 +394,11 @@ class PortfolioView(QWidget):
         self.assets.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
         self.assets.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         self.assets.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        self.assets.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked | QAbstractItemView.EditTrigger.EditKeyPressed | QAbstractItemView.EditTrigger.AnyKeyPressed)
+        self.assets.setEditTriggers(
+            QAbstractItemView.EditTrigger.DoubleClicked
+            | QAbstractItemView.EditTrigger.EditKeyPressed
+            | QAbstractItemView.EditTrigger.AnyKeyPressed
+        )
         self.assets.setItemDelegateForColumn(1, _BudgetDelegate(self.assets))
         self.assets.setMinimumHeight(110)
         self.assets.setToolTip("Check the assets to optimise over. With risk parity, double-click a risk budget to edit it.")
@@ -507,7 +515,9 @@ class PortfolioView(QWidget):
         self.weights_axis = NamesAxis()
         self.risk_axis = NamesAxis()
         self.weights_plot = _plot("Weights", self.weights_axis, PercentAxis("left"), "weight")
-        self.risk_plot = _plot("Risk contributions (share of portfolio variance)", self.risk_axis, PercentAxis("left"), "share of variance")
+        self.risk_plot = _plot(
+            "Risk contributions (share of portfolio variance)", self.risk_axis, PercentAxis("left"), "share of variance"
+        )
         self.risk_plot.setXLink(self.weights_plot)
         for p in (self.weights_plot, self.risk_plot):
             p.getPlotItem().vb.setMouseEnabled(x=True, y=False)
@@ -837,7 +847,11 @@ class PortfolioView(QWidget):
             n, rows = df.shape[1], len(df)
             dated = isinstance(df.index, pd.DatetimeIndex)
             if rows:
-                span = f" ({_label(df.index[0])} … {_label(df.index[-1])})" if dated else f" (bars {df.index[0]:,} … {df.index[-1]:,})"
+                span = (
+                    f" ({_label(df.index[0])} … {_label(df.index[-1])})"
+                    if dated
+                    else f" (bars {df.index[0]:,} … {df.index[-1]:,})"
+                )
             if rows and dated and self.period.currentText() != PERIOD_DATES:
                 # show the period the other modes resolve to (the date fields are read-only then)
                 for edit, ts in ((self.start_date, df.index[0]), (self.end_date, df.index[-1])):
@@ -1023,8 +1037,12 @@ class PortfolioView(QWidget):
         if r.method == "risk_parity":
             b = np.asarray(self.run_inputs["parameters"].get("risk_budgets") or np.ones(n), dtype=np.float64)
             self.budget_marks = pg.ScatterPlotItem(
-                x, b / b.sum(), symbol="_", size=max(8, min(40, 600 // max(n, 1))),
-                pen=pg.mkPen(30, 30, 30, width=2), brush=None,
+                x,
+                b / b.sum(),
+                symbol="_",
+                size=max(8, min(40, 600 // max(n, 1))),
+                pen=pg.mkPen(30, 30, 30, width=2),
+                brush=None,
             )
             rp.addItem(self.budget_marks)
             rp.setTitle("Risk contributions and risk budgets (black marks)")
@@ -1047,9 +1065,15 @@ class PortfolioView(QWidget):
         if len(fv):
             self.frontier_curve = fp.plot(fv, fr, pen=pen("mean", 2))
         self.asset_points = pg.ScatterPlotItem(
-            vol, mean, data=names, symbol="o", size=7,
-            brush=pg.mkBrush(110, 110, 110, 200), pen=pg.mkPen(60, 60, 60),
-            hoverable=True, hoverSize=10,
+            vol,
+            mean,
+            data=names,
+            symbol="o",
+            size=7,
+            brush=pg.mkBrush(110, 110, 110, 200),
+            pen=pg.mkPen(60, 60, 60),
+            hoverable=True,
+            hoverSize=10,
             tip=lambda x, y, data: f"{data}\nvolatility {x * 100:.2f} %\nexpected return {y * 100:.2f} %",
         )
         fp.addItem(self.asset_points)
@@ -1069,14 +1093,20 @@ class PortfolioView(QWidget):
             y_top = float(max(np.max(mean), np.max(fr) if len(fr) else -np.inf, r.expected_return))
             x_end = (y_top - rf) / r.sharpe if r.sharpe > 0 else r.volatility
             self.cml_curve = fp.plot(
-                [0.0, x_end], [rf, rf + r.sharpe * x_end],
+                [0.0, x_end],
+                [rf, rf + r.sharpe * x_end],
                 pen=pen("exit", 1.2, Qt.PenStyle.DashLine),
             )
         label = SHORT_LABEL.get(r.method, r.method)
         self.portfolio_point = pg.ScatterPlotItem(
-            [r.volatility], [r.expected_return], symbol="star", size=18,
-            brush=pg.mkBrush(*PORTFOLIO), pen=pg.mkPen(90, 0, 0),
-            hoverable=True, tip=lambda x, y, data: f"{label} portfolio\nvolatility {x * 100:.2f} %\nexpected return {y * 100:.2f} %",
+            [r.volatility],
+            [r.expected_return],
+            symbol="star",
+            size=18,
+            brush=pg.mkBrush(*PORTFOLIO),
+            pen=pg.mkPen(90, 0, 0),
+            hoverable=True,
+            tip=lambda x, y, data: f"{label} portfolio\nvolatility {x * 100:.2f} %\nexpected return {y * 100:.2f} %",
         )
         fp.addItem(self.portfolio_point)
         keys = []
@@ -1114,7 +1144,6 @@ class PortfolioView(QWidget):
         if w <= 0 or h <= 0 or x1 <= x0 or y1 <= y0:
             return
         sx, sy = w / (x1 - x0), h / (y1 - y0)
-        fm = QFontMetrics(self._label_font)
         pts = [((px - x0) * sx, (y1 - py) * sy) for _, px, py, _ in labels]
         taken = [(X - 4, Y - 4, X + 4, Y + 4) for X, Y in pts]  # the markers themselves
         if self.portfolio_point is not None:
@@ -1130,7 +1159,8 @@ class PortfolioView(QWidget):
                 return False  # a label outside the plot area would be clipped
             return all(
                 k == own or a1 <= c0 or a0 >= c1 or b1 <= d0 or b0 >= d1
-                for k, (c0, d0, c1, d1) in enumerate(taken) if not (labels_only and k < n_markers)
+                for k, (c0, d0, c1, d1) in enumerate(taken)
+                if not (labels_only and k < n_markers)
             )
 
         # the largest holdings of the shown portfolio are placed first and never vanish: next to
@@ -1171,8 +1201,11 @@ class PortfolioView(QWidget):
                         placed = True
                         if dist:
                             cx, cy = X + dx, Y + dy  # the label's corner nearest its point
-                            leader = pg.PlotCurveItem([x0 + X / sx, x0 + cx / sx], [y1 - Y / sy, y1 - cy / sy],
-                                                      pen=pg.mkPen(120, 120, 120, 200, width=1))
+                            leader = pg.PlotCurveItem(
+                                [x0 + X / sx, x0 + cx / sx],
+                                [y1 - Y / sy, y1 - cy / sy],
+                                pen=pg.mkPen(120, 120, 120, 200, width=1),
+                            )
                             self.frontier_plot.getPlotItem().addItem(leader)
                             self._leaders.append(leader)
                         break
@@ -1237,7 +1270,10 @@ class PortfolioView(QWidget):
             f"risk contribution {pct(float(r.risk_contributions[i]))}",
         ]
         if self.asset_returns is not None:
-            parts += [f"alone: return {pct(float(self.asset_returns[i]))}", f"volatility {pct(float(self.asset_volatilities[i]))}"]
+            parts += [
+                f"alone: return {pct(float(self.asset_returns[i]))}",
+                f"volatility {pct(float(self.asset_volatilities[i]))}",
+            ]
         return "   ".join(parts)
 
     def _hover_at(self, plot, pos) -> None:
@@ -1326,8 +1362,11 @@ class PortfolioView(QWidget):
             return {
                 "name": "synthetic universe (correlated GBM)",
                 "generator": "hft_lab.ui.views.portfolio.synthetic_universe",
-                "params": {"n_assets": inp["synthetic"]["assets"], "n_obs": inp["synthetic"]["observations"],
-                           "seed": inp["synthetic"]["seed"]},
+                "params": {
+                    "n_assets": inp["synthetic"]["assets"],
+                    "n_obs": inp["synthetic"]["observations"],
+                    "seed": inp["synthetic"]["seed"],
+                },
                 "assets": list(inp["asset_names"]),
                 "rows": inp["rows"],
             }

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,24 +26,22 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
-    QFrame,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QPushButton,
-    QScrollArea,
     QSpinBox,
     QSplitter,
-    QTabWidget,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from hft_lab.data import load_sample_prices
-from hft_lab.data.export import describe_prices, export_result_csv, export_result_json, SessionItem
+from hft_lab.data.export import SessionItem, describe_prices, export_result_csv, export_result_json
 from hft_lab.ui.plots import BarAxis, PriceAxis, date_of, intraday, make_plot, pen
 from hft_lab.ui.widgets import StatsTable, busy_bar, export_buttons, fmt, side_panel, status_label
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
@@ -55,8 +54,10 @@ SAMPLE_PREFIX = "S&P 500 sample: "
 ACTIVE_PREFIX = "Active dataset: "
 ACTIVE_EW = "Active dataset: equal-weight index"
 OBSERVATIONS = "log returns r_t = ln(p_t / p_(t-1)) of the series"
-EW_CONSTRUCTION = ("equal-weight index: 100 at the first row, then the mean of the assets' simple returns "
-                   "p_t / p_(t-1) - 1 (assets with a missing price skipped), i.e. rebalanced every bar")
+EW_CONSTRUCTION = (
+    "equal-weight index: 100 at the first row, then the mean of the assets' simple returns "
+    "p_t / p_(t-1) - 1 (assets with a missing price skipped), i.e. rebalanced every bar"
+)
 
 # the regimes of hft_lab.data.regime_switching_returns (its defaults)
 SYNTH_MEANS = (-0.002, 0.0005, 0.001)
@@ -114,9 +115,7 @@ def equal_weight_index(df: pd.DataFrame) -> tuple[np.ndarray, pd.Index, int]:
         i, j = (int(a[0]) for a in np.nonzero(bad))
         lab = df.index[i]
         at = f"{lab:%Y-%m-%d}" if isinstance(lab, pd.Timestamp) and lab == lab.normalize() else str(lab)
-        raise ValueError(
-            f"log returns need finite positive prices: {df.columns[j]} is {v[i, j]:g} at {at} (row {i:,})"
-        )
+        raise ValueError(f"log returns need finite positive prices: {df.columns[j]} is {v[i, j]:g} at {at} (row {i:,})")
     with np.errstate(invalid="ignore", divide="ignore"):
         simple = v[1:] / v[:-1] - 1.0
     have = ~np.isnan(simple)
@@ -203,7 +202,11 @@ class SciSpinBox(QDoubleSpinBox):
         except ValueError:
             ok = t == "" or t.lower().endswith(("e", "e-", "e+", ".", "-"))
             return (QValidator.State.Intermediate if ok else QValidator.State.Invalid), text, pos
-        return (QValidator.State.Acceptable if self.minimum() <= v <= self.maximum() else QValidator.State.Intermediate), text, pos
+        return (
+            (QValidator.State.Acceptable if self.minimum() <= v <= self.maximum() else QValidator.State.Intermediate),
+            text,
+            pos,
+        )
 
     def stepBy(self, steps: int) -> None:
         v = self.value()
@@ -458,7 +461,7 @@ class RegimesView(QWidget):
         self.source.blockSignals(False)
 
     def source_key(self) -> str:
-        """"synthetic", "sample_ew", "sample:<asset>", "active_ew" or "active:<asset>"."""
+        """ "synthetic", "sample_ew", "sample:<asset>", "active_ew" or "active:<asset>"."""
         return self.source.currentData() or "synthetic"
 
     @property
@@ -487,7 +490,7 @@ class RegimesView(QWidget):
             self.source.blockSignals(True)
             self.source.setCurrentIndex(min(1, self.source.count() - 1))
             self.source.blockSignals(False)
-            note = f" ({before[len(ACTIVE_PREFIX):]} is not in it: now {self.source.currentText()[len(ACTIVE_PREFIX):]})"
+            note = f" ({before[len(ACTIVE_PREFIX) :]} is not in it: now {self.source.currentText()[len(ACTIVE_PREFIX) :]})"
         self._load_series()
         what = "Active dataset replaced" if replaced else "Active dataset selection changed"
         gone = []
@@ -526,10 +529,13 @@ class RegimesView(QWidget):
                 df = ds.prices
                 simple = df.pct_change().iloc[1:].mean(axis=1).to_numpy()  # rebalanced daily to equal weights
                 prices = 100.0 * np.r_[1.0, np.cumprod(1.0 + simple)]
-                inputs = lambda: dict(describe_prices(df, name=ds.name), series="equal-weight index",  # noqa: E731
-                                      construction=EW_CONSTRUCTION)
-                self.set_prices(prices, dates=df.index.to_numpy(), label="equal-weight index (20 stocks, daily rebalanced)",
-                                inputs=inputs)
+
+                def inputs():
+                    return dict(describe_prices(df, name=ds.name), series="equal-weight index", construction=EW_CONSTRUCTION)
+
+                self.set_prices(
+                    prices, dates=df.index.to_numpy(), label="equal-weight index (20 stocks, daily rebalanced)", inputs=inputs
+                )
             elif key.startswith("sample:"):
                 ticker = key.split(":", 1)[1]
                 ds = load_sample_prices()
@@ -544,8 +550,10 @@ class RegimesView(QWidget):
                     self._refuse(f"Cannot use the equal-weight index: {e}.")
                     return
                 store = self.store
-                inputs = lambda: dict(store.inputs(), series="equal-weight index", construction=EW_CONSTRUCTION,  # noqa: E731
-                                      bars_left_out=left_out)
+
+                def inputs():
+                    return dict(store.inputs(), series="equal-weight index", construction=EW_CONSTRUCTION, bars_left_out=left_out)
+
                 label = f"equal-weight index of {df.shape[1]} assets (rebalanced every bar)"
                 if left_out:
                     label += f"; {left_out:,} bars where no asset had a return left out"
@@ -581,8 +589,9 @@ class RegimesView(QWidget):
         self.hover.setText(" ")
         self.status.setText(text)
 
-    def set_prices(self, prices, dates=None, true_states=None, label: str = "prices",
-                   inputs: dict | Callable[[], dict] | None = None) -> None:
+    def set_prices(
+        self, prices, dates=None, true_states=None, label: str = "prices", inputs: dict | Callable[[], dict] | None = None
+    ) -> None:
         """Show a new series; observations are its log returns. Earlier results are cleared
         (they belong to other data) and a running fit is cancelled. inputs: what the series is,
         for export, or a function that tells it (default: the prices themselves, described by
@@ -609,16 +618,17 @@ class RegimesView(QWidget):
         if bad.any():
             self.observations = None
             i = int(np.flatnonzero(bad)[0])
-            self.status.setText(
-                f"Cannot use these prices: log returns need finite positive prices (bar {i:,} is {prices[i]:g})."
-            )
+            self.status.setText(f"Cannot use these prices: log returns need finite positive prices (bar {i:,} is {prices[i]:g}).")
         elif len(prices) < 2:
             self.observations = None
             self.status.setText("Cannot use these prices: at least two are needed for one log return.")
         else:
             self.observations = np.diff(np.log(prices))
-            span = (f", {_date_of(self.dates, 0, self.intraday)} … {_date_of(self.dates, len(prices) - 1, self.intraday)}"
-                    if self.dates is not None else "")
+            span = (
+                f", {_date_of(self.dates, 0, self.intraday)} … {_date_of(self.dates, len(prices) - 1, self.intraday)}"
+                if self.dates is not None
+                else ""
+            )
             self.status.setText(f"{label}: {len(prices):,} prices{span} → {len(self.observations):,} log returns.")
         if not bad.all():
             pi.plot(idx, np.where(bad, np.nan, prices), pen=pen("price"), skipFiniteCheck=not bad.any(), connect="finite")
@@ -686,8 +696,9 @@ class RegimesView(QWidget):
         lp = self.ll_plot.getPlotItem()
         lp.clear()
         lp.setTitle("Log-likelihood (running)")
-        self._ll_curve = lp.plot([], [], pen=pen("mean", 1.5), symbol="o", symbolSize=4,
-                                 symbolBrush=pg.mkBrush(31, 119, 180), symbolPen=None)
+        self._ll_curve = lp.plot(
+            [], [], pen=pen("mean", 1.5), symbol="o", symbolSize=4, symbolBrush=pg.mkBrush(31, 119, 180), symbolPen=None
+        )
 
     def _on_progress(self, payload) -> None:
         if self._task is None or self._task != self.runner.current_id:
@@ -711,8 +722,10 @@ class RegimesView(QWidget):
         if n > 300:
             self._ll_curve.setSymbol(None)
         self._ll_curve.setData(x, y)
-        self.status.setText(f"Running EM on {len(self.observations):,} log returns: iteration {self.live_iterations[-1]:,}, "
-                            f"log-likelihood {self.live_ll[-1]:,.4f}")
+        self.status.setText(
+            f"Running EM on {len(self.observations):,} log returns: iteration {self.live_iterations[-1]:,}, "
+            f"log-likelihood {self.live_ll[-1]:,.4f}"
+        )
 
     # ---- result ----
     def _on_finished(self, out: TaskOutcome) -> None:
@@ -738,7 +751,9 @@ class RegimesView(QWidget):
         self.result_params, self._result_inputs = dict(self._run_params), self._run_inputs
         self.total_iterations = self.live_iterations[-1] if self.live_iterations else r.iterations
         self._draw(r)
-        conv = "converged" if r.converged else f"NOT converged after {r.iterations:,} iterations (raise max iterations or tolerance)"
+        conv = (
+            "converged" if r.converged else f"NOT converged after {r.iterations:,} iterations (raise max iterations or tolerance)"
+        )
         n_runs = self._run_params["n_restarts"] + 1
         restarts = f", best of {n_runs} runs" if n_runs > 1 else ""
         self.status.setText(
@@ -852,13 +867,18 @@ class RegimesView(QWidget):
         share = np.bincount(path, minlength=r.n_states) / max(len(path), 1)
         mean_post = np.asarray(r.posteriors).mean(axis=0)
         dur = r.expected_durations
-        cols = [("regime", "states are sorted by mean return"), ("mean/bar", "mean log return per bar"),
-                ("std/bar", "standard deviation of the log return per bar")]
+        cols = [
+            ("regime", "states are sorted by mean return"),
+            ("mean/bar", "mean log return per bar"),
+            ("std/bar", "standard deviation of the log return per bar"),
+        ]
         if ann > 0:
             cols += [("ann. mean", f"mean × {ann:g}"), ("ann. vol", f"std × √{ann:g}")]
-        cols += [("duration", "expected stay in bars: 1 / (1 − p_ii)"),
-                 ("time", "share of bars in this regime on the Viterbi path"),
-                 ("avg P", "mean posterior probability of this regime")]
+        cols += [
+            ("duration", "expected stay in bars: 1 / (1 − p_ii)"),
+            ("time", "share of bars in this regime on the Viterbi path"),
+            ("avg P", "mean posterior probability of this regime"),
+        ]
         t.clear()
         t.setColumnCount(len(cols))
         for j, (name, tip) in enumerate(cols):
@@ -958,8 +978,10 @@ class RegimesView(QWidget):
         ]
         if self.total_iterations > r.iterations:
             rows.append(("EM iterations, all runs", int(self.total_iterations)))
-        rows += [("regime switches (Viterbi)", max(len(starts) - 1, 0)),
-                 ("longest run (bars)", int(runs.max()) if len(runs) else 0)]
+        rows += [
+            ("regime switches (Viterbi)", max(len(starts) - 1, 0)),
+            ("longest run (bars)", int(runs.max()) if len(runs) else 0),
+        ]
         ts = self.true_states
         if ts is not None and len(ts) == len(self.prices) - 1 and r.n_states == len(SYNTH_MEANS):
             # the true regimes are also ordered by mean, so labels compare directly
@@ -1074,8 +1096,7 @@ class RegimesView(QWidget):
         """The result with its parameters and a description of the data (the prices themselves
         when small): enough to reproduce the run."""
         r = self._require_result()
-        return export_result_json(r, path, inputs=self.result_inputs, parameters=self.result_params,
-                                  backend=self.result_backend)
+        return export_result_json(r, path, inputs=self.result_inputs, parameters=self.result_params, backend=self.result_backend)
 
     def _default_name(self, ext: str) -> str:
         return f"regimes_{self.result.n_states}_states.{ext}"

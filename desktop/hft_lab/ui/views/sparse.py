@@ -56,18 +56,29 @@ from hft_lab.ui.worker import TaskOutcome, TaskRunner
 log = logging.getLogger("hft_lab.ui.sparse")
 
 METHODS = [
-    ("Lasso", "lasso",
-     "L1-penalised regression of the target's price on the other assets (scikit-learn's Lasso). "
-     "Basket = +1 target − β·hedges; a larger λ keeps fewer hedges."),
-    ("Elastic net", "elastic_net",
-     "L1 + L2 penalised regression (α = share of L1): like the lasso, but correlated hedges are "
-     "shared instead of one being dropped."),
-    ("Box-Tiao", "box_tiao",
-     "The least predictable combination of all assets under a VAR(1) model (Box-Tiao canonical "
-     "decomposition): the fastest mean reversion, but not sparse."),
-    ("Greedy (d'Aspremont)", "greedy",
-     "d'Aspremont's greedy search: adds one asset at a time to find the least predictable basket "
-     "of exactly k assets."),
+    (
+        "Lasso",
+        "lasso",
+        "L1-penalised regression of the target's price on the other assets (scikit-learn's Lasso). "
+        "Basket = +1 target − β·hedges; a larger λ keeps fewer hedges.",
+    ),
+    (
+        "Elastic net",
+        "elastic_net",
+        "L1 + L2 penalised regression (α = share of L1): like the lasso, but correlated hedges are "
+        "shared instead of one being dropped.",
+    ),
+    (
+        "Box-Tiao",
+        "box_tiao",
+        "The least predictable combination of all assets under a VAR(1) model (Box-Tiao canonical "
+        "decomposition): the fastest mean reversion, but not sparse.",
+    ),
+    (
+        "Greedy (d'Aspremont)",
+        "greedy",
+        "d'Aspremont's greedy search: adds one asset at a time to find the least predictable basket of exactly k assets.",
+    ),
 ]
 METHOD_LABEL = {m: label for label, m, _ in METHODS}
 METHOD_HELP = {m: text for _, m, text in METHODS}
@@ -105,7 +116,7 @@ def cut_period(df: pd.DataFrame, years: int | None) -> pd.DataFrame:
     """The last `years` years of a dated frame (None, or bar numbers: every row); rows with a
     missing price dropped; float64."""
     if years and isinstance(df.index, pd.DatetimeIndex) and len(df):
-        df = df.loc[df.index[-1] - pd.DateOffset(years=int(years)):]
+        df = df.loc[df.index[-1] - pd.DateOffset(years=int(years)) :]
     return df.dropna(how="any").astype(np.float64)
 
 
@@ -134,8 +145,9 @@ def adf_verdict(stat: float, crit, tries: int = 1, search: bool = False) -> str:
         return f"cointegrated at {fw:g}% after Bonferroni (best of {tries} targets)"
     if fw <= 10:
         return f"weak: {fw:g}% after Bonferroni (best of {tries} targets)"
-    return (f"not significant after correcting for {tries} targets tried "
-            f"(single test {level}%: a best-of-{tries} in-sample result)")
+    return (
+        f"not significant after correcting for {tries} targets tried (single test {level}%: a best-of-{tries} in-sample result)"
+    )
 
 
 def verdict_color(verdict: str) -> str:
@@ -380,8 +392,10 @@ class SparseView(QWidget):
         self.alpha.setValue(0.5)
         self.alpha.setToolTip("Share of the L1 penalty (scikit-learn's l1_ratio): 1 = lasso, 0 = ridge (not sparse)")
         self.target = QComboBox()
-        self.target.setToolTip("The asset regressed on the others (weight +1). Auto tries each asset "
-                               "and keeps the most mean-reverting spread (most negative ADF); slow for large universes.")
+        self.target.setToolTip(
+            "The asset regressed on the others (weight +1). Auto tries each asset "
+            "and keeps the most mean-reverting spread (most negative ADF); slow for large universes."
+        )
         self.k = QSpinBox()
         self.k.setRange(2, 100_000)
         self.k.setValue(3)
@@ -466,7 +480,9 @@ class SparseView(QWidget):
         self.summary.setStyleSheet("padding: 2px 4px;")
         self.weights_axis = NamesAxis()
         self.weights_plot = _pg_plot("Weights", "weight", axis=self.weights_axis)
-        self.weights_plot.setToolTip("The assets in the basket: grey = the target (lasso / elastic net), blue = long, red = short")
+        self.weights_plot.setToolTip(
+            "The assets in the basket: grey = the target (lasso / elastic net), blue = long, red = short"
+        )
         self.weights_plot.getPlotItem().vb.setMouseEnabled(x=True, y=False)
         self.weights_plot.getPlotItem().getAxis("left").enableAutoSIPrefix(False)
         self.stats = StatsTable()
@@ -497,8 +513,11 @@ class SparseView(QWidget):
         head.addWidget(self.run_on_click)
         self.nonzero_plot = _pg_plot("Assets in the basket", "assets", axis=LogAxis("bottom"))
         self.half_life_plot = _pg_plot(
-            "Half-life of the spread (bars; not shown where it does not mean-revert)", "half-life",
-            "λ", axis=LogAxis("bottom"), log_y=True,
+            "Half-life of the spread (bars; not shown where it does not mean-revert)",
+            "half-life",
+            "λ",
+            axis=LogAxis("bottom"),
+            log_y=True,
         )
         self.half_life_plot.setXLink(self.nonzero_plot)
         for p in (self.nonzero_plot, self.half_life_plot):
@@ -507,8 +526,12 @@ class SparseView(QWidget):
         self.half_life_plot.getPlotItem().setLogMode(x=True, y=True)
         self.lam_lines = []
         for p in (self.nonzero_plot, self.half_life_plot):
-            line = pg.InfiniteLine(angle=90, movable=True, pen=pg.mkPen(214, 39, 40, width=1.5, style=Qt.PenStyle.DashLine),
-                                   hoverPen=pg.mkPen(214, 39, 40, width=3))
+            line = pg.InfiniteLine(
+                angle=90,
+                movable=True,
+                pen=pg.mkPen(214, 39, 40, width=1.5, style=Qt.PenStyle.DashLine),
+                hoverPen=pg.mkPen(214, 39, 40, width=3),
+            )
             line.setToolTip("Current λ: drag to change it")
             line.setVisible(False)
             p.addItem(line, ignoreBounds=True)
@@ -635,7 +658,7 @@ class SparseView(QWidget):
             full = self._full_frame()
             cut = full
             if years and isinstance(full.index, pd.DatetimeIndex):
-                cut = full.loc[full.index[-1] - pd.DateOffset(years=years):]
+                cut = full.loc[full.index[-1] - pd.DateOffset(years=years) :]
             rows = int(cut.notna().all(axis=1).sum())
             dropped = len(cut) - rows
             idx = cut.index
@@ -746,8 +769,12 @@ class SparseView(QWidget):
         next run: only those the method uses."""
         m = self.method_name()
         if m in REGRESSION:
-            p = {"lambda_param": self.lam.value(), "target": self.target_name(),
-                 "tolerance": self.tolerance.value(), "max_iterations": self.max_iterations.value()}
+            p = {
+                "lambda_param": self.lam.value(),
+                "target": self.target_name(),
+                "tolerance": self.tolerance.value(),
+                "max_iterations": self.max_iterations.value(),
+            }
             if m == "elastic_net":
                 p["alpha"] = self.alpha.value()
             return p
@@ -921,8 +948,7 @@ class SparseView(QWidget):
         x = np.arange(len(sel), dtype=np.float64)
         h = w[sel]
         brushes = [
-            pg.mkBrush(*(TARGET_COLOR if i == r.target_index else LONG_COLOR if v > 0 else SHORT_COLOR))
-            for i, v in zip(sel, h)
+            pg.mkBrush(*(TARGET_COLOR if i == r.target_index else LONG_COLOR if v > 0 else SHORT_COLOR)) for i, v in zip(sel, h)
         ]
         wp = self.weights_plot.getPlotItem()
         wp.clear()
@@ -970,7 +996,8 @@ class SparseView(QWidget):
         cv = r.adf_critical_values
         return (
             f"<b>{r.nonzero}-asset basket</b> ({METHOD_SHORT.get(r.method, r.method)}): "
-            f"{basket_formula(r.asset_names, r.weights, r.target_index)} &nbsp;·&nbsp; half-life {self._half_life_text(r.half_life)}"
+            f"{basket_formula(r.asset_names, r.weights, r.target_index)} "
+            f"&nbsp;·&nbsp; half-life {self._half_life_text(r.half_life)}"
             f" &nbsp;·&nbsp; ADF {fmt(r.adf_statistic, 4)} vs {fmt(float(cv[1]), 4)} (5%): "
             f"<b><span style='color:{verdict_color(verdict)}'>{verdict}</span></b>"
         )
@@ -1170,9 +1197,14 @@ class SparseView(QWidget):
         """The parameters restored on the next start (not the data source, period or target: those
         belong to a dataset)."""
         return {
-            "method": self.method, "lambda": self.lam, "alpha": self.alpha, "k": self.k,
-            "tolerance": self.tolerance, "max_iterations": self.max_iterations,
-            "n_lambdas": self.n_lambdas, "run_on_click": self.run_on_click,
+            "method": self.method,
+            "lambda": self.lam,
+            "alpha": self.alpha,
+            "k": self.k,
+            "tolerance": self.tolerance,
+            "max_iterations": self.max_iterations,
+            "n_lambdas": self.n_lambdas,
+            "run_on_click": self.run_on_click,
         }
 
     def _period_text(self) -> str:
