@@ -118,15 +118,11 @@ fn ratio(num: f64, den: f64) -> f64 {
     }
 }
 
-/// Backtest `positions` (values −1, 0, +1, already shifted) on `prices` (see the module docs).
-pub fn backtest(
-    prices: &[f64],
-    positions: &[f64],
-    config: &BacktestConfig,
-) -> CoreResult<BacktestResult> {
-    check::finite("prices", prices)?;
+/// The checks both backtests share, in their order: finite inputs, equal lengths, enough bars.
+fn check_series(series: &[f64], positions: &[f64]) -> CoreResult<()> {
+    check::finite("prices", series)?;
     check::finite("positions", positions)?;
-    let t_len = prices.len();
+    let t_len = series.len();
     if positions.len() != t_len {
         return Err(CoreError::invalid(format!(
             "positions has length {} but prices has length {t_len}: they must match",
@@ -138,12 +134,11 @@ pub fn backtest(
             "prices must have at least {MIN_BACKTEST_BARS} bars, got {t_len}"
         )));
     }
-    if let Some(i) = prices.iter().position(|&p| p <= 0.0) {
-        return Err(CoreError::invalid(format!(
-            "prices must be positive, got {} at index {i}",
-            prices[i]
-        )));
-    }
+    Ok(())
+}
+
+/// The checks both backtests make after their own (positions in {−1, 0, 1}, costs, annualisation).
+fn check_positions_and_config(positions: &[f64], config: &BacktestConfig) -> CoreResult<()> {
     if let Some(i) = positions
         .iter()
         .position(|&q| q != -1.0 && q != 0.0 && q != 1.0)
@@ -159,7 +154,80 @@ pub fn backtest(
             config.cost_bps
         )));
     }
-    check::positive("periods_per_year", config.periods_per_year)?;
+    check::positive("periods_per_year", config.periods_per_year)
+}
+
+/// Closed trades: maximal runs `start..end` of one non-zero position that end before the last
+/// bar, as (entries, exits, directions, pnls); `pnl(d, entry, exit)` values one trade.
+#[allow(clippy::type_complexity)] // the four columns of BacktestResult's trade table
+fn trades(
+    positions: &[f64],
+    pnl: impl Fn(f64, usize, usize) -> f64,
+) -> (Vec<usize>, Vec<usize>, Vec<i8>, Vec<f64>) {
+    let t_len = positions.len();
+    let (mut entries, mut exits, mut directions, mut pnls) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut start = 0usize;
+    while start < t_len {
+        let d = positions[start];
+        let mut end = start + 1;
+        while end < t_len && positions[end] == d {
+            end += 1;
+        }
+        if d != 0.0 && end < t_len {
+            let (entry, exit) = (start.saturating_sub(1), end - 1);
+            entries.push(entry);
+            exits.push(exit);
+            directions.push(d as i8);
+            pnls.push(pnl(d, entry, exit));
+        }
+        start = end;
+    }
+    (entries, exits, directions, pnls)
+}
+
+/// Per-period statistics over `returns[1..]` (bar 0 has no move): (mean, std with ddof = 1,
+/// downside deviation with target 0 averaged over all periods).
+fn moments(returns: &[f64]) -> (f64, f64, f64) {
+    let rs = &returns[1..];
+    let k = rs.len() as f64;
+    let mean = rs.iter().sum::<f64>() / k;
+    let mut ss = 0.0;
+    let mut down = 0.0;
+    for &r in rs {
+        ss += (r - mean) * (r - mean);
+        let m = r.min(0.0);
+        down += m * m;
+    }
+    (mean, (ss / (k - 1.0)).sqrt(), (down / k).sqrt())
+}
+
+/// (win rate, average holding in bars) of the closed trades; 0.0 and 0.0 without any.
+fn trade_summary(entries: &[usize], exits: &[usize], pnls: &[f64]) -> (f64, f64) {
+    let n = pnls.len();
+    if n == 0 {
+        return (0.0, 0.0);
+    }
+    let wins = pnls.iter().filter(|&&p| p > 0.0).count();
+    let hold: usize = exits.iter().zip(entries).map(|(x, e)| x - e).sum();
+    (wins as f64 / n as f64, hold as f64 / n as f64)
+}
+
+/// Backtest `positions` (values −1, 0, +1, already shifted) on `prices` (see the module docs).
+pub fn backtest(
+    prices: &[f64],
+    positions: &[f64],
+    config: &BacktestConfig,
+) -> CoreResult<BacktestResult> {
+    check_series(prices, positions)?;
+    let t_len = prices.len();
+    if let Some(i) = prices.iter().position(|&p| p <= 0.0) {
+        return Err(CoreError::invalid(format!(
+            "prices must be positive, got {} at index {i}",
+            prices[i]
+        )));
+    }
+    check_positions_and_config(positions, config)?;
     let _budget = crate::limits::reserve(&crate::limits::backtest(t_len))?;
     let c = config.cost_bps / 1e4;
     let ppy = config.periods_per_year;
@@ -188,45 +256,19 @@ pub fn backtest(
     }
 
     crate::limits::poll()?;
-    // Pass 3: trades = maximal runs `start..end` of one non-zero position that end before the last bar.
-    let mut trade_entries = Vec::new();
-    let mut trade_exits = Vec::new();
-    let mut trade_directions = Vec::new();
-    let mut trade_pnls = Vec::new();
-    let mut start = 0usize;
-    while start < t_len {
-        let d = positions[start];
-        let mut end = start + 1;
-        while end < t_len && positions[end] == d {
-            end += 1;
-        }
-        if d != 0.0 && end < t_len {
-            let (entry, exit) = (start.saturating_sub(1), end - 1);
+    // Pass 3: the closed trades, each compounded like the equity curve, net of its round trip.
+    let (trade_entries, trade_exits, trade_directions, trade_pnls) =
+        trades(positions, |d, entry, exit| {
             let mut growth = 1.0;
             for t in entry + 1..=exit {
                 growth *= 1.0 + d * (prices[t] / prices[t - 1] - 1.0);
             }
-            trade_entries.push(entry);
-            trade_exits.push(exit);
-            trade_directions.push(d as i8);
-            trade_pnls.push(growth - 1.0 - 2.0 * c);
-        }
-        start = end;
-    }
+            growth - 1.0 - 2.0 * c
+        });
 
     // Statistics over returns[1..].
-    let rs = &returns[1..];
-    let k = rs.len() as f64;
-    let mean = rs.iter().sum::<f64>() / k;
-    let mut ss = 0.0;
-    let mut down = 0.0;
-    for &r in rs {
-        ss += (r - mean) * (r - mean);
-        let m = r.min(0.0);
-        down += m * m;
-    }
-    let std = (ss / (k - 1.0)).sqrt();
-    let dd = (down / k).sqrt();
+    let (mean, std, dd) = moments(&returns);
+    let k = (returns.len() - 1) as f64;
     let sq = ppy.sqrt();
     let sharpe = ratio(mean, std) * sq;
     let sortino = ratio(mean, dd) * sq;
@@ -238,19 +280,8 @@ pub fn backtest(
         -1.0
     };
     let max_drawdown = 0.0 - drawdown.iter().cloned().fold(0.0, f64::min);
-
     let n_trades = trade_pnls.len();
-    let (win_rate, avg_holding_bars) = if n_trades > 0 {
-        let wins = trade_pnls.iter().filter(|&&p| p > 0.0).count();
-        let hold: usize = trade_exits
-            .iter()
-            .zip(&trade_entries)
-            .map(|(x, e)| x - e)
-            .sum();
-        (wins as f64 / n_trades as f64, hold as f64 / n_trades as f64)
-    } else {
-        (0.0, 0.0)
-    };
+    let (win_rate, avg_holding_bars) = trade_summary(&trade_entries, &trade_exits, &trade_pnls);
 
     Ok(BacktestResult {
         equity,
@@ -317,20 +348,8 @@ pub fn backtest_pnl(
     notional: Option<&[f64]>,
     config: &BacktestConfig,
 ) -> CoreResult<BacktestResult> {
-    check::finite("prices", spread)?;
-    check::finite("positions", positions)?;
+    check_series(spread, positions)?;
     let t_len = spread.len();
-    if positions.len() != t_len {
-        return Err(CoreError::invalid(format!(
-            "positions has length {} but prices has length {t_len}: they must match",
-            positions.len()
-        )));
-    }
-    if t_len < MIN_BACKTEST_BARS {
-        return Err(CoreError::invalid(format!(
-            "prices must have at least {MIN_BACKTEST_BARS} bars, got {t_len}"
-        )));
-    }
     if let Some(n) = notional {
         check::finite("notional", n)?;
         if n.len() != t_len {
@@ -346,22 +365,8 @@ pub fn backtest_pnl(
             )));
         }
     }
-    if let Some(i) = positions
-        .iter()
-        .position(|&q| q != -1.0 && q != 0.0 && q != 1.0)
-    {
-        return Err(CoreError::invalid(format!(
-            "positions must be -1, 0 or 1, got {} at index {i}",
-            positions[i]
-        )));
-    }
-    if !(config.cost_bps.is_finite() && config.cost_bps >= 0.0) {
-        return Err(CoreError::invalid(format!(
-            "cost_bps must be a non-negative finite number, got {}",
-            config.cost_bps
-        )));
-    }
-    check::positive("periods_per_year", config.periods_per_year)?;
+    check_positions_and_config(positions, config)?;
+    let _budget = crate::limits::reserve(&crate::limits::backtest(t_len))?;
     let c = config.cost_bps / 1e4;
     let ppy = config.periods_per_year;
     let nt = |t: usize| notional.map_or(spread[t].abs(), |n| n[t]);
@@ -383,59 +388,26 @@ pub fn backtest_pnl(
         equity.push(eq);
         drawdown.push(eq - peak);
     }
-    let (mut trade_entries, mut trade_exits, mut trade_directions, mut trade_pnls) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut start = 0usize;
-    while start < t_len {
-        let d = positions[start];
-        let mut end = start + 1;
-        while end < t_len && positions[end] == d {
-            end += 1;
-        }
-        if d != 0.0 && end < t_len {
-            let (entry, exit) = (start.saturating_sub(1), end - 1);
-            trade_entries.push(entry);
-            trade_exits.push(exit);
-            trade_directions.push(d as i8);
-            trade_pnls.push(d * (spread[exit] - spread[entry]) - c * (nt(entry) + nt(exit)));
-        }
-        start = end;
-    }
-    let rs = &returns[1..];
-    let k = rs.len() as f64;
-    let mean = rs.iter().sum::<f64>() / k;
-    let (mut ss, mut down) = (0.0, 0.0);
-    for &r in rs {
-        ss += (r - mean) * (r - mean);
-        let m = r.min(0.0);
-        down += m * m;
-    }
-    let std = (ss / (k - 1.0)).sqrt();
-    let dd = (down / k).sqrt();
+    crate::limits::poll()?;
+    let (trade_entries, trade_exits, trade_directions, trade_pnls) =
+        trades(positions, |d, entry, exit| {
+            d * (spread[exit] - spread[entry]) - c * (nt(entry) + nt(exit))
+        });
+    let (mean, std, dd) = moments(&returns);
     let sq = ppy.sqrt();
     let n_trades = trade_pnls.len();
-    let (win_rate, avg_holding_bars) = if n_trades > 0 {
-        let wins = trade_pnls.iter().filter(|&&p| p > 0.0).count();
-        let hold: usize = trade_exits
-            .iter()
-            .zip(&trade_entries)
-            .map(|(x, e)| x - e)
-            .sum();
-        (wins as f64 / n_trades as f64, hold as f64 / n_trades as f64)
-    } else {
-        (0.0, 0.0)
-    };
+    let (win_rate, avg_holding_bars) = trade_summary(&trade_entries, &trade_exits, &trade_pnls);
     let max_drawdown = 0.0 - drawdown.iter().cloned().fold(0.0, f64::min);
     Ok(BacktestResult {
         equity,
         returns,
         drawdown,
-        total_return: eq + 0.0,
-        annual_return: mean * ppy + 0.0,
+        total_return: eq,
+        annual_return: mean * ppy,
         annual_volatility: std * sq,
-        sharpe: ratio(mean, std) * sq + 0.0,
-        sortino: ratio(mean, dd) * sq + 0.0,
-        max_drawdown: max_drawdown + 0.0,
+        sharpe: ratio(mean, std) * sq,
+        sortino: ratio(mean, dd) * sq,
+        max_drawdown,
         n_trades,
         win_rate,
         avg_holding_bars,
@@ -443,7 +415,8 @@ pub fn backtest_pnl(
         trade_exits,
         trade_directions,
         trade_pnls,
-    })
+    }
+    .no_neg_zero())
 }
 
 #[cfg(test)]
