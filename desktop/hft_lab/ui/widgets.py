@@ -76,6 +76,10 @@ class StatusLabel(QLabel):
 
     MAX_LINES = 6
 
+    def __init__(self, text: str = "", parent=None):
+        super().__init__(text, parent)
+        self.setMaximumHeight(self.fontMetrics().lineSpacing() * self.MAX_LINES + 4)
+
     def setText(self, text: str) -> None:  # noqa: N802
         super().setText(text)
         self.setToolTip(text if len(text) > 80 else "")
@@ -99,23 +103,29 @@ def export_buttons(csv_tip: str = "", json_tip: str = ""):
     return csv_b, json_b, row
 
 
-def side_panel(inputs: list, actions: list, width: int = 350):
+def side_panel(inputs: list, actions: list, width: int = 350, margins: tuple[int, int, int, int] | None = None):
     """A view's left panel: the input groups in a vertical scroll area (never a horizontal
     scrollbar: long text wraps), and the actions (Run/Cancel row, busy bar, status line, export
-    row…) pinned below it, so they stay visible at any window size. Items are widgets or layouts."""
+    row…) pinned below it, so they stay visible at any window size. Items are widgets or layouts;
+    an input may be `(widget, stretch)` (then it takes the spare height, else a stretch at the end
+    does). margins: the inputs' layout margins (default: Qt's)."""
     from PySide6.QtCore import Qt
     from PySide6.QtWidgets import QFrame, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
     def add(lay, item):
+        item, stretch = item if isinstance(item, tuple) else (item, 0)
         if isinstance(item, QWidget):
-            lay.addWidget(item)
+            lay.addWidget(item, stretch)
         else:
-            lay.addLayout(item)
+            lay.addLayout(item, stretch)
 
     inner = QVBoxLayout()
+    if margins is not None:
+        inner.setContentsMargins(*margins)
     for it in inputs:
         add(inner, it)
-    inner.addStretch(1)
+    if not any(isinstance(it, tuple) for it in inputs):
+        inner.addStretch(1)
     inner_w = QWidget()
     inner_w.setLayout(inner)
     scroll = QScrollArea()

@@ -47,7 +47,7 @@ from PySide6.QtWidgets import (
 
 from hft_lab.bench import runner as br
 from hft_lab.ui.plots import LogAxis, make_plot
-from hft_lab.ui.widgets import side_panel
+from hft_lab.ui.widgets import side_panel, status_label
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
 log = logging.getLogger("hft_lab.ui.benchmark")
@@ -259,9 +259,7 @@ class BenchmarkView(QWidget):
         self.progress.setFormat("")  # "%v / %m cells" once a run starts (not "0 / 1 cells" before)
         self.estimate = QLabel("")
         self.estimate.setWordWrap(True)
-        self.status = QLabel("Ready.")
-        self.status.setWordWrap(True)
-        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.status = status_label()  # wraps, selectable, at most 6 lines (the full text in its tooltip)
 
         export = QGroupBox("Export")
         eb = QHBoxLayout(export)
@@ -275,7 +273,6 @@ class BenchmarkView(QWidget):
         self.json_button.clicked.connect(lambda: self._export_dialog("JSON (*.json)", ".json", self.export_json))
         self.png_button.clicked.connect(lambda: self._export_dialog("PNG image (*.png)", ".png", self.export_png))
 
-        self.status.setMaximumHeight(self.status.fontMetrics().lineSpacing() * 6 + 4)
         left_w = side_panel([ops, timing], [buttons, self.progress, self.estimate, self.status, export], width=360)
         self.left_panel = left_w
 

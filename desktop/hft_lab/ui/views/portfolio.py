@@ -23,14 +23,11 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
-    QFrame,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QPushButton,
-    QScrollArea,
-    QSizePolicy,
     QSpinBox,
     QSplitter,
     QStackedWidget,
@@ -47,7 +44,7 @@ from hft_lab.backends import Cancelled
 from hft_lab.data import load_sample_prices
 from hft_lab.data.export import SessionItem, describe_prices, to_jsonable
 from hft_lab.ui.plots import LabPlot, PercentAxis, pen
-from hft_lab.ui.widgets import StatsTable, busy_bar, export_buttons, fmt, pct, status_label
+from hft_lab.ui.widgets import StatsTable, busy_bar, export_buttons, fmt, pct, side_panel, status_label
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
 log = logging.getLogger("hft_lab.ui.portfolio")
@@ -474,29 +471,10 @@ class PortfolioView(QWidget):
         )
 
         # inputs scroll when the window is short; Run, status and export stay in view below them
-        inputs = QVBoxLayout()
-        inputs.setContentsMargins(0, 0, 4, 0)
-        inputs.addWidget(data)
-        inputs.addWidget(assets, 1)
-        inputs.addWidget(opt)
-        inputs_w = QWidget()
-        inputs_w.setLayout(inputs)
-        scroll = QScrollArea()
-        scroll.setWidget(inputs_w)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        left = QVBoxLayout()
-        left.setContentsMargins(0, 0, 0, 0)
-        left.addWidget(scroll, 1)
-        left.addLayout(buttons)
-        left.addWidget(self.progress)
-        left.addWidget(self.status)
-        left.addLayout(exports)
-        left_w = QWidget()
-        left_w.setLayout(left)
-        left_w.setFixedWidth(350)
-        left_w.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Expanding)
+        left_w = side_panel(
+            [data, (assets, 1), opt], [buttons, self.progress, self.status, exports], width=350, margins=(0, 0, 4, 0)
+        )
+        self.left_panel = left_w
 
         # results
         self.frontier_plot = _plot(

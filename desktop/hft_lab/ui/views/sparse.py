@@ -30,13 +30,10 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
-    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QScrollArea,
-    QSizePolicy,
     QSlider,
     QSpinBox,
     QSplitter,
@@ -50,7 +47,7 @@ from hft_lab.data.export import SessionItem, describe_prices
 from hft_lab.data.synthetic import synthetic_dataset, synthetic_index
 from hft_lab.ui.plots import LabPlot, LogAxis, make_plot, pen
 from hft_lab.ui.views.portfolio import NamesAxis
-from hft_lab.ui.widgets import StatsTable, busy_bar, export_buttons, fmt, status_label
+from hft_lab.ui.widgets import StatsTable, busy_bar, export_buttons, fmt, side_panel, status_label
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
 log = logging.getLogger("hft_lab.ui.sparse")
@@ -448,30 +445,10 @@ class SparseView(QWidget):
         self.send_button.setEnabled(False)
         self.send_button.clicked.connect(lambda: self.send_spread.emit(self.spread_name(), self.spread_payload()))
 
-        inputs = QVBoxLayout()
-        inputs.setContentsMargins(0, 0, 4, 0)
-        inputs.addWidget(data)
-        inputs.addWidget(meth)
-        inputs.addStretch(1)
-        inputs_w = QWidget()
-        inputs_w.setLayout(inputs)
-        scroll = QScrollArea()
-        scroll.setWidget(inputs_w)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        left = QVBoxLayout()
-        left.setContentsMargins(0, 0, 0, 0)
-        left.addWidget(scroll, 1)
-        left.addLayout(buttons)
-        left.addWidget(self.progress)
-        left.addWidget(self.status)
-        left.addLayout(exports)
-        left.addWidget(self.send_button)
-        left_w = QWidget()
-        left_w.setLayout(left)
-        left_w.setFixedWidth(360)
-        left_w.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Expanding)
+        left_w = side_panel(
+            [data, meth], [buttons, self.progress, self.status, exports, self.send_button], width=360, margins=(0, 0, 4, 0)
+        )
+        self.left_panel = left_w
 
         # results: basket
         self.summary = QLabel("Run to find a basket.")
