@@ -71,3 +71,53 @@ def test_returns_backtest_still_refuses_a_spread(backend):
     s = np.linspace(-1, 1, 100)
     with pytest.raises(ValueError, match="prices must be positive"):
         backend.backtest(s, np.zeros(100))
+
+
+# ---- property-based: hostile spreads (flat runs, jumps, scales 1e-6 .. 1e9) against exact arithmetic ----
+from fractions import Fraction  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def hostile_spread(draw):
+    n = draw(st.integers(3, 120))
+    scale = 10.0 ** draw(st.integers(-6, 9))
+    level = draw(st.sampled_from([0.0, 1.0, -1.0, 100.0])) * scale
+    steps = []
+    while len(steps) < n:
+        kind = draw(st.sampled_from(["flat", "noise", "jump"]))
+        k = draw(st.integers(1, 30))
+        if kind == "flat":
+            steps += [0.0] * k
+        elif kind == "noise":
+            steps += [draw(st.floats(-1.0, 1.0)) * scale * 1e-3 for _ in range(min(k, 5))]
+        else:
+            steps.append(draw(st.sampled_from([1.0, -1.0])) * scale * 10.0 ** draw(st.integers(0, 9)) * 1e-3)
+    s = level + np.cumsum(np.array(steps[:n]))
+    q = np.array(draw(st.lists(st.sampled_from([-1.0, 0.0, 1.0]), min_size=n, max_size=n)))
+    cost = draw(st.sampled_from([0.0, 0.5, 10.0, 250.0]))
+    return s, q, cost
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(hostile_spread())
+def test_pnl_backtest_on_hostile_spreads_matches_exact_arithmetic(backends, case):
+    s, q, cost = case
+    a = backends["pyo3"].backtest(s, q, cost_bps=cost, units="pnl")
+    b = backends["grpc"].backtest(s, q, cost_bps=cost, units="pnl")
+    for f in ("equity", "returns", "drawdown", "trade_pnls"):
+        assert np.array_equal(getattr(a, f), getattr(b, f)), f
+    c = Fraction(cost) / 10_000
+    S = [Fraction(v) for v in s]
+    Q = [Fraction(v) for v in q]
+    exact = [-c * abs(Q[0]) * abs(S[0])] + [
+        Q[t] * (S[t] - S[t - 1]) - c * abs(Q[t] - Q[t - 1]) * abs(S[t - 1]) for t in range(1, len(S))
+    ]
+    mag = max(abs(v) for v in s) or 1.0
+    for got, want in zip(a.returns, exact):
+        # one subtraction and a few products: a few ulps of the spread's magnitude
+        assert abs(Fraction(got) - want) <= Fraction(8 * np.finfo(float).eps * mag) * (1 + c), (got, float(want))
+    assert np.all(a.drawdown <= 0) and a.max_drawdown >= 0
+    assert np.all(np.signbit(a.returns) == (a.returns < 0))  # no -0.0 anywhere
