@@ -15,6 +15,18 @@ from hft_lab.backends.pyo3_backend import Pyo3Backend
 from hft_lab.backends.server import ServerManager
 
 
+@pytest.fixture(autouse=True)
+def _collect_garbage_on_the_main_thread():
+    """As the app does (hft_lab.ui.gc_guard): no automatic cyclic collection, which could run on a
+    worker thread and destroy Qt objects there (a deadlock seen in this suite); collect here, on
+    the main thread, after every test."""
+    import gc
+
+    gc.disable()
+    yield
+    gc.collect()
+
+
 @pytest.fixture(scope="session")
 def grpc_manager():
     m = ServerManager(BackendConfig(), extra_env={"GRPCD_TEST_HOOKS": "1"})

@@ -430,3 +430,22 @@ def test_frontier_labels_of_the_largest_holdings_show_without_collisions(qtbot, 
         for b, rb in rects[i + 1 :]:
             inter = ra.intersected(rb)
             assert inter.width() * inter.height() < 4, (a, b)  # at most a pixel of the text boxes' padding
+
+
+def test_cyclic_garbage_is_collected_by_a_gui_thread_timer(qtbot):
+    import gc
+
+    from hft_lab.ui.gc_guard import GuiThreadGC
+
+    guard = GuiThreadGC()
+    guard.install()
+    try:
+        assert not gc.isenabled()  # never on a worker thread
+        t0 = gc.get_threshold()[0]
+        for _ in range(3 * t0):
+            a: list = []
+            a.append(a)  # a reference cycle: only the cyclic collector frees it
+        assert gc.get_count()[0] > t0
+        qtbot.waitUntil(lambda: gc.get_count()[0] <= t0, timeout=3000)
+    finally:
+        guard.uninstall()

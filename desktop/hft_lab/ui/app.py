@@ -60,6 +60,10 @@ def run_app(argv: list[str], smoke: bool = False) -> int:
     from hft_lab.ui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(argv)
+    from hft_lab.ui.gc_guard import GuiThreadGC
+
+    gc_guard = GuiThreadGC(app)  # cyclic garbage (Qt objects) is collected on the GUI thread only
+    gc_guard.install()
     app.setApplicationName("HFT Arbitrage Lab")
     app.setOrganizationName("HFT Arbitrage Lab")
     from hft_lab.ui.about import app_icon
