@@ -55,7 +55,7 @@ from hft_lab.data.export import SessionItem, describe_prices
 from hft_lab.data.synthetic import synthetic_index
 from hft_lab.ui.plots import LabPlot, LogAxis, make_plot, pen
 from hft_lab.ui.views.base import AnalysisView, Param, note, via
-from hft_lab.ui.views.portfolio import NamesAxis
+from hft_lab.ui.views.portfolio_plots import NamesAxis
 from hft_lab.ui.widgets import StatsTable, fmt
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
