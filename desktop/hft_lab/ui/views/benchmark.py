@@ -227,7 +227,7 @@ class BenchmarkView(BenchmarkPlots, AnalysisView):
         self.plot_tabs.addTab(self.table, "Table")
         self.plot_tabs.addTab(self.summary, "Machine && targets")
 
-        self.set_main(self.plot_tabs)
+        self.set_main(self.plot_tabs, hover=False)
 
         self.run_button.clicked.connect(lambda: self.run())
         self.cancel_button.clicked.connect(self.cancel)

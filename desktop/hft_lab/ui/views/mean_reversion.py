@@ -20,8 +20,6 @@ from PySide6.QtWidgets import (
     QSpinBox,
     QSplitter,
     QTabWidget,
-    QVBoxLayout,
-    QWidget,
 )
 
 from hft_lab.analysis.mean_reversion import analyse
@@ -158,12 +156,7 @@ class MeanReversionView(MeanReversionPlots, AnalysisView):
         self.plot_tabs.addTab(top, "Signals")
         self.plot_tabs.addTab(perf, "Equity && drawdown")
         self.plot_tabs.addTab(self.stats, "Statistics")
-        right = QVBoxLayout()
-        right.addWidget(self.plot_tabs, 1)
-        right.addWidget(self.hover_line())
-        right_w = QWidget()
-        right_w.setLayout(right)
-        self.set_main(right_w)
+        self.set_main(self.plot_tabs)
 
         self.source.currentIndexChanged.connect(self._load_series)
         self.n_points.valueChanged.connect(self._load_series)

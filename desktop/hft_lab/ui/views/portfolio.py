@@ -47,6 +47,7 @@ from hft_lab.ui.views.portfolio_plots import (
     PortfolioPlots,
     _plot,
 )
+from hft_lab.ui.views.sources import active_label
 from hft_lab.ui.widgets import StatsTable, pct, spin
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
@@ -56,13 +57,9 @@ SAMPLE = "S&P 500 sample (20 stocks, 1990–2022)"
 SYNTHETIC = "Synthetic universe (correlated GBM)"
 
 
-def active_label(name: str) -> str:
-    """The source entry of the store's active dataset."""
-    return f"Active dataset ({name})"
-
-
 __all__ = [
     "PortfolioView",
+    "active_label",
     "NamesAxis",
     "SyntheticSelection",
     "asset_moments",
@@ -92,8 +89,6 @@ class PortfolioView(PortfolioData, PortfolioPlots, AnalysisView):
 
     def __init__(self, runner: TaskRunner, store=None, parent=None):
         super().__init__(runner, store, parent)
-        self._store_dataset = store.dataset if store is not None else None
-        self._active: pd.DataFrame | None = None  # store.selected_prices(), kept until the store changes
         self._date_limits: tuple | None = None  # (first, last) date the date fields allow
         self.run_frame: pd.DataFrame | None = None  # the prices of the shown result (None: synthetic)
         self._pending_frame: pd.DataFrame | None = None
@@ -105,11 +100,8 @@ class PortfolioView(PortfolioData, PortfolioPlots, AnalysisView):
         self._pending_inputs: dict | None = None
         self._checked: dict[str, bool] = {}
         self._budgets: dict[str, float] = {}
-        self._sample: pd.DataFrame | None = None
         self._prev_frontier = 30
         self._build()
-        if store is not None:
-            store.changed.connect(self._on_store_changed)
         self.reload()
 
     # ---- layout ----
@@ -117,19 +109,7 @@ class PortfolioView(PortfolioData, PortfolioPlots, AnalysisView):
         # data source
         data = QGroupBox("Data")
         dl = QVBoxLayout(data)
-        self.source = QComboBox()
-        self.source.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.source.setMinimumContentsLength(16)
-        if self.store is not None:
-            self.source.addItem(active_label(self.store.dataset.name), "active")
-            self.source.setItemData(0, self.store.describe(), Qt.ItemDataRole.ToolTipRole)
-        else:
-            try:
-                self._sample = load_sample_prices().prices
-                self.source.addItem(SAMPLE, "sample")
-            except OSError as e:
-                log.warning("sample data unavailable: %s", e)
-        self.source.addItem(SYNTHETIC, "synthetic")
+        self.make_source(SAMPLE, SYNTHETIC)
         dl.addWidget(self.source)
         self.dataset_label = QLabel(" ")
         self.dataset_label.setWordWrap(True)
@@ -329,13 +309,7 @@ class PortfolioView(PortfolioData, PortfolioPlots, AnalysisView):
         right_split.addWidget(top)
         right_split.addWidget(bars)
         right_split.setSizes([560, 400])
-        right = QVBoxLayout()
-        right.setContentsMargins(0, 0, 0, 0)
-        right.addWidget(right_split, 1)
-        right.addWidget(self.hover_line())
-        right_w = QWidget()
-        right_w.setLayout(right)
-        self.set_main(right_w)
+        self.set_main(right_split, margins=(0, 0, 0, 0))
 
         # signals
         self._reload_timer = QTimer(self)
@@ -375,31 +349,16 @@ class PortfolioView(PortfolioData, PortfolioPlots, AnalysisView):
         self._fill_asset_table(names)
         self._inputs_changed()
 
-    def _on_store_changed(self) -> None:
-        """The active dataset or its selection changed: if this view uses it, reload the assets and
-        rows and clear the result, which belongs to the old data (nothing is recomputed)."""
-        replaced = self.store.dataset is not self._store_dataset
-        self._store_dataset = self.store.dataset
-        self._active = None
-        i = self.source.findData("active")
-        if i >= 0:
-            self.source.setItemText(i, active_label(self.store.dataset.name))
-            self.source.setItemData(i, self.store.describe(), Qt.ItemDataRole.ToolTipRole)
-        if not self.uses_store:
-            return
-        gone = []
-        if self.running:
-            self.abandon()
-            gone.append("the running optimisation was cancelled")
-        if self.result is not None:
-            gone.append("the previous result was cleared (it belongs to the old data)")
+    STORE_TASK = "optimisation"
+    PRESS_RUN = "Press Run to optimise."
+
+    def has_shown_result(self) -> bool:
+        return self.result is not None
+
+    def clear_for_new_data(self, replaced: bool) -> None:
         self._clear_results()
         if replaced:
             self._date_limits = None  # dates chosen for the old data mean nothing now
-        self.reload()
-        what = "Active dataset replaced" if replaced else "Active dataset selection changed"
-        tail = f"; {' and '.join(gone)}" if gone else ""
-        self.set_status(f"{what}: {self.store.describe()}{tail}. Press Run to optimise.")
 
     def _clear_results(self) -> None:
         self.result = None

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (
 )
 
 from hft_lab.data.synthetic import synthetic_universe
+from hft_lab.ui.views.sources import DatasetSource
 
 PERIOD_ALL, PERIOD_YEARS, PERIOD_DATES = "All data", "Last N years", "Between dates"
 
@@ -19,29 +20,14 @@ def _label(ts: pd.Timestamp) -> str:
     return f"{ts:%Y-%m-%d}" if ts == ts.normalize() else f"{ts:%Y-%m-%d %H:%M:%S}"
 
 
-class PortfolioData:
+class PortfolioData(DatasetSource):
     """Part of PortfolioView (mixed in): see portfolio.py."""
 
     # ---- data ----
-    @property
-    def synthetic(self) -> bool:
-        return self.source.currentData() == "synthetic"
-
-    @property
-    def uses_store(self) -> bool:
-        """The prices come from the active dataset of the store."""
-        return self.source.currentData() == "active"
-
     def data_frame(self) -> pd.DataFrame | None:
-        """All prices of the chosen non-synthetic source (the store's selection, or the sample)
-        before this view's period and asset choice; None for the synthetic universe."""
-        if self.synthetic:
-            return None
-        if self.uses_store:
-            if self._active is None:
-                self._active = self.store.selected_prices()
-            return self._active
-        return self._sample
+        """All prices of the chosen non-synthetic source before this view's period and asset
+        choice; None for the synthetic universe."""
+        return self.source_frame()
 
     def _dated(self) -> bool:
         df = self.data_frame()

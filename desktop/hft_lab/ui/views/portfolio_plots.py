@@ -141,21 +141,19 @@ class PortfolioPlots:
         w = np.asarray(r.weights, dtype=np.float64)
         rc = np.asarray(r.risk_contributions, dtype=np.float64)
 
-        wp = self.weights_plot.getPlotItem()
-        wp.clear()
-        self.weights_axis.set_names(names)
-        brushes = [pg.mkBrush(*(POSITIVE if v >= 0 else NEGATIVE)) for v in w]
-        self.weights_bars = pg.BarGraphItem(x=x, height=w, width=0.7, brushes=brushes, pen=pg.mkPen(None))
-        wp.addItem(self.weights_bars)
-        wp.addLine(y=0, pen=pg.mkPen(120, 120, 120))
+        def bars(plot, axis, values, color):
+            """One bar per asset (negative ones red) on a cleared plot with a zero line."""
+            pi = plot.getPlotItem()
+            pi.clear()
+            axis.set_names(names)
+            brushes = [pg.mkBrush(*(color if v >= 0 else NEGATIVE)) for v in values]
+            item = pg.BarGraphItem(x=x, height=values, width=0.7, brushes=brushes, pen=pg.mkPen(None))
+            pi.addItem(item)
+            pi.addLine(y=0, pen=pg.mkPen(120, 120, 120))
+            return pi, item
 
-        rp = self.risk_plot.getPlotItem()
-        rp.clear()
-        self.risk_axis.set_names(names)
-        rbrushes = [pg.mkBrush(*(RISK if v >= 0 else NEGATIVE)) for v in rc]
-        self.risk_bars = pg.BarGraphItem(x=x, height=rc, width=0.7, brushes=rbrushes, pen=pg.mkPen(None))
-        rp.addItem(self.risk_bars)
-        rp.addLine(y=0, pen=pg.mkPen(120, 120, 120))
+        wp, self.weights_bars = bars(self.weights_plot, self.weights_axis, w, POSITIVE)
+        rp, self.risk_bars = bars(self.risk_plot, self.risk_axis, rc, RISK)
         self.budget_marks = None
         if r.method == "risk_parity":
             b = np.asarray(self.run_inputs["parameters"].get("risk_budgets") or np.ones(n), dtype=np.float64)

@@ -30,8 +30,6 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTableWidget,
     QTabWidget,
-    QVBoxLayout,
-    QWidget,
 )
 
 from hft_lab.analysis.regimes import equal_weight_index, fit_regimes, segments
@@ -266,12 +264,7 @@ class RegimesView(RegimesPlots, AnalysisView):
         right.addWidget(self.post_plot)
         right.addWidget(bottom)
         right.setSizes([420, 190, 240])
-        right_box = QVBoxLayout()
-        right_box.addWidget(right, 1)
-        right_box.addWidget(self.hover_line())
-        right_w = QWidget()
-        right_w.setLayout(right_box)
-        self.set_main(right_w)
+        self.set_main(right)
 
         self.source.currentIndexChanged.connect(self._load_series)
         self.n_points.valueChanged.connect(self._load_series)

@@ -49,12 +49,11 @@ from hft_lab.analysis.sparse import (
     lambda_path,
     round_sig,
 )
-from hft_lab.data import load_sample_prices
 from hft_lab.data.export import SessionItem, describe_prices
 from hft_lab.ui.plots import LogAxis, make_plot
 from hft_lab.ui.views.base import AnalysisView, Param, note, via
 from hft_lab.ui.views.portfolio_plots import NamesAxis
-from hft_lab.ui.views.sparse_data import PERIOD_ALL, PERIOD_YEARS, SAMPLE, SYNTHETIC, SparseData, active_label
+from hft_lab.ui.views.sparse_data import PERIOD_ALL, PERIOD_YEARS, SAMPLE, SYNTHETIC, SparseData
 from hft_lab.ui.views.sparse_plots import (
     METHOD_HELP,
     METHOD_LABEL,
@@ -105,9 +104,6 @@ class SparseView(SparseData, SparsePlots, AnalysisView):
 
     def __init__(self, runner: TaskRunner, store=None, parent=None):
         super().__init__(runner, store, parent)
-        self._store_dataset = store.dataset if store is not None else None
-        self._active: pd.DataFrame | None = None  # store.selected_prices(), until the store changes
-        self._sample: pd.DataFrame | None = None
         self.outcome: TaskOutcome | None = None
         self.run_frame: pd.DataFrame | None = None  # the prices the shown basket was computed on
         self.run_params: dict = {}
@@ -125,8 +121,6 @@ class SparseView(SparseData, SparsePlots, AnalysisView):
         self.path_half_life_item: pg.PlotDataItem | None = None
         self._hl_index = np.empty(0, dtype=np.int64)
         self._build()
-        if store is not None:
-            store.changed.connect(self._on_store_changed)
         self._method_changed()
         self.reload()
 
@@ -134,18 +128,7 @@ class SparseView(SparseData, SparsePlots, AnalysisView):
     def _build(self) -> None:
         data = QGroupBox("Data")
         df = QFormLayout(data)
-        self.source = QComboBox()
-        self.source.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.source.setMinimumContentsLength(16)
-        if self.store is not None:
-            self.source.addItem(active_label(self.store.dataset.name), "active")
-        else:
-            try:
-                self._sample = load_sample_prices().prices
-                self.source.addItem(SAMPLE, "sample")
-            except OSError as e:  # broken install: the synthetic basket still works
-                log.warning("sample data unavailable: %s", e)
-        self.source.addItem(SYNTHETIC, "synthetic")
+        self.make_source(SAMPLE, SYNTHETIC)
         self.period = QComboBox()
         self.period.addItems([PERIOD_ALL, PERIOD_YEARS])
         self.period.setCurrentText(PERIOD_YEARS)
@@ -334,14 +317,7 @@ class SparseView(SparseData, SparsePlots, AnalysisView):
         self.result_tabs = QTabWidget()
         self.result_tabs.addTab(basket, "Basket")
         self.result_tabs.addTab(path_w, "λ path")
-        right = QVBoxLayout()
-        right.setContentsMargins(0, 0, 0, 0)
-        right.addWidget(self.summary)
-        right.addWidget(self.result_tabs, 1)
-        right.addWidget(self.hover_line())
-        right_w = QWidget()
-        right_w.setLayout(right)
-        self.set_main(right_w)
+        self.set_main(self.result_tabs, above=(self.summary,), margins=(0, 0, 0, 0))
 
         self.source.currentIndexChanged.connect(self._data_changed)
         self.period.currentIndexChanged.connect(self._data_changed)
@@ -381,28 +357,11 @@ class SparseView(SparseData, SparsePlots, AnalysisView):
         self.reload()
         self.set_status("Data changed: previous result cleared. Press Run." if had else "Data changed. Press Run.")
 
-    def _on_store_changed(self) -> None:
-        """The active dataset or its selection changed: refresh, clear the result that belonged to
-        the old data (and say so); never recompute by itself."""
-        replaced = self.store.dataset is not self._store_dataset
-        self._store_dataset = self.store.dataset
-        self._active = None
-        i = self.source.findData("active")
-        if i >= 0:
-            self.source.setItemText(i, active_label(self.store.dataset.name))
-        if not self.uses_store:
-            return
-        gone = []
-        if self.running:
-            self.abandon()
-            gone.append("the running computation was cancelled")
-        if self.result is not None or self.path is not None:
-            gone.append("the previous result was cleared (it belongs to the old data)")
+    def has_shown_result(self) -> bool:
+        return self.result is not None or self.path is not None
+
+    def clear_for_new_data(self, replaced: bool) -> None:
         self.clear_results()
-        self.reload()
-        what = "Active dataset replaced" if replaced else "Active dataset selection changed"
-        tail = f"; {' and '.join(gone)}" if gone else ""
-        self.set_status(f"{what}: {self.store.describe()}{tail}. Press Run.")
 
     def clear_results(self) -> None:
         self.result = self.outcome = self.run_frame = None

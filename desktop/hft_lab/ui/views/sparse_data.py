@@ -12,6 +12,7 @@ from hft_lab.analysis.sparse import (
 )
 from hft_lab.data import load_sample_prices
 from hft_lab.data.synthetic import synthetic_index
+from hft_lab.ui.views.sources import DatasetSource
 
 AUTO = "Auto (try each)"
 
@@ -25,36 +26,14 @@ SYNTHETIC = "Synthetic cointegrated basket"
 PERIOD_ALL, PERIOD_YEARS = "All rows", "Last N years"
 
 
-def active_label(name: str) -> str:
-    return f"Active dataset ({name})"
-
-
-class SparseData:
+class SparseData(DatasetSource):
     """Part of SparseView (mixed in): see sparse.py."""
 
     # ---- data ----
-    @property
-    def synthetic(self) -> bool:
-        return self.source.currentData() == "synthetic"
-
-    @property
-    def uses_store(self) -> bool:
-        return self.source.currentData() == "active"
-
-    def _full_frame(self) -> pd.DataFrame | None:
-        """All prices of the chosen non-synthetic source (the store's selection, or the sample)."""
-        if self.uses_store:
-            if self._active is None:
-                self._active = self.store.selected_prices()
-            return self._active
-        if self.source.currentData() == "sample":
-            return self._sample
-        return None
-
     def _source_index(self) -> pd.Index:
         if self.synthetic:
             return synthetic_index(self.syn_n.value())
-        return self._full_frame().index
+        return self.source_frame().index
 
     def _dated(self) -> bool:
         return isinstance(self._source_index(), pd.DatetimeIndex)
@@ -68,14 +47,14 @@ class SparseData:
     def asset_names(self) -> list[str]:
         if self.synthetic:
             return [f"C{i + 1}" for i in range(self.syn_assets.value())]
-        return [str(c) for c in self._full_frame().columns]
+        return [str(c) for c in self.source_frame().columns]
 
     def selected_prices(self) -> pd.DataFrame:
         """The prices the next run uses (synthetic data is generated here, synchronously: the run
         itself generates it on the worker thread)."""
         if self.synthetic:
             return SyntheticPrices(self.syn_n.value(), self.syn_assets.value(), self.syn_seed.value(), self.period_years())()
-        return cut_period(self._full_frame(), self.period_years())
+        return cut_period(self.source_frame(), self.period_years())
 
     def _prices_for_run(self):
         if self.synthetic:
@@ -91,7 +70,7 @@ class SparseData:
             dropped = 0
             rows = len(idx)
         else:
-            full = self._full_frame()
+            full = self.source_frame()
             cut = full
             if years and isinstance(full.index, pd.DatetimeIndex):
                 cut = full.loc[full.index[-1] - pd.DateOffset(years=years) :]
