@@ -81,11 +81,11 @@ lint-rust:
 	$(CARGO) clippy --workspace --all-targets --release -- -D warnings
 
 # static gates on the Python code: ruff lint + format check (config in pyproject.toml), mypy on
-# backends/ and data/, and fully qualified PySide6 enums
+# backends/, data/, analysis/ and bench/, and fully qualified PySide6 enums
 lint-python: $(STAMPS)/venv
 	$(PY) -m ruff check desktop tests tools
 	$(PY) -m ruff format --check desktop tests tools
-	$(PY) -m mypy desktop/hft_lab/backends desktop/hft_lab/data
+	$(PY) -m mypy desktop/hft_lab/backends desktop/hft_lab/data desktop/hft_lab/analysis desktop/hft_lab/bench
 	$(PY) tools/qualify_enums.py
 
 test-python: build

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 # ---------------------------------------------------------------------------------------------
 # configuration
@@ -63,7 +64,7 @@ class BenchConfig:
 
     @classmethod
     def quick_config(cls, **kw) -> BenchConfig:
-        base = dict(
+        base: dict[str, Any] = dict(
             sizes={k: list(v) for k, v in QUICK_SIZES.items()},
             calls=300,
             min_calls=3,

@@ -6,6 +6,7 @@ import functools
 import sys
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -77,7 +78,9 @@ def run_matrix(
         for op, spec in pairs:
             _check_cancel(cancel)
             payload = op.payload(spec, cfg)
-            base = dict(op=op.name, family=op.family, size=payload.label, dims=payload.dims, payload_values=payload.values)
+            base: dict[str, Any] = dict(
+                op=op.name, family=op.family, size=payload.label, dims=payload.dims, payload_values=payload.values
+            )
             par = check_parity(op, backends, payload)
             if par.status == "FAILED":
                 print(f"!!! PARITY FAILED for {op.name} {payload.label}: {par.detail}", file=sys.stderr)
@@ -92,7 +95,7 @@ def run_matrix(
                     group.append(cell)
                     emit(cell)
                     continue
-                fn = functools.partial(op.call, b, payload)
+                fn: Callable[[], Any] = functools.partial(op.call, b, payload)
                 m = timeit(
                     fn,
                     op.name,
