@@ -7,6 +7,7 @@ pub mod backtest;
 pub mod error;
 pub mod hmm;
 pub mod limits;
+pub(crate) mod linalg;
 pub mod num;
 pub mod ou;
 pub mod portfolio;
