@@ -72,18 +72,33 @@ const Z_LIMIT: f64 = 1e-20 / ((f64::EPSILON / 2.0) * (f64::EPSILON / 2.0));
 #[derive(Debug, Clone, Copy, Default)]
 struct Acc {
     k: f64,
-    /// Compensated running sums (value + TwoSum error term) of d and d², and their values.
+    /// Compensated running sums of d and d² (value, TwoSum error term) and bounds.
+    s: Sums,
+    /// Trailing run of equal values: the window is flat iff run >= w.
+    run: usize,
+}
+
+/// Compensated running sums of d and d²: `s1 = s1h + s1c`, `s2 = s2h + s2c`, with error bounds
+/// (units of u) `e1`, `e2`: from the recomputation, then + |t1|, |t2| per tick.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sums {
     s1h: f64,
     s1c: f64,
     s2h: f64,
     s2c: f64,
-    s1: f64,
-    s2: f64,
-    /// Error bounds (units of u) of s1 and s2: from the recomputation, then + |t1|, |t2| per tick.
     e1: f64,
     e2: f64,
-    /// Trailing run of equal values: the window is flat iff run >= w.
-    run: usize,
+}
+
+impl Sums {
+    #[inline(always)]
+    fn s1(&self) -> f64 {
+        self.s1h + self.s1c
+    }
+    #[inline(always)]
+    fn s2(&self) -> f64 {
+        self.s2h + self.s2c
+    }
 }
 
 /// Per-bar outputs before the (vectorisable) square root: mean, variance, x - mean.
@@ -150,39 +165,52 @@ impl Acc {
         // compensated summation: |error| <= (2u + O(n u²)) Σ|terms|, with margin
         Acc {
             k,
-            s1h: s1,
-            s1c: 0.0,
-            s2h: s2,
-            s2c: 0.0,
-            s1,
-            s2,
-            e1: 3.0 * dabs + s1.abs(),
-            e2: 4.0 * s2.abs(),
+            s: Sums {
+                s1h: s1,
+                s1c: 0.0,
+                s2h: s2,
+                s2c: 0.0,
+                e1: 3.0 * dabs + s1.abs(),
+                e2: 4.0 * s2.abs(),
+            },
             run,
         }
     }
+}
 
-    /// Slide the window: `xn` enters, `xo` leaves. The running sums are compensated (TwoSum), so
-    /// only the rounding of the differences t1 = d_new - d_old and t2 = d_new² - d_old² (at most
-    /// u·|t1|, u·|t2|) adds to the error bounds.
-    #[inline(always)]
-    fn slide(&mut self, xn: f64, xo: f64) {
-        let dn = xn - self.k;
-        let dold = xo - self.k;
-        let t1 = dn - dold;
-        let t2 = dn * dn - dold * dold;
-        let s = self.s1h + t1;
-        let bb = s - self.s1h;
-        self.s1c += (self.s1h - (s - bb)) + (t1 - bb);
-        self.s1h = s;
-        let s = self.s2h + t2;
-        let bb = s - self.s2h;
-        self.s2c += (self.s2h - (s - bb)) + (t2 - bb);
-        self.s2h = s;
-        self.s1 = self.s1h + self.s1c;
-        self.s2 = self.s2h + self.s2c;
-        self.e1 += t1.abs();
-        self.e2 += t2.abs();
+/// Slide the window by one bar: `xn` enters, `xo` leaves ([`diffs`] then [`accumulate`]).
+#[inline(always)]
+fn slide(k: f64, xn: f64, xo: f64, s: Sums) -> Sums {
+    let (t1, t2) = diffs(k, xn, xo);
+    accumulate(s, t1, t2)
+}
+
+/// The changes of the sums when `xn` enters and `xo` leaves: t1 = d_new - d_old and
+/// t2 = d_new² - d_old² (independent per bar: the batch code computes them vectorised).
+#[inline(always)]
+fn diffs(k: f64, xn: f64, xo: f64) -> (f64, f64) {
+    let dn = xn - k;
+    let dold = xo - k;
+    (dn - dold, dn * dn - dold * dold)
+}
+
+/// Adds t1, t2 to the running sums. The sums are compensated (TwoSum), so only the rounding of
+/// the differences (at most u·|t1|, u·|t2|) adds to the error bounds.
+#[inline(always)]
+fn accumulate(s: Sums, t1: f64, t2: f64) -> Sums {
+    let a = s.s1h + t1;
+    let bb = a - s.s1h;
+    let s1c = s.s1c + ((s.s1h - (a - bb)) + (t1 - bb));
+    let b = s.s2h + t2;
+    let bb = b - s.s2h;
+    let s2c = s.s2c + ((s.s2h - (b - bb)) + (t2 - bb));
+    Sums {
+        s1h: a,
+        s1c,
+        s2h: b,
+        s2c,
+        e1: s.e1 + t1.abs(),
+        e2: s.e2 + t2.abs(),
     }
 }
 
@@ -319,42 +347,68 @@ impl RollingZ {
     #[inline]
     pub fn push(&mut self, x: f64) -> (f64, f64, f64) {
         let w = self.lookback;
-        self.acc.run = if x == self.prev { self.acc.run + 1 } else { 1 };
+        let run = if x == self.prev { self.acc.run + 1 } else { 1 };
         self.prev = x;
-        let forced = if self.count < w {
+        if self.count < w || self.since_recentre + 1 >= self.every {
+            return self.push_forced(x, run);
+        }
+        // the common case: slide the running sums (as Acc::slide, on scalars kept in registers),
+        // test the error bound
+        self.since_recentre += 1;
+        let h = self.head;
+        let old = std::mem::replace(&mut self.buf[h], x);
+        self.head = if h + 1 == w { 0 } else { h + 1 };
+        let k = self.acc.k;
+        let sums = slide(k, x, old, self.acc.s);
+        let (s1, s2) = (sums.s1(), sums.s2());
+        let flat = run >= w;
+        if !flat && inaccurate(s1, s2, sums.e1, sums.e2, &self.lim) {
+            return self.push_recomputed(x, run);
+        }
+        self.acc = Acc { k, s: sums, run };
+        post(pre(k, s1, s2, x, flat, &self.lim))
+    }
+
+    /// A tick whose error bound failed: the window (already holding `x`) is recomputed exactly.
+    #[inline(never)]
+    fn push_recomputed(&mut self, x: f64, run: usize) -> (f64, f64, f64) {
+        let head = self.head;
+        self.acc = Acc::recomputed(&self.buf[head..], &self.buf[..head], run);
+        let a = self.acc;
+        post(pre(
+            a.k,
+            a.s.s1(),
+            a.s.s2(),
+            x,
+            run >= self.lookback,
+            &self.lim,
+        ))
+    }
+
+    /// The warm-up ticks and the forced exact recomputations (every `recentre_every(w)` ticks).
+    #[inline(never)]
+    fn push_forced(&mut self, x: f64, run: usize) -> (f64, f64, f64) {
+        let w = self.lookback;
+        self.acc.run = run;
+        if self.count < w {
             self.buf[self.count] = x;
             self.count += 1;
             if self.count < w {
                 return (f64::NAN, f64::NAN, f64::NAN);
             }
             self.head = 0;
-            true
         } else {
-            let old = self.buf[self.head];
             self.buf[self.head] = x;
             self.head += 1;
             if self.head == w {
                 self.head = 0;
             }
-            self.since_recentre += 1;
-            if self.since_recentre >= self.every {
-                true
-            } else {
-                self.acc.slide(x, old);
-                false
-            }
-        };
-        let (buf, head, l) = (&self.buf, self.head, self.lim);
-        let a = self.acc;
-        let flat = a.run >= w;
-        if forced {
-            self.since_recentre = 0;
-            self.acc = Acc::recomputed(&buf[head..], &buf[..head], a.run);
-        } else if !flat && inaccurate(a.s1, a.s2, a.e1, a.e2, &l) {
-            self.acc = Acc::recomputed(&buf[head..], &buf[..head], a.run);
         }
+        self.since_recentre = 0;
+        let head = self.head;
+        self.acc = Acc::recomputed(&self.buf[head..], &self.buf[..head], run);
         let a = self.acc;
-        post(pre(a.k, a.s1, a.s2, x, flat, &l))
+        post(pre(a.k, a.s.s1(), a.s.s2(), x, run >= w, &self.lim))
     }
 }
 
@@ -838,19 +892,29 @@ fn rolling_blocks_generic(
         let mut acc = Acc::recomputed(&x[t0 + 1 - w..=t0], &[], run);
         let end = (t0 + every).min(n);
         (mean[t0 - start], std[t0 - start], z[t0 - start]) =
-            post(pre(acc.k, acc.s1, acc.s2, x[t0], acc.run >= w, &l));
+            post(pre(acc.k, acc.s.s1(), acc.s.s2(), x[t0], acc.run >= w, &l));
         let mut t = t0 + 1;
         while t < end {
             let len = (end - t).min(CH);
             // pass 1, serial
-            let mut xp = x[t - 1];
-            for (i, (&xn, &xo)) in x[t..t + len].iter().zip(&x[t - w..t - w + len]).enumerate() {
-                acc.run = if xn == xp { acc.run + 1 } else { 1 };
-                xp = xn;
-                acc.slide(xn, xo);
-                (s1a[i], s2a[i], e1a[i], e2a[i], runa[i]) =
-                    (acc.s1, acc.s2, acc.e1, acc.e2, acc.run);
+            let k = acc.k;
+            // the per-bar differences first (independent, vectorised), into s1a/s2a
+            for ((&xn, &xo), (t1, t2)) in x[t..t + len]
+                .iter()
+                .zip(&x[t - w..t - w + len])
+                .zip(s1a.iter_mut().zip(s2a.iter_mut()))
+            {
+                (*t1, *t2) = diffs(k, xn, xo);
             }
+            let mut xp = x[t - 1];
+            let (mut s, mut run) = (acc.s, acc.run);
+            for (i, &xn) in x[t..t + len].iter().enumerate() {
+                run = if xn == xp { run + 1 } else { 1 };
+                xp = xn;
+                s = accumulate(s, s1a[i], s2a[i]);
+                (s1a[i], s2a[i], e1a[i], e2a[i], runa[i]) = (s.s1(), s.s2(), s.e1, s.e2, run);
+            }
+            (acc.s, acc.run) = (s, run);
             // pass 2, vectorised: outputs and the bound test (outputs after the first failing bar
             // are overwritten below)
             let mut any = false;
@@ -875,7 +939,7 @@ fn rolling_blocks_generic(
                 let tf = t + upto;
                 acc = Acc::recomputed(&x[tf + 1 - w..=tf], &[], runa[upto]);
                 (mean[tf - start], std[tf - start], z[tf - start]) =
-                    post(pre(acc.k, acc.s1, acc.s2, x[tf], acc.run >= w, &l));
+                    post(pre(acc.k, acc.s.s1(), acc.s.s2(), x[tf], acc.run >= w, &l));
                 t = tf + 1;
             } else {
                 t += len;
