@@ -797,34 +797,53 @@ struct Sink<'a> {
 }
 
 impl Sink<'_> {
-    /// Bars `[t, t + len)` (offset `o` in the slices) are final: store them and feed the signals.
+    /// Bars `[t, t + len)` (offset `o` in the slices) are final: feed them to the signals (z from
+    /// the z output if kept, else from `za`, the chunk's scratch).
     #[inline(always)]
-    fn put(&mut self, t: usize, o: usize, ma: &[f64], sa: &[f64], za: &[f64]) {
-        let len = za.len();
-        if let Some(m) = self.mean.as_deref_mut() {
-            m[o..o + len].copy_from_slice(ma);
-        }
-        if let Some(s) = self.std.as_deref_mut() {
-            s[o..o + len].copy_from_slice(sa);
-        }
-        if let Some(z) = self.z.as_deref_mut() {
-            z[o..o + len].copy_from_slice(za);
-        }
-        if let Some(mach) = self.machine.as_mut() {
+    fn signals(&mut self, t: usize, o: usize, len: usize, za: &[f64]) {
+        let Sink {
+            z,
+            sig,
+            pos,
+            machine,
+            changes,
+            ..
+        } = self;
+        if let Some(mach) = machine.as_mut() {
+            let zs = match z.as_deref() {
+                Some(z) => &z[o..o + len],
+                None => &za[..len],
+            };
             mach.feed(
-                za,
+                zs,
                 t,
-                self.sig.as_deref_mut().map(|s| &mut s[o..o + len]),
-                self.pos.as_deref_mut().map(|p| &mut p[o..o + len]),
-                &mut self.changes,
+                sig.as_deref_mut().map(|s| &mut s[o..o + len]),
+                pos.as_deref_mut().map(|p| &mut p[o..o + len]),
+                changes,
             );
         }
     }
 }
 
+/// The output slice `[o, o + len)` of a kept series, else the chunk's scratch.
+#[inline(always)]
+fn dest<'a>(
+    out: &'a mut Option<&mut [f64]>,
+    scratch: &'a mut [f64],
+    o: usize,
+    len: usize,
+) -> &'a mut [f64] {
+    match out.as_deref_mut() {
+        Some(v) => &mut v[o..o + len],
+        None => &mut scratch[..len],
+    }
+}
+
 impl SignalMachine {
     /// [`SignalMachine::push`] over `z` (bars `t ..`), writing the signals/positions asked for and
-    /// recording each change of the signal as (bar, new signal).
+    /// recording each change of the signal as (bar, new signal). The runs that keep the state
+    /// (flat inside the entry band, or holding a position) are scanned in tight loops, as in
+    /// [`SignalMachine::run`]; a state is only left through `push`, so changes are found there.
     #[inline(always)]
     fn feed(
         &mut self,
@@ -834,17 +853,57 @@ impl SignalMachine {
         mut pos: Option<&mut [i8]>,
         changes: &mut Vec<(usize, i8)>,
     ) {
-        for (i, &zi) in z.iter().enumerate() {
-            let prev = self.last_signal;
-            let (sg, ps) = self.push(zi);
-            if sg != prev {
-                changes.push((t + i, sg));
+        let n = z.len();
+        let p = self.params;
+        let stop = p.stop.unwrap_or(f64::INFINITY);
+        let mut i = 0;
+        while i < n {
+            if !self.blocked {
+                let s = self.state;
+                let start = i;
+                match s {
+                    0 => {
+                        while i < n && z[i].abs() <= p.entry {
+                            i += 1;
+                        }
+                    }
+                    1 => {
+                        while i < n && z[i] < -p.exit && z[i] > -stop {
+                            i += 1;
+                        }
+                    }
+                    _ => {
+                        while i < n && z[i] > p.exit && z[i] < stop {
+                            i += 1;
+                        }
+                    }
+                }
+                if i > start {
+                    // signal s on bars start..i (s is already the last signal: no change);
+                    // position s too, the first one lagging by a bar
+                    if let Some(g) = sig.as_deref_mut() {
+                        g[start..i].fill(s);
+                    }
+                    if let Some(q) = pos.as_deref_mut() {
+                        q[start..i].fill(s);
+                        q[start] = self.last_signal;
+                    }
+                    self.last_signal = s;
+                }
             }
-            if let Some(s) = sig.as_deref_mut() {
-                s[i] = sg;
-            }
-            if let Some(p) = pos.as_deref_mut() {
-                p[i] = ps;
+            if i < n {
+                let prev = self.last_signal;
+                let (sg, ps) = self.push(z[i]);
+                if sg != prev {
+                    changes.push((t + i, sg));
+                }
+                if let Some(g) = sig.as_deref_mut() {
+                    g[i] = sg;
+                }
+                if let Some(q) = pos.as_deref_mut() {
+                    q[i] = ps;
+                }
+                i += 1;
             }
         }
     }
@@ -1180,53 +1239,64 @@ fn rolling_blocks_generic(
         }
         let mut acc = Acc::recomputed(&x[t0 + 1 - w..=t0], &[], run);
         let end = (t0 + every).min(n);
-        (ma[0], sa[0], za[0]) = post(pre(acc.k, acc.s.s1(), acc.s.s2(), x[t0], acc.run >= w, &l));
-        sink.put(t0, t0 - start, &ma[..1], &sa[..1], &za[..1]);
+        {
+            let o = t0 - start;
+            let (mv, sv, zv) = post(pre(acc.k, acc.s.s1(), acc.s.s2(), x[t0], acc.run >= w, &l));
+            dest(&mut sink.mean, &mut ma, o, 1)[0] = mv;
+            dest(&mut sink.std, &mut sa, o, 1)[0] = sv;
+            dest(&mut sink.z, &mut za, o, 1)[0] = zv;
+            sink.signals(t0, o, 1, &za);
+        }
         let mut t = t0 + 1;
         while t < end {
             let len = (end - t).min(CH);
             let k = acc.k;
-            // the per-bar differences first (independent, vectorised), into s1a/s2a
-            for ((&xn, &xo), (t1, t2)) in x[t..t + len]
-                .iter()
-                .zip(&x[t - w..t - w + len])
-                .zip(s1a.iter_mut().zip(s2a.iter_mut()))
-            {
-                (*t1, *t2) = diffs(k, xn, xo);
-            }
             // the running sums, serial
             let mut xp = x[t - 1];
             let (mut s, mut run) = (acc.s, acc.run);
-            for (i, &xn) in x[t..t + len].iter().enumerate() {
+            for (i, (&xn, &xo)) in x[t..t + len].iter().zip(&x[t - w..t - w + len]).enumerate() {
                 run = if xn == xp { run + 1 } else { 1 };
                 xp = xn;
-                s = accumulate(s, s1a[i], s2a[i]);
+                s = slide(k, xn, xo, s);
                 (s1a[i], s2a[i], e1a[i], e2a[i], runa[i]) = (s.s1(), s.s2(), s.e1, s.e2, run);
             }
             (acc.s, acc.run) = (s, run);
-            // vectorised: outputs and the bound test (outputs after the first failing bar are
-            // replaced below)
+            // vectorised: outputs (into the kept series, or scratch) and the bound test (outputs
+            // after the first failing bar are replaced below or by the next chunk)
+            let o = t - start;
             let mut any = false;
-            for i in 0..len {
-                let f = (runa[i] < w) & inaccurate(s1a[i], s2a[i], e1a[i], e2a[i], &l);
-                fail[i] = f;
-                any |= f;
-                (ma[i], sa[i], za[i]) = post(pre(k, s1a[i], s2a[i], x[t + i], runa[i] >= w, &l));
-            }
-            let upto = if any {
-                fail[..len].iter().position(|&f| f).unwrap_or(len)
-            } else {
-                len
+            let upto = {
+                let md = dest(&mut sink.mean, &mut ma, o, len);
+                let sd = dest(&mut sink.std, &mut sa, o, len);
+                let zd = dest(&mut sink.z, &mut za, o, len);
+                for (i, (xi, ((mi, si), zi))) in x[t..t + len]
+                    .iter()
+                    .zip(md.iter_mut().zip(sd.iter_mut()).zip(zd.iter_mut()))
+                    .enumerate()
+                {
+                    let f = (runa[i] < w) & inaccurate(s1a[i], s2a[i], e1a[i], e2a[i], &l);
+                    fail[i] = f;
+                    any |= f;
+                    (*mi, *si, *zi) = post(pre(k, s1a[i], s2a[i], *xi, runa[i] >= w, &l));
+                }
+                let upto = if any {
+                    fail[..len].iter().position(|&f| f).unwrap_or(len)
+                } else {
+                    len
+                };
+                if upto < len {
+                    let tf = t + upto;
+                    acc = Acc::recomputed(&x[tf + 1 - w..=tf], &[], runa[upto]);
+                    (md[upto], sd[upto], zd[upto]) =
+                        post(pre(acc.k, acc.s.s1(), acc.s.s2(), x[tf], acc.run >= w, &l));
+                }
+                upto
             };
             if upto < len {
-                let tf = t + upto;
-                acc = Acc::recomputed(&x[tf + 1 - w..=tf], &[], runa[upto]);
-                (ma[upto], sa[upto], za[upto]) =
-                    post(pre(acc.k, acc.s.s1(), acc.s.s2(), x[tf], acc.run >= w, &l));
-                sink.put(t, t - start, &ma[..=upto], &sa[..=upto], &za[..=upto]);
-                t = tf + 1;
+                sink.signals(t, o, upto + 1, &za);
+                t += upto + 1;
             } else {
-                sink.put(t, t - start, &ma[..len], &sa[..len], &za[..len]);
+                sink.signals(t, o, len, &za);
                 t += len;
             }
         }
