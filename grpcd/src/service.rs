@@ -172,15 +172,17 @@ impl HftLab for Service {
         let prices = convert::vector(&r.prices, "prices")?;
         let params = signal_params(&r.signal);
         let lookback = r.lookback as usize;
+        let sel = rolling::Outputs::parse(&r.outputs).map_err(status)?;
         let out = blocking("MeanReversion", move |flag| {
-            rolling::mean_reversion(&prices, lookback, params, &mut cancel_hook(flag))
+            rolling::mean_reversion_outputs(&prices, lookback, params, sel, &mut cancel_hook(flag))
                 .map_err(status)
         })
         .await?;
+        let o = out.outputs;
         Ok(Response::new(pb::MeanReversionResponse {
-            rolling_mean: Some(to_vector(&out.rolling_mean)),
-            rolling_std: Some(to_vector(&out.rolling_std)),
-            zscore: Some(to_vector(&out.zscore)),
+            rolling_mean: o.mean.then(|| to_vector(&out.rolling_mean)),
+            rolling_std: o.std.then(|| to_vector(&out.rolling_std)),
+            zscore: o.zscore.then(|| to_vector(&out.zscore)),
             signals: i8_bytes(&out.signals),
             positions: i8_bytes(&out.positions),
             entries: out.entries.iter().map(|&i| i as u32).collect(),

@@ -173,6 +173,33 @@ def text(name: str, v: Any) -> str:
     return v
 
 
+# ---- mean reversion: which series to compute (outputs=) ----
+MEAN_REVERSION_OUTPUTS = ("mean", "std", "zscore", "signals", "positions")
+# output name -> MeanReversionResult field, and bytes per price on the wire
+_MR_FIELDS = {"mean": "rolling_mean", "std": "rolling_std", "zscore": "zscore", "signals": "signals", "positions": "positions"}
+_MR_BYTES = {"mean": 8, "std": 8, "zscore": 8, "signals": 1, "positions": 1}
+
+
+def output_names(v: Any) -> tuple[str, ...] | None:
+    """`outputs=` of calculate_mean_reversion: None (all five), one name, or a list of names.
+    Unknown names are left to the core, so both backends report them with the same text."""
+    if v is None:
+        return None
+    if isinstance(v, str):
+        v = (v,)
+    if isinstance(v, (bytes, dict)) or not hasattr(v, "__iter__"):
+        raise InputTypeError(
+            f"outputs must be a list of names among {', '.join(MEAN_REVERSION_OUTPUTS)}, got {type(v).__name__} {_short(v)}"
+        )
+    names = tuple(v)
+    for n in names:
+        if not isinstance(n, str):
+            raise InputTypeError(f"outputs must be names (strings), got {type(n).__name__} {_short(n)}")
+    if not names:
+        raise ValueError(f"outputs must name at least one of {', '.join(MEAN_REVERSION_OUTPUTS)} (or be None for all)")
+    return names
+
+
 # ---- the message limit both backends apply (size parity) ----
 # gRPC cannot carry a message beyond max_message_mb (512 MiB by default) in either direction;
 # rather than letting the PyO3 backend accept what the gRPC backend cannot, both refuse such a
@@ -236,7 +263,7 @@ class Backend(abc.ABC):
     def _echo(self, values: np.ndarray) -> np.ndarray: ...
 
     @abc.abstractmethod
-    def _mean_reversion(self, prices, lookback, threshold, exit_threshold, stop_threshold, cancel) -> dict: ...
+    def _mean_reversion(self, prices, lookback, threshold, exit_threshold, stop_threshold, cancel, outputs=None) -> dict: ...
 
     @abc.abstractmethod
     def _stream(self, lookback, threshold, exit_threshold, stop_threshold) -> MeanReversionStream: ...
@@ -292,14 +319,31 @@ class Backend(abc.ABC):
         exit_threshold: float = 0.0,
         stop_threshold: float | None = None,
         cancel: CancelToken | None = None,
+        outputs: Any = None,
     ) -> MeanReversionResult:
+        """Rolling z-score and signals. `outputs`: the series to compute and return, names among
+        "mean", "std", "zscore", "signals", "positions" (None = all five); the result's other
+        series are None and cost neither memory nor transfer. Entries and exits always come back."""
         p = as_vector("prices", prices)
         lb = nonneg_int("lookback", lookback)
         th, ex = real("threshold", threshold), real("exit_threshold", exit_threshold)
         st = None if stop_threshold is None else real("stop_threshold", stop_threshold)
-        self._check_size("mean reversion", p.size, 26 * p.size, f"{p.size} prices, 26 bytes each")
-        d = self._mean_reversion(p, lb, th, ex, st, cancel)
-        return MeanReversionResult(lookback=lb, threshold=th, exit_threshold=ex, stop_threshold=st, **d)
+        outs = output_names(outputs)
+        per = 26 if outs is None else sum(_MR_BYTES.get(o, 0) for o in set(outs))
+        self._check_size("mean reversion", p.size, per * p.size, f"{p.size} prices, {per} bytes each")
+        d = self._mean_reversion(p, lb, th, ex, st, cancel, outputs=outs)
+        chosen = MEAN_REVERSION_OUTPUTS if outs is None else tuple(o for o in MEAN_REVERSION_OUTPUTS if o in outs)
+        series = {f: d.get(f) for f in _MR_FIELDS.values()}
+        return MeanReversionResult(
+            lookback=lb,
+            threshold=th,
+            exit_threshold=ex,
+            stop_threshold=st,
+            entries=d["entries"],
+            exits=d["exits"],
+            outputs=chosen,
+            **series,
+        )
 
     def mean_reversion_stream(
         self,

@@ -340,22 +340,26 @@ class GrpcBackend(Backend):
         r = self._unary("Echo", pb.EchoRequest(values=values), pb.EchoResponse)
         return np.asarray(r.values, dtype=np.float64)
 
-    def _mean_reversion(self, prices, lookback, threshold, exit_threshold, stop_threshold, cancel):
+    def _mean_reversion(self, prices, lookback, threshold, exit_threshold, stop_threshold, cancel, outputs=None):
         req = pb.MeanReversionRequest(
             prices=wire.vec(prices),
             lookback=lookback,
             signal=pb.SignalParameters(entry_threshold=threshold, exit_threshold=exit_threshold, stop_threshold=stop_threshold),
+            outputs=outputs or (),
         )
         r = self._unary("MeanReversion", req, pb.MeanReversionResponse, cancel)
-        return dict(
-            rolling_mean=wire.arr(r.rolling_mean),
-            rolling_std=wire.arr(r.rolling_std),
-            zscore=wire.arr(r.zscore),
-            signals=wire.i8(r.signals),
-            positions=wire.i8(r.positions),
-            entries=wire.ints(r.entries),
-            exits=wire.ints(r.exits),
-        )
+        want = set(outputs) if outputs else {"mean", "std", "zscore", "signals", "positions"}
+        d = dict(entries=wire.ints(r.entries), exits=wire.ints(r.exits))
+        for name, key, conv in (
+            ("mean", "rolling_mean", wire.arr),
+            ("std", "rolling_std", wire.arr),
+            ("zscore", "zscore", wire.arr),
+            ("signals", "signals", wire.i8),
+            ("positions", "positions", wire.i8),
+        ):
+            if name in want:
+                d[key] = conv(getattr(r, key))
+        return d
 
     def _stream(self, lookback, threshold, exit_threshold, stop_threshold):
         cfg = pb.StreamConfig(

@@ -75,9 +75,15 @@ class Pyo3Backend(Backend):
         return _core().echo(values)
 
     @translate_cancel
-    def _mean_reversion(self, prices, lookback, threshold, exit_threshold, stop_threshold, cancel):
+    def _mean_reversion(self, prices, lookback, threshold, exit_threshold, stop_threshold, cancel, outputs=None):
         return _core().mean_reversion(
-            prices, lookback, threshold, exit_threshold, stop_threshold, cancel.rust if cancel else None
+            prices,
+            lookback,
+            threshold,
+            exit_threshold,
+            stop_threshold,
+            cancel.rust if cancel else None,
+            outputs=None if outputs is None else list(outputs),
         )
 
     @translate_cancel

@@ -38,21 +38,30 @@ class MeanReversionResult(_Result):
     threshold: float
     exit_threshold: float
     stop_threshold: float | None
-    rolling_mean: np.ndarray
-    rolling_std: np.ndarray
-    zscore: np.ndarray
-    signals: np.ndarray  # int8
-    positions: np.ndarray  # int8
+    # a series not asked for (calculate_mean_reversion(outputs=...)) is None
+    rolling_mean: np.ndarray | None
+    rolling_std: np.ndarray | None
+    zscore: np.ndarray | None
+    signals: np.ndarray | None  # int8
+    positions: np.ndarray | None  # int8
     entries: np.ndarray  # int64 bar indices
     exits: np.ndarray  # int64 bar indices
+    # the series computed, names among mean, std, zscore, signals, positions
+    outputs: tuple[str, ...] = ("mean", "std", "zscore", "signals", "positions")
+
+    def _series(self, name: str) -> np.ndarray:
+        v = getattr(self, name)
+        if v is None:
+            raise ValueError(f"the bands need mean and std: ask for them in outputs= (computed: {', '.join(self.outputs)})")
+        return v
 
     @property
     def upper_band(self) -> np.ndarray:
-        return self.rolling_mean + self.threshold * self.rolling_std
+        return self._series("rolling_mean") + self.threshold * self._series("rolling_std")
 
     @property
     def lower_band(self) -> np.ndarray:
-        return self.rolling_mean - self.threshold * self.rolling_std
+        return self._series("rolling_mean") - self.threshold * self._series("rolling_std")
 
 
 @dataclass(frozen=True, eq=False)
