@@ -29,7 +29,8 @@
 //!   [`crate::num::ar1_half_life`]`(φ)` (+∞ when not mean reverting).
 //! * **Hurst**: the rescaled-range (R/S) exponent of the spread's first differences,
 //!   [`crate::ou::hurst_rs`] (the OU tab's estimator; NaN when undefined or fewer than 18
-//!   differences).
+//!   differences). It is not a filter and costs ~10× the rest of a pair, so it is computed in
+//!   [`finalize`] for the rows reported only (raw shard rows carry NaN).
 //! * **correlation**: Pearson correlation of the two assets' simple returns `p_t/p_{t−1} − 1`
 //!   (prices must be positive).
 //! * A pair whose ADF regression is singular gets NaN statistic and p-value, is left out of the
@@ -604,8 +605,6 @@ fn pair_stats(
         (f64::NEG_INFINITY, 0)
     };
     let hl = half_life(spread);
-    let incr: Vec<f64> = spread.windows(2).map(|w| w[1] - w[0]).collect();
-    let hurst = crate::ou::hurst_rs(&incr).unwrap_or(f64::NAN);
     let (ri, rj) = (u.ret(i), u.ret(j));
     let corr: f64 = ri.iter().zip(rj).map(|(a, b)| a * b).sum();
     PairStats {
@@ -617,7 +616,7 @@ fn pair_stats(
         pvalue: mackinnon_p_eg2(statistic),
         qvalue: f64::NAN,
         half_life: pz(hl),
-        hurst: pz(hurst),
+        hurst: f64::NAN,
         correlation: pz(corr.clamp(-1.0, 1.0)),
         used_lag,
     }
@@ -712,14 +711,31 @@ pub fn bh_qvalues(p: &[f64]) -> Vec<f64> {
     q
 }
 
-/// The result from the raw rows of every tested pair (any order; sorted by pair number here):
-/// q-values, filters, ranking, top, p-value matrix.
+/// R/S Hurst exponent of the spread `p_i − β·p_j − α` of a row.
+fn row_hurst(prices: &[f64], rows: usize, cols: usize, r: &PairStats) -> f64 {
+    let s: Vec<f64> = (0..rows)
+        .map(|t| prices[t * cols + r.i] - r.hedge_ratio * prices[t * cols + r.j] - r.intercept)
+        .collect();
+    let incr: Vec<f64> = s.windows(2).map(|w| w[1] - w[0]).collect();
+    crate::ou::hurst_rs(&incr).unwrap_or(f64::NAN)
+}
+
+/// The result from the raw rows of every tested pair (any order; sorted by pair number here)
+/// and the universe they came from: q-values, filters, ranking, top, p-value matrix, and the
+/// Hurst exponent of the rows reported.
 pub fn finalize(
     mut raw: Vec<PairStats>,
+    prices: &[f64],
     rows: usize,
     cols: usize,
     cfg: &ScanConfig,
 ) -> CoreResult<ScanResult> {
+    check::finite_matrix("prices", prices, rows, cols)?;
+    if rows < MIN_OBS || cols < 2 {
+        return Err(CoreError::invalid(format!(
+            "a pairs scan needs at least {MIN_OBS} observations and 2 assets, got {rows} × {cols}"
+        )));
+    }
     check_config(cfg, rows)?;
     for r in &raw {
         if r.i >= r.j || r.j >= cols {
@@ -766,6 +782,20 @@ pub fn finalize(
     if let Some(t) = cfg.top {
         kept.truncate(t);
     }
+    let flag = crate::limits::current_cancel();
+    let hursts: Vec<Option<f64>> = kept
+        .par_iter()
+        .map(|r| {
+            if flag.as_ref().is_some_and(|f| f.load(Ordering::Relaxed)) {
+                None
+            } else {
+                Some(pz(row_hurst(prices, rows, cols, r)))
+            }
+        })
+        .collect();
+    for (r, h) in kept.iter_mut().zip(hursts) {
+        r.hurst = h.ok_or(CoreError::Cancelled)?;
+    }
     Ok(ScanResult {
         rows: kept,
         n_assets: cols,
@@ -788,7 +818,7 @@ pub fn scan_pairs(
     check_universe(prices, rows, cols)?;
     check_config(cfg, rows)?;
     let raw = scan_range(prices, rows, cols, cfg, 0, pair_count(cols), on_chunk)?;
-    finalize(raw, rows, cols, cfg)
+    finalize(raw, prices, rows, cols, cfg)
 }
 
 #[cfg(test)]
@@ -872,7 +902,7 @@ mod tests {
         for (a, b) in [(20, 36), (0, 7), (7, 20)] {
             raw.extend(scan_range(&p, rows, cols, &cfg, a, b, &mut |_, _, _| true).unwrap());
         }
-        let merged = finalize(raw, rows, cols, &cfg).unwrap();
+        let merged = finalize(raw, &p, rows, cols, &cfg).unwrap();
         assert_eq!(whole.rows, merged.rows);
         let bits = |m: &[f64]| m.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&whole.pvalue_matrix), bits(&merged.pvalue_matrix));
