@@ -6,6 +6,8 @@ pub mod adf;
 pub mod backtest;
 pub mod error;
 pub mod hmm;
+pub mod johansen;
+pub mod kalman;
 pub mod limits;
 pub mod num;
 pub mod ou;
