@@ -17,14 +17,15 @@ from hft_lab.backends import CancelToken, Cancelled
 from hft_lab.backends.base import pair_count, pair_shards
 
 
-def _universe(rng, n_obs, n_assets, pairs=()):
-    """Random walks (log prices) plus, for each (i, j, beta) in pairs, p_i = beta * p_j + AR(1)."""
+def _universe(rng, n_obs, n_assets, pairs=(), phi=0.8):
+    """Random walks (log prices) plus, for each (i, j, beta) in pairs, p_i = beta * p_j + 20 + an
+    AR(1) spread (coefficient phi, noise sd 0.5)."""
     logp = np.cumsum(rng.normal(0, 0.01, (n_obs, n_assets)), axis=0) + np.log(100)
     p = np.exp(logp)
     for i, j, beta in pairs:
         e = np.zeros(n_obs)
         for t in range(1, n_obs):
-            e[t] = 0.8 * e[t - 1] + rng.normal(0, 0.5)
+            e[t] = phi * e[t - 1] + rng.normal(0, 0.5)
         p[:, i] = beta * p[:, j] + 20 + e
     return p
 
@@ -40,7 +41,7 @@ def stocks(sp500_stocks):
     return sp500_stocks.iloc[-600:, :8]
 
 
-@pytest.mark.parametrize("autolag,max_lag", [(None, 0), (None, 2), ("aic", None), ("bic", 6), ("t-stat", 4)])
+@pytest.mark.parametrize("autolag,max_lag", [(None, 0), (None, 2), ("aic", 5), ("bic", 6), ("t-stat", 4)])
 def test_scan_matches_statsmodels_coint_on_sp500(pyo3_backend, stocks, autolag, max_lag):
     backend = pyo3_backend  # the gRPC backend's identity with it is checked below
     p = stocks.to_numpy()
@@ -67,7 +68,7 @@ def test_scan_matches_statsmodels_coint_on_sp500(pyo3_backend, stocks, autolag, 
 @given(
     seed=st.integers(0, 10_000),
     n_obs=st.integers(30, 300),
-    lag=st.sampled_from([(None, 0), (None, 1), ("aic", None), ("bic", 3)]),
+    lag=st.sampled_from([(None, 0), (None, 1), ("aic", None), ("bic", 3)]),  # aic None: default maxlag
 )
 def test_scan_matches_coint_on_synthetic(pyo3_backend, seed, n_obs, lag):
     rng = np.random.default_rng(seed)
@@ -153,13 +154,14 @@ def test_scan_input_errors(backends):
 
 
 def test_recall_and_fdr_on_synthetic_universes(pyo3_backend):
-    """20 assets, 5 planted cointegrated pairs (AR(1) spread, phi 0.8), 190 pairs tested; at
-    q <= 0.05 the scan should find most planted pairs and few others. Recorded in the report."""
+    """20 assets, 5 planted cointegrated pairs (AR(1) spread, phi 0.9), 500 days, 190 pairs
+    tested; at q <= 0.05 the scan finds most planted pairs and few others (measured over 10
+    seeds: recall 0.92, FDR 0.037; the full table over phi and length is in the issue's note)."""
     table = []
     for seed in range(5):
         rng = np.random.default_rng(seed)
         planted = [(0, 1, 1.0), (2, 3, 0.7), (4, 5, 1.5), (6, 7, 1.1), (8, 9, 0.9)]
-        p = _universe(rng, 750, 20, planted)
+        p = _universe(rng, 500, 20, planted, phi=0.9)
         r = pyo3_backend.scan_pairs(p, max_qvalue=0.05)
         found = set(zip(r.i.tolist(), r.j.tolist()))
         truth = {(i, j) for i, j, _ in planted}
@@ -170,7 +172,7 @@ def test_recall_and_fdr_on_synthetic_universes(pyo3_backend):
     recall = np.mean([t[1] for t in table])
     fdr = np.mean([t[2] for t in table])
     print("recall/FDR per seed:", table)
-    assert recall >= 0.9 and fdr <= 0.2, table
+    assert recall >= 0.8 and fdr <= 0.15, table
 
 
 def test_johansen_matches_statsmodels(backend, stocks):
