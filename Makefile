@@ -97,6 +97,7 @@ test-xcb: build
 
 bench: build
 	$(PY) -m hft_lab.bench $(BENCH_ARGS)
+	$(PY) -m hft_lab.bench.pairs  # issue 17: pairs scan / Johansen cells
 
 # 60 s of random and mutated protobuf against every RPC of a fresh grpcd; fails on a crash
 # or an INTERNAL answer (FUZZ_ARGS="--seconds 600 --seed 7" for longer or reproducible runs).

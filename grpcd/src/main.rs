@@ -17,6 +17,8 @@ mod guard;
 mod limits;
 mod log;
 mod service;
+// issue 17: the pairs workflow's service
+mod pairs_service;
 
 pub mod pb {
     tonic::include_proto!("hftlab.v1");
@@ -370,6 +372,9 @@ async fn serve(args: Args) -> Result<(), String> {
     health_reporter
         .set_serving::<HftLabServer<service::Service>>()
         .await;
+    health_reporter
+        .set_serving::<pb::hft_lab_pairs_server::HftLabPairsServer<pairs_service::PairsService>>()
+        .await;
     let reflection = if args.reflection {
         Some(
             tonic_reflection::server::Builder::configure()
@@ -408,7 +413,12 @@ async fn serve(args: Args) -> Result<(), String> {
         .layer(guard::GuardLayer::new(limits.clone(), sec.token))
         .add_service(health_service)
         .add_optional_service(reflection)
-        .add_service(svc);
+        .add_service(svc)
+        .add_service(
+            pb::hft_lab_pairs_server::HftLabPairsServer::new(pairs_service::PairsService)
+                .max_decoding_message_size(args.max_message_bytes)
+                .max_encoding_message_size(args.max_message_bytes),
+        );
 
     // The one machine-readable line the desktop app waits for.
     {

@@ -55,7 +55,7 @@ impl Drop for CancelOnDrop {
 }
 
 /// Runs `f` on the blocking pool with a cancel flag; panics become INTERNAL.
-async fn blocking<T, F>(rpc: &'static str, f: F) -> Result<T, Status>
+pub(crate) async fn blocking<T, F>(rpc: &'static str, f: F) -> Result<T, Status>
 where
     T: Send + 'static,
     F: FnOnce(Arc<AtomicBool>) -> Result<T, Status> + Send + 'static,

@@ -21,6 +21,7 @@ from .errors import BackendUnavailable, Cancelled, ResourceLimitExceeded
 from .results import StreamTicks
 
 SERVICE = "hftlab.v1.HftLab"
+PAIRS_SERVICE = "hftlab.v1.HftLabPairs"  # issue 17
 
 
 def map_rpc_error(e: grpc.RpcError, address: str, max_mb: int) -> Exception:
@@ -264,12 +265,12 @@ class GrpcBackend(Backend):
             t.call.cancel()
         return len(calls)
 
-    def _method(self, name, req_cls, resp_cls, stream=False, server_stream=False):
+    def _method(self, name, req_cls, resp_cls, stream=False, server_stream=False, service=SERVICE):
         ch = self._get_channel()
-        key = (name, stream, server_stream)
+        key = (name, stream, server_stream, service)
         m = self._methods.get(key)
         if m is None:
-            path = f"/{SERVICE}/{name}"
+            path = f"/{service}/{name}"
             kind = ch.stream_stream if stream else (ch.unary_stream if server_stream else ch.unary_unary)
             m = kind(path, request_serializer=req_cls.SerializeToString, response_deserializer=resp_cls.FromString)
             self._methods[key] = m
@@ -278,8 +279,8 @@ class GrpcBackend(Backend):
     def _error(self, e: grpc.RpcError) -> Exception:
         return map_rpc_error(e, self.address, self.config.max_message_mb)
 
-    def _unary(self, name, request, resp_cls, cancel: CancelToken | None = None, timeout=None):
-        m = self._method(name, type(request), resp_cls)
+    def _unary(self, name, request, resp_cls, cancel: CancelToken | None = None, timeout=None, service=SERVICE):
+        m = self._method(name, type(request), resp_cls, service=service)
         timeout = self.config.call_timeout_s if timeout is None else timeout
         if cancel is not None and cancel.cancelled:
             # already cancelled: do not start (a quick call could finish before the cancel lands)
@@ -467,3 +468,72 @@ class GrpcBackend(Backend):
         )
         r = self._unary("SparseLambdaPath", req, pb.LambdaPathResponse, cancel)
         return wire.fields(r)
+
+    # ---- pairs workflow (issue 17) ----
+    @staticmethod
+    def _pair_rows(r) -> dict:
+        d = wire.fields(r)
+        for k in ("i", "j", "used_lag"):
+            d[k] = np.asarray(d[k], dtype=np.int64)
+        return d
+
+    def _scan_pairs(self, prices, config, pair_range, cancel, progress, partial):
+        cfg = pb.PairScanConfig(
+            trend=config["trend"], autolag=config["autolag"], **{k: v for k, v in config.items() if k not in ("trend", "autolag") and v is not None}
+        )
+        req = pb.PairScanRequest(prices=wire.mat(prices), config=cfg, partial_rows=partial is not None)
+        if pair_range is not None:
+            req.pair_start, req.pair_end = pair_range
+        if cancel is not None and cancel.cancelled:
+            raise Cancelled("cancelled by the user")
+        call = self._method("ScanPairs", pb.PairScanRequest, pb.PairScanUpdate, server_stream=True, service=PAIRS_SERVICE)(
+            req, timeout=self.config.call_timeout_s
+        )
+        if cancel is not None:
+            cancel.add_callback(call.cancel)
+        t = self._track(call)
+        try:
+            for upd in call:
+                kind = upd.WhichOneof("kind")
+                if kind == "progress":
+                    g = upd.progress
+                    if progress is not None and progress(int(g.done), int(g.total)) is False:
+                        call.cancel()
+                        raise Cancelled("cancelled by the user")
+                    if partial is not None and partial(self._pair_rows(g.rows)) is False:
+                        call.cancel()
+                        raise Cancelled("cancelled by the user")
+                elif kind == "shard":
+                    return self._pair_rows(upd.shard)
+                elif kind == "result":
+                    r = upd.result
+                    d = self._pair_rows(r.rows)
+                    d.update(
+                        n_assets=int(r.n_assets),
+                        n_tested=int(r.n_tested),
+                        n_failed=int(r.n_failed),
+                        n_passed=int(r.n_passed),
+                        critical_values=wire.arr(r.critical_values),
+                        pvalue_matrix=wire.matrix(r.pvalue_matrix),
+                    )
+                    return d
+        except grpc.RpcError as e:
+            if t.aborted:
+                raise BackendUnavailable(t.aborted) from None
+            if cancel is not None and cancel.cancelled:
+                raise Cancelled("cancelled by the user") from None
+            raise self._error(e) from None
+        finally:
+            self._untrack(t)
+        raise BackendUnavailable("ScanPairs ended without a result")
+
+    def _johansen(self, prices, det_order, k_ar_diff):
+        req = pb.JohansenRequest(prices=wire.mat(prices), det_order=det_order, k_ar_diff=k_ar_diff)
+        r = self._unary("Johansen", req, pb.JohansenResponse, service=PAIRS_SERVICE)
+        d = wire.fields(r)
+        d["nobs"] = int(d["nobs"])
+        return d
+
+    def _kalman_hedge(self, y, x, delta, observation_var):
+        req = pb.KalmanRequest(y=wire.vec(y), x=wire.vec(x), delta=delta, observation_var=observation_var)
+        return wire.fields(self._unary("KalmanHedge", req, pb.KalmanResponse, service=PAIRS_SERVICE))
