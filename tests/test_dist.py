@@ -91,7 +91,7 @@ def test_desktop_entry():
     assert e["Type"] == "Application"
     assert e["Name"] == "HFT Arbitrage Lab"
     assert e["Exec"] == "hft-lab" and e["Icon"] == "hft-lab"
-    assert e["Categories"] == "Office;Finance;Science;"
+    assert e["Categories"] == "Office;Finance;"
     assert e["Terminal"] == "false"
 
 

@@ -101,8 +101,7 @@ def _exec_argv(value: str) -> list[str]:
 
 def _validate(path: Path) -> None:
     p = subprocess.run(["desktop-file-validate", str(path)], capture_output=True, text=True)
-    errors = [ln for ln in (p.stdout + p.stderr).splitlines() if "error:" in ln or "warning:" in ln]
-    assert p.returncode == 0 and not errors, p.stdout + p.stderr
+    assert p.returncode == 0 and p.stdout + p.stderr == "", p.stdout + p.stderr  # not even a hint
 
 
 def _fake_bundle(tmp: Path) -> Path:
@@ -126,7 +125,7 @@ def _fake_bundle(tmp: Path) -> Path:
 # ---------------------------------------------------------------- desktop entry (fast)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=40))
 def test_exec_quote_round_trips_through_the_spec_parser(name):
     path = "/opt/" + name + "/bin/hft-lab"
