@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hft_lab._proto.hftlab.v1 import hftlab_pb2 as pb
 
-from . import wire
+from . import fastwire, wire
 from .base import Backend, CancelToken, MeanReversionStream
 from .config import BackendConfig, BackendType
 from .errors import BackendUnavailable, Cancelled, ResourceLimitExceeded
@@ -259,32 +259,61 @@ class GrpcBackend(Backend):
         retries on PyO3. Returns how many were aborted."""
         with self._lock:
             calls = list(self._inflight)
+        blocking = False
         for t in calls:
             t.aborted = reason
-            t.call.cancel()
+            if t.call is None:
+                blocking = True
+            else:
+                t.call.cancel()
+        if blocking:  # a blocking call stops when its channel closes; the next call reconnects
+            with self._lock:
+                if self._channel is not None:
+                    self._channel.close()
+                self._channel = None
+                self._methods = {}
         return len(calls)
 
-    def _method(self, name, req_cls, resp_cls, stream=False, server_stream=False):
+    def _method(self, name, req_cls, resp_cls, stream=False, server_stream=False, raw=False):
+        """A cached multi-callable. Responses are decoded by fastwire (arrays copied once out of
+        the received bytes); `raw`: the request is already serialised bytes (fastwire.encode)."""
         ch = self._get_channel()
-        key = (name, stream, server_stream)
+        key = (name, stream, server_stream, raw)
         m = self._methods.get(key)
         if m is None:
             path = f"/{SERVICE}/{name}"
             kind = ch.stream_stream if stream else (ch.unary_stream if server_stream else ch.unary_unary)
-            m = kind(path, request_serializer=req_cls.SerializeToString, response_deserializer=resp_cls.FromString)
+            ser = None if raw else req_cls.SerializeToString
+            m = kind(path, request_serializer=ser, response_deserializer=fastwire.deserializer(resp_cls))
             self._methods[key] = m
         return m
 
     def _error(self, e: grpc.RpcError) -> Exception:
         return map_rpc_error(e, self.address, self.config.max_message_mb)
 
-    def _unary(self, name, request, resp_cls, cancel: CancelToken | None = None, timeout=None):
-        m = self._method(name, type(request), resp_cls)
+    def _unary(self, name, request, resp_cls, cancel: CancelToken | None = None, timeout=None, arrays: dict | None = None):
+        """One unary call. `arrays`: NumPy arrays for top-level Vector/Matrix fields of `request`
+        (left unset in it), written to the wire without protobuf copies (fastwire)."""
+        m = self._method(name, type(request), resp_cls, raw=True)  # request: a message or its bytes
         timeout = self.config.call_timeout_s if timeout is None else timeout
         if cancel is not None and cancel.cancelled:
             # already cancelled: do not start (a quick call could finish before the cancel lands)
             raise Cancelled("cancelled by the user")
-        fut = m.future(request, timeout=timeout)
+        body = request if isinstance(request, bytes) else fastwire.encode(request, arrays)
+        if cancel is None:
+            # A blocking call drives the transport in this thread: for a bulk call it is 1.5x faster
+            # than future().result() (no hand-off to grpcio's polling thread). It has no handle to
+            # cancel, so abort_inflight closes the channel to stop it.
+            t = self._track(None)
+            try:
+                return m(body, timeout=timeout)
+            except grpc.RpcError as e:
+                if t.aborted:
+                    raise BackendUnavailable(t.aborted) from None
+                raise self._error(e) from None
+            finally:
+                self._untrack(t)
+        fut = m.future(body, timeout=timeout)
         t = self._track(fut)
         try:
             if cancel is not None:
@@ -332,7 +361,9 @@ class GrpcBackend(Backend):
         )
 
     def _echo(self, values):
-        r = self._unary("Echo", pb.EchoRequest(payload=values.tobytes()), pb.EchoResponse)
+        # payload (field 1) written straight from the array: one copy
+        body = b"".join([b"\x0a", fastwire.varint(values.nbytes), memoryview(values).cast("B")]) if values.size else b""
+        r = self._unary("Echo", body, pb.EchoResponse)
         return np.frombuffer(r.payload, dtype="<f8").copy()
 
     def echo_packed(self, values: np.ndarray) -> np.ndarray:
@@ -342,11 +373,10 @@ class GrpcBackend(Backend):
 
     def _mean_reversion(self, prices, lookback, threshold, exit_threshold, stop_threshold, cancel):
         req = pb.MeanReversionRequest(
-            prices=wire.vec(prices),
             lookback=lookback,
             signal=pb.SignalParameters(entry_threshold=threshold, exit_threshold=exit_threshold, stop_threshold=stop_threshold),
         )
-        r = self._unary("MeanReversion", req, pb.MeanReversionResponse, cancel)
+        r = self._unary("MeanReversion", req, pb.MeanReversionResponse, cancel, arrays=dict(prices=prices))
         return dict(
             rolling_mean=wire.arr(r.rolling_mean),
             rolling_std=wire.arr(r.rolling_std),
@@ -365,20 +395,14 @@ class GrpcBackend(Backend):
         return _GrpcStream(self, cfg)
 
     def _fit_ou(self, series, dt, bars_per_day, cancel=None):
-        req = pb.OuRequest(series=wire.vec(series), dt=dt, bars_per_day=bars_per_day)
-        r = self._unary("FitOu", req, pb.OuResponse, cancel)
+        req = pb.OuRequest(dt=dt, bars_per_day=bars_per_day)
+        r = self._unary("FitOu", req, pb.OuResponse, cancel, arrays=dict(series=series))
         return wire.fields(r)
 
     def _backtest(self, prices, positions, cost_bps, periods_per_year, units, notional, cancel=None):
-        req = pb.BacktestRequest(
-            prices=wire.vec(prices),
-            positions=wire.vec(positions),
-            cost_bps=cost_bps,
-            periods_per_year=periods_per_year,
-            units=units,
-            notional=None if notional is None else wire.vec(notional),
-        )
-        r = self._unary("Backtest", req, pb.BacktestResponse, cancel)
+        req = pb.BacktestRequest(cost_bps=cost_bps, periods_per_year=periods_per_year, units=units)
+        arrays = dict(prices=prices, positions=positions, notional=notional)
+        r = self._unary("Backtest", req, pb.BacktestResponse, cancel, arrays=arrays)
         return wire.fields(r)
 
     def _run_hmm(self, observations, n_states, max_iterations, tolerance, n_restarts, seed, init, progress, cancel):
@@ -429,15 +453,14 @@ class GrpcBackend(Backend):
         raise BackendUnavailable("RunHmm ended without a result")
 
     def _optimize_portfolio(self, prices, method, params, asset_names, cancel):
-        req = pb.PortfolioRequest(prices=wire.mat(prices), method=method, asset_names=list(asset_names), **params)
-        r = self._unary("OptimizePortfolio", req, pb.PortfolioResponse, cancel)
+        req = pb.PortfolioRequest(method=method, asset_names=list(asset_names), **params)
+        r = self._unary("OptimizePortfolio", req, pb.PortfolioResponse, cancel, arrays=dict(prices=prices))
         return wire.fields(r, exclude=("asset_names",))
 
     def _sparse_portfolio(
         self, prices, method, lambda_param, alpha, target, k, max_iterations, tolerance, asset_names, cancel, adf_autolag="none"
     ):
         req = pb.SparseRequest(
-            prices=wire.mat(prices),
             method=method,
             lambda_param=lambda_param,
             alpha=alpha,
@@ -448,12 +471,11 @@ class GrpcBackend(Backend):
             asset_names=list(asset_names),
             adf_autolag=adf_autolag,
         )
-        r = self._unary("SparsePortfolio", req, pb.SparseResponse, cancel)
+        r = self._unary("SparsePortfolio", req, pb.SparseResponse, cancel, arrays=dict(prices=prices))
         return wire.fields(r, exclude=("asset_names",))
 
     def _sparse_lambda_path(self, prices, target, lambdas, n_lambdas, alpha, tolerance, max_iterations, cancel):
         req = pb.LambdaPathRequest(
-            prices=wire.mat(prices),
             target=target,
             lambdas=lambdas or [],
             n_lambdas=n_lambdas,
@@ -461,5 +483,5 @@ class GrpcBackend(Backend):
             tolerance=tolerance,
             max_iterations=max_iterations,
         )
-        r = self._unary("SparseLambdaPath", req, pb.LambdaPathResponse, cancel)
+        r = self._unary("SparseLambdaPath", req, pb.LambdaPathResponse, cancel, arrays=dict(prices=prices))
         return wire.fields(r)
