@@ -20,6 +20,7 @@ protobuf message's values otherwise, so `wire.arr`, `wire.matrix` and `wire.fiel
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 
@@ -85,7 +86,7 @@ def _fields(b, start: int, end: int):
         yield num, wt, fstart, vs, i
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _plan(desc) -> dict:
     """field number -> ("vector" | "matrix" | "nested", name, nested descriptor) for the fields
     decode() handles itself; fields not listed go to protobuf."""
@@ -106,7 +107,7 @@ def _plan(desc) -> dict:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _has_arrays(desc, _seen=()) -> bool:
     for f in desc.fields:
         mt = f.message_type
@@ -149,6 +150,16 @@ class Parsed:
             elif isinstance(v, Parsed):
                 v.resolve(segment)
 
+    def pending_extent(self) -> int:
+        """The end of the furthest pending shared-memory array (0: none pending)."""
+        end = 0
+        for v in self._arrays.values():
+            if isinstance(v, ShmRef):
+                end = max(end, v.offset + v.length)
+            elif isinstance(v, Parsed):
+                end = max(end, v.pending_extent())
+        return end
+
     def has_pending(self) -> bool:
         return any(isinstance(v, ShmRef) or (isinstance(v, Parsed) and v.has_pending()) for v in self._arrays.values())
 
@@ -158,7 +169,7 @@ def _array_field(b, vs: int, ve: int, kind: str):
     rows = cols = 0
     data = None
     shm = None
-    data_no, shm_no = (1, 2) if kind == "vector" else (3, 4)
+    data_no, shm_no = (1, 15) if kind == "vector" else (3, 15)
     for num, wt, _fs, s, e in _fields(b, vs, ve):
         if num == data_no and wt == 2:
             data = (s, e)
@@ -183,6 +194,7 @@ def _array_field(b, vs: int, ve: int, kind: str):
         if kind == "matrix" and rows * cols != n:
             raise WireError(f"malformed message: a {rows} x {cols} matrix with {n} values")
         return ShmRef(shm[0], shm[1], (rows, cols) if kind == "matrix" else (n,))
+    a: np.ndarray
     if data is None:
         a = np.empty(0, dtype=np.float64)
     else:
@@ -200,7 +212,7 @@ def _array_field(b, vs: int, ve: int, kind: str):
 def _decode(b, start: int, end: int, cls) -> Parsed:
     plan = _plan(cls.DESCRIPTOR)
     small = []
-    arrays = {}
+    arrays: dict[str, Any] = {}
     for num, wt, fs, vs, ve in _fields(b, start, end):
         p = plan.get(num)
         if p is None or wt != 2:
@@ -211,7 +223,7 @@ def _decode(b, start: int, end: int, cls) -> Parsed:
             arrays[name] = memoryview(b)[vs:ve]
             continue
         # keep the field's presence (HasField / WhichOneof) with an empty value
-        small.append(b[fs:vs - _varint_len(ve - vs)] + b"\x00")
+        small.append(b[fs : vs - _varint_len(ve - vs)] + b"\x00")
         if kind == "nested":
             arrays[name] = _decode(b, vs, ve, _message_class(cls, name))
         else:
@@ -228,12 +240,21 @@ def _varint_len(n: int) -> int:
     return k
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _message_class(cls, field_name):
     return type(getattr(cls(), field_name))
 
 
-def decode(raw: bytes, cls) -> Parsed:
+# Below this size protobuf's C parser is faster than walking the fields in Python (a 50-asset
+# portfolio response: 1 µs against 100+ µs), and there is little to copy.
+SMALL = 64 << 10
+
+
+def decode(raw: bytes, cls, shm: bool = False):
+    """A Parsed proxy (arrays decoded here), or for a small message without shared-memory
+    references (`shm` False) simply the protobuf message."""
+    if len(raw) < SMALL and not shm:
+        return cls.FromString(raw)
     return _decode(raw, 0, len(raw), cls)
 
 
@@ -257,9 +278,9 @@ def array_field_bytes(field_number: int, kind: str, a: np.ndarray) -> list:
         if nbytes:
             head += b"\x1a" + varint(nbytes)
     tag = varint((field_number << 3) | 2)
-    parts = [tag + varint(len(head) + nbytes) + head]
+    parts: list[Any] = [tag + varint(len(head) + nbytes) + head]
     if nbytes:
-        parts.append(memoryview(a).cast("B"))
+        parts.append(memoryview(a).cast("B"))  # type: ignore[arg-type]
     return parts
 
 
@@ -270,8 +291,9 @@ def shm_field_bytes(field_number: int, kind: str, shape, offset: int, length: in
         ref += b"\x08" + varint(offset)
     if length:
         ref += b"\x10" + varint(length)
+    shm_tag = b"\x7a"  # field 15, length-delimited, in both Vector and Matrix
     if kind == "vector":
-        head = b"\x12" + varint(len(ref)) + ref
+        head = shm_tag + varint(len(ref)) + ref
     else:
         rows, cols = shape
         head = b""
@@ -279,7 +301,7 @@ def shm_field_bytes(field_number: int, kind: str, shape, offset: int, length: in
             head += b"\x08" + varint(rows)
         if cols:
             head += b"\x10" + varint(cols)
-        head += b"\x22" + varint(len(ref)) + ref
+        head += shm_tag + varint(len(ref)) + ref
     return varint((field_number << 3) | 2) + varint(len(head)) + head
 
 
