@@ -64,8 +64,11 @@ where
     let _guard = CancelOnDrop(flag.clone());
     // The flag is also this thread's cancel flag for the core's deep loops (limits::poll).
     let scoped = flag.clone();
+    let segments = crate::shm::current(); // the call's shared-memory segments, if any
     match tokio::task::spawn_blocking(move || {
-        rustcore::limits::with_cancel(Some(scoped), || f(flag))
+        crate::shm::carry(segments, || {
+            rustcore::limits::with_cancel(Some(scoped), || f(flag))
+        })
     })
     .await
     {
@@ -137,6 +140,10 @@ impl HftLab for Service {
             algorithms: ALGORITHMS.iter().map(|s| s.to_string()).collect(),
             max_message_bytes: self.max_message_bytes as u64,
             pid: std::process::id(),
+            shm_dir: crate::shm::dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
+            uid: crate::shm::uid(),
         }))
     }
 
