@@ -86,6 +86,7 @@ lint-python: $(STAMPS)/venv
 	$(PY) -m ruff check desktop tests tools
 	$(PY) -m ruff format --check desktop tests tools
 	$(PY) -m mypy desktop/hft_lab/backends desktop/hft_lab/data
+	$(PY) -m mypy desktop/hft_lab/cluster
 	$(PY) tools/qualify_enums.py
 
 test-python: build
