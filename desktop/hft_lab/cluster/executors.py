@@ -7,8 +7,10 @@ order they finished in, so the merged result is the same on every executor: the 
 the same Rust core (PyO3 on a Ray worker, PyO3 here, or grpcd, which both backends keep
 bit-identical).
 
-* `InProcessExecutor` — the PyO3 backend in this process; shards run on a small thread pool (the
-  core releases the GIL, so two shards use two cores).
+* `InProcessExecutor` — the PyO3 backend in this process, one shard after the other by default.
+  A scan's shard is parallel inside the core (rayon). More threads (``workers``) help only when a
+  shard spends most of its time in the core: a sweep of short calls is Python-bound between them,
+  and two threads contending for the GIL were measured SLOWER than one (tools/ray_scaling.py).
 * `GrpcExecutor` — one grpcd (spawned or remote) through `GrpcBackend`; shards are sent
   concurrently over the one channel and grpcd runs them on its own threads.
 * `RayExecutor` — a Ray cluster (`address`, else ``RAY_ADDRESS``; ``ray://host:10001`` goes
@@ -103,10 +105,12 @@ class Executor(abc.ABC):
 class _BackendPoolExecutor(Executor):
     """Shards on a thread pool against one backend object (PyO3 in-process or gRPC)."""
 
-    def __init__(self, backend: Backend, workers: int | None = None) -> None:
+    def __init__(self, backend: Backend, workers: int = 1) -> None:
         super().__init__()
+        if isinstance(workers, bool) or int(workers) != workers or workers < 1:
+            raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
         self.backend = backend
-        self.workers = max(1, int(workers if workers is not None else (os.cpu_count() or 1)))
+        self.workers = int(workers)
 
     def parallelism(self) -> int:
         return self.workers
@@ -164,7 +168,7 @@ class InProcessExecutor(_BackendPoolExecutor):
     kind = "inprocess"
     name = "In-process (PyO3)"
 
-    def __init__(self, backend: Backend | None = None, workers: int | None = None) -> None:
+    def __init__(self, backend: Backend | None = None, workers: int = 1) -> None:
         if backend is None:
             from ..backends.pyo3_backend import Pyo3Backend
 
@@ -178,7 +182,7 @@ class GrpcExecutor(_BackendPoolExecutor):
     kind = "grpc"
     name = "gRPC server"
 
-    def __init__(self, backend: Backend, workers: int | None = None) -> None:
+    def __init__(self, backend: Backend, workers: int = 2) -> None:
         # The caller owns the GrpcBackend (and the server it talks to): the app's ServerManager,
         # or a remote grpcd. Shards go concurrently over its one channel.
         super().__init__(backend, workers)
@@ -282,6 +286,9 @@ class RayExecutor(Executor):
 
         global _RAY_CONNECTED_TO
         with _RAY_LOCK:
+            if ray.is_initialized() and _RAY_CONNECTED_TO is None:
+                # the caller connected this process itself (ray.init(...)): use that connection
+                _RAY_CONNECTED_TO = self.address
             if ray.is_initialized() and _RAY_CONNECTED_TO != self.address:
                 ray.shutdown()
             if not ray.is_initialized():
