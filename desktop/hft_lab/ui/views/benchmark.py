@@ -12,21 +12,19 @@ nothing. Export: CSV, JSON, PNG.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 import math
 from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QGridLayout,
     QGroupBox,
@@ -47,6 +45,7 @@ from PySide6.QtWidgets import (
 
 from hft_lab.bench import runner as br
 from hft_lab.ui.plots import LogAxis, make_plot
+from hft_lab.ui.views.base import AnalysisView, ExportError
 from hft_lab.ui.widgets import side_panel, status_label
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
@@ -156,35 +155,24 @@ def _us_label(exp: int) -> str:
     return f"{v * 1e3:g} ns"
 
 
-class _Emitter(QObject):
-    """Lives on the GUI thread; the worker emits on it, Qt queues the call to the GUI thread."""
+class BenchmarkView(AnalysisView):
+    """On the AnalysisView lifecycle (start, cancel, stale results dropped, status line), with its
+    own panel: a real progress bar (cells done), the suite's own CSV/JSON formats and a PNG."""
 
-    event = Signal(object)  # (run id, ProgressEvent)
-    exited = Signal(int)  # run id: the worker function has returned (also after a cancel)
-
-
-class BenchmarkView(QWidget):
     cell_added = Signal(object)  # Cell (GUI thread, once per finished cell)
-    result_shown = Signal(object)  # TaskOutcome of a finished run (GUI thread)
+    # result_shown: TaskOutcome of a finished run (GUI thread)
+    TASK_NAME = "benchmark"
 
     def __init__(self, runner: TaskRunner, parent=None):
-        super().__init__(parent)
-        self.runner = runner
+        super().__init__(runner, None, parent)
         self.suite: br.Suite | None = None  # the results shown (partial while running / after a cancel)
-        self._run_ids = itertools.count(1)
-        self._run_id = 0
-        self._task: int | None = None
-        self._alive: set[int] = set()
+        self._alive: set[int] = set()  # tasks whose worker function has not returned yet
         self._ref_colors: dict[str, tuple] = {}
         self._preset = br.BenchConfig.full()  # what the widgets do not show (HMM iterations, lasso λ, …)
         self._loading = False
-        self._emitter = _Emitter()
-        self._emitter.event.connect(self._on_event)
-        self._emitter.exited.connect(self._on_exited)
         self._build()
         self.set_config(br.BenchConfig.full())
-        runner.finished.connect(self._on_finished)
-        runner.busy_changed.connect(lambda _b: self._update_buttons())
+        runner.exited.connect(self._on_exited)
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
@@ -269,9 +257,9 @@ class BenchmarkView(QWidget):
         for b in (self.csv_button, self.json_button, self.png_button):
             b.setEnabled(False)
             eb.addWidget(b)
-        self.csv_button.clicked.connect(lambda: self._export_dialog("CSV (*.csv)", ".csv", self.export_csv))
-        self.json_button.clicked.connect(lambda: self._export_dialog("JSON (*.json)", ".json", self.export_json))
-        self.png_button.clicked.connect(lambda: self._export_dialog("PNG image (*.png)", ".png", self.export_png))
+        self.csv_button.clicked.connect(lambda: self.export_dialog("csv"))
+        self.json_button.clicked.connect(lambda: self.export_dialog("json"))
+        self.png_button.clicked.connect(lambda: self.export_dialog("png"))
 
         left_w = side_panel([ops, timing], [buttons, self.progress, self.estimate, self.status, export], width=360)
         self.left_panel = left_w
@@ -336,11 +324,9 @@ class BenchmarkView(QWidget):
         self.plot_tabs.addTab(self.table, "Table")
         self.plot_tabs.addTab(self.summary, "Machine && targets")
 
-        lay = QHBoxLayout(self)
-        lay.addWidget(left_w)
-        lay.addWidget(self.plot_tabs, 1)
+        self.set_main(self.plot_tabs)
 
-        self.run_button.clicked.connect(self.run)
+        self.run_button.clicked.connect(lambda: self.run())
         self.cancel_button.clicked.connect(self.cancel)
 
     @staticmethod
@@ -424,13 +410,12 @@ class BenchmarkView(QWidget):
     def run(self) -> int | None:
         """Start a run with the configuration in the widgets (nothing starts if it is invalid)."""
         if self._alive:
-            self.status.setText("The previous run is still stopping; try again in a moment.")
+            self.set_status("The previous run is still stopping; try again in a moment.")
             return None
         try:
             cfg = self.config()
         except ValueError as e:
-            self.status.setText(f"Cannot run: {e}")
-            self.status.setStyleSheet(f"color: {RED.name()}")
+            self.set_status(f"Cannot run: {e}", error=True)
             return None
         router = self.runner.router
         notes = []
@@ -443,65 +428,48 @@ class BenchmarkView(QWidget):
                 notes.append(f"gRPC backend is {state}: its cells will say 'not available'")
         if "pyo3" in cfg.backends and not router.pyo3.is_available():
             notes.append("the PyO3 extension is not built: its cells will say 'not available'")
-        self._run_id = rid = next(self._run_ids)
-        self._alive.add(rid)
         self.suite = br.Suite(config=cfg.to_dict())
         self._ref_colors = {}
         self._clear_views()
         self.progress.setRange(0, max(1, br.count_cells(cfg, cfg.backends)))
         self.progress.setValue(0)
         self.progress.setFormat("%v / %m cells")
-        self.status.setStyleSheet("")
-        self.status.setText("Running… " + " ".join(n + "." for n in notes))
-        emitter = self._emitter
         backends = {"pyo3": router.pyo3, "grpc": router.grpc}
         backends = {k: v for k, v in backends.items() if k in cfg.backends}
 
-        def work(_resolved_backend, cancel=None):
-            try:
-                return br.run_suite(
-                    config=cfg,
-                    backends=backends,
-                    cancel=cancel,
-                    progress=lambda ev: emitter.event.emit((rid, ev)),
-                )
-            finally:
-                emitter.exited.emit(rid)
+        def benchmark(_resolved_backend, ctx):
+            return br.run_suite(config=cfg, backends=backends, cancel=ctx, progress=ctx.partial)
 
-        work.__name__ = "benchmark"
-        self._task = self.runner.start(work)
-        self._update_buttons()
-        return self._task
+        tid = self.start(benchmark, done=self._show_result, status="Running… " + " ".join(n + "." for n in notes))
+        self._alive.add(tid)
+        self.update_buttons()
+        return tid
 
-    def cancel(self) -> None:
-        if self._task is not None and self.runner.busy:
-            self.runner.cancel()
-            n = len(self.suite.cells) if self.suite else 0
-            self.status.setText(
-                f"Cancelled after {n} cells (the partial results stay; the current call finishes in the background)."
-            )
-            if self.suite is not None:
-                self.suite.cancelled = True
-                self._show_summary()
-        self._task = None
-        self._run_id = 0  # late events of the cancelled run are ignored
-        self._update_buttons()
+    def on_cancelled(self) -> None:
+        n = len(self.suite.cells) if self.suite else 0
+        self.set_status(f"Cancelled after {n} cells (the partial results stay; the current call finishes in the background).")
+        if self.suite is not None:
+            self.suite.cancelled = True
+            self._show_summary()
 
-    def _update_buttons(self) -> None:
-        busy = self.runner.busy and self._task is not None
+    def show_busy(self, busy: bool) -> None:
+        pass  # the progress bar counts cells (on_partial)
+
+    def update_buttons(self) -> None:
+        busy = self.running
         self.run_button.setEnabled(not busy and not self._alive)
         self.cancel_button.setEnabled(busy)
         has = bool(self.suite and self.suite.cells)
         for b in (self.csv_button, self.json_button, self.png_button):
             b.setEnabled(has)
 
-    def _on_exited(self, rid: int) -> None:
-        self._alive.discard(rid)
-        self._update_buttons()
+    def _on_exited(self, tid: int) -> None:
+        self._alive.discard(tid)
+        self.update_buttons()
 
-    def _on_event(self, payload) -> None:
-        rid, ev = payload
-        if rid != self._run_id or self.suite is None:
+    def on_partial(self, ev) -> None:
+        """One progress event of the running suite (a finished cell, the machine, a message)."""
+        if self.suite is None:
             return
         if ev.machine:
             self.suite.machine = ev.machine
@@ -519,24 +487,11 @@ class BenchmarkView(QWidget):
             elif not self.status.styleSheet():
                 self.status.setText(f"[{ev.done}/{ev.total}] {br._cell_line(c)}")
             self.cell_added.emit(c)
-            self._update_buttons()
+            self.update_buttons()
         elif ev.message and not self.status.styleSheet():
             self.status.setText(ev.message)
 
-    def _on_finished(self, out: TaskOutcome) -> None:
-        if out.task_id != self._task:
-            return
-        self._task = None
-        if not out.ok:
-            if out.cancelled:
-                self.status.setText("Cancelled.")
-            else:
-                self.status.setStyleSheet(f"color: {RED.name()}")
-                self.status.setText(f"Benchmark failed: {type(out.value).__name__}: {out.value}")
-                log.warning("benchmark failed: %s", out.value)
-            self._update_buttons()
-            self.result_shown.emit(out)
-            return
+    def _show_result(self, out: TaskOutcome) -> None:
         suite: br.Suite = out.value
         self.show_suite(suite)
         fails = suite.parity_failures
@@ -546,13 +501,10 @@ class BenchmarkView(QWidget):
             where = "; ".join(sorted({f"{c.op} {c.size}" for c in fails}))
             self.status.setText(f"PARITY FAILED (the backends gave different answers; those timings compare nothing): {where}")
         else:
-            self.status.setStyleSheet("")
             extra = f", {skipped} skipped (see the table)" if skipped else ""
-            self.status.setText(
+            self.set_status(
                 f"Done in {suite.seconds:.1f} s: {len(suite.cells)} cells{extra}; every backend pair gave identical results."
             )
-        self._update_buttons()
-        self.result_shown.emit(out)
 
     # ------------------------------------------------------------------ showing results
     def show_suite(self, suite: br.Suite) -> None:
@@ -566,7 +518,7 @@ class BenchmarkView(QWidget):
         self._refresh_choices()
         self._draw_all()
         self._show_summary()
-        self._update_buttons()
+        self.update_buttons()
 
     def _clear_views(self) -> None:
         self.table.setRowCount(0)
@@ -876,10 +828,13 @@ class BenchmarkView(QWidget):
     # ------------------------------------------------------------------ export
     def _require(self) -> br.Suite:
         if self.suite is None or not self.suite.cells:
-            raise ValueError("nothing to export yet: run the benchmark first")
+            raise ExportError("no result to export: run the benchmark first")
         return self.suite
 
-    def export_csv(self, path) -> Path:
+    def session_items(self) -> list:
+        return []  # the suite has its own formats (below), not a result dataclass
+
+    def export_csv(self, path) -> Path:  # type: ignore[override]
         p = Path(path)
         p.write_text(br.to_csv(self._require()), encoding="utf-8")
         return p
@@ -901,14 +856,18 @@ class BenchmarkView(QWidget):
             raise OSError(f"could not write {p}")
         return p
 
-    def _export_dialog(self, filt: str, suffix: str, fn) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export benchmark", f"benchmark{suffix}", filt)
+    def export_dialog(self, kind: str) -> None:
+        from hft_lab.ui.files import save_file_name
+
+        if self.suite is None or not self.suite.cells:
+            return
+        up = kind.upper()
+        path = save_file_name(self, "Export benchmark", f"benchmark.{kind}", f"{up} files (*.{kind})")
         if not path:
             return
-        if not path.endswith(suffix):
-            path += suffix
         try:
-            fn(path)
-            self.status.setText(f"Exported {path}")
+            {"csv": self.export_csv, "json": self.export_json, "png": self.export_png}[kind](path)
         except (OSError, ValueError) as e:
-            self.status.setText(f"Export failed: {e}")
+            self.set_status(f"Export failed: {e}", error=True)
+            return
+        self.set_status(f"Saved {path}.")

@@ -5,23 +5,19 @@ every asset and the chosen portfolio, results and summary tables, CSV / JSON exp
 
 from __future__ import annotations
 
-import csv
-import datetime as _dt
-import json
 import logging
 import math
 
 import numpy as np
 import pandas as pd
 import pyqtgraph as pg
-from PySide6.QtCore import QDate, Qt, QTimer, Signal
+from PySide6.QtCore import QDate, Qt, QTimer
 from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QDateEdit,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -39,12 +35,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-import hft_lab
-from hft_lab.backends import Cancelled
+from hft_lab.analysis.portfolio import SyntheticSelection, asset_moments, optimise
 from hft_lab.data import load_sample_prices
-from hft_lab.data.export import SessionItem, describe_prices, to_jsonable
+from hft_lab.data.export import SessionItem, describe_prices
+from hft_lab.data.synthetic import synthetic_names, synthetic_universe
 from hft_lab.ui.plots import LabPlot, PercentAxis, pen
-from hft_lab.ui.widgets import StatsTable, busy_bar, export_buttons, fmt, pct, side_panel, status_label
+from hft_lab.ui.views.base import AnalysisView, Param, note, via
+from hft_lab.ui.widgets import StatsTable, fmt, pct, spin
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
 log = logging.getLogger("hft_lab.ui.portfolio")
@@ -84,99 +81,15 @@ def active_label(name: str) -> str:
     return f"Active dataset ({name})"
 
 
-# ---------------------------------------------------------------- computations (worker thread)
-
-
-def synthetic_universe(n_assets: int = 10, n_obs: int = 2520, seed: int = 0) -> pd.DataFrame:
-    """Seeded correlated geometric Brownian motions (daily bars, 252 a year): one market factor and
-    three sector factors; annual drifts 2–18 %, volatilities 15–45 %. Same seed, same prices."""
-    if n_assets < 1 or n_obs < 2:
-        raise ValueError(f"need at least 1 asset and 2 observations, got {n_assets} and {n_obs}")
-    rng = np.random.default_rng(seed)
-    mu = rng.uniform(0.02, 0.18, n_assets)
-    vol = rng.uniform(0.15, 0.45, n_assets)
-    market = rng.uniform(0.3, 0.7, n_assets)
-    sector = rng.integers(0, 3, n_assets)
-    sector_load = rng.uniform(0.2, 0.5, n_assets)
-    idio = np.sqrt(1.0 - market**2 - sector_load**2)  # unit-variance shocks
-    z = rng.standard_normal((n_obs - 1, 4 + n_assets))
-    shocks = market * z[:, [0]] + sector_load * z[:, 1 + sector] + idio * z[:, 4:]
-    dt = 1.0 / 252.0
-    r = (mu - 0.5 * vol**2) * dt + vol * math.sqrt(dt) * shocks  # log returns; E[simple] ≈ mu
-    logp = np.vstack([np.zeros((1, n_assets)), np.cumsum(r, axis=0)])
-    return pd.DataFrame(100.0 * np.exp(logp), columns=synthetic_names(n_assets), index=pd.RangeIndex(n_obs, name="bar"))
-
-
-def synthetic_names(n_assets: int) -> list[str]:
-    width = max(2, len(str(n_assets)))
-    return [f"SYN{i + 1:0{width}d}" for i in range(n_assets)]
-
-
-class SyntheticSelection:
-    """Generates a synthetic universe and picks the checked assets: called on the worker thread
-    (a large universe takes a fraction of a second to draw); keeps the whole universe in `frame`
-    so the view can reuse it."""
-
-    def __init__(self, n_assets: int, n_obs: int, seed: int, names: list[str]):
-        self.key = (n_assets, n_obs, seed)
-        self.names = list(names)
-        self.frame: pd.DataFrame | None = None
-
-    def __call__(self) -> pd.DataFrame:
-        self.frame = synthetic_universe(*self.key)
-        return self.frame[self.names]
-
-
-def asset_moments(prices: np.ndarray, returns: str = "simple", annualization: float = 252.0, covariance: str = "sample"):
-    """Annualised expected return and volatility of each asset held alone, for the frontier plot.
-
-    Same conventions as the core (rustcore/src/portfolio.rs, `estimate`), so the points sit where
-    the core's frontier puts them: returns r_t = p_t/p_{t-1} - 1 ("simple") or ln(p_t/p_{t-1})
-    ("log"); mean = mean(r) * annualization; volatility = std(r, ddof=1) * sqrt(annualization) for
-    the sample covariance, or the square root of the diagonal of sklearn's Ledoit-Wolf covariance
-    (shrinkage of the ddof=0 covariance towards its average variance) * annualization.
-    """
-    p = np.asarray(prices, dtype=np.float64)
-    r = np.log(p[1:] / p[:-1]) if returns == "log" else p[1:] / p[:-1] - 1.0
-    mean = r.mean(axis=0) * annualization
-    if covariance != "ledoit_wolf":
-        return mean, r.std(axis=0, ddof=1) * math.sqrt(annualization)
-    # sklearn.covariance.ledoit_wolf_shrinkage, as in the core
-    x = r - r.mean(axis=0)
-    t, n = x.shape
-    emp = x.T @ x / t
-    var = np.diag(emp)
-    m = var.sum() / n
-    beta_ = float(np.sum((x * x).sum(axis=1) ** 2))
-    delta_ = float(np.sum(emp * emp))
-    beta = (beta_ / t - delta_) / (n * t)
-    delta = (delta_ - 2.0 * m * var.sum() + n * m * m) / n
-    beta = min(beta, delta)
-    shrink = 0.0 if beta == 0.0 or delta <= 0.0 else beta / delta
-    return mean, np.sqrt(((1.0 - shrink) * var + shrink * m) * annualization)
-
-
-def optimise(backend, prices, method: str, parameters: dict, cancel=None) -> dict:
-    """The tab's computation on one backend (worker thread): the portfolio, then each asset's own
-    annualised return and volatility for the frontier plot. `prices` is a DataFrame, or a
-    SyntheticSelection that makes one."""
-    loader = prices if isinstance(prices, SyntheticSelection) else None
-    if loader is not None:
-        prices = loader()
-        if cancel is not None and cancel.cancelled:
-            raise Cancelled("cancelled by the user")
-    res = backend.optimize_portfolio(prices, method=method, parameters=parameters, cancel=cancel)
-    mean, vol = asset_moments(
-        prices.to_numpy(dtype=np.float64),
-        parameters.get("returns", "simple"),
-        parameters.get("annualization", 252.0),
-        parameters.get("covariance", "sample"),
-    )
-    universe = (loader.key, loader.frame) if loader is not None else None
-    return {"result": res, "asset_returns": mean, "asset_volatilities": vol, "universe": universe}
-
-
-# ---------------------------------------------------------------- small widgets
+__all__ = [
+    "PortfolioView",
+    "NamesAxis",
+    "SyntheticSelection",
+    "asset_moments",
+    "optimise",
+    "synthetic_universe",
+    "synthetic_names",
+]
 
 
 def _label(ts: pd.Timestamp) -> str:
@@ -267,33 +180,30 @@ def _plot(title: str, bottom: pg.AxisItem, left: pg.AxisItem, left_label: str, b
 # ---------------------------------------------------------------- the view
 
 
-class PortfolioView(QWidget):
-    result_shown = Signal(object)  # the TaskOutcome that was drawn (GUI thread)
+class PortfolioView(AnalysisView):
+    TASK_NAME = "portfolio optimisation"
+    CSV_MAIN = "weights"
+    CSV_TIP = "The weights table (asset, weight, risk contribution) and the frontier, as CSV tables"
+    JSON_TIP = "The full result with the data selection and parameters"
 
     def __init__(self, runner: TaskRunner, store=None, parent=None):
-        super().__init__(parent)
-        self.runner = runner
-        self.store = store  # the shared DatasetStore (None: the bundled sample instead)
+        super().__init__(runner, store, parent)
         self._store_dataset = store.dataset if store is not None else None
         self._active: pd.DataFrame | None = None  # store.selected_prices(), kept until the store changes
         self._date_limits: tuple | None = None  # (first, last) date the date fields allow
         self.run_frame: pd.DataFrame | None = None  # the prices of the shown result (None: synthetic)
         self._pending_frame: pd.DataFrame | None = None
         self._universe: tuple[tuple, pd.DataFrame] | None = None  # the last synthetic universe made
-        self.result = None  # PortfolioResult of the last successful run
         self.outcome: TaskOutcome | None = None
         self.asset_returns: np.ndarray | None = None
         self.asset_volatilities: np.ndarray | None = None
         self.run_inputs: dict | None = None  # the inputs of the shown result (for export)
         self._pending_inputs: dict | None = None
-        self._task: int | None = None
         self._checked: dict[str, bool] = {}
         self._budgets: dict[str, float] = {}
         self._sample: pd.DataFrame | None = None
         self._prev_frontier = 30
         self._build()
-        runner.finished.connect(self._on_finished)
-        runner.busy_changed.connect(self._set_busy)
         if store is not None:
             store.changed.connect(self._on_store_changed)
         self.reload()
@@ -418,63 +328,36 @@ class PortfolioView(QWidget):
         self.covariance = QComboBox()
         self.covariance.addItem("sample (ddof = 1)", "sample")
         self.covariance.addItem("Ledoit-Wolf shrinkage", "ledoit_wolf")
-        self.risk_free = QDoubleSpinBox()
-        self.risk_free.setRange(-100.0, 100.0)
-        self.risk_free.setDecimals(2)
-        self.risk_free.setSingleStep(0.25)
-        self.risk_free.setValue(2.0)
+        self.risk_free = spin(QDoubleSpinBox(), -100.0, 100.0, 2.0, step=0.25, decimals=2)
         self.risk_free.setSuffix(" % p.a.")
-        self.annualization = QDoubleSpinBox()
-        self.annualization.setRange(1.0, 100_000_000.0)
-        self.annualization.setDecimals(0)
-        self.annualization.setValue(252.0)
-        self.min_weight = QDoubleSpinBox()
-        self.min_weight.setRange(-100.0, 100.0)
-        self.min_weight.setValue(0.0)
-        self.max_weight = QDoubleSpinBox()
-        self.max_weight.setRange(0.0, 200.0)
-        self.max_weight.setValue(100.0)
+        self.annualization = spin(QDoubleSpinBox(), 1.0, 100_000_000.0, 252.0, decimals=0)
+        self.min_weight = spin(QDoubleSpinBox(), -100.0, 100.0, 0.0, step=1.0, decimals=2)
+        self.max_weight = spin(QDoubleSpinBox(), 0.0, 200.0, 100.0, step=1.0, decimals=2)
         for s in (self.min_weight, self.max_weight):
-            s.setDecimals(2)
             s.setSuffix(" %")
-            s.setSingleStep(1.0)
         bounds = QHBoxLayout()
         bounds.addWidget(self.min_weight, 1)
         bounds.addWidget(QLabel("to"))
         bounds.addWidget(self.max_weight, 1)
-        self.frontier_points = QSpinBox()
-        self.frontier_points.setRange(0, 1000)
+        self.frontier_points = spin(QSpinBox(), 0, 1000, 30)
         self.frontier_points.setSpecialValueText("none")
-        self.frontier_points.setValue(30)
         self.frontier_points.setKeyboardTracking(False)  # typing "15" must not pass through 1
-        of.addRow("Method", self.method)
-        of.addRow("Returns", self.returns)
-        of.addRow("Covariance", self.covariance)
-        of.addRow("Risk-free rate", self.risk_free)
-        of.addRow("Periods per year", self.annualization)
         self.bounds_label = QLabel("Weight bounds")
-        of.addRow(self.bounds_label, bounds)
-        of.addRow("Frontier points", self.frontier_points)
-
-        self.run_button = QPushButton("Run")
-        self.run_button.setDefault(True)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.cancel_button)
-        self.progress = busy_bar()
-        self.status = status_label()
-        self.export_csv_button, self.export_json_button, exports = export_buttons(
-            "The weights table: asset, weight, risk contribution",
-            "The full result with the data selection and parameters",
+        self.declare(
+            of,
+            Param("method", self.method, "Method", in_params=False),
+            Param("returns", self.returns, "Returns"),
+            Param("covariance", self.covariance, "Covariance"),
+            Param("risk_free_rate", self.risk_free, "Risk-free rate", read=lambda: self.risk_free.value() / 100.0),
+            Param("annualization", self.annualization, "Periods per year"),
+            Param("min_weight", self.min_weight, None, read=lambda: self.min_weight.value() / 100.0),
+            Param("max_weight", self.max_weight, None, read=lambda: self.max_weight.value() / 100.0),
         )
+        of.addRow(self.bounds_label, bounds)
+        self.declare(of, Param("frontier_points", self.frontier_points, "Frontier points"))
 
         # inputs scroll when the window is short; Run, status and export stay in view below them
-        left_w = side_panel(
-            [data, (assets, 1), opt], [buttons, self.progress, self.status, exports], width=350, margins=(0, 0, 4, 0)
-        )
-        self.left_panel = left_w
+        self.build_panel([data, (assets, 1), opt], margins=(0, 0, 4, 0))
 
         # results
         self.frontier_plot = _plot(
@@ -518,8 +401,6 @@ class PortfolioView(QWidget):
         self.results.sortByColumn(1, Qt.SortOrder.DescendingOrder)
         self.stats = StatsTable()
         self.stats.verticalHeader().setDefaultSectionSize(22)
-        self.hover = QLabel(" ")
-        self.hover.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         self.tables = QTabWidget()
         self.tables.addTab(self.stats, "Summary")
@@ -547,13 +428,10 @@ class PortfolioView(QWidget):
         right = QVBoxLayout()
         right.setContentsMargins(0, 0, 0, 0)
         right.addWidget(right_split, 1)
-        right.addWidget(self.hover)
+        right.addWidget(self.hover_line())
         right_w = QWidget()
         right_w.setLayout(right)
-
-        lay = QHBoxLayout(self)
-        lay.addWidget(left_w)
-        lay.addWidget(right_w, 1)
+        self.set_main(right_w)
 
         # signals
         self._reload_timer = QTimer(self)
@@ -572,12 +450,8 @@ class PortfolioView(QWidget):
         self.select_none.clicked.connect(lambda: self.set_all_checked(False))
         self.method.currentIndexChanged.connect(self._method_changed)
         self.frontier_points.valueChanged.connect(self._frontier_points_changed)
-        self.run_button.clicked.connect(self.run)
-        self.cancel_button.clicked.connect(self.cancel)
-        self.export_csv_button.clicked.connect(self._export_csv_clicked)
-        self.export_json_button.clicked.connect(self._export_json_clicked)
-        self._mouse_w = pg.SignalProxy(self.weights_plot.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse_weights)
-        self._mouse_r = pg.SignalProxy(self.risk_plot.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse_risk)
+        for plot in (self.weights_plot, self.risk_plot):
+            self.track_hover(plot, lambda x: self.readout(int(round(x))))
         self._period_changed()
         self._method_changed()
 
@@ -667,9 +541,8 @@ class PortfolioView(QWidget):
         if not self.uses_store:
             return
         gone = []
-        if self._task is not None and self.runner.busy:
-            self.runner.cancel()
-            self._task = None
+        if self.running:
+            self.abandon()
             gone.append("the running optimisation was cancelled")
         if self.result is not None:
             gone.append("the previous result was cleared (it belongs to the old data)")
@@ -679,7 +552,7 @@ class PortfolioView(QWidget):
         self.reload()
         what = "Active dataset replaced" if replaced else "Active dataset selection changed"
         tail = f"; {' and '.join(gone)}" if gone else ""
-        self._set_status(f"{what}: {self.store.describe()}{tail}. Press Run to optimise.")
+        self.set_status(f"{what}: {self.store.describe()}{tail}. Press Run to optimise.")
 
     def _clear_results(self) -> None:
         self.result = None
@@ -842,8 +715,8 @@ class PortfolioView(QWidget):
             self.selection_label.setText(f"<span style='color:#c62828'>{problem}</span><br>{text}")
         else:
             self.selection_label.setText(text)
-        if self.result is not None and not self.runner.busy and self._task is None:
-            self._set_status("Inputs changed: press Run to update the result.")
+        if self.result is not None and not self.running:
+            self.set_status("Inputs changed: press Run to update the result.")
 
     def _method_changed(self, *_) -> None:
         rp = self.method.currentData() == "risk_parity"
@@ -872,18 +745,10 @@ class PortfolioView(QWidget):
 
     def parameters(self) -> dict:
         """The backend parameters of the next run (annual fractions, as the backend expects)."""
-        p = {
-            "returns": self.returns.currentData(),
-            "covariance": self.covariance.currentData(),
-            "risk_free_rate": self.risk_free.value() / 100.0,
-            "annualization": self.annualization.value(),
-            "frontier_points": self.frontier_points.value(),
-        }
+        p = self.params()
         if self.method_name() == "risk_parity":
+            del p["min_weight"], p["max_weight"]
             p["risk_budgets"] = self.risk_budgets()
-        else:
-            p["min_weight"] = self.min_weight.value() / 100.0
-            p["max_weight"] = self.max_weight.value() / 100.0
         return p
 
     def run(self) -> int | None:
@@ -902,7 +767,7 @@ class PortfolioView(QWidget):
             start, end = (prices.index[0], prices.index[-1]) if rows else (None, None)
         problem = self._selection_problem(len(names), rows)
         if problem:
-            self._set_status(problem, error=True)
+            self.set_status(problem, error=True)
             return None
         method, params = self.method_name(), self.parameters()
         self._pending_frame = None if self.synthetic else prices
@@ -921,9 +786,14 @@ class PortfolioView(QWidget):
             "method": method,
             "parameters": params,
         }
-        self._set_status(f"Optimising {len(names)} assets × {rows:,} rows ({METHOD_LABEL[method]})…")
-        self._task = self.runner.start(optimise, prices, method, params)
-        return self._task
+        return self.start(
+            optimise,
+            prices,
+            method,
+            params,
+            done=self._show_result,
+            status=f"Optimising {len(names)} assets × {rows:,} rows ({METHOD_LABEL[method]})…",
+        )
 
     def _period_text(self) -> str:
         if self.synthetic:
@@ -937,36 +807,7 @@ class PortfolioView(QWidget):
             return f"{self.start_date.date().toString('yyyy-MM-dd')} … {self.end_date.date().toString('yyyy-MM-dd')}"
         return "all data"
 
-    def cancel(self) -> None:
-        if self.runner.busy:
-            self.runner.cancel()
-            self._set_status("Cancelled.")
-        self._task = None
-
-    def _set_busy(self, busy: bool) -> None:
-        self.run_button.setEnabled(not busy)
-        self.cancel_button.setEnabled(busy)
-        self.progress.setRange(0, 0 if busy else 1)
-
-    def _set_status(self, text: str, error: bool = False) -> None:
-        self.status.setText(text)
-        self.status.setStyleSheet("color: #c62828;" if error else "")
-
-    def _on_finished(self, out: TaskOutcome) -> None:
-        if out.task_id != self._task:
-            return
-        self._task = None
-        via = f" on {out.backend_name}" if out.backend_name else ""
-        note = f" ({out.note})" if out.note else ""
-        if not out.ok:
-            if out.cancelled:
-                self._set_status("Cancelled.")
-            else:
-                kept = "\n(The previous result is still shown.)" if self.result is not None else ""
-                self._set_status(f"Error{via}: {out.value}{note}{kept}", error=True)
-                log.warning("portfolio optimisation failed: %s", out.value)
-            self.result_shown.emit(out)
-            return
+    def _show_result(self, out: TaskOutcome) -> None:
         v = out.value
         if v["universe"] is not None:
             self._universe = v["universe"]
@@ -978,14 +819,12 @@ class PortfolioView(QWidget):
         self.run_frame = self._pending_frame
         self._draw()
         self._fill_tables()
-        for b in (self.export_csv_button, self.export_json_button):
-            b.setEnabled(True)
+        self.enable_export()
         r = self.result
-        self._set_status(
-            f"{METHOD_LABEL.get(r.method, r.method)}{via} in {out.seconds * 1e3:.1f} ms{note}: "
+        self.set_status(
+            f"{METHOD_LABEL.get(r.method, r.method)}{via(out)} in {out.seconds * 1e3:.1f} ms{note(out)}: "
             f"return {pct(r.expected_return)}, volatility {pct(r.volatility)}, Sharpe {r.sharpe:.3f}."
         )
-        self.result_shown.emit(out)
 
     # ---- drawing (GUI thread; at most a few hundred items) ----
     def _draw(self) -> None:
@@ -1254,73 +1093,6 @@ class PortfolioView(QWidget):
             ]
         return "   ".join(parts)
 
-    def _hover_at(self, plot, pos) -> None:
-        if plot.sceneBoundingRect().contains(pos):
-            x = plot.getPlotItem().vb.mapSceneToView(pos).x()
-            self.hover.setText(self.readout(int(round(x))))
-
-    def _on_mouse_weights(self, ev) -> None:
-        self._hover_at(self.weights_plot, ev[0])
-
-    def _on_mouse_risk(self, ev) -> None:
-        self._hover_at(self.risk_plot, ev[0])
-
-    # ---- export ----
-    def export_csv(self, path: str) -> None:
-        """The weights table: one row per asset (weights and risk contributions as fractions)."""
-        r = self._require_result()
-        rp = r.method == "risk_parity"
-        budgets = None
-        if rp:
-            b = np.asarray(self.run_inputs["parameters"].get("risk_budgets") or np.ones(len(r.weights)), dtype=np.float64)
-            budgets = b / b.sum()
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            wr = csv.writer(f)
-            wr.writerow(["asset", "weight", "risk_contribution"] + (["risk_budget"] if rp else []))
-            for i, name in enumerate(r.asset_names):
-                row = [name, repr(float(r.weights[i])), repr(float(r.risk_contributions[i]))]
-                if rp:
-                    row.append(repr(float(budgets[i])))
-                wr.writerow(row)
-
-    def export_json(self, path: str) -> None:
-        """The whole result with the inputs that produced it (data selection, method, parameters)."""
-        r = self._require_result()
-        inp = self.run_inputs
-        doc = {
-            "app": f"HFT Arbitrage Lab {hft_lab.__version__}",
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "method": r.method,
-            "parameters": inp["parameters"],
-            "data": {k: inp[k] for k in ("source", "synthetic", "start", "end", "rows", "asset_names")},
-            "backend": self.outcome.backend_name,
-            "seconds": self.outcome.seconds,
-            "result": r.to_dict(),
-            "inputs": to_jsonable(self.result_inputs()),
-            "single_assets": {
-                "expected_return": [float(v) for v in self.asset_returns],
-                "volatility": [float(v) for v in self.asset_volatilities],
-            },
-        }
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2, allow_nan=False)
-            f.write("\n")
-
-    # ---- settings and session ----
-    def settings_widgets(self) -> dict[str, QWidget]:
-        """The optimisation parameters saved and restored with the window (not the data source,
-        period or asset choice: those belong to a dataset)."""
-        return {
-            "method": self.method,
-            "returns": self.returns,
-            "covariance": self.covariance,
-            "risk_free_rate": self.risk_free,
-            "annualization": self.annualization,
-            "min_weight": self.min_weight,
-            "max_weight": self.max_weight,
-            "frontier_points": self.frontier_points,
-        }
-
     def result_parameters(self) -> dict:
         """Method and backend parameters of the shown result: optimize_portfolio(prices,
         method=p.pop("method"), parameters=p) reproduces it."""
@@ -1339,7 +1111,7 @@ class PortfolioView(QWidget):
         if inp["synthetic"] is not None:
             return {
                 "name": "synthetic universe (correlated GBM)",
-                "generator": "hft_lab.ui.views.portfolio.synthetic_universe",
+                "generator": "hft_lab.data.synthetic.synthetic_universe",
                 "params": {
                     "n_assets": inp["synthetic"]["assets"],
                     "n_obs": inp["synthetic"]["observations"],
@@ -1370,29 +1142,6 @@ class PortfolioView(QWidget):
             )
         ]
 
-    def _require_result(self):
-        if self.result is None:
-            raise RuntimeError("no result to export: run an optimisation first")
-        return self.result
-
-    def _default_name(self, ext: str) -> str:
+    def default_export_name(self, kind: str) -> str:
         r = self.result
-        return f"portfolio_{r.method}_{len(r.weights)}_assets.{ext}"
-
-    def _export_csv_clicked(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export weights as CSV", self._default_name("csv"), "CSV files (*.csv)")
-        if path:
-            self._export(self.export_csv, path, "weights")
-
-    def _export_json_clicked(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export result as JSON", self._default_name("json"), "JSON files (*.json)")
-        if path:
-            self._export(self.export_json, path, "result")
-
-    def _export(self, fn, path: str, what: str) -> None:
-        try:
-            fn(path)
-        except (OSError, RuntimeError, ValueError) as e:
-            self._set_status(f"Export failed: {e}", error=True)
-            return
-        self._set_status(f"Saved the {what} to {path}.")
+        return f"portfolio_{r.method}_{len(r.weights)}_assets.{kind}"

@@ -28,7 +28,6 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -42,12 +41,22 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from hft_lab.analysis.sparse import (
+    SyntheticPrices,
+    adf_verdict,
+    basket_formula,
+    cut_period,
+    find_basket,
+    lambda_path,
+    round_sig,
+)
 from hft_lab.data import load_sample_prices
 from hft_lab.data.export import SessionItem, describe_prices
-from hft_lab.data.synthetic import synthetic_dataset, synthetic_index
+from hft_lab.data.synthetic import synthetic_index
 from hft_lab.ui.plots import LabPlot, LogAxis, make_plot, pen
+from hft_lab.ui.views.base import AnalysisView, Param, note, via
 from hft_lab.ui.views.portfolio import NamesAxis
-from hft_lab.ui.widgets import StatsTable, busy_bar, export_buttons, fmt, side_panel, status_label
+from hft_lab.ui.widgets import StatsTable, fmt
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
 log = logging.getLogger("hft_lab.ui.sparse")
@@ -100,99 +109,24 @@ def active_label(name: str) -> str:
     return f"Active dataset ({name})"
 
 
-# ---------------------------------------------------------------- helpers (no Qt)
-
-
-def round_sig(x: float, digits: int = 3) -> float:
-    if x == 0 or not math.isfinite(x):
-        return x
-    return round(x, digits - 1 - int(math.floor(math.log10(abs(x)))))
-
-
-def cut_period(df: pd.DataFrame, years: int | None) -> pd.DataFrame:
-    """The last `years` years of a dated frame (None, or bar numbers: every row); rows with a
-    missing price dropped; float64."""
-    if years and isinstance(df.index, pd.DatetimeIndex) and len(df):
-        df = df.loc[df.index[-1] - pd.DateOffset(years=int(years)) :]
-    return df.dropna(how="any").astype(np.float64)
-
-
-def adf_verdict(stat: float, crit, tries: int = 1, search: bool = False) -> str:
-    """Plain reading of the Engle-Granger ADF test: the strongest level at which it rejects.
-
-    tries > 1: the basket is the best of `tries` fits (e.g. every asset tried as the target), so
-    the single-test levels are corrected (Bonferroni: a single-test p below L% bounds the
-    family-wise p by tries·L%). search: the combination itself was searched for (Box-Tiao,
-    greedy), which the critical values do not account for: said plainly."""
-    c = [float(v) for v in crit]
-    if not math.isfinite(stat) or len(c) != 3:
-        return "n/a"
-    level = 1 if stat < c[0] else 5 if stat < c[1] else 10 if stat < c[2] else None
-    caveat = ", in-sample search: optimistic" if search else ""
-    if tries <= 1:
-        if level is None:
-            return "not significant" + caveat
-        if level == 10:
-            return "weak: significant at 10% only" + caveat
-        return f"cointegrated at {level}%{caveat}"
-    if level is None:
-        return f"not significant (best of {tries} targets)"
-    fw = level * tries
-    if fw <= 5:
-        return f"cointegrated at {fw:g}% after Bonferroni (best of {tries} targets)"
-    if fw <= 10:
-        return f"weak: {fw:g}% after Bonferroni (best of {tries} targets)"
-    return (
-        f"not significant after correcting for {tries} targets tried (single test {level}%: a best-of-{tries} in-sample result)"
-    )
+__all__ = [
+    "SparseView",
+    "LogSpinBox",
+    "SyntheticPrices",
+    "adf_verdict",
+    "basket_formula",
+    "cut_period",
+    "find_basket",
+    "lambda_path",
+    "round_sig",
+    "verdict_color",
+]
 
 
 def verdict_color(verdict: str) -> str:
     if verdict.startswith("cointegrated"):
         return GOOD
     return WEAK if verdict.startswith("weak") else BAD
-
-
-def basket_formula(names, weights, target_index: int = -1, max_terms: int = 6) -> str:
-    """'KO − 0.523 PEP − 0.311 PG': the target first, then the largest |w|."""
-    w = np.asarray(weights, dtype=np.float64)
-    sel = sorted((int(i) for i in np.flatnonzero(w)), key=lambda i: (i != target_index, -abs(w[i])))
-    parts = []
-    for k, i in enumerate(sel[:max_terms]):
-        v = float(w[i])
-        term = f"{'' if abs(v) == 1.0 else f'{abs(v):.3g} '}{names[i]}"
-        parts.append(("−" if v < 0 else "") + term if k == 0 else ("− " if v < 0 else "+ ") + term)
-    if len(sel) > max_terms:
-        parts.append(f"… ({len(sel) - max_terms} more)")
-    return " ".join(parts) if parts else "(empty)"
-
-
-class SyntheticPrices:
-    """The seeded synthetic cointegrated basket, generated on the worker thread (its generator is
-    a Python loop: large baskets take seconds) and cut to the period."""
-
-    def __init__(self, n: int, assets: int, seed: int, years: int | None):
-        self.params = dict(n=int(n), assets=int(assets), seed=int(seed))
-        self.years = years
-
-    def __call__(self) -> pd.DataFrame:
-        ds = synthetic_dataset("cointegrated", **self.params)
-        out = cut_period(ds.prices, self.years)
-        out.attrs = dict(ds.prices.attrs, name=ds.name)
-        return out
-
-
-def find_basket(backend, prices, method: str, params: dict, cancel=None) -> dict:
-    """The tab's run on one backend (worker thread): `prices` is a DataFrame or a callable making it."""
-    frame = prices() if callable(prices) else prices
-    res = backend.calculate_sparse_portfolio(frame, method=method, cancel=cancel, **params)
-    return {"result": res, "frame": frame}
-
-
-def lambda_path(backend, prices, params: dict, cancel=None) -> dict:
-    frame = prices() if callable(prices) else prices
-    path = backend.sparse_lambda_path(frame, cancel=cancel, **params)
-    return {"path": path, "frame": frame}
 
 
 # ---------------------------------------------------------------- widgets
@@ -274,19 +208,20 @@ def _pg_plot(title: str, left: str, bottom: str = "", axis=None, log_y: bool = F
 # ---------------------------------------------------------------- the view
 
 
-class SparseView(QWidget):
-    result_shown = Signal(object)  # the TaskOutcome of a basket run, after drawing (GUI thread)
+class SparseView(AnalysisView):
+    # result_shown: the TaskOutcome of a basket run, after drawing (GUI thread)
     send_spread = Signal(str, object)  # (name, spread_payload()): the user wants to trade the basket
     path_shown = Signal(object)  # the TaskOutcome of a λ path, after drawing
 
+    TASK_NAME = "sparse portfolio"
+    CSV_TIP = "The spread (one row per bar), the weights and a summary"
+    JSON_TIP = "The full result with the data and the parameters that produced it"
+
     def __init__(self, runner: TaskRunner, store=None, parent=None):
-        super().__init__(parent)
-        self.runner = runner
-        self.store = store  # the shared DatasetStore (None: the bundled sample instead)
+        super().__init__(runner, store, parent)
         self._store_dataset = store.dataset if store is not None else None
         self._active: pd.DataFrame | None = None  # store.selected_prices(), until the store changes
         self._sample: pd.DataFrame | None = None
-        self.result = None  # SparseResult of the shown basket
         self.outcome: TaskOutcome | None = None
         self.run_frame: pd.DataFrame | None = None  # the prices the shown basket was computed on
         self.run_params: dict = {}
@@ -296,8 +231,6 @@ class SparseView(QWidget):
         self.path_outcome: TaskOutcome | None = None
         self._pending: dict = {}  # what the running basket task was started with
         self._pending_path: dict = {}
-        self._task: int | None = None
-        self._path_task: int | None = None
         self.weights_bars: pg.BarGraphItem | None = None
         self.spread_curve: pg.PlotDataItem | None = None
         self.spread_levels: tuple[float, float, float] | None = None  # mean, mean − 2σ, mean + 2σ
@@ -306,8 +239,6 @@ class SparseView(QWidget):
         self.path_half_life_item: pg.PlotDataItem | None = None
         self._hl_index = np.empty(0, dtype=np.int64)
         self._build()
-        runner.finished.connect(self._on_finished)
-        runner.busy_changed.connect(self._set_busy)
         if store is not None:
             store.changed.connect(self._on_store_changed)
         self._method_changed()
@@ -411,44 +342,34 @@ class SparseView(QWidget):
         self.n_lambdas.setToolTip("λ values on the path: from λmax (only the target) down to λmax/1000")
         self.no_params = QLabel("No parameters: Box-Tiao combines every asset.")
         self.no_params.setStyleSheet("color: #555")
-        mf.addRow("Method", self.method)
+        self.declare(mf, Param("method", self.method, "Method", in_params=False))
         mf.addRow(self.method_help)
-        mf.addRow("Target", self.target)
-        mf.addRow("λ (penalty)", self.lam)
+        self.declare(
+            mf,
+            Param("target", self.target, "Target", setting="", read=self.target_name),
+            Param("lambda_param", self.lam, "λ (penalty)", setting="lambda"),
+        )
         mf.addRow("", self.lam_slider)
-        mf.addRow("α (L1 ratio)", self.alpha)
-        mf.addRow("k (basket size)", self.k)
-        mf.addRow("Tolerance", self.tolerance)
-        mf.addRow("Max iterations", self.max_iterations)
-        mf.addRow("λ path points", self.n_lambdas)
+        self.declare(
+            mf,
+            Param("alpha", self.alpha, "α (L1 ratio)"),
+            Param("k", self.k, "k (basket size)"),
+            Param("tolerance", self.tolerance, "Tolerance"),
+            Param("max_iterations", self.max_iterations, "Max iterations"),
+            Param("n_lambdas", self.n_lambdas, "λ path points"),
+        )
         mf.addRow(self.no_params)
         self.method_form = mf
 
-        self.run_button = QPushButton("Run")
-        self.run_button.setDefault(True)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
         self.path_button = QPushButton("λ path")
         self.path_button.setToolTip("Basket size and half-life along a grid of λ (lasso / elastic net with a chosen target)")
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.path_button)
-        buttons.addWidget(self.cancel_button)
-        self.progress = busy_bar()
-        self.status = status_label()
-        self.export_csv_button, self.export_json_button, exports = export_buttons(
-            "The spread (one row per bar), the weights and a summary",
-            "The full result with the data and the parameters that produced it",
-        )
         self.send_button = QPushButton("Trade this spread in Mean Reversion")
         self.send_button.setToolTip("Load the basket's spread into the Mean Reversion tab (z-score, OU half-life, live replay)")
         self.send_button.setEnabled(False)
         self.send_button.clicked.connect(lambda: self.send_spread.emit(self.spread_name(), self.spread_payload()))
-
-        left_w = side_panel(
-            [data, meth], [buttons, self.progress, self.status, exports, self.send_button], width=360, margins=(0, 0, 4, 0)
+        self.build_panel(
+            [data, meth], extra_buttons=(self.path_button,), more_actions=[self.send_button], width=360, margins=(0, 0, 4, 0)
         )
-        self.left_panel = left_w
 
         # results: basket
         self.summary = QLabel("Run to find a basket.")
@@ -485,6 +406,7 @@ class SparseView(QWidget):
         self.path_info.setWordWrap(True)
         self.run_on_click = QCheckBox("Run when a point is clicked")
         self.run_on_click.setChecked(True)
+        self.declare(None, Param("run_on_click", self.run_on_click, None, in_params=False))
         head = QHBoxLayout()
         head.addWidget(self.path_info, 1)
         head.addWidget(self.run_on_click)
@@ -526,19 +448,14 @@ class SparseView(QWidget):
         self.result_tabs = QTabWidget()
         self.result_tabs.addTab(basket, "Basket")
         self.result_tabs.addTab(path_w, "λ path")
-        self.hover = QLabel(" ")
-        self.hover.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         right = QVBoxLayout()
         right.setContentsMargins(0, 0, 0, 0)
         right.addWidget(self.summary)
         right.addWidget(self.result_tabs, 1)
-        right.addWidget(self.hover)
+        right.addWidget(self.hover_line())
         right_w = QWidget()
         right_w.setLayout(right)
-
-        lay = QHBoxLayout(self)
-        lay.addWidget(left_w)
-        lay.addWidget(right_w, 1)
+        self.set_main(right_w)
 
         self.source.currentIndexChanged.connect(self._data_changed)
         self.period.currentIndexChanged.connect(self._data_changed)
@@ -546,19 +463,15 @@ class SparseView(QWidget):
         for s in (self.syn_n, self.syn_assets, self.syn_seed):
             s.valueChanged.connect(self._data_changed)
         self.method.currentIndexChanged.connect(self._method_changed)
-        self.target.currentIndexChanged.connect(self._update_buttons)
+        self.target.currentIndexChanged.connect(self.update_buttons)
         self.lam.valueChanged.connect(self._lam_changed)
         self.lam_slider.valueChanged.connect(self._slider_moved)
-        self.run_button.clicked.connect(self.run)
         self.path_button.clicked.connect(self.run_path)
-        self.cancel_button.clicked.connect(self.cancel)
-        self.export_csv_button.clicked.connect(lambda: self._export_dialog("csv"))
-        self.export_json_button.clicked.connect(lambda: self._export_dialog("json"))
         self._lam_changed(self.lam.value())
-        self._mouse_spread = pg.SignalProxy(self.spread_plot.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse_spread)
-        self._mouse_weights = pg.SignalProxy(self.weights_plot.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse_weights)
-        self._mouse_nz = pg.SignalProxy(self.nonzero_plot.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse_path)
-        self._mouse_hl = pg.SignalProxy(self.half_life_plot.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse_path_hl)
+        self.track_hover(self.spread_plot, self._spread_readout)
+        self.track_hover(self.weights_plot, self._weights_readout)
+        for plot in (self.nonzero_plot, self.half_life_plot):
+            self.track_hover(plot, self._path_readout)
 
     # ---- data ----
     @property
@@ -662,17 +575,16 @@ class SparseView(QWidget):
         i = self.target.findText(current)
         self.target.setCurrentIndex(max(i, 0))
         self.target.blockSignals(False)
-        self._update_buttons()
+        self.update_buttons()
 
     def _data_changed(self, *_) -> None:
         """The user chose other data: the shown basket and path belong to the old data."""
-        if self._task is not None or self._path_task is not None:
-            self.runner.cancel()
-            self._task = self._path_task = None
+        if self.running:
+            self.abandon()
         had = self.result is not None or self.path is not None
         self.clear_results()
         self.reload()
-        self._set_status("Data changed: previous result cleared. Press Run." if had else "Data changed. Press Run.")
+        self.set_status("Data changed: previous result cleared. Press Run." if had else "Data changed. Press Run.")
 
     def _on_store_changed(self) -> None:
         """The active dataset or its selection changed: refresh, clear the result that belonged to
@@ -686,9 +598,8 @@ class SparseView(QWidget):
         if not self.uses_store:
             return
         gone = []
-        if self._task is not None or self._path_task is not None:
-            self.runner.cancel()
-            self._task = self._path_task = None
+        if self.running:
+            self.abandon()
             gone.append("the running computation was cancelled")
         if self.result is not None or self.path is not None:
             gone.append("the previous result was cleared (it belongs to the old data)")
@@ -696,7 +607,7 @@ class SparseView(QWidget):
         self.reload()
         what = "Active dataset replaced" if replaced else "Active dataset selection changed"
         tail = f"; {' and '.join(gone)}" if gone else ""
-        self._set_status(f"{what}: {self.store.describe()}{tail}. Press Run.")
+        self.set_status(f"{what}: {self.store.describe()}{tail}. Press Run.")
 
     def clear_results(self) -> None:
         self.result = self.outcome = self.run_frame = None
@@ -744,29 +655,23 @@ class SparseView(QWidget):
     def backend_parameters(self) -> dict:
         """The keyword arguments of calculate_sparse_portfolio (besides prices and method) for the
         next run: only those the method uses."""
-        m = self.method_name()
+        m, p = self.method_name(), self.params()
+        keys: tuple[str, ...] = ()
         if m in REGRESSION:
-            p = {
-                "lambda_param": self.lam.value(),
-                "target": self.target_name(),
-                "tolerance": self.tolerance.value(),
-                "max_iterations": self.max_iterations.value(),
-            }
-            if m == "elastic_net":
-                p["alpha"] = self.alpha.value()
-            return p
-        if m == "greedy":
-            return {"k": self.k.value()}
-        return {}
+            keys = ("lambda_param", "target", "tolerance", "max_iterations") + (("alpha",) if m == "elastic_net" else ())
+        elif m == "greedy":
+            keys = ("k",)
+        return {k: p[k] for k in keys}
 
     def path_parameters(self) -> dict:
         """The keyword arguments of sparse_lambda_path for the next path."""
+        p = self.params()
         return {
-            "target": self.target_name(),
-            "n_lambdas": self.n_lambdas.value(),
-            "alpha": self.alpha.value() if self.method_name() == "elastic_net" else 1.0,
-            "tolerance": self.tolerance.value(),
-            "max_iterations": self.max_iterations.value(),
+            "target": p["target"],
+            "n_lambdas": p["n_lambdas"],
+            "alpha": p["alpha"] if self.method_name() == "elastic_net" else 1.0,
+            "tolerance": p["tolerance"],
+            "max_iterations": p["max_iterations"],
         }
 
     def _method_changed(self, *_) -> None:
@@ -779,10 +684,10 @@ class SparseView(QWidget):
         f.setRowVisible(self.alpha, m == "elastic_net")
         f.setRowVisible(self.k, m == "greedy")
         f.setRowVisible(self.no_params, m == "box_tiao")
-        self._update_buttons()
+        self.update_buttons()
 
-    def _update_buttons(self, *_) -> None:
-        busy = self.runner.busy
+    def update_buttons(self, *_) -> None:
+        busy = self.running
         self.run_button.setEnabled(not busy)
         self.cancel_button.setEnabled(busy)
         can_path = self.method_name() in REGRESSION and self.target_name() is not None
@@ -822,61 +727,31 @@ class SparseView(QWidget):
         auto = ""
         if method in REGRESSION and params.get("target") is None:
             auto = f", trying each of the {len(names)} assets as the target"
-        self._set_status(f"Searching for a {METHOD_SHORT[method]} basket among {len(names)} assets{auto}…")
-        self._path_task = None
-        self._task = self.runner.start(find_basket, prices, method, params)
-        return self._task
+        return self.start(
+            find_basket,
+            prices,
+            method,
+            params,
+            done=self._run_finished,
+            status=f"Searching for a {METHOD_SHORT[method]} basket among {len(names)} assets{auto}…",
+        )
 
     def run_path(self) -> int | None:
         if self.method_name() not in REGRESSION or self.target_name() is None:
-            self._set_status("The λ path needs lasso or elastic net with a target asset (not Auto).", error=True)
+            self.set_status("The λ path needs lasso or elastic net with a target asset (not Auto).", error=True)
             return None
         params = self.path_parameters()
         self._pending_path = {"params": params, "method": self.method_name()}
-        self._set_status(f"Computing the λ path for {params['target']} ({params['n_lambdas']} values of λ)…")
-        self._task = None
-        self._path_task = self.runner.start(lambda_path, self._prices_for_run(), params)
-        return self._path_task
-
-    def cancel(self) -> None:
-        if self.runner.busy:
-            self.runner.cancel()
-            self._set_status("Cancelled.")
-        self._task = self._path_task = None
-
-    def _set_busy(self, busy: bool) -> None:
-        self.progress.setRange(0, 0 if busy else 1)
-        self._update_buttons()
-
-    def _set_status(self, text: str, error: bool = False) -> None:
-        self.status.setText(text)
-        self.status.setStyleSheet(f"color: {BAD};" if error else "")
-
-    def _on_finished(self, out: TaskOutcome) -> None:
-        if out.task_id == self._task:
-            self._task = None
-            self._run_finished(out)
-        elif out.task_id == self._path_task:
-            self._path_task = None
-            self._path_finished(out)
-
-    def _failed(self, out: TaskOutcome, what: str) -> bool:
-        if out.ok:
-            return False
-        if out.cancelled:
-            self._set_status("Cancelled.")
-        else:
-            via = f" on {out.backend_name}" if out.backend_name else ""
-            note = f" ({out.note})" if out.note else ""
-            kept = "\n(The previous result is still shown.)" if self.result is not None else ""
-            self._set_status(f"Error{via}: {out.value}{note}{kept}", error=True)
-            log.warning("%s failed: %s", what, out.value)
-        return True
+        return self.start(
+            lambda_path,
+            self._prices_for_run(),
+            params,
+            done=self._path_finished,
+            signal=self.path_shown,
+            status=f"Computing the λ path for {params['target']} ({params['n_lambdas']} values of λ)…",
+        )
 
     def _run_finished(self, out: TaskOutcome) -> None:
-        if self._failed(out, "sparse portfolio"):
-            self.result_shown.emit(out)
-            return
         self.outcome = out
         self.result = out.value["result"]
         self.run_frame = out.value["frame"]
@@ -887,18 +762,15 @@ class SparseView(QWidget):
         for b in (self.export_csv_button, self.export_json_button, self.send_button):
             b.setEnabled(True)
         r = self.result
-        via = f" on {out.backend_name}" if out.backend_name else ""
-        note = f" ({out.note})" if out.note else ""
         sel = r.selected
         shown = ", ".join(sel[:8]) + (", …" if len(sel) > 8 else "")
-        self._set_status(
-            f"{METHOD_LABEL.get(r.method, r.method)}{via} in {out.seconds * 1e3:.1f} ms{note}: "
+        self.set_status(
+            f"{METHOD_LABEL.get(r.method, r.method)}{via(out)} in {out.seconds * 1e3:.1f} ms{note(out)}: "
             f"{r.nonzero} of {len(r.weights)} assets ({shown}), half-life {self._half_life_text(r.half_life)}, "
             f"ADF {fmt(r.adf_statistic, 4)}: {self.verdict()}."
         )
         if not self._pending.get("from_path"):
             self.result_tabs.setCurrentIndex(0)  # a run started on the path tab keeps the path in view
-        self.result_shown.emit(out)
 
     def verdict_tries(self) -> tuple[int, bool]:
         """(number of fits the shown basket is the best of, whether the combination was searched)."""
@@ -1023,21 +895,16 @@ class SparseView(QWidget):
 
     # ---- λ path ----
     def _path_finished(self, out: TaskOutcome) -> None:
-        if self._failed(out, "lambda path"):
-            self.path_shown.emit(out)
-            return
         self.path_outcome = out
         self.path = out.value["path"]
         self.path_params = dict(self._pending_path["params"], method=self._pending_path["method"])
         self._draw_path()
         lp = self.path
-        via = f" on {out.backend_name}" if out.backend_name else ""
-        self._set_status(
-            f"λ path{via} in {out.seconds * 1e3:.1f} ms: {len(lp.lambdas)} values of λ, "
+        self.set_status(
+            f"λ path{via(out)} in {out.seconds * 1e3:.1f} ms: {len(lp.lambdas)} values of λ, "
             f"{int(lp.nonzero.min())}–{int(lp.nonzero.max())} assets. Click a point to use its λ."
         )
         self.result_tabs.setCurrentIndex(1)
-        self.path_shown.emit(out)
 
     def _draw_path(self) -> None:
         lp, pp = self.path, self.path_params
@@ -1085,19 +952,17 @@ class SparseView(QWidget):
             self.alpha.setValue(pp["alpha"])
         self.lam.setValue(float(self.path.lambdas[i]))
         lp = self.path
-        self._set_status(
+        self.set_status(
             f"λ = {fmt(float(lp.lambdas[i]), 6)}: {int(lp.nonzero[i])} assets, half-life "
             f"{self._half_life_text(float(lp.half_life[i]))}, ADF {fmt(float(lp.adf_statistic[i]), 4)}."
         )
-        if self.run_on_click.isChecked() and not self.runner.busy:
+        if self.run_on_click.isChecked() and not self.running:
             self.run(from_path=True)
 
     # ---- hover ----
-    def _on_mouse_spread(self, ev) -> None:
-        pos = ev[0]
-        if self.result is None or self._spread_x is None or not self.spread_plot.sceneBoundingRect().contains(pos):
-            return
-        xv = self.spread_plot.getPlotItem().vb.mapSceneToView(pos).x()
+    def _spread_readout(self, xv: float) -> str | None:
+        if self.result is None or self._spread_x is None:
+            return None
         i = int(np.clip(np.searchsorted(self._spread_x, xv), 0, len(self._spread_x) - 1))
         if i > 0 and abs(self._spread_x[i - 1] - xv) < abs(self._spread_x[i] - xv):
             i -= 1
@@ -1107,36 +972,29 @@ class SparseView(QWidget):
         mean, lo, hi = self.spread_levels
         sd = (hi - mean) / 2
         z = (s - mean) / sd if sd > 0 else float("nan")
-        self.hover.setText(f"{when}   spread {fmt(s, 6)}   (spread − mean)/σ = {fmt(z, 3)}")
+        return f"{when}   spread {fmt(s, 6)}   (spread − mean)/σ = {fmt(z, 3)}"
 
-    def _on_mouse_weights(self, ev) -> None:
-        pos = ev[0]
+    def _weights_readout(self, x: float) -> str | None:
         r = self.result
-        if r is None or not self.weights_plot.sceneBoundingRect().contains(pos):
-            return
+        if r is None:
+            return None
         names = self.weights_axis.names
-        i = int(round(self.weights_plot.getPlotItem().vb.mapSceneToView(pos).x()))
-        if 0 <= i < len(names):
-            j = r.asset_names.index(names[i])
-            role = " (target)" if j == r.target_index else ""
-            self.hover.setText(f"{names[i]}{role}   weight {fmt(float(r.weights[j]), 6)}")
+        i = int(round(x))
+        if not 0 <= i < len(names):
+            return None
+        j = r.asset_names.index(names[i])
+        role = " (target)" if j == r.target_index else ""
+        return f"{names[i]}{role}   weight {fmt(float(r.weights[j]), 6)}"
 
-    def _path_readout(self, plot, pos) -> None:
-        lp = self.path
-        if lp is None or not plot.sceneBoundingRect().contains(pos):
-            return
-        xv = plot.getPlotItem().vb.mapSceneToView(pos).x()  # log10(λ)
+    def _path_readout(self, xv: float) -> str | None:
+        lp = self.path  # xv is log10(λ)
+        if lp is None:
+            return None
         i = int(np.argmin(np.abs(np.log10(np.asarray(lp.lambdas)) - xv)))
-        self.hover.setText(
+        return (
             f"λ {fmt(float(lp.lambdas[i]), 6)}   assets {int(lp.nonzero[i])}   half-life "
             f"{self._half_life_text(float(lp.half_life[i]))}   ADF {fmt(float(lp.adf_statistic[i]), 4)}"
         )
-
-    def _on_mouse_path(self, ev) -> None:
-        self._path_readout(self.nonzero_plot, ev[0])
-
-    def _on_mouse_path_hl(self, ev) -> None:
-        self._path_readout(self.half_life_plot, ev[0])
 
     # ---- for other tabs ----
     def spread_series(self) -> np.ndarray | None:
@@ -1169,21 +1027,7 @@ class SparseView(QWidget):
         legs = " ".join(f"{w:+.3g}·{n}" for n, w in zip(r.asset_names, r.weights) if w != 0)
         return f"{r.method} basket: {legs}"
 
-    # ---- settings, session, export ----
-    def settings_widgets(self) -> dict:
-        """The parameters restored on the next start (not the data source, period or target: those
-        belong to a dataset)."""
-        return {
-            "method": self.method,
-            "lambda": self.lam,
-            "alpha": self.alpha,
-            "k": self.k,
-            "tolerance": self.tolerance,
-            "max_iterations": self.max_iterations,
-            "n_lambdas": self.n_lambdas,
-            "run_on_click": self.run_on_click,
-        }
-
+    # ---- session, export ----
     def _period_text(self) -> str:
         years = self.period_years()
         if years:
@@ -1240,29 +1084,6 @@ class SparseView(QWidget):
             )
         ]
 
-    def export_csv(self, path) -> list:
-        from hft_lab.data.export import export_result_csv
-
-        if self.result is None:
-            raise ValueError("nothing to export: run a computation first")
-        return export_result_csv(self.result, path, index=self._csv_index())
-
-    def export_json(self, path):
-        from hft_lab.data.export import export_result_json
-
-        if self.result is None:
-            raise ValueError("nothing to export: run a computation first")
-        it = self.session_items()[0]
-        return export_result_json(it.result, path, inputs=it.inputs, parameters=it.parameters, backend=it.backend)
-
-    def _export_dialog(self, kind: str) -> None:
+    def default_export_name(self, kind: str) -> str:
         r = self.result
-        default = f"sparse_{r.method}_{r.nonzero}_assets.{kind}" if r is not None else f"sparse.{kind}"
-        path, _ = QFileDialog.getSaveFileName(self, f"Export {kind.upper()}", default, f"{kind.upper()} (*.{kind})")
-        if not path:
-            return
-        try:
-            (self.export_csv if kind == "csv" else self.export_json)(path)
-            self._set_status(f"Exported to {path}.")
-        except (OSError, ValueError) as e:
-            self._set_status(f"Export failed: {e}", error=True)
+        return f"sparse_{r.method}_{r.nonzero}_assets.{kind}"
