@@ -130,6 +130,110 @@ def test_without_ray_the_user_is_told(monkeypatch):
     assert not ok and "hft-lab[cluster]" in why
 
 
+# ------------------------------------------------------------------ the Sweep tab --------------------------------
+
+
+@pytest.fixture
+def window(qtbot, grpc_manager, tmp_path):
+    from hft_lab.backends import BackendConfig
+    from hft_lab.backends.router import BackendRouter
+    from hft_lab.ui.main_window import MainWindow
+    from PySide6.QtCore import QSettings
+
+    port = int(grpc_manager.address.rsplit(":", 1)[1])
+    router = BackendRouter(BackendConfig(grpc_host="127.0.0.1", grpc_port=port))
+    w = MainWindow(router, QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    router.stop()
+
+
+def _type(qtbot, edit, text):
+    edit.selectAll()
+    qtbot.keyClicks(edit, text)
+
+
+def _sweep_like_a_user(qtbot, window, executor_label, address=""):
+    from PySide6.QtCore import Qt
+
+    view = window.sweep
+    window.tabs.setCurrentWidget(view)
+    _type(qtbot, view.lookback, "10:30:10")
+    _type(qtbot, view.entry, "1, 1.5, 2")
+    _type(qtbot, view.exit, "0, 0.5")
+    _type(qtbot, view.stop, "none, 3.5")
+    _type(qtbot, view.cost, "0, 5")
+    assert view.grid_size.text() == "72 grid points"
+    view.executor.setCurrentIndex(view.executor.findText(executor_label))
+    if address:
+        _type(qtbot, view.address, address)
+    with qtbot.waitSignal(view.result_shown, timeout=60_000) as blocker:
+        qtbot.mouseClick(view.run_button, Qt.MouseButton.LeftButton)
+    return view, blocker.args[0]
+
+
+def test_sweep_tab_runs_sorts_draws_and_exports(qtbot, window, tmp_path):
+    from hft_lab.cluster import ParameterGrid
+    from PySide6.QtCore import Qt
+
+    view, out = _sweep_like_a_user(qtbot, window, "In-process (PyO3)")
+    assert out.ok, out.value
+    res = view.result
+    ref = run_sweep(
+        view.prices,
+        ParameterGrid(lookback=[10, 20, 30], entry=[1, 1.5, 2], exit=[0, 0.5], stop=[None, 3.5], cost_bps=[0, 5]),
+        oos_fraction=0.3,
+    )
+    assert _same(res.values, ref.values)
+    assert view.table.rowCount() == 72 and "72 grid points" in view.status.text()
+    # the heat map shows OOS Sharpe over lookback x entry, best over the other parameters
+    xs, ys, z = view.heat_values
+    assert list(xs) == [10, 20, 30] and list(ys) == [1, 1.5, 2]
+    np.testing.assert_array_equal(z, ref.heatmap("oos_sharpe", "lookback", "entry")[2])
+    assert "Best in sample" in view.best_label.text()
+    if os.environ.get("HFT_LAB_SCREENSHOT_DIR"):
+        window.grab().save(os.path.join(os.environ["HFT_LAB_SCREENSHOT_DIR"], "sweep_heatmap.png"))
+    # sort by out-of-sample Sharpe: click its header (twice: descending)
+    col = COLUMNS.index("oos_sharpe")
+    header = view.table.horizontalHeader()
+    view.result_tabs.setCurrentWidget(view.table)
+    for _ in range(2):
+        qtbot.mouseClick(
+            header.viewport(),
+            Qt.MouseButton.LeftButton,
+            pos=header.rect()
+            .center()
+            .__class__(header.sectionViewportPosition(col) + header.sectionSize(col) // 2, header.height() // 2),
+        )
+    shown = [view.table.item(i, col).data(Qt.ItemDataRole.DisplayRole) for i in range(72)]
+    shown = [v for v in shown if v != ""]
+    assert shown == sorted(shown, reverse=True) and shown[0] == float(f"{np.nanmax(res.column('oos_sharpe')):.6g}")
+    # export: the CSV reads back with every column
+    files = view.export_csv(tmp_path / "sweep.csv")
+    import pandas as pd
+
+    back = pd.read_csv(files[0])
+    assert list(back.columns) == list(COLUMNS) and len(back) == 72
+    np.testing.assert_array_equal(back["oos_sharpe"].to_numpy(), res.column("oos_sharpe"))
+    window.grab().save(str(tmp_path / "sweep_tab.png"))
+    if os.environ.get("HFT_LAB_SCREENSHOT_DIR"):
+        window.grab().save(os.path.join(os.environ["HFT_LAB_SCREENSHOT_DIR"], "sweep_tab.png"))
+
+
+def test_sweep_tab_without_ray_says_so(qtbot, window, monkeypatch):
+    import sys
+
+    from PySide6.QtCore import Qt
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as in the packaged app
+    view = window.sweep
+    view.executor.setCurrentIndex(view.executor.findText("Ray cluster"))
+    assert "hft-lab[cluster]" in view.executor_note.text()
+    qtbot.mouseClick(view.run_button, Qt.MouseButton.LeftButton)
+    assert "Ray is not installed" in view.status.text() and not view.running
+
+
 # ------------------------------------------------------------------ a real 2-node Ray cluster --------------------
 
 
@@ -248,6 +352,20 @@ def test_ray_cancel_stops_the_remaining_tasks(ray_cluster, ray_exec, px):
     res = run_sweep(px, GRID, ray_exec, shards=4)
     ray_cluster["pids"] |= {s.pid for s in res.report.shard_info}
     assert _same(res.values, run_sweep(px, GRID, InProcessExecutor()).values)
+
+
+def test_sweep_tab_on_the_ray_cluster(qtbot, ray_cluster, ray_exec, window):
+    """The user picks "Ray cluster", types the cluster's address and clicks Run: progress per
+    shard, the same table as in-process."""
+    seen = []
+    window.sweep.runner.progress.connect(seen.append)
+    view, out = _sweep_like_a_user(qtbot, window, "Ray cluster", ray_cluster["cluster"].address)
+    assert out.ok, out.value
+    ray_cluster["pids"] |= {s.pid for s in view.result.report.shard_info}
+    ref = run_sweep(view.prices, view.result.grid, InProcessExecutor(), oos_fraction=0.3)
+    assert _same(view.result.values, ref.values) and view.result.executor == "ray"
+    total = view.result.report.shards
+    assert seen and seen[-1] == (total, total) and "Ray cluster" in view.status.text()
 
 
 def test_ray_losing_a_worker_node_mid_run_still_gives_the_whole_identical_table(ray_cluster, ray_exec, px):

@@ -171,6 +171,14 @@ class SweepResult:
             for row in self.table():
                 w.writerow(["" if math.isnan(v) else (int(v) if i == 0 else repr(float(v))) for i, v in enumerate(row)])
 
+    def export_fields(self) -> dict[str, Any]:
+        """A flat mapping for hft_lab.data.export: one array per column (the table), then the
+        scalars that produced it."""
+        out: dict[str, Any] = {c: self.column(c) for c in COLUMNS}
+        out["lookback"] = out["lookback"].astype(np.int64)
+        out.update(split=self.split, n_bars=self.n_bars, executor=self.executor)
+        return out
+
     def best(self, metric: str = "is_sharpe") -> int:
         """Row with the highest finite ``metric`` (first such row on ties); -1 when none is finite."""
         v = self.column(metric)
