@@ -260,7 +260,9 @@ def ray_cluster():
         "health_check_failure_threshold": 3,
     }
     cluster = Cluster(
-        initialize_head=True, head_node_args=dict(include_dashboard=False, _system_config=fast_failure, **node_args)
+        initialize_head=True,
+        # no dashboard, no log monitor (the executor does not forward worker logs): a faster start
+        head_node_args=dict(include_dashboard=False, include_log_monitor=False, _system_config=fast_failure, **node_args),
     )
     worker = cluster.add_node(**node_args)
     cluster.wait_for_nodes()
