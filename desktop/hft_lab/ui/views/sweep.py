@@ -31,6 +31,7 @@ from hft_lab.cluster import COLUMNS, ray_available
 from hft_lab.cluster.sweep import PARAMS
 from hft_lab.data import load_sample_prices
 from hft_lab.data.export import SessionItem
+from hft_lab.ui.plots import make_plot
 from hft_lab.ui.views.base import AnalysisView, Param, note, via
 from hft_lab.ui.widgets import spin
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
@@ -118,11 +119,10 @@ class SweepView(AnalysisView):
         self.heat_metric = QComboBox()
         for k, label in HEAT_METRICS.items():
             self.heat_metric.addItem(label, k)
-        # a plain PlotWidget: the heat map's axes carry the parameter values as ticks
-        self.heat = pg.PlotWidget(title="Run a sweep to see its heat map")
-        self.heat.getPlotItem().setLabel("left", "entry (z)")
+        # the heat map's axes carry the parameter values as ticks
+        self.heat = make_plot("Out-of-sample Sharpe", "entry (z)", legend=False, empty_text="Run a sweep to see its heat map.")
+        self.heat.export_name = "sweep_heatmap"
         self.heat.getPlotItem().setLabel("bottom", "lookback (bars)")
-        self.heat.getPlotItem().setMouseEnabled(x=False, y=False)
         self.heat_img: pg.ImageItem | None = None
         heat_w = QWidget()
         hl = QVBoxLayout(heat_w)
@@ -274,10 +274,8 @@ class SweepView(AnalysisView):
         rep = res.report
         where = f", {len(rep.nodes)} node(s)" if rep is not None and res.executor == "ray" else ""
         secs = f" in {rep.wall_seconds:.2f} s" if rep is not None else ""
-        self.set_status(
-            f"{len(res):,} grid points, {rep.shards if rep else 0} shards{where}{secs}{via(out)}"
-            f" [{self.executor.currentText()}]{note(out)}."
-        )
+        on = via(out) if res.executor == "grpc" else f" on {self.executor.currentText()}"
+        self.set_status(f"{len(res):,} grid points, {rep.shards if rep else 0} shards{where}{secs}{on}{note(out)}.")
         self.enable_export(True)
 
     def _fill_table(self) -> None:
