@@ -57,7 +57,12 @@ pub struct AdfResult {
 
 /// Householder QR of the column-major `nobs × k` matrix `a` (overwritten), applied to `y`.
 /// Returns the diagonal of R; `y` becomes Qᵀy. Errors if a column is (numerically) dependent.
-fn householder(a: &mut [f64], nobs: usize, k: usize, y: &mut [f64]) -> CoreResult<Vec<f64>> {
+pub(crate) fn householder(
+    a: &mut [f64],
+    nobs: usize,
+    k: usize,
+    y: &mut [f64],
+) -> CoreResult<Vec<f64>> {
     let mut rdiag = vec![0.0; k];
     for j in 0..k {
         let (head, tail) = a.split_at_mut((j + 1) * nobs);

@@ -9,6 +9,7 @@ pub mod hmm;
 pub mod limits;
 pub mod num;
 pub mod ou;
+pub mod pairs;
 pub mod portfolio;
 pub mod rolling;
 pub mod sparse;

@@ -23,6 +23,9 @@ use rustcore::rolling::{self, MeanReversionBuffers, MeanReversionState, SignalPa
 use rustcore::sparse;
 use rustcore::CoreError;
 
+// issue 17: the pairs workflow's bindings
+mod pairs;
+
 create_exception!(
     _rustcore,
     Cancelled,
@@ -732,5 +735,6 @@ fn _rustcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(optimize_portfolio, m)?)?;
     m.add_function(wrap_pyfunction!(sparse_portfolio, m)?)?;
     m.add_function(wrap_pyfunction!(sparse_lambda_path, m)?)?;
+    pairs::register(m)?; // issue 17
     Ok(())
 }
