@@ -20,6 +20,7 @@ from hft_lab.cluster import (
     grid_from_text,
     make_executor,
     ray_available,
+    run_scan,
     run_sweep,
     shard_ranges,
 )
@@ -128,6 +129,49 @@ def test_without_ray_the_user_is_told(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # what the packaged app sees: no ray module
     ok, why = ray_available()
     assert not ok and "hft-lab[cluster]" in why
+
+
+# ------------------------------------------------------------------ the pairs scan, sharded ----------------------
+
+
+def _universe(n_assets=10, n_obs=400, seed=7):
+    """Random walks with a few cointegrated pairs (b = a·beta + stationary noise)."""
+    rng = np.random.default_rng(seed)
+    walks = 100 + np.cumsum(rng.normal(0, 1, (n_obs, n_assets)), axis=0)
+    for a, b, beta in ((0, 1, 0.8), (2, 5, 1.3), (4, 7, 0.5)):
+        walks[:, b] = 20 + beta * walks[:, a] + rng.normal(0, 0.5, n_obs)
+    return walks
+
+
+SCAN_OPTS = dict(autolag="aic", max_lag=3, max_qvalue=0.5)
+
+
+def _same_scan(a: dict, b: dict):
+    assert set(a) == set(b)
+    for k, v in a.items():
+        if isinstance(v, np.ndarray):
+            assert _same(v, b[k]), k
+        else:
+            assert v == b[k], k
+
+
+@pytest.mark.parametrize("shards", [1, 3, 7, 45])
+def test_sharded_scan_is_the_unsharded_scan(shards):
+    import hft_lab._rustcore as rc
+
+    px = _universe()
+    whole = rc.scan_pairs(px, **SCAN_OPTS)
+    run = run_scan(px, InProcessExecutor(), shards=shards, **SCAN_OPTS)
+    _same_scan(run.result, whole)
+    assert run.result["n_tested"] == 45 and run.shards == min(shards, 45)
+    assert {(0, 1), (2, 5), (4, 7)} <= set(zip(run.result["i"].tolist(), run.result["j"].tolist()))
+
+
+def test_scan_bad_input():
+    with pytest.raises(ValueError, match="at least 2 assets"):
+        run_scan(np.ones((50, 1)))
+    with pytest.raises(ValueError, match="max_lag must be an integer"):
+        run_scan(_universe(), max_lag=-1)
 
 
 # ------------------------------------------------------------------ the Sweep tab --------------------------------
@@ -327,6 +371,17 @@ def test_ray_sweep_is_identical_to_in_process(ray_cluster, ray_exec, px):
     assert _same(res.values, ref.values) and _same(res.points, ref.points)
     assert res.executor == "ray" and seen == [(i, 8) for i in range(1, 9)]
     assert len(res.report.nodes) == 2, "both nodes ran shards"
+
+
+def test_ray_scan_is_identical_to_in_process(ray_cluster, ray_exec):
+    import hft_lab._rustcore as rc
+
+    px = _universe(n_assets=14, n_obs=500, seed=11)
+    seen = []
+    run = run_scan(px, ray_exec, shards=6, progress=lambda d, t: seen.append(d), **SCAN_OPTS)
+    ray_cluster["pids"] |= {s.pid for s in run.report.shard_info}
+    _same_scan(run.result, rc.scan_pairs(px, **SCAN_OPTS))
+    assert run.executor == "ray" and seen == [1, 2, 3, 4, 5, 6] and run.result["n_tested"] == 91
 
 
 def test_ray_task_error_is_the_core_error(ray_exec, px):

@@ -12,6 +12,7 @@ from .executors import (
     make_executor,
     ray_available,
 )
+from .scan import ScanRun, run_scan
 from .sweep import COLUMNS, ParameterGrid, SweepResult, grid_from_text, run_sweep, shard_ranges
 
 __all__ = [
@@ -23,11 +24,13 @@ __all__ = [
     "ParameterGrid",
     "RayExecutor",
     "RunReport",
+    "ScanRun",
     "ShardInfo",
     "SweepResult",
     "grid_from_text",
     "make_executor",
     "ray_available",
+    "run_scan",
     "run_sweep",
     "shard_ranges",
 ]
