@@ -7,6 +7,8 @@ Starts a private Ray (one node, num_cpus = 1 then 2: that many worker processes)
 mean-reversion sweep (the 20-stock sample's first column, all 8313 bars) with 8 shards per worker,
 and times it against the in-process executor with 1 and 2 threads. The per-task overhead is the
 wall time of 200 empty shards (a task that returns at once) divided by 200, with 1 worker.
+Then the same for a pairs universe scan (60 synthetic random walks x 2520 bars, 1770 pairs), in
+process as one rayon-parallel call and on Ray with 8 shards per worker.
 Prints one line per measurement and a JSON summary at the end. Timings are the best of R runs.
 """
 
@@ -51,6 +53,17 @@ def main() -> int:
             ts.append(time.perf_counter() - t)
         return min(ts), r
 
+    # a pairs universe scan: 60 synthetic assets x 2520 bars (1770 pairs), ADF with autolag aic
+    from hft_lab.cluster import run_scan
+
+    rng = np.random.default_rng(1)
+    universe = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, (2520, 60)), axis=0))
+    scan_opts = dict(autolag="aic", max_lag=4)
+    t, scan_ref = best(lambda: run_scan(universe, InProcessExecutor(), shards=1, **scan_opts))
+    out["scan_pairs"] = 60 * 59 // 2
+    out["scan_inprocess_rayon_s"] = t
+    print(f"scan, in-process (one call, rayon on both cores): {t:.3f} s for {out['scan_pairs']} pairs", flush=True)
+
     ref = None
     for w in (1, 2):
         t, r = best(lambda: run_sweep(prices, grid, InProcessExecutor(workers=w), shards=8 * w))
@@ -67,6 +80,13 @@ def main() -> int:
         assert r.values.tobytes() == ref.values.tobytes(), "Ray result differs from in-process"
         out[f"ray_{cpus}_workers_s"] = t
         print(f"Ray, {cpus} worker process(es): {t:.3f} s (identical to in-process)", flush=True)
+        run_scan(universe, ex, shards=2 * cpus, **scan_opts)  # warm
+        t, r = best(lambda: run_scan(universe, ex, shards=8 * cpus, **scan_opts))
+        assert all(np.asarray(v).tobytes() == np.asarray(scan_ref.result[k]).tobytes() for k, v in r.result.items()), (
+            "Ray scan differs from in-process"
+        )
+        out[f"scan_ray_{cpus}_workers_s"] = t
+        print(f"scan, Ray, {cpus} worker process(es): {t:.3f} s (identical to in-process)", flush=True)
         if cpus == 1:
             shards = list(range(args.tasks))
             to, _ = best(lambda: ex.map(_noop, None, shards))
@@ -78,6 +98,7 @@ def main() -> int:
             print(f"in-process per-shard overhead: {1e3 * ti / args.tasks:.3f} ms/shard", flush=True)
         ex.close()
     out["ray_speedup_1_to_2"] = out["ray_1_workers_s"] / out["ray_2_workers_s"]
+    out["scan_ray_speedup_1_to_2"] = out["scan_ray_1_workers_s"] / out["scan_ray_2_workers_s"]
     out["inprocess_speedup_1_to_2"] = out["inprocess_1_threads_s"] / out["inprocess_2_threads_s"]
     print(json.dumps(out, indent=1))
     return 0
