@@ -117,6 +117,21 @@ def test_bad_input_names_the_problem(px):
         grid_from_text(lookback="ten")
 
 
+def test_in_process_cancel_stops_between_shards(px):
+    from hft_lab.backends import CancelToken
+
+    tok = CancelToken()
+    seen = []
+
+    def progress(done, total):
+        seen.append(done)
+        tok.cancel()
+
+    with pytest.raises(Cancelled):
+        run_sweep(px, GRID, InProcessExecutor(), shards=12, progress=progress, cancel=tok)
+    assert seen == [1]
+
+
 def test_ray_needs_an_address(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     with pytest.raises(ValueError, match="no Ray cluster address"):
@@ -406,6 +421,7 @@ def test_ray_cancel_stops_the_remaining_tasks(ray_cluster, ray_exec, px):
     with pytest.raises(Cancelled):
         run_sweep(px, GRID, ray_exec, shards=24, progress=progress, cancel=tok)
     assert seen == [1]
+    assert ray_exec.last_report.cancelled > 0, "the remaining tasks were cancelled"
     # the cluster is free again and gives the same numbers
     res = run_sweep(px, GRID, ray_exec, shards=4)
     ray_cluster["pids"] |= {s.pid for s in res.report.shard_info}

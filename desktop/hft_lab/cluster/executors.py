@@ -59,6 +59,7 @@ class RunReport:
     shards: int
     wall_seconds: float = 0.0
     shard_info: list[ShardInfo] = field(default_factory=list)
+    cancelled: int = 0  # tasks still pending when the run stopped (cancel or error), asked to stop
 
     @property
     def nodes(self) -> tuple[str, ...]:
@@ -356,6 +357,9 @@ class RayExecutor(Executor):
                     ray.cancel(ref, force=False)
                 except Exception:  # noqa: BLE001 - already finished or gone
                     pass
+            report.cancelled = len(pending)
+            report.wall_seconds = time.perf_counter() - t0
+            self.last_report = report
             raise
         report.wall_seconds = time.perf_counter() - t0
         report.shard_info.sort(key=lambda s: s.index)
