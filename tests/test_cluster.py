@@ -138,6 +138,15 @@ def test_ray_needs_an_address(monkeypatch):
         RayExecutor()
 
 
+def test_an_unreachable_cluster_fails_fast_naming_it(px):
+    from hft_lab.backends import BackendUnavailable
+
+    with pytest.raises(BackendUnavailable, match=r"cannot reach the Ray cluster at 127\.0\.0\.1:1"):
+        run_sweep(px, GRID, RayExecutor("127.0.0.1:1"))
+    with pytest.raises(ValueError, match="is not a number"):
+        run_sweep(px, GRID, RayExecutor("ray://head:http"))
+
+
 def test_without_ray_the_user_is_told(monkeypatch):
     import sys
 

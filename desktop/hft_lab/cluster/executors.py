@@ -233,6 +233,27 @@ def _ray_shard(task: Task, shared: Any, shard: Any, index: int, threads_per_task
     return index, r, node, os.getpid(), time.perf_counter() - s0
 
 
+def _check_reachable(address: str, timeout: float = 3.0) -> None:
+    """Fail fast, with the address in the message, when a host:port (or ray://host:port) cannot
+    be reached at all: ray.init would otherwise retry for a minute or more."""
+    import socket
+
+    a = address[len("ray://") :] if address.startswith("ray://") else address
+    if a in ("auto", "local") or ":" not in a:
+        return
+    host, _, port = a.rpartition(":")
+    host = host.strip("[]")
+    try:
+        port_n = int(port)
+    except ValueError:
+        raise ValueError(f"Ray address {address!r}: the port {port!r} is not a number") from None
+    try:
+        with socket.create_connection((host, port_n), timeout=timeout):
+            pass
+    except OSError as e:
+        raise BackendUnavailable(f"cannot reach the Ray cluster at {address}: {e}") from None
+
+
 _REMOTE = None
 
 
@@ -287,6 +308,8 @@ class RayExecutor(Executor):
 
         global _RAY_CONNECTED_TO
         with _RAY_LOCK:
+            if not (ray.is_initialized() and _RAY_CONNECTED_TO in (None, self.address)):
+                _check_reachable(self.address)
             if ray.is_initialized() and _RAY_CONNECTED_TO is None:
                 # the caller connected this process itself (ray.init(...)): use that connection
                 _RAY_CONNECTED_TO = self.address
