@@ -85,7 +85,7 @@ lint-rust:
 lint-python: $(STAMPS)/venv
 	$(PY) -m ruff check desktop tests tools
 	$(PY) -m ruff format --check desktop tests tools
-	$(PY) -m mypy desktop/hft_lab/backends desktop/hft_lab/data desktop/hft_lab/analysis desktop/hft_lab/bench
+	$(PY) -m mypy desktop/hft_lab/backends desktop/hft_lab/data desktop/hft_lab/analysis desktop/hft_lab/bench desktop/hft_lab/cluster
 	$(PY) tools/qualify_enums.py
 
 test-python: build

@@ -253,6 +253,9 @@ path), with the log-likelihood drawn live.</li>
 frontier, with bounds and risk budgets.</li>
 <li><b>Sparse Portfolio</b>: small mean-reverting baskets (lasso, elastic net, Box-Tiao, greedy);
 "Trade this spread" sends a basket's spread to Mean Reversion.</li>
+<li><b>Sweep</b>: a mean-reversion parameter grid, in and out of sample, run in-process, on the
+gRPC server or on a Ray cluster; heat map of out-of-sample Sharpe over lookback &times; entry and a
+sortable table.</li>
 <li><b>Benchmark</b>: both backends and the reference libraries timed side by side.</li>
 </ul>
 <p><b>Results.</b> Right-click any plot: View all, Export PNG/SVG, Export data (CSV), Copy image.
