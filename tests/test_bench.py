@@ -84,6 +84,8 @@ def test_tiny_run_on_both_backends(backends):
         ("echo", "grpc"),
         ("mean_reversion", "pyo3"),
         ("mean_reversion", "grpc"),
+        ("mean_reversion:z+positions", "pyo3"),
+        ("mean_reversion:z+positions", "grpc"),
     ]
     for c in cells:
         assert c.kind == "backend" and c.parity == "ok", (c.op, c.backend, c.parity_detail)
@@ -101,7 +103,7 @@ def test_tiny_run_on_both_backends(backends):
     text = br.format_table(suite)
     assert "mean_reversion" in text and "PARITY FAILED" not in text
     d = json.loads(br.to_json(suite))
-    assert len(d["cells"]) == 4 and d["parity_failures"] == []
+    assert len(d["cells"]) == 6 and d["parity_failures"] == []
     header = br.to_csv(suite).splitlines()[0].split(",")
     assert header == br.CSV_COLUMNS
 
@@ -125,7 +127,7 @@ def test_timeit_counts_failures_and_never_times_them():
 def test_failed_calls_are_counted_in_the_matrix(backends):
     cfg = dataclasses.replace(TINY, operations=["mean_reversion"])
     suite = br.run_suite(config=cfg, backends={"pyo3": backends["pyo3"], "grpc": Flaky(backends["grpc"])})
-    py, gr = suite.cells
+    py, gr = suite.cells[:2]  # mean_reversion (then its outputs= variant)
     assert py.failures == 0 and py.calls > 0
     assert gr.failures > 0 and gr.calls > 0
     assert abs(gr.failures - gr.calls) <= 1  # one call in two failed, and was not timed
@@ -146,7 +148,7 @@ def test_parity_check_fires_when_results_differ(backends):
     cfg = dataclasses.replace(TINY, operations=["mean_reversion"], references=True)
     suite = br.run_suite(config=cfg, backends=fake)
     bcells = [c for c in suite.cells if c.kind == "backend"]
-    assert [c.parity for c in bcells] == ["FAILED", "FAILED"]
+    assert [c.parity for c in bcells] == ["FAILED"] * 4  # mean_reversion and its outputs= variant
     assert suite.parity_failures and all(c.speedup == {} for c in bcells)  # nothing derived from them
     assert "pyo3_1k_p50_us" not in suite.derived
     assert [t["status"] for t in br.target_status(suite) if t["key"] == "pyo3_1k_p50_us"] == ["INVALID"]
@@ -287,21 +289,21 @@ def test_tab_runs_fills_table_and_exports(qtbot, bench_view, tmp_path):
     out = blocker.args[0]
     assert out.ok, out.value
     cells = view.suite.cells
-    assert [c.backend for c in cells] == ["pyo3", "grpc", "pandas", "pandas-rolling-std"]
-    assert view.table.rowCount() == 4
+    assert [c.backend for c in cells] == ["pyo3", "grpc", "pandas", "pandas-rolling-std", "pyo3", "grpc"]
+    assert view.table.rowCount() == 6
     assert view.table.item(0, 2).text() == "PyO3 (in-process)" and view.table.item(0, 3).text() == "ok"
     assert view.table.item(3, 2).text() == "pandas rolling().std()"  # readable names, not internal ids
     assert "0 / 1" not in view.progress.text()
-    assert view.progress.value() == view.progress.maximum() == 4
+    assert view.progress.value() == view.progress.maximum() == 6
     assert "Done" in view.status.text() and "identical" in view.status.text()
     assert len(view.bar_plot.getPlotItem().items) >= 4  # one bar item per column
     assert len(view.size_plot.getPlotItem().listDataItems()) == 4
     assert len(view.conc_plot.getPlotItem().listDataItems()) == 2
     assert "cores" in view.summary.toPlainText() and "Parity" in view.summary.toPlainText()
     csv = view.export_csv(tmp_path / "b.csv").read_text()
-    assert csv.splitlines()[0].startswith("op,size") and len(csv.splitlines()) == 5
+    assert csv.splitlines()[0].startswith("op,size") and len(csv.splitlines()) == 7
     d = json.loads(view.export_json(tmp_path / "b.json").read_text())
-    assert len(d["cells"]) == 4 and d["machine"]["cores"] >= 1
+    assert len(d["cells"]) == 6 and d["machine"]["cores"] >= 1
     png = view.export_png(tmp_path / "b.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
     view.plot_tabs.setCurrentIndex(3)

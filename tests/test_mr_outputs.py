@@ -18,7 +18,7 @@ def prices(n, seed):
     return x
 
 
-@pytest.mark.parametrize("n", [3_000, 120_000])
+@pytest.mark.parametrize("n", [3_000, 210_000])
 def test_selected_outputs_equal_the_full_call(backend, backends, n):
     x = prices(n, 7)
     kw = dict(lookback=20, threshold=1.5, exit_threshold=0.2, stop_threshold=3.0)
