@@ -99,6 +99,11 @@ bench: build
 	$(PY) -m hft_lab.bench $(BENCH_ARGS)
 	$(PY) -m hft_lab.bench.pairs  # issue 17: pairs scan / Johansen cells
 
+# start-up time of the app: process start -> first painted main window (issue 16)
+.PHONY: bench-startup
+bench-startup: build
+	$(PY) -m hft_lab.bench.startup --runs 5
+
 # 60 s of random and mutated protobuf against every RPC of a fresh grpcd; fails on a crash
 # or an INTERNAL answer (FUZZ_ARGS="--seconds 600 --seed 7" for longer or reproducible runs).
 FUZZ_ARGS ?=

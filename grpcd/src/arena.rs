@@ -311,3 +311,62 @@ unsafe impl GlobalAlloc for ArenaAlloc {
         p
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+
+    fn temp_file() -> std::fs::File {
+        let path = std::env::temp_dir().join(format!("grpcd-arena-test-{}", std::process::id()));
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        f
+    }
+
+    #[test]
+    fn large_allocations_land_in_the_arena_and_survive_as_results() {
+        let mut f = temp_file();
+        let a = Arena::new(f.as_raw_fd(), 64 << 20, 0).expect("arena");
+        let inside = |p: *const f64| (p as usize) >= a.base && (p as usize) < a.base + a.cap;
+        let small: Vec<f64> = a.enter(|| vec![1.0; 16]); // below MIN_BYTES: the heap
+        assert!(!inside(small.as_ptr()));
+        let (result, grown) = a.enter(|| {
+            let r: Vec<f64> = (0..300_000).map(|i| i as f64 * 0.5).collect();
+            let tmp = vec![7.0f64; 200_000]; // a temporary, given back when dropped
+            drop(tmp);
+            let mut g: Vec<f64> = Vec::with_capacity(140_000);
+            for i in 0..300_000 {
+                g.push(i as f64); // grows (realloc) inside the arena
+            }
+            (r, g)
+        });
+        assert!(inside(result.as_ptr()) && inside(grown.as_ptr()));
+        let outside: Vec<f64> = vec![0.0; 300_000]; // not entered: the heap
+        assert!(!inside(outside.as_ptr()));
+        // SAFETY: viewing f64s as bytes
+        let bytes =
+            unsafe { std::slice::from_raw_parts(result.as_ptr() as *const u8, result.len() * 8) };
+        let off = a.export(bytes).expect("inside") as usize;
+        assert!(a.export(&[0u8; 8]).is_none());
+        drop(result); // exported: its pages stay
+        drop(grown);
+        a.close();
+        let mut back = Vec::new();
+        f.read_to_end(&mut back).unwrap();
+        let got: Vec<f64> = back[off..off + 300_000 * 8]
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        assert!(got.iter().enumerate().all(|(i, &v)| v == i as f64 * 0.5));
+        drop(small);
+        drop(outside);
+    }
+}
