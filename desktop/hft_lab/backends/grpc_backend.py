@@ -17,15 +17,29 @@ from hft_lab._proto.hftlab.v1 import hftlab_pb2 as pb
 from . import wire
 from .base import Backend, CancelToken, MeanReversionStream
 from .config import BackendConfig, BackendType
-from .errors import BackendUnavailable, Cancelled, ResourceLimitExceeded
+from .errors import BackendUnavailable, Cancelled, NumericalError, ResourceLimitExceeded
 from .results import StreamTicks
 
 SERVICE = "hftlab.v1.HftLab"
 
 
+def _error_kind(e: grpc.RpcError) -> str | None:
+    """grpcd's `hftlab-error-kind` trailing metadata ("numerical" for the core's numerical failures)."""
+    try:
+        md = e.trailing_metadata() or ()
+    except Exception:
+        return None
+    for k, v in md:
+        if k == "hftlab-error-kind":
+            return v
+    return None
+
+
 def map_rpc_error(e: grpc.RpcError, address: str, max_mb: int) -> Exception:
     code, details = e.code(), e.details() or ""
     if code == grpc.StatusCode.INVALID_ARGUMENT:
+        if _error_kind(e) == "numerical":
+            return NumericalError(details)
         return ValueError(details)
     if code == grpc.StatusCode.CANCELLED and details == "Timeout expired":
         # tonic answers CANCELLED "Timeout expired" when the grpc-timeout passes on its side first
@@ -434,7 +448,7 @@ class GrpcBackend(Backend):
         return wire.fields(r, exclude=("asset_names",))
 
     def _sparse_portfolio(
-        self, prices, method, lambda_param, alpha, target, k, max_iterations, tolerance, asset_names, cancel, adf_autolag="none"
+        self, prices, method, lambda_param, alpha, target, k, max_iterations, tolerance, asset_names, cancel, adf_autolag=None
     ):
         req = pb.SparseRequest(
             prices=wire.mat(prices),
@@ -446,12 +460,12 @@ class GrpcBackend(Backend):
             max_iterations=max_iterations,
             tolerance=tolerance,
             asset_names=list(asset_names),
-            adf_autolag=adf_autolag,
+            adf_autolag=adf_autolag or "",  # "": the core's default
         )
         r = self._unary("SparsePortfolio", req, pb.SparseResponse, cancel)
         return wire.fields(r, exclude=("asset_names",))
 
-    def _sparse_lambda_path(self, prices, target, lambdas, n_lambdas, alpha, tolerance, max_iterations, cancel):
+    def _sparse_lambda_path(self, prices, target, lambdas, n_lambdas, alpha, tolerance, max_iterations, cancel, adf_autolag=None):
         req = pb.LambdaPathRequest(
             prices=wire.mat(prices),
             target=target,
@@ -460,6 +474,16 @@ class GrpcBackend(Backend):
             alpha=alpha,
             tolerance=tolerance,
             max_iterations=max_iterations,
+            adf_autolag=adf_autolag or "",  # "": the core's default
         )
         r = self._unary("SparseLambdaPath", req, pb.LambdaPathResponse, cancel)
         return wire.fields(r)
+
+    # ---- asset moments and Ledoit-Wolf covariance (issue 15) ----
+    def _estimate_moments(self, prices, returns, annualization, covariance, cancel):
+        req = pb.MomentsRequest(prices=wire.mat(prices), returns=returns, annualization=annualization, covariance=covariance)
+        return wire.fields(self._unary("EstimateMoments", req, pb.MomentsResponse, cancel))
+
+    def _ledoit_wolf(self, data, cancel):
+        req = pb.LedoitWolfRequest(data=wire.mat(data))
+        return wire.fields(self._unary("LedoitWolf", req, pb.LedoitWolfResponse, cancel))
