@@ -169,9 +169,21 @@ def real(name: str, v: Any) -> float:
     return float(v)
 
 
+class _Default:
+    """The default of an argument whose default value is written once, in rustcore: the
+    transports then pass None (PyO3) / leave the field unset (gRPC). An explicit None is still
+    invalid input (InputTypeError), as before."""
+
+    def __repr__(self) -> str:
+        return "<rustcore default>"
+
+
+DEFAULT: Any = _Default()
+
+
 def _opt(check: Callable[[str, Any], Any], name: str, v: Any) -> Any:
-    """None (the core's default applies) or the checked value."""
-    return None if v is None else check(name, v)
+    """None when not given (the core's default applies), else the checked value."""
+    return None if v is DEFAULT else check(name, v)
 
 
 def text(name: str, v: Any) -> str:
@@ -481,12 +493,12 @@ class Backend(abc.ABC):
         self,
         prices: Any,
         method: str = "lasso",
-        lambda_param: float | None = None,
-        alpha: float | None = None,
+        lambda_param: float = DEFAULT,
+        alpha: float = DEFAULT,
         target: int | str | None = None,
         k: int | None = None,
-        max_iterations: int | None = None,
-        tolerance: float | None = None,
+        max_iterations: int = DEFAULT,
+        tolerance: float = DEFAULT,
         asset_names: list[str] | tuple[str, ...] | None = None,
         cancel: CancelToken | None = None,
         adf_autolag: str | None = None,
@@ -494,7 +506,7 @@ class Backend(abc.ABC):
         """Find a small mean-reverting basket (methods: lasso, elastic_net, box_tiao, greedy).
         lasso/elastic_net regress the target's price on the others (target None: each asset in turn,
         keeping the most mean-reverting spread); alpha is the L1 ratio; k is greedy's basket size.
-        None takes the core's default (written once, in rustcore's SparseConfig::default():
+        Arguments not given take the core's default (written once, in rustcore's SparseConfig::default():
         lambda_param 0.1, alpha 0.5, max_iterations 10000, tolerance 1e-4).
         adf_autolag: lagged differences of the spread's ADF regression, chosen as statsmodels'
         adfuller does: None = the core's default "aic" (adfuller's default), "bic", "t-stat", or
@@ -508,7 +520,7 @@ class Backend(abc.ABC):
             _opt(real, "lambda_param", lambda_param),
             _opt(real, "alpha", alpha),
             target,
-            _opt(nonneg_int, "k", k),
+            None if k is None else nonneg_int("k", k),
             _opt(nonneg_int, "max_iterations", max_iterations),
             _opt(real, "tolerance", tolerance),
             names,
@@ -523,18 +535,18 @@ class Backend(abc.ABC):
         prices: Any,
         target: int | str = 0,
         lambdas: Any = None,
-        n_lambdas: int | None = None,
-        alpha: float | None = None,
-        tolerance: float | None = None,
-        max_iterations: int | None = None,
+        n_lambdas: int = DEFAULT,
+        alpha: float = DEFAULT,
+        tolerance: float = DEFAULT,
+        max_iterations: int = DEFAULT,
         asset_names: list[str] | tuple[str, ...] | None = None,
         cancel: CancelToken | None = None,
         adf_autolag: str | None = None,
     ) -> LambdaPath:
         """Sparsity, half-life and ADF statistic of the basket along a lambda path (lambdas None:
         n_lambdas values from lambda_max down to 1e-3 lambda_max). adf_autolag as in
-        calculate_sparse_portfolio (None: AIC); the lag used per lambda is adf_lag. None takes the
-        core's default (LambdaPathConfig::default(): n_lambdas 20, alpha 1, tolerance 1e-4,
+        calculate_sparse_portfolio (None: AIC); the lag used per lambda is adf_lag. Arguments not given take
+        the core's default (LambdaPathConfig::default(): n_lambdas 20, alpha 1, tolerance 1e-4,
         max_iterations 10000)."""
         p, names = as_matrix("prices", prices)
         names, target = self._names_and_target(p, names, asset_names, target)
@@ -542,7 +554,7 @@ class Backend(abc.ABC):
         if lam is not None and not lam:
             raise ValueError("lambdas is empty: give at least one lambda, or None for the default path")
         # (more than the core's 1000 lambdas is the core's error, not a size error)
-        n_l = min(len(lam) if lam is not None else (1 if n_lambdas is None else nonneg_int("n_lambdas", n_lambdas)), 1000)
+        n_l = min(len(lam) if lam is not None else (1 if n_lambdas is DEFAULT else nonneg_int("n_lambdas", n_lambdas)), 1000)
         self._check_size("lambda path", p.size, 8 * n_l * (p.shape[1] + 5), f"{n_l} lambdas × {p.shape[1]} assets")
         d = self._sparse_lambda_path(
             p,
