@@ -11,8 +11,9 @@ Conventions (what the core computes, so the references below compute the same):
   `-weights[others]`. `intercept` is scikit-learn's `intercept_` (= the mean of the spread).
   The references are fitted at tol=1e-12; coefficients are compared with rtol=1e-8 plus
   atol=1e-8*max|b| (near-zero coefficients are compared absolutely, relative to the largest).
-- spread = prices @ weights (intercept not removed); adf_statistic = statsmodels
-  adfuller(spread, maxlag=0, autolag=None, regression="c")[0]; half_life = -ln 2 / ln(1 + b)
+- spread = prices @ weights (intercept not removed); adf_statistic, adf_lag = statsmodels
+  adfuller(spread, regression="c", autolag="AIC")[0, 2] (the default adf_autolag, adfuller's
+  default; "none" is adfuller(spread, maxlag=0, autolag=None)); half_life = -ln 2 / ln(1 + b)
   with b the slope of diff(s) on s[:-1] (with constant), inf when b >= 0; critical values =
   statsmodels mackinnoncrit(N=min(nonzero, 12), regression="c", nobs=T-1) (as in coint).
 - box_tiao: with x = prices - column means, Z0 = x[:-1], Z1 = x[1:], G0 = Z0'Z0/(T-1),
@@ -92,12 +93,16 @@ def sk_objective(p, target, coef, intercept, lam, a):
     return r @ r / (2 * len(y)) + lam * a * np.abs(coef).sum() + 0.5 * lam * (1 - a) * coef @ coef
 
 
-def adf_ref(spread):
+def adf_ref(spread, autolag="aic"):
+    """(statistic, lag) of statsmodels' adfuller with adf_autolag's meaning."""
     from statsmodels.tsa.stattools import adfuller
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        return adfuller(spread, maxlag=0, autolag=None, regression="c")[0]
+        if autolag == "none":
+            return adfuller(spread, maxlag=0, autolag=None, regression="c")[0], 0
+        stat, _, lag, _, _, _ = adfuller(spread, regression="c", autolag={"aic": "AIC", "bic": "BIC"}.get(autolag, autolag))
+        return stat, lag
 
 
 def half_life_ref(spread):
@@ -156,7 +161,8 @@ def assert_spread_stats(res, p):
     spread = np.asarray(res.spread)
     np.testing.assert_allclose(spread, p @ w, rtol=1e-12, atol=1e-9 * np.abs(p).max())
     assert res.nonzero == int(np.count_nonzero(w))
-    assert res.adf_statistic == pytest.approx(adf_ref(spread), rel=1e-9)
+    stat, lag = adf_ref(spread)
+    assert (res.adf_statistic, res.adf_lag) == (pytest.approx(stat, rel=1e-9), lag)
     assert res.half_life == pytest.approx(half_life_ref(spread), rel=1e-8)
     np.testing.assert_allclose(res.adf_critical_values, crit_ref(res.nonzero, len(p)), rtol=1e-12)
 
@@ -337,7 +343,9 @@ def test_lambda_path_matches_sklearn(backend):
         w[3] = 1.0
         w[np.arange(p.shape[1]) != 3] = -coef
         spread = p @ w
-        assert path.adf_statistic[i] == pytest.approx(adf_ref(spread), rel=1e-7)
+        stat, lag = adf_ref(spread)
+        assert path.adf_statistic[i] == pytest.approx(stat, rel=1e-7)
+        assert path.adf_lag[i] == lag
         assert path.half_life[i] == pytest.approx(half_life_ref(spread), rel=1e-7)
 
 
@@ -350,6 +358,7 @@ def test_lambda_path_explicit_lambdas_keep_their_order(backend, sp500_stocks):
         single = backend.calculate_sparse_portfolio(p, method="elastic_net", lambda_param=lam, alpha=0.5, target=0, **TIGHT)
         assert path.nonzero[i] == single.nonzero
         assert path.adf_statistic[i] == pytest.approx(single.adf_statistic, rel=1e-7)
+        assert path.adf_lag[i] == single.adf_lag
         assert path.half_life[i] == pytest.approx(single.half_life, rel=1e-7)
     assert path.nonzero[1] <= path.nonzero[2] <= path.nonzero[0]
 
@@ -456,7 +465,7 @@ def test_backends_identical(backends, sp500_stocks, kwargs):
         assert getattr(a, field) == getattr(b, field), field
     pa = backends["pyo3"].sparse_lambda_path(sp500_stocks, target=1, n_lambdas=5)
     pb = backends["grpc"].sparse_lambda_path(sp500_stocks, target=1, n_lambdas=5)
-    for field in ("lambdas", "nonzero", "half_life", "adf_statistic"):
+    for field in ("lambdas", "nonzero", "half_life", "adf_statistic", "adf_lag"):
         np.testing.assert_array_equal(getattr(pa, field), getattr(pb, field))
 
 
@@ -509,8 +518,32 @@ def test_adf_autolag_matches_statsmodels(backends, sp500_stocks, autolag, method
     assert r.adf_lag == lag
     assert r.adf_statistic == pytest.approx(stat, rel=1e-9)
     assert (r.adf_lag, r.adf_statistic) == (res["grpc"].adf_lag, res["grpc"].adf_statistic)
-    plain = backends["pyo3"].calculate_sparse_portfolio(p, method=method, **extra)
-    assert plain.adf_lag == 0 and plain.adf_statistic == pytest.approx(adf_ref(np.asarray(plain.spread)), rel=1e-9)
+    plain = backends["pyo3"].calculate_sparse_portfolio(p, method=method, adf_autolag="none", **extra)
+    stat0, _ = adf_ref(np.asarray(plain.spread), "none")
+    assert plain.adf_lag == 0 and plain.adf_statistic == pytest.approx(stat0, rel=1e-9)
+    # the default is AIC (statsmodels adfuller's default)
+    default = backends["grpc"].calculate_sparse_portfolio(p, method=method, **extra)
+    aic = backends["grpc"].calculate_sparse_portfolio(p, method=method, adf_autolag="aic", **extra)
+    assert (default.adf_lag, default.adf_statistic) == (aic.adf_lag, aic.adf_statistic)
+
+
+@pytest.mark.parametrize("autolag", [None, "bic", "t-stat", "none"])
+def test_lambda_path_adf_autolag_matches_statsmodels(backends, sp500_stocks, autolag):
+    """The lambda path's ADF uses the same lag selection as the single fit (None: AIC) and
+    reports the lag used per lambda; statsmodels' adfuller on each lambda's spread agrees; both
+    backends identical."""
+    p = sp500_stocks.to_numpy()[:1200, :8]
+    paths = {k: b.sparse_lambda_path(p, target=2, n_lambdas=4, adf_autolag=autolag) for k, b in backends.items()}
+    a, b = paths["pyo3"], paths["grpc"]
+    assert a.adf_lag.dtype == np.int64 and len(a.adf_lag) == 4
+    for field in ("adf_statistic", "adf_lag", "weights"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    for i in range(4):
+        stat, lag = adf_ref(p @ a.weights[i], autolag or "aic")
+        assert a.adf_lag[i] == lag, i
+        assert a.adf_statistic[i] == pytest.approx(stat, rel=1e-8), i
+    if autolag in (None, "bic"):
+        assert a.adf_lag.max() > 0  # real prices: the lag search does choose lags here
 
 
 def test_adf_autolag_bad_name_is_the_same_error_on_both_backends(backends, sp500_stocks):

@@ -7,7 +7,17 @@ use crate::pb::{Matrix, Vector};
 
 pub fn status(e: CoreError) -> Status {
     match e {
-        CoreError::InvalidInput(m) | CoreError::Numerical(m) => Status::invalid_argument(m),
+        CoreError::InvalidInput(m) => Status::invalid_argument(m),
+        // Still INVALID_ARGUMENT (a ValueError for every client), marked so that our client
+        // raises NumericalError: the input was valid, the computation failed numerically.
+        CoreError::Numerical(m) => {
+            let mut md = tonic::metadata::MetadataMap::new();
+            md.insert(
+                "hftlab-error-kind",
+                tonic::metadata::MetadataValue::from_static("numerical"),
+            );
+            Status::with_metadata(tonic::Code::InvalidArgument, m, md)
+        }
         CoreError::Cancelled => Status::cancelled("cancelled by the user"),
         CoreError::ResourceExhausted(m) => Status::resource_exhausted(m),
     }

@@ -124,6 +124,8 @@ const ALGORITHMS: &[&str] = &[
     "portfolio",
     "sparse",
     "sparse_lambda_path",
+    "estimate_moments",
+    "ledoit_wolf",
 ];
 
 type Stream<T> = ReceiverStream<Result<T, Status>>;
@@ -480,14 +482,15 @@ impl HftLab for Service {
     ) -> Result<Response<pb::SparseResponse>, Status> {
         let r = req.into_inner();
         let (prices, rows, cols) = convert::matrix(&r.prices, "prices")?;
+        let d = sparse::SparseConfig::default();
         let config = sparse::SparseConfig {
             method: sparse::SparseMethod::from_name(&r.method).map_err(status)?,
-            lambda: r.lambda_param,
-            alpha: r.alpha,
+            lambda: r.lambda_param.unwrap_or(d.lambda),
+            alpha: r.alpha.unwrap_or(d.alpha),
             target: r.target.map(|t| t as usize),
             k: r.k.map(|k| k as usize),
-            max_iterations: r.max_iterations as usize,
-            tolerance: r.tolerance,
+            max_iterations: r.max_iterations.map_or(d.max_iterations, |v| v as usize),
+            tolerance: r.tolerance.unwrap_or(d.tolerance),
             adf_autolag: rustcore::adf::Autolag::parse(&r.adf_autolag).map_err(status)?,
         };
         let names = r.asset_names;
@@ -519,6 +522,7 @@ impl HftLab for Service {
     ) -> Result<Response<pb::LambdaPathResponse>, Status> {
         let r = req.into_inner();
         let (prices, rows, cols) = convert::matrix(&r.prices, "prices")?;
+        let d = sparse::LambdaPathConfig::default();
         let config = sparse::LambdaPathConfig {
             target: r.target as usize,
             lambdas: if r.lambdas.is_empty() {
@@ -526,10 +530,11 @@ impl HftLab for Service {
             } else {
                 Some(r.lambdas)
             },
-            n_lambdas: r.n_lambdas as usize,
-            alpha: r.alpha,
-            tolerance: r.tolerance,
-            max_iterations: r.max_iterations as usize,
+            n_lambdas: r.n_lambdas.map_or(d.n_lambdas, |v| v as usize),
+            alpha: r.alpha.unwrap_or(d.alpha),
+            tolerance: r.tolerance.unwrap_or(d.tolerance),
+            max_iterations: r.max_iterations.map_or(d.max_iterations, |v| v as usize),
+            adf_autolag: rustcore::adf::Autolag::parse(&r.adf_autolag).map_err(status)?,
             ..sparse::LambdaPathConfig::default()
         };
         let out = blocking("SparseLambdaPath", move |flag| {
@@ -546,6 +551,51 @@ impl HftLab for Service {
             weights: Some(convert::to_matrix(&out.weights, l, cols)),
             intercepts: Some(to_vector(&out.intercepts)),
             iterations: out.iterations.iter().map(|&v| v as u32).collect(),
+            adf_lag: out.adf_lag.iter().map(|&v| v as u32).collect(),
+        }))
+    }
+
+    // ---- asset moments and Ledoit-Wolf covariance (issue 15) ----
+
+    async fn estimate_moments(
+        &self,
+        req: Request<pb::MomentsRequest>,
+    ) -> Result<Response<pb::MomentsResponse>, Status> {
+        let r = req.into_inner();
+        let (prices, rows, cols) = convert::matrix(&r.prices, "prices")?;
+        let d = portfolio::PortfolioConfig::default();
+        let config = portfolio::PortfolioConfig {
+            returns: r.returns.unwrap_or(d.returns),
+            annualization: r.annualization.unwrap_or(d.annualization),
+            covariance: r.covariance.unwrap_or(d.covariance),
+            ..portfolio::PortfolioConfig::default()
+        };
+        let out = blocking("EstimateMoments", move |_flag| {
+            portfolio::estimate_moments(&prices, rows, cols, &config).map_err(status)
+        })
+        .await?;
+        Ok(Response::new(pb::MomentsResponse {
+            mean: Some(to_vector(&out.mean)),
+            covariance: Some(convert::to_matrix(&out.covariance, cols, cols)),
+            observations: out.observations as u32,
+            shrinkage: out.shrinkage,
+        }))
+    }
+
+    async fn ledoit_wolf(
+        &self,
+        req: Request<pb::LedoitWolfRequest>,
+    ) -> Result<Response<pb::LedoitWolfResponse>, Status> {
+        let r = req.into_inner();
+        let (data, rows, cols) = convert::matrix(&r.data, "data")?;
+        let out = blocking("LedoitWolf", move |_flag| {
+            portfolio::ledoit_wolf(&data, rows, cols).map_err(status)
+        })
+        .await?;
+        Ok(Response::new(pb::LedoitWolfResponse {
+            location: Some(to_vector(&out.location)),
+            covariance: Some(convert::to_matrix(&out.covariance, cols, cols)),
+            shrinkage: out.shrinkage,
         }))
     }
 }

@@ -22,8 +22,8 @@ use crate::num::pz;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Autolag {
     /// Use `max_lag` lags (for a basket's spread: 0 lags, the plain AR(1) / Dickey-Fuller test).
-    #[default]
     None,
+    #[default]
     Aic,
     Bic,
     TStat,

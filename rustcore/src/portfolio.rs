@@ -257,8 +257,11 @@ pub fn estimate_moments(
     validate_config(config)?;
     validate_prices(prices, rows, cols, config)?;
     let _budget = crate::limits::reserve(&crate::limits::portfolio(rows, cols, 0))?;
-    let m = estimate(prices, rows, cols, config);
+    let mut m = estimate(prices, rows, cols, config);
     crate::limits::poll()?;
+    pz_all(&mut m.mean);
+    pz_all(&mut m.covariance);
+    m.shrinkage = pz(m.shrinkage);
     Ok(m)
 }
 
@@ -299,25 +302,8 @@ fn estimate(prices: &[f64], rows: usize, n: usize, config: &PortfolioConfig) -> 
     let ann = config.annualization;
     let mut shrinkage = 0.0;
     if config.covariance == "ledoit_wolf" {
-        // sklearn.covariance.ledoit_wolf_shrinkage on the demeaned X (n_samples = t).
-        let nf = n as f64;
-        let trace_sum: f64 = (0..n).map(|i| c[i * n + i]).sum::<f64>() / tf; // sum(emp_cov_trace)
-        let mu = trace_sum / nf;
-        let beta_: f64 = (0..t)
-            .map(|r| {
-                let s: f64 = x[r * n..(r + 1) * n].iter().map(|v| v * v).sum();
-                s * s
-            })
-            .sum();
-        let delta_: f64 = c.iter().map(|v| v * v).sum::<f64>() / (tf * tf);
-        let beta = (beta_ / tf - delta_) / (nf * tf);
-        let delta = (delta_ - 2.0 * mu * trace_sum + nf * mu * mu) / nf;
-        let beta = beta.min(delta);
-        shrinkage = if beta == 0.0 || delta <= 0.0 {
-            0.0
-        } else {
-            beta / delta
-        };
+        let mu;
+        (shrinkage, mu) = lw_shrinkage(&x, t, n, &c);
         let scale = (1.0 - shrinkage) / tf * ann;
         for v in c.iter_mut() {
             *v *= scale;
@@ -340,6 +326,106 @@ fn estimate(prices: &[f64], rows: usize, n: usize, config: &PortfolioConfig) -> 
         observations: t,
         shrinkage,
     }
+}
+
+/// sklearn.covariance.ledoit_wolf_shrinkage of the demeaned row-major `t x n` data `x` whose Gram
+/// matrix `X'X` is `c`: returns (shrinkage, μ) with μ = trace(X'X/t)/n, the shrinkage target's
+/// variance.
+fn lw_shrinkage(x: &[f64], t: usize, n: usize, c: &[f64]) -> (f64, f64) {
+    let (tf, nf) = (t as f64, n as f64);
+    let trace_sum: f64 = (0..n).map(|i| c[i * n + i]).sum::<f64>() / tf; // sum(emp_cov_trace)
+    let mu = trace_sum / nf;
+    if n == 1 {
+        return (0.0, mu); // scikit-learn: one feature, no shrinkage (delta is 0 up to rounding)
+    }
+    let beta_: f64 = (0..t)
+        .map(|r| {
+            let s: f64 = x[r * n..(r + 1) * n].iter().map(|v| v * v).sum();
+            s * s
+        })
+        .sum();
+    let delta_: f64 = c.iter().map(|v| v * v).sum::<f64>() / (tf * tf);
+    let beta = (beta_ / tf - delta_) / (nf * tf);
+    let delta = (delta_ - 2.0 * mu * trace_sum + nf * mu * mu) / nf;
+    let beta = beta.min(delta);
+    let shrinkage = if beta == 0.0 || delta <= 0.0 {
+        0.0
+    } else {
+        beta / delta
+    };
+    (shrinkage, mu)
+}
+
+/// Ledoit-Wolf covariance of a data matrix, see [`ledoit_wolf`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedoitWolf {
+    /// Column means (scikit-learn's `location_`), N.
+    pub location: Vec<f64>,
+    /// Shrunk covariance `(1 − s)·S + s·μ·I` (S = X'X/T of the demeaned data, ddof = 0;
+    /// μ = trace(S)/N), row-major N x N (scikit-learn's `covariance_`).
+    pub covariance: Vec<f64>,
+    /// Shrinkage intensity s in [0, 1] (scikit-learn's `shrinkage_`).
+    pub shrinkage: f64,
+}
+
+/// Ledoit-Wolf shrinkage covariance of `data` (row-major, `rows` samples x `cols` features):
+/// exactly `sklearn.covariance.LedoitWolf().fit(data)` (assume_centered=False): the data are
+/// demeaned, S = X'X / rows, and the shrinkage is `ledoit_wolf_shrinkage`'s. One feature gives
+/// shrinkage 0 (as scikit-learn). At least 2 samples, finite values.
+pub fn ledoit_wolf(data: &[f64], rows: usize, cols: usize) -> CoreResult<LedoitWolf> {
+    check::finite_matrix("data", data, rows, cols)?;
+    if cols == 0 {
+        return Err(CoreError::invalid("data has no columns (features)"));
+    }
+    if rows < 2 {
+        return Err(CoreError::invalid(format!(
+            "data has {rows} row(s): the Ledoit-Wolf covariance needs at least 2 samples"
+        )));
+    }
+    let _budget = crate::limits::reserve(&crate::limits::Need {
+        op: "Ledoit-Wolf covariance",
+        bytes: (rows as u64)
+            .saturating_mul(cols as u64)
+            .saturating_add((cols as u64).saturating_mul(cols as u64))
+            .saturating_mul(16),
+        what: format!("{cols} × {cols} covariance ({rows} × {cols} data)"),
+    })?;
+    let (t, n) = (rows, cols);
+    let tf = t as f64;
+    let mut location = vec![0.0; n];
+    for r in 0..t {
+        for (m, v) in location.iter_mut().zip(&data[r * n..(r + 1) * n]) {
+            *m += v;
+        }
+    }
+    for m in location.iter_mut() {
+        *m /= tf;
+    }
+    let mut x = data.to_vec();
+    for r in 0..t {
+        for (v, m) in x[r * n..(r + 1) * n].iter_mut().zip(&location) {
+            *v -= m;
+        }
+    }
+    crate::limits::poll()?;
+    let mut c = gram(&x, t, n);
+    crate::limits::poll()?;
+    let (shrinkage, mu) = lw_shrinkage(&x, t, n, &c);
+    let scale = (1.0 - shrinkage) / tf;
+    for v in c.iter_mut() {
+        *v *= scale;
+    }
+    for i in 0..n {
+        c[i * n + i] += shrinkage * mu;
+    }
+    let mut out = LedoitWolf {
+        location,
+        covariance: c,
+        shrinkage: pz(shrinkage),
+    };
+    pz_all(&mut out.location);
+    pz_all(&mut out.covariance);
+    Ok(out)
 }
 
 /// Zero-variance check, Cholesky and eigenvalue-ratio check. Returns the Cholesky factor.

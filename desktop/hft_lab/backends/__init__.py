@@ -2,7 +2,7 @@
 
 from .base import Backend, CancelToken, MeanReversionStream
 from .config import BackendConfig, BackendType
-from .errors import BackendUnavailable, Cancelled, InputTypeError, ResourceLimitExceeded
+from .errors import BackendUnavailable, Cancelled, InputTypeError, NumericalError, ResourceLimitExceeded
 from .results import MeanReversionResult, ServerInfo, StreamTicks
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "CancelToken",
     "Cancelled",
     "InputTypeError",
+    "NumericalError",
     "ResourceLimitExceeded",
     "MeanReversionResult",
     "MeanReversionStream",

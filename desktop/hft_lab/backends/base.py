@@ -24,9 +24,11 @@ from .errors import (
     ResourceLimitExceeded,
 )
 from .results import (
+    AssetMoments,
     BacktestResult,
     HmmResult,
     LambdaPath,
+    LedoitWolfResult,
     MeanReversionResult,
     OuFit,
     PortfolioResult,
@@ -167,6 +169,23 @@ def real(name: str, v: Any) -> float:
     return float(v)
 
 
+class _Default:
+    """The default of an argument whose default value is written once, in rustcore: the
+    transports then pass None (PyO3) / leave the field unset (gRPC). An explicit None is still
+    invalid input (InputTypeError), as before."""
+
+    def __repr__(self) -> str:
+        return "<rustcore default>"
+
+
+DEFAULT: Any = _Default()
+
+
+def _opt(check: Callable[[str, Any], Any], name: str, v: Any) -> Any:
+    """None when not given (the core's default applies), else the checked value."""
+    return None if v is DEFAULT else check(name, v)
+
+
 def text(name: str, v: Any) -> str:
     if not isinstance(v, str):
         raise InputTypeError(f"{name} must be a string, got {type(v).__name__} {_short(v)}")
@@ -282,11 +301,20 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def _sparse_portfolio(
-        self, prices, method, lambda_param, alpha, target, k, max_iterations, tolerance, asset_names, cancel, adf_autolag="none"
+        self, prices, method, lambda_param, alpha, target, k, max_iterations, tolerance, asset_names, cancel, adf_autolag=None
     ) -> dict: ...
 
     @abc.abstractmethod
-    def _sparse_lambda_path(self, prices, target, lambdas, n_lambdas, alpha, tolerance, max_iterations, cancel) -> dict: ...
+    def _sparse_lambda_path(
+        self, prices, target, lambdas, n_lambdas, alpha, tolerance, max_iterations, cancel, adf_autolag=None
+    ) -> dict: ...
+
+    # asset moments and Ledoit-Wolf (issue 15); not abstract, so a Backend without them still works
+    def _estimate_moments(self, prices, returns, annualization, covariance, cancel) -> dict:
+        raise NotImplementedError(f"{self.name} does not provide estimate_moments")
+
+    def _ledoit_wolf(self, data, cancel) -> dict:
+        raise NotImplementedError(f"{self.name} does not provide ledoit_wolf")
 
     def close(self) -> None:
         pass
@@ -509,36 +537,39 @@ class Backend(abc.ABC):
         self,
         prices: Any,
         method: str = "lasso",
-        lambda_param: float = 0.1,
-        alpha: float = 0.5,
+        lambda_param: float = DEFAULT,
+        alpha: float = DEFAULT,
         target: int | str | None = None,
         k: int | None = None,
-        max_iterations: int = 10_000,
-        tolerance: float = 1e-4,
+        max_iterations: int = DEFAULT,
+        tolerance: float = DEFAULT,
         asset_names: list[str] | tuple[str, ...] | None = None,
         cancel: CancelToken | None = None,
-        adf_autolag: str = "none",
+        adf_autolag: str | None = None,
     ) -> SparseResult:
         """Find a small mean-reverting basket (methods: lasso, elastic_net, box_tiao, greedy).
         lasso/elastic_net regress the target's price on the others (target None: each asset in turn,
         keeping the most mean-reverting spread); alpha is the L1 ratio; k is greedy's basket size.
-        adf_autolag: lagged differences of the spread's ADF regression, "none" (0 lags) or
-        "aic" / "bic" / "t-stat" (chosen as statsmodels' adfuller does; the lag used is adf_lag)."""
+        Arguments not given take the core's default (written once, in rustcore's SparseConfig::default():
+        lambda_param 0.1, alpha 0.5, max_iterations 10000, tolerance 1e-4).
+        adf_autolag: lagged differences of the spread's ADF regression, chosen as statsmodels'
+        adfuller does: None = the core's default "aic" (adfuller's default), "bic", "t-stat", or
+        "none" (0 lags, the plain Dickey-Fuller t statistic); the lag used is adf_lag."""
         p, names = as_matrix("prices", prices)
         names, target = self._names_and_target(p, names, asset_names, target)
         self._check_size("sparse portfolio", p.size, 8 * p.shape[0], f"{p.shape[0]} × {p.shape[1]} prices")
         d = self._sparse_portfolio(
             p,
             text("method", method),
-            real("lambda_param", lambda_param),
-            real("alpha", alpha),
+            _opt(real, "lambda_param", lambda_param),
+            _opt(real, "alpha", alpha),
             target,
             None if k is None else nonneg_int("k", k),
-            nonneg_int("max_iterations", max_iterations),
-            real("tolerance", tolerance),
+            _opt(nonneg_int, "max_iterations", max_iterations),
+            _opt(real, "tolerance", tolerance),
             names,
             cancel,
-            str(adf_autolag),
+            None if adf_autolag is None else text("adf_autolag", adf_autolag),
         )
         d["asset_names"] = names
         return SparseResult(**d)
@@ -548,32 +579,37 @@ class Backend(abc.ABC):
         prices: Any,
         target: int | str = 0,
         lambdas: Any = None,
-        n_lambdas: int = 20,
-        alpha: float = 1.0,
-        tolerance: float = 1e-4,
-        max_iterations: int = 10_000,
+        n_lambdas: int = DEFAULT,
+        alpha: float = DEFAULT,
+        tolerance: float = DEFAULT,
+        max_iterations: int = DEFAULT,
         asset_names: list[str] | tuple[str, ...] | None = None,
         cancel: CancelToken | None = None,
+        adf_autolag: str | None = None,
     ) -> LambdaPath:
         """Sparsity, half-life and ADF statistic of the basket along a lambda path (lambdas None:
-        n_lambdas values from lambda_max down to 1e-3 lambda_max)."""
+        n_lambdas values from lambda_max down to 1e-3 lambda_max). adf_autolag as in
+        calculate_sparse_portfolio (None: AIC); the lag used per lambda is adf_lag. Arguments not given take
+        the core's default (LambdaPathConfig::default(): n_lambdas 20, alpha 1, tolerance 1e-4,
+        max_iterations 10000)."""
         p, names = as_matrix("prices", prices)
         names, target = self._names_and_target(p, names, asset_names, target)
         lam = None if lambdas is None else [float(v) for v in as_vector("lambdas", lambdas)]
         if lam is not None and not lam:
             raise ValueError("lambdas is empty: give at least one lambda, or None for the default path")
         # (more than the core's 1000 lambdas is the core's error, not a size error)
-        n_l = min(len(lam) if lam is not None else nonneg_int("n_lambdas", n_lambdas), 1000)
+        n_l = min(len(lam) if lam is not None else (1 if n_lambdas is DEFAULT else nonneg_int("n_lambdas", n_lambdas)), 1000)
         self._check_size("lambda path", p.size, 8 * n_l * (p.shape[1] + 5), f"{n_l} lambdas × {p.shape[1]} assets")
         d = self._sparse_lambda_path(
             p,
             target,
             lam,
-            nonneg_int("n_lambdas", n_lambdas),
-            real("alpha", alpha),
-            real("tolerance", tolerance),
-            nonneg_int("max_iterations", max_iterations),
+            _opt(nonneg_int, "n_lambdas", n_lambdas),
+            _opt(real, "alpha", alpha),
+            _opt(real, "tolerance", tolerance),
+            _opt(nonneg_int, "max_iterations", max_iterations),
             cancel,
+            None if adf_autolag is None else text("adf_autolag", adf_autolag),
         )
         d["asset_names"] = names
         return LambdaPath(**d)
@@ -592,7 +628,7 @@ class Backend(abc.ABC):
     def _scan_config(trend, autolag, max_lag, filters=None) -> dict:
         if autolag is None:
             autolag = "none"
-        cfg = {
+        cfg: dict[str, Any] = {
             "trend": text("trend", trend),
             "autolag": text("autolag", autolag),
             "max_lag": None if max_lag is None else nonneg_int("max_lag", max_lag),
@@ -629,8 +665,8 @@ class Backend(abc.ABC):
         top: int | None = None,
         asset_names: list[str] | tuple[str, ...] | None = None,
         cancel: CancelToken | None = None,
-        progress: Callable[[int, int], "bool | None"] | None = None,
-        partial: Callable[[dict], "bool | None"] | None = None,
+        progress: Callable[[int, int], bool | None] | None = None,
+        partial: Callable[[dict], bool | None] | None = None,
     ):
         """Engle-Granger test of every pair of the universe `prices` (time x assets), exactly as
         statsmodels coint(prices[:, i], prices[:, j], trend="c", maxlag=max_lag, autolag=autolag)
@@ -671,7 +707,7 @@ class Backend(abc.ABC):
         autolag: str | None = None,
         max_lag: int | None = 0,
         cancel: CancelToken | None = None,
-        progress: Callable[[int, int], "bool | None"] | None = None,
+        progress: Callable[[int, int], bool | None] | None = None,
     ):
         """Raw rows of the pairs start..end (exclusive) of the canonical order (0,1), (0,2), ...,
         (0,n-1), (1,2), ... (see pair_count / pair_at): the unit a cluster executor distributes."""
@@ -721,10 +757,7 @@ class Backend(abc.ABC):
                 top=top,
             ),
         )
-        rows = {
-            c: np.concatenate([np.asarray(getattr(s, c)) for s in shards]) if shards else np.zeros(0)
-            for c in PAIR_COLUMNS
-        }
+        rows = {c: np.concatenate([np.asarray(getattr(s, c)) for s in shards]) if shards else np.zeros(0) for c in PAIR_COLUMNS}
         try:
             d = _rc.scan_pairs_finalize(rows, p, **cfg)
         except _rc.ResourceLimitExceeded as e:
@@ -764,6 +797,47 @@ class Backend(abc.ABC):
         self._check_size("Kalman hedge", yv.size + xv.size, 32 * yv.size, f"{yv.size} observations")
         d = self._kalman_hedge(yv, xv, dl, ov)
         return KalmanHedgeResult(delta=dl, observation_var=ov, **d)
+
+    # ---- asset moments and Ledoit-Wolf covariance (issue 15: algorithms only in the core) ----
+
+    def estimate_moments(
+        self,
+        prices: Any,
+        returns: str | None = None,
+        annualization: float | None = None,
+        covariance: str | None = None,
+        asset_names: list[str] | tuple[str, ...] | None = None,
+        cancel: CancelToken | None = None,
+    ) -> AssetMoments:
+        """Annualised mean returns and covariance of `prices` (time x assets), estimated exactly as
+        optimize_portfolio estimates them (same checks, same errors). None = the core's default:
+        returns "simple", annualization 252, covariance "sample" ("ledoit_wolf": scikit-learn's)."""
+        p, names = as_matrix("prices", prices)
+        if asset_names is not None:
+            names = tuple(str(a) for a in asset_names)
+        if names is None:
+            names = tuple(f"asset {i}" for i in range(p.shape[1]))
+        if len(names) != p.shape[1]:
+            raise ValueError(f"asset_names has {len(names)} names but prices has {p.shape[1]} columns")
+        n = p.shape[1]
+        self._check_size("asset moments", p.size, 8 * n * (n + 1), f"{p.shape[0]} × {n} prices")
+        d = self._estimate_moments(
+            p,
+            None if returns is None else text("returns", returns),
+            None if annualization is None else real("annualization", annualization),
+            None if covariance is None else text("covariance", covariance),
+            cancel,
+        )
+        d["asset_names"] = names
+        return AssetMoments(**d)
+
+    def ledoit_wolf(self, data: Any, cancel: CancelToken | None = None) -> LedoitWolfResult:
+        """Ledoit-Wolf shrinkage covariance of `data` (samples x features), exactly
+        sklearn.covariance.LedoitWolf().fit(data): location_, covariance_, shrinkage_."""
+        x, _ = as_matrix("data", data)
+        n = x.shape[1]
+        self._check_size("Ledoit-Wolf covariance", x.size, 8 * n * (n + 1), f"{x.shape[0]} × {n} data")
+        return LedoitWolfResult(**self._ledoit_wolf(x, cancel))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"

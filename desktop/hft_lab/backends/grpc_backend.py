@@ -18,16 +18,30 @@ from hft_lab._proto.hftlab.v1 import hftlab_pb2 as pb
 from . import fastwire, shm, wire
 from .base import Backend, CancelToken, MeanReversionStream
 from .config import BackendConfig, BackendType
-from .errors import BackendUnavailable, Cancelled, ResourceLimitExceeded
+from .errors import BackendUnavailable, Cancelled, NumericalError, ResourceLimitExceeded
 from .results import StreamTicks
 
 SERVICE = "hftlab.v1.HftLab"
 PAIRS_SERVICE = "hftlab.v1.HftLabPairs"  # issue 17
 
 
+def _error_kind(e: grpc.RpcError) -> str | None:
+    """grpcd's `hftlab-error-kind` trailing metadata ("numerical" for the core's numerical failures)."""
+    try:
+        md = e.trailing_metadata() or ()
+    except Exception:
+        return None
+    for k, v in md:
+        if k == "hftlab-error-kind":
+            return v
+    return None
+
+
 def map_rpc_error(e: grpc.RpcError, address: str, max_mb: int) -> Exception:
     code, details = e.code(), e.details() or ""
     if code == grpc.StatusCode.INVALID_ARGUMENT:
+        if _error_kind(e) == "numerical":
+            return NumericalError(details)
         return ValueError(details)
     if code == grpc.StatusCode.CANCELLED and details == "Timeout expired":
         # tonic answers CANCELLED "Timeout expired" when the grpc-timeout passes on its side first
@@ -303,7 +317,14 @@ class GrpcBackend(Backend):
         return map_rpc_error(e, self.address, self.config.max_message_mb)
 
     def _unary(
-        self, name, request, resp_cls, cancel: CancelToken | None = None, timeout=None, arrays: dict | None = None, service=SERVICE
+        self,
+        name,
+        request,
+        resp_cls,
+        cancel: CancelToken | None = None,
+        timeout=None,
+        arrays: dict | None = None,
+        service=SERVICE,
     ):
         """One unary call. `arrays`: NumPy arrays for top-level Vector/Matrix fields of `request`
         (left unset in it), written to the wire without protobuf copies (fastwire), or through
@@ -542,7 +563,7 @@ class GrpcBackend(Backend):
         return wire.fields(r, exclude=("asset_names",))
 
     def _sparse_portfolio(
-        self, prices, method, lambda_param, alpha, target, k, max_iterations, tolerance, asset_names, cancel, adf_autolag="none"
+        self, prices, method, lambda_param, alpha, target, k, max_iterations, tolerance, asset_names, cancel, adf_autolag=None
     ):
         req = pb.SparseRequest(
             method=method,
@@ -553,12 +574,12 @@ class GrpcBackend(Backend):
             max_iterations=max_iterations,
             tolerance=tolerance,
             asset_names=list(asset_names),
-            adf_autolag=adf_autolag,
+            adf_autolag=adf_autolag or "",  # "": the core's default
         )
         r = self._unary("SparsePortfolio", req, pb.SparseResponse, cancel, arrays=dict(prices=prices))
         return wire.fields(r, exclude=("asset_names",))
 
-    def _sparse_lambda_path(self, prices, target, lambdas, n_lambdas, alpha, tolerance, max_iterations, cancel):
+    def _sparse_lambda_path(self, prices, target, lambdas, n_lambdas, alpha, tolerance, max_iterations, cancel, adf_autolag=None):
         req = pb.LambdaPathRequest(
             target=target,
             lambdas=lambdas or [],
@@ -566,6 +587,7 @@ class GrpcBackend(Backend):
             alpha=alpha,
             tolerance=tolerance,
             max_iterations=max_iterations,
+            adf_autolag=adf_autolag or "",  # "": the core's default
         )
         r = self._unary("SparseLambdaPath", req, pb.LambdaPathResponse, cancel, arrays=dict(prices=prices))
         return wire.fields(r)
@@ -579,9 +601,8 @@ class GrpcBackend(Backend):
         return d
 
     def _scan_pairs(self, prices, config, pair_range, cancel, progress, partial):
-        cfg = pb.PairScanConfig(
-            trend=config["trend"], autolag=config["autolag"], **{k: v for k, v in config.items() if k not in ("trend", "autolag") and v is not None}
-        )
+        extra = {k: v for k, v in config.items() if k not in ("trend", "autolag") and v is not None}
+        cfg = pb.PairScanConfig(trend=config["trend"], autolag=config["autolag"], **extra)
         req = pb.PairScanRequest(prices=wire.mat(prices), config=cfg, partial_rows=partial is not None)
         if pair_range is not None:
             req.pair_start, req.pair_end = pair_range
@@ -638,3 +659,12 @@ class GrpcBackend(Backend):
     def _kalman_hedge(self, y, x, delta, observation_var):
         req = pb.KalmanRequest(y=wire.vec(y), x=wire.vec(x), delta=delta, observation_var=observation_var)
         return wire.fields(self._unary("KalmanHedge", req, pb.KalmanResponse, service=PAIRS_SERVICE))
+
+    # ---- asset moments and Ledoit-Wolf covariance (issue 15) ----
+    def _estimate_moments(self, prices, returns, annualization, covariance, cancel):
+        req = pb.MomentsRequest(prices=wire.mat(prices), returns=returns, annualization=annualization, covariance=covariance)
+        return wire.fields(self._unary("EstimateMoments", req, pb.MomentsResponse, cancel))
+
+    def _ledoit_wolf(self, data, cancel):
+        req = pb.LedoitWolfRequest(data=wire.mat(data))
+        return wire.fields(self._unary("LedoitWolf", req, pb.LedoitWolfResponse, cancel))

@@ -6,7 +6,7 @@ import functools
 
 from .base import Backend, MeanReversionStream
 from .config import BackendType
-from .errors import BackendUnavailable, Cancelled, ResourceLimitExceeded
+from .errors import BackendUnavailable, Cancelled, NumericalError, ResourceLimitExceeded
 from .results import StreamTicks
 
 try:
@@ -42,6 +42,8 @@ def translate_cancel(fn):
                 raise Cancelled(str(e)) from None
             if _rc is not None and isinstance(e, _rc.ResourceLimitExceeded):
                 raise ResourceLimitExceeded(str(e)) from None
+            if _rc is not None and isinstance(e, getattr(_rc, "NumericalError", ())):
+                raise NumericalError(str(e)) from None
             raise
 
     return wrapper
@@ -119,7 +121,7 @@ class Pyo3Backend(Backend):
 
     @translate_cancel
     def _sparse_portfolio(
-        self, prices, method, lambda_param, alpha, target, k, max_iterations, tolerance, asset_names, cancel, adf_autolag="none"
+        self, prices, method, lambda_param, alpha, target, k, max_iterations, tolerance, asset_names, cancel, adf_autolag=None
     ):
         return _core().sparse_portfolio(
             prices,
@@ -135,9 +137,17 @@ class Pyo3Backend(Backend):
         )
 
     @translate_cancel
-    def _sparse_lambda_path(self, prices, target, lambdas, n_lambdas, alpha, tolerance, max_iterations, cancel):
+    def _sparse_lambda_path(self, prices, target, lambdas, n_lambdas, alpha, tolerance, max_iterations, cancel, adf_autolag=None):
         return _core().sparse_lambda_path(
-            prices, target, lambdas, n_lambdas, alpha, tolerance, max_iterations, cancel.rust if cancel else None
+            prices,
+            target,
+            lambdas,
+            n_lambdas,
+            alpha,
+            tolerance,
+            max_iterations,
+            cancel.rust if cancel else None,
+            adf_autolag=adf_autolag,
         )
 
     # ---- pairs workflow (issue 17) ----
@@ -156,3 +166,12 @@ class Pyo3Backend(Backend):
     @translate_cancel
     def _kalman_hedge(self, y, x, delta, observation_var):
         return _core().kalman_hedge(y, x, delta, observation_var)
+
+    # ---- asset moments and Ledoit-Wolf covariance (issue 15) ----
+    @translate_cancel
+    def _estimate_moments(self, prices, returns, annualization, covariance, cancel):
+        return _core().estimate_moments(prices, returns, annualization, covariance, cancel.rust if cancel else None)
+
+    @translate_cancel
+    def _ledoit_wolf(self, data, cancel):
+        return _core().ledoit_wolf(data, cancel.rust if cancel else None)

@@ -205,7 +205,7 @@ class SparseResult(_Result):
     adf_critical_values: np.ndarray
     objective: float
     iterations: int
-    adf_lag: int  # lagged differences in the ADF regression (0 unless adf_autolag chose more)
+    adf_lag: int  # lagged differences in the ADF regression (chosen by adf_autolag; 0 with "none")
 
     @property
     def selected(self) -> tuple[str, ...]:
@@ -225,6 +225,39 @@ class LambdaPath(_Result):
     intercepts: np.ndarray
     iterations: np.ndarray
     asset_names: tuple[str, ...] = ()
+    # lagged differences used by each lambda's ADF regression (chosen by adf_autolag)
+    adf_lag: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+
+# ---- asset moments and Ledoit-Wolf covariance (issue 15: algorithms only in the core) ----
+
+
+@dataclass(frozen=True, eq=False)
+class AssetMoments(_Result):
+    """Annualised moments of the assets' returns, estimated exactly as the portfolio optimiser does:
+    mean = column mean of the returns x annualization; covariance = sample (ddof 1) or scikit-learn's
+    Ledoit-Wolf (ddof 0, shrunk) x annualization; shrinkage is 0 for the sample covariance."""
+
+    mean: np.ndarray
+    covariance: np.ndarray
+    observations: int
+    shrinkage: float
+    asset_names: tuple[str, ...] = ()
+
+    @property
+    def volatilities(self) -> np.ndarray:
+        """Annualised volatility of each asset held alone: sqrt(diag(covariance))."""
+        return np.sqrt(np.diag(self.covariance))
+
+
+@dataclass(frozen=True, eq=False)
+class LedoitWolfResult(_Result):
+    """sklearn.covariance.LedoitWolf().fit(data): location_ (column means), covariance_ (the shrunk
+    covariance (1 - s) S + s mu I, S = ddof-0 covariance, mu = trace(S)/n) and shrinkage_ (s)."""
+
+    location: np.ndarray
+    covariance: np.ndarray
+    shrinkage: float
 
 
 # ---- pairs workflow (issue 17) ----

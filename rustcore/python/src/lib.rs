@@ -23,6 +23,18 @@ use rustcore::rolling::{self, MeanReversionBuffers, MeanReversionState, SignalPa
 use rustcore::sparse;
 use rustcore::CoreError;
 
+/// A result struct's fields as a Python dict, by field name: `values` are converted as they are
+/// (numbers, strings, booleans), `arrays` (`Vec<f64>`) are moved into NumPy arrays without a copy.
+/// Fields needing a reshape or an index conversion are added by hand after the macro.
+macro_rules! to_dict {
+    ($py:expr, $r:ident; values: [$($v:ident),* $(,)?]; arrays: [$($a:ident),* $(,)?]) => {{
+        let d = PyDict::new($py);
+        $( d.set_item(stringify!($v), $r.$v)?; )*
+        $( d.set_item(stringify!($a), $r.$a.into_pyarray($py))?; )*
+        d
+    }};
+}
+
 // issue 17: the pairs workflow's bindings
 mod pairs;
 
@@ -31,6 +43,12 @@ create_exception!(
     Cancelled,
     PyException,
     "The computation was cancelled by the user."
+);
+create_exception!(
+    _rustcore,
+    NumericalError,
+    PyValueError,
+    "The input was valid but the computation failed numerically (no convergence, singular matrix)."
 );
 create_exception!(
     _rustcore,
@@ -63,7 +81,8 @@ impl CancelToken {
 fn to_py_err(e: CoreError) -> PyErr {
     match e {
         CoreError::Cancelled => Cancelled::new_err(e.to_string()),
-        CoreError::InvalidInput(m) | CoreError::Numerical(m) => PyValueError::new_err(m),
+        CoreError::InvalidInput(m) => PyValueError::new_err(m),
+        CoreError::Numerical(m) => NumericalError::new_err(m),
         CoreError::ResourceExhausted(m) => ResourceLimitExceeded::new_err(m),
     }
 }
@@ -544,129 +563,153 @@ fn optimize_portfolio<'py>(
     let r = detach_progress(py, cancel.map(|c| c.flag.clone()), progress, |hook| {
         portfolio::optimize_portfolio(x, rows, cols, &method, &config, hook)
     })?;
-    let d = PyDict::new(py);
-    d.set_item("method", r.method)?;
-    d.set_item("weights", r.weights.into_pyarray(py))?;
-    d.set_item("expected_return", r.expected_return)?;
-    d.set_item("volatility", r.volatility)?;
-    d.set_item("sharpe", r.sharpe)?;
-    d.set_item("risk_contributions", r.risk_contributions.into_pyarray(py))?;
-    d.set_item("status", r.status)?;
-    d.set_item("iterations", r.iterations)?;
-    d.set_item("frontier_returns", r.frontier_returns.into_pyarray(py))?;
-    d.set_item(
-        "frontier_volatilities",
-        r.frontier_volatilities.into_pyarray(py),
-    )?;
-    Ok(d)
+    Ok(to_dict!(py, r;
+        values: [method, expected_return, volatility, sharpe, status, iterations];
+        arrays: [weights, risk_contributions, frontier_returns, frontier_volatilities]))
 }
 
 /// Sparse mean-reverting basket: lasso / elastic_net (sklearn's objective), box_tiao, greedy.
+/// Every None takes the core's default (`SparseConfig::default()`: lambda 0.1, alpha 0.5,
+/// 10 000 sweeps, tolerance 1e-4, ADF lag by AIC), written once, in rustcore.
 #[pyfunction]
-#[pyo3(signature = (prices, method="lasso", lambda_param=0.1, alpha=0.5, target=None, k=None, max_iterations=10_000, tolerance=1e-4, cancel=None, progress=None, adf_autolag="none"))]
+#[pyo3(signature = (prices, method="lasso", lambda_param=None, alpha=None, target=None, k=None, max_iterations=None, tolerance=None, cancel=None, progress=None, adf_autolag=None))]
 #[allow(clippy::too_many_arguments)]
 fn sparse_portfolio<'py>(
     py: Python<'py>,
     prices: PyReadonlyArray2<'py, f64>,
     method: &str,
-    lambda_param: f64,
-    alpha: f64,
+    lambda_param: Option<f64>,
+    alpha: Option<f64>,
     target: Option<usize>,
     k: Option<usize>,
-    max_iterations: usize,
-    tolerance: f64,
+    max_iterations: Option<usize>,
+    tolerance: Option<f64>,
     cancel: Option<PyRef<'py, CancelToken>>,
     progress: Option<Py<PyAny>>,
-    adf_autolag: &str,
+    adf_autolag: Option<&str>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let (x, rows, cols) = slice2("prices", &prices)?;
+    let d = sparse::SparseConfig::default();
     let config = sparse::SparseConfig {
-        adf_autolag: rustcore::adf::Autolag::parse(adf_autolag).map_err(to_py_err)?,
+        adf_autolag: autolag(adf_autolag)?,
         method: sparse::SparseMethod::from_name(method).map_err(to_py_err)?,
-        lambda: lambda_param,
-        alpha,
+        lambda: lambda_param.unwrap_or(d.lambda),
+        alpha: alpha.unwrap_or(d.alpha),
         target,
         k,
-        max_iterations,
-        tolerance,
+        max_iterations: max_iterations.unwrap_or(d.max_iterations),
+        tolerance: tolerance.unwrap_or(d.tolerance),
     };
     let r = detach_progress(py, cancel.map(|c| c.flag.clone()), progress, |hook| {
         sparse::sparse_portfolio(x, rows, cols, &config, hook)
     })?;
-    let d = PyDict::new(py);
-    d.set_item("method", r.method)?;
-    d.set_item("weights", r.weights.into_pyarray(py))?;
-    d.set_item(
-        "target_index",
-        r.target_index.map(|t| t as i64).unwrap_or(-1),
-    )?;
-    d.set_item("intercept", r.intercept)?;
-    d.set_item("nonzero", r.nonzero)?;
-    d.set_item("spread", r.spread.into_pyarray(py))?;
-    d.set_item("half_life", r.half_life)?;
-    d.set_item("adf_statistic", r.adf_statistic)?;
-    d.set_item("adf_lag", r.adf_lag)?;
-    d.set_item(
-        "adf_critical_values",
-        r.adf_critical_values.into_pyarray(py),
-    )?;
-    d.set_item("objective", r.objective)?;
-    d.set_item("iterations", r.iterations)?;
+    let target_index = r.target_index.map(|t| t as i64).unwrap_or(-1);
+    let d = to_dict!(py, r;
+        values: [method, intercept, nonzero, half_life, adf_statistic, adf_lag, objective, iterations];
+        arrays: [weights, spread, adf_critical_values]);
+    d.set_item("target_index", target_index)?;
     Ok(d)
 }
 
 /// Lasso / elastic-net path over lambdas: sparsity, half-life and ADF statistic per lambda.
+/// Every None takes the core's default (`LambdaPathConfig::default()`).
 #[pyfunction]
-#[pyo3(signature = (prices, target=0, lambdas=None, n_lambdas=20, alpha=1.0, tolerance=1e-4, max_iterations=10_000, cancel=None, progress=None))]
+#[pyo3(signature = (prices, target=0, lambdas=None, n_lambdas=None, alpha=None, tolerance=None, max_iterations=None, cancel=None, progress=None, adf_autolag=None))]
 #[allow(clippy::too_many_arguments)]
 fn sparse_lambda_path<'py>(
     py: Python<'py>,
     prices: PyReadonlyArray2<'py, f64>,
     target: usize,
     lambdas: Option<Vec<f64>>,
-    n_lambdas: usize,
-    alpha: f64,
-    tolerance: f64,
-    max_iterations: usize,
+    n_lambdas: Option<usize>,
+    alpha: Option<f64>,
+    tolerance: Option<f64>,
+    max_iterations: Option<usize>,
     cancel: Option<PyRef<'py, CancelToken>>,
     progress: Option<Py<PyAny>>,
+    adf_autolag: Option<&str>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let (x, rows, cols) = slice2("prices", &prices)?;
+    let d = sparse::LambdaPathConfig::default();
     let config = sparse::LambdaPathConfig {
+        adf_autolag: autolag(adf_autolag)?,
         target,
         lambdas,
-        n_lambdas,
-        alpha,
-        tolerance,
-        max_iterations,
-        ..sparse::LambdaPathConfig::default()
+        n_lambdas: n_lambdas.unwrap_or(d.n_lambdas),
+        alpha: alpha.unwrap_or(d.alpha),
+        tolerance: tolerance.unwrap_or(d.tolerance),
+        max_iterations: max_iterations.unwrap_or(d.max_iterations),
+        ..d
     };
     let r = detach_progress(py, cancel.map(|c| c.flag.clone()), progress, |hook| {
         sparse::sparse_lambda_path(x, rows, cols, &config, hook)
     })?;
     let l = r.lambdas.len();
-    let d = PyDict::new(py);
-    d.set_item("lambdas", r.lambdas.into_pyarray(py))?;
-    d.set_item(
-        "nonzero",
-        r.nonzero
-            .into_iter()
-            .map(|v| v as i64)
-            .collect::<Vec<i64>>()
-            .into_pyarray(py),
-    )?;
-    d.set_item("half_life", r.half_life.into_pyarray(py))?;
-    d.set_item("adf_statistic", r.adf_statistic.into_pyarray(py))?;
-    d.set_item("weights", r.weights.into_pyarray(py).reshape([l, cols])?)?;
-    d.set_item("intercepts", r.intercepts.into_pyarray(py))?;
-    d.set_item(
-        "iterations",
-        r.iterations
-            .into_iter()
-            .map(|v| v as i64)
-            .collect::<Vec<i64>>()
-            .into_pyarray(py),
-    )?;
+    let i64s = |v: &[usize]| v.iter().map(|&v| v as i64).collect::<Vec<i64>>();
+    let (nonzero, iterations, adf_lag) = (i64s(&r.nonzero), i64s(&r.iterations), i64s(&r.adf_lag));
+    let weights = r.weights.into_pyarray(py).reshape([l, cols])?;
+    let d = to_dict!(py, r; values: []; arrays: [lambdas, half_life, adf_statistic, intercepts]);
+    d.set_item("weights", weights)?;
+    d.set_item("nonzero", nonzero.into_pyarray(py))?;
+    d.set_item("iterations", iterations.into_pyarray(py))?;
+    d.set_item("adf_lag", adf_lag.into_pyarray(py))?;
+    Ok(d)
+}
+
+/// The spread ADF's lag selection: None is the core's default (AIC, as statsmodels' adfuller).
+fn autolag(name: Option<&str>) -> PyResult<rustcore::adf::Autolag> {
+    name.map_or(Ok(rustcore::adf::Autolag::default()), |s| {
+        rustcore::adf::Autolag::parse(s).map_err(to_py_err)
+    })
+}
+
+// ---- asset moments and Ledoit-Wolf covariance (issue 15) ----
+
+/// Annualised mean returns and covariance of `prices` (time x assets), as the portfolio
+/// optimiser estimates them. None: the core's default (returns "simple", annualization 252,
+/// covariance "sample").
+#[pyfunction]
+#[pyo3(signature = (prices, returns=None, annualization=None, covariance=None, cancel=None))]
+fn estimate_moments<'py>(
+    py: Python<'py>,
+    prices: PyReadonlyArray2<'py, f64>,
+    returns: Option<String>,
+    annualization: Option<f64>,
+    covariance: Option<String>,
+    cancel: Option<PyRef<'py, CancelToken>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let (x, rows, cols) = slice2("prices", &prices)?;
+    let d = portfolio::PortfolioConfig::default();
+    let config = portfolio::PortfolioConfig {
+        returns: returns.unwrap_or(d.returns),
+        annualization: annualization.unwrap_or(d.annualization),
+        covariance: covariance.unwrap_or(d.covariance),
+        ..portfolio::PortfolioConfig::default()
+    };
+    let r = detach_cancel(py, cancel.map(|c| c.flag.clone()), || {
+        portfolio::estimate_moments(x, rows, cols, &config)
+    })?;
+    let covariance = r.covariance.into_pyarray(py).reshape([cols, cols])?;
+    let d = to_dict!(py, r; values: [observations, shrinkage]; arrays: [mean]);
+    d.set_item("covariance", covariance)?;
+    Ok(d)
+}
+
+/// sklearn.covariance.LedoitWolf().fit(data): location, shrunk covariance, shrinkage.
+#[pyfunction]
+#[pyo3(signature = (data, cancel=None))]
+fn ledoit_wolf<'py>(
+    py: Python<'py>,
+    data: PyReadonlyArray2<'py, f64>,
+    cancel: Option<PyRef<'py, CancelToken>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let (x, rows, cols) = slice2("data", &data)?;
+    let r = detach_cancel(py, cancel.map(|c| c.flag.clone()), || {
+        portfolio::ledoit_wolf(x, rows, cols)
+    })?;
+    let covariance = r.covariance.into_pyarray(py).reshape([cols, cols])?;
+    let d = to_dict!(py, r; values: [shrinkage]; arrays: [location]);
+    d.set_item("covariance", covariance)?;
     Ok(d)
 }
 
@@ -734,6 +777,7 @@ fn limit_from_env() -> PyResult<u64> {
 fn _rustcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", rustcore::VERSION)?;
     m.add("Cancelled", m.py().get_type::<Cancelled>())?;
+    m.add("NumericalError", m.py().get_type::<NumericalError>())?;
     m.add(
         "ResourceLimitExceeded",
         m.py().get_type::<ResourceLimitExceeded>(),
@@ -755,5 +799,8 @@ fn _rustcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sparse_portfolio, m)?)?;
     m.add_function(wrap_pyfunction!(sparse_lambda_path, m)?)?;
     pairs::register(m)?; // issue 17
+
+    m.add_function(wrap_pyfunction!(estimate_moments, m)?)?;
+    m.add_function(wrap_pyfunction!(ledoit_wolf, m)?)?;
     Ok(())
 }

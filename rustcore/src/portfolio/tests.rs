@@ -715,3 +715,37 @@ fn numerical_errors() {
     );
     assert!(run(&d, rows, n, "min_variance", &cfg()).is_ok());
 }
+
+#[test]
+fn ledoit_wolf_is_the_moments_estimator_on_returns() {
+    // estimate_moments(ledoit_wolf) = ledoit_wolf(returns) x annualization, same shrinkage
+    let (rows, n) = (60, 5);
+    let p = synth(rows, n, 11);
+    let c = PortfolioConfig {
+        covariance: "ledoit_wolf".into(),
+        annualization: 12.0,
+        ..cfg()
+    };
+    let m = estimate_moments(&p, rows, n, &c).unwrap();
+    let mut r = vec![0.0; (rows - 1) * n];
+    for t in 0..rows - 1 {
+        for j in 0..n {
+            r[t * n + j] = p[(t + 1) * n + j] / p[t * n + j] - 1.0;
+        }
+    }
+    let lw = ledoit_wolf(&r, rows - 1, n).unwrap();
+    assert!(lw.shrinkage > 0.0 && lw.shrinkage < 1.0);
+    assert_eq!(lw.shrinkage, m.shrinkage);
+    let scaled: Vec<f64> = lw.covariance.iter().map(|v| v * 12.0).collect();
+    close(&scaled, &m.covariance, 1e-13);
+    let mean: Vec<f64> = lw.location.iter().map(|v| v * 12.0).collect();
+    close(&mean, &m.mean, 1e-13);
+    // one feature: no shrinkage (scikit-learn), covariance = the ddof-0 variance
+    let x = [1.0, 2.0, 4.0, 8.0];
+    let one = ledoit_wolf(&x, 4, 1).unwrap();
+    assert_eq!(one.shrinkage, 0.0);
+    assert!((one.covariance[0] - 7.1875).abs() < 1e-14);
+    // errors
+    assert!(ledoit_wolf(&x, 1, 4).is_err());
+    assert!(ledoit_wolf(&[1.0, f64::NAN, 2.0, 3.0], 2, 2).is_err());
+}

@@ -71,11 +71,20 @@ impl Design {
             *m /= n as f64;
         }
         let mut xc = crate::limits::zeroed(n * p, "the centred prices")?;
-        for t in 0..n {
-            let r = &prices[t * p..(t + 1) * p];
+        // Transpose in blocks of TB rows (the block's rows stay in cache while every column's
+        // slice of it is written contiguously).
+        const TB: usize = 64;
+        let mut t0 = 0;
+        while t0 < n {
+            let t1 = (t0 + TB).min(n);
             for j in 0..p {
-                xc[j * n + t] = r[j] - means[j];
+                let m = means[j];
+                let col = &mut xc[j * n + t0..j * n + t1];
+                for (v, t) in col.iter_mut().zip(t0..t1) {
+                    *v = prices[t * p + j] - m;
+                }
             }
+            t0 = t1;
         }
         crate::limits::poll()?;
         // Refine the means once (two-pass correction) so that the columns sum to ~0.

@@ -49,6 +49,15 @@ def derive(suite: Suite) -> None:
         suite, "pyo3_1M_speedup_vs_pandas_zscore", cell("mean_reversion", mr1m, "pandas"), cell("mean_reversion", mr1m, "pyo3")
     )
     _ratio_cells(suite, "grpc_1M_over_pyo3_1M", cell("mean_reversion", mr1m, "grpc"), cell("mean_reversion", mr1m, "pyo3"))
+    # outputs=["zscore", "positions"] (the pandas references are those of the full call, same run)
+    _zp = "mean_reversion:z+positions"
+    _ratio_cells(
+        suite,
+        "pyo3_1M_zpos_speedup_vs_pandas_rolling_std",
+        cell("mean_reversion", mr1m, "pandas-rolling-std"),
+        cell(_zp, mr1m, "pyo3"),
+    )
+    _ratio_cells(suite, "grpc_1M_zpos_over_pyo3_1M_zpos", cell(_zp, mr1m, "grpc"), cell(_zp, mr1m, "pyo3"))
     _ratio_cells(
         suite, "grpcd_echo_p50_over_python_grpcio_echo_p50", cell("echo", (16,), "grpc"), cell("echo", (16,), "python-grpcio")
     )
