@@ -15,6 +15,7 @@ pub mod pairs;
 pub mod portfolio;
 pub mod rolling;
 pub mod sparse;
+pub mod walkforward;
 
 pub use error::{CoreError, CoreResult};
 
