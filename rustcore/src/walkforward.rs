@@ -37,6 +37,22 @@ pub enum Hedge {
     Kalman { delta: f64, observation_var: f64 },
 }
 
+impl Hedge {
+    /// "ols" or "kalman" (with the filter's parameters).
+    pub fn parse(name: &str, delta: f64, observation_var: f64) -> CoreResult<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "ols" => Ok(Hedge::Ols),
+            "kalman" => Ok(Hedge::Kalman {
+                delta,
+                observation_var,
+            }),
+            _ => Err(CoreError::invalid(format!(
+                "hedge must be 'ols' or 'kalman', got {name:?}"
+            ))),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct WalkForwardConfig {
     pub formation: usize,

@@ -150,3 +150,7 @@ class Pyo3Backend(Backend):
     @translate_cancel
     def _kalman_hedge(self, y, x, delta, observation_var):
         return _core().kalman_hedge(y, x, delta, observation_var)
+
+    @translate_cancel
+    def _walk_forward(self, prices, params, progress, cancel):
+        return _core().walk_forward(prices, cancel=cancel.rust if cancel else None, progress=progress, **params)
