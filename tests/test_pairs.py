@@ -7,14 +7,13 @@ import warnings
 
 import numpy as np
 import pytest
+from hft_lab.backends import Cancelled, CancelToken
+from hft_lab.backends.base import pair_count, pair_shards
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from statsmodels.stats.multitest import multipletests
 from statsmodels.tsa.stattools import coint
 from statsmodels.tsa.vector_ar.vecm import coint_johansen
-
-from hft_lab.backends import CancelToken, Cancelled
-from hft_lab.backends.base import pair_count, pair_shards
 
 
 def _universe(rng, n_obs, n_assets, pairs=(), phi=0.8):
@@ -84,7 +83,20 @@ def test_scan_matches_coint_on_synthetic(pyo3_backend, seed, n_obs, lag):
 def test_backends_identical_and_filters(backends, stocks):
     kw = dict(max_pvalue=0.5, min_half_life=1.0, max_half_life=200.0, min_correlation=0.0, top=7, autolag="aic", max_lag=3)
     a, b = (be.scan_pairs(stocks, **kw) for be in backends.values())
-    for f in ("i", "j", "hedge_ratio", "intercept", "statistic", "pvalue", "qvalue", "half_life", "hurst", "correlation", "used_lag", "pvalue_matrix"):
+    for f in (
+        "i",
+        "j",
+        "hedge_ratio",
+        "intercept",
+        "statistic",
+        "pvalue",
+        "qvalue",
+        "half_life",
+        "hurst",
+        "correlation",
+        "used_lag",
+        "pvalue_matrix",
+    ):
         np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
     assert (a.n_tested, a.n_passed) == (b.n_tested, b.n_passed)
     assert len(a) <= 7 and np.all(a.pvalue <= 0.5) and np.all(a.correlation >= 0)
@@ -252,14 +264,26 @@ def test_walk_forward_backends_identical(backends):
         r = be.walk_forward(p, formation=120, trading=40, hedge="ols", entry=1.5, cost_bps=5, max_pairs=2)
         out.append(r)
     a, b = out
-    for f in ("oos_equity", "oos_drawdown", "is_equity", "is_drawdown", "trading_start", "trading_end", "n_pairs", "trades", "pnl", "turnover", "costs"):
+    for f in (
+        "oos_equity",
+        "oos_drawdown",
+        "is_equity",
+        "is_drawdown",
+        "trading_start",
+        "trading_end",
+        "n_pairs",
+        "trades",
+        "pnl",
+        "turnover",
+        "costs",
+    ):
         np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
     for k in a.selections:
         np.testing.assert_array_equal(a.selections[k], b.selections[k], err_msg=k)
     assert a.trading_start[0] == 120 and a.trading_end[-1] == 360
     assert np.all(a.trading_end[:-1] == a.trading_start[1:])
     assert np.all(a.oos_equity[:120] == 1.0) and np.all(a.oos_drawdown <= 0)
-    assert ((0, 1) in set(zip(a.selections["i"].tolist(), a.selections["j"].tolist())))
+    assert (0, 1) in set(zip(a.selections["i"].tolist(), a.selections["j"].tolist()))
     for be in backends.values():
         with pytest.raises(ValueError, match="hedge must be 'ols' or 'kalman'"):
             be.walk_forward(p, formation=120, trading=40, hedge="lasso")

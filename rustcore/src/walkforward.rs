@@ -250,7 +250,7 @@ fn trade_pair(
                 trades += 1;
                 h = beta;
                 g = y(t).abs() + h.abs() * x(t).abs();
-                if !(g > 0.0) {
+                if g.is_nan() || g <= 0.0 {
                     g = 1.0;
                 }
             }

@@ -548,7 +548,7 @@ class Backend(abc.ABC):
     def _scan_config(trend, autolag, max_lag, filters=None) -> dict:
         if autolag is None:
             autolag = "none"
-        cfg = {
+        cfg: dict[str, Any] = {
             "trend": text("trend", trend),
             "autolag": text("autolag", autolag),
             "max_lag": None if max_lag is None else nonneg_int("max_lag", max_lag),
@@ -585,8 +585,8 @@ class Backend(abc.ABC):
         top: int | None = None,
         asset_names: list[str] | tuple[str, ...] | None = None,
         cancel: CancelToken | None = None,
-        progress: Callable[[int, int], "bool | None"] | None = None,
-        partial: Callable[[dict], "bool | None"] | None = None,
+        progress: Callable[[int, int], bool | None] | None = None,
+        partial: Callable[[dict], bool | None] | None = None,
     ):
         """Engle-Granger test of every pair of the universe `prices` (time x assets), exactly as
         statsmodels coint(prices[:, i], prices[:, j], trend="c", maxlag=max_lag, autolag=autolag)
@@ -627,7 +627,7 @@ class Backend(abc.ABC):
         autolag: str | None = None,
         max_lag: int | None = 0,
         cancel: CancelToken | None = None,
-        progress: Callable[[int, int], "bool | None"] | None = None,
+        progress: Callable[[int, int], bool | None] | None = None,
     ):
         """Raw rows of the pairs start..end (exclusive) of the canonical order (0,1), (0,2), ...,
         (0,n-1), (1,2), ... (see pair_count / pair_at): the unit a cluster executor distributes."""
@@ -677,10 +677,7 @@ class Backend(abc.ABC):
                 top=top,
             ),
         )
-        rows = {
-            c: np.concatenate([np.asarray(getattr(s, c)) for s in shards]) if shards else np.zeros(0)
-            for c in PAIR_COLUMNS
-        }
+        rows = {c: np.concatenate([np.asarray(getattr(s, c)) for s in shards]) if shards else np.zeros(0) for c in PAIR_COLUMNS}
         try:
             d = _rc.scan_pairs_finalize(rows, p, **cfg)
         except _rc.ResourceLimitExceeded as e:
@@ -758,9 +755,7 @@ class Backend(abc.ABC):
         unknown = sorted(set(sel) - known)
         if unknown:
             raise ValueError(f"unknown selection option {', '.join(repr(u) for u in unknown)}; known: {', '.join(sorted(known))}")
-        cfg = self._scan_config(
-            sel.pop("trend", "c"), sel.pop("autolag", None), sel.pop("max_lag", 0), sel
-        )
+        cfg = self._scan_config(sel.pop("trend", "c"), sel.pop("autolag", None), sel.pop("max_lag", 0), sel)
         params = dict(
             formation=nonneg_int("formation", formation),
             trading=nonneg_int("trading", trading),

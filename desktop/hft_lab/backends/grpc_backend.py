@@ -475,7 +475,9 @@ class GrpcBackend(Backend):
 
     def _scan_pairs(self, prices, config, pair_range, cancel, progress, partial):
         cfg = pb.PairScanConfig(
-            trend=config["trend"], autolag=config["autolag"], **{k: v for k, v in config.items() if k not in ("trend", "autolag") and v is not None}
+            trend=config["trend"],
+            autolag=config["autolag"],
+            **{k: v for k, v in config.items() if k not in ("trend", "autolag") and v is not None},
         )
         req = pb.PairScanRequest(prices=wire.mat(prices), config=cfg, partial_rows=partial is not None)
         if pair_range is not None:
@@ -539,7 +541,11 @@ class GrpcBackend(Backend):
         sel = pb.PairScanConfig(
             trend=q.pop("trend"),
             autolag=q.pop("autolag"),
-            **{k: q.pop(k) for k in ("max_lag", "max_pvalue", "max_qvalue", "min_half_life", "max_half_life", "min_correlation", "top") if k in q and q[k] is not None},
+            **{
+                k: q.pop(k)
+                for k in ("max_lag", "max_pvalue", "max_qvalue", "min_half_life", "max_half_life", "min_correlation", "top")
+                if k in q and q[k] is not None
+            },
         )
         for k in ("max_lag", "max_pvalue", "max_qvalue", "min_half_life", "max_half_life", "min_correlation", "top"):
             q.pop(k, None)
