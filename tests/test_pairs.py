@@ -7,14 +7,13 @@ import warnings
 
 import numpy as np
 import pytest
+from hft_lab.backends import Cancelled, CancelToken
+from hft_lab.backends.base import pair_count, pair_shards
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from statsmodels.stats.multitest import multipletests
 from statsmodels.tsa.stattools import coint
 from statsmodels.tsa.vector_ar.vecm import coint_johansen
-
-from hft_lab.backends import CancelToken, Cancelled
-from hft_lab.backends.base import pair_count, pair_shards
 
 
 def _universe(rng, n_obs, n_assets, pairs=(), phi=0.8):
@@ -84,7 +83,20 @@ def test_scan_matches_coint_on_synthetic(pyo3_backend, seed, n_obs, lag):
 def test_backends_identical_and_filters(backends, stocks):
     kw = dict(max_pvalue=0.5, min_half_life=1.0, max_half_life=200.0, min_correlation=0.0, top=7, autolag="aic", max_lag=3)
     a, b = (be.scan_pairs(stocks, **kw) for be in backends.values())
-    for f in ("i", "j", "hedge_ratio", "intercept", "statistic", "pvalue", "qvalue", "half_life", "hurst", "correlation", "used_lag", "pvalue_matrix"):
+    for f in (
+        "i",
+        "j",
+        "hedge_ratio",
+        "intercept",
+        "statistic",
+        "pvalue",
+        "qvalue",
+        "half_life",
+        "hurst",
+        "correlation",
+        "used_lag",
+        "pvalue_matrix",
+    ):
         np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
     assert (a.n_tested, a.n_passed) == (b.n_tested, b.n_passed)
     assert len(a) <= 7 and np.all(a.pvalue <= 0.5) and np.all(a.correlation >= 0)
@@ -238,3 +250,60 @@ def test_kalman_matches_numpy_filter(backends, stocks):
             be.kalman_hedge(y, x, delta=1.5)
         with pytest.raises(ValueError, match="same length"):
             be.kalman_hedge(y, x[:10])
+
+
+def _wf_universe(seed, n=360):
+    rng = np.random.default_rng(seed)
+    return _universe(rng, n, 5, pairs=[(0, 1, 1.2)], phi=0.8)
+
+
+def test_walk_forward_backends_identical(backends):
+    p = _wf_universe(3)
+    out = []
+    for be in backends.values():
+        r = be.walk_forward(p, formation=120, trading=40, hedge="ols", entry=1.5, cost_bps=5, max_pairs=2)
+        out.append(r)
+    a, b = out
+    for f in (
+        "oos_equity",
+        "oos_drawdown",
+        "is_equity",
+        "is_drawdown",
+        "trading_start",
+        "trading_end",
+        "n_pairs",
+        "trades",
+        "pnl",
+        "turnover",
+        "costs",
+    ):
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
+    for k in a.selections:
+        np.testing.assert_array_equal(a.selections[k], b.selections[k], err_msg=k)
+    assert a.trading_start[0] == 120 and a.trading_end[-1] == 360
+    assert np.all(a.trading_end[:-1] == a.trading_start[1:])
+    assert np.all(a.oos_equity[:120] == 1.0) and np.all(a.oos_drawdown <= 0)
+    assert (0, 1) in set(zip(a.selections["i"].tolist(), a.selections["j"].tolist()))
+    for be in backends.values():
+        with pytest.raises(ValueError, match="hedge must be 'ols' or 'kalman'"):
+            be.walk_forward(p, formation=120, trading=40, hedge="lasso")
+        with pytest.raises(ValueError, match="formation .* must be shorter"):
+            be.walk_forward(p, formation=400, trading=40)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 1000), cut=st.integers(150, 330), hedge=st.sampled_from(["ols", "kalman"]))
+def test_walk_forward_no_look_ahead(pyo3_backend, seed, cut, hedge):
+    """Perturb every price from bar `cut` on: every window whose formation ended by `cut` picks
+    the same pairs with the same parameters, and the out-of-sample equity before `cut` is unchanged."""
+    p = _wf_universe(seed)
+    q = p.copy()
+    q[cut:] *= np.random.default_rng(seed + 1).uniform(0.7, 1.3, q[cut:].shape)
+    kw = dict(formation=100, trading=30, hedge=hedge, entry=1.5, cost_bps=2, max_pairs=3, observation_var=1e-2)
+    a, b = pyo3_backend.walk_forward(p, **kw), pyo3_backend.walk_forward(q, **kw)
+    for w, ts in enumerate(a.trading_start):
+        if ts <= cut:
+            for k in a.selections:
+                ma, mb = a.selections["window"] == w, b.selections["window"] == w
+                np.testing.assert_array_equal(a.selections[k][ma], b.selections[k][mb])
+    np.testing.assert_array_equal(a.oos_equity[:cut], b.oos_equity[:cut])

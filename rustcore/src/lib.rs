@@ -16,6 +16,7 @@ pub mod pairs;
 pub mod portfolio;
 pub mod rolling;
 pub mod sparse;
+pub mod walkforward;
 
 pub use error::{CoreError, CoreResult};
 

@@ -543,7 +543,7 @@ fn adf0(x: &[f64], dx: &[f64]) -> CoreResult<f64> {
     let lag = &x[..x.len() - 1];
     let sxx: f64 = lag.iter().map(|v| v * v).sum();
     let sxy: f64 = lag.iter().zip(dx).map(|(a, b)| a * b).sum();
-    if !(sxx > 0.0) {
+    if sxx.is_nan() || sxx <= 0.0 {
         return Err(CoreError::invalid(
             "the ADF regression is singular (the series or its differences are constant or collinear)",
         ));
@@ -573,7 +573,7 @@ fn half_life(e: &[f64]) -> f64 {
         sxx += (a - mx) * (a - mx);
         sxy += (a - mx) * (b - my);
     }
-    if !(sxx > 0.0) {
+    if sxx.is_nan() || sxx <= 0.0 {
         return f64::INFINITY;
     }
     ar1_half_life(sxy / sxx)

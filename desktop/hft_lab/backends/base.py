@@ -839,6 +839,62 @@ class Backend(abc.ABC):
         self._check_size("Ledoit-Wolf covariance", x.size, 8 * n * (n + 1), f"{x.shape[0]} × {n} data")
         return LedoitWolfResult(**self._ledoit_wolf(x, cancel))
 
+    def _walk_forward(self, prices, params, progress, cancel) -> dict:
+        raise NotImplementedError
+
+    def walk_forward(
+        self,
+        prices: Any,
+        formation: int,
+        trading: int,
+        step: int | None = None,
+        selection: dict | None = None,
+        hedge: str = "ols",
+        delta: float = 1e-4,
+        observation_var: float = 1e-3,
+        entry: float = 2.0,
+        exit: float = 0.0,
+        stop: float | None = None,
+        cost_bps: float = 0.0,
+        max_pairs: int = 5,
+        asset_names: list[str] | tuple[str, ...] | None = None,
+        progress: ProgressFn | None = None,
+        cancel: CancelToken | None = None,
+    ):
+        """Walk-forward validation (see WalkForwardResult). selection: the scan's options
+        (trend, autolag, max_lag, max_pvalue [0.05], max_qvalue, min_half_life, max_half_life,
+        min_correlation); the best max_pairs by p-value are traded. hedge "ols" (fixed at
+        formation) or "kalman" (forward filter from the formation start). progress(window, fraction)."""
+        from .results import WalkForwardResult
+
+        p, names = as_matrix("prices", prices)
+        names = self._asset_names(p, names, asset_names)
+        if selection is not None and not isinstance(selection, dict):
+            raise InputTypeError(f"selection must be a dict, got {type(selection).__name__}")
+        sel = {"max_pvalue": 0.05, **(selection or {})}
+        known = {"trend", "autolag", "max_lag", "max_pvalue", "max_qvalue", "min_half_life", "max_half_life", "min_correlation"}
+        unknown = sorted(set(sel) - known)
+        if unknown:
+            raise ValueError(f"unknown selection option {', '.join(repr(u) for u in unknown)}; known: {', '.join(sorted(known))}")
+        cfg = self._scan_config(sel.pop("trend", "c"), sel.pop("autolag", None), sel.pop("max_lag", 0), sel)
+        params = dict(
+            formation=nonneg_int("formation", formation),
+            trading=nonneg_int("trading", trading),
+            step=None if step is None else nonneg_int("step", step),
+            hedge=text("hedge", hedge),
+            delta=real("delta", delta),
+            observation_var=real("observation_var", observation_var),
+            entry=real("entry", entry),
+            exit=real("exit", exit),
+            stop=None if stop is None else real("stop", stop),
+            cost_bps=real("cost_bps", cost_bps),
+            max_pairs=nonneg_int("max_pairs", max_pairs),
+            **cfg,
+        )
+        self._check_size("walk-forward", p.size, 8 * 4 * p.shape[0], f"{p.shape[0]} bars")
+        d = self._walk_forward(p, params, progress, cancel)
+        return WalkForwardResult(asset_names=names, **d)
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
 

@@ -668,3 +668,34 @@ class GrpcBackend(Backend):
     def _ledoit_wolf(self, data, cancel):
         req = pb.LedoitWolfRequest(data=wire.mat(data))
         return wire.fields(self._unary("LedoitWolf", req, pb.LedoitWolfResponse, cancel))
+
+    def _walk_forward(self, prices, params, progress, cancel):
+        q = dict(params)
+        sel = pb.PairScanConfig(
+            trend=q.pop("trend"),
+            autolag=q.pop("autolag"),
+            **{
+                k: q.pop(k)
+                for k in ("max_lag", "max_pvalue", "max_qvalue", "min_half_life", "max_half_life", "min_correlation", "top")
+                if k in q and q[k] is not None
+            },
+        )
+        for k in ("max_lag", "max_pvalue", "max_qvalue", "min_half_life", "max_half_life", "min_correlation", "top"):
+            q.pop(k, None)
+        sig = pb.SignalParameters(entry_threshold=q.pop("entry"), exit_threshold=q.pop("exit"))
+        stop = q.pop("stop")
+        if stop is not None:
+            sig.stop_threshold = stop
+        step = q.pop("step")
+        req = pb.WalkForwardRequest(prices=wire.mat(prices), selection=sel, signal=sig, **q)
+        if step is not None:
+            req.step = step
+        r = self._unary("WalkForward", req, pb.WalkForwardResponse, cancel, service=PAIRS_SERVICE)
+        d = wire.fields(r, exclude=("selections", "is_selections"))
+        for k in ("selections", "is_selections"):
+            d[k] = wire.fields(getattr(r, k))
+        if progress is not None:
+            n = len(d["pnl"])
+            for w in range(n):
+                progress(w + 1, (w + 1) / max(n, 1))
+        return d

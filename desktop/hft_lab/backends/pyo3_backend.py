@@ -175,3 +175,7 @@ class Pyo3Backend(Backend):
     @translate_cancel
     def _ledoit_wolf(self, data, cancel):
         return _core().ledoit_wolf(data, cancel.rust if cancel else None)
+
+    @translate_cancel
+    def _walk_forward(self, prices, params, progress, cancel):
+        return _core().walk_forward(prices, cancel=cancel.rust if cancel else None, progress=progress, **params)

@@ -376,3 +376,30 @@ class KalmanHedgeResult(_Result):
     @property
     def zscore(self) -> np.ndarray:
         return self.spread / self.spread_std
+
+
+@dataclass(frozen=True, eq=False)
+class WalkForwardResult(_Result):
+    """Walk-forward of a pairs rule: pairs chosen on each formation window only, traded on the
+    next trading window with everything fixed at formation. oos_* are the stitched out-of-sample
+    curves (1.0 before the first trading bar); is_* the same rule chosen and traded on the whole
+    sample (look-ahead, for comparison). Per-window arrays: formation_start, trading_start,
+    trading_end, n_pairs, trades, pnl (compounded return), turnover, costs. selections /
+    is_selections: dicts of arrays (window, i, j, pvalue, hedge_ratio, intercept, spread_mean,
+    spread_std)."""
+
+    oos_equity: np.ndarray
+    oos_drawdown: np.ndarray
+    is_equity: np.ndarray
+    is_drawdown: np.ndarray
+    formation_start: np.ndarray
+    trading_start: np.ndarray
+    trading_end: np.ndarray
+    n_pairs: np.ndarray
+    trades: np.ndarray
+    pnl: np.ndarray
+    turnover: np.ndarray
+    costs: np.ndarray
+    selections: dict
+    is_selections: dict
+    asset_names: tuple[str, ...] = ()

@@ -55,13 +55,21 @@ def run(quick: bool = False) -> list[dict]:
         p = universe(2520, n)
         pairs = n * (n - 1) // 2
         t = _time(lambda: pyo3.scan_pairs(p, top=100), 1 if n == 500 else 3)
-        cells.append({"cell": f"scan EG lag 0, {n} assets x 2520 days ({pairs} pairs), PyO3", "seconds": t, "pairs_per_s": pairs / t})
+        cells.append(
+            {"cell": f"scan EG lag 0, {n} assets x 2520 days ({pairs} pairs), PyO3", "seconds": t, "pairs_per_s": pairs / t}
+        )
         if grpc_be is not None and n == 50:
             tg = _time(lambda: grpc_be.scan_pairs(p, top=100), 3)
             cells.append({"cell": f"scan EG lag 0, {n} assets x 2520 days, gRPC", "seconds": tg, "pairs_per_s": pairs / tg})
         if n == 50:
             ta = _time(lambda: pyo3.scan_pairs(p, autolag="aic", max_lag=None, top=100))
-            cells.append({"cell": f"scan EG autolag aic (maxlag 27), {n} assets x 2520 days, PyO3", "seconds": ta, "pairs_per_s": pairs / ta})
+            cells.append(
+                {
+                    "cell": f"scan EG autolag aic (maxlag 27), {n} assets x 2520 days, PyO3",
+                    "seconds": ta,
+                    "pairs_per_s": pairs / ta,
+                }
+            )
     # statsmodels loop on a sample, extrapolated
     p = universe(2520, 50)
     sample = [(i, j) for i in range(5) for j in range(i + 1, 50)][:100]

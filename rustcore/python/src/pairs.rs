@@ -13,7 +13,8 @@ use rustcore::adf::Autolag;
 use rustcore::pairs::{self, PairStats, ScanConfig};
 use rustcore::CoreError;
 
-use super::{detach, detach_cancel, slice, slice2, CancelToken};
+use super::{detach, detach_cancel, detach_progress, slice, slice2, CancelToken};
+use rustcore::walkforward::{self as wf, Selection};
 
 type ChunkMsg = (usize, usize, Vec<PairStats>);
 
@@ -380,7 +381,100 @@ fn kalman_hedge<'py>(
     Ok(d)
 }
 
+fn selections_dict<'py>(py: Python<'py>, s: &[Selection]) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    let ints = |f: fn(&Selection) -> usize| s.iter().map(|r| f(r) as i64).collect::<Vec<i64>>();
+    let flts = |f: fn(&Selection) -> f64| s.iter().map(f).collect::<Vec<f64>>();
+    d.set_item("window", ints(|r| r.window).into_pyarray(py))?;
+    d.set_item("i", ints(|r| r.i).into_pyarray(py))?;
+    d.set_item("j", ints(|r| r.j).into_pyarray(py))?;
+    d.set_item("pvalue", flts(|r| r.pvalue).into_pyarray(py))?;
+    d.set_item("hedge_ratio", flts(|r| r.hedge_ratio).into_pyarray(py))?;
+    d.set_item("intercept", flts(|r| r.intercept).into_pyarray(py))?;
+    d.set_item("spread_mean", flts(|r| r.spread_mean).into_pyarray(py))?;
+    d.set_item("spread_std", flts(|r| r.spread_std).into_pyarray(py))?;
+    Ok(d)
+}
+
+/// Walk-forward of a pairs rule (selection on formation windows only); see rustcore::walkforward.
+#[pyfunction]
+#[pyo3(signature = (prices, formation, trading, step=None, hedge="ols", delta=1e-4, observation_var=1e-3, entry=2.0, exit=0.0, stop=None, cost_bps=0.0, max_pairs=5, trend="c", autolag="none", max_lag=Some(0), max_pvalue=Some(0.05), max_qvalue=None, min_half_life=None, max_half_life=None, min_correlation=None, cancel=None, progress=None))]
+#[allow(clippy::too_many_arguments)]
+fn walk_forward<'py>(
+    py: Python<'py>,
+    prices: PyReadonlyArray2<'py, f64>,
+    formation: usize,
+    trading: usize,
+    step: Option<usize>,
+    hedge: &str,
+    delta: f64,
+    observation_var: f64,
+    entry: f64,
+    exit: f64,
+    stop: Option<f64>,
+    cost_bps: f64,
+    max_pairs: usize,
+    trend: &str,
+    autolag: &str,
+    max_lag: Option<usize>,
+    max_pvalue: Option<f64>,
+    max_qvalue: Option<f64>,
+    min_half_life: Option<f64>,
+    max_half_life: Option<f64>,
+    min_correlation: Option<f64>,
+    cancel: Option<PyRef<'py, CancelToken>>,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let (x, rows, cols) = slice2("prices", &prices)?;
+    let cfg = wf::WalkForwardConfig {
+        formation,
+        trading,
+        step,
+        selection: config(
+            trend,
+            autolag,
+            max_lag,
+            max_pvalue,
+            max_qvalue,
+            min_half_life,
+            max_half_life,
+            min_correlation,
+            None,
+        )?,
+        max_pairs,
+        hedge: wf::Hedge::parse(hedge, delta, observation_var).map_err(super::to_py_err)?,
+        signal: rustcore::rolling::SignalParams { entry, exit, stop },
+        cost_bps,
+    };
+    let r = detach_progress(py, cancel.map(|c| c.flag.clone()), progress, |hook| {
+        wf::walk_forward(x, rows, cols, &cfg, hook)
+    })?;
+    let d = PyDict::new(py);
+    d.set_item("oos_equity", r.oos_equity.into_pyarray(py))?;
+    d.set_item("oos_drawdown", r.oos_drawdown.into_pyarray(py))?;
+    d.set_item("is_equity", r.is_equity.into_pyarray(py))?;
+    d.set_item("is_drawdown", r.is_drawdown.into_pyarray(py))?;
+    let w = &r.windows;
+    let ints = |f: fn(&wf::WindowRow) -> usize| w.iter().map(|r| f(r) as i64).collect::<Vec<i64>>();
+    let flts = |f: fn(&wf::WindowRow) -> f64| w.iter().map(f).collect::<Vec<f64>>();
+    d.set_item(
+        "formation_start",
+        ints(|r| r.formation_start).into_pyarray(py),
+    )?;
+    d.set_item("trading_start", ints(|r| r.trading_start).into_pyarray(py))?;
+    d.set_item("trading_end", ints(|r| r.trading_end).into_pyarray(py))?;
+    d.set_item("n_pairs", ints(|r| r.n_pairs).into_pyarray(py))?;
+    d.set_item("trades", ints(|r| r.trades).into_pyarray(py))?;
+    d.set_item("pnl", flts(|r| r.pnl).into_pyarray(py))?;
+    d.set_item("turnover", flts(|r| r.turnover).into_pyarray(py))?;
+    d.set_item("costs", flts(|r| r.costs).into_pyarray(py))?;
+    d.set_item("selections", selections_dict(py, &r.selections)?)?;
+    d.set_item("is_selections", selections_dict(py, &r.is_selections)?)?;
+    Ok(d)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(walk_forward, m)?)?;
     m.add_function(wrap_pyfunction!(johansen, m)?)?;
     m.add_function(wrap_pyfunction!(kalman_hedge, m)?)?;
     m.add_function(wrap_pyfunction!(scan_pairs, m)?)?;
