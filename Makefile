@@ -114,7 +114,7 @@ clean:
 APP_VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' desktop/hft_lab/__init__.py)
 DIST_APP := dist/hft-lab
 DIST_TAR := dist/hft-lab-$(APP_VERSION)-linux-$(shell uname -m).tar.xz
-# xz level of the archive (issue 19: -6 gives 62 MiB against 85 MiB with gzip); the tests pass -0,
+# xz level of the archive (issue 19: -6 gives 62 MiB against 86 MiB with gzip); the tests pass -0,
 # which writes the same files faster
 XZ_LEVEL ?= -6
 
