@@ -180,7 +180,7 @@ deb: $(STAMPS)/sysdeps-packaging
 
 lint-deb: deb
 	$(call APT_MISSING,lintian)
-	lintian --no-tag-display-limit dist/hft-lab_$(APP_VERSION)_$$(dpkg --print-architecture).deb
+	lintian --tag-display-limit 0 dist/hft-lab_$(APP_VERSION)_$$(dpkg --print-architecture).deb
 
 # the minimum glibc of the bundle (highest GLIBC_x.y symbol version of its ELF files) and the
 # host libraries it still needs
