@@ -441,6 +441,7 @@ def test_deb_contents(deb, tmp_path):
         "./usr/share/icons/hicolor/scalable/apps/hft-lab.svg",
         "./usr/share/doc/hft-lab/copyright",
         "./usr/share/doc/hft-lab/changelog.gz",
+        "./usr/share/lintian/overrides/hft-lab",
     ):
         assert p in paths, p
     assert re.search(r"^l\S+ root/root .* \./usr/bin/hft-lab -> /opt/hft-lab/hft-lab$", listing, re.MULTILINE)

@@ -56,7 +56,7 @@ Comment: /opt/hft-lab is a PyInstaller bundle. It contains CPython, Qt 6 and PyS
  /opt/hft-lab/LICENSES/ (index: /opt/hft-lab/LICENSES/README.md).
 
 Files: *
-Copyright: The HFT Arbitrage Lab authors
+Copyright: 2026 The HFT Arbitrage Lab authors
 License: MIT
 
 Files: opt/hft-lab/_internal/*
@@ -65,6 +65,22 @@ License: various
  See /opt/hft-lab/LICENSES/README.md: each bundled component with its license and full text.
 
 License: MIT
+"""
+
+
+# lintian tags that describe what a self-contained PyInstaller bundle in /opt is (Debian archive
+# policy; this package is built outside the archive), each with the reason
+LINTIAN_OVERRIDES = """\
+# a self-contained third-party app: /opt/hft-lab is where it belongs (FHS 3.13)
+hft-lab: dir-or-file-in-opt
+# Qt, Python, OpenSSL, ... are bundled on purpose (one tested set of versions, no system Python/Qt)
+hft-lab: embedded-library
+# the bundled libraries find each other through $ORIGIN-relative RUNPATHs
+hft-lab: custom-library-search-path
+# Python extension modules and Qt plugins as the wheels ship them
+hft-lab: shared-library-is-executable
+hft-lab: library-not-linked-against-libc
+hft-lab: shared-library-lacks-prerequisites
 """
 
 
@@ -100,6 +116,9 @@ def stage(bundle: Path, root: Path, inst) -> None:
     )
     with open(doc / "changelog.gz", "wb") as f:
         f.write(gzip.compress(log.encode(), compresslevel=9, mtime=0))
+    overrides = root / "usr" / "share" / "lintian" / "overrides"
+    overrides.mkdir(parents=True)
+    (overrides / "hft-lab").write_text(LINTIAN_OVERRIDES, encoding="utf-8")
     for p in [root / "usr", *(root / "usr").rglob("*")]:
         if p.is_dir() and not p.is_symlink():
             os.chmod(p, 0o755)
