@@ -14,6 +14,7 @@
 mod codec;
 mod convert;
 mod guard;
+mod hmm_service;
 mod limits;
 mod log;
 mod service;

@@ -55,7 +55,7 @@ impl Drop for CancelOnDrop {
 }
 
 /// Runs `f` on the blocking pool with a cancel flag; panics become INTERNAL.
-async fn blocking<T, F>(rpc: &'static str, f: F) -> Result<T, Status>
+pub(crate) async fn blocking<T, F>(rpc: &'static str, f: F) -> Result<T, Status>
 where
     T: Send + 'static,
     F: FnOnce(Arc<AtomicBool>) -> Result<T, Status> + Send + 'static,
@@ -118,12 +118,16 @@ const ALGORITHMS: &[&str] = &[
     "fit_ou",
     "backtest",
     "hmm",
+    "hmm_mv",
+    "hmm_filter",
+    "hmm_walk_forward",
+    "hmm_filter_stream",
     "portfolio",
     "sparse",
     "sparse_lambda_path",
 ];
 
-type Stream<T> = ReceiverStream<Result<T, Status>>;
+pub(crate) type Stream<T> = ReceiverStream<Result<T, Status>>;
 
 #[tonic::async_trait]
 impl HftLab for Service {
@@ -411,7 +415,11 @@ impl HftLab for Service {
             n_states: r.n_states as usize,
             max_iterations: r.max_iterations as usize,
             tolerance: r.tolerance,
-            n_restarts: r.n_restarts as usize,
+            n_restarts: if r.n_restarts_default {
+                None
+            } else {
+                Some(r.n_restarts as usize)
+            },
             seed: r.seed,
             init,
         };
@@ -457,6 +465,7 @@ impl HftLab for Service {
                         viterbi_path: h.viterbi_path.iter().map(|&s| s as u32).collect(),
                         aic: h.aic,
                         bic: h.bic,
+                        filtered: Some(convert::to_matrix(&h.filtered, t, k)),
                     })),
                 }
             });
@@ -538,6 +547,41 @@ impl HftLab for Service {
             intercepts: Some(to_vector(&out.intercepts)),
             iterations: out.iterations.iter().map(|&v| v as u32).collect(),
         }))
+    }
+
+    // ---- multivariate HMM, forward filter, walk-forward, live filter (hmm helper) ----
+    type RunHmmMvStream = Stream<pb::HmmMvUpdate>;
+
+    async fn run_hmm_mv(
+        &self,
+        req: Request<pb::HmmMvRequest>,
+    ) -> Result<Response<Self::RunHmmMvStream>, Status> {
+        crate::hmm_service::run_hmm_mv(req.into_inner()).await
+    }
+
+    async fn hmm_filter(
+        &self,
+        req: Request<pb::HmmFilterRequest>,
+    ) -> Result<Response<pb::HmmFilterResponse>, Status> {
+        crate::hmm_service::hmm_filter(req.into_inner()).await
+    }
+
+    type HmmWalkForwardStream = Stream<pb::HmmWalkForwardUpdate>;
+
+    async fn hmm_walk_forward(
+        &self,
+        req: Request<pb::HmmWalkForwardRequest>,
+    ) -> Result<Response<Self::HmmWalkForwardStream>, Status> {
+        crate::hmm_service::hmm_walk_forward(req.into_inner()).await
+    }
+
+    type StreamHmmFilterStream = Stream<pb::HmmStreamResponse>;
+
+    async fn stream_hmm_filter(
+        &self,
+        req: Request<Streaming<pb::HmmStreamRequest>>,
+    ) -> Result<Response<Self::StreamHmmFilterStream>, Status> {
+        crate::hmm_service::stream_hmm_filter(req.into_inner()).await
     }
 }
 
