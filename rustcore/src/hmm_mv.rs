@@ -493,11 +493,30 @@ fn filter_step(
     let mut c = 0.0;
     for j in 0..k {
         let v = out[j] * exp_nonpositive(logb[j] - m);
+        logb[j] += out[j].ln(); // kept for the log-space fallback below
         out[j] = v;
         c += v;
     }
     if !(c > 0.0 && c.is_finite()) {
-        return Err(zero_probability(t));
+        // The step's mass underflowed (an observation far out in the tail of the states the
+        // chain can be in): redo it in log space. Only a true zero is an error.
+        let mut mm = f64::NEG_INFINITY;
+        for &v in logb.iter() {
+            mm = mm.max(v);
+        }
+        if !mm.is_finite() {
+            return Err(zero_probability(t));
+        }
+        let mut c2 = 0.0;
+        for j in 0..k {
+            let v = exp_nonpositive(logb[j] - mm);
+            out[j] = v;
+            c2 += v;
+        }
+        for v in out[..k].iter_mut() {
+            *v = pz(*v / c2);
+        }
+        return Ok(mm + c2.ln());
     }
     for v in out[..k].iter_mut() {
         *v = pz(*v / c);
