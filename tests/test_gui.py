@@ -174,7 +174,7 @@ def test_live_replay_equals_the_batch_result(qtbot, window, choice):
     window.set_backend(choice)
     view = window.mean_reversion
     view.set_prices(np.random.default_rng(3).normal(size=3000).cumsum() + 100)
-    batch = window.router.backend(choice).calculate_mean_reversion(view.prices, **view.params())
+    batch = window.router.backend(choice).calculate_mean_reversion(view.prices, **view.signal_params())
     view.replay_speed.setValue(60_000)
     with qtbot.waitSignal(view.replay_state, timeout=20_000, check_params_cb=lambda s: s == "finished"):
         view.start_replay()

@@ -15,9 +15,10 @@ import pytest
 from hft_lab.backends import BackendConfig, BackendType
 from hft_lab.backends.router import BackendRouter
 from hft_lab.data import Dataset
-from hft_lab.data.export import describe_prices
+from hft_lab.data.export import describe_prices, read_result_csv, read_result_json, result_from_document
 from hft_lab.data.store import DatasetStore
 from hft_lab.ui.settings import restore_widgets, save_widgets
+from hft_lab.ui.views.base import ExportError
 from hft_lab.ui.views.portfolio import SYNTHETIC, PortfolioView, active_label, asset_moments, synthetic_universe
 from hft_lab.ui.worker import TaskRunner
 from PySide6.QtCore import QDate, QSettings, Qt
@@ -201,7 +202,7 @@ def test_no_asset_above_the_risk_free_rate(qtbot, view, router, choice):
     assert not out.ok and view.result is None
     assert "above risk_free_rate (0.9)" in view.status.text()
     assert view.risk_free.value() == 90.0 and not view.export_csv_button.isEnabled()
-    with pytest.raises(RuntimeError, match="no result to export"):
+    with pytest.raises(ExportError, match="no result to export"):
         view.export_csv("unused.csv")
 
 
@@ -212,27 +213,33 @@ def test_export_round_trip(qtbot, view, router, tmp_path):
     view.frontier_points.setValue(5)
     assert run_and_wait(qtbot, view).ok
     res = view.result
-    view.export_csv(str(tmp_path / "w.csv"))
+    files = view.export_csv(str(tmp_path / "w.csv"))
     with open(tmp_path / "w.csv", newline="") as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ["asset", "weight", "risk_contribution"]
-    assert [r[0] for r in rows[1:]] == list(res.asset_names) and len(rows) == 19
-    np.testing.assert_array_equal([float(r[1]) for r in rows[1:]], res.weights)
-    np.testing.assert_array_equal([float(r[2]) for r in rows[1:]], res.risk_contributions)
+    # the main file is the weights table (one row per asset), the frontier a table of its own
+    assert rows[0] == ["weights", "asset_names", "risk_contributions"] and len(rows) == 19
+    assert [p.name for p in files] == ["w.csv", "w.summary.csv", "w.frontier_returns.csv"]
+    table = read_result_csv(tmp_path / "w.csv")
+    assert list(table["asset_names"]) == list(res.asset_names)
+    np.testing.assert_array_equal(table["weights"], res.weights)
+    np.testing.assert_array_equal(table["risk_contributions"], res.risk_contributions)
+    np.testing.assert_array_equal(table["frontier_returns"], res.frontier_returns)
+    assert table["sharpe"] == res.sharpe and table["method"] == "max_sharpe"
 
     view.export_json(str(tmp_path / "r.json"))
-    doc = json.loads((tmp_path / "r.json").read_text())
-    assert doc["method"] == "max_sharpe" and doc["backend"] == "PyO3 (in-process)"
-    assert doc["parameters"] == view.parameters() and doc["parameters"]["covariance"] == "ledoit_wolf"
-    assert doc["result"]["asset_names"] == list(res.asset_names) == doc["data"]["asset_names"]
-    np.testing.assert_array_equal(doc["result"]["weights"], res.weights)
-    np.testing.assert_array_equal(doc["result"]["frontier_returns"], res.frontier_returns)
-    assert doc["result"]["sharpe"] == res.sharpe
-    assert doc["data"]["rows"] == len(view.selected_prices()) and doc["data"]["end"] == "2022-12-28"
+    doc = read_result_json(tmp_path / "r.json")
+    assert doc["result_type"] == "PortfolioResult" and doc["backend"] == "PyO3 (in-process)"
+    assert doc["parameters"] == {"method": "max_sharpe", **view.parameters()}
+    assert doc["parameters"]["covariance"] == "ledoit_wolf"
+    back = result_from_document(doc)
+    assert back.asset_names == res.asset_names and list(back.asset_names) == doc["inputs"]["assets"]
+    np.testing.assert_array_equal(back.weights, res.weights)
+    np.testing.assert_array_equal(back.frontier_returns, res.frontier_returns)
+    assert back.sharpe == res.sharpe
+    assert doc["inputs"]["rows"] == len(view.selected_prices()) and doc["inputs"]["end"].startswith("2022-12-28")
     # what was exported reproduces the result
-    ref = router.pyo3.optimize_portfolio(
-        view.selected_prices()[doc["data"]["asset_names"]], method=doc["method"], parameters=doc["parameters"]
-    )
+    p = dict(doc["parameters"])
+    ref = router.pyo3.optimize_portfolio(view.selected_prices()[doc["inputs"]["assets"]], method=p.pop("method"), parameters=p)
     np.testing.assert_array_equal(ref.weights, res.weights)
 
 
@@ -241,11 +248,10 @@ def test_risk_parity_csv_has_the_budgets(qtbot, view, router, tmp_path):
     view.set_method("risk_parity")
     view.set_budget("AAPL", 4.0)
     assert run_and_wait(qtbot, view).ok
-    view.export_csv(str(tmp_path / "rp.csv"))
-    with open(tmp_path / "rp.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    b = {r["asset"]: float(r["risk_budget"]) for r in rows}
-    assert b["AAPL"] == pytest.approx(4.0 / 23.0) and b["KO"] == pytest.approx(1.0 / 23.0)
+    view.export_json(str(tmp_path / "rp.json"))
+    doc = read_result_json(tmp_path / "rp.json")
+    b = dict(zip(doc["inputs"]["assets"], doc["parameters"]["risk_budgets"], strict=True))
+    assert b["AAPL"] == 4.0 and b["KO"] == 1.0 and sum(b.values()) == 23.0
 
 
 def test_single_asset_points_follow_the_core_conventions(qtbot, view, router):
@@ -554,7 +560,7 @@ def test_session_items(qtbot, sview, router, store, tmp_path):
     # the view's own JSON carries the same description
     sview.export_json(str(tmp_path / "p.json"))
     doc = json.loads((tmp_path / "p.json").read_text())
-    assert doc["inputs"]["sha256"] == item.inputs["sha256"] and doc["data"]["rows"] == 800
+    assert doc["inputs"]["sha256"] == item.inputs["sha256"] and doc["inputs"]["rows"] == 800
     # synthetic: the generator and its parameters
     sview.source.setCurrentText(SYNTHETIC)
     sview.n_assets.setValue(3)

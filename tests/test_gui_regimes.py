@@ -11,12 +11,13 @@ import threading
 import numpy as np
 import pandas as pd
 import pytest
+from hft_lab.analysis import TaskContext
 from hft_lab.backends import BackendConfig, BackendType
 from hft_lab.backends.router import BackendRouter
 from hft_lab.data import Dataset, regime_switching_returns
 from hft_lab.data.export import read_result_csv, read_result_json, result_from_document
 from hft_lab.data.store import DatasetStore
-from hft_lab.ui.views import regimes
+from hft_lab.ui.views.base import ExportError
 from hft_lab.ui.views.regimes import (
     ACTIVE_EW,
     ACTIVE_PREFIX,
@@ -168,19 +169,21 @@ def test_cancel_mid_run(qtbot, view, router, choice, monkeypatch):
     router.set_preferred(choice)
     calls: list[tuple[int, bool]] = []  # (iteration, cancelled already) seen by the worker
     cancelled = threading.Event()
-    original = regimes._ProgressReporter.__call__
+    original = TaskContext.progress
 
-    def spy(self, it, ll):
-        calls.append((it, cancelled.is_set()))
-        return original(self, it, ll)
+    def spy(self, payload):
+        calls.append((payload[0], cancelled.is_set()))
+        return original(self, payload)
 
-    monkeypatch.setattr(regimes._ProgressReporter, "__call__", spy)
+    monkeypatch.setattr(TaskContext, "progress", spy)
     view.n_points.setValue(300_000)
     view.n_states.setValue(4)
     view.max_iterations.setValue(500)
     view.tolerance.setValue(0.0)
     shown: list[int] = []
     view.progress_shown.connect(lambda i, ll: shown.append(i))
+    exited: list[int] = []  # task ids whose worker function has returned (also after a cancel)
+    view.runner.exited.connect(exited.append)
     tid = view.run()
     assert view.cancel_button.isEnabled() and not view.run_button.isEnabled()
     qtbot.waitUntil(lambda: len(shown) >= 2, timeout=30_000)
@@ -194,8 +197,7 @@ def test_cancel_mid_run(qtbot, view, router, choice, monkeypatch):
     assert view.status.text() == "Cancelled."
     assert view.run_button.isEnabled() and not view.cancel_button.isEnabled()
 
-    worker = [th for th in threading.enumerate() if th.name == f"task-fit_regimes-{tid}"]
-    qtbot.waitUntil(lambda: not any(th.is_alive() for th in worker), timeout=30_000)
+    qtbot.waitUntil(lambda: tid in exited, timeout=30_000)  # the worker has returned
     after = [it for it, late in calls if late]
     assert len(after) <= 2, f"EM went on for {len(after)} iterations after Cancel"
     assert calls[-1][0] < 500
@@ -440,7 +442,7 @@ def test_a_store_change_during_a_fit_cancels_it(qtbot, sview, router, store):
 def test_session_items_and_exports_reproduce_the_run(qtbot, sview, router, store, tmp_path):
     router.set_preferred(BackendType.GRPC)
     assert sview.session_items() == []
-    with pytest.raises(RuntimeError, match="no result"):
+    with pytest.raises(ExportError, match="no result"):
         sview.export_json(tmp_path / "none.json")
     sview.source.setCurrentText(ACTIVE_PREFIX + "CCC")
     sview.n_states.setValue(2)

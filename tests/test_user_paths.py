@@ -91,7 +91,7 @@ def save_to(monkeypatch, path):
 
 
 def run_every_tab(qtbot, w):
-    for view in (w.mean_reversion, w.regimes, w.portfolio, w.sparse):
+    for view in (w.mean_reversion, w.regimes, w.portfolio, w.sparse, w.sweep):
         w.tabs.setCurrentWidget(view)
         out = click_and_wait(qtbot, view.result_shown, view.run_button)
         assert out.ok, out.value

@@ -157,11 +157,36 @@ const F64: u128 = 8;
 /// Batch mean reversion: five result series per price (3 × f64 + 2 × i8), entry/exit indices
 /// (at most one per price together), and the rolling window.
 pub fn mean_reversion(n: usize, lookback: usize) -> Need {
+    mean_reversion_selected(
+        n,
+        lookback,
+        &["mean", "std", "zscore", "signals", "positions"],
+    )
+}
+
+/// Batch mean reversion returning only the series named in `outputs` (names of
+/// `rolling::Outputs`): 8 bytes per price for each of mean/std/zscore, 1 for signals/positions.
+pub fn mean_reversion_selected(n: usize, lookback: usize, outputs: &[&str]) -> Need {
     let (n, w) = (n as u128, lookback as u128);
+    let per: u128 = outputs
+        .iter()
+        .map(|o| {
+            if matches!(*o, "signals" | "positions") {
+                1
+            } else {
+                F64
+            }
+        })
+        .sum();
+    let what = if outputs.len() == 5 {
+        format!("{n} prices (z-score, mean, std, signals, positions)")
+    } else {
+        format!("{n} prices ({})", outputs.join(", "))
+    };
     Need {
         op: "mean reversion",
-        bytes: bytes(&[(n, 3 * F64 + 2), (n, F64), (w, F64)]),
-        what: format!("{n} prices (z-score, mean, std, signals, positions)"),
+        bytes: bytes(&[(n, per), (n, F64), (w, F64)]),
+        what,
     }
 }
 
@@ -288,11 +313,6 @@ pub fn hmm_walk_forward(
     }
 }
 
-/// The cancel flag of this thread (see [`with_cancel`]), to hand to worker threads.
-pub fn current_cancel() -> Option<Arc<AtomicBool>> {
-    CANCEL.with(|c| c.borrow().clone())
-}
-
 /// Sparse baskets: the centred design (rows × cols), the cols × cols Gram matrix with its
 /// "known" flags (lasso / elastic net), plus ~7 cols × cols matrices for box_tiao / greedy
 /// (Γ0, Γ1, Cholesky factor, whitened Γ1, its transpose, M, eigenvectors).
@@ -332,6 +352,62 @@ pub fn echo(n_bytes: usize) -> Need {
         bytes: n_bytes as u64,
         what: format!("a {}-byte payload", n_bytes),
     }
+}
+
+// ---- pairs (issue 17) ----
+
+/// Pairs scan: a column-major centred copy of the prices and of the returns, one row of
+/// statistics per pair of the range, the n × n p-value matrix, and per-worker spread buffers.
+pub fn pairs_scan(rows: usize, cols: usize, pairs: usize) -> Need {
+    let (t, n, p) = (rows as u128, cols as u128, pairs as u128);
+    Need {
+        op: "pairs scan",
+        bytes: bytes(&[
+            (t.saturating_mul(n), 2 * F64),
+            (p, 12 * F64),
+            (n.saturating_mul(n), F64),
+            (t, 64 * F64),
+        ]),
+        what: format!("{p} pairs of {n} assets × {t} observations"),
+    }
+}
+
+/// Johansen: the detrended levels, differences and lagged differences, the residual matrices.
+pub fn johansen(rows: usize, cols: usize, k_ar_diff: usize) -> Need {
+    let (t, n, k) = (rows as u128, cols as u128, k_ar_diff as u128);
+    let width = n.saturating_mul(k.saturating_add(4));
+    Need {
+        op: "Johansen test",
+        bytes: bytes(&[(t.saturating_mul(width), 2 * F64)]),
+        what: format!("{t} × {width} lagged differences"),
+    }
+}
+
+/// Kalman hedge: six series of the observations' length.
+pub fn kalman(n: usize) -> Need {
+    let n = n as u128;
+    Need {
+        op: "Kalman hedge",
+        bytes: bytes(&[(n, 8 * F64)]),
+        what: format!("{n} observations"),
+    }
+}
+
+/// Walk-forward: a scan per formation window (the largest one dominates), the equity curves,
+/// and per-window rows.
+pub fn walk_forward(rows: usize, cols: usize, formation: usize) -> Need {
+    let mut need = pairs_scan(formation, cols, cols * cols.saturating_sub(1) / 2);
+    need.op = "walk-forward";
+    need.bytes = need.bytes.saturating_add(bytes(&[
+        ((rows as u128).saturating_mul(cols as u128), 2 * F64),
+        (rows as u128, 8 * F64),
+    ]));
+    need
+}
+
+/// The calling thread's cancel flag (see [`with_cancel`]), to hand to worker threads.
+pub fn current_cancel() -> Option<Arc<AtomicBool>> {
+    CANCEL.with(|c| c.borrow().clone())
 }
 
 /// Bytes held by a running call; released when dropped.

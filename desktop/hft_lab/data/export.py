@@ -305,12 +305,13 @@ def _scalar_row(name: str, v: Any) -> tuple[str, str, str]:
     return name, str(v), "str"
 
 
-def export_result_csv(result: Any, path: str | os.PathLike, index: Any = None) -> list[Path]:
+def export_result_csv(result: Any, path: str | os.PathLike, index: Any = None, main_field: str | None = None) -> list[Path]:
     """Write a result as CSV tables (see the module docstring); returns the files written.
 
     result: a result dataclass (or a flat mapping of arrays and scalars); a mapping of several
     results (e.g. {"mr": ..., "bt": ...}) writes each to <stem>.<key>.csv. index: the dates (or
-    bar numbers) of the main table's rows, written as its first column."""
+    bar numbers) of the main table's rows, written as its first column. main_field: a field whose
+    group of equal-length arrays is the main table (default: the group with the most values)."""
     path = Path(path)
     if path.suffix.lower() != ".csv":
         path = path.with_name(path.name + ".csv")
@@ -322,6 +323,8 @@ def export_result_csv(result: Any, path: str | os.PathLike, index: Any = None) -
         return out
     arrays, scalars = _arrays_and_scalars(result_fields(result))
     groups = _groups(arrays)
+    if main_field is not None:
+        groups.sort(key=lambda ks: main_field not in ks)  # stable: the others keep their order
     path.parent.mkdir(parents=True, exist_ok=True)
     written = [path]
     summary = [("result_type", type(result).__name__ if _is_result(result) else "mapping", "type")]

@@ -32,6 +32,7 @@ from hft_lab.ui.views.mean_reversion import MeanReversionView
 from hft_lab.ui.views.portfolio import PortfolioView
 from hft_lab.ui.views.regimes import RegimesView
 from hft_lab.ui.views.sparse import SparseView
+from hft_lab.ui.views.sweep import SweepView
 from hft_lab.ui.worker import TaskRunner
 
 log = logging.getLogger("hft_lab.ui")
@@ -104,6 +105,9 @@ class MainWindow(QMainWindow):
         self.sparse = SparseView(self._runner(), self.store)
         self.tabs.addTab(self.sparse, "Sparse Portfolio")
         self.sparse.send_spread.connect(self._trade_spread)
+        # parameter sweep on an executor: in-process, the gRPC server or a Ray cluster (issue 18)
+        self.sweep = SweepView(self._runner(), self.store)
+        self.tabs.addTab(self.sweep, "Sweep")
         self.benchmark = BenchmarkView(self._runner())
         self.tabs.addTab(self.benchmark, "Benchmark")
 
@@ -204,6 +208,7 @@ class MainWindow(QMainWindow):
             "regimes": self.regimes,
             "portfolio": self.portfolio,
             "sparse": self.sparse,
+            "sweep": self.sweep,
         }
 
     def _trade_spread(self, name: str, spread) -> None:
@@ -224,6 +229,8 @@ class MainWindow(QMainWindow):
         self.settings.setValue("windowState", self.saveState())
         for r in self.runners:
             r.cancel()
+        for r in self.runners:
+            r.shutdown()
         self._poll.stop()
         self.log_panel.uninstall()
         super().closeEvent(ev)

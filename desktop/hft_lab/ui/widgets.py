@@ -146,3 +146,14 @@ def side_panel(inputs: list, actions: list, width: int = 350, margins: tuple[int
     panel.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Expanding)
     panel.scroll = scroll
     return panel
+
+
+def spin(box, lo, hi, value, step=None, decimals: int | None = None):
+    """A QSpinBox / QDoubleSpinBox set up in one line: range, (decimals,) value, step."""
+    if decimals is not None:
+        box.setDecimals(decimals)
+    box.setRange(lo, hi)
+    box.setValue(value)
+    if step is not None:
+        box.setSingleStep(step)
+    return box

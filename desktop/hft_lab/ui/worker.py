@@ -1,10 +1,14 @@
 """Running backend calls off the GUI thread.
 
-`TaskRunner` is a GUI-thread QObject. `start()` runs `router.call(op, ...)` on a plain worker
-thread with a fresh CancelToken; starting a new task cancels the previous one, and a stale
-task's result never reaches the view (it is dropped by id). The worker thread only emits on a
-private emitter; the runner re-emits from the GUI thread (pytest-qt's waitSignal is reliable on
-that, see ARCHITECTURE.md).
+`TaskRunner` is a GUI-thread QObject. `start()` runs `router.call(op, ...)` on a thread of its
+own bounded QThreadPool (MAX_THREADS: a cancelled call that is still finishing in the background
+does not hold up the next one) with a fresh `TaskContext` (hft_lab.analysis.context: a CancelToken with progress and
+partial-result channels): a task function gets it as `ctx=`, a backend method as `cancel=`.
+Starting a new task cancels the previous one, and a stale task's result, progress and partial
+results never reach the view (they are dropped by id). The worker thread only emits on the
+runner's own emitter; the runner re-emits from the GUI thread (pytest-qt's waitSignal is
+reliable on that, see ARCHITECTURE.md). `shutdown()` (on window close) cancels the running task
+and waits, bounded, for the pool's threads to finish.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QThreadPool, Signal
 
-from hft_lab.backends import Cancelled, CancelToken
+from hft_lab.analysis.context import TaskContext
+from hft_lab.backends import Cancelled
 from hft_lab.backends.router import BackendRouter
 
 log = logging.getLogger("hft_lab.worker")
@@ -42,41 +47,55 @@ class TaskOutcome:
 
 
 class _Emitter(QObject):
+    """The worker threads emit on it; Qt queues the calls to the GUI thread (its thread)."""
+
     done = Signal(object)
     progress = Signal(int, object)
+    partial = Signal(int, object)
 
 
 class TaskRunner(QObject):
     finished = Signal(object)  # TaskOutcome (ok or error), emitted on the GUI thread
-    progress = Signal(object)  # arbitrary progress payload of the current task
+    progress = Signal(object)  # ctx.progress(payload) of the current task
+    partial = Signal(object)  # ctx.partial(value) of the current task
+    exited = Signal(int)  # task id: its function has returned (also a stale or cancelled one)
     busy_changed = Signal(bool)
 
     _ids = itertools.count(1)
+    MAX_THREADS = 4
 
     def __init__(self, router: BackendRouter, parent: QObject | None = None):
         super().__init__(parent)
         self.router = router
-        self._emitter = _Emitter()
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(self.MAX_THREADS)
+        self._emitter = _Emitter(self)
         self._emitter.done.connect(self._on_done)
         self._emitter.progress.connect(self._on_progress)
-        self._current: tuple[int, CancelToken] | None = None
+        self._emitter.partial.connect(self._on_partial)
+        self._current: tuple[int, TaskContext] | None = None
 
     @property
     def busy(self) -> bool:
         return self._current is not None
 
     def start(self, op: str | Callable[..., Any], *args: Any, **kwargs: Any) -> int:
-        """Run `backend.<op>(*args, **kwargs, cancel=token)` (or `op(backend, ...)`) off the GUI thread."""
+        """Run `backend.<op>(*args, **kwargs, cancel=ctx)` (or `op(backend, *args, **kwargs,
+        ctx=ctx)` for a task function) off the GUI thread."""
         self.cancel()
         tid = next(self._ids)
-        token = CancelToken()
-        self._current = (tid, token)
-        kwargs["cancel"] = token
         emitter = self._emitter
+        ctx = TaskContext(
+            on_progress=lambda payload: emitter.progress.emit(tid, payload),
+            on_partial=lambda value: emitter.partial.emit(tid, value),
+        )
+        self._current = (tid, ctx)
+        kwargs["cancel" if isinstance(op, str) else "ctx"] = ctx
         label = op if isinstance(op, str) else getattr(op, "__name__", "task")
         size = _size_of(args)
 
         def run():
+            threading.current_thread().name = f"task-{label}-{tid}"
             t0 = time.perf_counter()
             name, note = "", ""
             try:
@@ -92,13 +111,14 @@ class TaskRunner(QObject):
                 out = TaskOutcome(tid, label, False, e, name, time.perf_counter() - t0, note, size)
             emitter.done.emit(out)
 
-        threading.Thread(target=run, name=f"task-{label}-{tid}", daemon=True).start()
+        self.pool.start(run)
         self.busy_changed.emit(True)
         return tid
 
-    def report_progress(self, task_id: int, payload: Any) -> None:
-        """Thread-safe: called from a worker (e.g. a progress callback)."""
-        self._emitter.progress.emit(task_id, payload)
+    def shutdown(self, timeout_ms: int = 5000) -> bool:
+        """Cancel the running task and wait (at most timeout_ms) until every task has returned."""
+        self.cancel()
+        return self.pool.waitForDone(timeout_ms)
 
     @property
     def current_id(self) -> int | None:
@@ -112,6 +132,7 @@ class TaskRunner(QObject):
 
     def _on_done(self, out: TaskOutcome) -> None:
         _log_outcome(out)
+        self.exited.emit(out.task_id)
         if self._current is None or out.task_id != self._current[0]:
             return  # stale (cancelled or superseded): never reaches the view
         self._current = None
@@ -121,6 +142,10 @@ class TaskRunner(QObject):
     def _on_progress(self, task_id: int, payload: Any) -> None:
         if self._current is not None and task_id == self._current[0]:
             self.progress.emit(payload)
+
+    def _on_partial(self, task_id: int, value: Any) -> None:
+        if self._current is not None and task_id == self._current[0]:
+            self.partial.emit(value)
 
 
 def _size_of(args) -> str:

@@ -7,7 +7,6 @@ import logging
 import time
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -21,13 +20,15 @@ from PySide6.QtWidgets import (
     QSpinBox,
     QSplitter,
     QTabWidget,
-    QVBoxLayout,
-    QWidget,
 )
 
+from hft_lab.analysis.mean_reversion import analyse
 from hft_lab.data import load_sample_prices, ou_series
-from hft_lab.ui.plots import BarAxis, PercentAxis, date_of, make_plot, pen
-from hft_lab.ui.widgets import StatsTable, busy_bar, export_buttons, fmt, pct, side_panel, status_label
+from hft_lab.data.export import SessionItem
+from hft_lab.ui.plots import BarAxis, PercentAxis, make_plot, pen
+from hft_lab.ui.views.base import AnalysisView, ExportError, Param, note, via
+from hft_lab.ui.views.mean_reversion_plots import MeanReversionPlots
+from hft_lab.ui.widgets import StatsTable, fmt, spin
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
 log = logging.getLogger("hft_lab.ui.mean_reversion")
@@ -35,76 +36,30 @@ log = logging.getLogger("hft_lab.ui.mean_reversion")
 SYNTHETIC = "Synthetic OU series"
 
 
-def analyse(
-    backend,
-    prices,
-    lookback,
-    threshold,
-    exit_threshold,
-    stop_threshold,
-    cost_bps,
-    periods_per_year,
-    bars_per_day,
-    cancel=None,
-    spread=False,
-    notional=None,
-):
-    """The tab's whole computation on one backend: z-score/signals, OU fit, backtest.
-
-    Prices (all positive) are backtested in returns; a spread (spread=True, or any series with a
-    value ≤ 0, e.g. a basket's value that crosses zero) in P&L units of the spread, with costs on
-    the traded notional (`notional` per bar, default |spread|)."""
-    mr = backend.calculate_mean_reversion(
-        prices,
-        lookback=lookback,
-        threshold=threshold,
-        exit_threshold=exit_threshold,
-        stop_threshold=stop_threshold,
-        cancel=cancel,
-    )
-    if cancel is not None and cancel.cancelled:
-        from hft_lab.backends import Cancelled
-
-        raise Cancelled("cancelled by the user")
-    ou = backend.fit_ou(prices, dt=1.0, bars_per_day=bars_per_day)
-    pnl = spread or not bool(np.all(prices > 0))
-    bt = backend.backtest(
-        prices,
-        mr.positions,
-        cost_bps=cost_bps,
-        periods_per_year=periods_per_year,
-        units="pnl" if pnl else "returns",
-        notional=notional if pnl else None,
-    )
-    return {"mr": mr, "ou": ou, "bt": bt}
-
-
-class MeanReversionView(QWidget):
-    result_shown = Signal(object)  # the TaskOutcome that was drawn (GUI thread)
+class MeanReversionView(MeanReversionPlots, AnalysisView):
     replay_state = Signal(str)  # "running" / "paused" / "stopped" / "finished" / "error: …"
 
     MAX_MARKERS = 3000  # per kind; more would cost the GUI thread ~0.3 s per million points
     MAX_FILL_POINTS = 200_000
 
+    TASK_NAME = "mean reversion"
+    EXPORT_NAME = "mean_reversion"
+    CSV_TIP = "One CSV file: date (or bar), price, rolling mean/std, z-score, bands, signal, position, equity, drawdown"
+
     def __init__(self, runner: TaskRunner, store=None, parent=None):
-        super().__init__(parent)
-        self.runner = runner
-        self.store = store  # the shared DatasetStore (None: the bundled sample only)
+        super().__init__(runner, store, parent)
         self._last_outcome: TaskOutcome | None = None
         self.prices: np.ndarray | None = None
         self.dates: np.ndarray | None = None  # datetime64 per bar, or None (bar numbers)
         self.is_spread = False  # a spread (P&L backtest) rather than prices
         self.notional: np.ndarray | None = None
-        self.result = None  # MeanReversionResult of the last run
         self.ou = None
         self.bt = None
         self.markers_hidden = False
-        self._task: int | None = None
         self._stream = None
         self._replay_pos = 0
         self._replay_buf: dict[str, list[np.ndarray]] = {}
         self._build()
-        runner.finished.connect(self._on_finished)
         self._load_series()
 
     # ---- layout ----
@@ -113,78 +68,56 @@ class MeanReversionView(QWidget):
         df = QFormLayout(data)
         self.source = QComboBox()
         self._fill_sources()
-        self.n_points = QSpinBox()
-        self.n_points.setRange(100, 10_000_000)
-        self.n_points.setValue(2000)
-        self.n_points.setSingleStep(1000)
-        self.seed = QSpinBox()
-        self.seed.setRange(0, 1_000_000)
+        self.n_points = spin(QSpinBox(), 100, 10_000_000, 2000, step=1000)
+        self.seed = spin(QSpinBox(), 0, 1_000_000, 0)
         df.addRow("Prices", self.source)
         df.addRow("Synthetic points", self.n_points)
         df.addRow("Synthetic seed", self.seed)
 
         sig = QGroupBox("Signals")
         form = QFormLayout(sig)
-        self.lookback = QSpinBox()
-        self.lookback.setRange(2, 100_000)
-        self.lookback.setValue(20)
-        self.threshold = QDoubleSpinBox()
-        self.threshold.setRange(0.01, 100.0)
-        self.threshold.setValue(2.0)
-        self.threshold.setSingleStep(0.1)
-        self.exit_threshold = QDoubleSpinBox()
-        self.exit_threshold.setRange(-100.0, 100.0)
-        self.exit_threshold.setValue(0.0)
-        self.exit_threshold.setSingleStep(0.1)
+        self.lookback = spin(QSpinBox(), 2, 100_000, 20)
+        self.threshold = spin(QDoubleSpinBox(), 0.01, 100.0, 2.0, step=0.1)
+        self.exit_threshold = spin(QDoubleSpinBox(), -100.0, 100.0, 0.0, step=0.1)
         self.use_stop = QCheckBox("stop at |z| >")
-        self.stop = QDoubleSpinBox()
-        self.stop.setRange(0.02, 1000.0)
-        self.stop.setValue(4.0)
+        self.stop = spin(QDoubleSpinBox(), 0.02, 1000.0, 4.0)
         self.stop.setEnabled(False)
         self.use_stop.toggled.connect(self.stop.setEnabled)
         stop_row = QHBoxLayout()
         stop_row.addWidget(self.use_stop)
         stop_row.addWidget(self.stop)
-        form.addRow("Lookback (bars)", self.lookback)
-        form.addRow("Entry threshold (z)", self.threshold)
-        form.addRow("Exit level (z)", self.exit_threshold)
+        self.declare(
+            form,
+            Param("lookback", self.lookback, "Lookback (bars)"),
+            Param("threshold", self.threshold, "Entry threshold (z)"),
+            Param("exit_threshold", self.exit_threshold, "Exit level (z)"),
+            Param("use_stop", self.use_stop, None, in_params=False),
+            Param(
+                "stop_threshold",
+                self.stop,
+                None,
+                setting="stop",
+                read=lambda: self.stop.value() if self.use_stop.isChecked() else None,
+            ),
+        )
         form.addRow(stop_row)
 
         btg = QGroupBox("Backtest / OU")
         bf = QFormLayout(btg)
-        self.cost_bps = QDoubleSpinBox()
-        self.cost_bps.setRange(0.0, 1000.0)
-        self.cost_bps.setValue(1.0)
+        self.cost_bps = spin(QDoubleSpinBox(), 0.0, 1000.0, 1.0)
         self.cost_bps.setSuffix(" bps")
-        self.periods = QDoubleSpinBox()
-        self.periods.setRange(1.0, 10_000_000.0)
-        self.periods.setValue(252.0)
-        self.bars_per_day = QDoubleSpinBox()
-        self.bars_per_day.setRange(0.001, 1_000_000.0)
-        self.bars_per_day.setValue(1.0)
-        bf.addRow("Cost per turnover", self.cost_bps)
-        bf.addRow("Bars per year", self.periods)
-        bf.addRow("Bars per day", self.bars_per_day)
-
-        self.run_button = QPushButton("Run")
-        self.run_button.setDefault(True)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.progress = busy_bar()
-        self.status = status_label()
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.cancel_button)
-        self.export_csv_button, self.export_json_button, export_row = export_buttons(
-            "One CSV file: date (or bar), price, rolling mean/std, z-score, bands, signal, position, equity, drawdown",
-            "The full result with the data and parameters that produced it (reproducible)",
+        self.periods = spin(QDoubleSpinBox(), 1.0, 10_000_000.0, 252.0)
+        self.bars_per_day = spin(QDoubleSpinBox(), 0.001, 1_000_000.0, 1.0)
+        self.declare(
+            bf,
+            Param("cost_bps", self.cost_bps, "Cost per turnover"),
+            Param("periods_per_year", self.periods, "Bars per year", setting="periods"),
+            Param("bars_per_day", self.bars_per_day, "Bars per day"),
         )
 
         live = QGroupBox("Live replay (streaming)")
         lf = QFormLayout(live)
-        self.replay_speed = QSpinBox()
-        self.replay_speed.setRange(1, 10_000_000)
-        self.replay_speed.setValue(2000)
+        self.replay_speed = spin(QSpinBox(), 1, 10_000_000, 2000)
         self.replay_speed.setSuffix(" ticks/s")
         self.replay_start = QPushButton("Start")
         self.replay_pause = QPushButton("Pause")
@@ -196,14 +129,12 @@ class MeanReversionView(QWidget):
             rb.addWidget(b)
         self.replay_label = QLabel("")
         self.replay_label.setWordWrap(True)
-        lf.addRow("Speed", self.replay_speed)
+        self.declare(lf, Param("replay_speed", self.replay_speed, "Speed", in_params=False))
         lf.addRow(rb)
         lf.addRow(self.replay_label)
 
         self.stats = StatsTable()
-
-        left_w = side_panel([data, sig, btg, live], [buttons, self.progress, self.status, export_row], width=350)
-        self.left_panel = left_w
+        self.build_panel([data, sig, btg, live])
 
         self.axes = [BarAxis() for _ in range(4)]
         self.price_plot = make_plot(
@@ -214,8 +145,6 @@ class MeanReversionView(QWidget):
         self.dd_plot = make_plot("Drawdown", "drawdown", axisItems={"bottom": self.axes[3], "left": PercentAxis("left")})
         for p in (self.z_plot, self.equity_plot, self.dd_plot):
             p.setXLink(self.price_plot)
-        self.hover = QLabel(" ")
-        self.hover.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         top = QSplitter(Qt.Orientation.Vertical)
         top.addWidget(self.price_plot)
         top.addWidget(self.z_plot)
@@ -227,26 +156,13 @@ class MeanReversionView(QWidget):
         self.plot_tabs.addTab(top, "Signals")
         self.plot_tabs.addTab(perf, "Equity && drawdown")
         self.plot_tabs.addTab(self.stats, "Statistics")
-        right = QVBoxLayout()
-        right.addWidget(self.plot_tabs, 1)
-        right.addWidget(self.hover)
-        right_w = QWidget()
-        right_w.setLayout(right)
+        self.set_main(self.plot_tabs)
 
-        lay = QHBoxLayout(self)
-        lay.addWidget(left_w)
-        lay.addWidget(right_w, 1)
-
-        self.run_button.clicked.connect(self.run)
-        self.cancel_button.clicked.connect(self.cancel)
         self.source.currentIndexChanged.connect(self._load_series)
         self.n_points.valueChanged.connect(self._load_series)
         self.seed.valueChanged.connect(self._load_series)
-        self.runner.busy_changed.connect(self._set_busy)
         if self.store is not None:
             self.store.changed.connect(self._on_store_changed)
-        self.export_csv_button.clicked.connect(lambda: self._export_dialog("csv"))
-        self.export_json_button.clicked.connect(lambda: self._export_dialog("json"))
         self.replay_start.clicked.connect(self.start_replay)
         self.replay_speed.valueChanged.connect(self._rebase_replay)
         self.replay_pause.clicked.connect(self.pause_replay)
@@ -254,8 +170,8 @@ class MeanReversionView(QWidget):
         self._replay_timer = QTimer(self)
         self._replay_timer.setInterval(16)
         self._replay_timer.timeout.connect(self._replay_step)
-        self._mouse = pg.SignalProxy(self.price_plot.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse)
-        self._mouse_z = pg.SignalProxy(self.z_plot.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse_z)
+        for plot in (self.price_plot, self.z_plot):
+            self.track_hover(plot, lambda x: self.readout(int(round(x))))
 
     # ---- data ----
     ACTIVE = "Active dataset: "
@@ -310,8 +226,8 @@ class MeanReversionView(QWidget):
             self.source.setCurrentIndex(self.source.findText(assets[0]))
         self._load_series()
         was = before[len(self.ACTIVE) :] if before.startswith(self.ACTIVE) else ""
-        note = f" ({was} is not in it)" if was and self.source.currentText() != before else ""
-        self.status.setText(f"Active dataset changed{note}: {len(self.prices):,} prices loaded, previous result cleared.")
+        gone = f" ({was} is not in it)" if was and self.source.currentText() != before else ""
+        self.set_status(f"Active dataset changed{gone}: {len(self.prices):,} prices loaded, previous result cleared.")
 
     def input_description(self) -> dict:
         text = self.source.currentText()
@@ -383,61 +299,32 @@ class MeanReversionView(QWidget):
         self.price_plot.plot(
             idx, self.prices, pen=pen("price"), name="spread" if self.is_spread else "price", skipFiniteCheck=True
         )
-        self.status.setText(f"{len(self.prices):,} {'spread values' if self.is_spread else 'prices'} loaded.")
+        self.set_status(f"{len(self.prices):,} {'spread values' if self.is_spread else 'prices'} loaded.")
 
     # ---- run ----
-    def params(self) -> dict:
-        return dict(
-            lookback=self.lookback.value(),
-            threshold=self.threshold.value(),
-            exit_threshold=self.exit_threshold.value(),
-            stop_threshold=self.stop.value() if self.use_stop.isChecked() else None,
-        )
+    SIGNAL_KEYS = ("lookback", "threshold", "exit_threshold", "stop_threshold")
+
+    def signal_params(self) -> dict:
+        """The parameters of the z-score and signals (the stream API's)."""
+        p = self.params()
+        return {k: p[k] for k in self.SIGNAL_KEYS}
 
     def run(self) -> int:
         self.stop_replay()
-        self.status.setText("Running…")
-        self._task = self.runner.start(
+        return self.start(
             analyse,
             self.prices,
-            cost_bps=self.cost_bps.value(),
-            periods_per_year=self.periods.value(),
-            bars_per_day=self.bars_per_day.value(),
             spread=self.is_spread,
             notional=self.notional,
             **self.params(),
+            done=self._show_result,
+            status="Running…",
         )
-        return self._task
 
-    def cancel(self) -> None:
-        if self.runner.busy:
-            self.runner.cancel()
-            self.status.setText("Cancelled.")
-        self._task = None
-
-    def _set_busy(self, busy: bool) -> None:
-        self.run_button.setEnabled(not busy)
-        self.cancel_button.setEnabled(busy)
-        self.progress.setRange(0, 0 if busy else 1)
-
-    def _on_finished(self, out: TaskOutcome) -> None:
-        if out.task_id != self._task:
-            return
-        self._task = None
-        via = f" on {out.backend_name}" if out.backend_name else ""
-        note = f" ({out.note})" if out.note else ""
-        if not out.ok:
-            if out.cancelled:
-                self.status.setText("Cancelled.")
-            else:
-                self.status.setText(f"Error{via}: {out.value}{note}")
-                log.warning("mean reversion failed: %s", out.value)
-            self.result_shown.emit(out)
-            return
+    def _show_result(self, out: TaskOutcome) -> None:
         self.result, self.ou, self.bt = out.value["mr"], out.value["ou"], out.value["bt"]
         self._last_outcome = out
-        self.export_csv_button.setEnabled(True)
-        self.export_json_button.setEnabled(True)
+        self.enable_export()
         self._draw(self.result)
         self._draw_performance(self.bt)
         self._fill_stats()
@@ -448,155 +335,10 @@ class MeanReversionView(QWidget):
             if self.is_spread
             else "z-score, signals, OU fit and backtest"
         )
-        self.status.setText(
-            f"Computed{via} in {out.seconds * 1e3:.1f} ms{note}: {len(self.prices):,} bars, {n_trades:,} entries{hidden}; {what}."
+        self.set_status(
+            f"Computed{via(out)} in {out.seconds * 1e3:.1f} ms{note(out)}: {len(self.prices):,} bars, "
+            f"{n_trades:,} entries{hidden}; {what}."
         )
-        self.result_shown.emit(out)
-
-    def _fill_stats(self) -> None:
-        ou, bt = self.ou, self.bt
-        rows = [
-            ("OU κ (per bar)", ou.kappa),
-            ("OU θ", ou.theta),
-            ("OU σ", ou.sigma),
-            ("half-life (bars)", ou.half_life_bars),
-            ("half-life (days)", ou.half_life_days),
-            ("± s.e. half-life", ou.se_half_life),
-            ("AR(1) b ± s.e.", f"{fmt(ou.b)} ± {fmt(ou.se_b, 3)}"),
-            ("R² (levels)", ou.r_squared),
-            ("R² (increments)", ou.r_squared_delta),
-            ("mean-reverting", ou.mean_reverting),
-            ("Hurst (R/S)", ou.hurst),
-        ]
-        if bt is None:
-            rows.append(("backtest", "not run"))
-        elif getattr(bt, "units", "returns") == "pnl":
-            rows += [
-                ("backtest units", "P&L in spread units (a spread: returns need positive prices)"),
-                ("total P&L", bt.total_return),
-                ("annual P&L", bt.annual_return),
-                ("annual P&L volatility", bt.annual_volatility),
-                ("Sharpe", bt.sharpe),
-                ("Sortino", bt.sortino),
-                ("max drawdown (spread units)", bt.max_drawdown),
-                ("trades (closed)", int(bt.n_trades)),
-                ("win rate", pct(bt.win_rate, 1)),
-                ("avg holding (bars)", bt.avg_holding_bars),
-            ]
-        else:
-            rows += [
-                ("total return", pct(bt.total_return)),
-                ("annual return", pct(bt.annual_return)),
-                ("annual volatility", pct(bt.annual_volatility)),
-                ("Sharpe", bt.sharpe),
-                ("Sortino", bt.sortino),
-                ("max drawdown", pct(bt.max_drawdown)),
-                ("trades (closed)", int(bt.n_trades)),
-                ("win rate", pct(bt.win_rate, 1)),
-                ("avg holding (bars)", bt.avg_holding_bars),
-            ]
-        self.stats.set_rows(rows)
-
-    def _draw(self, r) -> None:
-        """Draw on the GUI thread, kept short: explicit x arrays, the NaN warm-up sliced off (so
-        pyqtgraph skips its finite check), no band fill or trade markers on huge series."""
-        x = self.prices
-        idx = np.arange(len(x), dtype=np.float64)
-        w = slice(r.lookback - 1, None)
-        fast = dict(skipFiniteCheck=True)
-        self.price_plot.clear()
-        self.z_plot.clear()
-        pp = self.price_plot.getPlotItem()
-        pp.plot(idx, x, pen=pen("price"), name="price", **fast)
-        pp.plot(idx[w], r.rolling_mean[w], pen=pen("mean", 1.5), name=f"mean ({r.lookback})", **fast)
-        upper = pp.plot(idx[w], r.upper_band[w], pen=pen("band"), name=f"±{r.threshold:g}·std", **fast)
-        lower = pp.plot(idx[w], r.lower_band[w], pen=pen("band"), **fast)
-        if len(x) <= self.MAX_FILL_POINTS:
-            pp.addItem(pg.FillBetweenItem(upper, lower, brush=pg.mkBrush(31, 119, 180, 30)))
-        self.markers_hidden = not self._markers(pp, r, x)
-        zp = self.z_plot.getPlotItem()
-        zp.plot(idx[w], r.zscore[w], pen=pen("z"), **fast)
-        self._z_levels(zp, r.threshold, r.exit_threshold, r.stop_threshold)
-
-    @staticmethod
-    def _z_levels(zp, threshold, exit_threshold, stop_threshold) -> None:
-        for level in (threshold, -threshold):
-            zp.addLine(y=level, pen=pen("threshold", 1, Qt.PenStyle.DashLine))
-        if exit_threshold != 0:
-            zp.addLine(y=exit_threshold, pen=pen("exit", 1, Qt.PenStyle.DotLine))
-            zp.addLine(y=-exit_threshold, pen=pen("exit", 1, Qt.PenStyle.DotLine))
-        zp.addLine(y=0, pen=pen("exit", 1, Qt.PenStyle.DotLine))
-        if stop_threshold is not None:
-            for s in (stop_threshold, -stop_threshold):
-                zp.addLine(y=s, pen=pen("short", 1, Qt.PenStyle.DashDotLine))
-
-    def _draw_performance(self, bt) -> None:
-        self.equity_plot.clear()
-        self.dd_plot.clear()
-        if bt is None:
-            return
-        idx = np.arange(len(bt.equity), dtype=np.float64)
-        pnl = getattr(bt, "units", "returns") == "pnl"
-        self.equity_plot.plot(
-            idx, bt.equity, pen=pen("mean", 1.5), name="cumulative P&L" if pnl else "equity", skipFiniteCheck=True
-        )
-        self.dd_plot.plot(
-            idx,
-            -bt.drawdown if np.all(bt.drawdown >= 0) else bt.drawdown,
-            pen=pen("short"),
-            name="drawdown",
-            fillLevel=0,
-            brush=pg.mkBrush(214, 39, 40, 60),
-            skipFiniteCheck=True,
-        )
-
-    def _markers(self, plot, r, x) -> bool:
-        """Entry/exit markers; False (and none drawn) when there are too many to draw quickly."""
-        if max(len(r.entries), len(r.exits)) > self.MAX_MARKERS:
-            return False
-        e = r.entries
-        if len(e):
-            sig = r.signals[e]
-            longs, shorts = e[sig > 0], e[sig < 0]
-            plot.addItem(
-                pg.ScatterPlotItem(longs, x[longs], symbol="t1", size=9, brush=pg.mkBrush(44, 160, 44), name="long entry")
-            )
-            plot.addItem(
-                pg.ScatterPlotItem(shorts, x[shorts], symbol="t", size=9, brush=pg.mkBrush(214, 39, 40), name="short entry")
-            )
-        if len(r.exits):
-            ex = r.exits
-            plot.addItem(pg.ScatterPlotItem(ex, x[ex], symbol="x", size=8, brush=pg.mkBrush(60, 60, 60), name="exit"))
-        return True
-
-    # ---- hover readout ----
-    def readout(self, i: int) -> str:
-        if self.prices is None or not 0 <= i < len(self.prices):
-            return " "
-        d = date_of(self.dates, i, self.axes[0].intraday)
-        parts = ([d] if d else []) + [f"bar {i:,}", f"{'spread' if self.is_spread else 'price'} {fmt(float(self.prices[i]))}"]
-        r = self.result
-        if r is not None and i < len(r.zscore):
-            parts += [
-                f"mean {fmt(float(r.rolling_mean[i]))}",
-                f"std {fmt(float(r.rolling_std[i]))}",
-                f"z {fmt(float(r.zscore[i]), 4)}",
-                f"position {int(r.positions[i]):+d}",
-            ]
-        if self.bt is not None and i < len(self.bt.equity):
-            parts += [f"equity {fmt(float(self.bt.equity[i]), 6)}", f"drawdown {fmt(float(self.bt.drawdown[i]), 4)}"]
-        return "   ".join(parts)
-
-    def _hover_at(self, plot, pos) -> None:
-        vb = plot.getPlotItem().vb
-        if plot.sceneBoundingRect().contains(pos):
-            self.hover.setText(self.readout(int(round(vb.mapSceneToView(pos).x()))))
-
-    def _on_mouse(self, ev) -> None:
-        self._hover_at(self.price_plot, ev[0])
-
-    def _on_mouse_z(self, ev) -> None:
-        self._hover_at(self.z_plot, ev[0])
 
     # ---- live replay ----
     def start_replay(self) -> None:
@@ -604,8 +346,7 @@ class MeanReversionView(QWidget):
         if self._stream is None:
             try:
                 res = self.runner.router.resolve(wait=False)  # GUI thread: no health wait
-                p = self.params()
-                self._stream = res.backend.mean_reversion_stream(**p)
+                self._stream = res.backend.mean_reversion_stream(**self.signal_params())
                 self._replay_backend = res.backend.name
             except Exception as e:
                 self.replay_label.setText(f"Error: {e}")
@@ -621,7 +362,7 @@ class MeanReversionView(QWidget):
             self._live_up = self.price_plot.plot(pen=pen("band"))
             self._live_lo = self.price_plot.plot(pen=pen("band"))
             self._live_z = self.z_plot.plot(pen=pen("z"), name="z")
-            pr = self.params()
+            pr = self.signal_params()
             self._z_levels(self.z_plot.getPlotItem(), pr["threshold"], pr["exit_threshold"], pr["stop_threshold"])
             self.plot_tabs.setCurrentIndex(0)
         self._replay_base_t, self._replay_base_pos = time.perf_counter(), self._replay_pos  # (re)start the clock
@@ -704,33 +445,13 @@ class MeanReversionView(QWidget):
         if hi >= n:
             self.stop_replay("finished")
 
-    # ---- settings and export ----
-    def settings_widgets(self) -> dict:
-        """Parameters restored on the next start (not the data source: that would regenerate data)."""
-        return {
-            "lookback": self.lookback,
-            "threshold": self.threshold,
-            "exit_threshold": self.exit_threshold,
-            "use_stop": self.use_stop,
-            "stop": self.stop,
-            "cost_bps": self.cost_bps,
-            "periods": self.periods,
-            "bars_per_day": self.bars_per_day,
-            "replay_speed": self.replay_speed,
-        }
-
+    # ---- session and export ----
     def run_parameters(self) -> dict:
-        return dict(
-            self.params(),
-            cost_bps=self.cost_bps.value(),
-            periods_per_year=self.periods.value(),
-            bars_per_day=self.bars_per_day.value(),
-        )
+        return self.params()
 
     def session_items(self) -> list:
         if self.result is None or self._last_outcome is None:
             return []
-        from hft_lab.data.export import SessionItem
 
         result = {"mean_reversion": self.result, "ou": self.ou}
         if self.bt is not None:
@@ -753,7 +474,7 @@ class MeanReversionView(QWidget):
 
         r, bt = self.result, self.bt
         if r is None:
-            raise ValueError("nothing to export: run a computation first")
+            raise ExportError("no result to export: run a computation first")
         cols: dict = {}
         if self.dates is not None:
             cols["date"] = self.dates
@@ -787,23 +508,3 @@ class MeanReversionView(QWidget):
             path, index=False, float_format="%.17g", date_format="%Y-%m-%d %H:%M:%S" if self.axes[0].intraday else "%Y-%m-%d"
         )
         return [path]
-
-    def export_json(self, path):
-        from hft_lab.data.export import export_result_json
-
-        if self.result is None:
-            raise ValueError("nothing to export: run a computation first")
-        item = self.session_items()[0]
-        return export_result_json(item.result, path, inputs=item.inputs, parameters=item.parameters, backend=item.backend)
-
-    def _export_dialog(self, kind: str) -> None:
-        from hft_lab.ui.files import save_file_name
-
-        path = save_file_name(self, f"Export {kind.upper()}", f"mean_reversion.{kind}", f"{kind.upper()} (*.{kind})")
-        if not path:
-            return
-        try:
-            (self.export_csv if kind == "csv" else self.export_json)(path)
-            self.status.setText(f"Exported to {path}.")
-        except (OSError, ValueError) as e:
-            self.status.setText(f"Export failed: {e}")

@@ -9,42 +9,48 @@ S&P 500 sample."""
 from __future__ import annotations
 
 import logging
-import math
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QBrush, QColor, QValidator
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QGroupBox,
-    QHBoxLayout,
     QHeaderView,
     QLabel,
-    QPushButton,
     QSpinBox,
     QSplitter,
     QTableWidget,
-    QTableWidgetItem,
     QTabWidget,
-    QVBoxLayout,
-    QWidget,
 )
 
+from hft_lab.analysis.regimes import equal_weight_index, fit_regimes, segments
 from hft_lab.data import load_sample_prices
-from hft_lab.data.export import SessionItem, describe_prices, export_result_csv, export_result_json
+from hft_lab.data.export import SessionItem, describe_prices
+from hft_lab.data.synthetic import SYNTH_MEANS, SYNTH_STAY, SYNTH_STDS, synthetic_regime_returns
 from hft_lab.ui.plots import BarAxis, PriceAxis, date_of, intraday, make_plot, pen
-from hft_lab.ui.widgets import StatsTable, busy_bar, export_buttons, fmt, side_panel, status_label
+from hft_lab.ui.views.base import AnalysisView, Param, note, via
+from hft_lab.ui.views.regimes_plots import RegimesPlots, regime_colors
+from hft_lab.ui.widgets import StatsTable, spin
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
+
+__all__ = [
+    "RegimesView",
+    "SciSpinBox",
+    "regime_colors",
+    "equal_weight_index",
+    "fit_regimes",
+    "segments",
+    "synthetic_regime_returns",
+]
 
 log = logging.getLogger("hft_lab.ui.regimes")
 
@@ -58,124 +64,6 @@ EW_CONSTRUCTION = (
     "equal-weight index: 100 at the first row, then the mean of the assets' simple returns "
     "p_t / p_(t-1) - 1 (assets with a missing price skipped), i.e. rebalanced every bar"
 )
-
-# the regimes of hft_lab.data.regime_switching_returns (its defaults)
-SYNTH_MEANS = (-0.002, 0.0005, 0.001)
-SYNTH_STDS = (0.025, 0.01, 0.005)
-SYNTH_STAY = 0.98
-
-# low mean -> red, high mean -> green (same colours in every plot and table)
-_RAMP = np.array([(214, 39, 40), (255, 127, 14), (212, 176, 0), (140, 191, 38), (44, 160, 44)], dtype=float)
-
-
-def regime_colors(k: int) -> list[tuple[int, int, int]]:
-    """One colour per state (states are sorted by mean, ascending)."""
-    if k <= 1:
-        return [(31, 119, 180)]
-    pos = np.linspace(0.0, len(_RAMP) - 1, k)
-    out = []
-    for p in pos:
-        i = min(int(p), len(_RAMP) - 2)
-        c = _RAMP[i] + (p - i) * (_RAMP[i + 1] - _RAMP[i])
-        out.append(tuple(int(round(v)) for v in c))
-    return out
-
-
-def synthetic_regime_returns(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Same numbers as hft_lab.data.regime_switching_returns(n, seed=seed) (same random stream),
-    ~15x faster (the chain's uniforms are drawn at once), so a large series does not stall the
-    GUI thread."""
-    rng = np.random.default_rng(seed)
-    k = len(SYNTH_MEANS)
-    trans = np.full((k, k), (1 - SYNTH_STAY) / (k - 1))
-    np.fill_diagonal(trans, SYNTH_STAY)
-    states = np.zeros(n, dtype=np.int64)
-    if n > 1:
-        u = rng.random(n - 1)  # Generator.choice(k, p=row) draws exactly one uniform per call
-        cdf = trans.cumsum(axis=1)
-        cdf /= cdf[:, -1:]
-        nxt = [cdf[s].searchsorted(u, side="right").tolist() for s in range(k)]
-        path = [0] * n
-        s = 0
-        for t in range(1, n):
-            s = nxt[s][t - 1]
-            path[t] = s
-        states[:] = path
-    r = rng.normal(np.asarray(SYNTH_MEANS)[states], np.asarray(SYNTH_STDS)[states])
-    return r, states
-
-
-def equal_weight_index(df: pd.DataFrame) -> tuple[np.ndarray, pd.Index, int]:
-    """The equal-weight index of a price table (see EW_CONSTRUCTION): (levels, their index labels,
-    number of bars left out because no asset had a return there). ValueError when a price is not
-    finite and positive (the index would be meaningless, and so would its log returns)."""
-    v = df.to_numpy(dtype=np.float64)
-    bad = ~np.isnan(v) & (~np.isfinite(v) | (v <= 0))
-    if bad.any():
-        i, j = (int(a[0]) for a in np.nonzero(bad))
-        lab = df.index[i]
-        at = f"{lab:%Y-%m-%d}" if isinstance(lab, pd.Timestamp) and lab == lab.normalize() else str(lab)
-        raise ValueError(f"log returns need finite positive prices: {df.columns[j]} is {v[i, j]:g} at {at} (row {i:,})")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        simple = v[1:] / v[:-1] - 1.0
-    have = ~np.isnan(simple)
-    count = have.sum(axis=1)
-    keep = count > 0
-    mean = np.where(have, simple, 0.0).sum(axis=1)[keep] / count[keep]
-    levels = 100.0 * np.r_[1.0, np.cumprod(1.0 + mean)]
-    labels = df.index[np.r_[True, keep]]
-    return levels, labels, int((~keep).sum())
-
-
-def fit_regimes(backend, observations, n_states, max_iterations, tolerance, n_restarts, seed, report=None, cancel=None):
-    """The tab's computation (on the worker thread): one Gaussian HMM fit with per-iteration
-    progress. `report(iteration, log_likelihood)` forwards progress to the GUI thread."""
-
-    def progress(it, ll):
-        if report is not None:
-            report(it, ll)
-        return not (cancel is not None and cancel.cancelled)
-
-    return backend.run_hmm(
-        observations,
-        n_states=n_states,
-        max_iterations=max_iterations,
-        tolerance=tolerance,
-        n_restarts=n_restarts,
-        seed=seed,
-        progress=progress,
-        cancel=cancel,
-    )
-
-
-def segments(path: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Consecutive runs of the same state: (starts, ends (exclusive), states)."""
-    path = np.asarray(path)
-    if len(path) == 0:
-        e = np.empty(0, dtype=np.int64)
-        return e, e, e
-    change = np.flatnonzero(path[1:] != path[:-1]) + 1
-    starts = np.r_[0, change]
-    ends = np.r_[change, len(path)]
-    return starts, ends, path[starts]
-
-
-class _ProgressReporter:
-    """Progress callback for the worker thread. The task id is known only when runner.start()
-    has returned, so the first call waits (microseconds) for the GUI thread to bind it."""
-
-    def __init__(self, runner: TaskRunner):
-        self.runner = runner
-        self.task_id: int | None = None
-        self._bound = threading.Event()
-
-    def bind(self, task_id: int) -> None:
-        self.task_id = task_id
-        self._bound.set()
-
-    def __call__(self, it, ll) -> None:
-        if self._bound.wait(10.0):
-            self.runner.report_progress(self.task_id, (int(it), float(ll)))
 
 
 class SciSpinBox(QDoubleSpinBox):
@@ -216,21 +104,17 @@ class SciSpinBox(QDoubleSpinBox):
         self.setValue(min(self.maximum(), v * 10.0**steps) if v else 0.0)
 
 
-_intraday = intraday
-_date_of = date_of
-
-
-class RegimesView(QWidget):
-    result_shown = Signal(object)  # the TaskOutcome that was drawn or reported (GUI thread)
+class RegimesView(RegimesPlots, AnalysisView):
     progress_shown = Signal(int, float)  # every EM iteration received from the running task
 
     SHADE_ALPHA = 55
     LIVE_REFRESH_MS = 50
 
+    TASK_NAME = "HMM fit"
+    CSV_TIP = "Per-return table (regime, posteriors), regime parameters, summary: CSV files"
+
     def __init__(self, runner: TaskRunner, store=None, parent=None):
-        super().__init__(parent)
-        self.runner = runner
-        self.store = store  # the shared DatasetStore (None: the bundled sample instead)
+        super().__init__(runner, store, parent)
         self._store_dataset = store.dataset if store is not None else None
         self.prices: np.ndarray | None = None
         self.observations: np.ndarray | None = None  # log returns of self.prices
@@ -242,22 +126,17 @@ class RegimesView(QWidget):
         self._result_inputs: Callable[[], dict] = dict
         self.result_params: dict = {}  # parameters of the result on show
         self.true_states: np.ndarray | None = None  # synthetic series only (state of each return)
-        self.result = None  # HmmResult of the last run on the current series
         self.result_seconds = 0.0
         self.result_backend = ""
         self.total_iterations = 0  # EM iterations of the last run including restarts
         self.live_iterations: list[int] = []
         self.live_ll: list[float] = []
-        self._task: int | None = None
-        self._reporter: _ProgressReporter | None = None
         self._run_params: dict = {}
         self._shade: pg.ImageItem | None = None
         self.segments = segments(np.empty(0, dtype=np.int64))  # Viterbi runs: (starts, ends, states)
         self._post_img: pg.ImageItem | None = None
         self._post_lut = np.zeros((1, 4), dtype=np.uint8)
         self._build()
-        runner.finished.connect(self._on_finished)
-        runner.progress.connect(self._on_progress)
         if store is not None:
             store.changed.connect(self._on_store_changed)
         self._load_series()
@@ -274,19 +153,12 @@ class RegimesView(QWidget):
         self.dataset_label.setStyleSheet("color: #555")
         self.dataset_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.dataset_label.setVisible(False)
-        self.n_points = QSpinBox()
-        self.n_points.setRange(100, 1_000_000)
-        self.n_points.setValue(3000)
-        self.n_points.setSingleStep(1000)
+        self.n_points = spin(QSpinBox(), 100, 1_000_000, 3000, step=1000)
         self.n_points.setGroupSeparatorShown(True)
         self.n_points.setKeyboardTracking(False)
-        self.data_seed = QSpinBox()
-        self.data_seed.setRange(0, 1_000_000)
+        self.data_seed = spin(QSpinBox(), 0, 1_000_000, 0)
         self.data_seed.setKeyboardTracking(False)
-        self.ann = QDoubleSpinBox()
-        self.ann.setRange(0.0, 10_000_000.0)
-        self.ann.setDecimals(1)
-        self.ann.setValue(252.0)
+        self.ann = spin(QDoubleSpinBox(), 0.0, 10_000_000.0, 252.0, decimals=1)
         self.ann.setSpecialValueText("off")
         self.ann.setToolTip("Bars per year, for the annualised mean and volatility in the regime table (0 = off)")
         obs = QLabel("Observations: log returns  r_t = ln(p_t / p_t−1)")
@@ -296,51 +168,35 @@ class RegimesView(QWidget):
         df.addRow(self.dataset_label)
         df.addRow("Synthetic returns", self.n_points)
         df.addRow("Synthetic seed", self.data_seed)
-        df.addRow("Annualisation (bars/yr)", self.ann)
         self.log_scale = QCheckBox("Log price axis")
         self.log_scale.setChecked(True)
-        df.addRow(self.log_scale)
+        self.declare(
+            df,
+            Param("annualization", self.ann, "Annualisation (bars/yr)", in_params=False),
+            Param("log_scale", self.log_scale, in_params=False),
+        )
         df.addRow(obs)
 
         model = QGroupBox("Gaussian HMM (Baum-Welch EM)")
         mf = QFormLayout(model)
-        self.n_states = QSpinBox()
-        self.n_states.setRange(1, 10)
-        self.n_states.setValue(3)
-        self.max_iterations = QSpinBox()
-        self.max_iterations.setRange(1, 1_000_000)
-        self.max_iterations.setValue(1000)
+        self.n_states = spin(QSpinBox(), 1, 10, 3)
+        self.max_iterations = spin(QSpinBox(), 1, 1_000_000, 1000)
         self.tolerance = SciSpinBox()
         self.tolerance.setValue(1e-6)
         self.tolerance.setToolTip("EM stops when the log-likelihood gains less than this in one iteration (0: never)")
-        self.n_restarts = QSpinBox()
-        self.n_restarts.setRange(0, 1000)
+        self.n_restarts = spin(QSpinBox(), 0, 1000, 0)
         self.n_restarts.setToolTip("Extra EM runs from seeded random starts; the best log-likelihood wins")
-        self.seed = QSpinBox()
-        self.seed.setRange(0, 2_147_483_647)
-        mf.addRow("Regimes (states)", self.n_states)
-        mf.addRow("Max iterations", self.max_iterations)
-        mf.addRow("Tolerance (ΔLL)", self.tolerance)
-        mf.addRow("Random restarts", self.n_restarts)
-        mf.addRow("Restart seed", self.seed)
-
-        self.run_button = QPushButton("Run")
-        self.run_button.setDefault(True)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.cancel_button)
-        self.busy_bar = busy_bar()
-        self.status = status_label()
-        self.export_csv_button, self.export_json_button, exports = export_buttons(
-            "Per-return table (regime, posteriors), regime parameters, summary: CSV files",
-            "The full result with the data and parameters that produced it (reproducible)",
+        self.seed = spin(QSpinBox(), 0, 2_147_483_647, 0)
+        self.declare(
+            mf,
+            Param("n_states", self.n_states, "Regimes (states)"),
+            Param("max_iterations", self.max_iterations, "Max iterations"),
+            Param("tolerance", self.tolerance, "Tolerance (ΔLL)"),
+            Param("n_restarts", self.n_restarts, "Random restarts"),
+            Param("seed", self.seed, "Restart seed"),
         )
         self.stats = StatsTable()
-
-        left_w = side_panel([data, model], [buttons, self.busy_bar, self.status, exports], width=350)
-        self.left_panel = left_w
+        self.build_panel([data, model])
 
         # price shaded by regime, posteriors below (x-linked)
         self.price_plot = make_plot("Price, shaded by the most likely regime (Viterbi)", "price")
@@ -408,30 +264,15 @@ class RegimesView(QWidget):
         right.addWidget(self.post_plot)
         right.addWidget(bottom)
         right.setSizes([420, 190, 240])
-        self.hover = QLabel(" ")
-        self.hover.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        right_box = QVBoxLayout()
-        right_box.addWidget(right, 1)
-        right_box.addWidget(self.hover)
-        right_w = QWidget()
-        right_w.setLayout(right_box)
+        self.set_main(right)
 
-        lay = QHBoxLayout(self)
-        lay.addWidget(left_w)
-        lay.addWidget(right_w, 1)
-
-        self.run_button.clicked.connect(self.run)
-        self.cancel_button.clicked.connect(self.cancel)
-        self.export_csv_button.clicked.connect(self._export_csv_clicked)
-        self.export_json_button.clicked.connect(self._export_json_clicked)
         self.source.currentIndexChanged.connect(self._load_series)
         self.n_points.valueChanged.connect(self._load_series)
         self.data_seed.valueChanged.connect(self._load_series)
         self.ann.valueChanged.connect(self._fill_regime_table)
         self.log_scale.toggled.connect(self._set_log_scale)
-        self.runner.busy_changed.connect(self._set_busy)
-        self._mouse = pg.SignalProxy(self.price_plot.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse)
-        self._mouse_p = pg.SignalProxy(self.post_plot.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse_post)
+        for plot in (self.price_plot, self.post_plot):
+            self.track_hover(plot, lambda x: self.readout(int(round(x))))
 
     # ---- data ----
     def _fill_sources(self) -> None:
@@ -481,16 +322,16 @@ class RegimesView(QWidget):
         self._store_dataset = self.store.dataset
         was = self.source_key()
         before = self.source.currentText()
-        had_result, was_running = self.result is not None, self._task is not None and self.runner.busy
+        had_result, was_running = self.result is not None, self.running
         self._fill_sources()
         if not was.startswith("active"):
             return
-        note = ""
+        moved = ""
         if self.source_key() != was:  # that asset is gone: the first entry of the active dataset
             self.source.blockSignals(True)
             self.source.setCurrentIndex(min(1, self.source.count() - 1))
             self.source.blockSignals(False)
-            note = f" ({before[len(ACTIVE_PREFIX) :]} is not in it: now {self.source.currentText()[len(ACTIVE_PREFIX) :]})"
+            moved = f" ({before[len(ACTIVE_PREFIX) :]} is not in it: now {self.source.currentText()[len(ACTIVE_PREFIX) :]})"
         self._load_series()
         what = "Active dataset replaced" if replaced else "Active dataset selection changed"
         gone = []
@@ -500,7 +341,7 @@ class RegimesView(QWidget):
             gone.append("the previous result was cleared (it belongs to the old data)")
         tail = f"; {' and '.join(gone)}" if gone else ""
         rest = self.status.text()
-        self.status.setText(f"{what}{note}{tail}. {rest[:1].upper()}{rest[1:]}")
+        self.set_status(f"{what}{moved}{tail}. {rest[:1].upper()}{rest[1:]}")
 
     def _load_series(self) -> None:
         key, text = self.source_key(), self.source.currentText()
@@ -578,7 +419,7 @@ class RegimesView(QWidget):
 
     def _refuse(self, text: str) -> None:
         """No usable series: nothing is drawn and Run explains why (old data is never used)."""
-        if self.runner.busy and self._task is not None:
+        if self.running:
             self.cancel()
         self.prices = self.observations = self.dates = self.true_states = None
         self.intraday = False
@@ -587,7 +428,7 @@ class RegimesView(QWidget):
         self._clear_results()
         self.price_plot.getPlotItem().clear()
         self.hover.setText(" ")
-        self.status.setText(text)
+        self.set_status(text)
 
     def set_prices(
         self, prices, dates=None, true_states=None, label: str = "prices", inputs: dict | Callable[[], dict] | None = None
@@ -596,12 +437,12 @@ class RegimesView(QWidget):
         (they belong to other data) and a running fit is cancelled. inputs: what the series is,
         for export, or a function that tells it (default: the prices themselves, described by
         describe_prices)."""
-        if self.runner.busy and self._task is not None:
+        if self.running:
             self.cancel()
         prices = np.asarray(prices, dtype=np.float64).ravel()
         self.prices = prices
         self.dates = None if dates is None else np.asarray(dates).astype("datetime64[s]")
-        self.intraday = self.dates is not None and _intraday(self.dates)
+        self.intraday = self.dates is not None and intraday(self.dates)
         if inputs is None:
             frame = pd.DataFrame({label: prices}, index=pd.DatetimeIndex(self.dates) if self.dates is not None else None)
             inputs = lambda: {"name": label, "series": describe_prices(frame, name=label)}  # noqa: E731
@@ -618,18 +459,18 @@ class RegimesView(QWidget):
         if bad.any():
             self.observations = None
             i = int(np.flatnonzero(bad)[0])
-            self.status.setText(f"Cannot use these prices: log returns need finite positive prices (bar {i:,} is {prices[i]:g}).")
+            self.set_status(f"Cannot use these prices: log returns need finite positive prices (bar {i:,} is {prices[i]:g}).")
         elif len(prices) < 2:
             self.observations = None
-            self.status.setText("Cannot use these prices: at least two are needed for one log return.")
+            self.set_status("Cannot use these prices: at least two are needed for one log return.")
         else:
             self.observations = np.diff(np.log(prices))
             span = (
-                f", {_date_of(self.dates, 0, self.intraday)} … {_date_of(self.dates, len(prices) - 1, self.intraday)}"
+                f", {date_of(self.dates, 0, self.intraday)} … {date_of(self.dates, len(prices) - 1, self.intraday)}"
                 if self.dates is not None
                 else ""
             )
-            self.status.setText(f"{label}: {len(prices):,} prices{span} → {len(self.observations):,} log returns.")
+            self.set_status(f"{label}: {len(prices):,} prices{span} → {len(self.observations):,} log returns.")
         if not bad.all():
             pi.plot(idx, np.where(bad, np.nan, prices), pen=pen("price"), skipFiniteCheck=not bad.any(), connect="finite")
         self.hover.setText(" ")
@@ -650,46 +491,34 @@ class RegimesView(QWidget):
         self._ll_curve = None
         self.stats.set_rows([])
         self.result_params, self._result_inputs = {}, dict
-        for b in (self.export_csv_button, self.export_json_button):
-            b.setEnabled(False)
+        self.enable_export(False)
 
     # ---- run ----
-    def params(self) -> dict:
-        return dict(
-            n_states=self.n_states.value(),
-            max_iterations=self.max_iterations.value(),
-            tolerance=self.tolerance.value(),
-            n_restarts=self.n_restarts.value(),
-            seed=self.seed.value(),
-        )
-
     def run(self) -> int | None:
         if self.observations is None:
-            self.status.setText("No usable data: choose a price series first.")
+            self.set_status("No usable data: choose a price series first.")
             return None
-        self._reporter = _ProgressReporter(self.runner)
         self.live_iterations, self.live_ll = [], []
         self._live_timer.stop()
         self._run_params = self.params()
         self._run_inputs = self._series_inputs
-        self._task = self.runner.start(fit_regimes, self.observations, report=self._reporter, **self._run_params)
-        self._reporter.bind(self._task)
+        tid = self.start(
+            fit_regimes,
+            self.observations,
+            **self._run_params,
+            done=self._show_result,
+            status=f"Running EM on {len(self.observations):,} log returns…",
+        )
         self._show_live_curve()
-        self.status.setText(f"Running EM on {len(self.observations):,} log returns…")
-        return self._task
+        return tid
 
-    def cancel(self) -> None:
-        if self.runner.busy and self._task is not None:
-            self.runner.cancel()
-            self._live_timer.stop()
-            self.status.setText("Cancelled.")
-            self._draw_ll(self.result)  # back to the curve of the result on show (if any)
-        self._task = None
+    def on_cancelled(self) -> None:
+        self._live_timer.stop()
+        self._draw_ll(self.result)  # back to the curve of the result on show (if any)
 
-    def _set_busy(self, busy: bool) -> None:
-        self.run_button.setEnabled(not busy)
-        self.cancel_button.setEnabled(busy)
-        self.busy_bar.setRange(0, 0 if busy else 1)
+    def on_failed(self, out: TaskOutcome) -> None:
+        self._live_timer.stop()
+        self._draw_ll(self.result)
 
     # ---- live progress ----
     def _show_live_curve(self) -> None:
@@ -700,9 +529,7 @@ class RegimesView(QWidget):
             [], [], pen=pen("mean", 1.5), symbol="o", symbolSize=4, symbolBrush=pg.mkBrush(31, 119, 180), symbolPen=None
         )
 
-    def _on_progress(self, payload) -> None:
-        if self._task is None or self._task != self.runner.current_id:
-            return
+    def on_progress(self, payload) -> None:
         it, ll = payload
         if self.live_iterations and it <= self.live_iterations[-1]:
             # the call was retried on the other backend: its iterations start again
@@ -714,7 +541,7 @@ class RegimesView(QWidget):
             self._live_timer.start()
 
     def _refresh_live(self) -> None:
-        if self._task is None or not self.live_iterations or self._ll_curve is None:
+        if not self.running or not self.live_iterations or self._ll_curve is None:
             return
         n = len(self.live_iterations)
         x = np.asarray(self.live_iterations, dtype=np.float64)
@@ -722,28 +549,14 @@ class RegimesView(QWidget):
         if n > 300:
             self._ll_curve.setSymbol(None)
         self._ll_curve.setData(x, y)
-        self.status.setText(
+        self.set_status(
             f"Running EM on {len(self.observations):,} log returns: iteration {self.live_iterations[-1]:,}, "
             f"log-likelihood {self.live_ll[-1]:,.4f}"
         )
 
     # ---- result ----
-    def _on_finished(self, out: TaskOutcome) -> None:
-        if out.task_id != self._task:
-            return
-        self._task = None
+    def _show_result(self, out: TaskOutcome) -> None:
         self._live_timer.stop()
-        via = f" on {out.backend_name}" if out.backend_name else ""
-        note = f" ({out.note})" if out.note else ""
-        if not out.ok:
-            if out.cancelled:
-                self.status.setText("Cancelled.")
-            else:
-                self.status.setText(f"Error{via}: {out.value}{note}")
-                log.warning("HMM fit failed: %s", out.value)
-            self._draw_ll(self.result)
-            self.result_shown.emit(out)
-            return
         r = out.value
         self.result = r
         self.result_seconds = out.seconds
@@ -756,288 +569,15 @@ class RegimesView(QWidget):
         )
         n_runs = self._run_params["n_restarts"] + 1
         restarts = f", best of {n_runs} runs" if n_runs > 1 else ""
-        self.status.setText(
-            f"Fitted{via} in {out.seconds * 1e3:,.1f} ms{note}: {r.n_states} regimes on {len(r.viterbi_path):,} log returns, "
+        self.set_status(
+            f"Fitted{via(out)} in {out.seconds * 1e3:,.1f} ms{note(out)}: {r.n_states} regimes on "
+            f"{len(r.viterbi_path):,} log returns, "
             f"{r.iterations:,} EM iterations{restarts}, {conv}. Log-likelihood {r.log_likelihood:,.2f}, "
             f"BIC {r.bic:,.2f}."
         )
         self.result_shown.emit(out)
 
-    def _draw(self, r) -> None:
-        """Kept short on the GUI thread: one image for the regime shading (one pixel per bar,
-        downsampled to the screen by pyqtgraph), one image for the posteriors of the visible range,
-        small tables."""
-        colors = regime_colors(r.n_states)
-        self._draw_prices(r, colors)
-        self._draw_posteriors(r, colors)
-        self._fill_regime_table()
-        self._draw_transitions(r, colors)
-        self._draw_ll(r)
-        self._fill_stats(r)
-        for b in (self.export_csv_button, self.export_json_button):
-            b.setEnabled(True)
-
-    def _draw_prices(self, r, colors) -> None:
-        pi = self.price_plot.getPlotItem()
-        pi.clear()
-        pi.legend.clear()
-        path = np.asarray(r.viterbi_path, dtype=np.intp)
-        self.segments = segments(path)
-        lut = np.array([(*c, self.SHADE_ALPHA) for c in colors], dtype=np.uint8)
-        img = pg.ImageItem(lut[path][None, :, :], axisOrder="row-major")
-        img.setAutoDownsample(True)
-        img.setZValue(-100)
-        pi.addItem(img, ignoreBounds=True)
-        self._shade = img
-        idx = np.arange(len(self.prices), dtype=np.float64)
-        pi.plot(idx, self.prices, pen=pen("price"), skipFiniteCheck=True)
-        share = np.bincount(path, minlength=r.n_states) / max(len(path), 1)
-        pi.legend.setColumnCount(1 if r.n_states <= 5 else 2)
-        for k, c in enumerate(colors):
-            sample = pg.ScatterPlotItem(symbol="s", size=11, pen=pg.mkPen(*c), brush=pg.mkBrush(*c, 150))
-            pi.legend.addItem(sample, f"regime {k + 1}  ({share[k]:.0%} of bars)")
-        self._fit_shading()
-
-    def _set_log_scale(self, on: bool) -> None:
-        pi = self.price_plot.getPlotItem()
-        pi.setLogMode(y=on)
-        pi.enableAutoRange(y=True)
-        self._fit_shading()
-
-    def _fit_shading(self, *_) -> None:
-        """The shading spans the visible y range; pixel i (the return from bar i to bar i+1) is
-        centred on bar i+1, where the posteriors and the hover readout put it."""
-        if self._shade is None or self.result is None:
-            return
-        y0, y1 = self.price_plot.getPlotItem().vb.viewRange()[1]
-        self._shade.setRect(QRectF(0.5, y0, float(len(self.result.viterbi_path)), y1 - y0))
-
-    def _draw_posteriors(self, r, colors) -> None:
-        pp = self.post_plot.getPlotItem()
-        pp.clear()
-        self._post_lut = np.array([(*c, 200) for c in colors], dtype=np.uint8)
-        self._post_img = pg.ImageItem(axisOrder="row-major")
-        pp.addItem(self._post_img)
-        pp.setYRange(0.0, 1.0, padding=0.02)
-        self._render_posteriors()
-
-    def posterior_columns(self, first: int, last: int, bins: int) -> tuple[np.ndarray, np.ndarray]:
-        """Posteriors of returns first..last-1 averaged over `bins` near-equal bins (bin means of
-        probabilities still sum to 1); gives (bin edges, cumulative probabilities bins x K)."""
-        post = np.asarray(self.result.posteriors)
-        edges = np.unique(np.linspace(first, last, bins + 1).round().astype(np.int64))
-        sums = np.add.reduceat(post[first:last], edges[:-1] - first, axis=0)
-        means = sums / np.diff(edges)[:, None]
-        return edges, np.cumsum(means, axis=1)
-
-    def _render_posteriors(self) -> None:
-        """The stacked posteriors as an image (a jagged stacked area of thousands of points takes
-        Qt ~0.5 s per fill to paint): one column per bar when zoomed in, bin means of the visible
-        range (plus a margin for panning) when zoomed out; re-rendered when the view changes."""
-        r, img = self.result, self._post_img
-        if r is None or img is None:
-            return
-        t = len(r.viterbi_path)
-        vb = self.post_plot.getPlotItem().vb
-        (x0, x1), _ = vb.viewRange()
-        span = max(x1 - x0, 1.0)
-        # return i is drawn centred on bar i + 1, i.e. over [i + 0.5, i + 1.5]
-        first = int(np.clip(math.floor(x0 - span / 2 - 1.5), 0, t))
-        last = int(np.clip(math.ceil(x1 + span / 2), 0, t))
-        if last <= first:
-            img.clear()
-            return
-        px = max(int(vb.width()), 100)
-        bins = min(last - first, 2 * px * (last - first) // max(int(span), 1) + 1, 20_000)
-        edges, cum = self.posterior_columns(first, last, bins)
-        h = int(np.clip(vb.height(), 32, 400))
-        yc = (np.arange(h) + 0.5) / h
-        state = (yc[:, None, None] > cum[None, :, :-1]).sum(axis=2)  # rows = y (0 at the bottom)
-        img.setImage(self._post_lut[state], autoLevels=False)
-        img.setRect(QRectF(first + 0.5, 0.0, float(edges[-1] - edges[0]), 1.0))
-
-    def _fill_regime_table(self, *_) -> None:
-        r = self.result
-        t = self.regime_table
-        if r is None:
-            return
-        ann = self.ann.value()
-        colors = regime_colors(r.n_states)
-        path = np.asarray(r.viterbi_path)
-        share = np.bincount(path, minlength=r.n_states) / max(len(path), 1)
-        mean_post = np.asarray(r.posteriors).mean(axis=0)
-        dur = r.expected_durations
-        cols = [
-            ("regime", "states are sorted by mean return"),
-            ("mean/bar", "mean log return per bar"),
-            ("std/bar", "standard deviation of the log return per bar"),
-        ]
-        if ann > 0:
-            cols += [("ann. mean", f"mean × {ann:g}"), ("ann. vol", f"std × √{ann:g}")]
-        cols += [
-            ("duration", "expected stay in bars: 1 / (1 − p_ii)"),
-            ("time", "share of bars in this regime on the Viterbi path"),
-            ("avg P", "mean posterior probability of this regime"),
-        ]
-        t.clear()
-        t.setColumnCount(len(cols))
-        for j, (name, tip) in enumerate(cols):
-            h = QTableWidgetItem(name)
-            h.setToolTip(tip)
-            t.setHorizontalHeaderItem(j, h)
-        t.setRowCount(r.n_states)
-        for k in range(r.n_states):
-            mu, sd = float(r.means[k]), float(r.stds[k])
-            vals: list[str] = [f"{mu:.3%}", f"{sd:.3%}"]
-            if ann > 0:
-                vals += [f"{mu * ann:.2%}", f"{sd * math.sqrt(ann):.2%}"]
-            vals += [fmt(float(dur[k]), 4), f"{share[k]:.1%}", f"{mean_post[k]:.1%}"]
-            head = QTableWidgetItem(f"  {k + 1}  ")
-            head.setBackground(QBrush(QColor(*colors[k])))
-            head.setForeground(QBrush(QColor("white")))
-            head.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
-            t.setItem(k, 0, head)
-            for j, v in enumerate(vals, start=1):
-                it = QTableWidgetItem(v)
-                it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                t.setItem(k, j, it)
-
-    def _empty_heat(self) -> None:
-        hp = self.heat.getPlotItem()
-        hp.clear()
-        for ax in ("left", "bottom"):
-            hp.getAxis(ax).setTicks([[]])
-        hint = pg.TextItem("run a fit", color=(140, 140, 140), anchor=(0.5, 0.5))
-        hint.setPos(0.5, 0.5)
-        hp.addItem(hint)
-        hp.setXRange(0, 1, padding=0)
-        hp.setYRange(0, 1, padding=0)
-
-    @staticmethod
-    def heat_label(p: float, k: int) -> str:
-        """Cell text: 3 decimals up to 4 states, 2 up to 6, then compact (.72; blank below .005)."""
-        if k <= 4:
-            return f"{p:.3f}"
-        if k <= 6:
-            return f"{p:.2f}"
-        if p < 0.005:
-            return ""
-        return "1" if p >= 0.995 else f"{p:.2f}"[1:]
-
-    def _draw_transitions(self, r, colors) -> None:
-        hp = self.heat.getPlotItem()
-        hp.clear()
-        k = r.n_states
-        tm = np.asarray(r.transition_matrix, dtype=np.float64)
-        img = pg.ImageItem(tm, axisOrder="row-major")
-        cmap = pg.ColorMap([0.0, 1.0], [(255, 255, 255), (8, 69, 148)])
-        img.setLookupTable(cmap.getLookupTable(nPts=256))
-        img.setLevels((0.0, 1.0))
-        img.setRect(QRectF(0, 0, k, k))
-        hp.addItem(img)
-        size = 10 if k <= 4 else (8 if k <= 6 else 7)
-        for i in range(k):
-            for j in range(k):
-                p = tm[i, j]
-                ti = pg.TextItem(self.heat_label(p, k), color="w" if p > 0.55 else "k", anchor=(0.5, 0.5))
-                ti.setFont(pg.QtGui.QFont(self.font().family(), size))
-                ti.setPos(j + 0.5, i + 0.5)
-                hp.addItem(ti)
-        ticks = [[(i + 0.5, str(i + 1)) for i in range(k)]]
-        hp.getAxis("bottom").setTicks(ticks)
-        hp.getAxis("left").setTicks(ticks)
-        hp.setXRange(0, k, padding=0)
-        hp.setYRange(0, k, padding=0)
-
-    def _draw_ll(self, r) -> None:
-        lp = self.ll_plot.getPlotItem()
-        lp.clear()
-        self._ll_curve = None
-        if r is None:
-            lp.setTitle("Log-likelihood")
-            return
-        h = np.asarray(r.log_likelihood_history, dtype=np.float64)
-        x = np.arange(1, len(h) + 1, dtype=np.float64)
-        sym = dict(symbol="o", symbolSize=4, symbolBrush=pg.mkBrush(31, 119, 180), symbolPen=None) if len(h) <= 300 else {}
-        self._ll_curve = lp.plot(x, h, pen=pen("mean", 1.5), name="log-likelihood", **sym)
-        lp.setTitle("Log-likelihood (best run)" if self.total_iterations > r.iterations else "Log-likelihood")
-        lp.enableAutoRange()
-
-    def _fill_stats(self, r) -> None:
-        path = np.asarray(r.viterbi_path)
-        starts, ends, _ = self.segments
-        runs = ends - starts
-        rows = [
-            ("observations", f"{len(path):,} log returns"),
-            ("regimes", int(r.n_states)),
-            ("log-likelihood", float(r.log_likelihood)),
-            ("AIC", float(r.aic)),
-            ("BIC", float(r.bic)),
-            ("EM iterations", int(r.iterations)),
-            ("converged", bool(r.converged)),
-        ]
-        if self.total_iterations > r.iterations:
-            rows.append(("EM iterations, all runs", int(self.total_iterations)))
-        rows += [
-            ("regime switches (Viterbi)", max(len(starts) - 1, 0)),
-            ("longest run (bars)", int(runs.max()) if len(runs) else 0),
-        ]
-        ts = self.true_states
-        if ts is not None and len(ts) == len(self.prices) - 1 and r.n_states == len(SYNTH_MEANS):
-            # the true regimes are also ordered by mean, so labels compare directly
-            rows.append(("agrees with true regime", f"{np.mean(path == ts):.1%}"))
-        rows += [("backend", self.result_backend), ("time", f"{self.result_seconds * 1e3:,.1f} ms")]
-        self.stats.set_rows(rows)
-
-    def regime_table_rows(self) -> list[list[str]]:
-        t = self.regime_table
-        return [[t.item(i, j).text().strip() for j in range(t.columnCount())] for i in range(t.rowCount())]
-
-    # ---- hover readout ----
-    def readout(self, bar: int) -> str:
-        if self.prices is None or not 0 <= bar < len(self.prices):
-            return " "
-        parts = [f"bar {bar:,}"]
-        d = _date_of(self.dates, bar, self.intraday)
-        if d:
-            parts.append(d)
-        parts.append(f"price {fmt(float(self.prices[bar]))}")
-        if bar >= 1 and self.observations is not None:
-            parts.append(f"log return {float(self.observations[bar - 1]):+.5f}")
-            r = self.result
-            if r is not None:
-                s = int(r.viterbi_path[bar - 1])
-                starts, ends, _ = self.segments
-                j = int(np.searchsorted(starts, bar - 1, side="right")) - 1
-                probs = "  ".join(f"{p:.2f}" for p in np.asarray(r.posteriors[bar - 1]))
-                parts += [f"regime {s + 1} (bars {starts[j] + 1:,}–{ends[j]:,})", f"P = [{probs}]"]
-        return "   ".join(parts)
-
-    def _hover_at(self, plot, pos) -> None:
-        vb = plot.getPlotItem().vb
-        if plot.sceneBoundingRect().contains(pos):
-            self.hover.setText(self.readout(int(round(vb.mapSceneToView(pos).x()))))
-
-    def _on_mouse(self, ev) -> None:
-        self._hover_at(self.price_plot, ev[0])
-
-    def _on_mouse_post(self, ev) -> None:
-        self._hover_at(self.post_plot, ev[0])
-
     # ---- settings, session, export ----
-    def settings_widgets(self) -> dict[str, QWidget]:
-        """The parameters saved and restored with the window (not the data source: restoring it
-        would regenerate or reload data)."""
-        return {
-            "n_states": self.n_states,
-            "max_iterations": self.max_iterations,
-            "tolerance": self.tolerance,
-            "n_restarts": self.n_restarts,
-            "seed": self.seed,
-            "annualization": self.ann,
-            "log_scale": self.log_scale,
-        }
-
     @property
     def series_inputs(self) -> dict[str, Any]:
         """What the current series is (dataset, asset or generator, with its parameters)."""
@@ -1047,16 +587,6 @@ class RegimesView(QWidget):
     def result_inputs(self) -> dict[str, Any]:
         """What the series of the result on show is ({} without a result)."""
         return self._result_inputs() if self.result is not None else {}
-
-    def _posterior_table(self):
-        """The posteriors the stacked plot shows: one row per return, one column per regime."""
-        if self.result is None:
-            return None
-        post = np.asarray(self.result.posteriors)
-        idx = self.result_index()
-        df = pd.DataFrame(post, index=idx, columns=[f"P(regime {k + 1})" for k in range(post.shape[1])])
-        df.index.name = "date" if isinstance(idx, pd.DatetimeIndex) else "bar"
-        return df
 
     def result_index(self):
         """Dates (or bar numbers) of the returns: return i is from bar i to bar i + 1."""
@@ -1081,49 +611,8 @@ class RegimesView(QWidget):
             )
         ]
 
-    def _require_result(self):
-        if self.result is None:
-            raise RuntimeError("no result to export: run a fit first")
-        return self.result
-
-    def export_csv(self, path) -> list:
-        """path (.csv): one row per return (date or bar, Viterbi regime, posteriors), plus
-        path.summary.csv (scalars) and path.means.csv (per-regime parameters). Returns the files."""
-        r = self._require_result()
-        return export_result_csv(r, path, index=self.result_index())
-
-    def export_json(self, path):
-        """The result with its parameters and a description of the data (the prices themselves
-        when small): enough to reproduce the run."""
-        r = self._require_result()
-        return export_result_json(r, path, inputs=self.result_inputs, parameters=self.result_params, backend=self.result_backend)
-
-    def _default_name(self, ext: str) -> str:
-        return f"regimes_{self.result.n_states}_states.{ext}"
-
-    def _export_csv_clicked(self) -> None:
-        if self.result is None:
-            return
-        path, _ = QFileDialog.getSaveFileName(self, "Export regimes as CSV", self._default_name("csv"), "CSV files (*.csv)")
-        if path:
-            self._export(self.export_csv, path)
-
-    def _export_json_clicked(self) -> None:
-        if self.result is None:
-            return
-        path, _ = QFileDialog.getSaveFileName(self, "Export result as JSON", self._default_name("json"), "JSON files (*.json)")
-        if path:
-            self._export(self.export_json, path)
-
-    def _export(self, fn, path: str) -> None:
-        try:
-            out = fn(path)
-        except (OSError, RuntimeError, ValueError, TypeError) as e:
-            self.status.setText(f"Export failed: {e}")
-            return
-        files = out if isinstance(out, list) else [out]
-        more = f" (+ {len(files) - 1} more file{'s' if len(files) > 2 else ''})" if len(files) > 1 else ""
-        self.status.setText(f"Saved {files[0]}{more}.")
+    def default_export_name(self, kind: str) -> str:
+        return f"regimes_{self.result.n_states}_states.{kind}"
 
 
 def _dates(index: pd.Index):

@@ -1,0 +1,27 @@
+"""The tabs' computations, free of Qt: each takes a backend first (the router picks it), its
+inputs, and a `TaskContext` as `ctx` (cancel, progress, partial results). Views start them
+through the TaskRunner; tests and scripts call them directly."""
+
+from .context import TaskContext
+from .mean_reversion import analyse
+from .portfolio import SyntheticSelection, asset_moments, optimise
+from .regimes import equal_weight_index, fit_regimes, segments
+from .sparse import SyntheticPrices, adf_verdict, basket_formula, cut_period, find_basket, lambda_path, round_sig
+
+__all__ = [
+    "TaskContext",
+    "analyse",
+    "SyntheticSelection",
+    "asset_moments",
+    "optimise",
+    "equal_weight_index",
+    "fit_regimes",
+    "segments",
+    "SyntheticPrices",
+    "adf_verdict",
+    "basket_formula",
+    "cut_period",
+    "find_basket",
+    "lambda_path",
+    "round_sig",
+]

@@ -1,0 +1,390 @@
+//! Bindings of the pairs workflow (issue 17): scan (whole, shard, finalise), Johansen, Kalman
+//! hedge, walk-forward. Thin: convert, call the core with the GIL released, convert back.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use numpy::{IntoPyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use rustcore::adf::Autolag;
+use rustcore::pairs::{self, PairStats, ScanConfig};
+use rustcore::CoreError;
+
+use super::{detach, detach_cancel, slice, slice2, CancelToken};
+
+type ChunkMsg = (usize, usize, Vec<PairStats>);
+
+/// Rows as a dict of NumPy arrays (i, j, hedge_ratio, intercept, statistic, pvalue, qvalue,
+/// half_life, hurst, correlation, used_lag).
+fn rows_dict<'py>(py: Python<'py>, rows: &[PairStats]) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    let ints = |f: fn(&PairStats) -> usize| rows.iter().map(|r| f(r) as i64).collect::<Vec<i64>>();
+    let flts = |f: fn(&PairStats) -> f64| rows.iter().map(f).collect::<Vec<f64>>();
+    d.set_item("i", ints(|r| r.i).into_pyarray(py))?;
+    d.set_item("j", ints(|r| r.j).into_pyarray(py))?;
+    d.set_item("hedge_ratio", flts(|r| r.hedge_ratio).into_pyarray(py))?;
+    d.set_item("intercept", flts(|r| r.intercept).into_pyarray(py))?;
+    d.set_item("statistic", flts(|r| r.statistic).into_pyarray(py))?;
+    d.set_item("pvalue", flts(|r| r.pvalue).into_pyarray(py))?;
+    d.set_item("qvalue", flts(|r| r.qvalue).into_pyarray(py))?;
+    d.set_item("half_life", flts(|r| r.half_life).into_pyarray(py))?;
+    d.set_item("hurst", flts(|r| r.hurst).into_pyarray(py))?;
+    d.set_item("correlation", flts(|r| r.correlation).into_pyarray(py))?;
+    d.set_item("used_lag", ints(|r| r.used_lag).into_pyarray(py))?;
+    Ok(d)
+}
+
+/// Runs a scan with the GIL released. The core's chunk hook never waits for the GIL: chunks go
+/// through a channel to a delivering thread that calls `progress(done, total)` and
+/// `partial(rows_dict)` (either returning False cancels). Every chunk is delivered, in order,
+/// before this returns.
+fn detach_scan<T: Send>(
+    py: Python<'_>,
+    cancel: Option<Arc<AtomicBool>>,
+    progress: Option<Py<PyAny>>,
+    partial: Option<Py<PyAny>>,
+    f: impl FnOnce(&mut dyn FnMut(usize, usize, &[PairStats]) -> bool) -> Result<T, CoreError> + Send,
+) -> PyResult<T> {
+    if progress.is_none() && partial.is_none() {
+        let c = cancel.clone();
+        return detach_cancel(py, cancel, move || {
+            f(&mut |_, _, _| !c.as_ref().is_some_and(|c| c.load(Ordering::SeqCst)))
+        });
+    }
+    let want_rows = partial.is_some();
+    detach_cancel(py, cancel.clone(), move || {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel::<ChunkMsg>();
+        let stop_d = stop.clone();
+        let deliverer = std::thread::spawn(move || {
+            for (done, total, rows) in rx {
+                if stop_d.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let keep = Python::attach(|py| {
+                    let is_false =
+                        |r: &Py<PyAny>| r.bind(py).is(&*pyo3::types::PyBool::new(py, false));
+                    if let Some(cb) = &progress {
+                        match cb.call1(py, (done, total)) {
+                            Ok(r) if is_false(&r) => return false,
+                            Ok(_) => {}
+                            Err(e) => {
+                                e.print(py);
+                                return false;
+                            }
+                        }
+                    }
+                    if let Some(cb) = &partial {
+                        let d = match rows_dict(py, &rows) {
+                            Ok(d) => d,
+                            Err(e) => {
+                                e.print(py);
+                                return false;
+                            }
+                        };
+                        match cb.call1(py, (d,)) {
+                            Ok(r) if is_false(&r) => return false,
+                            Ok(_) => {}
+                            Err(e) => {
+                                e.print(py);
+                                return false;
+                            }
+                        }
+                    }
+                    true
+                });
+                if !keep {
+                    stop_d.store(true, Ordering::SeqCst);
+                }
+            }
+            Python::attach(|_py| {
+                drop(progress);
+                drop(partial);
+            });
+        });
+        let r = {
+            let mut hook = |done: usize, total: usize, rows: &[PairStats]| {
+                if stop.load(Ordering::SeqCst)
+                    || cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst))
+                {
+                    return false;
+                }
+                let rows = if want_rows { rows.to_vec() } else { Vec::new() };
+                let _ = tx.send((done, total, rows));
+                true
+            };
+            f(&mut hook)
+        };
+        drop(tx);
+        let _ = deliverer.join();
+        if stop.load(Ordering::SeqCst) {
+            return Err(CoreError::Cancelled);
+        }
+        r
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn config(
+    trend: &str,
+    autolag: &str,
+    max_lag: Option<usize>,
+    max_pvalue: Option<f64>,
+    max_qvalue: Option<f64>,
+    min_half_life: Option<f64>,
+    max_half_life: Option<f64>,
+    min_correlation: Option<f64>,
+    top: Option<usize>,
+) -> PyResult<ScanConfig> {
+    Ok(ScanConfig {
+        trend: trend.to_string(),
+        autolag: Autolag::parse(autolag).map_err(super::to_py_err)?,
+        max_lag,
+        max_pvalue,
+        max_qvalue,
+        min_half_life,
+        max_half_life,
+        min_correlation,
+        top,
+    })
+}
+
+fn result_dict<'py>(py: Python<'py>, r: pairs::ScanResult) -> PyResult<Bound<'py, PyDict>> {
+    let d = rows_dict(py, &r.rows)?;
+    let n = r.n_assets;
+    d.set_item("n_assets", n)?;
+    d.set_item("n_tested", r.n_tested)?;
+    d.set_item("n_failed", r.n_failed)?;
+    d.set_item("n_passed", r.n_passed)?;
+    d.set_item(
+        "critical_values",
+        r.critical_values.to_vec().into_pyarray(py),
+    )?;
+    d.set_item(
+        "pvalue_matrix",
+        r.pvalue_matrix.into_pyarray(py).reshape([n, n])?,
+    )?;
+    Ok(d)
+}
+
+/// Engle-Granger scan of every pair (statsmodels `coint`), q-values, filters, ranking.
+/// `progress(done, total)` after each chunk of pairs; `partial(rows)` with each chunk's raw rows
+/// (q-values NaN); either returning False cancels.
+#[pyfunction]
+#[pyo3(signature = (prices, trend="c", autolag="none", max_lag=Some(0), max_pvalue=None, max_qvalue=None, min_half_life=None, max_half_life=None, min_correlation=None, top=None, cancel=None, progress=None, partial=None))]
+#[allow(clippy::too_many_arguments)]
+fn scan_pairs<'py>(
+    py: Python<'py>,
+    prices: PyReadonlyArray2<'py, f64>,
+    trend: &str,
+    autolag: &str,
+    max_lag: Option<usize>,
+    max_pvalue: Option<f64>,
+    max_qvalue: Option<f64>,
+    min_half_life: Option<f64>,
+    max_half_life: Option<f64>,
+    min_correlation: Option<f64>,
+    top: Option<usize>,
+    cancel: Option<PyRef<'py, CancelToken>>,
+    progress: Option<Py<PyAny>>,
+    partial: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let (x, rows, cols) = slice2("prices", &prices)?;
+    let cfg = config(
+        trend,
+        autolag,
+        max_lag,
+        max_pvalue,
+        max_qvalue,
+        min_half_life,
+        max_half_life,
+        min_correlation,
+        top,
+    )?;
+    let r = detach_scan(
+        py,
+        cancel.map(|c| c.flag.clone()),
+        progress,
+        partial,
+        |hook| pairs::scan_pairs(x, rows, cols, &cfg, hook),
+    )?;
+    result_dict(py, r)
+}
+
+/// One shard: the raw rows (q-values NaN) of pairs `start..end` of the canonical order
+/// (0,1), (0,2), …, (1,2), … Shards concatenated in any order finalise (scan_pairs_finalize)
+/// to exactly the result of scan_pairs.
+#[pyfunction]
+#[pyo3(signature = (prices, start, end, trend="c", autolag="none", max_lag=Some(0), cancel=None, progress=None, partial=None))]
+#[allow(clippy::too_many_arguments)]
+fn scan_pairs_range<'py>(
+    py: Python<'py>,
+    prices: PyReadonlyArray2<'py, f64>,
+    start: usize,
+    end: usize,
+    trend: &str,
+    autolag: &str,
+    max_lag: Option<usize>,
+    cancel: Option<PyRef<'py, CancelToken>>,
+    progress: Option<Py<PyAny>>,
+    partial: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let (x, rows, cols) = slice2("prices", &prices)?;
+    let cfg = config(trend, autolag, max_lag, None, None, None, None, None, None)?;
+    let r = detach_scan(
+        py,
+        cancel.map(|c| c.flag.clone()),
+        progress,
+        partial,
+        |hook| pairs::scan_range(x, rows, cols, &cfg, start, end, hook),
+    )?;
+    rows_dict(py, &r)
+}
+
+fn col<'a>(d: &'a Bound<'_, PyDict>, name: &str) -> PyResult<Bound<'a, PyAny>> {
+    d.get_item(name)?
+        .ok_or_else(|| PyValueError::new_err(format!("rows is missing the column '{name}'")))
+}
+
+/// The result from the raw rows of every shard (a dict of arrays like scan_pairs_range's,
+/// concatenated) and the same prices: q-values over all of them, filters, ranking, top,
+/// p-value matrix, Hurst exponents of the rows reported.
+#[pyfunction]
+#[pyo3(signature = (rows, prices, trend="c", autolag="none", max_lag=Some(0), max_pvalue=None, max_qvalue=None, min_half_life=None, max_half_life=None, min_correlation=None, top=None))]
+#[allow(clippy::too_many_arguments)]
+fn scan_pairs_finalize<'py>(
+    py: Python<'py>,
+    rows: Bound<'py, PyDict>,
+    prices: PyReadonlyArray2<'py, f64>,
+    trend: &str,
+    autolag: &str,
+    max_lag: Option<usize>,
+    max_pvalue: Option<f64>,
+    max_qvalue: Option<f64>,
+    min_half_life: Option<f64>,
+    max_half_life: Option<f64>,
+    min_correlation: Option<f64>,
+    top: Option<usize>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let cfg = config(
+        trend,
+        autolag,
+        max_lag,
+        max_pvalue,
+        max_qvalue,
+        min_half_life,
+        max_half_life,
+        min_correlation,
+        top,
+    )?;
+    let ints = |name: &str| -> PyResult<Vec<i64>> { col(&rows, name)?.extract() };
+    let flts = |name: &str| -> PyResult<Vec<f64>> { col(&rows, name)?.extract() };
+    let (i, j, lag) = (ints("i")?, ints("j")?, ints("used_lag")?);
+    let f: Vec<Vec<f64>> = [
+        "hedge_ratio",
+        "intercept",
+        "statistic",
+        "pvalue",
+        "half_life",
+        "hurst",
+        "correlation",
+    ]
+    .iter()
+    .map(|n| flts(n))
+    .collect::<PyResult<_>>()?;
+    let n = i.len();
+    if j.len() != n || lag.len() != n || f.iter().any(|c| c.len() != n) {
+        return Err(PyValueError::new_err(
+            "rows: the columns have different lengths",
+        ));
+    }
+    let mut raw = Vec::with_capacity(n);
+    for k in 0..n {
+        if i[k] < 0 || j[k] < 0 || lag[k] < 0 {
+            return Err(PyValueError::new_err("rows: negative pair index or lag"));
+        }
+        raw.push(PairStats {
+            i: i[k] as usize,
+            j: j[k] as usize,
+            hedge_ratio: f[0][k],
+            intercept: f[1][k],
+            statistic: f[2][k],
+            pvalue: f[3][k],
+            qvalue: f64::NAN,
+            half_life: f[4][k],
+            hurst: f[5][k],
+            correlation: f[6][k],
+            used_lag: lag[k] as usize,
+        });
+    }
+    let (x, n_obs, n_assets) = slice2("prices", &prices)?;
+    let r = detach_cancel(py, None, move || {
+        pairs::finalize(raw, x, n_obs, n_assets, &cfg)
+    })?;
+    result_dict(py, r)
+}
+
+/// Johansen cointegration test (statsmodels coint_johansen).
+#[pyfunction]
+#[pyo3(signature = (prices, det_order=0, k_ar_diff=1))]
+fn johansen<'py>(
+    py: Python<'py>,
+    prices: PyReadonlyArray2<'py, f64>,
+    det_order: i32,
+    k_ar_diff: usize,
+) -> PyResult<Bound<'py, PyDict>> {
+    let (x, rows, cols) = slice2("prices", &prices)?;
+    let r = detach(py, || {
+        rustcore::johansen::johansen(x, rows, cols, det_order, k_ar_diff)
+    })?;
+    let n = r.n_vars;
+    let d = PyDict::new(py);
+    d.set_item("nobs", r.nobs)?;
+    d.set_item("eigenvalues", r.eigenvalues.into_pyarray(py))?;
+    d.set_item(
+        "eigenvectors",
+        r.eigenvectors.into_pyarray(py).reshape([n, n])?,
+    )?;
+    d.set_item("trace_stat", r.trace_stat.into_pyarray(py))?;
+    d.set_item("trace_crit", r.trace_crit.into_pyarray(py).reshape([n, 3])?)?;
+    d.set_item("max_eig_stat", r.max_eig_stat.into_pyarray(py))?;
+    d.set_item(
+        "max_eig_crit",
+        r.max_eig_crit.into_pyarray(py).reshape([n, 3])?,
+    )?;
+    Ok(d)
+}
+
+/// Forward Kalman-filter hedge ratio of y on x.
+#[pyfunction]
+#[pyo3(signature = (y, x, delta=1e-4, observation_var=1e-3))]
+fn kalman_hedge<'py>(
+    py: Python<'py>,
+    y: PyReadonlyArray1<'py, f64>,
+    x: PyReadonlyArray1<'py, f64>,
+    delta: f64,
+    observation_var: f64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let (ys, xs) = (slice("y", &y)?, slice("x", &x)?);
+    let r = detach(py, || {
+        rustcore::kalman::kalman_hedge(ys, xs, delta, observation_var)
+    })?;
+    let d = PyDict::new(py);
+    d.set_item("hedge_ratio", r.hedge_ratio.into_pyarray(py))?;
+    d.set_item("intercept", r.intercept.into_pyarray(py))?;
+    d.set_item("spread", r.spread.into_pyarray(py))?;
+    d.set_item("spread_std", r.spread_std.into_pyarray(py))?;
+    Ok(d)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(johansen, m)?)?;
+    m.add_function(wrap_pyfunction!(kalman_hedge, m)?)?;
+    m.add_function(wrap_pyfunction!(scan_pairs, m)?)?;
+    m.add_function(wrap_pyfunction!(scan_pairs_range, m)?)?;
+    m.add_function(wrap_pyfunction!(scan_pairs_finalize, m)?)?;
+    Ok(())
+}
