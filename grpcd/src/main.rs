@@ -15,6 +15,7 @@ mod arena;
 mod codec;
 mod convert;
 mod guard;
+mod hmm_service;
 mod limits;
 mod log;
 mod service;

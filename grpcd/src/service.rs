@@ -121,6 +121,10 @@ const ALGORITHMS: &[&str] = &[
     "fit_ou",
     "backtest",
     "hmm",
+    "hmm_mv",
+    "hmm_filter",
+    "hmm_walk_forward",
+    "hmm_filter_stream",
     "portfolio",
     "sparse",
     "sparse_lambda_path",
@@ -128,7 +132,7 @@ const ALGORITHMS: &[&str] = &[
     "ledoit_wolf",
 ];
 
-type Stream<T> = ReceiverStream<Result<T, Status>>;
+pub(crate) type Stream<T> = ReceiverStream<Result<T, Status>>;
 
 #[tonic::async_trait]
 impl HftLab for Service {
@@ -422,7 +426,11 @@ impl HftLab for Service {
             n_states: r.n_states as usize,
             max_iterations: r.max_iterations as usize,
             tolerance: r.tolerance,
-            n_restarts: r.n_restarts as usize,
+            n_restarts: if r.n_restarts_default {
+                None
+            } else {
+                Some(r.n_restarts as usize)
+            },
             seed: r.seed,
             init,
         };
@@ -468,6 +476,7 @@ impl HftLab for Service {
                         viterbi_path: h.viterbi_path.iter().map(|&s| s as u32).collect(),
                         aic: h.aic,
                         bic: h.bic,
+                        filtered: Some(convert::to_matrix(&h.filtered, t, k)),
                     })),
                 }
             });
@@ -597,6 +606,41 @@ impl HftLab for Service {
             covariance: Some(convert::to_matrix(&out.covariance, cols, cols)),
             shrinkage: out.shrinkage,
         }))
+    }
+
+    // ---- multivariate HMM, forward filter, walk-forward, live filter (hmm helper) ----
+    type RunHmmMvStream = Stream<pb::HmmMvUpdate>;
+
+    async fn run_hmm_mv(
+        &self,
+        req: Request<pb::HmmMvRequest>,
+    ) -> Result<Response<Self::RunHmmMvStream>, Status> {
+        crate::hmm_service::run_hmm_mv(req.into_inner()).await
+    }
+
+    async fn hmm_filter(
+        &self,
+        req: Request<pb::HmmFilterRequest>,
+    ) -> Result<Response<pb::HmmFilterResponse>, Status> {
+        crate::hmm_service::hmm_filter(req.into_inner()).await
+    }
+
+    type HmmWalkForwardStream = Stream<pb::HmmWalkForwardUpdate>;
+
+    async fn hmm_walk_forward(
+        &self,
+        req: Request<pb::HmmWalkForwardRequest>,
+    ) -> Result<Response<Self::HmmWalkForwardStream>, Status> {
+        crate::hmm_service::hmm_walk_forward(req.into_inner()).await
+    }
+
+    type StreamHmmFilterStream = Stream<pb::HmmStreamResponse>;
+
+    async fn stream_hmm_filter(
+        &self,
+        req: Request<Streaming<pb::HmmStreamRequest>>,
+    ) -> Result<Response<Self::StreamHmmFilterStream>, Status> {
+        crate::hmm_service::stream_hmm_filter(req.into_inner()).await
     }
 }
 

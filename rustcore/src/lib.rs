@@ -6,6 +6,7 @@ pub mod adf;
 pub mod backtest;
 pub mod error;
 pub mod hmm;
+pub mod hmm_mv;
 pub mod johansen;
 pub mod kalman;
 pub mod limits;

@@ -245,15 +245,71 @@ pub fn portfolio(rows: usize, cols: usize, frontier_points: usize) -> Need {
     }
 }
 
-/// Gaussian HMM: T × K emission, forward and posterior tables (a fourth with restarts, and the
-/// result's copy), the T × K Viterbi back-pointers (1 byte), and the standardised series.
-pub fn hmm(n: usize, k: usize, restarts: bool) -> Need {
-    let (t, k) = (n as u128, k as u128);
-    let tables = if restarts { 5 } else { 4 };
+/// Gaussian HMM: per concurrently running EM run (`workers`, see `hmm::workers`) a T × K
+/// emission and forward table; the result's posterior and filtered tables, the final E-step's
+/// two tables, the T × K Viterbi back-pointers (1 byte), and the standardised series and
+/// scaling factors.
+pub fn hmm(n: usize, k: usize, workers: usize) -> Need {
+    let (t, k, w) = (n as u128, k as u128, workers.max(1) as u128);
+    let tables = 2u128.saturating_mul(w).saturating_add(4);
     Need {
         op: "HMM",
         bytes: bytes(&[(t.saturating_mul(k), tables * F64 + 1), (t, 4 * F64)]),
-        what: format!("{t} × {k} forward-backward tables"),
+        what: format!("{t} × {k} forward-backward tables ({w} concurrent runs)"),
+    }
+}
+
+// ---- multivariate HMM, filter, walk-forward (the `hmm` helper's block)
+
+/// Multivariate Gaussian HMM: as [`hmm`] plus the standardised T × D observations (twice: the
+/// series and its copy kept by the result's filter pass).
+pub fn hmm_mv(n: usize, k: usize, d: usize, workers: usize) -> Need {
+    let (t, d128) = (n as u128, d as u128);
+    let base = hmm(n, k, workers);
+    Need {
+        op: "HMM",
+        bytes: base
+            .bytes
+            .saturating_add(bytes(&[(t.saturating_mul(d128), 2 * F64), (t, 2 * F64)])),
+        what: format!(
+            "{t} × {k} forward-backward tables, {t} × {d} observations ({} concurrent runs)",
+            workers.max(1)
+        ),
+    }
+}
+
+/// HMM forward filter: the T × K filtered probabilities.
+pub fn hmm_filter(n: usize, k: usize) -> Need {
+    let (t, k) = (n as u128, k as u128);
+    Need {
+        op: "HMM filter",
+        bytes: bytes(&[(t.saturating_mul(k), F64)]),
+        what: format!("{t} × {k} filtered probabilities"),
+    }
+}
+
+/// Walk-forward regimes: one fit on a formation window at a time, the out-of-sample filtered
+/// probabilities and regimes, the filter buffer of one window, and the per-window models.
+pub fn hmm_walk_forward(
+    n: usize,
+    k: usize,
+    d: usize,
+    formation: usize,
+    windows: usize,
+    workers: usize,
+) -> Need {
+    let fit = hmm_mv(formation, k, d, workers);
+    let (t, k128, d128, w) = (n as u128, k as u128, d as u128, windows as u128);
+    Need {
+        op: "HMM walk-forward",
+        bytes: fit.bytes.saturating_add(bytes(&[
+            (t.saturating_mul(k128), 2 * F64 + 8),
+            (
+                w.saturating_mul(k128.saturating_mul(k128 + d128 + d128.saturating_mul(d128) + 1)),
+                F64,
+            ),
+        ])),
+        what: format!("{n} × {k} filtered probabilities, {windows} fitted windows"),
     }
 }
 

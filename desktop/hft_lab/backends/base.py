@@ -26,7 +26,11 @@ from .errors import (
 from .results import (
     AssetMoments,
     BacktestResult,
+    HmmFilterResult,
+    HmmModel,
+    HmmMvResult,
     HmmResult,
+    HmmWalkForward,
     LambdaPath,
     LedoitWolfResult,
     MeanReversionResult,
@@ -264,6 +268,35 @@ class MeanReversionStream(abc.ABC):
         self.close()
 
 
+class HmmOnlineFilter(abc.ABC):
+    """Live regime filter (see Backend.hmm_online_filter)."""
+
+    n_features: int = 1
+
+    @abc.abstractmethod
+    def _update(self, rows: np.ndarray) -> np.ndarray: ...
+
+    def update(self, rows: Any) -> np.ndarray:
+        """Filter one row (1-D, D values) or a batch (m x D): returns m x K probabilities."""
+        a = as_array("observations", rows, None)
+        if a.ndim == 1 and self.n_features > 1:
+            a = a.reshape(1, -1)
+        elif a.ndim == 1:
+            a = a.reshape(-1, 1)
+        if a.ndim != 2:
+            raise ValueError(f"observations must be one row or a 2-D batch (rows x features), got shape {a.shape}")
+        return self._update(np.ascontiguousarray(a))
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 class Backend(abc.ABC):
     """Interface of a compute backend. Inputs are NumPy arrays (or array-likes); outputs are frozen
     dataclasses of NumPy arrays, identical from both backends."""
@@ -428,7 +461,7 @@ class Backend(abc.ABC):
         n_states: int = 3,
         max_iterations: int = 100,
         tolerance: float = 1e-6,
-        n_restarts: int = 0,
+        n_restarts: int | None = None,
         seed: int = 0,
         init: dict | None = None,
         progress: ProgressFn | None = None,
@@ -436,7 +469,9 @@ class Backend(abc.ABC):
     ) -> HmmResult:
         """Gaussian HMM regime detection. `init`: dict(start_prob, transmat, means, variances) to
         start EM from given parameters; `progress(iteration, log_likelihood)` is called once per EM
-        iteration (return False to cancel: raises Cancelled)."""
+        iteration (return False to cancel: raises Cancelled). `n_restarts=None` (default): the
+        core's default start (quantile start + 16 seeded k-means++ restarts in parallel, the best
+        run polished to convergence); with `init`, None means 0 restarts."""
         x = as_vector("observations", observations)
         init_t = None
         if init is not None:
@@ -453,13 +488,151 @@ class Backend(abc.ABC):
             k,
             nonneg_int("max_iterations", max_iterations),
             real("tolerance", tolerance),
-            nonneg_int("n_restarts", n_restarts),
+            None if n_restarts is None else nonneg_int("n_restarts", n_restarts),
             nonneg_int("seed", seed),
             init_t,
             progress,
             cancel,
         )
         return HmmResult(**d)
+
+    # ---- multivariate HMM, filter, walk-forward, live filter (hmm helper) ----
+    def _run_hmm_mv(self, x, k, covariance_type, max_iterations, tolerance, n_restarts, seed, init, progress, cancel) -> dict:
+        raise NotImplementedError
+
+    def _hmm_filter(self, model: tuple, x: np.ndarray, cancel) -> dict:
+        raise NotImplementedError
+
+    def _hmm_walk_forward(
+        self, x, formation, step, k, covariance_type, max_iterations, tolerance, n_restarts, seed, progress, cancel
+    ) -> dict:
+        raise NotImplementedError
+
+    def _hmm_online_filter(self, model: tuple) -> HmmOnlineFilter:
+        raise NotImplementedError
+
+    @staticmethod
+    def _hmm_observations(observations: Any) -> np.ndarray:
+        """T x D float64 (a 1-D series is one feature)."""
+        a = as_array("observations", observations, None)
+        if a.ndim == 1:
+            a = a.reshape(-1, 1)
+        if a.ndim != 2:
+            raise ValueError(f"observations must be a 1-D series or a 2-D array (time x features), got shape {a.shape}")
+        return np.ascontiguousarray(a)
+
+    @staticmethod
+    def _hmm_model_tuple(model: Any) -> tuple:
+        """(K, D, covariance_type, start K, transmat K*K, means K*D, covars K*D*D) from an HmmModel
+        (or anything with its attributes: HmmResult / HmmMvResult give `.model`)."""
+        if hasattr(model, "model") and not isinstance(model, HmmModel):
+            model = model.model
+        if not isinstance(model, HmmModel):
+            raise InputTypeError(f"model must be an HmmModel (e.g. result.model), got {type(model).__name__}")
+        k = nonneg_int("model n_states", model.n_states)
+        d = nonneg_int("model n_features", model.n_features)
+        ct = text("model covariance_type", model.covariance_type)
+        return (
+            k,
+            d,
+            ct,
+            as_array("model start_probabilities", model.start_probabilities, None).ravel(),
+            as_array("model transition_matrix", model.transition_matrix, None).ravel(),
+            as_array("model means", model.means, None).ravel(),
+            as_array("model covars", model.covars, None).ravel(),
+        )
+
+    def run_hmm_mv(
+        self,
+        observations: Any,
+        n_states: int = 3,
+        covariance_type: str = "full",
+        max_iterations: int = 100,
+        tolerance: float = 1e-6,
+        n_restarts: int | None = None,
+        seed: int = 0,
+        init: dict | None = None,
+        progress: ProgressFn | None = None,
+        cancel: CancelToken | None = None,
+    ) -> HmmMvResult:
+        """Gaussian HMM on T x D observations (several features), covariance_type "diag" or
+        "full". `init`: dict(start_prob K, transmat K x K, means K x D, covars K x D x D)."""
+        x = self._hmm_observations(observations)
+        k = nonneg_int("n_states", n_states)
+        init_t = None
+        if init is not None:
+            if not isinstance(init, dict):
+                raise InputTypeError(f"init must be a dict (start_prob, transmat, means, covars), got {type(init).__name__}")
+            missing = {"start_prob", "transmat", "means", "covars"} - set(init)
+            if missing:
+                raise ValueError(f"init is missing {', '.join(sorted(missing))}")
+            init_t = tuple(as_array(f"init {n}", init[n], None).ravel() for n in ("start_prob", "transmat", "means", "covars"))
+        n, dim = x.shape
+        self._check_size("HMM", x.size, 8 * n * max(k, 1) * 2 + 8 * n, f"{n} × {k} posteriors and filtered probabilities")
+        d = self._run_hmm_mv(
+            x,
+            k,
+            text("covariance_type", covariance_type),
+            nonneg_int("max_iterations", max_iterations),
+            real("tolerance", tolerance),
+            None if n_restarts is None else nonneg_int("n_restarts", n_restarts),
+            nonneg_int("seed", seed),
+            init_t,
+            progress,
+            cancel,
+        )
+        return HmmMvResult(**d)
+
+    def hmm_filter(self, model: Any, observations: Any, cancel: CancelToken | None = None) -> HmmFilterResult:
+        """Forward filter P(state_t | x_1..x_t) of `observations` under fixed parameters
+        (`model`: an HmmModel, e.g. result.model)."""
+        m = self._hmm_model_tuple(model)
+        x = self._hmm_observations(observations)
+        if m[1] != x.shape[1]:
+            raise ValueError(f"observations have {x.shape[1]} features but the model has {m[1]}")
+        self._check_size("HMM filter", x.size, 8 * x.shape[0] * max(m[0], 1), f"{x.shape[0]} × {m[0]} filtered probabilities")
+        return HmmFilterResult(**self._hmm_filter(m, x, cancel))
+
+    def hmm_walk_forward(
+        self,
+        observations: Any,
+        formation: int,
+        step: int,
+        n_states: int = 3,
+        covariance_type: str = "full",
+        max_iterations: int = 100,
+        tolerance: float = 1e-6,
+        n_restarts: int | None = None,
+        seed: int = 0,
+        progress: ProgressFn | None = None,
+        cancel: CancelToken | None = None,
+    ) -> HmmWalkForward:
+        """Walk-forward regimes: fit on rows [s, s + formation), filter (fixed parameters, no
+        refit, no smoothing) through [s + formation, s + formation + step), s += step; the
+        stitched filtered path is out of sample. `progress(windows_done, n_windows)`."""
+        x = self._hmm_observations(observations)
+        k = nonneg_int("n_states", n_states)
+        n = x.shape[0]
+        self._check_size("HMM walk-forward", x.size, 16 * n * max(k, 1), f"{n} × {k} filtered probabilities")
+        d = self._hmm_walk_forward(
+            x,
+            nonneg_int("formation", formation),
+            nonneg_int("step", step),
+            k,
+            text("covariance_type", covariance_type),
+            nonneg_int("max_iterations", max_iterations),
+            real("tolerance", tolerance),
+            None if n_restarts is None else nonneg_int("n_restarts", n_restarts),
+            nonneg_int("seed", seed),
+            progress,
+            cancel,
+        )
+        return HmmWalkForward(**d)
+
+    def hmm_online_filter(self, model: Any) -> HmmOnlineFilter:
+        """Live regimes: an incremental forward filter with fixed parameters; `update(rows)`
+        gives the rows' filtered probabilities, bit-identical to hmm_filter on all rows so far."""
+        return self._hmm_online_filter(self._hmm_model_tuple(model))
 
     PORTFOLIO_PARAMETERS = {
         "returns": str,

@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hft_lab._proto.hftlab.v1 import hftlab_pb2 as pb
 
 from . import fastwire, shm, wire
-from .base import Backend, CancelToken, MeanReversionStream
+from .base import Backend, CancelToken, HmmOnlineFilter, MeanReversionStream
 from .config import BackendConfig, BackendType
 from .errors import BackendUnavailable, Cancelled, NumericalError, ResourceLimitExceeded
 from .results import StreamTicks
@@ -182,6 +182,100 @@ class _GrpcStream(MeanReversionStream):
     def close(self) -> None:
         self._q.put(self._END)
         self._call.cancel()
+
+
+class _GrpcHmmFilter(HmmOnlineFilter):
+    """Bidirectional stream: the model goes first, then batches of rows; each batch's filtered
+    probabilities come back in order."""
+
+    _END = object()
+
+    def __init__(self, backend: GrpcBackend, model: pb.HmmModel):
+        import queue
+
+        self._backend = backend
+        self.n_features = model.n_features
+        self._k = model.n_states
+        self._count = 0
+        self._ll = 0.0
+        self._q: queue.Queue = queue.Queue()
+        self._q.put(pb.HmmStreamRequest(model=model))
+
+        def requests():
+            while True:
+                item = self._q.get()
+                if item is self._END:
+                    return
+                yield item
+
+        stub = backend._method("StreamHmmFilter", pb.HmmStreamRequest, pb.HmmStreamResponse, stream=True)
+        self._call = stub(requests(), timeout=None)
+        try:
+            self._next()  # the acknowledgement (a bad model raises here, as PyO3's constructor does)
+        except Exception:
+            self.close()
+            raise
+
+    def _next(self) -> pb.HmmStreamResponse:
+        try:
+            r = next(self._call)
+        except grpc.RpcError as e:
+            raise self._backend._error(e) from None
+        except StopIteration:
+            raise BackendUnavailable("the live regime stream was closed by the server") from None
+        if r.error:
+            if r.error_code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]:
+                raise ResourceLimitExceeded(r.error)
+            raise ValueError(r.error)
+        return r
+
+    def _update(self, rows):
+        if rows.shape[1] != self.n_features:
+            # the same text as the PyO3 binding (checked before anything is sent)
+            raise ValueError(f"observations have {rows.shape[1]} features but the model has {self.n_features}")
+        self._q.put(pb.HmmStreamRequest(observations=wire.mat(rows)))
+        r = self._next()
+        self._count = r.first_row + rows.shape[0]
+        self._ll = r.log_likelihood
+        return wire.matrix(r.filtered).reshape(rows.shape[0], self._k)
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    @property
+    def log_likelihood(self) -> float:
+        return self._ll
+
+    def close(self) -> None:
+        self._q.put(self._END)
+        self._call.cancel()
+
+
+def _pb_model(m: tuple) -> pb.HmmModel:
+    k, d, ct, sp, tm, mu, cv = m
+    return pb.HmmModel(
+        n_states=k,
+        n_features=d,
+        covariance_type=ct,
+        start_prob=wire.vec(sp),
+        transmat=wire.vec(tm),
+        means=wire.vec(mu),
+        covars=wire.vec(cv),
+    )
+
+
+def _model_fields(m: pb.HmmModel) -> dict:
+    k, d = m.n_states, m.n_features
+    return dict(
+        n_states=k,
+        n_features=d,
+        covariance_type=m.covariance_type,
+        start_probabilities=wire.arr(m.start_prob),
+        transition_matrix=wire.arr(m.transmat).reshape(k, k),
+        means=wire.arr(m.means).reshape(k, d),
+        covars=wire.arr(m.covars).reshape(k, d, d),
+    )
 
 
 class GrpcBackend(Backend):
@@ -516,7 +610,8 @@ class GrpcBackend(Backend):
             n_states=n_states,
             max_iterations=max_iterations,
             tolerance=tolerance,
-            n_restarts=n_restarts,
+            n_restarts=n_restarts or 0,
+            n_restarts_default=n_restarts is None,
             seed=seed,
         )
         if init is not None:
@@ -556,6 +651,100 @@ class GrpcBackend(Backend):
         finally:
             self._untrack(t)
         raise BackendUnavailable("RunHmm ended without a result")
+
+    # ---- multivariate HMM, filter, walk-forward, live filter (hmm helper) ----
+    def _server_stream(self, name, req, upd_cls, progress, cancel, on_result):
+        call = self._method(name, type(req), upd_cls, server_stream=True)(req, timeout=self.config.call_timeout_s)
+        if cancel is not None:
+            cancel.add_callback(call.cancel)
+        t = self._track(call)
+        try:
+            for upd in call:
+                kind = upd.WhichOneof("kind")
+                if kind == "progress":
+                    if progress is not None and progress(upd.progress.iteration, upd.progress.log_likelihood) is False:
+                        call.cancel()
+                        raise Cancelled("cancelled by the user")
+                elif kind == "result":
+                    return on_result(upd.result)
+        except grpc.RpcError as e:
+            if t.aborted:
+                raise BackendUnavailable(t.aborted) from None
+            if cancel is not None and cancel.cancelled:
+                raise Cancelled("cancelled by the user") from None
+            raise self._error(e) from None
+        finally:
+            self._untrack(t)
+        raise BackendUnavailable(f"{name} ended without a result")
+
+    def _run_hmm_mv(self, x, k, covariance_type, max_iterations, tolerance, n_restarts, seed, init, progress, cancel):
+        req = pb.HmmMvRequest(
+            observations=wire.mat(x),
+            n_states=k,
+            covariance_type=covariance_type,
+            max_iterations=max_iterations,
+            tolerance=tolerance,
+            n_restarts=n_restarts,
+            seed=seed,
+        )
+        if init is not None:
+            sp, tm, mu, cv = init
+            req.init.CopyFrom(
+                pb.HmmModel(start_prob=wire.vec(sp), transmat=wire.vec(tm), means=wire.vec(mu), covars=wire.vec(cv))
+            )
+
+        def result(r):
+            d = wire.fields(r, exclude=("model",))
+            d.update(_model_fields(r.model))
+            return d
+
+        return self._server_stream("RunHmmMv", req, pb.HmmMvUpdate, progress, cancel, result)
+
+    def _hmm_filter(self, model, x, cancel):
+        req = pb.HmmFilterRequest(model=_pb_model(model), observations=wire.mat(x))
+        r = self._unary("HmmFilter", req, pb.HmmFilterResponse, cancel)
+        return dict(filtered=wire.matrix(r.filtered), log_likelihood=r.log_likelihood)
+
+    def _hmm_walk_forward(
+        self, x, formation, step, k, covariance_type, max_iterations, tolerance, n_restarts, seed, progress, cancel
+    ):
+        req = pb.HmmWalkForwardRequest(
+            observations=wire.mat(x),
+            formation=formation,
+            step=step,
+            n_states=k,
+            covariance_type=covariance_type,
+            max_iterations=max_iterations,
+            tolerance=tolerance,
+            n_restarts=n_restarts,
+            seed=seed,
+        )
+
+        def result(r):
+            models = [_model_fields(m) for m in r.models]
+            w, d = len(models), x.shape[1]
+            kk = models[0]["n_states"] if models else k
+
+            def stack(key, shape):
+                return np.stack([m[key] for m in models]) if models else np.zeros(shape)
+
+            return dict(
+                start_index=r.start_index,
+                filtered=wire.matrix(r.filtered).reshape(-1, kk),
+                regimes=wire.ints(r.regimes),
+                window_starts=wire.ints(r.window_starts),
+                window_log_likelihoods=wire.arr(r.window_log_likelihoods),
+                window_means=stack("means", (w, kk, d)),
+                window_covars=stack("covars", (w, kk, d, d)),
+                window_transition_matrices=stack("transition_matrix", (w, kk, kk)),
+                window_start_probabilities=stack("start_probabilities", (w, kk)),
+            )
+
+        prog = None if progress is None else (lambda w, total: progress(w, int(total)))
+        return self._server_stream("HmmWalkForward", req, pb.HmmWalkForwardUpdate, prog, cancel, result)
+
+    def _hmm_online_filter(self, model):
+        return _GrpcHmmFilter(self, _pb_model(model))
 
     def _optimize_portfolio(self, prices, method, params, asset_names, cancel):
         req = pb.PortfolioRequest(method=method, asset_names=list(asset_names), **params)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from .base import Backend, MeanReversionStream
+from .base import Backend, HmmOnlineFilter, MeanReversionStream
 from .config import BackendType
 from .errors import BackendUnavailable, Cancelled, NumericalError, ResourceLimitExceeded
 from .results import StreamTicks
@@ -61,6 +61,25 @@ class _Pyo3Stream(MeanReversionStream):
         return StreamTicks(first_tick=first, **self._s.push_many(p))
 
 
+class _Pyo3HmmFilter(HmmOnlineFilter):
+    @translate_cancel
+    def __init__(self, model):
+        self.n_features = model[1]
+        self._f = _core().HmmOnlineFilter(model)
+
+    @translate_cancel
+    def _update(self, rows):
+        return self._f.update(rows)
+
+    @property
+    def count(self) -> int:
+        return self._f.count
+
+    @property
+    def log_likelihood(self) -> float:
+        return self._f.log_likelihood
+
+
 class Pyo3Backend(Backend):
     backend_type = BackendType.PYO3
     name = "PyO3 (in-process)"
@@ -114,6 +133,41 @@ class Pyo3Backend(Backend):
             cancel.rust if cancel else None,
             progress,
         )
+
+    # ---- multivariate HMM, filter, walk-forward, live filter (hmm helper) ----
+    @translate_cancel
+    def _run_hmm_mv(self, x, k, covariance_type, max_iterations, tolerance, n_restarts, seed, init, progress, cancel):
+        init = None if init is None else tuple(list(a) for a in init)
+        return _core().run_hmm_mv(
+            x, k, covariance_type, max_iterations, tolerance, n_restarts, seed, init, cancel.rust if cancel else None, progress
+        )
+
+    @translate_cancel
+    def _hmm_filter(self, model, x, cancel):
+        model = (*model[:3], *(list(a) for a in model[3:]))
+        f, ll = _core().hmm_filter(model, x, cancel.rust if cancel else None)
+        return dict(filtered=f, log_likelihood=ll)
+
+    @translate_cancel
+    def _hmm_walk_forward(
+        self, x, formation, step, k, covariance_type, max_iterations, tolerance, n_restarts, seed, progress, cancel
+    ):
+        return _core().hmm_walk_forward(
+            x,
+            formation,
+            step,
+            k,
+            covariance_type,
+            max_iterations,
+            tolerance,
+            n_restarts,
+            seed,
+            cancel.rust if cancel else None,
+            None if progress is None else (lambda w, total: progress(w, total)),
+        )
+
+    def _hmm_online_filter(self, model):
+        return _Pyo3HmmFilter((*model[:3], *(list(a) for a in model[3:])))
 
     @translate_cancel
     def _optimize_portfolio(self, prices, method, params, asset_names, cancel):

@@ -157,6 +157,7 @@ class HmmResult(_Result):
     viterbi_path: np.ndarray
     aic: float
     bic: float
+    filtered: np.ndarray  # T x K P(state_t | observations up to t): no look-ahead
 
     @property
     def expected_durations(self) -> np.ndarray:
@@ -164,6 +165,98 @@ class HmmResult(_Result):
         p = np.diag(self.transition_matrix)
         with np.errstate(divide="ignore"):
             return 1.0 / (1.0 - p)
+
+    @property
+    def model(self) -> HmmModel:
+        """The fitted parameters as a one-feature model (for hmm_filter / hmm_online_filter)."""
+        k = self.n_states
+        return HmmModel(
+            n_states=k,
+            n_features=1,
+            covariance_type="diag",
+            start_probabilities=self.start_probabilities,
+            transition_matrix=self.transition_matrix,
+            means=self.means.reshape(k, 1),
+            covars=self.variances.reshape(k, 1, 1),
+        )
+
+
+# ---- multivariate HMM, filter, walk-forward (hmm helper) ----
+
+
+@dataclass(frozen=True, eq=False)
+class HmmModel(_Result):
+    """Gaussian HMM parameters in the units of the observations: means K x D, covars K x D x D
+    (diagonal matrices for covariance_type "diag")."""
+
+    n_states: int
+    n_features: int
+    covariance_type: str
+    start_probabilities: np.ndarray
+    transition_matrix: np.ndarray
+    means: np.ndarray
+    covars: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class HmmMvResult(_Result):
+    """Multivariate Gaussian HMM fitted by Baum-Welch. States sorted by the mean of feature 0.
+    filtered = P(state_t | x_1..x_t) (what was knowable at t); posteriors = smoothed
+    P(state_t | x_1..x_T). n_parameters: (K-1) + K(K-1) + KD + KD (diag) or KD(D+1)/2 (full)."""
+
+    n_states: int
+    n_features: int
+    covariance_type: str
+    start_probabilities: np.ndarray
+    transition_matrix: np.ndarray
+    means: np.ndarray
+    covars: np.ndarray
+    log_likelihood: float
+    log_likelihood_history: np.ndarray
+    iterations: int
+    converged: bool
+    posteriors: np.ndarray
+    filtered: np.ndarray
+    viterbi_path: np.ndarray
+    n_parameters: int
+    aic: float
+    bic: float
+
+    @property
+    def model(self) -> HmmModel:
+        return HmmModel(
+            n_states=self.n_states,
+            n_features=self.n_features,
+            covariance_type=self.covariance_type,
+            start_probabilities=self.start_probabilities,
+            transition_matrix=self.transition_matrix,
+            means=self.means,
+            covars=self.covars,
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class HmmFilterResult(_Result):
+    """Forward filter under fixed parameters: filtered T x K, log-likelihood of the rows."""
+
+    filtered: np.ndarray
+    log_likelihood: float
+
+
+@dataclass(frozen=True, eq=False)
+class HmmWalkForward(_Result):
+    """Walk-forward regimes: each window fits on `formation` rows and filters the next `step`
+    rows with those parameters; filtered/regimes cover rows start_index..T-1, out of sample."""
+
+    start_index: int
+    filtered: np.ndarray  # (T - formation) x K
+    regimes: np.ndarray  # int64, argmax of filtered
+    window_starts: np.ndarray  # int64
+    window_log_likelihoods: np.ndarray
+    window_means: np.ndarray  # W x K x D
+    window_covars: np.ndarray  # W x K x D x D
+    window_transition_matrices: np.ndarray  # W x K x K
+    window_start_probabilities: np.ndarray  # W x K
 
 
 @dataclass(frozen=True, eq=False)

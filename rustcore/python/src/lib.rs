@@ -17,6 +17,7 @@ use pyo3::types::PyDict;
 
 use rustcore::backtest as bt;
 use rustcore::hmm;
+use rustcore::hmm_mv;
 use rustcore::ou;
 use rustcore::portfolio;
 use rustcore::rolling::{self, MeanReversionBuffers, MeanReversionState, SignalParams};
@@ -453,7 +454,7 @@ type HmmInitTuple = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
 /// `init` = (start_prob, transmat flattened row-major, means, variances) or None.
 /// `progress(iteration, log_likelihood)` is called once per EM iteration (False cancels).
 #[pyfunction]
-#[pyo3(signature = (observations, n_states=3, max_iterations=100, tolerance=1e-6, n_restarts=0, seed=0, init=None, cancel=None, progress=None))]
+#[pyo3(signature = (observations, n_states=3, max_iterations=100, tolerance=1e-6, n_restarts=None, seed=0, init=None, cancel=None, progress=None))]
 #[allow(clippy::too_many_arguments)]
 fn run_hmm<'py>(
     py: Python<'py>,
@@ -461,7 +462,7 @@ fn run_hmm<'py>(
     n_states: usize,
     max_iterations: usize,
     tolerance: f64,
-    n_restarts: usize,
+    n_restarts: Option<usize>,
     seed: u64,
     init: Option<HmmInitTuple>,
     cancel: Option<PyRef<'py, CancelToken>>,
@@ -507,6 +508,7 @@ fn run_hmm<'py>(
     d.set_item("iterations", r.iterations)?;
     d.set_item("converged", r.converged)?;
     d.set_item("posteriors", r.posteriors.into_pyarray(py).reshape([t, k])?)?;
+    d.set_item("filtered", r.filtered.into_pyarray(py).reshape([t, k])?)?;
     d.set_item(
         "viterbi_path",
         r.viterbi_path
@@ -518,6 +520,250 @@ fn run_hmm<'py>(
     d.set_item("aic", r.aic)?;
     d.set_item("bic", r.bic)?;
     Ok(d)
+}
+
+// ---------------------------------------------------------------- multivariate HMM, filter,
+// walk-forward, online filter (the `hmm` helper's block)
+
+/// A model as flat vectors: (n_states, n_features, covariance_type, start_prob, transmat
+/// K*K, means K*D, covars K*D*D).
+type MvModelTuple = (usize, usize, String, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
+
+fn mv_model(m: MvModelTuple) -> Result<hmm_mv::Model, CoreError> {
+    let (k, d, ct, start, trans, means, covars) = m;
+    hmm_mv::Model::new(
+        k,
+        d,
+        hmm_mv::CovarianceType::parse(&ct)?,
+        &start,
+        &trans,
+        &means,
+        &covars,
+    )
+}
+
+fn model_items(py: Python<'_>, d: &Bound<'_, PyDict>, m: hmm_mv::Model) -> PyResult<()> {
+    let (k, f) = (m.n_states, m.n_features);
+    d.set_item("n_states", k)?;
+    d.set_item("n_features", f)?;
+    d.set_item("covariance_type", m.covariance_type.name())?;
+    d.set_item("start_probabilities", m.start_prob.into_pyarray(py))?;
+    d.set_item(
+        "transition_matrix",
+        m.transmat.into_pyarray(py).reshape([k, k])?,
+    )?;
+    d.set_item("means", m.means.into_pyarray(py).reshape([k, f])?)?;
+    d.set_item("covars", m.covars.into_pyarray(py).reshape([k, f, f])?)?;
+    Ok(())
+}
+
+fn path_i64(p: Vec<usize>) -> Vec<i64> {
+    p.into_iter().map(|s| s as i64).collect()
+}
+
+/// Multivariate Gaussian HMM (T x D observations, covariance_type "diag" | "full").
+/// `init` = (start_prob, transmat K*K, means K*D, covars K*D*D) or None.
+#[pyfunction]
+#[pyo3(signature = (observations, n_states=3, covariance_type="full", max_iterations=100, tolerance=1e-6, n_restarts=None, seed=0, init=None, cancel=None, progress=None))]
+#[allow(clippy::too_many_arguments)]
+fn run_hmm_mv<'py>(
+    py: Python<'py>,
+    observations: PyReadonlyArray2<'py, f64>,
+    n_states: usize,
+    covariance_type: &str,
+    max_iterations: usize,
+    tolerance: f64,
+    n_restarts: Option<usize>,
+    seed: u64,
+    init: Option<HmmInitTuple>,
+    cancel: Option<PyRef<'py, CancelToken>>,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let (x, n, dim) = slice2("observations", &observations)?;
+    let ct = hmm_mv::CovarianceType::parse(covariance_type).map_err(to_py_err)?;
+    let config = hmm_mv::MvConfig {
+        n_states,
+        max_iterations,
+        tolerance,
+        n_restarts,
+        seed,
+        covariance_type: ct,
+        init: init.map(|(start_prob, transmat, means, covars)| hmm_mv::MvInit {
+            start_prob,
+            transmat,
+            means,
+            covars,
+        }),
+    };
+    let r = detach_progress(py, cancel.map(|c| c.flag.clone()), progress, |hook| {
+        hmm_mv::run_hmm_mv(x, n, dim, &config, hook)
+    })?;
+    let k = r.model.n_states;
+    let d = PyDict::new(py);
+    model_items(py, &d, r.model)?;
+    d.set_item("log_likelihood", r.log_likelihood)?;
+    d.set_item(
+        "log_likelihood_history",
+        r.log_likelihood_history.into_pyarray(py),
+    )?;
+    d.set_item("iterations", r.iterations)?;
+    d.set_item("converged", r.converged)?;
+    d.set_item("posteriors", r.posteriors.into_pyarray(py).reshape([n, k])?)?;
+    d.set_item("filtered", r.filtered.into_pyarray(py).reshape([n, k])?)?;
+    d.set_item("viterbi_path", path_i64(r.viterbi_path).into_pyarray(py))?;
+    d.set_item("n_parameters", r.n_parameters)?;
+    d.set_item("aic", r.aic)?;
+    d.set_item("bic", r.bic)?;
+    Ok(d)
+}
+
+/// Forward filter with fixed parameters: (filtered T x K, log_likelihood).
+#[pyfunction]
+#[pyo3(signature = (model, observations, cancel=None))]
+fn hmm_filter<'py>(
+    py: Python<'py>,
+    model: MvModelTuple,
+    observations: PyReadonlyArray2<'py, f64>,
+    cancel: Option<PyRef<'py, CancelToken>>,
+) -> PyResult<(Bound<'py, PyAny>, f64)> {
+    let (x, n, dim) = slice2("observations", &observations)?;
+    let flag = cancel.map(|c| c.flag.clone());
+    let (f, ll, k) = detach_cancel(py, flag, || {
+        let m = mv_model(model)?;
+        if m.n_features != dim {
+            return Err(CoreError::invalid(format!(
+                "observations have {dim} features but the model has {}",
+                m.n_features
+            )));
+        }
+        let (f, ll) = hmm_mv::filter(&m, x, n)?;
+        Ok((f, ll, m.n_states))
+    })?;
+    Ok((f.into_pyarray(py).reshape([n, k])?.into_any(), ll))
+}
+
+/// Walk-forward regimes: fit on each formation window, filter the next `step` rows.
+#[pyfunction]
+#[pyo3(signature = (observations, formation, step, n_states=3, covariance_type="full", max_iterations=100, tolerance=1e-6, n_restarts=None, seed=0, cancel=None, progress=None))]
+#[allow(clippy::too_many_arguments)]
+fn hmm_walk_forward<'py>(
+    py: Python<'py>,
+    observations: PyReadonlyArray2<'py, f64>,
+    formation: usize,
+    step: usize,
+    n_states: usize,
+    covariance_type: &str,
+    max_iterations: usize,
+    tolerance: f64,
+    n_restarts: Option<usize>,
+    seed: u64,
+    cancel: Option<PyRef<'py, CancelToken>>,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let (x, n, dim) = slice2("observations", &observations)?;
+    let ct = hmm_mv::CovarianceType::parse(covariance_type).map_err(to_py_err)?;
+    let config = hmm_mv::MvConfig {
+        n_states,
+        max_iterations,
+        tolerance,
+        n_restarts,
+        seed,
+        covariance_type: ct,
+        init: None,
+    };
+    let r = detach_progress(py, cancel.map(|c| c.flag.clone()), progress, |hook| {
+        hmm_mv::walk_forward(x, n, dim, &config, formation, step, &mut |w, _| {
+            hook(w, 0.0)
+        })
+    })?;
+    let k = n_states;
+    let oos = r.regimes.len();
+    let w = r.models.len();
+    let d = PyDict::new(py);
+    d.set_item("start_index", r.start_index)?;
+    d.set_item("filtered", r.filtered.into_pyarray(py).reshape([oos, k])?)?;
+    d.set_item("regimes", path_i64(r.regimes).into_pyarray(py))?;
+    d.set_item("window_starts", path_i64(r.window_starts).into_pyarray(py))?;
+    d.set_item(
+        "window_log_likelihoods",
+        r.window_log_likelihoods.into_pyarray(py),
+    )?;
+    let mut means = Vec::with_capacity(w * k * dim);
+    let mut covars = Vec::with_capacity(w * k * dim * dim);
+    let mut trans = Vec::with_capacity(w * k * k);
+    let mut start = Vec::with_capacity(w * k);
+    for m in r.models {
+        means.extend(m.means);
+        covars.extend(m.covars);
+        trans.extend(m.transmat);
+        start.extend(m.start_prob);
+    }
+    d.set_item("window_means", means.into_pyarray(py).reshape([w, k, dim])?)?;
+    d.set_item(
+        "window_covars",
+        covars.into_pyarray(py).reshape([w, k, dim, dim])?,
+    )?;
+    d.set_item(
+        "window_transition_matrices",
+        trans.into_pyarray(py).reshape([w, k, k])?,
+    )?;
+    d.set_item(
+        "window_start_probabilities",
+        start.into_pyarray(py).reshape([w, k])?,
+    )?;
+    Ok(d)
+}
+
+/// Live regimes: the forward filter one batch of rows at a time, with fixed parameters;
+/// bit-identical to `hmm_filter` on the concatenated rows.
+#[pyclass(module = "hft_lab._rustcore")]
+struct HmmOnlineFilter {
+    f: hmm_mv::OnlineFilter,
+}
+
+#[pymethods]
+impl HmmOnlineFilter {
+    #[new]
+    fn new(model: MvModelTuple) -> PyResult<Self> {
+        let m = mv_model(model).map_err(to_py_err)?;
+        Ok(HmmOnlineFilter {
+            f: hmm_mv::OnlineFilter::new(m).map_err(to_py_err)?,
+        })
+    }
+
+    /// Filter `rows` (m x D): returns their filtered probabilities (m x K).
+    fn update<'py>(
+        &mut self,
+        py: Python<'py>,
+        rows: PyReadonlyArray2<'py, f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (x, m, dim) = slice2("observations", &rows)?;
+        let want = self.f.model().n_features;
+        if dim != want {
+            return Err(PyValueError::new_err(format!(
+                "observations have {dim} features but the model has {want}"
+            )));
+        }
+        let k = self.f.model().n_states;
+        let f = &mut self.f;
+        let out = detach(py, || {
+            let _budget = rustcore::limits::reserve(&rustcore::limits::hmm_filter(m, k))?;
+            let mut out = Vec::new();
+            f.update(x, &mut out)?;
+            Ok(out)
+        })?;
+        Ok(out.into_pyarray(py).reshape([m, k])?.into_any())
+    }
+
+    #[getter]
+    fn count(&self) -> usize {
+        self.f.count()
+    }
+
+    #[getter]
+    fn log_likelihood(&self) -> f64 {
+        self.f.log_likelihood()
+    }
 }
 
 fn slice2<'a>(name: &str, a: &'a PyReadonlyArray2<'_, f64>) -> PyResult<(&'a [f64], usize, usize)> {
@@ -795,6 +1041,10 @@ fn _rustcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fit_ou, m)?)?;
     m.add_function(wrap_pyfunction!(backtest, m)?)?;
     m.add_function(wrap_pyfunction!(run_hmm, m)?)?;
+    m.add_function(wrap_pyfunction!(run_hmm_mv, m)?)?;
+    m.add_function(wrap_pyfunction!(hmm_filter, m)?)?;
+    m.add_function(wrap_pyfunction!(hmm_walk_forward, m)?)?;
+    m.add_class::<HmmOnlineFilter>()?;
     m.add_function(wrap_pyfunction!(optimize_portfolio, m)?)?;
     m.add_function(wrap_pyfunction!(sparse_portfolio, m)?)?;
     m.add_function(wrap_pyfunction!(sparse_lambda_path, m)?)?;

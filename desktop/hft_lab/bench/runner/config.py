@@ -11,7 +11,7 @@ from typing import Any
 # configuration
 # ---------------------------------------------------------------------------------------------
 
-FAMILIES = ("echo", "mean_reversion", "portfolio", "hmm", "sparse")
+FAMILIES = ("echo", "mean_reversion", "portfolio", "hmm", "sparse", "hmm_mv")
 
 DEFAULT_SIZES = {
     "echo": ["16", "100k", "1M"],
@@ -19,6 +19,7 @@ DEFAULT_SIZES = {
     "portfolio": ["20", "50", "500"],
     "hmm": ["10k", "100k"],
     "sparse": ["500x20", "2000x100", "10000x500"],
+    "hmm_mv": ["100k"],
 }
 QUICK_SIZES = {
     "echo": ["16"],
@@ -26,6 +27,7 @@ QUICK_SIZES = {
     "portfolio": ["20"],
     "hmm": ["10k"],
     "sparse": ["500x20"],
+    "hmm_mv": ["1k"],
 }
 SIZE_HELP = {
     "echo": "values (float64)",
@@ -33,6 +35,7 @@ SIZE_HELP = {
     "portfolio": "assets (or TxN: observations x assets; default T = max(500, 2N))",
     "hmm": "observations (x n_states)",
     "sparse": "TxN: observations x assets (lasso of asset 0 on the others)",
+    "hmm_mv": "observations (x 3 features x n_states)",
 }
 
 
@@ -137,7 +140,7 @@ def parse_size(family: str, spec: str) -> tuple[int, ...]:
             raise ValueError(f"{family} size {spec!r} needs at least 10 observations")
         return (t, n)
     n = parse_count(s)
-    if family == "hmm" and n < 100:
+    if family in ("hmm", "hmm_mv") and n < 100:
         raise ValueError(f"hmm size {spec!r}: at least 100 observations")
     if family == "mean_reversion" and n < 30:
         raise ValueError(f"mean_reversion size {spec!r}: at least 30 prices (lookback 20)")

@@ -79,6 +79,8 @@ def _input(family: str, dims: tuple, seed: int, n_states: int):
     if family == "sparse":
         t, n = dims
         return sparse_prices(t, n, seed=1)
+    if family == "hmm_mv":
+        return (dims[0],)  # the series depends on the covariance type: see _hmm_mv_input
     raise ValueError(family)
 
 
@@ -323,6 +325,80 @@ def _hmm_extra(h):
     return {"iterations": int(h.monitor_.iter)}
 
 
+# -- multivariate HMM (3 features x n_states, diag and full; the `hmm` helper's block)
+
+
+@functools.lru_cache(maxsize=4)
+def _hmm_mv_input(n: int, k: int, ct: str):
+    """Seeded 3-feature regime-switching returns and a fixed start (bucket means along feature 0,
+    the data covariance, sticky transitions)."""
+    rng = np.random.default_rng(11)
+    mu = np.array([[-0.002, -0.001, 0.0], [0.0, 0.0005, 0.0], [0.001, 0.002, 0.001]])[: max(k, 1)]
+    sd = np.array([0.02, 0.008, 0.012])[: max(k, 1)]
+    s = np.zeros(n, dtype=np.int64)
+    u = rng.random(n)
+    for t in range(1, n):
+        s[t] = s[t - 1] if u[t] > 0.02 else rng.integers(len(mu))
+    mix = np.array([[1.0, 0.0, 0.0], [0.5, 0.8, 0.0], [0.3, 0.2, 0.9]])
+    x = mu[s] + (rng.normal(size=(n, 3)) @ mix.T) * sd[s, None]
+    order = np.argsort(x[:, 0], kind="stable")
+    means = np.array([x[order[j * n // k : (j + 1) * n // k]].mean(axis=0) for j in range(k)])
+    cov = np.cov(x.T, bias=True)
+    if ct == "diag":
+        cov = np.diag(np.diag(cov))
+    trans = np.full((k, k), 0.1 / max(k - 1, 1))
+    np.fill_diagonal(trans, 0.9 if k > 1 else 1.0)
+    init = dict(start_prob=np.full(k, 1 / k), transmat=trans, means=means, covars=np.repeat(cov[None], k, axis=0))
+    return np.ascontiguousarray(x), init
+
+
+def _hmm_mv_call(ct):
+    def call(b, p):
+        x, init = _hmm_mv_input(p.data[0], p.cfg.hmm_states, ct)
+        return b.run_hmm_mv(
+            x, n_states=p.cfg.hmm_states, covariance_type=ct, max_iterations=p.cfg.hmm_iterations, tolerance=0.0, init=init
+        )
+
+    return call
+
+
+def _hmmlearn_mv_make(ct, impl):
+    def make(p, ctx):
+        import warnings
+
+        from hmmlearn.hmm import GaussianHMM
+
+        x, init = _hmm_mv_input(p.data[0], p.cfg.hmm_states, ct)
+        k, iters = p.cfg.hmm_states, p.cfg.hmm_iterations
+
+        def fit():
+            h = GaussianHMM(
+                k, covariance_type=ct, n_iter=iters, tol=0.0, covars_prior=0.0, init_params="", params="stmc", implementation=impl
+            )
+            h.startprob_ = init["start_prob"]
+            h.transmat_ = init["transmat"]
+            h.means_ = init["means"]
+            h.covars_ = np.array([np.diag(c) for c in init["covars"]]) if ct == "diag" else init["covars"]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                h.fit(x)
+            return h
+
+        return fit
+
+    return make
+
+
+def _hmm_mv_acc(h, base, p):
+    order = np.argsort(h.means_[:, 0])
+    cov = h.covars_[order]
+    rel = abs(h.score(_hmm_mv_input(p.data[0], p.cfg.hmm_states, base.covariance_type)[0]) - base.log_likelihood)
+    return (
+        f"max |Δmean| {_max_abs(h.means_[order], base.means):.1e}, "
+        f"max |Δcov| {_max_abs(cov, base.covars):.1e}, |ΔLL|/|LL| {rel / abs(base.log_likelihood):.1e}"
+    )
+
+
 # -- sparse
 
 
@@ -486,6 +562,27 @@ _register(
         per_iteration=True,
     )
 )
+for _ct in ("diag", "full"):
+    _register(
+        Operation(
+            f"hmm_mv:{_ct}",
+            "hmm_mv",
+            "obs",
+            _hmm_mv_call(_ct),
+            [
+                Reference(
+                    f"hmmlearn-{impl}",
+                    f"GaussianHMM(covariance_type={_ct!r}, implementation={impl!r}), covars_prior=0, same init, fixed iterations",
+                    ("hmmlearn",),
+                    _hmmlearn_mv_make(_ct, impl),
+                    _hmm_mv_acc,
+                    _hmm_extra,
+                )
+                for impl in ("log", "scaling")
+            ],
+            per_iteration=True,
+        )
+    )
 _register(
     Operation(
         "sparse:lasso",
