@@ -74,3 +74,34 @@ def sp500_index():
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261124)
+
+
+# ---- the packaged app, built once per test session (issue 19; used by test_dist.py and test_install.py)
+
+
+@pytest.fixture(scope="session")
+def dist_bundle():
+    """dist/hft-lab/ (+ its LICENSES/ and the .tar.xz), built ONCE per session by the Makefile recipe
+    of `make dist` (`make dist-bundle`: without the `build` prerequisite, fresh under `make test`).
+    XZ_LEVEL=-0: the archive holds the same files as `make dist` writes, compressed faster.
+    HFT_SKIP_DIST=1 skips every test that needs it (PyInstaller takes ~1-3 minutes)."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    if os.environ.get("HFT_SKIP_DIST") == "1":
+        pytest.skip("HFT_SKIP_DIST=1: not building the PyInstaller bundle")
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")}
+    p = subprocess.run(
+        ["make", "--no-print-directory", "dist-bundle", "XZ_LEVEL=-0"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if p.returncode != 0:
+        pytest.fail(f"make dist-bundle failed (exit {p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    print(p.stdout.strip().splitlines()[-1])  # the size line
+    return root / "dist" / "hft-lab"

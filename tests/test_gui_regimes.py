@@ -182,6 +182,8 @@ def test_cancel_mid_run(qtbot, view, router, choice, monkeypatch):
     view.tolerance.setValue(0.0)
     shown: list[int] = []
     view.progress_shown.connect(lambda i, ll: shown.append(i))
+    exited: list[int] = []  # task ids whose worker function has returned (also after a cancel)
+    view.runner.exited.connect(exited.append)
     tid = view.run()
     assert view.cancel_button.isEnabled() and not view.run_button.isEnabled()
     qtbot.waitUntil(lambda: len(shown) >= 2, timeout=30_000)
@@ -195,8 +197,7 @@ def test_cancel_mid_run(qtbot, view, router, choice, monkeypatch):
     assert view.status.text() == "Cancelled."
     assert view.run_button.isEnabled() and not view.cancel_button.isEnabled()
 
-    worker = [th for th in threading.enumerate() if th.name == f"task-fit_regimes-{tid}"]
-    qtbot.waitUntil(lambda: not any(th.is_alive() for th in worker), timeout=30_000)
+    qtbot.waitUntil(lambda: tid in exited, timeout=30_000)  # the worker has returned
     after = [it for it, late in calls if late]
     assert len(after) <= 2, f"EM went on for {len(after)} iterations after Cancel"
     assert calls[-1][0] < 500

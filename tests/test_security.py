@@ -581,3 +581,16 @@ def test_status_bar_shows_a_lock_for_tls_and_a_warning_when_insecure(qtbot, tmp_
     r = BackendRouter(BackendConfig(grpc_host="127.0.0.1", grpc_port=secure_server.port))
     assert r.security_note() is None
     r.stop()
+
+
+def test_tls_server_offers_no_shared_memory(secure_server, tls_files, pyo3_backend):
+    """Shared-memory arrays (issue 16) are for a plain loopback connection only: a TLS grpcd does
+    not offer them and a TLS client does not ask; bulk results still match PyO3."""
+    b = GrpcBackend(secure_config(secure_server.port, tls_files[0]))
+    info = b._unary("GetInfo", pb.InfoRequest(), pb.InfoResponse)
+    assert info.shm_dir == ""
+    x = 100 + np.random.default_rng(3).standard_normal(50_000).cumsum() * 0.1
+    r, r0 = b.calculate_mean_reversion(x), pyo3_backend.calculate_mean_reversion(x)
+    assert r.zscore.tobytes() == r0.zscore.tobytes()
+    assert b._shm is None or b._shm[1] is None  # no shared memory over TLS
+    b.close()

@@ -40,6 +40,7 @@ pub fn f64s(bytes: &[u8], name: &str) -> Result<Vec<f64>, Status> {
 
 pub fn vector(v: &Option<Vector>, name: &str) -> Result<Vec<f64>, Status> {
     match v {
+        Some(Vector { shm: Some(r), .. }) => crate::shm::read(r, name), // shared-memory arrays
         Some(v) => f64s(&v.data, name),
         None => Ok(Vec::new()),
     }
@@ -49,7 +50,10 @@ pub fn matrix(m: &Option<Matrix>, name: &str) -> Result<(Vec<f64>, usize, usize)
     let Some(m) = m else {
         return Err(Status::invalid_argument(format!("{name} is missing")));
     };
-    let data = f64s(&m.data, name)?;
+    let data = match &m.shm {
+        Some(r) => crate::shm::read(r, name)?, // shared-memory arrays
+        None => f64s(&m.data, name)?,
+    };
     let (rows, cols) = (m.rows as usize, m.cols as usize);
     if data.len() != rows * cols {
         return Err(Status::invalid_argument(format!(
@@ -61,6 +65,13 @@ pub fn matrix(m: &Option<Matrix>, name: &str) -> Result<(Vec<f64>, usize, usize)
 }
 
 pub fn to_vector(v: &[f64]) -> Vector {
+    if let Some(r) = crate::shm::write(v) {
+        // the call has a shared-memory result segment: the values went there
+        return Vector {
+            data: Vec::new(),
+            shm: Some(r),
+        };
+    }
     #[cfg(target_endian = "little")]
     {
         // SAFETY: viewing initialised f64s as their bytes (alignment of u8 is 1).
@@ -69,6 +80,7 @@ pub fn to_vector(v: &[f64]) -> Vector {
         };
         Vector {
             data: bytes.to_vec(),
+            shm: None,
         }
     }
     #[cfg(not(target_endian = "little"))]
@@ -77,15 +89,17 @@ pub fn to_vector(v: &[f64]) -> Vector {
         for x in v {
             data.extend_from_slice(&x.to_le_bytes());
         }
-        Vector { data }
+        Vector { data, shm: None }
     }
 }
 
 pub fn to_matrix(v: &[f64], rows: usize, cols: usize) -> Matrix {
+    let Vector { data, shm } = to_vector(v);
     Matrix {
         rows: rows as u32,
         cols: cols as u32,
-        data: to_vector(v).data,
+        data,
+        shm,
     }
 }
 
@@ -129,6 +143,7 @@ mod tests {
             rows: 4,
             cols: 3,
             data: to_vector(&[1.0; 6]).data,
+            shm: None,
         });
         let e = matrix(&bad, "prices").unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument);

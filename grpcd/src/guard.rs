@@ -332,6 +332,7 @@ where
 
     // ---- limits (HftLab calls only; health and reflection are cheap and must answer under load) ----
     let mut req = req;
+    let mut segments: Option<Arc<crate::shm::Segments>> = None;
     if path.starts_with(HFTLAB_PREFIX) {
         if rec.rpc == STREAM_METHOD {
             match shared.streams.clone().try_acquire_owned() {
@@ -362,8 +363,16 @@ where
                 };
             req = http::Request::from_parts(parts, body);
             rec.req_bytes = declared;
+            // Shared-memory arrays (shm.rs): only from a plain loopback connection; the segment's
+            // declared size counts like message bytes (limit and memory budget) before it is opened.
+            let shm_req = match shm_request(&req, &shared) {
+                Ok(r) => r,
+                Err(status) => return Ok(reject(rec, status)),
+            };
+            let shm_bytes = shm_req.as_ref().map_or(0, |r| r.input_len());
             let size = declared
                 .unwrap_or(0)
+                .saturating_add(shm_bytes)
                 .min(shared.limits.max_message_bytes as u64);
             let need = size.saturating_mul(MEMORY_FACTOR);
             let need_kib = need.div_ceil(1024).max(1);
@@ -434,10 +443,19 @@ where
             rec._permits.push(slot);
             rec._permits.push(mem);
             rec._running = Some(Counter::new(&shared, |s| &s.running));
+            if let Some(r) = shm_req {
+                match crate::shm::open(&r, 4 * shared.limits.max_message_bytes) {
+                    Ok(seg) => segments = Some(Arc::new(seg)),
+                    Err(status) => return Ok(reject(rec, status)),
+                }
+            }
         }
     }
 
-    let resp = inner.call(req).await?;
+    let resp = match segments {
+        Some(seg) => crate::shm::SEGMENTS.scope(seg, inner.call(req)).await?,
+        None => inner.call(req).await?,
+    };
     let (parts, body) = resp.into_parts();
     if let Some(s) = Status::from_header_map(&parts.headers) {
         rec.status = Some(s); // trailers-only response (an error, typically)
@@ -453,6 +471,38 @@ where
             rec: Some(rec),
         }),
     ))
+}
+
+/// The call's `x-hftlab-shm` request, if any: refused unless grpcd offers shared memory and the
+/// peer is on a plain (not TLS) loopback connection; its size must be within the message limit.
+fn shm_request(
+    req: &http::Request<Body>,
+    shared: &Shared,
+) -> Result<Option<crate::shm::Request>, Status> {
+    let Some(v) = req.headers().get(crate::shm::HEADER) else {
+        return Ok(None);
+    };
+    let local = req
+        .extensions()
+        .get::<TcpConnectInfo>()
+        .and_then(|i| i.remote_addr())
+        .is_some_and(|a| a.ip().is_loopback());
+    if crate::shm::dir().is_none() || !local {
+        return Err(Status::failed_precondition(
+            "shared-memory arrays: only offered to a client on this host over a plain loopback \
+             connection (never remote or TLS); send the arrays in the message",
+        ));
+    }
+    let r = crate::shm::parse_header(v.to_str().unwrap_or(""))?;
+    let limit = shared.limits.max_message_bytes as u64;
+    if r.input_len() > limit {
+        return Err(Status::resource_exhausted(format!(
+            "request message too large: its shared-memory segment is {}, beyond grpcd's {} message limit (--max-message-mb)",
+            mib(r.input_len()),
+            mib(limit)
+        )));
+    }
+    Ok(Some(r))
 }
 
 /// Reads the request body until its first 5 bytes (the gRPC message prefix: a compression flag

@@ -11,12 +11,19 @@
 //!   getppid() check) or when stdin reaches EOF.
 //! - Logs are structured JSON lines on stderr. SIGTERM / Ctrl-C shut down gracefully.
 
+mod arena;
 mod codec;
 mod convert;
 mod guard;
 mod limits;
 mod log;
 mod service;
+// issue 17: the pairs workflow's service
+mod pairs_service;
+mod shm;
+
+#[global_allocator]
+static ALLOC: arena::ArenaAlloc = arena::ArenaAlloc;
 
 pub mod pb {
     tonic::include_proto!("hftlab.v1");
@@ -43,11 +50,14 @@ struct Args {
     max_queue: Option<usize>,
     max_streams: Option<usize>,
     memory_budget_mb: Option<u64>,
+    no_shm: bool,
+    shm_dir: Option<String>,
 }
 
 const USAGE: &str = "usage: grpcd [--host HOST] [--port PORT] [--max-message-mb N] [--memory-limit SIZE] [--managed]
              [--tls-cert PEM --tls-key PEM] [--token-file FILE] [--insecure] [--reflection]
              [--max-concurrent N] [--max-queue N] [--max-streams N] [--memory-budget-mb N]
+             [--no-shm] [--shm-dir DIR]
 
   --host HOST            address to listen on (default 127.0.0.1, loopback only). Any other address
                          requires --tls-cert/--tls-key and --token-file, unless --insecure.
@@ -68,7 +78,10 @@ const USAGE: &str = "usage: grpcd [--host HOST] [--port PORT] [--max-message-mb 
                          request before anything is allocated (8G, 512M, 50%, bytes; default
                          HFT_LAB_MEMORY_LIMIT, else half the physical memory); beyond it:
                          RESOURCE_EXHAUSTED naming the need
-  --managed              exit when the parent process dies or closes our stdin (desktop app)";
+  --managed              exit when the parent process dies or closes our stdin (desktop app)
+  --no-shm               do not offer shared-memory arrays to clients on this host
+  --shm-dir DIR          private directory (0700) for shared-memory arrays (default
+                         /dev/shm/hftlab-<uid>); only offered on loopback without TLS";
 
 fn parse_count(name: &str, v: &str, max: u64) -> Result<u64, String> {
     v.parse::<u64>()
@@ -92,6 +105,8 @@ fn parse_args() -> Result<Args, String> {
         max_queue: None,
         max_streams: None,
         memory_budget_mb: None,
+        no_shm: false,
+        shm_dir: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -156,6 +171,8 @@ fn parse_args() -> Result<Args, String> {
                 a.max_message_bytes = mb << 20;
             }
             "--managed" => a.managed = true,
+            "--no-shm" => a.no_shm = true,
+            "--shm-dir" => a.shm_dir = Some(value("--shm-dir")?),
             "--memory-limit" => limits::from_flag(&value("--memory-limit")?)?, // SIZE: 8G, 512M, 50%
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -348,6 +365,11 @@ async fn serve(args: Args) -> Result<(), String> {
             .map_err(|_| format!("--host must be an IP address, got '{}'", args.host))?
     };
     let sec = security(&args, &ip)?;
+    // shared-memory arrays: same host only, so loopback without TLS (see shm.rs)
+    shm::init(
+        is_loopback(&ip) && sec.tls.is_none() && !args.no_shm,
+        args.shm_dir.as_deref(),
+    );
     let mut limits = guard::Limits::defaults(args.max_message_bytes);
     if let Some(n) = args.max_concurrent {
         limits.max_concurrent = n;
@@ -361,6 +383,15 @@ async fn serve(args: Args) -> Result<(), String> {
     if let Some(mb) = args.memory_budget_mb {
         limits.memory_budget_bytes = mb << 20;
     }
+    if shm::dir().is_some() {
+        // segments of clients that died before their call was opened (also swept per shm call)
+        tokio::spawn(async {
+            loop {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                let _ = tokio::task::spawn_blocking(shm::sweep).await;
+            }
+        });
+    }
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, args.port))
         .await
         .map_err(|e| format!("cannot listen on {}:{}: {e}", args.host, args.port))?;
@@ -369,6 +400,9 @@ async fn serve(args: Args) -> Result<(), String> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<HftLabServer<service::Service>>()
+        .await;
+    health_reporter
+        .set_serving::<pb::hft_lab_pairs_server::HftLabPairsServer<pairs_service::PairsService>>()
         .await;
     let reflection = if args.reflection {
         Some(
@@ -408,7 +442,12 @@ async fn serve(args: Args) -> Result<(), String> {
         .layer(guard::GuardLayer::new(limits.clone(), sec.token))
         .add_service(health_service)
         .add_optional_service(reflection)
-        .add_service(svc);
+        .add_service(svc)
+        .add_service(
+            pb::hft_lab_pairs_server::HftLabPairsServer::new(pairs_service::PairsService)
+                .max_decoding_message_size(args.max_message_bytes)
+                .max_encoding_message_size(args.max_message_bytes),
+        );
 
     // The one machine-readable line the desktop app waits for.
     {

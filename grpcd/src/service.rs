@@ -55,7 +55,7 @@ impl Drop for CancelOnDrop {
 }
 
 /// Runs `f` on the blocking pool with a cancel flag; panics become INTERNAL.
-async fn blocking<T, F>(rpc: &'static str, f: F) -> Result<T, Status>
+pub(crate) async fn blocking<T, F>(rpc: &'static str, f: F) -> Result<T, Status>
 where
     T: Send + 'static,
     F: FnOnce(Arc<AtomicBool>) -> Result<T, Status> + Send + 'static,
@@ -64,8 +64,11 @@ where
     let _guard = CancelOnDrop(flag.clone());
     // The flag is also this thread's cancel flag for the core's deep loops (limits::poll).
     let scoped = flag.clone();
+    let segments = crate::shm::current(); // the call's shared-memory segments, if any
     match tokio::task::spawn_blocking(move || {
-        rustcore::limits::with_cancel(Some(scoped), || f(flag))
+        crate::shm::carry(segments, || {
+            rustcore::limits::with_cancel(Some(scoped), || f(flag))
+        })
     })
     .await
     {
@@ -137,6 +140,10 @@ impl HftLab for Service {
             algorithms: ALGORITHMS.iter().map(|s| s.to_string()).collect(),
             max_message_bytes: self.max_message_bytes as u64,
             pid: std::process::id(),
+            shm_dir: crate::shm::dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
+            uid: crate::shm::uid(),
         }))
     }
 
@@ -172,15 +179,17 @@ impl HftLab for Service {
         let prices = convert::vector(&r.prices, "prices")?;
         let params = signal_params(&r.signal);
         let lookback = r.lookback as usize;
+        let sel = rolling::Outputs::parse(&r.outputs).map_err(status)?;
         let out = blocking("MeanReversion", move |flag| {
-            rolling::mean_reversion(&prices, lookback, params, &mut cancel_hook(flag))
+            rolling::mean_reversion_outputs(&prices, lookback, params, sel, &mut cancel_hook(flag))
                 .map_err(status)
         })
         .await?;
+        let o = out.outputs;
         Ok(Response::new(pb::MeanReversionResponse {
-            rolling_mean: Some(to_vector(&out.rolling_mean)),
-            rolling_std: Some(to_vector(&out.rolling_std)),
-            zscore: Some(to_vector(&out.zscore)),
+            rolling_mean: o.mean.then(|| to_vector(&out.rolling_mean)),
+            rolling_std: o.std.then(|| to_vector(&out.rolling_std)),
+            zscore: o.zscore.then(|| to_vector(&out.zscore)),
             signals: i8_bytes(&out.signals),
             positions: i8_bytes(&out.positions),
             entries: out.entries.iter().map(|&i| i as u32).collect(),

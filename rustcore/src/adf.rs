@@ -17,10 +17,12 @@
 use crate::error::{check, CoreError, CoreResult};
 use crate::num::pz;
 
-/// How the number of lagged differences is chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the number of lagged differences is chosen. The default is [`Autolag::Aic`], statsmodels
+/// `adfuller`'s default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Autolag {
-    /// Use `max_lag` lags.
+    /// Use `max_lag` lags (for a basket's spread: 0 lags, the plain AR(1) / Dickey-Fuller test).
+    #[default]
     None,
     Aic,
     Bic,
@@ -28,15 +30,28 @@ pub enum Autolag {
 }
 
 impl Autolag {
+    /// Parse "none", "aic", "bic" or "t-stat" (case-insensitive; "tstat" also accepted). An empty
+    /// string (an unset proto3 field) is the default, [`Autolag::Aic`].
     pub fn parse(s: &str) -> CoreResult<Self> {
         match s.to_ascii_lowercase().as_str() {
-            "" | "none" => Ok(Autolag::None),
+            "" => Ok(Autolag::default()),
+            "none" => Ok(Autolag::None),
             "aic" => Ok(Autolag::Aic),
             "bic" => Ok(Autolag::Bic),
             "t-stat" | "tstat" => Ok(Autolag::TStat),
             _ => Err(CoreError::invalid(format!(
                 "autolag must be one of none, aic, bic, t-stat, got {s:?}"
             ))),
+        }
+    }
+
+    /// The canonical name ("none", "aic", "bic", "t-stat").
+    pub fn name(self) -> &'static str {
+        match self {
+            Autolag::None => "none",
+            Autolag::Aic => "aic",
+            Autolag::Bic => "bic",
+            Autolag::TStat => "t-stat",
         }
     }
 }

@@ -157,11 +157,36 @@ const F64: u128 = 8;
 /// Batch mean reversion: five result series per price (3 × f64 + 2 × i8), entry/exit indices
 /// (at most one per price together), and the rolling window.
 pub fn mean_reversion(n: usize, lookback: usize) -> Need {
+    mean_reversion_selected(
+        n,
+        lookback,
+        &["mean", "std", "zscore", "signals", "positions"],
+    )
+}
+
+/// Batch mean reversion returning only the series named in `outputs` (names of
+/// `rolling::Outputs`): 8 bytes per price for each of mean/std/zscore, 1 for signals/positions.
+pub fn mean_reversion_selected(n: usize, lookback: usize, outputs: &[&str]) -> Need {
     let (n, w) = (n as u128, lookback as u128);
+    let per: u128 = outputs
+        .iter()
+        .map(|o| {
+            if matches!(*o, "signals" | "positions") {
+                1
+            } else {
+                F64
+            }
+        })
+        .sum();
+    let what = if outputs.len() == 5 {
+        format!("{n} prices (z-score, mean, std, signals, positions)")
+    } else {
+        format!("{n} prices ({})", outputs.join(", "))
+    };
     Need {
         op: "mean reversion",
-        bytes: bytes(&[(n, 3 * F64 + 2), (n, F64), (w, F64)]),
-        what: format!("{n} prices (z-score, mean, std, signals, positions)"),
+        bytes: bytes(&[(n, per), (n, F64), (w, F64)]),
+        what,
     }
 }
 

@@ -72,18 +72,33 @@ const Z_LIMIT: f64 = 1e-20 / ((f64::EPSILON / 2.0) * (f64::EPSILON / 2.0));
 #[derive(Debug, Clone, Copy, Default)]
 struct Acc {
     k: f64,
-    /// Compensated running sums (value + TwoSum error term) of d and d², and their values.
+    /// Compensated running sums of d and d² (value, TwoSum error term) and bounds.
+    s: Sums,
+    /// Trailing run of equal values: the window is flat iff run >= w.
+    run: usize,
+}
+
+/// Compensated running sums of d and d²: `s1 = s1h + s1c`, `s2 = s2h + s2c`, with error bounds
+/// (units of u) `e1`, `e2`: from the recomputation, then + |t1|, |t2| per tick.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sums {
     s1h: f64,
     s1c: f64,
     s2h: f64,
     s2c: f64,
-    s1: f64,
-    s2: f64,
-    /// Error bounds (units of u) of s1 and s2: from the recomputation, then + |t1|, |t2| per tick.
     e1: f64,
     e2: f64,
-    /// Trailing run of equal values: the window is flat iff run >= w.
-    run: usize,
+}
+
+impl Sums {
+    #[inline(always)]
+    fn s1(&self) -> f64 {
+        self.s1h + self.s1c
+    }
+    #[inline(always)]
+    fn s2(&self) -> f64 {
+        self.s2h + self.s2c
+    }
 }
 
 /// Per-bar outputs before the (vectorisable) square root: mean, variance, x - mean.
@@ -150,39 +165,52 @@ impl Acc {
         // compensated summation: |error| <= (2u + O(n u²)) Σ|terms|, with margin
         Acc {
             k,
-            s1h: s1,
-            s1c: 0.0,
-            s2h: s2,
-            s2c: 0.0,
-            s1,
-            s2,
-            e1: 3.0 * dabs + s1.abs(),
-            e2: 4.0 * s2.abs(),
+            s: Sums {
+                s1h: s1,
+                s1c: 0.0,
+                s2h: s2,
+                s2c: 0.0,
+                e1: 3.0 * dabs + s1.abs(),
+                e2: 4.0 * s2.abs(),
+            },
             run,
         }
     }
+}
 
-    /// Slide the window: `xn` enters, `xo` leaves. The running sums are compensated (TwoSum), so
-    /// only the rounding of the differences t1 = d_new - d_old and t2 = d_new² - d_old² (at most
-    /// u·|t1|, u·|t2|) adds to the error bounds.
-    #[inline(always)]
-    fn slide(&mut self, xn: f64, xo: f64) {
-        let dn = xn - self.k;
-        let dold = xo - self.k;
-        let t1 = dn - dold;
-        let t2 = dn * dn - dold * dold;
-        let s = self.s1h + t1;
-        let bb = s - self.s1h;
-        self.s1c += (self.s1h - (s - bb)) + (t1 - bb);
-        self.s1h = s;
-        let s = self.s2h + t2;
-        let bb = s - self.s2h;
-        self.s2c += (self.s2h - (s - bb)) + (t2 - bb);
-        self.s2h = s;
-        self.s1 = self.s1h + self.s1c;
-        self.s2 = self.s2h + self.s2c;
-        self.e1 += t1.abs();
-        self.e2 += t2.abs();
+/// Slide the window by one bar: `xn` enters, `xo` leaves ([`diffs`] then [`accumulate`]).
+#[inline(always)]
+fn slide(k: f64, xn: f64, xo: f64, s: Sums) -> Sums {
+    let (t1, t2) = diffs(k, xn, xo);
+    accumulate(s, t1, t2)
+}
+
+/// The changes of the sums when `xn` enters and `xo` leaves: t1 = d_new - d_old and
+/// t2 = d_new² - d_old² (independent per bar: the batch code computes them vectorised).
+#[inline(always)]
+fn diffs(k: f64, xn: f64, xo: f64) -> (f64, f64) {
+    let dn = xn - k;
+    let dold = xo - k;
+    (dn - dold, dn * dn - dold * dold)
+}
+
+/// Adds t1, t2 to the running sums. The sums are compensated (TwoSum), so only the rounding of
+/// the differences (at most u·|t1|, u·|t2|) adds to the error bounds.
+#[inline(always)]
+fn accumulate(s: Sums, t1: f64, t2: f64) -> Sums {
+    let a = s.s1h + t1;
+    let bb = a - s.s1h;
+    let s1c = s.s1c + ((s.s1h - (a - bb)) + (t1 - bb));
+    let b = s.s2h + t2;
+    let bb = b - s.s2h;
+    let s2c = s.s2c + ((s.s2h - (b - bb)) + (t2 - bb));
+    Sums {
+        s1h: a,
+        s1c,
+        s2h: b,
+        s2c,
+        e1: s.e1 + t1.abs(),
+        e2: s.e2 + t2.abs(),
     }
 }
 
@@ -319,42 +347,68 @@ impl RollingZ {
     #[inline]
     pub fn push(&mut self, x: f64) -> (f64, f64, f64) {
         let w = self.lookback;
-        self.acc.run = if x == self.prev { self.acc.run + 1 } else { 1 };
+        let run = if x == self.prev { self.acc.run + 1 } else { 1 };
         self.prev = x;
-        let forced = if self.count < w {
+        if self.count < w || self.since_recentre + 1 >= self.every {
+            return self.push_forced(x, run);
+        }
+        // the common case: slide the running sums (as Acc::slide, on scalars kept in registers),
+        // test the error bound
+        self.since_recentre += 1;
+        let h = self.head;
+        let old = std::mem::replace(&mut self.buf[h], x);
+        self.head = if h + 1 == w { 0 } else { h + 1 };
+        let k = self.acc.k;
+        let sums = slide(k, x, old, self.acc.s);
+        let (s1, s2) = (sums.s1(), sums.s2());
+        let flat = run >= w;
+        if !flat && inaccurate(s1, s2, sums.e1, sums.e2, &self.lim) {
+            return self.push_recomputed(x, run);
+        }
+        self.acc = Acc { k, s: sums, run };
+        post(pre(k, s1, s2, x, flat, &self.lim))
+    }
+
+    /// A tick whose error bound failed: the window (already holding `x`) is recomputed exactly.
+    #[inline(never)]
+    fn push_recomputed(&mut self, x: f64, run: usize) -> (f64, f64, f64) {
+        let head = self.head;
+        self.acc = Acc::recomputed(&self.buf[head..], &self.buf[..head], run);
+        let a = self.acc;
+        post(pre(
+            a.k,
+            a.s.s1(),
+            a.s.s2(),
+            x,
+            run >= self.lookback,
+            &self.lim,
+        ))
+    }
+
+    /// The warm-up ticks and the forced exact recomputations (every `recentre_every(w)` ticks).
+    #[inline(never)]
+    fn push_forced(&mut self, x: f64, run: usize) -> (f64, f64, f64) {
+        let w = self.lookback;
+        self.acc.run = run;
+        if self.count < w {
             self.buf[self.count] = x;
             self.count += 1;
             if self.count < w {
                 return (f64::NAN, f64::NAN, f64::NAN);
             }
             self.head = 0;
-            true
         } else {
-            let old = self.buf[self.head];
             self.buf[self.head] = x;
             self.head += 1;
             if self.head == w {
                 self.head = 0;
             }
-            self.since_recentre += 1;
-            if self.since_recentre >= self.every {
-                true
-            } else {
-                self.acc.slide(x, old);
-                false
-            }
-        };
-        let (buf, head, l) = (&self.buf, self.head, self.lim);
-        let a = self.acc;
-        let flat = a.run >= w;
-        if forced {
-            self.since_recentre = 0;
-            self.acc = Acc::recomputed(&buf[head..], &buf[..head], a.run);
-        } else if !flat && inaccurate(a.s1, a.s2, a.e1, a.e2, &l) {
-            self.acc = Acc::recomputed(&buf[head..], &buf[..head], a.run);
         }
+        self.since_recentre = 0;
+        let head = self.head;
+        self.acc = Acc::recomputed(&self.buf[head..], &self.buf[..head], run);
         let a = self.acc;
-        post(pre(a.k, a.s1, a.s2, x, flat, &l))
+        post(pre(a.k, a.s.s1(), a.s.s2(), x, run >= w, &self.lim))
     }
 }
 
@@ -414,12 +468,17 @@ pub struct SignalMachine {
 impl SignalMachine {
     pub fn new(params: SignalParams) -> CoreResult<Self> {
         params.validate()?;
-        Ok(SignalMachine {
+        Ok(SignalMachine::new_unchecked(params))
+    }
+
+    /// For parameters already validated.
+    fn new_unchecked(params: SignalParams) -> Self {
+        SignalMachine {
             params,
             state: 0,
             blocked: false,
             last_signal: 0,
-        })
+        }
     }
 
     /// Feed the z-score of bar t; returns (signal decided at t, position held during t).
@@ -522,48 +581,6 @@ impl SignalMachine {
             }
         }
     }
-}
-
-/// [`SignalMachine::run`] from the initial state over a whole series, on two threads for long
-/// series: the second half is run from the initial state (a guess) while the first half runs;
-/// then the true machine, continued from the end of the first half, overwrites the guessed bars
-/// until both machines are in the same state after a bar (same state, and not blocked: a held
-/// position is never blocked, and nothing is blocked without a stop level), after which they agree
-/// on every later bar. Identical to one `run` over the whole series.
-fn run_signals(
-    params: SignalParams,
-    z: &[f64],
-    signals: &mut [i8],
-    positions: &mut [i8],
-) -> CoreResult<()> {
-    let n = z.len();
-    let mut machine = SignalMachine::new(params)?;
-    if n < 200_000 || cores() < 2 {
-        machine.run(z, signals, positions);
-        return Ok(());
-    }
-    let mid = n / 2;
-    let mut guess = SignalMachine::new(params)?;
-    {
-        let (s1, s2) = signals.split_at_mut(mid);
-        let (p1, p2) = positions.split_at_mut(mid);
-        std::thread::scope(|scope| {
-            let h = scope.spawn(|| guess.run(&z[mid..], s2, p2));
-            machine.run(&z[..mid], s1, p1);
-            h.join()
-        })
-        .map_err(|_| CoreError::numerical("the signal thread panicked"))?;
-    }
-    for j in mid..n {
-        let guessed = signals[j];
-        let (sg, ps) = machine.push(z[j]);
-        signals[j] = sg;
-        positions[j] = ps;
-        if sg == guessed && (sg != 0 || params.stop.is_none()) {
-            break; // same state (never blocked here) after bar j: the guess is right from j + 1 on
-        }
-    }
-    Ok(())
 }
 
 /// One tick of the streaming computation.
@@ -678,6 +695,277 @@ pub struct MeanReversionResult {
     pub entries: Vec<usize>,
     /// Bars where the signal closes a position (long/short -> flat, or a flip).
     pub exits: Vec<usize>,
+    /// The series computed (the others are empty).
+    pub outputs: Outputs,
+}
+
+/// Which result series a batch call computes and returns (entries and exits always come back).
+/// Series not asked for are neither allocated nor sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outputs {
+    pub mean: bool,
+    pub std: bool,
+    pub zscore: bool,
+    pub signals: bool,
+    pub positions: bool,
+}
+
+impl Default for Outputs {
+    fn default() -> Self {
+        Outputs::ALL
+    }
+}
+
+impl Outputs {
+    /// The output names, as accepted by [`Outputs::parse`].
+    pub const NAMES: [&'static str; 5] = ["mean", "std", "zscore", "signals", "positions"];
+    pub const ALL: Outputs = Outputs {
+        mean: true,
+        std: true,
+        zscore: true,
+        signals: true,
+        positions: true,
+    };
+
+    /// Parses output names (any order, repeats allowed); an empty list means all five.
+    pub fn parse<S: AsRef<str>>(names: &[S]) -> CoreResult<Outputs> {
+        if names.is_empty() {
+            return Ok(Outputs::ALL);
+        }
+        let mut o = Outputs {
+            mean: false,
+            std: false,
+            zscore: false,
+            signals: false,
+            positions: false,
+        };
+        for name in names {
+            match name.as_ref() {
+                "mean" => o.mean = true,
+                "std" => o.std = true,
+                "zscore" => o.zscore = true,
+                "signals" => o.signals = true,
+                "positions" => o.positions = true,
+                other => {
+                    return Err(CoreError::invalid(format!(
+                        "unknown output {other:?}: outputs are names among {}",
+                        Outputs::NAMES.join(", ")
+                    )))
+                }
+            }
+        }
+        Ok(o)
+    }
+
+    /// The number of f64 and i8 series asked for.
+    pub fn counts(&self) -> (usize, usize) {
+        (
+            self.mean as usize + self.std as usize + self.zscore as usize,
+            self.signals as usize + self.positions as usize,
+        )
+    }
+
+    /// The names asked for, in the canonical order.
+    pub fn names(&self) -> Vec<&'static str> {
+        let on = [
+            self.mean,
+            self.std,
+            self.zscore,
+            self.signals,
+            self.positions,
+        ];
+        Outputs::NAMES
+            .iter()
+            .zip(on)
+            .filter(|(_, b)| *b)
+            .map(|(n, _)| *n)
+            .collect()
+    }
+}
+
+/// Output slices of the fused batch pass over bars `[start, n)` (each `n - start` long when
+/// present), the signal machine (None: rolling statistics only) and the signal changes
+/// (bar index, new signal) it found.
+struct Sink<'a> {
+    mean: Option<&'a mut [f64]>,
+    std: Option<&'a mut [f64]>,
+    z: Option<&'a mut [f64]>,
+    sig: Option<&'a mut [i8]>,
+    pos: Option<&'a mut [i8]>,
+    machine: Option<SignalMachine>,
+    changes: Vec<(usize, i8)>,
+}
+
+impl Sink<'_> {
+    /// Bars `[t, t + len)` (offset `o` in the slices) are final: feed them to the signals (z from
+    /// the z output if kept, else from `za`, the chunk's scratch).
+    #[inline(always)]
+    fn signals(&mut self, t: usize, o: usize, len: usize, za: &[f64]) {
+        let Sink {
+            z,
+            sig,
+            pos,
+            machine,
+            changes,
+            ..
+        } = self;
+        if let Some(mach) = machine.as_mut() {
+            let zs = match z.as_deref() {
+                Some(z) => &z[o..o + len],
+                None => &za[..len],
+            };
+            mach.feed(
+                zs,
+                t,
+                sig.as_deref_mut().map(|s| &mut s[o..o + len]),
+                pos.as_deref_mut().map(|p| &mut p[o..o + len]),
+                changes,
+            );
+        }
+    }
+}
+
+/// The output slice `[o, o + len)` of a kept series, else the chunk's scratch.
+#[inline(always)]
+fn dest<'a>(
+    out: &'a mut Option<&mut [f64]>,
+    scratch: &'a mut [f64],
+    o: usize,
+    len: usize,
+) -> &'a mut [f64] {
+    match out.as_deref_mut() {
+        Some(v) => &mut v[o..o + len],
+        None => &mut scratch[..len],
+    }
+}
+
+impl SignalMachine {
+    /// [`SignalMachine::push`] over `z` (bars `t ..`), writing the signals/positions asked for and
+    /// recording each change of the signal as (bar, new signal). The runs that keep the state
+    /// (flat inside the entry band, or holding a position) are scanned in tight loops, as in
+    /// [`SignalMachine::run`]; a state is only left through `push`, so changes are found there.
+    #[inline(always)]
+    fn feed(
+        &mut self,
+        z: &[f64],
+        t: usize,
+        mut sig: Option<&mut [i8]>,
+        mut pos: Option<&mut [i8]>,
+        changes: &mut Vec<(usize, i8)>,
+    ) {
+        let n = z.len();
+        let p = self.params;
+        let stop = p.stop.unwrap_or(f64::INFINITY);
+        let mut i = 0;
+        while i < n {
+            if !self.blocked {
+                let s = self.state;
+                let start = i;
+                match s {
+                    0 => {
+                        while i < n && z[i].abs() <= p.entry {
+                            i += 1;
+                        }
+                    }
+                    1 => {
+                        while i < n && z[i] < -p.exit && z[i] > -stop {
+                            i += 1;
+                        }
+                    }
+                    _ => {
+                        while i < n && z[i] > p.exit && z[i] < stop {
+                            i += 1;
+                        }
+                    }
+                }
+                if i > start {
+                    // signal s on bars start..i (s is already the last signal: no change);
+                    // position s too, the first one lagging by a bar
+                    if let Some(g) = sig.as_deref_mut() {
+                        g[start..i].fill(s);
+                    }
+                    if let Some(q) = pos.as_deref_mut() {
+                        q[start..i].fill(s);
+                        q[start] = self.last_signal;
+                    }
+                    self.last_signal = s;
+                }
+            }
+            if i < n {
+                let prev = self.last_signal;
+                let (sg, ps) = self.push(z[i]);
+                if sg != prev {
+                    changes.push((t + i, sg));
+                }
+                if let Some(g) = sig.as_deref_mut() {
+                    g[i] = sg;
+                }
+                if let Some(q) = pos.as_deref_mut() {
+                    q[i] = ps;
+                }
+                i += 1;
+            }
+        }
+    }
+}
+
+/// Entry and exit bars from the signal changes (in bar order, starting flat).
+fn entries_exits(changes: &[(usize, i8)]) -> (Vec<usize>, Vec<usize>) {
+    let (mut entries, mut exits) = (Vec::new(), Vec::new());
+    let mut prev = 0i8;
+    for &(i, s) in changes {
+        if prev != 0 {
+            exits.push(i);
+        }
+        if s != 0 {
+            entries.push(i);
+        }
+        prev = s;
+    }
+    (entries, exits)
+}
+
+/// The second half of a two-thread signal run was computed from the initial state (a guess):
+/// the true machine (`machine`, continued from the end of the first half) replays bars
+/// `mid, mid+1, …` (z from `z_at`) until both machines are in the same state after a bar (same
+/// signal, and not blocked: a held position is never blocked, nothing is blocked without a stop
+/// level); they agree on every later bar. Overwrites the replayed signals/positions (slices
+/// starting at bar `mid`) and returns the true signal changes from `mid` on.
+fn replay(
+    mut machine: SignalMachine,
+    guessed: &[(usize, i8)],
+    mid: usize,
+    n: usize,
+    mut z_at: impl FnMut(usize) -> f64,
+    mut sig: Option<&mut [i8]>,
+    mut pos: Option<&mut [i8]>,
+) -> Vec<(usize, i8)> {
+    let stop_none = machine.params.stop.is_none();
+    let mut out = Vec::new();
+    let (mut gi, mut gsig) = (0usize, 0i8);
+    for j in mid..n {
+        while gi < guessed.len() && guessed[gi].0 <= j {
+            gsig = guessed[gi].1;
+            gi += 1;
+        }
+        let prev = machine.last_signal;
+        let (sg, ps) = machine.push(z_at(j));
+        if sg != prev {
+            out.push((j, sg));
+        }
+        if let Some(s) = sig.as_deref_mut() {
+            s[j - mid] = sg;
+        }
+        if let Some(p) = pos.as_deref_mut() {
+            p[j - mid] = ps;
+        }
+        if sg == gsig && (sg != 0 || stop_none) {
+            // the guess is right from j + 1 on
+            out.extend(guessed[gi..].iter().copied());
+            return out;
+        }
+    }
+    out
 }
 
 /// Rolling mean/std/z of a whole series into `mean`, `std`, `z` (each `x.len()` long).
@@ -695,48 +983,171 @@ pub fn rolling_into(
     on_progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> bool {
     let n = x.len();
-    let warm = (w - 1).min(n);
-    for i in 0..warm {
-        mean[i] = f64::NAN;
-        std[i] = f64::NAN;
-        z[i] = f64::NAN;
+    if mean.len() != n || std.len() != n || z.len() != n || w < 2 {
+        return false;
     }
-    if warm >= n {
+    if w > n {
+        for v in [mean, std, z] {
+            v.fill(f64::NAN);
+        }
         return true;
     }
-    // Each block starts with an exact re-centring from the raw window, so blocks are independent:
-    // long series are split in two at a block boundary and computed on two threads, with results
-    // bit-identical to the one-thread (and streaming) computation.
+    let sink = Sink {
+        mean: Some(mean),
+        std: Some(std),
+        z: Some(z),
+        sig: None,
+        pos: None,
+        machine: None,
+        changes: Vec::new(),
+    };
+    fused(x, w, sink, None, on_progress).is_ok()
+}
+
+/// The fused batch pass: rolling statistics, then (with a machine) signals, positions and the
+/// signal changes, into the sink's slices (each `x.len()` long). Long series run on two threads
+/// split at a block boundary (the rolling statistics are bit-identical; the signals of the second
+/// half are replayed from the true state until the guess agrees). Returns the signal changes;
+/// Err(()) if cancelled.
+fn fused(
+    x: &[f64],
+    w: usize,
+    mut sink: Sink<'_>,
+    params: Option<SignalParams>,
+    on_progress: &mut dyn FnMut(usize, f64) -> bool,
+) -> Result<Vec<(usize, i8)>, ()> {
+    let n = x.len();
+    let warm = w - 1;
+    // the warm-up bars: NaN statistics, flat (a NaN z keeps the initial machine flat, unblocked)
+    if let Some(m) = sink.mean.as_deref_mut() {
+        m[..warm].fill(f64::NAN);
+    }
+    if let Some(s) = sink.std.as_deref_mut() {
+        s[..warm].fill(f64::NAN);
+    }
+    if let Some(z) = sink.z.as_deref_mut() {
+        z[..warm].fill(f64::NAN);
+    }
+    if let Some(s) = sink.sig.as_deref_mut() {
+        s[..warm].fill(0);
+    }
+    if let Some(p) = sink.pos.as_deref_mut() {
+        p[..warm].fill(0);
+    }
+    fn tail<T>(s: Option<&mut [T]>, from: usize) -> Option<&mut [T]> {
+        s.map(|s| &mut s[from..])
+    }
+    fn split<T>(s: Option<&mut [T]>, at: usize) -> (Option<&mut [T]>, Option<&mut [T]>) {
+        match s {
+            Some(s) => {
+                let (a, b) = s.split_at_mut(at);
+                (Some(a), Some(b))
+            }
+            None => (None, None),
+        }
+    }
     let every = recentre_every(w);
     let blocks = (n - warm).div_ceil(every);
+    let machine = params.map(SignalMachine::new_unchecked);
     if n < 100_000 || blocks < 2 || cores() < 2 {
-        return rolling_blocks(
-            x,
-            w,
-            warm,
-            &mut mean[warm..],
-            &mut std[warm..],
-            &mut z[warm..],
-            &AtomicBool::new(false),
-            on_progress,
-        );
+        let mut one = Sink {
+            mean: tail(sink.mean, warm),
+            std: tail(sink.std, warm),
+            z: tail(sink.z, warm),
+            sig: tail(sink.sig, warm),
+            pos: tail(sink.pos, warm),
+            machine,
+            changes: Vec::new(),
+        };
+        if !rolling_blocks(x, w, warm, &mut one, &AtomicBool::new(false), on_progress) {
+            return Err(());
+        }
+        return Ok(one.changes);
     }
+    // Each block starts with an exact recomputation from the raw window, so blocks are
+    // independent: two threads, split at a block boundary.
     let mid = warm + blocks.div_ceil(2) * every;
-    let (m1, m2) = mean[warm..].split_at_mut(mid - warm);
-    let (s1, s2) = std[warm..].split_at_mut(mid - warm);
-    let (z1, z2) = z[warm..].split_at_mut(mid - warm);
+    let (m1, m2) = split(tail(sink.mean, warm), mid - warm);
+    let (s1, s2) = split(tail(sink.std, warm), mid - warm);
+    let (z1, z2) = split(tail(sink.z, warm), mid - warm);
+    let (g1, g2) = split(tail(sink.sig, warm), mid - warm);
+    let (p1, p2) = split(tail(sink.pos, warm), mid - warm);
+    let has_z = z2.is_some();
+    let mut first = Sink {
+        mean: m1,
+        std: s1,
+        z: z1,
+        sig: g1,
+        pos: p1,
+        machine: machine.clone(),
+        changes: Vec::new(),
+    };
+    let mut second = Sink {
+        mean: m2,
+        std: s2,
+        z: z2,
+        sig: g2,
+        pos: p2,
+        machine, // a guess: the initial state
+        changes: Vec::new(),
+    };
     let stop = AtomicBool::new(false);
-    std::thread::scope(|scope| {
+    let ok = std::thread::scope(|scope| {
         let stop_ref = &stop;
-        let second =
-            scope.spawn(move || rolling_blocks(x, w, mid, m2, s2, z2, stop_ref, &mut |_, _| true));
-        let ok = rolling_blocks(&x[..mid], w, warm, m1, s1, z1, &stop, on_progress);
+        let second_ref = &mut second;
+        let h =
+            scope.spawn(move || rolling_blocks(x, w, mid, second_ref, stop_ref, &mut |_, _| true));
+        let ok = rolling_blocks(&x[..mid], w, warm, &mut first, &stop, on_progress);
         if !ok {
             stop.store(true, Ordering::Relaxed);
         }
-        let ok2 = second.join().unwrap_or(false);
+        let ok2 = h.join().unwrap_or(false);
         ok && ok2
-    })
+    });
+    if !ok {
+        return Err(());
+    }
+    let mut changes = first.changes;
+    if let Some(true_machine) = first.machine {
+        let replayed = if has_z {
+            let z = second.z.as_deref().unwrap_or(&[]);
+            replay(
+                true_machine,
+                &second.changes,
+                mid,
+                n,
+                |j| z[j - mid],
+                second.sig.as_deref_mut(),
+                second.pos.as_deref_mut(),
+            )
+        } else {
+            // z was not kept: recompute it from the window before `mid` (a stream started at
+            // mid - w + 1 makes the same decisions as the blocks from `mid`: bit-identical)
+            let mut r = match RollingZ::new(w) {
+                Ok(r) => r,
+                Err(_) => return Err(()),
+            };
+            for &v in &x[mid + 1 - w..mid] {
+                r.push(v);
+            }
+            let mut next = mid;
+            replay(
+                true_machine,
+                &second.changes,
+                mid,
+                n,
+                |j| {
+                    debug_assert_eq!(j, next);
+                    next += 1;
+                    r.push(x[j]).2
+                },
+                second.sig.as_deref_mut(),
+                second.pos.as_deref_mut(),
+            )
+        };
+        changes.extend(replayed);
+    }
+    Ok(changes)
 }
 
 /// Available cores, asked once (the query reads cgroup files: ~20 µs, too slow for every call).
@@ -749,18 +1160,13 @@ fn cores() -> usize {
     })
 }
 
-/// Blocks of `recentre_every(w)` bars from `start` (a block boundary) to `x.len()`; the output
+/// Blocks of `recentre_every(w)` bars from `start` (a block boundary) to `x.len()`; the sink's
 /// slices cover `[start, x.len())`. Stops (false) when `stop` is set or `on_progress` says so.
-// Same signature as `rolling_blocks_avx2`/`rolling_blocks_generic` (the three output slices are
-// split per thread by the caller, so they cannot be one borrowed struct without re-splitting).
-#[allow(clippy::too_many_arguments)]
 fn rolling_blocks(
     x: &[f64],
     w: usize,
     start: usize,
-    mean: &mut [f64],
-    std: &mut [f64],
-    z: &mut [f64],
+    sink: &mut Sink<'_>,
     stop: &AtomicBool,
     on_progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> bool {
@@ -770,37 +1176,31 @@ fn rolling_blocks(
             // SAFETY: the CPU supports AVX2 (checked above). Only wider registers are used: IEEE
             // sqrt/div/add/mul are correctly rounded at any width and Rust never fuses a*b+c,
             // so the results are bit-identical to the scalar path.
-            return unsafe { rolling_blocks_avx2(x, w, start, mean, std, z, stop, on_progress) };
+            return unsafe { rolling_blocks_avx2(x, w, start, sink, stop, on_progress) };
         }
     }
-    rolling_blocks_generic(x, w, start, mean, std, z, stop, on_progress)
+    rolling_blocks_generic(x, w, start, sink, stop, on_progress)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn rolling_blocks_avx2(
     x: &[f64],
     w: usize,
     start: usize,
-    mean: &mut [f64],
-    std: &mut [f64],
-    z: &mut [f64],
+    sink: &mut Sink<'_>,
     stop: &AtomicBool,
     on_progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> bool {
-    rolling_blocks_generic(x, w, start, mean, std, z, stop, on_progress)
+    rolling_blocks_generic(x, w, start, sink, stop, on_progress)
 }
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn rolling_blocks_generic(
     x: &[f64],
     w: usize,
     start: usize,
-    mean: &mut [f64],
-    std: &mut [f64],
-    z: &mut [f64],
+    sink: &mut Sink<'_>,
     stop: &AtomicBool,
     on_progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> bool {
@@ -809,9 +1209,10 @@ fn rolling_blocks_generic(
     let every = recentre_every(w);
     let mut next_report = start + (1usize << 16);
     let mut t0 = start;
-    // chunks of CH bars: pass 1 (serial) keeps the running sums; pass 2 (vectorised) tests the
-    // error bound and computes the outputs; at the first failing bar of a chunk the window is
-    // recomputed exactly (as RollingZ::push does there) and the next chunk starts after it
+    // chunks of CH bars: the differences (vectorised), the running sums (serial), then the
+    // error-bound test and the outputs (vectorised); at the first failing bar of a chunk the
+    // window is recomputed exactly (as RollingZ::push does there) and the next chunk starts after
+    // it. The final bars of each chunk go to the sink (outputs asked for, signals).
     const CH: usize = 64;
     let (mut s1a, mut s2a, mut e1a, mut e2a, mut runa) = (
         [0.0f64; CH],
@@ -820,6 +1221,7 @@ fn rolling_blocks_generic(
         [0.0f64; CH],
         [0usize; CH],
     );
+    let (mut ma, mut sa, mut za) = ([0.0f64; CH], [0.0f64; CH], [0.0f64; CH]);
     let mut fail = [false; CH];
     while t0 < n {
         if t0 >= next_report {
@@ -837,47 +1239,64 @@ fn rolling_blocks_generic(
         }
         let mut acc = Acc::recomputed(&x[t0 + 1 - w..=t0], &[], run);
         let end = (t0 + every).min(n);
-        (mean[t0 - start], std[t0 - start], z[t0 - start]) =
-            post(pre(acc.k, acc.s1, acc.s2, x[t0], acc.run >= w, &l));
+        {
+            let o = t0 - start;
+            let (mv, sv, zv) = post(pre(acc.k, acc.s.s1(), acc.s.s2(), x[t0], acc.run >= w, &l));
+            dest(&mut sink.mean, &mut ma, o, 1)[0] = mv;
+            dest(&mut sink.std, &mut sa, o, 1)[0] = sv;
+            dest(&mut sink.z, &mut za, o, 1)[0] = zv;
+            sink.signals(t0, o, 1, &za);
+        }
         let mut t = t0 + 1;
         while t < end {
             let len = (end - t).min(CH);
-            // pass 1, serial
+            let k = acc.k;
+            // the running sums, serial
             let mut xp = x[t - 1];
+            let (mut s, mut run) = (acc.s, acc.run);
             for (i, (&xn, &xo)) in x[t..t + len].iter().zip(&x[t - w..t - w + len]).enumerate() {
-                acc.run = if xn == xp { acc.run + 1 } else { 1 };
+                run = if xn == xp { run + 1 } else { 1 };
                 xp = xn;
-                acc.slide(xn, xo);
-                (s1a[i], s2a[i], e1a[i], e2a[i], runa[i]) =
-                    (acc.s1, acc.s2, acc.e1, acc.e2, acc.run);
+                s = slide(k, xn, xo, s);
+                (s1a[i], s2a[i], e1a[i], e2a[i], runa[i]) = (s.s1(), s.s2(), s.e1, s.e2, run);
             }
-            // pass 2, vectorised: outputs and the bound test (outputs after the first failing bar
-            // are overwritten below)
-            let mut any = false;
+            (acc.s, acc.run) = (s, run);
+            // vectorised: outputs (into the kept series, or scratch) and the bound test (outputs
+            // after the first failing bar are replaced below or by the next chunk)
             let o = t - start;
-            for (i, ((xi, mi), (si, zi))) in x[t..t + len]
-                .iter()
-                .zip(&mut mean[o..o + len])
-                .zip(std[o..o + len].iter_mut().zip(&mut z[o..o + len]))
-                .enumerate()
-            {
-                let f = (runa[i] < w) & inaccurate(s1a[i], s2a[i], e1a[i], e2a[i], &l);
-                fail[i] = f;
-                any |= f;
-                (*mi, *si, *zi) = post(pre(acc.k, s1a[i], s2a[i], *xi, runa[i] >= w, &l));
-            }
-            let upto = if any {
-                fail[..len].iter().position(|&f| f).unwrap_or(len)
-            } else {
-                len
+            let mut any = false;
+            let upto = {
+                let md = dest(&mut sink.mean, &mut ma, o, len);
+                let sd = dest(&mut sink.std, &mut sa, o, len);
+                let zd = dest(&mut sink.z, &mut za, o, len);
+                for (i, (xi, ((mi, si), zi))) in x[t..t + len]
+                    .iter()
+                    .zip(md.iter_mut().zip(sd.iter_mut()).zip(zd.iter_mut()))
+                    .enumerate()
+                {
+                    let f = (runa[i] < w) & inaccurate(s1a[i], s2a[i], e1a[i], e2a[i], &l);
+                    fail[i] = f;
+                    any |= f;
+                    (*mi, *si, *zi) = post(pre(k, s1a[i], s2a[i], *xi, runa[i] >= w, &l));
+                }
+                let upto = if any {
+                    fail[..len].iter().position(|&f| f).unwrap_or(len)
+                } else {
+                    len
+                };
+                if upto < len {
+                    let tf = t + upto;
+                    acc = Acc::recomputed(&x[tf + 1 - w..=tf], &[], runa[upto]);
+                    (md[upto], sd[upto], zd[upto]) =
+                        post(pre(acc.k, acc.s.s1(), acc.s.s2(), x[tf], acc.run >= w, &l));
+                }
+                upto
             };
             if upto < len {
-                let tf = t + upto;
-                acc = Acc::recomputed(&x[tf + 1 - w..=tf], &[], runa[upto]);
-                (mean[tf - start], std[tf - start], z[tf - start]) =
-                    post(pre(acc.k, acc.s1, acc.s2, x[tf], acc.run >= w, &l));
-                t = tf + 1;
+                sink.signals(t, o, upto + 1, &za);
+                t += upto + 1;
             } else {
+                sink.signals(t, o, len, &za);
                 t += len;
             }
         }
@@ -886,13 +1305,14 @@ fn rolling_blocks_generic(
     true
 }
 
-/// Caller-provided output buffers of [`mean_reversion_into`], each as long as the prices.
+/// Caller-provided output buffers of [`mean_reversion_into`], each as long as the prices; a
+/// series not asked for is None.
 pub struct MeanReversionBuffers<'a> {
-    pub rolling_mean: &'a mut [f64],
-    pub rolling_std: &'a mut [f64],
-    pub zscore: &'a mut [f64],
-    pub signals: &'a mut [i8],
-    pub positions: &'a mut [i8],
+    pub rolling_mean: Option<&'a mut [f64]>,
+    pub rolling_std: Option<&'a mut [f64]>,
+    pub zscore: Option<&'a mut [f64]>,
+    pub signals: Option<&'a mut [i8]>,
+    pub positions: Option<&'a mut [i8]>,
 }
 
 fn validate(prices: &[f64], lookback: usize, params: &SignalParams) -> CoreResult<()> {
@@ -912,8 +1332,10 @@ fn validate(prices: &[f64], lookback: usize, params: &SignalParams) -> CoreResul
 }
 
 /// Rolling z-score and signals over a whole series, written into caller-provided buffers (the
-/// Python binding hands in NumPy arrays, so nothing is copied afterwards). Returns the entry and
-/// exit bars. `on_progress(done, fraction)` is called every 65 536 bars; returning false cancels.
+/// Python binding hands in NumPy arrays, so nothing is copied afterwards); the series whose
+/// buffer is None are not kept. One fused pass computes the statistics, the signals and the
+/// entry/exit bars. Returns the entry and exit bars. `on_progress(done, fraction)` is called
+/// every 65 536 bars; returning false cancels.
 pub fn mean_reversion_into(
     prices: &[f64],
     lookback: usize,
@@ -924,75 +1346,96 @@ pub fn mean_reversion_into(
     validate(prices, lookback, &params)?;
     let n = prices.len();
     for (name, len) in [
-        ("rolling_mean", out.rolling_mean.len()),
-        ("rolling_std", out.rolling_std.len()),
-        ("zscore", out.zscore.len()),
-        ("signals", out.signals.len()),
-        ("positions", out.positions.len()),
+        ("rolling_mean", out.rolling_mean.as_ref().map(|s| s.len())),
+        ("rolling_std", out.rolling_std.as_ref().map(|s| s.len())),
+        ("zscore", out.zscore.as_ref().map(|s| s.len())),
+        ("signals", out.signals.as_ref().map(|s| s.len())),
+        ("positions", out.positions.as_ref().map(|s| s.len())),
     ] {
-        if len != n {
-            return Err(CoreError::invalid(format!(
-                "output buffer {name} has {len} entries, expected {n}"
-            )));
-        }
-    }
-    if !rolling_into(
-        prices,
-        lookback,
-        out.rolling_mean,
-        out.rolling_std,
-        out.zscore,
-        on_progress,
-    ) {
-        return Err(CoreError::Cancelled);
-    }
-    run_signals(params, out.zscore, out.signals, out.positions)?;
-    let (mut entries, mut exits) = (Vec::new(), Vec::new());
-    let mut prev = 0i8;
-    for (i, &sig) in out.signals.iter().enumerate() {
-        if sig != prev {
-            if prev != 0 {
-                exits.push(i);
-            }
-            if sig != 0 {
-                entries.push(i);
+        if let Some(len) = len {
+            if len != n {
+                return Err(CoreError::invalid(format!(
+                    "output buffer {name} has {len} entries, expected {n}"
+                )));
             }
         }
-        prev = sig;
     }
-    Ok((entries, exits))
+    let sink = Sink {
+        mean: out.rolling_mean,
+        std: out.rolling_std,
+        z: out.zscore,
+        sig: out.signals,
+        pos: out.positions,
+        machine: None,
+        changes: Vec::new(),
+    };
+    let changes = fused(prices, lookback, sink, Some(params), on_progress)
+        .map_err(|_| CoreError::Cancelled)?;
+    Ok(entries_exits(&changes))
 }
 
-/// Rolling z-score and signals over a whole series. `on_progress(done, fraction)` is called every
-/// 65 536 bars; returning false cancels.
+/// Rolling z-score and signals over a whole series (all five series). `on_progress(done,
+/// fraction)` is called every 65 536 bars; returning false cancels.
 pub fn mean_reversion(
     prices: &[f64],
     lookback: usize,
     params: SignalParams,
     on_progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> CoreResult<MeanReversionResult> {
+    mean_reversion_outputs(prices, lookback, params, Outputs::ALL, on_progress)
+}
+
+/// [`mean_reversion`] computing and returning only the series in `outputs` (the others are
+/// empty vectors; entries and exits always come back).
+pub fn mean_reversion_outputs(
+    prices: &[f64],
+    lookback: usize,
+    params: SignalParams,
+    outputs: Outputs,
+    on_progress: &mut dyn FnMut(usize, f64) -> bool,
+) -> CoreResult<MeanReversionResult> {
     validate(prices, lookback, &params)?;
     let n = prices.len();
-    let _budget = crate::limits::reserve(&crate::limits::mean_reversion(n, lookback))?;
+    let _budget = crate::limits::reserve(&crate::limits::mean_reversion_selected(
+        n,
+        lookback,
+        &outputs.names(),
+    ))?;
+    let f = |on: bool, what: &str| -> CoreResult<Vec<f64>> {
+        if on {
+            crate::limits::zeroed(n, what)
+        } else {
+            Ok(Vec::new())
+        }
+    };
+    let g = |on: bool, what: &str| -> CoreResult<Vec<i8>> {
+        if on {
+            crate::limits::zeroed_of(n, what)
+        } else {
+            Ok(Vec::new())
+        }
+    };
     let mut out = MeanReversionResult {
-        rolling_mean: crate::limits::zeroed(n, "the rolling mean")?,
-        rolling_std: crate::limits::zeroed(n, "the rolling std")?,
-        zscore: crate::limits::zeroed(n, "the z-score")?,
-        signals: crate::limits::zeroed_of(n, "the signals")?,
-        positions: crate::limits::zeroed_of(n, "the positions")?,
+        rolling_mean: f(outputs.mean, "the rolling mean")?,
+        rolling_std: f(outputs.std, "the rolling std")?,
+        zscore: f(outputs.zscore, "the z-score")?,
+        signals: g(outputs.signals, "the signals")?,
+        positions: g(outputs.positions, "the positions")?,
         entries: Vec::new(),
         exits: Vec::new(),
+        outputs,
     };
+    let some = |on: bool| on;
     let (entries, exits) = mean_reversion_into(
         prices,
         lookback,
         params,
         MeanReversionBuffers {
-            rolling_mean: &mut out.rolling_mean,
-            rolling_std: &mut out.rolling_std,
-            zscore: &mut out.zscore,
-            signals: &mut out.signals,
-            positions: &mut out.positions,
+            rolling_mean: some(outputs.mean).then_some(&mut out.rolling_mean[..]),
+            rolling_std: some(outputs.std).then_some(&mut out.rolling_std[..]),
+            zscore: some(outputs.zscore).then_some(&mut out.zscore[..]),
+            signals: some(outputs.signals).then_some(&mut out.signals[..]),
+            positions: some(outputs.positions).then_some(&mut out.positions[..]),
         },
         on_progress,
     )?;
@@ -1184,6 +1627,34 @@ mod tests {
         }
     }
 
+    /// The two-thread signal scheme on a given z series: halves from the initial state, then the
+    /// replay from the true state at `mid`.
+    fn two_halves(
+        params: SignalParams,
+        z: &[f64],
+        mid: usize,
+    ) -> (Vec<i8>, Vec<i8>, Vec<usize>, Vec<usize>) {
+        let n = z.len();
+        let (mut sg, mut ps) = (vec![0i8; n], vec![0i8; n]);
+        let (mut c1, mut c2) = (Vec::new(), Vec::new());
+        let mut a = SignalMachine::new(params).unwrap();
+        let mut b = SignalMachine::new(params).unwrap();
+        {
+            let (s1, s2) = sg.split_at_mut(mid);
+            let (p1, p2) = ps.split_at_mut(mid);
+            a.feed(&z[..mid], 0, Some(s1), Some(p1), &mut c1);
+            b.feed(&z[mid..], mid, Some(s2), Some(p2), &mut c2);
+        }
+        let r = {
+            let (_, s2) = sg.split_at_mut(mid);
+            let (_, p2) = ps.split_at_mut(mid);
+            replay(a, &c2, mid, n, |j| z[j], Some(s2), Some(p2))
+        };
+        c1.extend(r);
+        let (e, x) = entries_exits(&c1);
+        (sg, ps, e, x)
+    }
+
     #[test]
     fn two_thread_signals_equal_one_run() {
         let x = walk(300_000, 100.0, 1.0, 5);
@@ -1211,9 +1682,10 @@ mod tests {
             SignalMachine::new(params)
                 .unwrap()
                 .run(&z, &mut sa, &mut pa);
-            let (mut sb, mut pb) = (vec![0i8; z.len()], vec![0i8; z.len()]);
-            run_signals(params, &z, &mut sb, &mut pb).unwrap();
-            assert!(sa == sb && pa == pb, "{params:?}");
+            for mid in [1, 150_000, 150_001, 150_002, 299_999] {
+                let (sb, pb, _, _) = two_halves(params, &z, mid);
+                assert!(sa == sb && pa == pb, "{params:?} split at {mid}");
+            }
         }
         // blocked (stopped out) at the split, then NaN: the guess is flat too but not blocked,
         // so the states differ although the signals agree; the next bar tells them apart
@@ -1231,10 +1703,83 @@ mod tests {
         SignalMachine::new(params)
             .unwrap()
             .run(&z, &mut sa, &mut pa);
-        let (mut sb, mut pb) = (vec![0i8; n], vec![0i8; n]);
-        run_signals(params, &z, &mut sb, &mut pb).unwrap();
+        let (sb, pb, _, _) = two_halves(params, &z, n / 2);
         assert_eq!(sa[n / 2 + 1], 0, "blocked: no entry above the entry level");
         assert!(sa == sb && pa == pb);
+    }
+
+    #[test]
+    fn selected_outputs_equal_the_full_call() {
+        // one and two threads; the two-thread replay recomputes z when it is not kept
+        for (n, w) in [(5_000, 7), (300_000, 20), (300_000, 3)] {
+            let mut x = walk(n, 100.0, 0.5, 9);
+            for v in x[n / 2 - 40..n / 2 + 40].iter_mut() {
+                *v = 101.0; // a flat run
+            }
+            // a jump just before the two-thread split: a position is held across it, so the
+            // replay of the second half's signals runs for a while
+            let every = recentre_every(w);
+            let mid = w - 1 + (n - (w - 1)).div_ceil(every).div_ceil(2) * every;
+            if mid < n {
+                for v in x[mid - 3..].iter_mut() {
+                    *v += 5.0;
+                }
+            }
+            // |z| <= (w - 1)/sqrt(w) (1.15 for w = 3)
+            let p = if w == 3 {
+                SignalParams {
+                    entry: 0.9,
+                    exit: 0.1,
+                    stop: Some(1.1),
+                }
+            } else {
+                SignalParams {
+                    entry: 1.2,
+                    exit: 0.1,
+                    stop: Some(2.5),
+                }
+            };
+            let full = mean_reversion(&x, w, p, &mut no_progress()).unwrap();
+            assert!(full.entries.len() > 10);
+            for names in [
+                &["zscore", "positions"][..],
+                &["positions"],
+                &["mean"],
+                &["std", "signals"],
+                &["signals", "zscore", "mean", "std", "positions"],
+            ] {
+                let o = Outputs::parse(names).unwrap();
+                let r = mean_reversion_outputs(&x, w, p, o, &mut no_progress()).unwrap();
+                assert_eq!(r.entries, full.entries, "{names:?}");
+                assert_eq!(r.exits, full.exits, "{names:?}");
+                let bits = |v: &[f64]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                let pick = |on: bool, v: &Vec<f64>| if on { bits(v) } else { Vec::new() };
+                assert_eq!(bits(&r.rolling_mean), pick(o.mean, &full.rolling_mean));
+                assert_eq!(bits(&r.rolling_std), pick(o.std, &full.rolling_std));
+                assert_eq!(bits(&r.zscore), pick(o.zscore, &full.zscore));
+                assert_eq!(
+                    r.signals,
+                    if o.signals {
+                        full.signals.clone()
+                    } else {
+                        vec![]
+                    }
+                );
+                assert_eq!(
+                    r.positions,
+                    if o.positions {
+                        full.positions.clone()
+                    } else {
+                        vec![]
+                    }
+                );
+            }
+        }
+        assert!(Outputs::parse(&["z"])
+            .unwrap_err()
+            .to_string()
+            .contains("unknown output \"z\""));
+        assert_eq!(Outputs::parse::<&str>(&[]).unwrap(), Outputs::ALL);
     }
 
     #[test]

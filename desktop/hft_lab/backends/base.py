@@ -173,6 +173,33 @@ def text(name: str, v: Any) -> str:
     return v
 
 
+# ---- mean reversion: which series to compute (outputs=) ----
+MEAN_REVERSION_OUTPUTS = ("mean", "std", "zscore", "signals", "positions")
+# output name -> MeanReversionResult field, and bytes per price on the wire
+_MR_FIELDS = {"mean": "rolling_mean", "std": "rolling_std", "zscore": "zscore", "signals": "signals", "positions": "positions"}
+_MR_BYTES = {"mean": 8, "std": 8, "zscore": 8, "signals": 1, "positions": 1}
+
+
+def output_names(v: Any) -> tuple[str, ...] | None:
+    """`outputs=` of calculate_mean_reversion: None (all five), one name, or a list of names.
+    Unknown names are left to the core, so both backends report them with the same text."""
+    if v is None:
+        return None
+    if isinstance(v, str):
+        v = (v,)
+    if isinstance(v, (bytes, dict)) or not hasattr(v, "__iter__"):
+        raise InputTypeError(
+            f"outputs must be a list of names among {', '.join(MEAN_REVERSION_OUTPUTS)}, got {type(v).__name__} {_short(v)}"
+        )
+    names = tuple(v)
+    for n in names:
+        if not isinstance(n, str):
+            raise InputTypeError(f"outputs must be names (strings), got {type(n).__name__} {_short(n)}")
+    if not names:
+        raise ValueError(f"outputs must name at least one of {', '.join(MEAN_REVERSION_OUTPUTS)} (or be None for all)")
+    return names
+
+
 # ---- the message limit both backends apply (size parity) ----
 # gRPC cannot carry a message beyond max_message_mb (512 MiB by default) in either direction;
 # rather than letting the PyO3 backend accept what the gRPC backend cannot, both refuse such a
@@ -236,7 +263,7 @@ class Backend(abc.ABC):
     def _echo(self, values: np.ndarray) -> np.ndarray: ...
 
     @abc.abstractmethod
-    def _mean_reversion(self, prices, lookback, threshold, exit_threshold, stop_threshold, cancel) -> dict: ...
+    def _mean_reversion(self, prices, lookback, threshold, exit_threshold, stop_threshold, cancel, outputs=None) -> dict: ...
 
     @abc.abstractmethod
     def _stream(self, lookback, threshold, exit_threshold, stop_threshold) -> MeanReversionStream: ...
@@ -292,14 +319,31 @@ class Backend(abc.ABC):
         exit_threshold: float = 0.0,
         stop_threshold: float | None = None,
         cancel: CancelToken | None = None,
+        outputs: Any = None,
     ) -> MeanReversionResult:
+        """Rolling z-score and signals. `outputs`: the series to compute and return, names among
+        "mean", "std", "zscore", "signals", "positions" (None = all five); the result's other
+        series are None and cost neither memory nor transfer. Entries and exits always come back."""
         p = as_vector("prices", prices)
         lb = nonneg_int("lookback", lookback)
         th, ex = real("threshold", threshold), real("exit_threshold", exit_threshold)
         st = None if stop_threshold is None else real("stop_threshold", stop_threshold)
-        self._check_size("mean reversion", p.size, 26 * p.size, f"{p.size} prices, 26 bytes each")
-        d = self._mean_reversion(p, lb, th, ex, st, cancel)
-        return MeanReversionResult(lookback=lb, threshold=th, exit_threshold=ex, stop_threshold=st, **d)
+        outs = output_names(outputs)
+        per = 26 if outs is None else sum(_MR_BYTES.get(o, 0) for o in set(outs))
+        self._check_size("mean reversion", p.size, per * p.size, f"{p.size} prices, {per} bytes each")
+        d = self._mean_reversion(p, lb, th, ex, st, cancel, outputs=outs)
+        chosen = MEAN_REVERSION_OUTPUTS if outs is None else tuple(o for o in MEAN_REVERSION_OUTPUTS if o in outs)
+        series = {f: d.get(f) for f in _MR_FIELDS.values()}
+        return MeanReversionResult(
+            lookback=lb,
+            threshold=th,
+            exit_threshold=ex,
+            stop_threshold=st,
+            entries=d["entries"],
+            exits=d["exits"],
+            outputs=chosen,
+            **series,
+        )
 
     def mean_reversion_stream(
         self,
@@ -534,5 +578,213 @@ class Backend(abc.ABC):
         d["asset_names"] = names
         return LambdaPath(**d)
 
+    # ---- pairs workflow (issue 17) ----
+    def _scan_pairs(self, prices, config, pair_range, cancel, progress, partial) -> dict:
+        raise NotImplementedError
+
+    def _johansen(self, prices, det_order, k_ar_diff) -> dict:
+        raise NotImplementedError
+
+    def _kalman_hedge(self, y, x, delta, observation_var) -> dict:
+        raise NotImplementedError
+
+    @staticmethod
+    def _scan_config(trend, autolag, max_lag, filters=None) -> dict:
+        if autolag is None:
+            autolag = "none"
+        cfg = {
+            "trend": text("trend", trend),
+            "autolag": text("autolag", autolag),
+            "max_lag": None if max_lag is None else nonneg_int("max_lag", max_lag),
+        }
+        for k, v in (filters or {}).items():
+            if k == "top":
+                cfg[k] = None if v is None else nonneg_int("top", v)
+            else:
+                cfg[k] = None if v is None else real(k, v)
+        return cfg
+
+    @staticmethod
+    def _asset_names(p, names, asset_names):
+        if asset_names is not None:
+            names = tuple(str(a) for a in asset_names)
+        if names is None:
+            names = tuple(f"asset {i}" for i in range(p.shape[1]))
+        if len(names) != p.shape[1]:
+            raise ValueError(f"asset_names has {len(names)} names but prices has {p.shape[1]} columns")
+        return names
+
+    def scan_pairs(
+        self,
+        prices: Any,
+        method: str = "engle_granger",
+        trend: str = "c",
+        autolag: str | None = None,
+        max_lag: int | None = 0,
+        max_pvalue: float | None = None,
+        max_qvalue: float | None = None,
+        min_half_life: float | None = None,
+        max_half_life: float | None = None,
+        min_correlation: float | None = None,
+        top: int | None = None,
+        asset_names: list[str] | tuple[str, ...] | None = None,
+        cancel: CancelToken | None = None,
+        progress: Callable[[int, int], "bool | None"] | None = None,
+        partial: Callable[[dict], "bool | None"] | None = None,
+    ):
+        """Engle-Granger test of every pair of the universe `prices` (time x assets), exactly as
+        statsmodels coint(prices[:, i], prices[:, j], trend="c", maxlag=max_lag, autolag=autolag)
+        for i < j (autolag None: max_lag lags; max_lag None: statsmodels' default), with
+        Benjamini-Hochberg q-values, half-life, Hurst (R/S) and return correlation; filtered,
+        ranked by p-value, the best `top` kept. progress(done, total) after each chunk of pairs
+        and partial(rows) with the chunk's raw rows (q-values NaN); either returning False cancels."""
+        from .results import PairScanResult
+
+        if text("method", method) != "engle_granger":
+            raise ValueError(f"method must be 'engle_granger', got {method!r}")
+        p, names = as_matrix("prices", prices)
+        names = self._asset_names(p, names, asset_names)
+        n = p.shape[1]
+        self._check_size("pairs scan", p.size, 8 * (n * n + 12 * n * max(n - 1, 0) // 2), f"{n} assets")
+        cfg = self._scan_config(
+            trend,
+            autolag,
+            max_lag,
+            dict(
+                max_pvalue=max_pvalue,
+                max_qvalue=max_qvalue,
+                min_half_life=min_half_life,
+                max_half_life=max_half_life,
+                min_correlation=min_correlation,
+                top=top,
+            ),
+        )
+        d = self._scan_pairs(p, cfg, None, cancel, progress, partial)
+        return PairScanResult(asset_names=names, **d)
+
+    def scan_pairs_shard(
+        self,
+        prices: Any,
+        start: int,
+        end: int,
+        trend: str = "c",
+        autolag: str | None = None,
+        max_lag: int | None = 0,
+        cancel: CancelToken | None = None,
+        progress: Callable[[int, int], "bool | None"] | None = None,
+    ):
+        """Raw rows of the pairs start..end (exclusive) of the canonical order (0,1), (0,2), ...,
+        (0,n-1), (1,2), ... (see pair_count / pair_at): the unit a cluster executor distributes."""
+        from .results import PairScanShard
+
+        p, _ = as_matrix("prices", prices)
+        a, b = nonneg_int("start", start), nonneg_int("end", end)
+        self._check_size("pairs scan shard", p.size, 8 * 12 * max(b - a, 0), f"{max(b - a, 0)} pairs")
+        cfg = self._scan_config(trend, autolag, max_lag)
+        d = self._scan_pairs(p, cfg, (a, b), cancel, progress, None)
+        return PairScanShard(start=a, end=b, **d)
+
+    def finalize_pair_scan(
+        self,
+        prices: Any,
+        shards: list,
+        trend: str = "c",
+        autolag: str | None = None,
+        max_lag: int | None = 0,
+        max_pvalue: float | None = None,
+        max_qvalue: float | None = None,
+        min_half_life: float | None = None,
+        max_half_life: float | None = None,
+        min_correlation: float | None = None,
+        top: int | None = None,
+        asset_names: list[str] | tuple[str, ...] | None = None,
+    ):
+        """Merge shards (PairScanShard, any order, no overlap) into the result scan_pairs gives
+        for the same prices and options (bit for bit). Runs in-process (PyO3) on both backends:
+        it is q-values, sorting and the Hurst exponent of the reported rows."""
+        import hft_lab._rustcore as _rc
+
+        from .results import PAIR_COLUMNS, PairScanResult
+
+        p, names = as_matrix("prices", prices)
+        names = self._asset_names(p, names, asset_names)
+        cfg = self._scan_config(
+            trend,
+            autolag,
+            max_lag,
+            dict(
+                max_pvalue=max_pvalue,
+                max_qvalue=max_qvalue,
+                min_half_life=min_half_life,
+                max_half_life=max_half_life,
+                min_correlation=min_correlation,
+                top=top,
+            ),
+        )
+        rows = {
+            c: np.concatenate([np.asarray(getattr(s, c)) for s in shards]) if shards else np.zeros(0)
+            for c in PAIR_COLUMNS
+        }
+        try:
+            d = _rc.scan_pairs_finalize(rows, p, **cfg)
+        except _rc.ResourceLimitExceeded as e:
+            raise ResourceLimitExceeded(str(e)) from None
+        return PairScanResult(asset_names=names, **d)
+
+    def johansen(
+        self,
+        prices: Any,
+        det_order: int = 0,
+        k_ar_diff: int = 1,
+        asset_names: list[str] | tuple[str, ...] | None = None,
+    ):
+        """Johansen cointegration rank test, as statsmodels coint_johansen(prices, det_order,
+        k_ar_diff) (det_order -1: none, 0: constant, 1: linear trend)."""
+        from .results import JohansenResult
+
+        p, names = as_matrix("prices", prices)
+        names = self._asset_names(p, names, asset_names)
+        if not _is_real_scalar(det_order) or int(det_order) != det_order:
+            raise InputTypeError(f"det_order must be an integer, got {type(det_order).__name__} {_short(det_order)}")
+        det = int(det_order)
+        if det not in (-1, 0, 1):
+            raise ValueError(f"det_order must be -1 (none), 0 (constant) or 1 (linear trend), got {det}")
+        k = nonneg_int("k_ar_diff", k_ar_diff)
+        self._check_size("Johansen test", p.size, 8 * (p.shape[1] + 8) ** 2, f"{p.shape[1]} series")
+        d = self._johansen(p, det, k)
+        return JohansenResult(det_order=det, k_ar_diff=k, asset_names=names, **d)
+
+    def kalman_hedge(self, y: Any, x: Any, delta: float = 1e-4, observation_var: float = 1e-3):
+        """Time-varying hedge ratio and intercept of y on x by a forward Kalman filter (no
+        smoothing, no look-ahead), the spread (one-step prediction error) and its std."""
+        from .results import KalmanHedgeResult
+
+        yv, xv = as_vector("y", y), as_vector("x", x)
+        dl, ov = real("delta", delta), real("observation_var", observation_var)
+        self._check_size("Kalman hedge", yv.size + xv.size, 32 * yv.size, f"{yv.size} observations")
+        d = self._kalman_hedge(yv, xv, dl, ov)
+        return KalmanHedgeResult(delta=dl, observation_var=ov, **d)
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
+
+
+# ---- canonical pair order of the pairs scan (issue 17), for executors that shard it ----
+
+
+def pair_count(n_assets: int) -> int:
+    """Number of pairs (i, j), i < j, of n_assets assets."""
+    n = int(n_assets)
+    return n * (n - 1) // 2 if n > 1 else 0
+
+
+def pair_number(i: int, j: int, n_assets: int) -> int:
+    """Position of the pair (i, j), i < j, in the canonical order (0,1), (0,2), ..., (1,2), ..."""
+    return i * (2 * n_assets - i - 1) // 2 + (j - i - 1)
+
+
+def pair_shards(n_assets: int, n_shards: int) -> list[tuple[int, int]]:
+    """Contiguous (start, end) ranges of the canonical order, as equal as possible."""
+    total = pair_count(n_assets)
+    k = max(1, min(int(n_shards), max(total, 1)))
+    return [(total * s // k, total * (s + 1) // k) for s in range(k)]

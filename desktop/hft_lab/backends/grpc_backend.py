@@ -5,6 +5,7 @@ BackendUnavailable, TimeoutError)."""
 from __future__ import annotations
 
 import collections
+import os
 import threading
 from collections.abc import Callable
 
@@ -14,13 +15,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hft_lab._proto.hftlab.v1 import hftlab_pb2 as pb
 
-from . import wire
+from . import fastwire, shm, wire
 from .base import Backend, CancelToken, MeanReversionStream
 from .config import BackendConfig, BackendType
 from .errors import BackendUnavailable, Cancelled, ResourceLimitExceeded
 from .results import StreamTicks
 
 SERVICE = "hftlab.v1.HftLab"
+PAIRS_SERVICE = "hftlab.v1.HftLabPairs"  # issue 17
 
 
 def map_rpc_error(e: grpc.RpcError, address: str, max_mb: int) -> Exception:
@@ -88,6 +90,10 @@ class _BearerToken(
 
     def intercept_stream_stream(self, continuation, d, request_iterator):
         return continuation(self._details(d), request_iterator)
+
+
+class _ShmRefused(Exception):
+    """grpcd refused the call's shared-memory segments (it no longer offers them): retry in the message."""
 
 
 class _Inflight:
@@ -180,6 +186,8 @@ class GrpcBackend(Backend):
         self._channel_addr: str | None = None
         self._methods: dict = {}
         self._inflight: set[_Inflight] = set()
+        # (address, shared-memory pool or None) once negotiated with that grpcd (GetInfo)
+        self._shm: tuple[str, shm.Pool | None] | None = None
 
     # ---- channel ----
     @property
@@ -259,36 +267,127 @@ class GrpcBackend(Backend):
         retries on PyO3. Returns how many were aborted."""
         with self._lock:
             calls = list(self._inflight)
+        blocking = False
         for t in calls:
             t.aborted = reason
-            t.call.cancel()
+            if t.call is None:
+                blocking = True
+            else:
+                t.call.cancel()
+        if blocking:  # a blocking call stops when its channel closes; the next call reconnects
+            with self._lock:
+                if self._channel is not None:
+                    self._channel.close()
+                self._channel = None
+                self._methods = {}
         return len(calls)
 
-    def _method(self, name, req_cls, resp_cls, stream=False, server_stream=False):
+    def _method(self, name, req_cls, resp_cls, stream=False, server_stream=False, raw=False, service=SERVICE):
+        """A cached multi-callable. Responses are decoded by fastwire (arrays copied once out of
+        the received bytes); `raw`: the request is already serialised bytes (fastwire.encode)."""
         ch = self._get_channel()
-        key = (name, stream, server_stream)
+        key = (name, stream, server_stream, raw, service)
         m = self._methods.get(key)
         if m is None:
-            path = f"/{SERVICE}/{name}"
+            path = f"/{service}/{name}"
             kind = ch.stream_stream if stream else (ch.unary_stream if server_stream else ch.unary_unary)
-            m = kind(path, request_serializer=req_cls.SerializeToString, response_deserializer=resp_cls.FromString)
+            ser = None if raw else req_cls.SerializeToString
+            # raw: the response bytes come back as they are; _unary decodes them (it knows
+            # whether the call used shared memory)
+            deser = None if raw else fastwire.deserializer(resp_cls)
+            m = kind(path, request_serializer=ser, response_deserializer=deser)
             self._methods[key] = m
         return m
 
     def _error(self, e: grpc.RpcError) -> Exception:
         return map_rpc_error(e, self.address, self.config.max_message_mb)
 
-    def _unary(self, name, request, resp_cls, cancel: CancelToken | None = None, timeout=None):
-        m = self._method(name, type(request), resp_cls)
+    def _unary(
+        self, name, request, resp_cls, cancel: CancelToken | None = None, timeout=None, arrays: dict | None = None, service=SERVICE
+    ):
+        """One unary call. `arrays`: NumPy arrays for top-level Vector/Matrix fields of `request`
+        (left unset in it), written to the wire without protobuf copies (fastwire), or through
+        shared memory when grpcd is on this host (shm.py)."""
+        m = self._method(name, type(request), resp_cls, raw=True, service=service)  # request: a message or its bytes
         timeout = self.config.call_timeout_s if timeout is None else timeout
         if cancel is not None and cancel.cancelled:
             # already cancelled: do not start (a quick call could finish before the cancel lands)
             raise Cancelled("cancelled by the user")
-        fut = m.future(request, timeout=timeout)
+        if arrays and not isinstance(request, bytes):
+            pool = self._shm_pool(arrays)
+            if pool is not None:
+                try:
+                    slot = pool.acquire()
+                except OSError:
+                    slot = None  # e.g. the directory went away: the message path below
+                if slot is not None:
+                    ok = False
+                    try:
+                        body = slot.body(request, arrays)
+                        raw = self._invoke(m, body, timeout, cancel, slot.metadata)
+                        r = slot.finish(fastwire.decode(raw, resp_cls, shm=True))
+                        ok = True
+                        return r
+                    except _ShmRefused:
+                        self._shm = (self.address, None)  # grpcd no longer offers it: message path
+                        pool.close()
+                    except OSError:
+                        pass  # writing the segment failed (tmpfs full?): the message path
+                    except BackendUnavailable:
+                        pool.close()  # grpcd went away: its successor is asked again
+                        self._shm = None
+                        raise
+                    finally:
+                        pool.release(slot, ok)
+        body = request if isinstance(request, bytes) else fastwire.encode(request, arrays)
+        return fastwire.decode(self._invoke(m, body, timeout, cancel), resp_cls)
+
+    # Shared memory pays off only for bulk arrays (creating two files costs ~0.1 ms).
+    SHM_MIN_BYTES = 256 << 10
+
+    def _shm_pool(self, arrays: dict) -> shm.Pool | None:
+        """The shared-memory files to use for this call, if grpcd is on this host (see shm.py)."""
+        size = sum(getattr(a, "nbytes", 0) for a in arrays.values() if a is not None)
+        if size < self.SHM_MIN_BYTES or size > self.max_message_bytes:
+            return None  # small: not worth it; over the limit: the message path's error, the same
+        addr = self.address
+        cached = self._shm
+        if cached is not None and cached[0] == addr:
+            return cached[1]
+        if cached is not None and cached[1] is not None:
+            cached[1].close()
+        from .config import is_loopback
+
+        pool = None
+        host = addr.rsplit(":", 1)[0].strip("[]")
+        if not self.config.use_tls and is_loopback(host) and os.environ.get("HFT_LAB_SHM", "1") != "0":
+            try:
+                info = self._unary("GetInfo", pb.InfoRequest(), pb.InfoResponse, timeout=self.config.quick_timeout_s)
+                directory = shm.usable_dir(info.shm_dir, info.uid)
+                pool = shm.Pool(directory) if directory else None
+            except Exception:  # noqa: BLE001 - an old or busy server: no shared memory
+                pool = None
+        self._shm = (addr, pool)
+        return pool
+
+    def _invoke(self, m, body: bytes, timeout, cancel: CancelToken | None, metadata=None):
+        if cancel is None:
+            # A blocking call drives the transport in this thread: for a bulk call it is 1.5x faster
+            # than future().result() (no hand-off to grpcio's polling thread). It has no handle to
+            # cancel, so abort_inflight closes the channel to stop it.
+            t = self._track(None)
+            try:
+                return m(body, timeout=timeout, metadata=metadata)
+            except grpc.RpcError as e:
+                if t.aborted:
+                    raise BackendUnavailable(t.aborted) from None
+                raise self._shm_refused(e, metadata) or self._error(e) from None
+            finally:
+                self._untrack(t)
+        fut = m.future(body, timeout=timeout, metadata=metadata)
         t = self._track(fut)
         try:
-            if cancel is not None:
-                cancel.add_callback(fut.cancel)
+            cancel.add_callback(fut.cancel)
             try:
                 return fut.result()
             except grpc.FutureCancelledError:
@@ -298,11 +397,21 @@ class GrpcBackend(Backend):
             except grpc.RpcError as e:
                 if t.aborted:
                     raise BackendUnavailable(t.aborted) from None
-                raise self._error(e) from None
+                raise self._shm_refused(e, metadata) or self._error(e) from None
         finally:
             self._untrack(t)
 
+    @staticmethod
+    def _shm_refused(e: grpc.RpcError, metadata) -> Exception | None:
+        if metadata and e.code() == grpc.StatusCode.FAILED_PRECONDITION and "shared-memory" in (e.details() or ""):
+            return _ShmRefused(e.details())
+        return None
+
     def close(self) -> None:
+        cached = self._shm
+        if cached is not None and cached[1] is not None:
+            cached[1].close()
+        self._shm = None
         with self._lock:
             if self._channel is not None:
                 self._channel.close()
@@ -332,7 +441,9 @@ class GrpcBackend(Backend):
         )
 
     def _echo(self, values):
-        r = self._unary("Echo", pb.EchoRequest(payload=values.tobytes()), pb.EchoResponse)
+        # payload (field 1) written straight from the array: one copy
+        body = b"".join([b"\x0a", fastwire.varint(values.nbytes), memoryview(values).cast("B")]) if values.size else b""
+        r = self._unary("Echo", body, pb.EchoResponse)
         return np.frombuffer(r.payload, dtype="<f8").copy()
 
     def echo_packed(self, values: np.ndarray) -> np.ndarray:
@@ -340,22 +451,25 @@ class GrpcBackend(Backend):
         r = self._unary("Echo", pb.EchoRequest(values=values), pb.EchoResponse)
         return np.asarray(r.values, dtype=np.float64)
 
-    def _mean_reversion(self, prices, lookback, threshold, exit_threshold, stop_threshold, cancel):
+    def _mean_reversion(self, prices, lookback, threshold, exit_threshold, stop_threshold, cancel, outputs=None):
         req = pb.MeanReversionRequest(
-            prices=wire.vec(prices),
             lookback=lookback,
             signal=pb.SignalParameters(entry_threshold=threshold, exit_threshold=exit_threshold, stop_threshold=stop_threshold),
+            outputs=outputs or (),
         )
-        r = self._unary("MeanReversion", req, pb.MeanReversionResponse, cancel)
-        return dict(
-            rolling_mean=wire.arr(r.rolling_mean),
-            rolling_std=wire.arr(r.rolling_std),
-            zscore=wire.arr(r.zscore),
-            signals=wire.i8(r.signals),
-            positions=wire.i8(r.positions),
-            entries=wire.ints(r.entries),
-            exits=wire.ints(r.exits),
-        )
+        r = self._unary("MeanReversion", req, pb.MeanReversionResponse, cancel, arrays=dict(prices=prices))
+        want = set(outputs) if outputs else {"mean", "std", "zscore", "signals", "positions"}
+        d = dict(entries=wire.ints(r.entries), exits=wire.ints(r.exits))
+        for name, key, conv in (
+            ("mean", "rolling_mean", wire.arr),
+            ("std", "rolling_std", wire.arr),
+            ("zscore", "zscore", wire.arr),
+            ("signals", "signals", wire.i8),
+            ("positions", "positions", wire.i8),
+        ):
+            if name in want:
+                d[key] = conv(getattr(r, key))
+        return d
 
     def _stream(self, lookback, threshold, exit_threshold, stop_threshold):
         cfg = pb.StreamConfig(
@@ -365,20 +479,14 @@ class GrpcBackend(Backend):
         return _GrpcStream(self, cfg)
 
     def _fit_ou(self, series, dt, bars_per_day, cancel=None):
-        req = pb.OuRequest(series=wire.vec(series), dt=dt, bars_per_day=bars_per_day)
-        r = self._unary("FitOu", req, pb.OuResponse, cancel)
+        req = pb.OuRequest(dt=dt, bars_per_day=bars_per_day)
+        r = self._unary("FitOu", req, pb.OuResponse, cancel, arrays=dict(series=series))
         return wire.fields(r)
 
     def _backtest(self, prices, positions, cost_bps, periods_per_year, units, notional, cancel=None):
-        req = pb.BacktestRequest(
-            prices=wire.vec(prices),
-            positions=wire.vec(positions),
-            cost_bps=cost_bps,
-            periods_per_year=periods_per_year,
-            units=units,
-            notional=None if notional is None else wire.vec(notional),
-        )
-        r = self._unary("Backtest", req, pb.BacktestResponse, cancel)
+        req = pb.BacktestRequest(cost_bps=cost_bps, periods_per_year=periods_per_year, units=units)
+        arrays = dict(prices=prices, positions=positions, notional=notional)
+        r = self._unary("Backtest", req, pb.BacktestResponse, cancel, arrays=arrays)
         return wire.fields(r)
 
     def _run_hmm(self, observations, n_states, max_iterations, tolerance, n_restarts, seed, init, progress, cancel):
@@ -429,15 +537,14 @@ class GrpcBackend(Backend):
         raise BackendUnavailable("RunHmm ended without a result")
 
     def _optimize_portfolio(self, prices, method, params, asset_names, cancel):
-        req = pb.PortfolioRequest(prices=wire.mat(prices), method=method, asset_names=list(asset_names), **params)
-        r = self._unary("OptimizePortfolio", req, pb.PortfolioResponse, cancel)
+        req = pb.PortfolioRequest(method=method, asset_names=list(asset_names), **params)
+        r = self._unary("OptimizePortfolio", req, pb.PortfolioResponse, cancel, arrays=dict(prices=prices))
         return wire.fields(r, exclude=("asset_names",))
 
     def _sparse_portfolio(
         self, prices, method, lambda_param, alpha, target, k, max_iterations, tolerance, asset_names, cancel, adf_autolag="none"
     ):
         req = pb.SparseRequest(
-            prices=wire.mat(prices),
             method=method,
             lambda_param=lambda_param,
             alpha=alpha,
@@ -448,12 +555,11 @@ class GrpcBackend(Backend):
             asset_names=list(asset_names),
             adf_autolag=adf_autolag,
         )
-        r = self._unary("SparsePortfolio", req, pb.SparseResponse, cancel)
+        r = self._unary("SparsePortfolio", req, pb.SparseResponse, cancel, arrays=dict(prices=prices))
         return wire.fields(r, exclude=("asset_names",))
 
     def _sparse_lambda_path(self, prices, target, lambdas, n_lambdas, alpha, tolerance, max_iterations, cancel):
         req = pb.LambdaPathRequest(
-            prices=wire.mat(prices),
             target=target,
             lambdas=lambdas or [],
             n_lambdas=n_lambdas,
@@ -461,5 +567,74 @@ class GrpcBackend(Backend):
             tolerance=tolerance,
             max_iterations=max_iterations,
         )
-        r = self._unary("SparseLambdaPath", req, pb.LambdaPathResponse, cancel)
+        r = self._unary("SparseLambdaPath", req, pb.LambdaPathResponse, cancel, arrays=dict(prices=prices))
         return wire.fields(r)
+
+    # ---- pairs workflow (issue 17) ----
+    @staticmethod
+    def _pair_rows(r) -> dict:
+        d = wire.fields(r)
+        for k in ("i", "j", "used_lag"):
+            d[k] = np.asarray(d[k], dtype=np.int64)
+        return d
+
+    def _scan_pairs(self, prices, config, pair_range, cancel, progress, partial):
+        cfg = pb.PairScanConfig(
+            trend=config["trend"], autolag=config["autolag"], **{k: v for k, v in config.items() if k not in ("trend", "autolag") and v is not None}
+        )
+        req = pb.PairScanRequest(prices=wire.mat(prices), config=cfg, partial_rows=partial is not None)
+        if pair_range is not None:
+            req.pair_start, req.pair_end = pair_range
+        if cancel is not None and cancel.cancelled:
+            raise Cancelled("cancelled by the user")
+        call = self._method("ScanPairs", pb.PairScanRequest, pb.PairScanUpdate, server_stream=True, service=PAIRS_SERVICE)(
+            req, timeout=self.config.call_timeout_s
+        )
+        if cancel is not None:
+            cancel.add_callback(call.cancel)
+        t = self._track(call)
+        try:
+            for upd in call:
+                kind = upd.WhichOneof("kind")
+                if kind == "progress":
+                    g = upd.progress
+                    if progress is not None and progress(int(g.done), int(g.total)) is False:
+                        call.cancel()
+                        raise Cancelled("cancelled by the user")
+                    if partial is not None and partial(self._pair_rows(g.rows)) is False:
+                        call.cancel()
+                        raise Cancelled("cancelled by the user")
+                elif kind == "shard":
+                    return self._pair_rows(upd.shard)
+                elif kind == "result":
+                    r = upd.result
+                    d = self._pair_rows(r.rows)
+                    d.update(
+                        n_assets=int(r.n_assets),
+                        n_tested=int(r.n_tested),
+                        n_failed=int(r.n_failed),
+                        n_passed=int(r.n_passed),
+                        critical_values=wire.arr(r.critical_values),
+                        pvalue_matrix=wire.matrix(r.pvalue_matrix),
+                    )
+                    return d
+        except grpc.RpcError as e:
+            if t.aborted:
+                raise BackendUnavailable(t.aborted) from None
+            if cancel is not None and cancel.cancelled:
+                raise Cancelled("cancelled by the user") from None
+            raise self._error(e) from None
+        finally:
+            self._untrack(t)
+        raise BackendUnavailable("ScanPairs ended without a result")
+
+    def _johansen(self, prices, det_order, k_ar_diff):
+        req = pb.JohansenRequest(prices=wire.mat(prices), det_order=det_order, k_ar_diff=k_ar_diff)
+        r = self._unary("Johansen", req, pb.JohansenResponse, service=PAIRS_SERVICE)
+        d = wire.fields(r)
+        d["nobs"] = int(d["nobs"])
+        return d
+
+    def _kalman_hedge(self, y, x, delta, observation_var):
+        req = pb.KalmanRequest(y=wire.vec(y), x=wire.vec(x), delta=delta, observation_var=observation_var)
+        return wire.fields(self._unary("KalmanHedge", req, pb.KalmanResponse, service=PAIRS_SERVICE))

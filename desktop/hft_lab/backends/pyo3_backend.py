@@ -75,9 +75,15 @@ class Pyo3Backend(Backend):
         return _core().echo(values)
 
     @translate_cancel
-    def _mean_reversion(self, prices, lookback, threshold, exit_threshold, stop_threshold, cancel):
+    def _mean_reversion(self, prices, lookback, threshold, exit_threshold, stop_threshold, cancel, outputs=None):
         return _core().mean_reversion(
-            prices, lookback, threshold, exit_threshold, stop_threshold, cancel.rust if cancel else None
+            prices,
+            lookback,
+            threshold,
+            exit_threshold,
+            stop_threshold,
+            cancel.rust if cancel else None,
+            outputs=None if outputs is None else list(outputs),
         )
 
     @translate_cancel
@@ -133,3 +139,20 @@ class Pyo3Backend(Backend):
         return _core().sparse_lambda_path(
             prices, target, lambdas, n_lambdas, alpha, tolerance, max_iterations, cancel.rust if cancel else None
         )
+
+    # ---- pairs workflow (issue 17) ----
+    @translate_cancel
+    def _scan_pairs(self, prices, config, pair_range, cancel, progress, partial):
+        rc = _core()
+        tok = cancel.rust if cancel else None
+        if pair_range is None:
+            return rc.scan_pairs(prices, cancel=tok, progress=progress, partial=partial, **config)
+        return rc.scan_pairs_range(prices, pair_range[0], pair_range[1], cancel=tok, progress=progress, **config)
+
+    @translate_cancel
+    def _johansen(self, prices, det_order, k_ar_diff):
+        return _core().johansen(prices, det_order, k_ar_diff)
+
+    @translate_cancel
+    def _kalman_hedge(self, y, x, delta, observation_var):
+        return _core().kalman_hedge(y, x, delta, observation_var)

@@ -38,21 +38,30 @@ class MeanReversionResult(_Result):
     threshold: float
     exit_threshold: float
     stop_threshold: float | None
-    rolling_mean: np.ndarray
-    rolling_std: np.ndarray
-    zscore: np.ndarray
-    signals: np.ndarray  # int8
-    positions: np.ndarray  # int8
+    # a series not asked for (calculate_mean_reversion(outputs=...)) is None
+    rolling_mean: np.ndarray | None
+    rolling_std: np.ndarray | None
+    zscore: np.ndarray | None
+    signals: np.ndarray | None  # int8
+    positions: np.ndarray | None  # int8
     entries: np.ndarray  # int64 bar indices
     exits: np.ndarray  # int64 bar indices
+    # the series computed, names among mean, std, zscore, signals, positions
+    outputs: tuple[str, ...] = ("mean", "std", "zscore", "signals", "positions")
+
+    def _series(self, name: str) -> np.ndarray:
+        v = getattr(self, name)
+        if v is None:
+            raise ValueError(f"the bands need mean and std: ask for them in outputs= (computed: {', '.join(self.outputs)})")
+        return v
 
     @property
     def upper_band(self) -> np.ndarray:
-        return self.rolling_mean + self.threshold * self.rolling_std
+        return self._series("rolling_mean") + self.threshold * self._series("rolling_std")
 
     @property
     def lower_band(self) -> np.ndarray:
-        return self.rolling_mean - self.threshold * self.rolling_std
+        return self._series("rolling_mean") - self.threshold * self._series("rolling_std")
 
 
 @dataclass(frozen=True, eq=False)
@@ -216,3 +225,121 @@ class LambdaPath(_Result):
     intercepts: np.ndarray
     iterations: np.ndarray
     asset_names: tuple[str, ...] = ()
+
+
+# ---- pairs workflow (issue 17) ----
+
+PAIR_COLUMNS = (
+    "i",
+    "j",
+    "hedge_ratio",
+    "intercept",
+    "statistic",
+    "pvalue",
+    "qvalue",
+    "half_life",
+    "hurst",
+    "correlation",
+    "used_lag",
+)
+
+
+@dataclass(frozen=True, eq=False)
+class PairScanShard(_Result):
+    """Raw rows of the pairs start..end of the canonical order (0,1), (0,2), ..., (1,2), ...
+    (q-values and Hurst NaN): shards of one universe, concatenated, finalise to the whole scan
+    (Backend.finalize_pair_scan)."""
+
+    start: int
+    end: int
+    i: np.ndarray
+    j: np.ndarray
+    hedge_ratio: np.ndarray
+    intercept: np.ndarray
+    statistic: np.ndarray
+    pvalue: np.ndarray
+    qvalue: np.ndarray
+    half_life: np.ndarray
+    hurst: np.ndarray
+    correlation: np.ndarray
+    used_lag: np.ndarray
+
+    def rows(self) -> dict[str, np.ndarray]:
+        return {c: getattr(self, c) for c in PAIR_COLUMNS}
+
+
+@dataclass(frozen=True, eq=False)
+class PairScanResult(_Result):
+    """Engle-Granger scan of a universe (statsmodels coint(prices[:, i], prices[:, j],
+    trend="c") per pair i < j: asset i is the dependent series, spread = p_i - hedge_ratio * p_j
+    - intercept). Rows are the pairs passing the filters, best (smallest p-value) first; q-values
+    are Benjamini-Hochberg over all n_tested pairs; pvalue_matrix holds every tested pair."""
+
+    asset_names: tuple[str, ...]
+    i: np.ndarray
+    j: np.ndarray
+    hedge_ratio: np.ndarray
+    intercept: np.ndarray
+    statistic: np.ndarray
+    pvalue: np.ndarray
+    qvalue: np.ndarray
+    half_life: np.ndarray
+    hurst: np.ndarray
+    correlation: np.ndarray
+    used_lag: np.ndarray
+    n_assets: int
+    n_tested: int
+    n_failed: int
+    n_passed: int
+    critical_values: np.ndarray  # 1 %, 5 %, 10 %
+    pvalue_matrix: np.ndarray
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        return [(self.asset_names[a], self.asset_names[b]) for a, b in zip(self.i, self.j)]
+
+    def __len__(self) -> int:
+        return len(self.i)
+
+
+@dataclass(frozen=True, eq=False)
+class JohansenResult(_Result):
+    """statsmodels coint_johansen: eigenvalues (descending), eigenvectors (columns, normalised
+    v' Skk v = 1, first entry of each column >= 0), trace and max-eigenvalue statistics for
+    rank 0..n-1 with their 90/95/99 % critical values."""
+
+    eigenvalues: np.ndarray
+    eigenvectors: np.ndarray
+    trace_stat: np.ndarray
+    trace_crit: np.ndarray
+    max_eig_stat: np.ndarray
+    max_eig_crit: np.ndarray
+    nobs: int
+    det_order: int
+    k_ar_diff: int
+    asset_names: tuple[str, ...] = ()
+
+    @property
+    def rank_trace_95(self) -> int:
+        """Cointegration rank by the trace test at 95 %."""
+        r = 0
+        while r < len(self.trace_stat) and self.trace_stat[r] > self.trace_crit[r, 1]:
+            r += 1
+        return r
+
+
+@dataclass(frozen=True, eq=False)
+class KalmanHedgeResult(_Result):
+    """Forward Kalman filter of y on x: filtered hedge ratio and intercept (data up to t), the
+    one-step prediction error (spread, data up to t-1) and its predicted standard deviation."""
+
+    hedge_ratio: np.ndarray
+    intercept: np.ndarray
+    spread: np.ndarray
+    spread_std: np.ndarray
+    delta: float
+    observation_var: float
+
+    @property
+    def zscore(self) -> np.ndarray:
+        return self.spread / self.spread_std

@@ -19,11 +19,15 @@ def mat(a: np.ndarray) -> pb.Matrix:
 
 
 def arr(v: pb.Vector) -> np.ndarray:
+    if isinstance(v, np.ndarray):  # already decoded by fastwire
+        return v
     # frombuffer is read-only and zero-copy; copy so results are ordinary writable arrays
     return np.frombuffer(v.data, dtype=_F64).astype(np.float64, copy=True)
 
 
 def matrix(m: pb.Matrix) -> np.ndarray:
+    if isinstance(m, np.ndarray):  # already decoded by fastwire
+        return m
     return arr(m).reshape(m.rows, m.cols)
 
 

@@ -229,6 +229,8 @@ class MainWindow(QMainWindow):
         self.settings.setValue("windowState", self.saveState())
         for r in self.runners:
             r.cancel()
+        for r in self.runners:
+            r.shutdown()
         self._poll.stop()
         self.log_panel.uninstall()
         super().closeEvent(ev)

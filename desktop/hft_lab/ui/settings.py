@@ -122,24 +122,18 @@ def set_widget_value(w: QWidget, v: Any) -> bool:
             w.setEditText(text)
             return True
         return False
-    if isinstance(w, QDateEdit):
-        d = QDate.fromString(str(v), _DATE)
-        if not d.isValid():
-            return False
-        w.setDate(d)
-        return True
-    if isinstance(w, QTimeEdit):
-        t = QTime.fromString(str(v), _TIME)
-        if not t.isValid():
-            return False
-        w.setTime(t)
-        return True
-    if isinstance(w, QDateTimeEdit):
-        dt = QDateTime.fromString(str(v), _DATETIME)
-        if not dt.isValid():
-            return False
-        w.setDateTime(dt)
-        return True
+    # date/time editors (QDateEdit and QTimeEdit are QDateTimeEdits: the most specific first)
+    for kind, parse, fmt, setter in (
+        (QDateEdit, QDate.fromString, _DATE, "setDate"),
+        (QTimeEdit, QTime.fromString, _TIME, "setTime"),
+        (QDateTimeEdit, QDateTime.fromString, _DATETIME, "setDateTime"),
+    ):
+        if isinstance(w, kind):
+            value = parse(str(v), fmt)
+            if not value.isValid():
+                return False
+            getattr(w, setter)(value)
+            return True
     if isinstance(w, (QAbstractButton, QGroupBox)):
         b = _bool(v)
         if b is None or not w.isCheckable():

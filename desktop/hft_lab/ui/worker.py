@@ -1,12 +1,14 @@
 """Running backend calls off the GUI thread.
 
-`TaskRunner` is a GUI-thread QObject. `start()` runs `router.call(op, ...)` on a plain worker
-thread with a fresh `TaskContext` (hft_lab.analysis.context: a CancelToken with progress and
+`TaskRunner` is a GUI-thread QObject. `start()` runs `router.call(op, ...)` on a thread of its
+own bounded QThreadPool (MAX_THREADS: a cancelled call that is still finishing in the background
+does not hold up the next one) with a fresh `TaskContext` (hft_lab.analysis.context: a CancelToken with progress and
 partial-result channels): a task function gets it as `ctx=`, a backend method as `cancel=`.
 Starting a new task cancels the previous one, and a stale task's result, progress and partial
 results never reach the view (they are dropped by id). The worker thread only emits on the
 runner's own emitter; the runner re-emits from the GUI thread (pytest-qt's waitSignal is
-reliable on that, see ARCHITECTURE.md).
+reliable on that, see ARCHITECTURE.md). `shutdown()` (on window close) cancels the running task
+and waits, bounded, for the pool's threads to finish.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QThreadPool, Signal
 
 from hft_lab.analysis.context import TaskContext
 from hft_lab.backends import Cancelled
@@ -60,10 +62,13 @@ class TaskRunner(QObject):
     busy_changed = Signal(bool)
 
     _ids = itertools.count(1)
+    MAX_THREADS = 4
 
     def __init__(self, router: BackendRouter, parent: QObject | None = None):
         super().__init__(parent)
         self.router = router
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(self.MAX_THREADS)
         self._emitter = _Emitter(self)
         self._emitter.done.connect(self._on_done)
         self._emitter.progress.connect(self._on_progress)
@@ -90,6 +95,7 @@ class TaskRunner(QObject):
         size = _size_of(args)
 
         def run():
+            threading.current_thread().name = f"task-{label}-{tid}"
             t0 = time.perf_counter()
             name, note = "", ""
             try:
@@ -105,9 +111,14 @@ class TaskRunner(QObject):
                 out = TaskOutcome(tid, label, False, e, name, time.perf_counter() - t0, note, size)
             emitter.done.emit(out)
 
-        threading.Thread(target=run, name=f"task-{label}-{tid}", daemon=True).start()
+        self.pool.start(run)
         self.busy_changed.emit(True)
         return tid
+
+    def shutdown(self, timeout_ms: int = 5000) -> bool:
+        """Cancel the running task and wait (at most timeout_ms) until every task has returned."""
+        self.cancel()
+        return self.pool.waitForDone(timeout_ms)
 
     @property
     def current_id(self) -> int | None:

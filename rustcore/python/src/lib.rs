@@ -173,9 +173,12 @@ fn signal_params(entry: f64, exit: f64, stop: Option<f64>) -> SignalParams {
     SignalParams { entry, exit, stop }
 }
 
-/// Rolling mean/std/z-score and hysteresis signals. Returns a dict of NumPy arrays.
+/// Rolling mean/std/z-score and hysteresis signals. Returns a dict of NumPy arrays: the series
+/// named in `outputs` (names among mean, std, zscore, signals, positions; None = all five, keys
+/// rolling_mean, rolling_std, zscore, signals, positions), plus entries and exits. Series not
+/// asked for are not computed into memory at all.
 #[pyfunction]
-#[pyo3(signature = (prices, lookback, threshold, exit_threshold=0.0, stop_threshold=None, cancel=None, progress=None))]
+#[pyo3(signature = (prices, lookback, threshold, exit_threshold=0.0, stop_threshold=None, cancel=None, progress=None, outputs=None))]
 // The arguments are the Python API's keyword arguments (mirrored by the gRPC request).
 #[allow(clippy::too_many_arguments)]
 fn mean_reversion<'py>(
@@ -187,10 +190,12 @@ fn mean_reversion<'py>(
     stop_threshold: Option<f64>,
     cancel: Option<PyRef<'py, CancelToken>>,
     progress: Option<Py<PyAny>>,
+    outputs: Option<Vec<String>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let x = slice("prices", &prices)?;
     let cancel = cancel.map(|c| c.flag.clone());
     let params = signal_params(threshold, exit_threshold, stop_threshold);
+    let sel = rolling::Outputs::parse(outputs.as_deref().unwrap_or(&[])).map_err(to_py_err)?;
     // Outputs are NumPy arrays from the start (NumPy asks the kernel for huge pages on large
     // allocations, which saves most of the page-fault cost of fresh memory); the core fills them
     // with the GIL released.
@@ -199,8 +204,12 @@ fn mean_reversion<'py>(
     // (same need, same message as the core's mean_reversion on gRPC).
     let _budget = if (2..=n).contains(&lookback) {
         Some(
-            rustcore::limits::reserve(&rustcore::limits::mean_reversion(n, lookback))
-                .map_err(to_py_err)?,
+            rustcore::limits::reserve(&rustcore::limits::mean_reversion_selected(
+                n,
+                lookback,
+                &sel.names(),
+            ))
+            .map_err(to_py_err)?,
         )
     } else {
         None
@@ -208,24 +217,24 @@ fn mean_reversion<'py>(
     // SAFETY: uninitialised (np.empty, which can reuse freed memory without faulting it in again);
     // mean_reversion_into writes every element before anything reads them, or the arrays are
     // dropped unread when it returns an error.
-    let (mean, std, z, sig, pos) = unsafe {
-        (
-            PyArray1::<f64>::new(py, n, false),
-            PyArray1::<f64>::new(py, n, false),
-            PyArray1::<f64>::new(py, n, false),
-            PyArray1::<i8>::new(py, n, false),
-            PyArray1::<i8>::new(py, n, false),
-        )
-    };
+    let f64s = |on: bool| on.then(|| unsafe { PyArray1::<f64>::new(py, n, false) });
+    let i8s = |on: bool| on.then(|| unsafe { PyArray1::<i8>::new(py, n, false) });
+    let (mean, std, z, sig, pos) = (
+        f64s(sel.mean),
+        f64s(sel.std),
+        f64s(sel.zscore),
+        i8s(sel.signals),
+        i8s(sel.positions),
+    );
     let (entries, exits) = {
         // SAFETY: the arrays were just created here, are contiguous and not shared with anyone yet.
         let bufs = unsafe {
             MeanReversionBuffers {
-                rolling_mean: mean.as_slice_mut()?,
-                rolling_std: std.as_slice_mut()?,
-                zscore: z.as_slice_mut()?,
-                signals: sig.as_slice_mut()?,
-                positions: pos.as_slice_mut()?,
+                rolling_mean: mean.as_ref().map(|a| a.as_slice_mut()).transpose()?,
+                rolling_std: std.as_ref().map(|a| a.as_slice_mut()).transpose()?,
+                zscore: z.as_ref().map(|a| a.as_slice_mut()).transpose()?,
+                signals: sig.as_ref().map(|a| a.as_slice_mut()).transpose()?,
+                positions: pos.as_ref().map(|a| a.as_slice_mut()).transpose()?,
             }
         };
         detach_progress(py, cancel, progress, |hook| {
@@ -233,11 +242,21 @@ fn mean_reversion<'py>(
         })?
     };
     let d = PyDict::new(py);
-    d.set_item("rolling_mean", mean)?;
-    d.set_item("rolling_std", std)?;
-    d.set_item("zscore", z)?;
-    d.set_item("signals", sig)?;
-    d.set_item("positions", pos)?;
+    if let Some(a) = mean {
+        d.set_item("rolling_mean", a)?;
+    }
+    if let Some(a) = std {
+        d.set_item("rolling_std", a)?;
+    }
+    if let Some(a) = z {
+        d.set_item("zscore", a)?;
+    }
+    if let Some(a) = sig {
+        d.set_item("signals", a)?;
+    }
+    if let Some(a) = pos {
+        d.set_item("positions", a)?;
+    }
     let idx = |v: Vec<usize>| v.into_iter().map(|i| i as i64).collect::<Vec<i64>>();
     d.set_item("entries", idx(entries).into_pyarray(py))?;
     d.set_item("exits", idx(exits).into_pyarray(py))?;

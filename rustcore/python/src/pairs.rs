@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use numpy::{IntoPyArray, PyArrayMethods, PyReadonlyArray2};
+use numpy::{IntoPyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -13,7 +13,7 @@ use rustcore::adf::Autolag;
 use rustcore::pairs::{self, PairStats, ScanConfig};
 use rustcore::CoreError;
 
-use super::{detach_cancel, slice2, CancelToken};
+use super::{detach, detach_cancel, slice, slice2, CancelToken};
 
 type ChunkMsg = (usize, usize, Vec<PairStats>);
 
@@ -327,7 +327,62 @@ fn scan_pairs_finalize<'py>(
     result_dict(py, r)
 }
 
+/// Johansen cointegration test (statsmodels coint_johansen).
+#[pyfunction]
+#[pyo3(signature = (prices, det_order=0, k_ar_diff=1))]
+fn johansen<'py>(
+    py: Python<'py>,
+    prices: PyReadonlyArray2<'py, f64>,
+    det_order: i32,
+    k_ar_diff: usize,
+) -> PyResult<Bound<'py, PyDict>> {
+    let (x, rows, cols) = slice2("prices", &prices)?;
+    let r = detach(py, || {
+        rustcore::johansen::johansen(x, rows, cols, det_order, k_ar_diff)
+    })?;
+    let n = r.n_vars;
+    let d = PyDict::new(py);
+    d.set_item("nobs", r.nobs)?;
+    d.set_item("eigenvalues", r.eigenvalues.into_pyarray(py))?;
+    d.set_item(
+        "eigenvectors",
+        r.eigenvectors.into_pyarray(py).reshape([n, n])?,
+    )?;
+    d.set_item("trace_stat", r.trace_stat.into_pyarray(py))?;
+    d.set_item("trace_crit", r.trace_crit.into_pyarray(py).reshape([n, 3])?)?;
+    d.set_item("max_eig_stat", r.max_eig_stat.into_pyarray(py))?;
+    d.set_item(
+        "max_eig_crit",
+        r.max_eig_crit.into_pyarray(py).reshape([n, 3])?,
+    )?;
+    Ok(d)
+}
+
+/// Forward Kalman-filter hedge ratio of y on x.
+#[pyfunction]
+#[pyo3(signature = (y, x, delta=1e-4, observation_var=1e-3))]
+fn kalman_hedge<'py>(
+    py: Python<'py>,
+    y: PyReadonlyArray1<'py, f64>,
+    x: PyReadonlyArray1<'py, f64>,
+    delta: f64,
+    observation_var: f64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let (ys, xs) = (slice("y", &y)?, slice("x", &x)?);
+    let r = detach(py, || {
+        rustcore::kalman::kalman_hedge(ys, xs, delta, observation_var)
+    })?;
+    let d = PyDict::new(py);
+    d.set_item("hedge_ratio", r.hedge_ratio.into_pyarray(py))?;
+    d.set_item("intercept", r.intercept.into_pyarray(py))?;
+    d.set_item("spread", r.spread.into_pyarray(py))?;
+    d.set_item("spread_std", r.spread_std.into_pyarray(py))?;
+    Ok(d)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(johansen, m)?)?;
+    m.add_function(wrap_pyfunction!(kalman_hedge, m)?)?;
     m.add_function(wrap_pyfunction!(scan_pairs, m)?)?;
     m.add_function(wrap_pyfunction!(scan_pairs_range, m)?)?;
     m.add_function(wrap_pyfunction!(scan_pairs_finalize, m)?)?;

@@ -12,7 +12,7 @@
 
 use crate::error::{CoreError, CoreResult};
 
-use super::linalg::{axpy, dot};
+use crate::linalg::{axpy, dot};
 
 /// One linear constraint `(a·e_k + b·1 + c·m)' x  (= or >=)  rhs`.
 #[derive(Clone, Copy, Debug)]

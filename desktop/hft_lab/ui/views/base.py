@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -180,11 +181,23 @@ class AnalysisView(QWidget):
         self.hover.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         return self.hover
 
-    def set_main(self, right: QWidget) -> None:
-        """The tab's layout: the left panel, then `right` taking the rest."""
+    def set_main(self, main: QWidget, *, above: tuple[QWidget, ...] = (), margins=None, hover: bool = True) -> None:
+        """The tab's layout: the left panel, then a column taking the rest: `above` widgets, `main`
+        (stretching), the hover readout line."""
+        if above or hover:
+            col = QVBoxLayout()
+            if margins is not None:
+                col.setContentsMargins(*margins)
+            for w in above:
+                col.addWidget(w)
+            col.addWidget(main, 1)
+            if hover:
+                col.addWidget(self.hover_line())
+            main = QWidget()
+            main.setLayout(col)
         lay = QHBoxLayout(self)
         lay.addWidget(self.left_panel)
-        lay.addWidget(right, 1)
+        lay.addWidget(main, 1)
 
     def track_hover(self, plot, readout: Callable[[float], str | None]) -> None:
         """Mouse moves over `plot` (rate-limited) show `readout(x in data coordinates)` in the

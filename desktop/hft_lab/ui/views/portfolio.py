@@ -6,13 +6,12 @@ every asset and the chosen portfolio, results and summary tables, CSV / JSON exp
 from __future__ import annotations
 
 import logging
-import math
 
 import numpy as np
 import pandas as pd
 import pyqtgraph as pg
 from PySide6.QtCore import QDate, Qt, QTimer
-from PySide6.QtGui import QFont, QFontMetrics
+from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -29,7 +28,6 @@ from PySide6.QtWidgets import (
     QStackedWidget,
     QStyledItemDelegate,
     QTableWidget,
-    QTableWidgetItem,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -39,9 +37,18 @@ from hft_lab.analysis.portfolio import SyntheticSelection, asset_moments, optimi
 from hft_lab.data import load_sample_prices
 from hft_lab.data.export import SessionItem, describe_prices
 from hft_lab.data.synthetic import synthetic_names, synthetic_universe
-from hft_lab.ui.plots import LabPlot, PercentAxis, pen
+from hft_lab.ui.plots import PercentAxis
 from hft_lab.ui.views.base import AnalysisView, Param, note, via
-from hft_lab.ui.widgets import StatsTable, fmt, pct, spin
+from hft_lab.ui.views.portfolio_data import PERIOD_ALL, PERIOD_DATES, PERIOD_YEARS, PortfolioData, _label
+from hft_lab.ui.views.portfolio_plots import (
+    METHOD_LABEL,
+    METHODS,
+    NamesAxis,
+    PortfolioPlots,
+    _plot,
+)
+from hft_lab.ui.views.sources import active_label
+from hft_lab.ui.widgets import StatsTable, pct, spin
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
 log = logging.getLogger("hft_lab.ui.portfolio")
@@ -49,40 +56,10 @@ log = logging.getLogger("hft_lab.ui.portfolio")
 SAMPLE = "S&P 500 sample (20 stocks, 1990–2022)"
 SYNTHETIC = "Synthetic universe (correlated GBM)"
 
-METHODS = [
-    ("Max Sharpe (tangency)", "max_sharpe"),
-    ("Min variance", "min_variance"),
-    ("Risk parity (risk budgets)", "risk_parity"),
-    ("Equal weight", "equal_weight"),
-]
-METHOD_LABEL = {m: label for label, m in METHODS}
-SHORT_LABEL = {
-    "max_sharpe": "max-Sharpe",
-    "min_variance": "min-variance",
-    "risk_parity": "risk-parity",
-    "equal_weight": "equal-weight",
-}
-
-PERIOD_ALL, PERIOD_YEARS, PERIOD_DATES = "All data", "Last N years", "Between dates"
-
-POSITIVE = (31, 119, 180)
-NEGATIVE = (214, 39, 40)
-RISK = (255, 127, 14)
-PORTFOLIO = (214, 39, 40)
-MAX_ASSET_LABELS = 40  # more text labels on the frontier plot would be unreadable (tooltips remain)
-# label positions tried in turn: right of the point, left, above, below (TextItem anchors)
-LABEL_ANCHORS = [(-0.12, 0.5), (1.12, 0.5), (0.5, 1.15), (0.5, -0.15)]
-# further positions for the largest holdings' labels: the four diagonals
-DIAGONAL_ANCHORS = [(-0.05, 1.1), (1.05, 1.1), (-0.05, -0.1), (1.05, -0.1)]
-
-
-def active_label(name: str) -> str:
-    """The source entry of the store's active dataset."""
-    return f"Active dataset ({name})"
-
 
 __all__ = [
     "PortfolioView",
+    "active_label",
     "NamesAxis",
     "SyntheticSelection",
     "asset_moments",
@@ -90,71 +67,6 @@ __all__ = [
     "synthetic_universe",
     "synthetic_names",
 ]
-
-
-def _label(ts: pd.Timestamp) -> str:
-    """A date, with the time of day only when it has one."""
-    return f"{ts:%Y-%m-%d}" if ts == ts.normalize() else f"{ts:%Y-%m-%d %H:%M:%S}"
-
-
-class NamesAxis(pg.AxisItem):
-    """Category axis: asset i at x = i. Labels are staggered on two lines and thinned when the plot
-    is too narrow for all of them (every name stays available in the hover readout)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__("bottom", *args, **kwargs)
-        self.names: list[str] = []
-        self._step = 1
-        self._stagger = False
-        f = QFont()
-        f.setPointSizeF(8.0)
-        # hideOverlappingLabels=24: the first and last names may overhang the axis by 24 px
-        self.setStyle(tickFont=f, autoExpandTextSpace=False, autoReduceTextSpace=False, hideOverlappingLabels=24)
-        self.setHeight(2 * QFontMetrics(f).height() + 12)  # room for the staggered second line
-
-    def set_names(self, names) -> None:
-        self.names = [str(n) for n in names]
-        self.picture = None
-        self.update()
-
-    def tickValues(self, minVal, maxVal, size):
-        n = len(self.names)
-        if n == 0 or size <= 0 or maxVal <= minVal:
-            return []
-        lo, hi = max(0, math.ceil(minVal)), min(n - 1, math.floor(maxVal))
-        if hi < lo:
-            return []
-        fm = QFontMetrics(self.style["tickFont"] or self.font())
-        label = max(fm.horizontalAdvance(s) for s in self.names) + 6
-        per_unit = size / (maxVal - minVal)
-        self._stagger = label > per_unit
-        self._step = max(1, math.ceil(label / (per_unit * (2 if self._stagger else 1))))
-        first = -(-lo // self._step) * self._step
-        return [(self._step, list(range(first, hi + 1, self._step)))]
-
-    def tickStrings(self, values, scale, spacing):
-        out = []
-        for v in values:
-            i = int(round(v))
-            s = self.names[i] if 0 <= i < len(self.names) else ""
-            if self._stagger and (i // self._step) % 2 == 1:
-                s = "\n" + s
-            out.append(s)
-        return out
-
-
-class _NumberItem(QTableWidgetItem):
-    """Table item that shows formatted text and sorts by its number."""
-
-    def __init__(self, value: float, text: str):
-        super().__init__(text)
-        self.value = value
-        self.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-
-    def __lt__(self, other):
-        if isinstance(other, _NumberItem):
-            return self.value < other.value
-        return super().__lt__(other)
 
 
 class _BudgetDelegate(QStyledItemDelegate):
@@ -166,21 +78,10 @@ class _BudgetDelegate(QStyledItemDelegate):
         return ed
 
 
-def _plot(title: str, bottom: pg.AxisItem, left: pg.AxisItem, left_label: str, bottom_label: str = "") -> LabPlot:
-    w = LabPlot(title, axisItems={"bottom": bottom, "left": left}, legend=False)
-    p = w.getPlotItem()
-    p.showGrid(x=not isinstance(bottom, NamesAxis), y=True, alpha=0.2)
-    p.setLabel("left", left_label)
-    if bottom_label:
-        p.setLabel("bottom", bottom_label)
-    p.layout.setContentsMargins(0, 0, 14, 0)  # room for the last x tick label
-    return w
-
-
 # ---------------------------------------------------------------- the view
 
 
-class PortfolioView(AnalysisView):
+class PortfolioView(PortfolioData, PortfolioPlots, AnalysisView):
     TASK_NAME = "portfolio optimisation"
     CSV_MAIN = "weights"
     CSV_TIP = "The weights table (asset, weight, risk contribution) and the frontier, as CSV tables"
@@ -188,8 +89,6 @@ class PortfolioView(AnalysisView):
 
     def __init__(self, runner: TaskRunner, store=None, parent=None):
         super().__init__(runner, store, parent)
-        self._store_dataset = store.dataset if store is not None else None
-        self._active: pd.DataFrame | None = None  # store.selected_prices(), kept until the store changes
         self._date_limits: tuple | None = None  # (first, last) date the date fields allow
         self.run_frame: pd.DataFrame | None = None  # the prices of the shown result (None: synthetic)
         self._pending_frame: pd.DataFrame | None = None
@@ -201,11 +100,8 @@ class PortfolioView(AnalysisView):
         self._pending_inputs: dict | None = None
         self._checked: dict[str, bool] = {}
         self._budgets: dict[str, float] = {}
-        self._sample: pd.DataFrame | None = None
         self._prev_frontier = 30
         self._build()
-        if store is not None:
-            store.changed.connect(self._on_store_changed)
         self.reload()
 
     # ---- layout ----
@@ -213,19 +109,7 @@ class PortfolioView(AnalysisView):
         # data source
         data = QGroupBox("Data")
         dl = QVBoxLayout(data)
-        self.source = QComboBox()
-        self.source.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.source.setMinimumContentsLength(16)
-        if self.store is not None:
-            self.source.addItem(active_label(self.store.dataset.name), "active")
-            self.source.setItemData(0, self.store.describe(), Qt.ItemDataRole.ToolTipRole)
-        else:
-            try:
-                self._sample = load_sample_prices().prices
-                self.source.addItem(SAMPLE, "sample")
-            except OSError as e:
-                log.warning("sample data unavailable: %s", e)
-        self.source.addItem(SYNTHETIC, "synthetic")
+        self.make_source(SAMPLE, SYNTHETIC)
         dl.addWidget(self.source)
         self.dataset_label = QLabel(" ")
         self.dataset_label.setWordWrap(True)
@@ -425,13 +309,7 @@ class PortfolioView(AnalysisView):
         right_split.addWidget(top)
         right_split.addWidget(bars)
         right_split.setSizes([560, 400])
-        right = QVBoxLayout()
-        right.setContentsMargins(0, 0, 0, 0)
-        right.addWidget(right_split, 1)
-        right.addWidget(self.hover_line())
-        right_w = QWidget()
-        right_w.setLayout(right)
-        self.set_main(right_w)
+        self.set_main(right_split, margins=(0, 0, 0, 0))
 
         # signals
         self._reload_timer = QTimer(self)
@@ -455,31 +333,6 @@ class PortfolioView(AnalysisView):
         self._period_changed()
         self._method_changed()
 
-    # ---- data ----
-    @property
-    def synthetic(self) -> bool:
-        return self.source.currentData() == "synthetic"
-
-    @property
-    def uses_store(self) -> bool:
-        """The prices come from the active dataset of the store."""
-        return self.source.currentData() == "active"
-
-    def data_frame(self) -> pd.DataFrame | None:
-        """All prices of the chosen non-synthetic source (the store's selection, or the sample)
-        before this view's period and asset choice; None for the synthetic universe."""
-        if self.synthetic:
-            return None
-        if self.uses_store:
-            if self._active is None:
-                self._active = self.store.selected_prices()
-            return self._active
-        return self._sample
-
-    def _dated(self) -> bool:
-        df = self.data_frame()
-        return df is not None and isinstance(df.index, pd.DatetimeIndex)
-
     def reload(self, *_) -> None:
         """Load the chosen source (active dataset, sample or synthetic) and rebuild the asset list,
         keeping the check marks and risk budgets of assets that are still there."""
@@ -496,63 +349,16 @@ class PortfolioView(AnalysisView):
         self._fill_asset_table(names)
         self._inputs_changed()
 
-    def _set_date_limits(self, reset: bool = False) -> None:
-        """Limit the date fields to the dates of the data; when the limits change (or reset), the
-        "between dates" fields show the last five years."""
-        df = self.data_frame()
-        if df is None or not isinstance(df.index, pd.DatetimeIndex) or len(df) == 0:
-            return
-        first, last = df.index[0], df.index[-1]
-        if (first, last) == self._date_limits and not reset:
-            return
-        qfirst, qlast = QDate(first.year, first.month, first.day), QDate(last.year, last.month, last.day)
-        fresh = reset or self._date_limits is None
-        self._date_limits = (first, last)
-        for d in (self.start_date, self.end_date):
-            d.blockSignals(True)
-            d.setDateRange(qfirst, qlast)  # clamps the dates chosen for other data
-        if fresh or self.start_date.date() >= self.end_date.date():
-            self.start_date.setDate(max(qlast.addYears(-5), qfirst))
-            self.end_date.setDate(qlast)
-        for d in (self.start_date, self.end_date):
-            d.blockSignals(False)
+    STORE_TASK = "optimisation"
+    PRESS_RUN = "Press Run to optimise."
 
-    def _update_period_controls(self) -> None:
-        """Date fields only for dated data; for bar numbers they are off and a note says why."""
-        dated = self._dated()
-        mode = self.period.currentText()
-        self.period.setEnabled(dated)
-        self.years.setEnabled(dated and mode == PERIOD_YEARS)
-        self.start_date.setEnabled(dated and mode == PERIOD_DATES)
-        self.end_date.setEnabled(dated and mode == PERIOD_DATES)
-        self.period_note.setVisible(not self.synthetic and not dated)
-        self._period_form.setRowVisible(self._dates_row, dated or self.synthetic)  # no stale dates of other data
+    def has_shown_result(self) -> bool:
+        return self.result is not None
 
-    def _on_store_changed(self) -> None:
-        """The active dataset or its selection changed: if this view uses it, reload the assets and
-        rows and clear the result, which belongs to the old data (nothing is recomputed)."""
-        replaced = self.store.dataset is not self._store_dataset
-        self._store_dataset = self.store.dataset
-        self._active = None
-        i = self.source.findData("active")
-        if i >= 0:
-            self.source.setItemText(i, active_label(self.store.dataset.name))
-            self.source.setItemData(i, self.store.describe(), Qt.ItemDataRole.ToolTipRole)
-        if not self.uses_store:
-            return
-        gone = []
-        if self.running:
-            self.abandon()
-            gone.append("the running optimisation was cancelled")
-        if self.result is not None:
-            gone.append("the previous result was cleared (it belongs to the old data)")
+    def clear_for_new_data(self, replaced: bool) -> None:
         self._clear_results()
         if replaced:
             self._date_limits = None  # dates chosen for the old data mean nothing now
-        self.reload()
-        what = "Active dataset replaced" if replaced else "Active dataset selection changed"
-        tail = f"; {' and '.join(gone)}" if gone else ""
-        self.set_status(f"{what}: {self.store.describe()}{tail}. Press Run to optimise.")
 
     def _clear_results(self) -> None:
         self.result = None
@@ -573,119 +379,6 @@ class PortfolioView(AnalysisView):
         self.hover.setText(" ")
         for b in (self.export_csv_button, self.export_json_button):
             b.setEnabled(False)
-
-    def _synthetic_key(self) -> tuple[int, int, int]:
-        return (self.n_assets.value(), self.n_obs.value(), self.seed.value())
-
-    def synthetic_frame(self) -> pd.DataFrame:
-        """The whole synthetic universe of the current settings (made now unless cached)."""
-        key = self._synthetic_key()
-        if self._universe is None or self._universe[0] != key:
-            self._universe = (key, synthetic_universe(*key))
-        return self._universe[1]
-
-    def _fill_asset_table(self, names: list[str]) -> None:
-        t = self.assets
-        t.blockSignals(True)
-        t.setRowCount(len(names))
-        for i, name in enumerate(names):
-            it = QTableWidgetItem(name)
-            it.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsUserCheckable)
-            it.setCheckState(Qt.CheckState.Checked if self._checked.get(name, True) else Qt.CheckState.Unchecked)
-            t.setItem(i, 0, it)
-            b = QTableWidgetItem()
-            b.setData(Qt.ItemDataRole.EditRole, float(self._budgets.get(name, 1.0)))
-            b.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsEditable | Qt.ItemFlag.ItemIsSelectable)
-            b.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            t.setItem(i, 1, b)
-        t.blockSignals(False)
-
-    def asset_names(self) -> list[str]:
-        return [self.assets.item(i, 0).text() for i in range(self.assets.rowCount())]
-
-    def checked_assets(self) -> list[str]:
-        return [
-            self.assets.item(i, 0).text()
-            for i in range(self.assets.rowCount())
-            if self.assets.item(i, 0).checkState() == Qt.CheckState.Checked
-        ]
-
-    def set_checked(self, names, checked: bool = True) -> None:
-        want = set(names)
-        for i in range(self.assets.rowCount()):
-            it = self.assets.item(i, 0)
-            if it.text() in want:
-                it.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
-
-    def set_all_checked(self, checked: bool) -> None:
-        self.assets.blockSignals(True)
-        for i in range(self.assets.rowCount()):
-            it = self.assets.item(i, 0)
-            it.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
-            self._checked[it.text()] = checked
-        self.assets.blockSignals(False)
-        self._inputs_changed()
-
-    def set_budget(self, name: str, value: float) -> None:
-        for i in range(self.assets.rowCount()):
-            if self.assets.item(i, 0).text() == name:
-                self.assets.item(i, 1).setData(Qt.ItemDataRole.EditRole, float(value))
-                return
-        raise KeyError(name)
-
-    def risk_budgets(self) -> list[float]:
-        """The risk budgets of the checked assets, in table order."""
-        out = []
-        for i in range(self.assets.rowCount()):
-            if self.assets.item(i, 0).checkState() == Qt.CheckState.Checked:
-                out.append(float(self.assets.item(i, 1).data(Qt.ItemDataRole.EditRole)))
-        return out
-
-    def _asset_item_changed(self, item: QTableWidgetItem) -> None:
-        name = self.assets.item(item.row(), 0).text()
-        if item.column() == 0:
-            self._checked[name] = item.checkState() == Qt.CheckState.Checked
-        else:
-            self._budgets[name] = float(item.data(Qt.ItemDataRole.EditRole))
-        self._inputs_changed()
-
-    def date_range(self) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
-        """The period chosen (None = open end; both None for bar numbers: every row is used). The
-        end is the last instant of the end date, so intraday bars of that day are included."""
-        df = self.data_frame()
-        if df is None or not isinstance(df.index, pd.DatetimeIndex) or len(df) == 0:
-            return None, None
-        mode = self.period.currentText()
-        if mode == PERIOD_YEARS:
-            last = df.index[-1]
-            return last - pd.DateOffset(years=self.years.value()), None
-        if mode == PERIOD_DATES:
-            end = pd.Timestamp(self.end_date.date().toPython()) + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
-            return pd.Timestamp(self.start_date.date().toPython()), end
-        return None, None
-
-    def selected_prices(self) -> pd.DataFrame:
-        """The prices the next run uses: checked assets, chosen period, rows with a missing price
-        dropped."""
-        if self.synthetic:
-            return self.synthetic_frame()[self.checked_assets()].astype(np.float64)
-        df = self.data_frame()[self.checked_assets()]
-        start, end = self.date_range()
-        if start is not None or end is not None:
-            df = df.loc[start:end]
-        return df.dropna(how="any").astype(np.float64)
-
-    def _period_changed(self, *_) -> None:
-        self._update_period_controls()
-        self._inputs_changed()
-
-    @staticmethod
-    def _selection_problem(n: int, rows: int) -> str:
-        if n < 2:
-            return f"Check at least 2 assets (a portfolio needs 2 or more); {n} checked."
-        if rows < n + 2:
-            return f"The period has {rows:,} price rows: too few for {n} assets (need at least {n + 2})."
-        return ""
 
     def _inputs_changed(self, *_) -> None:
         if not hasattr(self, "selection_label"):
@@ -795,18 +488,6 @@ class PortfolioView(AnalysisView):
             status=f"Optimising {len(names)} assets × {rows:,} rows ({METHOD_LABEL[method]})…",
         )
 
-    def _period_text(self) -> str:
-        if self.synthetic:
-            return "synthetic"
-        if not self._dated():
-            return "all rows (bar numbers)"
-        mode = self.period.currentText()
-        if mode == PERIOD_YEARS:
-            return f"last {self.years.value()} years"
-        if mode == PERIOD_DATES:
-            return f"{self.start_date.date().toString('yyyy-MM-dd')} … {self.end_date.date().toString('yyyy-MM-dd')}"
-        return "all data"
-
     def _show_result(self, out: TaskOutcome) -> None:
         v = out.value
         if v["universe"] is not None:
@@ -825,273 +506,6 @@ class PortfolioView(AnalysisView):
             f"{METHOD_LABEL.get(r.method, r.method)}{via(out)} in {out.seconds * 1e3:.1f} ms{note(out)}: "
             f"return {pct(r.expected_return)}, volatility {pct(r.volatility)}, Sharpe {r.sharpe:.3f}."
         )
-
-    # ---- drawing (GUI thread; at most a few hundred items) ----
-    def _draw(self) -> None:
-        r = self.result
-        names = list(r.asset_names)
-        n = len(names)
-        x = np.arange(n, dtype=np.float64)
-        w = np.asarray(r.weights, dtype=np.float64)
-        rc = np.asarray(r.risk_contributions, dtype=np.float64)
-
-        wp = self.weights_plot.getPlotItem()
-        wp.clear()
-        self.weights_axis.set_names(names)
-        brushes = [pg.mkBrush(*(POSITIVE if v >= 0 else NEGATIVE)) for v in w]
-        self.weights_bars = pg.BarGraphItem(x=x, height=w, width=0.7, brushes=brushes, pen=pg.mkPen(None))
-        wp.addItem(self.weights_bars)
-        wp.addLine(y=0, pen=pg.mkPen(120, 120, 120))
-
-        rp = self.risk_plot.getPlotItem()
-        rp.clear()
-        self.risk_axis.set_names(names)
-        rbrushes = [pg.mkBrush(*(RISK if v >= 0 else NEGATIVE)) for v in rc]
-        self.risk_bars = pg.BarGraphItem(x=x, height=rc, width=0.7, brushes=rbrushes, pen=pg.mkPen(None))
-        rp.addItem(self.risk_bars)
-        rp.addLine(y=0, pen=pg.mkPen(120, 120, 120))
-        self.budget_marks = None
-        if r.method == "risk_parity":
-            b = np.asarray(self.run_inputs["parameters"].get("risk_budgets") or np.ones(n), dtype=np.float64)
-            self.budget_marks = pg.ScatterPlotItem(
-                x,
-                b / b.sum(),
-                symbol="_",
-                size=max(8, min(40, 600 // max(n, 1))),
-                pen=pg.mkPen(30, 30, 30, width=2),
-                brush=None,
-            )
-            rp.addItem(self.budget_marks)
-            rp.setTitle("Risk contributions and risk budgets (black marks)")
-        else:
-            rp.setTitle("Risk contributions (share of portfolio variance)")
-        for p in (wp, rp):
-            p.setXRange(-0.6, n - 0.4, padding=0)
-            p.enableAutoRange(axis="y")
-        self._draw_frontier()
-
-    def _draw_frontier(self) -> None:
-        r = self.result
-        fp = self.frontier_plot.getPlotItem()
-        fp.clear()
-        names = list(r.asset_names)
-        mean, vol = self.asset_returns, self.asset_volatilities
-        fv = np.asarray(r.frontier_volatilities, dtype=np.float64)
-        fr = np.asarray(r.frontier_returns, dtype=np.float64)
-        self.frontier_curve = None
-        if len(fv):
-            self.frontier_curve = fp.plot(fv, fr, pen=pen("mean", 2))
-        self.asset_points = pg.ScatterPlotItem(
-            vol,
-            mean,
-            data=names,
-            symbol="o",
-            size=7,
-            brush=pg.mkBrush(110, 110, 110, 200),
-            pen=pg.mkPen(60, 60, 60),
-            hoverable=True,
-            hoverSize=10,
-            tip=lambda x, y, data: f"{data}\nvolatility {x * 100:.2f} %\nexpected return {y * 100:.2f} %",
-        )
-        fp.addItem(self.asset_points)
-        self._labels = []
-        if len(names) <= MAX_ASSET_LABELS:
-            for name, xv, yv in zip(names, vol, mean):
-                t = pg.TextItem(name, color=(70, 70, 70), anchor=LABEL_ANCHORS[0])
-                t.setFont(self._label_font)
-                t.textItem.document().setDocumentMargin(1)  # the box is the text (placement below uses it)
-                t.setPos(float(xv), float(yv))
-                fp.addItem(t)
-                self._labels.append((t, float(xv), float(yv), name))
-        self.cml_curve = None
-        rf = self.run_inputs["parameters"]["risk_free_rate"]
-        if r.method == "max_sharpe" and math.isfinite(r.sharpe):
-            # up to the highest return on the plot, so the line does not stretch the y axis
-            y_top = float(max(np.max(mean), np.max(fr) if len(fr) else -np.inf, r.expected_return))
-            x_end = (y_top - rf) / r.sharpe if r.sharpe > 0 else r.volatility
-            self.cml_curve = fp.plot(
-                [0.0, x_end],
-                [rf, rf + r.sharpe * x_end],
-                pen=pen("exit", 1.2, Qt.PenStyle.DashLine),
-            )
-        label = SHORT_LABEL.get(r.method, r.method)
-        self.portfolio_point = pg.ScatterPlotItem(
-            [r.volatility],
-            [r.expected_return],
-            symbol="star",
-            size=18,
-            brush=pg.mkBrush(*PORTFOLIO),
-            pen=pg.mkPen(90, 0, 0),
-            hoverable=True,
-            tip=lambda x, y, data: f"{label} portfolio\nvolatility {x * 100:.2f} %\nexpected return {y * 100:.2f} %",
-        )
-        fp.addItem(self.portfolio_point)
-        keys = []
-        if self.frontier_curve is not None:
-            keys.append((POSITIVE, "━━", f"efficient frontier ({len(fv)} points)"))
-        keys.append(((110, 110, 110), "●", "single assets"))
-        if self.cml_curve is not None:
-            keys.append(((120, 120, 120), "- - -", f"capital market line (rf {pct(rf)})"))
-        keys.append((PORTFOLIO, "★", f"{label} portfolio (Sharpe {r.sharpe:.2f})"))
-        self.frontier_legend.setText(
-            " &nbsp; ".join(
-                f"<span style='color:rgb{c}'>{sym.replace(' ', '&nbsp;')}</span>&nbsp;{text.replace(' ', '&nbsp;')}"
-                for c, sym, text in keys
-            )
-        )
-        # the whole picture, with room on the right for the labels of the riskiest assets
-        xs = [vol, fv, [r.volatility]] + ([[0.0]] if self.cml_curve is not None else [])
-        ys = [mean, fr, [r.expected_return]] + ([[rf]] if self.cml_curve is not None else [])
-        x_lo, x_hi = min(float(np.min(a)) for a in xs if len(a)), max(float(np.max(a)) for a in xs if len(a))
-        y_lo, y_hi = min(float(np.min(a)) for a in ys if len(a)), max(float(np.max(a)) for a in ys if len(a))
-        dx, dy = max(x_hi - x_lo, 1e-9), max(y_hi - y_lo, 1e-9)
-        fp.setXRange(x_lo - 0.03 * dx, x_hi + (0.12 if self._labels else 0.04) * dx, padding=0)
-        fp.setYRange(y_lo - 0.05 * dy, y_hi + 0.06 * dy, padding=0)
-        self._place_labels()
-
-    def _place_labels(self, *_) -> None:
-        """Put each asset label right, left, above or below its point, wherever it overlaps no
-        other label or point at the current zoom; hide it if nowhere fits (the tooltip remains)."""
-        labels = getattr(self, "_labels", None)
-        if not labels:
-            return
-        vb = self.frontier_plot.getPlotItem().vb
-        (x0, x1), (y0, y1) = vb.viewRange()
-        w, h = vb.width(), vb.height()
-        if w <= 0 or h <= 0 or x1 <= x0 or y1 <= y0:
-            return
-        sx, sy = w / (x1 - x0), h / (y1 - y0)
-        pts = [((px - x0) * sx, (y1 - py) * sy) for _, px, py, _ in labels]
-        taken = [(X - 4, Y - 4, X + 4, Y + 4) for X, Y in pts]  # the markers themselves
-        if self.portfolio_point is not None:
-            r = self.result
-            X, Y = (r.volatility - x0) * sx, (y1 - r.expected_return) * sy
-            taken.append((X - 9, Y - 9, X + 9, Y + 9))
-
-        n_markers = len(taken)
-
-        def free(rect, own, labels_only=False):
-            a0, b0, a1, b1 = rect
-            if a0 < 0 or b0 < 0 or a1 > w or b1 > h:
-                return False  # a label outside the plot area would be clipped
-            return all(
-                k == own or a1 <= c0 or a0 >= c1 or b1 <= d0 or b0 >= d1
-                for k, (c0, d0, c1, d1) in enumerate(taken)
-                if not (labels_only and k < n_markers)
-            )
-
-        # the largest holdings of the shown portfolio are placed first and never vanish: next to
-        # their point (sides, then diagonals), over other markers if nowhere else; then the other
-        # assets top to bottom, hidden when no side is free (their tooltip remains)
-        weights = {}
-        if self.result is not None:
-            weights = {str(n): abs(float(wt)) for n, wt in zip(self.result.asset_names, self.result.weights)}
-        top = {n for n, wt in sorted(weights.items(), key=lambda kv: -kv[1])[:5] if wt > 1e-6}
-        order = sorted(range(len(labels)), key=lambda i: (labels[i][3] not in top, -weights.get(labels[i][3], 0.0), pts[i][1]))
-        self.hidden_labels = []
-        for leader in getattr(self, "_leaders", []):
-            self.frontier_plot.getPlotItem().removeItem(leader)
-        self._leaders = []
-        for i in order:
-            item, _, _, text = labels[i]
-            X, Y = pts[i]
-            br = item.textItem.boundingRect()  # the label's real box on screen, in pixels
-            tw, th = br.width(), br.height()
-            tries = [(LABEL_ANCHORS, False, 0.0)]
-            if text in top:
-                # no free side: a diagonal, then further out (1 to 4 label heights) with a leader
-                # line to the point, and only then over other assets' markers (never other labels)
-                far = [(DIAGONAL_ANCHORS + LABEL_ANCHORS[2:], k * th) for k in (1, 2, 3, 4)]
-                tries += [(DIAGONAL_ANCHORS, False, 0.0)] + [(a, False, d) for a, d in far]
-                tries += [(LABEL_ANCHORS + DIAGONAL_ANCHORS, True, 0.0)] + [(a, True, d) for a, d in far]
-            placed = False
-            for anchors, labels_only, dist in tries:
-                for ax, ay in anchors:
-                    # TextItem anchor (ax, ay) puts that fraction of the text box on the point
-                    dx = dist * (1 if ax < 0.5 else -1 if ax > 0.5 else 0)
-                    dy = dist * (1 if ay < 0.5 else -1 if ay > 0.5 else 0)
-                    rect = (X + dx - ax * tw, Y + dy - ay * th, X + dx - ax * tw + tw, Y + dy - ay * th + th)
-                    if free(rect, i, labels_only):
-                        item.setAnchor((ax - dx / tw, ay - dy / th))
-                        item.setVisible(True)
-                        taken.append(rect)
-                        placed = True
-                        if dist:
-                            cx, cy = X + dx, Y + dy  # the label's corner nearest its point
-                            leader = pg.PlotCurveItem(
-                                [x0 + X / sx, x0 + cx / sx],
-                                [y1 - Y / sy, y1 - cy / sy],
-                                pen=pg.mkPen(120, 120, 120, 200, width=1),
-                            )
-                            self.frontier_plot.getPlotItem().addItem(leader)
-                            self._leaders.append(leader)
-                        break
-                if placed:
-                    break
-            if not placed:
-                item.setVisible(False)
-                self.hidden_labels.append(text)
-
-    def _fill_tables(self) -> None:
-        r, inp = self.result, self.run_inputs
-        names = list(r.asset_names)
-        rp = r.method == "risk_parity"
-        budgets = None
-        if rp:
-            b = np.asarray(inp["parameters"].get("risk_budgets") or np.ones(len(names)), dtype=np.float64)
-            budgets = b / b.sum()
-        t = self.results
-        t.setSortingEnabled(False)
-        t.setRowCount(len(names))
-        for i, name in enumerate(names):
-            t.setItem(i, 0, QTableWidgetItem(name))
-            t.setItem(i, 1, _NumberItem(float(r.weights[i]), pct(float(r.weights[i]))))
-            t.setItem(i, 2, _NumberItem(float(r.risk_contributions[i]), pct(float(r.risk_contributions[i]))))
-            if budgets is not None:
-                t.setItem(i, 3, _NumberItem(float(budgets[i]), pct(float(budgets[i]))))
-            else:
-                t.setItem(i, 3, QTableWidgetItem(""))
-        t.setColumnHidden(3, not rp)
-        t.setSortingEnabled(True)  # re-sorts by the header's sort column (weight, descending, at first)
-
-        p = inp["parameters"]
-        period = f"{inp['start']} … {inp['end']}" if inp["synthetic"] is None else f"synthetic, seed {inp['synthetic']['seed']}"
-        held = int(np.sum(np.abs(r.weights) > 1e-9))
-        rows = [
-            ("method", METHOD_LABEL.get(r.method, r.method)),
-            ("expected return", pct(r.expected_return)),
-            ("volatility", pct(r.volatility)),
-            ("Sharpe ratio", f"{r.sharpe:.4f}" if math.isfinite(r.sharpe) else fmt(r.sharpe)),
-            ("risk-free rate", pct(p["risk_free_rate"])),
-            ("status", r.status),
-            ("iterations", int(r.iterations)),
-            ("assets held / given", f"{held} / {len(names)}"),
-            ("data", period),
-            ("price rows", int(inp["rows"])),
-            ("returns / covariance", f"{p['returns']} / {p['covariance'].replace('_', '-')}"),
-            ("backend", self.outcome.backend_name),
-            ("time", f"{self.outcome.seconds * 1e3:.1f} ms"),
-        ]
-        if not rp:
-            rows.insert(5, ("weight bounds", f"{pct(p['min_weight'], 1)} … {pct(p['max_weight'], 1)}"))
-        self.stats.set_rows(rows)
-
-    # ---- hover readout on the bar charts ----
-    def readout(self, i: int) -> str:
-        r = self.result
-        if r is None or not 0 <= i < len(r.weights):
-            return " "
-        parts = [
-            f"<b>{r.asset_names[i]}</b>",
-            f"weight {pct(float(r.weights[i]))}",
-            f"risk contribution {pct(float(r.risk_contributions[i]))}",
-        ]
-        if self.asset_returns is not None:
-            parts += [
-                f"alone: return {pct(float(self.asset_returns[i]))}",
-                f"volatility {pct(float(self.asset_volatilities[i]))}",
-            ]
-        return "   ".join(parts)
 
     def result_parameters(self) -> dict:
         """Method and backend parameters of the shown result: optimize_portfolio(prices,

@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -50,63 +49,28 @@ from hft_lab.analysis.sparse import (
     lambda_path,
     round_sig,
 )
-from hft_lab.data import load_sample_prices
 from hft_lab.data.export import SessionItem, describe_prices
-from hft_lab.data.synthetic import synthetic_index
-from hft_lab.ui.plots import LabPlot, LogAxis, make_plot, pen
+from hft_lab.ui.plots import LogAxis, make_plot
 from hft_lab.ui.views.base import AnalysisView, Param, note, via
-from hft_lab.ui.views.portfolio import NamesAxis
+from hft_lab.ui.views.portfolio_plots import NamesAxis
+from hft_lab.ui.views.sparse_data import PERIOD_ALL, PERIOD_YEARS, SAMPLE, SYNTHETIC, SparseData
+from hft_lab.ui.views.sparse_plots import (
+    METHOD_HELP,
+    METHOD_LABEL,
+    METHOD_SHORT,
+    METHODS,
+    REGRESSION,
+    SLIDER_DECADES,
+    SLIDER_STEPS_PER_DECADE,
+    LogSpinBox,
+    SparsePlots,
+    _pg_plot,
+    verdict_color,
+)
 from hft_lab.ui.widgets import StatsTable, fmt
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
 log = logging.getLogger("hft_lab.ui.sparse")
-
-METHODS = [
-    (
-        "Lasso",
-        "lasso",
-        "L1-penalised regression of the target's price on the other assets (scikit-learn's Lasso). "
-        "Basket = +1 target − β·hedges; a larger λ keeps fewer hedges.",
-    ),
-    (
-        "Elastic net",
-        "elastic_net",
-        "L1 + L2 penalised regression (α = share of L1): like the lasso, but correlated hedges are "
-        "shared instead of one being dropped.",
-    ),
-    (
-        "Box-Tiao",
-        "box_tiao",
-        "The least predictable combination of all assets under a VAR(1) model (Box-Tiao canonical "
-        "decomposition): the fastest mean reversion, but not sparse.",
-    ),
-    (
-        "Greedy (d'Aspremont)",
-        "greedy",
-        "d'Aspremont's greedy search: adds one asset at a time to find the least predictable basket of exactly k assets.",
-    ),
-]
-METHOD_LABEL = {m: label for label, m, _ in METHODS}
-METHOD_HELP = {m: text for _, m, text in METHODS}
-METHOD_SHORT = {"lasso": "lasso", "elastic_net": "elastic net", "box_tiao": "Box-Tiao", "greedy": "greedy"}
-REGRESSION = ("lasso", "elastic_net")
-
-AUTO = "Auto (try each)"
-SAMPLE = "S&P 500 sample (20 stocks, 1990–2022)"
-SYNTHETIC = "Synthetic cointegrated basket"
-PERIOD_ALL, PERIOD_YEARS = "All rows", "Last N years"
-
-TARGET_COLOR = (70, 70, 70)
-LONG_COLOR = (31, 119, 180)
-SHORT_COLOR = (214, 39, 40)
-GOOD, WEAK, BAD = "#2e7d32", "#b58900", "#c62828"
-
-SLIDER_STEPS_PER_DECADE = 24
-SLIDER_DECADES = (-4, 8)  # λ from 1e-4 to 1e8 on the slider (the spin box goes further)
-
-
-def active_label(name: str) -> str:
-    return f"Active dataset ({name})"
 
 
 __all__ = [
@@ -123,92 +87,13 @@ __all__ = [
 ]
 
 
-def verdict_color(verdict: str) -> str:
-    if verdict.startswith("cointegrated"):
-        return GOOD
-    return WEAK if verdict.startswith("weak") else BAD
-
-
 # ---------------------------------------------------------------- widgets
-
-
-class LogSpinBox(QDoubleSpinBox):
-    """A spin box for numbers spanning decades (λ, tolerances): shows 6 significant digits (1e-06,
-    4437.9), accepts typed numbers like 2.5e-3, and the arrows step on a 1-2-5 (or 1-10) grid."""
-
-    def __init__(self, minimum: float, maximum: float, smallest: float, mantissas=(1.0, 2.0, 5.0), parent=None):
-        super().__init__(parent)
-        self.setDecimals(15)
-        self.setRange(minimum, maximum)
-        self.smallest = smallest  # the first step up from 0
-        self.mantissas = tuple(mantissas)
-        self.setKeyboardTracking(False)
-
-    def textFromValue(self, v: float) -> str:
-        return "0" if v == 0 else f"{v:.6g}"
-
-    def valueFromText(self, text: str) -> float:
-        try:
-            return float(text.strip().replace(",", ""))
-        except ValueError:
-            return self.value()
-
-    def validate(self, text: str, pos: int):
-        t = text.strip().replace(",", "")
-        try:
-            v = float(t)
-        except ValueError:
-            ok = t == "" or t.lower().endswith(("e", "e-", "e+", ".", "-"))
-            return (QValidator.State.Intermediate if ok else QValidator.State.Invalid), text, pos
-        ok = self.minimum() <= v <= self.maximum() and math.isfinite(v)
-        return (QValidator.State.Acceptable if ok else QValidator.State.Intermediate), text, pos
-
-    def _grid(self, i: int) -> float:
-        m = len(self.mantissas)
-        return self.mantissas[i % m] * 10.0 ** (i // m)
-
-    def _floor_index(self, v: float) -> int:
-        m = len(self.mantissas)
-        i = (int(math.floor(math.log10(v))) - 1) * m
-        while self._grid(i + 1) <= v * (1 + 1e-9):
-            i += 1
-        return i
-
-    def stepBy(self, steps: int) -> None:
-        v = self.value()
-        if v <= 0:
-            if steps > 0:
-                self.setValue(max(self.smallest, self.minimum()))
-            return
-        i = self._floor_index(v)
-        on_grid = abs(self._grid(i) - v) <= 1e-9 * v
-        j = i + steps if (on_grid or steps > 0) else i + steps + 1
-        new = self._grid(j)
-        if new < self.smallest * (1 - 1e-9):
-            new = self.minimum() if self.minimum() < self.smallest else self.smallest
-        self.setValue(min(max(new, self.minimum()), self.maximum()))
-
-
-def _pg_plot(title: str, left: str, bottom: str = "", axis=None, log_y: bool = False) -> LabPlot:
-    axes = {}
-    if axis is not None:
-        axes["bottom"] = axis
-    if log_y:
-        axes["left"] = LogAxis("left")
-    w = LabPlot(title, axisItems=axes or None, legend=False)
-    p = w.getPlotItem()
-    p.showGrid(x=not isinstance(axis, NamesAxis), y=True, alpha=0.2)
-    p.setLabel("left", left)
-    if bottom:
-        p.setLabel("bottom", bottom)
-    p.layout.setContentsMargins(0, 0, 14, 0)
-    return w
 
 
 # ---------------------------------------------------------------- the view
 
 
-class SparseView(AnalysisView):
+class SparseView(SparseData, SparsePlots, AnalysisView):
     # result_shown: the TaskOutcome of a basket run, after drawing (GUI thread)
     send_spread = Signal(str, object)  # (name, spread_payload()): the user wants to trade the basket
     path_shown = Signal(object)  # the TaskOutcome of a λ path, after drawing
@@ -219,9 +104,6 @@ class SparseView(AnalysisView):
 
     def __init__(self, runner: TaskRunner, store=None, parent=None):
         super().__init__(runner, store, parent)
-        self._store_dataset = store.dataset if store is not None else None
-        self._active: pd.DataFrame | None = None  # store.selected_prices(), until the store changes
-        self._sample: pd.DataFrame | None = None
         self.outcome: TaskOutcome | None = None
         self.run_frame: pd.DataFrame | None = None  # the prices the shown basket was computed on
         self.run_params: dict = {}
@@ -239,8 +121,6 @@ class SparseView(AnalysisView):
         self.path_half_life_item: pg.PlotDataItem | None = None
         self._hl_index = np.empty(0, dtype=np.int64)
         self._build()
-        if store is not None:
-            store.changed.connect(self._on_store_changed)
         self._method_changed()
         self.reload()
 
@@ -248,18 +128,7 @@ class SparseView(AnalysisView):
     def _build(self) -> None:
         data = QGroupBox("Data")
         df = QFormLayout(data)
-        self.source = QComboBox()
-        self.source.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.source.setMinimumContentsLength(16)
-        if self.store is not None:
-            self.source.addItem(active_label(self.store.dataset.name), "active")
-        else:
-            try:
-                self._sample = load_sample_prices().prices
-                self.source.addItem(SAMPLE, "sample")
-            except OSError as e:  # broken install: the synthetic basket still works
-                log.warning("sample data unavailable: %s", e)
-        self.source.addItem(SYNTHETIC, "synthetic")
+        self.make_source(SAMPLE, SYNTHETIC)
         self.period = QComboBox()
         self.period.addItems([PERIOD_ALL, PERIOD_YEARS])
         self.period.setCurrentText(PERIOD_YEARS)
@@ -448,14 +317,7 @@ class SparseView(AnalysisView):
         self.result_tabs = QTabWidget()
         self.result_tabs.addTab(basket, "Basket")
         self.result_tabs.addTab(path_w, "λ path")
-        right = QVBoxLayout()
-        right.setContentsMargins(0, 0, 0, 0)
-        right.addWidget(self.summary)
-        right.addWidget(self.result_tabs, 1)
-        right.addWidget(self.hover_line())
-        right_w = QWidget()
-        right_w.setLayout(right)
-        self.set_main(right_w)
+        self.set_main(self.result_tabs, above=(self.summary,), margins=(0, 0, 0, 0))
 
         self.source.currentIndexChanged.connect(self._data_changed)
         self.period.currentIndexChanged.connect(self._data_changed)
@@ -473,56 +335,6 @@ class SparseView(AnalysisView):
         for plot in (self.nonzero_plot, self.half_life_plot):
             self.track_hover(plot, self._path_readout)
 
-    # ---- data ----
-    @property
-    def synthetic(self) -> bool:
-        return self.source.currentData() == "synthetic"
-
-    @property
-    def uses_store(self) -> bool:
-        return self.source.currentData() == "active"
-
-    def _full_frame(self) -> pd.DataFrame | None:
-        """All prices of the chosen non-synthetic source (the store's selection, or the sample)."""
-        if self.uses_store:
-            if self._active is None:
-                self._active = self.store.selected_prices()
-            return self._active
-        if self.source.currentData() == "sample":
-            return self._sample
-        return None
-
-    def _source_index(self) -> pd.Index:
-        if self.synthetic:
-            return synthetic_index(self.syn_n.value())
-        return self._full_frame().index
-
-    def _dated(self) -> bool:
-        return isinstance(self._source_index(), pd.DatetimeIndex)
-
-    def period_years(self) -> int | None:
-        """Years to keep (None: every row; bar-numbered data always uses every row)."""
-        if self.period.currentText() == PERIOD_YEARS and self._dated():
-            return self.years.value()
-        return None
-
-    def asset_names(self) -> list[str]:
-        if self.synthetic:
-            return [f"C{i + 1}" for i in range(self.syn_assets.value())]
-        return [str(c) for c in self._full_frame().columns]
-
-    def selected_prices(self) -> pd.DataFrame:
-        """The prices the next run uses (synthetic data is generated here, synchronously: the run
-        itself generates it on the worker thread)."""
-        if self.synthetic:
-            return SyntheticPrices(self.syn_n.value(), self.syn_assets.value(), self.syn_seed.value(), self.period_years())()
-        return cut_period(self._full_frame(), self.period_years())
-
-    def _prices_for_run(self):
-        if self.synthetic:
-            return SyntheticPrices(self.syn_n.value(), self.syn_assets.value(), self.syn_seed.value(), self.period_years())
-        return self.selected_prices()
-
     def reload(self) -> None:
         """Show the chosen source's controls, assets and row count (nothing is computed)."""
         syn = self.synthetic
@@ -536,47 +348,6 @@ class SparseView(AnalysisView):
         self._fill_targets(names)
         self.data_label.setText(self._data_text(names))
 
-    def _data_text(self, names: list[str]) -> str:
-        years = self.period_years()
-        if self.synthetic:
-            idx = synthetic_index(self.syn_n.value())
-            if years and isinstance(idx, pd.DatetimeIndex):
-                idx = idx[idx >= idx[-1] - pd.DateOffset(years=years)]
-            dropped = 0
-            rows = len(idx)
-        else:
-            full = self._full_frame()
-            cut = full
-            if years and isinstance(full.index, pd.DatetimeIndex):
-                cut = full.loc[full.index[-1] - pd.DateOffset(years=years) :]
-            rows = int(cut.notna().all(axis=1).sum())
-            dropped = len(cut) - rows
-            idx = cut.index
-        if len(idx) == 0:
-            return f"{len(names)} assets, no rows in this period."
-        if isinstance(idx, pd.DatetimeIndex):
-            span = f"{idx[0]:%Y-%m-%d} … {idx[-1]:%Y-%m-%d}"
-        else:
-            span = f"bars {idx[0]:,} … {idx[-1]:,}"
-        text = f"{len(names)} assets × {rows:,} rows ({span})"
-        if dropped:
-            text += f"; {dropped:,} rows with a missing price are left out"
-        if self.uses_store:
-            text = f"{self.store.describe()}<br>{text}"
-        return text
-
-    def _fill_targets(self, names: list[str]) -> None:
-        current = self.target.currentText()
-        self.target.blockSignals(True)
-        self.target.clear()
-        self.target.addItem(AUTO, None)
-        for n in names:
-            self.target.addItem(n, n)
-        i = self.target.findText(current)
-        self.target.setCurrentIndex(max(i, 0))
-        self.target.blockSignals(False)
-        self.update_buttons()
-
     def _data_changed(self, *_) -> None:
         """The user chose other data: the shown basket and path belong to the old data."""
         if self.running:
@@ -586,28 +357,11 @@ class SparseView(AnalysisView):
         self.reload()
         self.set_status("Data changed: previous result cleared. Press Run." if had else "Data changed. Press Run.")
 
-    def _on_store_changed(self) -> None:
-        """The active dataset or its selection changed: refresh, clear the result that belonged to
-        the old data (and say so); never recompute by itself."""
-        replaced = self.store.dataset is not self._store_dataset
-        self._store_dataset = self.store.dataset
-        self._active = None
-        i = self.source.findData("active")
-        if i >= 0:
-            self.source.setItemText(i, active_label(self.store.dataset.name))
-        if not self.uses_store:
-            return
-        gone = []
-        if self.running:
-            self.abandon()
-            gone.append("the running computation was cancelled")
-        if self.result is not None or self.path is not None:
-            gone.append("the previous result was cleared (it belongs to the old data)")
+    def has_shown_result(self) -> bool:
+        return self.result is not None or self.path is not None
+
+    def clear_for_new_data(self, replaced: bool) -> None:
         self.clear_results()
-        self.reload()
-        what = "Active dataset replaced" if replaced else "Active dataset selection changed"
-        tail = f"; {' and '.join(gone)}" if gone else ""
-        self.set_status(f"{what}: {self.store.describe()}{tail}. Press Run.")
 
     def clear_results(self) -> None:
         self.result = self.outcome = self.run_frame = None
@@ -772,127 +526,6 @@ class SparseView(AnalysisView):
         if not self._pending.get("from_path"):
             self.result_tabs.setCurrentIndex(0)  # a run started on the path tab keeps the path in view
 
-    def verdict_tries(self) -> tuple[int, bool]:
-        """(number of fits the shown basket is the best of, whether the combination was searched)."""
-        r, p = self.result, self.run_params or {}
-        if r.method in REGRESSION:
-            return (len(r.weights) if p.get("target") is None else 1), False
-        return 1, True
-
-    def verdict(self) -> str:
-        r = self.result
-        tries, search = self.verdict_tries()
-        return adf_verdict(r.adf_statistic, r.adf_critical_values, tries=tries, search=search)
-
-    @staticmethod
-    def _half_life_text(h: float) -> str:
-        return "∞ (does not mean-revert)" if math.isinf(h) else f"{fmt(h, 4)} bars"
-
-    # ---- drawing (GUI thread: one bar per selected asset, one curve of T points) ----
-    def _draw(self) -> None:
-        r = self.result
-        w = np.asarray(r.weights, dtype=np.float64)
-        sel = np.flatnonzero(w)
-        names = [r.asset_names[i] for i in sel]
-        x = np.arange(len(sel), dtype=np.float64)
-        h = w[sel]
-        brushes = [
-            pg.mkBrush(*(TARGET_COLOR if i == r.target_index else LONG_COLOR if v > 0 else SHORT_COLOR)) for i, v in zip(sel, h)
-        ]
-        wp = self.weights_plot.getPlotItem()
-        wp.clear()
-        self.weights_axis.set_names(names)
-        self.weights_bars = pg.BarGraphItem(x=x, height=h, width=0.6, brushes=brushes, pen=pg.mkPen(None))
-        wp.addItem(self.weights_bars)
-        wp.addLine(y=0, pen=pg.mkPen(120, 120, 120))
-        wp.setXRange(-0.6, max(len(sel), 1) - 0.4, padding=0)
-        wp.enableAutoRange(axis="y")
-        if r.target_index >= 0:
-            wp.setTitle(f"Weights ({r.asset_names[r.target_index]} = 1, hedges −β)")
-        else:
-            wp.setTitle("Weights (unit length)")
-
-        s = np.asarray(r.spread, dtype=np.float64)
-        idx = self.run_frame.index
-        dated = isinstance(idx, pd.DatetimeIndex)
-        sp = self.spread_plot.getPlotItem()
-        sp.clear()
-        if dated != self._spread_dated:
-            self.date_axis = pg.DateAxisItem(orientation="bottom", utcOffset=0) if dated else pg.AxisItem("bottom")
-            sp.setAxisItems({"bottom": self.date_axis})
-            self._spread_dated = dated
-        sp.setLabel("bottom", "" if dated else "bar")
-        # seconds since 1970 for the date axis, whatever the index's unit (pandas 2 may use µs)
-        xs = idx.to_numpy().astype("datetime64[ns]").astype(np.int64) / 1e9 if dated else np.asarray(idx, dtype=np.float64)
-        self._spread_x = np.asarray(xs, dtype=np.float64)
-        mean, sd = float(np.mean(s)), float(np.std(s))
-        self.spread_levels = (mean, mean - 2 * sd, mean + 2 * sd)
-        # no legend box (it would hide part of the spread): the title names the lines
-        self.spread_curve = sp.plot(self._spread_x, s, pen=pen("price"), skipFiniteCheck=True)
-        sp.addItem(pg.InfiniteLine(pos=mean, angle=0, pen=pen("mean", 1.5), label=None))
-        for level in self.spread_levels[1:]:
-            sp.addItem(pg.InfiniteLine(pos=level, angle=0, pen=pen("threshold", 1, Qt.PenStyle.DashLine)))
-        sp.setTitle(
-            f"Spread (basket value) with <span style='color:#1f77b4'>its mean {fmt(mean, 4)}</span> and "
-            f"<span style='color:#d62728'>±2σ (σ = {fmt(sd, 4)})</span>"
-        )
-        sp.autoRange()
-        self.summary.setText(self._summary_html())
-
-    def _summary_html(self) -> str:
-        r = self.result
-        verdict = self.verdict()
-        cv = r.adf_critical_values
-        return (
-            f"<b>{r.nonzero}-asset basket</b> ({METHOD_SHORT.get(r.method, r.method)}): "
-            f"{basket_formula(r.asset_names, r.weights, r.target_index)} "
-            f"&nbsp;·&nbsp; half-life {self._half_life_text(r.half_life)}"
-            f" &nbsp;·&nbsp; ADF {fmt(r.adf_statistic, 4)} vs {fmt(float(cv[1]), 4)} (5%): "
-            f"<b><span style='color:{verdict_color(verdict)}'>{verdict}</span></b>"
-        )
-
-    def _fill_stats(self) -> None:
-        r, out, p = self.result, self.outcome, self.run_params
-        n = len(r.weights)
-        rows: list[tuple[str, object]] = [("method", METHOD_LABEL.get(r.method, r.method))]
-        if r.method in REGRESSION:
-            chosen = "" if p.get("target") is not None else " (auto)"
-            rows.append(("target", f"{r.asset_names[r.target_index]}{chosen}"))
-            rows.append(("λ", float(p["lambda_param"])))
-            if r.method == "elastic_net":
-                rows.append(("α (L1 ratio)", float(p["alpha"])))
-        elif r.method == "greedy":
-            rows.append(("k", int(p["k"])))
-        rows.append(("assets in basket", f"{r.nonzero} of {n}"))
-        rows.append(("half-life (bars)", float(r.half_life)))
-        rows.append(("ADF statistic", float(r.adf_statistic)))
-        rows.append(("ADF verdict", self.verdict()))
-        tries, search = self.verdict_tries()
-        if tries > 1:
-            rows.append(("targets tried", tries))
-        for level, cv in zip(("1%", "5%", "10%"), r.adf_critical_values):
-            rows.append((f"  critical value {level}", float(cv)))
-        w = np.asarray(r.weights)
-        sel = sorted((int(i) for i in np.flatnonzero(w)), key=lambda i: (i != r.target_index, -abs(w[i])))
-        limit = 40
-        for i in sel[:limit]:
-            rows.append((f"weight {r.asset_names[i]}", float(w[i])))
-        if len(sel) > limit:
-            rows.append(("weight …", f"{len(sel) - limit} more (see the CSV export)"))
-        if r.method in REGRESSION:
-            rows.append(("intercept (spread mean)", float(r.intercept)))
-        rows.append(("objective", float(r.objective)))
-        rows.append(("iterations", int(r.iterations)))
-        rows.append(("observations", int(len(r.spread))))
-        rows.append(("period", self.run_inputs.get("period", "")))
-        rows.append(("backend", out.backend_name + (f" ({out.note})" if out.note else "")))
-        rows.append(("time", f"{out.seconds * 1e3:.1f} ms"))
-        self.stats.set_rows(rows)
-        self.stats.setToolTip(
-            "ADF: Engle-Granger critical values (MacKinnon) for the number of assets in the basket. The weights "
-            "were fitted on these same prices, so the test is in-sample: check the basket on later data."
-        )
-
     # ---- λ path ----
     def _path_finished(self, out: TaskOutcome) -> None:
         self.path_outcome = out
@@ -905,33 +538,6 @@ class SparseView(AnalysisView):
             f"{int(lp.nonzero.min())}–{int(lp.nonzero.max())} assets. Click a point to use its λ."
         )
         self.result_tabs.setCurrentIndex(1)
-
-    def _draw_path(self) -> None:
-        lp, pp = self.path, self.path_params
-        lam = np.asarray(lp.lambdas, dtype=np.float64)
-        nz = np.asarray(lp.nonzero, dtype=np.float64)
-        hl = np.asarray(lp.half_life, dtype=np.float64)
-        for p in (self.nonzero_plot, self.half_life_plot):
-            for item in list(p.getPlotItem().listDataItems()):
-                p.getPlotItem().removeItem(item)
-        sym = dict(symbol="o", symbolSize=8, symbolPen=pg.mkPen(31, 119, 180), symbolBrush=pg.mkBrush(255, 255, 255))
-        self.path_nonzero_item = self.nonzero_plot.plot(lam, nz, pen=pen("mean", 1.5), **sym)
-        self.path_nonzero_item.sigPointsClicked.connect(self._nonzero_clicked)
-        ok = np.isfinite(hl) & (hl > 0)
-        self._hl_index = np.flatnonzero(ok)
-        self.path_half_life_item = self.half_life_plot.plot(lam[ok], hl[ok], pen=pen("mean", 1.5), **sym)
-        self.path_half_life_item.sigPointsClicked.connect(self._half_life_clicked)
-        for p in (self.nonzero_plot, self.half_life_plot):
-            p.getPlotItem().autoRange()
-        self.nonzero_plot.getPlotItem().setYRange(0, max(nz.max(), 1) + 0.5, padding=0.05)
-        name = METHOD_LABEL[pp["method"]] + (f", α = {pp['alpha']:g}" if pp["method"] == "elastic_net" else "")
-        missing = len(lam) - len(self._hl_index)
-        gap = f" {missing} λ values give a spread that does not mean-revert (no half-life)." if missing else ""
-        self.path_info.setText(
-            f"λ path for target <b>{pp['target']}</b> ({name}), {len(lam)} values from {fmt(float(lam.max()), 4)} "
-            f"down to {fmt(float(lam.min()), 4)}. Click a point to use its λ; the dashed line is the current λ.{gap}"
-        )
-        self._lam_changed(self.lam.value())
 
     def _nonzero_clicked(self, item, points, ev=None) -> None:
         if len(points):
@@ -958,94 +564,6 @@ class SparseView(AnalysisView):
         )
         if self.run_on_click.isChecked() and not self.running:
             self.run(from_path=True)
-
-    # ---- hover ----
-    def _spread_readout(self, xv: float) -> str | None:
-        if self.result is None or self._spread_x is None:
-            return None
-        i = int(np.clip(np.searchsorted(self._spread_x, xv), 0, len(self._spread_x) - 1))
-        if i > 0 and abs(self._spread_x[i - 1] - xv) < abs(self._spread_x[i] - xv):
-            i -= 1
-        idx = self.run_frame.index
-        when = f"{idx[i]:%Y-%m-%d}" if isinstance(idx, pd.DatetimeIndex) else f"bar {idx[i]:,}"
-        s = float(self.result.spread[i])
-        mean, lo, hi = self.spread_levels
-        sd = (hi - mean) / 2
-        z = (s - mean) / sd if sd > 0 else float("nan")
-        return f"{when}   spread {fmt(s, 6)}   (spread − mean)/σ = {fmt(z, 3)}"
-
-    def _weights_readout(self, x: float) -> str | None:
-        r = self.result
-        if r is None:
-            return None
-        names = self.weights_axis.names
-        i = int(round(x))
-        if not 0 <= i < len(names):
-            return None
-        j = r.asset_names.index(names[i])
-        role = " (target)" if j == r.target_index else ""
-        return f"{names[i]}{role}   weight {fmt(float(r.weights[j]), 6)}"
-
-    def _path_readout(self, xv: float) -> str | None:
-        lp = self.path  # xv is log10(λ)
-        if lp is None:
-            return None
-        i = int(np.argmin(np.abs(np.log10(np.asarray(lp.lambdas)) - xv)))
-        return (
-            f"λ {fmt(float(lp.lambdas[i]), 6)}   assets {int(lp.nonzero[i])}   half-life "
-            f"{self._half_life_text(float(lp.half_life[i]))}   ADF {fmt(float(lp.adf_statistic[i]), 4)}"
-        )
-
-    # ---- for other tabs ----
-    def spread_series(self) -> np.ndarray | None:
-        """The spread (basket value per bar) of the shown result, for the Mean Reversion tab."""
-        return None if self.result is None else np.array(self.result.spread, dtype=np.float64)
-
-    def spread_payload(self) -> dict | None:
-        """What Mean Reversion needs to trade the basket: the spread, its dates (when the data has
-        dates) and the gross notional Σ|wᵢ|·pᵢ per bar (costs are charged on it)."""
-        s = self.spread_series()
-        if s is None:
-            return None
-        out = {"spread": s, "dates": None, "notional": None}
-        frame = self.run_frame
-        if frame is not None and len(frame) == len(s):
-            if isinstance(frame.index, pd.DatetimeIndex):
-                out["dates"] = frame.index.to_numpy()
-            names = list(self.result.asset_names)
-            if all(n in frame.columns for n in names):
-                p = frame[names].to_numpy(dtype=np.float64)
-                notional = np.abs(p) @ np.abs(np.asarray(self.result.weights, dtype=np.float64))
-                if np.all(np.isfinite(notional)):
-                    out["notional"] = notional
-        return out
-
-    def spread_name(self) -> str:
-        r = self.result
-        if r is None:
-            return ""
-        legs = " ".join(f"{w:+.3g}·{n}" for n, w in zip(r.asset_names, r.weights) if w != 0)
-        return f"{r.method} basket: {legs}"
-
-    # ---- session, export ----
-    def _period_text(self) -> str:
-        years = self.period_years()
-        if years:
-            return f"last {years} years"
-        return "all rows" if self._dated() else "all rows (bar numbers)"
-
-    def _inputs_description(self) -> dict:
-        d: dict = {"source": self.source.currentText(), "period": self._period_text()}
-        if self.uses_store:
-            d["name"] = self.store.dataset.name
-        elif not self.synthetic:
-            d["name"] = load_sample_prices().name
-        if self.synthetic:
-            d["generator"] = "hft_lab.data.synthetic_dataset('cointegrated', …)"
-            d["params"] = {"n": self.syn_n.value(), "assets": self.syn_assets.value(), "seed": self.syn_seed.value()}
-        elif self.uses_store:
-            d["dataset"] = self.store.describe()
-        return d
 
     def result_parameters(self) -> dict:
         """backend.calculate_sparse_portfolio(prices, **parameters) reproduces the shown result."""

@@ -1,10 +1,13 @@
-//! Dense linear algebra for the portfolio module: Gram matrix, blocked Cholesky, triangular
-//! inverse and solves. All matrices are row-major `Vec<f64>`; the heavy products go through
-//! nalgebra's `gemm`, which dispatches to `matrixmultiply` (runtime AVX/FMA detection).
+//! The crate's one small dense linear-algebra module (used by `portfolio` and `sparse`): dot /
+//! axpy kernels, Gram matrix, blocked Cholesky, triangular inverse and solves, congruence and
+//! the symmetric eigen-decomposition. All matrices are row-major `Vec<f64>`; the heavy products
+//! go through nalgebra's `gemm`, which dispatches to `matrixmultiply` (runtime AVX/FMA
+//! detection); the eigen-decomposition is nalgebra's `SymmetricEigen`.
 
-#![allow(clippy::neg_cmp_op_on_partial_ord)]
+#![allow(clippy::neg_cmp_op_on_partial_ord, clippy::needless_range_loop)]
 
-use nalgebra::{Dyn, MatrixView, MatrixViewMut};
+use crate::error::{CoreError, CoreResult};
+use nalgebra::{DMatrix, Dyn, MatrixView, MatrixViewMut, SymmetricEigen};
 
 type View<'a> = MatrixView<'a, f64, Dyn, Dyn, Dyn, Dyn>;
 type ViewMut<'a> = MatrixViewMut<'a, f64, Dyn, Dyn, Dyn, Dyn>;
@@ -12,27 +15,53 @@ type ViewMut<'a> = MatrixViewMut<'a, f64, Dyn, Dyn, Dyn, Dyn>;
 /// Block size of the blocked factorisations (the inner kernels are plain loops).
 const NB: usize = 48;
 
-/// Dot product with four independent accumulators (lets LLVM vectorise the reduction).
+/// Dot product with 8 independent accumulators (vectorises without fast-math).
 #[inline]
 pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
-    let mut s = [0.0f64; 4];
-    let ca = a.chunks_exact(4);
-    let cb = b.chunks_exact(4);
-    let ra = ca.remainder();
-    let rb = cb.remainder();
+    let mut s = [0.0f64; 8];
+    let ca = a.chunks_exact(8);
+    let cb = b.chunks_exact(8);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
-        s[0] += x[0] * y[0];
-        s[1] += x[1] * y[1];
-        s[2] += x[2] * y[2];
-        s[3] += x[3] * y[3];
+        for i in 0..8 {
+            s[i] += x[i] * y[i];
+        }
     }
     let mut tail = 0.0;
     for (x, y) in ra.iter().zip(rb) {
         tail += x * y;
     }
-    (s[0] + s[2]) + (s[1] + s[3]) + tail
+    ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])) + tail
+}
+
+/// 4 dot products sharing the streamed vector `b` (`a0..a3 · b`).
+#[inline]
+pub(crate) fn dot4(a: [&[f64]; 4], b: &[f64]) -> [f64; 4] {
+    let n = b.len();
+    let mut s = [[0.0f64; 4]; 4];
+    let full = n / 4 * 4;
+    let mut i = 0;
+    while i < full {
+        let bb = &b[i..i + 4];
+        for c in 0..4 {
+            let aa = &a[c][i..i + 4];
+            for l in 0..4 {
+                s[c][l] += aa[l] * bb[l];
+            }
+        }
+        i += 4;
+    }
+    let mut out = [0.0; 4];
+    for c in 0..4 {
+        let mut tail = 0.0;
+        for j in full..n {
+            tail += a[c][j] * b[j];
+        }
+        out[c] = ((s[c][0] + s[c][2]) + (s[c][1] + s[c][3])) + tail;
+    }
+    out
 }
 
 /// `y += alpha * x`
@@ -151,13 +180,13 @@ pub(crate) fn gram(x: &[f64], t: usize, n: usize) -> Vec<f64> {
 
 /// In-place unblocked Cholesky of the `nb x nb` diagonal block at (k0, k0) of the row-major
 /// `n`-wide matrix `a` (lower triangle). Returns the failing global index on a non-positive pivot.
-fn chol_block(a: &mut [f64], n: usize, k0: usize, nb: usize) -> Result<(), usize> {
+fn chol_block(a: &mut [f64], n: usize, k0: usize, nb: usize, floor: &[f64]) -> Result<(), usize> {
     for i in k0..k0 + nb {
         for j in k0..=i {
             let (ri, rj) = (i * n, j * n);
             let s = a[ri + j] - dot(&a[ri + k0..ri + j], &a[rj + k0..rj + j]);
             if i == j {
-                if !(s > 0.0) || !s.is_finite() {
+                if !(s > floor[i]) || !s.is_finite() {
                     return Err(i);
                 }
                 a[ri + i] = s.sqrt();
@@ -169,19 +198,31 @@ fn chol_block(a: &mut [f64], n: usize, k0: usize, nb: usize) -> Result<(), usize
     Ok(())
 }
 
+/// The "row" [`cholesky`] / [`cholesky_rel`] report when they stopped because the call was
+/// cancelled.
+pub(crate) const CANCELLED_ROW: usize = usize::MAX;
+
 /// Cholesky factor `L` (row-major, lower; the strict upper triangle is zeroed) of the symmetric
 /// positive definite row-major `a` (only its lower triangle is read).
-/// Err(i): the leading minor of order i+1 is not positive definite.
+/// Err(i): the leading minor of order i+1 is not positive definite; Err([`CANCELLED_ROW`]):
+/// cancelled.
 pub(crate) fn cholesky(a: &[f64], n: usize) -> Result<Vec<f64>, usize> {
+    cholesky_rel(a, n, 0.0)
+}
+
+/// [`cholesky`] that also fails (Err(i)) when the i-th pivot is not above `rel · a_ii`, i.e. the
+/// matrix is singular to working precision relative to its diagonal.
+pub(crate) fn cholesky_rel(a: &[f64], n: usize, rel: f64) -> Result<Vec<f64>, usize> {
+    let floor: Vec<f64> = (0..n).map(|i| rel * a[i * n + i]).collect();
     let mut l = a.to_vec();
     let mut k0 = 0;
     while k0 < n {
         if crate::limits::cancelled() {
-            return Err(usize::MAX); // the caller polls and reports Cancelled
+            return Err(CANCELLED_ROW); // the caller polls and reports Cancelled
         }
         let kb = NB.min(n - k0);
         let k1 = k0 + kb;
-        chol_block(&mut l, n, k0, kb)?;
+        chol_block(&mut l, n, k0, kb, &floor)?;
         // panel: rows k1..n, columns k0..k1:  L_ik = A_ik L_kk^{-T}
         for i in k1..n {
             let ri = i * n;
@@ -303,20 +344,8 @@ pub(crate) fn lower_inverse(l: &[f64], n: usize) -> Vec<f64> {
 
 /// Solve `L y = b` (forward) then `L' x = y` (backward) in place: `x = (L L')^{-1} b`.
 pub(crate) fn chol_solve(l: &[f64], n: usize, b: &mut [f64]) {
-    for i in 0..n {
-        let ri = i * n;
-        let s = b[i] - dot(&l[ri..ri + i], &b[..i]);
-        b[i] = s / l[ri + i];
-    }
-    for i in (0..n).rev() {
-        let ri = i * n;
-        b[i] /= l[ri + i];
-        let xi = b[i];
-        if xi != 0.0 {
-            let (head, _) = b.split_at_mut(i);
-            axpy(-xi, &l[ri..ri + i], head);
-        }
-    }
+    forward_solve(l, n, b);
+    back_solve_t(l, n, b);
 }
 
 /// `y = A x` for a full symmetric (or any) row-major `n x n` matrix.
@@ -324,6 +353,96 @@ pub(crate) fn matvec(a: &[f64], n: usize, x: &[f64], y: &mut [f64]) {
     for i in 0..n {
         y[i] = dot(&a[i * n..(i + 1) * n], x);
     }
+}
+
+/// x ← L⁻¹ x.
+pub(crate) fn forward_solve(l: &[f64], n: usize, x: &mut [f64]) {
+    for i in 0..n {
+        let s = x[i] - dot(&l[i * n..i * n + i], &x[..i]);
+        x[i] = s / l[i * n + i];
+    }
+}
+
+/// x ← L⁻ᵀ x.
+pub(crate) fn back_solve_t(l: &[f64], n: usize, x: &mut [f64]) {
+    for i in (0..n).rev() {
+        x[i] /= l[i * n + i];
+        let xi = x[i];
+        if xi != 0.0 {
+            axpy(-xi, &l[i * n..i * n + i], &mut x[..i]);
+        }
+    }
+}
+
+/// B ← L⁻¹ B for a row-major n x m matrix B.
+pub(crate) fn forward_solve_cols(l: &[f64], n: usize, b: &mut [f64], m: usize) {
+    for i in 0..n {
+        if crate::limits::cancelled() {
+            return; // the caller polls right after and reports Cancelled
+        }
+        for k in 0..i {
+            let lik = l[i * n + k];
+            if lik != 0.0 {
+                let (head, tail) = b.split_at_mut(i * m);
+                axpy(-lik, &head[k * m..(k + 1) * m], &mut tail[..m]);
+            }
+        }
+        let inv = 1.0 / l[i * n + i];
+        for v in &mut b[i * m..(i + 1) * m] {
+            *v *= inv;
+        }
+    }
+}
+
+/// C = L⁻¹ A L⁻ᵀ (symmetrised) for symmetric A.
+pub(crate) fn congruence(l: &[f64], n: usize, a: &[f64]) -> Vec<f64> {
+    let mut b = a.to_vec();
+    forward_solve_cols(l, n, &mut b, n); // B = L⁻¹ A
+                                         // C = (L⁻¹ Bᵀ)ᵀ ... Bᵀ = A L⁻ᵀ·... : C = L⁻¹ (L⁻¹ A)ᵀ since A symmetric.
+    let mut bt = vec![0.0; n * n];
+    for i in 0..n {
+        for j in 0..n {
+            bt[j * n + i] = b[i * n + j];
+        }
+    }
+    forward_solve_cols(l, n, &mut bt, n);
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let v = 0.5 * (bt[i * n + j] + bt[j * n + i]);
+            bt[i * n + j] = v;
+            bt[j * n + i] = v;
+        }
+    }
+    bt
+}
+
+/// Eigen-decomposition of a symmetric matrix (row-major n x n; nalgebra's `SymmetricEigen`:
+/// Householder tridiagonalisation and implicit symmetric QR). Returns the eigenvalues in
+/// ascending order and the eigenvectors column-major (vector e is `v[e*n .. (e+1)*n]`).
+pub(crate) fn symmetric_eigen(a: &[f64], n: usize) -> CoreResult<(Vec<f64>, Vec<f64>)> {
+    if n == 0 {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    crate::limits::poll()?;
+    let m = DMatrix::from_row_slice(n, n, a);
+    let eig = SymmetricEigen::try_new(m, f64::EPSILON, 1000 * n.max(10))
+        .ok_or_else(|| CoreError::numerical("symmetric eigenvalue solver did not converge"))?;
+    crate::limits::poll()?;
+    let d = eig.eigenvalues.as_slice();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&x, &y| d[x].partial_cmp(&d[y]).unwrap_or(std::cmp::Ordering::Equal));
+    let vals: Vec<f64> = order.iter().map(|&i| d[i]).collect();
+    let v = eig.eigenvectors.as_slice(); // column-major
+    let mut vecs = vec![0.0; n * n];
+    for (dst, &src) in order.iter().enumerate() {
+        vecs[dst * n..(dst + 1) * n].copy_from_slice(&v[src * n..(src + 1) * n]);
+    }
+    if vals.iter().chain(vecs.iter()).any(|x| !x.is_finite()) {
+        return Err(CoreError::numerical(
+            "symmetric eigenvalue solver produced non-finite values",
+        ));
+    }
+    Ok((vals, vecs))
 }
 
 #[cfg(test)]

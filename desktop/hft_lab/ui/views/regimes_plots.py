@@ -1,0 +1,299 @@
+"""Regimes tab: the price shaded by regime, the stacked posteriors, the regime table, the transition heat
+map, the log-likelihood curve, the fit statistics and the hover readout."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt
+from PySide6.QtGui import QBrush, QColor
+from PySide6.QtWidgets import (
+    QTableWidgetItem,
+)
+
+from hft_lab.analysis.regimes import segments
+from hft_lab.data.synthetic import SYNTH_MEANS
+from hft_lab.ui.plots import date_of, pen
+from hft_lab.ui.widgets import fmt
+
+# low mean -> red, high mean -> green (same colours in every plot and table)
+_RAMP = np.array([(214, 39, 40), (255, 127, 14), (212, 176, 0), (140, 191, 38), (44, 160, 44)], dtype=float)
+
+
+def regime_colors(k: int) -> list[tuple[int, int, int]]:
+    """One colour per state (states are sorted by mean, ascending)."""
+    if k <= 1:
+        return [(31, 119, 180)]
+    pos = np.linspace(0.0, len(_RAMP) - 1, k)
+    out = []
+    for p in pos:
+        i = min(int(p), len(_RAMP) - 2)
+        c = _RAMP[i] + (p - i) * (_RAMP[i + 1] - _RAMP[i])
+        out.append(tuple(int(round(v)) for v in c))
+    return out
+
+
+class RegimesPlots:
+    """Part of RegimesView (mixed in): see regimes.py."""
+
+    def _draw(self, r) -> None:
+        """Kept short on the GUI thread: one image for the regime shading (one pixel per bar,
+        downsampled to the screen by pyqtgraph), one image for the posteriors of the visible range,
+        small tables."""
+        colors = regime_colors(r.n_states)
+        self._draw_prices(r, colors)
+        self._draw_posteriors(r, colors)
+        self._fill_regime_table()
+        self._draw_transitions(r, colors)
+        self._draw_ll(r)
+        self._fill_stats(r)
+        self.enable_export()
+
+    def _draw_prices(self, r, colors) -> None:
+        pi = self.price_plot.getPlotItem()
+        pi.clear()
+        pi.legend.clear()
+        path = np.asarray(r.viterbi_path, dtype=np.intp)
+        self.segments = segments(path)
+        lut = np.array([(*c, self.SHADE_ALPHA) for c in colors], dtype=np.uint8)
+        img = pg.ImageItem(lut[path][None, :, :], axisOrder="row-major")
+        img.setAutoDownsample(True)
+        img.setZValue(-100)
+        pi.addItem(img, ignoreBounds=True)
+        self._shade = img
+        idx = np.arange(len(self.prices), dtype=np.float64)
+        pi.plot(idx, self.prices, pen=pen("price"), skipFiniteCheck=True)
+        share = np.bincount(path, minlength=r.n_states) / max(len(path), 1)
+        pi.legend.setColumnCount(1 if r.n_states <= 5 else 2)
+        for k, c in enumerate(colors):
+            sample = pg.ScatterPlotItem(symbol="s", size=11, pen=pg.mkPen(*c), brush=pg.mkBrush(*c, 150))
+            pi.legend.addItem(sample, f"regime {k + 1}  ({share[k]:.0%} of bars)")
+        self._fit_shading()
+
+    def _set_log_scale(self, on: bool) -> None:
+        pi = self.price_plot.getPlotItem()
+        pi.setLogMode(y=on)
+        pi.enableAutoRange(y=True)
+        self._fit_shading()
+
+    def _fit_shading(self, *_) -> None:
+        """The shading spans the visible y range; pixel i (the return from bar i to bar i+1) is
+        centred on bar i+1, where the posteriors and the hover readout put it."""
+        if self._shade is None or self.result is None:
+            return
+        y0, y1 = self.price_plot.getPlotItem().vb.viewRange()[1]
+        self._shade.setRect(QRectF(0.5, y0, float(len(self.result.viterbi_path)), y1 - y0))
+
+    def _draw_posteriors(self, r, colors) -> None:
+        pp = self.post_plot.getPlotItem()
+        pp.clear()
+        self._post_lut = np.array([(*c, 200) for c in colors], dtype=np.uint8)
+        self._post_img = pg.ImageItem(axisOrder="row-major")
+        pp.addItem(self._post_img)
+        pp.setYRange(0.0, 1.0, padding=0.02)
+        self._render_posteriors()
+
+    def posterior_columns(self, first: int, last: int, bins: int) -> tuple[np.ndarray, np.ndarray]:
+        """Posteriors of returns first..last-1 averaged over `bins` near-equal bins (bin means of
+        probabilities still sum to 1); gives (bin edges, cumulative probabilities bins x K)."""
+        post = np.asarray(self.result.posteriors)
+        edges = np.unique(np.linspace(first, last, bins + 1).round().astype(np.int64))
+        sums = np.add.reduceat(post[first:last], edges[:-1] - first, axis=0)
+        means = sums / np.diff(edges)[:, None]
+        return edges, np.cumsum(means, axis=1)
+
+    def _render_posteriors(self) -> None:
+        """The stacked posteriors as an image (a jagged stacked area of thousands of points takes
+        Qt ~0.5 s per fill to paint): one column per bar when zoomed in, bin means of the visible
+        range (plus a margin for panning) when zoomed out; re-rendered when the view changes."""
+        r, img = self.result, self._post_img
+        if r is None or img is None:
+            return
+        t = len(r.viterbi_path)
+        vb = self.post_plot.getPlotItem().vb
+        (x0, x1), _ = vb.viewRange()
+        span = max(x1 - x0, 1.0)
+        # return i is drawn centred on bar i + 1, i.e. over [i + 0.5, i + 1.5]
+        first = int(np.clip(math.floor(x0 - span / 2 - 1.5), 0, t))
+        last = int(np.clip(math.ceil(x1 + span / 2), 0, t))
+        if last <= first:
+            img.clear()
+            return
+        px = max(int(vb.width()), 100)
+        bins = min(last - first, 2 * px * (last - first) // max(int(span), 1) + 1, 20_000)
+        edges, cum = self.posterior_columns(first, last, bins)
+        h = int(np.clip(vb.height(), 32, 400))
+        yc = (np.arange(h) + 0.5) / h
+        state = (yc[:, None, None] > cum[None, :, :-1]).sum(axis=2)  # rows = y (0 at the bottom)
+        img.setImage(self._post_lut[state], autoLevels=False)
+        img.setRect(QRectF(first + 0.5, 0.0, float(edges[-1] - edges[0]), 1.0))
+
+    def _fill_regime_table(self, *_) -> None:
+        r = self.result
+        t = self.regime_table
+        if r is None:
+            return
+        ann = self.ann.value()
+        colors = regime_colors(r.n_states)
+        path = np.asarray(r.viterbi_path)
+        share = np.bincount(path, minlength=r.n_states) / max(len(path), 1)
+        mean_post = np.asarray(r.posteriors).mean(axis=0)
+        dur = r.expected_durations
+        cols = [
+            ("regime", "states are sorted by mean return"),
+            ("mean/bar", "mean log return per bar"),
+            ("std/bar", "standard deviation of the log return per bar"),
+        ]
+        if ann > 0:
+            cols += [("ann. mean", f"mean × {ann:g}"), ("ann. vol", f"std × √{ann:g}")]
+        cols += [
+            ("duration", "expected stay in bars: 1 / (1 − p_ii)"),
+            ("time", "share of bars in this regime on the Viterbi path"),
+            ("avg P", "mean posterior probability of this regime"),
+        ]
+        t.clear()
+        t.setColumnCount(len(cols))
+        for j, (name, tip) in enumerate(cols):
+            h = QTableWidgetItem(name)
+            h.setToolTip(tip)
+            t.setHorizontalHeaderItem(j, h)
+        t.setRowCount(r.n_states)
+        for k in range(r.n_states):
+            mu, sd = float(r.means[k]), float(r.stds[k])
+            vals: list[str] = [f"{mu:.3%}", f"{sd:.3%}"]
+            if ann > 0:
+                vals += [f"{mu * ann:.2%}", f"{sd * math.sqrt(ann):.2%}"]
+            vals += [fmt(float(dur[k]), 4), f"{share[k]:.1%}", f"{mean_post[k]:.1%}"]
+            head = QTableWidgetItem(f"  {k + 1}  ")
+            head.setBackground(QBrush(QColor(*colors[k])))
+            head.setForeground(QBrush(QColor("white")))
+            head.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+            t.setItem(k, 0, head)
+            for j, v in enumerate(vals, start=1):
+                it = QTableWidgetItem(v)
+                it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                t.setItem(k, j, it)
+
+    def _empty_heat(self) -> None:
+        hp = self.heat.getPlotItem()
+        hp.clear()
+        for ax in ("left", "bottom"):
+            hp.getAxis(ax).setTicks([[]])
+        hint = pg.TextItem("run a fit", color=(140, 140, 140), anchor=(0.5, 0.5))
+        hint.setPos(0.5, 0.5)
+        hp.addItem(hint)
+        hp.setXRange(0, 1, padding=0)
+        hp.setYRange(0, 1, padding=0)
+
+    @staticmethod
+    def heat_label(p: float, k: int) -> str:
+        """Cell text: 3 decimals up to 4 states, 2 up to 6, then compact (.72; blank below .005)."""
+        if k <= 4:
+            return f"{p:.3f}"
+        if k <= 6:
+            return f"{p:.2f}"
+        if p < 0.005:
+            return ""
+        return "1" if p >= 0.995 else f"{p:.2f}"[1:]
+
+    def _draw_transitions(self, r, colors) -> None:
+        hp = self.heat.getPlotItem()
+        hp.clear()
+        k = r.n_states
+        tm = np.asarray(r.transition_matrix, dtype=np.float64)
+        img = pg.ImageItem(tm, axisOrder="row-major")
+        cmap = pg.ColorMap([0.0, 1.0], [(255, 255, 255), (8, 69, 148)])
+        img.setLookupTable(cmap.getLookupTable(nPts=256))
+        img.setLevels((0.0, 1.0))
+        img.setRect(QRectF(0, 0, k, k))
+        hp.addItem(img)
+        size = 10 if k <= 4 else (8 if k <= 6 else 7)
+        for i in range(k):
+            for j in range(k):
+                p = tm[i, j]
+                ti = pg.TextItem(self.heat_label(p, k), color="w" if p > 0.55 else "k", anchor=(0.5, 0.5))
+                ti.setFont(pg.QtGui.QFont(self.font().family(), size))
+                ti.setPos(j + 0.5, i + 0.5)
+                hp.addItem(ti)
+        ticks = [[(i + 0.5, str(i + 1)) for i in range(k)]]
+        hp.getAxis("bottom").setTicks(ticks)
+        hp.getAxis("left").setTicks(ticks)
+        hp.setXRange(0, k, padding=0)
+        hp.setYRange(0, k, padding=0)
+
+    def _draw_ll(self, r) -> None:
+        lp = self.ll_plot.getPlotItem()
+        lp.clear()
+        self._ll_curve = None
+        if r is None:
+            lp.setTitle("Log-likelihood")
+            return
+        h = np.asarray(r.log_likelihood_history, dtype=np.float64)
+        x = np.arange(1, len(h) + 1, dtype=np.float64)
+        sym = dict(symbol="o", symbolSize=4, symbolBrush=pg.mkBrush(31, 119, 180), symbolPen=None) if len(h) <= 300 else {}
+        self._ll_curve = lp.plot(x, h, pen=pen("mean", 1.5), name="log-likelihood", **sym)
+        lp.setTitle("Log-likelihood (best run)" if self.total_iterations > r.iterations else "Log-likelihood")
+        lp.enableAutoRange()
+
+    def _fill_stats(self, r) -> None:
+        path = np.asarray(r.viterbi_path)
+        starts, ends, _ = self.segments
+        runs = ends - starts
+        rows = [
+            ("observations", f"{len(path):,} log returns"),
+            ("regimes", int(r.n_states)),
+            ("log-likelihood", float(r.log_likelihood)),
+            ("AIC", float(r.aic)),
+            ("BIC", float(r.bic)),
+            ("EM iterations", int(r.iterations)),
+            ("converged", bool(r.converged)),
+        ]
+        if self.total_iterations > r.iterations:
+            rows.append(("EM iterations, all runs", int(self.total_iterations)))
+        rows += [
+            ("regime switches (Viterbi)", max(len(starts) - 1, 0)),
+            ("longest run (bars)", int(runs.max()) if len(runs) else 0),
+        ]
+        ts = self.true_states
+        if ts is not None and len(ts) == len(self.prices) - 1 and r.n_states == len(SYNTH_MEANS):
+            # the true regimes are also ordered by mean, so labels compare directly
+            rows.append(("agrees with true regime", f"{np.mean(path == ts):.1%}"))
+        rows += [("backend", self.result_backend), ("time", f"{self.result_seconds * 1e3:,.1f} ms")]
+        self.stats.set_rows(rows)
+
+    def regime_table_rows(self) -> list[list[str]]:
+        t = self.regime_table
+        return [[t.item(i, j).text().strip() for j in range(t.columnCount())] for i in range(t.rowCount())]
+
+    # ---- hover readout ----
+    def readout(self, bar: int) -> str:
+        if self.prices is None or not 0 <= bar < len(self.prices):
+            return " "
+        parts = [f"bar {bar:,}"]
+        d = date_of(self.dates, bar, self.intraday)
+        if d:
+            parts.append(d)
+        parts.append(f"price {fmt(float(self.prices[bar]))}")
+        if bar >= 1 and self.observations is not None:
+            parts.append(f"log return {float(self.observations[bar - 1]):+.5f}")
+            r = self.result
+            if r is not None:
+                s = int(r.viterbi_path[bar - 1])
+                starts, ends, _ = self.segments
+                j = int(np.searchsorted(starts, bar - 1, side="right")) - 1
+                probs = "  ".join(f"{p:.2f}" for p in np.asarray(r.posteriors[bar - 1]))
+                parts += [f"regime {s + 1} (bars {starts[j] + 1:,}–{ends[j]:,})", f"P = [{probs}]"]
+        return "   ".join(parts)
+
+    def _posterior_table(self):
+        """The posteriors the stacked plot shows: one row per return, one column per regime."""
+        if self.result is None:
+            return None
+        post = np.asarray(self.result.posteriors)
+        idx = self.result_index()
+        df = pd.DataFrame(post, index=idx, columns=[f"P(regime {k + 1})" for k in range(post.shape[1])])
+        df.index.name = "date" if isinstance(idx, pd.DatetimeIndex) else "bar"
+        return df

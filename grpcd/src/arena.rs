@@ -1,0 +1,313 @@
+//! Zero-copy results for shared-memory calls: while the core computes a call that has a result
+//! segment (shm.rs), its large allocations (>= `MIN_BYTES`, i.e. the result arrays) are placed in
+//! that segment's mapping instead of the heap. `to_vector` then finds the array already inside
+//! the segment and sends only its offset: the 24 MB of a 1M-price mean reversion are not copied.
+//!
+//! - The arena is a bump allocator over a sparse tmpfs file mapped MAP_SHARED (nothing is
+//!   committed until written); it is active only on the thread that runs the call's computation
+//!   (`enter`), so nothing else ever lands in it. When it is full, allocations go to the heap.
+//! - Freed blocks that were not exported as results are given back to tmpfs (hole punch);
+//!   exported blocks stay: the client maps them after the response.
+//! - The mapping is removed when the call's segments are dropped and no block in it is still
+//!   alive; if a block outlives the call, the mapping stays until that block is freed.
+//!
+//! Every other allocation goes straight to the system allocator (one size check and, for large
+//! blocks only, a look-up in the few active arenas).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Only blocks at least this large go to the arena (result arrays; not the small stuff).
+pub const MIN_BYTES: usize = 1 << 20;
+const SLOTS: usize = 64;
+const PAGE: usize = 4096;
+const MADV_POPULATE_WRITE: libc::c_int = 23;
+
+pub struct Arena {
+    base: usize,
+    cap: usize,
+    fd: i32,
+    used: AtomicUsize,
+    dirty: usize,
+    live: AtomicUsize,
+    exported: Mutex<Vec<(usize, usize)>>, // (offset, len) of blocks sent as results
+    slot: usize,
+}
+
+// active arenas by slot: base address (0 = free) and end, for dealloc's "is it ours?" test
+static BASES: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
+static ENDS: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
+static ARENAS: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS]; // *const Arena
+
+thread_local! {
+    static CURRENT: Cell<usize> = const { Cell::new(0) };
+}
+
+impl Arena {
+    /// Maps `cap` bytes of the (empty) result file `fd` as an arena; None if no slot is free or
+    /// the mapping fails (the call then simply copies its results).
+    /// `reused`: bytes at the start of the file that hold a previous call's data (the client
+    /// reuses its files); zeroed allocations there are cleared.
+    pub fn new(fd: i32, cap: usize, reused: usize) -> Option<Box<Arena>> {
+        let cap = cap / PAGE * PAGE;
+        if cap == 0 || unsafe { libc::ftruncate(fd, cap as libc::off_t) } != 0 {
+            return None;
+        }
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                cap,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_NORESERVE,
+                fd,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            unsafe { libc::ftruncate(fd, 0) };
+            return None;
+        }
+        let base = p as usize;
+        for slot in 0..SLOTS {
+            if ARENAS[slot]
+                .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                let a = Box::new(Arena {
+                    base,
+                    cap,
+                    fd,
+                    used: AtomicUsize::new(0),
+                    dirty: reused,
+                    live: AtomicUsize::new(1), // the call's own reference, dropped by close()
+                    exported: Mutex::new(Vec::new()),
+                    slot,
+                });
+                ENDS[slot].store(base + cap, Ordering::SeqCst);
+                BASES[slot].store(base, Ordering::SeqCst);
+                ARENAS[slot].store(&*a as *const Arena as usize, Ordering::SeqCst);
+                return Some(a);
+            }
+        }
+        unsafe {
+            libc::munmap(p, cap);
+            libc::ftruncate(fd, 0);
+        }
+        None
+    }
+
+    /// Runs `f` with this arena as the current thread's (large allocations land in it).
+    pub fn enter<T>(&self, f: impl FnOnce() -> T) -> T {
+        struct Reset(usize);
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                CURRENT.with(|c| c.set(self.0));
+            }
+        }
+        let _reset = Reset(CURRENT.with(|c| c.replace(self as *const Arena as usize)));
+        f()
+    }
+
+    /// If `bytes` lies inside this arena: its offset in the result file, and it is kept as a
+    /// result (not given back when freed).
+    pub fn export(&self, bytes: &[u8]) -> Option<u64> {
+        let p = bytes.as_ptr() as usize;
+        if bytes.is_empty()
+            || p < self.base
+            || p + bytes.len() > self.base + self.used.load(Ordering::SeqCst)
+        {
+            return None;
+        }
+        let off = p - self.base;
+        self.exported.lock().ok()?.push((off, bytes.len()));
+        Some(off as u64)
+    }
+
+    /// Bytes of the result file in use (the client maps up to here).
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::SeqCst)
+    }
+
+    /// `len` bytes at the end of the used part (not an allocation: for results copied in).
+    pub fn take(&self, len: usize) -> Option<(usize, *mut u8)> {
+        let mut cur = self.used.load(Ordering::SeqCst);
+        loop {
+            let start = cur.div_ceil(64) * 64;
+            let end = start.checked_add(len).filter(|&e| e <= self.cap)?;
+            match self
+                .used
+                .compare_exchange(cur, end, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => {
+                    self.exported.lock().ok()?.push((start, len));
+                    return Some((start, (self.base + start) as *mut u8));
+                }
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    fn alloc(&self, layout: Layout) -> *mut u8 {
+        // page-aligned, whole pages: a freed block's hole punch never touches a neighbour
+        let align = layout.align().max(PAGE);
+        let size = layout.size().div_ceil(PAGE) * PAGE;
+        let mut cur = self.used.load(Ordering::SeqCst);
+        loop {
+            let start = cur.div_ceil(align) * align;
+            let end = match start.checked_add(size) {
+                Some(e) if e <= self.cap => e,
+                _ => return std::ptr::null_mut(),
+            };
+            match self
+                .used
+                .compare_exchange(cur, end, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => {
+                    self.live.fetch_add(1, Ordering::SeqCst);
+                    let p = (self.base + start) as *mut u8;
+                    // Commit the block's pages in one call rather than one page fault per 4 KiB
+                    // (a tmpfs fault costs ~2 µs here); harmless if the kernel lacks it (< 5.14).
+                    unsafe { libc::madvise(p as *mut libc::c_void, size, MADV_POPULATE_WRITE) };
+                    return p;
+                }
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let off = ptr as usize - self.base;
+        let size = layout.size().div_ceil(PAGE) * PAGE;
+        let kept = self
+            .exported
+            .lock()
+            .map(|e| e.iter().any(|&(o, l)| o < off + size && off < o + l))
+            .unwrap_or(true);
+        if !kept {
+            // give the pages back to tmpfs (the range reads as zeros afterwards)
+            unsafe {
+                libc::fallocate(
+                    self.fd,
+                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                    off as libc::off_t,
+                    size as libc::off_t,
+                )
+            };
+        }
+        self.release();
+    }
+
+    /// Drops one reference (a block or the call's own); the last one unmaps and frees the arena.
+    fn release(&self) {
+        if self.live.fetch_sub(1, Ordering::SeqCst) == 1 {
+            // SAFETY: no block and no call refers to the arena any more: we are the only user
+            unsafe { Self::destroy(self as *const Arena as *mut Arena) };
+        }
+    }
+
+    unsafe fn destroy(a: *mut Arena) {
+        let (base, cap, slot) = unsafe { ((*a).base, (*a).cap, (*a).slot) };
+        BASES[slot].store(0, Ordering::SeqCst);
+        ENDS[slot].store(0, Ordering::SeqCst);
+        unsafe { libc::munmap(base as *mut libc::c_void, cap) };
+        drop(unsafe { Box::from_raw(a) });
+        ARENAS[slot].store(0, Ordering::SeqCst); // the slot is free again
+    }
+
+    /// The call is over: trim the file to what is used; the mapping goes when the last block
+    /// in it is freed (at once if none is alive).
+    pub fn close(self: Box<Self>) {
+        let used = self.used().div_ceil(PAGE).saturating_mul(PAGE);
+        unsafe { libc::ftruncate(self.fd, used as libc::off_t) };
+        let a = Box::into_raw(self);
+        // SAFETY: `a` is valid until its last reference is released
+        unsafe { (*a).release() };
+    }
+}
+
+fn owner(ptr: *mut u8) -> Option<&'static Arena> {
+    let p = ptr as usize;
+    for i in 0..SLOTS {
+        let b = BASES[i].load(Ordering::Acquire);
+        if b != 0 && p >= b && p < ENDS[i].load(Ordering::Acquire) {
+            let a = ARENAS[i].load(Ordering::Acquire);
+            if a > 1 {
+                // SAFETY: a registered arena stays allocated (leaked) while its range is registered
+                return Some(unsafe { &*(a as *const Arena) });
+            }
+        }
+    }
+    None
+}
+
+pub struct ArenaAlloc;
+
+unsafe impl GlobalAlloc for ArenaAlloc {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if layout.size() >= MIN_BYTES {
+            let cur = CURRENT.with(|c| c.get());
+            if cur != 0 {
+                // SAFETY: CURRENT is set only inside Arena::enter, while the arena is alive
+                let p = unsafe { &*(cur as *const Arena) }.alloc(layout);
+                if !p.is_null() {
+                    return p;
+                }
+            }
+        }
+        unsafe { System.alloc(layout) }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if layout.size() >= MIN_BYTES {
+            let cur = CURRENT.with(|c| c.get());
+            if cur != 0 {
+                // arena pages are zero unless the client's previous call left data there
+                let a = unsafe { &*(cur as *const Arena) };
+                let p = a.alloc(layout);
+                if !p.is_null() {
+                    let start = p as usize - a.base;
+                    if start < a.dirty {
+                        let n = layout.size().min(a.dirty - start);
+                        unsafe { std::ptr::write_bytes(p, 0, n) };
+                    }
+                    return p;
+                }
+            }
+        }
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if layout.size() >= MIN_BYTES {
+            if let Some(a) = owner(ptr) {
+                a.dealloc(ptr, layout);
+                return;
+            }
+        }
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let from_arena = layout.size() >= MIN_BYTES && owner(ptr).is_some();
+        let to_arena = new_size >= MIN_BYTES && CURRENT.with(|c| c.get()) != 0;
+        if !from_arena && !to_arena {
+            return unsafe { System.realloc(ptr, layout, new_size) };
+        }
+        // SAFETY: the caller guarantees new_size and the alignment form a valid layout
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        let p = unsafe { self.alloc(new_layout) };
+        if !p.is_null() {
+            unsafe {
+                std::ptr::copy_nonoverlapping(ptr, p, layout.size().min(new_size));
+                self.dealloc(ptr, layout);
+            }
+        }
+        p
+    }
+}

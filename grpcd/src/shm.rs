@@ -1,0 +1,449 @@
+//! Shared-memory arrays for a client on the same host (issue 16): the arrays of a unary call move
+//! through two files in a private directory (0700, owned by grpcd's uid, on tmpfs) instead of
+//! the HTTP/2 stream; the protobuf messages carry offsets (`ShmRef`). See hftlab.proto.
+//!
+//! - Offered only when grpcd listens on loopback without TLS (and not `--no-shm`), and accepted
+//!   only from a loopback peer on a plain connection (the guard checks it): never for a remote or
+//!   TLS connection.
+//! - The guard opens the call's files before the handler runs (names checked, O_NOFOLLOW,
+//!   regular files of our uid with one link, the input's size as declared and within the message
+//!   limit, counted in the request-memory budget); the descriptors are closed when the call ends.
+//! - The client owns the files and reuses them from call to call (their tmpfs pages are then
+//!   already allocated: a fresh page costs ~2 µs to fault in here); it removes them when it is
+//!   done or finds grpcd gone. Files whose pid (in the name) is dead are removed by grpcd after
+//!   each shared-memory call, every 30 s and at start, so a kill -9 of the client leaves nothing.
+//! - The segments are reached through a task-local (`SEGMENTS`), set by the guard around the
+//!   handler (and carried into the blocking pool by service::blocking), so the conversions in
+//!   convert.rs read/write them without the handlers knowing.
+
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tonic::Status;
+
+use crate::log;
+use crate::pb::ShmRef;
+
+pub const HEADER: &str = "x-hftlab-shm";
+/// Result arrays smaller than this stay in the message (a file write costs more than it saves).
+pub const MIN_OUT_BYTES: usize = 32 << 10;
+const ALIGN: u64 = 64;
+
+static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+
+fn euid() -> u32 {
+    unsafe { libc::geteuid() }
+}
+
+/// The private directory, if shared memory is offered.
+pub fn dir() -> Option<&'static Path> {
+    DIR.get().and_then(|d| d.as_deref())
+}
+
+pub fn uid() -> u32 {
+    euid()
+}
+
+/// Sets the directory up (once, at start): `dir` or the default `/dev/shm/hftlab-<uid>`,
+/// created 0700 if missing; an existing one must be a real directory of our uid with no group or
+/// other permissions. On any problem shared memory is simply not offered (logged).
+pub fn init(enabled: bool, dir: Option<&str>) {
+    let chosen = if enabled {
+        let path = PathBuf::from(
+            dir.map(str::to_string)
+                .unwrap_or_else(|| format!("/dev/shm/hftlab-{}", euid())),
+        );
+        match prepare(&path) {
+            Ok(()) => Some(path),
+            Err(e) => {
+                log::warn(
+                    "shared-memory arrays disabled",
+                    &[("dir", &path.display().to_string()), ("why", &e)],
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if let Some(p) = &chosen {
+        log::info(
+            "shared-memory arrays offered",
+            &[("dir", &p.display().to_string())],
+        );
+    }
+    let _ = DIR.set(chosen);
+    sweep();
+}
+
+fn prepare(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("cannot create it: {e}")),
+    }
+    let m = std::fs::symlink_metadata(path).map_err(|e| format!("cannot stat it: {e}"))?;
+    if !m.file_type().is_dir() {
+        return Err("it is not a directory (or is a symbolic link)".into());
+    }
+    if m.uid() != euid() {
+        return Err(format!(
+            "it belongs to uid {}, not to us ({})",
+            m.uid(),
+            euid()
+        ));
+    }
+    if m.mode() & 0o077 != 0 {
+        return Err(format!(
+            "its permissions are {:o}: group or others may use it (must be 0700)",
+            m.mode() & 0o777
+        ));
+    }
+    Ok(())
+}
+
+/// `<pid>-<32 lowercase hex>.<ext>`: the only names accepted (no path, no dots elsewhere).
+fn valid_name(name: &str, ext: &str) -> Option<u32> {
+    let stem = name.strip_suffix(ext)?.strip_suffix('.')?;
+    let (pid, token) = stem.split_once('-')?;
+    if pid.is_empty()
+        || pid.len() > 10
+        || !pid.bytes().all(|b| b.is_ascii_digit())
+        || token.len() != 32
+        || !token
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+fn pid_alive(pid: u32) -> bool {
+    if pid == 0 || pid > i32::MAX as u32 {
+        return false;
+    }
+    let r = unsafe { libc::kill(pid as i32, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// Removes the segment files of processes that no longer exist (a client killed between creating
+/// its files and the server opening them). Returns how many were removed.
+pub fn sweep() -> usize {
+    let Some(d) = dir() else { return 0 };
+    let Ok(entries) = std::fs::read_dir(d) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let pid = valid_name(name, "in").or_else(|| valid_name(name, "out"));
+        if let Some(pid) = pid {
+            if !pid_alive(pid) && std::fs::remove_file(e.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    if removed > 0 {
+        log::info(
+            "removed stale shared-memory segments",
+            &[("count", &removed.to_string())],
+        );
+    }
+    removed
+}
+
+/// The parsed `x-hftlab-shm` header.
+pub struct Request {
+    input: String,
+    input_len: u64,
+    output: String,
+}
+
+impl Request {
+    pub fn input_len(&self) -> u64 {
+        self.input_len
+    }
+}
+
+fn precondition(msg: impl Into<String>) -> Status {
+    Status::failed_precondition(format!("shared-memory arrays: {}", msg.into()))
+}
+
+pub fn parse_header(v: &str) -> Result<Request, Status> {
+    let mut input = None;
+    let mut len = None;
+    let mut output = None;
+    for part in v.split(';') {
+        match part.split_once('=') {
+            Some(("in", n)) => input = Some(n.to_string()),
+            Some(("len", n)) => len = n.parse::<u64>().ok(),
+            Some(("out", n)) => output = Some(n.to_string()),
+            _ => return Err(precondition(format!("malformed {HEADER} metadata"))),
+        }
+    }
+    match (input, len, output) {
+        (Some(i), Some(l), Some(o)) if valid_name(&i, "in").is_some() && valid_name(&o, "out").is_some() => {
+            Ok(Request {
+                input: i,
+                input_len: l,
+                output: o,
+            })
+        }
+        _ => Err(precondition(format!(
+            "malformed {HEADER} metadata (expected in=<pid>-<hex>.in;len=<bytes>;out=<pid>-<hex>.out)"
+        ))),
+    }
+}
+
+/// The open segments of one call. With an arena (arena.rs) the core's large result arrays are
+/// allocated in the result file's mapping and sent without a copy.
+pub struct Segments {
+    input: File,
+    input_len: u64,
+    output: Mutex<(File, u64)>,
+    arena: Mutex<Option<Box<crate::arena::Arena>>>,
+}
+
+impl Drop for Segments {
+    fn drop(&mut self) {
+        if let Some(a) = self.arena.get_mut().ok().and_then(|a| a.take()) {
+            a.close();
+        }
+        sweep(); // e.g. the files of a client killed while this call ran
+    }
+}
+
+tokio::task_local! {
+    pub static SEGMENTS: Arc<Segments>;
+}
+
+fn open_checked(d: &Path, name: &str, write: bool) -> Result<File, Status> {
+    let path = d.join(name);
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(|e| precondition(format!("cannot open the segment {name}: {e}")))?;
+    let m = f
+        .metadata()
+        .map_err(|e| precondition(format!("cannot stat the segment {name}: {e}")))?;
+    if !m.file_type().is_file() || m.uid() != euid() || m.nlink() > 1 {
+        return Err(precondition(format!(
+            "the segment {name} is not a private regular file of uid {}",
+            euid()
+        )));
+    }
+    Ok(f)
+}
+
+/// Opens the call's segments (the client owns the names and removes them; the server removes
+/// those of dead clients); the input must be exactly as long as declared.
+/// `arena_bytes`: the virtual size of the result arena (nothing is committed until used).
+pub fn open(req: &Request, arena_bytes: usize) -> Result<Segments, Status> {
+    let Some(d) = dir() else {
+        return Err(precondition("this grpcd does not offer them"));
+    };
+    sweep();
+    let input = open_checked(d, &req.input, false)?;
+    let output = open_checked(d, &req.output, true)?;
+    let size = input.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+    if size != req.input_len {
+        return Err(precondition(format!(
+            "the segment {} has {size} bytes, {} were declared",
+            req.input, req.input_len
+        )));
+    }
+    use std::os::fd::AsRawFd;
+    // the client may reuse its files from call to call: their pages are already allocated
+    let reused = output.metadata().map(|m| m.len()).unwrap_or(0) as usize;
+    let arena = crate::arena::Arena::new(output.as_raw_fd(), arena_bytes, reused);
+    Ok(Segments {
+        input,
+        input_len: size,
+        output: Mutex::new((output, 0)),
+        arena: Mutex::new(arena),
+    })
+}
+
+/// The values `r` points to in the current call's input segment.
+pub fn read(r: &ShmRef, name: &str) -> Result<Vec<f64>, Status> {
+    let seg = SEGMENTS.try_with(|s| s.clone()).map_err(|_| {
+        Status::invalid_argument(format!(
+            "{name}: a shared-memory reference in a call without a shared-memory segment"
+        ))
+    })?;
+    let end = r.offset.checked_add(r.length);
+    if end.is_none_or(|e| e > seg.input_len) || !r.length.is_multiple_of(8) {
+        return Err(Status::invalid_argument(format!(
+            "{name}: bytes {}..+{} are not whole float64 values inside the {}-byte segment",
+            r.offset, r.length, seg.input_len
+        )));
+    }
+    let n = (r.length / 8) as usize;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    // Map the part of the file (its pages exist already) and copy it once into a Vec: no zeroing
+    // and no read() path. The offset is 64-byte aligned by the client, the map page-aligned.
+    let page = 4096u64;
+    let start = r.offset / page * page;
+    let span = (r.offset + r.length - start) as usize;
+    use std::os::fd::AsRawFd;
+    // SAFETY: a private read-only mapping of our open file; checked for failure below.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            span,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE | libc::MAP_POPULATE,
+            seg.input.as_raw_fd(),
+            start as libc::off_t,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(Status::internal(format!(
+            "{name}: mapping the shared-memory segment failed: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    struct Unmap(*mut libc::c_void, usize);
+    impl Drop for Unmap {
+        fn drop(&mut self) {
+            unsafe { libc::munmap(self.0, self.1) };
+        }
+    }
+    let _unmap = Unmap(p, span);
+    let mut out: Vec<f64> = Vec::new();
+    out.try_reserve_exact(n).map_err(|_| {
+        crate::convert::status(rustcore::CoreError::ResourceExhausted(format!(
+            "out of memory: cannot allocate {} for {name}",
+            rustcore::limits::fmt_bytes(r.length)
+        )))
+    })?;
+    let offset_in_map = (r.offset - start) as usize;
+    // SAFETY: the mapping spans offset..offset+length of the file (checked inside input_len
+    // above); the client's offset is a multiple of 8 here, so the f64s are aligned.
+    if !offset_in_map.is_multiple_of(std::mem::align_of::<f64>()) {
+        return Err(Status::invalid_argument(format!(
+            "{name}: offset {} is not a multiple of 8",
+            r.offset
+        )));
+    }
+    let src =
+        unsafe { std::slice::from_raw_parts((p as *const u8).add(offset_in_map) as *const f64, n) };
+    out.extend_from_slice(src);
+    #[cfg(not(target_endian = "little"))]
+    for v in out.iter_mut() {
+        *v = f64::from_le_bytes(v.to_ne_bytes());
+    }
+    Ok(out)
+}
+
+/// Puts `v` into the current call's result segment: no copy when the core allocated it in the
+/// arena, else copied in. None (send it in the message) when there is no segment, the array is
+/// small, or the write fails (e.g. tmpfs full).
+pub fn write(v: &[f64]) -> Option<ShmRef> {
+    let bytes = std::mem::size_of_val(v);
+    if bytes < MIN_OUT_BYTES || cfg!(not(target_endian = "little")) {
+        return None;
+    }
+    let seg = SEGMENTS.try_with(|s| s.clone()).ok()?;
+    // SAFETY: viewing initialised f64s as bytes.
+    let raw = unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, bytes) };
+    if let Some(arena) = seg.arena.lock().ok()?.as_ref() {
+        if let Some(offset) = arena.export(raw) {
+            return Some(ShmRef {
+                offset,
+                length: bytes as u64,
+            });
+        }
+        let (offset, dst) = arena.take(bytes)?;
+        // SAFETY: `dst` is `bytes` writable bytes of the arena's mapping, reserved for us
+        unsafe { std::ptr::copy_nonoverlapping(raw.as_ptr(), dst, bytes) };
+        return Some(ShmRef {
+            offset: offset as u64,
+            length: bytes as u64,
+        });
+    }
+    let mut g = seg.output.lock().ok()?;
+    let offset = g.1.div_ceil(ALIGN) * ALIGN;
+    match g.0.write_all_at(raw, offset) {
+        Ok(()) => {
+            g.1 = offset + bytes as u64;
+            Some(ShmRef {
+                offset,
+                length: bytes as u64,
+            })
+        }
+        Err(e) => {
+            log::warn(
+                "shared-memory result write failed; sending it in the message",
+                &[("error", &e.to_string())],
+            );
+            None
+        }
+    }
+}
+
+/// Runs `f` with the caller's segments (if any) as the current ones: for the blocking pool.
+/// With an arena, the core's large allocations on this thread go into the result segment.
+pub fn carry<T>(seg: Option<Arc<Segments>>, f: impl FnOnce() -> T) -> T {
+    match seg {
+        Some(s) => {
+            let arena = s
+                .arena
+                .lock()
+                .ok()
+                .and_then(|a| a.as_ref().map(|a| &**a as *const crate::arena::Arena));
+            SEGMENTS.sync_scope(s, || match arena {
+                // SAFETY: the arena lives as long as the segments, which this scope holds
+                Some(a) => unsafe { &*a }.enter(f),
+                None => f(),
+            })
+        }
+        None => f(),
+    }
+}
+
+pub fn current() -> Option<Arc<Segments>> {
+    SEGMENTS.try_with(|s| s.clone()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_segment_names_are_accepted() {
+        let ok = "123-0123456789abcdef0123456789abcdef";
+        assert_eq!(valid_name(&format!("{ok}.in"), "in"), Some(123));
+        assert_eq!(valid_name(&format!("{ok}.out"), "out"), Some(123));
+        for bad in [
+            format!("../{ok}.in"),
+            format!("{ok}.out"),
+            format!("x{ok}.in"),
+            "123-0123456789ABCDEF0123456789abcdef.in".to_string(),
+            "-0123456789abcdef0123456789abcdef.in".to_string(),
+            "123-0123456789abcdef0123456789abcde.in".to_string(),
+            format!("{ok}.in/"),
+        ] {
+            assert_eq!(valid_name(&bad, "in"), None, "{bad}");
+        }
+        assert!(parse_header(&format!("in={ok}.in;len=8;out={ok}.out")).is_ok());
+        for bad in [
+            format!("in=/etc/passwd;len=8;out={ok}.out"),
+            format!("in={ok}.in;len=x;out={ok}.out"),
+            format!("in={ok}.in;out={ok}.out"),
+            "garbage".to_string(),
+        ] {
+            let e = parse_header(&bad).err().expect(&bad);
+            assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Input checks shared by the sparse methods, and the automatic λ grid.
+
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
+use super::MIN_OBSERVATIONS;
+use crate::error::{check, CoreError, CoreResult};
+
+// ---------------------------------------------------------------------------------------------
+// Validation
+// ---------------------------------------------------------------------------------------------
+
+pub(super) fn validate_prices(prices: &[f64], rows: usize, cols: usize) -> CoreResult<()> {
+    check::finite_matrix("prices", prices, rows, cols)?;
+    if cols < 2 {
+        return Err(CoreError::invalid(format!(
+            "prices must have at least 2 assets (columns), got {cols}"
+        )));
+    }
+    if rows < MIN_OBSERVATIONS {
+        return Err(CoreError::invalid(format!(
+            "prices must have at least {MIN_OBSERVATIONS} observations (rows), got {rows}"
+        )));
+    }
+    // Constant columns, then exactly duplicated columns.
+    for j in 0..cols {
+        let first = prices[j];
+        if (1..rows).all(|t| prices[t * cols + j] == first) {
+            return Err(CoreError::invalid(format!(
+                "prices column {j} is constant: a constant price cannot be part of a basket; remove it"
+            )));
+        }
+    }
+    if let Some((j, k)) = first_duplicate_column(prices, rows, cols)? {
+        return Err(CoreError::invalid(format!(
+            "prices are collinear: columns {j} and {k} are exactly duplicated; remove one of them"
+        )));
+    }
+    Ok(())
+}
+
+/// The first pair (j, k), j < k, of exactly equal columns (in the order of a double loop over j
+/// then k), or None. O(rows · cols + cols · log cols) by hashing each column (the former pairwise
+/// comparison was O(cols²) and never polled cancel: 60 000 columns took seconds).
+pub(super) fn first_duplicate_column(
+    prices: &[f64],
+    rows: usize,
+    cols: usize,
+) -> CoreResult<Option<(usize, usize)>> {
+    // FNV-1a over the bit patterns, with -0.0 folded into 0.0 (they compare equal).
+    let mut h = vec![0xcbf2_9ce4_8422_2325u64; cols];
+    for t in 0..rows {
+        if t % 4096 == 4095 {
+            crate::limits::poll()?;
+        }
+        let r = &prices[t * cols..(t + 1) * cols];
+        for (hj, &v) in h.iter_mut().zip(r) {
+            let bits = if v == 0.0 { 0u64 } else { v.to_bits() };
+            *hj = (*hj ^ bits).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    let mut order: Vec<usize> = (0..cols).collect();
+    order.sort_unstable_by_key(|&j| (h[j], j));
+    let same = |j: usize, k: usize| (0..rows).all(|t| prices[t * cols + j] == prices[t * cols + k]);
+    let mut best: Option<(usize, usize)> = None;
+    let mut i = 0;
+    while i < order.len() {
+        let mut e = i + 1;
+        while e < order.len() && h[order[e]] == h[order[i]] {
+            e += 1;
+        }
+        // a bucket of equal hashes (sorted by column): find its first truly equal pair
+        let bucket = &order[i..e];
+        'outer: for (a, &j) in bucket.iter().enumerate() {
+            if best.is_some_and(|(bj, _)| bj <= j) {
+                break;
+            }
+            crate::limits::poll()?;
+            for &k in &bucket[a + 1..] {
+                if same(j, k) {
+                    best = Some((j, k));
+                    break 'outer;
+                }
+            }
+        }
+        i = e;
+    }
+    Ok(best)
+}
+
+pub(super) fn validate_penalty(name: &str, lambda: f64, alpha: f64) -> CoreResult<()> {
+    if !(lambda.is_finite() && lambda >= 0.0) {
+        return Err(CoreError::invalid(format!(
+            "{name} must be a finite number >= 0, got {lambda}"
+        )));
+    }
+    if !(alpha.is_finite() && (0.0..=1.0).contains(&alpha)) {
+        return Err(CoreError::invalid(format!(
+            "alpha (the L1 ratio) must be between 0 and 1, got {alpha}"
+        )));
+    }
+    Ok(())
+}
+
+pub(super) fn validate_solver(max_iterations: usize, tolerance: f64) -> CoreResult<()> {
+    if max_iterations == 0 {
+        return Err(CoreError::invalid(
+            "max_iterations must be at least 1, got 0",
+        ));
+    }
+    check::positive("tolerance", tolerance)
+}
+
+pub(super) fn log_grid(lmax: f64, eps: f64, n: usize) -> Vec<f64> {
+    if n == 1 {
+        return vec![lmax];
+    }
+    let (hi, lo) = (lmax.log10(), (lmax * eps).log10());
+    (0..n)
+        .map(|i| {
+            if i == 0 {
+                lmax
+            } else {
+                10f64.powf(hi + (lo - hi) * i as f64 / (n - 1) as f64)
+            }
+        })
+        .collect()
+}
