@@ -170,25 +170,34 @@ def _universe(n_assets=10, n_obs=400, seed=7):
 SCAN_OPTS = dict(autolag="aic", max_lag=3, max_qvalue=0.5)
 
 
-def _same_scan(a: dict, b: dict):
-    assert set(a) == set(b)
-    for k, v in a.items():
-        if isinstance(v, np.ndarray):
-            assert _same(v, b[k]), k
+def _same_scan(a, b):
+    """Two PairScanResults, field by field, arrays bit for bit."""
+    import dataclasses
+
+    assert type(a) is type(b)
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, np.ndarray):
+            assert _same(x, y), f.name
         else:
-            assert v == b[k], k
+            assert x == y, f.name
 
 
 @pytest.mark.parametrize("shards", [1, 3, 7, 45])
-def test_sharded_scan_is_the_unsharded_scan(shards):
-    import hft_lab._rustcore as rc
-
+def test_sharded_scan_is_the_unsharded_scan(pyo3_backend, shards):
     px = _universe()
-    whole = rc.scan_pairs(px, **SCAN_OPTS)
+    whole = pyo3_backend.scan_pairs(px, **SCAN_OPTS)
     run = run_scan(px, InProcessExecutor(), shards=shards, **SCAN_OPTS)
     _same_scan(run.result, whole)
-    assert run.result["n_tested"] == 45 and run.shards == min(shards, 45)
-    assert {(0, 1), (2, 5), (4, 7)} <= set(zip(run.result["i"].tolist(), run.result["j"].tolist()))
+    assert run.result.n_tested == 45 and run.shards == min(shards, 45)
+    assert {(0, 1), (2, 5), (4, 7)} <= set(zip(run.result.i.tolist(), run.result.j.tolist()))
+
+
+def test_scan_over_grpc_shards_is_the_in_process_scan(pyo3_backend, grpc_backend):
+    px = _universe(n_assets=12, seed=3)
+    run = run_scan(px, make_executor("grpc", backend=grpc_backend), shards=5, **SCAN_OPTS)
+    _same_scan(run.result, pyo3_backend.scan_pairs(px, **SCAN_OPTS))
+    assert run.executor == "grpc" and run.result.n_tested == 66
 
 
 def test_scan_bad_input():
@@ -397,15 +406,13 @@ def test_ray_sweep_is_identical_to_in_process(ray_cluster, ray_exec, px):
     assert len(res.report.nodes) == 2, "both nodes ran shards"
 
 
-def test_ray_scan_is_identical_to_in_process(ray_cluster, ray_exec):
-    import hft_lab._rustcore as rc
-
+def test_ray_scan_is_identical_to_in_process(ray_cluster, ray_exec, pyo3_backend):
     px = _universe(n_assets=14, n_obs=500, seed=11)
     seen = []
     run = run_scan(px, ray_exec, shards=6, progress=lambda d, t: seen.append(d), **SCAN_OPTS)
     ray_cluster["pids"] |= {s.pid for s in run.report.shard_info}
-    _same_scan(run.result, rc.scan_pairs(px, **SCAN_OPTS))
-    assert run.executor == "ray" and seen == [1, 2, 3, 4, 5, 6] and run.result["n_tested"] == 91
+    _same_scan(run.result, pyo3_backend.scan_pairs(px, **SCAN_OPTS))
+    assert run.executor == "ray" and seen == [1, 2, 3, 4, 5, 6] and run.result.n_tested == 91
 
 
 def test_ray_task_error_is_the_core_error(ray_exec, px):

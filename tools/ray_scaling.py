@@ -15,6 +15,7 @@ Prints one line per measurement and a JSON summary at the end. Timings are the b
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 
@@ -82,9 +83,10 @@ def main() -> int:
         print(f"Ray, {cpus} worker process(es): {t:.3f} s (identical to in-process)", flush=True)
         run_scan(universe, ex, shards=2 * cpus, **scan_opts)  # warm
         t, r = best(lambda: run_scan(universe, ex, shards=8 * cpus, **scan_opts))
-        assert all(np.asarray(v).tobytes() == np.asarray(scan_ref.result[k]).tobytes() for k, v in r.result.items()), (
-            "Ray scan differs from in-process"
-        )
+        assert all(
+            np.asarray(getattr(r.result, f.name)).tobytes() == np.asarray(getattr(scan_ref.result, f.name)).tobytes()
+            for f in dataclasses.fields(r.result)
+        ), "Ray scan differs from in-process"
         out[f"scan_ray_{cpus}_workers_s"] = t
         print(f"scan, Ray, {cpus} worker process(es): {t:.3f} s (identical to in-process)", flush=True)
         if cpus == 1:

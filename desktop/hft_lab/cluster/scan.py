@@ -2,11 +2,11 @@
 
 The core numbers the pairs of n assets in a canonical order — (0,1), (0,2), …, (0,n−1), (1,2), … —
 and scans any range of it alone (`scan_pairs_range`: the raw rows, q-values not yet known). Here
-the order is cut into contiguous ranges, one per shard; each shard runs on the executor (a Ray
-worker, or this process); the rows are concatenated in shard order and `scan_pairs_finalize`
-computes, once, on the driver, what needs all pairs: the Benjamini-Hochberg q-values, the filters,
+the order is cut into contiguous ranges, one per shard; each shard is `Backend.scan_pairs_shard`
+on the executor (PyO3 on a Ray worker or in this process, or grpcd); `finalize_pair_scan`
+computes, once, on the driver, from the shards in shard order, what needs all pairs: the Benjamini-Hochberg q-values, the filters,
 the ranking, the p-value matrix and the Hurst exponents of the rows reported. The result is the
-same, bit for bit, as one unsharded `scan_pairs` call (tested).
+same, bit for bit, as one unsharded `Backend.scan_pairs` call (tested on every executor).
 
 Every shard is one core call that is itself parallel (rayon); on a Ray worker the core's thread
 pool is limited to the task's CPUs (RayExecutor sets RAYON_NUM_THREADS).
@@ -18,63 +18,32 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from ..backends.base import Backend, CancelToken, as_matrix
-from ..backends.errors import BackendUnavailable
 from .executors import Executor, InProcessExecutor, Progress, RunReport
 from .sweep import shard_ranges
 
-ROW_COLUMNS = (
-    "i",
-    "j",
-    "hedge_ratio",
-    "intercept",
-    "statistic",
-    "pvalue",
-    "qvalue",
-    "half_life",
-    "hurst",
-    "correlation",
-    "used_lag",
-)
 
-
-def _core(backend: Backend):
-    """The PyO3 module, which the shards call. The scan has no gRPC shard call (yet): over gRPC
-    it runs whole through the backend's own scan."""
-    from ..backends.pyo3_backend import Pyo3Backend, _core
-
-    if not isinstance(backend, Pyo3Backend):
-        raise ValueError(f"a sharded pairs scan runs on the PyO3 core (in-process or on Ray workers), not on {backend.name}")
-    rc = _core()
-    if not hasattr(rc, "scan_pairs_range"):
-        raise BackendUnavailable("this hft_lab._rustcore has no pairs scan: rebuild it (make build)")
-    return rc
-
-
-def scan_shard(backend: Backend, shared: dict, pair_range: tuple[int, int], cancel: CancelToken | None = None) -> dict:
-    """One shard: the raw rows of pairs ``pair_range`` of the canonical order."""
-    rc = _core(backend)
+def scan_shard(backend: Backend, shared: dict, pair_range: tuple[int, int], cancel: CancelToken | None = None):
+    """One shard: the raw rows of pairs ``pair_range`` of the canonical order, through the
+    Backend API (PyO3 here or on a Ray worker, or grpcd for the gRPC executor)."""
     lo, hi = pair_range
-    return rc.scan_pairs_range(
+    return backend.scan_pairs_shard(
         shared["prices"],
         int(lo),
         int(hi),
         trend=shared["trend"],
         autolag=shared["autolag"],
         max_lag=shared["max_lag"],
-        cancel=None if cancel is None else cancel.rust,
+        cancel=cancel,
     )
 
 
 @dataclass(frozen=True, eq=False)
 class ScanRun:
-    """The finalised scan (``result``: the dict `scan_pairs` returns: one array per row column,
-    n_assets, n_tested, n_failed, n_passed, critical_values, pvalue_matrix), the executor kind
-    and where the shards ran."""
+    """The finalised scan (``result``: the PairScanResult `Backend.scan_pairs` returns for the
+    same prices and options), the number of shards, the executor kind and where the shards ran."""
 
-    result: dict[str, Any]
+    result: Any
     shards: int
     executor: str
     report: RunReport | None = field(default=None, compare=False)
@@ -93,12 +62,15 @@ def run_scan(
     max_half_life: float | None = None,
     min_correlation: float | None = None,
     top: int | None = None,
+    asset_names: Any = None,
     shards: int | None = None,
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
 ) -> ScanRun:
     """Scan every pair of ``prices`` (time × assets) on ``executor`` (default in-process)."""
-    p, _names = as_matrix("prices", prices)
+    p, names = as_matrix("prices", prices)
+    if asset_names is None:
+        asset_names = names
     n = p.shape[1]
     if n < 2:
         raise ValueError(f"prices needs at least 2 assets (columns) for a pairs scan, got {n}")
@@ -114,20 +86,19 @@ def run_scan(
     opts = dict(trend=trend, autolag=autolag, max_lag=None if max_lag is None else int(max_lag))
     shared = dict(prices=p, **opts)
     parts = executor.map(scan_shard, shared, ranges, progress=progress, cancel=cancel)
-    rows = {c: np.concatenate([part[c] for part in parts]) for c in ROW_COLUMNS}
     # finalise here, once: it needs every pair (q-values) and is cheap next to the scan
     from ..backends.pyo3_backend import Pyo3Backend
 
-    rc = _core(Pyo3Backend())
-    result = rc.scan_pairs_finalize(
-        rows,
+    result = Pyo3Backend().finalize_pair_scan(
         p,
+        parts,
         max_pvalue=max_pvalue,
         max_qvalue=max_qvalue,
         min_half_life=min_half_life,
         max_half_life=max_half_life,
         min_correlation=min_correlation,
         top=top,
+        asset_names=asset_names,
         **opts,
     )
     return ScanRun(result, len(ranges), executor.kind, executor.last_report)

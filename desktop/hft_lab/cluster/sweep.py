@@ -118,7 +118,7 @@ def sweep_shard(backend: Backend, shared: dict, points: np.ndarray, cancel: Canc
             mr = backend.calculate_mean_reversion(
                 prices, int(lb), float(en), float(ex), None if math.isnan(st) else float(st), cancel=cancel
             )
-            positions = mr.positions.astype(np.float64)
+            positions = np.asarray(mr.positions, dtype=np.float64)
             key = k
         ins = backend.backtest(prices[:split], positions[:split], float(c), ppy, cancel=cancel)
         out[j, : len(METRICS)] = _metrics(ins)
