@@ -19,7 +19,7 @@ from hft_lab.data.export import describe_prices, read_result_csv, read_result_js
 from hft_lab.data.store import DatasetStore
 from hft_lab.ui.settings import restore_widgets, save_widgets
 from hft_lab.ui.views.base import ExportError
-from hft_lab.ui.views.portfolio import SYNTHETIC, PortfolioView, active_label, asset_moments, synthetic_universe
+from hft_lab.ui.views.portfolio import SYNTHETIC, PortfolioView, active_label, synthetic_universe
 from hft_lab.ui.worker import TaskRunner
 from PySide6.QtCore import QDate, QSettings, Qt
 
@@ -274,8 +274,12 @@ def test_single_asset_points_follow_the_core_conventions(qtbot, view, router):
             np.testing.assert_array_equal(y, mean)
 
 
-def test_ledoit_wolf_asset_volatilities_match_sklearn(sp500_stocks):
+def test_ledoit_wolf_asset_volatilities_match_sklearn(sp500_stocks, backend):
     from sklearn.covariance import LedoitWolf
+
+    def asset_moments(p, returns, annualization, covariance):
+        m = backend.estimate_moments(p, returns=returns, annualization=annualization, covariance=covariance)
+        return m.mean, m.volatilities
 
     p = sp500_stocks.iloc[-1500:, :8].to_numpy()
     r = np.log(p[1:] / p[:-1])

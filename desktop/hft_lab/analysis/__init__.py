@@ -4,7 +4,7 @@ through the TaskRunner; tests and scripts call them directly."""
 
 from .context import TaskContext
 from .mean_reversion import analyse
-from .portfolio import SyntheticSelection, asset_moments, optimise
+from .portfolio import SyntheticSelection, optimise
 from .regimes import equal_weight_index, fit_regimes, segments
 from .sparse import SyntheticPrices, adf_verdict, basket_formula, cut_period, find_basket, lambda_path, round_sig
 
@@ -12,7 +12,6 @@ __all__ = [
     "TaskContext",
     "analyse",
     "SyntheticSelection",
-    "asset_moments",
     "optimise",
     "equal_weight_index",
     "fit_regimes",

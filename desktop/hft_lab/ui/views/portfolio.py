@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from hft_lab.analysis.portfolio import SyntheticSelection, asset_moments, optimise
+from hft_lab.analysis.portfolio import SyntheticSelection, optimise
 from hft_lab.data import load_sample_prices
 from hft_lab.data.export import SessionItem, describe_prices
 from hft_lab.data.synthetic import synthetic_names, synthetic_universe
@@ -62,7 +62,6 @@ __all__ = [
     "active_label",
     "NamesAxis",
     "SyntheticSelection",
-    "asset_moments",
     "optimise",
     "synthetic_universe",
     "synthetic_names",
