@@ -55,6 +55,7 @@ FAMILY_LABELS = {
     "portfolio": "Portfolio (max Sharpe, min variance)",
     "hmm": "HMM (Baum-Welch, 3 states)",
     "sparse": "Sparse basket (lasso)",
+    "hmm_mv": "HMM on 3 features (diag, full)",
 }
 
 
