@@ -157,7 +157,9 @@ class HmmResult(_Result):
     viterbi_path: np.ndarray
     aic: float
     bic: float
-    filtered: np.ndarray  # T x K P(state_t | observations up to t): no look-ahead
+    # T x K P(state_t | observations up to t): no look-ahead (empty in a result read back from a
+    # document exported before filtered probabilities existed)
+    filtered: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
     @property
     def expected_durations(self) -> np.ndarray:
