@@ -148,7 +148,9 @@ def _cases():
         ("n_restarts", {"too many": 10**6}),
         ("seed", {}),
     ):
-        for lab, v in {**BAD_INTS, **extra}.items():
+        # n_restarts=None is the documented default start (quantile start + seeded restarts)
+        bad = _no_none(BAD_INTS) if arg == "n_restarts" else BAD_INTS
+        for lab, v in {**bad, **extra}.items():
             add("run_hmm", arg, lab, lambda b, a=arg, v=v: b.run_hmm(OBS, **{"n_states": 2, a: v}))
     for lab, v in {**_no_none(BAD_REALS), "negative": -1.0}.items():
         add("run_hmm", "tolerance", lab, lambda b, v=v: b.run_hmm(OBS, n_states=2, tolerance=v))
