@@ -95,9 +95,23 @@ def run_every_tab(qtbot, w):
         w.tabs.setCurrentWidget(view)
         out = click_and_wait(qtbot, view.result_shown, view.run_button)
         assert out.ok, out.value
+    run_scan_tab(qtbot, w)
     w.tabs.setCurrentWidget(w.benchmark)
     w.benchmark.set_config(TINY_BENCH)
     out = click_and_wait(qtbot, w.benchmark.result_shown, w.benchmark.run_button)
+    assert out.ok, out.value
+
+
+def run_scan_tab(qtbot, w):
+    """Scan tab: Run scan, click the best pair, Run walk-forward (every one of its plots drawn)."""
+    sv = w.scan
+    w.tabs.setCurrentWidget(sv)
+    out = click_and_wait(qtbot, sv.result_shown, sv.run_button)
+    assert out.ok, out.value
+    t = sv.table
+    qtbot.mouseClick(t.viewport(), Qt.MouseButton.LeftButton, pos=t.visualItemRect(t.item(0, 0)).center())
+    qtbot.waitUntil(lambda: sv.detail is not None, timeout=30_000)
+    out = click_and_wait(qtbot, sv.result_shown, sv.wf_button)
     assert out.ok, out.value
 
 
@@ -233,6 +247,27 @@ def test_trade_this_spread_backtests_in_pnl_units(qtbot, window):
     np.testing.assert_allclose(mr.bt.returns[1:], pnl, rtol=0, atol=1e-9)
 
 
+def test_scan_pair_trades_in_mean_reversion_with_its_hedge_ratio(qtbot, window):
+    w = window
+    sv = w.scan
+    w.tabs.setCurrentWidget(sv)
+    sv.set_checked(None, False)
+    sv.set_checked(["KO", "PEP", "XOM"], True)
+    click_and_wait(qtbot, sv.result_shown, sv.run_button)
+    assert sv.table.rowCount() >= 1
+    t = sv.table
+    qtbot.mouseClick(t.viewport(), Qt.MouseButton.LeftButton, pos=t.visualItemRect(t.item(0, 0)).center())
+    qtbot.waitUntil(lambda: sv.detail is not None and sv.trade_button.isEnabled(), timeout=30_000)
+    d = sv.detail
+    qtbot.mouseClick(sv.trade_button, Qt.MouseButton.LeftButton)
+    mr = w.mean_reversion
+    assert w.tabs.currentWidget() is mr
+    assert mr.source.currentText() == f"Sent: {d.name}" and f"{d.hedge_ratio:.4g}·{d.name_x}" in d.name
+    assert mr.is_spread and mr.dates is not None and len(mr.dates) == len(mr.prices)
+    np.testing.assert_array_equal(mr.prices, d.y - d.hedge_ratio * d.x - d.intercept)
+    np.testing.assert_array_equal(mr.notional, np.abs(d.y) + abs(d.hedge_ratio) * np.abs(d.x))
+
+
 def test_replay_honours_the_requested_speed(qtbot, window, monkeypatch):
     import hft_lab.ui.views.mean_reversion as mrmod
 
@@ -271,7 +306,7 @@ def test_layout_fits_and_actions_stay_visible(qtbot, window, size):
     with qtbot.waitSignal(view.replay_state, timeout=30_000, check_params_cb=lambda s: s == "finished"):
         qtbot.mouseClick(view.replay_start, Qt.MouseButton.LeftButton)
     view.status.setText("A very long status line " * 30)
-    for v in (w.mean_reversion, w.regimes, w.portfolio, w.sparse, w.benchmark):
+    for v in (w.mean_reversion, w.regimes, w.portfolio, w.sparse, w.scan, w.benchmark):
         w.tabs.setCurrentWidget(v)
         qtbot.wait(50)
         buttons = [v.run_button, v.cancel_button]

@@ -54,6 +54,67 @@ fn scan_config(c: &Option<pb::PairScanConfig>) -> Result<ScanConfig, Status> {
     })
 }
 
+use rustcore::walkforward as wf;
+
+/// The walk-forward request, checked and converted (both WalkForward RPCs).
+fn walk_forward_input(
+    r: pb::WalkForwardRequest,
+) -> Result<(Vec<f64>, usize, usize, wf::WalkForwardConfig), Status> {
+    let (prices, rows, cols) = convert::matrix(&r.prices, "prices")?;
+    let sig = r.signal.unwrap_or_default();
+    let cfg = wf::WalkForwardConfig {
+        formation: r.formation as usize,
+        trading: r.trading as usize,
+        step: r.step.map(|v| v as usize),
+        selection: scan_config(&r.selection)?,
+        max_pairs: r.max_pairs as usize,
+        hedge: wf::Hedge::parse(&r.hedge, r.delta, r.observation_var).map_err(status)?,
+        signal: rustcore::rolling::SignalParams {
+            entry: sig.entry_threshold,
+            exit: sig.exit_threshold,
+            stop: sig.stop_threshold,
+        },
+        cost_bps: r.cost_bps,
+    };
+    Ok((prices, rows, cols, cfg))
+}
+
+/// The walk-forward result as a message (both WalkForward RPCs: identical results).
+fn walk_forward_pb(out: &wf::WalkForwardResult) -> pb::WalkForwardResponse {
+    let sel = |s: &[wf::Selection]| {
+        let f = |g: fn(&wf::Selection) -> f64| to_vector(&s.iter().map(g).collect::<Vec<f64>>());
+        pb::PairSelections {
+            window: s.iter().map(|r| r.window as u32).collect(),
+            i: s.iter().map(|r| r.i as u32).collect(),
+            j: s.iter().map(|r| r.j as u32).collect(),
+            pvalue: Some(f(|r| r.pvalue)),
+            hedge_ratio: Some(f(|r| r.hedge_ratio)),
+            intercept: Some(f(|r| r.intercept)),
+            spread_mean: Some(f(|r| r.spread_mean)),
+            spread_std: Some(f(|r| r.spread_std)),
+        }
+    };
+    let w = &out.windows;
+    let u = |g: fn(&wf::WindowRow) -> usize| w.iter().map(|r| g(r) as u32).collect::<Vec<u32>>();
+    let f = |g: fn(&wf::WindowRow) -> f64| to_vector(&w.iter().map(g).collect::<Vec<f64>>());
+    pb::WalkForwardResponse {
+        oos_equity: Some(to_vector(&out.oos_equity)),
+        oos_drawdown: Some(to_vector(&out.oos_drawdown)),
+        is_equity: Some(to_vector(&out.is_equity)),
+        is_drawdown: Some(to_vector(&out.is_drawdown)),
+        formation_start: u(|r| r.formation_start),
+        trading_start: u(|r| r.trading_start),
+        trading_end: u(|r| r.trading_end),
+        n_pairs: u(|r| r.n_pairs),
+        trades: u(|r| r.trades),
+        pnl: Some(f(|r| r.pnl)),
+        turnover: Some(f(|r| r.turnover)),
+        costs: Some(f(|r| r.costs)),
+        selections: Some(sel(&out.selections)),
+        is_selections: Some(sel(&out.is_selections)),
+    }
+}
+
 type Stream<T> = ReceiverStream<Result<T, Status>>;
 
 #[tonic::async_trait]
@@ -154,24 +215,7 @@ impl HftLabPairs for PairsService {
         &self,
         req: Request<pb::WalkForwardRequest>,
     ) -> Result<Response<pb::WalkForwardResponse>, Status> {
-        use rustcore::walkforward as wf;
-        let r = req.into_inner();
-        let (prices, rows, cols) = convert::matrix(&r.prices, "prices")?;
-        let sig = r.signal.unwrap_or_default();
-        let cfg = wf::WalkForwardConfig {
-            formation: r.formation as usize,
-            trading: r.trading as usize,
-            step: r.step.map(|v| v as usize),
-            selection: scan_config(&r.selection)?,
-            max_pairs: r.max_pairs as usize,
-            hedge: wf::Hedge::parse(&r.hedge, r.delta, r.observation_var).map_err(status)?,
-            signal: rustcore::rolling::SignalParams {
-                entry: sig.entry_threshold,
-                exit: sig.exit_threshold,
-                stop: sig.stop_threshold,
-            },
-            cost_bps: r.cost_bps,
-        };
+        let (prices, rows, cols, cfg) = walk_forward_input(req.into_inner())?;
         let out = blocking("WalkForward", move |flag| {
             wf::walk_forward(&prices, rows, cols, &cfg, &mut |_, _| {
                 !flag.load(Ordering::Relaxed)
@@ -179,40 +223,46 @@ impl HftLabPairs for PairsService {
             .map_err(status)
         })
         .await?;
-        let sel = |s: &[wf::Selection]| {
-            let f =
-                |g: fn(&wf::Selection) -> f64| to_vector(&s.iter().map(g).collect::<Vec<f64>>());
-            pb::PairSelections {
-                window: s.iter().map(|r| r.window as u32).collect(),
-                i: s.iter().map(|r| r.i as u32).collect(),
-                j: s.iter().map(|r| r.j as u32).collect(),
-                pvalue: Some(f(|r| r.pvalue)),
-                hedge_ratio: Some(f(|r| r.hedge_ratio)),
-                intercept: Some(f(|r| r.intercept)),
-                spread_mean: Some(f(|r| r.spread_mean)),
-                spread_std: Some(f(|r| r.spread_std)),
-            }
-        };
-        let w = &out.windows;
-        let u =
-            |g: fn(&wf::WindowRow) -> usize| w.iter().map(|r| g(r) as u32).collect::<Vec<u32>>();
-        let f = |g: fn(&wf::WindowRow) -> f64| to_vector(&w.iter().map(g).collect::<Vec<f64>>());
-        Ok(Response::new(pb::WalkForwardResponse {
-            oos_equity: Some(to_vector(&out.oos_equity)),
-            oos_drawdown: Some(to_vector(&out.oos_drawdown)),
-            is_equity: Some(to_vector(&out.is_equity)),
-            is_drawdown: Some(to_vector(&out.is_drawdown)),
-            formation_start: u(|r| r.formation_start),
-            trading_start: u(|r| r.trading_start),
-            trading_end: u(|r| r.trading_end),
-            n_pairs: u(|r| r.n_pairs),
-            trades: u(|r| r.trades),
-            pnl: Some(f(|r| r.pnl)),
-            turnover: Some(f(|r| r.turnover)),
-            costs: Some(f(|r| r.costs)),
-            selections: Some(sel(&out.selections)),
-            is_selections: Some(sel(&out.is_selections)),
-        }))
+        Ok(Response::new(walk_forward_pb(&out)))
+    }
+
+    type WalkForwardStreamStream = Stream<pb::WalkForwardUpdate>;
+
+    async fn walk_forward_stream(
+        &self,
+        req: Request<pb::WalkForwardRequest>,
+    ) -> Result<Response<Self::WalkForwardStreamStream>, Status> {
+        let (prices, rows, cols, cfg) = walk_forward_input(req.into_inner())?;
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            let progress_tx = tx.clone();
+            let work = blocking("WalkForwardStream", move |flag| {
+                wf::walk_forward(&prices, rows, cols, &cfg, &mut |w, frac| {
+                    !flag.load(Ordering::Relaxed)
+                        && progress_tx
+                            .blocking_send(Ok(pb::WalkForwardUpdate {
+                                kind: Some(pb::walk_forward_update::Kind::Progress(
+                                    pb::WalkForwardProgress {
+                                        window: w as u32,
+                                        fraction: frac,
+                                    },
+                                )),
+                            }))
+                            .is_ok()
+                })
+                .map_err(status)
+            });
+            let out = tokio::select! {
+                out = work => out,
+                _ = tx.closed() => return,
+            };
+            let _ = tx
+                .send(out.map(|r| pb::WalkForwardUpdate {
+                    kind: Some(pb::walk_forward_update::Kind::Result(walk_forward_pb(&r))),
+                }))
+                .await;
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     async fn kalman_hedge(

@@ -130,6 +130,12 @@ const ALGORITHMS: &[&str] = &[
     "sparse_lambda_path",
     "estimate_moments",
     "ledoit_wolf",
+    // pairs workflow (issue 17), service HftLabPairs
+    "scan_pairs",
+    "johansen",
+    "kalman_hedge",
+    "walk_forward",
+    "walk_forward_stream",
 ];
 
 pub(crate) type Stream<T> = ReceiverStream<Result<T, Status>>;

@@ -879,12 +879,40 @@ class GrpcBackend(Backend):
         req = pb.WalkForwardRequest(prices=wire.mat(prices), selection=sel, signal=sig, **q)
         if step is not None:
             req.step = step
-        r = self._unary("WalkForward", req, pb.WalkForwardResponse, cancel, service=PAIRS_SERVICE)
+        if progress is None:
+            r = self._unary("WalkForward", req, pb.WalkForwardResponse, cancel, service=PAIRS_SERVICE)
+        else:  # WalkForwardStream: progress after each window while it runs, then the same result
+            r = self._walk_forward_stream(req, progress, cancel)
         d = wire.fields(r, exclude=("selections", "is_selections"))
         for k in ("selections", "is_selections"):
             d[k] = wire.fields(getattr(r, k))
-        if progress is not None:
-            n = len(d["pnl"])
-            for w in range(n):
-                progress(w + 1, (w + 1) / max(n, 1))
         return d
+
+    def _walk_forward_stream(self, req, progress, cancel):
+        """WalkForwardStream: progress(window, fraction) per update (False cancels), then the
+        WalkForwardResponse (the message WalkForward returns)."""
+        if cancel is not None and cancel.cancelled:
+            raise Cancelled("cancelled by the user")
+        call = self._method(
+            "WalkForwardStream", pb.WalkForwardRequest, pb.WalkForwardUpdate, server_stream=True, service=PAIRS_SERVICE
+        )(req, timeout=self.config.call_timeout_s)
+        if cancel is not None:
+            cancel.add_callback(call.cancel)
+        t = self._track(call)
+        try:
+            for upd in call:
+                if upd.WhichOneof("kind") == "progress":
+                    if progress(int(upd.progress.window), float(upd.progress.fraction)) is False:
+                        call.cancel()
+                        raise Cancelled("cancelled by the user")
+                elif upd.WhichOneof("kind") == "result":
+                    return upd.result
+        except grpc.RpcError as e:
+            if t.aborted:
+                raise BackendUnavailable(t.aborted) from None
+            if cancel is not None and cancel.cancelled:
+                raise Cancelled("cancelled by the user") from None
+            raise self._error(e) from None
+        finally:
+            self._untrack(t)
+        raise BackendUnavailable("WalkForwardStream ended without a result")

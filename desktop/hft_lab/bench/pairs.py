@@ -1,7 +1,8 @@
 """Pairs-workflow benchmark cells (issue 17), run by `make bench` after the main benchmark.
 
 Cells: Engle-Granger scan of 50 and 500 assets x 2520 days (1,225 and 124,750 pairs) on the
-PyO3 backend (rayon over both cores) and over gRPC; Johansen (4 and 10 series); a loop over
+PyO3 backend (rayon over both cores) and over gRPC; Johansen (4 and 10 series); walk-forward (50
+assets x 2520 days, formation 504 / trading 126, OLS and Kalman hedges, PyO3 and gRPC); a loop over
 statsmodels `coint` timed on a sample of pairs and extrapolated to the 500-asset universe (said so
 in its label). `python -m hft_lab.bench.pairs [--quick] [--json PATH]`.
 """
@@ -88,11 +89,32 @@ def run(quick: bool = False) -> list[dict]:
         q = universe(2520, n, seed=1)
         t = _time(lambda: pyo3.johansen(q, 0, 1), 3)
         cells.append({"cell": f"Johansen det_order 0, k_ar_diff 1, {n} series x 2520 days, PyO3", "seconds": t})
+    cells += walk_forward_cells(pyo3, grpc_be, quick)
     if mgr is not None:
         try:
             mgr.stop()
         except Exception:
             pass
+    return cells
+
+
+def walk_forward_cells(pyo3, grpc_be, quick: bool = False) -> list[dict]:
+    """Walk-forward of the pairs rule on a 50-asset x 2520-day universe (16 windows of a
+    190..1,225-pair scan each, plus the in-sample run): PyO3, and over gRPC with streamed
+    progress (WalkForwardStream) and without (WalkForward)."""
+    cells: list[dict] = []
+    n = 20 if quick else 50
+    p = universe(2520, n, seed=2)
+    kw = dict(formation=504, trading=126, entry=2.0, exit=0.0, cost_bps=5.0, max_pairs=5)
+    windows = (2520 - 504 + 125) // 126
+    for hedge in ("ols", "kalman"):
+        t = _time(lambda: pyo3.walk_forward(p, hedge=hedge, **kw), 3)
+        cells.append({"cell": f"walk-forward {hedge}, {n} assets x 2520 days ({windows} windows), PyO3", "seconds": t})
+    if grpc_be is not None:
+        tg = _time(lambda: grpc_be.walk_forward(p, **kw), 3)
+        cells.append({"cell": f"walk-forward ols, {n} assets x 2520 days, gRPC (unary)", "seconds": tg})
+        ts = _time(lambda: grpc_be.walk_forward(p, progress=lambda w, f: True, **kw), 3)
+        cells.append({"cell": f"walk-forward ols, {n} assets x 2520 days, gRPC (streamed progress)", "seconds": ts})
     return cells
 
 

@@ -47,6 +47,9 @@ class ScanRun:
     shards: int
     executor: str
     report: RunReport | None = field(default=None, compare=False)
+    # the raw shard rows, in shard order: `Backend.finalize_pair_scan(prices, parts, filters…)`
+    # re-filters the scan without running it again (the Scan tab's filters)
+    parts: list = field(default_factory=list, compare=False, repr=False)
 
 
 def run_scan(
@@ -101,4 +104,4 @@ def run_scan(
         asset_names=asset_names,
         **opts,
     )
-    return ScanRun(result, len(ranges), executor.kind, executor.last_report)
+    return ScanRun(result, len(ranges), executor.kind, executor.last_report, parts=list(parts))

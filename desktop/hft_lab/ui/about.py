@@ -256,6 +256,10 @@ frontier, with bounds and risk budgets.</li>
 <li><b>Sweep</b>: a mean-reversion parameter grid, in and out of sample, run in-process, on the
 gRPC server or on a Ray cluster; heat map of out-of-sample Sharpe over lookback &times; entry and a
 sortable table.</li>
+<li><b>Scan</b>: every pair of the checked assets tested for cointegration (Engle-Granger), ranked
+with q-values, a p-value heat map and filters applied without scanning again; click a pair for its
+spread and OLS/Kalman hedge ratios, "Trade in Mean Reversion"; a walk-forward with costs shows
+out-of-sample against in-sample equity.</li>
 <li><b>Benchmark</b>: both backends and the reference libraries timed side by side.</li>
 </ul>
 <p><b>Results.</b> Right-click any plot: View all, Export PNG/SVG, Export data (CSV), Copy image.

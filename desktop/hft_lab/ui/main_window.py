@@ -31,6 +31,7 @@ from hft_lab.ui.views.benchmark import BenchmarkView
 from hft_lab.ui.views.mean_reversion import MeanReversionView
 from hft_lab.ui.views.portfolio import PortfolioView
 from hft_lab.ui.views.regimes import RegimesView
+from hft_lab.ui.views.scan import ScanView
 from hft_lab.ui.views.sparse import SparseView
 from hft_lab.ui.views.sweep import SweepView
 from hft_lab.ui.worker import TaskRunner
@@ -108,6 +109,11 @@ class MainWindow(QMainWindow):
         # parameter sweep on an executor: in-process, the gRPC server or a Ray cluster (issue 18)
         self.sweep = SweepView(self._runner(), self.store)
         self.tabs.addTab(self.sweep, "Sweep")
+        # pairs and universe scan (issue 17) with the executor choice of issue 18
+        self.scan = ScanView(self._runner(), self.store)
+        self.tabs.addTab(self.scan, "Scan")
+        self.scan.send_spread.connect(self._trade_spread)
+        self.runners.append(self.scan.aux)  # its quick tasks (re-filter, Kalman) stop with the window
         self.benchmark = BenchmarkView(self._runner())
         self.tabs.addTab(self.benchmark, "Benchmark")
 
@@ -209,6 +215,7 @@ class MainWindow(QMainWindow):
             "portfolio": self.portfolio,
             "sparse": self.sparse,
             "sweep": self.sweep,
+            "scan": self.scan,
         }
 
     def _trade_spread(self, name: str, spread) -> None:
