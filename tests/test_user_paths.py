@@ -106,6 +106,8 @@ def run_scan_tab(qtbot, w):
     """Scan tab: Run scan, click the best pair, Run walk-forward (every one of its plots drawn)."""
     sv = w.scan
     w.tabs.setCurrentWidget(sv)
+    sv.set_checked(None, False)
+    sv.set_checked(["BAC", "JPM", "KO", "PEP", "WMT", "XOM"], True)  # 15 pairs: quick
     out = click_and_wait(qtbot, sv.result_shown, sv.run_button)
     assert out.ok, out.value
     t = sv.table
