@@ -251,7 +251,10 @@ def test_cancel_stops_a_scan_and_ray_without_ray_says_so(qtbot, view, router, mo
     assert "at least 2 assets" in view.status.text() and not view.running
 
 
-def test_walk_forward_progress_streams_during_the_run_on_both_backends(backend):
+def test_walk_forward_progress_streams_during_the_run_on_both_backends(backend, grpc_backend):
+    # GetInfo lists the pairs workflow, the streamed walk-forward included
+    listed = set(grpc_backend.info().algorithms)
+    assert {"scan_pairs", "johansen", "kalman_hedge", "walk_forward", "walk_forward_stream"} <= listed
     rng = np.random.default_rng(5)
     p = 100 + np.cumsum(rng.normal(0, 1, (900, 4)), axis=0)
     kw = dict(formation=200, trading=100, entry=1.5, cost_bps=2.0)
