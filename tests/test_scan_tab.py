@@ -269,3 +269,14 @@ def test_walk_forward_progress_streams_during_the_run_on_both_backends(backend, 
     with pytest.raises(Cancelled):
         backend.walk_forward(p, progress=lambda w, f: calls.append(w) or False, **kw)
     assert calls == [1]
+
+
+def test_walk_forward_stream_bad_input_is_the_same_value_error(backends):
+    p = 100 + np.cumsum(np.random.default_rng(6).normal(0, 1, (300, 3)), axis=0)
+    msgs = []
+    for be in backends.values():
+        with pytest.raises(ValueError) as e:
+            be.walk_forward(p, formation=300, trading=50, progress=lambda w, f: True)
+        msgs.append(str(e.value))
+    assert msgs[0] == msgs[1] and "formation" in msgs[0], msgs
+
