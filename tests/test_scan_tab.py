@@ -279,4 +279,3 @@ def test_walk_forward_stream_bad_input_is_the_same_value_error(backends):
             be.walk_forward(p, formation=300, trading=50, progress=lambda w, f: True)
         msgs.append(str(e.value))
     assert msgs[0] == msgs[1] and "formation" in msgs[0], msgs
-
