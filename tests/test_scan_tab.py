@@ -279,3 +279,24 @@ def test_walk_forward_stream_bad_input_is_the_same_value_error(backends):
             be.walk_forward(p, formation=300, trading=50, progress=lambda w, f: True)
         msgs.append(str(e.value))
     assert msgs[0] == msgs[1] and "formation" in msgs[0], msgs
+
+
+def test_a_new_dataset_is_the_new_universe_and_clears_the_results(qtbot, view, router):
+    from hft_lab.data import Dataset
+
+    router.set_preferred(BackendType.PYO3)
+    choose_assets(view, ["KO", "PEP", "XOM"])
+    run_scan(qtbot, view)
+    assert view.export_csv_button.isEnabled()
+    rng = np.random.default_rng(8)
+    w = 50 + np.cumsum(rng.normal(0, 1, (400, 2)), axis=0)
+    y = 3 + 0.7 * w[:, 0] + rng.normal(0, 0.3, 400)  # Y cointegrates with A
+    view.store.set_dataset(Dataset("my csv", pd.DataFrame({"Y": y, "A": w[:, 0], "B": w[:, 1]})))
+    assert [view.assets.item(k).text() for k in range(view.assets.count())] == ["Y", "A", "B"]
+    assert view.scan_result is None and view.table.rowCount() == 0 and not view.export_csv_button.isEnabled()
+    assert "cleared" in view.status.text() and "my csv: 3 of 3 assets, 3 pairs" in view.universe_label.text()
+    view.filter_checks["max_pvalue"].setChecked(False)
+    run_scan(qtbot, view)
+    ref = router.backend(BackendType.PYO3).scan_pairs(np.column_stack([y, w]), asset_names=["Y", "A", "B"], top=100)
+    assert_table_is(view, ref)
+    assert (ref.asset_names[ref.i[0]], ref.asset_names[ref.j[0]]) == ("Y", "A") and ref.pvalue[0] < 1e-6
