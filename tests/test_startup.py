@@ -44,6 +44,18 @@ w.tabs.setCurrentIndex(w.tabs.count() - 1)
 app.processEvents()
 out["after"] = [m for m in watched if m in sys.modules]
 out["current_after"] = type(w.tabs.currentWidget()).__name__
+# fast_import: pyqtgraph's Qt mirrors are lazy (most PySide6 classes never created), yet complete
+import PySide6.QtWidgets as qw, pyqtgraph as pg, inspect
+out["qt_created"] = [len(qw.__dict__), len(dir(qw))]
+out["mirror"] = pg.QtWidgets.QWizard is qw.QWizard and pg.Qt.QtWidgets is pg.QtWidgets and "QWizard" in dir(pg.QtWidgets)
+from PySide6.support import feature
+import math, json as json_mod, hft_lab.ui.main_window as mwm
+def original(m):  # PySide6's own check (shibokensupport/feature.py)
+    try:
+        return "PySide6" in inspect.getsource(m)
+    except (TypeError, OSError, SyntaxError):
+        return False
+out["feature"] = [(feature._mod_uses_pyside(m), original(m)) for m in (mwm, json_mod, math, qw)]
 print("RESULT " + json.dumps(out), flush=True)
 os._exit(0)
 """
@@ -80,6 +92,11 @@ def test_the_window_opens_without_the_heavy_modules_and_builds_a_tab_when_shown(
     assert out["current_after"] == "BenchmarkView"
     assert {"hft_lab.ui.views.benchmark", "hft_lab.bench.runner"} <= set(out["after"])
     assert "grpc" not in out["after"] and "hft_lab.ui.views.portfolio" not in out["after"]
+    # the fast imports (hft_lab.ui.fast_import) give what the plain ones give
+    created, listed = out["qt_created"]
+    assert created < 0.8 * listed, out["qt_created"]  # not every Qt class was created (plain: all)
+    assert out["mirror"] is True
+    assert out["feature"] == [[True, True], [False, False], [False, False], [False, False]]
 
 
 @pytest.fixture
