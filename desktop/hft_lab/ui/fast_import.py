@@ -124,7 +124,7 @@ def _fast_feature_check() -> bool:
             return original(module)
 
     _mod_uses_pyside._hft_lab_fast = True  # type: ignore[attr-defined]
-    feature._mod_uses_pyside = _mod_uses_pyside
+    setattr(feature, "_mod_uses_pyside", _mod_uses_pyside)  # (PySide6 looks it up at each import)
     return True
 
 
