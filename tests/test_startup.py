@@ -15,7 +15,7 @@ from hft_lab.backends.router import BackendRouter
 from hft_lab.ui.lazy_tabs import LazyTabs
 from hft_lab.ui.main_window import MainWindow
 from PySide6.QtCore import QSettings
-from PySide6.QtWidgets import QLabel, QTabWidget
+from PySide6.QtWidgets import QApplication, QLabel, QTabWidget
 
 pytestmark = pytest.mark.gui
 
@@ -181,6 +181,7 @@ def test_lazy_tabs_registry(qtbot):
     assert made == ["a"] and tabs.currentWidget().text() == "a"
     tabs.setCurrentIndex(2)
     assert made == ["a", "c"] and built == ["a", "c"] and tabs.currentWidget().text() == "c"
+    assert QApplication.overrideCursor() is None  # the wait cursor shown while it was built is gone
     assert lazy.keys(group=True) == ["a", "b"] and list(lazy.built(group=True)) == ["a"]
     b = lazy.get("b")
     assert tabs.indexOf(b) == 1 and tabs.currentIndex() == 2 and lazy.get("b") is b and made.count("b") == 1
@@ -195,6 +196,14 @@ def test_lazy_tabs_registry(qtbot):
     lazy.add("e", "E", reenter)
     with pytest.raises(RuntimeError, match="while it is being built"):
         lazy.get("e")
+
+    def boom():
+        raise ValueError("no data")
+
+    lazy.add("f", "F", boom)  # a view that fails to build: the error reaches the caller, nothing is half done
+    with pytest.raises(ValueError, match="no data"):
+        lazy.get("f")
+    assert not lazy.is_built("f") and tabs.tabText(5) == "F" and QApplication.overrideCursor() is None
 
 
 def test_grpc_starts_beside_the_window_and_calls_wait_for_it():

@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from PySide6.QtCore import QObject, QTimer
-from PySide6.QtWidgets import QTabWidget, QWidget
+from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtWidgets import QApplication, QTabWidget, QWidget
 
 
 class _Placeholder(QWidget):
@@ -102,10 +102,15 @@ class LazyTabs(QObject):
         if spec.building:
             raise RuntimeError(f"the {spec.label!r} tab was asked for while it is being built")
         spec.building = True
+        busy = self.tabs.isVisible()  # the user opened it: a wait cursor while it is built
+        if busy:
+            QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
             widget = spec.factory()
         finally:
             spec.building = False
+            if busy:
+                QApplication.restoreOverrideCursor()
         spec.widget = widget
         self._swap_in(spec, widget)
         if self.on_built is not None:
