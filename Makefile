@@ -98,6 +98,7 @@ test-xcb: build
 bench: build
 	$(PY) -m hft_lab.bench $(BENCH_ARGS)
 	$(PY) -m hft_lab.bench.pairs  # issue 17: pairs scan / Johansen cells
+	$(PY) -m hft_lab.bench.startup --runs 5  # issue 16: process start -> first painted window
 
 # start-up time of the app: process start -> first painted main window (issue 16)
 .PHONY: bench-startup

@@ -7,6 +7,7 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 
+import hft_lab.ui  # noqa: F401,I001  (start-up, issue 16: the app's fast Qt/pyqtgraph imports, before any test imports pyqtgraph)
 import numpy as np
 import pytest
 from hft_lab.backends import BackendConfig

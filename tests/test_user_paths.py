@@ -119,10 +119,10 @@ def run_scan_tab(qtbot, w):
 
 def test_every_plot_on_every_tab_exports_png_svg_and_csv_from_its_menu(qtbot, window, tmp_path, monkeypatch, warnings_shown):
     w = window
+    run_every_tab(qtbot, w)  # (tabs are built when first shown: this shows every one)
     plots = w.findChildren(pg.PlotWidget)
     assert len(plots) >= 14
     assert all(isinstance(p, LabPlot) for p in plots), [type(p).__name__ for p in plots if not isinstance(p, LabPlot)]
-    run_every_tab(qtbot, w)
     exported = 0
     for k, plot in enumerate(w.findChildren(LabPlot)):
         # show the plot (a hidden tab's plot has no size to draw at)

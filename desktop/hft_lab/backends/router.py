@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .base import Backend
 from .config import BackendConfig, BackendType
 from .errors import BackendUnavailable
-from .grpc_backend import GrpcBackend
 from .pyo3_backend import Pyo3Backend
 from .server import HealthMonitor, ServerManager
+
+if TYPE_CHECKING:
+    from .grpc_backend import GrpcBackend
 
 log = logging.getLogger("hft_lab.router")
 
@@ -50,15 +53,37 @@ class BackendRouter:
         self.preferred = self.config.backend_type
         self.manager: ServerManager | None = None
         self.monitor: HealthMonitor | None = None
+        self._grpc: GrpcBackend | None = None  # built on first use (`grpc`): importing grpc is slow
+        self._grpc_lock = threading.Lock()
+        self._first_start: threading.Event | None = None  # set when start_in_background() has finished
+        self._start_lock = threading.Lock()
+        self._start_began = False
+        self._closed = False
         if self.config.spawn_local_server:
             self.manager = ServerManager(self.config, on_state=self._grpc_state_changed)
-            self.grpc = GrpcBackend(self.config.local(), address=lambda: self.manager.address if self.manager else "")
         else:
-            self.grpc = GrpcBackend(self.config)
             self.monitor = HealthMonitor(self.grpc, on_state=self._grpc_state_changed)
         self.pyo3 = Pyo3Backend()
         self._last_fallback: str | None = None
         self._lock = threading.Lock()
+
+    @property
+    def grpc(self) -> GrpcBackend:
+        """The gRPC client, created (and the grpc package imported) the first time it is needed."""
+        g = self._grpc
+        if g is None:
+            with self._grpc_lock:
+                if self._grpc is None:
+                    from .grpc_backend import GrpcBackend
+
+                    if self.manager is not None:
+                        self._grpc = GrpcBackend(
+                            self.config.local(), address=lambda: self.manager.address if self.manager else ""
+                        )
+                    else:
+                        self._grpc = GrpcBackend(self.config)
+                g = self._grpc
+        return g
 
     def _changed(self) -> None:
         if self.on_change:
@@ -68,8 +93,8 @@ class BackendRouter:
         # a call that failed (e.g. one shed by an overloaded server) must not abort the others:
         # only a failed health check or a dead process does
         from_check = self.monitor is None or self.monitor.from_check
-        if state in ("down", "failed", "stopped") and from_check:
-            n = self.grpc.abort_inflight(f"grpcd went down while the call waited ({detail or state})")
+        if state in ("down", "failed", "stopped") and from_check and self._grpc is not None:
+            n = self._grpc.abort_inflight(f"grpcd went down while the call waited ({detail or state})")
             if n:
                 log.warning("%d gRPC call(s) in progress aborted: retrying on PyO3", n)
         self._changed()
@@ -82,10 +107,51 @@ class BackendRouter:
             except BackendUnavailable as e:
                 log.warning("gRPC backend unavailable: %s", e)
 
+    def start_in_background(self, gate: threading.Event | None = None) -> threading.Thread:
+        """`start()` on a thread, so the window is built while grpcd starts (issue 16). With
+        `gate`, the thread waits for it (at most 10 s) before starting: e.g. the first paint of
+        the window, so that the grpc import does not compete with it for the GIL. Until the start
+        is over, a call that wants gRPC waits for it (`resolve()`), and the GUI announces no fallback."""
+        done = self._first_start = threading.Event()
+
+        def run():
+            try:
+                deadline = time.monotonic() + 10.0
+                while gate is not None and not gate.is_set() and not self._closed and time.monotonic() < deadline:
+                    gate.wait(0.05)
+                with self._start_lock:
+                    if self._closed:
+                        return
+                    self._start_began = True
+                self.start()
+            finally:
+                done.set()
+                try:
+                    self._changed()
+                except RuntimeError:  # the window it notifies is already gone
+                    pass
+
+        t = threading.Thread(target=run, name="grpcd-start", daemon=True)
+        t.start()
+        return t
+
+    def wait_started(self, timeout: float | None = None) -> bool:
+        """Wait until a start_in_background() is over (True at once when there is none)."""
+        return self._first_start is None or self._first_start.wait(timeout)
+
+    def _starting(self) -> bool:
+        """start_in_background() has not finished yet."""
+        return self._first_start is not None and not self._first_start.is_set()
+
     def stop(self) -> None:
         if self.monitor is not None:
             self.monitor.stop()
-        self.grpc.close()
+        with self._start_lock:
+            self._closed = True  # a background start that has not begun never will
+        if self._first_start is not None and self._start_began:
+            self._first_start.wait(self.config.connect_timeout_s)  # a grpcd being spawned is then stopped too
+        if self._grpc is not None:
+            self._grpc.close()
         if self.manager is not None:
             self.manager.stop()
 
@@ -126,6 +192,8 @@ class BackendRouter:
         if t == BackendType.PYO3:
             return self.pyo3.is_available()
         if self.manager is not None:
+            if wait and self._starting() and self._first_start is not None:
+                self._first_start.wait(self.config.connect_timeout_s)  # off the GUI thread only
             return self.manager.state == "serving"
         if self.monitor is None:
             return False
@@ -146,7 +214,7 @@ class BackendRouter:
             if self._up(t, wait):
                 fallback = i > 0 and want != BackendType.AUTO
                 note = f"{order[0].label} is down: using {t.label}" if fallback else ""
-                unknown = not wait and self.monitor is not None and self.monitor.state == "starting"
+                unknown = not wait and ((self.monitor is not None and self.monitor.state == "starting") or self._starting())
                 if not unknown:  # a remote server not checked yet is no reason to announce a fallback
                     self._note_fallback(note)
                 return Resolution(self.backend(t), want, fallback, note)

@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 
 
 def display_problem() -> str | None:
@@ -57,6 +58,7 @@ def run_app(argv: list[str], smoke: bool = False) -> int:
 
     from hft_lab.backends import BackendConfig
     from hft_lab.backends.router import BackendRouter
+    from hft_lab.ui.first_paint import FirstPaint
     from hft_lab.ui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(argv)
@@ -78,8 +80,13 @@ def run_app(argv: list[str], smoke: bool = False) -> int:
     windows: list = []
     sig_timer = install_quit_signals(app, windows)  # noqa: F841 (kept alive until exec returns)
     router = BackendRouter(config)
-    router.start()  # grpcd is forked by the ServerManager's long-lived spawner thread
+    # grpcd starts beside the window (issue 16: start-up): it is forked by the ServerManager's
+    # long-lived spawner thread once the window has painted, so that the grpc import and the
+    # health wait do not compete with building the window; calls that want gRPC wait for it.
+    painted = threading.Event()
+    router.start_in_background(gate=painted)
     win = MainWindow(router)
+    FirstPaint(win, painted.set)
     win.error_reporter.install()  # any exception in a slot: logged with its traceback and shown
     windows.append(win)
     win.show()

@@ -4,6 +4,7 @@ algorithm."""
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
@@ -22,19 +23,15 @@ from PySide6.QtWidgets import (
 
 import hft_lab
 from hft_lab.backends import BackendType
-from hft_lab.backends.router import BackendRouter
 from hft_lab.data.store import SYNTHETIC_KINDS, DatasetStore
 from hft_lab.ui.about import app_icon, show_about
+from hft_lab.ui.lazy_tabs import LazyTabs
 from hft_lab.ui.log_panel import ErrorReporter, LogPanel
 from hft_lab.ui.settings import restore_widgets, save_widgets
-from hft_lab.ui.views.benchmark import BenchmarkView
-from hft_lab.ui.views.mean_reversion import MeanReversionView
-from hft_lab.ui.views.portfolio import PortfolioView
-from hft_lab.ui.views.regimes import RegimesView
-from hft_lab.ui.views.scan import ScanView
-from hft_lab.ui.views.sparse import SparseView
-from hft_lab.ui.views.sweep import SweepView
 from hft_lab.ui.worker import TaskRunner
+
+if TYPE_CHECKING:
+    from hft_lab.backends.router import BackendRouter
 
 log = logging.getLogger("hft_lab.ui")
 
@@ -97,25 +94,12 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.setCentralWidget(self.tabs)
         self.runners: list[TaskRunner] = []
-        self.mean_reversion = MeanReversionView(self._runner(), self.store)
-        self.tabs.addTab(self.mean_reversion, "Mean Reversion")
-        self.regimes = RegimesView(self._runner(), self.store)
-        self.tabs.addTab(self.regimes, "Regimes")
-        self.portfolio = PortfolioView(self._runner(), self.store)
-        self.tabs.addTab(self.portfolio, "Portfolio")
-        self.sparse = SparseView(self._runner(), self.store)
-        self.tabs.addTab(self.sparse, "Sparse Portfolio")
-        self.sparse.send_spread.connect(self._trade_spread)
-        # parameter sweep on an executor: in-process, the gRPC server or a Ray cluster (issue 18)
-        self.sweep = SweepView(self._runner(), self.store)
-        self.tabs.addTab(self.sweep, "Sweep")
-        # pairs and universe scan (issue 17) with the executor choice of issue 18
-        self.scan = ScanView(self._runner(), self.store)
-        self.tabs.addTab(self.scan, "Scan")
-        self.scan.send_spread.connect(self._trade_spread)
-        self.runners.append(self.scan.aux)  # its quick tasks (re-filter, Kalman) stop with the window
-        self.benchmark = BenchmarkView(self._runner())
-        self.tabs.addTab(self.benchmark, "Benchmark")
+        self._init_done = False
+        # one tab per algorithm, each built when first shown or first used (`self.<key>`):
+        # see _register_tabs and ui/lazy_tabs.py (issue 16: start-up)
+        self.lazy_tabs = LazyTabs(self.tabs, on_built=self._tab_built)
+        self._register_tabs()
+        self.lazy_tabs.activate()  # the current (first) tab is built now
 
         self.grpc_label = QLabel()
         self.pyo3_label = QLabel()
@@ -144,6 +128,7 @@ class MainWindow(QMainWindow):
         self._restore()
         self._restore_dataset()
         self._restore_tabs()
+        self._init_done = True
         self.backend_combo.currentIndexChanged.connect(self._on_backend_chosen)
         self._on_backend_chosen()
 
@@ -151,6 +136,76 @@ class MainWindow(QMainWindow):
         r = TaskRunner(self.router, self)
         self.runners.append(r)
         return r
+
+    # ---- tabs, built when first shown (issue 16: start-up) ----
+    # Register a tab with `self.lazy_tabs.add(key, label, factory, session=…)`: the factory imports
+    # its view module itself (so the import happens only when the tab is first needed) and returns
+    # the widget; `self.<key>` builds it on first access. session=True: its parameters are saved
+    # and restored with the window and its results go into File ▸ Export session (`views()`).
+    def _register_tabs(self) -> None:
+        add = self.lazy_tabs.add
+        add("mean_reversion", "Mean Reversion", self._make_mean_reversion, session=True)
+        add("regimes", "Regimes", self._make_regimes, session=True)
+        add("portfolio", "Portfolio", self._make_portfolio, session=True)
+        add("sparse", "Sparse Portfolio", self._make_sparse, session=True)
+        # parameter sweep on an executor: in-process, the gRPC server or a Ray cluster (issue 18)
+        add("sweep", "Sweep", self._make_sweep, session=True)
+        # pairs and universe scan (issue 17) with the executor choice of issue 18
+        add("scan", "Scan", self._make_scan, session=True)
+        add("benchmark", "Benchmark", self._make_benchmark, session=False)
+
+    def _make_mean_reversion(self):
+        from hft_lab.ui.views.mean_reversion import MeanReversionView
+
+        return MeanReversionView(self._runner(), self.store)
+
+    def _make_regimes(self):
+        from hft_lab.ui.views.regimes import RegimesView
+
+        return RegimesView(self._runner(), self.store)
+
+    def _make_portfolio(self):
+        from hft_lab.ui.views.portfolio import PortfolioView
+
+        return PortfolioView(self._runner(), self.store)
+
+    def _make_sparse(self):
+        from hft_lab.ui.views.sparse import SparseView
+
+        view = SparseView(self._runner(), self.store)
+        view.send_spread.connect(self._trade_spread)
+        return view
+
+    def _make_sweep(self):
+        from hft_lab.ui.views.sweep import SweepView
+
+        return SweepView(self._runner(), self.store)
+
+    def _make_scan(self):
+        from hft_lab.ui.views.scan import ScanView
+
+        view = ScanView(self._runner(), self.store)
+        view.send_spread.connect(self._trade_spread)
+        self.runners.append(view.aux)  # its quick tasks (re-filter, Kalman) stop with the window
+        return view
+
+    def _make_benchmark(self):
+        from hft_lab.ui.views.benchmark import BenchmarkView
+
+        return BenchmarkView(self._runner())
+
+    def _tab_built(self, key: str, view) -> None:
+        self.__dict__[key] = view  # later `self.<key>` is a plain attribute
+        if self._init_done and key in self.lazy_tabs.keys(session=True):  # at start-up: _restore_tabs
+            self._restore_tab(key, view)
+
+    def __getattr__(self, name: str) -> Any:
+        """`window.<key>` of a registered tab builds it on first access (called only when normal
+        attribute lookup fails)."""
+        lazy = self.__dict__.get("lazy_tabs")
+        if lazy is not None and name in lazy:
+            return lazy.get(name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # ---- backend choice and status ----
     def _on_backend_chosen(self, *_):
@@ -209,14 +264,12 @@ class MainWindow(QMainWindow):
         self.backend_combo.setCurrentIndex(self.backend_combo.findData(choice))
 
     def views(self) -> dict:
-        return {
-            "mean_reversion": self.mean_reversion,
-            "regimes": self.regimes,
-            "portfolio": self.portfolio,
-            "sparse": self.sparse,
-            "sweep": self.sweep,
-            "scan": self.scan,
-        }
+        """Every tab whose parameters are saved and whose results are exported (all built now)."""
+        return {key: self.lazy_tabs.get(key) for key in self.lazy_tabs.keys(session=True)}
+
+    def built_views(self) -> dict:
+        """The same, only those built so far (a tab never shown has no changed parameters and no results)."""
+        return self.lazy_tabs.built(session=True)
 
     def _trade_spread(self, name: str, spread) -> None:
         self.mean_reversion.use_series(name, spread)
@@ -224,12 +277,15 @@ class MainWindow(QMainWindow):
         log.info("spread sent to Mean Reversion: %s", name)
 
     def _restore_tabs(self) -> None:
-        for key, view in self.views().items():
-            if hasattr(view, "settings_widgets"):
-                restore_widgets(self.settings, f"tabs/{key}", view.settings_widgets())
+        for key, view in self.built_views().items():
+            self._restore_tab(key, view)
+
+    def _restore_tab(self, key: str, view) -> None:
+        if hasattr(view, "settings_widgets"):
+            restore_widgets(self.settings, f"tabs/{key}", view.settings_widgets())
 
     def closeEvent(self, ev) -> None:
-        for key, view in self.views().items():
+        for key, view in self.built_views().items():
             if hasattr(view, "settings_widgets"):
                 save_widgets(self.settings, f"tabs/{key}", view.settings_widgets())
         self.settings.setValue("geometry", self.saveGeometry())
@@ -330,7 +386,8 @@ class MainWindow(QMainWindow):
             log.warning("last dataset not restored (%s): using the bundled sample", e)
 
     def session_items(self) -> list:
-        return [it for v in self.views().values() for it in (v.session_items() if hasattr(v, "session_items") else [])]
+        views = self.built_views().values()
+        return [it for v in views for it in (v.session_items() if hasattr(v, "session_items") else [])]
 
     def export_session_dialog(self) -> None:
         from datetime import datetime

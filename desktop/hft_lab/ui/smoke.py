@@ -71,6 +71,7 @@ def run_smoke(app, win) -> int:
             from hft_lab.data import load_sample_prices
             from hft_lab.ui.about import app_icon
 
+            win.router.wait_started(win.router.config.connect_timeout_s)  # grpcd starts beside the window
             x = ou_series(10_000, seed=1)
             results, backends = {}, {}
             for t in (BackendType.PYO3, BackendType.GRPC):

@@ -19,13 +19,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QThreadPool, Signal
 
 from hft_lab.analysis.context import TaskContext
 from hft_lab.backends import Cancelled
-from hft_lab.backends.router import BackendRouter
+
+if TYPE_CHECKING:
+    from hft_lab.backends.router import BackendRouter  # (imports grpc: not at start-up)
 
 log = logging.getLogger("hft_lab.worker")
 
