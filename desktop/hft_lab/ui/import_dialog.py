@@ -45,7 +45,6 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QFormLayout,
-    QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -57,7 +56,6 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QRadioButton,
-    QScrollArea,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -85,6 +83,7 @@ from hft_lab.data.csv_import import (
     sniff,
 )
 from hft_lab.data.samples import Dataset
+from hft_lab.ui.widgets import vertical_scroll
 
 log = logging.getLogger("hft_lab.ui.import")
 
@@ -350,14 +349,8 @@ class ImportDialog(QDialog):
         left.addWidget(miss)
         left.addLayout(name_box)
         left.addStretch(1)
-        left_inner = QWidget()
-        left_inner.setLayout(left)
         # a scroll area: on a short screen the choices scroll instead of being squeezed
-        left_w = QScrollArea()
-        left_w.setWidget(left_inner)
-        left_w.setWidgetResizable(True)
-        left_w.setFrameShape(QFrame.Shape.NoFrame)
-        left_w.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        left_w = vertical_scroll(left)
         left_w.setMinimumWidth(370)
         left_w.setMaximumWidth(450)
         self.left_panel = left_w

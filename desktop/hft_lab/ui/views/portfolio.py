@@ -48,7 +48,7 @@ from hft_lab.ui.views.portfolio_plots import (
     _plot,
 )
 from hft_lab.ui.views.sources import active_label
-from hft_lab.ui.widgets import StatsTable, pct, spin
+from hft_lab.ui.widgets import StatsTable, form_group, pct, spin
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
 log = logging.getLogger("hft_lab.ui.portfolio")
@@ -200,8 +200,7 @@ class PortfolioView(PortfolioData, PortfolioPlots, AnalysisView):
         al.addWidget(self.selection_label)
 
         # method and parameters
-        opt = QGroupBox("Optimisation")
-        of = QFormLayout(opt)
+        opt, of = form_group("Optimisation")
         self.method = QComboBox()
         for label, m in METHODS:
             self.method.addItem(label, m)
@@ -542,18 +541,10 @@ class PortfolioView(PortfolioData, PortfolioPlots, AnalysisView):
         return d
 
     def session_items(self) -> list[SessionItem]:
-        if self.result is None:
-            return []
-        return [
-            SessionItem(
-                "portfolio",
-                self.result,
-                parameters=self.result_parameters(),
-                inputs=self.result_inputs(),
-                backend=self.outcome.backend_name,
-                plots={"frontier": self.frontier_plot, "weights": self.weights_plot, "risk_contributions": self.risk_plot},
-            )
-        ]
+        plots = {"frontier": self.frontier_plot, "weights": self.weights_plot, "risk_contributions": self.risk_plot}
+        return self.result_item(
+            "portfolio", parameters=self.result_parameters(), inputs=self.result_inputs(), outcome=self.outcome, plots=plots
+        )
 
     def default_export_name(self, kind: str) -> str:
         r = self.result
