@@ -46,7 +46,11 @@ class StatsTable(QTableWidget):
             self.setItem(i, 1, QTableWidgetItem(fmt(v)))
 
     def as_dict(self) -> dict[str, str]:
-        return {self.item(i, 0).text(): self.item(i, 1).text() for i in range(self.rowCount())}
+        def text(i: int, j: int) -> str:
+            item = self.item(i, j)
+            return item.text() if item is not None else ""
+
+        return {text(i, 0): text(i, 1) for i in range(self.rowCount())}
 
 
 def busy_bar():
@@ -138,7 +142,7 @@ def side_panel(inputs: list, actions: list, width: int = 350, margins: tuple[int
     need = inner_w.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 4
     panel.setFixedWidth(max(width, need))
     panel.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Expanding)
-    panel.scroll = scroll
+    panel.scroll = scroll  # type: ignore[method-assign]  # QWidget.scroll(dx, dy) is shadowed: the tests use the scroll area
     return panel
 
 
