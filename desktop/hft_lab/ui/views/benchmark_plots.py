@@ -10,14 +10,18 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
+    QComboBox,
     QHBoxLayout,
     QLabel,
+    QPlainTextEdit,
+    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from hft_lab.bench import runner as br
+from hft_lab.ui.plots import LabPlot
 from hft_lab.ui.widgets import set_combo_items
 
 SHORT_OP = {
@@ -129,6 +133,21 @@ def _us_label(exp: int) -> str:
 
 class BenchmarkPlots:
     """Part of BenchmarkView (mixed in): see benchmark.py."""
+
+    # the view's state and widgets this part draws on (BenchmarkView.__init__ / _build make them)
+    suite: br.Suite | None
+    _ref_colors: dict[str, tuple]
+    table: QTableWidget
+    summary: QPlainTextEdit
+    bar_plot: LabPlot
+    size_plot: LabPlot
+    conc_plot: LabPlot
+    bar_tier: QComboBox
+    size_op: QComboBox
+    conc_cell: QComboBox
+    bar_legend: QLabel
+    size_legend: QLabel
+    conc_legend: QLabel
 
     @staticmethod
     def _page(plot, label: str, combo, on_change, x_label: str | None = None, log_x: bool | None = None):

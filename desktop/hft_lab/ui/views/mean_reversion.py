@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -47,14 +48,14 @@ class MeanReversionView(MeanReversionPlots, AnalysisView):
     def __init__(self, runner: TaskRunner, store=None, parent=None):
         super().__init__(runner, store, parent)
         self._last_outcome: TaskOutcome | None = None
-        self.prices: np.ndarray | None = None
+        self.prices: np.ndarray = np.empty(0)  # the series loaded (empty until one is)
         self.dates: np.ndarray | None = None  # datetime64 per bar, or None (bar numbers)
         self.is_spread = False  # a spread (P&L backtest) rather than prices
         self.notional: np.ndarray | None = None
-        self.ou = None
-        self.bt = None
+        self.ou: Any = None  # OUFit of the shown result
+        self.bt: Any = None  # BacktestResult of the shown result (None: not run)
         self.markers_hidden = False
-        self._stream = None
+        self._stream: Any = None  # the live replay's MeanReversionStream
         self._replay_pos = 0
         self._replay_buf: dict[str, list[np.ndarray]] = {}
         self._build()

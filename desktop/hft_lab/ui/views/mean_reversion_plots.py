@@ -3,16 +3,34 @@ statistics table and the hover readout."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 
-from hft_lab.ui.plots import date_of, pen
-from hft_lab.ui.widgets import fmt, pct
+from hft_lab.ui.plots import BarAxis, LabPlot, date_of, pen
+from hft_lab.ui.widgets import StatsTable, fmt, pct
 
 
 class MeanReversionPlots:
     """Part of MeanReversionView (mixed in): see mean_reversion.py."""
+
+    # the view's state and widgets this part draws on (MeanReversionView.__init__ / _build make them)
+    MAX_MARKERS: int
+    MAX_FILL_POINTS: int
+    result: Any
+    ou: Any
+    bt: Any
+    prices: np.ndarray
+    dates: np.ndarray | None
+    is_spread: bool
+    stats: StatsTable
+    axes: list[BarAxis]
+    price_plot: LabPlot
+    z_plot: LabPlot
+    equity_plot: LabPlot
+    dd_plot: LabPlot
 
     def _fill_stats(self) -> None:
         ou, bt = self.ou, self.bt
