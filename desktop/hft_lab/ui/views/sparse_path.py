@@ -5,23 +5,64 @@ controls kept in step (spin box, log slider, path line)."""
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QLabel,
+    QSlider,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from hft_lab.analysis.sparse import lambda_path, round_sig
 from hft_lab.ui.plots import LogAxis
 from hft_lab.ui.views.base import Param, via
-from hft_lab.ui.views.sparse_plots import REGRESSION, SLIDER_STEPS_PER_DECADE, _pg_plot
+from hft_lab.ui.views.sparse_plots import REGRESSION, SLIDER_STEPS_PER_DECADE, LogSpinBox, _pg_plot
 from hft_lab.ui.widgets import fmt
 from hft_lab.ui.worker import TaskOutcome
+
+if TYPE_CHECKING:  # the type checker sees the view's base; at run time a mixin derives from object
+    from hft_lab.ui.views.base import AnalysisView as _ViewBase
+else:
+    _ViewBase = object
 
 PATH_HINT = "Choose lasso or elastic net with a target asset and press “λ path”."
 
 
-class SparsePath:
+class SparsePath(_ViewBase):
     """Part of SparseView (mixed in): see sparse.py."""
+
+    # the view's state and widgets this part uses (SparseView.__init__ / _build make them)
+    path: Any
+    path_params: dict
+    path_outcome: TaskOutcome | None
+    path_shown: Any  # Signal(object)
+    _pending_path: dict
+    _hl_index: np.ndarray
+    lam: LogSpinBox
+    lam_slider: QSlider
+    alpha: QDoubleSpinBox
+    result_tabs: QTabWidget
+
+    if TYPE_CHECKING:  # the view's and the other parts'
+
+        def run(self, from_path: bool = False) -> int | None: ...
+        def method_name(self) -> str: ...
+        def set_method(self, method: str) -> None: ...
+        def target_name(self) -> str | None: ...
+        def set_target(self, name: str | None) -> None: ...
+        def _prices_for_run(self) -> Any: ...
+        def _draw_path(self) -> None: ...
+        @staticmethod
+        def _half_life_text(h: float) -> str: ...
 
     # ---- layout ----
     def _build_path_tab(self) -> QWidget:
