@@ -84,6 +84,13 @@ class DatasetSource(_ViewBase):
             return self._sample
         return None
 
+    def _frame(self) -> pd.DataFrame:
+        """All prices of the chosen dataset or sample (not synthetic)."""
+        frame = self.source_frame()
+        if frame is None:
+            raise ValueError("no price data: the bundled sample is unavailable")
+        return frame
+
     def _on_store_changed(self) -> None:
         """The active dataset or its selection changed: if this view uses it, reload and clear the
         result, which belongs to the old data (nothing is recomputed), and say so."""

@@ -39,13 +39,6 @@ class SparseData(DatasetSource):
     target: QComboBox
     run_frame: pd.DataFrame | None
 
-    def _frame(self) -> pd.DataFrame:
-        """All prices of the chosen dataset or sample (not synthetic)."""
-        frame = self.source_frame()
-        if frame is None:
-            raise ValueError("no price data: the bundled sample is unavailable")
-        return frame
-
     # ---- data ----
     def _source_index(self) -> pd.Index:
         if self.synthetic:
