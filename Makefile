@@ -84,7 +84,8 @@ lint-rust:
 MYPY_UI := $(addprefix desktop/hft_lab/ui/,widgets.py worker.py settings.py log_panel.py import_dialog.py \
 	files.py gc_guard.py about.py smoke.py plots.py views/base.py views/sweep.py views/benchmark.py views/benchmark_plots.py \
 	views/mean_reversion.py views/mean_reversion_plots.py views/sources.py views/sparse.py views/sparse_data.py \
-	views/sparse_path.py views/sparse_plots.py views/portfolio.py views/portfolio_data.py views/portfolio_plots.py)
+	views/sparse_path.py views/sparse_plots.py views/portfolio.py views/portfolio_data.py views/portfolio_plots.py \
+	selection_dialog.py)
 
 # static gates on the Python code: ruff lint + format check (config in pyproject.toml), mypy on
 # backends/, data/, analysis/ and bench/, and fully qualified PySide6 enums
