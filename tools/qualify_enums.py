@@ -35,7 +35,7 @@ PATTERN = re.compile(r"\b(Q[A-Za-z]+|Qt)\.([A-Z][A-Za-z0-9_]*)\b(?!\s*\()")
 
 def scan(paths: list[Path], fix: bool) -> int:
     mapping = enum_map()
-    enum_names = {full.split(".")[1] for full in mapping.values()}
+    enum_types = {(full.split(".")[0], full.split(".")[1]) for full in mapping.values()}
     found = 0
     for path in paths:
         text = path.read_text(encoding="utf-8")
@@ -46,7 +46,7 @@ def scan(paths: list[Path], fix: bool) -> int:
             def repl(m: re.Match) -> str:
                 nonlocal found, changed
                 cls, name = m.group(1), m.group(2)
-                if name in enum_names:  # already an enum type: Qt.AlignmentFlag.…
+                if (cls, name) in enum_types:  # already this class's enum type: Qt.AlignmentFlag.…
                     return m.group(0)
                 full = mapping.get((cls, name))
                 if full is None:

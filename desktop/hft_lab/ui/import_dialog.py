@@ -45,7 +45,6 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QFormLayout,
-    QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -57,7 +56,6 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QRadioButton,
-    QScrollArea,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -85,6 +83,7 @@ from hft_lab.data.csv_import import (
     sniff,
 )
 from hft_lab.data.samples import Dataset
+from hft_lab.ui.widgets import vertical_scroll
 
 log = logging.getLogger("hft_lab.ui.import")
 
@@ -350,14 +349,8 @@ class ImportDialog(QDialog):
         left.addWidget(miss)
         left.addLayout(name_box)
         left.addStretch(1)
-        left_inner = QWidget()
-        left_inner.setLayout(left)
         # a scroll area: on a short screen the choices scroll instead of being squeezed
-        left_w = QScrollArea()
-        left_w.setWidget(left_inner)
-        left_w.setWidgetResizable(True)
-        left_w.setFrameShape(QFrame.Shape.NoFrame)
-        left_w.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        left_w = vertical_scroll(left)
         left_w.setMinimumWidth(370)
         left_w.setMaximumWidth(450)
         self.left_panel = left_w
@@ -441,8 +434,12 @@ class ImportDialog(QDialog):
         self.price_list.itemChanged.connect(lambda *_: self._on_prices_changed())
         self.ffill.toggled.connect(lambda *_: self._settings_changed())
         self.bad_cells.toggled.connect(lambda *_: self._settings_changed())
-        self.asset_name.textEdited.connect(lambda *_: (self._update_price_hint(), self._settings_changed()))
+        self.asset_name.textEdited.connect(self._asset_name_edited)
         self.preview_file.currentIndexChanged.connect(self._on_preview_file)
+
+    def _asset_name_edited(self, *_) -> None:
+        self._update_price_hint()
+        self._settings_changed()
 
     # ---- sniffing ----
     def _resniff(self, initial: bool = False, keep_interpretation: bool = False, kept: dict | None = None) -> None:
@@ -619,7 +616,7 @@ class ImportDialog(QDialog):
             who = f"'{asset}' ({named})"
             if len(checked) == 1:
                 f = fields.get(checked[0])
-                why = {"adjclose": "adjusted for splits and dividends", "close": "not adjusted for dividends"}.get(f, "")
+                why = {"adjclose": "adjusted for splits and dividends", "close": "not adjusted for dividends"}.get(f or "", "")
                 lead = "One asset per file, named after the file" if self.multi else f"Asset {who}"
                 text = f"{lead}, priced by {checked[0]}" + (f" ({why})" if why else "") + "."
             else:
@@ -695,7 +692,9 @@ class ImportDialog(QDialog):
             item = self.preview.item(i, j)
             if item is not None:
                 item.setBackground(QBrush(QColor("#f8d0d0")))
-        self.preview.scrollToItem(self.preview.item(i, 0))
+        first = self.preview.item(i, 0)
+        if first is not None:
+            self.preview.scrollToItem(first)
 
     def _used_columns(self) -> set[str]:
         if self._sniff is None:
@@ -817,7 +816,8 @@ class ImportDialog(QDialog):
                 self.encoding.blockSignals(False)
             ds = value.dataset
             self._set_status(f"Ready: {ds.describe()}", "ok")
-            self.report.setPlainText("\n".join(self._sniff.describe()[:1] + value.report))
+            head = self._sniff.describe()[:1] if self._sniff is not None else []
+            self.report.setPlainText("\n".join(head + value.report))
         else:
             self.report.setPlainText("\n".join(self._sniff.describe() if self._sniff else []) + f"\n\nError: {value}")
             if isinstance(value, AmbiguousDateError):
@@ -874,6 +874,8 @@ class ImportDialog(QDialog):
             self._start_wanted()
 
     def _finish(self) -> None:
+        if self._outcome is None:
+            return
         params, value = self._outcome
         if isinstance(value, ImportResult):
             name = self.name.text().strip() or value.dataset.name

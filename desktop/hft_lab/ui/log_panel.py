@@ -11,6 +11,7 @@ import sys
 import threading
 import traceback
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QFont
@@ -177,8 +178,8 @@ class ErrorReporter(QObject):
         self.count = 0
         self.last: str = ""
         self._box: QMessageBox | None = None
-        self._old_hook = None
-        self._old_thread_hook = None
+        self._old_hook: Any = None
+        self._old_thread_hook: Any = None
         self.error.connect(self._show, Qt.ConnectionType.QueuedConnection)
 
     def install(self) -> None:

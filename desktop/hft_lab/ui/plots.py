@@ -10,10 +10,13 @@ the series has them), `LogAxis`/`PriceAxis` (log mode labelled with plain number
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 import numpy as np  # noqa: E402
@@ -271,7 +274,7 @@ class LabPlot(pg.PlotWidget):
         vb.owner = self
         self.export_name = _slug(title) or "plot"
         # a plot drawn as a picture (e.g. stacked posteriors rendered as an image) gives its data here
-        self.table_provider = None  # callable -> pandas.DataFrame
+        self.table_provider: Callable[[], Any] | None = None  # -> pandas.DataFrame, the data behind the plot
         p = self.getPlotItem()
         if left:
             p.setLabel("left", left)
@@ -331,7 +334,7 @@ class LabPlot(pg.PlotWidget):
         m.addSeparator()
         has = not self.is_empty()
         for text, kind in (("Export PNG…", "png"), ("Export SVG…", "svg"), ("Export data (CSV)…", "csv")):
-            a = m.addAction(text, lambda k=kind: self.export_dialog(k))
+            a = m.addAction(text, functools.partial(self.export_dialog, kind))
             a.setEnabled(has)
         a = m.addAction("Copy image", self.copy_image)
         a.setEnabled(has)
@@ -378,13 +381,14 @@ class LabPlot(pg.PlotWidget):
             path.parent.mkdir(parents=True, exist_ok=True)
             df.to_csv(path, float_format="%.17g")
             return path
-        series = []
+        series: list[tuple[str, np.ndarray, np.ndarray]] = []  # (name, x, y) of each curve / bar set
+        images: list[tuple[str, np.ndarray]] = []  # (name, values) of each heat map
         for k, it in enumerate(self.data_items()):
             name = _item_name(it) or f"series {k + 1}"
             if isinstance(it, pg.ImageItem):
                 img = np.asarray(it.image)
                 if img.ndim == 2:  # a heat map (RGB(A) images are shading, not data)
-                    series.append((name, None, img.astype(np.float64)))
+                    images.append((name, img.astype(np.float64)))
                 continue
             if isinstance(it, pg.BarGraphItem):
                 o = it.opts
@@ -399,14 +403,12 @@ class LabPlot(pg.PlotWidget):
             else:
                 x, y = it.getData()
             series.append((name, np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)))
-        images = [s for s in series if s[1] is None]
-        series = [s for s in series if s[1] is not None]
         if not series and not images:
             raise ValueError("the plot has no data to export as a table")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         if images and not series:
-            name, _, img = images[0]
+            name, img = images[0]
             pd.DataFrame(img).to_csv(path, index_label="row")
             return path
         axis = self.getPlotItem().getAxis("bottom")

@@ -26,6 +26,21 @@ def _qdate(ts) -> QDate:
     return QDate(ts.year, ts.month, ts.day)
 
 
+def _set_bound(w: QDateEdit | QSpinBox, v) -> None:
+    """Show a period bound: a date (date edit) or a bar number (spin box)."""
+    if isinstance(w, QDateEdit):
+        w.setDate(_qdate(v))
+    else:
+        w.setValue(int(v))
+
+
+def _bound(w: QDateEdit | QSpinBox) -> pd.Timestamp | int:
+    """The period bound a field shows: the day's midnight (date edit) or the bar number."""
+    if isinstance(w, QDateEdit):
+        return pd.Timestamp(w.date().toString("yyyy-MM-dd"))
+    return w.value()
+
+
 class SelectionDialog(QDialog):
     """Pick a date range (or bar range) and a subset of assets; OK applies it to the store, and a
     refused selection (fewer than 2 rows, no asset) is explained without closing the dialog."""
@@ -39,20 +54,20 @@ class SelectionDialog(QDialog):
         form = QFormLayout()
         first, last = prices.index[0], prices.index[-1]
         s, e = store.date_range
+        self.start: QDateEdit | QSpinBox
+        self.end: QDateEdit | QSpinBox
         if self._dated:
-            self.start, self.end = QDateEdit(), QDateEdit()
-            for w in (self.start, self.end):
-                w.setCalendarPopup(True)
-                w.setDisplayFormat("yyyy-MM-dd")
-                w.setDateRange(_qdate(first), _qdate(last))
-            self.start.setDate(_qdate(s))
-            self.end.setDate(_qdate(e))
+            self.start, self.end = dates = QDateEdit(), QDateEdit()
+            for d in dates:
+                d.setCalendarPopup(True)
+                d.setDisplayFormat("yyyy-MM-dd")
+                d.setDateRange(_qdate(first), _qdate(last))
         else:
-            self.start, self.end = QSpinBox(), QSpinBox()
-            for w in (self.start, self.end):
-                w.setRange(int(first), int(last))
-            self.start.setValue(int(s))
-            self.end.setValue(int(e))
+            self.start, self.end = bars = QSpinBox(), QSpinBox()
+            for box in bars:
+                box.setRange(int(first), int(last))
+        _set_bound(self.start, s)
+        _set_bound(self.end, e)
         form.addRow(f"From ({'date' if self._dated else 'bar'})", self.start)
         form.addRow("To", self.end)
 
@@ -92,12 +107,8 @@ class SelectionDialog(QDialog):
 
     def _reset(self) -> None:
         idx = self.store.dataset.prices.index
-        if self._dated:
-            self.start.setDate(_qdate(idx[0]))
-            self.end.setDate(_qdate(idx[-1]))
-        else:
-            self.start.setValue(int(idx[0]))
-            self.end.setValue(int(idx[-1]))
+        _set_bound(self.start, idx[0])
+        _set_bound(self.end, idx[-1])
         self._check_all(True)
 
     def chosen_assets(self) -> list[str]:
@@ -108,12 +119,9 @@ class SelectionDialog(QDialog):
         ]
 
     def selection(self) -> tuple:
-        if self._dated:
-            # the end date includes its whole day (intraday bars)
-            start = pd.Timestamp(self.start.date().toString("yyyy-MM-dd"))
-            end = pd.Timestamp(self.end.date().toString("yyyy-MM-dd")) + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
-        else:
-            start, end = self.start.value(), self.end.value()
+        start, end = _bound(self.start), _bound(self.end)
+        if isinstance(end, pd.Timestamp):
+            end = end + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)  # the end date includes its whole day
         return start, end, self.chosen_assets()
 
     def apply(self) -> bool:

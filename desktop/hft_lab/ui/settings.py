@@ -110,7 +110,7 @@ def set_widget_value(w: QWidget, v: Any) -> bool:
         x = _number(v, integer=True)
         if x is None or abs(x) > 2**31 - 1:
             return False
-        w.setValue(x)
+        w.setValue(int(x))
         return True
     if isinstance(w, QComboBox):
         text = str(v)

@@ -46,7 +46,11 @@ class StatsTable(QTableWidget):
             self.setItem(i, 1, QTableWidgetItem(fmt(v)))
 
     def as_dict(self) -> dict[str, str]:
-        return {self.item(i, 0).text(): self.item(i, 1).text() for i in range(self.rowCount())}
+        def text(i: int, j: int) -> str:
+            item = self.item(i, j)
+            return item.text() if item is not None else ""
+
+        return {text(i, 0): text(i, 1) for i in range(self.rowCount())}
 
 
 def busy_bar():
@@ -109,8 +113,7 @@ def side_panel(inputs: list, actions: list, width: int = 350, margins: tuple[int
     row…) pinned below it, so they stay visible at any window size. Items are widgets or layouts;
     an input may be `(widget, stretch)` (then it takes the spare height, else a stretch at the end
     does). margins: the inputs' layout margins (default: Qt's)."""
-    from PySide6.QtCore import Qt
-    from PySide6.QtWidgets import QFrame, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
+    from PySide6.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
     def add(lay, item):
         item, stretch = item if isinstance(item, tuple) else (item, 0)
@@ -126,13 +129,8 @@ def side_panel(inputs: list, actions: list, width: int = 350, margins: tuple[int
         add(inner, it)
     if not any(isinstance(it, tuple) for it in inputs):
         inner.addStretch(1)
-    inner_w = QWidget()
-    inner_w.setLayout(inner)
-    scroll = QScrollArea()
-    scroll.setWidget(inner_w)
-    scroll.setWidgetResizable(True)
-    scroll.setFrameShape(QFrame.Shape.NoFrame)
-    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    scroll = vertical_scroll(inner)
+    inner_w = scroll.widget()
     outer = QVBoxLayout()
     outer.setContentsMargins(0, 0, 0, 0)
     outer.addWidget(scroll, 1)
@@ -144,7 +142,7 @@ def side_panel(inputs: list, actions: list, width: int = 350, margins: tuple[int
     need = inner_w.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 4
     panel.setFixedWidth(max(width, need))
     panel.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Expanding)
-    panel.scroll = scroll
+    panel.scroll = scroll  # type: ignore[method-assign]  # QWidget.scroll(dx, dy) is shadowed: the tests use the scroll area
     return panel
 
 
@@ -157,3 +155,52 @@ def spin(box, lo, hi, value, step=None, decimals: int | None = None):
     if step is not None:
         box.setSingleStep(step)
     return box
+
+
+def vertical_scroll(layout):
+    """`layout` in a frameless scroll area that scrolls vertically only (never a horizontal
+    scrollbar: long text wraps); the layout's widget is `.widget()`."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QFrame, QScrollArea, QWidget
+
+    inner = QWidget()
+    inner.setLayout(layout)
+    scroll = QScrollArea()
+    scroll.setWidget(inner)
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    return scroll
+
+
+def set_combo_items(combo, items: list[str]) -> None:
+    """Replace a combo box's items (when they changed) keeping the current choice if it is still
+    there, without emitting index changes on the way."""
+    if [combo.itemText(i) for i in range(combo.count())] == items:
+        return
+    cur = combo.currentText()
+    combo.blockSignals(True)
+    combo.clear()
+    combo.addItems(items)
+    if cur in items:
+        combo.setCurrentText(cur)
+    combo.blockSignals(False)
+
+
+def note_label(text: str = " ", color: str = "#555") -> QLabel:
+    """A grey, wrapping, selectable explanation line (data descriptions, method help)."""
+    from PySide6.QtCore import Qt
+
+    label = QLabel(text)
+    label.setWordWrap(True)
+    label.setStyleSheet(f"color: {color}")
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    return label
+
+
+def form_group(title: str):
+    """(QGroupBox titled `title`, its QFormLayout)."""
+    from PySide6.QtWidgets import QFormLayout, QGroupBox
+
+    box = QGroupBox(title)
+    return box, QFormLayout(box)

@@ -333,13 +333,8 @@ impl MeanReversionStream {
             let _budget = rustcore::limits::reserve(&rustcore::limits::stream_batch(x.len()))?;
             state.push_many(x)
         })?;
-        let d = PyDict::new(py);
-        d.set_item("rolling_mean", b.rolling_mean.into_pyarray(py))?;
-        d.set_item("rolling_std", b.rolling_std.into_pyarray(py))?;
-        d.set_item("zscore", b.zscore.into_pyarray(py))?;
-        d.set_item("signals", b.signals.into_pyarray(py))?;
-        d.set_item("positions", b.positions.into_pyarray(py))?;
-        Ok(d)
+        Ok(to_dict!(py, b; values: [];
+            arrays: [rolling_mean, rolling_std, zscore, signals, positions]))
     }
 
     #[getter]
@@ -363,25 +358,10 @@ fn fit_ou<'py>(
     let f = detach_cancel(py, flag, || {
         ou::fit_ou(x, &ou::OuConfig { dt, bars_per_day })
     })?;
-    let d = PyDict::new(py);
-    d.set_item("a", f.a)?;
-    d.set_item("b", f.b)?;
-    d.set_item("kappa", f.kappa)?;
-    d.set_item("theta", f.theta)?;
-    d.set_item("sigma", f.sigma)?;
-    d.set_item("half_life_bars", f.half_life_bars)?;
-    d.set_item("half_life_days", f.half_life_days)?;
-    d.set_item("se_a", f.se_a)?;
-    d.set_item("se_b", f.se_b)?;
-    d.set_item("se_kappa", f.se_kappa)?;
-    d.set_item("se_half_life", f.se_half_life)?;
-    d.set_item("r_squared", f.r_squared)?;
-    d.set_item("r_squared_delta", f.r_squared_delta)?;
-    d.set_item("residual_std", f.residual_std)?;
-    d.set_item("mean_reverting", f.mean_reverting)?;
-    d.set_item("hurst", f.hurst)?;
-    d.set_item("n", f.n)?;
-    Ok(d)
+    Ok(to_dict!(py, f;
+        values: [a, b, kappa, theta, sigma, half_life_bars, half_life_days, se_a, se_b, se_kappa,
+            se_half_life, r_squared, r_squared_delta, residual_std, mean_reverting, hurst, n];
+        arrays: []))
 }
 
 /// Backtest of a positions series (held from close t-1 to close t) with costs in bps of turnover.
@@ -418,32 +398,17 @@ fn backtest<'py>(
             },
         )
     })?;
-    let d = PyDict::new(py);
-    d.set_item("units", if units == "pnl" { "pnl" } else { "returns" })?;
-    d.set_item("equity", r.equity.into_pyarray(py))?;
-    d.set_item("returns", r.returns.into_pyarray(py))?;
-    d.set_item("drawdown", r.drawdown.into_pyarray(py))?;
-    d.set_item("total_return", r.total_return)?;
-    d.set_item("annual_return", r.annual_return)?;
-    d.set_item("annual_volatility", r.annual_volatility)?;
-    d.set_item("sharpe", r.sharpe)?;
-    d.set_item("sortino", r.sortino)?;
-    d.set_item("max_drawdown", r.max_drawdown)?;
-    d.set_item("n_trades", r.n_trades)?;
-    d.set_item("win_rate", r.win_rate)?;
-    d.set_item("avg_holding_bars", r.avg_holding_bars)?;
     let i64s = |v: Vec<usize>| v.into_iter().map(|i| i as i64).collect::<Vec<i64>>();
-    d.set_item("trade_entries", i64s(r.trade_entries).into_pyarray(py))?;
-    d.set_item("trade_exits", i64s(r.trade_exits).into_pyarray(py))?;
-    d.set_item(
-        "trade_directions",
-        r.trade_directions
-            .into_iter()
-            .map(i64::from)
-            .collect::<Vec<i64>>()
-            .into_pyarray(py),
-    )?;
-    d.set_item("trade_pnls", r.trade_pnls.into_pyarray(py))?;
+    let (entries, exits) = (i64s(r.trade_entries), i64s(r.trade_exits));
+    let directions: Vec<i64> = r.trade_directions.into_iter().map(i64::from).collect();
+    let d = to_dict!(py, r;
+        values: [total_return, annual_return, annual_volatility, sharpe, sortino, max_drawdown,
+            n_trades, win_rate, avg_holding_bars];
+        arrays: [equity, returns, drawdown, trade_pnls]);
+    d.set_item("units", if units == "pnl" { "pnl" } else { "returns" })?;
+    d.set_item("trade_entries", entries.into_pyarray(py))?;
+    d.set_item("trade_exits", exits.into_pyarray(py))?;
+    d.set_item("trade_directions", directions.into_pyarray(py))?;
     Ok(d)
 }
 
@@ -776,34 +741,38 @@ fn slice2<'a>(name: &str, a: &'a PyReadonlyArray2<'_, f64>) -> PyResult<(&'a [f6
 }
 
 /// Portfolio optimisation (min_variance, max_sharpe, risk_parity, equal_weight) and the efficient frontier.
+/// Every None takes the core's default (`PortfolioConfig::default()`: simple returns, 252 periods,
+/// risk-free 0.02, sample covariance, weights in [0, 1], no budgets, no frontier), written once, in
+/// rustcore.
 #[pyfunction]
-#[pyo3(signature = (prices, method, returns="simple", annualization=252.0, risk_free_rate=0.02, covariance="sample", min_weight=0.0, max_weight=1.0, risk_budgets=Vec::new(), frontier_points=0, cancel=None, progress=None))]
+#[pyo3(signature = (prices, method, returns=None, annualization=None, risk_free_rate=None, covariance=None, min_weight=None, max_weight=None, risk_budgets=None, frontier_points=None, cancel=None, progress=None))]
 #[allow(clippy::too_many_arguments)]
 fn optimize_portfolio<'py>(
     py: Python<'py>,
     prices: PyReadonlyArray2<'py, f64>,
     method: &str,
-    returns: &str,
-    annualization: f64,
-    risk_free_rate: f64,
-    covariance: &str,
-    min_weight: f64,
-    max_weight: f64,
-    risk_budgets: Vec<f64>,
-    frontier_points: usize,
+    returns: Option<String>,
+    annualization: Option<f64>,
+    risk_free_rate: Option<f64>,
+    covariance: Option<String>,
+    min_weight: Option<f64>,
+    max_weight: Option<f64>,
+    risk_budgets: Option<Vec<f64>>,
+    frontier_points: Option<usize>,
     cancel: Option<PyRef<'py, CancelToken>>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let (x, rows, cols) = slice2("prices", &prices)?;
+    let d = portfolio::PortfolioConfig::default();
     let config = portfolio::PortfolioConfig {
-        returns: returns.to_string(),
-        annualization,
-        risk_free_rate,
-        covariance: covariance.to_string(),
-        min_weight,
-        max_weight,
-        risk_budgets,
-        frontier_points,
+        returns: returns.unwrap_or(d.returns),
+        annualization: annualization.unwrap_or(d.annualization),
+        risk_free_rate: risk_free_rate.unwrap_or(d.risk_free_rate),
+        covariance: covariance.unwrap_or(d.covariance),
+        min_weight: min_weight.unwrap_or(d.min_weight),
+        max_weight: max_weight.unwrap_or(d.max_weight),
+        risk_budgets: risk_budgets.unwrap_or(d.risk_budgets),
+        frontier_points: frontier_points.unwrap_or(d.frontier_points),
     };
     let method = method.to_string();
     let r = detach_progress(py, cancel.map(|c| c.flag.clone()), progress, |hook| {

@@ -18,23 +18,22 @@ use rustcore::walkforward::{self as wf, Selection};
 
 type ChunkMsg = (usize, usize, Vec<PairStats>);
 
+/// Column arrays (NumPy, no copy) of a slice of row structs into the dict `d`, by field name:
+/// `ints` (usize fields, as int64) and `floats` (f64 fields).
+macro_rules! columns {
+    ($py:expr, $d:expr, $rows:expr; ints: [$($i:ident),* $(,)?]; floats: [$($f:ident),* $(,)?]) => {{
+        $( $d.set_item(stringify!($i), $rows.iter().map(|r| r.$i as i64).collect::<Vec<i64>>().into_pyarray($py))?; )*
+        $( $d.set_item(stringify!($f), $rows.iter().map(|r| r.$f).collect::<Vec<f64>>().into_pyarray($py))?; )*
+    }};
+}
+
 /// Rows as a dict of NumPy arrays (i, j, hedge_ratio, intercept, statistic, pvalue, qvalue,
 /// half_life, hurst, correlation, used_lag).
 fn rows_dict<'py>(py: Python<'py>, rows: &[PairStats]) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
-    let ints = |f: fn(&PairStats) -> usize| rows.iter().map(|r| f(r) as i64).collect::<Vec<i64>>();
-    let flts = |f: fn(&PairStats) -> f64| rows.iter().map(f).collect::<Vec<f64>>();
-    d.set_item("i", ints(|r| r.i).into_pyarray(py))?;
-    d.set_item("j", ints(|r| r.j).into_pyarray(py))?;
-    d.set_item("hedge_ratio", flts(|r| r.hedge_ratio).into_pyarray(py))?;
-    d.set_item("intercept", flts(|r| r.intercept).into_pyarray(py))?;
-    d.set_item("statistic", flts(|r| r.statistic).into_pyarray(py))?;
-    d.set_item("pvalue", flts(|r| r.pvalue).into_pyarray(py))?;
-    d.set_item("qvalue", flts(|r| r.qvalue).into_pyarray(py))?;
-    d.set_item("half_life", flts(|r| r.half_life).into_pyarray(py))?;
-    d.set_item("hurst", flts(|r| r.hurst).into_pyarray(py))?;
-    d.set_item("correlation", flts(|r| r.correlation).into_pyarray(py))?;
-    d.set_item("used_lag", ints(|r| r.used_lag).into_pyarray(py))?;
+    columns!(py, d, rows;
+        ints: [i, j, used_lag];
+        floats: [hedge_ratio, intercept, statistic, pvalue, qvalue, half_life, hurst, correlation]);
     Ok(d)
 }
 
@@ -128,10 +127,12 @@ fn detach_scan<T: Send>(
     })
 }
 
+/// The scan's options; trend / autolag None: the core's default (`ScanConfig::default()`: "c",
+/// no lag search). max_lag None is statsmodels' default lag, so it has no "default" None here.
 #[allow(clippy::too_many_arguments)]
 fn config(
-    trend: &str,
-    autolag: &str,
+    trend: Option<&str>,
+    autolag: Option<&str>,
     max_lag: Option<usize>,
     max_pvalue: Option<f64>,
     max_qvalue: Option<f64>,
@@ -140,9 +141,13 @@ fn config(
     min_correlation: Option<f64>,
     top: Option<usize>,
 ) -> PyResult<ScanConfig> {
+    let d = ScanConfig::default();
     Ok(ScanConfig {
-        trend: trend.to_string(),
-        autolag: Autolag::parse(autolag).map_err(super::to_py_err)?,
+        trend: trend.map_or(d.trend, str::to_string),
+        autolag: match autolag {
+            Some(a) => Autolag::parse(a).map_err(super::to_py_err)?,
+            None => d.autolag,
+        },
         max_lag,
         max_pvalue,
         max_qvalue,
@@ -156,10 +161,6 @@ fn config(
 fn result_dict<'py>(py: Python<'py>, r: pairs::ScanResult) -> PyResult<Bound<'py, PyDict>> {
     let d = rows_dict(py, &r.rows)?;
     let n = r.n_assets;
-    d.set_item("n_assets", n)?;
-    d.set_item("n_tested", r.n_tested)?;
-    d.set_item("n_failed", r.n_failed)?;
-    d.set_item("n_passed", r.n_passed)?;
     d.set_item(
         "critical_values",
         r.critical_values.to_vec().into_pyarray(py),
@@ -168,6 +169,8 @@ fn result_dict<'py>(py: Python<'py>, r: pairs::ScanResult) -> PyResult<Bound<'py
         "pvalue_matrix",
         r.pvalue_matrix.into_pyarray(py).reshape([n, n])?,
     )?;
+    let values = to_dict!(py, r; values: [n_assets, n_tested, n_failed, n_passed]; arrays: []);
+    d.update(values.as_mapping())?;
     Ok(d)
 }
 
@@ -175,13 +178,13 @@ fn result_dict<'py>(py: Python<'py>, r: pairs::ScanResult) -> PyResult<Bound<'py
 /// `progress(done, total)` after each chunk of pairs; `partial(rows)` with each chunk's raw rows
 /// (q-values NaN); either returning False cancels.
 #[pyfunction]
-#[pyo3(signature = (prices, trend="c", autolag="none", max_lag=Some(0), max_pvalue=None, max_qvalue=None, min_half_life=None, max_half_life=None, min_correlation=None, top=None, cancel=None, progress=None, partial=None))]
+#[pyo3(signature = (prices, trend=None, autolag=None, max_lag=Some(0), max_pvalue=None, max_qvalue=None, min_half_life=None, max_half_life=None, min_correlation=None, top=None, cancel=None, progress=None, partial=None))]
 #[allow(clippy::too_many_arguments)]
 fn scan_pairs<'py>(
     py: Python<'py>,
     prices: PyReadonlyArray2<'py, f64>,
-    trend: &str,
-    autolag: &str,
+    trend: Option<&str>,
+    autolag: Option<&str>,
     max_lag: Option<usize>,
     max_pvalue: Option<f64>,
     max_qvalue: Option<f64>,
@@ -219,15 +222,15 @@ fn scan_pairs<'py>(
 /// (0,1), (0,2), …, (1,2), … Shards concatenated in any order finalise (scan_pairs_finalize)
 /// to exactly the result of scan_pairs.
 #[pyfunction]
-#[pyo3(signature = (prices, start, end, trend="c", autolag="none", max_lag=Some(0), cancel=None, progress=None, partial=None))]
+#[pyo3(signature = (prices, start, end, trend=None, autolag=None, max_lag=Some(0), cancel=None, progress=None, partial=None))]
 #[allow(clippy::too_many_arguments)]
 fn scan_pairs_range<'py>(
     py: Python<'py>,
     prices: PyReadonlyArray2<'py, f64>,
     start: usize,
     end: usize,
-    trend: &str,
-    autolag: &str,
+    trend: Option<&str>,
+    autolag: Option<&str>,
     max_lag: Option<usize>,
     cancel: Option<PyRef<'py, CancelToken>>,
     progress: Option<Py<PyAny>>,
@@ -254,14 +257,14 @@ fn col<'a>(d: &'a Bound<'_, PyDict>, name: &str) -> PyResult<Bound<'a, PyAny>> {
 /// concatenated) and the same prices: q-values over all of them, filters, ranking, top,
 /// p-value matrix, Hurst exponents of the rows reported.
 #[pyfunction]
-#[pyo3(signature = (rows, prices, trend="c", autolag="none", max_lag=Some(0), max_pvalue=None, max_qvalue=None, min_half_life=None, max_half_life=None, min_correlation=None, top=None))]
+#[pyo3(signature = (rows, prices, trend=None, autolag=None, max_lag=Some(0), max_pvalue=None, max_qvalue=None, min_half_life=None, max_half_life=None, min_correlation=None, top=None))]
 #[allow(clippy::too_many_arguments)]
 fn scan_pairs_finalize<'py>(
     py: Python<'py>,
     rows: Bound<'py, PyDict>,
     prices: PyReadonlyArray2<'py, f64>,
-    trend: &str,
-    autolag: &str,
+    trend: Option<&str>,
+    autolag: Option<&str>,
     max_lag: Option<usize>,
     max_pvalue: Option<f64>,
     max_qvalue: Option<f64>,
@@ -373,32 +376,20 @@ fn kalman_hedge<'py>(
     let r = detach(py, || {
         rustcore::kalman::kalman_hedge(ys, xs, delta, observation_var)
     })?;
-    let d = PyDict::new(py);
-    d.set_item("hedge_ratio", r.hedge_ratio.into_pyarray(py))?;
-    d.set_item("intercept", r.intercept.into_pyarray(py))?;
-    d.set_item("spread", r.spread.into_pyarray(py))?;
-    d.set_item("spread_std", r.spread_std.into_pyarray(py))?;
-    Ok(d)
+    Ok(to_dict!(py, r; values: []; arrays: [hedge_ratio, intercept, spread, spread_std]))
 }
 
 fn selections_dict<'py>(py: Python<'py>, s: &[Selection]) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
-    let ints = |f: fn(&Selection) -> usize| s.iter().map(|r| f(r) as i64).collect::<Vec<i64>>();
-    let flts = |f: fn(&Selection) -> f64| s.iter().map(f).collect::<Vec<f64>>();
-    d.set_item("window", ints(|r| r.window).into_pyarray(py))?;
-    d.set_item("i", ints(|r| r.i).into_pyarray(py))?;
-    d.set_item("j", ints(|r| r.j).into_pyarray(py))?;
-    d.set_item("pvalue", flts(|r| r.pvalue).into_pyarray(py))?;
-    d.set_item("hedge_ratio", flts(|r| r.hedge_ratio).into_pyarray(py))?;
-    d.set_item("intercept", flts(|r| r.intercept).into_pyarray(py))?;
-    d.set_item("spread_mean", flts(|r| r.spread_mean).into_pyarray(py))?;
-    d.set_item("spread_std", flts(|r| r.spread_std).into_pyarray(py))?;
+    columns!(py, d, s;
+        ints: [window, i, j];
+        floats: [pvalue, hedge_ratio, intercept, spread_mean, spread_std]);
     Ok(d)
 }
 
 /// Walk-forward of a pairs rule (selection on formation windows only); see rustcore::walkforward.
 #[pyfunction]
-#[pyo3(signature = (prices, formation, trading, step=None, hedge="ols", delta=1e-4, observation_var=1e-3, entry=2.0, exit=0.0, stop=None, cost_bps=0.0, max_pairs=5, trend="c", autolag="none", max_lag=Some(0), max_pvalue=Some(0.05), max_qvalue=None, min_half_life=None, max_half_life=None, min_correlation=None, cancel=None, progress=None))]
+#[pyo3(signature = (prices, formation, trading, step=None, hedge="ols", delta=1e-4, observation_var=1e-3, entry=2.0, exit=0.0, stop=None, cost_bps=0.0, max_pairs=5, trend=None, autolag=None, max_lag=Some(0), max_pvalue=Some(0.05), max_qvalue=None, min_half_life=None, max_half_life=None, min_correlation=None, cancel=None, progress=None))]
 #[allow(clippy::too_many_arguments)]
 fn walk_forward<'py>(
     py: Python<'py>,
@@ -414,8 +405,8 @@ fn walk_forward<'py>(
     stop: Option<f64>,
     cost_bps: f64,
     max_pairs: usize,
-    trend: &str,
-    autolag: &str,
+    trend: Option<&str>,
+    autolag: Option<&str>,
     max_lag: Option<usize>,
     max_pvalue: Option<f64>,
     max_qvalue: Option<f64>,
@@ -449,25 +440,10 @@ fn walk_forward<'py>(
     let r = detach_progress(py, cancel.map(|c| c.flag.clone()), progress, |hook| {
         wf::walk_forward(x, rows, cols, &cfg, hook)
     })?;
-    let d = PyDict::new(py);
-    d.set_item("oos_equity", r.oos_equity.into_pyarray(py))?;
-    d.set_item("oos_drawdown", r.oos_drawdown.into_pyarray(py))?;
-    d.set_item("is_equity", r.is_equity.into_pyarray(py))?;
-    d.set_item("is_drawdown", r.is_drawdown.into_pyarray(py))?;
-    let w = &r.windows;
-    let ints = |f: fn(&wf::WindowRow) -> usize| w.iter().map(|r| f(r) as i64).collect::<Vec<i64>>();
-    let flts = |f: fn(&wf::WindowRow) -> f64| w.iter().map(f).collect::<Vec<f64>>();
-    d.set_item(
-        "formation_start",
-        ints(|r| r.formation_start).into_pyarray(py),
-    )?;
-    d.set_item("trading_start", ints(|r| r.trading_start).into_pyarray(py))?;
-    d.set_item("trading_end", ints(|r| r.trading_end).into_pyarray(py))?;
-    d.set_item("n_pairs", ints(|r| r.n_pairs).into_pyarray(py))?;
-    d.set_item("trades", ints(|r| r.trades).into_pyarray(py))?;
-    d.set_item("pnl", flts(|r| r.pnl).into_pyarray(py))?;
-    d.set_item("turnover", flts(|r| r.turnover).into_pyarray(py))?;
-    d.set_item("costs", flts(|r| r.costs).into_pyarray(py))?;
+    let d = to_dict!(py, r; values: []; arrays: [oos_equity, oos_drawdown, is_equity, is_drawdown]);
+    columns!(py, d, r.windows;
+        ints: [formation_start, trading_start, trading_end, n_pairs, trades];
+        floats: [pnl, turnover, costs]);
     d.set_item("selections", selections_dict(py, &r.selections)?)?;
     d.set_item("is_selections", selections_dict(py, &r.is_selections)?)?;
     Ok(d)

@@ -326,6 +326,23 @@ class AnalysisView(QWidget):
         """What File ▸ Export session saves of this tab ([] without a result)."""
         return []
 
+    def result_item(
+        self,
+        name: str,
+        *,
+        parameters: dict,
+        inputs: dict,
+        outcome: TaskOutcome | None,
+        plots: dict,
+        index: Any = None,
+    ) -> list[SessionItem]:
+        """`session_items` of a tab with one result: [the shown result as `name`, with what
+        produced it and its plots] ([] without a result)."""
+        if self.result is None:
+            return []
+        backend = outcome.backend_name if outcome is not None else ""
+        return [SessionItem(name, self.result, parameters, inputs, backend=backend, plots=plots, index=index)]
+
     def export_item(self) -> SessionItem:
         items = self.session_items()
         if not items:

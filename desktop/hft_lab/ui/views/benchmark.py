@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFormLayout,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -44,10 +43,18 @@ from hft_lab.ui.views.benchmark_plots import (
     TABLE_COLUMNS,
     BenchmarkPlots,
 )
-from hft_lab.ui.widgets import side_panel, status_label
+from hft_lab.ui.widgets import form_group, side_panel, spin, status_label
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
 log = logging.getLogger("hft_lab.ui.benchmark")
+
+
+def seconds_spin() -> QDoubleSpinBox:
+    """A time budget in seconds (0.01 … 600 s)."""
+    box = spin(QDoubleSpinBox(), 0.01, 600.0, 1.0, decimals=2)
+    box.setSuffix(" s")
+    return box
+
 
 FAMILY_LABELS = {
     "echo": "Echo (transport only)",
@@ -97,30 +104,21 @@ class BenchmarkView(BenchmarkPlots, AnalysisView):
             self.op_checks[fam] = cb
             self.size_edits[fam] = ed
 
-        timing = QGroupBox("Measurement")
-        tf = QFormLayout(timing)
+        timing, tf = form_group("Measurement")
         brow = QHBoxLayout()
         self.backend_checks = {"pyo3": QCheckBox("PyO3"), "grpc": QCheckBox("gRPC")}
         for cb in self.backend_checks.values():
             brow.addWidget(cb)
             cb.toggled.connect(self._update_estimate)
         tf.addRow("Backends", brow)
-        self.calls = QSpinBox()
-        self.calls.setRange(1, 1_000_000)
+        self.calls = spin(QSpinBox(), 1, 1_000_000, 1)
         self.calls.setToolTip("timed calls per cell at most (the time budget stops slow cells earlier, after the minimum)")
-        self.min_calls = QSpinBox()
-        self.min_calls.setRange(1, 10_000)
-        self.cell_seconds = QDoubleSpinBox()
-        self.cell_seconds.setRange(0.01, 600.0)
-        self.cell_seconds.setDecimals(2)
-        self.cell_seconds.setSuffix(" s")
+        self.min_calls = spin(QSpinBox(), 1, 10_000, 1)
+        self.cell_seconds = seconds_spin()
         self.cell_seconds.setToolTip("time budget of a timed cell (per backend and per reference)")
         self.concurrency = QLineEdit()
         self.concurrency.setToolTip("concurrent callers to measure, e.g. 1, 2, 4 (threads calling at once)")
-        self.conc_seconds = QDoubleSpinBox()
-        self.conc_seconds.setRange(0.01, 600.0)
-        self.conc_seconds.setDecimals(2)
-        self.conc_seconds.setSuffix(" s")
+        self.conc_seconds = seconds_spin()
         self.references = QCheckBox("reference libraries (when installed)")
         self.references.setToolTip("pandas, cvxpy+Clarabel, PyPortfolioOpt, hmmlearn, scikit-learn, a plain Python grpcio server")
         tf.addRow("Calls per cell (max)", self.calls)
@@ -175,10 +173,7 @@ class BenchmarkView(BenchmarkPlots, AnalysisView):
         self.bar_tier = QComboBox()
         self.bar_tier.addItems(["smallest size", "middle size", "largest size"])
         self.bar_tier.setCurrentIndex(2)
-        self.bar_tier.currentIndexChanged.connect(self._draw_bars)
-        self.bar_legend = QLabel("")
-        self.bar_legend.setWordWrap(True)
-        bar_page = self._page(self.bar_plot, QLabel("Size of each operation:"), self.bar_tier, self.bar_legend)
+        bar_page, self.bar_legend = self._page(self.bar_plot, "Size of each operation:", self.bar_tier, self._draw_bars)
 
         self.size_plot = make_plot(
             "p50 latency vs payload size (log-log)",
@@ -186,24 +181,18 @@ class BenchmarkView(BenchmarkPlots, AnalysisView):
             legend=False,
             axisItems={"left": LogAxis("left"), "bottom": LogAxis("bottom")},
         )
-        self.size_plot.getPlotItem().setLabel("bottom", "payload (float64 values sent)")
-        self.size_plot.getPlotItem().setLogMode(x=True, y=True)
         self.size_op = QComboBox()
-        self.size_op.currentIndexChanged.connect(self._draw_sizes)
-        self.size_legend = QLabel("")
-        self.size_legend.setWordWrap(True)
-        size_page = self._page(self.size_plot, QLabel("Operation:"), self.size_op, self.size_legend)
+        size_page, self.size_legend = self._page(
+            self.size_plot, "Operation:", self.size_op, self._draw_sizes, x_label="payload (float64 values sent)", log_x=True
+        )
 
         self.conc_plot = make_plot(
             "Throughput vs concurrent callers (log scale)", "calls per second", legend=False, axisItems={"left": LogAxis("left")}
         )
-        self.conc_plot.getPlotItem().setLabel("bottom", "concurrent callers (threads)")
-        self.conc_plot.getPlotItem().setLogMode(x=False, y=True)
         self.conc_cell = QComboBox()
-        self.conc_cell.currentIndexChanged.connect(self._draw_concurrency)
-        self.conc_legend = QLabel("")
-        self.conc_legend.setWordWrap(True)
-        conc_page = self._page(self.conc_plot, QLabel("Operation and size:"), self.conc_cell, self.conc_legend)
+        conc_page, self.conc_legend = self._page(
+            self.conc_plot, "Operation and size:", self.conc_cell, self._draw_concurrency, x_label="concurrent callers (threads)"
+        )
 
         self.table = QTableWidget(0, len(TABLE_COLUMNS))
         self.table.setHorizontalHeaderLabels(TABLE_COLUMNS)

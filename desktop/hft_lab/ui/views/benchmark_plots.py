@@ -10,13 +10,19 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
+    QComboBox,
     QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from hft_lab.bench import runner as br
+from hft_lab.ui.plots import LabPlot
+from hft_lab.ui.widgets import set_combo_items
 
 SHORT_OP = {
     "echo": "echo",
@@ -128,31 +134,51 @@ def _us_label(exp: int) -> str:
 class BenchmarkPlots:
     """Part of BenchmarkView (mixed in): see benchmark.py."""
 
+    # the view's state and widgets this part draws on (BenchmarkView.__init__ / _build make them)
+    suite: br.Suite | None
+    _ref_colors: dict[str, tuple]
+    table: QTableWidget
+    summary: QPlainTextEdit
+    bar_plot: LabPlot
+    size_plot: LabPlot
+    conc_plot: LabPlot
+    bar_tier: QComboBox
+    size_op: QComboBox
+    conc_cell: QComboBox
+    bar_legend: QLabel
+    size_legend: QLabel
+    conc_legend: QLabel
+
     @staticmethod
-    def _page(plot, label, combo, legend=None) -> QWidget:
+    def _page(plot, label: str, combo, on_change, x_label: str | None = None, log_x: bool | None = None):
+        """(a chart page: `label` and `combo` (whose changes call `on_change`) above a wrapping
+        legend line and `plot`, the legend label). x_label: the plot's bottom label; log_x: the
+        plot's log mode (x as given, y logarithmic; None leaves it as it is)."""
+        if x_label is not None:
+            plot.getPlotItem().setLabel("bottom", x_label)
+        if log_x is not None:
+            plot.getPlotItem().setLogMode(x=log_x, y=True)
+        combo.currentIndexChanged.connect(on_change)
+        legend = QLabel("")
+        legend.setWordWrap(True)
         w = QWidget()
         v = QVBoxLayout(w)
         v.setContentsMargins(0, 0, 0, 0)
         row = QHBoxLayout()
-        row.addWidget(label)
+        row.addWidget(QLabel(label))
         row.addWidget(combo)
         row.addStretch(1)
         v.addLayout(row)
-        if legend is not None:
-            v.addWidget(legend)
+        v.addWidget(legend)
         v.addWidget(plot, 1)
-        return w
+        return w, legend
 
     def _clear_views(self) -> None:
         self.table.setRowCount(0)
         for p in (self.bar_plot, self.size_plot, self.conc_plot):
             p.clear()
-        self.size_op.blockSignals(True)
-        self.size_op.clear()
-        self.size_op.blockSignals(False)
-        self.conc_cell.blockSignals(True)
-        self.conc_cell.clear()
-        self.conc_cell.blockSignals(False)
+        for combo in (self.size_op, self.conc_cell):
+            set_combo_items(combo, [])
         self.summary.setPlainText("")
         self.size_legend.setText("")
         self.conc_legend.setText("")
@@ -230,24 +256,8 @@ class BenchmarkPlots:
 
     def _refresh_choices(self) -> None:
         cells = self._measured()
-        ops = list(dict.fromkeys(c.op for c in cells))
-        if [self.size_op.itemText(i) for i in range(self.size_op.count())] != ops:
-            cur = self.size_op.currentText()
-            self.size_op.blockSignals(True)
-            self.size_op.clear()
-            self.size_op.addItems(ops)
-            if cur in ops:
-                self.size_op.setCurrentText(cur)
-            self.size_op.blockSignals(False)
-        keys = list(dict.fromkeys(f"{c.op} · {c.size}" for c in cells if c.throughput))
-        if [self.conc_cell.itemText(i) for i in range(self.conc_cell.count())] != keys:
-            cur = self.conc_cell.currentText()
-            self.conc_cell.blockSignals(True)
-            self.conc_cell.clear()
-            self.conc_cell.addItems(keys)
-            if cur in keys:
-                self.conc_cell.setCurrentText(cur)
-            self.conc_cell.blockSignals(False)
+        set_combo_items(self.size_op, list(dict.fromkeys(c.op for c in cells)))
+        set_combo_items(self.conc_cell, list(dict.fromkeys(f"{c.op} · {c.size}" for c in cells if c.throughput)))
 
     def _color(self, name: str) -> tuple:
         if name in BACKEND_COLORS:

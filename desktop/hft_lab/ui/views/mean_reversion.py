@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -12,8 +13,6 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -28,7 +27,7 @@ from hft_lab.data.export import SessionItem
 from hft_lab.ui.plots import BarAxis, PercentAxis, make_plot, pen
 from hft_lab.ui.views.base import AnalysisView, ExportError, Param, note, via
 from hft_lab.ui.views.mean_reversion_plots import MeanReversionPlots
-from hft_lab.ui.widgets import StatsTable, fmt, spin
+from hft_lab.ui.widgets import StatsTable, fmt, form_group, spin
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
 log = logging.getLogger("hft_lab.ui.mean_reversion")
@@ -49,14 +48,14 @@ class MeanReversionView(MeanReversionPlots, AnalysisView):
     def __init__(self, runner: TaskRunner, store=None, parent=None):
         super().__init__(runner, store, parent)
         self._last_outcome: TaskOutcome | None = None
-        self.prices: np.ndarray | None = None
+        self.prices: np.ndarray = np.empty(0)  # the series loaded (empty until one is)
         self.dates: np.ndarray | None = None  # datetime64 per bar, or None (bar numbers)
         self.is_spread = False  # a spread (P&L backtest) rather than prices
         self.notional: np.ndarray | None = None
-        self.ou = None
-        self.bt = None
+        self.ou: Any = None  # OUFit of the shown result
+        self.bt: Any = None  # BacktestResult of the shown result (None: not run)
         self.markers_hidden = False
-        self._stream = None
+        self._stream: Any = None  # the live replay's MeanReversionStream
         self._replay_pos = 0
         self._replay_buf: dict[str, list[np.ndarray]] = {}
         self._build()
@@ -64,8 +63,7 @@ class MeanReversionView(MeanReversionPlots, AnalysisView):
 
     # ---- layout ----
     def _build(self) -> None:
-        data = QGroupBox("Data")
-        df = QFormLayout(data)
+        data, df = form_group("Data")
         self.source = QComboBox()
         self._fill_sources()
         self.n_points = spin(QSpinBox(), 100, 10_000_000, 2000, step=1000)
@@ -74,8 +72,7 @@ class MeanReversionView(MeanReversionPlots, AnalysisView):
         df.addRow("Synthetic points", self.n_points)
         df.addRow("Synthetic seed", self.seed)
 
-        sig = QGroupBox("Signals")
-        form = QFormLayout(sig)
+        sig, form = form_group("Signals")
         self.lookback = spin(QSpinBox(), 2, 100_000, 20)
         self.threshold = spin(QDoubleSpinBox(), 0.01, 100.0, 2.0, step=0.1)
         self.exit_threshold = spin(QDoubleSpinBox(), -100.0, 100.0, 0.0, step=0.1)
@@ -102,8 +99,7 @@ class MeanReversionView(MeanReversionPlots, AnalysisView):
         )
         form.addRow(stop_row)
 
-        btg = QGroupBox("Backtest / OU")
-        bf = QFormLayout(btg)
+        btg, bf = form_group("Backtest / OU")
         self.cost_bps = spin(QDoubleSpinBox(), 0.0, 1000.0, 1.0)
         self.cost_bps.setSuffix(" bps")
         self.periods = spin(QDoubleSpinBox(), 1.0, 10_000_000.0, 252.0)
@@ -115,8 +111,7 @@ class MeanReversionView(MeanReversionPlots, AnalysisView):
             Param("bars_per_day", self.bars_per_day, "Bars per day"),
         )
 
-        live = QGroupBox("Live replay (streaming)")
-        lf = QFormLayout(live)
+        live, lf = form_group("Live replay (streaming)")
         self.replay_speed = spin(QSpinBox(), 1, 10_000_000, 2000)
         self.replay_speed.setSuffix(" ticks/s")
         self.replay_start = QPushButton("Start")

@@ -3,16 +3,34 @@ statistics table and the hover readout."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 
-from hft_lab.ui.plots import date_of, pen
-from hft_lab.ui.widgets import fmt, pct
+from hft_lab.ui.plots import BarAxis, LabPlot, date_of, pen
+from hft_lab.ui.widgets import StatsTable, fmt, pct
 
 
 class MeanReversionPlots:
     """Part of MeanReversionView (mixed in): see mean_reversion.py."""
+
+    # the view's state and widgets this part draws on (MeanReversionView.__init__ / _build make them)
+    MAX_MARKERS: int
+    MAX_FILL_POINTS: int
+    result: Any
+    ou: Any
+    bt: Any
+    prices: np.ndarray
+    dates: np.ndarray | None
+    is_spread: bool
+    stats: StatsTable
+    axes: list[BarAxis]
+    price_plot: LabPlot
+    z_plot: LabPlot
+    equity_plot: LabPlot
+    dd_plot: LabPlot
 
     def _fill_stats(self) -> None:
         ou, bt = self.ou, self.bt
@@ -31,27 +49,20 @@ class MeanReversionPlots:
         ]
         if bt is None:
             rows.append(("backtest", "not run"))
-        elif getattr(bt, "units", "returns") == "pnl":
-            rows += [
-                ("backtest units", "P&L in spread units (a spread: returns need positive prices)"),
-                ("total P&L", bt.total_return),
-                ("annual P&L", bt.annual_return),
-                ("annual P&L volatility", bt.annual_volatility),
-                ("Sharpe", bt.sharpe),
-                ("Sortino", bt.sortino),
-                ("max drawdown (spread units)", bt.max_drawdown),
-                ("trades (closed)", int(bt.n_trades)),
-                ("win rate", pct(bt.win_rate, 1)),
-                ("avg holding (bars)", bt.avg_holding_bars),
-            ]
         else:
+            # a spread's backtest is P&L in spread units (returns need positive prices)
+            pnl = getattr(bt, "units", "returns") == "pnl"
+            amount = (lambda v: v) if pnl else pct
+            what = "P&L" if pnl else "return"
+            if pnl:
+                rows.append(("backtest units", "P&L in spread units (a spread: returns need positive prices)"))
             rows += [
-                ("total return", pct(bt.total_return)),
-                ("annual return", pct(bt.annual_return)),
-                ("annual volatility", pct(bt.annual_volatility)),
+                (f"total {what}", amount(bt.total_return)),
+                (f"annual {what}", amount(bt.annual_return)),
+                ("annual P&L volatility" if pnl else "annual volatility", amount(bt.annual_volatility)),
                 ("Sharpe", bt.sharpe),
                 ("Sortino", bt.sortino),
-                ("max drawdown", pct(bt.max_drawdown)),
+                ("max drawdown (spread units)" if pnl else "max drawdown", amount(bt.max_drawdown)),
                 ("trades (closed)", int(bt.n_trades)),
                 ("win rate", pct(bt.win_rate, 1)),
                 ("avg holding (bars)", bt.avg_holding_bars),

@@ -6,6 +6,7 @@ every asset and the chosen portfolio, results and summary tables, CSV / JSON exp
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -48,7 +49,7 @@ from hft_lab.ui.views.portfolio_plots import (
     _plot,
 )
 from hft_lab.ui.views.sources import active_label
-from hft_lab.ui.widgets import StatsTable, pct, spin
+from hft_lab.ui.widgets import StatsTable, form_group, pct, spin
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
 log = logging.getLogger("hft_lab.ui.portfolio")
@@ -88,10 +89,10 @@ class PortfolioView(PortfolioData, PortfolioPlots, AnalysisView):
 
     def __init__(self, runner: TaskRunner, store=None, parent=None):
         super().__init__(runner, store, parent)
-        self._date_limits: tuple | None = None  # (first, last) date the date fields allow
+        self._date_limits = None
         self.run_frame: pd.DataFrame | None = None  # the prices of the shown result (None: synthetic)
         self._pending_frame: pd.DataFrame | None = None
-        self._universe: tuple[tuple, pd.DataFrame] | None = None  # the last synthetic universe made
+        self._universe = None
         self.outcome: TaskOutcome | None = None
         self.asset_returns: np.ndarray | None = None
         self.asset_volatilities: np.ndarray | None = None
@@ -181,7 +182,7 @@ class PortfolioView(PortfolioData, PortfolioPlots, AnalysisView):
         self.assets.setHorizontalHeaderLabels(["asset", "risk budget"])
         self.assets.verticalHeader().setVisible(False)
         self.assets.verticalHeader().setDefaultSectionSize(22)
-        self.assets.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
+        self.assets.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.assets.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         self.assets.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.assets.setEditTriggers(
@@ -200,8 +201,7 @@ class PortfolioView(PortfolioData, PortfolioPlots, AnalysisView):
         al.addWidget(self.selection_label)
 
         # method and parameters
-        opt = QGroupBox("Optimisation")
-        of = QFormLayout(opt)
+        opt, of = form_group("Optimisation")
         self.method = QComboBox()
         for label, m in METHODS:
             self.method.addItem(label, m)
@@ -278,7 +278,7 @@ class PortfolioView(PortfolioData, PortfolioPlots, AnalysisView):
         self.results.verticalHeader().setVisible(False)
         self.results.verticalHeader().setDefaultSectionSize(22)
         self.results.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.results.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        self.results.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.results.setColumnHidden(3, True)
         self.results.setSortingEnabled(True)
         self.results.sortByColumn(1, Qt.SortOrder.DescendingOrder)
@@ -338,8 +338,7 @@ class PortfolioView(PortfolioData, PortfolioPlots, AnalysisView):
         self._reload_timer.stop()
         synthetic = self.synthetic
         self.source_options.setCurrentIndex(1 if synthetic else 0)
-        df = self.data_frame()
-        names = synthetic_names(self.n_assets.value()) if synthetic else [str(c) for c in df.columns]
+        names = synthetic_names(self.n_assets.value()) if synthetic else [str(c) for c in self._frame().columns]
         self._set_date_limits()
         self._update_period_controls()
         if self.uses_store:
@@ -447,11 +446,13 @@ class PortfolioView(PortfolioData, PortfolioPlots, AnalysisView):
         """Start an optimisation of the selected data; None (and a message) if the selection cannot
         make a portfolio."""
         names = self.checked_assets()
+        start: Any
+        end: Any
         if self.synthetic:
             rows = self.n_obs.value()
             key = self._synthetic_key()
-            cached = self._universe is not None and self._universe[0] == key
-            prices = self._universe[1][names] if cached else SyntheticSelection(*key, names)
+            u = self._universe
+            prices = u[1][names] if u is not None and u[0] == key else SyntheticSelection(*key, names)
             start, end = 0, rows - 1
         else:
             prices = self.selected_prices()
@@ -509,7 +510,7 @@ class PortfolioView(PortfolioData, PortfolioPlots, AnalysisView):
     def result_parameters(self) -> dict:
         """Method and backend parameters of the shown result: optimize_portfolio(prices,
         method=p.pop("method"), parameters=p) reproduces it."""
-        if self.result is None:
+        if self.result is None or self.run_inputs is None:
             return {}
         return {"method": self.run_inputs["method"], **self.run_inputs["parameters"]}
 
@@ -542,18 +543,10 @@ class PortfolioView(PortfolioData, PortfolioPlots, AnalysisView):
         return d
 
     def session_items(self) -> list[SessionItem]:
-        if self.result is None:
-            return []
-        return [
-            SessionItem(
-                "portfolio",
-                self.result,
-                parameters=self.result_parameters(),
-                inputs=self.result_inputs(),
-                backend=self.outcome.backend_name,
-                plots={"frontier": self.frontier_plot, "weights": self.weights_plot, "risk_contributions": self.risk_plot},
-            )
-        ]
+        plots = {"frontier": self.frontier_plot, "weights": self.weights_plot, "risk_contributions": self.risk_plot}
+        return self.result_item(
+            "portfolio", parameters=self.result_parameters(), inputs=self.result_inputs(), outcome=self.outcome, plots=plots
+        )
 
     def default_export_name(self, kind: str) -> str:
         r = self.result

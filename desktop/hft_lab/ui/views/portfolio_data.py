@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 from PySide6.QtCore import QDate, Qt
 from PySide6.QtWidgets import (
+    QComboBox,
+    QDateEdit,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QSpinBox,
+    QTableWidget,
     QTableWidgetItem,
 )
 
@@ -22,6 +31,27 @@ def _label(ts: pd.Timestamp) -> str:
 
 class PortfolioData(DatasetSource):
     """Part of PortfolioView (mixed in): see portfolio.py."""
+
+    # the view's state and widgets this part reads (PortfolioView.__init__ / _build make them)
+    _date_limits: tuple | None  # (first, last) date the date fields allow
+    _universe: tuple[tuple[int, int, int], pd.DataFrame] | None  # the last synthetic universe made
+    _checked: dict[str, bool]
+    _budgets: dict[str, float]
+    _period_form: QFormLayout
+    _dates_row: QHBoxLayout
+    assets: QTableWidget
+    period: QComboBox
+    period_note: QLabel
+    years: QSpinBox
+    start_date: QDateEdit
+    end_date: QDateEdit
+    n_assets: QSpinBox
+    n_obs: QSpinBox
+    seed: QSpinBox
+
+    if TYPE_CHECKING:  # the view's
+
+        def _inputs_changed(self, *_) -> None: ...
 
     # ---- data ----
     def data_frame(self) -> pd.DataFrame | None:
@@ -91,27 +121,34 @@ class PortfolioData(DatasetSource):
             t.setItem(i, 1, b)
         t.blockSignals(False)
 
+    def _cell(self, row: int, column: int) -> QTableWidgetItem:
+        """A cell of the asset table (every cell holds an item: _fill_asset_table makes them)."""
+        it = self.assets.item(row, column)
+        if it is None:
+            raise LookupError(f"the asset table has no item at row {row}, column {column}")
+        return it
+
     def asset_names(self) -> list[str]:
-        return [self.assets.item(i, 0).text() for i in range(self.assets.rowCount())]
+        return [self._cell(i, 0).text() for i in range(self.assets.rowCount())]
 
     def checked_assets(self) -> list[str]:
         return [
-            self.assets.item(i, 0).text()
+            self._cell(i, 0).text()
             for i in range(self.assets.rowCount())
-            if self.assets.item(i, 0).checkState() == Qt.CheckState.Checked
+            if self._cell(i, 0).checkState() == Qt.CheckState.Checked
         ]
 
     def set_checked(self, names, checked: bool = True) -> None:
         want = set(names)
         for i in range(self.assets.rowCount()):
-            it = self.assets.item(i, 0)
+            it = self._cell(i, 0)
             if it.text() in want:
                 it.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
 
     def set_all_checked(self, checked: bool) -> None:
         self.assets.blockSignals(True)
         for i in range(self.assets.rowCount()):
-            it = self.assets.item(i, 0)
+            it = self._cell(i, 0)
             it.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
             self._checked[it.text()] = checked
         self.assets.blockSignals(False)
@@ -119,8 +156,8 @@ class PortfolioData(DatasetSource):
 
     def set_budget(self, name: str, value: float) -> None:
         for i in range(self.assets.rowCount()):
-            if self.assets.item(i, 0).text() == name:
-                self.assets.item(i, 1).setData(Qt.ItemDataRole.EditRole, float(value))
+            if self._cell(i, 0).text() == name:
+                self._cell(i, 1).setData(Qt.ItemDataRole.EditRole, float(value))
                 return
         raise KeyError(name)
 
@@ -128,12 +165,12 @@ class PortfolioData(DatasetSource):
         """The risk budgets of the checked assets, in table order."""
         out = []
         for i in range(self.assets.rowCount()):
-            if self.assets.item(i, 0).checkState() == Qt.CheckState.Checked:
-                out.append(float(self.assets.item(i, 1).data(Qt.ItemDataRole.EditRole)))
+            if self._cell(i, 0).checkState() == Qt.CheckState.Checked:
+                out.append(float(self._cell(i, 1).data(Qt.ItemDataRole.EditRole)))
         return out
 
     def _asset_item_changed(self, item: QTableWidgetItem) -> None:
-        name = self.assets.item(item.row(), 0).text()
+        name = self._cell(item.row(), 0).text()
         if item.column() == 0:
             self._checked[name] = item.checkState() == Qt.CheckState.Checked
         else:
@@ -160,7 +197,7 @@ class PortfolioData(DatasetSource):
         dropped."""
         if self.synthetic:
             return self.synthetic_frame()[self.checked_assets()].astype(np.float64)
-        df = self.data_frame()[self.checked_assets()]
+        df = self._frame()[self.checked_assets()]
         start, end = self.date_range()
         if start is not None or end is not None:
             df = df.loc[start:end]

@@ -4,17 +4,22 @@ labels), the result tables and the hover readout."""
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont, QFontMetrics
-from PySide6.QtWidgets import (
-    QTableWidgetItem,
-)
+from PySide6.QtWidgets import QLabel, QTableWidget, QTableWidgetItem
 
 from hft_lab.ui.plots import LabPlot, pen
-from hft_lab.ui.widgets import fmt, pct
+from hft_lab.ui.widgets import StatsTable, fmt, pct
+from hft_lab.ui.worker import TaskOutcome
+
+if TYPE_CHECKING:  # the type checker sees the view's base; at run time a mixin derives from object
+    from hft_lab.ui.views.base import AnalysisView as _ViewBase
+else:
+    _ViewBase = object
 
 METHODS = [
     ("Max Sharpe (tangency)", "max_sharpe"),
@@ -129,12 +134,33 @@ def _plot(title: str, bottom: pg.AxisItem, left: pg.AxisItem, left_label: str, b
     return w
 
 
-class PortfolioPlots:
+class PortfolioPlots(_ViewBase):
     """Part of PortfolioView (mixed in): see portfolio.py."""
 
+    # the view's state and widgets this part draws on (PortfolioView.__init__ / _build make them)
+    outcome: TaskOutcome | None
+    asset_returns: np.ndarray | None
+    asset_volatilities: np.ndarray | None
+    run_inputs: dict | None
+    frontier_plot: LabPlot
+    frontier_legend: QLabel
+    weights_plot: LabPlot
+    risk_plot: LabPlot
+    weights_axis: NamesAxis
+    risk_axis: NamesAxis
+    results: QTableWidget
+    stats: StatsTable
+    _label_font: QFont
+
     # ---- drawing (GUI thread; at most a few hundred items) ----
+    def _shown(self) -> tuple[Any, dict, TaskOutcome]:
+        """(result, its inputs, its outcome) of the result on show: drawing needs all three."""
+        if self.result is None or self.run_inputs is None or self.outcome is None:
+            raise LookupError("no portfolio result on show")
+        return self.result, self.run_inputs, self.outcome
+
     def _draw(self) -> None:
-        r = self.result
+        r, inp, _ = self._shown()
         names = list(r.asset_names)
         n = len(names)
         x = np.arange(n, dtype=np.float64)
@@ -156,7 +182,7 @@ class PortfolioPlots:
         rp, self.risk_bars = bars(self.risk_plot, self.risk_axis, rc, RISK)
         self.budget_marks = None
         if r.method == "risk_parity":
-            b = np.asarray(self.run_inputs["parameters"].get("risk_budgets") or np.ones(n), dtype=np.float64)
+            b = np.asarray(inp["parameters"].get("risk_budgets") or np.ones(n), dtype=np.float64)
             self.budget_marks = pg.ScatterPlotItem(
                 x,
                 b / b.sum(),
@@ -175,11 +201,13 @@ class PortfolioPlots:
         self._draw_frontier()
 
     def _draw_frontier(self) -> None:
-        r = self.result
+        r, inp, _ = self._shown()
         fp = self.frontier_plot.getPlotItem()
         fp.clear()
         names = list(r.asset_names)
         mean, vol = self.asset_returns, self.asset_volatilities
+        if mean is None or vol is None:
+            raise LookupError("the assets' own moments are missing")
         fv = np.asarray(r.frontier_volatilities, dtype=np.float64)
         fr = np.asarray(r.frontier_returns, dtype=np.float64)
         self.frontier_curve = None
@@ -208,7 +236,7 @@ class PortfolioPlots:
                 fp.addItem(t)
                 self._labels.append((t, float(xv), float(yv), name))
         self.cml_curve = None
-        rf = self.run_inputs["parameters"]["risk_free_rate"]
+        rf = inp["parameters"]["risk_free_rate"]
         if r.method == "max_sharpe" and math.isfinite(r.sharpe):
             # up to the highest return on the plot, so the line does not stretch the y axis
             y_top = float(max(np.max(mean), np.max(fr) if len(fr) else -np.inf, r.expected_return))
@@ -244,8 +272,8 @@ class PortfolioPlots:
             )
         )
         # the whole picture, with room on the right for the labels of the riskiest assets
-        xs = [vol, fv, [r.volatility]] + ([[0.0]] if self.cml_curve is not None else [])
-        ys = [mean, fr, [r.expected_return]] + ([[rf]] if self.cml_curve is not None else [])
+        xs: list[Any] = [vol, fv, [r.volatility]] + ([[0.0]] if self.cml_curve is not None else [])
+        ys: list[Any] = [mean, fr, [r.expected_return]] + ([[rf]] if self.cml_curve is not None else [])
         x_lo, x_hi = min(float(np.min(a)) for a in xs if len(a)), max(float(np.max(a)) for a in xs if len(a))
         y_lo, y_hi = min(float(np.min(a)) for a in ys if len(a)), max(float(np.max(a)) for a in ys if len(a))
         dx, dy = max(x_hi - x_lo, 1e-9), max(y_hi - y_lo, 1e-9)
@@ -337,7 +365,7 @@ class PortfolioPlots:
                 self.hidden_labels.append(text)
 
     def _fill_tables(self) -> None:
-        r, inp = self.result, self.run_inputs
+        r, inp, out = self._shown()
         names = list(r.asset_names)
         rp = r.method == "risk_parity"
         budgets = None
@@ -373,8 +401,8 @@ class PortfolioPlots:
             ("data", period),
             ("price rows", int(inp["rows"])),
             ("returns / covariance", f"{p['returns']} / {p['covariance'].replace('_', '-')}"),
-            ("backend", self.outcome.backend_name),
-            ("time", f"{self.outcome.seconds * 1e3:.1f} ms"),
+            ("backend", out.backend_name),
+            ("time", f"{out.seconds * 1e3:.1f} ms"),
         ]
         if not rp:
             rows.insert(5, ("weight bounds", f"{pct(p['min_weight'], 1)} … {pct(p['max_weight'], 1)}"))
@@ -390,9 +418,10 @@ class PortfolioPlots:
             f"weight {pct(float(r.weights[i]))}",
             f"risk contribution {pct(float(r.risk_contributions[i]))}",
         ]
-        if self.asset_returns is not None:
+        mean, vol = self.asset_returns, self.asset_volatilities
+        if mean is not None and vol is not None:
             parts += [
-                f"alone: return {pct(float(self.asset_returns[i]))}",
-                f"volatility {pct(float(self.asset_volatilities[i]))}",
+                f"alone: return {pct(float(mean[i]))}",
+                f"volatility {pct(float(vol[i]))}",
             ]
         return "   ".join(parts)

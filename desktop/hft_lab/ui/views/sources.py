@@ -5,6 +5,7 @@ seeded synthetic universe."""
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from PySide6.QtCore import Qt
@@ -14,13 +15,18 @@ from hft_lab.data import load_sample_prices
 
 log = logging.getLogger("hft_lab.ui.views")
 
+if TYPE_CHECKING:  # the type checker sees the view's base; at run time a mixin derives from object
+    from hft_lab.ui.views.base import AnalysisView as _ViewBase
+else:
+    _ViewBase = object
+
 
 def active_label(name: str) -> str:
     """The source entry of the store's active dataset."""
     return f"Active dataset ({name})"
 
 
-class DatasetSource:
+class DatasetSource(_ViewBase):
     """Mixin of an AnalysisView (uses self.store; sets self.source, self._sample, self._active).
 
     A store change reloads the data when the view uses the store, cancels a running task and clears
@@ -29,6 +35,12 @@ class DatasetSource:
 
     STORE_TASK = "computation"  # "the running <STORE_TASK> was cancelled"
     PRESS_RUN = "Press Run."
+
+    if TYPE_CHECKING:  # what the view supplies
+
+        def has_shown_result(self) -> bool: ...
+        def clear_for_new_data(self, replaced: bool) -> None: ...
+        def reload(self) -> None: ...
 
     def make_source(self, sample_label: str, synthetic_label: str) -> QComboBox:
         """The source combo box: "active" (with a store) or "sample", then "synthetic"."""
@@ -71,6 +83,13 @@ class DatasetSource:
         if self.source.currentData() == "sample":
             return self._sample
         return None
+
+    def _frame(self) -> pd.DataFrame:
+        """All prices of the chosen dataset or sample (not synthetic)."""
+        frame = self.source_frame()
+        if frame is None:
+            raise ValueError("no price data: the bundled sample is unavailable")
+        return frame
 
     def _on_store_changed(self) -> None:
         """The active dataset or its selection changed: if this view uses it, reload and clear the

@@ -17,17 +17,14 @@ assets in the basket; the weights were fitted on the same data, so the test is i
 from __future__ import annotations
 
 import logging
-import math
 
 import numpy as np
 import pandas as pd
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -36,8 +33,6 @@ from PySide6.QtWidgets import (
     QSpinBox,
     QSplitter,
     QTabWidget,
-    QVBoxLayout,
-    QWidget,
 )
 
 from hft_lab.analysis.sparse import (
@@ -50,10 +45,11 @@ from hft_lab.analysis.sparse import (
     round_sig,
 )
 from hft_lab.data.export import SessionItem, describe_prices
-from hft_lab.ui.plots import LogAxis, make_plot
+from hft_lab.ui.plots import make_plot
 from hft_lab.ui.views.base import AnalysisView, Param, note, via
 from hft_lab.ui.views.portfolio_plots import NamesAxis
 from hft_lab.ui.views.sparse_data import PERIOD_ALL, PERIOD_YEARS, SAMPLE, SYNTHETIC, SparseData
+from hft_lab.ui.views.sparse_path import SparsePath
 from hft_lab.ui.views.sparse_plots import (
     METHOD_HELP,
     METHOD_LABEL,
@@ -67,7 +63,7 @@ from hft_lab.ui.views.sparse_plots import (
     _pg_plot,
     verdict_color,
 )
-from hft_lab.ui.widgets import StatsTable, fmt
+from hft_lab.ui.widgets import StatsTable, fmt, form_group, note_label, spin
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
 log = logging.getLogger("hft_lab.ui.sparse")
@@ -87,13 +83,7 @@ __all__ = [
 ]
 
 
-# ---------------------------------------------------------------- widgets
-
-
-# ---------------------------------------------------------------- the view
-
-
-class SparseView(SparseData, SparsePlots, AnalysisView):
+class SparseView(SparseData, SparsePath, SparsePlots, AnalysisView):
     # result_shown: the TaskOutcome of a basket run, after drawing (GUI thread)
     send_spread = Signal(str, object)  # (name, spread_payload()): the user wants to trade the basket
     path_shown = Signal(object)  # the TaskOutcome of a λ path, after drawing
@@ -125,36 +115,24 @@ class SparseView(SparseData, SparsePlots, AnalysisView):
         self.reload()
 
     # ---- layout ----
-    def _build(self) -> None:
-        data = QGroupBox("Data")
-        df = QFormLayout(data)
+    def _data_group(self) -> QGroupBox:
+        data, df = form_group("Data")
         self.make_source(SAMPLE, SYNTHETIC)
         self.period = QComboBox()
         self.period.addItems([PERIOD_ALL, PERIOD_YEARS])
         self.period.setCurrentText(PERIOD_YEARS)
-        self.years = QSpinBox()
-        self.years.setRange(1, 100)
-        self.years.setValue(5)
+        self.years = spin(QSpinBox(), 1, 100, 5)
         self.years.setSuffix(" years")
         period_row = QHBoxLayout()
         period_row.addWidget(self.period, 1)
         period_row.addWidget(self.years)
-        self.syn_n = QSpinBox()
-        self.syn_n.setRange(50, 100_000)
-        self.syn_n.setValue(2000)
-        self.syn_n.setSingleStep(500)
+        self.syn_n = spin(QSpinBox(), 50, 100_000, 2000, step=500)
         self.syn_n.setSuffix(" bars")
-        self.syn_assets = QSpinBox()
-        self.syn_assets.setRange(2, 50)
-        self.syn_assets.setValue(5)
-        self.syn_seed = QSpinBox()
-        self.syn_seed.setRange(0, 1_000_000)
+        self.syn_assets = spin(QSpinBox(), 2, 50, 5)
+        self.syn_seed = spin(QSpinBox(), 0, 1_000_000, 0)
         for s in (self.years, self.syn_n, self.syn_assets, self.syn_seed):
             s.setKeyboardTracking(False)  # typing "10" must not clear the result twice
-        self.data_label = QLabel(" ")
-        self.data_label.setWordWrap(True)
-        self.data_label.setStyleSheet("color: #555")
-        self.data_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.data_label = note_label()
         df.addRow("Prices", self.source)
         df.addRow("Period", period_row)
         df.addRow("Length", self.syn_n)
@@ -162,16 +140,15 @@ class SparseView(SparseData, SparsePlots, AnalysisView):
         df.addRow("Seed", self.syn_seed)
         df.addRow(self.data_label)
         self.data_form = df
+        return data
 
-        meth = QGroupBox("Method")
-        mf = QFormLayout(meth)
+    def _method_group(self) -> QGroupBox:
+        meth, mf = form_group("Method")
         self.method = QComboBox()
         for label, m, text in METHODS:
             self.method.addItem(label, m)
             self.method.setItemData(self.method.count() - 1, text, Qt.ItemDataRole.ToolTipRole)
-        self.method_help = QLabel(" ")
-        self.method_help.setWordWrap(True)
-        self.method_help.setStyleSheet("color: #555")
+        self.method_help = note_label()
         self.lam = LogSpinBox(0.0, 1e12, 1e-4)
         self.lam.setValue(10.0)
         self.lam.setToolTip(
@@ -182,35 +159,23 @@ class SparseView(SparseData, SparsePlots, AnalysisView):
         lo, hi = SLIDER_DECADES
         self.lam_slider.setRange(lo * SLIDER_STEPS_PER_DECADE, hi * SLIDER_STEPS_PER_DECADE)
         self.lam_slider.setToolTip("λ on a log scale (1e-4 … 1e8)")
-        self.alpha = QDoubleSpinBox()
-        self.alpha.setRange(0.0, 1.0)
-        self.alpha.setDecimals(3)
-        self.alpha.setSingleStep(0.05)
-        self.alpha.setValue(0.5)
+        self.alpha = spin(QDoubleSpinBox(), 0.0, 1.0, 0.5, step=0.05, decimals=3)
         self.alpha.setToolTip("Share of the L1 penalty (scikit-learn's l1_ratio): 1 = lasso, 0 = ridge (not sparse)")
         self.target = QComboBox()
         self.target.setToolTip(
             "The asset regressed on the others (weight +1). Auto tries each asset "
             "and keeps the most mean-reverting spread (most negative ADF); slow for large universes."
         )
-        self.k = QSpinBox()
-        self.k.setRange(2, 100_000)
-        self.k.setValue(3)
+        self.k = spin(QSpinBox(), 2, 100_000, 3)
         self.k.setSuffix(" assets")
         self.k.setToolTip("Number of assets in the basket (2 … the number of assets)")
         self.tolerance = LogSpinBox(1e-15, 1.0, 1e-15, mantissas=(1.0,))
         self.tolerance.setValue(1e-4)
         self.tolerance.setToolTip("Coordinate descent stops at this duality gap (relative), as scikit-learn's tol")
-        self.max_iterations = QSpinBox()
-        self.max_iterations.setRange(1, 100_000_000)
-        self.max_iterations.setValue(10_000)
-        self.max_iterations.setSingleStep(1000)
-        self.n_lambdas = QSpinBox()
-        self.n_lambdas.setRange(2, 500)
-        self.n_lambdas.setValue(30)
+        self.max_iterations = spin(QSpinBox(), 1, 100_000_000, 10_000, step=1000)
+        self.n_lambdas = spin(QSpinBox(), 2, 500, 30)
         self.n_lambdas.setToolTip("λ values on the path: from λmax (only the target) down to λmax/1000")
-        self.no_params = QLabel("No parameters: Box-Tiao combines every asset.")
-        self.no_params.setStyleSheet("color: #555")
+        self.no_params = note_label("No parameters: Box-Tiao combines every asset.")
         self.declare(mf, Param("method", self.method, "Method", in_params=False))
         mf.addRow(self.method_help)
         self.declare(
@@ -229,7 +194,10 @@ class SparseView(SparseData, SparsePlots, AnalysisView):
         )
         mf.addRow(self.no_params)
         self.method_form = mf
+        return meth
 
+    def _build(self) -> None:
+        data, meth = self._data_group(), self._method_group()
         self.path_button = QPushButton("λ path")
         self.path_button.setToolTip("Basket size and half-life along a grid of λ (lasso / elastic net with a chosen target)")
         self.send_button = QPushButton("Trade this spread in Mean Reversion")
@@ -270,50 +238,7 @@ class SparseView(SparseData, SparsePlots, AnalysisView):
         basket.addWidget(self.spread_plot)
         basket.setSizes([330, 400])
 
-        # results: λ path
-        self.path_info = QLabel("Choose lasso or elastic net with a target asset and press “λ path”.")
-        self.path_info.setWordWrap(True)
-        self.run_on_click = QCheckBox("Run when a point is clicked")
-        self.run_on_click.setChecked(True)
-        self.declare(None, Param("run_on_click", self.run_on_click, None, in_params=False))
-        head = QHBoxLayout()
-        head.addWidget(self.path_info, 1)
-        head.addWidget(self.run_on_click)
-        self.nonzero_plot = _pg_plot("Assets in the basket", "assets", axis=LogAxis("bottom"))
-        self.half_life_plot = _pg_plot(
-            "Half-life of the spread (bars; not shown where it does not mean-revert)",
-            "half-life",
-            "λ",
-            axis=LogAxis("bottom"),
-            log_y=True,
-        )
-        self.half_life_plot.setXLink(self.nonzero_plot)
-        for p in (self.nonzero_plot, self.half_life_plot):
-            p.getPlotItem().getAxis("left").setWidth(56)  # same width: the linked x axes line up
-        self.nonzero_plot.getPlotItem().setLogMode(x=True)
-        self.half_life_plot.getPlotItem().setLogMode(x=True, y=True)
-        self.lam_lines = []
-        for p in (self.nonzero_plot, self.half_life_plot):
-            line = pg.InfiniteLine(
-                angle=90,
-                movable=True,
-                pen=pg.mkPen(214, 39, 40, width=1.5, style=Qt.PenStyle.DashLine),
-                hoverPen=pg.mkPen(214, 39, 40, width=3),
-            )
-            line.setToolTip("Current λ: drag to change it")
-            line.setVisible(False)
-            p.addItem(line, ignoreBounds=True)
-            line.sigPositionChangeFinished.connect(self._lam_line_moved)
-            self.lam_lines.append(line)
-        path_split = QSplitter(Qt.Orientation.Vertical)
-        path_split.addWidget(self.nonzero_plot)
-        path_split.addWidget(self.half_life_plot)
-        path_w = QWidget()
-        pl = QVBoxLayout(path_w)
-        pl.setContentsMargins(0, 0, 0, 0)
-        pl.addLayout(head)
-        pl.addWidget(path_split, 1)
-
+        path_w = self._build_path_tab()
         self.result_tabs = QTabWidget()
         self.result_tabs.addTab(basket, "Basket")
         self.result_tabs.addTab(path_w, "λ path")
@@ -382,17 +307,6 @@ class SparseView(SparseData, SparsePlots, AnalysisView):
             b.setEnabled(False)
         self.clear_path()
 
-    def clear_path(self) -> None:
-        self.path = self.path_outcome = None
-        self.path_params = {}
-        for p in (self.nonzero_plot, self.half_life_plot):
-            for item in list(p.getPlotItem().listDataItems()):
-                p.getPlotItem().removeItem(item)
-        self.path_nonzero_item = self.path_half_life_item = None
-        for line in self.lam_lines:
-            line.setVisible(False)
-        self.path_info.setText("Choose lasso or elastic net with a target asset and press “λ path”.")
-
     # ---- parameters ----
     def method_name(self) -> str:
         return self.method.currentData()
@@ -416,17 +330,6 @@ class SparseView(SparseData, SparsePlots, AnalysisView):
         elif m == "greedy":
             keys = ("k",)
         return {k: p[k] for k in keys}
-
-    def path_parameters(self) -> dict:
-        """The keyword arguments of sparse_lambda_path for the next path."""
-        p = self.params()
-        return {
-            "target": p["target"],
-            "n_lambdas": p["n_lambdas"],
-            "alpha": p["alpha"] if self.method_name() == "elastic_net" else 1.0,
-            "tolerance": p["tolerance"],
-            "max_iterations": p["max_iterations"],
-        }
 
     def _method_changed(self, *_) -> None:
         m = self.method_name()
@@ -453,24 +356,6 @@ class SparseView(SparseData, SparsePlots, AnalysisView):
         else:
             self.path_button.setToolTip("Basket size and half-life along a grid of λ for this target")
 
-    def _lam_changed(self, v: float) -> None:
-        self.lam_slider.blockSignals(True)
-        if v > 0:
-            self.lam_slider.setValue(int(round(math.log10(v) * SLIDER_STEPS_PER_DECADE)))
-        else:
-            self.lam_slider.setValue(self.lam_slider.minimum())
-        self.lam_slider.blockSignals(False)
-        for line in self.lam_lines:
-            line.setVisible(v > 0 and self.path is not None)
-            if v > 0:
-                line.setValue(math.log10(v))
-
-    def _slider_moved(self, s: int) -> None:
-        self.lam.setValue(round_sig(10.0 ** (s / SLIDER_STEPS_PER_DECADE), 3))
-
-    def _lam_line_moved(self, line) -> None:
-        self.lam.setValue(round_sig(10.0 ** line.value(), 3))
-
     # ---- run ----
     def run(self, from_path: bool = False) -> int | None:
         """Find a basket with the chosen method on the chosen data."""
@@ -488,21 +373,6 @@ class SparseView(SparseData, SparsePlots, AnalysisView):
             params,
             done=self._run_finished,
             status=f"Searching for a {METHOD_SHORT[method]} basket among {len(names)} assets{auto}…",
-        )
-
-    def run_path(self) -> int | None:
-        if self.method_name() not in REGRESSION or self.target_name() is None:
-            self.set_status("The λ path needs lasso or elastic net with a target asset (not Auto).", error=True)
-            return None
-        params = self.path_parameters()
-        self._pending_path = {"params": params, "method": self.method_name()}
-        return self.start(
-            lambda_path,
-            self._prices_for_run(),
-            params,
-            done=self._path_finished,
-            signal=self.path_shown,
-            status=f"Computing the λ path for {params['target']} ({params['n_lambdas']} values of λ)…",
         )
 
     def _run_finished(self, out: TaskOutcome) -> None:
@@ -526,45 +396,6 @@ class SparseView(SparseData, SparsePlots, AnalysisView):
         if not self._pending.get("from_path"):
             self.result_tabs.setCurrentIndex(0)  # a run started on the path tab keeps the path in view
 
-    # ---- λ path ----
-    def _path_finished(self, out: TaskOutcome) -> None:
-        self.path_outcome = out
-        self.path = out.value["path"]
-        self.path_params = dict(self._pending_path["params"], method=self._pending_path["method"])
-        self._draw_path()
-        lp = self.path
-        self.set_status(
-            f"λ path{via(out)} in {out.seconds * 1e3:.1f} ms: {len(lp.lambdas)} values of λ, "
-            f"{int(lp.nonzero.min())}–{int(lp.nonzero.max())} assets. Click a point to use its λ."
-        )
-        self.result_tabs.setCurrentIndex(1)
-
-    def _nonzero_clicked(self, item, points, ev=None) -> None:
-        if len(points):
-            self.select_path_point(int(points[0].index()))
-
-    def _half_life_clicked(self, item, points, ev=None) -> None:
-        if len(points):
-            self.select_path_point(int(self._hl_index[int(points[0].index())]))
-
-    def select_path_point(self, i: int) -> None:
-        """Use the i-th λ of the path (with the path's method, target and α); runs if asked."""
-        if self.path is None or not 0 <= i < len(self.path.lambdas):
-            return
-        pp = self.path_params
-        self.set_method(pp["method"])
-        self.set_target(pp["target"])
-        if pp["method"] == "elastic_net":
-            self.alpha.setValue(pp["alpha"])
-        self.lam.setValue(float(self.path.lambdas[i]))
-        lp = self.path
-        self.set_status(
-            f"λ = {fmt(float(lp.lambdas[i]), 6)}: {int(lp.nonzero[i])} assets, half-life "
-            f"{self._half_life_text(float(lp.half_life[i]))}, ADF {fmt(float(lp.adf_statistic[i]), 4)}."
-        )
-        if self.run_on_click.isChecked() and not self.running:
-            self.run(from_path=True)
-
     def result_parameters(self) -> dict:
         """backend.calculate_sparse_portfolio(prices, **parameters) reproduces the shown result."""
         if self.result is None:
@@ -587,20 +418,15 @@ class SparseView(SparseData, SparsePlots, AnalysisView):
         n = len(r.weights)
         return self.run_frame.index if len(r.spread) > 2 * n + 3 else None
 
-    def session_items(self) -> list:
-        if self.result is None:
-            return []
-        return [
-            SessionItem(
-                "sparse_portfolio",
-                self.result,
-                parameters=self.result_parameters(),
-                inputs=self.result_inputs(),
-                backend=self.outcome.backend_name,
-                plots={"weights": self.weights_plot, "spread": self.spread_plot},
-                index=self._csv_index(),
-            )
-        ]
+    def session_items(self) -> list[SessionItem]:
+        return self.result_item(
+            "sparse_portfolio",
+            parameters=self.result_parameters(),
+            inputs=self.result_inputs(),
+            outcome=self.outcome,
+            plots={"weights": self.weights_plot, "spread": self.spread_plot},
+            index=self._csv_index() if self.result is not None else None,
+        )
 
     def default_export_name(self, kind: str) -> str:
         r = self.result

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from PySide6.QtWidgets import QComboBox, QSpinBox
 
 from hft_lab.analysis.sparse import (
     SyntheticPrices,
@@ -29,11 +30,20 @@ PERIOD_ALL, PERIOD_YEARS = "All rows", "Last N years"
 class SparseData(DatasetSource):
     """Part of SparseView (mixed in): see sparse.py."""
 
+    # the view's state and widgets this part reads (SparseView.__init__ / _build make them)
+    period: QComboBox
+    years: QSpinBox
+    syn_n: QSpinBox
+    syn_assets: QSpinBox
+    syn_seed: QSpinBox
+    target: QComboBox
+    run_frame: pd.DataFrame | None
+
     # ---- data ----
     def _source_index(self) -> pd.Index:
         if self.synthetic:
             return synthetic_index(self.syn_n.value())
-        return self.source_frame().index
+        return self._frame().index
 
     def _dated(self) -> bool:
         return isinstance(self._source_index(), pd.DatetimeIndex)
@@ -47,14 +57,14 @@ class SparseData(DatasetSource):
     def asset_names(self) -> list[str]:
         if self.synthetic:
             return [f"C{i + 1}" for i in range(self.syn_assets.value())]
-        return [str(c) for c in self.source_frame().columns]
+        return [str(c) for c in self._frame().columns]
 
     def selected_prices(self) -> pd.DataFrame:
         """The prices the next run uses (synthetic data is generated here, synchronously: the run
         itself generates it on the worker thread)."""
         if self.synthetic:
             return SyntheticPrices(self.syn_n.value(), self.syn_assets.value(), self.syn_seed.value(), self.period_years())()
-        return cut_period(self.source_frame(), self.period_years())
+        return cut_period(self._frame(), self.period_years())
 
     def _prices_for_run(self):
         if self.synthetic:
@@ -70,7 +80,7 @@ class SparseData(DatasetSource):
             dropped = 0
             rows = len(idx)
         else:
-            full = self.source_frame()
+            full = self._frame()
             cut = full
             if years and isinstance(full.index, pd.DatetimeIndex):
                 cut = full.loc[full.index[-1] - pd.DateOffset(years=years) :]

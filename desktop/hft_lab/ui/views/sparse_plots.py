@@ -4,15 +4,14 @@ ADF verdict, and the hover readouts."""
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QValidator
-from PySide6.QtWidgets import (
-    QDoubleSpinBox,
-)
+from PySide6.QtWidgets import QDoubleSpinBox, QLabel
 
 from hft_lab.analysis.sparse import (
     adf_verdict,
@@ -20,7 +19,13 @@ from hft_lab.analysis.sparse import (
 )
 from hft_lab.ui.plots import LabPlot, LogAxis, pen
 from hft_lab.ui.views.portfolio_plots import NamesAxis
-from hft_lab.ui.widgets import fmt
+from hft_lab.ui.widgets import StatsTable, fmt
+from hft_lab.ui.worker import TaskOutcome
+
+if TYPE_CHECKING:  # the type checker sees the view's base; at run time a mixin derives from object
+    from hft_lab.ui.views.base import AnalysisView as _ViewBase
+else:
+    _ViewBase = object
 
 METHODS = [
     (
@@ -158,8 +163,34 @@ def _pg_plot(title: str, left: str, bottom: str = "", axis=None, log_y: bool = F
     return w
 
 
-class SparsePlots:
+class SparsePlots(_ViewBase):
     """Part of SparseView (mixed in): see sparse.py."""
+
+    # the view's state and widgets this part draws on (SparseView.__init__ / _build make them)
+    outcome: TaskOutcome | None
+    run_frame: pd.DataFrame | None
+    run_params: dict
+    run_inputs: dict
+    path: Any
+    path_params: dict
+    weights_plot: LabPlot
+    weights_axis: NamesAxis
+    spread_plot: LabPlot
+    nonzero_plot: LabPlot
+    half_life_plot: LabPlot
+    path_info: QLabel
+    summary: QLabel
+    stats: StatsTable
+    lam: LogSpinBox
+    _spread_dated: bool
+    spread_levels: tuple[float, float, float] | None
+    _spread_x: np.ndarray | None
+
+    if TYPE_CHECKING:  # the λ path part's
+
+        def _lam_changed(self, v: float) -> None: ...
+        def _nonzero_clicked(self, item, points, ev=None) -> None: ...
+        def _half_life_clicked(self, item, points, ev=None) -> None: ...
 
     def verdict_tries(self) -> tuple[int, bool]:
         """(number of fits the shown basket is the best of, whether the combination was searched)."""
@@ -202,6 +233,8 @@ class SparsePlots:
             wp.setTitle("Weights (unit length)")
 
         s = np.asarray(r.spread, dtype=np.float64)
+        if self.run_frame is None:
+            return
         idx = self.run_frame.index
         dated = isinstance(idx, pd.DatetimeIndex)
         sp = self.spread_plot.getPlotItem()
@@ -242,6 +275,8 @@ class SparsePlots:
 
     def _fill_stats(self) -> None:
         r, out, p = self.result, self.outcome, self.run_params
+        if r is None or out is None:
+            return
         n = len(r.weights)
         rows: list[tuple[str, object]] = [("method", METHOD_LABEL.get(r.method, r.method))]
         if r.method in REGRESSION:
@@ -311,7 +346,7 @@ class SparsePlots:
 
     # ---- hover ----
     def _spread_readout(self, xv: float) -> str | None:
-        if self.result is None or self._spread_x is None:
+        if self.result is None or self._spread_x is None or self.run_frame is None or self.spread_levels is None:
             return None
         i = int(np.clip(np.searchsorted(self._spread_x, xv), 0, len(self._spread_x) - 1))
         if i > 0 and abs(self._spread_x[i - 1] - xv) < abs(self._spread_x[i] - xv):

@@ -13,8 +13,6 @@ from PySide6.QtCore import QRectF, Qt
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
-    QFormLayout,
-    QGroupBox,
     QLabel,
     QLineEdit,
     QProgressBar,
@@ -33,7 +31,7 @@ from hft_lab.data import load_sample_prices
 from hft_lab.data.export import SessionItem
 from hft_lab.ui.plots import make_plot
 from hft_lab.ui.views.base import AnalysisView, Param, note, via
-from hft_lab.ui.widgets import spin
+from hft_lab.ui.widgets import form_group, set_combo_items, spin
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
 log = logging.getLogger("hft_lab.ui.sweep")
@@ -61,13 +59,11 @@ class SweepView(AnalysisView):
 
     # ---- layout ----
     def _build(self) -> None:
-        data = QGroupBox("Data")
-        df = QFormLayout(data)
+        data, df = form_group("Data")
         self.asset = QComboBox()
         df.addRow("Series", self.asset)
 
-        grid = QGroupBox("Grid (lists a, b, c or ranges start:stop:step)")
-        gf = QFormLayout(grid)
+        grid, gf = form_group("Grid (lists a, b, c or ranges start:stop:step)")
         self.lookback = QLineEdit("10:60:10")
         self.entry = QLineEdit("1.0:2.5:0.5")
         self.exit = QLineEdit("0, 0.5")
@@ -90,8 +86,7 @@ class SweepView(AnalysisView):
         self.grid_size = QLabel("")
         gf.addRow(self.grid_size)
 
-        exe = QGroupBox("Executor")
-        ef = QFormLayout(exe)
+        exe, ef = form_group("Executor")
         self.executor = QComboBox()
         for k, label in EXECUTORS.items():
             self.executor.addItem(label, k)
@@ -161,17 +156,12 @@ class SweepView(AnalysisView):
         return self.store.selected_prices() if self.store is not None else load_sample_prices().prices
 
     def _fill_assets(self) -> None:
-        current = self.asset.currentText()
-        self.asset.blockSignals(True)
-        self.asset.clear()
+        names: list[str] = []
         try:
-            for a in self._frame().columns:
-                self.asset.addItem(str(a))
+            names = [str(a) for a in self._frame().columns]
         except (OSError, ValueError) as e:
             log.warning("dataset unavailable: %s", e)
-        i = self.asset.findText(current)
-        self.asset.setCurrentIndex(max(i, 0))
-        self.asset.blockSignals(False)
+        set_combo_items(self.asset, names)
         self._load_series()
 
     def _load_series(self) -> None:
