@@ -1258,6 +1258,122 @@ mod tests {
         }
     }
 
+    /// The shared config checks give the same message from both fits.
+    #[test]
+    fn config_errors_are_the_same_for_both_fits() {
+        use crate::hmm_mv::{run_hmm_mv, MvConfig};
+        let (x, _) = three_regimes(200, 3);
+        let cases: [(usize, usize, f64, Option<usize>, &str); 6] = [
+            (0, 10, 1e-6, None, "n_states must be between 1 and 20"),
+            (21, 10, 1e-6, None, "n_states must be between 1 and 20"),
+            (3, 0, 1e-6, None, "max_iterations must be at least 1, got 0"),
+            (
+                3,
+                10,
+                f64::NAN,
+                None,
+                "tolerance must be a finite number >= 0",
+            ),
+            (3, 10, -1.0, None, "tolerance must be a finite number >= 0"),
+            (
+                3,
+                10,
+                1e-6,
+                Some(MAX_RESTARTS + 1),
+                "n_restarts must be at most",
+            ),
+        ];
+        for (k, it, tol, restarts, want) in cases {
+            let c = HmmConfig {
+                n_states: k,
+                max_iterations: it,
+                tolerance: tol,
+                n_restarts: restarts,
+                ..HmmConfig::default()
+            };
+            let mc = MvConfig {
+                n_states: k,
+                max_iterations: it,
+                tolerance: tol,
+                n_restarts: restarts,
+                ..MvConfig::default()
+            };
+            let a = fit(&x, &c).unwrap_err().to_string();
+            let b = run_hmm_mv(&x, x.len(), 1, &mc, &mut |_, _| true)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(a, b);
+            assert!(a.contains(want), "{a}");
+        }
+        let short = &x[..9];
+        let a = fit(short, &cfg(1)).unwrap_err().to_string();
+        let b = run_hmm_mv(short, 9, 1, &MvConfig::default(), &mut |_, _| true)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(a, b);
+        assert!(a.contains("observations are too short"), "{a}");
+    }
+
+    /// The multivariate kernels (blocks of 256 rows, 4 partial sums, fixed K <= 8, any K above)
+    /// on one feature agree with the 1-D fit from the same start, for lengths that are not
+    /// multiples of the block or of the lanes.
+    #[test]
+    fn one_feature_multivariate_fit_matches_the_1d_fit() {
+        use crate::hmm_mv::{run_hmm_mv, CovarianceType, MvConfig, MvInit};
+        for (n, k) in [(1037usize, 2usize), (601, 3), (997, 9)] {
+            let (x, _) = three_regimes(n, n as u64);
+            let means: Vec<f64> = (0..k).map(|j| -1.5 + 3.0 * j as f64 / k as f64).collect();
+            let start = vec![1.0 / k as f64; k];
+            let trans = sticky(k, 0.8);
+            let vars = vec![0.5; k];
+            let c = HmmConfig {
+                n_states: k,
+                max_iterations: 15,
+                tolerance: 0.0,
+                n_restarts: Some(0),
+                seed: 0,
+                init: Some(HmmInit {
+                    start_prob: start.clone(),
+                    transmat: trans.clone(),
+                    means: means.clone(),
+                    variances: vars.clone(),
+                }),
+            };
+            let mc = MvConfig {
+                n_states: k,
+                max_iterations: 15,
+                tolerance: 0.0,
+                n_restarts: Some(0),
+                seed: 0,
+                covariance_type: CovarianceType::Diag,
+                init: Some(MvInit {
+                    start_prob: start,
+                    transmat: trans,
+                    means,
+                    covars: vars,
+                }),
+            };
+            let a = fit(&x, &c).unwrap();
+            let b = run_hmm_mv(&x, n, 1, &mc, &mut |_, _| true).unwrap();
+            assert_eq!(
+                a.log_likelihood_history.len(),
+                b.log_likelihood_history.len()
+            );
+            for (u, v) in a
+                .log_likelihood_history
+                .iter()
+                .zip(&b.log_likelihood_history)
+            {
+                assert!((u - v).abs() <= 1e-12 * u.abs(), "n {n} K {k}: {u} vs {v}");
+            }
+            assert!((a.log_likelihood - b.log_likelihood).abs() <= 1e-12 * a.log_likelihood.abs());
+            for (u, v) in a.means.iter().zip(&b.model.means) {
+                assert!((u - v).abs() <= 1e-9, "n {n} K {k}: mean {u} vs {v}");
+            }
+            assert_eq!(a.viterbi_path, b.viterbi_path);
+        }
+    }
+
     fn invalid_msg(r: CoreResult<HmmResult>) -> String {
         match r {
             Err(CoreError::InvalidInput(m)) => m,
