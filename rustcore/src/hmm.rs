@@ -191,37 +191,13 @@ pub fn run_hmm(
     check::finite("observations", observations)?;
     let n = observations.len();
     let k = config.n_states;
-    let min_len = MIN_OBSERVATIONS_PER_STATE;
-    if n < min_len {
-        return Err(CoreError::invalid(format!(
-            "observations are too short: a hidden Markov model needs at least {min_len} observations \
-             ({min_len} per state), got {n}"
-        )));
-    }
-    let max_k = (n / min_len).min(MAX_STATES);
-    if k < 1 || k > max_k {
-        return Err(CoreError::invalid(format!(
-            "n_states must be between 1 and {max_k} (observations / {min_len}, at most {MAX_STATES}), got {k}"
-        )));
-    }
-    if config.max_iterations < 1 {
-        return Err(CoreError::invalid(format!(
-            "max_iterations must be at least 1, got {}",
-            config.max_iterations
-        )));
-    }
-    if !(config.tolerance.is_finite() && config.tolerance >= 0.0) {
-        return Err(CoreError::invalid(format!(
-            "tolerance must be a finite number >= 0, got {}",
-            config.tolerance
-        )));
-    }
-    if config.n_restarts.is_some_and(|r| r > MAX_RESTARTS) {
-        return Err(CoreError::invalid(format!(
-            "n_restarts must be at most {MAX_RESTARTS}, got {}",
-            config.n_restarts.unwrap_or(0)
-        )));
-    }
+    check_config(
+        n,
+        k,
+        config.max_iterations,
+        config.tolerance,
+        config.n_restarts,
+    )?;
     let restarts = config.n_restarts.unwrap_or(if config.init.is_some() {
         0
     } else {
@@ -285,7 +261,12 @@ pub fn run_hmm(
             Vec::with_capacity(config.max_iterations.min(10_000)),
             config.max_iterations,
         )?;
-        let final_ll = e_step(&z, &p, &mut work, None)? + ll_offset;
+        // The final log-likelihood only ranks the runs: one run alone needs no extra E-step.
+        let final_ll = if restarts == 0 {
+            0.0
+        } else {
+            e_step(&z, &p, &mut work, None)? + ll_offset
+        };
         Ok(((p, history, converged), final_ll))
     };
     let ((p, history, converged), mut counter) =
@@ -396,6 +377,46 @@ pub fn run_hmm(
     })
 }
 
+/// The checks shared by every HMM fit ([`run_hmm`] and [`crate::hmm_mv::run_hmm_mv`]): series
+/// length, number of states, iterations, tolerance and restarts (same messages for both).
+pub(crate) fn check_config(
+    n: usize,
+    k: usize,
+    max_iterations: usize,
+    tolerance: f64,
+    n_restarts: Option<usize>,
+) -> CoreResult<()> {
+    let min_len = MIN_OBSERVATIONS_PER_STATE;
+    if n < min_len {
+        return Err(CoreError::invalid(format!(
+            "observations are too short: a hidden Markov model needs at least {min_len} observations \
+             ({min_len} per state), got {n}"
+        )));
+    }
+    let max_k = (n / min_len).min(MAX_STATES);
+    if k < 1 || k > max_k {
+        return Err(CoreError::invalid(format!(
+            "n_states must be between 1 and {max_k} (observations / {min_len}, at most {MAX_STATES}), got {k}"
+        )));
+    }
+    if max_iterations < 1 {
+        return Err(CoreError::invalid(format!(
+            "max_iterations must be at least 1, got {max_iterations}"
+        )));
+    }
+    if !(tolerance.is_finite() && tolerance >= 0.0) {
+        return Err(CoreError::invalid(format!(
+            "tolerance must be a finite number >= 0, got {tolerance}"
+        )));
+    }
+    if let Some(r) = n_restarts.filter(|&r| r > MAX_RESTARTS) {
+        return Err(CoreError::invalid(format!(
+            "n_restarts must be at most {MAX_RESTARTS}, got {r}"
+        )));
+    }
+    Ok(())
+}
+
 /// Parameters in standardised units.
 #[derive(Debug, Clone)]
 struct Params {
@@ -496,11 +517,11 @@ fn m_step(p: &mut Params, w: &Work) {
 }
 
 /// Number of states known at compile time (unrolled loops) or at run time.
-trait Dim: Copy {
+pub(crate) trait Dim: Copy {
     fn k(self) -> usize;
 }
 #[derive(Clone, Copy)]
-struct Fixed<const K: usize>;
+pub(crate) struct Fixed<const K: usize>;
 impl<const K: usize> Dim for Fixed<K> {
     #[inline(always)]
     fn k(self) -> usize {
@@ -508,7 +529,7 @@ impl<const K: usize> Dim for Fixed<K> {
     }
 }
 #[derive(Clone, Copy)]
-struct Dynamic(usize);
+pub(crate) struct Dynamic(pub(crate) usize);
 impl Dim for Dynamic {
     #[inline(always)]
     fn k(self) -> usize {
@@ -520,12 +541,12 @@ impl Dim for Dynamic {
 /// sufficient statistics in `w`; writes the (normalised) posteriors if asked.
 fn e_step(z: &[f64], p: &Params, w: &mut Work, post: Option<&mut [f64]>) -> CoreResult<f64> {
     match p.means.len() {
-        1 => e_step_impl(Fixed::<1>, z, p, w, post),
-        2 => e_step_impl(Fixed::<2>, z, p, w, post),
-        3 => e_step_impl(Fixed::<3>, z, p, w, post),
-        4 => e_step_impl(Fixed::<4>, z, p, w, post),
-        5 => e_step_impl(Fixed::<5>, z, p, w, post),
-        k => e_step_impl(Dynamic(k), z, p, w, post),
+        1 => with_simd(move || e_step_impl(Fixed::<1>, z, p, w, post)),
+        2 => with_simd(move || e_step_impl(Fixed::<2>, z, p, w, post)),
+        3 => with_simd(move || e_step_impl(Fixed::<3>, z, p, w, post)),
+        4 => with_simd(move || e_step_impl(Fixed::<4>, z, p, w, post)),
+        5 => with_simd(move || e_step_impl(Fixed::<5>, z, p, w, post)),
+        k => with_simd(move || e_step_impl(Dynamic(k), z, p, w, post)),
     }
 }
 
@@ -567,6 +588,7 @@ pub(crate) fn exponent(c: f64) -> i64 {
 /// `alpha^_t * beta^_t = Z * gamma_t` and the expected transitions are
 /// `Z * xi_t(i, j) = alpha^_t(i) A_ij b_{t+1}(j) beta^_{t+1}(j) f_{t+1}`. The common factor `Z`
 /// cancels in the M-step; the reported posteriors are normalised per row.
+#[inline(always)]
 fn e_step_impl<D: Dim>(
     d: D,
     z: &[f64],
@@ -608,9 +630,7 @@ fn e_step_impl<D: Dim>(
         ll += m;
     }
     crate::limits::poll()?;
-    for v in emis.iter_mut() {
-        *v = exp_nonpositive(*v);
-    }
+    exp_nonpositive_slice(emis);
     crate::limits::poll()?;
 
     // Forward pass.
@@ -751,6 +771,53 @@ fn write_posterior(dst: &mut [f64], g: &[f64]) {
     let inv = 1.0 / s;
     for (d, &v) in dst.iter_mut().zip(g) {
         *d = v * inv;
+    }
+}
+
+/// Runs `body` compiled for AVX2 when the CPU has it (`body` and what it inlines: the E-step
+/// kernels are `#[inline(always)]`). Same IEEE operations either way (Rust never fuses a
+/// multiply and an add on its own), so the results are bit-identical with or without AVX2.
+#[inline(always)]
+pub(crate) fn with_simd<R>(body: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2<R>(body: impl FnOnce() -> R) -> R {
+            body()
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { avx2(body) };
+        }
+    }
+    body()
+}
+
+/// [`exp_nonpositive`] over a whole buffer, in place. On x86-64 CPUs with AVX2 the same code is
+/// compiled for 4-lane vectors (chosen at run time); the operations are the same IEEE ones
+/// (no fused multiply-add), so the results are bit-identical either way.
+pub(crate) fn exp_nonpositive_slice(v: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            unsafe { exp_slice_avx2(v) };
+            return;
+        }
+    }
+    exp_slice_body(v)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn exp_slice_avx2(v: &mut [f64]) {
+    exp_slice_body(v)
+}
+
+#[inline(always)]
+fn exp_slice_body(v: &mut [f64]) {
+    for x in v.iter_mut() {
+        *x = exp_nonpositive(*x);
     }
 }
 
@@ -1188,6 +1255,122 @@ mod tests {
             n_states: k,
             n_restarts: Some(0),
             ..HmmConfig::default()
+        }
+    }
+
+    /// The shared config checks give the same message from both fits.
+    #[test]
+    fn config_errors_are_the_same_for_both_fits() {
+        use crate::hmm_mv::{run_hmm_mv, MvConfig};
+        let (x, _) = three_regimes(200, 3);
+        let cases: [(usize, usize, f64, Option<usize>, &str); 6] = [
+            (0, 10, 1e-6, None, "n_states must be between 1 and 20"),
+            (21, 10, 1e-6, None, "n_states must be between 1 and 20"),
+            (3, 0, 1e-6, None, "max_iterations must be at least 1, got 0"),
+            (
+                3,
+                10,
+                f64::NAN,
+                None,
+                "tolerance must be a finite number >= 0",
+            ),
+            (3, 10, -1.0, None, "tolerance must be a finite number >= 0"),
+            (
+                3,
+                10,
+                1e-6,
+                Some(MAX_RESTARTS + 1),
+                "n_restarts must be at most",
+            ),
+        ];
+        for (k, it, tol, restarts, want) in cases {
+            let c = HmmConfig {
+                n_states: k,
+                max_iterations: it,
+                tolerance: tol,
+                n_restarts: restarts,
+                ..HmmConfig::default()
+            };
+            let mc = MvConfig {
+                n_states: k,
+                max_iterations: it,
+                tolerance: tol,
+                n_restarts: restarts,
+                ..MvConfig::default()
+            };
+            let a = fit(&x, &c).unwrap_err().to_string();
+            let b = run_hmm_mv(&x, x.len(), 1, &mc, &mut |_, _| true)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(a, b);
+            assert!(a.contains(want), "{a}");
+        }
+        let short = &x[..9];
+        let a = fit(short, &cfg(1)).unwrap_err().to_string();
+        let b = run_hmm_mv(short, 9, 1, &MvConfig::default(), &mut |_, _| true)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(a, b);
+        assert!(a.contains("observations are too short"), "{a}");
+    }
+
+    /// The multivariate kernels (blocks of 256 rows, 4 partial sums, fixed K <= 8, any K above)
+    /// on one feature agree with the 1-D fit from the same start, for lengths that are not
+    /// multiples of the block or of the lanes.
+    #[test]
+    fn one_feature_multivariate_fit_matches_the_1d_fit() {
+        use crate::hmm_mv::{run_hmm_mv, CovarianceType, MvConfig, MvInit};
+        for (n, k) in [(1037usize, 2usize), (601, 3), (997, 9)] {
+            let (x, _) = three_regimes(n, n as u64);
+            let means: Vec<f64> = (0..k).map(|j| -1.5 + 3.0 * j as f64 / k as f64).collect();
+            let start = vec![1.0 / k as f64; k];
+            let trans = sticky(k, 0.8);
+            let vars = vec![0.5; k];
+            let c = HmmConfig {
+                n_states: k,
+                max_iterations: 15,
+                tolerance: 0.0,
+                n_restarts: Some(0),
+                seed: 0,
+                init: Some(HmmInit {
+                    start_prob: start.clone(),
+                    transmat: trans.clone(),
+                    means: means.clone(),
+                    variances: vars.clone(),
+                }),
+            };
+            let mc = MvConfig {
+                n_states: k,
+                max_iterations: 15,
+                tolerance: 0.0,
+                n_restarts: Some(0),
+                seed: 0,
+                covariance_type: CovarianceType::Diag,
+                init: Some(MvInit {
+                    start_prob: start,
+                    transmat: trans,
+                    means,
+                    covars: vars,
+                }),
+            };
+            let a = fit(&x, &c).unwrap();
+            let b = run_hmm_mv(&x, n, 1, &mc, &mut |_, _| true).unwrap();
+            assert_eq!(
+                a.log_likelihood_history.len(),
+                b.log_likelihood_history.len()
+            );
+            for (u, v) in a
+                .log_likelihood_history
+                .iter()
+                .zip(&b.log_likelihood_history)
+            {
+                assert!((u - v).abs() <= 1e-12 * u.abs(), "n {n} K {k}: {u} vs {v}");
+            }
+            assert!((a.log_likelihood - b.log_likelihood).abs() <= 1e-12 * a.log_likelihood.abs());
+            for (u, v) in a.means.iter().zip(&b.model.means) {
+                assert!((u - v).abs() <= 1e-9, "n {n} K {k}: mean {u} vs {v}");
+            }
+            assert_eq!(a.viterbi_path, b.viterbi_path);
         }
     }
 

@@ -56,8 +56,8 @@
 
 use crate::error::{check, CoreError, CoreResult};
 use crate::hmm::{
-    self, exp_nonpositive, exponent, pow2, SplitMix64, INIT_SUM_TOLERANCE, MAX_RESTARTS,
-    MAX_STATES, MIN_OBSERVATIONS_PER_STATE,
+    self, exp_nonpositive, exponent, pow2, SplitMix64, INIT_SUM_TOLERANCE, MAX_STATES,
+    MIN_OBSERVATIONS_PER_STATE,
 };
 use crate::num::{pz, pz_all};
 
@@ -474,6 +474,7 @@ fn filter_step(
 ) -> CoreResult<f64> {
     let k = em.k;
     let (logb, rest) = tmp.split_at_mut(k);
+    let (pred, rest) = rest.split_at_mut(k);
     let m = em.log_densities(x, logb, rest);
     match prev {
         None => out[..k].copy_from_slice(&start[..k]),
@@ -493,13 +494,16 @@ fn filter_step(
     let mut c = 0.0;
     for j in 0..k {
         let v = out[j] * exp_nonpositive(logb[j] - m);
-        logb[j] += out[j].ln(); // kept for the log-space fallback below
+        pred[j] = out[j]; // kept for the log-space fallback below
         out[j] = v;
         c += v;
     }
     if !(c > 0.0 && c.is_finite()) {
         // The step's mass underflowed (an observation far out in the tail of the states the
         // chain can be in): redo it in log space. Only a true zero is an error.
+        for j in 0..k {
+            logb[j] += pred[j].ln();
+        }
         let mut mm = f64::NEG_INFINITY;
         for &v in logb.iter() {
             mm = mm.max(v);
@@ -546,7 +550,7 @@ fn filter_into(
 ) -> CoreResult<f64> {
     let (k, d) = (em.k, em.d);
     let n = obs.len() / d;
-    let mut tmp = vec![0.0; k + d];
+    let mut tmp = vec![0.0; 2 * k + d];
     let mut ll = 0.0;
     for t in 0..n {
         if t & 0x3FFF == 0x3FFF {
@@ -593,7 +597,7 @@ impl OnlineFilter {
             model,
             em,
             prev: vec![0.0; k],
-            tmp: vec![0.0; k + d],
+            tmp: vec![0.0; 2 * k + d],
             t: 0,
             ll: 0.0,
         })
@@ -708,40 +712,10 @@ impl Work {
 fn check_fit(obs: &[f64], n: usize, d: usize, cfg: &MvConfig) -> CoreResult<(Vec<f64>, Vec<f64>)> {
     check_obs(obs, n, d)?;
     let k = cfg.n_states;
-    let min_len = MIN_OBSERVATIONS_PER_STATE;
-    if n < min_len {
-        return Err(CoreError::invalid(format!(
-            "observations are too short: a hidden Markov model needs at least {min_len} observations \
-             ({min_len} per state), got {n}"
-        )));
-    }
-    let max_k = (n / min_len).min(MAX_STATES);
-    if k < 1 || k > max_k {
-        return Err(CoreError::invalid(format!(
-            "n_states must be between 1 and {max_k} (observations / {min_len}, at most {MAX_STATES}), got {k}"
-        )));
-    }
+    hmm::check_config(n, k, cfg.max_iterations, cfg.tolerance, cfg.n_restarts)?;
     if cfg.covariance_type == CovarianceType::Full && n <= d {
         return Err(CoreError::invalid(format!(
             "observations are too short for full covariances: {n} rows for {d} features (need more rows than features)"
-        )));
-    }
-    if cfg.max_iterations < 1 {
-        return Err(CoreError::invalid(format!(
-            "max_iterations must be at least 1, got {}",
-            cfg.max_iterations
-        )));
-    }
-    if !(cfg.tolerance.is_finite() && cfg.tolerance >= 0.0) {
-        return Err(CoreError::invalid(format!(
-            "tolerance must be a finite number >= 0, got {}",
-            cfg.tolerance
-        )));
-    }
-    if cfg.n_restarts.is_some_and(|r| r > MAX_RESTARTS) {
-        return Err(CoreError::invalid(format!(
-            "n_restarts must be at most {MAX_RESTARTS}, got {}",
-            cfg.n_restarts.unwrap_or(0)
         )));
     }
     let mut mean = vec![0.0; d];
@@ -851,6 +825,13 @@ pub fn run_hmm_mv(
     let workers = hmm::workers(restarts + 1);
     let _budget = crate::limits::reserve(&crate::limits::hmm_mv(n, k, d, workers))?;
     let z = standardise(obs, n, d, &mean, &sd)?;
+    // The same, column by column (the E-step's kernels run along time).
+    let mut zt = crate::limits::zeroed(n * d, "the standardised observations")?;
+    for (t, row) in z.chunks_exact(d).enumerate() {
+        for (a, &v) in row.iter().enumerate() {
+            zt[a * n + t] = v;
+        }
+    }
     let corr = correlation(&z, n, d);
     if ct == CovarianceType::Full {
         let mut l = corr.clone();
@@ -876,6 +857,7 @@ pub fn run_hmm_mv(
         let mut work = Work::new(n, k, d)?;
         let (p, history, converged) = em(
             &z,
+            &zt,
             d,
             p0,
             cfg,
@@ -885,7 +867,12 @@ pub fn run_hmm_mv(
             Vec::with_capacity(cfg.max_iterations.min(10_000)),
             cfg.max_iterations,
         )?;
-        let final_ll = e_step(&z, d, &p, ct, &mut work, None)? + ll_offset;
+        // The final log-likelihood only ranks the runs: one run alone needs no extra E-step.
+        let final_ll = if restarts == 0 {
+            0.0
+        } else {
+            e_step(&z, &zt, d, &p, ct, &mut work, None)? + ll_offset
+        };
         Ok(((p, history, converged), final_ll))
     };
     let ((p, history, converged), mut counter) =
@@ -895,6 +882,7 @@ pub fn run_hmm_mv(
         let mut work = Work::new(n, k, d)?;
         em(
             &z,
+            &zt,
             d,
             p,
             cfg,
@@ -964,10 +952,11 @@ pub fn run_hmm_mv(
     let mut posteriors = crate::limits::zeroed(n * k, "the HMM posteriors")?;
     let ll = {
         let mut work = Work::new(n, k, d)?;
-        e_step(&z, d, &ps, ct, &mut work, Some(&mut posteriors))? + ll_offset
+        e_step(&z, &zt, d, &ps, ct, &mut work, Some(&mut posteriors))? + ll_offset
     };
     let viterbi_path = viterbi(&z, n, d, &ps, ct)?;
     drop(z);
+    drop(zt);
     let em = model.emission()?;
     let mut filtered = crate::limits::zeroed(n * k, "the filtered probabilities")?;
     filter_into(&em, &model.start_prob, &model.transmat, obs, &mut filtered)?;
@@ -992,6 +981,7 @@ pub fn run_hmm_mv(
 
 fn em(
     z: &[f64],
+    zt: &[f64],
     d: usize,
     mut p: Params,
     cfg: &MvConfig,
@@ -1003,7 +993,7 @@ fn em(
 ) -> CoreResult<(Params, Vec<f64>, bool)> {
     let mut converged = false;
     while history.len() < cap {
-        let ll = e_step(z, d, &p, cfg.covariance_type, work, None)? + ll_offset;
+        let ll = e_step(z, zt, d, &p, cfg.covariance_type, work, None)? + ll_offset;
         history.push(ll);
         if !progress(ll) {
             return Err(CoreError::Cancelled);
@@ -1091,17 +1081,234 @@ fn m_step(p: &mut Params, d: usize, ct: CovarianceType, w: &Work) {
     }
 }
 
+/// Rows per block of the emission and statistics kernels (vectorised across time).
+const BLOCK: usize = 256;
+/// Partial sums per statistic in the statistics kernel (summed pairwise at the end of a block).
+const LANES: usize = 4;
+
 /// One E-step in standardised units: the log-likelihood (without the units offset); leaves the
-/// sufficient statistics in `w`, writes the smoothed posteriors if asked.
+/// sufficient statistics in `w`, writes the smoothed posteriors if asked. Kernels with the
+/// number of states known at compile time for K <= 8.
 fn e_step(
     z: &[f64],
+    zt: &[f64],
+    d: usize,
+    p: &Params,
+    ct: CovarianceType,
+    w: &mut Work,
+    post: Option<&mut [f64]>,
+) -> CoreResult<f64> {
+    match p.start.len() {
+        1 => hmm::with_simd(move || e_step_impl::<1>(z, zt, d, p, ct, w, post)),
+        2 => hmm::with_simd(move || e_step_impl::<2>(z, zt, d, p, ct, w, post)),
+        3 => hmm::with_simd(move || e_step_impl::<3>(z, zt, d, p, ct, w, post)),
+        4 => hmm::with_simd(move || e_step_impl::<4>(z, zt, d, p, ct, w, post)),
+        5 => hmm::with_simd(move || e_step_impl::<5>(z, zt, d, p, ct, w, post)),
+        6 => hmm::with_simd(move || e_step_impl::<6>(z, zt, d, p, ct, w, post)),
+        7 => hmm::with_simd(move || e_step_impl::<7>(z, zt, d, p, ct, w, post)),
+        8 => hmm::with_simd(move || e_step_impl::<8>(z, zt, d, p, ct, w, post)),
+        _ => hmm::with_simd(move || e_step_impl::<0>(z, zt, d, p, ct, w, post)),
+    }
+}
+
+/// Scratch buffers of the block kernels (`BLOCK` entries per feature / state).
+struct BlockBufs {
+    /// D x BLOCK: whitened residuals (emission) / centred residuals (statistics).
+    yb: Vec<f64>,
+    /// D x BLOCK: posterior-weighted residuals (statistics).
+    gd: Vec<f64>,
+    /// K x BLOCK: log densities (emission) / unnormalised posteriors (statistics).
+    kb: Vec<f64>,
+}
+
+impl BlockBufs {
+    fn new(k: usize, d: usize) -> Self {
+        BlockBufs {
+            yb: vec![0.0; d * BLOCK],
+            gd: vec![0.0; d * BLOCK],
+            kb: vec![0.0; k * BLOCK],
+        }
+    }
+}
+
+/// Scaled emission probabilities of rows `t0..t0 + nb` into `emis` (each row divided by its
+/// largest entry); returns the sum of the per-row log maxima. The same operations, in the same
+/// order, as [`Emission::log_densities`] row by row, but vectorised across the block's rows.
+#[inline(always)]
+fn emission_block(
+    em: &Emission,
+    zc: &[f64],
+    n: usize,
+    t0: usize,
+    bb: &mut BlockBufs,
+    nb: usize,
+    emis: &mut [f64],
+) -> f64 {
+    let (k, d) = (em.k, em.d);
+    let col = |a: usize| &zc[a * n + t0..a * n + t0 + nb];
+    for j in 0..k {
+        let mu = &em.means[j * d..(j + 1) * d];
+        let q = &mut bb.kb[j * BLOCK..j * BLOCK + nb];
+        q.fill(0.0);
+        if em.diag {
+            let isd = &em.fac[j * d..(j + 1) * d];
+            for a in 0..d {
+                let (m, s) = (mu[a], isd[a]);
+                for (qv, &x) in q.iter_mut().zip(col(a)) {
+                    let y = (x - m) * s;
+                    *qv += y * y;
+                }
+            }
+        } else {
+            let l = &em.fac[j * d * d..(j + 1) * d * d];
+            for a in 0..d {
+                let (done, rest) = bb.yb.split_at_mut(a * BLOCK);
+                let ya = &mut rest[..nb];
+                let m = mu[a];
+                for (y, &x) in ya.iter_mut().zip(col(a)) {
+                    *y = x - m;
+                }
+                for b in 0..a {
+                    let lab = l[a * d + b];
+                    for (y, &yb) in ya.iter_mut().zip(&done[b * BLOCK..b * BLOCK + nb]) {
+                        *y -= lab * yb;
+                    }
+                }
+                let laa = l[a * d + a];
+                for (y, qv) in ya.iter_mut().zip(q.iter_mut()) {
+                    let v = *y / laa;
+                    *y = v;
+                    *qv += v * v;
+                }
+            }
+        }
+        let c = em.cst[j];
+        for qv in q.iter_mut() {
+            *qv = c - 0.5 * *qv;
+        }
+    }
+    let mut ll = 0.0;
+    for (tt, row) in emis.chunks_exact_mut(k).enumerate().take(nb) {
+        let mut m = f64::NEG_INFINITY;
+        for j in 0..k {
+            let v = bb.kb[j * BLOCK + tt];
+            row[j] = v;
+            m = if v > m { v } else { m };
+        }
+        for v in row.iter_mut() {
+            *v -= m;
+        }
+        ll += m;
+    }
+    hmm::exp_nonpositive_slice(&mut emis[..nb * k]);
+    ll
+}
+
+/// `sum_l acc[l]`, pairwise.
+#[inline(always)]
+fn lane_sum(acc: [f64; LANES]) -> f64 {
+    (acc[0] + acc[1]) + (acc[2] + acc[3])
+}
+
+/// `sum_t x_t` over the block (element `t` goes to partial sum `t % LANES`).
+#[inline(always)]
+fn block_sum(x: &[f64]) -> f64 {
+    let mut acc = [0.0; LANES];
+    let cx = x.chunks_exact(LANES);
+    let rx = cx.remainder();
+    for c in cx {
+        for l in 0..LANES {
+            acc[l] += c[l];
+        }
+    }
+    for (l, &v) in rx.iter().enumerate() {
+        acc[l] += v;
+    }
+    lane_sum(acc)
+}
+
+/// `sum_t x_t y_t` over the block.
+#[inline(always)]
+fn block_dot(x: &[f64], y: &[f64]) -> f64 {
+    let mut acc = [0.0; LANES];
+    let (cx, cy) = (x.chunks_exact(LANES), y.chunks_exact(LANES));
+    let (rx, ry) = (cx.remainder(), cy.remainder());
+    for (cx, cy) in cx.zip(cy) {
+        for l in 0..LANES {
+            acc[l] += cx[l] * cy[l];
+        }
+    }
+    for (l, (&a, &b)) in rx.iter().zip(ry).enumerate() {
+        acc[l] += a * b;
+    }
+    lane_sum(acc)
+}
+
+/// Adds the block's sufficient statistics (posterior mass, first and second moments centred on
+/// the current means) to `s0`, `s1`, `s2`; `bb.kb` holds the block's unnormalised posteriors
+/// (rows `t0..t0 + nbp` of the transposed observations `zc`).
+#[inline(always)]
+fn stats_block(
+    k: usize,
+    d: usize,
+    full: bool,
+    means: &[f64],
+    zc: &[f64],
+    n: usize,
+    t0: usize,
+    bb: &mut BlockBufs,
+    nbp: usize,
+    s0: &mut [f64],
+    s1: &mut [f64],
+    s2: &mut [f64],
+) {
+    for i in 0..k {
+        let g = &bb.kb[i * BLOCK..i * BLOCK + nbp];
+        s0[i] += block_sum(g);
+        let mu = &means[i * d..(i + 1) * d];
+        for a in 0..d {
+            let m = mu[a];
+            let dx = &mut bb.yb[a * BLOCK..a * BLOCK + nbp];
+            let gd = &mut bb.gd[a * BLOCK..a * BLOCK + nbp];
+            for (((y, gv), &x), &gi) in dx
+                .iter_mut()
+                .zip(gd.iter_mut())
+                .zip(&zc[a * n + t0..a * n + t0 + nbp])
+                .zip(g)
+            {
+                let v = x - m;
+                *y = v;
+                *gv = gi * v;
+            }
+            s1[i * d + a] += block_sum(gd);
+        }
+        let s2i = &mut s2[i * d * d..(i + 1) * d * d];
+        for a in 0..d {
+            let gd = &bb.gd[a * BLOCK..a * BLOCK + nbp];
+            if full {
+                for b in 0..=a {
+                    s2i[a * d + b] += block_dot(gd, &bb.yb[b * BLOCK..b * BLOCK + nbp]);
+                }
+            } else {
+                s2i[a * d + a] += block_dot(gd, &bb.yb[a * BLOCK..a * BLOCK + nbp]);
+            }
+        }
+    }
+}
+
+/// `K` states known at compile time (`K = 0`: any number, read from `p`). Inlined into
+/// [`hmm::with_simd`]'s AVX2 variant.
+#[inline(always)]
+fn e_step_impl<const K: usize>(
+    z: &[f64],
+    zt: &[f64],
     d: usize,
     p: &Params,
     ct: CovarianceType,
     w: &mut Work,
     mut post: Option<&mut [f64]>,
 ) -> CoreResult<f64> {
-    let k = p.start.len();
+    let k = if K == 0 { p.start.len() } else { K };
     let n = z.len() / d;
     let em = Emission::new(&p.means, &p.covars, k, d, ct).map_err(|j| {
         CoreError::numerical(format!(
@@ -1112,18 +1319,19 @@ fn e_step(
     let emis = &mut w.emis[..n * k];
     let alpha = &mut w.alpha[..n * k];
     let inv_c = &mut w.inv_c[..n];
-    let mut tmp = vec![0.0; d];
+    let mut bb = BlockBufs::new(k, d);
+    let n_blocks = n.div_ceil(BLOCK);
+
+    // Emission probabilities, block by block (vectorised across the block's rows).
     let mut ll = 0.0;
-    for (t, row) in emis.chunks_exact_mut(k).enumerate() {
-        let m = em.log_densities(&z[t * d..(t + 1) * d], row, &mut tmp);
-        for v in row.iter_mut() {
-            *v -= m;
+    for blk in 0..n_blocks {
+        let t0 = blk * BLOCK;
+        let nb = BLOCK.min(n - t0);
+        let rows = &mut emis[t0 * k..(t0 + nb) * k];
+        ll += emission_block(&em, zt, n, t0, &mut bb, nb, rows);
+        if blk & 63 == 63 {
+            crate::limits::poll()?;
         }
-        ll += m;
-    }
-    crate::limits::poll()?;
-    for v in emis.iter_mut() {
-        *v = exp_nonpositive(*v);
     }
     crate::limits::poll()?;
 
@@ -1136,9 +1344,9 @@ fn e_step(
             crate::limits::poll()?;
         }
         let bt = &emis[t * k..(t + 1) * k];
-        let cur = &mut alpha[t * k..(t + 1) * k];
+        let mut cur = [0.0; MAX_STATES];
         if t == 0 {
-            cur.copy_from_slice(&p.start[..k]);
+            cur[..k].copy_from_slice(&p.start[..k]);
         } else {
             for j in 0..k {
                 cur[j] = prev[0] * a[j];
@@ -1162,10 +1370,10 @@ fn e_step(
         }
         let ic = 1.0 / c;
         inv_c[t] = ic;
-        for v in cur.iter_mut() {
-            *v *= ic;
+        for j in 0..k {
+            prev[j] = cur[j] * ic;
         }
-        prev[..k].copy_from_slice(cur);
+        alpha[t * k..(t + 1) * k].copy_from_slice(&prev[..k]);
         acc *= c;
         if acc < 7.888_609_052_210_118e-31 {
             let e = exponent(acc);
@@ -1175,7 +1383,7 @@ fn e_step(
     }
     ll += acc.ln() + shift as f64 * std::f64::consts::LN_2;
 
-    // Backward pass fused with the sufficient statistics.
+    // Backward pass; the sufficient statistics block by block from the block's posteriors.
     let full = ct == CovarianceType::Full;
     let s0 = &mut w.s0;
     let s1 = &mut w.s1;
@@ -1188,66 +1396,42 @@ fn e_step(
     let mut beta = [1.0; MAX_STATES];
     let mut wv = [0.0; MAX_STATES];
     let mut g = [0.0; MAX_STATES];
-    let mut dx = vec![0.0; d];
-    let mut acc_stats = |t: usize, g: &[f64]| {
-        let x = &z[t * d..(t + 1) * d];
-        for i in 0..k {
-            let gi = g[i];
-            s0[i] += gi;
-            let mu = &p.means[i * d..(i + 1) * d];
-            for a in 0..d {
-                dx[a] = x[a] - mu[a];
-                s1[i * d + a] += gi * dx[a];
-            }
-            let s2i = &mut s2[i * d * d..(i + 1) * d * d];
-            if full {
-                for a in 0..d {
-                    let ga = gi * dx[a];
-                    for b in 0..=a {
-                        s2i[a * d + b] += ga * dx[b];
-                    }
-                }
+    for blk in (0..n_blocks).rev() {
+        let t0 = blk * BLOCK;
+        let nb = BLOCK.min(n - t0);
+        crate::limits::poll()?;
+        for t in (t0..t0 + nb).rev() {
+            if t == n - 1 {
+                g[..k].copy_from_slice(&alpha[t * k..(t + 1) * k]);
             } else {
-                for a in 0..d {
-                    s2i[a * d + a] += gi * dx[a] * dx[a];
+                let b1 = &emis[(t + 1) * k..(t + 2) * k];
+                let ic = inv_c[t + 1];
+                for j in 0..k {
+                    wv[j] = b1[j] * beta[j] * ic;
+                }
+                let al = &alpha[t * k..(t + 1) * k];
+                for i in 0..k {
+                    let row = &a[i * k..(i + 1) * k];
+                    let xr = &mut xi[i * k..(i + 1) * k];
+                    let ai = al[i];
+                    let mut s = 0.0;
+                    for j in 0..k {
+                        s += row[j] * wv[j];
+                        xr[j] += ai * wv[j];
+                    }
+                    beta[i] = s;
+                    g[i] = ai * s;
                 }
             }
-        }
-    };
-    {
-        let t = n - 1;
-        g[..k].copy_from_slice(&alpha[t * k..(t + 1) * k]);
-        acc_stats(t, &g[..k]);
-        if let Some(post) = post.as_deref_mut() {
-            write_posterior(&mut post[t * k..(t + 1) * k], &g[..k]);
-        }
-    }
-    for t in (0..n - 1).rev() {
-        if t & 0x3FFF == 0 {
-            crate::limits::poll()?;
-        }
-        let b1 = &emis[(t + 1) * k..(t + 2) * k];
-        let ic = inv_c[t + 1];
-        for j in 0..k {
-            wv[j] = b1[j] * beta[j] * ic;
-        }
-        let al = &alpha[t * k..(t + 1) * k];
-        for i in 0..k {
-            let row = &a[i * k..(i + 1) * k];
-            let xr = &mut xi[i * k..(i + 1) * k];
-            let ai = al[i];
-            let mut s = 0.0;
+            let tt = t - t0;
             for j in 0..k {
-                s += row[j] * wv[j];
-                xr[j] += ai * wv[j];
+                bb.kb[j * BLOCK + tt] = g[j];
             }
-            beta[i] = s;
-            g[i] = ai * s;
+            if let Some(post) = post.as_deref_mut() {
+                write_posterior(&mut post[t * k..(t + 1) * k], &g[..k]);
+            }
         }
-        acc_stats(t, &g[..k]);
-        if let Some(post) = post.as_deref_mut() {
-            write_posterior(&mut post[t * k..(t + 1) * k], &g[..k]);
-        }
+        stats_block(k, d, full, &p.means, zt, n, t0, &mut bb, nb, s0, s1, s2);
     }
     for i in 0..k {
         for j in 0..k {

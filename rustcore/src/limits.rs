@@ -261,8 +261,8 @@ pub fn hmm(n: usize, k: usize, workers: usize) -> Need {
 
 // ---- multivariate HMM, filter, walk-forward (the `hmm` helper's block)
 
-/// Multivariate Gaussian HMM: as [`hmm`] plus the standardised T × D observations (twice: the
-/// series and its copy kept by the result's filter pass).
+/// Multivariate Gaussian HMM: as [`hmm`] plus the standardised T × D observations (three times:
+/// row by row, column by column for the E-step, and the copy kept by the result's filter pass).
 pub fn hmm_mv(n: usize, k: usize, d: usize, workers: usize) -> Need {
     let (t, d128) = (n as u128, d as u128);
     let base = hmm(n, k, workers);
@@ -270,7 +270,7 @@ pub fn hmm_mv(n: usize, k: usize, d: usize, workers: usize) -> Need {
         op: "HMM",
         bytes: base
             .bytes
-            .saturating_add(bytes(&[(t.saturating_mul(d128), 2 * F64), (t, 2 * F64)])),
+            .saturating_add(bytes(&[(t.saturating_mul(d128), 3 * F64), (t, 2 * F64)])),
         what: format!(
             "{t} × {k} forward-backward tables, {t} × {d} observations ({} concurrent runs)",
             workers.max(1)
