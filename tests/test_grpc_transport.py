@@ -119,3 +119,35 @@ def test_live_streams_share_one_protocol(backends):
             pyo3_err = mr_err
         else:
             assert mr_err == pyo3_err
+
+
+def test_progress_in_order_while_another_thread_runs_python(backend):
+    """Progress events are batched under one GIL acquisition (PyO3) or streamed (gRPC): with a
+    Python thread busy meanwhile (the GUI thread), every EM iteration still arrives, in order,
+    with the history's values; a False from the last events still cancels."""
+    import threading
+
+    from hft_lab.backends.errors import Cancelled
+    from hft_lab.data import regime_switching_returns
+
+    x, _ = regime_switching_returns(2000, seed=7)
+    stop = threading.Event()
+
+    def busy():
+        while not stop.is_set():
+            sum(range(1000))
+
+    t = threading.Thread(target=busy, daemon=True)
+    t.start()
+    try:
+        seen: list = []
+        r = backend.run_hmm(
+            x, n_states=3, max_iterations=30, tolerance=0.0, n_restarts=0, seed=1, progress=lambda i, ll: seen.append((i, ll))
+        )
+        assert [i for i, _ in seen] == list(range(1, r.iterations + 1)) and r.iterations == 30
+        np.testing.assert_array_equal([ll for _, ll in seen], r.log_likelihood_history)
+        with pytest.raises(Cancelled):
+            backend.run_hmm(x, n_states=3, max_iterations=30, tolerance=0.0, n_restarts=0, seed=1, progress=lambda i, ll: i < 29)
+    finally:
+        stop.set()
+        t.join()
