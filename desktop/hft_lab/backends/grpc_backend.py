@@ -627,10 +627,14 @@ class GrpcBackend(Backend):
         return self._server_stream("RunHmm", req, pb.HmmUpdate, progress, cancel, result)
 
     # ---- multivariate HMM, filter, walk-forward, live filter (hmm helper) ----
-    def _server_stream(self, name, req, upd_cls, progress, cancel, on_result, service=SERVICE, progress_args=None):
-        """A server-streaming call: `progress(*progress_args(upd.progress))` for each progress
-        update (False cancels; by default the HmmProgress pair iteration, log_likelihood), then
-        `on_result(upd.result)`. Cancel, deadline and server loss map as for unary calls."""
+    def _server_stream(
+        self, name, req, upd_cls, progress, cancel, on_result, service=SERVICE, progress_args=None, on_progress=None, finals=None
+    ):
+        """A server-streaming call: for each progress update `progress(*progress_args(upd.progress))`
+        (by default the HmmProgress pair iteration, log_likelihood), or `on_progress(upd.progress)`
+        when given; False cancels. The first update of a kind in `finals` (default: "result" ->
+        `on_result`) ends the call with that function's value. Cancel, deadline and server loss map
+        as for unary calls."""
         if cancel is not None and cancel.cancelled:
             raise Cancelled("cancelled by the user")
         call = self._method(name, type(req), upd_cls, server_stream=True, service=service)(
@@ -638,17 +642,20 @@ class GrpcBackend(Backend):
         )
         if cancel is not None:
             cancel.add_callback(call.cancel)
-        args = progress_args or (lambda g: (g.iteration, g.log_likelihood))
+        if on_progress is None:
+            args = progress_args or (lambda g: (g.iteration, g.log_likelihood))
+            on_progress = (lambda g: True) if progress is None else (lambda g: progress(*args(g)) is not False)
+        finals = finals or {"result": on_result}
         t = self._track(call)
         try:
             for upd in call:
                 kind = upd.WhichOneof("kind")
                 if kind == "progress":
-                    if progress is not None and progress(*args(upd.progress)) is False:
+                    if not on_progress(upd.progress):
                         call.cancel()
                         raise Cancelled("cancelled by the user")
-                elif kind == "result":
-                    return on_result(upd.result)
+                elif kind in finals:
+                    return finals[kind](getattr(upd, kind))
         except grpc.RpcError as e:
             if t.aborted:
                 raise BackendUnavailable(t.aborted) from None
@@ -777,48 +784,28 @@ class GrpcBackend(Backend):
         req = pb.PairScanRequest(prices=wire.mat(prices), config=cfg, partial_rows=partial is not None)
         if pair_range is not None:
             req.pair_start, req.pair_end = pair_range
-        if cancel is not None and cancel.cancelled:
-            raise Cancelled("cancelled by the user")
-        call = self._method("ScanPairs", pb.PairScanRequest, pb.PairScanUpdate, server_stream=True, service=PAIRS_SERVICE)(
-            req, timeout=self.config.call_timeout_s
+
+        def on_progress(g) -> bool:
+            if progress is not None and progress(int(g.done), int(g.total)) is False:
+                return False
+            return partial is None or partial(self._pair_rows(g.rows)) is not False
+
+        def result(r):
+            d = self._pair_rows(r.rows)
+            d.update(
+                n_assets=int(r.n_assets),
+                n_tested=int(r.n_tested),
+                n_failed=int(r.n_failed),
+                n_passed=int(r.n_passed),
+                critical_values=wire.arr(r.critical_values),
+                pvalue_matrix=wire.matrix(r.pvalue_matrix),
+            )
+            return d
+
+        finals = {"shard": self._pair_rows, "result": result}
+        return self._server_stream(
+            "ScanPairs", req, pb.PairScanUpdate, None, cancel, None, PAIRS_SERVICE, on_progress=on_progress, finals=finals
         )
-        if cancel is not None:
-            cancel.add_callback(call.cancel)
-        t = self._track(call)
-        try:
-            for upd in call:
-                kind = upd.WhichOneof("kind")
-                if kind == "progress":
-                    g = upd.progress
-                    if progress is not None and progress(int(g.done), int(g.total)) is False:
-                        call.cancel()
-                        raise Cancelled("cancelled by the user")
-                    if partial is not None and partial(self._pair_rows(g.rows)) is False:
-                        call.cancel()
-                        raise Cancelled("cancelled by the user")
-                elif kind == "shard":
-                    return self._pair_rows(upd.shard)
-                elif kind == "result":
-                    r = upd.result
-                    d = self._pair_rows(r.rows)
-                    d.update(
-                        n_assets=int(r.n_assets),
-                        n_tested=int(r.n_tested),
-                        n_failed=int(r.n_failed),
-                        n_passed=int(r.n_passed),
-                        critical_values=wire.arr(r.critical_values),
-                        pvalue_matrix=wire.matrix(r.pvalue_matrix),
-                    )
-                    return d
-        except grpc.RpcError as e:
-            if t.aborted:
-                raise BackendUnavailable(t.aborted) from None
-            if cancel is not None and cancel.cancelled:
-                raise Cancelled("cancelled by the user") from None
-            raise self._error(e) from None
-        finally:
-            self._untrack(t)
-        raise BackendUnavailable("ScanPairs ended without a result")
 
     def _johansen(self, prices, det_order, k_ar_diff):
         req = pb.JohansenRequest(prices=wire.mat(prices), det_order=det_order, k_ar_diff=k_ar_diff)
