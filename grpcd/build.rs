@@ -9,6 +9,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(false)
         // decode errors -> INVALID_ARGUMENT (tonic_prost's codec says INTERNAL), see src/codec.rs
         .codec_path("crate::codec::StrictCodec")
+        // Array payloads as `bytes::Bytes`: decoded as slices of the received buffer (prost's
+        // default Vec<u8> copies each array once more on every call), see convert.rs
+        .bytes(".hftlab.v1.Vector.data")
+        .bytes(".hftlab.v1.Matrix.data")
         .file_descriptor_set_path(out.join("hftlab_descriptor.bin"))
         .compile_protos(&["../proto/hftlab/v1/hftlab.proto"], &["../proto"])?;
     println!("cargo:rerun-if-changed=../proto/hftlab/v1/hftlab.proto");

@@ -78,7 +78,7 @@ pub fn to_vector(v: &[f64]) -> Vector {
     if let Some(r) = crate::shm::write(v) {
         // the call has a shared-memory result segment: the values went there
         return Vector {
-            data: Vec::new(),
+            data: Default::default(),
             shm: Some(r),
         };
     }
@@ -89,7 +89,7 @@ pub fn to_vector(v: &[f64]) -> Vector {
             std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v))
         };
         Vector {
-            data: bytes.to_vec(),
+            data: bytes.to_vec().into(), // Bytes from a Vec: no copy
             shm: None,
         }
     }
@@ -99,7 +99,10 @@ pub fn to_vector(v: &[f64]) -> Vector {
         for x in v {
             data.extend_from_slice(&x.to_le_bytes());
         }
-        Vector { data, shm: None }
+        Vector {
+            data: data.into(),
+            shm: None,
+        }
     }
 }
 

@@ -200,7 +200,7 @@ struct Record {
 
 impl Drop for Record {
     fn drop(&mut self) {
-        let ms = format!("{:.3}", self.start.elapsed().as_secs_f64() * 1e3);
+        let elapsed = self.start.elapsed();
         let (code, message) = match (&self.status, &self.body_error) {
             (Some(s), _) => (format!("{:?}", s.code()), s.message().to_string()),
             (None, Some(e)) => (
@@ -218,6 +218,10 @@ impl Drop for Record {
             "Cancelled" => "INFO",
             _ => "WARN",
         };
+        if !log::enabled(level) {
+            return; // --log-level above it: not even formatted
+        }
+        let ms = format!("{:.3}", elapsed.as_secs_f64() * 1e3);
         let req = self.req_bytes.map(|b| b.to_string()).unwrap_or_default();
         let mut fields: Vec<(&str, &str)> = vec![
             ("rpc", &self.rpc),

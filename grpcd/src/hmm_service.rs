@@ -1,19 +1,14 @@
 //! The multivariate HMM, forward filter, walk-forward and live filter RPCs (thin adapters over
 //! `rustcore::hmm_mv`), called from the `HftLab` impl in `service.rs`.
 
-use std::sync::atomic::Ordering;
-
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::StreamExt;
 use tonic::{Response, Status, Streaming};
 
 use rustcore::hmm_mv;
 
 use crate::convert::{self, status, to_vector};
-use crate::log;
 use crate::pb;
-use crate::service::{blocking, Stream};
+use crate::service::Stream;
+use crate::streams::Live;
 
 fn model_from(m: &Option<pb::HmmModel>, what: &str) -> Result<hmm_mv::Model, Status> {
     let Some(m) = m else {
@@ -72,25 +67,15 @@ pub async fn run_hmm_mv(r: pb::HmmMvRequest) -> Result<Response<Stream<pb::HmmMv
         covariance_type: ct,
         init,
     };
-    let (tx, rx) = mpsc::channel(256);
-    tokio::spawn(async move {
-        let progress_tx = tx.clone();
-        let work = blocking("RunHmmMv", move |flag| {
-            let mut hook = |it: usize, ll: f64| {
-                !flag.load(Ordering::Relaxed)
-                    && progress_tx
-                        .blocking_send(Ok(progress_msg(it, ll, |p| pb::HmmMvUpdate {
-                            kind: Some(pb::hmm_mv_update::Kind::Progress(p)),
-                        })))
-                        .is_ok()
-            };
-            hmm_mv::run_hmm_mv(&obs, n, d, &cfg, &mut hook).map_err(status)
-        });
-        let out = tokio::select! {
-            out = work => out,
-            _ = tx.closed() => return,
-        };
-        let msg = out.map(|h| {
+    let stream = crate::streams::progress_stream(
+        "RunHmmMv",
+        |it, ll| {
+            progress_msg(it, ll, |p| pb::HmmMvUpdate {
+                kind: Some(pb::hmm_mv_update::Kind::Progress(p)),
+            })
+        },
+        move |hook| hmm_mv::run_hmm_mv(&obs, n, d, &cfg, hook).map_err(status),
+        move |h| {
             let k = h.model.n_states;
             pb::HmmMvUpdate {
                 kind: Some(pb::hmm_mv_update::Kind::Result(pb::HmmMvResponse {
@@ -107,10 +92,9 @@ pub async fn run_hmm_mv(r: pb::HmmMvRequest) -> Result<Response<Stream<pb::HmmMv
                     bic: h.bic,
                 })),
             }
-        });
-        let _ = tx.send(msg).await;
-    });
-    Ok(Response::new(ReceiverStream::new(rx)))
+        },
+    );
+    Ok(Response::new(stream))
 }
 
 fn check_features(model: &hmm_mv::Model, d: usize) -> Result<(), Status> {
@@ -130,7 +114,8 @@ pub async fn hmm_filter(
     let model = model_from(&r.model, "model")?;
     check_features(&model, d)?;
     let k = model.n_states;
-    let (f, ll) = blocking("HmmFilter", move |_| {
+    let bytes = 8 * (obs.len() + model.means.len() + model.covars.len());
+    let (f, ll) = crate::service::compute("HmmFilter", bytes, move |_| {
         hmm_mv::filter(&model, &obs, n).map_err(status)
     })
     .await?;
@@ -155,27 +140,18 @@ pub async fn hmm_walk_forward(
         init: None,
     };
     let (formation, step) = (r.formation as usize, r.step as usize);
-    let (tx, rx) = mpsc::channel(256);
-    tokio::spawn(async move {
-        let progress_tx = tx.clone();
-        let work = blocking("HmmWalkForward", move |flag| {
-            let mut hook = |w: usize, total: usize| {
-                !flag.load(Ordering::Relaxed)
-                    && progress_tx
-                        .blocking_send(Ok(progress_msg(w, total as f64, |p| {
-                            pb::HmmWalkForwardUpdate {
-                                kind: Some(pb::hmm_walk_forward_update::Kind::Progress(p)),
-                            }
-                        })))
-                        .is_ok()
-            };
-            hmm_mv::walk_forward(&obs, n, d, &cfg, formation, step, &mut hook).map_err(status)
-        });
-        let out = tokio::select! {
-            out = work => out,
-            _ = tx.closed() => return,
-        };
-        let msg = out.map(|w| {
+    let stream = crate::streams::progress_stream(
+        "HmmWalkForward",
+        |w, total| {
+            progress_msg(w, total, |p| pb::HmmWalkForwardUpdate {
+                kind: Some(pb::hmm_walk_forward_update::Kind::Progress(p)),
+            })
+        },
+        move |hook| {
+            let mut windows = |w: usize, total: usize| hook(w, total as f64);
+            hmm_mv::walk_forward(&obs, n, d, &cfg, formation, step, &mut windows).map_err(status)
+        },
+        |w| {
             let k = cfg_k(&w);
             pb::HmmWalkForwardUpdate {
                 kind: Some(pb::hmm_walk_forward_update::Kind::Result(
@@ -189,10 +165,9 @@ pub async fn hmm_walk_forward(
                     },
                 )),
             }
-        });
-        let _ = tx.send(msg).await;
-    });
-    Ok(Response::new(ReceiverStream::new(rx)))
+        },
+    );
+    Ok(Response::new(stream))
 }
 
 fn cfg_k(w: &hmm_mv::WalkForwardResult) -> usize {
@@ -200,79 +175,57 @@ fn cfg_k(w: &hmm_mv::WalkForwardResult) -> usize {
 }
 
 pub async fn stream_hmm_filter(
-    mut inbound: Streaming<pb::HmmStreamRequest>,
+    inbound: Streaming<pb::HmmStreamRequest>,
 ) -> Result<Response<Stream<pb::HmmStreamResponse>>, Status> {
-    let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(async move {
-        let mut state: Option<hmm_mv::OnlineFilter> = None;
-        while let Some(msg) = inbound.next().await {
-            // A transport error, an empty message, a bad or repeated model, or rows before the
-            // model end the call; a rejected batch does not (in-band error, state unchanged).
-            let reply = match msg {
-                Err(e) => Err(e),
-                Ok(pb::HmmStreamRequest { kind: None }) => {
-                    Err(Status::invalid_argument("empty stream message"))
-                }
-                Ok(pb::HmmStreamRequest {
-                    kind: Some(pb::hmm_stream_request::Kind::Model(m)),
-                }) => {
-                    if state.is_some() {
-                        Err(Status::invalid_argument(
-                            "the stream already has its model: open a new stream to change it",
-                        ))
-                    } else {
-                        match model_from(&Some(m), "model")
-                            .and_then(|m| hmm_mv::OnlineFilter::new(m).map_err(status))
-                        {
-                            Ok(f) => {
-                                state = Some(f);
-                                Ok(pb::HmmStreamResponse::default())
-                            }
-                            Err(e) => Err(e),
-                        }
-                    }
-                }
-                Ok(pb::HmmStreamRequest {
-                    kind: Some(pb::hmm_stream_request::Kind::Observations(m)),
-                }) => match state.as_mut() {
-                    None => Err(Status::invalid_argument(
-                        "the first stream message must be the model",
-                    )),
-                    Some(f) => Ok(
-                        process_rows(f, &m).unwrap_or_else(|e| pb::HmmStreamResponse {
-                            first_row: f.count() as u64,
-                            log_likelihood: f.log_likelihood(),
-                            error: e.message().to_string(),
-                            error_code: e.code() as u32,
-                            ..Default::default()
-                        }),
-                    ),
-                },
-            };
-            let fatal = reply.is_err();
-            if let Err(e) = &reply {
-                log::warn(
-                    "stream failed",
-                    &[
-                        ("rpc", "StreamHmmFilter"),
-                        ("code", &format!("{:?}", e.code())),
-                        ("error", e.message()),
-                    ],
-                );
-            }
-            if tx.send(reply).await.is_err() || fatal {
-                break;
-            }
+    let stream = crate::streams::live_stream::<HmmLive, _>("StreamHmmFilter", inbound);
+    Ok(Response::new(stream))
+}
+
+/// StreamHmmFilter (see streams::live_stream): the model, then batches of rows.
+struct HmmLive;
+
+impl crate::streams::LiveHandler for HmmLive {
+    type Request = pb::HmmStreamRequest;
+    type Response = pb::HmmStreamResponse;
+    type Setup = pb::HmmModel;
+    type Data = pb::Matrix;
+    type State = hmm_mv::OnlineFilter;
+    const ALREADY: &'static str =
+        "the stream already has its model: open a new stream to change it";
+    const FIRST: &'static str = "the first stream message must be the model";
+
+    fn split(r: pb::HmmStreamRequest) -> Live<pb::HmmModel, pb::Matrix> {
+        match r.kind {
+            None => Live::Empty,
+            Some(pb::hmm_stream_request::Kind::Model(m)) => Live::Setup(m),
+            Some(pb::hmm_stream_request::Kind::Observations(m)) => Live::Data(m),
         }
-    });
-    Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    fn setup(m: pb::HmmModel) -> Result<hmm_mv::OnlineFilter, Status> {
+        model_from(&Some(m), "model").and_then(|m| hmm_mv::OnlineFilter::new(m).map_err(status))
+    }
+
+    fn batch(f: &mut hmm_mv::OnlineFilter, m: pb::Matrix) -> Result<pb::HmmStreamResponse, Status> {
+        process_rows(f, m)
+    }
+
+    fn rejected(f: &hmm_mv::OnlineFilter, e: &Status) -> pb::HmmStreamResponse {
+        pb::HmmStreamResponse {
+            first_row: f.count() as u64,
+            log_likelihood: f.log_likelihood(),
+            error: e.message().to_string(),
+            error_code: e.code() as u32,
+            ..Default::default()
+        }
+    }
 }
 
 fn process_rows(
     f: &mut hmm_mv::OnlineFilter,
-    m: &pb::Matrix,
+    m: pb::Matrix,
 ) -> Result<pb::HmmStreamResponse, Status> {
-    let (rows, n, d) = convert::matrix(&Some(m.clone()), "observations")?;
+    let (rows, n, d) = convert::matrix(&Some(m), "observations")?;
     check_features(f.model(), d)?;
     let k = f.model().n_states;
     let first = f.count() as u64;

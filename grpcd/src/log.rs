@@ -17,7 +17,44 @@ fn escape(s: &str) -> String {
     o
 }
 
+// ---- issue 16: --log-level (successful calls log at DEBUG: one line per call) ----
+
+static MIN_LEVEL: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+fn rank(level: &str) -> u8 {
+    match level {
+        "DEBUG" => 0,
+        "INFO" => 1,
+        "WARN" => 2,
+        _ => 3,
+    }
+}
+
+/// The lowest level written: debug (default), info, warn or error.
+pub fn set_level(name: &str) -> Result<(), String> {
+    let level = match name.to_ascii_lowercase().as_str() {
+        "debug" => 0,
+        "info" => 1,
+        "warn" | "warning" => 2,
+        "error" => 3,
+        _ => {
+            return Err(format!(
+                "--log-level must be debug, info, warn or error, got '{name}'"
+            ))
+        }
+    };
+    MIN_LEVEL.store(level, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+pub fn enabled(level: &str) -> bool {
+    rank(level) >= MIN_LEVEL.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 pub fn write(level: &str, msg: &str, fields: &[(&str, &str)]) {
+    if !enabled(level) {
+        return;
+    }
     let ts = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())

@@ -6,9 +6,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use rustcore::backtest as bt;
@@ -65,13 +63,48 @@ where
     // The flag is also this thread's cancel flag for the core's deep loops (limits::poll).
     let scoped = flag.clone();
     let segments = crate::shm::current(); // the call's shared-memory segments, if any
-    match tokio::task::spawn_blocking(move || {
+    let out = tokio::task::spawn_blocking(move || {
         crate::shm::carry(segments, || {
             rustcore::limits::with_cancel(Some(scoped), || f(flag))
         })
     })
     .await
-    {
+    .map_err(|e| e.is_panic());
+    outcome(rpc, out)
+}
+
+// ---- issue 16: small calls run where they arrive ----
+
+/// Requests whose arrays hold at most this many bytes, for operations whose work is bounded by
+/// their input (no iteration counts or windows chosen by the client), run on the async worker
+/// that decoded them: handing a 0.2 ms computation to the blocking pool and back costs two
+/// thread wake-ups, more than the work itself on a loaded machine.
+pub(crate) const INLINE_MAX_BYTES: usize = 256 << 10;
+
+/// `blocking`, or for a small input (`input_bytes` <= INLINE_MAX_BYTES, arrays not in shared
+/// memory) the same work run here with the same panic containment and errors. Such a call is
+/// not cancelled midway (it takes well under a millisecond); its deadline still applies.
+pub(crate) async fn compute<T, F>(rpc: &'static str, input_bytes: usize, f: F) -> Result<T, Status>
+where
+    T: Send + 'static,
+    F: FnOnce(Arc<AtomicBool>) -> Result<T, Status> + Send + 'static,
+{
+    if input_bytes > INLINE_MAX_BYTES || crate::shm::current().is_some() {
+        return blocking(rpc, f).await;
+    }
+    let flag = Arc::new(AtomicBool::new(false));
+    let scoped = flag.clone();
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rustcore::limits::with_cancel(Some(scoped), || f(flag))
+    }))
+    .map_err(|_| true);
+    outcome(rpc, out)
+}
+
+/// The shared ending of `blocking` and `compute`: failures logged, panics (Err(true)) and
+/// aborted tasks (Err(false)) become INTERNAL.
+fn outcome<T>(rpc: &'static str, out: Result<Result<T, Status>, bool>) -> Result<T, Status> {
+    match out {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(s)) => {
             if s.code() != tonic::Code::Cancelled {
@@ -86,12 +119,8 @@ where
             }
             Err(s)
         }
-        Err(e) => {
-            let what = if e.is_panic() {
-                "panicked"
-            } else {
-                "was aborted"
-            };
+        Err(panicked) => {
+            let what = if panicked { "panicked" } else { "was aborted" };
             log::error("handler failed", &[("rpc", rpc), ("what", what)]);
             Err(Status::internal(format!(
                 "internal error: the {rpc} handler {what}; the server is still serving"
@@ -149,13 +178,15 @@ impl HftLab for Service {
         Ok(Response::new(pb::InfoResponse {
             server_version: env!("CARGO_PKG_VERSION").into(),
             core_version: rustcore::VERSION.into(),
-            algorithms: ALGORITHMS.iter().map(|s| s.to_string()).collect(),
+            algorithms: crate::info::algorithms(ALGORITHMS),
             max_message_bytes: self.max_message_bytes as u64,
             pid: std::process::id(),
             shm_dir: crate::shm::dir()
                 .map(|d| d.display().to_string())
                 .unwrap_or_default(),
             uid: crate::shm::uid(),
+            rpcs: crate::info::rpcs().to_vec(),
+            features: crate::info::features(),
         }))
     }
 
@@ -192,7 +223,8 @@ impl HftLab for Service {
         let params = signal_params(&r.signal);
         let lookback = r.lookback as usize;
         let sel = rolling::Outputs::parse(&r.outputs).map_err(status)?;
-        let out = blocking("MeanReversion", move |flag| {
+        let bytes = 8 * prices.len();
+        let out = compute("MeanReversion", bytes, move |flag| {
             rolling::mean_reversion_outputs(&prices, lookback, params, sel, &mut cancel_hook(flag))
                 .map_err(status)
         })
@@ -215,71 +247,9 @@ impl HftLab for Service {
         &self,
         req: Request<Streaming<pb::StreamRequest>>,
     ) -> Result<Response<Self::StreamMeanReversionStream>, Status> {
-        let mut inbound = req.into_inner();
-        let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(async move {
-            let mut state: Option<MeanReversionState> = None;
-            // The window's bytes stay reserved in the memory budget while the stream lives.
-            let mut _window: Option<rustcore::limits::Reservation> = None;
-            while let Some(msg) = inbound.next().await {
-                // A transport/decode error, an empty message, a bad or repeated config, or ticks
-                // before the config end the call (Err). A rejected batch does not: its error goes
-                // back in-band and the state is unchanged, so the next good batch works (as on PyO3).
-                let reply = match msg {
-                    Err(e) => Err(e),
-                    Ok(pb::StreamRequest { kind: None }) => Err(Status::invalid_argument("empty stream message")),
-                    Ok(pb::StreamRequest { kind: Some(pb::stream_request::Kind::Config(c)) }) => {
-                        if state.is_some() {
-                            Err(Status::invalid_argument("the stream is already configured: open a new stream to change it"))
-                        } else {
-                            let lookback = c.lookback as usize;
-                            match MeanReversionState::new(lookback, signal_params(&c.signal))
-                                .and_then(|s| Ok((s, rustcore::limits::reserve(&rustcore::limits::stream(lookback))?)))
-                            {
-                                Ok((s, hold)) => {
-                                    state = Some(s);
-                                    _window = Some(hold);
-                                    Ok(pb::StreamResponse::default()) // the acknowledgement
-                                }
-                                Err(e) => Err(status(e)),
-                            }
-                        }
-                    }
-                    Ok(pb::StreamRequest { kind: Some(pb::stream_request::Kind::Ticks(v)) }) => match state.as_mut() {
-                        None => Err(Status::invalid_argument(
-                            "the first stream message must be the configuration (lookback, thresholds)",
-                        )),
-                        Some(s) => Ok(process_ticks(s, &v.data).unwrap_or_else(|e| {
-                            log::warn(
-                                "stream batch rejected",
-                                &[("rpc", "StreamMeanReversion"), ("code", &format!("{:?}", e.code())), ("error", e.message())],
-                            );
-                            pb::StreamResponse {
-                                first_tick: s.ticks(),
-                                error: e.message().to_string(),
-                                error_code: e.code() as u32,
-                                ..Default::default()
-                            }
-                        })),
-                    },
-                };
-                let fatal = reply.is_err();
-                if let Err(e) = &reply {
-                    log::warn(
-                        "stream failed",
-                        &[
-                            ("rpc", "StreamMeanReversion"),
-                            ("code", &format!("{:?}", e.code())),
-                            ("error", e.message()),
-                        ],
-                    );
-                }
-                if tx.send(reply).await.is_err() || fatal {
-                    break;
-                }
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        let stream =
+            crate::streams::live_stream::<MrLive, _>("StreamMeanReversion", req.into_inner());
+        Ok(Response::new(stream))
     }
 
     async fn fit_ou(
@@ -292,7 +262,11 @@ impl HftLab for Service {
             dt: r.dt.unwrap_or(1.0),
             bars_per_day: r.bars_per_day.unwrap_or(1.0),
         };
-        let f = blocking("FitOu", move |_| ou::fit_ou(&series, &cfg).map_err(status)).await?;
+        let bytes = 8 * series.len();
+        let f = compute("FitOu", bytes, move |_| {
+            ou::fit_ou(&series, &cfg).map_err(status)
+        })
+        .await?;
         Ok(Response::new(pb::OuResponse {
             a: f.a,
             b: f.b,
@@ -330,7 +304,8 @@ impl HftLab for Service {
             None => None,
         };
         let units = r.units.clone();
-        let b = blocking("Backtest", move |_| {
+        let bytes = 8 * (prices.len() + positions.len() + notional.as_ref().map_or(0, |n| n.len()));
+        let b = compute("Backtest", bytes, move |_| {
             bt::backtest_units(&prices, &positions, &units, notional.as_deref(), &cfg)
                 .map_err(status)
         })
@@ -379,7 +354,12 @@ impl HftLab for Service {
         };
         let method = r.method;
         let names = r.asset_names;
-        let out = blocking("OptimizePortfolio", move |flag| {
+        // a frontier is one QP per point (client-chosen count): the blocking pool
+        let bytes = match config.frontier_points {
+            0 => 8 * prices.len() + 8 * config.risk_budgets.len(),
+            _ => usize::MAX,
+        };
+        let out = compute("OptimizePortfolio", bytes, move |flag| {
             portfolio::optimize_portfolio(
                 &prices,
                 rows,
@@ -440,32 +420,16 @@ impl HftLab for Service {
             seed: r.seed,
             init,
         };
-        let (tx, rx) = mpsc::channel(256);
-        tokio::spawn(async move {
-            let progress_tx = tx.clone();
-            // Progress goes out as it happens. A client that cancels, disconnects or passes its
-            // deadline drops the stream: `tx.closed()` fires, the work future is dropped, its
-            // guard sets the cancel flag, and the core's deep loops stop within milliseconds
-            // (not at the end of the EM iteration, which can take seconds).
-            let work = blocking("RunHmm", move |flag| {
-                let mut hook = |it: usize, ll: f64| {
-                    !flag.load(Ordering::Relaxed)
-                        && progress_tx
-                            .blocking_send(Ok(pb::HmmUpdate {
-                                kind: Some(pb::hmm_update::Kind::Progress(pb::HmmProgress {
-                                    iteration: it as u32,
-                                    log_likelihood: ll,
-                                })),
-                            }))
-                            .is_ok()
-                };
-                hmm::run_hmm(&obs, &config, &mut hook).map_err(status)
-            });
-            let out = tokio::select! {
-                out = work => out,
-                _ = tx.closed() => return,
-            };
-            let msg = out.map(|h| {
+        let stream = crate::streams::progress_stream(
+            "RunHmm",
+            |it, ll| pb::HmmUpdate {
+                kind: Some(pb::hmm_update::Kind::Progress(pb::HmmProgress {
+                    iteration: it as u32,
+                    log_likelihood: ll,
+                })),
+            },
+            move |hook| hmm::run_hmm(&obs, &config, hook).map_err(status),
+            |h| {
                 let k = h.n_states;
                 let t = h.viterbi_path.len();
                 pb::HmmUpdate {
@@ -485,10 +449,9 @@ impl HftLab for Service {
                         filtered: Some(convert::to_matrix(&h.filtered, t, k)),
                     })),
                 }
-            });
-            let _ = tx.send(msg).await;
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+            },
+        );
+        Ok(Response::new(stream))
     }
 
     async fn sparse_portfolio(
@@ -585,7 +548,7 @@ impl HftLab for Service {
             covariance: r.covariance.unwrap_or(d.covariance),
             ..portfolio::PortfolioConfig::default()
         };
-        let out = blocking("EstimateMoments", move |_flag| {
+        let out = compute("EstimateMoments", 8 * prices.len(), move |_flag| {
             portfolio::estimate_moments(&prices, rows, cols, &config).map_err(status)
         })
         .await?;
@@ -603,7 +566,7 @@ impl HftLab for Service {
     ) -> Result<Response<pb::LedoitWolfResponse>, Status> {
         let r = req.into_inner();
         let (data, rows, cols) = convert::matrix(&r.data, "data")?;
-        let out = blocking("LedoitWolf", move |_flag| {
+        let out = compute("LedoitWolf", 8 * data.len(), move |_flag| {
             portfolio::ledoit_wolf(&data, rows, cols).map_err(status)
         })
         .await?;
@@ -664,4 +627,54 @@ fn process_ticks(s: &mut MeanReversionState, data: &[u8]) -> Result<pb::StreamRe
         positions: i8_bytes(&b.positions),
         ..Default::default()
     })
+}
+
+/// StreamMeanReversion (see streams::live_stream): the configuration, then batches of ticks.
+struct MrLive;
+
+impl crate::streams::LiveHandler for MrLive {
+    type Request = pb::StreamRequest;
+    type Response = pb::StreamResponse;
+    type Setup = pb::StreamConfig;
+    type Data = pb::Vector;
+    // The window's bytes stay reserved in the memory budget while the stream lives.
+    type State = (MeanReversionState, rustcore::limits::Reservation);
+    const ALREADY: &'static str =
+        "the stream is already configured: open a new stream to change it";
+    const FIRST: &'static str =
+        "the first stream message must be the configuration (lookback, thresholds)";
+
+    fn split(r: pb::StreamRequest) -> crate::streams::Live<pb::StreamConfig, pb::Vector> {
+        use crate::streams::Live;
+        match r.kind {
+            None => Live::Empty,
+            Some(pb::stream_request::Kind::Config(c)) => Live::Setup(c),
+            Some(pb::stream_request::Kind::Ticks(v)) => Live::Data(v),
+        }
+    }
+
+    fn setup(c: pb::StreamConfig) -> Result<Self::State, Status> {
+        let lookback = c.lookback as usize;
+        MeanReversionState::new(lookback, signal_params(&c.signal))
+            .and_then(|s| {
+                Ok((
+                    s,
+                    rustcore::limits::reserve(&rustcore::limits::stream(lookback))?,
+                ))
+            })
+            .map_err(status)
+    }
+
+    fn batch(st: &mut Self::State, v: pb::Vector) -> Result<pb::StreamResponse, Status> {
+        process_ticks(&mut st.0, &v.data)
+    }
+
+    fn rejected(st: &Self::State, e: &Status) -> pb::StreamResponse {
+        pb::StreamResponse {
+            first_tick: st.0.ticks(),
+            error: e.message().to_string(),
+            error_code: e.code() as u32,
+            ..Default::default()
+        }
+    }
 }

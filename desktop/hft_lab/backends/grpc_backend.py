@@ -120,17 +120,22 @@ class _Inflight:
         self.aborted: str | None = None
 
 
-class _GrpcStream(MeanReversionStream):
-    """Bidirectional stream: batches of ticks go out, per-tick results come back in order."""
+class _BidiStream:
+    """A live bidirectional stream (shared by the mean-reversion and HMM live clients): the setup
+    message goes first and the server's acknowledgement is awaited (a bad setup raises here, as
+    the PyO3 constructors do); then each `_call_batch(request)` sends one batch and returns its
+    reply in order. A rejected batch comes back in-band (`error`, `error_code`) and raises
+    ValueError / ResourceLimitExceeded while the stream and its state go on, as on PyO3."""
 
     _END = object()
 
-    def __init__(self, backend: GrpcBackend, config: pb.StreamConfig):
+    def _open(self, backend: GrpcBackend, rpc: str, req_cls, resp_cls, setup, closed_text: str) -> None:
         import queue
 
         self._backend = backend
+        self._closed_text = closed_text
         self._q: queue.Queue = queue.Queue()
-        self._q.put(pb.StreamRequest(config=config))
+        self._q.put(setup)
 
         def requests():
             while True:
@@ -139,26 +144,21 @@ class _GrpcStream(MeanReversionStream):
                     return
                 yield item
 
-        stub = backend._method("StreamMeanReversion", pb.StreamRequest, pb.StreamResponse, stream=True)
+        stub = backend._method(rpc, req_cls, resp_cls, stream=True)
         self._call = stub(requests(), timeout=None)
-        # The server acknowledges the config (a bad one raises here, as PyO3's constructor does).
         try:
-            self._next()
+            self._next()  # the acknowledgement
         except Exception:
             self.close()
             raise
 
-    @property
-    def max_message_bytes(self) -> int:
-        return self._backend.max_message_bytes
-
-    def _next(self) -> pb.StreamResponse:
+    def _next(self):
         try:
             r = next(self._call)
         except grpc.RpcError as e:
             raise self._backend._error(e) from None
         except StopIteration:
-            raise BackendUnavailable("the live stream was closed by the server") from None
+            raise BackendUnavailable(self._closed_text) from None
         if r.error:
             # a rejected batch: reported in-band, the stream and its state go on (as on PyO3)
             if r.error_code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]:
@@ -166,10 +166,35 @@ class _GrpcStream(MeanReversionStream):
             raise ValueError(r.error)
         return r
 
+    def _call_batch(self, request):
+        self._q.put(request)
+        return self._next()
+
+    def close(self) -> None:
+        self._q.put(self._END)
+        self._call.cancel()
+
+
+class _GrpcStream(_BidiStream, MeanReversionStream):
+    """Live mean reversion: batches of ticks go out, per-tick results come back in order."""
+
+    def __init__(self, backend: GrpcBackend, config: pb.StreamConfig):
+        self._open(
+            backend,
+            "StreamMeanReversion",
+            pb.StreamRequest,
+            pb.StreamResponse,
+            pb.StreamRequest(config=config),
+            "the live stream was closed by the server",
+        )
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self._backend.max_message_bytes
+
     def push_many(self, prices) -> StreamTicks:
         p = self._batch(prices)
-        self._q.put(pb.StreamRequest(ticks=wire.vec(p)))
-        r = self._next()
+        r = self._call_batch(pb.StreamRequest(ticks=wire.vec(p)))
         return StreamTicks(
             first_tick=r.first_tick,
             rolling_mean=wire.arr(r.rolling_mean),
@@ -179,62 +204,30 @@ class _GrpcStream(MeanReversionStream):
             positions=wire.i8(r.positions),
         )
 
-    def close(self) -> None:
-        self._q.put(self._END)
-        self._call.cancel()
 
-
-class _GrpcHmmFilter(HmmOnlineFilter):
-    """Bidirectional stream: the model goes first, then batches of rows; each batch's filtered
+class _GrpcHmmFilter(_BidiStream, HmmOnlineFilter):
+    """Live regime filter: the model goes first, then batches of rows; each batch's filtered
     probabilities come back in order."""
 
-    _END = object()
-
     def __init__(self, backend: GrpcBackend, model: pb.HmmModel):
-        import queue
-
-        self._backend = backend
         self.n_features = model.n_features
         self._k = model.n_states
         self._count = 0
         self._ll = 0.0
-        self._q: queue.Queue = queue.Queue()
-        self._q.put(pb.HmmStreamRequest(model=model))
-
-        def requests():
-            while True:
-                item = self._q.get()
-                if item is self._END:
-                    return
-                yield item
-
-        stub = backend._method("StreamHmmFilter", pb.HmmStreamRequest, pb.HmmStreamResponse, stream=True)
-        self._call = stub(requests(), timeout=None)
-        try:
-            self._next()  # the acknowledgement (a bad model raises here, as PyO3's constructor does)
-        except Exception:
-            self.close()
-            raise
-
-    def _next(self) -> pb.HmmStreamResponse:
-        try:
-            r = next(self._call)
-        except grpc.RpcError as e:
-            raise self._backend._error(e) from None
-        except StopIteration:
-            raise BackendUnavailable("the live regime stream was closed by the server") from None
-        if r.error:
-            if r.error_code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]:
-                raise ResourceLimitExceeded(r.error)
-            raise ValueError(r.error)
-        return r
+        self._open(
+            backend,
+            "StreamHmmFilter",
+            pb.HmmStreamRequest,
+            pb.HmmStreamResponse,
+            pb.HmmStreamRequest(model=model),
+            "the live regime stream was closed by the server",
+        )
 
     def _update(self, rows):
         if rows.shape[1] != self.n_features:
             # the same text as the PyO3 binding (checked before anything is sent)
             raise ValueError(f"observations have {rows.shape[1]} features but the model has {self.n_features}")
-        self._q.put(pb.HmmStreamRequest(observations=wire.mat(rows)))
-        r = self._next()
+        r = self._call_batch(pb.HmmStreamRequest(observations=wire.mat(rows)))
         self._count = r.first_row + rows.shape[0]
         self._ll = r.log_likelihood
         return wire.matrix(r.filtered).reshape(rows.shape[0], self._k)
@@ -246,10 +239,6 @@ class _GrpcHmmFilter(HmmOnlineFilter):
     @property
     def log_likelihood(self) -> float:
         return self._ll
-
-    def close(self) -> None:
-        self._q.put(self._END)
-        self._call.cancel()
 
 
 def _pb_model(m: tuple) -> pb.HmmModel:
@@ -553,6 +542,8 @@ class GrpcBackend(Backend):
             algorithms=tuple(r.algorithms),
             max_message_bytes=r.max_message_bytes,
             pid=r.pid,
+            rpcs=tuple(r.rpcs),
+            features=tuple(r.features),
         )
 
     def _echo(self, values):
@@ -624,49 +615,47 @@ class GrpcBackend(Backend):
                     variances=wire.vec(var),
                 )
             )
-        call = self._method("RunHmm", pb.HmmRequest, pb.HmmUpdate, server_stream=True)(req, timeout=self.config.call_timeout_s)
-        if cancel is not None:
-            cancel.add_callback(call.cancel)
-        t = self._track(call)
-        try:
-            for upd in call:
-                kind = upd.WhichOneof("kind")
-                if kind == "progress":
-                    if progress is not None and progress(upd.progress.iteration, upd.progress.log_likelihood) is False:
-                        call.cancel()
-                        raise Cancelled("cancelled by the user")
-                elif kind == "result":
-                    d = wire.fields(upd.result)
-                    k = len(d["means"])
-                    d["transition_matrix"] = d["transition_matrix"].reshape(k, k)
-                    d["n_states"] = k
-                    d["stds"] = np.sqrt(d["variances"])
-                    return d
-        except grpc.RpcError as e:
-            if t.aborted:
-                raise BackendUnavailable(t.aborted) from None
-            if cancel is not None and cancel.cancelled:
-                raise Cancelled("cancelled by the user") from None
-            raise self._error(e) from None
-        finally:
-            self._untrack(t)
-        raise BackendUnavailable("RunHmm ended without a result")
+
+        def result(r):
+            d = wire.fields(r)
+            k = len(d["means"])
+            d["transition_matrix"] = d["transition_matrix"].reshape(k, k)
+            d["n_states"] = k
+            d["stds"] = np.sqrt(d["variances"])
+            return d
+
+        return self._server_stream("RunHmm", req, pb.HmmUpdate, progress, cancel, result)
 
     # ---- multivariate HMM, filter, walk-forward, live filter (hmm helper) ----
-    def _server_stream(self, name, req, upd_cls, progress, cancel, on_result):
-        call = self._method(name, type(req), upd_cls, server_stream=True)(req, timeout=self.config.call_timeout_s)
+    def _server_stream(
+        self, name, req, upd_cls, progress, cancel, on_result, service=SERVICE, progress_args=None, on_progress=None, finals=None
+    ):
+        """A server-streaming call: for each progress update `progress(*progress_args(upd.progress))`
+        (by default the HmmProgress pair iteration, log_likelihood), or `on_progress(upd.progress)`
+        when given; False cancels. The first update of a kind in `finals` (default: "result" ->
+        `on_result`) ends the call with that function's value. Cancel, deadline and server loss map
+        as for unary calls."""
+        if cancel is not None and cancel.cancelled:
+            raise Cancelled("cancelled by the user")
+        call = self._method(name, type(req), upd_cls, server_stream=True, service=service)(
+            req, timeout=self.config.call_timeout_s
+        )
         if cancel is not None:
             cancel.add_callback(call.cancel)
+        if on_progress is None:
+            args = progress_args or (lambda g: (g.iteration, g.log_likelihood))
+            on_progress = (lambda g: True) if progress is None else (lambda g: progress(*args(g)) is not False)
+        finals = finals or {"result": on_result}
         t = self._track(call)
         try:
             for upd in call:
                 kind = upd.WhichOneof("kind")
                 if kind == "progress":
-                    if progress is not None and progress(upd.progress.iteration, upd.progress.log_likelihood) is False:
+                    if not on_progress(upd.progress):
                         call.cancel()
                         raise Cancelled("cancelled by the user")
-                elif kind == "result":
-                    return on_result(upd.result)
+                elif kind in finals:
+                    return finals[kind](getattr(upd, kind))
         except grpc.RpcError as e:
             if t.aborted:
                 raise BackendUnavailable(t.aborted) from None
@@ -795,48 +784,28 @@ class GrpcBackend(Backend):
         req = pb.PairScanRequest(prices=wire.mat(prices), config=cfg, partial_rows=partial is not None)
         if pair_range is not None:
             req.pair_start, req.pair_end = pair_range
-        if cancel is not None and cancel.cancelled:
-            raise Cancelled("cancelled by the user")
-        call = self._method("ScanPairs", pb.PairScanRequest, pb.PairScanUpdate, server_stream=True, service=PAIRS_SERVICE)(
-            req, timeout=self.config.call_timeout_s
+
+        def on_progress(g) -> bool:
+            if progress is not None and progress(int(g.done), int(g.total)) is False:
+                return False
+            return partial is None or partial(self._pair_rows(g.rows)) is not False
+
+        def result(r):
+            d = self._pair_rows(r.rows)
+            d.update(
+                n_assets=int(r.n_assets),
+                n_tested=int(r.n_tested),
+                n_failed=int(r.n_failed),
+                n_passed=int(r.n_passed),
+                critical_values=wire.arr(r.critical_values),
+                pvalue_matrix=wire.matrix(r.pvalue_matrix),
+            )
+            return d
+
+        finals = {"shard": self._pair_rows, "result": result}
+        return self._server_stream(
+            "ScanPairs", req, pb.PairScanUpdate, None, cancel, None, PAIRS_SERVICE, on_progress=on_progress, finals=finals
         )
-        if cancel is not None:
-            cancel.add_callback(call.cancel)
-        t = self._track(call)
-        try:
-            for upd in call:
-                kind = upd.WhichOneof("kind")
-                if kind == "progress":
-                    g = upd.progress
-                    if progress is not None and progress(int(g.done), int(g.total)) is False:
-                        call.cancel()
-                        raise Cancelled("cancelled by the user")
-                    if partial is not None and partial(self._pair_rows(g.rows)) is False:
-                        call.cancel()
-                        raise Cancelled("cancelled by the user")
-                elif kind == "shard":
-                    return self._pair_rows(upd.shard)
-                elif kind == "result":
-                    r = upd.result
-                    d = self._pair_rows(r.rows)
-                    d.update(
-                        n_assets=int(r.n_assets),
-                        n_tested=int(r.n_tested),
-                        n_failed=int(r.n_failed),
-                        n_passed=int(r.n_passed),
-                        critical_values=wire.arr(r.critical_values),
-                        pvalue_matrix=wire.matrix(r.pvalue_matrix),
-                    )
-                    return d
-        except grpc.RpcError as e:
-            if t.aborted:
-                raise BackendUnavailable(t.aborted) from None
-            if cancel is not None and cancel.cancelled:
-                raise Cancelled("cancelled by the user") from None
-            raise self._error(e) from None
-        finally:
-            self._untrack(t)
-        raise BackendUnavailable("ScanPairs ended without a result")
 
     def _johansen(self, prices, det_order, k_ar_diff):
         req = pb.JohansenRequest(prices=wire.mat(prices), det_order=det_order, k_ar_diff=k_ar_diff)

@@ -84,6 +84,10 @@ class ServerInfo(_Result):
     algorithms: tuple[str, ...] = field(default_factory=tuple)
     max_message_bytes: int = 0
     pid: int = 0
+    # gRPC only: every RPC served ("hftlab.v1.HftLab/OptimizePortfolio", …) and the optional
+    # transport features on offer ("shared_memory")
+    rpcs: tuple[str, ...] = field(default_factory=tuple)
+    features: tuple[str, ...] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True, eq=False)

@@ -210,6 +210,9 @@ class ServerManager:
             raise
         host = self.config.grpc_host or "127.0.0.1"
         cmd = [str(binary), "--host", host, "--port", "0", "--managed", "--max-message-mb", str(self.config.max_message_mb)]
+        # issue 16: a successful call logs at DEBUG; unless someone shows those, grpcd does not
+        # write them (a line per call woke this process's stderr thread, which took the GIL)
+        cmd += ["--log-level", "debug" if grpcd_log.isEnabledFor(logging.DEBUG) else "info"]
         env = dict(os.environ, **self.extra_env)
         try:
             # own session: a Ctrl+C in the terminal goes to the app, not to grpcd alone

@@ -122,11 +122,15 @@ fn detach_cancel<T: Send>(
 
 /// Runs `f` with the GIL released, handing it the core's progress hook built from an optional
 /// cancel token and an optional Python callable `progress(done, value) -> bool | None` (False
-/// cancels). The compute thread never waits for the GIL: progress events go through a channel to
-/// a delivering thread that calls Python (re-acquiring the GIL could otherwise cost a whole 5 ms
-/// switch interval per event while the GUI thread runs Python: 30 HMM iterations cost 150 ms).
-/// Every event is delivered, in order, before this returns; a False from the callable stops the
-/// computation at its next progress point.
+/// cancels). The compute thread never touches the GIL: a progress report appends to a queue (a
+/// mutex held for a push) that a delivering thread drains while the computation runs, calling
+/// Python for every pending event under ONE acquisition of the GIL. Events still pending when the
+/// computation ends are delivered by the calling thread once it has the GIL back (which it needs
+/// anyway), so the end of a run never waits for extra GIL hand-offs. (Re-acquiring the GIL per
+/// event cost up to a 5 ms switch interval each while another thread ran Python, e.g. the GUI
+/// thread: 30 HMM iterations cost 25 ms more than the run.) Every event is delivered, in order,
+/// before this returns; a False from the callable stops the computation at its next progress
+/// point (and makes the call Cancelled, even if the computation had finished).
 fn detach_progress<T: Send>(
     py: Python<'_>,
     cancel: Option<Arc<AtomicBool>>,
@@ -139,28 +143,43 @@ fn detach_progress<T: Send>(
             move |_: usize, _: f64| !cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst));
         return detach_cancel(py, flag, || f(&mut hook));
     };
-    detach_cancel(py, cancel.clone(), move || {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = std::sync::mpsc::channel::<(usize, f64)>();
-        let stop_d = stop.clone();
+    // false when the callable returned False or raised (its exception is printed)
+    fn deliver(py: Python<'_>, cb: &Py<PyAny>, i: usize, v: f64) -> bool {
+        match cb.call1(py, (i, v)) {
+            Ok(r) => !r.bind(py).is(&*pyo3::types::PyBool::new(py, false)),
+            Err(e) => {
+                e.print(py);
+                false
+            }
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let queue = Arc::new(ProgressQueue::<(usize, f64)>::default());
+    let cb_d = cb.clone_ref(py);
+    let mut handed_back: Option<Py<PyAny>> = None;
+    let r = detach_cancel(py, cancel.clone(), || {
+        let (stop_d, queue_d) = (stop.clone(), queue.clone());
         let deliverer = std::thread::spawn(move || {
-            for (i, v) in rx {
+            while let Some(batch) = queue_d.take() {
                 if stop_d.load(Ordering::SeqCst) {
-                    continue; // drain: the computation is stopping
+                    continue; // the computation is stopping
                 }
-                let keep = Python::attach(|py| match cb.call1(py, (i, v)) {
-                    Ok(r) => !r.bind(py).is(&*pyo3::types::PyBool::new(py, false)),
-                    Err(e) => {
-                        e.print(py);
-                        false
-                    }
-                });
+                let keep =
+                    Python::attach(|py| batch.into_iter().all(|(i, v)| deliver(py, &cb_d, i, v)));
                 if !keep {
                     stop_d.store(true, Ordering::SeqCst);
                 }
             }
-            Python::attach(|_py| drop(cb));
+            cb_d // dropped by the caller, with the GIL
         });
+        // closes the queue also if `f` panics, so the deliverer never waits for ever
+        struct Close<'a>(&'a ProgressQueue<(usize, f64)>);
+        impl Drop for Close<'_> {
+            fn drop(&mut self) {
+                self.0.close();
+            }
+        }
+        let closing = Close(&queue);
         let r = {
             let mut hook = |i: usize, v: f64| {
                 if stop.load(Ordering::SeqCst)
@@ -168,19 +187,85 @@ fn detach_progress<T: Send>(
                 {
                     return false;
                 }
-                let _ = tx.send((i, v));
+                queue.push((i, v));
                 true
             };
             f(&mut hook)
         };
-        drop(tx);
-        let _ = deliverer.join();
-        if stop.load(Ordering::SeqCst) {
-            // the callable said stop: cancelled, even if the computation finished before it was read
-            return Err(CoreError::Cancelled);
-        }
+        drop(closing);
+        handed_back = deliverer.join().ok();
         r
-    })
+    });
+    // the events the deliverer did not take, here with the GIL held again
+    if !stop.load(Ordering::SeqCst) {
+        for (i, v) in queue.rest() {
+            if !deliver(py, &cb, i, v) {
+                stop.store(true, Ordering::SeqCst);
+                break;
+            }
+        }
+    }
+    drop(handed_back);
+    drop(cb);
+    if stop.load(Ordering::SeqCst) {
+        // the callable said stop: cancelled, even if the computation finished before it was read
+        return Err(to_py_err(CoreError::Cancelled));
+    }
+    r
+}
+
+/// Progress events from the compute thread to the delivering thread (see detach_progress): the
+/// compute side pushes, the delivering side takes every pending event at once.
+struct ProgressQueue<E> {
+    state: std::sync::Mutex<(Vec<E>, bool)>, // (pending events, closed)
+    ready: std::sync::Condvar,
+}
+
+impl<E> Default for ProgressQueue<E> {
+    fn default() -> Self {
+        ProgressQueue {
+            state: std::sync::Mutex::new((Vec::new(), false)),
+            ready: std::sync::Condvar::new(),
+        }
+    }
+}
+
+impl<E> ProgressQueue<E> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Vec<E>, bool)> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn push(&self, e: E) {
+        let mut s = self.lock();
+        s.0.push(e);
+        if s.0.len() == 1 {
+            self.ready.notify_one(); // the deliverer may be waiting for the first event
+        }
+    }
+
+    fn close(&self) {
+        self.lock().1 = true;
+        self.ready.notify_one();
+    }
+
+    /// Every pending event, waiting for one; None once closed (what is left then is `rest`).
+    fn take(&self) -> Option<Vec<E>> {
+        let mut s = self.lock();
+        loop {
+            if s.1 {
+                return None;
+            }
+            if !s.0.is_empty() {
+                return Some(std::mem::take(&mut s.0));
+            }
+            s = self.ready.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// The events nobody took.
+    fn rest(&self) -> Vec<E> {
+        std::mem::take(&mut self.lock().0)
+    }
 }
 
 fn slice<'a>(name: &str, a: &'a PyReadonlyArray1<'_, f64>) -> PyResult<&'a [f64]> {
