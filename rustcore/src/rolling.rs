@@ -7,9 +7,10 @@
 //!   default); `z[t] = (x[t] - mean[t]) / std[t]`. The first `lookback - 1` outputs are NaN.
 //!   A window whose values are all equal (detected exactly, from the run of equal values) has std
 //!   exactly 0, z exactly 0 and the mean equal to that value. Signed zeros are normalised (+0.0).
-//! - Accuracy (see [`Acc`]): compensated running sums relative to a shift inside the window, an
-//!   error bound tested at every tick, and an exact recomputation of the window only when the bound
-//!   says so; the bound guarantees std to 4.6e-13 relative and z to ~1e-10·max(1, |z|) on any
+//! - Accuracy (see [`Acc`]): plain running sums relative to a shift inside the window (the fast
+//!   path: two additions per tick), a rigorous bound on their rounding errors tested at every
+//!   tick, and an exact (compensated) recomputation of the window only when the bound says the
+//!   fast result might miss the target; the bound guarantees std to 4.6e-13 relative and z to ~1e-10·max(1, |z|) on any
 //!   finite input (measured: ~5e-14, tests/rolling_exact.rs and tests/test_rolling_exact.py).
 //!   O(1) per tick on ordinary data; the cost stays O(n) overall plus O(lookback) per
 //!   recomputation. Batch results come from the same per-tick arithmetic as streaming (same
@@ -64,7 +65,7 @@ const Z_LIMIT: f64 = 1e-20 / ((f64::EPSILON / 2.0) * (f64::EPSILON / 2.0));
 /// window's mean at the last exact recomputation). While `k` is unchanged a value's `d` and `d²`
 /// are computed identically when it enters and when it leaves the window, so `s1` and `s2` are
 /// the sums of the window's rounded terms up to the rounding of the running additions only. Those
-/// roundings are bounded from `a2` (the sum of |s2| since the recomputation) and the tick count;
+/// roundings are bounded by `e1`, `e2` (which add |t| + |s| every tick, see [`accumulate`]);
 /// every tick the bound is compared with the centred sum of squares and, when it is too large
 /// (the shift drifted far from the window's mean relative to its spread, a jump left the window,
 /// the window became nearly flat), the window is recomputed exactly: O(window), rare on ordinary
@@ -72,20 +73,19 @@ const Z_LIMIT: f64 = 1e-20 / ((f64::EPSILON / 2.0) * (f64::EPSILON / 2.0));
 #[derive(Debug, Clone, Copy, Default)]
 struct Acc {
     k: f64,
-    /// Compensated running sums of d and d² (value, TwoSum error term) and bounds.
+    /// Running sums of d and d² and the bounds of their errors.
     s: Sums,
     /// Trailing run of equal values: the window is flat iff run >= w.
     run: usize,
 }
 
-/// Compensated running sums of d and d²: `s1 = s1h + s1c`, `s2 = s2h + s2c`, with error bounds
-/// (units of u) `e1`, `e2`: from the recomputation, then + |t1|, |t2| per tick.
+/// Running sums of d and d² (plain additions: cheap, the fast path) with rigorous bounds on their
+/// errors (units of u = 2^-53): `e1`, `e2` start from the exact recomputation's bounds, then each
+/// tick adds the rounding of the differences and of the additions, |t1| + |s1| and |t2| + |s2|.
 #[derive(Debug, Clone, Copy, Default)]
 struct Sums {
-    s1h: f64,
-    s1c: f64,
-    s2h: f64,
-    s2c: f64,
+    s1: f64,
+    s2: f64,
     e1: f64,
     e2: f64,
 }
@@ -93,11 +93,11 @@ struct Sums {
 impl Sums {
     #[inline(always)]
     fn s1(&self) -> f64 {
-        self.s1h + self.s1c
+        self.s1
     }
     #[inline(always)]
     fn s2(&self) -> f64 {
-        self.s2h + self.s2c
+        self.s2
     }
 }
 
@@ -166,10 +166,8 @@ impl Acc {
         Acc {
             k,
             s: Sums {
-                s1h: s1,
-                s1c: 0.0,
-                s2h: s2,
-                s2c: 0.0,
+                s1,
+                s2,
                 e1: 3.0 * dabs + s1.abs(),
                 e2: 4.0 * s2.abs(),
             },
@@ -194,23 +192,19 @@ fn diffs(k: f64, xn: f64, xo: f64) -> (f64, f64) {
     (dn - dold, dn * dn - dold * dold)
 }
 
-/// Adds t1, t2 to the running sums. The sums are compensated (TwoSum), so only the rounding of
-/// the differences (at most u·|t1|, u·|t2|) adds to the error bounds.
+/// Adds t1, t2 to the running sums (plain additions) and the roundings to the error bounds: the
+/// difference t = fl(a - b) errs by at most u·|t|, the sum s' = fl(s + t) by u·|s'| (the
+/// rounding of d and d² themselves is the same when a value enters and when it leaves: the sums
+/// are those of the window's rounded terms, whose own rounding the bound test covers).
 #[inline(always)]
 fn accumulate(s: Sums, t1: f64, t2: f64) -> Sums {
-    let a = s.s1h + t1;
-    let bb = a - s.s1h;
-    let s1c = s.s1c + ((s.s1h - (a - bb)) + (t1 - bb));
-    let b = s.s2h + t2;
-    let bb = b - s.s2h;
-    let s2c = s.s2c + ((s.s2h - (b - bb)) + (t2 - bb));
+    let s1 = s.s1 + t1;
+    let s2 = s.s2 + t2;
     Sums {
-        s1h: a,
-        s1c,
-        s2h: b,
-        s2c,
-        e1: s.e1 + t1.abs(),
-        e2: s.e2 + t2.abs(),
+        s1,
+        s2,
+        e1: s.e1 + (t1.abs() + s1.abs()),
+        e2: s.e2 + (t2.abs() + s2.abs()),
     }
 }
 
@@ -237,9 +231,9 @@ impl Limits {
 /// The error-bound test: true when the running sums are no longer known to the target accuracy
 /// (the caller then recomputes the window exactly). Never asked on a flat window.
 ///
-/// Bounds in units of u: E1, E2 bound the errors of s1, s2 (the compensation terms' own rounding,
-/// below u²·t²·max|s2|, is covered by the margin for the ≤ 2^20 ticks between recomputations of
-/// any window below 2^19 bars). The centred sum vn = s2 - s1·m errs by at most
+/// Bounds in units of u: E1, E2 bound the errors of s1, s2 to first order (the second-order terms
+/// and the rounding of the bounds' own sums, below 2^20·u relative for the ≤ 2^20 ticks between
+/// recomputations of any window below 2^19 bars, are covered by the margins). The centred sum vn = s2 - s1·m errs by at most
 /// E2 + 8|s2| (rounding of d, d², s1·m, vn) + |s1|·E1/n; it must stay below L·vn (relative
 /// variance error below 9.1e-13); and the mean's error u·E1/n below 1e-10 standard deviations:
 /// E1² < Z·n·vn. A non-positive vn fails.
@@ -1210,20 +1204,19 @@ fn rolling_blocks_generic(
     let every = recentre_every(w);
     let mut next_report = start + (1usize << 16);
     let mut t0 = start;
-    // chunks of CH bars: the differences (vectorised), the running sums (serial), then the
-    // error-bound test and the outputs (vectorised); at the first failing bar of a chunk the
-    // window is recomputed exactly (as RollingZ::push does there) and the next chunk starts after
-    // it. The final bars of each chunk go to the sink (outputs asked for, signals).
+    // Chunks of CH bars: the differences (vectorised), the running sums and their error bounds
+    // (serial: plain additions, the only loop-carried work), then the error-bound test and the
+    // outputs (vectorised). Bars that fail the test or repeat the previous price are candidates,
+    // settled in order as RollingZ::push does: a flat window (run of equal prices >= w) gives the
+    // exact flat outputs (the sums slide on unchanged, as in the stream); a failed test on a
+    // window that is not flat recomputes it exactly, and the next chunk starts after that bar.
+    // (A flat window never passes the test, whose bound is rigorous; repeats are checked anyway,
+    // so flat windows are recognised exactly, as in the stream, whatever the sums say.)
     const CH: usize = 64;
-    let (mut s1a, mut s2a, mut e1a, mut e2a, mut runa) = (
-        [0.0f64; CH],
-        [0.0f64; CH],
-        [0.0f64; CH],
-        [0.0f64; CH],
-        [0usize; CH],
-    );
+    let (mut s1a, mut s2a, mut e1a, mut e2a) =
+        ([0.0f64; CH], [0.0f64; CH], [0.0f64; CH], [0.0f64; CH]);
     let (mut ma, mut sa, mut za) = ([0.0f64; CH], [0.0f64; CH], [0.0f64; CH]);
-    let mut fail = [false; CH];
+    let mut cand = [false; CH];
     while t0 < n {
         if t0 >= next_report {
             next_report += 1 << 16;
@@ -1242,64 +1235,85 @@ fn rolling_blocks_generic(
         let end = (t0 + every).min(n);
         {
             let o = t0 - start;
-            let (mv, sv, zv) = post(pre(acc.k, acc.s.s1(), acc.s.s2(), x[t0], acc.run >= w, &l));
+            let (mv, sv, zv) = post(pre(acc.k, acc.s.s1(), acc.s.s2(), x[t0], run >= w, &l));
             dest(&mut sink.mean, &mut ma, o, 1)[0] = mv;
             dest(&mut sink.std, &mut sa, o, 1)[0] = sv;
             dest(&mut sink.z, &mut za, o, 1)[0] = zv;
             sink.signals(t0, o, 1, &za);
         }
+        // `run`: the run of equal prices ending at the bar before `t` (exact where it matters:
+        // a bar that is not a candidate does not repeat its predecessor, so its run is 1)
         let mut t = t0 + 1;
         while t < end {
             let len = (end - t).min(CH);
             let k = acc.k;
-            // the running sums, serial
-            let mut xp = x[t - 1];
-            let (mut s, mut run) = (acc.s, acc.run);
+            // the differences, vectorised (t1 into s1a, t2 into s2a)
             for (i, (&xn, &xo)) in x[t..t + len].iter().zip(&x[t - w..t - w + len]).enumerate() {
-                run = if xn == xp { run + 1 } else { 1 };
-                xp = xn;
-                s = slide(k, xn, xo, s);
-                (s1a[i], s2a[i], e1a[i], e2a[i], runa[i]) = (s.s1(), s.s2(), s.e1, s.e2, run);
+                (s1a[i], s2a[i]) = diffs(k, xn, xo);
             }
-            (acc.s, acc.run) = (s, run);
-            // vectorised: outputs (into the kept series, or scratch) and the bound test (outputs
-            // after the first failing bar are replaced below or by the next chunk)
+            // the running sums, serial
+            let mut s = acc.s;
+            for i in 0..len {
+                s = accumulate(s, s1a[i], s2a[i]);
+                (s1a[i], s2a[i], e1a[i], e2a[i]) = (s.s1, s.s2, s.e1, s.e2);
+            }
+            // vectorised: outputs (into the kept series, or scratch) and the candidates
             let o = t - start;
             let mut any = false;
-            let upto = {
-                let md = dest(&mut sink.mean, &mut ma, o, len);
-                let sd = dest(&mut sink.std, &mut sa, o, len);
-                let zd = dest(&mut sink.z, &mut za, o, len);
-                for (i, (xi, ((mi, si), zi))) in x[t..t + len]
-                    .iter()
-                    .zip(md.iter_mut().zip(sd.iter_mut()).zip(zd.iter_mut()))
-                    .enumerate()
-                {
-                    let f = (runa[i] < w) & inaccurate(s1a[i], s2a[i], e1a[i], e2a[i], &l);
-                    fail[i] = f;
-                    any |= f;
-                    (*mi, *si, *zi) = post(pre(k, s1a[i], s2a[i], *xi, runa[i] >= w, &l));
-                }
-                let upto = if any {
-                    fail[..len].iter().position(|&f| f).unwrap_or(len)
-                } else {
-                    len
-                };
-                if upto < len {
-                    let tf = t + upto;
-                    acc = Acc::recomputed(&x[tf + 1 - w..=tf], &[], runa[upto]);
-                    (md[upto], sd[upto], zd[upto]) =
-                        post(pre(acc.k, acc.s.s1(), acc.s.s2(), x[tf], acc.run >= w, &l));
-                }
-                upto
-            };
-            if upto < len {
-                sink.signals(t, o, upto + 1, &za);
-                t += upto + 1;
-            } else {
-                sink.signals(t, o, len, &za);
-                t += len;
+            let md = dest(&mut sink.mean, &mut ma, o, len);
+            let sd = dest(&mut sink.std, &mut sa, o, len);
+            let zd = dest(&mut sink.z, &mut za, o, len);
+            for (i, ((xi, xp), ((mi, si), zi))) in x[t..t + len]
+                .iter()
+                .zip(&x[t - 1..t - 1 + len])
+                .zip(md.iter_mut().zip(sd.iter_mut()).zip(zd.iter_mut()))
+                .enumerate()
+            {
+                let c = (*xi == *xp) | inaccurate(s1a[i], s2a[i], e1a[i], e2a[i], &l);
+                cand[i] = c;
+                any |= c;
+                (*mi, *si, *zi) = post(pre(k, s1a[i], s2a[i], *xi, false, &l));
             }
+            // the candidates, in order
+            let mut upto = len; // bars [t, t + upto) are final
+            let mut recomputed = false;
+            if any {
+                let mut i = cand[..len].iter().position(|&c| c).unwrap_or(len);
+                // run of the bar before the first candidate
+                if i > 0 {
+                    run = 1;
+                }
+                while i < len {
+                    if !cand[i] {
+                        run = 1;
+                        i += 1;
+                        continue;
+                    }
+                    let tf = t + i;
+                    run = if x[tf] == x[tf - 1] { run + 1 } else { 1 };
+                    if run >= w {
+                        (md[i], sd[i], zd[i]) = post(pre(k, 0.0, 0.0, x[tf], true, &l));
+                    } else if inaccurate(s1a[i], s2a[i], e1a[i], e2a[i], &l) {
+                        acc = Acc::recomputed(&x[tf + 1 - w..=tf], &[], run);
+                        (md[i], sd[i], zd[i]) =
+                            post(pre(acc.k, acc.s.s1(), acc.s.s2(), x[tf], false, &l));
+                        upto = i + 1;
+                        recomputed = true;
+                        break;
+                    }
+                    i += 1;
+                }
+                if !recomputed && !cand[len - 1] {
+                    run = 1;
+                }
+            } else {
+                run = 1;
+            }
+            if !recomputed {
+                acc.s = s;
+            }
+            sink.signals(t, o, upto, &za);
+            t += upto;
         }
         t0 = end;
     }
@@ -1317,14 +1331,32 @@ pub struct MeanReversionBuffers<'a> {
 }
 
 fn validate(prices: &[f64], lookback: usize, params: &SignalParams) -> CoreResult<()> {
-    check::finite("prices", prices)?;
+    // one vectorised pass for both checks (finite, constant); the error is worded by
+    // check::finite, which finds the first bad index
+    let first = prices.first().copied().unwrap_or(0.0);
+    let (mut finite, mut constant) = (true, true);
+    for c in prices.chunks(256) {
+        let (mut f, mut e) = (true, true);
+        for &v in c {
+            f &= v.abs() < f64::INFINITY;
+            e &= v == first;
+        }
+        constant &= e;
+        if !f {
+            finite = false;
+            break;
+        }
+    }
+    if prices.is_empty() || !finite {
+        check::finite("prices", prices)?;
+    }
     if lookback < 2 || lookback > prices.len() {
         return Err(CoreError::invalid(format!(
             "lookback must be between 2 and the number of prices ({}), got {lookback}",
             prices.len()
         )));
     }
-    if prices.iter().all(|&p| p == prices[0]) {
+    if constant {
         return Err(CoreError::invalid(
             "prices is constant: the rolling standard deviation is zero everywhere",
         ));
