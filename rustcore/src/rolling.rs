@@ -1227,8 +1227,8 @@ fn rolling_blocks_generic(
     let mut t0 = start;
     // Chunks of CH bars: the differences (vectorised), the running sums and their error bounds
     // (serial: plain additions, the only loop-carried work), then the error-bound test and the
-    // outputs (vectorised). Bars that fail the test or repeat the previous price are candidates,
-    // settled in order as RollingZ::push does: a flat window (run of equal prices >= w) gives the
+    // outputs (vectorised). Bars that fail the test, or repeat both the previous price and the
+    // window's first, are candidates, settled in order as RollingZ::push does: a flat window (run of equal prices >= w) gives the
     // exact flat outputs (the sums slide on unchanged, as in the stream); a failed test on a
     // window that is not flat recomputes it exactly, and the next chunk starts after that bar.
     // (A flat window never passes the test, whose bound is rigorous; repeats are checked anyway,
@@ -1262,8 +1262,26 @@ fn rolling_blocks_generic(
             dest(&mut sink.z, &mut za, o, 1)[0] = zv;
             sink.signals(t0, o, 1, &za);
         }
-        // `run`: the run of equal prices ending at the bar before `t` (exact where it matters:
-        // a bar that is not a candidate does not repeat its predecessor, so its run is 1)
+        // the run of equal prices ending at a bar (capped at w: only run >= w matters), from the
+        // last bar whose run is known (`memo`) when it is the bar before, else counted back
+        let mut memo = (t0, run);
+        let run_at = |tf: usize, memo: &mut (usize, usize)| {
+            let r = if memo.0 + 1 == tf {
+                if x[tf] == x[tf - 1] {
+                    (memo.1 + 1).min(w)
+                } else {
+                    1
+                }
+            } else {
+                let mut r = 1;
+                while r < w && x[tf - r] == x[tf] {
+                    r += 1;
+                }
+                r
+            };
+            *memo = (tf, r);
+            r
+        };
         let mut t = t0 + 1;
         while t < end {
             let len = (end - t).min(CH);
@@ -1286,13 +1304,16 @@ fn rolling_blocks_generic(
             let md = dest(&mut sink.mean, &mut ma, o, len);
             let sd = dest(&mut sink.std, &mut sa, o, len);
             let zd = dest(&mut sink.z, &mut za, o, len);
-            for (i, ((xi, xp), ((mi, si), zi))) in x[t..t + len]
+            for (i, (((xi, xp), xw), ((mi, si), zi))) in x[t..t + len]
                 .iter()
                 .zip(&x[t - 1..t - 1 + len])
+                .zip(&x[t + 1 - w..t + 1 - w + len])
                 .zip(md.iter_mut().zip(sd.iter_mut()).zip(zd.iter_mut()))
                 .enumerate()
             {
-                let c = (*xi == *xp) | inaccurate(sa2[i][0], sa2[i][1], ea2[i][0], ea2[i][1], &l);
+                // a flat window repeats its predecessor and its first value
+                let c = ((*xi == *xp) & (*xi == *xw))
+                    | inaccurate(sa2[i][0], sa2[i][1], ea2[i][0], ea2[i][1], &l);
                 cand[i] = c;
                 any |= c;
                 (*mi, *si, *zi) = post(pre(k, sa2[i][0], sa2[i][1], *xi, false, &l));
@@ -1301,19 +1322,12 @@ fn rolling_blocks_generic(
             let mut upto = len; // bars [t, t + upto) are final
             let mut recomputed = false;
             if any {
-                let mut i = cand[..len].iter().position(|&c| c).unwrap_or(len);
-                // run of the bar before the first candidate
-                if i > 0 {
-                    run = 1;
-                }
-                while i < len {
+                for i in 0..len {
                     if !cand[i] {
-                        run = 1;
-                        i += 1;
                         continue;
                     }
                     let tf = t + i;
-                    run = if x[tf] == x[tf - 1] { run + 1 } else { 1 };
+                    let run = run_at(tf, &mut memo);
                     if run >= w {
                         (md[i], sd[i], zd[i]) = post(pre(k, 0.0, 0.0, x[tf], true, &l));
                     } else if inaccurate(sa2[i][0], sa2[i][1], ea2[i][0], ea2[i][1], &l) {
@@ -1324,13 +1338,7 @@ fn rolling_blocks_generic(
                         recomputed = true;
                         break;
                     }
-                    i += 1;
                 }
-                if !recomputed && !cand[len - 1] {
-                    run = 1;
-                }
-            } else {
-                run = 1;
             }
             if !recomputed {
                 acc.s = s;
