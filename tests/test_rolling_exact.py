@@ -80,10 +80,53 @@ def bits(a):
     return np.ascontiguousarray(a).view(np.uint64)
 
 
+@st.composite
+def boundary_series(draw):
+    """Aimed at the fast path's boundary (plain running sums relative to a shift, an error bound
+    tested every tick): a trend against small noise moves the window away from the shift, so the
+    bound grows until the test fails (exact recomputation) and many ticks pass it just below its
+    limit; repeated prices and rare jumps too."""
+    level = 10.0 ** draw(st.integers(-6, 9)) * draw(st.sampled_from([1.0, -1.0]))
+    noise = abs(level) * 10.0 ** draw(st.integers(-9, -1))
+    trend = noise * 10.0 ** draw(st.floats(-3.0, 1.0))
+    p_rep = draw(st.floats(0.0, 0.5))
+    n = draw(st.integers(150, 400))
+    w = draw(st.integers(2, 60))
+    r = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    u, rep, jumps = r.random(n) - 0.5, r.random(n) < p_rep, r.random(n) < 0.01
+    x, drift, prev = [], 0.0, level
+    for i in range(n):
+        drift += trend
+        if i > 0 and rep[i]:
+            v = prev
+        elif jumps[i]:
+            drift += noise * 1e3 * np.sign(u[i])
+            v = level + drift
+        else:
+            v = level + drift + noise * u[i]
+        x.append(v)
+        prev = v
+    x = np.array(x)
+    if np.all(x == x[0]):
+        x[-1] = np.nextafter(x[-1], np.inf)
+    return x, w
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=boundary_series())
+def test_rolling_z_is_exact_at_the_fast_path_boundary_on_both_backends(backends, data):
+    check_exact_on_both_backends(backends, *data)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=hostile_series())
 def test_rolling_z_is_exact_on_hostile_series_on_both_backends(backends, data):
-    x, w = data
+    check_exact_on_both_backends(backends, *data)
+
+
+def check_exact_on_both_backends(backends, x, w):
+    """Both backends bit-identical (batch and streaming), every window against exact rationals,
+    signals against those of the exact z."""
     kw = dict(lookback=w, threshold=ENTRY, exit_threshold=EXIT, stop_threshold=STOP)
     res = {name: b.calculate_mean_reversion(x, **kw) for name, b in backends.items()}
     a = res["pyo3"]

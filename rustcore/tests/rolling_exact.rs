@@ -100,14 +100,69 @@ fn params() -> SignalParams {
     }
 }
 
+/// Series aimed at the fast path's boundary: a trend against small noise moves the window away
+/// from the running sums' shift, so the error bound grows until the test fails (recomputation)
+/// and many ticks pass it just below its limit; repeated prices and occasional jumps too.
+fn boundary_series() -> impl Strategy<Value = (Vec<f64>, usize)> {
+    (
+        -6i32..=9,    // level 10^e
+        -9i32..=-1,   // noise relative to the level
+        -3.0f64..1.0, // trend per bar, log10 of noise units
+        0.0f64..0.5,  // probability of a repeated price
+        prop::collection::vec((any::<u32>(), any::<u32>()), 200..700),
+        2usize..60,
+        any::<bool>(),
+    )
+        .prop_map(|(le, ne, te, p_rep, raw, w, negl)| {
+            let level = 10f64.powi(le) * if negl { -1.0 } else { 1.0 };
+            let noise = level.abs() * 10f64.powi(ne);
+            let trend = noise * 10f64.powf(te);
+            let mut x = Vec::with_capacity(raw.len());
+            let mut drift = 0.0;
+            let mut prev = level;
+            for (i, &(a, b)) in raw.iter().enumerate() {
+                let u = a as f64 / u32::MAX as f64 - 0.5;
+                drift += trend;
+                let v = if i > 0 && (b as f64 / u32::MAX as f64) < p_rep {
+                    prev
+                } else if b % 97 == 0 {
+                    drift += noise * 1e3 * u.signum();
+                    level + drift
+                } else {
+                    level + drift + noise * u
+                };
+                x.push(v);
+                prev = v;
+            }
+            (x, w.min(raw.len()))
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
 
     #[test]
     fn rolling_z_matches_the_exact_reference((x, w) in series()) {
+        check_series(&x, w)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 60, ..ProptestConfig::default() })]
+
+    #[test]
+    fn rolling_z_is_exact_at_the_fast_path_boundary((x, w) in boundary_series()) {
+        check_series(&x, w)?;
+    }
+}
+
+/// Every bar of `x` against the double-double reference, batch == streaming bit for bit, and the
+/// signals against those of the exact z.
+fn check_series(x: &[f64], w: usize) -> Result<(), TestCaseError> {
+    {
         let flat_everywhere = x.iter().all(|&v| v == x[0]);
         prop_assume!(!flat_everywhere);
-        let r = mean_reversion(&x, w, params(), &mut |_, _| true).unwrap();
+        let r = mean_reversion(x, w, params(), &mut |_, _| true).unwrap();
         let mut stream = MeanReversionState::new(w, params()).unwrap();
         let mut zref = vec![f64::NAN; x.len()];
         for t in 0..x.len() {
@@ -128,18 +183,43 @@ proptest! {
             let (m, sd, z) = reference(win);
             zref[t] = z;
             if win.iter().all(|&v| v == win[0]) {
-                prop_assert_eq!(r.rolling_std[t], 0.0, "flat window at {} must have std exactly 0", t);
+                prop_assert_eq!(
+                    r.rolling_std[t],
+                    0.0,
+                    "flat window at {} must have std exactly 0",
+                    t
+                );
                 prop_assert_eq!(r.zscore[t], 0.0);
                 prop_assert_eq!(r.rolling_mean[t], win[0]);
                 continue;
             }
             prop_assert!(sd > 0.0);
             let es = (r.rolling_std[t] - sd).abs() / sd;
-            prop_assert!(es <= 1e-12, "std at {}: {} vs {} (rel {:e}), w {}", t, r.rolling_std[t], sd, es, w);
+            prop_assert!(
+                es <= 1e-12,
+                "std at {}: {} vs {} (rel {:e}), w {}",
+                t,
+                r.rolling_std[t],
+                sd,
+                es,
+                w
+            );
             let ez = (r.zscore[t] - z).abs() / z.abs().max(1.0);
-            prop_assert!(ez <= 1e-9, "z at {}: {} vs {} ({:e}), w {}", t, r.zscore[t], z, ez, w);
+            prop_assert!(
+                ez <= 1e-9,
+                "z at {}: {} vs {} ({:e}), w {}",
+                t,
+                r.zscore[t],
+                z,
+                ez,
+                w
+            );
             let spread = win.iter().fold(0.0f64, |a, &v| a.max((v - m).abs()));
-            prop_assert!((r.rolling_mean[t] - m).abs() <= 1e-12 * m.abs().max(spread), "mean at {}", t);
+            prop_assert!(
+                (r.rolling_mean[t] - m).abs() <= 1e-12 * m.abs().max(spread),
+                "mean at {}",
+                t
+            );
         }
         // signals from the exact z are the same, except after a (near-)tie at a threshold
         let mut machine = SignalMachine::new(params()).unwrap();
@@ -148,12 +228,21 @@ proptest! {
         for t in 0..x.len() {
             let (sg, _) = machine.push(zref[t]);
             if sg != r.signals[t] {
-                let tie = (0..=t).any(|j| thresholds.iter().any(|&h| (zref[j].abs() - h).abs() <= 1e-9 * h.max(1.0)));
-                prop_assert!(tie, "signal at {} differs from the exact z's without a tie", t);
+                let tie = (0..=t).any(|j| {
+                    thresholds
+                        .iter()
+                        .any(|&h| (zref[j].abs() - h).abs() <= 1e-9 * h.max(1.0))
+                });
+                prop_assert!(
+                    tie,
+                    "signal at {} differs from the exact z's without a tie",
+                    t
+                );
                 break;
             }
         }
     }
+    Ok(())
 }
 
 #[test]
