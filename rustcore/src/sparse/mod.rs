@@ -431,7 +431,7 @@ pub fn sparse_lambda_path(
         .map_or(config.n_lambdas, |l| l.len())
         .min(MAX_PATH_LAMBDAS);
     let _budget = crate::limits::reserve(&crate::limits::lambda_path(rows, cols, n_lambdas))?;
-    let mut design = Design::new(prices, rows, cols)?;
+    let mut design = Design::with_target(prices, rows, cols, Some(target))?;
     let lambdas: Vec<f64> = match &config.lambdas {
         Some(l) => {
             if l.is_empty() {
