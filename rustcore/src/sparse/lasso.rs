@@ -234,9 +234,7 @@ impl Design {
             if let Some(y) = &ycol {
                 let c = |j: usize| &xc[j.min(ge - 1) * n..(j.min(ge - 1) + 1) * n];
                 let d = dot4([c(g), c(g + 1), c(g + 2), c(g + 3)], y);
-                for j in g..ge {
-                    qy[j] = d[j - g];
-                }
+                qy[g..ge].copy_from_slice(&d[..ge - g]);
             }
         }
         let mut gram = crate::limits::zeroed(p * p, "the Gram matrix")?;
