@@ -18,6 +18,14 @@ impl Rng {
     }
 }
 
+/// CPU time of this thread (ms) from /proc/thread-self/schedstat (robust to a loaded machine).
+fn thread_cpu_ms() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(f64::NAN, |ns| ns * 1e-6)
+}
+
 fn main() {
     let a: Vec<String> = std::env::args().collect();
     let t: usize = a.get(1).map_or(10000, |s| s.parse().unwrap());
@@ -56,15 +64,29 @@ fn main() {
         adf_autolag: autolag,
         ..Default::default()
     };
+    let reps: usize = std::env::var("REPS")
+        .ok()
+        .map_or(15, |s| s.parse().unwrap());
     let mut times = Vec::new();
+    let mut cpu = Vec::new();
     let mut last = None;
-    for _ in 0..15 {
+    let c_all = thread_cpu_ms();
+    for _ in 0..reps {
         let s = Instant::now();
+        let c = thread_cpu_ms();
         let r = sparse_portfolio(&p, t, n, &cfg, &mut |_, _| true).unwrap();
+        cpu.push(thread_cpu_ms() - c);
         times.push(s.elapsed().as_secs_f64() * 1e3);
         last = Some(r);
     }
+    let c_mean = (thread_cpu_ms() - c_all) / reps as f64;
     times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    cpu.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "thread CPU mean {c_mean:.3} ms, p50 {:.2} ms (min {:.2})",
+        cpu[cpu.len() / 2],
+        cpu[0]
+    );
     let r = last.unwrap();
     println!(
         "{t}x{n} lambda {lambda}: p50 {:.2} ms (min {:.2}), nonzero {}, sweeps {}, adf {:.4} lag {}",

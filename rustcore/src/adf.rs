@@ -15,6 +15,7 @@
 //!   factorisation of the largest one.
 
 use crate::error::{check, CoreError, CoreResult};
+use crate::linalg::{axpy, dot};
 use crate::num::pz;
 
 /// How the number of lagged differences is chosen. The default is [`Autolag::Aic`], statsmodels
@@ -82,8 +83,9 @@ pub(crate) fn householder(
     for j in 0..k {
         let (head, tail) = a.split_at_mut((j + 1) * nobs);
         let col = &mut head[j * nobs..];
-        let norm = col[j..].iter().map(|v| v * v).sum::<f64>().sqrt();
-        let scale = col.iter().map(|v| v * v).sum::<f64>().sqrt();
+        // dot/axpy with independent accumulators (the iterator sums were latency-bound)
+        let norm = dot(&col[j..], &col[j..]).sqrt();
+        let scale = dot(col, col).sqrt();
         // Not `norm <= …`: a NaN norm or scale must also be rejected.
         if norm.partial_cmp(&(1e-13 * scale)) != Some(std::cmp::Ordering::Greater) {
             return Err(CoreError::invalid(
@@ -92,17 +94,10 @@ pub(crate) fn householder(
         }
         let alpha = if col[j] > 0.0 { -norm } else { norm };
         col[j] -= alpha; // v = x − α e₁, stored in col[j..]
-        let vnorm2 = col[j..].iter().map(|v| v * v).sum::<f64>();
+        let vnorm2 = dot(&col[j..], &col[j..]);
         let apply = |w: &mut [f64]| {
-            let dot = col[j..]
-                .iter()
-                .zip(&w[j..])
-                .map(|(a, b)| a * b)
-                .sum::<f64>();
-            let f = 2.0 * dot / vnorm2;
-            for (wi, vi) in w[j..].iter_mut().zip(&col[j..]) {
-                *wi -= f * vi;
-            }
+            let f = 2.0 * dot(&col[j..], &w[j..]) / vnorm2;
+            axpy(-f, &col[j..], &mut w[j..]);
         };
         for c in tail.chunks_exact_mut(nobs) {
             apply(c);

@@ -445,6 +445,42 @@ pub(crate) fn symmetric_eigen(a: &[f64], n: usize) -> CoreResult<(Vec<f64>, Vec<
     Ok((vals, vecs))
 }
 
+/// `c = beta·c + [<a_i, b_j>]` (row-major `m x k`) for the `m` vectors
+/// `a_i = a[i*len..(i+1)*len]` and the `k` vectors `b_j = b[j*ldb..j*ldb + len]`: one GEMM
+/// (matrixmultiply, runtime AVX/FMA) instead of `m·k` separate dot products. Every dimension
+/// must be at least 6 (smaller products take nalgebra's slow strided fallback).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn cross_products(
+    a: &[f64],
+    m: usize,
+    b: &[f64],
+    k: usize,
+    len: usize,
+    ldb: usize,
+    c: &mut [f64],
+    beta: f64,
+) {
+    debug_assert!(a.len() >= m * len && c.len() >= m * k);
+    debug_assert!(k == 0 || b.len() >= (k - 1) * ldb + len);
+    let sa = Strided {
+        data: a,
+        off: 0,
+        rows: m,
+        cols: len,
+        rs: len,
+        cs: 1,
+    };
+    let sb = Strided {
+        data: b,
+        off: 0,
+        rows: len,
+        cols: k,
+        rs: 1,
+        cs: ldb,
+    };
+    gemm_into(c, 0, k, 1.0, sa, sb, beta);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

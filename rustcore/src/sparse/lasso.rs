@@ -5,7 +5,7 @@
 use super::spread::{ar1_mean_reversion, engle_granger_critical_values, spread_adf};
 use super::{SparseConfig, SparseResult, PATH_RATIO};
 use crate::error::{CoreError, CoreResult};
-use crate::linalg::{axpy, dot, dot4};
+use crate::linalg::{axpy, cross_products, dot, dot4};
 
 /// Centred design (all assets) with a lazily filled, cached Gram matrix.
 pub(super) struct Design {
@@ -20,11 +20,96 @@ pub(super) struct Design {
     pub(super) known: Vec<bool>,
     /// Row k is completely known.
     pub(super) full: Vec<bool>,
-    /// Row k is known on the working set of version `row_version[k]`.
-    pub(super) row_version: Vec<u64>,
     pub(super) diag: Vec<f64>,
-    /// Version of the current working set (see `row_version`).
-    pub(super) version: u64,
+}
+
+/// Most Gram rows computed by one GEMM (the gathered columns hold `MAX_BATCH · n` values).
+const MAX_BATCH: usize = 32;
+/// When full Gram rows must be computed (a pass over all the data), rows likely needed later
+/// (working-set members) are computed in the same pass up to this many rows in all.
+const PREFETCH_ROWS: usize = 32;
+/// Smallest growth of the working set (strong-rule candidates at the start of a fit, KKT
+/// violators at each check); it at least doubles otherwise.
+const WS_GROW: usize = 10;
+
+/// Observations per block of the Gram products (bounds the gathered copies:
+/// `MAX_BATCH · KB` values for the rows, and at most `GATHER_MAX` for gathered columns).
+const KB: usize = 1 << 16;
+/// Largest gathered copy of working-set columns (values) per block; above it full rows are used.
+const GATHER_MAX: usize = 1 << 22;
+
+/// `dst[i*k + j] = <x_rows[i], x_cols[j]>` (row-major `rows.len() x k`) over the centred columns
+/// `xc` (column-major, `n` per column), `cols = None` meaning all `p` columns. GEMMs over blocks
+/// of `KB` observations (the rows' slices gathered); a large product over all columns is split by
+/// columns into two GEMMs on two threads. The blocking and the split depend only on the sizes,
+/// and an entry's value does not depend on which other rows or columns share its GEMM, so the
+/// results are deterministic.
+fn gram_products(
+    xc: &[f64],
+    n: usize,
+    p: usize,
+    rows: &[usize],
+    cols: Option<&[usize]>,
+) -> Vec<f64> {
+    let m = rows.len();
+    let k = cols.map_or(p, |c| c.len());
+    let split = cols.is_none() && p >= 16 && m * n.min(KB) * p >= (1 << 22);
+    let p1 = if split { p / 2 } else { p };
+    let p2 = p - p1;
+    let mut c1 = vec![0.0; m * if split { p1 } else { k }];
+    let mut c2 = vec![0.0; m * p2];
+    let mut a = Vec::with_capacity(m * n.min(KB));
+    let mut b = Vec::new();
+    let mut t0 = 0;
+    while t0 < n {
+        let t1 = (t0 + KB).min(n);
+        let len = t1 - t0;
+        let beta = if t0 == 0 { 0.0 } else { 1.0 };
+        a.clear();
+        for &r in rows {
+            a.extend_from_slice(&xc[r * n + t0..r * n + t1]);
+        }
+        match cols {
+            Some(cs) => {
+                b.clear();
+                for &j in cs {
+                    b.extend_from_slice(&xc[j * n + t0..j * n + t1]);
+                }
+                cross_products(&a, m, &b, k, len, len, &mut c1, beta);
+            }
+            None if split => {
+                let (x1, x2) = xc.split_at(p1 * n);
+                rayon::join(
+                    || cross_products(&a, m, &x1[t0..], p1, len, n, &mut c1, beta),
+                    || cross_products(&a, m, &x2[t0..], p2, len, n, &mut c2, beta),
+                );
+            }
+            None => cross_products(&a, m, &xc[t0..], p, len, n, &mut c1, beta),
+        }
+        t0 = t1;
+    }
+    if !split {
+        return c1;
+    }
+    let mut c = vec![0.0; m * p];
+    for i in 0..m {
+        c[i * p..i * p + p1].copy_from_slice(&c1[i * p1..(i + 1) * p1]);
+        c[i * p + p1..(i + 1) * p].copy_from_slice(&c2[i * p2..(i + 1) * p2]);
+    }
+    c
+}
+
+/// Sum with 8 independent accumulators (a plain iterator sum is latency-bound).
+fn sum8(x: &[f64]) -> f64 {
+    let mut s = [0.0f64; 8];
+    let c = x.chunks_exact(8);
+    let tail: f64 = c.remainder().iter().sum();
+    for v in c {
+        for i in 0..8 {
+            s[i] += v[i];
+        }
+    }
+    ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])) + tail
 }
 
 pub(super) struct FitOutcome {
@@ -59,56 +144,115 @@ pub(super) struct Basket {
 
 impl Design {
     pub(super) fn new(prices: &[f64], rows: usize, cols: usize) -> CoreResult<Design> {
+        Design::with_target(prices, rows, cols, None)
+    }
+
+    /// The centred design; with `target`, Gram row `target` (`Xᵀy`) is computed in the same
+    /// pass over the columns as the centring refinement and the diagonal.
+    pub(super) fn with_target(
+        prices: &[f64],
+        rows: usize,
+        cols: usize,
+        target: Option<usize>,
+    ) -> CoreResult<Design> {
         let (n, p) = (rows, cols);
         let mut means = vec![0.0; p];
-        for t in 0..n {
-            let r = &prices[t * p..(t + 1) * p];
-            for j in 0..p {
-                means[j] += r[j];
-            }
-        }
-        for m in means.iter_mut() {
-            *m /= n as f64;
-        }
         let mut xc = crate::limits::zeroed(n * p, "the centred prices")?;
-        // Transpose in blocks of TB rows (the block's rows stay in cache while every column's
-        // slice of it is written contiguously).
+        // Transpose the raw prices in blocks of TB rows (their pages stay in the TLB and their
+        // lines in cache) and strips of 8 columns (each row's strip is one cache line, read
+        // once; the 8 column slices are written sequentially).
         const TB: usize = 64;
         let mut t0 = 0;
         while t0 < n {
             let t1 = (t0 + TB).min(n);
-            for j in 0..p {
-                let m = means[j];
+            let mut j0 = 0;
+            while j0 + 8 <= p {
+                let strip = &mut xc[j0 * n..(j0 + 8) * n];
+                let (c01, c27) = strip.split_at_mut(2 * n);
+                let (c0, c1) = c01.split_at_mut(n);
+                let (c23, c47) = c27.split_at_mut(2 * n);
+                let (c2, c3) = c23.split_at_mut(n);
+                let (c45, c67) = c47.split_at_mut(2 * n);
+                let (c4, c5) = c45.split_at_mut(n);
+                let (c6, c7) = c67.split_at_mut(n);
+                for t in t0..t1 {
+                    let r: &[f64; 8] = prices[t * p + j0..t * p + j0 + 8].try_into().unwrap();
+                    c0[t] = r[0];
+                    c1[t] = r[1];
+                    c2[t] = r[2];
+                    c3[t] = r[3];
+                    c4[t] = r[4];
+                    c5[t] = r[5];
+                    c6[t] = r[6];
+                    c7[t] = r[7];
+                }
+                j0 += 8;
+            }
+            for j in j0..p {
                 let col = &mut xc[j * n + t0..j * n + t1];
                 for (v, t) in col.iter_mut().zip(t0..t1) {
-                    *v = prices[t * p + j] - m;
+                    *v = prices[t * p + j];
                 }
             }
             t0 = t1;
         }
         crate::limits::poll()?;
-        // Refine the means once (two-pass correction) so that the columns sum to ~0.
-        for j in 0..p {
-            let col = &mut xc[j * n..(j + 1) * n];
-            let c = col.iter().sum::<f64>() / n as f64;
+        // Per column, while it is in cache (one pass over the data): centre, refine the mean
+        // once (two-pass correction, so that the column sums to ~0), the diagonal (and Xᵀy).
+        let refine = |col: &mut [f64], m: &mut f64| {
+            *m = sum8(col) / n as f64;
+            let m0 = *m;
+            for v in col.iter_mut() {
+                *v -= m0;
+            }
+            let c = sum8(col) / n as f64;
             if c != 0.0 {
-                means[j] += c;
+                *m += c;
                 for v in col.iter_mut() {
                     *v -= c;
                 }
             }
+        };
+        let ycol: Option<Vec<f64>> = target.map(|t| {
+            let col = &mut xc[t * n..(t + 1) * n];
+            refine(col, &mut means[t]);
+            col.to_vec()
+        });
+        let mut diag = vec![0.0; p];
+        let mut qy = vec![0.0; if target.is_some() { p } else { 0 }];
+        // Groups of four columns: Xᵀy with `dot4`, the kernel that computes a single Gram row
+        // later (`entries4`), so that row `target` does not depend on which path computed it.
+        for g in (0..p).step_by(4) {
+            let ge = (g + 4).min(p);
+            for j in g..ge {
+                let col = &mut xc[j * n..(j + 1) * n];
+                if Some(j) != target {
+                    refine(col, &mut means[j]);
+                }
+                diag[j] = dot(col, col);
+            }
+            if let Some(y) = &ycol {
+                let c = |j: usize| &xc[j.min(ge - 1) * n..(j.min(ge - 1) + 1) * n];
+                let d = dot4([c(g), c(g + 1), c(g + 2), c(g + 3)], y);
+                qy[g..ge].copy_from_slice(&d[..ge - g]);
+            }
         }
-        let diag: Vec<f64> = (0..p)
-            .map(|j| {
-                let c = &xc[j * n..(j + 1) * n];
-                dot(c, c)
-            })
-            .collect();
         let mut gram = crate::limits::zeroed(p * p, "the Gram matrix")?;
         let mut known = crate::limits::zeroed_of::<bool>(p * p, "the Gram matrix")?;
         for j in 0..p {
             gram[j * p + j] = diag[j];
             known[j * p + j] = true;
+        }
+        let mut full = vec![false; p];
+        if let Some(t) = target {
+            qy[t] = diag[t];
+            for j in 0..p {
+                gram[t * p + j] = qy[j];
+                gram[j * p + t] = qy[j];
+                known[t * p + j] = true;
+                known[j * p + t] = true;
+            }
+            full[t] = true;
         }
         Ok(Design {
             n,
@@ -117,10 +261,8 @@ impl Design {
             xc,
             gram,
             known,
-            full: vec![false; p],
-            row_version: vec![0; p],
+            full,
             diag,
-            version: 0,
         })
     }
 
@@ -128,42 +270,66 @@ impl Design {
         &self.xc[j * self.n..(j + 1) * self.n]
     }
 
-    /// Make Gram rows `ks` completely known. Missing entries are computed four rows at a time
-    /// (each data column is streamed once per four rows).
-    pub(super) fn ensure_full(&mut self, ks: &[usize]) {
+    /// Make Gram rows `ks` completely known. Rows of `extra` (in priority order) are computed in
+    /// the same pass over the data while the batch has room (up to `PREFETCH_ROWS`): a pass is
+    /// memory-bound, so rows likely needed later cost little there and a separate pass later.
+    /// Batches of six rows or more are one GEMM against all columns; smaller ones stream each
+    /// column once per four rows.
+    pub(super) fn ensure_full(&mut self, ks: &[usize], extra: &[usize]) {
         let mut todo: Vec<usize> = ks.iter().copied().filter(|&k| !self.full[k]).collect();
         todo.sort_unstable();
         todo.dedup();
-        let p = self.p;
-        for chunk in todo.chunks(4) {
-            if chunk.len() == 4 {
-                for j in 0..p {
-                    if chunk.iter().all(|&k| self.known[k * p + j]) {
-                        continue;
-                    }
-                    let a = [
-                        self.col(chunk[0]),
-                        self.col(chunk[1]),
-                        self.col(chunk[2]),
-                        self.col(chunk[3]),
-                    ];
-                    let d = dot4(a, self.col(j));
-                    for (c, &k) in chunk.iter().enumerate() {
-                        self.set(k, j, d[c]);
+        if todo.is_empty() {
+            return;
+        }
+        for &k in extra {
+            if todo.len() >= PREFETCH_ROWS.max(ks.len()) {
+                break;
+            }
+            if !self.full[k] && !todo.contains(&k) {
+                todo.push(k);
+            }
+        }
+        todo.sort_unstable();
+        let (n, p) = (self.n, self.p);
+        for chunk in todo.chunks(MAX_BATCH) {
+            if chunk.len() >= 6 && p >= 6 && n >= 6 {
+                let c = gram_products(&self.xc, n, p, chunk, None);
+                for (ci, &k) in chunk.iter().enumerate() {
+                    for j in 0..p {
+                        self.set(k, j, c[ci * p + j]);
                     }
                 }
             } else {
-                for &k in chunk {
-                    for j in 0..p {
-                        if !self.known[k * p + j] {
-                            let d = dot(self.col(k), self.col(j));
-                            self.set(k, j, d);
-                        }
-                    }
+                for quad in chunk.chunks(4) {
+                    let cols: Vec<usize> = (0..p).collect();
+                    self.entries4(quad, &cols);
                 }
             }
             for &k in chunk {
                 self.full[k] = true;
+            }
+        }
+    }
+
+    /// The missing entries (k, i), k ∈ `rows` (at most four), i ∈ `cols`: each column i is
+    /// streamed once for the four rows.
+    fn entries4(&mut self, rows: &[usize], cols: &[usize]) {
+        let p = self.p;
+        let r = |c: usize| rows[c.min(rows.len() - 1)];
+        for &i in cols {
+            if rows.iter().all(|&k| self.known[k * p + i]) {
+                continue;
+            }
+            let a = [
+                self.col(r(0)),
+                self.col(r(1)),
+                self.col(r(2)),
+                self.col(r(3)),
+            ];
+            let d = dot4(a, self.col(i));
+            for (c, &k) in rows.iter().enumerate() {
+                self.set(k, i, d[c]);
             }
         }
     }
@@ -180,23 +346,47 @@ impl Design {
         }
     }
 
-    /// Make the entries (k, i), i ∈ `idx`, of Gram row k known.
-    pub(super) fn ensure_entries(&mut self, k: usize, idx: &[usize]) {
-        if self.full[k] {
+    /// Make every entry of the block `work × work` known: the rows with a missing entry are
+    /// computed together (one GEMM against the gathered working-set columns, or full rows when
+    /// the working set is a large part of all columns).
+    pub(super) fn ensure_block(&mut self, work: &[usize]) {
+        let p = self.p;
+        let rows: Vec<usize> = work
+            .iter()
+            .copied()
+            .filter(|&k| !self.full[k] && work.iter().any(|&i| !self.known[k * p + i]))
+            .collect();
+        if rows.is_empty() {
             return;
         }
-        let p = self.p;
-        for &i in idx {
-            if !self.known[k * p + i] {
-                let d = dot(self.col(k), self.col(i));
-                self.set(k, i, d);
+        if 4 * work.len() >= p {
+            self.ensure_full(&rows, &[]);
+            return;
+        }
+        let (n, kw) = (self.n, work.len());
+        if kw * n.min(KB) > GATHER_MAX {
+            self.ensure_full(&rows, &[]);
+            return;
+        }
+        if rows.len() >= 6 && kw >= 6 && n >= 6 {
+            for chunk in rows.chunks(MAX_BATCH) {
+                let c = gram_products(&self.xc, n, p, chunk, Some(work));
+                for (ci, &k) in chunk.iter().enumerate() {
+                    for (wi, &i) in work.iter().enumerate() {
+                        self.set(k, i, c[ci * kw + wi]);
+                    }
+                }
+            }
+        } else {
+            for quad in rows.chunks(4) {
+                self.entries4(quad, work);
             }
         }
     }
 
     pub(super) fn ensure1(&mut self, k: usize) {
         if !self.full[k] {
-            self.ensure_full(&[k]);
+            self.ensure_full(&[k], &[]);
         }
     }
 
@@ -221,14 +411,17 @@ impl Design {
     /// P(w) = ½‖y − Xw‖² + l1‖w‖₁ + ½ l2‖w‖², l1 = nλα, l2 = nλ(1−α). `w` (length p, entry
     /// `target` ignored and kept 0) is the warm start and receives the solution.
     ///
-    /// Active-set iterations (glmnet's strong-set strategy): cyclic sweeps run over the working
-    /// set = current nonzeros ∪ the sequential strong set `{j : |x_jᵀr| ≥ α·n·(2λ − λ_prev)}`
-    /// (Tibshirani et al. 2012; `λ_prev` = the λ of the warm start, or λ_max). After a sweep in
+    /// Active-set iterations: cyclic sweeps run over a working set = current nonzeros ∪ the
+    /// strongest members of the sequential strong set `{j : |x_jᵀr| ≥ α·n·(2λ − λ_prev)}`
+    /// (Tibshirani et al. 2012; `λ_prev` = the λ of the warm start, or λ_max), at most
+    /// max(`WS_GROW`, nonzeros) of them, by decreasing |x_jᵀr|. The Gram block of the working set
+    /// is computed up front (one GEMM), so a sweep touches only cached entries. After a sweep in
     /// which the largest relative coordinate change is below `tol` (scikit-learn's trigger),
     /// `Xᵀr` is refreshed for all assets from the full Gram rows of the nonzero coefficients, the
     /// global duality gap is checked (stop if `gap ≤ tol·‖y − ȳ‖²`, exactly scikit-learn's rule),
-    /// and every asset outside the working set violating the KKT condition `|x_jᵀr| ≤ α·n·λ`
-    /// joins it.
+    /// and the strongest KKT violators `|x_jᵀr| > α·n·λ` outside the working set join it
+    /// (max(`WS_GROW`, working-set size) of them: the set at least doubles until no asset
+    /// violates the KKT conditions, so the certified solution is the global one).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn fit(
         &mut self,
@@ -253,23 +446,52 @@ impl Design {
         let tol_s = tol * yy;
         let d_w_tol = tol;
 
-        // Xᵀ(Xw) for every asset, from the full Gram rows of the nonzero coefficients (computed
-        // in batches of four when missing).
-        let recompute_qw = |design: &mut Design, w: &[f64], qw: &mut [f64]| {
+        // Xᵀ(Xw) for every asset, from the full Gram rows of the nonzero coefficients (missing
+        // rows computed in one batch, with rows likely needed later prefetched: the rest of the
+        // working set, then the other assets by decreasing |x_jᵀr| as of the last refresh).
+        let recompute_qw = |design: &mut Design, w: &[f64], work: &[usize], qw: &mut [f64]| {
             let nz: Vec<usize> = (0..p).filter(|&k| w[k] != 0.0).collect();
-            design.ensure_full(&nz);
+            if nz.iter().any(|&k| !design.full[k]) {
+                let mut extra: Vec<usize> = work.to_vec();
+                let mut rest: Vec<usize> = (0..p)
+                    .filter(|&j| {
+                        j != target && w[j] == 0.0 && !design.full[j] && design.diag[j] > 0.0
+                    })
+                    .collect();
+                rest.sort_by(|&a, &b| {
+                    (q[b] - qw[b])
+                        .abs()
+                        .partial_cmp(&(q[a] - qw[a]).abs())
+                        .unwrap_or(std::cmp::Ordering::Equal)
+                        .then(a.cmp(&b))
+                });
+                rest.truncate(PREFETCH_ROWS);
+                extra.extend(rest);
+                design.ensure_full(&nz, &extra);
+            }
             qw.iter_mut().for_each(|v| *v = 0.0);
             for &k in &nz {
                 axpy(w[k], design.row(k), qw);
             }
         };
         let mut qw = vec![0.0; p];
-        recompute_qw(self, w, &mut qw);
+        recompute_qw(self, w, &[], &mut qw);
 
         let features: Vec<usize> = (0..p)
             .filter(|&j| j != target && self.diag[j] > 0.0)
             .collect();
-        // Working set: nonzeros ∪ sequential strong set.
+        // |x_jᵀr| decreasing, ties by index (deterministic).
+        let by_strength = |v: &mut Vec<usize>, q: &[f64], qw: &[f64]| {
+            v.sort_by(|&a, &b| {
+                (q[b] - qw[b])
+                    .abs()
+                    .partial_cmp(&(q[a] - qw[a]).abs())
+                    .unwrap_or(std::cmp::Ordering::Equal)
+                    .then(a.cmp(&b))
+            });
+        };
+        // Working set: nonzeros ∪ the strongest of the sequential strong set (all features for
+        // a pure ridge penalty, where every coefficient is nonzero).
         let strong_thr = if alpha > 0.0 {
             alpha * nf * (2.0 * lambda - lambda_prev)
         } else {
@@ -277,13 +499,25 @@ impl Design {
         };
         let mut in_work = vec![false; p];
         let mut work: Vec<usize> = Vec::with_capacity(p);
+        let mut cand: Vec<usize> = Vec::new();
         for &j in &features {
-            if w[j] != 0.0 || (q[j] - qw[j]).abs() >= strong_thr {
+            if w[j] != 0.0 {
                 in_work[j] = true;
                 work.push(j);
+            } else if (q[j] - qw[j]).abs() >= strong_thr {
+                cand.push(j);
             }
         }
-        self.version += 1;
+        if alpha > 0.0 {
+            by_strength(&mut cand, &q, &qw);
+            cand.truncate(WS_GROW.max(work.len()));
+        }
+        for &j in &cand {
+            in_work[j] = true;
+            work.push(j);
+        }
+        work.sort_unstable();
+        self.ensure_block(&work);
         let mut gap = f64::INFINITY;
         for it in 0..max_iter {
             let mut w_max = 0.0f64;
@@ -299,12 +533,8 @@ impl Design {
                     0.0
                 };
                 if new != wj {
-                    // Only the working-set entries of row j are needed here.
-                    if self.row_version[j] != self.version {
-                        self.ensure_entries(j, &work);
-                        self.row_version[j] = self.version;
-                    }
-                    // Xᵀr is maintained on the working set only (refreshed in full below).
+                    // Xᵀr is maintained on the working set only (refreshed in full below); the
+                    // block work × work is known.
                     let d = new - wj;
                     let row = &self.gram[j * p..(j + 1) * p];
                     for &i in &work {
@@ -320,7 +550,7 @@ impl Design {
             // Like scikit-learn: the gap is checked when the largest coordinate change is small.
             if converged_sweep || it + 1 == max_iter {
                 // Refresh Xᵀr for every asset, then the global duality gap.
-                recompute_qw(self, w, &mut qw);
+                recompute_qw(self, w, &work, &mut qw);
                 let (g, primal) = gap_gram(&features, w, &q, &qw, yy, l1, l2);
                 gap = g;
                 if !on_progress(*counter, primal / nf) {
@@ -334,17 +564,21 @@ impl Design {
                         converged: true,
                     });
                 }
-                // KKT check outside the working set: violators join it.
-                let before = work.len();
-                for &j in &features {
-                    if !in_work[j] && (q[j] - qw[j]).abs() > l1 {
+                // KKT check outside the working set: the strongest violators join it.
+                let mut viol: Vec<usize> = features
+                    .iter()
+                    .copied()
+                    .filter(|&j| !in_work[j] && (q[j] - qw[j]).abs() > l1)
+                    .collect();
+                if !viol.is_empty() {
+                    by_strength(&mut viol, &q, &qw);
+                    viol.truncate(WS_GROW.max(work.len()));
+                    for &j in &viol {
                         in_work[j] = true;
                         work.push(j);
                     }
-                }
-                if work.len() > before {
                     work.sort_unstable();
-                    self.version += 1;
+                    self.ensure_block(&work);
                 }
             } else {
                 let primal = primal_on(&work, w, &q, &qw, yy, l1, l2);
@@ -572,7 +806,7 @@ pub(super) fn regression_basket(
     alpha: f64,
     on_progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> CoreResult<SparseResult> {
-    let mut design = Design::new(prices, rows, cols)?;
+    let mut design = Design::with_target(prices, rows, cols, config.target)?;
     let targets: Vec<usize> = match config.target {
         Some(t) => vec![t],
         None => (0..cols).collect(),

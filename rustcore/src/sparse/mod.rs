@@ -25,10 +25,12 @@
 //! The regression solver is coordinate descent with covariance (Gram) updates (Friedman, Hastie &
 //! Tibshirani 2010, "glmnet"): `Xᵀr` is maintained instead of the residual, so one coordinate
 //! update costs O(working set) instead of O(T). Gram entries `x_jᵀx_k` of the centred prices are
-//! computed lazily and cached (shared by all targets of one call): only the working-set entries
-//! of an asset whose coefficient changes, and full rows (four at a time, one pass over the data)
-//! for the nonzero coefficients when the duality gap is checked. Sweeps run over a working set
-//! (nonzeros ∪ sequential strong set, extended by KKT checks); convergence is certified by
+//! computed lazily and cached (shared by all targets of one call), by GEMM (matrixmultiply,
+//! runtime AVX-512/FMA): the block of the working set when it grows, and full rows (batched, with
+//! likely-needed rows prefetched in the same pass, on two threads for large products) for the
+//! nonzero coefficients when the duality gap is checked. Sweeps run over a working set
+//! (nonzeros ∪ the strongest strong-rule candidates, extended by the strongest KKT violators,
+//! at least doubling); convergence is certified by
 //! scikit-learn's duality gap (`gap ≤ tolerance · ‖y − ȳ‖²` in units of `n ×` objective),
 //! checked when the largest coordinate change is `≤ tolerance ·` the largest coefficient — the
 //! stopping rule and the `tolerance` parameter mean exactly what they mean in scikit-learn.
@@ -431,7 +433,7 @@ pub fn sparse_lambda_path(
         .map_or(config.n_lambdas, |l| l.len())
         .min(MAX_PATH_LAMBDAS);
     let _budget = crate::limits::reserve(&crate::limits::lambda_path(rows, cols, n_lambdas))?;
-    let mut design = Design::new(prices, rows, cols)?;
+    let mut design = Design::with_target(prices, rows, cols, Some(target))?;
     let lambdas: Vec<f64> = match &config.lambdas {
         Some(l) => {
             if l.is_empty() {

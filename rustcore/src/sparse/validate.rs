@@ -10,7 +10,16 @@ use crate::error::{check, CoreError, CoreResult};
 // ---------------------------------------------------------------------------------------------
 
 pub(super) fn validate_prices(prices: &[f64], rows: usize, cols: usize) -> CoreResult<()> {
-    check::finite_matrix("prices", prices, rows, cols)?;
+    if rows == 0 || cols == 0 || prices.len() != rows * cols {
+        // the shape error (empty, or values that do not match the shape)
+        return check::finite_matrix("prices", prices, rows, cols);
+    }
+    // One pass over the data: column hashes (duplicate search) and the finiteness check.
+    let (h, finite) = column_hashes(prices, rows, cols)?;
+    if !finite {
+        // names the first non-finite value
+        check::finite_matrix("prices", prices, rows, cols)?;
+    }
     if cols < 2 {
         return Err(CoreError::invalid(format!(
             "prices must have at least 2 assets (columns), got {cols}"
@@ -30,7 +39,7 @@ pub(super) fn validate_prices(prices: &[f64], rows: usize, cols: usize) -> CoreR
             )));
         }
     }
-    if let Some((j, k)) = first_duplicate_column(prices, rows, cols)? {
+    if let Some((j, k)) = duplicate_from_hashes(prices, rows, cols, &h)? {
         return Err(CoreError::invalid(format!(
             "prices are collinear: columns {j} and {k} are exactly duplicated; remove one of them"
         )));
@@ -41,23 +50,44 @@ pub(super) fn validate_prices(prices: &[f64], rows: usize, cols: usize) -> CoreR
 /// The first pair (j, k), j < k, of exactly equal columns (in the order of a double loop over j
 /// then k), or None. O(rows · cols + cols · log cols) by hashing each column (the former pairwise
 /// comparison was O(cols²) and never polled cancel: 60 000 columns took seconds).
+#[cfg(test)]
 pub(super) fn first_duplicate_column(
     prices: &[f64],
     rows: usize,
     cols: usize,
 ) -> CoreResult<Option<(usize, usize)>> {
-    // FNV-1a over the bit patterns, with -0.0 folded into 0.0 (they compare equal).
+    let (h, _) = column_hashes(prices, rows, cols)?;
+    duplicate_from_hashes(prices, rows, cols, &h)
+}
+
+/// FNV-1a hash of each column's bit patterns (-0.0 folded into 0.0: they compare equal), and
+/// whether every value is finite.
+fn column_hashes(prices: &[f64], rows: usize, cols: usize) -> CoreResult<(Vec<u64>, bool)> {
     let mut h = vec![0xcbf2_9ce4_8422_2325u64; cols];
+    // v·0 is ±0 for a finite v and NaN for ±∞ / NaN: one NaN-propagating sum per column
+    let mut z = vec![0.0f64; cols];
     for t in 0..rows {
         if t % 4096 == 4095 {
             crate::limits::poll()?;
         }
         let r = &prices[t * cols..(t + 1) * cols];
-        for (hj, &v) in h.iter_mut().zip(r) {
+        for ((hj, zj), &v) in h.iter_mut().zip(z.iter_mut()).zip(r) {
             let bits = if v == 0.0 { 0u64 } else { v.to_bits() };
             *hj = (*hj ^ bits).wrapping_mul(0x0000_0100_0000_01b3);
+            *zj += v * 0.0;
         }
     }
+    let finite = z.iter().all(|v| *v == 0.0);
+    Ok((h, finite))
+}
+
+/// The first exactly duplicated pair of columns among those with equal hashes `h`.
+fn duplicate_from_hashes(
+    prices: &[f64],
+    rows: usize,
+    cols: usize,
+    h: &[u64],
+) -> CoreResult<Option<(usize, usize)>> {
     let mut order: Vec<usize> = (0..cols).collect();
     order.sort_unstable_by_key(|&j| (h[j], j));
     let same = |j: usize, k: usize| (0..rows).all(|t| prices[t * cols + j] == prices[t * cols + k]);
