@@ -229,3 +229,24 @@ def test_sigint_and_sigterm_quit_the_app_cleanly(tmp_path, sig):
         assert wait_until(lambda: not alive(pid), 10), "grpcd outlived the app"
     finally:
         app.kill()
+
+
+@pytest.mark.parametrize("details", ["Timeout expired", "Timeout%20expired"])
+def test_a_deadline_passed_on_the_server_side_is_a_timeout(details):
+    """tonic answers CANCELLED "Timeout expired" when the grpc-timeout passes on its side first; its
+    grpc-message can reach grpcio still percent-encoded. Either way it is a timeout (retried on
+    PyO3 by the router), not a user's Cancel."""
+    import grpc
+    from hft_lab.backends.grpc_backend import map_rpc_error
+
+    class _Err(grpc.RpcError):
+        def code(self):
+            return grpc.StatusCode.CANCELLED
+
+        def details(self):
+            return details
+
+        def trailing_metadata(self):
+            return ()
+
+    assert isinstance(map_rpc_error(_Err(), "127.0.0.1:1", 4), TimeoutError)

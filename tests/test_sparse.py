@@ -71,6 +71,8 @@ def data(key, sp500=None):
             _DATA[key] = coint_prices(1000, 50, seed=1)
         elif key == "synth500":
             _DATA[key] = coint_prices(10000, 500, seed=2)
+        elif key == "tall":  # more observations than one block of the core's Gram products (2^16)
+            _DATA[key] = coint_prices(70_000, 11, seed=3)
     return _DATA[key]
 
 
@@ -232,6 +234,19 @@ def test_synthetic_500_assets_match_sklearn(backend):
     assert_matches_sklearn(res, "synth500", 0, 10.0, 1.0)
     # asset 0 was built from 3 others + stationary noise: those hedges are selected
     assert res.adf_statistic < res.adf_critical_values[0]
+
+
+@pytest.mark.parametrize("method,lam,alpha", [("lasso", 1.0, 1.0), ("elastic_net", 10.0, 0.5)])
+def test_tall_data_over_several_gram_blocks_match_sklearn(backend, method, lam, alpha):
+    """70,000 observations: the Gram products run over two blocks of 2^16 observations."""
+    p = data("tall")
+    res = backend.calculate_sparse_portfolio(p, method=method, lambda_param=lam, alpha=alpha, target=0, **TIGHT)
+    coef, intercept = sk_fit("tall", 0, lam, alpha)
+    beta = -np.delete(np.asarray(res.weights), 0)
+    np.testing.assert_allclose(beta, coef, rtol=COEF_RTOL, atol=COEF_RTOL * np.abs(coef).max())
+    np.testing.assert_array_equal(beta != 0, coef != 0)
+    assert res.intercept == pytest.approx(intercept, rel=1e-8, abs=1e-8)
+    assert res.objective == pytest.approx(sk_objective(p, 0, coef, intercept, lam, alpha), rel=COEF_RTOL)
 
 
 def test_default_tolerance_is_sklearns(backend, sp500_stocks):

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QApplication, QLabel, QTabWidget
 
 pytestmark = pytest.mark.gui
 
-LABELS = ["Mean Reversion", "Regimes", "Portfolio", "Sparse Portfolio", "Sweep", "Benchmark"]
+LABELS = ["Mean Reversion", "Regimes", "Portfolio", "Sparse Portfolio", "Sweep", "Scan", "Benchmark"]
 
 # A fresh interpreter opens the window as the app does (offscreen, a router whose grpcd is not
 # started), then lists what was imported; then shows the Benchmark tab and lists again.
@@ -71,6 +71,8 @@ NOT_AT_START = [
     "hft_lab.ui.views.portfolio",
     "hft_lab.ui.views.sparse",
     "hft_lab.ui.views.sweep",
+    "hft_lab.ui.views.scan",
+    "hft_lab.cluster",
     "pyqtgraph.exporters",
 ]
 
@@ -131,7 +133,7 @@ def test_tabs_are_built_on_first_show_in_place(qtbot, router, settings):
     w.tabs.setCurrentWidget(w.regimes)  # as the tests and _trade_spread do
     assert w.tabs.currentIndex() == 1 and type(w.tabs.currentWidget()).__name__ == "RegimesView"
     assert [w.tabs.tabText(i) for i in range(w.tabs.count())] == LABELS
-    assert set(w.views()) == {"mean_reversion", "regimes", "portfolio", "sparse", "sweep"}
+    assert set(w.views()) == {"mean_reversion", "regimes", "portfolio", "sparse", "sweep", "scan"}
     assert all(w.lazy_tabs.is_built(k) for k in w.views())
     assert not w.lazy_tabs.is_built("benchmark")  # views() (saved tabs) does not include it
     with pytest.raises(AttributeError):

@@ -8,6 +8,7 @@ import collections
 import os
 import threading
 from collections.abc import Callable
+from urllib.parse import unquote
 
 import grpc
 import numpy as np
@@ -43,8 +44,9 @@ def map_rpc_error(e: grpc.RpcError, address: str, max_mb: int) -> Exception:
         if _error_kind(e) == "numerical":
             return NumericalError(details)
         return ValueError(details)
-    if code == grpc.StatusCode.CANCELLED and details == "Timeout expired":
+    if code == grpc.StatusCode.CANCELLED and unquote(details) == "Timeout expired":
         # tonic answers CANCELLED "Timeout expired" when the grpc-timeout passes on its side first
+        # (its grpc-message sometimes reaches grpcio still percent-encoded: "Timeout%20expired")
         return TimeoutError(f"grpcd at {address} did not answer before the deadline")
     if code == grpc.StatusCode.CANCELLED:
         return Cancelled(details or "cancelled by the user")
