@@ -97,8 +97,13 @@ lint-python: $(STAMPS)/venv
 	$(PY) -m mypy $(MYPY_UI)
 	$(PY) tools/qualify_enums.py
 
+# The suite on 2 pytest-xdist workers (one test file per unit, see tests/conftest.py), then the
+# timing-sensitive tests (marker `serial`) alone, so no other test competes with them for the CPU.
+# PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= 2
 test-python: build
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q $(PYTEST_ARGS)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "not serial" $(PYTEST_ARGS)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -p no:cacheprovider -m serial $(PYTEST_ARGS)
 
 # the click-like GUI tests again on the real xcb platform under a virtual X server (not only offscreen)
 test-xcb: build

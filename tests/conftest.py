@@ -16,6 +16,25 @@ from hft_lab.backends.pyo3_backend import Pyo3Backend
 from hft_lab.backends.server import ServerManager
 
 
+# ---- make test-python runs the suite on 2 pytest-xdist workers (the machine's 2 cores), one test
+# file per work unit (module fixtures are built once); the two files that share the PyInstaller
+# bundle (a session fixture writing dist/) form one unit, so it is built once, by one worker.
+# Timing-sensitive tests are marked `serial` and run alone afterwards (Makefile).
+_BUNDLE_FILES = ("test_dist.py", "test_install.py")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class _ByFile(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "bundle" if path.endswith(_BUNDLE_FILES) else path
+
+    return _ByFile(config, log)
+
+
 @pytest.fixture(autouse=True)
 def _collect_garbage_on_the_main_thread():
     """As the app does (hft_lab.ui.gc_guard): no automatic cyclic collection, which could run on a

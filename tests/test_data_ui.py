@@ -185,6 +185,7 @@ def test_ok_during_a_load_accepts_when_it_ends(qtbot, tmp_path):
     assert dlg.dataset().prices.shape == (n, 1)
 
 
+@pytest.mark.serial
 def test_gui_thread_keeps_running_during_a_1m_row_load(qtbot, tmp_path):
     n = 1_000_000
     minute_file(tmp_path / "m.csv", n, columns=2)

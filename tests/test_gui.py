@@ -92,6 +92,7 @@ def test_cancel_drops_the_run(qtbot, window, choice):
     assert run_and_wait(qtbot, view).ok
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize("choice", [BackendType.GRPC, BackendType.PYO3])
 def test_gui_thread_keeps_ticking_during_a_1m_point_run(qtbot, window, choice):
     window.set_backend(choice)
