@@ -35,7 +35,7 @@ def router(grpc_manager):
 @pytest.fixture
 def store(qtbot):
     s = DatasetStore(load_sample_prices())
-    s.set_selection(start="2017-01-01")  # ~1500 days of the 20-stock sample
+    s.set_selection(start="2019-01-01")  # ~1000 days of the 20-stock sample
     return s
 
 
@@ -193,33 +193,33 @@ def test_rolling_volatility_feature_and_exports_read_back(qtbot, view, router, s
     click(qtbot, view.wf_button)
     qtbot.waitUntil(lambda: view.wf_result is not None and not view.running, timeout=60_000)
 
-    # JSON: the result with its filtered probabilities, the features described
     (fit, wf) = view.session_items()
     assert fit.parameters["covariance_type"] == "full" and wf.parameters["formation"] == 500
     assert "vol10" in fit.inputs["observations"] and "rolling volatility" in fit.inputs["observations"]
-    doc = read_result_json(view.export_json(tmp_path / "regimes.json"))
-    back = result_from_document(doc)
-    assert doc["result_type"] == "HmmMvResult"
-    for f in MV_FIELDS:
-        np.testing.assert_array_equal(getattr(back, f), getattr(r, f), err_msg=f)
-    # CSV: one row per fitted return, smoothed and filtered probabilities, dated
+    # CSV (the tab's Export CSV): one row per fitted return, smoothed and filtered probabilities, dated
     files = view.export_csv(tmp_path / "regimes.csv")
     table = read_result_csv(files[0])
     np.testing.assert_array_equal(table["filtered"], r.filtered)
     np.testing.assert_array_equal(table["posteriors"], r.posteriors)
     assert table["__index__"][0] == dates[10]
-    # a session: both items, their charts as SVG and PNG
-    idx = export_session(tmp_path / "svg", view.session_items(), plot_format="svg")
+    # a session (File > Export session): both items as JSON + CSV, their charts as PNG
+    idx = export_session(tmp_path / "s", view.session_items(), plot_format="png")
     names = {p.name for p in idx.parent.iterdir()}
-    assert {"regimes.posteriors.svg", "regimes_walk_forward.json", "regimes_walk_forward.price.svg"} <= names
-    idx = export_session(tmp_path / "png", view.session_items(), plot_format="png")
-    png = idx.parent / "regimes_walk_forward.probabilities.png"
-    assert png.stat().st_size > 1000
+    assert {"regimes.posteriors.png", "regimes_walk_forward.json", "regimes_walk_forward.probabilities.png"} <= names
+    assert (idx.parent / "regimes_walk_forward.price.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    doc = read_result_json(idx.parent / "regimes.json")
+    assert doc["result_type"] == "HmmMvResult"
+    back = result_from_document(doc)
+    for f in MV_FIELDS:
+        np.testing.assert_array_equal(getattr(back, f), getattr(r, f), err_msg=f)
     wf_back = result_from_document(read_result_json(idx.parent / "regimes_walk_forward.json"))
     np.testing.assert_array_equal(wf_back.filtered, view.wf_result.filtered)
     wf_table = read_result_csv(idx.parent / "regimes_walk_forward.csv")
     np.testing.assert_array_equal(wf_table["regimes"], view.wf_result.regimes)
     assert wf_table["__index__"][0] == view.walk_index()[0]
+    # a chart as SVG (the plot's Export SVG)
+    svg = view.wf_prob_plot.export(tmp_path / "wf.svg")
+    assert svg.read_text(encoding="utf-8").lstrip().startswith("<?xml") and "<svg" in svg.read_text(encoding="utf-8")
 
     # no feature chosen: Run says why and nothing starts
     for box in view.feature_boxes.values():

@@ -361,7 +361,7 @@ class RegimesView(RegimesPlots, RegimesData, RegimesWalk, RegimesLive, AnalysisV
         self.vol_window.valueChanged.connect(self._describe_features)
         for plot in (self.price_plot, self.post_plot):
             self.track_hover(plot, lambda x: self.readout(int(round(x))))
-        self.track_hover(self.wf_price_plot, lambda x: self.wf_readout(int(round(x))))
+        self.view_tabs.currentChanged.connect(lambda i: self.ensure_walk_view() if i == 1 else None)
 
     def _describe_features(self, *_) -> None:
         """The line under the feature choice: how many features, and which fit they get."""

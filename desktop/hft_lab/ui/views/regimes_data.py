@@ -277,7 +277,7 @@ class RegimesData:
         self.stop_replay()
         self.prices = self.observations = self.dates = self.true_states = self.series_returns = None
         self.intraday = False
-        self.axis.dates = self.post_axis.dates = self.wf_axis.dates = None
+        self.axis.dates = self.post_axis.dates = None
         self._series_inputs = dict
         self._clear_results()
         self.price_plot.getPlotItem().clear()
@@ -314,7 +314,7 @@ class RegimesData:
         n = len(prices)
         self._series_inputs = lambda: dict(made(), series_prices=n, observations=OBSERVATIONS)
         self.true_states = None if true_states is None else np.asarray(true_states)
-        self.axis.dates = self.post_axis.dates = self.wf_axis.dates = self.dates
+        self.axis.dates = self.post_axis.dates = self.dates
         self._clear_results()
         pi = self.price_plot.getPlotItem()
         pi.clear()
@@ -343,9 +343,6 @@ class RegimesData:
             self.set_status(f"{label}: {len(prices):,} prices{span} → {len(self.observations):,} log returns.")
         if not bad.all():
             pi.plot(idx, np.where(bad, np.nan, prices), pen=pen("price"), skipFiniteCheck=not bad.any(), connect="finite")
-        self.wf_price_plot.getPlotItem().clear()
-        if not bad.all():
-            self.wf_price_plot.getPlotItem().plot(idx, np.where(bad, np.nan, prices), pen=pen("price"), connect="finite")
         self.hover.setText(" ")
         self._describe_features()
 

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 
 from hft_lab.analysis.regimes import walk_forward_regimes
 from hft_lab.data.export import SessionItem
-from hft_lab.ui.plots import BarAxis, PriceAxis, date_of, make_plot
+from hft_lab.ui.plots import BarAxis, PriceAxis, date_of, make_plot, pen
 from hft_lab.ui.views.base import Param, note, via
 from hft_lab.ui.views.regimes_plots import regime_colors
 from hft_lab.ui.widgets import fmt, spin
@@ -61,10 +61,25 @@ class RegimesWalk:
         return box
 
     def _build_walk_view(self) -> QWidget:
+        """The walk-forward page: an empty container; its plots are made when it is first shown or
+        a walk-forward result arrives (they cost start-up time otherwise)."""
+        self.wf_page = QWidget()
+        lay = QVBoxLayout(self.wf_page)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.wf_label = QLabel("Press “Run walk-forward” (left panel): the regimes shown here are all out of sample.")
+        self.wf_label.setWordWrap(True)
+        lay.addWidget(self.wf_label)
+        self.wf_price_plot = None
+        self._wf_shade: pg.ImageItem | None = None
+        return self.wf_page
+
+    def ensure_walk_view(self, *_) -> None:
+        if self.wf_price_plot is not None:
+            return
         self.wf_axis = BarAxis()
         self.wf_price_plot = make_plot("Price, shaded by the out-of-sample filtered regime", "price")
         self.wf_price_plot.getPlotItem().setAxisItems({"bottom": self.wf_axis, "left": PriceAxis()})
-        self.wf_price_plot.getPlotItem().setLogMode(y=True)
+        self.wf_price_plot.getPlotItem().setLogMode(y=self.log_scale.isChecked())
         self.wf_price_plot.getPlotItem().legend.setBrush(pg.mkBrush(255, 255, 255, 210))
         self.wf_prob_axis = BarAxis()
         self.wf_prob_plot = make_plot("Out-of-sample filtered P(regime), stacked", "P(regime)")
@@ -81,21 +96,30 @@ class RegimesWalk:
         self.wf_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.wf_table.horizontalHeader().setStretchLastSection(True)
         self.wf_table.verticalHeader().setDefaultSectionSize(22)
-        self.wf_label = QLabel("Press “Run walk-forward” (left panel): the regimes shown here are all out of sample.")
-        self.wf_label.setWordWrap(True)
         self.wf_price_plot.getPlotItem().vb.sigYRangeChanged.connect(self._fit_wf_shading)
-        self._wf_shade: pg.ImageItem | None = None
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.wf_price_plot)
         split.addWidget(self.wf_prob_plot)
         split.addWidget(self.wf_table)
         split.setSizes([380, 200, 220])
-        w = QWidget()
-        lay = QVBoxLayout(w)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.wf_label)
-        lay.addWidget(split, 1)
-        return w
+        self.wf_page.layout().addWidget(split, 1)
+        self.track_hover(self.wf_price_plot, lambda x: self.wf_readout(int(round(x))))
+        self.log_scale.toggled.connect(lambda on: self.wf_price_plot.getPlotItem().setLogMode(y=on))
+        self._draw_wf_price()
+
+    def _draw_wf_price(self) -> None:
+        """The price line of the series on show (the page's plots exist)."""
+        self.wf_axis.dates = self.wf_prob_axis.dates = self.dates
+        pi = self.wf_price_plot.getPlotItem()
+        pi.clear()
+        self._wf_shade = None
+        pi.legend.clear()
+        if self.prices is None:
+            return
+        bad = ~np.isfinite(self.prices) | (self.prices <= 0)
+        if not bad.all():
+            idx = np.arange(len(self.prices), dtype=np.float64)
+            pi.plot(idx, np.where(bad, np.nan, self.prices), pen=pen("price"), connect="finite")
 
     # ---- run ----
     def run_walk_forward(self) -> int | None:
@@ -144,19 +168,18 @@ class RegimesWalk:
     def _clear_walk(self) -> None:
         self.wf_result = None
         self._wf_shade = None
+        if self.wf_price_plot is None:
+            return
         self.wf_prob_plot.getPlotItem().clear()
         self.wf_table.setRowCount(0)
-        pi = self.wf_price_plot.getPlotItem()
-        for it in list(pi.items):
-            if isinstance(it, (pg.ImageItem, pg.LinearRegionItem)):
-                pi.removeItem(it)
-        pi.legend.clear()
+        self._draw_wf_price()
 
     def wf_first_bar(self) -> int:
         """The bar at the end of the first out-of-sample return."""
         return self.wf_offset + int(self.wf_result.start_index) + 1
 
     def _draw_walk(self, w) -> None:
+        self.ensure_walk_view()
         self._clear_walk()
         self.wf_result = w
         k = int(w.filtered.shape[1])
@@ -253,6 +276,8 @@ class RegimesWalk:
                 t.setItem(i, j, it)
 
     def wf_table_rows(self) -> list[list[str]]:
+        if self.wf_price_plot is None:
+            return []
         t = self.wf_table
         return [[t.item(i, j).text() for j in range(t.columnCount())] for i in range(t.rowCount())]
 
