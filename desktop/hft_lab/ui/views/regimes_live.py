@@ -101,6 +101,10 @@ class RegimesLive:
             self._draw_prices(self.result, regime_colors(self.result.n_states))  # the legend's shares too
         n = len(self.live_probs) if self.live_probs is not None else 0
         total = len(self.result_x) if self.result_x is not None else 0
+        self._replay_status(state, n, total)
+
+    def _replay_status(self, state: str, n: int, total: int) -> None:
+        """The replay label (and the status line) once the replay has ended."""
         if state == "finished" and self.result is not None:
             batch = np.asarray(self.result.filtered)
             same = batch.shape == self.live_probs.shape and bool(np.array_equal(batch, self.live_probs))
@@ -111,6 +115,7 @@ class RegimesLive:
             self.replay_label.setText(f"Stopped at tick {n:,} of {total:,} (via {self._live_backend}).")
         else:
             self.replay_label.setText(f"Replay {state}.")
+        self.set_status(f"Live regime filter: {self.replay_label.text()[:1].lower()}{self.replay_label.text()[1:]}")
 
     def _replay_step(self) -> None:
         """One frame: every tick due at the requested speed since the start goes to the filter."""
@@ -136,9 +141,9 @@ class RegimesLive:
         p = probs[-1]
         k = int(np.argmax(p))
         rate = hi / max(time.perf_counter() - self._replay_t0, 1e-9)
-        self.replay_label.setText(
-            f"Tick {hi:,}/{n:,} via {self._live_backend} ({rate:,.0f} ticks/s): regime {k + 1}, P = {p[k]:.2f}"
-        )
+        text = f"Tick {hi:,}/{n:,} via {self._live_backend} ({rate:,.0f} ticks/s): regime {k + 1}, P = {p[k]:.2f}"
+        self.replay_label.setText(text)
+        self.set_status(f"Live regime filter: {text[:1].lower()}{text[1:]}")
         if hi >= n:
             self.stop_replay("finished")
 

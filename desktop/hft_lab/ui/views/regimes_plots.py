@@ -337,9 +337,9 @@ class RegimesPlots:
             rows.append(("covariance", str(r.covariance_type)))
         rows += [
             ("regimes", int(r.n_states)),
-            ("log-likelihood", float(r.log_likelihood)),
-            ("AIC", float(r.aic)),
-            ("BIC", float(r.bic)),
+            ("log-likelihood", f"{float(r.log_likelihood):.10g}"),
+            ("AIC", f"{float(r.aic):.10g}"),
+            ("BIC", f"{float(r.bic):.10g}"),
         ]
         if hasattr(r, "n_parameters"):
             rows.append(("free parameters", int(r.n_parameters)))
