@@ -161,6 +161,8 @@ def test_features_filtered_walk_forward_and_live_match_the_backend(qtbot, view, 
     for f in ("filtered", "regimes", "window_starts", "window_log_likelihoods", "window_means", "window_covars"):
         np.testing.assert_array_equal(getattr(w, f), getattr(dw, f), err_msg=f)
     assert view.view_tabs.currentIndex() == 1
+    agree = np.mean(r.viterbi_path[dw.start_index :] == dw.regimes)
+    assert f"is the same on {agree:.1%} of these rows" in view.wf_label.text()
     rows = view.wf_table_rows()
     assert len(rows) == len(dw.window_starts) >= 2
     first_oos = dates[1 + 600]

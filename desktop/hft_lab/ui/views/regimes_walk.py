@@ -146,7 +146,18 @@ class RegimesWalk:
         )
 
     def wf_progress(self, done: int, total: int) -> None:
-        self.set_status(f"Walk-forward: window {done:,} of {total:,} fitted and filtered…")
+        of = f" of {total:,}" if total > 0 else ""
+        self.set_status(f"Walk-forward: window {done:,}{of} fitted and filtered…")
+
+    def in_sample_agreement(self) -> float | None:
+        """Share of the out-of-sample rows whose regime is the full-sample fit's Viterbi regime (None
+        without a full-sample fit on the same features and regime count)."""
+        r, w = self.result, self.wf_result
+        if r is None or w is None or self.result_features != self.wf_names or self.result_offset != self.wf_offset:
+            return None
+        if r.n_states != w.filtered.shape[1] or len(r.viterbi_path) != w.start_index + len(w.regimes):
+            return None
+        return float(np.mean(np.asarray(r.viterbi_path)[w.start_index :] == w.regimes))
 
     def _show_walk(self, out) -> None:
         w = out.value
@@ -209,6 +220,12 @@ class RegimesWalk:
             "next step rows (no refit, no smoothing), so every regime shown was knowable at the time. "
             f"Features: {', '.join(self.wf_names)}; formation {self.wf_params['formation']:,}, step {self.wf_params['step']:,}."
         )
+        agree = self.in_sample_agreement()
+        if agree is not None:
+            self.wf_label.setText(
+                self.wf_label.text() + f" The full-sample fit's Viterbi regime (which uses the whole sample) is the "
+                f"same on {agree:.1%} of these rows."
+            )
 
     def _fit_wf_shading(self, *_) -> None:
         if self._wf_shade is None or self.wf_result is None:
