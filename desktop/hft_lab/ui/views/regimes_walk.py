@@ -224,7 +224,7 @@ class RegimesWalk:
         if agree is not None:
             self.wf_label.setText(
                 self.wf_label.text() + f" The full-sample fit's Viterbi regime (which uses the whole sample) is the "
-                f"same on {agree:.1%} of these rows."
+                f"same on {agree:.1%} of these rows (regimes are numbered by the mean of the first feature in every fit)."
             )
 
     def _fit_wf_shading(self, *_) -> None:
