@@ -213,7 +213,8 @@ class RegimesPlots:
         path = np.asarray(r.viterbi_path)
         share = np.bincount(path, minlength=r.n_states) / max(len(path), 1)
         mean_post = np.asarray(r.posteriors).mean(axis=0)
-        dur = r.expected_durations if hasattr(r, "expected_durations") else 1.0 / (1.0 - np.diag(r.transition_matrix))
+        with np.errstate(divide="ignore"):  # a state that is never left stays forever
+            dur = 1.0 / (1.0 - np.diag(np.asarray(r.transition_matrix, dtype=np.float64)))
         names = self.result_features or ["r"]
         one = len(names) == 1
         means = np.asarray(r.means, dtype=np.float64).reshape(r.n_states, -1)
