@@ -11,6 +11,8 @@ from hft_lab.analysis.portfolio import SyntheticSelection
 from hft_lab.backends import Cancelled
 from hft_lab.data import ou_series, regime_switching_returns
 from hft_lab.data.synthetic import synthetic_universe
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def test_context_forwards_progress_and_partial_results_and_reports_cancel():
@@ -66,3 +68,75 @@ def test_tasks_give_the_backend_results(backend):
     np.testing.assert_array_equal(res["result"].weights, backend.optimize_portfolio(frame, method="min_variance").weights)
     basket = find_basket(backend, frame, "greedy", {"k": 2})
     assert basket["frame"] is frame and basket["result"].nonzero == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Regimes tab: features, the walk-forward task's progress
+# ---------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    t=st.integers(min_value=2, max_value=60),
+    n=st.integers(min_value=1, max_value=3),
+    kinds=st.sets(st.sampled_from(["returns", "abs_returns", "rolling_vol"]), min_size=1),
+    window=st.integers(min_value=2, max_value=70),
+    seed=st.integers(min_value=0, max_value=1000),
+)
+def test_build_features_columns_offset_and_errors(t, n, kinds, window, seed):
+    import pandas as pd
+    from hft_lab.analysis.regimes import build_features
+
+    r = np.random.default_rng(seed).normal(0.0, 0.02, (t, n))
+    names = [f"A{j}" for j in range(n)]
+    if "rolling_vol" in kinds and window > t:
+        with pytest.raises(ValueError, match="volatility window must be between 2 and the number of returns"):
+            build_features(r, names, kinds, window)
+        return
+    x, cols, offset = build_features(r, names, kinds, window)
+    want_offset = window - 1 if "rolling_vol" in kinds else 0
+    assert offset == want_offset and x.shape == (t - offset, n * len(kinds)) and len(cols) == x.shape[1]
+    assert np.isfinite(x).all() and x.flags.c_contiguous
+    j = 0
+    for kind in ("returns", "abs_returns", "rolling_vol"):  # the documented column order
+        if kind not in kinds:
+            continue
+        block = x[:, j : j + n]
+        if kind == "returns":
+            np.testing.assert_array_equal(block, r[offset:])
+            assert cols[j] == "A0 r"
+        elif kind == "abs_returns":
+            np.testing.assert_array_equal(block, np.abs(r[offset:]))
+            assert cols[j] == "A0 |r|"
+        else:  # row i: the sample std (ddof=1) of returns offset+i-window+1 .. offset+i
+            i = len(block) - 1
+            np.testing.assert_allclose(block[i], r[offset + i - window + 1 : offset + i + 1].std(axis=0, ddof=1), rtol=1e-9)
+            np.testing.assert_allclose(block, pd.DataFrame(r).rolling(window).std().to_numpy()[offset:], rtol=1e-12)
+            assert cols[j] == f"A0 vol{window}"
+        j += n
+
+
+def test_build_features_refuses_no_or_unknown_features_and_differs_counts():
+    from hft_lab.analysis.regimes import build_features, most_likely_differs
+
+    r = np.zeros((10, 1))
+    for bad in ([], ["returns", "squared"]):
+        with pytest.raises(ValueError, match="choose at least one feature"):
+            build_features(r, [""], bad)
+    assert build_features(r, [""], ["abs_returns", "returns"])[1] == ["r", "|r|"]  # order is fixed
+    s = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8]])
+    f = np.array([[0.6, 0.4], [0.7, 0.3], [0.1, 0.9]])
+    assert most_likely_differs(s, f).tolist() == [False, True, False]
+    assert most_likely_differs(s, np.zeros((0, 0))).tolist() == [False, False, False]  # an old document
+
+
+def test_walk_forward_task_reports_windows(backend):
+    from hft_lab.analysis.regimes import walk_forward_regimes
+
+    x, _ = regime_switching_returns(700, seed=2)
+    seen: list = []
+    kw = dict(n_states=2, covariance_type="diag", max_iterations=30, tolerance=1e-6, n_restarts=0, seed=0)
+    w = walk_forward_regimes(backend, x, 400, 150, **kw, ctx=TaskContext(on_progress=seen.append))
+    direct = backend.hmm_walk_forward(x, formation=400, step=150, **kw)
+    np.testing.assert_array_equal(w.filtered, direct.filtered)
+    assert seen and seen[-1] == ("windows", 2, 2) and all(p[0] == "windows" for p in seen)

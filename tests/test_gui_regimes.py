@@ -20,6 +20,7 @@ from hft_lab.data.store import DatasetStore
 from hft_lab.ui.views.base import ExportError
 from hft_lab.ui.views.regimes import (
     ACTIVE_EW,
+    ACTIVE_MULTI,
     ACTIVE_PREFIX,
     EW_INDEX,
     SYNTHETIC,
@@ -322,7 +323,7 @@ def assert_same_hmm(a, b):
 
 
 def test_store_assets_are_the_sources(sview, store):
-    assert entries(sview) == [SYNTHETIC, ACTIVE_EW] + [ACTIVE_PREFIX + a for a in ("AAA", "BBB", "CCC")]
+    assert entries(sview) == [SYNTHETIC, ACTIVE_EW, ACTIVE_MULTI] + [ACTIVE_PREFIX + a for a in ("AAA", "BBB", "CCC")]
     assert not any(e.startswith("S&P 500") for e in entries(sview))
     assert sview.source.currentText() == SYNTHETIC and not sview.dataset_label.isVisible()
     sview.source.setCurrentText(ACTIVE_PREFIX + "BBB")
@@ -406,7 +407,7 @@ def test_store_changes_refresh_the_entries_and_clear_the_result(qtbot, sview, ro
     assert run_and_wait(qtbot, sview).ok
     other = gbm_dataset("Other", n=300, assets=("X1", "X2"), seed=5)
     store.set_dataset(other)
-    assert entries(sview) == [SYNTHETIC, ACTIVE_EW, ACTIVE_PREFIX + "X1", ACTIVE_PREFIX + "X2"]
+    assert entries(sview) == [SYNTHETIC, ACTIVE_EW, ACTIVE_MULTI, ACTIVE_PREFIX + "X1", ACTIVE_PREFIX + "X2"]
     assert sview.source.currentText() == ACTIVE_EW and len(sview.prices) == 300
     assert sview.status.text().startswith("Active dataset replaced (BBB is not in it: now equal-weight index)")
     assert sview.result is None and not sview.runner.busy
@@ -509,7 +510,24 @@ def test_settings_widgets_round_trip(qtbot, router, store, tmp_path):
     a = RegimesView(TaskRunner(router), store)
     qtbot.addWidget(a)
     ws = a.settings_widgets()
-    assert set(ws) == {"n_states", "max_iterations", "tolerance", "n_restarts", "seed", "annualization", "log_scale"}
+    assert set(ws) == {
+        "n_states",
+        "max_iterations",
+        "tolerance",
+        "n_restarts",
+        "seed",
+        "annualization",
+        "log_scale",
+        "feature_returns",
+        "feature_abs_returns",
+        "feature_rolling_vol",
+        "vol_window",
+        "covariance_type",
+        "show_filtered",
+        "wf_formation",
+        "wf_step",
+        "replay_speed",
+    }
     assert a.source not in ws.values() and a.n_points not in ws.values()
     a.n_states.setValue(5)
     a.max_iterations.setValue(321)
@@ -518,6 +536,13 @@ def test_settings_widgets_round_trip(qtbot, router, store, tmp_path):
     a.seed.setValue(77)
     a.ann.setValue(52.0)
     a.log_scale.setChecked(False)
+    a.feature_boxes["abs_returns"].setChecked(True)
+    a.vol_window.setValue(33)
+    a.covariance.setCurrentIndex(a.covariance.findData("diag"))
+    a.show_filtered.setChecked(True)
+    a.wf_formation.setValue(444)
+    a.wf_step.setValue(55)
+    a.replay_speed.setValue(1234)
     path = str(tmp_path / "s.ini")
     save_widgets(QSettings(path, QSettings.Format.IniFormat), "tabs/regimes", a.settings_widgets())
     b = RegimesView(TaskRunner(router), store)
@@ -527,6 +552,9 @@ def test_settings_widgets_round_trip(qtbot, router, store, tmp_path):
     assert sorted(done) == sorted(ws)
     assert b.params() == a.params() and b.tolerance.value() == 2.5e-9
     assert b.ann.value() == 52.0 and not b.log_scale.isChecked()
+    assert b.feature_kinds() == ["returns", "abs_returns"] and b.vol_window.value() == 33
+    assert b.covariance.currentData() == "diag" and b.show_filtered.isChecked() and not b.show_smoothed.isChecked()
+    assert (b.wf_formation.value(), b.wf_step.value(), b.replay_speed.value()) == (444, 55, 1234)
 
 
 def test_intraday_bars_show_times(qtbot, sview, store):

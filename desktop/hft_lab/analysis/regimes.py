@@ -63,3 +63,135 @@ def segments(path: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     starts = np.r_[0, change]
     ends = np.r_[change, len(path)]
     return starts, ends, path[starts]
+
+
+# ---------------------------------------------------------------------------------------------
+# features (several per series) and the multivariate / filtered / walk-forward runs
+# ---------------------------------------------------------------------------------------------
+
+FEATURE_KINDS = ("returns", "abs_returns", "rolling_vol")
+FEATURE_TEXT = {
+    "returns": "log return r_t",
+    "abs_returns": "absolute log return |r_t|",
+    "rolling_vol": "rolling volatility: sample standard deviation (ddof=1) of the last w log returns r_(t-w+1..t)",
+}
+
+
+def aligned_log_returns(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.Index]:
+    """The rows of a price table where every column has a price: (prices T+1 x N, log returns
+    T x N, the rows' labels). ValueError when a price is not finite and positive or fewer than two
+    rows are complete."""
+    full = df.dropna(how="any")
+    v = full.to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(v) | (v <= 0)
+    if bad.any():
+        i, j = (int(a[0]) for a in np.nonzero(bad))
+        raise ValueError(f"log returns need finite positive prices: {full.columns[j]} is {v[i, j]:g} at {full.index[i]}")
+    if len(v) < 2:
+        raise ValueError(f"the assets {', '.join(map(str, df.columns))} have fewer than two dates with a price for every one")
+    return v, np.diff(np.log(v), axis=0), full.index
+
+
+def build_features(
+    returns: np.ndarray, names: list[str] | tuple[str, ...], kinds: tuple[str, ...] | list[str], vol_window: int = 20
+) -> tuple[np.ndarray, list[str], int]:
+    """The HMM's observations from log returns (T x N, one column per series): for every kind
+    (in FEATURE_KINDS order) one column per series, named "<series name> r", "… |r|", "… vol<w>"
+    (just "r", "|r|", "vol<w>" for a series named ""). Returns (X, feature names, offset): with a
+    rolling volatility the first vol_window - 1 returns have no value and every feature starts at
+    return `offset` = vol_window - 1 (else 0), so row i of X is return offset + i."""
+    r = np.asarray(returns, dtype=np.float64)
+    if r.ndim == 1:
+        r = r.reshape(-1, 1)
+    unknown = set(kinds) - set(FEATURE_KINDS)
+    kinds = [k for k in FEATURE_KINDS if k in set(kinds)]
+    if unknown or not kinds:
+        raise ValueError(f"choose at least one feature ({', '.join(FEATURE_KINDS)})")
+    offset = 0
+    if "rolling_vol" in kinds:
+        if not 2 <= vol_window <= len(r):
+            raise ValueError(f"the volatility window must be between 2 and the number of returns ({len(r):,}), got {vol_window}")
+        offset = vol_window - 1
+    cols, out_names = [], []
+    for kind in kinds:
+        if kind == "returns":
+            block, tag = r, "r"
+        elif kind == "abs_returns":
+            block, tag = np.abs(r), "|r|"
+        else:
+            block, tag = pd.DataFrame(r).rolling(vol_window).std(ddof=1).to_numpy(), f"vol{vol_window}"
+        cols.append(block[offset:])
+        out_names += [f"{n} {tag}".strip() for n in names]
+    return np.ascontiguousarray(np.hstack(cols)), out_names, offset
+
+
+def fit_regimes_mv(
+    backend,
+    observations,
+    n_states,
+    covariance_type,
+    max_iterations,
+    tolerance,
+    n_restarts,
+    seed,
+    ctx: TaskContext | None = None,
+):
+    """Several features: one multivariate Gaussian HMM fit (backend.run_hmm_mv), progress and
+    cancel as in fit_regimes."""
+
+    def progress(it, ll):
+        return True if ctx is None else ctx.progress((int(it), float(ll)))
+
+    return backend.run_hmm_mv(
+        observations,
+        n_states=n_states,
+        covariance_type=covariance_type,
+        max_iterations=max_iterations,
+        tolerance=tolerance,
+        n_restarts=n_restarts,
+        seed=seed,
+        progress=progress,
+        cancel=ctx,
+    )
+
+
+def walk_forward_regimes(
+    backend,
+    observations,
+    formation,
+    step,
+    n_states,
+    covariance_type,
+    max_iterations,
+    tolerance,
+    n_restarts,
+    seed,
+    ctx: TaskContext | None = None,
+):
+    """backend.hmm_walk_forward; progress is reported as ctx.progress(("windows", done, total))."""
+
+    def progress(done, total):
+        return True if ctx is None else ctx.progress(("windows", int(done), int(total)))
+
+    return backend.hmm_walk_forward(
+        observations,
+        formation=formation,
+        step=step,
+        n_states=n_states,
+        covariance_type=covariance_type,
+        max_iterations=max_iterations,
+        tolerance=tolerance,
+        n_restarts=n_restarts,
+        seed=seed,
+        progress=progress,
+        cancel=ctx,
+    )
+
+
+def most_likely_differs(smoothed: np.ndarray, filtered: np.ndarray) -> np.ndarray:
+    """Where the most likely regime of the filtered probabilities (knowable at the time) is not the
+    one of the smoothed probabilities (which use later data): a boolean per row."""
+    s, f = np.asarray(smoothed), np.asarray(filtered)
+    if s.shape != f.shape or s.ndim != 2:
+        return np.zeros(len(s), dtype=bool)
+    return s.argmax(axis=1) != f.argmax(axis=1)

@@ -722,8 +722,8 @@ fn hmm_walk_forward<'py>(
         init: None,
     };
     let r = detach_progress(py, cancel.map(|c| c.flag.clone()), progress, |hook| {
-        hmm_mv::walk_forward(x, n, dim, &config, formation, step, &mut |w, _| {
-            hook(w, 0.0)
+        hmm_mv::walk_forward(x, n, dim, &config, formation, step, &mut |w, total| {
+            hook(w, total as f64) // (windows done, number of windows), as over gRPC
         })
     })?;
     let k = n_states;

@@ -1,10 +1,14 @@
-"""Regimes tab: Gaussian HMM regime detection on log returns. Price shaded by the Viterbi regime,
-stacked posterior probabilities, regime table, transition matrix heat map, log-likelihood curve
-drawn live (one point per EM iteration), fit statistics, CSV / JSON export.
+"""Regimes tab: Gaussian HMM regime detection on features of a price series (log returns, absolute
+log returns, rolling volatility; of one series or of several assets). One feature is fitted by
+backend.run_hmm, several by backend.run_hmm_mv (diagonal or full covariances). Price shaded by
+regime, stacked smoothed or filtered probabilities (filtered = what was knowable at the time; the
+bars where the most likely regime differs are marked and counted), regime table, transition heat
+map, log-likelihood curve drawn live, fit statistics (log-likelihood, AIC, BIC); a walk-forward
+run (fit on a formation window, filter the next step out of sample); a live filter replaying the
+features tick by tick through the backend's online filter; CSV / JSON export.
 
-Prices come from a seeded synthetic regime-switching series or, with a DatasetStore, from the
-active dataset (one of its assets, or their equal-weight index); without a store, from the bundled
-S&P 500 sample."""
+Modules: regimes_data.py (series and features), regimes_plots.py (drawing), regimes_walk.py
+(walk-forward), regimes_live.py (live replay); the computations are in hft_lab.analysis.regimes."""
 
 from __future__ import annotations
 
@@ -19,30 +23,56 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QButtonGroup,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
+    QHBoxLayout,
     QHeaderView,
     QLabel,
+    QListWidget,
+    QRadioButton,
     QSpinBox,
     QSplitter,
     QTableWidget,
     QTabWidget,
+    QVBoxLayout,
+    QWidget,
 )
 
-from hft_lab.analysis.regimes import equal_weight_index, fit_regimes, segments
-from hft_lab.data import load_sample_prices
-from hft_lab.data.export import SessionItem, describe_prices
-from hft_lab.data.synthetic import SYNTH_MEANS, SYNTH_STAY, SYNTH_STDS, synthetic_regime_returns
-from hft_lab.ui.plots import BarAxis, PriceAxis, date_of, intraday, make_plot, pen
+from hft_lab.analysis.regimes import equal_weight_index, fit_regimes, fit_regimes_mv, segments
+from hft_lab.data.export import SessionItem
+from hft_lab.data.synthetic import synthetic_regime_returns
+from hft_lab.ui.plots import BarAxis, PriceAxis, make_plot, pen
 from hft_lab.ui.views.base import AnalysisView, Param, note, via
+from hft_lab.ui.views.regimes_data import (
+    ACTIVE_EW,
+    ACTIVE_MULTI,
+    ACTIVE_PREFIX,
+    EW_INDEX,
+    OBSERVATIONS,
+    SAMPLE_MULTI,
+    SAMPLE_PREFIX,
+    SYNTHETIC,
+    RegimesData,
+)
+from hft_lab.ui.views.regimes_live import RegimesLive
 from hft_lab.ui.views.regimes_plots import RegimesPlots, regime_colors
+from hft_lab.ui.views.regimes_walk import RegimesWalk
 from hft_lab.ui.widgets import StatsTable, spin
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
 __all__ = [
+    "ACTIVE_EW",
+    "ACTIVE_MULTI",
+    "ACTIVE_PREFIX",
+    "EW_INDEX",
+    "OBSERVATIONS",
+    "SAMPLE_MULTI",
+    "SAMPLE_PREFIX",
+    "SYNTHETIC",
     "RegimesView",
     "SciSpinBox",
     "regime_colors",
@@ -53,17 +83,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("hft_lab.ui.regimes")
-
-SYNTHETIC = "Synthetic regime-switching series (3 regimes)"
-EW_INDEX = "S&P 500 sample: equal-weight index (20 stocks)"
-SAMPLE_PREFIX = "S&P 500 sample: "
-ACTIVE_PREFIX = "Active dataset: "
-ACTIVE_EW = "Active dataset: equal-weight index"
-OBSERVATIONS = "log returns r_t = ln(p_t / p_(t-1)) of the series"
-EW_CONSTRUCTION = (
-    "equal-weight index: 100 at the first row, then the mean of the assets' simple returns "
-    "p_t / p_(t-1) - 1 (assets with a missing price skipped), i.e. rebalanced every bar"
-)
 
 
 class SciSpinBox(QDoubleSpinBox):
@@ -104,20 +123,22 @@ class SciSpinBox(QDoubleSpinBox):
         self.setValue(min(self.maximum(), v * 10.0**steps) if v else 0.0)
 
 
-class RegimesView(RegimesPlots, AnalysisView):
+class RegimesView(RegimesPlots, RegimesData, RegimesWalk, RegimesLive, AnalysisView):
     progress_shown = Signal(int, float)  # every EM iteration received from the running task
 
     SHADE_ALPHA = 55
     LIVE_REFRESH_MS = 50
 
     TASK_NAME = "HMM fit"
-    CSV_TIP = "Per-return table (regime, posteriors), regime parameters, summary: CSV files"
+    CSV_TIP = "Per-return table (regime, smoothed and filtered probabilities), regime parameters, summary: CSV files"
 
     def __init__(self, runner: TaskRunner, store=None, parent=None):
         super().__init__(runner, store, parent)
         self._store_dataset = store.dataset if store is not None else None
         self.prices: np.ndarray | None = None
         self.observations: np.ndarray | None = None  # log returns of self.prices
+        self.series_returns: np.ndarray | None = None  # log returns of the series the features come from (T x N)
+        self.series_names: list[str] = [""]
         self.dates: np.ndarray | None = None
         self.intraday = False  # the dates have times of day
         # what the current series is, for export: made when asked (hashing a large dataset takes time)
@@ -125,6 +146,9 @@ class RegimesView(RegimesPlots, AnalysisView):
         self._run_inputs: Callable[[], dict] = dict
         self._result_inputs: Callable[[], dict] = dict
         self.result_params: dict = {}  # parameters of the result on show
+        self.result_offset = 0  # row 0 of the result is log return number result_offset
+        self.result_features: list[str] = []
+        self.result_x: np.ndarray | None = None  # the observations the result was fitted on
         self.true_states: np.ndarray | None = None  # synthetic series only (state of each return)
         self.result_seconds = 0.0
         self.result_backend = ""
@@ -132,10 +156,14 @@ class RegimesView(RegimesPlots, AnalysisView):
         self.live_iterations: list[int] = []
         self.live_ll: list[float] = []
         self._run_params: dict = {}
+        self._run_meta: dict = {}
         self._shade: pg.ImageItem | None = None
-        self.segments = segments(np.empty(0, dtype=np.int64))  # Viterbi runs: (starts, ends, states)
+        self.segments = segments(np.empty(0, dtype=np.int64))  # runs of the regime path: (starts, ends, states)
         self._post_img: pg.ImageItem | None = None
+        self._diff_img: pg.ImageItem | None = None
         self._post_lut = np.zeros((1, 4), dtype=np.uint8)
+        self.wf_result = None
+        self.live_probs: np.ndarray | None = None  # filtered probabilities of the live replay so far
         self._build()
         if store is not None:
             store.changed.connect(self._on_store_changed)
@@ -147,6 +175,9 @@ class RegimesView(RegimesPlots, AnalysisView):
         df = QFormLayout(data)
         self.source = QComboBox()
         self.source.setMaxVisibleItems(25)
+        self.asset_list = QListWidget()
+        self.asset_list.setMaximumHeight(110)
+        self.asset_list.setToolTip("The assets whose features the HMM sees (several-assets source)")
         self._fill_sources()
         self.dataset_label = QLabel(" ")
         self.dataset_label.setWordWrap(True)
@@ -161,10 +192,9 @@ class RegimesView(RegimesPlots, AnalysisView):
         self.ann = spin(QDoubleSpinBox(), 0.0, 10_000_000.0, 252.0, decimals=1)
         self.ann.setSpecialValueText("off")
         self.ann.setToolTip("Bars per year, for the annualised mean and volatility in the regime table (0 = off)")
-        obs = QLabel("Observations: log returns  r_t = ln(p_t / p_t−1)")
-        obs.setStyleSheet("color: #555")
         df.addRow(QLabel("Prices"))
         df.addRow(self.source)
+        df.addRow(self.asset_list)
         df.addRow(self.dataset_label)
         df.addRow("Synthetic returns", self.n_points)
         df.addRow("Synthetic seed", self.data_seed)
@@ -175,7 +205,31 @@ class RegimesView(RegimesPlots, AnalysisView):
             Param("annualization", self.ann, "Annualisation (bars/yr)", in_params=False),
             Param("log_scale", self.log_scale, in_params=False),
         )
-        df.addRow(obs)
+
+        feats = QGroupBox("Features (of each series)")
+        ff = QFormLayout(feats)
+        self.feature_boxes = {
+            "returns": QCheckBox("log returns  r_t = ln(p_t / p_t−1)"),
+            "abs_returns": QCheckBox("absolute log returns  |r_t|"),
+            "rolling_vol": QCheckBox("rolling volatility (std of r)"),
+        }
+        self.feature_boxes["returns"].setChecked(True)
+        self.vol_window = spin(QSpinBox(), 2, 100_000, 20)
+        self.vol_window.setToolTip("Rolling volatility: sample standard deviation of the last w log returns")
+        self.covariance = QComboBox()
+        self.covariance.addItem("full (correlated features)", "full")
+        self.covariance.addItem("diagonal (independent features)", "diag")
+        self.covariance.setToolTip("Several features: the covariance of each regime's Gaussian (run_hmm_mv)")
+        self.declare(
+            ff,
+            *(Param(f"feature_{k}", b, "", in_params=False) for k, b in self.feature_boxes.items()),
+            Param("vol_window", self.vol_window, "Volatility window (bars)", in_params=False),
+            Param("covariance_type", self.covariance, "Covariance", in_params=False),
+        )
+        self.feature_label = QLabel(" ")
+        self.feature_label.setWordWrap(True)
+        self.feature_label.setStyleSheet("color: #555")
+        ff.addRow(self.feature_label)
 
         model = QGroupBox("Gaussian HMM (Baum-Welch EM)")
         mf = QFormLayout(model)
@@ -196,21 +250,21 @@ class RegimesView(RegimesPlots, AnalysisView):
             Param("seed", self.seed, "Restart seed"),
         )
         self.stats = StatsTable()
-        self.build_panel([data, model])
+        self.build_panel([data, feats, model, self._build_walk_group(), self._build_live_group()], width=370)
 
-        # price shaded by regime, posteriors below (x-linked)
+        # price shaded by regime, probabilities below (x-linked)
         self.price_plot = make_plot("Price, shaded by the most likely regime (Viterbi)", "price")
         self.axis = BarAxis()
         self.price_plot.getPlotItem().setAxisItems({"bottom": self.axis, "left": PriceAxis()})
         self.price_plot.getPlotItem().setLabel("left", "price")
         self.price_plot.getPlotItem().legend.setBrush(pg.mkBrush(255, 255, 255, 210))
-        self.post_plot = make_plot("Posterior regime probabilities (stacked)", "P(regime)")
+        self.post_plot = make_plot("Smoothed regime probabilities (stacked)", "P(regime)")
         self.post_plot.table_provider = self._posterior_table
         self.post_axis = BarAxis()
         pp = self.post_plot.getPlotItem()
         pp.setAxisItems({"bottom": self.post_axis})
         pp.setXLink(self.price_plot.getPlotItem())
-        pp.setYRange(0.0, 1.0, padding=0.02)
+        pp.setYRange(0.0, self.PROB_TOP, padding=0.0)
         pp.setMouseEnabled(x=True, y=False)
         pp.legend.setVisible(False)
         self.price_plot.getPlotItem().setLogMode(y=True)
@@ -221,6 +275,27 @@ class RegimesView(RegimesPlots, AnalysisView):
         pp.vb.sigXRangeChanged.connect(self._post_timer.start)
         pp.vb.sigResized.connect(self._post_timer.start)
         self.price_plot.getPlotItem().vb.sigYRangeChanged.connect(self._fit_shading)
+
+        # smoothed / filtered toggle
+        self.show_smoothed = QRadioButton("Smoothed: P(regime | all data), uses later data")
+        self.show_filtered = QRadioButton("Filtered: P(regime | data up to t), what was knowable at the time")
+        self.show_smoothed.setChecked(True)
+        self._prob_group = QButtonGroup(self)
+        for b in (self.show_smoothed, self.show_filtered):
+            self._prob_group.addButton(b)
+        self.declare(None, Param("show_filtered", self.show_filtered, None, in_params=False))
+        self.diff_label = QLabel(" ")
+        self.diff_label.setWordWrap(True)
+        toggle = QWidget()
+        tl = QVBoxLayout(toggle)
+        tl.setContentsMargins(4, 0, 4, 0)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Probabilities:"))
+        row.addWidget(self.show_smoothed)
+        row.addWidget(self.show_filtered)
+        row.addStretch(1)
+        tl.addLayout(row)
+        tl.addWidget(self.diff_label)
 
         # regime table, transition heat map, log-likelihood curve
         self.regime_table = QTableWidget(0, 0)
@@ -261,256 +336,84 @@ class RegimesView(RegimesPlots, AnalysisView):
         bottom.setSizes([560, 220, 240])
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.price_plot)
-        right.addWidget(self.post_plot)
+        probs = QWidget()
+        pl = QVBoxLayout(probs)
+        pl.setContentsMargins(0, 0, 0, 0)
+        pl.addWidget(toggle)
+        pl.addWidget(self.post_plot, 1)
+        right.addWidget(probs)
         right.addWidget(bottom)
-        right.setSizes([420, 190, 240])
-        self.set_main(right)
+        right.setSizes([380, 250, 240])
+        self.view_tabs = QTabWidget()
+        self.view_tabs.addTab(right, "Full-sample fit")
+        self.view_tabs.addTab(self._build_walk_view(), "Walk-forward (out of sample)")
+        self.set_main(self.view_tabs)
 
         self.source.currentIndexChanged.connect(self._load_series)
+        self.asset_list.itemChanged.connect(self._assets_changed)
         self.n_points.valueChanged.connect(self._load_series)
         self.data_seed.valueChanged.connect(self._load_series)
         self.ann.valueChanged.connect(self._fill_regime_table)
         self.log_scale.toggled.connect(self._set_log_scale)
+        self.show_filtered.toggled.connect(self._prob_view_changed)
+        for b in self.feature_boxes.values():
+            b.toggled.connect(self._describe_features)
+        self.vol_window.valueChanged.connect(self._describe_features)
         for plot in (self.price_plot, self.post_plot):
             self.track_hover(plot, lambda x: self.readout(int(round(x))))
+        self.view_tabs.currentChanged.connect(lambda i: self.ensure_walk_view() if i == 1 else None)
 
-    # ---- data ----
-    def _fill_sources(self) -> None:
-        """The synthetic series, then the active dataset (its equal-weight index when it has 2 or
-        more assets, then each asset), or without a store the bundled sample. The current choice
-        is kept when it is still offered; no signal is emitted."""
-        current = self.source.currentData()
-        self.source.blockSignals(True)
-        self.source.clear()
-        self.source.addItem(SYNTHETIC, "synthetic")
+    def _describe_features(self, *_) -> None:
+        """The line under the feature choice: how many features, and which fit they get."""
         try:
-            if self.store is not None:
-                assets = self.store.assets  # the columns of store.selected_prices()
-                if len(assets) >= 2:
-                    self.source.addItem(ACTIVE_EW, "active_ew")
-                for a in assets:
-                    self.source.addItem(ACTIVE_PREFIX + a, "active:" + a)
-            else:
-                assets = load_sample_prices().assets
-                self.source.addItem(EW_INDEX, "sample_ew")
-                for a in assets:
-                    self.source.addItem(SAMPLE_PREFIX + a, "sample:" + a)
-        except OSError as e:
-            log.warning("sample data unavailable: %s", e)
-        i = self.source.findData(current) if current is not None else 0
-        self.source.setCurrentIndex(max(i, 0))
-        self.source.blockSignals(False)
-
-    def source_key(self) -> str:
-        """ "synthetic", "sample_ew", "sample:<asset>", "active_ew" or "active:<asset>"."""
-        return self.source.currentData() or "synthetic"
-
-    @property
-    def uses_store(self) -> bool:
-        return self.source_key().startswith("active")
-
-    def _show_dataset(self) -> None:
-        on = self.store is not None and self.uses_store
-        self.dataset_label.setVisible(on)
-        if on:
-            self.dataset_label.setText(self.store.describe())
-
-    def _on_store_changed(self) -> None:
-        """The active dataset or its selection changed: new entries; if the series came from it,
-        load the new data (never fit automatically) and say that the old result is gone."""
-        replaced = self.store.dataset is not self._store_dataset
-        self._store_dataset = self.store.dataset
-        was = self.source_key()
-        before = self.source.currentText()
-        had_result, was_running = self.result is not None, self.running
-        self._fill_sources()
-        if not was.startswith("active"):
+            x, names, offset = self.features()
+        except ValueError as e:
+            self.feature_label.setText(f"⚠ {e}")
             return
-        moved = ""
-        if self.source_key() != was:  # that asset is gone: the first entry of the active dataset
-            self.source.blockSignals(True)
-            self.source.setCurrentIndex(min(1, self.source.count() - 1))
-            self.source.blockSignals(False)
-            moved = f" ({before[len(ACTIVE_PREFIX) :]} is not in it: now {self.source.currentText()[len(ACTIVE_PREFIX) :]})"
-        self._load_series()
-        what = "Active dataset replaced" if replaced else "Active dataset selection changed"
-        gone = []
-        if was_running:
-            gone.append("the running fit was cancelled")
-        if had_result:
-            gone.append("the previous result was cleared (it belongs to the old data)")
-        tail = f"; {' and '.join(gone)}" if gone else ""
-        rest = self.status.text()
-        self.set_status(f"{what}{moved}{tail}. {rest[:1].upper()}{rest[1:]}")
-
-    def _load_series(self) -> None:
-        key, text = self.source_key(), self.source.currentText()
-        synthetic = key == "synthetic"
-        self.n_points.setEnabled(synthetic)
-        self.data_seed.setEnabled(synthetic)
-        self._show_dataset()
-        try:
-            if synthetic:
-                n, seed = self.n_points.value(), self.data_seed.value()
-                r, states = synthetic_regime_returns(n, seed=seed)
-                prices = 100.0 * np.exp(np.r_[0.0, np.cumsum(r)])
-                inputs = {
-                    "name": "synthetic regime-switching prices",
-                    "generator": "hft_lab.data.regime_switching_returns",
-                    "n": n,
-                    "seed": seed,
-                    "regime_means": list(SYNTH_MEANS),
-                    "regime_stds": list(SYNTH_STDS),
-                    "stay_probability": SYNTH_STAY,
-                    "prices": "100 * exp(cumsum(returns)), with 100 first",
-                }
-                self.set_prices(prices, true_states=states, label="synthetic regime-switching prices", inputs=inputs)
-            elif key == "sample_ew":
-                ds = load_sample_prices()
-                df = ds.prices
-                simple = df.pct_change().iloc[1:].mean(axis=1).to_numpy()  # rebalanced daily to equal weights
-                prices = 100.0 * np.r_[1.0, np.cumprod(1.0 + simple)]
-
-                def inputs():
-                    return dict(describe_prices(df, name=ds.name), series="equal-weight index", construction=EW_CONSTRUCTION)
-
-                self.set_prices(
-                    prices, dates=df.index.to_numpy(), label="equal-weight index (20 stocks, daily rebalanced)", inputs=inputs
-                )
-            elif key.startswith("sample:"):
-                ticker = key.split(":", 1)[1]
-                ds = load_sample_prices()
-                s = ds.prices[ticker].dropna()
-                inputs = lambda: dict(describe_prices(ds.prices, name=ds.name), series=ticker)  # noqa: E731
-                self.set_prices(s.to_numpy(dtype=np.float64), dates=s.index.to_numpy(), label=ticker, inputs=inputs)
-            elif key == "active_ew":
-                df = self.store.selected_prices()
-                try:
-                    prices, labels, left_out = equal_weight_index(df)
-                except ValueError as e:
-                    self._refuse(f"Cannot use the equal-weight index: {e}.")
-                    return
-                store = self.store
-
-                def inputs():
-                    return dict(store.inputs(), series="equal-weight index", construction=EW_CONSTRUCTION, bars_left_out=left_out)
-
-                label = f"equal-weight index of {df.shape[1]} assets (rebalanced every bar)"
-                if left_out:
-                    label += f"; {left_out:,} bars where no asset had a return left out"
-                self.set_prices(prices, dates=_dates(labels), label=label, inputs=inputs)
-            else:
-                asset = key.split(":", 1)[1]
-                s = self._store_column(asset)
-                missing = int(s.isna().sum())
-                s = s.dropna()
-                store = self.store
-                inputs = lambda: dict(store.inputs(), series=asset, missing_prices_dropped=missing)  # noqa: E731
-                label = asset + (f" ({missing:,} missing prices dropped)" if missing else "")
-                self.set_prices(s.to_numpy(dtype=np.float64), dates=_dates(s.index), label=label, inputs=inputs)
-        except (OSError, KeyError, ValueError) as e:
-            log.warning("could not load %s: %s", text, e)
-            self._refuse(f"Error loading {text}: {e}")
-
-    def _store_column(self, asset: str) -> pd.Series:
-        """store.selected_prices()[asset] without copying every other column of a large dataset."""
-        start, end = self.store.date_range
-        return self.store.dataset.prices.loc[start:end, asset].astype(np.float64)
-
-    def _refuse(self, text: str) -> None:
-        """No usable series: nothing is drawn and Run explains why (old data is never used)."""
-        if self.running:
-            self.cancel()
-        self.prices = self.observations = self.dates = self.true_states = None
-        self.intraday = False
-        self.axis.dates = self.post_axis.dates = None
-        self._series_inputs = dict
-        self._clear_results()
-        self.price_plot.getPlotItem().clear()
-        self.hover.setText(" ")
-        self.set_status(text)
-
-    def set_prices(
-        self, prices, dates=None, true_states=None, label: str = "prices", inputs: dict | Callable[[], dict] | None = None
-    ) -> None:
-        """Show a new series; observations are its log returns. Earlier results are cleared
-        (they belong to other data) and a running fit is cancelled. inputs: what the series is,
-        for export, or a function that tells it (default: the prices themselves, described by
-        describe_prices)."""
-        if self.running:
-            self.cancel()
-        prices = np.asarray(prices, dtype=np.float64).ravel()
-        self.prices = prices
-        self.dates = None if dates is None else np.asarray(dates).astype("datetime64[s]")
-        self.intraday = self.dates is not None and intraday(self.dates)
-        if inputs is None:
-            frame = pd.DataFrame({label: prices}, index=pd.DatetimeIndex(self.dates) if self.dates is not None else None)
-            inputs = lambda: {"name": label, "series": describe_prices(frame, name=label)}  # noqa: E731
-        made = inputs if callable(inputs) else (lambda: dict(inputs))
-        n = len(prices)
-        self._series_inputs = lambda: dict(made(), series_prices=n, observations=OBSERVATIONS)
-        self.true_states = None if true_states is None else np.asarray(true_states)
-        self.axis.dates = self.post_axis.dates = self.dates
-        self._clear_results()
-        pi = self.price_plot.getPlotItem()
-        pi.clear()
-        idx = np.arange(len(prices), dtype=np.float64)
-        bad = ~np.isfinite(prices) | (prices <= 0)
-        if bad.any():
-            self.observations = None
-            i = int(np.flatnonzero(bad)[0])
-            self.set_status(f"Cannot use these prices: log returns need finite positive prices (bar {i:,} is {prices[i]:g}).")
-        elif len(prices) < 2:
-            self.observations = None
-            self.set_status("Cannot use these prices: at least two are needed for one log return.")
-        else:
-            self.observations = np.diff(np.log(prices))
-            span = (
-                f", {date_of(self.dates, 0, self.intraday)} … {date_of(self.dates, len(prices) - 1, self.intraday)}"
-                if self.dates is not None
-                else ""
-            )
-            self.set_status(f"{label}: {len(prices):,} prices{span} → {len(self.observations):,} log returns.")
-        if not bad.all():
-            pi.plot(idx, np.where(bad, np.nan, prices), pen=pen("price"), skipFiniteCheck=not bad.any(), connect="finite")
-        self.hover.setText(" ")
-
-    def _clear_results(self) -> None:
-        self.result = None
-        self.total_iterations = 0
-        self._shade = None
-        self._post_img = None
-        self.segments = segments(np.empty(0, dtype=np.int64))
-        self.post_plot.getPlotItem().clear()
-        self.price_plot.getPlotItem().legend.clear()
-        self.regime_table.clear()
-        self.regime_table.setRowCount(0)
-        self.regime_table.setColumnCount(0)
-        self._empty_heat()
-        self.ll_plot.getPlotItem().clear()
-        self._ll_curve = None
-        self.stats.set_rows([])
-        self.result_params, self._result_inputs = {}, dict
-        self.enable_export(False)
+        fit = "run_hmm (one feature)" if x.shape[1] == 1 else f"run_hmm_mv ({x.shape[1]} features, covariance below)"
+        start = f"; the first {offset:,} returns have no volatility yet" if offset else ""
+        self.feature_label.setText(f"{x.shape[1]} feature{'s' * (x.shape[1] > 1)} × {len(x):,} rows → {fit}{start}")
+        self.covariance.setEnabled(x.shape[1] > 1)
 
     # ---- run ----
     def run(self) -> int | None:
         if self.observations is None:
             self.set_status("No usable data: choose a price series first.")
             return None
+        try:
+            x, names, offset = self.features()
+        except ValueError as e:
+            self.set_status(f"Cannot fit: {e}.", error=True)
+            return None
+        self.stop_replay()
         self.live_iterations, self.live_ll = [], []
         self._live_timer.stop()
         self._run_params = self.params()
-        self._run_inputs = self._series_inputs
+        inputs = self._series_inputs
+        desc = self.feature_description(names, offset)
+        self._run_inputs = lambda: dict(inputs(), observations=desc)
+        self._run_meta = {"x": x, "names": names, "offset": offset}
+        if x.shape[1] == 1:
+            fn, args = fit_regimes, (x[:, 0],)
+        else:
+            self._run_params["covariance_type"] = self.covariance.currentData()
+            fn, args = fit_regimes_mv, (x,)
         tid = self.start(
-            fit_regimes,
-            self.observations,
+            fn,
+            *args,
             **self._run_params,
             done=self._show_result,
-            status=f"Running EM on {len(self.observations):,} log returns…",
+            status=f"Running EM on {len(x):,} rows × {x.shape[1]} feature{'s' * (x.shape[1] > 1)}…",
         )
         self._show_live_curve()
         return tid
+
+    def update_buttons(self) -> None:
+        super().update_buttons()
+        busy = self.running or self.replaying
+        self.run_button.setEnabled(not busy)
+        self.wf_button.setEnabled(not busy)
+        self.replay_start.setEnabled(not busy and self.result is not None)
 
     def on_cancelled(self) -> None:
         self._live_timer.stop()
@@ -530,6 +433,9 @@ class RegimesView(RegimesPlots, AnalysisView):
         )
 
     def on_progress(self, payload) -> None:
+        if payload and payload[0] == "windows":
+            self.wf_progress(payload[1], payload[2])
+            return
         it, ll = payload
         if self.live_iterations and it <= self.live_iterations[-1]:
             # the call was retried on the other backend: its iterations start again
@@ -549,9 +455,9 @@ class RegimesView(RegimesPlots, AnalysisView):
         if n > 300:
             self._ll_curve.setSymbol(None)
         self._ll_curve.setData(x, y)
+        rows = len(self._run_meta.get("x", ()))
         self.set_status(
-            f"Running EM on {len(self.observations):,} log returns: iteration {self.live_iterations[-1]:,}, "
-            f"log-likelihood {self.live_ll[-1]:,.4f}"
+            f"Running EM on {rows:,} rows: iteration {self.live_iterations[-1]:,}, log-likelihood {self.live_ll[-1]:,.4f}"
         )
 
     # ---- result ----
@@ -562,20 +468,29 @@ class RegimesView(RegimesPlots, AnalysisView):
         self.result_seconds = out.seconds
         self.result_backend = out.backend_name
         self.result_params, self._result_inputs = dict(self._run_params), self._run_inputs
+        self.result_x = self._run_meta["x"]
+        self.result_features = list(self._run_meta["names"])
+        self.result_offset = int(self._run_meta["offset"])
+        self.live_probs = None
         self.total_iterations = self.live_iterations[-1] if self.live_iterations else r.iterations
         self._draw(r)
+        self.replay_label.setText(
+            f"Ready: Start filters the {len(self.result_x):,} fitted rows tick by tick with these parameters."
+        )
         conv = (
             "converged" if r.converged else f"NOT converged after {r.iterations:,} iterations (raise max iterations or tolerance)"
         )
         n_runs = self._run_params["n_restarts"] + 1
         restarts = f", best of {n_runs} runs" if n_runs > 1 else ""
+        d = len(self.result_features)
+        what = "log returns" if d == 1 else f"rows × {d} features ({self.result_params['covariance_type']} covariance)"
         self.set_status(
             f"Fitted{via(out)} in {out.seconds * 1e3:,.1f} ms{note(out)}: {r.n_states} regimes on "
-            f"{len(r.viterbi_path):,} log returns, "
+            f"{len(r.viterbi_path):,} {what}, "
             f"{r.iterations:,} EM iterations{restarts}, {conv}. Log-likelihood {r.log_likelihood:,.2f}, "
-            f"BIC {r.bic:,.2f}."
+            f"AIC {r.aic:,.2f}, BIC {r.bic:,.2f}."
         )
-        self.result_shown.emit(out)
+        self.update_buttons()
 
     # ---- settings, session, export ----
     @property
@@ -589,17 +504,20 @@ class RegimesView(RegimesPlots, AnalysisView):
         return self._result_inputs() if self.result is not None else {}
 
     def result_index(self):
-        """Dates (or bar numbers) of the returns: return i is from bar i to bar i + 1."""
+        """Dates (or bar numbers) of the result's rows: row i is the return from bar offset + i to
+        bar offset + i + 1."""
         if self.result is None:
             return None
+        first = 1 + self.result_offset
         if self.dates is not None:
-            return pd.DatetimeIndex(self.dates[1:])
-        return pd.RangeIndex(1, len(self.result.viterbi_path) + 1)
+            return pd.DatetimeIndex(self.dates[first:])
+        return pd.RangeIndex(first, first + len(self.result.viterbi_path))
 
     def session_items(self) -> list[SessionItem]:
+        wf = self.walk_item()
         if self.result is None:
-            return []
-        return [
+            return [wf] if wf is not None else []
+        items = [
             SessionItem(
                 "regimes",
                 self.result,
@@ -610,11 +528,9 @@ class RegimesView(RegimesPlots, AnalysisView):
                 index=self.result_index(),
             )
         ]
+        return items + ([wf] if wf is not None else [])
 
     def default_export_name(self, kind: str) -> str:
+        if self.result is None:
+            return f"regimes_walk_forward.{kind}"
         return f"regimes_{self.result.n_states}_states.{kind}"
-
-
-def _dates(index: pd.Index):
-    """The dates of an index (None for bar numbers)."""
-    return index.to_numpy() if isinstance(index, pd.DatetimeIndex) else None

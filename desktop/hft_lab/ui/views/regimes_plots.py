@@ -1,5 +1,6 @@
-"""Regimes tab: the price shaded by regime, the stacked posteriors, the regime table, the transition heat
-map, the log-likelihood curve, the fit statistics and the hover readout."""
+"""Regimes tab: the price shaded by regime, the stacked smoothed or filtered probabilities (with the
+bars where their most likely regimes differ marked), the regime table, the transition heat map, the
+log-likelihood curve, the fit statistics and the hover readout."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from PySide6.QtWidgets import (
     QTableWidgetItem,
 )
 
-from hft_lab.analysis.regimes import segments
+from hft_lab.analysis.regimes import most_likely_differs, segments
 from hft_lab.data.synthetic import SYNTH_MEANS
 from hft_lab.ui.plots import date_of, pen
 from hft_lab.ui.widgets import fmt
@@ -39,9 +40,12 @@ def regime_colors(k: int) -> list[tuple[int, int, int]]:
 class RegimesPlots:
     """Part of RegimesView (mixed in): see regimes.py."""
 
+    PROB_TOP = 1.12  # the probability plot's y range: 0..1, then the strip of differing bars
+    DIFF_RGBA = (40, 40, 40, 230)
+
     def _draw(self, r) -> None:
         """Kept short on the GUI thread: one image for the regime shading (one pixel per bar,
-        downsampled to the screen by pyqtgraph), one image for the posteriors of the visible range,
+        downsampled to the screen by pyqtgraph), one image for the probabilities of the visible range,
         small tables."""
         colors = regime_colors(r.n_states)
         self._draw_prices(r, colors)
@@ -52,18 +56,69 @@ class RegimesPlots:
         self._fill_stats(r)
         self.enable_export()
 
+    # ---- what is shown: smoothed or filtered (or the live filter so far) ----
+    @property
+    def filtered_view(self) -> bool:
+        return self.show_filtered.isChecked() or self.live_probs is not None
+
+    def shown_probs(self) -> np.ndarray:
+        """The probabilities on show (rows x K): the live filter's rows so far, or the result's
+        filtered (knowable at the time) or smoothed probabilities."""
+        if self.live_probs is not None:
+            return self.live_probs
+        r = self.result
+        f = np.asarray(r.filtered)
+        return f if self.show_filtered.isChecked() and f.size else np.asarray(r.posteriors)
+
+    def shown_path(self) -> np.ndarray:
+        """The regime path on show: Viterbi (smoothed view) or the most likely filtered regime."""
+        if not self.filtered_view:
+            return np.asarray(self.result.viterbi_path, dtype=np.intp)
+        return self.shown_probs().argmax(axis=1).astype(np.intp)
+
+    def differs(self) -> np.ndarray:
+        """Per row: the most likely regime of the filtered probabilities is not the smoothed one."""
+        r = self.result
+        return most_likely_differs(r.posteriors, r.filtered) if r is not None else np.zeros(0, dtype=bool)
+
+    def _prob_view_changed(self, *_) -> None:
+        if self.replaying:
+            return
+        self.live_probs = None
+        if self.result is not None:
+            colors = regime_colors(self.result.n_states)
+            self._draw_prices(self.result, colors)
+            self._draw_posteriors(self.result, colors)
+            self._fill_stats(self.result)
+
+    def _prob_titles(self) -> None:
+        live = self.live_probs is not None
+        if live:
+            pt = "Price, shaded by the most likely regime of the live filter"
+            qt = "Live filtered P(regime | data up to t), stacked: what was knowable at the time"
+        elif self.show_filtered.isChecked():
+            pt = "Price, shaded by the most likely filtered regime (knowable at the time)"
+            qt = "Filtered P(regime | data up to t), stacked: what was knowable at the time"
+        else:
+            pt = "Price, shaded by the most likely regime (Viterbi, uses the whole sample)"
+            qt = "Smoothed P(regime | all data), stacked: uses data after t"
+        self.price_plot.getPlotItem().setTitle(pt)
+        self.post_plot.getPlotItem().setTitle(qt + "   ▮ top strip: filtered ≠ smoothed regime")
+
     def _draw_prices(self, r, colors) -> None:
         pi = self.price_plot.getPlotItem()
         pi.clear()
         pi.legend.clear()
-        path = np.asarray(r.viterbi_path, dtype=np.intp)
+        path = self.shown_path()
         self.segments = segments(path)
         lut = np.array([(*c, self.SHADE_ALPHA) for c in colors], dtype=np.uint8)
-        img = pg.ImageItem(lut[path][None, :, :], axisOrder="row-major")
-        img.setAutoDownsample(True)
-        img.setZValue(-100)
-        pi.addItem(img, ignoreBounds=True)
-        self._shade = img
+        self._shade = None
+        if len(path):
+            img = pg.ImageItem(lut[path][None, :, :], axisOrder="row-major")
+            img.setAutoDownsample(True)
+            img.setZValue(-100)
+            pi.addItem(img, ignoreBounds=True)
+            self._shade = img
         idx = np.arange(len(self.prices), dtype=np.float64)
         pi.plot(idx, self.prices, pen=pen("price"), skipFiniteCheck=True)
         share = np.bincount(path, minlength=r.n_states) / max(len(path), 1)
@@ -71,6 +126,7 @@ class RegimesPlots:
         for k, c in enumerate(colors):
             sample = pg.ScatterPlotItem(symbol="s", size=11, pen=pg.mkPen(*c), brush=pg.mkBrush(*c, 150))
             pi.legend.addItem(sample, f"regime {k + 1}  ({share[k]:.0%} of bars)")
+        self._prob_titles()
         self._fit_shading()
 
     def _set_log_scale(self, on: bool) -> None:
@@ -85,7 +141,8 @@ class RegimesPlots:
         if self._shade is None or self.result is None:
             return
         y0, y1 = self.price_plot.getPlotItem().vb.viewRange()[1]
-        self._shade.setRect(QRectF(0.5, y0, float(len(self.result.viterbi_path)), y1 - y0))
+        n = self._shade.image.shape[1]
+        self._shade.setRect(QRectF(0.5 + self.result_offset, y0, float(n), y1 - y0))
 
     def _draw_posteriors(self, r, colors) -> None:
         pp = self.post_plot.getPlotItem()
@@ -93,13 +150,27 @@ class RegimesPlots:
         self._post_lut = np.array([(*c, 200) for c in colors], dtype=np.uint8)
         self._post_img = pg.ImageItem(axisOrder="row-major")
         pp.addItem(self._post_img)
-        pp.setYRange(0.0, 1.0, padding=0.02)
+        d = self.differs()
+        self._diff_img = None
+        if len(d):
+            rgba = np.zeros((1, len(d), 4), dtype=np.uint8)
+            rgba[0, d] = self.DIFF_RGBA
+            self._diff_img = pg.ImageItem(rgba, axisOrder="row-major")
+            self._diff_img.setRect(QRectF(0.5 + self.result_offset, 1.025, float(len(d)), self.PROB_TOP - 1.03))
+            pp.addItem(self._diff_img)
+        n, t = int(d.sum()), len(d)
+        if t:
+            self.diff_label.setText(
+                f"The most likely regime of the filtered probabilities differs from the smoothed one on {n:,} of "
+                f"{t:,} bars ({n / t:.1%}; dark marks in the top strip): smoothing uses data that came later."
+            )
+        pp.setYRange(0.0, self.PROB_TOP, padding=0.0)
         self._render_posteriors()
 
     def posterior_columns(self, first: int, last: int, bins: int) -> tuple[np.ndarray, np.ndarray]:
         """Posteriors of returns first..last-1 averaged over `bins` near-equal bins (bin means of
         probabilities still sum to 1); gives (bin edges, cumulative probabilities bins x K)."""
-        post = np.asarray(self.result.posteriors)
+        post = self.shown_probs()
         edges = np.unique(np.linspace(first, last, bins + 1).round().astype(np.int64))
         sums = np.add.reduceat(post[first:last], edges[:-1] - first, axis=0)
         means = sums / np.diff(edges)[:, None]
@@ -112,9 +183,10 @@ class RegimesPlots:
         r, img = self.result, self._post_img
         if r is None or img is None:
             return
-        t = len(r.viterbi_path)
+        t = len(self.shown_probs())
         vb = self.post_plot.getPlotItem().vb
         (x0, x1), _ = vb.viewRange()
+        x0, x1 = x0 - self.result_offset, x1 - self.result_offset
         span = max(x1 - x0, 1.0)
         # return i is drawn centred on bar i + 1, i.e. over [i + 0.5, i + 1.5]
         first = int(np.clip(math.floor(x0 - span / 2 - 1.5), 0, t))
@@ -125,11 +197,11 @@ class RegimesPlots:
         px = max(int(vb.width()), 100)
         bins = min(last - first, 2 * px * (last - first) // max(int(span), 1) + 1, 20_000)
         edges, cum = self.posterior_columns(first, last, bins)
-        h = int(np.clip(vb.height(), 32, 400))
+        h = int(np.clip(vb.height() / self.PROB_TOP, 32, 400))
         yc = (np.arange(h) + 0.5) / h
         state = (yc[:, None, None] > cum[None, :, :-1]).sum(axis=2)  # rows = y (0 at the bottom)
         img.setImage(self._post_lut[state], autoLevels=False)
-        img.setRect(QRectF(first + 0.5, 0.0, float(edges[-1] - edges[0]), 1.0))
+        img.setRect(QRectF(first + 0.5 + self.result_offset, 0.0, float(edges[-1] - edges[0]), 1.0))
 
     def _fill_regime_table(self, *_) -> None:
         r = self.result
@@ -141,18 +213,30 @@ class RegimesPlots:
         path = np.asarray(r.viterbi_path)
         share = np.bincount(path, minlength=r.n_states) / max(len(path), 1)
         mean_post = np.asarray(r.posteriors).mean(axis=0)
-        dur = r.expected_durations
-        cols = [
-            ("regime", "states are sorted by mean return"),
-            ("mean/bar", "mean log return per bar"),
-            ("std/bar", "standard deviation of the log return per bar"),
-        ]
+        with np.errstate(divide="ignore"):  # a state that is never left stays forever
+            dur = 1.0 / (1.0 - np.diag(np.asarray(r.transition_matrix, dtype=np.float64)))
+        names = self.result_features or ["r"]
+        one = len(names) == 1
+        means = np.asarray(r.means, dtype=np.float64).reshape(r.n_states, -1)
+        if one and hasattr(r, "stds"):
+            stds = np.asarray(r.stds, dtype=np.float64).reshape(r.n_states, 1)
+        else:
+            stds = np.sqrt(
+                np.stack([np.diag(np.atleast_2d(c)) for c in np.asarray(r.covars).reshape(r.n_states, len(names), -1)])
+            )
+        ann = ann if one else 0.0
+        cols = [("regime", "states are sorted by the mean of the first feature")]
+        if one:
+            cols += [("mean/bar", "mean of the feature per bar"), ("std/bar", "standard deviation of the feature per bar")]
+        else:
+            for n in names:
+                cols += [(f"mean {n}", f"mean of {n}"), (f"std {n}", f"standard deviation of {n}")]
         if ann > 0:
             cols += [("ann. mean", f"mean × {ann:g}"), ("ann. vol", f"std × √{ann:g}")]
         cols += [
             ("duration", "expected stay in bars: 1 / (1 − p_ii)"),
             ("time", "share of bars in this regime on the Viterbi path"),
-            ("avg P", "mean posterior probability of this regime"),
+            ("avg P", "mean smoothed probability of this regime"),
         ]
         t.clear()
         t.setColumnCount(len(cols))
@@ -162,9 +246,11 @@ class RegimesPlots:
             t.setHorizontalHeaderItem(j, h)
         t.setRowCount(r.n_states)
         for k in range(r.n_states):
-            mu, sd = float(r.means[k]), float(r.stds[k])
-            vals: list[str] = [f"{mu:.3%}", f"{sd:.3%}"]
+            vals: list[str] = []
+            for mu, sd in zip(means[k], stds[k]):
+                vals += [f"{mu:.3%}", f"{sd:.3%}"]
             if ann > 0:
+                mu, sd = float(means[k, 0]), float(stds[k, 0])
                 vals += [f"{mu * ann:.2%}", f"{sd * math.sqrt(ann):.2%}"]
             vals += [fmt(float(dur[k]), 4), f"{share[k]:.1%}", f"{mean_post[k]:.1%}"]
             head = QTableWidgetItem(f"  {k + 1}  ")
@@ -240,27 +326,36 @@ class RegimesPlots:
 
     def _fill_stats(self, r) -> None:
         path = np.asarray(r.viterbi_path)
-        starts, ends, _ = self.segments
-        runs = ends - starts
+        vstarts = segments(path)[0]
+        runs = np.diff(np.r_[vstarts, len(path)])
+        names = self.result_features or ["r"]
+        d = self.differs()
         rows = [
-            ("observations", f"{len(path):,} log returns"),
-            ("regimes", int(r.n_states)),
-            ("log-likelihood", float(r.log_likelihood)),
-            ("AIC", float(r.aic)),
-            ("BIC", float(r.bic)),
-            ("EM iterations", int(r.iterations)),
-            ("converged", bool(r.converged)),
+            ("observations", f"{len(path):,} log returns" if names == ["r"] else f"{len(path):,} rows"),
+            ("features", ", ".join(names)),
         ]
+        if len(names) > 1:
+            rows.append(("covariance", str(r.covariance_type)))
+        rows += [
+            ("regimes", int(r.n_states)),
+            ("log-likelihood", f"{float(r.log_likelihood):.10g}"),
+            ("AIC", f"{float(r.aic):.10g}"),
+            ("BIC", f"{float(r.bic):.10g}"),
+        ]
+        if hasattr(r, "n_parameters"):
+            rows.append(("free parameters", int(r.n_parameters)))
+        rows += [("EM iterations", int(r.iterations)), ("converged", bool(r.converged))]
         if self.total_iterations > r.iterations:
             rows.append(("EM iterations, all runs", int(self.total_iterations)))
         rows += [
-            ("regime switches (Viterbi)", max(len(starts) - 1, 0)),
+            ("regime switches (Viterbi)", max(len(vstarts) - 1, 0)),
             ("longest run (bars)", int(runs.max()) if len(runs) else 0),
+            ("filtered ≠ smoothed regime (bars)", f"{int(d.sum()):,} ({d.mean():.1%})" if len(d) else "n/a"),
         ]
         ts = self.true_states
-        if ts is not None and len(ts) == len(self.prices) - 1 and r.n_states == len(SYNTH_MEANS):
+        if ts is not None and len(ts) == len(self.prices) - 1 and r.n_states == len(SYNTH_MEANS) and names[0] == "r":
             # the true regimes are also ordered by mean, so labels compare directly
-            rows.append(("agrees with true regime", f"{np.mean(path == ts):.1%}"))
+            rows.append(("agrees with true regime", f"{np.mean(path == ts[self.result_offset :]):.1%}"))
         rows += [("backend", self.result_backend), ("time", f"{self.result_seconds * 1e3:,.1f} ms")]
         self.stats.set_rows(rows)
 
@@ -280,20 +375,56 @@ class RegimesPlots:
         if bar >= 1 and self.observations is not None:
             parts.append(f"log return {float(self.observations[bar - 1]):+.5f}")
             r = self.result
-            if r is not None:
-                s = int(r.viterbi_path[bar - 1])
+            i = bar - 1 - self.result_offset
+            probs_all = self.shown_probs() if r is not None else None
+            if r is not None and 0 <= i < len(probs_all):
+                path = self.shown_path()
+                s = int(path[i])
                 starts, ends, _ = self.segments
-                j = int(np.searchsorted(starts, bar - 1, side="right")) - 1
-                probs = "  ".join(f"{p:.2f}" for p in np.asarray(r.posteriors[bar - 1]))
-                parts += [f"regime {s + 1} (bars {starts[j] + 1:,}–{ends[j]:,})", f"P = [{probs}]"]
+                j = int(np.searchsorted(starts, i, side="right")) - 1
+                o = self.result_offset
+                probs = "  ".join(f"{p:.2f}" for p in np.asarray(probs_all[i]))
+                kind = "filtered" if self.filtered_view else "smoothed"
+                parts += [f"regime {s + 1} (bars {starts[j] + 1 + o:,}–{ends[j] + o:,})", f"P = [{probs}] ({kind})"]
+                if len(self.differs()) > i and self.differs()[i]:
+                    parts.append("filtered ≠ smoothed")
         return "   ".join(parts)
 
     def _posterior_table(self):
-        """The posteriors the stacked plot shows: one row per return, one column per regime."""
+        """The probabilities: one row per result row, smoothed and filtered columns per regime."""
         if self.result is None:
             return None
         post = np.asarray(self.result.posteriors)
+        cols = {f"P(regime {k + 1})": post[:, k] for k in range(post.shape[1])}
+        filt = np.asarray(self.result.filtered)
+        if filt.shape == post.shape:
+            cols.update({f"filtered P(regime {k + 1})": filt[:, k] for k in range(post.shape[1])})
         idx = self.result_index()
-        df = pd.DataFrame(post, index=idx, columns=[f"P(regime {k + 1})" for k in range(post.shape[1])])
+        df = pd.DataFrame(cols, index=idx)
         df.index.name = "date" if isinstance(idx, pd.DatetimeIndex) else "bar"
         return df
+
+    def _clear_results(self) -> None:
+        self.result = None
+        self.live_probs = None
+        self.result_offset = 0
+        self.result_features, self.result_x = [], None
+        self.total_iterations = 0
+        self._shade = None
+        self._post_img = self._diff_img = None
+        self.segments = segments(np.empty(0, dtype=np.int64))
+        self.post_plot.getPlotItem().clear()
+        self.price_plot.getPlotItem().legend.clear()
+        self.regime_table.clear()
+        self.regime_table.setRowCount(0)
+        self.regime_table.setColumnCount(0)
+        self._empty_heat()
+        self.ll_plot.getPlotItem().clear()
+        self._ll_curve = None
+        self.stats.set_rows([])
+        self.diff_label.setText(" ")
+        self.result_params, self._result_inputs = {}, dict
+        self._clear_walk()
+        self.enable_export(False)
+        self._describe_features()
+        self.update_buttons()
