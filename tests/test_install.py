@@ -364,7 +364,8 @@ def test_gio_launch_starts_the_app_from_the_installed_entry(installed, tmp_path)
             return f'"HFT Arbitrage Lab {hft_lab.__version__}"' in tree
 
         assert _wait_until(window_shown, 90, step=0.5), "no main window on the display"
-        assert _pids_running(grpcd), "the app started no grpcd"
+        # grpcd is started beside the window, once it has painted (start-up, issue 16)
+        assert _wait_until(lambda: bool(_pids_running(grpcd)), 30), "the app started no grpcd"
         os.kill(pid, signal.SIGTERM)
         assert _wait_until(lambda: not _pids_running(app_exe), 30), "the app did not quit on SIGTERM"
         assert _wait_until(lambda: not _pids_running(grpcd), 10), f"grpcd left running: {_pids_running(grpcd)}"
