@@ -146,6 +146,10 @@ class _BackendPoolExecutor(Executor):
                         done += 1
                         if progress is not None:
                             progress(done, n)
+                        # several shards can finish between two waits (a loaded machine): once
+                        # cancelled, report none of the others
+                        if cancel is not None and cancel.cancelled:
+                            raise Cancelled("cancelled")
                     if cancel is not None and cancel.cancelled:
                         raise Cancelled("cancelled")
             except BaseException:
