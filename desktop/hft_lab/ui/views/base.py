@@ -18,6 +18,7 @@ Export errors are `ExportError` (a ValueError) everywhere.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,13 +34,15 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QPushButton,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from hft_lab.data.export import SessionItem, export_result_csv, export_result_json
-from hft_lab.ui.widgets import busy_bar, export_buttons, side_panel, status_label
+from hft_lab.ui.widgets import busy_bar, export_buttons, side_panel, spin, status_label
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
 log = logging.getLogger("hft_lab.ui.views")
@@ -132,6 +135,28 @@ class AnalysisView(QWidget):
                 form.addRow(p.label, p.widget)
             else:
                 form.addRow(p.widget)
+
+    def declare_executor(self, form: QFormLayout, executors: dict[str, str], what: str) -> None:
+        """The executor rows of the tabs that run on shards (issue 18: Sweep, Scan): `self.executor`
+        (a combo of `executors`), `self.address` (the Ray address, RAY_ADDRESS by default),
+        `self.shards` (0 = auto) and `self.executor_note`; `what` names what is cut into shards."""
+        self.executor = QComboBox()
+        for k, label in executors.items():
+            self.executor.addItem(label, k)
+        self.address = QLineEdit(os.environ.get("RAY_ADDRESS", ""))
+        self.address.setPlaceholderText("RAY_ADDRESS, host:6379, ray://host:10001, auto or local")
+        self.shards = spin(QSpinBox(), 0, 1_000_000, 0)
+        self.shards.setSpecialValueText("auto")
+        self.shards.setToolTip(f"Shards {what} cut into (auto: 4 per worker)")
+        self.declare(
+            form,
+            Param("executor", self.executor, "Run on"),
+            Param("address", self.address, "Ray address", read=lambda: self.address.text().strip()),
+            Param("shards", self.shards, "Shards"),
+        )
+        self.executor_note = QLabel("")
+        self.executor_note.setWordWrap(True)
+        form.addRow(self.executor_note)
 
     def params(self) -> dict[str, Any]:
         """The task parameters, read from the widgets."""

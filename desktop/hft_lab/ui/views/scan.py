@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Callable
 
 import numpy as np
@@ -25,7 +24,6 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -152,23 +150,7 @@ class ScanView(ScanData, ScanPlots, AnalysisView):
 
         eg = QGroupBox("Executor")
         ef = QFormLayout(eg)
-        self.executor = QComboBox()
-        for k, label in EXECUTORS.items():
-            self.executor.addItem(label, k)
-        self.address = QLineEdit(os.environ.get("RAY_ADDRESS", ""))
-        self.address.setPlaceholderText("RAY_ADDRESS, host:6379, ray://host:10001, auto or local")
-        self.shards = spin(QSpinBox(), 0, 1_000_000, 0)
-        self.shards.setSpecialValueText("auto")
-        self.shards.setToolTip("Shards the pairs are cut into (auto: 4 per worker)")
-        self.declare(
-            ef,
-            Param("executor", self.executor, "Run on"),
-            Param("address", self.address, "Ray address", read=lambda: self.address.text().strip()),
-            Param("shards", self.shards, "Shards"),
-        )
-        self.executor_note = QLabel("")
-        self.executor_note.setWordWrap(True)
-        ef.addRow(self.executor_note)
+        self.declare_executor(ef, EXECUTORS, "the pairs are")
 
         pg_ = QGroupBox("Pair")
         pf = QFormLayout(pg_)

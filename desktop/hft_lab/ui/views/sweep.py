@@ -5,7 +5,6 @@ and out of sample, run in-process, on the app's gRPC server or on a Ray cluster;
 from __future__ import annotations
 
 import logging
-import os
 
 import numpy as np
 import pyqtgraph as pg
@@ -16,7 +15,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QProgressBar,
-    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
@@ -87,23 +85,7 @@ class SweepView(AnalysisView):
         gf.addRow(self.grid_size)
 
         exe, ef = form_group("Executor")
-        self.executor = QComboBox()
-        for k, label in EXECUTORS.items():
-            self.executor.addItem(label, k)
-        self.address = QLineEdit(os.environ.get("RAY_ADDRESS", ""))
-        self.address.setPlaceholderText("RAY_ADDRESS, host:6379, ray://host:10001, auto or local")
-        self.shards = spin(QSpinBox(), 0, 1_000_000, 0)
-        self.shards.setSpecialValueText("auto")
-        self.shards.setToolTip("Shards the grid is cut into (auto: 4 per worker)")
-        self.declare(
-            ef,
-            Param("executor", self.executor, "Run on"),
-            Param("address", self.address, "Ray address", read=lambda: self.address.text().strip()),
-            Param("shards", self.shards, "Shards"),
-        )
-        self.executor_note = QLabel("")
-        self.executor_note.setWordWrap(True)
-        ef.addRow(self.executor_note)
+        self.declare_executor(ef, EXECUTORS, "the grid is")
 
         self.build_panel([data, grid, exe])
         self.progress_bar = QProgressBar()
