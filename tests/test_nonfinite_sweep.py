@@ -2,7 +2,8 @@
 1e9 times the noise, levels from 1e-6 to 1e9) on both backends. Each call either fails with a
 clear ValueError or returns a result with no NaN/inf in any field, except where the field
 documents it (rolling warm-up, OU half-lives/sigma/kappa of a non-mean-reverting fit, Hurst when
-R/S is undefined, backtest Sharpe/Sortino with a zero denominator, sparse half-lives)."""
+R/S is undefined, backtest Sharpe/Sortino with a zero denominator, sparse half-lives, and the
+-inf ADF statistic of a basket whose spread is constant to rounding)."""
 
 from __future__ import annotations
 
@@ -126,13 +127,27 @@ def test_hmm(backends, x):
 @SWEEP
 @given(p=hostile(n_min=40, n_max=80, cols=4))
 def test_sparse_all_methods_and_path(backends, p):
+    # Documented exception: a spread constant to rounding (a perfect hedge, rms variation <= 1e-14
+    # of its level) has half_life 0 and adf_statistic -inf, as statsmodels' coint gives -inf.
     for method in ("lasso", "elastic_net", "box_tiao", "greedy"):
         kw = {"k": 2} if method == "greedy" else {}
         for r in both(backends, "calculate_sparse_portfolio", p, method=method, lambda_param=0.01, **kw):
             if r is not None:
-                assert nonfinite(r, ("half_life",)) == [], (method, r)
                 assert not np.isnan(r.half_life)
+                if r.adf_statistic == -np.inf:
+                    s = r.spread
+                    assert r.half_life == 0.0, (method, r)
+                    assert np.ptp(s) <= 1e-12 * np.abs(s).max(), (method, "-inf ADF on a varying spread", r)
+                    assert nonfinite(r, ("half_life", "adf_statistic")) == [], (method, r)
+                else:
+                    assert nonfinite(r, ("half_life",)) == [], (method, r)
     for r in both(backends, "sparse_lambda_path", p, n_lambdas=4):
         if r is not None:
-            assert nonfinite(r, ("half_life",)) == [], r
+            assert nonfinite(r, ("half_life", "adf_statistic")) == [], r
             assert not np.isnan(r.half_life).any()
+            assert not np.isnan(r.adf_statistic).any() and not (r.adf_statistic == np.inf).any(), r
+            perfect = r.adf_statistic == -np.inf
+            assert (r.half_life[perfect] == 0.0).all(), r
+            for w, c in zip(r.weights[perfect], r.intercepts[perfect]):
+                s = p @ w
+                assert np.ptp(s) <= 1e-12 * np.abs(s).max(), ("-inf ADF on a varying spread", r)

@@ -289,7 +289,9 @@ class SparseResult(_Result):
     """A sparse mean-reverting basket. For lasso/elastic_net: weight 1 on the target and -beta on
     the selected hedges (sklearn's objective, unpenalised intercept); for box_tiao/greedy: unit-norm
     weights of the least predictable combination (target_index -1). spread = prices @ weights;
-    half_life is inf when the spread does not mean-revert; adf_critical_values are Engle-Granger
+    half_life is inf when the spread does not mean-revert; a spread that is constant to rounding
+    (rms variation <= 1e-14 of its level: a perfect hedge) gives half_life 0 and adf_statistic -inf,
+    as statsmodels' coint reports -inf for a perfect fit; adf_critical_values are Engle-Granger
     1%, 5%, 10% values for `nonzero` variables."""
 
     method: str
@@ -314,7 +316,8 @@ class SparseResult(_Result):
 @dataclass(frozen=True, eq=False)
 class LambdaPath(_Result):
     """Lasso/elastic-net path: per lambda, the basket's sparsity, half-life and ADF statistic
-    (and its weights: one row per lambda)."""
+    (and its weights: one row per lambda). As in SparseResult, a basket whose spread is constant to
+    rounding has half_life 0 and adf_statistic -inf."""
 
     lambdas: np.ndarray
     nonzero: np.ndarray
