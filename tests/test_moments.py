@@ -96,6 +96,8 @@ def test_estimate_moments_defaults_are_the_optimisers(backends, sp500_stocks):
     [
         (lambda b, p: b.estimate_moments(p, returns="pct"), 'returns must be one of "simple", "log", got "pct"'),
         (lambda b, p: b.estimate_moments(p, covariance="oas"), 'covariance must be one of "sample", "ledoit_wolf", got "oas"'),
+        (lambda b, p: b.estimate_moments(p, returns="Simple"), 'returns must be one of "simple", "log", got "Simple"'),
+        (lambda b, p: b.estimate_moments(p, covariance=""), 'covariance must be one of "sample", "ledoit_wolf", got ""'),
         (lambda b, p: b.estimate_moments(p, annualization=0.0), "annualization"),
         (lambda b, p: b.estimate_moments(-p), "prices must be strictly positive"),
         (lambda b, p: b.estimate_moments(p[:3]), "too few observations"),

@@ -306,7 +306,7 @@ def _prices(n_assets=5, n_obs=60):
 @pytest.mark.parametrize(
     "prices,method,params,match",
     [
-        (_prices(), "markowitz", {}, r"unknown method.*min_variance.*max_sharpe.*risk_parity.*equal_weight"),
+        (_prices(), "markowitz", {}, r"method must be one of.*min_variance.*max_sharpe.*risk_parity.*equal_weight"),
         (_prices(1), "min_variance", {}, "single asset"),
         (_prices(5, 6), "min_variance", {}, "too few observations"),
         (_prices(), "min_variance", {"returns": "pct"}, "returns must be one of"),
@@ -392,3 +392,42 @@ def test_backends_identical(backends, sp500_stocks):
         )
     rp = [be.optimize_portfolio(data("synth50"), method="risk_parity") for be in backends.values()]
     np.testing.assert_array_equal(rp[0].weights, rp[1].weights)
+
+
+# ---------------------------------------------------------------- named options (issue 15)
+
+METHODS_TEXT = '"min_variance", "max_sharpe", "risk_parity", "equal_weight"'
+
+
+@pytest.mark.parametrize(
+    "method,params,text",
+    [
+        ("markowitz", {}, f'method must be one of {METHODS_TEXT}, got "markowitz"'),
+        ("Max_Sharpe", {}, f'method must be one of {METHODS_TEXT}, got "Max_Sharpe"'),
+        ("", {}, f'method must be one of {METHODS_TEXT}, got ""'),
+        ("min_variance", {"returns": "pct"}, 'returns must be one of "simple", "log", got "pct"'),
+        ("max_sharpe", {"returns": ""}, 'returns must be one of "simple", "log", got ""'),
+        ("risk_parity", {"covariance": "oas"}, 'covariance must be one of "sample", "ledoit_wolf", got "oas"'),
+        # the method is parsed first, then the estimation options
+        ("markowitz", {"covariance": "oas"}, f'method must be one of {METHODS_TEXT}, got "markowitz"'),
+    ],
+)
+def test_named_option_errors_list_the_valid_names_on_both_backends(backends, method, params, text):
+    """One parse per option, in the core: the whole message, the same over PyO3 and gRPC."""
+    for b in backends.values():
+        with pytest.raises(ValueError) as e:
+            b.optimize_portfolio(_prices(), method=method, parameters=params)
+        assert str(e.value) == text, b.name
+
+
+def test_every_named_option_is_accepted_on_both_backends(backends):
+    """Each valid name of each option reaches the core (results identical over both transports)."""
+    p = _prices()
+    for method in ("min_variance", "max_sharpe", "risk_parity", "equal_weight"):
+        for returns in ("simple", "log"):
+            for cov in ("sample", "ledoit_wolf"):
+                params = {"returns": returns, "covariance": cov}
+                a, g = (b.optimize_portfolio(p, method=method, parameters=params) for b in backends.values())
+                assert a.method == g.method == method
+                np.testing.assert_array_equal(a.weights, g.weights)
+

@@ -133,6 +133,30 @@ fn cancel_hook(flag: Arc<AtomicBool>) -> impl FnMut(usize, f64) -> bool {
     move |_, _| !flag.load(Ordering::Relaxed)
 }
 
+/// The core's portfolio config from a request (issue 15): every unset field takes
+/// `PortfolioConfig::default()`; the named options (returns, covariance) are parsed once, here,
+/// into their enums (the same error text as the PyO3 binding). EstimateMoments builds a
+/// `PortfolioRequest` holding only its estimation fields and comes through here too.
+fn portfolio_config(r: &pb::PortfolioRequest) -> Result<portfolio::PortfolioConfig, Status> {
+    let d = portfolio::PortfolioConfig::default();
+    Ok(portfolio::PortfolioConfig {
+        returns: match r.returns.as_deref() {
+            Some(s) => portfolio::ReturnsKind::parse(s).map_err(status)?,
+            None => d.returns,
+        },
+        annualization: r.annualization.unwrap_or(d.annualization),
+        risk_free_rate: r.risk_free_rate.unwrap_or(d.risk_free_rate),
+        covariance: match r.covariance.as_deref() {
+            Some(s) => portfolio::CovarianceEstimator::parse(s).map_err(status)?,
+            None => d.covariance,
+        },
+        min_weight: r.min_weight.unwrap_or(d.min_weight),
+        max_weight: r.max_weight.unwrap_or(d.max_weight),
+        risk_budgets: r.risk_budgets.clone(),
+        frontier_points: r.frontier_points as usize,
+    })
+}
+
 fn signal_params(s: &Option<pb::SignalParameters>) -> SignalParams {
     match s {
         Some(s) => SignalParams {
@@ -341,18 +365,8 @@ impl HftLab for Service {
     ) -> Result<Response<pb::PortfolioResponse>, Status> {
         let r = req.into_inner();
         let (prices, rows, cols) = convert::matrix(&r.prices, "prices")?;
-        let d = portfolio::PortfolioConfig::default();
-        let config = portfolio::PortfolioConfig {
-            returns: r.returns.unwrap_or(d.returns),
-            annualization: r.annualization.unwrap_or(d.annualization),
-            risk_free_rate: r.risk_free_rate.unwrap_or(d.risk_free_rate),
-            covariance: r.covariance.unwrap_or(d.covariance),
-            min_weight: r.min_weight.unwrap_or(d.min_weight),
-            max_weight: r.max_weight.unwrap_or(d.max_weight),
-            risk_budgets: r.risk_budgets,
-            frontier_points: r.frontier_points as usize,
-        };
-        let method = r.method;
+        let method = portfolio::PortfolioMethod::parse(&r.method).map_err(status)?;
+        let config = portfolio_config(&r)?;
         let names = r.asset_names;
         // a frontier is one QP per point (client-chosen count): the blocking pool
         let bytes = match config.frontier_points {
@@ -364,7 +378,7 @@ impl HftLab for Service {
                 &prices,
                 rows,
                 cols,
-                &method,
+                method,
                 &config,
                 &mut cancel_hook(flag),
             )
@@ -541,13 +555,13 @@ impl HftLab for Service {
     ) -> Result<Response<pb::MomentsResponse>, Status> {
         let r = req.into_inner();
         let (prices, rows, cols) = convert::matrix(&r.prices, "prices")?;
-        let d = portfolio::PortfolioConfig::default();
-        let config = portfolio::PortfolioConfig {
-            returns: r.returns.unwrap_or(d.returns),
-            annualization: r.annualization.unwrap_or(d.annualization),
-            covariance: r.covariance.unwrap_or(d.covariance),
-            ..portfolio::PortfolioConfig::default()
-        };
+        // the moments take the optimiser's estimation options: one parse (portfolio_config)
+        let config = portfolio_config(&pb::PortfolioRequest {
+            returns: r.returns,
+            annualization: r.annualization,
+            covariance: r.covariance,
+            ..Default::default()
+        })?;
         let out = compute("EstimateMoments", 8 * prices.len(), move |_flag| {
             portfolio::estimate_moments(&prices, rows, cols, &config).map_err(status)
         })

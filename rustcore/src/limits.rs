@@ -715,7 +715,8 @@ mod tests {
         let (rows, cols) = (300, 200);
         let p: Vec<f64> = prices(rows, cols);
         let flag = Arc::new(AtomicBool::new(true));
-        for method in ["min_variance", "risk_parity", "equal_weight"] {
+        use crate::portfolio::PortfolioMethod::{EqualWeight, MinVariance, RiskParity};
+        for method in [MinVariance, RiskParity, EqualWeight] {
             let cfg = crate::portfolio::PortfolioConfig {
                 frontier_points: 3,
                 ..Default::default()

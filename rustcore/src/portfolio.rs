@@ -18,18 +18,13 @@
 use crate::error::{check, CoreError, CoreResult};
 use crate::num::{pz, pz_all};
 
+mod options;
 mod qp;
+
+pub use options::{CovarianceEstimator, PortfolioMethod, ReturnsKind};
 
 use crate::linalg::{chol_solve, cholesky, dot, gram, lower_inverse, matvec};
 use qp::{Con, Factor};
-
-/// The valid `method` names.
-pub const PORTFOLIO_METHODS: [&str; 4] =
-    ["min_variance", "max_sharpe", "risk_parity", "equal_weight"];
-/// The valid `returns` kinds.
-pub const RETURN_KINDS: [&str; 2] = ["simple", "log"];
-/// The valid `covariance` estimators.
-pub const COVARIANCE_ESTIMATORS: [&str; 2] = ["sample", "ledoit_wolf"];
 
 /// Smallest eigenvalue / largest eigenvalue below which the covariance counts as singular.
 pub const MIN_EIGEN_RATIO: f64 = 1e-10;
@@ -40,13 +35,13 @@ pub const MAX_FRONTIER_POINTS: usize = 1000;
 #[derive(Debug, Clone, PartialEq)]
 pub struct PortfolioConfig {
     /// "simple" (p_t / p_{t-1} - 1) or "log" (ln(p_t / p_{t-1})).
-    pub returns: String,
+    pub returns: ReturnsKind,
     /// Periods per year: mean x annualization, covariance x annualization.
     pub annualization: f64,
     /// Annual risk-free rate (used by the Sharpe ratio and by max_sharpe).
     pub risk_free_rate: f64,
     /// "sample" (ddof = 1) or "ledoit_wolf" (sklearn.covariance.LedoitWolf, ddof = 0 based).
-    pub covariance: String,
+    pub covariance: CovarianceEstimator,
     /// Lower bound of every weight (negative = short selling allowed).
     pub min_weight: f64,
     /// Upper bound of every weight.
@@ -61,10 +56,10 @@ pub struct PortfolioConfig {
 impl Default for PortfolioConfig {
     fn default() -> Self {
         PortfolioConfig {
-            returns: "simple".to_string(),
+            returns: ReturnsKind::Simple,
             annualization: 252.0,
             risk_free_rate: 0.02,
-            covariance: "sample".to_string(),
+            covariance: CovarianceEstimator::Sample,
             min_weight: 0.0,
             max_weight: 1.0,
             risk_budgets: Vec::new(),
@@ -134,29 +129,7 @@ pub struct Moments {
     pub shrinkage: f64,
 }
 
-fn list(names: &[&str]) -> String {
-    names
-        .iter()
-        .map(|s| format!("\"{s}\""))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 fn validate_config(config: &PortfolioConfig) -> CoreResult<()> {
-    if !RETURN_KINDS.contains(&config.returns.as_str()) {
-        return Err(CoreError::invalid(format!(
-            "returns must be one of {}, got \"{}\"",
-            list(&RETURN_KINDS),
-            config.returns
-        )));
-    }
-    if !COVARIANCE_ESTIMATORS.contains(&config.covariance.as_str()) {
-        return Err(CoreError::invalid(format!(
-            "covariance must be one of {}, got \"{}\"",
-            list(&COVARIANCE_ESTIMATORS),
-            config.covariance
-        )));
-    }
     check::positive("annualization", config.annualization)?;
     if config.annualization > 1e8 {
         return Err(CoreError::invalid(format!(
@@ -267,7 +240,7 @@ pub fn estimate_moments(
 
 fn estimate(prices: &[f64], rows: usize, n: usize, config: &PortfolioConfig) -> Moments {
     let t = rows - 1;
-    let log = config.returns == "log";
+    let log = config.returns == ReturnsKind::Log;
     let mut x = vec![0.0; t * n];
     for r in 0..t {
         let p0 = &prices[r * n..(r + 1) * n];
@@ -301,7 +274,7 @@ fn estimate(prices: &[f64], rows: usize, n: usize, config: &PortfolioConfig) -> 
     let mut c = gram(&x, t, n);
     let ann = config.annualization;
     let mut shrinkage = 0.0;
-    if config.covariance == "ledoit_wolf" {
+    if config.covariance == CovarianceEstimator::LedoitWolf {
         let mu;
         (shrinkage, mu) = lw_shrinkage(&x, t, n, &c);
         let scale = (1.0 - shrinkage) / tf * ann;
@@ -430,7 +403,7 @@ pub fn ledoit_wolf(data: &[f64], rows: usize, cols: usize) -> CoreResult<LedoitW
 
 /// Zero-variance check, Cholesky and eigenvalue-ratio check. Returns the Cholesky factor.
 fn factor_covariance(sigma: &[f64], n: usize, config: &PortfolioConfig) -> CoreResult<Vec<f64>> {
-    let hint = if config.covariance == "sample" {
+    let hint = if config.covariance == CovarianceEstimator::Sample {
         "; try covariance=\"ledoit_wolf\" (shrinkage makes it well conditioned), or remove the redundant assets"
     } else {
         "; remove the redundant assets"
@@ -589,23 +562,18 @@ fn snap_to_bounds(w: &mut [f64], lo: f64, hi: f64) {
 
 /// Optimise a portfolio of the `cols` assets whose prices are the row-major `rows x cols` matrix.
 ///
-/// `method`: one of [`PORTFOLIO_METHODS`]. `on_progress(iteration, objective)` is called once per
+/// `method`: see [`PortfolioMethod`]. `on_progress(iteration, objective)` is called once per
 /// solver iteration (active-set step or Newton step, counted across the frontier solves too);
 /// returning false stops with `CoreError::Cancelled`.
 pub fn optimize_portfolio(
     prices: &[f64],
     rows: usize,
     cols: usize,
-    method: &str,
+    method: PortfolioMethod,
     config: &PortfolioConfig,
     on_progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> CoreResult<PortfolioResult> {
-    if !PORTFOLIO_METHODS.contains(&method) {
-        return Err(CoreError::invalid(format!(
-            "unknown method \"{method}\"; valid methods are {}",
-            list(&PORTFOLIO_METHODS)
-        )));
-    }
+    use PortfolioMethod::{EqualWeight, MaxSharpe, MinVariance, RiskParity};
     validate_config(config)?;
     validate_prices(prices, rows, cols, config)?;
     let _budget = crate::limits::reserve(&crate::limits::portfolio(
@@ -616,7 +584,7 @@ pub fn optimize_portfolio(
     let n = cols;
     let (lo, hi, rf) = (config.min_weight, config.max_weight, config.risk_free_rate);
     let mut budgets = Vec::new();
-    if method == "risk_parity" {
+    if method == RiskParity {
         if lo != 0.0 || hi < 1.0 {
             return Err(CoreError::invalid(format!(
                 "risk_parity supports only long-only, unconstrained weights (min_weight = 0, max_weight >= 1), \
@@ -653,14 +621,13 @@ pub fn optimize_portfolio(
         )));
     }
     let forced_equal = (lo * n as f64 - 1.0).abs() <= 1e-12 || (hi * n as f64 - 1.0).abs() <= 1e-12;
-    let need_factor = method != "equal_weight" || config.frontier_points > 0;
+    let need_factor = method != EqualWeight || config.frontier_points > 0;
     let chol = if need_factor {
         Some(factor_covariance(sigma, n, config)?)
     } else {
         None
     };
-    let factor = if method == "min_variance" || method == "max_sharpe" || config.frontier_points > 0
-    {
+    let factor = if method == MinVariance || method == MaxSharpe || config.frontier_points > 0 {
         chol.as_ref().map(|l| Factor::new(lower_inverse(l, n), n))
     } else {
         None
@@ -671,12 +638,12 @@ pub fn optimize_portfolio(
     let mut status = "Solved".to_string();
     let mut min_var_w: Option<Vec<f64>> = None;
     let (weights, iterations) = match method {
-        "equal_weight" => (vec![1.0 / n as f64; n], 0),
-        _ if forced_equal && method != "risk_parity" => {
+        EqualWeight => (vec![1.0 / n as f64; n], 0),
+        _ if forced_equal && method != RiskParity => {
             status = "Solved (equal weights forced by the bounds)".to_string();
             (vec![1.0 / n as f64; n], 0)
         }
-        "min_variance" => {
+        MinVariance => {
             let f = factor.as_ref().expect("factor");
             let cons = budget_and_bounds(n, lo, hi);
             let sol = qp::solve(f, mu, &cons, 0, on_progress)?;
@@ -686,7 +653,7 @@ pub fn optimize_portfolio(
             min_var_w = Some(w.clone());
             (w, sol.iterations)
         }
-        "max_sharpe" => {
+        MaxSharpe => {
             let (_, rmax, _) = max_return_portfolio(mu, lo, hi);
             if !(rmax - rf > 1e-12 * rmax.abs().max(rf.abs()).max(1e-300)) {
                 return Err(CoreError::numerical(format!(
@@ -735,13 +702,12 @@ pub fn optimize_portfolio(
             snap_to_bounds(&mut w, lo, hi);
             (w, sol.iterations)
         }
-        "risk_parity" => {
+        RiskParity => {
             let (x, it) = risk_parity(sigma, n, &budgets, on_progress)?;
             iter_total += it;
             let s: f64 = x.iter().sum();
             (x.iter().map(|v| v / s).collect(), it)
         }
-        _ => unreachable!(),
     };
     let st = stats(&weights, mu, sigma, rf)?;
 
@@ -839,7 +805,7 @@ pub fn optimize_portfolio(
     }
 
     Ok(PortfolioResult {
-        method: method.to_string(),
+        method: method.name().to_string(),
         weights,
         expected_return: st.ret,
         volatility: st.vol,

@@ -25,13 +25,22 @@ use rustcore::sparse;
 use rustcore::CoreError;
 
 /// A result struct's fields as a Python dict, by field name: `values` are converted as they are
-/// (numbers, strings, booleans), `arrays` (`Vec<f64>`) are moved into NumPy arrays without a copy.
-/// Fields needing a reshape or an index conversion are added by hand after the macro.
+/// (numbers, strings, booleans), `arrays` (`Vec<f64>`) are moved into NumPy arrays without a copy;
+/// the optional `shaped` (`field => [dims]`: a `Vec<f64>` moved into an array of that shape) and
+/// `indices` (`Vec<usize>` fields, as int64 arrays) sections follow, in that order.
+/// Fields under another key, or built from several fields, are added by hand after the macro.
 macro_rules! to_dict {
-    ($py:expr, $r:ident; values: [$($v:ident),* $(,)?]; arrays: [$($a:ident),* $(,)?]) => {{
+    ($py:expr, $r:ident; values: [$($v:ident),* $(,)?]; arrays: [$($a:ident),* $(,)?]
+     $(; shaped: [$($s:ident => [$($dim:expr),+ $(,)?]),* $(,)?])?
+     $(; indices: [$($i:ident),* $(,)?])?) => {{
         let d = PyDict::new($py);
         $( d.set_item(stringify!($v), $r.$v)?; )*
         $( d.set_item(stringify!($a), $r.$a.into_pyarray($py))?; )*
+        $($( d.set_item(stringify!($s), $r.$s.into_pyarray($py).reshape([$($dim),+])?)?; )*)?
+        $($( d.set_item(
+            stringify!($i),
+            $r.$i.iter().map(|&v| v as i64).collect::<Vec<i64>>().into_pyarray($py),
+        )?; )*)?
         d
     }};
 }
@@ -535,41 +544,12 @@ fn run_hmm<'py>(
     let r = detach_progress(py, cancel.map(|c| c.flag.clone()), progress, |hook| {
         hmm::run_hmm(x, &config, hook)
     })?;
-    let k = r.n_states;
-    let t = r.viterbi_path.len();
-    let d = PyDict::new(py);
-    d.set_item("n_states", k)?;
-    d.set_item("means", r.means.into_pyarray(py))?;
-    d.set_item("variances", r.variances.into_pyarray(py))?;
-    d.set_item("stds", r.stds.into_pyarray(py))?;
-    d.set_item(
-        "transition_matrix",
-        r.transition_matrix.into_pyarray(py).reshape([k, k])?,
-    )?;
-    d.set_item(
-        "start_probabilities",
-        r.start_probabilities.into_pyarray(py),
-    )?;
-    d.set_item("log_likelihood", r.log_likelihood)?;
-    d.set_item(
-        "log_likelihood_history",
-        r.log_likelihood_history.into_pyarray(py),
-    )?;
-    d.set_item("iterations", r.iterations)?;
-    d.set_item("converged", r.converged)?;
-    d.set_item("posteriors", r.posteriors.into_pyarray(py).reshape([t, k])?)?;
-    d.set_item("filtered", r.filtered.into_pyarray(py).reshape([t, k])?)?;
-    d.set_item(
-        "viterbi_path",
-        r.viterbi_path
-            .into_iter()
-            .map(|s| s as i64)
-            .collect::<Vec<i64>>()
-            .into_pyarray(py),
-    )?;
-    d.set_item("aic", r.aic)?;
-    d.set_item("bic", r.bic)?;
-    Ok(d)
+    let (k, t) = (r.n_states, r.viterbi_path.len());
+    Ok(to_dict!(py, r;
+        values: [n_states, log_likelihood, iterations, converged, aic, bic];
+        arrays: [means, variances, stds, start_probabilities, log_likelihood_history];
+        shaped: [transition_matrix => [k, k], posteriors => [t, k], filtered => [t, k]];
+        indices: [viterbi_path]))
 }
 
 // ---------------------------------------------------------------- multivariate HMM, filter,
@@ -592,23 +572,16 @@ fn mv_model(m: MvModelTuple) -> Result<hmm_mv::Model, CoreError> {
     )
 }
 
-fn model_items(py: Python<'_>, d: &Bound<'_, PyDict>, m: hmm_mv::Model) -> PyResult<()> {
+/// A model's items (the keys differ from `Model`'s field names where they follow hmmlearn's).
+fn model_dict(py: Python<'_>, m: hmm_mv::Model) -> PyResult<Bound<'_, PyDict>> {
     let (k, f) = (m.n_states, m.n_features);
-    d.set_item("n_states", k)?;
-    d.set_item("n_features", f)?;
-    d.set_item("covariance_type", m.covariance_type.name())?;
-    d.set_item("start_probabilities", m.start_prob.into_pyarray(py))?;
-    d.set_item(
-        "transition_matrix",
-        m.transmat.into_pyarray(py).reshape([k, k])?,
-    )?;
-    d.set_item("means", m.means.into_pyarray(py).reshape([k, f])?)?;
-    d.set_item("covars", m.covars.into_pyarray(py).reshape([k, f, f])?)?;
-    Ok(())
-}
-
-fn path_i64(p: Vec<usize>) -> Vec<i64> {
-    p.into_iter().map(|s| s as i64).collect()
+    let (ct, start, trans) = (m.covariance_type.name(), m.start_prob, m.transmat);
+    let d = to_dict!(py, m; values: [n_states, n_features]; arrays: [];
+        shaped: [means => [k, f], covars => [k, f, f]]);
+    d.set_item("covariance_type", ct)?;
+    d.set_item("start_probabilities", start.into_pyarray(py))?;
+    d.set_item("transition_matrix", trans.into_pyarray(py).reshape([k, k])?)?;
+    Ok(d)
 }
 
 /// Multivariate Gaussian HMM (T x D observations, covariance_type "diag" | "full").
@@ -649,21 +622,13 @@ fn run_hmm_mv<'py>(
         hmm_mv::run_hmm_mv(x, n, dim, &config, hook)
     })?;
     let k = r.model.n_states;
-    let d = PyDict::new(py);
-    model_items(py, &d, r.model)?;
-    d.set_item("log_likelihood", r.log_likelihood)?;
-    d.set_item(
-        "log_likelihood_history",
-        r.log_likelihood_history.into_pyarray(py),
-    )?;
-    d.set_item("iterations", r.iterations)?;
-    d.set_item("converged", r.converged)?;
-    d.set_item("posteriors", r.posteriors.into_pyarray(py).reshape([n, k])?)?;
-    d.set_item("filtered", r.filtered.into_pyarray(py).reshape([n, k])?)?;
-    d.set_item("viterbi_path", path_i64(r.viterbi_path).into_pyarray(py))?;
-    d.set_item("n_parameters", r.n_parameters)?;
-    d.set_item("aic", r.aic)?;
-    d.set_item("bic", r.bic)?;
+    let d = model_dict(py, r.model)?;
+    let fit = to_dict!(py, r;
+        values: [log_likelihood, iterations, converged, n_parameters, aic, bic];
+        arrays: [log_likelihood_history];
+        shaped: [posteriors => [n, k], filtered => [n, k]];
+        indices: [viterbi_path]);
+    d.update(fit.as_mapping())?;
     Ok(d)
 }
 
@@ -729,15 +694,6 @@ fn hmm_walk_forward<'py>(
     let k = n_states;
     let oos = r.regimes.len();
     let w = r.models.len();
-    let d = PyDict::new(py);
-    d.set_item("start_index", r.start_index)?;
-    d.set_item("filtered", r.filtered.into_pyarray(py).reshape([oos, k])?)?;
-    d.set_item("regimes", path_i64(r.regimes).into_pyarray(py))?;
-    d.set_item("window_starts", path_i64(r.window_starts).into_pyarray(py))?;
-    d.set_item(
-        "window_log_likelihoods",
-        r.window_log_likelihoods.into_pyarray(py),
-    )?;
     let mut means = Vec::with_capacity(w * k * dim);
     let mut covars = Vec::with_capacity(w * k * dim * dim);
     let mut trans = Vec::with_capacity(w * k * k);
@@ -748,6 +704,10 @@ fn hmm_walk_forward<'py>(
         trans.extend(m.transmat);
         start.extend(m.start_prob);
     }
+    // the windows' models stacked along a first axis (one array per parameter)
+    let d = to_dict!(py, r; values: [start_index]; arrays: [window_log_likelihoods];
+        shaped: [filtered => [oos, k]];
+        indices: [regimes, window_starts]);
     d.set_item("window_means", means.into_pyarray(py).reshape([w, k, dim])?)?;
     d.set_item(
         "window_covars",
@@ -836,10 +796,10 @@ fn optimize_portfolio<'py>(
     py: Python<'py>,
     prices: PyReadonlyArray2<'py, f64>,
     method: &str,
-    returns: Option<String>,
+    returns: Option<&str>,
     annualization: Option<f64>,
     risk_free_rate: Option<f64>,
-    covariance: Option<String>,
+    covariance: Option<&str>,
     min_weight: Option<f64>,
     max_weight: Option<f64>,
     risk_budgets: Option<Vec<f64>>,
@@ -848,20 +808,18 @@ fn optimize_portfolio<'py>(
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let (x, rows, cols) = slice2("prices", &prices)?;
+    let method = portfolio::PortfolioMethod::parse(method).map_err(to_py_err)?;
     let d = portfolio::PortfolioConfig::default();
     let config = portfolio::PortfolioConfig {
-        returns: returns.unwrap_or(d.returns),
-        annualization: annualization.unwrap_or(d.annualization),
         risk_free_rate: risk_free_rate.unwrap_or(d.risk_free_rate),
-        covariance: covariance.unwrap_or(d.covariance),
         min_weight: min_weight.unwrap_or(d.min_weight),
         max_weight: max_weight.unwrap_or(d.max_weight),
         risk_budgets: risk_budgets.unwrap_or(d.risk_budgets),
         frontier_points: frontier_points.unwrap_or(d.frontier_points),
+        ..moments_config(returns, annualization, covariance)?
     };
-    let method = method.to_string();
     let r = detach_progress(py, cancel.map(|c| c.flag.clone()), progress, |hook| {
-        portfolio::optimize_portfolio(x, rows, cols, &method, &config, hook)
+        portfolio::optimize_portfolio(x, rows, cols, method, &config, hook)
     })?;
     Ok(to_dict!(py, r;
         values: [method, expected_return, volatility, sharpe, status, iterations];
@@ -973,19 +931,13 @@ fn autolag(name: Option<&str>) -> PyResult<rustcore::adf::Autolag> {
 fn estimate_moments<'py>(
     py: Python<'py>,
     prices: PyReadonlyArray2<'py, f64>,
-    returns: Option<String>,
+    returns: Option<&str>,
     annualization: Option<f64>,
-    covariance: Option<String>,
+    covariance: Option<&str>,
     cancel: Option<PyRef<'py, CancelToken>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let (x, rows, cols) = slice2("prices", &prices)?;
-    let d = portfolio::PortfolioConfig::default();
-    let config = portfolio::PortfolioConfig {
-        returns: returns.unwrap_or(d.returns),
-        annualization: annualization.unwrap_or(d.annualization),
-        covariance: covariance.unwrap_or(d.covariance),
-        ..portfolio::PortfolioConfig::default()
-    };
+    let config = moments_config(returns, annualization, covariance)?;
     let r = detach_cancel(py, cancel.map(|c| c.flag.clone()), || {
         portfolio::estimate_moments(x, rows, cols, &config)
     })?;
@@ -993,6 +945,27 @@ fn estimate_moments<'py>(
     let d = to_dict!(py, r; values: [observations, shrinkage]; arrays: [mean]);
     d.set_item("covariance", covariance)?;
     Ok(d)
+}
+
+/// The estimation options shared by `optimize_portfolio` and `estimate_moments`: None takes
+/// `PortfolioConfig::default()`; returns / covariance are parsed once, here, into the core's enums
+/// (the same error text as grpcd's `portfolio_config`).
+fn moments_config(
+    returns: Option<&str>,
+    annualization: Option<f64>,
+    covariance: Option<&str>,
+) -> PyResult<portfolio::PortfolioConfig> {
+    let d = portfolio::PortfolioConfig::default();
+    Ok(portfolio::PortfolioConfig {
+        returns: returns
+            .map_or(Ok(d.returns), portfolio::ReturnsKind::parse)
+            .map_err(to_py_err)?,
+        annualization: annualization.unwrap_or(d.annualization),
+        covariance: covariance
+            .map_or(Ok(d.covariance), portfolio::CovarianceEstimator::parse)
+            .map_err(to_py_err)?,
+        ..d
+    })
 }
 
 /// sklearn.covariance.LedoitWolf().fit(data): location, shrunk covariance, shrinkage.

@@ -63,7 +63,14 @@ fn run(
     method: &str,
     c: &PortfolioConfig,
 ) -> CoreResult<PortfolioResult> {
-    optimize_portfolio(p, rows, cols, method, c, &mut |_, _| true)
+    optimize_portfolio(
+        p,
+        rows,
+        cols,
+        PortfolioMethod::parse(method)?,
+        c,
+        &mut |_, _| true,
+    )
 }
 
 fn close(a: &[f64], b: &[f64], tol: f64) {
@@ -153,7 +160,7 @@ fn moments_match_numpy_and_sklearn() {
     close(&m.covariance, &sample, 1e-15);
     assert_eq!(m.observations, 11);
     let lw = PortfolioConfig {
-        covariance: "ledoit_wolf".into(),
+        covariance: CovarianceEstimator::LedoitWolf,
         ..cfg()
     };
     let m = estimate_moments(&SMALL, 12, 4, &lw).unwrap();
@@ -178,8 +185,8 @@ fn moments_match_numpy_and_sklearn() {
     ];
     close(&m.covariance, &lwcov, 1e-15);
     let loglw = PortfolioConfig {
-        covariance: "ledoit_wolf".into(),
-        returns: "log".into(),
+        covariance: CovarianceEstimator::LedoitWolf,
+        returns: ReturnsKind::Log,
         annualization: 12.0,
         ..cfg()
     };
@@ -436,7 +443,7 @@ fn frontier_end_with_tied_best_returns() {
         p[t * 3 + 1] = lvl;
     }
     let c = PortfolioConfig {
-        returns: "log".into(),
+        returns: ReturnsKind::Log,
         frontier_points: 5,
         ..cfg()
     };
@@ -463,13 +470,27 @@ fn frontier_end_with_tied_best_returns() {
 fn cancellation_stops_the_solver() {
     let p = synth(200, 20, 2);
     let mut calls = 0;
-    let r = optimize_portfolio(&p, 200, 20, "max_sharpe", &cfg(), &mut |_, _| {
-        calls += 1;
-        false
-    });
+    let r = optimize_portfolio(
+        &p,
+        200,
+        20,
+        PortfolioMethod::MaxSharpe,
+        &cfg(),
+        &mut |_, _| {
+            calls += 1;
+            false
+        },
+    );
     assert_eq!(r, Err(CoreError::Cancelled));
     assert_eq!(calls, 1);
-    let r = optimize_portfolio(&p, 200, 20, "risk_parity", &cfg(), &mut |_, _| false);
+    let r = optimize_portfolio(
+        &p,
+        200,
+        20,
+        PortfolioMethod::RiskParity,
+        &cfg(),
+        &mut |_, _| false,
+    );
     assert_eq!(r, Err(CoreError::Cancelled));
 }
 
@@ -478,31 +499,11 @@ fn input_errors() {
     let p = synth(100, 5, 1);
     let e = err_msg(run(&p, 100, 5, "markowitz", &cfg()));
     assert!(
-        e.starts_with("invalid") && e.contains("unknown method") && e.contains("\"risk_parity\""),
+        e.starts_with("invalid")
+            && e.contains("method must be one of")
+            && e.contains("\"risk_parity\""),
         "{e}"
     );
-    let e = err_msg(run(
-        &p,
-        100,
-        5,
-        "min_variance",
-        &PortfolioConfig {
-            returns: "pct".into(),
-            ..cfg()
-        },
-    ));
-    assert!(e.contains("returns must be one of"), "{e}");
-    let e = err_msg(run(
-        &p,
-        100,
-        5,
-        "min_variance",
-        &PortfolioConfig {
-            covariance: "oas".into(),
-            ..cfg()
-        },
-    ));
-    assert!(e.contains("covariance must be one of"), "{e}");
     let single: Vec<f64> = (0..50).map(|i| 100.0 + i as f64).collect();
     let e = err_msg(run(&single, 50, 1, "min_variance", &cfg()));
     assert!(e.contains("single asset"), "{e}");
@@ -524,7 +525,7 @@ fn input_errors() {
         5,
         "min_variance",
         &PortfolioConfig {
-            returns: "log".into(),
+            returns: ReturnsKind::Log,
             ..cfg()
         },
     ));
@@ -683,7 +684,7 @@ fn numerical_errors() {
     assert!(run(&p, rows, n, "equal_weight", &cfg()).is_ok());
     // Ledoit-Wolf shrinkage repairs it
     let lw = PortfolioConfig {
-        covariance: "ledoit_wolf".into(),
+        covariance: CovarianceEstimator::LedoitWolf,
         ..cfg()
     };
     assert!(run(&p, rows, n, "min_variance", &lw).is_ok());
@@ -722,7 +723,7 @@ fn ledoit_wolf_is_the_moments_estimator_on_returns() {
     let (rows, n) = (60, 5);
     let p = synth(rows, n, 11);
     let c = PortfolioConfig {
-        covariance: "ledoit_wolf".into(),
+        covariance: CovarianceEstimator::LedoitWolf,
         annualization: 12.0,
         ..cfg()
     };
