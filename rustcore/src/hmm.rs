@@ -488,21 +488,7 @@ fn em(
 
 fn m_step(p: &mut Params, w: &Work) {
     let k = p.means.len();
-    let ssum: f64 = w.start.iter().sum();
-    if ssum > 0.0 && ssum.is_finite() {
-        for (dst, &s) in p.start.iter_mut().zip(&w.start) {
-            *dst = s / ssum;
-        }
-    }
-    for i in 0..k {
-        let row = &w.trans[i * k..(i + 1) * k];
-        let r: f64 = row.iter().sum();
-        if r > 0.0 && r.is_finite() {
-            for (dst, &x) in p.trans[i * k..(i + 1) * k].iter_mut().zip(row) {
-                *dst = x / r;
-            }
-        }
-    }
+    crate::hmm_mv::normalise_start_trans(&mut p.start, &mut p.trans, &w.start, &w.trans);
     for j in 0..k {
         let s0 = w.s0[j];
         if s0 > 0.0 {

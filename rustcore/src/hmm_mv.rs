@@ -1036,23 +1036,37 @@ fn floor_covariance(c: &mut [f64], d: usize, ct: CovarianceType) {
     }
 }
 
-fn m_step(p: &mut Params, d: usize, ct: CovarianceType, w: &Work) {
-    let k = p.start.len();
-    let ssum: f64 = w.start.iter().sum();
+/// The M-step of the start and transition probabilities, shared by the 1-D HMM (`hmm.rs`) and
+/// this one: `start` becomes the expected start counts normalised to sum 1 and each of the `k`
+/// rows of `trans` (k x k, row-major) its row of expected transition counts normalised likewise.
+/// A count vector whose sum is zero or not finite leaves its probabilities as they were.
+pub(crate) fn normalise_start_trans(
+    start: &mut [f64],
+    trans: &mut [f64],
+    start_counts: &[f64],
+    trans_counts: &[f64],
+) {
+    let k = start.len();
+    let ssum: f64 = start_counts.iter().sum();
     if ssum > 0.0 && ssum.is_finite() {
-        for (dst, &s) in p.start.iter_mut().zip(&w.start) {
+        for (dst, &s) in start.iter_mut().zip(start_counts) {
             *dst = s / ssum;
         }
     }
     for i in 0..k {
-        let row = &w.trans[i * k..(i + 1) * k];
+        let row = &trans_counts[i * k..(i + 1) * k];
         let r: f64 = row.iter().sum();
         if r > 0.0 && r.is_finite() {
-            for (dst, &x) in p.trans[i * k..(i + 1) * k].iter_mut().zip(row) {
+            for (dst, &x) in trans[i * k..(i + 1) * k].iter_mut().zip(row) {
                 *dst = x / r;
             }
         }
     }
+}
+
+fn m_step(p: &mut Params, d: usize, ct: CovarianceType, w: &Work) {
+    let k = p.start.len();
+    normalise_start_trans(&mut p.start, &mut p.trans, &w.start, &w.trans);
     for j in 0..k {
         let s0 = w.s0[j];
         if s0.is_nan() || s0 <= 0.0 {
