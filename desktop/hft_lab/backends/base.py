@@ -798,19 +798,35 @@ class Backend(abc.ABC):
         raise NotImplementedError
 
     @staticmethod
-    def _scan_config(trend, autolag, max_lag, filters=None) -> dict:
-        if autolag is None:
-            autolag = "none"
+    def _scan_config(
+        trend,
+        autolag,
+        max_lag,
+        max_pvalue=None,
+        max_qvalue=None,
+        min_half_life=None,
+        max_half_life=None,
+        min_correlation=None,
+        top=None,
+    ) -> dict:
+        """The pairs scan's options, checked, as the keywords the backends pass on: one helper for
+        scan_pairs, finalize_pair_scan, scan_pairs_shard and walk_forward's selection. A filter (or
+        top) None means no filter and is left out, so a shard or walk_forward gets only what it takes."""
+        filters = dict(
+            max_pvalue=max_pvalue,
+            max_qvalue=max_qvalue,
+            min_half_life=min_half_life,
+            max_half_life=max_half_life,
+            min_correlation=min_correlation,
+        )
         cfg: dict[str, Any] = {
             "trend": text("trend", trend),
-            "autolag": text("autolag", autolag),
+            "autolag": text("autolag", "none" if autolag is None else autolag),
             "max_lag": None if max_lag is None else nonneg_int("max_lag", max_lag),
+            **{k: real(k, v) for k, v in filters.items() if v is not None},
         }
-        for k, v in (filters or {}).items():
-            if k == "top":
-                cfg[k] = None if v is None else nonneg_int("top", v)
-            else:
-                cfg[k] = None if v is None else real(k, v)
+        if top is not None:
+            cfg["top"] = nonneg_int("top", top)
         return cfg
 
     @staticmethod
@@ -856,17 +872,7 @@ class Backend(abc.ABC):
         n = p.shape[1]
         self._check_size("pairs scan", p.size, 8 * (n * n + 12 * n * max(n - 1, 0) // 2), f"{n} assets")
         cfg = self._scan_config(
-            trend,
-            autolag,
-            max_lag,
-            dict(
-                max_pvalue=max_pvalue,
-                max_qvalue=max_qvalue,
-                min_half_life=min_half_life,
-                max_half_life=max_half_life,
-                min_correlation=min_correlation,
-                top=top,
-            ),
+            trend, autolag, max_lag, max_pvalue, max_qvalue, min_half_life, max_half_life, min_correlation, top
         )
         d = self._scan_pairs(p, cfg, None, cancel, progress, partial)
         return PairScanResult(asset_names=names, **d)
@@ -918,17 +924,7 @@ class Backend(abc.ABC):
         p, names = as_matrix("prices", prices)
         names = self._asset_names(p, names, asset_names)
         cfg = self._scan_config(
-            trend,
-            autolag,
-            max_lag,
-            dict(
-                max_pvalue=max_pvalue,
-                max_qvalue=max_qvalue,
-                min_half_life=min_half_life,
-                max_half_life=max_half_life,
-                min_correlation=min_correlation,
-                top=top,
-            ),
+            trend, autolag, max_lag, max_pvalue, max_qvalue, min_half_life, max_half_life, min_correlation, top
         )
         rows = {c: np.concatenate([np.asarray(getattr(s, c)) for s in shards]) if shards else np.zeros(0) for c in PAIR_COLUMNS}
         try:
@@ -1049,7 +1045,7 @@ class Backend(abc.ABC):
         unknown = sorted(set(sel) - known)
         if unknown:
             raise ValueError(f"unknown selection option {', '.join(repr(u) for u in unknown)}; known: {', '.join(sorted(known))}")
-        cfg = self._scan_config(sel.pop("trend", "c"), sel.pop("autolag", None), sel.pop("max_lag", 0), sel)
+        cfg = self._scan_config(sel.pop("trend", "c"), sel.pop("autolag", None), sel.pop("max_lag", 0), **sel)
         params = dict(
             formation=nonneg_int("formation", formation),
             trading=nonneg_int("trading", trading),

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use numpy::{IntoPyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -127,34 +127,64 @@ fn detach_scan<T: Send>(
     })
 }
 
-/// The scan's options; trend / autolag None: the core's default (`ScanConfig::default()`: "c",
-/// no lag search). max_lag None is statsmodels' default lag, so it has no "default" None here.
-#[allow(clippy::too_many_arguments)]
+/// The scan's keyword options (issue 15: declared once instead of in every binding's signature).
+const SCAN_OPTIONS: [&str; 3] = ["trend", "autolag", "max_lag"];
+const FILTER_OPTIONS: [&str; 5] = [
+    "max_pvalue",
+    "max_qvalue",
+    "min_half_life",
+    "max_half_life",
+    "min_correlation",
+];
+
+/// The scan's options for every binding that takes them (scan_pairs, scan_pairs_range,
+/// scan_pairs_finalize, walk_forward): `**options` parsed once, here, over `base` (the value of
+/// an option not given). A given None is the core's default for trend / autolag and "no filter"
+/// for the rest (max_lag None: statsmodels' default lag). `allowed`: the options this binding
+/// takes; any other is a TypeError, as for an unknown keyword argument.
 fn config(
-    trend: Option<&str>,
-    autolag: Option<&str>,
-    max_lag: Option<usize>,
-    max_pvalue: Option<f64>,
-    max_qvalue: Option<f64>,
-    min_half_life: Option<f64>,
-    max_half_life: Option<f64>,
-    min_correlation: Option<f64>,
-    top: Option<usize>,
+    func: &str,
+    options: Option<&Bound<'_, PyDict>>,
+    allowed: &[&[&str]],
+    base: ScanConfig,
 ) -> PyResult<ScanConfig> {
+    let Some(o) = options else {
+        return Ok(base);
+    };
+    for key in o.keys() {
+        let key: String = key.extract()?;
+        if !allowed.iter().any(|set| set.contains(&key.as_str())) {
+            return Err(PyTypeError::new_err(format!(
+                "{func}() got an unexpected keyword argument '{key}'"
+            )));
+        }
+    }
+    // Some(value or None) when given, None when not
+    macro_rules! given {
+        ($key:ident: $t:ty) => {
+            match o.get_item(stringify!($key))? {
+                Some(v) => Some(v.extract::<Option<$t>>().map_err(|e| {
+                    PyTypeError::new_err(format!("argument '{}': {e}", stringify!($key)))
+                })?),
+                None => None,
+            }
+        };
+    }
     let d = ScanConfig::default();
     Ok(ScanConfig {
-        trend: trend.map_or(d.trend, str::to_string),
-        autolag: match autolag {
-            Some(a) => Autolag::parse(a).map_err(super::to_py_err)?,
-            None => d.autolag,
+        trend: given!(trend: String).map_or(base.trend, |t| t.unwrap_or(d.trend)),
+        autolag: match given!(autolag: String) {
+            Some(Some(a)) => Autolag::parse(&a).map_err(super::to_py_err)?,
+            Some(None) => d.autolag,
+            None => base.autolag,
         },
-        max_lag,
-        max_pvalue,
-        max_qvalue,
-        min_half_life,
-        max_half_life,
-        min_correlation,
-        top,
+        max_lag: given!(max_lag: usize).unwrap_or(base.max_lag),
+        max_pvalue: given!(max_pvalue: f64).unwrap_or(base.max_pvalue),
+        max_qvalue: given!(max_qvalue: f64).unwrap_or(base.max_qvalue),
+        min_half_life: given!(min_half_life: f64).unwrap_or(base.min_half_life),
+        max_half_life: given!(max_half_life: f64).unwrap_or(base.max_half_life),
+        min_correlation: given!(min_correlation: f64).unwrap_or(base.min_correlation),
+        top: given!(top: usize).unwrap_or(base.top),
     })
 }
 
@@ -177,37 +207,21 @@ fn result_dict<'py>(py: Python<'py>, r: pairs::ScanResult) -> PyResult<Bound<'py
 /// Engle-Granger scan of every pair (statsmodels `coint`), q-values, filters, ranking.
 /// `progress(done, total)` after each chunk of pairs; `partial(rows)` with each chunk's raw rows
 /// (q-values NaN); either returning False cancels.
+/// Options (keywords, see `config`): trend, autolag, max_lag (default 0), max_pvalue,
+/// max_qvalue, min_half_life, max_half_life, min_correlation, top.
 #[pyfunction]
-#[pyo3(signature = (prices, trend=None, autolag=None, max_lag=Some(0), max_pvalue=None, max_qvalue=None, min_half_life=None, max_half_life=None, min_correlation=None, top=None, cancel=None, progress=None, partial=None))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (prices, cancel=None, progress=None, partial=None, **options))]
 fn scan_pairs<'py>(
     py: Python<'py>,
     prices: PyReadonlyArray2<'py, f64>,
-    trend: Option<&str>,
-    autolag: Option<&str>,
-    max_lag: Option<usize>,
-    max_pvalue: Option<f64>,
-    max_qvalue: Option<f64>,
-    min_half_life: Option<f64>,
-    max_half_life: Option<f64>,
-    min_correlation: Option<f64>,
-    top: Option<usize>,
     cancel: Option<PyRef<'py, CancelToken>>,
     progress: Option<Py<PyAny>>,
     partial: Option<Py<PyAny>>,
+    options: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let (x, rows, cols) = slice2("prices", &prices)?;
-    let cfg = config(
-        trend,
-        autolag,
-        max_lag,
-        max_pvalue,
-        max_qvalue,
-        min_half_life,
-        max_half_life,
-        min_correlation,
-        top,
-    )?;
+    let all: &[&[&str]] = &[&SCAN_OPTIONS, &FILTER_OPTIONS, &["top"]];
+    let cfg = config("scan_pairs", options, all, ScanConfig::default())?;
     let r = detach_scan(
         py,
         cancel.map(|c| c.flag.clone()),
@@ -221,23 +235,27 @@ fn scan_pairs<'py>(
 /// One shard: the raw rows (q-values NaN) of pairs `start..end` of the canonical order
 /// (0,1), (0,2), …, (1,2), … Shards concatenated in any order finalise (scan_pairs_finalize)
 /// to exactly the result of scan_pairs.
+/// Options: trend, autolag, max_lag (default 0).
 #[pyfunction]
-#[pyo3(signature = (prices, start, end, trend=None, autolag=None, max_lag=Some(0), cancel=None, progress=None, partial=None))]
+#[pyo3(signature = (prices, start, end, cancel=None, progress=None, partial=None, **options))]
 #[allow(clippy::too_many_arguments)]
 fn scan_pairs_range<'py>(
     py: Python<'py>,
     prices: PyReadonlyArray2<'py, f64>,
     start: usize,
     end: usize,
-    trend: Option<&str>,
-    autolag: Option<&str>,
-    max_lag: Option<usize>,
     cancel: Option<PyRef<'py, CancelToken>>,
     progress: Option<Py<PyAny>>,
     partial: Option<Py<PyAny>>,
+    options: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let (x, rows, cols) = slice2("prices", &prices)?;
-    let cfg = config(trend, autolag, max_lag, None, None, None, None, None, None)?;
+    let cfg = config(
+        "scan_pairs_range",
+        options,
+        &[&SCAN_OPTIONS],
+        ScanConfig::default(),
+    )?;
     let r = detach_scan(
         py,
         cancel.map(|c| c.flag.clone()),
@@ -256,34 +274,17 @@ fn col<'a>(d: &'a Bound<'_, PyDict>, name: &str) -> PyResult<Bound<'a, PyAny>> {
 /// The result from the raw rows of every shard (a dict of arrays like scan_pairs_range's,
 /// concatenated) and the same prices: q-values over all of them, filters, ranking, top,
 /// p-value matrix, Hurst exponents of the rows reported.
+/// Options: those of scan_pairs.
 #[pyfunction]
-#[pyo3(signature = (rows, prices, trend=None, autolag=None, max_lag=Some(0), max_pvalue=None, max_qvalue=None, min_half_life=None, max_half_life=None, min_correlation=None, top=None))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (rows, prices, **options))]
 fn scan_pairs_finalize<'py>(
     py: Python<'py>,
     rows: Bound<'py, PyDict>,
     prices: PyReadonlyArray2<'py, f64>,
-    trend: Option<&str>,
-    autolag: Option<&str>,
-    max_lag: Option<usize>,
-    max_pvalue: Option<f64>,
-    max_qvalue: Option<f64>,
-    min_half_life: Option<f64>,
-    max_half_life: Option<f64>,
-    min_correlation: Option<f64>,
-    top: Option<usize>,
+    options: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let cfg = config(
-        trend,
-        autolag,
-        max_lag,
-        max_pvalue,
-        max_qvalue,
-        min_half_life,
-        max_half_life,
-        min_correlation,
-        top,
-    )?;
+    let all: &[&[&str]] = &[&SCAN_OPTIONS, &FILTER_OPTIONS, &["top"]];
+    let cfg = config("scan_pairs_finalize", options, all, ScanConfig::default())?;
     let ints = |name: &str| -> PyResult<Vec<i64>> { col(&rows, name)?.extract() };
     let flts = |name: &str| -> PyResult<Vec<f64>> { col(&rows, name)?.extract() };
     let (i, j, lag) = (ints("i")?, ints("j")?, ints("used_lag")?);
@@ -388,8 +389,10 @@ fn selections_dict<'py>(py: Python<'py>, s: &[Selection]) -> PyResult<Bound<'py,
 }
 
 /// Walk-forward of a pairs rule (selection on formation windows only); see rustcore::walkforward.
+/// Selection options (keywords): those of scan_pairs but top (an option not given: no filter;
+/// the Backend's max_pvalue default, 0.05, is applied in Python, in `Backend.walk_forward`).
 #[pyfunction]
-#[pyo3(signature = (prices, formation, trading, step=None, hedge="ols", delta=1e-4, observation_var=1e-3, entry=2.0, exit=0.0, stop=None, cost_bps=0.0, max_pairs=5, trend=None, autolag=None, max_lag=Some(0), max_pvalue=Some(0.05), max_qvalue=None, min_half_life=None, max_half_life=None, min_correlation=None, cancel=None, progress=None))]
+#[pyo3(signature = (prices, formation, trading, step=None, hedge="ols", delta=1e-4, observation_var=1e-3, entry=2.0, exit=0.0, stop=None, cost_bps=0.0, max_pairs=5, cancel=None, progress=None, **selection))]
 #[allow(clippy::too_many_arguments)]
 fn walk_forward<'py>(
     py: Python<'py>,
@@ -405,16 +408,9 @@ fn walk_forward<'py>(
     stop: Option<f64>,
     cost_bps: f64,
     max_pairs: usize,
-    trend: Option<&str>,
-    autolag: Option<&str>,
-    max_lag: Option<usize>,
-    max_pvalue: Option<f64>,
-    max_qvalue: Option<f64>,
-    min_half_life: Option<f64>,
-    max_half_life: Option<f64>,
-    min_correlation: Option<f64>,
     cancel: Option<PyRef<'py, CancelToken>>,
     progress: Option<Py<PyAny>>,
+    selection: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let (x, rows, cols) = slice2("prices", &prices)?;
     let cfg = wf::WalkForwardConfig {
@@ -422,15 +418,10 @@ fn walk_forward<'py>(
         trading,
         step,
         selection: config(
-            trend,
-            autolag,
-            max_lag,
-            max_pvalue,
-            max_qvalue,
-            min_half_life,
-            max_half_life,
-            min_correlation,
-            None,
+            "walk_forward",
+            selection,
+            &[&SCAN_OPTIONS, &FILTER_OPTIONS],
+            ScanConfig::default(),
         )?,
         max_pairs,
         hedge: wf::Hedge::parse(hedge, delta, observation_var).map_err(super::to_py_err)?,
