@@ -61,7 +61,8 @@ def run_app(argv: list[str], smoke: bool = False) -> int:
     from hft_lab.ui.first_paint import FirstPaint
     from hft_lab.ui.main_window import MainWindow
 
-    app = QApplication.instance() or QApplication(argv)
+    running = QApplication.instance()  # a QCoreApplication by its type; here always the QApplication
+    app = running if isinstance(running, QApplication) else QApplication(argv)
     from hft_lab.ui.gc_guard import GuiThreadGC
 
     gc_guard = GuiThreadGC(app)  # cyclic garbage (Qt objects) is collected on the GUI thread only

@@ -319,10 +319,11 @@ class MainWindow(QMainWindow):
         if dlg.sniff_result is None:
             dlg._show_error(dlg.sniff_error)  # unreadable: the message names the problem
             return
-        if dlg.exec() != QDialog.DialogCode.Accepted or dlg.dataset() is None:
+        dataset = dlg.dataset() if dlg.exec() == QDialog.DialogCode.Accepted else None
+        if dataset is None:
             return
         try:
-            self.store.set_dataset(dlg.dataset())
+            self.store.set_dataset(dataset)
         except (TypeError, ValueError) as e:  # e.g. the store's own checks: say so, keep the old dataset
             self.show_error("Import failed", str(e))
             return

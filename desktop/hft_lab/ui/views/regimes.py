@@ -356,8 +356,8 @@ class RegimesView(RegimesPlots, RegimesData, RegimesWalk, RegimesLive, AnalysisV
         self.ann.valueChanged.connect(self._fill_regime_table)
         self.log_scale.toggled.connect(self._set_log_scale)
         self.show_filtered.toggled.connect(self._prob_view_changed)
-        for b in self.feature_boxes.values():
-            b.toggled.connect(self._describe_features)
+        for box in self.feature_boxes.values():
+            box.toggled.connect(self._describe_features)
         self.vol_window.valueChanged.connect(self._describe_features)
         for plot in (self.price_plot, self.post_plot):
             self.track_hover(plot, lambda x: self.readout(int(round(x))))
@@ -393,6 +393,7 @@ class RegimesView(RegimesPlots, RegimesData, RegimesWalk, RegimesLive, AnalysisV
         desc = self.feature_description(names, offset)
         self._run_inputs = lambda: dict(inputs(), observations=desc)
         self._run_meta = {"x": x, "names": names, "offset": offset}
+        fn: Callable[..., Any]
         if x.shape[1] == 1:
             fn, args = fit_regimes, (x[:, 0],)
         else:

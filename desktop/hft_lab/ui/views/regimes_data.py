@@ -18,6 +18,7 @@ from hft_lab.data import load_sample_prices
 from hft_lab.data.export import describe_prices
 from hft_lab.data.synthetic import SYNTH_MEANS, SYNTH_STAY, SYNTH_STDS, synthetic_regime_returns
 from hft_lab.ui.plots import date_of, intraday, pen
+from hft_lab.ui.views.regimes_state import RegimesState
 
 log = logging.getLogger("hft_lab.ui.regimes")
 
@@ -45,7 +46,7 @@ def _dates(index: pd.Index):
     return index.to_numpy() if isinstance(index, pd.DatetimeIndex) else None
 
 
-class RegimesData:
+class RegimesData(RegimesState):
     """Part of RegimesView (mixed in): see regimes.py."""
 
     # ---- the source entries ----
@@ -171,7 +172,7 @@ class RegimesData:
                 n, seed = self.n_points.value(), self.data_seed.value()
                 r, states = synthetic_regime_returns(n, seed=seed)
                 prices = 100.0 * np.exp(np.r_[0.0, np.cumsum(r)])
-                inputs = {
+                described = {
                     "name": "synthetic regime-switching prices",
                     "generator": "hft_lab.data.regime_switching_returns",
                     "n": n,
@@ -181,7 +182,7 @@ class RegimesData:
                     "stay_probability": SYNTH_STAY,
                     "prices": "100 * exp(cumsum(returns)), with 100 first",
                 }
-                self.set_prices(prices, true_states=states, label="synthetic regime-switching prices", inputs=inputs)
+                self.set_prices(prices, true_states=states, label="synthetic regime-switching prices", inputs=described)
             elif key == "sample_ew":
                 ds = load_sample_prices()
                 df = ds.prices

@@ -15,12 +15,13 @@ from PySide6.QtWidgets import QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPush
 
 from hft_lab.ui.views.base import Param
 from hft_lab.ui.views.regimes_plots import regime_colors
+from hft_lab.ui.views.regimes_state import RegimesState
 from hft_lab.ui.widgets import spin
 
 log = logging.getLogger("hft_lab.ui.regimes")
 
 
-class RegimesLive:
+class RegimesLive(RegimesState):
     """Part of RegimesView (mixed in): see regimes.py."""
 
     _live = None  # the backend's online filter while a replay runs
@@ -105,10 +106,11 @@ class RegimesLive:
 
     def _replay_status(self, state: str, n: int, total: int) -> None:
         """The replay label (and the status line) once the replay has ended."""
-        if state == "finished" and self.result is not None:
+        live = self.live_probs
+        if state == "finished" and self.result is not None and live is not None:
             batch = np.asarray(self.result.filtered)
-            same = batch.shape == self.live_probs.shape and bool(np.array_equal(batch, self.live_probs))
-            diff = float(np.max(np.abs(batch - self.live_probs))) if batch.shape == self.live_probs.shape else float("nan")
+            same = batch.shape == live.shape and bool(np.array_equal(batch, live))
+            diff = float(np.max(np.abs(batch - live))) if batch.shape == live.shape else float("nan")
             verdict = "identical to the batch filtered probabilities" if same else f"max |Δ| vs the batch filter {diff:.3g}"
             self.replay_label.setText(f"Finished: {n:,} ticks filtered via {self._live_backend}, {verdict}.")
         elif state == "stopped":
@@ -119,7 +121,9 @@ class RegimesLive:
 
     def _replay_step(self) -> None:
         """One frame: every tick due at the requested speed since the start goes to the filter."""
-        x = self.result_x
+        x, live = self.result_x, self._live
+        if x is None or live is None:  # the timer runs only while a replay is open
+            return
         n = len(x)
         due = int((time.perf_counter() - self._replay_t0) * self.replay_speed.value() + 1e-6) + 1
         lo = self._replay_pos
@@ -127,7 +131,7 @@ class RegimesLive:
         if hi <= lo:
             return
         try:
-            probs = np.asarray(self._live.update(x[lo:hi]))
+            probs = np.asarray(live.update(x[lo:hi]))
         except Exception as e:
             log.warning("live regime filter failed: %s", e)
             self.replay_label.setText(f"Error: {e}")

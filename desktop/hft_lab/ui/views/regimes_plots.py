@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 from hft_lab.analysis.regimes import most_likely_differs, segments
 from hft_lab.data.synthetic import SYNTH_MEANS
 from hft_lab.ui.plots import date_of, pen
+from hft_lab.ui.views.regimes_state import RegimesState
 from hft_lab.ui.widgets import fmt
 
 # low mean -> red, high mean -> green (same colours in every plot and table)
@@ -29,15 +30,21 @@ def regime_colors(k: int) -> list[tuple[int, int, int]]:
     if k <= 1:
         return [(31, 119, 180)]
     pos = np.linspace(0.0, len(_RAMP) - 1, k)
-    out = []
+    out: list[tuple[int, int, int]] = []
     for p in pos:
         i = min(int(p), len(_RAMP) - 2)
         c = _RAMP[i] + (p - i) * (_RAMP[i + 1] - _RAMP[i])
-        out.append(tuple(int(round(v)) for v in c))
+        red, green, blue = (int(round(v)) for v in c)
+        out.append((red, green, blue))
     return out
 
 
-class RegimesPlots:
+def _cell_text(item: QTableWidgetItem | None) -> str:
+    """A table cell's text, stripped ("" for a cell that holds no item)."""
+    return item.text().strip() if item is not None else ""
+
+
+class RegimesPlots(RegimesState):
     """Part of RegimesView (mixed in): see regimes.py."""
 
     PROB_TOP = 1.12  # the probability plot's y range: 0..1, then the strip of differing bars
@@ -106,6 +113,7 @@ class RegimesPlots:
         self.post_plot.getPlotItem().setTitle(qt + "   ▮ top strip: filtered ≠ smoothed regime")
 
     def _draw_prices(self, r, colors) -> None:
+        assert self.prices is not None, "a result is drawn over the prices it was fitted on"
         pi = self.price_plot.getPlotItem()
         pi.clear()
         pi.legend.clear()
@@ -330,7 +338,7 @@ class RegimesPlots:
         runs = np.diff(np.r_[vstarts, len(path)])
         names = self.result_features or ["r"]
         d = self.differs()
-        rows = [
+        rows: list[tuple[str, object]] = [
             ("observations", f"{len(path):,} log returns" if names == ["r"] else f"{len(path):,} rows"),
             ("features", ", ".join(names)),
         ]
@@ -353,7 +361,13 @@ class RegimesPlots:
             ("filtered ≠ smoothed regime (bars)", f"{int(d.sum()):,} ({d.mean():.1%})" if len(d) else "n/a"),
         ]
         ts = self.true_states
-        if ts is not None and len(ts) == len(self.prices) - 1 and r.n_states == len(SYNTH_MEANS) and names[0] == "r":
+        if (
+            ts is not None
+            and self.prices is not None
+            and len(ts) == len(self.prices) - 1
+            and r.n_states == len(SYNTH_MEANS)
+            and names[0] == "r"
+        ):
             # the true regimes are also ordered by mean, so labels compare directly
             rows.append(("agrees with true regime", f"{np.mean(path == ts[self.result_offset :]):.1%}"))
         rows += [("backend", self.result_backend), ("time", f"{self.result_seconds * 1e3:,.1f} ms")]
@@ -361,7 +375,7 @@ class RegimesPlots:
 
     def regime_table_rows(self) -> list[list[str]]:
         t = self.regime_table
-        return [[t.item(i, j).text().strip() for j in range(t.columnCount())] for i in range(t.rowCount())]
+        return [[_cell_text(t.item(i, j)) for j in range(t.columnCount())] for i in range(t.rowCount())]
 
     # ---- hover readout ----
     def readout(self, bar: int) -> str:
@@ -377,7 +391,7 @@ class RegimesPlots:
             r = self.result
             i = bar - 1 - self.result_offset
             probs_all = self.shown_probs() if r is not None else None
-            if r is not None and 0 <= i < len(probs_all):
+            if r is not None and probs_all is not None and 0 <= i < len(probs_all):
                 path = self.shown_path()
                 s = int(path[i])
                 starts, ends, _ = self.segments

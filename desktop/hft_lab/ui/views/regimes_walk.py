@@ -6,6 +6,9 @@ greyed), the stacked out-of-sample filtered probabilities, and one table row per
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pyqtgraph as pg
@@ -27,17 +30,27 @@ from PySide6.QtWidgets import (
 
 from hft_lab.analysis.regimes import walk_forward_regimes
 from hft_lab.data.export import SessionItem
-from hft_lab.ui.plots import BarAxis, PriceAxis, date_of, make_plot, pen
+from hft_lab.ui.plots import BarAxis, LabPlot, PriceAxis, date_of, make_plot, pen
 from hft_lab.ui.views.base import Param, note, via
 from hft_lab.ui.views.regimes_plots import regime_colors
+from hft_lab.ui.views.regimes_state import RegimesState
 from hft_lab.ui.widgets import fmt, spin
 
 WF_COLUMNS = ("window", "fitted on", "out of sample", "fit log-lik.", "OOS bars", "OOS switches", "OOS regime shares")
 MAX_PROB_COLUMNS = 4000  # the probability image's columns (bin means beyond)
 
 
-class RegimesWalk:
+class RegimesWalk(RegimesState):
     """Part of RegimesView (mixed in): see regimes.py."""
+
+    wf_price_plot: LabPlot | None  # None until the walk-forward page is first shown
+    wf_result: Any
+    wf_offset: int
+    wf_names: list[str]
+    wf_params: dict[str, Any]
+    wf_backend: str
+    _wf_inputs: Callable[[], dict]
+    _wf_pending: dict[str, Any]
 
     def _build_walk_group(self) -> QGroupBox:
         box = QGroupBox("Walk-forward (out of sample)")
@@ -64,7 +77,7 @@ class RegimesWalk:
         """The walk-forward page: an empty container; its plots are made when it is first shown or
         a walk-forward result arrives (they cost start-up time otherwise)."""
         self.wf_page = QWidget()
-        lay = QVBoxLayout(self.wf_page)
+        self._wf_layout = lay = QVBoxLayout(self.wf_page)
         lay.setContentsMargins(0, 0, 0, 0)
         self.wf_label = QLabel("Press “Run walk-forward” (left panel): the regimes shown here are all out of sample.")
         self.wf_label.setWordWrap(True)
@@ -77,15 +90,15 @@ class RegimesWalk:
         if self.wf_price_plot is not None:
             return
         self.wf_axis = BarAxis()
-        self.wf_price_plot = make_plot("Price, shaded by the out-of-sample filtered regime", "price")
-        self.wf_price_plot.getPlotItem().setAxisItems({"bottom": self.wf_axis, "left": PriceAxis()})
-        self.wf_price_plot.getPlotItem().setLogMode(y=self.log_scale.isChecked())
-        self.wf_price_plot.getPlotItem().legend.setBrush(pg.mkBrush(255, 255, 255, 210))
+        self.wf_price_plot = plot = make_plot("Price, shaded by the out-of-sample filtered regime", "price")
+        plot.getPlotItem().setAxisItems({"bottom": self.wf_axis, "left": PriceAxis()})
+        plot.getPlotItem().setLogMode(y=self.log_scale.isChecked())
+        plot.getPlotItem().legend.setBrush(pg.mkBrush(255, 255, 255, 210))
         self.wf_prob_axis = BarAxis()
         self.wf_prob_plot = make_plot("Out-of-sample filtered P(regime), stacked", "P(regime)")
         wp = self.wf_prob_plot.getPlotItem()
         wp.setAxisItems({"bottom": self.wf_prob_axis})
-        wp.setXLink(self.wf_price_plot.getPlotItem())
+        wp.setXLink(plot.getPlotItem())
         wp.setYRange(0.0, 1.0, padding=0.02)
         wp.setMouseEnabled(x=True, y=False)
         wp.legend.setVisible(False)
@@ -96,21 +109,26 @@ class RegimesWalk:
         self.wf_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.wf_table.horizontalHeader().setStretchLastSection(True)
         self.wf_table.verticalHeader().setDefaultSectionSize(22)
-        self.wf_price_plot.getPlotItem().vb.sigYRangeChanged.connect(self._fit_wf_shading)
+        plot.getPlotItem().vb.sigYRangeChanged.connect(self._fit_wf_shading)
         split = QSplitter(Qt.Orientation.Vertical)
-        split.addWidget(self.wf_price_plot)
+        split.addWidget(plot)
         split.addWidget(self.wf_prob_plot)
         split.addWidget(self.wf_table)
         split.setSizes([380, 200, 220])
-        self.wf_page.layout().addWidget(split, 1)
-        self.track_hover(self.wf_price_plot, lambda x: self.wf_readout(int(round(x))))
-        self.log_scale.toggled.connect(lambda on: self.wf_price_plot.getPlotItem().setLogMode(y=on))
+        self._wf_layout.addWidget(split, 1)
+        self.track_hover(plot, lambda x: self.wf_readout(int(round(x))))
+        self.log_scale.toggled.connect(lambda on: plot.getPlotItem().setLogMode(y=on))
         self._draw_wf_price()
+
+    def _wf_plot(self) -> LabPlot:
+        """The walk-forward price plot (its page has been built: ensure_walk_view)."""
+        assert self.wf_price_plot is not None, "the walk-forward page is not built yet"
+        return self.wf_price_plot
 
     def _draw_wf_price(self) -> None:
         """The price line of the series on show (the page's plots exist)."""
         self.wf_axis.dates = self.wf_prob_axis.dates = self.dates
-        pi = self.wf_price_plot.getPlotItem()
+        pi = self._wf_plot().getPlotItem()
         pi.clear()
         self._wf_shade = None
         pi.legend.clear()
@@ -195,7 +213,7 @@ class RegimesWalk:
         self.wf_result = w
         k = int(w.filtered.shape[1])
         colors = regime_colors(k)
-        pi = self.wf_price_plot.getPlotItem()
+        pi = self._wf_plot().getPlotItem()
         path = np.asarray(w.regimes, dtype=np.intp)
         lut = np.array([(*c, self.SHADE_ALPHA) for c in colors], dtype=np.uint8)
         if len(path):
@@ -230,7 +248,7 @@ class RegimesWalk:
     def _fit_wf_shading(self, *_) -> None:
         if self._wf_shade is None or self.wf_result is None:
             return
-        y0, y1 = self.wf_price_plot.getPlotItem().vb.viewRange()[1]
+        y0, y1 = self._wf_plot().getPlotItem().vb.viewRange()[1]
         self._wf_shade.setRect(QRectF(self.wf_first_bar() - 0.5, y0, float(len(self.wf_result.regimes)), y1 - y0))
 
     def _draw_wf_probs(self, w, colors) -> None:
@@ -296,7 +314,12 @@ class RegimesWalk:
         if self.wf_price_plot is None:
             return []
         t = self.wf_table
-        return [[t.item(i, j).text() for j in range(t.columnCount())] for i in range(t.rowCount())]
+
+        def cell(i: int, j: int) -> str:
+            it = t.item(i, j)
+            return it.text() if it is not None else ""
+
+        return [[cell(i, j) for j in range(t.columnCount())] for i in range(t.rowCount())]
 
     def wf_readout(self, bar: int) -> str:
         if self.prices is None or not 0 <= bar < len(self.prices):
