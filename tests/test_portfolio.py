@@ -430,4 +430,3 @@ def test_every_named_option_is_accepted_on_both_backends(backends):
                 a, g = (b.optimize_portfolio(p, method=method, parameters=params) for b in backends.values())
                 assert a.method == g.method == method
                 np.testing.assert_array_equal(a.weights, g.weights)
-
