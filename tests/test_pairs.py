@@ -307,3 +307,28 @@ def test_walk_forward_no_look_ahead(pyo3_backend, seed, cut, hedge):
                 ma, mb = a.selections["window"] == w, b.selections["window"] == w
                 np.testing.assert_array_equal(a.selections[k][ma], b.selections[k][mb])
     np.testing.assert_array_equal(a.oos_equity[:cut], b.oos_equity[:cut])
+
+
+def test_binding_scan_options_are_parsed_in_one_place():
+    """issue 15: the PyO3 bindings take the scan's options as keywords parsed by one helper: the
+    options a binding does not take, or of the wrong type, are refused as before (TypeError),
+    and an option left out takes the same default as None."""
+    import hft_lab._rustcore as rc
+
+    p = np.ascontiguousarray(100 + np.random.default_rng(3).normal(size=(80, 3)).cumsum(axis=0))
+    with pytest.raises(TypeError, match=r"scan_pairs\(\) got an unexpected keyword argument 'maxpvalue'"):
+        rc.scan_pairs(p, maxpvalue=0.1)
+    with pytest.raises(TypeError, match=r"scan_pairs_range\(\) got an unexpected keyword argument 'top'"):
+        rc.scan_pairs_range(p, 0, 3, top=2)
+    with pytest.raises(TypeError, match=r"walk_forward\(\) got an unexpected keyword argument 'top'"):
+        rc.walk_forward(p, 40, 20, top=2)
+    with pytest.raises(TypeError, match="argument 'max_pvalue'"):
+        rc.scan_pairs(p, max_pvalue="0.1")
+    with pytest.raises(ValueError, match="autolag must be one of"):
+        rc.scan_pairs(p, autolag="aicc")
+    given = rc.scan_pairs(p, trend=None, autolag=None, max_lag=0, max_pvalue=None, top=None)
+    left_out = rc.scan_pairs(p)
+    for k in ("i", "j", "pvalue", "statistic"):
+        np.testing.assert_array_equal(given[k], left_out[k])
+    ranked = rc.scan_pairs(p, top=1)
+    assert len(ranked["i"]) == 1 and ranked["pvalue"][0] == left_out["pvalue"].min()
