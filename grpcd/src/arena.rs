@@ -227,6 +227,20 @@ impl Arena {
     }
 }
 
+/// Runs `f` with no arena on this thread: its large allocations go to the heap (issue 16, bulk:
+/// for a handler that places its results in the segment itself with shm::out_buf, so that the
+/// core's temporaries are not given tmpfs pages that are punched out again when freed).
+pub fn outside<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset(usize);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            CURRENT.with(|c| c.set(self.0));
+        }
+    }
+    let _reset = Reset(CURRENT.with(|c| c.replace(0)));
+    f()
+}
+
 fn owner(ptr: *mut u8) -> Option<&'static Arena> {
     let p = ptr as usize;
     for i in 0..SLOTS {

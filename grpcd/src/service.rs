@@ -193,19 +193,23 @@ fn mean_reversion_in_segment(
     ) else {
         return Ok(None); // the arena is full: the heap path
     };
-    let (entries, exits) = rolling::mean_reversion_into(
-        prices,
-        lookback,
-        params,
-        rolling::MeanReversionBuffers {
-            rolling_mean: mean.as_deref_mut(),
-            rolling_std: std.as_deref_mut(),
-            zscore: z.as_deref_mut(),
-            signals: sig.as_deref_mut(),
-            positions: pos.as_deref_mut(),
-        },
-        &mut cancel_hook(flag.clone()),
-    )
+    // the outputs are placed already: the core's temporaries (e.g. its list of signal changes)
+    // go to the heap, not into the segment
+    let (entries, exits) = crate::arena::outside(|| {
+        rolling::mean_reversion_into(
+            prices,
+            lookback,
+            params,
+            rolling::MeanReversionBuffers {
+                rolling_mean: mean.as_deref_mut(),
+                rolling_std: std.as_deref_mut(),
+                zscore: z.as_deref_mut(),
+                signals: sig.as_deref_mut(),
+                positions: pos.as_deref_mut(),
+            },
+            &mut cancel_hook(flag.clone()),
+        )
+    })
     .map_err(status)?;
     let vector = |b: &Option<crate::shm::OutBuf<f64>>| {
         b.as_ref().map(|b| pb::Vector {
