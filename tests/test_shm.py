@@ -383,10 +383,15 @@ def test_outputs_in_the_segment_are_bit_identical_for_every_selection(server, sh
         r_shm, r_msg, r_py = (x.calculate_mean_reversion(p, lookback=25, outputs=outs) for x in (a, b, pyo3_backend))
         same(r_shm, r_msg)
         same(r_shm, r_py)
-        for f in ("rolling_mean", "rolling_std", "zscore", "signals", "positions"):
+        for f in ("rolling_mean", "rolling_std", "zscore", "signals", "positions", "entries", "exits"):
             v = getattr(r_shm, f)
             assert v is None or (uses_shm(v) and not uses_shm(getattr(r_msg, f))), (outs, f)
+        assert r_shm.entries.size > 0 and r_shm.entries.dtype == np.int64
         del r_shm
+    # no entries at all (a threshold never reached): empty index arrays, as on PyO3
+    r_shm, r_py = (x.calculate_mean_reversion(p, threshold=50.0) for x in (a, pyo3_backend))
+    assert r_shm.entries.size == 0
+    same(r_shm, r_py)
     a.close()
     assert os.listdir(shm_dir) == []
 

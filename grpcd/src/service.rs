@@ -211,6 +211,16 @@ fn mean_reversion_in_segment(
         )
     })
     .map_err(status)?;
+    // entries and exits as int64 in the segment too (a 1M-price series has ~35k of each: as
+    // packed varints they cost the client more than the rest of the response)
+    let indices = |v: &[usize]| {
+        let mut b = crate::shm::out_buf::<i64>(v.len())?;
+        for (d, &i) in b.iter_mut().zip(v) {
+            *d = i as i64;
+        }
+        Some(b.shm)
+    };
+    let (entries_shm, exits_shm) = (indices(&entries), indices(&exits));
     let vector = |b: &Option<crate::shm::OutBuf<f64>>| {
         b.as_ref().map(|b| pb::Vector {
             data: Default::default(),
@@ -223,10 +233,20 @@ fn mean_reversion_in_segment(
         zscore: vector(&z),
         signals: Default::default(),
         positions: Default::default(),
-        entries: entries.iter().map(|&i| i as u32).collect(),
-        exits: exits.iter().map(|&i| i as u32).collect(),
+        entries: if entries_shm.is_some() {
+            Vec::new()
+        } else {
+            entries.iter().map(|&i| i as u32).collect()
+        },
+        exits: if exits_shm.is_some() {
+            Vec::new()
+        } else {
+            exits.iter().map(|&i| i as u32).collect()
+        },
         signals_shm: sig.as_ref().map(|b| b.shm),
         positions_shm: pos.as_ref().map(|b| b.shm),
+        entries_shm,
+        exits_shm,
     }))
 }
 
@@ -334,6 +354,8 @@ impl HftLab for Service {
                 exits: out.exits.iter().map(|&i| i as u32).collect(),
                 signals_shm: None,
                 positions_shm: None,
+                entries_shm: None,
+                exits_shm: None,
             })
         })
         .await?;

@@ -28,6 +28,8 @@ _F64 = np.dtype("<f8")
 VECTOR = "hftlab.v1.Vector"
 MATRIX = "hftlab.v1.Matrix"
 SHMREF = "hftlab.v1.ShmRef"
+# the values of a top-level ShmRef field: int8 unless listed here (MeanReversionResponse)
+SHM_REF_DTYPES = {"entries_shm": np.dtype("<i8"), "exits_shm": np.dtype("<i8")}
 
 
 class WireError(ValueError):
@@ -239,9 +241,10 @@ def _decode(b, start: int, end: int, cls) -> Parsed:
         if kind == "bytes":  # a read-only view of the received bytes (np.frombuffer copies it once)
             arrays[name] = memoryview(b)[vs:ve]
             continue
-        if kind == "shmref":  # int8 values in the result segment (resolved by the caller)
+        if kind == "shmref":  # int8 (or int64) values in the result segment (resolved by the caller)
             off, ln = _shm_ref(b, vs, ve)
-            arrays[name] = ShmRef(off, ln, (ln,), np.int8) if ln else np.empty(0, dtype=np.int8)
+            dt = SHM_REF_DTYPES.get(name, np.dtype(np.int8))
+            arrays[name] = ShmRef(off, ln, (ln // dt.itemsize,), dt) if ln else np.empty(0, dtype=dt)
             continue
         # keep the field's presence (HasField / WhichOneof) with an empty value
         small.append(b[fs : vs - _varint_len(ve - vs)] + b"\x00")

@@ -589,6 +589,10 @@ class GrpcBackend(Backend):
             a = getattr(r, f"{key}_shm", None)
             if key in want and isinstance(a, np.ndarray):
                 d[key] = a
+        for key in ("entries", "exits"):  # and int64 indices
+            a = getattr(r, f"{key}_shm", None)
+            if isinstance(a, np.ndarray):
+                d[key] = a.astype(np.int64, copy=False)
         return d
 
     def _stream(self, lookback, threshold, exit_threshold, stop_threshold):
