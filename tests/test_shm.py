@@ -371,3 +371,85 @@ def test_fastwire_rejects_malformed_messages():
     for bad in (good[:-1], b"\x1a\x05\x0a\x03abc", b"\x08", b"\x0f"):
         with pytest.raises(ValueError):
             fastwire.decode(bad, pb.MeanReversionResponse, shm=True)
+
+
+# ---- issue 16 (bulk): outputs written straight into the result segment, mapped slots reused ----
+
+
+def test_outputs_in_the_segment_are_bit_identical_for_every_selection(server, shm_dir, pyo3_backend):
+    a, b = backends(server.address)
+    p = prices(N_SHM, seed=3)
+    for outs in (None, ("zscore", "positions"), ("signals",), ("mean", "std"), ("positions",)):
+        r_shm, r_msg, r_py = (x.calculate_mean_reversion(p, lookback=25, outputs=outs) for x in (a, b, pyo3_backend))
+        same(r_shm, r_msg)
+        same(r_shm, r_py)
+        for f in ("rolling_mean", "rolling_std", "zscore", "signals", "positions", "entries", "exits"):
+            v = getattr(r_shm, f)
+            assert v is None or (uses_shm(v) and not uses_shm(getattr(r_msg, f))), (outs, f)
+        assert r_shm.entries.size > 0 and r_shm.entries.dtype == np.int64
+        del r_shm
+    # no entries at all (a threshold never reached): empty index arrays, as on PyO3
+    r_shm, r_py = (x.calculate_mean_reversion(p, threshold=50.0) for x in (a, pyo3_backend))
+    assert r_shm.entries.size == 0
+    same(r_shm, r_py)
+    a.close()
+    assert os.listdir(shm_dir) == []
+
+
+def test_a_reused_slot_gives_right_results_for_other_sizes(server, shm_dir, pyo3_backend):
+    a, _ = backends(server.address)
+    for n in (N_SHM, 3 * N_SHM, N_SHM // 2 + 7, 2 * N_SHM + 1, N_SHM):  # grows, shrinks, grows
+        p = prices(n, seed=n)
+        r, ref = a.calculate_mean_reversion(p, lookback=40), pyo3_backend.calculate_mean_reversion(p, lookback=40)
+        same(r, ref)
+        del r  # frees the slot: the next call reuses the same files and mappings
+    assert len(a._shm[1]._slots) == 1
+    a.close()
+    assert os.listdir(shm_dir) == []
+
+
+def test_a_slot_is_not_reused_while_any_result_view_lives(server, shm_dir, pyo3_backend):
+    a, _ = backends(server.address)
+    p, q = prices(N_SHM, seed=1), prices(N_SHM, seed=2)
+    kept = a.calculate_mean_reversion(p).positions[100:200]  # a slice of one int8 series only
+    want = pyo3_backend.calculate_mean_reversion(p).positions[100:200].copy()
+    for _ in range(3):
+        a.calculate_mean_reversion(q)  # another slot, reused from call to call
+    assert kept.tobytes() == want.tobytes()
+    pool = a._shm[1]
+    assert len(pool._slots) == 2 and pool._slots[0].busy() and not pool._slots[1].busy()
+    del kept
+    assert not pool._slots[0].busy()
+    a.close()
+    assert os.listdir(shm_dir) == []
+
+
+def test_concurrent_calls_never_share_a_slot(server, shm_dir, pyo3_backend):
+    import threading
+
+    a, _ = backends(server.address)
+    inputs = [prices(N_SHM + 100 * i, seed=i) for i in range(2)]
+    refs = [pyo3_backend.calculate_mean_reversion(x, lookback=20) for x in inputs]
+    bad: list = []
+    held: list = []
+
+    def work(i: int) -> None:
+        for _ in range(6):
+            r = a.calculate_mean_reversion(inputs[i], lookback=20)
+            try:
+                same(r, refs[i])
+            except AssertionError as e:
+                bad.append(e)
+            held.append((i, r.zscore))  # keeps the slot busy: no other call may write into it
+
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    assert not bad
+    assert len(held) == 12
+    for i, z in held:  # every kept result is still its own call's
+        assert z.tobytes() == refs[i].zscore.tobytes()
+    a.close()
+    assert os.listdir(shm_dir) == []

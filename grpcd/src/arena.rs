@@ -227,6 +227,20 @@ impl Arena {
     }
 }
 
+/// Runs `f` with no arena on this thread: its large allocations go to the heap (issue 16, bulk:
+/// for a handler that places its results in the segment itself with shm::out_buf, so that the
+/// core's temporaries are not given tmpfs pages that are punched out again when freed).
+pub fn outside<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset(usize);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            CURRENT.with(|c| c.set(self.0));
+        }
+    }
+    let _reset = Reset(CURRENT.with(|c| c.replace(0)));
+    f()
+}
+
 fn owner(ptr: *mut u8) -> Option<&'static Arena> {
     let p = ptr as usize;
     for i in 0..SLOTS {
@@ -319,7 +333,13 @@ mod tests {
     use std::os::fd::AsRawFd;
 
     fn temp_file() -> std::fs::File {
-        let path = std::env::temp_dir().join(format!("grpcd-arena-test-{}", std::process::id()));
+        // one name per call: the tests run in parallel threads of one process
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "grpcd-arena-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
         let f = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -368,5 +388,21 @@ mod tests {
         assert!(got.iter().enumerate().all(|(i, &v)| v == i as f64 * 0.5));
         drop(small);
         drop(outside);
+    }
+
+    #[test]
+    fn outside_sends_large_allocations_to_the_heap_and_restores_the_arena() {
+        let f = temp_file();
+        let a = Arena::new(f.as_raw_fd(), 16 << 20, 0).expect("arena");
+        let inside = |p: *const f64| (p as usize) >= a.base && (p as usize) < a.base + a.cap;
+        let (heap, again) = a.enter(|| {
+            let heap: Vec<f64> = outside(|| vec![1.0; 300_000]);
+            (heap, vec![2.0f64; 300_000]) // the arena is current again after `outside`
+        });
+        assert!(!inside(heap.as_ptr()) && inside(again.as_ptr()));
+        assert!(heap.iter().all(|&v| v == 1.0) && again.iter().all(|&v| v == 2.0));
+        drop(again);
+        drop(heap);
+        a.close();
     }
 }

@@ -168,6 +168,112 @@ fn signal_params(s: &Option<pb::SignalParameters>) -> SignalParams {
     }
 }
 
+// ---- issue 16 (bulk): mean reversion written straight into the shared-memory result segment ----
+
+/// Prices from this many on: every selected output goes into the result segment (the int8
+/// series too, through `signals_shm` / `positions_shm`).
+const SEGMENT_MIN_PRICES: usize = crate::shm::MIN_OUT_BYTES / 8;
+
+/// With a result segment (a shared-memory call of at least SEGMENT_MIN_PRICES prices), the core
+/// writes the selected outputs straight into it: no heap buffers, no zeroing, no copy. The budget
+/// check and the validation are those of the PyO3 binding (which also fills preallocated
+/// arrays), so the results and errors are the same. None: no segment (or it is full), use the heap.
+fn mean_reversion_in_segment(
+    prices: &[f64],
+    lookback: usize,
+    params: SignalParams,
+    sel: rolling::Outputs,
+    flag: &Arc<AtomicBool>,
+) -> Result<Option<pb::MeanReversionResponse>, Status> {
+    let n = prices.len();
+    if n < SEGMENT_MIN_PRICES || crate::shm::current().is_none() {
+        return Ok(None);
+    }
+    let _budget = if (2..=n).contains(&lookback) {
+        Some(
+            rustcore::limits::reserve(&rustcore::limits::mean_reversion_selected(
+                n,
+                lookback,
+                &sel.names(),
+            ))
+            .map_err(status)?,
+        )
+    } else {
+        None
+    };
+    fn buf<T: Copy>(on: bool, n: usize) -> Option<Option<crate::shm::OutBuf<T>>> {
+        if on {
+            crate::shm::out_buf::<T>(n).map(Some)
+        } else {
+            Some(None)
+        }
+    }
+    let (Some(mut mean), Some(mut std), Some(mut z), Some(mut sig), Some(mut pos)) = (
+        buf::<f64>(sel.mean, n),
+        buf::<f64>(sel.std, n),
+        buf::<f64>(sel.zscore, n),
+        buf::<i8>(sel.signals, n),
+        buf::<i8>(sel.positions, n),
+    ) else {
+        return Ok(None); // the arena is full: the heap path
+    };
+    // the outputs are placed already: the core's temporaries (e.g. its list of signal changes)
+    // go to the heap, not into the segment
+    let (entries, exits) = crate::arena::outside(|| {
+        rolling::mean_reversion_into(
+            prices,
+            lookback,
+            params,
+            rolling::MeanReversionBuffers {
+                rolling_mean: mean.as_deref_mut(),
+                rolling_std: std.as_deref_mut(),
+                zscore: z.as_deref_mut(),
+                signals: sig.as_deref_mut(),
+                positions: pos.as_deref_mut(),
+            },
+            &mut cancel_hook(flag.clone()),
+        )
+    })
+    .map_err(status)?;
+    // entries and exits as int64 in the segment too (a 1M-price series has ~35k of each: as
+    // packed varints they cost the client more than the rest of the response)
+    let indices = |v: &[usize]| {
+        let mut b = crate::shm::out_buf::<i64>(v.len())?;
+        for (d, &i) in b.iter_mut().zip(v) {
+            *d = i as i64;
+        }
+        Some(b.shm)
+    };
+    let (entries_shm, exits_shm) = (indices(&entries), indices(&exits));
+    let vector = |b: &Option<crate::shm::OutBuf<f64>>| {
+        b.as_ref().map(|b| pb::Vector {
+            data: Default::default(),
+            shm: Some(b.shm),
+        })
+    };
+    Ok(Some(pb::MeanReversionResponse {
+        rolling_mean: vector(&mean),
+        rolling_std: vector(&std),
+        zscore: vector(&z),
+        signals: Default::default(),
+        positions: Default::default(),
+        entries: if entries_shm.is_some() {
+            Vec::new()
+        } else {
+            entries.iter().map(|&i| i as u32).collect()
+        },
+        exits: if exits_shm.is_some() {
+            Vec::new()
+        } else {
+            exits.iter().map(|&i| i as u32).collect()
+        },
+        signals_shm: sig.as_ref().map(|b| b.shm),
+        positions_shm: pos.as_ref().map(|b| b.shm),
+        entries_shm,
+        exits_shm,
+    }))
+}
+
 const ALGORITHMS: &[&str] = &[
     "mean_reversion",
     "mean_reversion_stream",
@@ -243,26 +349,41 @@ impl HftLab for Service {
         req: Request<pb::MeanReversionRequest>,
     ) -> Result<Response<pb::MeanReversionResponse>, Status> {
         let r = req.into_inner();
-        let prices = convert::vector(&r.prices, "prices")?;
+        // issue 16 (bulk): prices in shared memory are read in place (no copy into the heap)
+        let prices = crate::shm::values(&r.prices, "prices")?;
         let params = signal_params(&r.signal);
         let lookback = r.lookback as usize;
         let sel = rolling::Outputs::parse(&r.outputs).map_err(status)?;
         let bytes = 8 * prices.len();
-        let out = compute("MeanReversion", bytes, move |flag| {
-            rolling::mean_reversion_outputs(&prices, lookback, params, sel, &mut cancel_hook(flag))
-                .map_err(status)
+        let resp = compute("MeanReversion", bytes, move |flag| {
+            if let Some(resp) = mean_reversion_in_segment(&prices, lookback, params, sel, &flag)? {
+                return Ok(resp);
+            }
+            let out = rolling::mean_reversion_outputs(
+                &prices,
+                lookback,
+                params,
+                sel,
+                &mut cancel_hook(flag),
+            )
+            .map_err(status)?;
+            let o = out.outputs;
+            Ok(pb::MeanReversionResponse {
+                rolling_mean: o.mean.then(|| to_vector(&out.rolling_mean)),
+                rolling_std: o.std.then(|| to_vector(&out.rolling_std)),
+                zscore: o.zscore.then(|| to_vector(&out.zscore)),
+                signals: i8_bytes(&out.signals),
+                positions: i8_bytes(&out.positions),
+                entries: out.entries.iter().map(|&i| i as u32).collect(),
+                exits: out.exits.iter().map(|&i| i as u32).collect(),
+                signals_shm: None,
+                positions_shm: None,
+                entries_shm: None,
+                exits_shm: None,
+            })
         })
         .await?;
-        let o = out.outputs;
-        Ok(Response::new(pb::MeanReversionResponse {
-            rolling_mean: o.mean.then(|| to_vector(&out.rolling_mean)),
-            rolling_std: o.std.then(|| to_vector(&out.rolling_std)),
-            zscore: o.zscore.then(|| to_vector(&out.zscore)),
-            signals: i8_bytes(&out.signals),
-            positions: i8_bytes(&out.positions),
-            entries: out.entries.iter().map(|&i| i as u32).collect(),
-            exits: out.exits.iter().map(|&i| i as u32).collect(),
-        }))
+        Ok(Response::new(resp))
     }
 
     type StreamMeanReversionStream = Stream<pb::StreamResponse>;

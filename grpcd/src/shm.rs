@@ -15,6 +15,9 @@
 //! - The segments are reached through a task-local (`SEGMENTS`), set by the guard around the
 //!   handler (and carried into the blocking pool by service::blocking), so the conversions in
 //!   convert.rs read/write them without the handlers knowing.
+//! - Bulk calls (issue 16): a handler may read its input in place (`values`, a read-only mapping)
+//!   and have the core write its outputs straight into the result segment (`out_buf`): no heap
+//!   buffer, no zeroing, no copy on this side (MeanReversion does both).
 
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
@@ -271,8 +274,88 @@ pub fn open(req: &Request, arena_bytes: usize) -> Result<Segments, Status> {
     })
 }
 
-/// The values `r` points to in the current call's input segment.
+/// The values `r` points to in the current call's input segment, copied into a Vec.
 pub fn read(r: &ShmRef, name: &str) -> Result<Vec<f64>, Status> {
+    let m = map(r, name)?;
+    let n = m.len();
+    let mut out: Vec<f64> = Vec::new();
+    out.try_reserve_exact(n).map_err(|_| {
+        crate::convert::status(rustcore::CoreError::ResourceExhausted(format!(
+            "out of memory: cannot allocate {} for {name}",
+            rustcore::limits::fmt_bytes(r.length)
+        )))
+    })?;
+    out.extend_from_slice(&m);
+    #[cfg(not(target_endian = "little"))]
+    for v in out.iter_mut() {
+        *v = f64::from_le_bytes(v.to_ne_bytes());
+    }
+    Ok(out)
+}
+
+/// A read-only mapping of part of the call's input segment, seen as float64 values (issue 16,
+/// bulk: the core reads the client's prices in place, without copying them into the heap).
+pub struct Mapped {
+    map: *mut libc::c_void,
+    span: usize,
+    values: *const f64,
+    n: usize,
+}
+
+// SAFETY: a private read-only mapping owned by this value; nothing else unmaps it.
+unsafe impl Send for Mapped {}
+unsafe impl Sync for Mapped {}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        if self.span > 0 {
+            unsafe { libc::munmap(self.map, self.span) };
+        }
+    }
+}
+
+impl std::ops::Deref for Mapped {
+    type Target = [f64];
+    fn deref(&self) -> &[f64] {
+        if self.n == 0 {
+            return &[];
+        }
+        // SAFETY: `values` points to `n` aligned f64s inside the mapping, alive as long as self
+        unsafe { std::slice::from_raw_parts(self.values, self.n) }
+    }
+}
+
+/// A request's float64 array: mapped in place when it came through shared memory, else decoded
+/// from the message into the heap (convert::vector).
+pub enum Values {
+    Heap(Vec<f64>),
+    Mapped(Mapped),
+}
+
+impl std::ops::Deref for Values {
+    type Target = [f64];
+    fn deref(&self) -> &[f64] {
+        match self {
+            Values::Heap(v) => v,
+            Values::Mapped(m) => m,
+        }
+    }
+}
+
+/// The array of a Vector field, read in place when it is in the shared-memory segment (same
+/// checks and errors as convert::vector).
+pub fn values(v: &Option<crate::pb::Vector>, name: &str) -> Result<Values, Status> {
+    match v {
+        Some(crate::pb::Vector { shm: Some(r), .. }) if cfg!(target_endian = "little") => {
+            map(r, name).map(Values::Mapped)
+        }
+        _ => crate::convert::vector(v, name).map(Values::Heap),
+    }
+}
+
+/// Maps the values `r` points to in the current call's input segment (checked: inside the
+/// segment, whole and aligned float64 values).
+pub fn map(r: &ShmRef, name: &str) -> Result<Mapped, Status> {
     let seg = SEGMENTS.try_with(|s| s.clone()).map_err(|_| {
         Status::invalid_argument(format!(
             "{name}: a shared-memory reference in a call without a shared-memory segment"
@@ -286,14 +369,27 @@ pub fn read(r: &ShmRef, name: &str) -> Result<Vec<f64>, Status> {
         )));
     }
     let n = (r.length / 8) as usize;
+    let empty = Mapped {
+        map: std::ptr::null_mut(),
+        span: 0,
+        values: std::ptr::null(),
+        n: 0,
+    };
     if n == 0 {
-        return Ok(Vec::new());
+        return Ok(empty);
     }
-    // Map the part of the file (its pages exist already) and copy it once into a Vec: no zeroing
-    // and no read() path. The offset is 64-byte aligned by the client, the map page-aligned.
+    // Map the part of the file (its pages exist already): no zeroing and no read() path. The
+    // offset is 64-byte aligned by the client, the map page-aligned.
     let page = 4096u64;
     let start = r.offset / page * page;
     let span = (r.offset + r.length - start) as usize;
+    let offset_in_map = (r.offset - start) as usize;
+    if !offset_in_map.is_multiple_of(std::mem::align_of::<f64>()) {
+        return Err(Status::invalid_argument(format!(
+            "{name}: offset {} is not a multiple of 8",
+            r.offset
+        )));
+    }
     use std::os::fd::AsRawFd;
     // SAFETY: a private read-only mapping of our open file; checked for failure below.
     let p = unsafe {
@@ -312,37 +408,13 @@ pub fn read(r: &ShmRef, name: &str) -> Result<Vec<f64>, Status> {
             std::io::Error::last_os_error()
         )));
     }
-    struct Unmap(*mut libc::c_void, usize);
-    impl Drop for Unmap {
-        fn drop(&mut self) {
-            unsafe { libc::munmap(self.0, self.1) };
-        }
-    }
-    let _unmap = Unmap(p, span);
-    let mut out: Vec<f64> = Vec::new();
-    out.try_reserve_exact(n).map_err(|_| {
-        crate::convert::status(rustcore::CoreError::ResourceExhausted(format!(
-            "out of memory: cannot allocate {} for {name}",
-            rustcore::limits::fmt_bytes(r.length)
-        )))
-    })?;
-    let offset_in_map = (r.offset - start) as usize;
-    // SAFETY: the mapping spans offset..offset+length of the file (checked inside input_len
-    // above); the client's offset is a multiple of 8 here, so the f64s are aligned.
-    if !offset_in_map.is_multiple_of(std::mem::align_of::<f64>()) {
-        return Err(Status::invalid_argument(format!(
-            "{name}: offset {} is not a multiple of 8",
-            r.offset
-        )));
-    }
-    let src =
-        unsafe { std::slice::from_raw_parts((p as *const u8).add(offset_in_map) as *const f64, n) };
-    out.extend_from_slice(src);
-    #[cfg(not(target_endian = "little"))]
-    for v in out.iter_mut() {
-        *v = f64::from_le_bytes(v.to_ne_bytes());
-    }
-    Ok(out)
+    Ok(Mapped {
+        map: p,
+        span,
+        // SAFETY: offset_in_map + length <= span (checked inside input_len above)
+        values: unsafe { (p as *const u8).add(offset_in_map) } as *const f64,
+        n,
+    })
 }
 
 /// Puts `v` into the current call's result segment: no copy when the core allocated it in the
@@ -409,6 +481,67 @@ pub fn carry<T>(seg: Option<Arc<Segments>>, f: impl FnOnce() -> T) -> T {
         }
         None => f(),
     }
+}
+
+/// Space for `n` values in the current call's result segment that the core writes straight into
+/// (issue 16, bulk: no heap buffer, no zeroing, no copy; the pages are committed in one call).
+/// None when the call has no result arena or it is full: the caller then uses the heap.
+pub struct OutBuf<T> {
+    _seg: Arc<Segments>, // keeps the arena (and so the mapping) alive
+    ptr: *mut T,
+    n: usize,
+    pub shm: ShmRef,
+}
+
+// SAFETY: the buffer is a region of the arena reserved for this value alone.
+unsafe impl<T: Send> Send for OutBuf<T> {}
+
+impl<T> std::ops::Deref for OutBuf<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: `n` values of the MAP_SHARED mapping, reserved for us by Arena::take
+        unsafe { std::slice::from_raw_parts(self.ptr, self.n) }
+    }
+}
+
+impl<T> std::ops::DerefMut for OutBuf<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in deref; the region is ours alone
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.n) }
+    }
+}
+
+/// `T` must be a plain number type (every bit pattern valid: the file's bytes are whatever the
+/// previous call left there, or zeros).
+pub fn out_buf<T: Copy>(n: usize) -> Option<OutBuf<T>> {
+    if n == 0 || cfg!(not(target_endian = "little")) {
+        return None;
+    }
+    let bytes = n.checked_mul(std::mem::size_of::<T>())?;
+    let seg = current()?;
+    let (offset, ptr) = {
+        let g = seg.arena.lock().ok()?;
+        g.as_ref()?.take(bytes)?
+    };
+    const MADV_POPULATE_WRITE: libc::c_int = 23;
+    let page = ptr as usize / 4096 * 4096;
+    // commit the pages in one call (harmless if the kernel lacks it: they fault in on write)
+    unsafe {
+        libc::madvise(
+            page as *mut libc::c_void,
+            ptr as usize + bytes - page,
+            MADV_POPULATE_WRITE,
+        )
+    };
+    Some(OutBuf {
+        _seg: seg,
+        ptr: ptr as *mut T,
+        n,
+        shm: ShmRef {
+            offset: offset as u64,
+            length: bytes as u64,
+        },
+    })
 }
 
 pub fn current() -> Option<Arc<Segments>> {

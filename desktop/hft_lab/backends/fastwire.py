@@ -27,6 +27,9 @@ import numpy as np
 _F64 = np.dtype("<f8")
 VECTOR = "hftlab.v1.Vector"
 MATRIX = "hftlab.v1.Matrix"
+SHMREF = "hftlab.v1.ShmRef"
+# the values of a top-level ShmRef field: int8 unless listed here (MeanReversionResponse)
+SHM_REF_DTYPES = {"entries_shm": np.dtype("<i8"), "exits_shm": np.dtype("<i8")}
 
 
 class WireError(ValueError):
@@ -98,7 +101,9 @@ def _plan(desc) -> dict:
             continue
         if mt is None or f.is_repeated:
             continue
-        if mt.full_name == VECTOR:
+        if mt.full_name == SHMREF:  # issue 16 (bulk): int8 values in the result segment
+            out[f.number] = ("shmref", f.name, None)
+        elif mt.full_name == VECTOR:
             out[f.number] = ("vector", f.name, None)
         elif mt.full_name == MATRIX:
             out[f.number] = ("matrix", f.name, None)
@@ -119,12 +124,13 @@ def _has_arrays(desc, _seen=()) -> bool:
 
 
 class ShmRef:
-    """A pending array in a shared-memory segment: `offset`/`length` bytes, reshaped to `shape`."""
+    """A pending array in a shared-memory segment: `offset`/`length` bytes of `dtype` (float64, or
+    int8 for a top-level ShmRef field such as MeanReversionResponse.signals_shm), reshaped to `shape`."""
 
-    __slots__ = ("offset", "length", "shape")
+    __slots__ = ("offset", "length", "shape", "dtype")
 
-    def __init__(self, offset: int, length: int, shape):
-        self.offset, self.length, self.shape = offset, length, shape
+    def __init__(self, offset: int, length: int, shape, dtype=_F64):
+        self.offset, self.length, self.shape, self.dtype = offset, length, shape, dtype
 
 
 class Parsed:
@@ -162,6 +168,19 @@ class Parsed:
 
     def has_pending(self) -> bool:
         return any(isinstance(v, ShmRef) or (isinstance(v, Parsed) and v.has_pending()) for v in self._arrays.values())
+
+
+def _shm_ref(b, s: int, e: int) -> tuple[int, int]:
+    """(offset, length) of a ShmRef message in b[s:e]."""
+    off = ln = 0
+    for n2, w2, _f2, s2, e2 in _fields(b, s, e):
+        if w2 == 0 and n2 in (1, 2):
+            v, _ = _read_varint(b, s2, e2)
+            if n2 == 1:
+                off = v
+            else:
+                ln = v
+    return off, ln
 
 
 def _array_field(b, vs: int, ve: int, kind: str):
@@ -221,6 +240,11 @@ def _decode(b, start: int, end: int, cls) -> Parsed:
         kind, name, nested = p
         if kind == "bytes":  # a read-only view of the received bytes (np.frombuffer copies it once)
             arrays[name] = memoryview(b)[vs:ve]
+            continue
+        if kind == "shmref":  # int8 (or int64) values in the result segment (resolved by the caller)
+            off, ln = _shm_ref(b, vs, ve)
+            dt = SHM_REF_DTYPES.get(name, np.dtype(np.int8))
+            arrays[name] = ShmRef(off, ln, (ln // dt.itemsize,), dt) if ln else np.empty(0, dtype=dt)
             continue
         # keep the field's presence (HasField / WhichOneof) with an empty value
         small.append(b[fs : vs - _varint_len(ve - vs)] + b"\x00")

@@ -287,6 +287,7 @@ class GrpcBackend(Backend):
         self._inflight: set[_Inflight] = set()
         # (address, shared-memory pool or None) once negotiated with that grpcd (GetInfo)
         self._shm: tuple[str, shm.Pool | None] | None = None
+        self._shm_lock = threading.Lock()  # one negotiation at a time (else two pools, one orphaned)
 
     # ---- channel ----
     @property
@@ -460,6 +461,13 @@ class GrpcBackend(Backend):
         cached = self._shm
         if cached is not None and cached[0] == addr:
             return cached[1]
+        with self._shm_lock:
+            return self._negotiate_shm(addr)
+
+    def _negotiate_shm(self, addr: str) -> shm.Pool | None:
+        cached = self._shm
+        if cached is not None and cached[0] == addr:
+            return cached[1]  # another thread negotiated meanwhile
         if cached is not None and cached[1] is not None:
             cached[1].close()
         from .config import is_loopback
@@ -577,6 +585,14 @@ class GrpcBackend(Backend):
         ):
             if name in want:
                 d[key] = conv(getattr(r, key))
+        for key in ("signals", "positions"):  # issue 16 (bulk): int8 series in the result segment
+            a = getattr(r, f"{key}_shm", None)
+            if key in want and isinstance(a, np.ndarray):
+                d[key] = a
+        for key in ("entries", "exits"):  # and int64 indices
+            a = getattr(r, f"{key}_shm", None)
+            if isinstance(a, np.ndarray):
+                d[key] = a.astype(np.int64, copy=False)
         return d
 
     def _stream(self, lookback, threshold, exit_threshold, stop_threshold):

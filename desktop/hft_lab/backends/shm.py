@@ -24,6 +24,7 @@ import os
 import secrets
 import stat
 import threading
+import weakref
 
 import numpy as np
 
@@ -54,31 +55,42 @@ def _create(path: str) -> int:
     return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
 
 
-class OutSegment:
-    """The mapped result file; `array(ref)` gives a (writable) view of it."""
+MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux >= 5.14
+MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)
 
-    def __init__(self, fd: int, extent: int):
-        # map only what the results use (never beyond the file: that would fault)
-        size = min(extent, os.fstat(fd).st_size)
-        self.map = None
-        if size:
-            flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-            self.map = mmap.mmap(fd, size, flags=flags, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+
+def _populate(m: mmap.mmap, length: int, advice: int) -> None:
+    """Fault `length` bytes of `m` in with one call (already-mapped pages cost nothing)."""
+    try:
+        m.madvise(advice, 0, length)
+    except (OSError, ValueError, AttributeError):
+        pass  # an older kernel: the pages fault in when touched
+
+
+class OutSegment:
+    """The call's part of the result file: `array(ref)` gives a (writable) view of it. Every
+    array is a view of one per-call base array (`base`), so the slot knows, through a weak
+    reference to it, when the call's last result array is gone."""
+
+    def __init__(self, m: mmap.mmap | None, size: int):
         self.size = size
+        self.base = None if m is None else np.frombuffer(m, dtype=np.uint8, count=size)
 
     def array(self, ref: fastwire.ShmRef) -> np.ndarray:
-        if self.map is None or ref.offset + ref.length > self.size or ref.length % 8:
+        dtype = np.dtype(ref.dtype)
+        if self.base is None or ref.offset + ref.length > self.size or ref.length % dtype.itemsize:
             raise fastwire.WireError(
                 f"malformed response: bytes {ref.offset}..+{ref.length} are not inside the {self.size}-byte result segment"
             )
-        a = np.frombuffer(self.map, dtype=_F64, count=ref.length // 8, offset=ref.offset)
-        return a.reshape(ref.shape)
+        return self.base[ref.offset : ref.offset + ref.length].view(dtype).reshape(ref.shape)
 
 
 class Slot:
     """A pair of files (`.in` for the request's arrays, `.out` for the results) reused from call to
     call while the previous call's result arrays are gone (their tmpfs pages stay allocated, which
-    saves a page fault per 4 KiB on both sides)."""
+    saves a page fault per 4 KiB on both sides). Both files stay mapped here from call to call
+    (issue 16, bulk: no mmap/munmap and no page-table set-up per call); the request's arrays are
+    copied into the `.in` mapping, the results are views of the `.out` mapping."""
 
     def __init__(self, directory: str, pooled: bool = True):
         token = f"{os.getpid()}-{secrets.token_hex(16)}"
@@ -87,7 +99,9 @@ class Slot:
         self.out_path = os.path.join(directory, self.out_name)
         self.in_fd = self.out_fd = -1
         self.length = 0
-        self.map: mmap.mmap | None = None
+        self.in_map: mmap.mmap | None = None
+        self.out_map: mmap.mmap | None = None
+        self._live: weakref.ref | None = None  # the previous call's OutSegment.base
         self.pooled = pooled
         self.in_use = False
         try:
@@ -98,35 +112,47 @@ class Slot:
             raise
 
     def busy(self) -> bool:
-        """True while result arrays of the previous call (views of its mapping) are alive."""
-        if self.map is None:
-            return False
-        try:
-            self.map.close()
-        except BufferError:
-            return True
-        self.map = None
-        return False
+        """True while result arrays of the previous call (views of the `.out` mapping) are alive."""
+        return self._live is not None and self._live() is not None
+
+    @staticmethod
+    def _remap(old: mmap.mmap | None, fd: int, size: int) -> mmap.mmap:
+        if old is not None and len(old) >= size:
+            return old
+        if old is not None:
+            try:
+                old.close()
+            except BufferError:
+                pass  # still viewed somewhere: it goes with its last view
+        return mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
 
     def body(self, msg, arrays: dict) -> bytes:
         kinds = fastwire.kinds(type(msg))
         parts = [msg.SerializeToString()]
+        placed = []
         off = 0
         for name, a in arrays.items():
             if a is None:
                 continue
             num, kind = kinds[name]
-            a = np.ascontiguousarray(a, dtype=_F64)
+            a = np.asarray(a)
             off = -(-off // ALIGN) * ALIGN
-            if a.nbytes:
-                view = memoryview(a).cast("B")  # type: ignore[arg-type]
-                done = 0
-                while done < a.nbytes:  # pwrite may write less than asked
-                    done += os.pwrite(self.in_fd, view[done:], off + done)
-            parts.append(fastwire.shm_field_bytes(num, kind, a.shape, off, a.nbytes))
-            off += a.nbytes
+            placed.append((off, a))
+            nbytes = a.size * 8
+            shape = a.shape if kind == "matrix" else (a.size,)
+            parts.append(fastwire.shm_field_bytes(num, kind, shape, off, nbytes))
+            off += nbytes
         if os.fstat(self.in_fd).st_size != off:
             os.ftruncate(self.in_fd, off)
+        if off:
+            # a larger mapping (from a larger call) is kept: only the first `off` bytes are touched
+            self.in_map = self._remap(self.in_map, self.in_fd, off)
+            _populate(self.in_map, off, MADV_POPULATE_WRITE)
+            for o, a in placed:
+                if a.size:
+                    dst = np.frombuffer(self.in_map, dtype=_F64, count=a.size, offset=o).reshape(a.shape)
+                    np.copyto(dst, a, casting="unsafe")  # converted to little-endian float64 on the way
+                    del dst
         self.length = off
         return b"".join(parts)
 
@@ -138,9 +164,16 @@ class Slot:
         if isinstance(parsed, fastwire.Parsed):
             extent = parsed.pending_extent()
             if extent:
-                seg = OutSegment(self.out_fd, extent)
+                # views only inside the file as it is now (never past its end: that would fault)
+                size = min(extent, os.fstat(self.out_fd).st_size)
+                m = None
+                if size:
+                    self.out_map = self._remap(self.out_map, self.out_fd, size)
+                    _populate(self.out_map, size, MADV_POPULATE_READ)
+                    m = self.out_map
+                seg = OutSegment(m, size)
                 parsed.resolve(seg)
-                self.map = seg.map
+                self._live = None if seg.base is None else weakref.ref(seg.base)
         return parsed
 
     def remove(self) -> None:
@@ -156,6 +189,13 @@ class Slot:
                 except OSError:
                     pass
         self.in_fd = self.out_fd = -1
+        for m in (self.in_map, self.out_map):
+            if m is not None:
+                try:
+                    m.close()
+                except BufferError:
+                    pass  # result arrays still view it: it goes with the last of them
+        self.in_map = self.out_map = None
 
 
 class Pool:
