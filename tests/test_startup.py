@@ -411,3 +411,19 @@ def test_equity_and_drawdown_plots_are_made_when_needed_as_before(qtbot, router,
     qtbot.waitUntil(lambda: w2.mean_reversion._perf_plots is not None, timeout=10_000)
     assert w2.mean_reversion.plot_tabs.currentIndex() == 0  # nothing else changed for the user
     w2.close()
+
+
+def test_warm_up_imports_on_a_thread_and_only_logs_a_failure(caplog):
+    import logging
+
+    from hft_lab.ui.app import WARM_UP_MODULES, warm_up_imports
+
+    assert WARM_UP_MODULES == ("pandas",)
+    with caplog.at_level(logging.WARNING, logger="hft_lab"):
+        t = warm_up_imports(("json", "hft_lab_no_such_module"))
+        assert t.daemon and t.name == "hft-lab-warm-up"
+        t.join(60)
+    assert not t.is_alive()
+    assert [r.getMessage() for r in caplog.records if "background import" in r.getMessage()] == [
+        "background import of hft_lab_no_such_module failed: No module named 'hft_lab_no_such_module'"
+    ]
