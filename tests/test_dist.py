@@ -199,6 +199,8 @@ def _check_smoke(report: dict, frozen: bool) -> None:
     assert report["results"]["pyo3"]["entries"] > 0
     assert report["frozen"] is frozen
     assert report["sample_rows"] == 8313  # resources/data/sp500_20_stocks.csv.gz
+    # read from its pre-parsed arrays (resources/data/sp500_20_stocks.npz): no pandas, nor grpc, for the window
+    assert report["sample"] == "pre-parsed" and report["loaded_at_window"] == [], report
     assert report["icon"] is True
     t = report["timing"]
     assert 0 < t["start_to_window_s"] <= t["start_to_done_s"]

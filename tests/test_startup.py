@@ -40,6 +40,9 @@ app.processEvents()
 out["shown"] = [m for m in watched if m in sys.modules]
 out["current"] = type(w.tabs.currentWidget()).__name__
 out["built"] = [k for k in w.lazy_tabs.keys() if w.lazy_tabs.is_built(k)]
+mr = w.mean_reversion  # the first tab shows the sample's first asset, with its dates
+out["series"] = [w.store.dataset.name, mr.source.currentText(), len(mr.prices), str(mr.dates[0]), str(mr.dates[-1])]
+out["status"] = w.dataset_label.text()
 w.tabs.setCurrentIndex(w.tabs.count() - 1)
 app.processEvents()
 out["after"] = [m for m in watched if m in sys.modules]
@@ -61,6 +64,7 @@ os._exit(0)
 """
 
 NOT_AT_START = [
+    "pandas",  # the first tab's sample is read from its pre-parsed arrays (data/samples.py)
     "grpc",
     "hft_lab.backends.grpc_backend",
     "hft_lab.data.csv_import",
@@ -90,6 +94,10 @@ def test_the_window_opens_without_the_heavy_modules_and_builds_a_tab_when_shown(
     assert out["import"] == [], out  # importing the window's module loads none of them
     assert out["shown"] == ["hft_lab.ui.views.mean_reversion"], out  # the shown window: only its first tab
     assert out["current"] == "MeanReversionView" and out["built"] == ["mean_reversion"]
+    name, source, n, first, last = out["series"]
+    assert name == "S&P 500 sample (20 stocks)" and source == "Active dataset: AAPL" and n == 8313
+    assert first.startswith("1990-01-02") and last.startswith("2022-12-28")
+    assert out["status"] == "S&P 500 sample (20 stocks): 20 assets, 8,313 rows, 1990-01-02 … 2022-12-28"
     # showing the Benchmark tab builds it (and only then imports the runner)
     assert out["current_after"] == "BenchmarkView"
     assert {"hft_lab.ui.views.benchmark", "hft_lab.bench.runner"} <= set(out["after"])
@@ -230,3 +238,192 @@ def test_grpc_starts_beside_the_window_and_calls_wait_for_it():
     finally:
         r.stop()
     assert r.manager.state == "stopped"
+
+
+# ---- the sample without pandas at start-up (data/samples.py, DatasetStore.selected_series) ----
+
+
+def _csv_frame():
+    from hft_lab.data.samples import _csv_path, _read_csv
+
+    return _read_csv(_csv_path())
+
+
+def test_the_pre_parsed_sample_is_the_csv_as_pandas_reads_it():
+    import numpy as np
+    import pandas as pd
+    from hft_lab.data import Dataset, load_sample_prices
+    from hft_lab.data.samples import ArrayDataset
+
+    ref = _csv_frame()
+    ds = load_sample_prices()
+    assert isinstance(ds, ArrayDataset) and isinstance(ds, Dataset) and not ds.materialized
+    # what the start-up reads from the arrays is what the DataFrame gives
+    assert ds.name == "S&P 500 sample (20 stocks)" and ds.rows == len(ref)
+    assert ds.assets == [str(c) for c in ref.columns] and ds.describe() == Dataset(ds.name, ref).describe()
+    for a in ds.assets:
+        col = ref[a].dropna()
+        values, dates = ds.column(a)
+        assert values.dtype == np.float64 and np.array_equal(values, col.to_numpy(dtype=np.float64))
+        assert dates.dtype == col.index.dtype and np.array_equal(dates, col.index.to_numpy())
+    with pytest.raises(KeyError):
+        ds.column("NOPE")
+    assert not ds.materialized
+    # the DataFrame built on first use: bit for bit, dtypes, index and layout as read_csv's
+    df = ds.prices
+    assert ds.materialized and ds.prices is df
+    pd.testing.assert_frame_equal(df, ref, check_exact=True, check_freq=True)
+    assert df.index.dtype == ref.index.dtype and df.columns.dtype == ref.columns.dtype and df.index.name == "Date"
+    assert np.array_equal(df.to_numpy().view(np.int64), ref.to_numpy().view(np.int64))
+    assert df.values.flags.writeable == ref.values.flags.writeable and df.attrs == ref.attrs == {}
+    # each call gives its own copy (a view may modify it)
+    df.iloc[0, 0] = -1.0
+    assert load_sample_prices().prices.iloc[0, 0] == ref.iloc[0, 0] and ds.column(ds.assets[0])[0][0] == ref.iloc[0, 0]
+
+
+def test_a_stale_or_broken_pre_parsed_sample_is_refused_and_the_csv_read(tmp_path, monkeypatch):
+    import gzip
+    import shutil
+
+    import numpy as np
+    import pandas as pd
+    from hft_lab.data import samples
+
+    csv = samples._csv_path()
+    samples.read_sample_cache(csv.with_name(samples.SAMPLE_CACHE), csv)  # the committed one matches its CSV
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(csv, data / samples.SAMPLE_CSV)
+    my_csv, cache = data / samples.SAMPLE_CSV, data / samples.SAMPLE_CACHE
+    samples.write_sample_cache(my_csv, cache)
+    a = samples.read_sample_cache(cache, my_csv)
+    assert a.columns == tuple(_csv_frame().columns) and not a.values.flags.writeable
+    # the CSV changed after the file was made: refused, the CSV (as pandas reads it) is used
+    text = gzip.decompress(my_csv.read_bytes()).decode().replace("1990-01-02,0.264,", "1990-01-02,0.265,", 1)
+    my_csv.write_bytes(gzip.compress(text.encode()))
+    with pytest.raises(ValueError, match="SHA-256 differs"):
+        samples.read_sample_cache(cache, my_csv)
+    monkeypatch.setattr(samples, "resources_dir", lambda: tmp_path)
+    samples._sample_arrays.cache_clear()
+    samples._sp500.cache_clear()
+    try:
+        ds = samples.load_sample_prices()
+        assert type(ds) is samples.Dataset and ds.prices.iloc[0, 0] == 0.265
+        pd.testing.assert_frame_equal(ds.prices, samples._read_csv(my_csv))
+        # not one of ours (another format, or arrays that do not fit together): refused with the reason
+        np.savez(cache, format=np.array(99))
+        with pytest.raises(ValueError, match="format 99"):
+            samples.read_sample_cache(cache, my_csv)
+        samples.write_sample_cache(my_csv, cache)
+        with np.load(cache) as z:
+            parts = dict(z)
+        parts["dates"] = parts["dates"][::-1]
+        np.savez(cache, **parts)
+        with pytest.raises(ValueError, match="not strictly increasing"):
+            samples.read_sample_cache(cache, my_csv)
+    finally:
+        samples._sample_arrays.cache_clear()
+        samples._sp500.cache_clear()
+
+
+def test_store_series_without_the_frame_match_the_frame(qtbot):
+    import numpy as np
+    import pandas as pd
+    from hft_lab.data import Dataset
+    from hft_lab.data.store import DatasetStore
+
+    def frame_series(store, a):  # what the view did before: the DataFrame's column
+        col = store.selected_prices()[a].dropna()
+        dates = col.index.to_numpy() if np.issubdtype(col.index.dtype, np.datetime64) else None
+        return col.to_numpy(dtype=np.float64), dates
+
+    def same(x, y):
+        assert np.array_equal(x[0], y[0]) and x[0].dtype == y[0].dtype
+        assert (x[1] is None and y[1] is None) or (x[1].dtype == y[1].dtype and np.array_equal(x[1], y[1]))
+
+    s = DatasetStore()
+    assert s.full_selection and s.assets == s.dataset.assets
+    assert s.describe() == "S&P 500 sample (20 stocks): 20 assets, 8,313 rows, 1990-01-02 … 2022-12-28"
+    fast = {a: s.selected_series(a) for a in s.assets}
+    assert not s.dataset.materialized  # nothing above needed the DataFrame (nor pandas)
+    for a in s.assets:
+        same(fast[a], frame_series(s, a))
+    # a selection: from the DataFrame, as before
+    s.set_selection("2000-01-01", "2000-12-31", ["MSFT", "AAPL"])
+    assert s.date_range == (pd.Timestamp("2000-01-03"), pd.Timestamp("2000-12-29")) and not s.full_selection
+    same(s.selected_series("AAPL"), frame_series(s, "AAPL"))
+    assert len(s.selected_series("AAPL")[0]) == 252
+    with pytest.raises(KeyError):
+        s.selected_series("BAC")  # not selected
+    s.reset_selection()
+    assert s.full_selection and s.describe().startswith("S&P 500 sample (20 stocks): 20 assets, 8,313 rows")
+    # a dataset with gaps and bar numbers
+    px = pd.DataFrame({"A": [1.0, np.nan, 3.0, 4.0], "B": [5.0, 6.0, 7.0, 8.0]})
+    s.set_dataset(Dataset("bars", px))
+    assert s.selected_series("A")[1] is None and list(s.selected_series("A")[0]) == [1.0, 3.0, 4.0]
+    same(s.selected_series("A"), frame_series(s, "A"))
+
+
+def test_analysis_package_names_are_imported_on_first_use():
+    import hft_lab.analysis as an
+    from hft_lab.analysis import fit_regimes
+    from hft_lab.analysis.regimes import fit_regimes as direct
+    from hft_lab.lazy_import import lazy_module
+
+    assert fit_regimes is direct and an.TaskContext.__name__ == "TaskContext"
+    assert set(an.__all__) <= set(dir(an)) and all(callable(getattr(an, n)) for n in an.__all__)
+    with pytest.raises(AttributeError, match="no_such_name"):
+        an.no_such_name  # noqa: B018
+    m = lazy_module("json")
+    assert m.dumps([1]) == "[1]" and "json" in repr(m)
+
+
+def test_equity_and_drawdown_plots_are_made_when_needed_as_before(qtbot, router, settings):
+    """The Mean Reversion tab's second page (equity, drawdown) is not shown at start: its plots
+    are made on first use, or once the view has painted, and are then as if built with it."""
+    import numpy as np
+    from hft_lab.ui.plots import PercentAxis
+
+    w = MainWindow(router, settings)
+    qtbot.addWidget(w)
+    mr = w.mean_reversion
+    assert mr._perf_plots is None and len(mr.axes) == 2
+    # a spread loaded before they exist: they are made labelled for it, dates on their axes
+    mr.use_series("a spread", np.sin(np.arange(300) / 7.0))
+    assert mr.is_spread and mr._perf_plots is None
+    eq, dd = mr.equity_plot, mr.dd_plot
+    assert mr._perf_plots == (eq, dd) and len(mr.axes) == 4 and mr.equity_plot is eq
+    assert eq.getPlotItem().titleLabel.text == "Cumulative P&L (spread units, after costs)"
+    assert isinstance(dd.getPlotItem().getAxis("left"), PercentAxis) and dd.getPlotItem().getAxis("left").percent is False
+    price_vb = mr.price_plot.getPlotItem().vb
+    assert all(p.getPlotItem().vb.linkedView(0) is price_vb for p in (eq, dd, mr.z_plot))
+    assert eq.is_empty() and dd.is_empty() and mr.plot_tabs.widget(1).count() == 2
+    # a new series relabels them, now that they exist
+    mr.source.setCurrentIndex(mr.source.findText("Active dataset: MSFT"))
+    assert not mr.is_spread and eq.getPlotItem().titleLabel.text == "Equity (after costs)"
+    assert dd.getPlotItem().getAxis("left").percent is True and all(ax.dates is mr.dates for ax in mr.axes)
+    w.close()
+    # shown: made right after the first paint, without being asked for
+    w2 = MainWindow(router, settings)
+    qtbot.addWidget(w2)
+    assert w2.mean_reversion._perf_plots is None
+    w2.show()
+    qtbot.waitUntil(lambda: w2.mean_reversion._perf_plots is not None, timeout=10_000)
+    assert w2.mean_reversion.plot_tabs.currentIndex() == 0  # nothing else changed for the user
+    w2.close()
+
+
+def test_warm_up_imports_on_a_thread_and_only_logs_a_failure(caplog):
+    import logging
+
+    from hft_lab.ui.app import WARM_UP_MODULES, warm_up_imports
+
+    assert WARM_UP_MODULES == ("pandas",)
+    with caplog.at_level(logging.WARNING, logger="hft_lab"):
+        t = warm_up_imports(("json", "hft_lab_no_such_module"))
+        assert t.daemon and t.name == "hft-lab-warm-up"
+        t.join(60)
+    assert not t.is_alive()
+    assert [r.getMessage() for r in caplog.records if "background import" in r.getMessage()] == [
+        "background import of hft_lab_no_such_module failed: No module named 'hft_lab_no_such_module'"
+    ]

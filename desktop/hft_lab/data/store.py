@@ -17,14 +17,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from PySide6.QtCore import QObject, Signal
 
-from .samples import Dataset, load_sample_prices
+from hft_lab.lazy_import import lazy_module
+
+from .samples import ArrayDataset, Dataset, load_sample_prices
 from .synthetic import SYNTHETIC_DEFAULTS, SYNTHETIC_KINDS, synthetic_dataset
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_module("pandas")  # imported on first use (issue 16: start-up)
 
 __all__ = ["DatasetStore", "synthetic_dataset", "SYNTHETIC_KINDS", "SYNTHETIC_DEFAULTS"]
 
@@ -35,6 +41,8 @@ def _clean(ds: Dataset) -> Dataset:
     """Validate a dataset for the views; returns it (or a copy with float64 columns)."""
     if not isinstance(ds, Dataset):
         raise TypeError(f"expected a Dataset, got {type(ds).__name__}")
+    if isinstance(ds, ArrayDataset) and not ds.materialized:
+        return ds  # the bundled sample's arrays: checked when read (samples.read_sample_cache)
     df = ds.prices
     if not isinstance(df, pd.DataFrame):
         raise TypeError("Dataset.prices must be a pandas DataFrame")
@@ -72,9 +80,24 @@ class DatasetStore(QObject):
                 log.warning("sample data unavailable (%s): starting with a synthetic universe", e)
                 dataset = synthetic_dataset("gbm")
         self._ds = _clean(dataset)
-        self._start = self._ds.prices.index[0]
-        self._end = self._ds.prices.index[-1]
+        # (first, last) index labels of the selection; None: the whole dataset, its labels read
+        # when first needed (the bundled sample's DataFrame, and pandas, are not needed to start)
+        self._range: tuple[Any, Any] | None = None
         self._assets: list[str] = self._ds.assets
+
+    @property
+    def _start(self) -> Any:
+        return self._bounds()[0]
+
+    @property
+    def _end(self) -> Any:
+        return self._bounds()[1]
+
+    def _bounds(self) -> tuple[Any, Any]:
+        if self._range is None:
+            idx = self._ds.prices.index
+            self._range = (idx[0], idx[-1])
+        return self._range
 
     # ---- dataset ----
     @property
@@ -85,7 +108,7 @@ class DatasetStore(QObject):
         """Make ds the active dataset; the selection is reset to all of it."""
         ds = _clean(ds)
         self._ds = ds
-        self._start, self._end = ds.prices.index[0], ds.prices.index[-1]
+        self._range = None
         self._assets = ds.assets
         log.info("dataset: %s", ds.describe())
         self.dataset_changed.emit(ds)
@@ -114,6 +137,8 @@ class DatasetStore(QObject):
 
     @property
     def full_selection(self) -> bool:
+        if self._range is None:
+            return self._assets == self._ds.assets
         idx = self._ds.prices.index
         return self._start == idx[0] and self._end == idx[-1] and self._assets == self._ds.assets
 
@@ -150,7 +175,7 @@ class DatasetStore(QObject):
         names = self._check_assets(assets)
         if (s, e, names) == (self._start, self._end, self._assets):
             return
-        self._start, self._end, self._assets = s, e, names
+        self._range, self._assets = (s, e), names
         self.changed.emit()
 
     def set_date_range(self, start: Any = None, end: Any = None) -> None:
@@ -182,14 +207,29 @@ class DatasetStore(QObject):
         df.attrs = dict(self._ds.prices.attrs)
         return df
 
+    def selected_series(self, asset: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """One selected asset over the selected range without its missing values: (float64 prices,
+        datetime64 dates, or None when the index is bar numbers), i.e. `selected_prices()[asset].dropna()`
+        as arrays. While the whole bundled sample is selected it is read from the sample's arrays,
+        without building the DataFrame (the first tab at start-up: no pandas). KeyError if the asset
+        is not selected."""
+        if asset not in self._assets:
+            raise KeyError(asset)
+        ds = self._ds
+        if self._range is None and isinstance(ds, ArrayDataset) and not ds.materialized:
+            return ds.column(asset)
+        col = self.selected_prices()[asset].dropna()
+        dates = col.index.to_numpy() if np.issubdtype(col.index.dtype, np.datetime64) else None
+        return col.to_numpy(dtype=np.float64), dates
+
     def selected_dataset(self) -> Dataset:
         return Dataset(self._ds.name, self.selected_prices())
 
     def describe(self) -> str:
         """ "name: N assets, T rows, 1990-01-02 … 2022-12-28" for the selection (the status bar)."""
-        full = self._ds.prices
         if self.full_selection:
             return self._ds.describe()
+        full = self._ds.prices
         sel = self.selected_dataset()
         return f"{sel.describe()} (selected from {full.shape[1]} assets, {len(full)} rows)"
 

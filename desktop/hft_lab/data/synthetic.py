@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+from hft_lab.lazy_import import lazy_module
 
 from .samples import Dataset
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_module("pandas")  # imported on first use (issue 16: start-up)
 
 
 def ou_series(n: int = 5000, kappa: float = 0.05, theta: float = 100.0, sigma: float = 1.0, seed: int = 0) -> np.ndarray:

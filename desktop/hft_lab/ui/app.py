@@ -47,6 +47,29 @@ def install_quit_signals(app, windows: list) -> object:
     return timer
 
 
+# ---- start-up (issue 16): what the first tab does not need, imported once the window is up ----
+WARM_UP_MODULES = ("pandas",)
+
+
+def warm_up_imports(modules: tuple[str, ...] = WARM_UP_MODULES) -> threading.Thread:
+    """Import `modules` on a background thread (started after the first paint): the first tab
+    shows the sample without pandas, the other tabs and File > Import need it, and this way the
+    first switch to one of them does not wait ~0.3 s for the import. A failure here is only
+    logged: the import is retried, and reported, where it is needed."""
+    import importlib
+
+    def run() -> None:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception as e:  # noqa: BLE001 (logged; the real import reports it)
+                logging.getLogger("hft_lab").warning("background import of %s failed: %s", name, e)
+
+    t = threading.Thread(target=run, name="hft-lab-warm-up", daemon=True)
+    t.start()
+    return t
+
+
 def run_app(argv: list[str], smoke: bool = False) -> int:
     problem = display_problem()
     if problem:
@@ -87,7 +110,12 @@ def run_app(argv: list[str], smoke: bool = False) -> int:
     painted = threading.Event()
     router.start_in_background(gate=painted)
     win = MainWindow(router)
-    FirstPaint(win, painted.set)
+
+    def after_first_paint() -> None:
+        painted.set()
+        warm_up_imports()
+
+    FirstPaint(win, after_first_paint)
     win.error_reporter.install()  # any exception in a slot: logged with its traceback and shown
     windows.append(win)
     win.show()

@@ -5,6 +5,8 @@ The JSON line (also used by tests/test_dist.py on the PyInstaller bundle):
      "results": {"pyo3": {...}, "grpc": {...}},          # one mean-reversion call on each backend
      "backends": {"pyo3": {"ok", "version"|"error"}, "grpc": {"ok", "version", "pid"|"error"}},
      "frozen": bool, "grpcd": path, "sample_rows": int, "icon": bool,
+     "sample": "pre-parsed" | "csv",                      # how the bundled sample was read (data/samples.py)
+     "loaded_at_window": [module, ...],                   # of NOT_AT_WINDOW, those imported when the window painted
      "timing": {"start_to_window_s", "start_to_done_s"}}  # seconds since the process started
 """
 
@@ -34,16 +36,22 @@ def process_uptime_s() -> float | None:
         return None
 
 
+NOT_AT_WINDOW = ("pandas", "grpc")  # the window comes up without them (issue 16: start-up)
+
+
 class _FirstPaint(QObject):
-    """Notes the process age when the window first paints (= it is on screen)."""
+    """Notes the process age when the window first paints (= it is on screen), and which of
+    NOT_AT_WINDOW were imported by then."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.at: float | None = None
+        self.loaded: list[str] = []
 
     def eventFilter(self, obj, ev):  # noqa: N802 (Qt name)
         if self.at is None and ev.type() == QEvent.Type.Paint:
             self.at = process_uptime_s()
+            self.loaded = [m for m in NOT_AT_WINDOW if m in sys.modules]
         return False
 
 
@@ -89,8 +97,13 @@ def run_smoke(app, win) -> int:
             except Exception as e:
                 report["grpcd"] = f"not found: {e}"
             report["frozen"] = bool(getattr(sys, "frozen", False))
+            report["loaded_at_window"] = painted.loaded
             try:
-                report["sample_rows"] = len(load_sample_prices().prices)
+                from hft_lab.data.samples import ArrayDataset
+
+                sample = load_sample_prices()
+                report["sample"] = "pre-parsed" if isinstance(sample, ArrayDataset) else "csv"
+                report["sample_rows"] = len(sample.prices)
             except Exception as e:  # the app opens on the sample data: a bundle without it is broken
                 report["sample_rows"] = 0
                 report["smoke"] = "failed"

@@ -24,7 +24,8 @@ from PySide6.QtWidgets import (
 from hft_lab.analysis.mean_reversion import analyse
 from hft_lab.data import load_sample_prices, ou_series
 from hft_lab.data.export import SessionItem
-from hft_lab.ui.plots import BarAxis, PercentAxis, make_plot, pen
+from hft_lab.ui.first_paint import FirstPaint
+from hft_lab.ui.plots import BarAxis, LabPlot, PercentAxis, make_plot, pen
 from hft_lab.ui.views.base import AnalysisView, ExportError, Param, note, via
 from hft_lab.ui.views.mean_reversion_plots import MeanReversionPlots
 from hft_lab.ui.widgets import StatsTable, fmt, form_group, spin
@@ -131,27 +132,28 @@ class MeanReversionView(MeanReversionPlots, AnalysisView):
         self.stats = StatsTable()
         self.build_panel([data, sig, btg, live])
 
-        self.axes = [BarAxis() for _ in range(4)]
+        self.axes = [BarAxis() for _ in range(2)]  # + the equity and drawdown plots' when they are made
         self.price_plot = make_plot(
             "Price, rolling mean ± k·std, trades", "price", axisItems={"bottom": self.axes[0]}, empty_text="No series loaded."
         )
         self.z_plot = make_plot("z-score", "z", axisItems={"bottom": self.axes[1]})
-        self.equity_plot = make_plot("Equity (after costs)", "equity", axisItems={"bottom": self.axes[2]})
-        self.dd_plot = make_plot("Drawdown", "drawdown", axisItems={"bottom": self.axes[3], "left": PercentAxis("left")})
-        for p in (self.z_plot, self.equity_plot, self.dd_plot):
-            p.setXLink(self.price_plot)
+        self.z_plot.setXLink(self.price_plot)
         top = QSplitter(Qt.Orientation.Vertical)
         top.addWidget(self.price_plot)
         top.addWidget(self.z_plot)
         top.setSizes([600, 300])
-        perf = QSplitter(Qt.Orientation.Vertical)
-        perf.addWidget(self.equity_plot)
-        perf.addWidget(self.dd_plot)
+        # the equity and drawdown plots are on the second page, not shown at start: they are made
+        # when first needed (page shown, `self.equity_plot`, a result drawn), at the latest once
+        # the view has painted (issue 16: start-up); see _performance_plots
+        self._perf = QSplitter(Qt.Orientation.Vertical)
+        self._perf_plots: tuple[LabPlot, LabPlot] | None = None
         self.plot_tabs = QTabWidget()
         self.plot_tabs.addTab(top, "Signals")
-        self.plot_tabs.addTab(perf, "Equity && drawdown")
+        self.plot_tabs.addTab(self._perf, "Equity && drawdown")
         self.plot_tabs.addTab(self.stats, "Statistics")
         self.set_main(self.plot_tabs)
+        self.plot_tabs.currentChanged.connect(lambda i: self._performance_plots() if i == 1 else None)
+        FirstPaint(self, self._performance_plots)
 
         self.source.currentIndexChanged.connect(self._load_series)
         self.n_points.valueChanged.connect(self._load_series)
@@ -194,7 +196,7 @@ class MeanReversionView(MeanReversionPlots, AnalysisView):
             self.source.addItem(self._external[0])
         try:
             if self.store is not None:
-                for a in self.store.selected_prices().columns:
+                for a in self.store.assets:  # the columns of selected_prices(), without building it
                     self.source.addItem(f"{self.ACTIVE}{a}")
             else:
                 for a in load_sample_prices().assets:
@@ -256,11 +258,13 @@ class MeanReversionView(MeanReversionPlots, AnalysisView):
             _, prices, dates, notional, spread = ext
         else:
             ticker = text.split(": ", 1)[1]
-            frame = self.store.selected_prices() if self.store is not None else load_sample_prices().prices
-            col = frame[ticker].dropna()
-            prices = col.to_numpy(dtype=np.float64)
-            if np.issubdtype(col.index.dtype, np.datetime64):
-                dates = col.index.to_numpy()
+            if self.store is not None:  # the asset without its missing values (no pandas at start-up)
+                prices, dates = self.store.selected_series(ticker)
+            else:
+                col = load_sample_prices().prices[ticker].dropna()
+                prices = col.to_numpy(dtype=np.float64)
+                if np.issubdtype(col.index.dtype, np.datetime64):
+                    dates = col.index.to_numpy()
         self.set_prices(prices, dates=dates, spread=spread, notional=notional)
 
     def set_prices(self, prices: np.ndarray, dates=None, spread: bool = False, notional=None) -> None:
@@ -276,18 +280,13 @@ class MeanReversionView(MeanReversionPlots, AnalysisView):
         what = "spread" if self.is_spread else "price"
         self.price_plot.getPlotItem().setTitle(f"{what.capitalize()}, rolling mean ± k·std, trades")
         self.price_plot.getPlotItem().setLabel("left", what)
-        self.equity_plot.getPlotItem().setTitle(
-            "Cumulative P&L (spread units, after costs)" if self.is_spread else "Equity (after costs)"
-        )
-        self.equity_plot.getPlotItem().setLabel("left", "P&L" if self.is_spread else "equity")
-        self.dd_plot.getPlotItem().setLabel("left", "drawdown (spread units)" if self.is_spread else "drawdown")
-        self.dd_plot.getPlotItem().getAxis("left").percent = not self.is_spread
+        self._label_performance()
         self.result = self.ou = self.bt = None
         self._last_outcome = None
         if hasattr(self, "export_csv_button"):
             self.export_csv_button.setEnabled(False)
             self.export_json_button.setEnabled(False)
-        for p in (self.price_plot, self.z_plot, self.equity_plot, self.dd_plot):
+        for p in (self.price_plot, self.z_plot, *(self._perf_plots or ())):
             p.clear()
         self.stats.set_rows([])
         idx = np.arange(len(self.prices), dtype=np.float64)
@@ -295,6 +294,44 @@ class MeanReversionView(MeanReversionPlots, AnalysisView):
             idx, self.prices, pen=pen("price"), name="spread" if self.is_spread else "price", skipFiniteCheck=True
         )
         self.set_status(f"{len(self.prices):,} {'spread values' if self.is_spread else 'prices'} loaded.")
+
+    # ---- the equity and drawdown plots, made when first needed ----
+    @property
+    def equity_plot(self) -> LabPlot:  # type: ignore[override]  # declared in MeanReversionPlots
+        return self._performance_plots()[0]
+
+    @property
+    def dd_plot(self) -> LabPlot:  # type: ignore[override]  # declared in MeanReversionPlots
+        return self._performance_plots()[1]
+
+    def _performance_plots(self) -> tuple[LabPlot, LabPlot]:
+        """The equity and drawdown plots, made on the first call: as they were when built with
+        the view (x linked to the price plot, labelled for the series, the result drawn)."""
+        if self._perf_plots is None:
+            axes = [BarAxis(), BarAxis()]
+            equity = make_plot("Equity (after costs)", "equity", axisItems={"bottom": axes[0]})
+            dd = make_plot("Drawdown", "drawdown", axisItems={"bottom": axes[1], "left": PercentAxis("left")})
+            for p in (equity, dd):
+                p.setXLink(self.price_plot)
+            self._perf.addWidget(equity)
+            self._perf.addWidget(dd)
+            for ax in axes:
+                ax.dates = self.dates
+            self.axes += axes
+            self._perf_plots = (equity, dd)
+            self._label_performance()
+            if self.bt is not None:
+                self._draw_performance(self.bt)
+        return self._perf_plots
+
+    def _label_performance(self) -> None:
+        if self._perf_plots is None:
+            return  # labelled when made
+        equity, dd = self._perf_plots
+        equity.getPlotItem().setTitle("Cumulative P&L (spread units, after costs)" if self.is_spread else "Equity (after costs)")
+        equity.getPlotItem().setLabel("left", "P&L" if self.is_spread else "equity")
+        dd.getPlotItem().setLabel("left", "drawdown (spread units)" if self.is_spread else "drawdown")
+        dd.getPlotItem().getAxis("left").percent = not self.is_spread
 
     # ---- run ----
     SIGNAL_KEYS = ("lookback", "threshold", "exit_threshold", "stop_threshold")
