@@ -197,7 +197,7 @@ pub(crate) fn padded_cols(n: usize) -> usize {
 /// it is ~2x faster than the general gemm path, which packs and computes the full square.
 pub(crate) fn gram_padded(x: &[f64], t: usize, np: usize, n: usize) -> Vec<f64> {
     assert!(
-        np % 8 == 0 && np >= n && x.len() == t * np,
+        np.is_multiple_of(8) && np >= n && x.len() == t * np,
         "gram_padded: bad layout"
     );
     let mut u = vec![0.0; np * np];
