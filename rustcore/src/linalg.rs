@@ -178,6 +178,124 @@ pub(crate) fn gram(x: &[f64], t: usize, n: usize) -> Vec<f64> {
     c
 }
 
+// ---- issue 16: small Gram matrices (portfolio moments) ----
+
+/// Largest padded data matrix (bytes) [`gram_padded`] handles: the whole matrix is streamed once
+/// per 4 output rows, so it must stay in the L2 cache; larger inputs go to [`gram`].
+pub(crate) const GRAM_PADDED_MAX_BYTES: usize = 512 << 10;
+
+/// Column count of the padded layout [`gram_padded`] expects: `n` rounded up to a multiple of 8.
+pub(crate) fn padded_cols(n: usize) -> usize {
+    n.div_ceil(8) * 8
+}
+
+/// `X'X` (full symmetric row-major `n x n`) of the first `n` columns of a row-major `t x np`
+/// matrix whose padding columns `n..np` are zero (`np` = [`padded_cols`]`(n)`). A register-blocked
+/// kernel (4 output rows x 8 columns held in registers while the rows of X stream by) computes
+/// the upper triangle only, with fused multiply-adds where the CPU has them; each entry is the
+/// sum over rows in row order. For inputs up to [`GRAM_PADDED_MAX_BYTES`] (small portfolios)
+/// it is ~2x faster than the general gemm path, which packs and computes the full square.
+pub(crate) fn gram_padded(x: &[f64], t: usize, np: usize, n: usize) -> Vec<f64> {
+    assert!(
+        np.is_multiple_of(8) && np >= n && x.len() == t * np,
+        "gram_padded: bad layout"
+    );
+    let mut u = vec![0.0; np * np];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports the features the function is compiled for.
+            unsafe { syrk_upper_fma(x, t, np, &mut u) };
+            return mirror_upper(&u, np, n);
+        }
+    }
+    syrk_upper(x, t, np, &mut u);
+    mirror_upper(&u, np, n)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn syrk_upper_fma(x: &[f64], t: usize, np: usize, u: &mut [f64]) {
+    use std::arch::x86_64::*;
+    debug_assert!(x.len() >= t * np && u.len() >= np * np);
+    let mut i0 = 0;
+    while i0 < np {
+        if cancelled() {
+            return; // the caller polls and reports Cancelled
+        }
+        let mut j0 = i0 / 8 * 8;
+        while j0 < np {
+            let mut a = [_mm256_setzero_pd(); 8];
+            let mut p = x.as_ptr();
+            for _ in 0..t {
+                // SAFETY: i0 + 4 <= np and j0 + 8 <= np (np is a multiple of 8, i0 of 4), and
+                // p walks the t rows of x (x.len() >= t * np).
+                let b0 = _mm256_loadu_pd(p.add(j0));
+                let b1 = _mm256_loadu_pd(p.add(j0 + 4));
+                for r in 0..4 {
+                    let s = _mm256_broadcast_sd(&*p.add(i0 + r));
+                    a[2 * r] = _mm256_fmadd_pd(s, b0, a[2 * r]);
+                    a[2 * r + 1] = _mm256_fmadd_pd(s, b1, a[2 * r + 1]);
+                }
+                p = p.add(np);
+            }
+            for r in 0..4 {
+                let o = (i0 + r) * np + j0;
+                _mm256_storeu_pd(u.as_mut_ptr().add(o), a[2 * r]);
+                _mm256_storeu_pd(u.as_mut_ptr().add(o + 4), a[2 * r + 1]);
+            }
+            j0 += 8;
+        }
+        i0 += 4;
+    }
+}
+
+/// u[i][j] (j >= i, rounded to the 4 x 8 blocks) = sum_r x[r][i] x[r][j] (the portable kernel).
+fn syrk_upper(x: &[f64], t: usize, np: usize, u: &mut [f64]) {
+    let mut i0 = 0;
+    while i0 < np {
+        if cancelled() {
+            return; // the caller polls and reports Cancelled
+        }
+        let mut j0 = i0 / 8 * 8;
+        while j0 < np {
+            let mut acc = [[0.0f64; 8]; 4];
+            for row in x.chunks_exact(np).take(t) {
+                let xi: &[f64; 4] = row[i0..i0 + 4].try_into().expect("4");
+                let xj: &[f64; 8] = row[j0..j0 + 8].try_into().expect("8");
+                for a in 0..4 {
+                    for l in 0..8 {
+                        acc[a][l] += xi[a] * xj[l];
+                    }
+                }
+            }
+            for a in 0..4 {
+                let r = (i0 + a) * np + j0;
+                u[r..r + 8].copy_from_slice(&acc[a]);
+            }
+            j0 += 8;
+        }
+        i0 += 4;
+    }
+}
+
+fn mirror_upper(u: &[f64], np: usize, n: usize) -> Vec<f64> {
+    let mut c = vec![0.0; n * n];
+    for i in 0..n {
+        for j in i..n {
+            let v = u[i * np + j];
+            c[i * n + j] = v;
+            c[j * n + i] = v;
+        }
+    }
+    c
+}
+
+fn cancelled() -> bool {
+    crate::limits::cancelled()
+}
+
 /// In-place unblocked Cholesky of the `nb x nb` diagonal block at (k0, k0) of the row-major
 /// `n`-wide matrix `a` (lower triangle). Returns the failing global index on a non-positive pivot.
 fn chol_block(a: &mut [f64], n: usize, k0: usize, nb: usize, floor: &[f64]) -> Result<(), usize> {

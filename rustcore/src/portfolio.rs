@@ -23,7 +23,10 @@ mod qp;
 
 pub use options::{CovarianceEstimator, PortfolioMethod, ReturnsKind};
 
-use crate::linalg::{chol_solve, cholesky, dot, gram, lower_inverse, matvec};
+use crate::linalg::{
+    chol_solve, cholesky, dot, gram, gram_padded, lower_inverse, matvec, padded_cols,
+    GRAM_PADDED_MAX_BYTES,
+};
 use qp::{Con, Factor};
 
 /// Smallest eigenvalue / largest eigenvalue below which the covariance counts as singular.
@@ -175,7 +178,11 @@ fn validate_prices(
     cols: usize,
     config: &PortfolioConfig,
 ) -> CoreResult<()> {
-    check::finite_matrix("prices", prices, rows, cols)?;
+    // issue 16: one vectorisable pass for the common clean input
+    let clean = rows > 0 && cols > 0 && prices.len() == rows * cols && all_finite_positive(prices);
+    if !clean {
+        check::finite_matrix("prices", prices, rows, cols)?;
+    }
     if cols < 2 {
         return Err(CoreError::invalid(
             "prices has a single asset (1 column): portfolio optimisation needs at least 2 assets",
@@ -189,7 +196,12 @@ fn validate_prices(
             rows.saturating_sub(1)
         )));
     }
-    if let Some(i) = prices.iter().position(|&p| p <= 0.0) {
+    let first_bad = if clean {
+        None
+    } else {
+        prices.iter().position(|&p| p <= 0.0)
+    };
+    if let Some(i) = first_bad {
         return Err(CoreError::invalid(format!(
             "prices must be strictly positive to compute {} returns; found {} at row {}, column {}",
             config.returns,
@@ -213,6 +225,15 @@ fn validate_prices(
         )));
     }
     Ok(())
+}
+
+/// Every value finite and > 0 (one branch-free pass per 64 values; the detailed checks, which
+/// name the first bad value, run only when this fails).
+fn all_finite_positive(p: &[f64]) -> bool {
+    p.chunks(64).all(|c| {
+        c.iter()
+            .fold(true, |ok, &v| ok & (v > 0.0) & (v <= f64::MAX))
+    })
 }
 
 /// Annualised mean and covariance of the returns of `prices` (time x assets, row-major).
@@ -241,42 +262,33 @@ pub fn estimate_moments(
 fn estimate(prices: &[f64], rows: usize, n: usize, config: &PortfolioConfig) -> Moments {
     let t = rows - 1;
     let log = config.returns == ReturnsKind::Log;
-    let mut x = vec![0.0; t * n];
-    for r in 0..t {
-        let p0 = &prices[r * n..(r + 1) * n];
-        let p1 = &prices[(r + 1) * n..(r + 2) * n];
-        let out = &mut x[r * n..(r + 1) * n];
-        if log {
-            for j in 0..n {
-                out[j] = (p1[j] / p0[j]).ln();
-            }
-        } else {
-            for j in 0..n {
-                out[j] = p1[j] / p0[j] - 1.0;
-            }
-        }
-    }
+    // Small problems (a 50-asset portfolio) use the padded layout of `gram_padded` (row stride a
+    // multiple of 8, zero padding); larger ones the general gemm path (stride n).
+    let np = padded_cols(n);
+    let padded = t.saturating_mul(np).saturating_mul(8) <= GRAM_PADDED_MAX_BYTES;
+    let stride = if padded { np } else { n };
+    let mut x = vec![0.0; t * stride];
     let mut mean = vec![0.0; n];
-    for r in 0..t {
-        for (m, v) in mean.iter_mut().zip(&x[r * n..(r + 1) * n]) {
-            *m += v;
-        }
-    }
+    returns_and_sums(prices, t, n, stride, log, &mut x, &mut mean);
     let tf = t as f64;
     for m in mean.iter_mut() {
         *m /= tf;
     }
     for r in 0..t {
-        for (v, m) in x[r * n..(r + 1) * n].iter_mut().zip(&mean) {
+        for (v, m) in x[r * stride..r * stride + n].iter_mut().zip(&mean) {
             *v -= m;
         }
     }
-    let mut c = gram(&x, t, n);
+    let mut c = if padded {
+        gram_padded(&x, t, stride, n)
+    } else {
+        gram(&x, t, n)
+    };
     let ann = config.annualization;
     let mut shrinkage = 0.0;
     if config.covariance == CovarianceEstimator::LedoitWolf {
         let mu;
-        (shrinkage, mu) = lw_shrinkage(&x, t, n, &c);
+        (shrinkage, mu) = lw_shrinkage(&x, t, n, stride, &c);
         let scale = (1.0 - shrinkage) / tf * ann;
         for v in c.iter_mut() {
             *v *= scale;
@@ -301,10 +313,76 @@ fn estimate(prices: &[f64], rows: usize, n: usize, config: &PortfolioConfig) -> 
     }
 }
 
-/// sklearn.covariance.ledoit_wolf_shrinkage of the demeaned row-major `t x n` data `x` whose Gram
-/// matrix `X'X` is `c`: returns (shrinkage, μ) with μ = trace(X'X/t)/n, the shrinkage target's
-/// variance.
-fn lw_shrinkage(x: &[f64], t: usize, n: usize, c: &[f64]) -> (f64, f64) {
+/// Returns of `prices` (t + 1 rows x n) into the rows of `x` (row stride `stride`, columns
+/// n.. untouched) and their column sums (row order) into `sums`. Compiled twice: with AVX2 where
+/// the CPU has it (4 divisions at once; IEEE division, so the values are the same either way).
+fn returns_and_sums(
+    prices: &[f64],
+    t: usize,
+    n: usize,
+    stride: usize,
+    log: bool,
+    x: &mut [f64],
+    sums: &mut [f64],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !log && std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports the feature the function is compiled for.
+            unsafe { returns_avx2(prices, t, n, stride, x, sums) };
+            return;
+        }
+    }
+    returns_body(prices, t, n, stride, log, x, sums)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn returns_avx2(
+    prices: &[f64],
+    t: usize,
+    n: usize,
+    stride: usize,
+    x: &mut [f64],
+    sums: &mut [f64],
+) {
+    returns_body(prices, t, n, stride, false, x, sums)
+}
+
+#[inline(always)]
+fn returns_body(
+    prices: &[f64],
+    t: usize,
+    n: usize,
+    stride: usize,
+    log: bool,
+    x: &mut [f64],
+    sums: &mut [f64],
+) {
+    let sums = &mut sums[..n];
+    for r in 0..t {
+        let p0 = &prices[r * n..(r + 1) * n];
+        let p1 = &prices[(r + 1) * n..(r + 2) * n];
+        let out = &mut x[r * stride..r * stride + n];
+        if log {
+            for j in 0..n {
+                out[j] = (p1[j] / p0[j]).ln();
+            }
+        } else {
+            for j in 0..n {
+                out[j] = p1[j] / p0[j] - 1.0;
+            }
+        }
+        for (m, v) in sums.iter_mut().zip(out.iter()) {
+            *m += v;
+        }
+    }
+}
+
+/// sklearn.covariance.ledoit_wolf_shrinkage of the demeaned row-major `t x n` data `x` (row
+/// stride `stride` >= n) whose Gram matrix `X'X` is `c`: returns (shrinkage, μ) with
+/// μ = trace(X'X/t)/n, the shrinkage target's variance.
+fn lw_shrinkage(x: &[f64], t: usize, n: usize, stride: usize, c: &[f64]) -> (f64, f64) {
     let (tf, nf) = (t as f64, n as f64);
     let trace_sum: f64 = (0..n).map(|i| c[i * n + i]).sum::<f64>() / tf; // sum(emp_cov_trace)
     let mu = trace_sum / nf;
@@ -313,7 +391,7 @@ fn lw_shrinkage(x: &[f64], t: usize, n: usize, c: &[f64]) -> (f64, f64) {
     }
     let beta_: f64 = (0..t)
         .map(|r| {
-            let s: f64 = x[r * n..(r + 1) * n].iter().map(|v| v * v).sum();
+            let s: f64 = x[r * stride..r * stride + n].iter().map(|v| v * v).sum();
             s * s
         })
         .sum();
@@ -383,7 +461,7 @@ pub fn ledoit_wolf(data: &[f64], rows: usize, cols: usize) -> CoreResult<LedoitW
     crate::limits::poll()?;
     let mut c = gram(&x, t, n);
     crate::limits::poll()?;
-    let (shrinkage, mu) = lw_shrinkage(&x, t, n, &c);
+    let (shrinkage, mu) = lw_shrinkage(&x, t, n, n, &c);
     let scale = (1.0 - shrinkage) / tf;
     for v in c.iter_mut() {
         *v *= scale;
@@ -401,8 +479,14 @@ pub fn ledoit_wolf(data: &[f64], rows: usize, cols: usize) -> CoreResult<LedoitW
     Ok(out)
 }
 
-/// Zero-variance check, Cholesky and eigenvalue-ratio check. Returns the Cholesky factor.
-fn factor_covariance(sigma: &[f64], n: usize, config: &PortfolioConfig) -> CoreResult<Vec<f64>> {
+/// Zero-variance check, Cholesky and eigenvalue-ratio check. Returns the Cholesky factor L and,
+/// if `want_inverse`, L^{-1} (row-major).
+fn factor_covariance(
+    sigma: &[f64],
+    n: usize,
+    config: &PortfolioConfig,
+    want_inverse: bool,
+) -> CoreResult<(Vec<f64>, Option<Vec<f64>>)> {
     let hint = if config.covariance == CovarianceEstimator::Sample {
         "; try covariance=\"ledoit_wolf\" (shrinkage makes it well conditioned), or remove the redundant assets"
     } else {
@@ -418,6 +502,23 @@ fn factor_covariance(sigma: &[f64], n: usize, config: &PortfolioConfig) -> CoreR
                  some assets are collinear{hint}"
             )))
         }
+    };
+    // issue 16: with L^{-1} at hand (the QP methods need it anyway), a certain lower bound of
+    // the ratio costs O(N^2): λmin = 1/‖L^{-1}‖₂² >= 1/‖L^{-1}‖_F² and λmax <= trace(Σ). When it
+    // clears the threshold (with a factor 2 for rounding), the iterative estimate below (which
+    // errs toward larger ratios) would pass too, so it is skipped.
+    let linv = if want_inverse {
+        let m = lower_inverse(&l, n);
+        crate::limits::poll()?; // lower_inverse (O(N³)) stops early when cancelled
+        let fro2: f64 = m.iter().map(|v| v * v).sum();
+        let trace: f64 = (0..n).map(|i| sigma[i * n + i]).sum();
+        let bound = 1.0 / (fro2 * trace);
+        if bound >= 2.0 * MIN_EIGEN_RATIO && bound.is_finite() {
+            return Ok((l, Some(m)));
+        }
+        Some(m)
+    } else {
+        None
     };
     // largest eigenvalue: power iteration; smallest: inverse iteration (both Rayleigh quotients)
     let mut v: Vec<f64> = (0..n)
@@ -464,7 +565,7 @@ fn factor_covariance(sigma: &[f64], n: usize, config: &PortfolioConfig) -> CoreR
              some assets are (almost) collinear{hint}"
         )));
     }
-    Ok(l)
+    Ok((l, linv))
 }
 
 /// Largest expected return attainable within the bounds (greedy fill of the best assets), the
@@ -622,17 +723,14 @@ pub fn optimize_portfolio(
     }
     let forced_equal = (lo * n as f64 - 1.0).abs() <= 1e-12 || (hi * n as f64 - 1.0).abs() <= 1e-12;
     let need_factor = method != EqualWeight || config.frontier_points > 0;
-    let chol = if need_factor {
-        Some(factor_covariance(sigma, n, config)?)
+    let want_inverse =
+        method == MinVariance || method == MaxSharpe || config.frontier_points > 0;
+    let factor = if need_factor {
+        let (_l, linv) = factor_covariance(sigma, n, config, want_inverse)?;
+        linv.map(|m| Factor::new(m, n))
     } else {
         None
     };
-    let factor = if method == MinVariance || method == MaxSharpe || config.frontier_points > 0 {
-        chol.as_ref().map(|l| Factor::new(lower_inverse(l, n), n))
-    } else {
-        None
-    };
-    crate::limits::poll()?; // lower_inverse (O(N³)) stops early when cancelled
 
     let mut iter_total = 0usize;
     let mut status = "Solved".to_string();

@@ -750,3 +750,155 @@ fn ledoit_wolf_is_the_moments_estimator_on_returns() {
     assert!(ledoit_wolf(&x, 1, 4).is_err());
     assert!(ledoit_wolf(&[1.0, f64::NAN, 2.0, 3.0], 2, 2).is_err());
 }
+
+// ---- issue 16: property tests of the faster moments / factor path ----
+
+mod speed_paths {
+    use super::*;
+    use crate::linalg::{cholesky, gram};
+    use proptest::prelude::*;
+
+    /// Random prices; `dup` copies column 0 into column 1 times (1 + `eps` noise) (near-singular
+    /// or singular covariance), `tie` gives columns 2 and 3 identical expected returns.
+    fn prices(rows: usize, n: usize, seed: u64, dup: Option<f64>, tie: bool) -> Vec<f64> {
+        let mut p = synth(rows, n, seed);
+        if let Some(eps) = dup {
+            for t in 0..rows {
+                let wobble = 1.0 + eps * (((t * 7919 + 13) % 17) as f64 - 8.0);
+                p[t * n + 1] = p[t * n] * wobble;
+            }
+        }
+        if tie && n >= 4 {
+            // same first and last price: the same mean log return, and (simple) close means
+            let (a, b) = (p[2], p[(rows - 1) * n + 2]);
+            let (c, d) = (p[3], p[(rows - 1) * n + 3]);
+            for t in 0..rows {
+                let f = t as f64 / (rows - 1) as f64;
+                p[t * n + 3] = p[t * n + 3] * (a / c) * ((b / a) / (d / c)).powf(f);
+            }
+        }
+        p
+    }
+
+    /// The previous (general gemm) covariance: the padded kernel must agree to rounding.
+    fn sample_cov_reference(p: &[f64], rows: usize, n: usize) -> Vec<f64> {
+        let t = rows - 1;
+        let mut x = vec![0.0; t * n];
+        for r in 0..t {
+            for j in 0..n {
+                x[r * n + j] = p[(r + 1) * n + j] / p[r * n + j] - 1.0;
+            }
+        }
+        for j in 0..n {
+            let m = (0..t).map(|r| x[r * n + j]).sum::<f64>() / t as f64;
+            for r in 0..t {
+                x[r * n + j] -= m;
+            }
+        }
+        let c = gram(&x, t, n);
+        c.iter().map(|v| v * 252.0 / (t as f64 - 1.0)).collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn padded_moments_match_the_gemm_path(n in 2usize..40, extra in 2usize..60, seed in 0u64..1000,
+                                              dup in proptest::option::of(prop_oneof![Just(0.0), 1e-9..1e-3f64]),
+                                              tie in any::<bool>()) {
+            let rows = n + extra;
+            let p = prices(rows, n, seed, dup, tie);
+            let m = estimate_moments(&p, rows, n, &cfg()).unwrap();
+            let reference = sample_cov_reference(&p, rows, n);
+            let scale = reference.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+            for (k, (a, b)) in m.covariance.iter().zip(&reference).enumerate() {
+                prop_assert!((a - b).abs() <= 1e-13 * scale, "entry {k}: {a} vs {b}");
+            }
+            for i in 0..n {
+                for j in 0..n {
+                    prop_assert_eq!(m.covariance[i * n + j], m.covariance[j * n + i]);
+                }
+            }
+        }
+
+        /// The O(N^2) Frobenius bound never changes the accept/reject decision of the iterative
+        /// eigenvalue-ratio check (it only skips it when the ratio is certainly fine).
+        #[test]
+        fn fast_conditioning_check_agrees(n in 2usize..30, extra in 2usize..40, seed in 0u64..1000,
+                                          dup in proptest::option::of(prop_oneof![Just(0.0), 1e-12..1e-4f64])) {
+            let rows = n + extra;
+            let p = prices(rows, n, seed, dup, false);
+            let c = cfg();
+            let m = estimate_moments(&p, rows, n, &c).unwrap();
+            let fast = factor_covariance(&m.covariance, n, &c, true);
+            let slow = factor_covariance(&m.covariance, n, &c, false);
+            match (&fast, &slow) {
+                (Ok((l1, inv)), Ok((l2, None))) => {
+                    prop_assert_eq!(l1, l2);
+                    prop_assert!(inv.is_some());
+                }
+                (Err(a), Err(b)) => prop_assert_eq!(a, b),
+                _ => prop_assert!(false, "fast {:?} vs iterative {:?}", fast.is_ok(), slow.is_ok()),
+            }
+        }
+
+        /// KKT conditions of the long-only max Sharpe and min variance answers on random
+        /// problems (ties and near-singular covariances included); singular ones give the
+        /// clear covariance error instead.
+        #[test]
+        fn kkt_holds_on_random_problems(n in 2usize..30, extra in 2usize..60, seed in 0u64..1000,
+                                        dup in proptest::option::of(prop_oneof![Just(0.0), 1e-9..1e-3f64]),
+                                        tie in any::<bool>()) {
+            let rows = n + extra;
+            let p = prices(rows, n, seed, dup, tie);
+            let c = cfg();
+            let m = estimate_moments(&p, rows, n, &c).unwrap();
+            if let Err(e) = factor_covariance(&m.covariance, n, &c, false) {
+                for method in ["max_sharpe", "min_variance"] {
+                    let got = err_msg(run(&p, rows, n, method, &c));
+                    prop_assert!(got.contains("singular"), "{method}: {got} ({e:?})");
+                }
+                return Ok(());
+            }
+            prop_assert!(cholesky(&m.covariance, n).is_ok());
+            let mut sw = vec![0.0; n];
+            // min variance: (Σw)_i = ν on the support, >= ν off it
+            let r = run(&p, rows, n, "min_variance", &c).unwrap();
+            matvec(&m.covariance, n, &r.weights, &mut sw);
+            let var = dot(&r.weights, &sw);
+            let tol = 1e-8 * var.max(sw.iter().fold(0.0f64, |a, v| a.max(v.abs())));
+            prop_assert!((r.weights.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+            for i in 0..n {
+                prop_assert!(r.weights[i] >= 0.0);
+                if r.weights[i] > 1e-9 {
+                    prop_assert!((sw[i] - var).abs() <= tol, "min_variance support {i}");
+                } else {
+                    prop_assert!(sw[i] >= var - tol, "min_variance bound {i}");
+                }
+            }
+            // max Sharpe: Σw = c (μ - rf) on the support, >= off it, c = w'Σw / (μ - rf)'w
+            let best = m.mean.iter().fold(f64::MIN, |a, &v| a.max(v));
+            let r = run(&p, rows, n, "max_sharpe", &c);
+            if !(best > c.risk_free_rate) {
+                let got = err_msg(r);
+                prop_assert!(got.contains("above risk_free_rate"), "{got}");
+                return Ok(());
+            }
+            let r = r.unwrap();
+            matvec(&m.covariance, n, &r.weights, &mut sw);
+            let ex: Vec<f64> = m.mean.iter().map(|v| v - c.risk_free_rate).collect();
+            let var = dot(&r.weights, &sw);
+            let k = var / dot(&ex, &r.weights);
+            let tol = 1e-8 * sw.iter().fold(var, |a, v| a.max(v.abs()));
+            for i in 0..n {
+                prop_assert!(r.weights[i] >= 0.0);
+                let g = sw[i] - k * ex[i];
+                if r.weights[i] > 1e-9 {
+                    prop_assert!(g.abs() <= tol, "max_sharpe support {i}: {g}");
+                } else {
+                    prop_assert!(g >= -tol, "max_sharpe bound {i}: {g}");
+                }
+            }
+        }
+    }
+}
