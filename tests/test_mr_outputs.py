@@ -69,3 +69,36 @@ def test_bad_outputs_are_rejected_alike(backends, outs, exc, msg):
             b.calculate_mean_reversion(prices(100, 2), lookback=10, outputs=outs)
         texts.add(str(ei.value))
     assert len(texts) == 1, texts
+
+
+# ---- issue 16 (rolling): the argument fast path and the one-step result construction ----
+def test_fast_argument_path_equals_the_checked_path(backend):
+    """Plain types (float64 ndarray, int, float) skip the generic checks; other accepted types
+    (lists, int64/float32 arrays, NumPy scalars, a strided view) go through them: same result,
+    a complete frozen MeanReversionResult either way."""
+    import dataclasses
+
+    from hft_lab.backends.results import MeanReversionResult
+
+    x = prices(600, 3)
+    ref = backend.calculate_mean_reversion(x, lookback=15, threshold=1.5, exit_threshold=0.25)
+    names = {f.name for f in dataclasses.fields(MeanReversionResult)}
+    assert type(ref) is MeanReversionResult and set(vars(ref)) == names
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ref.lookback = 3  # type: ignore[misc]
+    assert dataclasses.replace(ref).lookback == 15 and ref.threshold == 1.5 and ref.stop_threshold is None
+    wide = np.repeat(x, 2)[::2]  # not contiguous: copied by the checked path
+    for args in (
+        (x.tolist(), np.int64(15), np.float64(1.5), 0.25),
+        (wide, 15, 1.5, np.float32(0.25)),
+        (x, 15.0, 3 / 2, 0.25),
+    ):
+        r = backend.calculate_mean_reversion(args[0], lookback=args[1], threshold=args[2], exit_threshold=args[3])
+        assert set(vars(r)) == names and r.lookback == 15 and type(r.lookback) is int and type(r.threshold) is float
+        for f in ("rolling_mean", "rolling_std", "zscore", "signals", "positions", "entries", "exits"):
+            assert getattr(r, f).tobytes() == getattr(ref, f).tobytes(), f
+    for bad, exc in ((True, TypeError), (-1, ValueError), (2**31, ValueError), (15.5, ValueError)):
+        with pytest.raises(exc):
+            backend.calculate_mean_reversion(x, lookback=bad)
+    with pytest.raises(TypeError):
+        backend.calculate_mean_reversion(x, lookback=15, threshold="2")

@@ -1408,6 +1408,18 @@ pub fn mean_reversion_into(
     on_progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> CoreResult<(Vec<usize>, Vec<usize>)> {
     validate(prices, lookback, &params)?;
+    run_into(prices, lookback, params, out, on_progress)
+}
+
+/// [`mean_reversion_into`] on validated input (the prices are read once more otherwise: a whole
+/// pass over them, for nothing, in [`mean_reversion_outputs`], which validates before allocating).
+fn run_into(
+    prices: &[f64],
+    lookback: usize,
+    params: SignalParams,
+    out: MeanReversionBuffers<'_>,
+    on_progress: &mut dyn FnMut(usize, f64) -> bool,
+) -> CoreResult<(Vec<usize>, Vec<usize>)> {
     let n = prices.len();
     for (name, len) in [
         ("rolling_mean", out.rolling_mean.as_ref().map(|s| s.len())),
@@ -1490,7 +1502,8 @@ pub fn mean_reversion_outputs(
         outputs,
     };
     let some = |on: bool| on;
-    let (entries, exits) = mean_reversion_into(
+    // validated above, before the allocation
+    let (entries, exits) = run_into(
         prices,
         lookback,
         params,
@@ -1911,6 +1924,52 @@ mod tests {
         );
     }
 
+    /// mean_reversion_into (caller's buffers) and mean_reversion (which validates before it
+    /// allocates, then skips the second validation) give the same errors, in the same order, for
+    /// a non-finite price anywhere (first window, first and second half of a two-thread series,
+    /// last bar), a bad lookback or threshold besides, and a constant series.
+    #[test]
+    fn both_entry_points_give_the_same_errors() {
+        let p = SignalParams::default();
+        let into = |x: &[f64], w: usize, p: SignalParams| {
+            let n = x.len();
+            let (mut z, mut pos) = (vec![0.0; n], vec![0i8; n]);
+            let bufs = MeanReversionBuffers {
+                rolling_mean: None,
+                rolling_std: None,
+                zscore: Some(&mut z),
+                signals: None,
+                positions: Some(&mut pos),
+            };
+            mean_reversion_into(x, w, p, bufs, &mut no_progress())
+                .unwrap_err()
+                .to_string()
+        };
+        let up_front = |x: &[f64], w: usize, p: SignalParams| {
+            mean_reversion(x, w, p, &mut no_progress())
+                .unwrap_err()
+                .to_string()
+        };
+        for n in [50usize, 300_000] {
+            let base = walk(n, 100.0, 1.0, 9);
+            for at in [0, 3, 19, n / 3, n / 2 + 7, n - 1] {
+                for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+                    let mut x = base.clone();
+                    x[at] = bad;
+                    let msg = up_front(&x, 20, p);
+                    assert!(msg.contains(&format!("at index {at}")), "{msg}");
+                    assert_eq!(into(&x, 20, p), msg);
+                    let worse = SignalParams { entry: -1.0, ..p };
+                    assert_eq!(into(&x, 1, p), up_front(&x, 1, p));
+                    assert_eq!(into(&x, 20, worse), msg);
+                }
+            }
+            let flat = vec![3.25; n];
+            assert!(into(&flat, 20, p).contains("constant"));
+            assert_eq!(into(&flat, 20, p), up_front(&flat, 20, p));
+        }
+    }
+
     #[test]
     fn a_bad_tick_in_a_batch_leaves_the_state_untouched() {
         let mut s = MeanReversionState::new(3, SignalParams::default()).unwrap();
@@ -1994,12 +2053,21 @@ mod tests {
                 if !fast || r.acc.run >= w {
                     continue;
                 }
+                // the bound written out with its constants (a looser bound in the code, e.g. a
+                // larger limit or a smaller factor, disagrees with this one and fails the test)
                 let l = &r.lim;
+                let u = f64::EPSILON / 2.0;
+                let zn = 1e-20 / (u * u) * w as f64;
                 let m = sums.s1 * l.inv_n;
                 let vn = sums.s2 - sums.s1 * m;
                 let bound = (sums.e2 + 8.0 * sums.s2.abs()) + sums.s1.abs() * sums.e1 * l.inv_n;
-                let ratio = (bound / (BOUND_LIMIT * vn)).max(sums.e1 * sums.e1 / (l.zn * vn));
+                let ratio = (bound / (8192.0 * vn)).max(sums.e1 * sums.e1 / (zn * vn));
                 let fails = inaccurate(sums.s1, sums.s2, sums.e1, sums.e2, l);
+                assert_eq!(
+                    fails,
+                    !((bound < 8192.0 * vn) & (sums.e1 * sums.e1 < zn * vn)),
+                    "the bound test at {t}, w {w}"
+                );
                 if fails {
                     failed += 1;
                 } else if ratio >= 0.25 {
