@@ -70,8 +70,10 @@ def hurst_sizes(max_size, k=20, min_size=8):
     return np.unique(np.floor(v + 0.5).astype(np.int64))
 
 
-def ref_hurst_rs(d):
-    """Classic R/S: non-overlapping chunks from the start, mean of R/S per size, slope of logs."""
+def ref_hurst_rs(d, level=0.0):
+    """Classic R/S: non-overlapping chunks from the start, mean of R/S per size, slope of logs.
+    Chunks of constant increments (std at most 64 eps max(level, |c|): rounding, where level is
+    the magnitude of the series the increments come from) are skipped."""
     d = np.asarray(d, float)
     m = len(d)
     xs, ys = [], []
@@ -82,7 +84,7 @@ def ref_hurst_rs(d):
         y = np.cumsum(dev, axis=1)
         r = y.max(axis=1) - y.min(axis=1)
         sd = np.sqrt((dev**2).mean(axis=1))
-        ok = sd > 0
+        ok = sd > 64 * np.finfo(float).eps * np.maximum(level, np.abs(c).max(axis=1))
         if ok.any():
             xs.append(np.log(s))
             ys.append(np.log((r[ok] / sd[ok]).mean()))
@@ -107,7 +109,7 @@ def ref_ou(x, dt=1.0, bars_per_day=1.0):
         residual_std=np.sqrt(res.scale),
         n=len(x),
         mean_reverting=bool(0 < b < 1),
-        hurst=ref_hurst_rs(np.diff(x)),
+        hurst=ref_hurst_rs(np.diff(x), np.abs(x).max()),
     )
     if 0 < b < 1:
         kappa = -np.log(b) / dt
@@ -293,7 +295,7 @@ def test_hurst_is_classic_rs_of_increments(backend):
     rng = np.random.default_rng(9)
     walk = np.cumsum(rng.normal(size=4096))
     fit = backend.fit_ou(walk)
-    np.testing.assert_allclose(fit.hurst, ref_hurst_rs(np.diff(walk)), rtol=1e-10)
+    np.testing.assert_allclose(fit.hurst, ref_hurst_rs(np.diff(walk), np.abs(walk).max()), rtol=1e-10)
     assert 0.45 < fit.hurst < 0.65  # white-noise increments (classic R/S is biased slightly up)
     trend = np.cumsum(np.cumsum(rng.normal(size=4096)))  # persistent increments
     assert backend.fit_ou(trend).hurst > 0.8

@@ -9,7 +9,11 @@
 //!   `returns[0] = −c·|positions[0]|` (bar 0 has no previous close, so no price move; a non-zero
 //!   `positions[0]` is opened at `p[0]` and pays its entry cost there). A flip −1 → +1 costs `2c`.
 //! * `equity[t] = Π_{s≤t} (1 + returns[s])`: the starting capital 1.0 is the value just before
-//!   bar 0, so `equity[0] = 1.0` unless `positions[0] ≠ 0` and `c > 0`.
+//!   bar 0, so `equity[0] = 1.0` unless `positions[0] ≠ 0` and `c > 0`. **Ruin**: a short whose
+//!   price more than doubles in one bar loses more than the whole capital (`returns[t] < −1`);
+//!   equity cannot compound below zero (a negative equity times a gain would lose more), so it is
+//!   floored at 0 and stays 0 for the rest of the run (drawdown −1); a trade's compounded growth
+//!   likewise (its `pnl ≥ −1 − 2c`). [`ruin_floor`] is the one rule, used by the walk-forward too.
 //! * `drawdown[t] = equity[t] / max(1.0, max_{s≤t} equity[s]) − 1` (≤ 0);
 //!   `max_drawdown = −min(drawdown)` is reported as a POSITIVE fraction (0.25 = 25 % below the peak).
 //! * `total_return = equity[T−1] − 1`; `annual_return = equity[T−1]^(ppy/(T−1)) − 1` (geometric,
@@ -31,6 +35,17 @@
 
 use crate::error::{check, CoreError, CoreResult};
 use crate::num::{pz, pz_all};
+
+/// Compounded equity (or growth) after a bar: `v` if positive, else +0.0 (ruin: the capital is
+/// gone and stays gone, since 0 times any growth is 0). NaN stays NaN.
+#[inline]
+pub fn ruin_floor(v: f64) -> f64 {
+    if v > 0.0 || v.is_nan() {
+        v
+    } else {
+        0.0
+    }
+}
 
 /// Fewest bars [`backtest`] accepts (two returns are needed for a sample standard deviation).
 pub const MIN_BACKTEST_BARS: usize = 3;
@@ -249,7 +264,7 @@ pub fn backtest(
     let mut eq = 1.0;
     let mut peak = 1.0f64;
     for &r in &returns {
-        eq *= 1.0 + r;
+        eq = ruin_floor(eq * (1.0 + r));
         peak = peak.max(eq);
         equity.push(eq);
         drawdown.push(eq / peak - 1.0);
@@ -261,7 +276,7 @@ pub fn backtest(
         trades(positions, |d, entry, exit| {
             let mut growth = 1.0;
             for t in entry + 1..=exit {
-                growth *= 1.0 + d * (prices[t] / prices[t - 1] - 1.0);
+                growth = ruin_floor(growth * (1.0 + d * (prices[t] / prices[t - 1] - 1.0)));
             }
             growth - 1.0 - 2.0 * c
         });
@@ -544,8 +559,28 @@ mod tests {
     #[test]
     fn short_wipeout_gives_minus_one_annual_return() {
         let r = backtest(&[1.0, 3.0, 3.0], &[0.0, -1.0, -1.0], &cfg(0.0)).unwrap();
-        assert!(r.equity[2] < 0.0);
+        // the short loses 200 % of the capital: ruin, equity floored at 0 (not -1)
+        assert_eq!(r.returns[1], -2.0);
+        assert_eq!(r.equity, vec![1.0, 0.0, 0.0]);
+        assert!(r.equity.iter().all(|e| !e.is_sign_negative()));
+        assert_eq!(r.drawdown[1], -1.0);
+        assert_eq!(r.max_drawdown, 1.0);
+        assert_eq!(r.total_return, -1.0);
         assert_eq!(r.annual_return, -1.0);
+    }
+
+    #[test]
+    fn ruin_is_absorbing_a_later_gain_does_not_make_it_worse() {
+        // issue 13 sweep: equity used to go to -1 and then to -1.5 after the short's GAIN of 50 %
+        let p = [1.0, 1.0, 3.0, 3.0, 1.5, 2.0];
+        let q = [0.0, -1.0, -1.0, -1.0, -1.0, 0.0];
+        let r = backtest(&p, &q, &cfg(0.0)).unwrap();
+        assert_eq!(r.equity, vec![1.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
+        assert!(r.drawdown.iter().all(|d| (-1.0..=0.0).contains(d)));
+        assert_eq!(r.trade_pnls, vec![-1.0]);
+        assert_eq!(ruin_floor(-0.0).to_bits(), 0.0f64.to_bits());
+        assert!(ruin_floor(f64::NAN).is_nan());
+        assert_eq!(ruin_floor(0.25), 0.25);
     }
 
     #[test]

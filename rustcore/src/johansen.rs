@@ -14,6 +14,14 @@
 //! * trace statistic `−T Σ_{k ≥ r} ln(1 − λ_k)`, max-eigenvalue statistic `−T ln(1 − λ_r)`;
 //!   critical values (90 %, 95 %, 99 %) from MacKinnon, Haug & Michelis (1996) as statsmodels'
 //!   `c_sjt` / `c_sja` (NaN beyond 12 variables).
+//! * **Collinearity** (one rule, relative to the data's scale, the pairs scan's and statsmodels
+//!   `coint`'s threshold): when a series of `S_kk` (levels) or `S_00` (differences) is explained
+//!   by the previous ones up to `1 − R² ≤ 100·sqrt(eps)` (a Cholesky pivot `L_ii² ≤ 100·sqrt(eps)·S_ii`)
+//!   the test is refused with a numerical error naming the collinear series: beyond that the
+//!   eigenvalues are rounding noise (measured: off by up to 1e3 against statsmodels, outside
+//!   [0, 1], NaN statistics). The eigenvalues are squared canonical correlations, clamped to
+//!   [0, 1]; an eigenvalue of 1 (the differences exactly explained by the levels) has +∞
+//!   statistics.
 
 use nalgebra::DMatrix;
 
@@ -154,6 +162,37 @@ fn resid(y: &DMatrix<f64>, x: &DMatrix<f64>) -> CoreResult<DMatrix<f64>> {
 }
 
 /// statsmodels' `detrend(y, order)`: residuals on `vander(linspace(−1, 1, n), order + 1)`.
+/// `100·sqrt(eps)`: statsmodels `coint`'s collinearity threshold on `1 − R²` (as the pairs scan).
+const COLLINEAR: f64 = 100.0 * 1.490_116_119_384_765_6e-8;
+
+/// Cholesky factor of the covariance `s` of the `what` (named `name`), refused when a series is
+/// (nearly) a linear combination of the others: `1 − R²` of series `i` on the series before it,
+/// `L_ii² / s_ii`, at most [`COLLINEAR`].
+fn collinearity_checked(
+    s: DMatrix<f64>,
+    what: &str,
+    name: &str,
+) -> CoreResult<nalgebra::Cholesky<f64, nalgebra::Dyn>> {
+    let diag: Vec<f64> = (0..s.nrows()).map(|i| s[(i, i)]).collect();
+    let singular = || {
+        CoreError::numerical(format!(
+            "Johansen: the {what} are collinear ({name} is singular)"
+        ))
+    };
+    let ch = s.cholesky().ok_or_else(singular)?;
+    let l = ch.l_dirty();
+    for (i, &d) in diag.iter().enumerate() {
+        let piv = l[(i, i)] * l[(i, i)];
+        if d.is_nan() || d <= 0.0 || piv <= COLLINEAR * d {
+            return Err(CoreError::numerical(format!(
+                "Johansen: the {what} are (nearly) collinear: series {i} is a linear combination of the series before it up to 1 - R² = {:.1e} (at most {COLLINEAR:.1e} is refused: the test would be rounding noise)",
+                if d > 0.0 { piv / d } else { 0.0 }
+            )));
+        }
+    }
+    Ok(ch)
+}
+
 fn detrend(y: &DMatrix<f64>, order: i32) -> CoreResult<DMatrix<f64>> {
     if order < 0 || y.ncols() == 0 {
         return Ok(y.clone());
@@ -232,21 +271,10 @@ pub fn johansen(
     let skk = rkt.transpose() * &rkt / tf;
     let sk0 = rkt.transpose() * &r0t / tf;
     let s00 = r0t.transpose() * &r0t / tf;
-    let s00_inv = s00
-        .clone()
-        .cholesky()
-        .ok_or_else(|| {
-            CoreError::numerical("Johansen: the differences are collinear (S00 is singular)")
-        })?
-        .inverse();
+    let s00_chol = collinearity_checked(s00, "differences", "S00")?;
+    let s00_inv = s00_chol.inverse();
     let sig = &sk0 * s00_inv * sk0.transpose();
-    let l = skk
-        .clone()
-        .cholesky()
-        .ok_or_else(|| {
-            CoreError::numerical("Johansen: the levels are collinear (Skk is singular)")
-        })?
-        .l();
+    let l = collinearity_checked(skk, "levels", "Skk")?.l();
     let linv = l.clone().try_inverse().ok_or_else(|| {
         CoreError::numerical("Johansen: the levels are collinear (Skk is singular)")
     })?;
@@ -260,7 +288,8 @@ pub fn johansen(
     let mut eigenvalues = vec![0.0; n];
     let mut eigenvectors = vec![0.0; n * n];
     for (r, &k) in order.iter().enumerate() {
-        eigenvalues[r] = eig.eigenvalues[k];
+        // squared canonical correlations: in [0, 1] (rounding can leave them just outside)
+        eigenvalues[r] = eig.eigenvalues[k].clamp(0.0, 1.0);
         let col = v_all.column(k);
         let first = col.iter().copied().find(|v| *v != 0.0).unwrap_or(1.0);
         let s = if first < 0.0 { -1.0 } else { 1.0 };
@@ -328,5 +357,40 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("too few"));
+    }
+
+    #[test]
+    fn nearly_collinear_levels_are_refused_relative_to_their_scale() {
+        // issue 13 sweep: three series near 1e-6 moving by 1e-9 of their level, no deterministic
+        // terms: the levels are collinear to rounding; the eigenvalues came out as 1.2, 0.08,
+        // -2.0 (NaN trace statistic). The same shape at any scale gives the same refusal.
+        let mut s = 5u64;
+        let mut rnd = move || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+        };
+        let n = 60;
+        let mut z = vec![0.0; n * 3];
+        for c in 0..3 {
+            let mut v = 0.0;
+            for t in 0..n {
+                v += 1e-9 * rnd();
+                z[t * 3 + c] = v.exp();
+            }
+        }
+        for scale in [1e-6, 1.0, 1e9] {
+            let p: Vec<f64> = z.iter().map(|v| v * scale).collect();
+            let e = johansen(&p, n, 3, -1, 0).unwrap_err().to_string();
+            assert!(
+                e.contains("the levels are") && e.contains("collinear"),
+                "{e}"
+            );
+            // with a constant the levels are demeaned: no longer collinear, a valid test
+            let r = johansen(&p, n, 3, 0, 0).unwrap();
+            assert!(r.eigenvalues.iter().all(|l| (0.0..1.0).contains(l)));
+            assert!(r.trace_stat.iter().all(|t| t.is_finite() && *t >= 0.0));
+        }
     }
 }

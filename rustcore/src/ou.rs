@@ -180,7 +180,8 @@ pub fn fit_ou(series: &[f64], config: &OuConfig) -> CoreResult<OuFit> {
 
     let increments: Vec<f64> = series.windows(2).map(|w| w[1] - w[0]).collect();
     crate::limits::poll()?;
-    let hurst = hurst_rs(&increments).unwrap_or(f64::NAN);
+    let level = series.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+    let hurst = hurst_rs_at(&increments, level).unwrap_or(f64::NAN);
     crate::limits::poll()?; // hurst_rs stops early (NaN) when cancelled: report Cancelled
 
     Ok(OuFit {
@@ -254,12 +255,21 @@ fn check_hurst_input(increments: &[f64], divisor: usize) -> CoreResult<Vec<usize
 /// For each window size `s` of [`hurst_window_sizes`]`(m / 2)` (from 8 to `m/2`, `m` = number of
 /// increments) the series is cut from its start into `floor(m/s)` non-overlapping chunks (the
 /// remainder is dropped). In each chunk: `Y = cumsum(c − mean(c))`, `R = max(Y) − min(Y)`,
-/// `S = population std of c` (ddof 0); chunks with `S == 0` are skipped. `RS(s)` is the mean of
+/// `S = population std of c` (ddof 0); chunks with constant increments are skipped (`S` at most
+/// the rounding of their mean, `S ≤ 64·eps·max|c|`: a flat run or a straight segment). `RS(s)` is the mean of
 /// `R/S` over the chunks; sizes with no usable chunk are skipped. The result is the OLS slope of
 /// `ln RS(s)` on `ln s`.
 ///
 /// Errors: fewer than 18 increments, non-finite values, or fewer than two usable sizes (Numerical).
 pub fn hurst_rs(increments: &[f64]) -> CoreResult<f64> {
+    hurst_rs_at(increments, 0.0)
+}
+
+/// [`hurst_rs`] of the first differences of a series whose values reach `level` in magnitude:
+/// a difference carries a rounding error of about eps·`level`, so a chunk whose increments vary
+/// by no more than that (`S ≤ 64·eps·max(level, max|c|)`: a flat run, or a straight segment
+/// such as a linear interpolation over a gap, at any price level) is skipped, not read as noise.
+pub fn hurst_rs_at(increments: &[f64], level: f64) -> CoreResult<f64> {
     let sizes = check_hurst_input(increments, 2)?;
     let mut lx = Vec::with_capacity(sizes.len());
     let mut ly = Vec::with_capacity(sizes.len());
@@ -273,15 +283,19 @@ pub fn hurst_rs(increments: &[f64]) -> CoreResult<f64> {
             let mut cum = 0.0;
             let (mut ymax, mut ymin) = (f64::NEG_INFINITY, f64::INFINITY);
             let mut ss = 0.0;
+            let mut big = level.abs();
             for &v in c {
                 let d = v - mean;
                 cum += d;
                 ss += d * d;
                 ymax = ymax.max(cum);
                 ymin = ymin.min(cum);
+                big = big.max(v.abs());
             }
             let sd = (ss / s as f64).sqrt();
-            if sd > 0.0 {
+            // constant increments (a flat run, or a straight segment such as a linear
+            // interpolation over a gap) leave only the rounding of their mean: skipped too
+            if sd > 64.0 * f64::EPSILON * big {
                 sum_rs += (ymax - ymin) / sd;
                 used += 1;
             }

@@ -32,7 +32,8 @@
 //!   differences). It is not a filter and costs ~10× the rest of a pair, so it is computed in
 //!   [`finalize`] for the rows reported only (raw shard rows carry NaN).
 //! * **correlation**: Pearson correlation of the two assets' simple returns `p_t/p_{t−1} − 1`
-//!   (prices must be positive).
+//!   (prices must be positive); NaN (undefined, dropped by `min_correlation`) when an asset's
+//!   returns are constant to rounding (rms spread ≤ 64·eps·max(1, |r|): a deterministic accrual).
 //! * A pair whose ADF regression is singular gets NaN statistic and p-value, is left out of the
 //!   q-values (`m`) and of the ranking, and is counted in `n_failed`.
 
@@ -416,12 +417,17 @@ impl Universe {
                 ret[r - 1] = prices[r * cols + c] / prices[(r - 1) * cols + c] - 1.0;
             }
             let rm = ret.iter().sum::<f64>() / (rows - 1) as f64;
+            let big = ret.iter().fold(1.0f64, |a, v| a.max(v.abs()));
             let mut ss = 0.0;
             for v in ret.iter_mut() {
                 *v -= rm;
                 ss += *v * *v;
             }
-            let norm = ss.sqrt();
+            // returns constant to rounding (a deterministic accrual such as 2^(t/4)): each return
+            // p_t/p_{t-1} - 1 carries a rounding error of about eps·max(1, |r|), so their spread
+            // is noise and the correlation undefined: NaN (the min_correlation filter drops it)
+            let tiny = (rows - 1) as f64 * (64.0 * f64::EPSILON * big).powi(2);
+            let norm = if ss > tiny { ss.sqrt() } else { 0.0 };
             for v in ret.iter_mut() {
                 *v = if norm > 0.0 { *v / norm } else { f64::NAN };
             }
@@ -717,7 +723,11 @@ fn row_hurst(prices: &[f64], rows: usize, cols: usize, r: &PairStats) -> f64 {
         .map(|t| prices[t * cols + r.i] - r.hedge_ratio * prices[t * cols + r.j] - r.intercept)
         .collect();
     let incr: Vec<f64> = s.windows(2).map(|w| w[1] - w[0]).collect();
-    crate::ou::hurst_rs(&incr).unwrap_or(f64::NAN)
+    // the spread's rounding level: that of the prices it is computed from
+    let level = (0..rows).fold(0.0f64, |a, t| {
+        a.max(prices[t * cols + r.i].abs() + (r.hedge_ratio * prices[t * cols + r.j]).abs())
+    }) + r.intercept.abs();
+    crate::ou::hurst_rs_at(&incr, level).unwrap_or(f64::NAN)
 }
 
 /// The result from the raw rows of every tested pair (any order; sorted by pair number here)

@@ -24,7 +24,11 @@
 //!   The window's return per bar is the mean over its selected pairs (0 when none).
 //! * Output per window: the pairs, the number of trades (entries), the window's compounded
 //!   return, turnover (sum of position changes / number of pairs) and costs (as return).
+//! * Ruin: a bar's return can be below −100 % (a leg jumping several-fold against a position);
+//!   equity and the window's compounded return are floored at 0 (−100 %) as in the backtest
+//!   ([`crate::backtest::ruin_floor`]): the equity curve stays 0 after a ruin, never negative.
 
+use crate::backtest::ruin_floor;
 use crate::error::{CoreError, CoreResult};
 use crate::kalman::KalmanState;
 use crate::num::pz;
@@ -325,7 +329,7 @@ pub fn walk_forward(
         let sels = select(prices, cols, s, a, cfg, w)?;
         let (r, trades, turnover, costs) = portfolio(prices, cols, &sels, s, a, b, cfg)?;
         oos[a..b].copy_from_slice(&r);
-        let pnl = r.iter().fold(1.0, |e, v| e * (1.0 + v)) - 1.0;
+        let pnl = r.iter().fold(1.0, |e, v| ruin_floor(e * (1.0 + v))) - 1.0;
         windows.push(WindowRow {
             formation_start: s,
             trading_start: a,
@@ -346,7 +350,7 @@ pub fn walk_forward(
         let mut e = 1.0;
         r.iter()
             .map(|v| {
-                e *= 1.0 + v;
+                e = ruin_floor(e * (1.0 + v));
                 pz(e)
             })
             .collect::<Vec<f64>>()
