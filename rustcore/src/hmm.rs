@@ -10,7 +10,10 @@
 //!   constant that was taken out of the emission probabilities to keep them from underflowing).
 //!   The backward pass is fused with the accumulation of the sufficient statistics
 //!   (posterior mass, first and second moments, expected transitions), so neither `beta` nor
-//!   the posteriors are stored during EM.
+//!   the posteriors are stored during EM. For `K <= 8` a fixed-size kernel runs (state-major
+//!   buffers; one vectorised pass computes the emission probabilities; the backward recursion
+//!   runs in blocks of 4 steps and the statistics of each block are accumulated with time in
+//!   the vector lanes); it differs from the generic path only in the order of the sums over time.
 //! * **M-step**: maximum likelihood (no priors): start probabilities = posterior at t = 0,
 //!   transitions = expected transition counts normalised per row, means and variances =
 //!   posterior-weighted moments. Zero start / transition probabilities stay zero.
