@@ -823,19 +823,6 @@ type EmissionFn<const K: usize> =
     fn(&[f64], &[f64; K], &[f64; K], &[f64; K], &mut [f64], &mut [f64]) -> f64;
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn soa_emission_avx512<const K: usize>(
-    z: &[f64],
-    mu: &[f64; K],
-    cst: &[f64; K],
-    hiv: &[f64; K],
-    e: &mut [f64],
-    mbuf: &mut [f64],
-) -> f64 {
-    soa_emission::<K>(z, mu, cst, hiv, e, mbuf)
-}
-
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn soa_emission_avx2<const K: usize>(
     z: &[f64],
@@ -851,8 +838,8 @@ unsafe fn soa_emission_avx2<const K: usize>(
 /// The fixed-K E-step: same model, same lazily scaled forward-backward and the same
 /// sufficient statistics as [`e_step_impl`] (see there), with
 /// * state-major buffers (`e[j * n + t]`, `alpha[j * n + t]`), the emission probabilities
-///   computed by one vectorised pass (AVX-512 or AVX2 when the CPU has them; the same IEEE
-///   operations, no fused multiply-add, so bit-identical either way);
+///   computed by one vectorised pass (AVX2 when the CPU has it, chosen at run time; the same
+///   IEEE operations, no fused multiply-add, so bit-identical either way);
 /// * a backward pass that only runs the recursion `w_{t+1} = f_{t+1} b_{t+1} * beta^_{t+1}`,
 ///   `beta^_t = A w_{t+1}` (storing `w_{t+1}` over `b_{t+1}`) in blocks of [`LANES`] steps, and
 ///   after each block accumulates the statistics of those steps with time in the vector lanes:
@@ -1105,13 +1092,9 @@ fn e_step_soa<const K: usize>(
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
-            let emission: EmissionFn<K> = if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU supports AVX-512F (checked just above).
-                |z, mu, c, h, e, m| unsafe { soa_emission_avx512::<K>(z, mu, c, h, e, m) }
-            } else {
-                // SAFETY: the CPU supports AVX2 (checked above).
-                |z, mu, c, h, e, m| unsafe { soa_emission_avx2::<K>(z, mu, c, h, e, m) }
-            };
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            let emission: EmissionFn<K> =
+                |z, mu, c, h, e, m| unsafe { soa_emission_avx2::<K>(z, mu, c, h, e, m) };
             // SAFETY: the CPU supports AVX2 (checked just above).
             return unsafe { e_step_soa_avx2::<K>(z, p, w, post, emission) };
         }
