@@ -10,7 +10,10 @@
 //!   constant that was taken out of the emission probabilities to keep them from underflowing).
 //!   The backward pass is fused with the accumulation of the sufficient statistics
 //!   (posterior mass, first and second moments, expected transitions), so neither `beta` nor
-//!   the posteriors are stored during EM.
+//!   the posteriors are stored during EM. For `K <= 8` a fixed-size kernel runs (state-major
+//!   buffers; one vectorised pass computes the emission probabilities; the backward recursion
+//!   runs in blocks of 4 steps and the statistics of each block are accumulated with time in
+//!   the vector lanes); it differs from the generic path only in the order of the sums over time.
 //! * **M-step**: maximum likelihood (no priors): start probabilities = posterior at t = 0,
 //!   transitions = expected transition counts normalised per row, means and variances =
 //!   posterior-weighted moments. Zero start / transition probabilities stay zero.
@@ -502,17 +505,9 @@ fn m_step(p: &mut Params, w: &Work) {
     }
 }
 
-/// Number of states known at compile time (unrolled loops) or at run time.
+/// Number of states (the generic E-step; K <= 8 runs the fixed-size `e_step_soa`).
 pub(crate) trait Dim: Copy {
     fn k(self) -> usize;
-}
-#[derive(Clone, Copy)]
-pub(crate) struct Fixed<const K: usize>;
-impl<const K: usize> Dim for Fixed<K> {
-    #[inline(always)]
-    fn k(self) -> usize {
-        K
-    }
 }
 #[derive(Clone, Copy)]
 pub(crate) struct Dynamic(pub(crate) usize);
@@ -527,11 +522,14 @@ impl Dim for Dynamic {
 /// sufficient statistics in `w`; writes the (normalised) posteriors if asked.
 fn e_step(z: &[f64], p: &Params, w: &mut Work, post: Option<&mut [f64]>) -> CoreResult<f64> {
     match p.means.len() {
-        1 => with_simd(move || e_step_impl(Fixed::<1>, z, p, w, post)),
-        2 => with_simd(move || e_step_impl(Fixed::<2>, z, p, w, post)),
-        3 => with_simd(move || e_step_impl(Fixed::<3>, z, p, w, post)),
-        4 => with_simd(move || e_step_impl(Fixed::<4>, z, p, w, post)),
-        5 => with_simd(move || e_step_impl(Fixed::<5>, z, p, w, post)),
+        1 => e_step_soa::<1>(z, p, w, post),
+        2 => e_step_soa::<2>(z, p, w, post),
+        3 => e_step_soa::<3>(z, p, w, post),
+        4 => e_step_soa::<4>(z, p, w, post),
+        5 => e_step_soa::<5>(z, p, w, post),
+        6 => e_step_soa::<6>(z, p, w, post),
+        7 => e_step_soa::<7>(z, p, w, post),
+        8 => e_step_soa::<8>(z, p, w, post),
         k => with_simd(move || e_step_impl(Dynamic(k), z, p, w, post)),
     }
 }
@@ -749,6 +747,345 @@ fn e_step_impl<D: Dim>(
         ));
     }
     Ok(ll)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixed-K E-step (K <= 8; more states run the generic `e_step_impl`): struct-of-arrays buffers, vectorised emission pass,
+// backward pass in blocks with the sufficient statistics accumulated across time in lanes.
+// ---------------------------------------------------------------------------------------------
+
+/// Time steps per block of the backward pass (and lanes of the statistics accumulators).
+const LANES: usize = 4;
+
+/// Emission pass of the fixed-K kernel, state-major (`e[j * n + t]`): `m_t = max_j ln b_j(z_t)`
+/// into `mbuf`, then `e[j * n + t] = exp(ln b_j(z_t) - m_t)` one state at a time (a flat loop
+/// over time, vectorised). Returns `sum_t m_t` (summed in `LANES` interleaved partial sums).
+#[inline(always)]
+fn soa_emission<const K: usize>(
+    z: &[f64],
+    mu: &[f64; K],
+    cst: &[f64; K],
+    hiv: &[f64; K],
+    e: &mut [f64],
+    mbuf: &mut [f64],
+) -> f64 {
+    let n = z.len();
+    let mbuf = &mut mbuf[..n];
+    for (m, &x) in mbuf.iter_mut().zip(z) {
+        let mut mx = f64::NEG_INFINITY;
+        for j in 0..K {
+            let dd = x - mu[j];
+            let v = cst[j] - hiv[j] * dd * dd;
+            mx = if v > mx { v } else { mx };
+        }
+        *m = mx;
+    }
+    let mut acc = [0.0f64; LANES];
+    let mut it = mbuf.chunks_exact(LANES);
+    for c in &mut it {
+        for l in 0..LANES {
+            acc[l] += c[l];
+        }
+    }
+    let mut ll = 0.0;
+    for l in 0..LANES {
+        ll += acc[l];
+    }
+    for &v in it.remainder() {
+        ll += v;
+    }
+    for j in 0..K {
+        let (m_j, c_j, h_j) = (mu[j], cst[j], hiv[j]);
+        for ((d, &x), &m) in e[j * n..(j + 1) * n].iter_mut().zip(z).zip(mbuf.iter()) {
+            let dd = x - m_j;
+            *d = exp_nonpositive((c_j - h_j * dd * dd) - m);
+        }
+    }
+    ll
+}
+
+/// The emission pass of [`e_step_soa_body`] (`z, means, constants, 1 / (2 variances), e, m`).
+type EmissionFn<const K: usize> =
+    fn(&[f64], &[f64; K], &[f64; K], &[f64; K], &mut [f64], &mut [f64]) -> f64;
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn soa_emission_avx2<const K: usize>(
+    z: &[f64],
+    mu: &[f64; K],
+    cst: &[f64; K],
+    hiv: &[f64; K],
+    e: &mut [f64],
+    mbuf: &mut [f64],
+) -> f64 {
+    soa_emission::<K>(z, mu, cst, hiv, e, mbuf)
+}
+
+/// The fixed-K E-step: same model, same lazily scaled forward-backward and the same
+/// sufficient statistics as [`e_step_impl`] (see there), with
+/// * state-major buffers (`e[j * n + t]`, `alpha[j * n + t]`), the emission probabilities
+///   computed by one vectorised pass (AVX2 when the CPU has it, chosen at run time; the same
+///   IEEE operations, no fused multiply-add, so bit-identical either way);
+/// * a backward pass that only runs the recursion `w_{t+1} = f_{t+1} b_{t+1} * beta^_{t+1}`,
+///   `beta^_t = A w_{t+1}` (storing `w_{t+1}` over `b_{t+1}`) in blocks of [`LANES`] steps, and
+///   after each block accumulates the statistics of those steps with time in the vector lanes:
+///   `gamma_t = alpha^_t * (A w_{t+1})` (recomputed with the same operations, so equal to the
+///   recursion's `beta^_t` bit for bit), `sum gamma (z - mean)`, `sum gamma (z - mean)^2`
+///   and `sum_t alpha^_t(i) w_{t+1}(j)`. Only the order of the summations over time differs
+///   from [`e_step_impl`] (partial sums per lane, then added), i.e. rounding-level differences.
+#[inline(always)]
+fn e_step_soa_body<const K: usize>(
+    z: &[f64],
+    p: &Params,
+    w: &mut Work,
+    post: Option<&mut [f64]>,
+    emission: EmissionFn<K>,
+) -> CoreResult<f64> {
+    let n = z.len();
+    let mut mu = [0.0; K];
+    let mut cst = [0.0; K];
+    let mut hiv = [0.0; K];
+    let mut a = [[0.0; K]; K];
+    for j in 0..K {
+        mu[j] = p.means[j];
+        cst[j] = -0.5 * (LN_2PI + p.vars[j].ln());
+        hiv[j] = 0.5 / p.vars[j];
+        for i in 0..K {
+            a[i][j] = p.trans[i * K + j];
+        }
+    }
+    let mut ll = emission(z, &mu, &cst, &hiv, &mut w.emis, &mut w.fscale);
+    crate::limits::poll()?;
+    let e = &mut w.emis[..K * n];
+    let al = &mut w.alpha[..K * n];
+    let fscale = &mut w.fscale[..n];
+
+    // Forward pass (the same operations as `e_step_impl`).
+    let mut prev = [0.0; K];
+    let mut shift: i64 = 0; // log2 F_t
+    for t in 0..n {
+        if t & 0x3FFF == 0x3FFF {
+            crate::limits::poll()?;
+        }
+        let mut pred = [0.0; K];
+        if t == 0 {
+            pred.copy_from_slice(&p.start[..K]);
+        } else {
+            for j in 0..K {
+                pred[j] = prev[0] * a[0][j];
+            }
+            for i in 1..K {
+                for j in 0..K {
+                    pred[j] += prev[i] * a[i][j];
+                }
+            }
+        }
+        let mut c = 0.0;
+        for j in 0..K {
+            let v = pred[j] * e[j * n + t];
+            prev[j] = v;
+            c += v;
+        }
+        let mut f = 1.0;
+        if c < RESCALE_BELOW || c.is_nan() {
+            if !(c >= MIN_STEP_MASS && c.is_finite()) {
+                return Err(zero_probability(t));
+            }
+            let ex = exponent(c);
+            shift -= ex;
+            f = pow2(-ex);
+            for v in prev.iter_mut() {
+                *v *= f;
+            }
+        }
+        fscale[t] = f;
+        for j in 0..K {
+            al[j * n + t] = prev[j];
+        }
+    }
+    let zsum: f64 = prev.iter().sum();
+    if !(zsum > 0.0 && zsum.is_finite()) {
+        return Err(zero_probability(n - 1));
+    }
+    ll += zsum.ln() - shift as f64 * std::f64::consts::LN_2;
+
+    // Backward recursion in blocks of LANES steps, statistics of each block right after it.
+    let mut s0 = [[0.0f64; LANES]; K];
+    let mut s1 = [[0.0f64; LANES]; K];
+    let mut s2 = [[0.0f64; LANES]; K];
+    let mut xi = [[[0.0f64; LANES]; K]; K];
+    {
+        // t = n - 1: gamma = alpha (beta = 1)
+        let t = n - 1;
+        let x = z[t];
+        for i in 0..K {
+            let g = al[i * n + t];
+            let dd = x - mu[i];
+            let gd = g * dd;
+            s0[i][0] += g;
+            s1[i][0] += gd;
+            s2[i][0] += gd * dd;
+        }
+    }
+    let mut beta = [1.0; K];
+    let mut hi = n - 1; // the statistics of every t >= hi are done
+    let mut blocks = 0usize;
+    while hi > 0 {
+        blocks += 1;
+        if blocks & 0xFFF == 0 {
+            crate::limits::poll()?;
+        }
+        let lo = hi.saturating_sub(LANES);
+        for t in (lo..hi).rev() {
+            let f = fscale[t + 1];
+            let mut wv = [0.0; K];
+            for j in 0..K {
+                wv[j] = e[j * n + t + 1] * beta[j];
+            }
+            if f != 1.0 {
+                for v in wv.iter_mut() {
+                    *v *= f;
+                }
+            }
+            for j in 0..K {
+                e[j * n + t + 1] = wv[j];
+            }
+            for i in 0..K {
+                let mut s = 0.0;
+                for j in 0..K {
+                    s += a[i][j] * wv[j];
+                }
+                beta[i] = s;
+            }
+        }
+        if hi - lo == LANES {
+            let x: &[f64; LANES] = z[lo..lo + LANES].try_into().expect("LANES values");
+            let mut alv = [[0.0; LANES]; K];
+            let mut wvv = [[0.0; LANES]; K];
+            for i in 0..K {
+                alv[i] = al[i * n + lo..i * n + lo + LANES]
+                    .try_into()
+                    .expect("LANES values");
+                wvv[i] = e[i * n + lo + 1..i * n + lo + 1 + LANES]
+                    .try_into()
+                    .expect("LANES values");
+            }
+            for i in 0..K {
+                for l in 0..LANES {
+                    let mut s = 0.0;
+                    for j in 0..K {
+                        s += a[i][j] * wvv[j][l];
+                    }
+                    let g = alv[i][l] * s;
+                    let dd = x[l] - mu[i];
+                    let gd = g * dd;
+                    s0[i][l] += g;
+                    s1[i][l] += gd;
+                    s2[i][l] += gd * dd;
+                }
+                for j in 0..K {
+                    for l in 0..LANES {
+                        xi[i][j][l] += alv[i][l] * wvv[j][l];
+                    }
+                }
+            }
+        } else {
+            for t in lo..hi {
+                let x = z[t];
+                for i in 0..K {
+                    let mut s = 0.0;
+                    for j in 0..K {
+                        s += a[i][j] * e[j * n + t + 1];
+                    }
+                    let ai = al[i * n + t];
+                    let g = ai * s;
+                    let dd = x - mu[i];
+                    let gd = g * dd;
+                    s0[i][0] += g;
+                    s1[i][0] += gd;
+                    s2[i][0] += gd * dd;
+                    for j in 0..K {
+                        xi[i][j][0] += ai * e[j * n + t + 1];
+                    }
+                }
+            }
+        }
+        hi = lo;
+    }
+    let lanes = |v: &[f64; LANES]| {
+        let mut s = 0.0;
+        for l in 0..LANES {
+            s += v[l];
+        }
+        s
+    };
+    for i in 0..K {
+        w.start[i] = al[i * n] * beta[i];
+        w.s0[i] = lanes(&s0[i]);
+        w.s1[i] = lanes(&s1[i]);
+        w.s2[i] = lanes(&s2[i]);
+        for j in 0..K {
+            w.trans[i * K + j] = lanes(&xi[i][j]) * a[i][j];
+        }
+    }
+    if let Some(post) = post {
+        // gamma_t = alpha^_t * (A w_{t+1}), normalised per row (the same values as above).
+        let mut g = [0.0; K];
+        for t in 0..n {
+            for i in 0..K {
+                let b = if t + 1 < n {
+                    let mut s = 0.0;
+                    for j in 0..K {
+                        s += a[i][j] * e[j * n + t + 1];
+                    }
+                    s
+                } else {
+                    1.0
+                };
+                g[i] = al[i * n + t] * b;
+            }
+            write_posterior(&mut post[t * K..(t + 1) * K], &g);
+        }
+    }
+    if !ll.is_finite() {
+        return Err(CoreError::numerical(
+            "the log-likelihood is not finite (numerical breakdown)",
+        ));
+    }
+    Ok(ll)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn e_step_soa_avx2<const K: usize>(
+    z: &[f64],
+    p: &Params,
+    w: &mut Work,
+    post: Option<&mut [f64]>,
+    emission: EmissionFn<K>,
+) -> CoreResult<f64> {
+    e_step_soa_body::<K>(z, p, w, post, emission)
+}
+
+/// The fixed-K E-step ([`e_step_soa_body`]) for `K = p.means.len()`, compiled for the best
+/// vector extension the CPU has (chosen at run time; bit-identical results either way).
+fn e_step_soa<const K: usize>(
+    z: &[f64],
+    p: &Params,
+    w: &mut Work,
+    post: Option<&mut [f64]>,
+) -> CoreResult<f64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            let emission: EmissionFn<K> =
+                |z, mu, c, h, e, m| unsafe { soa_emission_avx2::<K>(z, mu, c, h, e, m) };
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { e_step_soa_avx2::<K>(z, p, w, post, emission) };
+        }
+    }
+    e_step_soa_body::<K>(z, p, w, post, soa_emission::<K>)
 }
 
 #[inline(always)]
@@ -1939,24 +2276,237 @@ mod tests {
 
     #[test]
     fn general_k_path_agrees_with_itself_and_is_sane() {
-        // K = 6 goes through the run-time-K code path.
+        // K = 9 goes through the run-time-K code path (K <= 8: the fixed-size kernel).
         let (x, _) = three_regimes(3000, 17);
         let r = fit(
             &x,
             &HmmConfig {
                 max_iterations: 40,
                 tolerance: 0.0,
-                ..cfg(6)
+                ..cfg(9)
             },
         )
         .unwrap();
         for w in r.log_likelihood_history.windows(2) {
             assert!(w[1] >= w[0] - 1e-10 * w[0].abs());
         }
-        assert!(r.viterbi_path.iter().all(|&s| s < 6));
-        for row in r.posteriors.chunks_exact(6) {
+        assert!(r.viterbi_path.iter().all(|&s| s < 9));
+        for row in r.posteriors.chunks_exact(9) {
             assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-12);
         }
         assert!(r.means.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    // ---- the fixed-K kernel (e_step_soa) against the generic scalar E-step (e_step_impl)
+
+    use proptest::prelude::*;
+
+    /// Everything one E-step produces: (LL, start, trans, s0, s1, s2, posteriors) or the error.
+    type EOut = Result<
+        (
+            f64,
+            Vec<f64>,
+            Vec<f64>,
+            Vec<f64>,
+            Vec<f64>,
+            Vec<f64>,
+            Vec<f64>,
+        ),
+        String,
+    >;
+
+    fn run_e(z: &[f64], p: &Params, generic: bool) -> EOut {
+        let (n, k) = (z.len(), p.means.len());
+        let mut w = Work::new(n, k).unwrap();
+        let mut post = vec![0.0; n * k];
+        let r = if generic {
+            e_step_impl(Dynamic(k), z, p, &mut w, Some(&mut post))
+        } else {
+            e_step(z, p, &mut w, Some(&mut post))
+        };
+        r.map(|ll| {
+            (
+                ll,
+                w.start.clone(),
+                w.trans.clone(),
+                w.s0.clone(),
+                w.s1.clone(),
+                w.s2.clone(),
+                post,
+            )
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    /// Fixed-K kernel through the plain (no target feature) emission pass, for bit-identity.
+    fn run_plain<const K: usize>(z: &[f64], p: &Params) -> EOut {
+        let mut w = Work::new(z.len(), K).unwrap();
+        let mut post = vec![0.0; z.len() * K];
+        e_step_soa_body::<K>(z, p, &mut w, Some(&mut post), soa_emission::<K>)
+            .map(|ll| (ll, w.start, w.trans, w.s0, w.s1, w.s2, post))
+            .map_err(|e| e.to_string())
+    }
+
+    fn run_plain_k(z: &[f64], p: &Params) -> EOut {
+        match p.means.len() {
+            1 => run_plain::<1>(z, p),
+            2 => run_plain::<2>(z, p),
+            3 => run_plain::<3>(z, p),
+            4 => run_plain::<4>(z, p),
+            5 => run_plain::<5>(z, p),
+            6 => run_plain::<6>(z, p),
+            7 => run_plain::<7>(z, p),
+            8 => run_plain::<8>(z, p),
+            k => panic!("no fixed kernel for K = {k}"),
+        }
+    }
+
+    /// Agreement of two E-step outputs: LL to 1e-12 relative; statistics to 1e-12 of their
+    /// own scale (the sums are all of non-negative terms except s1, whose scale is sum |.|).
+    fn assert_agree(a: &EOut, b: &EOut, z: &[f64], p: &Params) {
+        let (a, b) = match (a, b) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(x), Err(y)) => return assert_eq!(x, y),
+            _ => panic!(
+                "one path failed: {:?} vs {:?}",
+                a.as_ref().err(),
+                b.as_ref().err()
+            ),
+        };
+        let tol = 1e-12;
+        assert!(
+            (a.0 - b.0).abs() <= tol * a.0.abs().max(1.0),
+            "LL {} vs {}",
+            a.0,
+            b.0
+        );
+        let mass: f64 = b.3.iter().sum();
+        let dmax = z
+            .iter()
+            .flat_map(|&x| p.means.iter().map(move |&m| (x - m).abs()))
+            .fold(0.0f64, f64::max);
+        let close = |u: &[f64], v: &[f64], scale: f64, what: &str| {
+            for (x, y) in u.iter().zip(v) {
+                assert!(
+                    (x - y).abs() <= tol * scale,
+                    "{what}: {x} vs {y} (scale {scale})"
+                );
+            }
+        };
+        close(&a.1, &b.1, b.1.iter().sum(), "start");
+        close(&a.2, &b.2, b.2.iter().sum(), "trans");
+        close(&a.3, &b.3, mass, "s0");
+        close(&a.4, &b.4, mass * dmax, "s1");
+        close(&a.5, &b.5, mass * dmax * dmax, "s2");
+        close(&a.6, &b.6, 1.0, "posteriors");
+    }
+
+    /// Hostile parameter sets: variances from tiny (the floor) to huge, a state far away from
+    /// every observation (near-zero occupancy), zero transitions, skewed start.
+    fn params_strategy(k: usize) -> impl Strategy<Value = Params> {
+        (
+            prop::collection::vec(-3.0f64..3.0, k),
+            prop::collection::vec(-6.0f64..3.0, k),
+            prop::collection::vec(0.0f64..1.0, k * k),
+            prop::collection::vec(0.01f64..1.0, k),
+            0usize..4,
+        )
+            .prop_map(move |(means, lv, raw, st, mode)| {
+                let mut means = means;
+                let mut vars: Vec<f64> = lv.iter().map(|l| 10f64.powf(*l)).collect();
+                let mut trans = raw;
+                match mode {
+                    1 => means[0] = 40.0,              // a state no observation is near
+                    2 => vars[k - 1] = VARIANCE_FLOOR, // a collapsed state
+                    3 => {
+                        // sparse rows: zero a few entries (the diagonal is kept)
+                        for i in 0..k {
+                            for j in 0..k {
+                                if i != j && trans[i * k + j] < 0.4 {
+                                    trans[i * k + j] = 0.0;
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                for i in 0..k {
+                    trans[i * k + i] += 0.05;
+                    let r: f64 = trans[i * k..(i + 1) * k].iter().sum();
+                    trans[i * k..(i + 1) * k].iter_mut().for_each(|v| *v /= r);
+                }
+                let ss: f64 = st.iter().sum();
+                Params {
+                    start: st.iter().map(|v| v / ss).collect(),
+                    trans,
+                    means,
+                    vars,
+                }
+            })
+    }
+
+    /// Standardised-looking data with outliers and flat runs.
+    fn data_strategy() -> impl Strategy<Value = Vec<f64>> {
+        prop::collection::vec(
+            prop_oneof![
+                6 => -3.0f64..3.0,
+                1 => -30.0f64..30.0,
+                1 => Just(0.25f64),
+            ],
+            10..140,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(160))]
+
+        #[test]
+        fn fixed_k_kernel_matches_the_generic_e_step(
+            (p, z) in (1usize..=8).prop_flat_map(|k| (params_strategy(k), data_strategy()))
+        ) {
+            let fast = run_e(&z, &p, false);
+            let generic = run_e(&z, &p, true);
+            assert_agree(&fast, &generic, &z, &p);
+            // the vectorised dispatch and the plain build of the same kernel: bit-identical
+            let plain = run_plain_k(&z, &p);
+            match (&fast, &plain) {
+                (Ok(a), Ok(b)) => {
+                    prop_assert_eq!(a.0.to_bits(), b.0.to_bits());
+                    for (u, v) in [(&a.1, &b.1), (&a.2, &b.2), (&a.3, &b.3), (&a.4, &b.4), (&a.5, &b.5), (&a.6, &b.6)] {
+                        prop_assert!(u.iter().zip(v.iter()).all(|(x, y)| x.to_bits() == y.to_bits()));
+                    }
+                }
+                (Err(x), Err(y)) => prop_assert_eq!(x, y),
+                _ => prop_assert!(false, "one build failed"),
+            }
+        }
+
+        #[test]
+        fn vectorised_exp_is_within_a_few_ulp_of_std(
+            v in prop::collection::vec(prop_oneof![-745.0f64..0.0, -1.0f64..0.0, -1e-300f64..0.0], 1..64)
+        ) {
+            let mut w = v.clone();
+            exp_nonpositive_slice(&mut w);
+            for (&x, &y) in v.iter().zip(&w) {
+                prop_assert_eq!(y.to_bits(), exp_nonpositive(x).to_bits());
+                let e = x.exp();
+                if x >= -708.0 {
+                    prop_assert!(((y - e) / e).abs() < 6e-16, "exp({}) = {} vs {}", x, y, e);
+                } else {
+                    prop_assert_eq!(y, 0.0);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fixed_k_kernel_handles_long_series_and_rescaling() {
+        // long enough for many power-of-two rescalings and every block/remainder split
+        for (n, k) in [(4099usize, 3usize), (1001, 8), (517, 1), (10, 2)] {
+            let (x, _) = three_regimes(n, 5);
+            let z: Vec<f64> = x.iter().map(|v| v * 1.7 - 0.2).collect();
+            let p = deterministic_params(&z, k);
+            assert_agree(&run_e(&z, &p, false), &run_e(&z, &p, true), &z, &p);
+        }
     }
 }
