@@ -178,10 +178,8 @@ def test_sparse_all_methods_and_path(backends, p):
             if r.adf_statistic == -np.inf:
                 s = r.spread
                 assert r.half_life == 0.0, (method, r)
-                # the core's rule looks at the lagged values s[:-1] only: a spread flat but for its
-                # LAST point also gets -inf / 0 (OPEN, issue 13 sweep find: the AR(1) regression
-                # is singular there, fit_ou refuses such a series; reported to the lead, not fixed)
-                assert np.ptp(s[:-1]) <= 1e-12 * np.abs(s).max(), (method, "-inf ADF on a varying spread", r)
+                # the whole spread, last point included (flat but for its last point is refused)
+                assert np.ptp(s) <= 1e-12 * np.abs(s).max(), (method, "-inf ADF on a varying spread", r)
                 assert nonfinite(r, ("half_life", "adf_statistic")) == [], (method, r)
             else:
                 assert nonfinite(r, ("half_life",)) == [], (method, r)
@@ -193,7 +191,7 @@ def test_sparse_all_methods_and_path(backends, p):
         assert (r.half_life[perfect] == 0.0).all(), r
         for w, c in zip(r.weights[perfect], r.intercepts[perfect]):
             s = p @ w
-            assert np.ptp(s[:-1]) <= 1e-12 * np.abs(s).max(), ("-inf ADF on a varying spread", r)  # see above
+            assert np.ptp(s) <= 1e-12 * np.abs(s).max(), ("-inf ADF on a varying spread", r)
 
 
 # ---- the operations added after the first sweep: streaming, pairs/coint, Johansen, Kalman hedge,

@@ -723,8 +723,7 @@ pub fn optimize_portfolio(
     }
     let forced_equal = (lo * n as f64 - 1.0).abs() <= 1e-12 || (hi * n as f64 - 1.0).abs() <= 1e-12;
     let need_factor = method != EqualWeight || config.frontier_points > 0;
-    let want_inverse =
-        method == MinVariance || method == MaxSharpe || config.frontier_points > 0;
+    let want_inverse = method == MinVariance || method == MaxSharpe || config.frontier_points > 0;
     let factor = if need_factor {
         let (_l, linv) = factor_covariance(sigma, n, config, want_inverse)?;
         linv.map(|m| Factor::new(m, n))

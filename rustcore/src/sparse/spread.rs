@@ -15,8 +15,10 @@ use crate::error::{check, CoreError, CoreResult};
 ///   augmented Dickey-Fuller statistic with a constant and no lagged differences (statsmodels
 ///   `adfuller(s, maxlag=0, autolag=None, regression="c")[0]`).
 ///
-/// A constant series gives `b = 0`, `adf_statistic = −∞` and `half_life = 0` (perfect
-/// reversion, as statsmodels' `coint` reports −∞ for a perfect fit).
+/// A series constant to rounding (rms variation ≤ 1e-14 of its level) gives `b = 0`,
+/// `adf_statistic = −∞` and `half_life = 0` (perfect reversion, as statsmodels' `coint` reports
+/// −∞ for a perfect fit). A series constant except its last value is refused (the regression has
+/// no information about `b`), as `fit_ou` refuses it.
 pub fn ar1_mean_reversion(series: &[f64]) -> CoreResult<Ar1Stats> {
     let t = series.len();
     if t < 4 {
@@ -41,6 +43,17 @@ pub fn ar1_mean_reversion(series: &[f64]) -> CoreResult<Ar1Stats> {
         sxd += x * d;
     }
     if sxx == 0.0 || sxx <= 1e-28 * (mx * mx * mf) {
+        // The lagged values s[..T-1] are constant to rounding. If the last value is too, the
+        // whole spread is (a perfect hedge: documented −∞ / 0); if only the last value moves,
+        // the regression has no information about b: refuse, as `fit_ou` does.
+        let tf = t as f64;
+        let mean = series.iter().sum::<f64>() / tf;
+        let sall: f64 = series.iter().map(|v| (v - mean) * (v - mean)).sum();
+        if !(sall == 0.0 || sall <= 1e-28 * (mean * mean * tf)) {
+            return Err(CoreError::invalid(
+                "the spread is constant except its last value: the AR(1) / ADF regression is singular",
+            ));
+        }
         return Ok(Ar1Stats {
             b: 0.0,
             a: 0.0,
