@@ -2,7 +2,7 @@
 //! Prints the fastest time of moment estimation and of whole min_variance / max_sharpe solves on
 //! seeded factor-model prices (T = max(500, 2N), as the bench cells).
 
-use rustcore::portfolio::{estimate_moments, optimize_portfolio, PortfolioConfig};
+use rustcore::portfolio::{estimate_moments, optimize_portfolio, PortfolioConfig, PortfolioMethod};
 use std::time::Instant;
 
 fn prices(t: usize, n: usize, seed: u64) -> Vec<f64> {
@@ -60,7 +60,7 @@ fn main() {
             estimate_moments(&p, t, n, &cfg).unwrap();
         });
         let mut line = format!("n={n:4} T={t:5}  moments {mom:9.1} us");
-        for m in ["min_variance", "max_sharpe"] {
+        for m in [PortfolioMethod::MinVariance, PortfolioMethod::MaxSharpe] {
             let mut it = 0;
             let us = time(reps, || {
                 it = optimize_portfolio(&p, t, n, m, &cfg, &mut |_, _| true)
