@@ -327,7 +327,7 @@ pub fn sparse_portfolio(
     config: &SparseConfig,
     on_progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> CoreResult<SparseResult> {
-    validate_prices(prices, rows, cols)?;
+    let sums = validate_prices(prices, rows, cols)?;
     let _budget = crate::limits::reserve(&crate::limits::sparse(config.method.name(), rows, cols))?;
     match config.method {
         SparseMethod::Lasso | SparseMethod::ElasticNet => {
@@ -346,7 +346,7 @@ pub fn sparse_portfolio(
                     )));
                 }
             }
-            regression_basket(prices, rows, cols, config, alpha, on_progress)
+            regression_basket(prices, rows, cols, &sums, config, alpha, on_progress)
         }
         SparseMethod::BoxTiao => {
             let pm = PredictabilityMatrices::new(prices, rows, cols)?;
@@ -412,7 +412,7 @@ pub fn sparse_lambda_path(
     config: &LambdaPathConfig,
     on_progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> CoreResult<LambdaPath> {
-    validate_prices(prices, rows, cols)?;
+    let sums = validate_prices(prices, rows, cols)?;
     if !(config.alpha.is_finite() && (0.0..=1.0).contains(&config.alpha)) {
         return Err(CoreError::invalid(format!(
             "alpha (the L1 ratio) must be between 0 and 1, got {}",
@@ -433,7 +433,7 @@ pub fn sparse_lambda_path(
         .map_or(config.n_lambdas, |l| l.len())
         .min(MAX_PATH_LAMBDAS);
     let _budget = crate::limits::reserve(&crate::limits::lambda_path(rows, cols, n_lambdas))?;
-    let mut design = Design::with_target(prices, rows, cols, Some(target))?;
+    let mut design = Design::with_target(prices, rows, cols, &sums, Some(target))?;
     let lambdas: Vec<f64> = match &config.lambdas {
         Some(l) => {
             if l.is_empty() {
@@ -522,7 +522,7 @@ pub fn sparse_lambda_path(
             on_progress,
         )?;
         fit.require_converged(lam, config.max_iterations)?;
-        let basket = design.basket(prices, target, &w, lam, config.alpha);
+        let basket = design.basket(target, &w, lam, config.alpha);
         let st = ar1_mean_reversion(&basket.spread)?;
         let (adf_statistic, adf_lag) = spread_adf(&basket.spread, &st, config.adf_autolag)?;
         out.nonzero[li] = basket.nonzero;

@@ -9,13 +9,17 @@ use crate::error::{check, CoreError, CoreResult};
 // Validation
 // ---------------------------------------------------------------------------------------------
 
-pub(super) fn validate_prices(prices: &[f64], rows: usize, cols: usize) -> CoreResult<()> {
+/// Check the prices; returns the column sums (computed in the same pass over the data, so that
+/// the lasso's design needs one pass less).
+pub(super) fn validate_prices(prices: &[f64], rows: usize, cols: usize) -> CoreResult<Vec<f64>> {
     if rows == 0 || cols == 0 || prices.len() != rows * cols {
         // the shape error (empty, or values that do not match the shape)
-        return check::finite_matrix("prices", prices, rows, cols);
+        check::finite_matrix("prices", prices, rows, cols)?;
+        return Err(CoreError::invalid("prices do not match their shape"));
     }
-    // One pass over the data: column hashes (duplicate search) and the finiteness check.
-    let (h, finite) = column_hashes(prices, rows, cols)?;
+    // One pass over the data: column hashes (duplicate search), the finiteness check and the
+    // column sums.
+    let (h, finite, sums) = column_hashes(prices, rows, cols)?;
     if !finite {
         // names the first non-finite value
         check::finite_matrix("prices", prices, rows, cols)?;
@@ -44,7 +48,7 @@ pub(super) fn validate_prices(prices: &[f64], rows: usize, cols: usize) -> CoreR
             "prices are collinear: columns {j} and {k} are exactly duplicated; remove one of them"
         )));
     }
-    Ok(())
+    Ok(sums)
 }
 
 /// The first pair (j, k), j < k, of exactly equal columns (in the order of a double loop over j
@@ -56,14 +60,19 @@ pub(super) fn first_duplicate_column(
     rows: usize,
     cols: usize,
 ) -> CoreResult<Option<(usize, usize)>> {
-    let (h, _) = column_hashes(prices, rows, cols)?;
+    let (h, _, _) = column_hashes(prices, rows, cols)?;
     duplicate_from_hashes(prices, rows, cols, &h)
 }
 
-/// FNV-1a hash of each column's bit patterns (-0.0 folded into 0.0: they compare equal), and
-/// whether every value is finite.
-fn column_hashes(prices: &[f64], rows: usize, cols: usize) -> CoreResult<(Vec<u64>, bool)> {
+/// FNV-1a hash of each column's bit patterns (-0.0 folded into 0.0: they compare equal),
+/// whether every value is finite, and the column sums.
+fn column_hashes(
+    prices: &[f64],
+    rows: usize,
+    cols: usize,
+) -> CoreResult<(Vec<u64>, bool, Vec<f64>)> {
     let mut h = vec![0xcbf2_9ce4_8422_2325u64; cols];
+    let mut sums = vec![0.0f64; cols];
     // v·0 is ±0 for a finite v and NaN for ±∞ / NaN: one NaN-propagating sum per column
     let mut z = vec![0.0f64; cols];
     for t in 0..rows {
@@ -71,14 +80,15 @@ fn column_hashes(prices: &[f64], rows: usize, cols: usize) -> CoreResult<(Vec<u6
             crate::limits::poll()?;
         }
         let r = &prices[t * cols..(t + 1) * cols];
-        for ((hj, zj), &v) in h.iter_mut().zip(z.iter_mut()).zip(r) {
+        for (((hj, zj), sj), &v) in h.iter_mut().zip(z.iter_mut()).zip(sums.iter_mut()).zip(r) {
             let bits = if v == 0.0 { 0u64 } else { v.to_bits() };
             *hj = (*hj ^ bits).wrapping_mul(0x0000_0100_0000_01b3);
             *zj += v * 0.0;
+            *sj += v;
         }
     }
     let finite = z.iter().all(|v| *v == 0.0);
-    Ok((h, finite))
+    Ok((h, finite, sums))
 }
 
 /// The first exactly duplicated pair of columns among those with equal hashes `h`.
