@@ -258,6 +258,7 @@ fn qr_lag_search(
 /// collinearity, an SSR is not clearly positive, or the decision is within the rounding of the
 /// normal equations (a near-tie of the criterion, or a |t| near the 1.645 threshold), so the
 /// chosen lag is the QR's.
+#[allow(clippy::neg_cmp_op_on_partial_ord)] // `!(a > b)` also rejects NaN
 fn gram_lag_search(
     x: &[f64],
     dx: &[f64],

@@ -41,6 +41,8 @@ const PREFETCH_ROWS: usize = 32;
 /// violators at each check); it at least doubles otherwise.
 const WS_GROW: usize = 10;
 
+/// Largest working-set Gram block (values) copied contiguously for the sweeps.
+const COMPACT_MAX: usize = 1 << 20;
 /// Largest gathered copy of working-set columns (values); above it full rows are used.
 const GATHER_MAX: usize = 1 << 22;
 
@@ -576,31 +578,75 @@ impl<'a> Design<'a> {
         work.sort_unstable();
         self.ensure_block(&work);
         let mut gap = f64::INFINITY;
+        // The working set's Gram block and Xᵀr, copied contiguously (`gc` kw × kw, `qc` kw) so
+        // that a coordinate update is one contiguous axpy (the same operations on the same
+        // values as the indexed form, which is kept for very large working sets).
+        let (mut gc, mut qc): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
+        let compact =
+            |d: &Design, work: &[usize], qw: &[f64], gc: &mut Vec<f64>, qc: &mut Vec<f64>| {
+                gc.clear();
+                qc.clear();
+                if work.len() * work.len() <= COMPACT_MAX {
+                    for &j in work {
+                        let row = &d.gram[j * p..(j + 1) * p];
+                        gc.extend(work.iter().map(|&i| row[i]));
+                    }
+                    qc.extend(work.iter().map(|&i| qw[i]));
+                }
+            };
+        compact(self, &work, &qw, &mut gc, &mut qc);
         for it in 0..max_iter {
             let mut w_max = 0.0f64;
             let mut d_w_max = 0.0f64;
-            for wi in 0..work.len() {
-                let j = work[wi];
-                let gjj = self.diag[j];
-                let wj = w[j];
-                let tmp = q[j] - qw[j] + wj * gjj;
-                let new = if tmp.abs() > l1 {
-                    (tmp - l1.copysign(tmp)) / (gjj + l2)
-                } else {
-                    0.0
-                };
-                if new != wj {
-                    // Xᵀr is maintained on the working set only (refreshed in full below); the
-                    // block work × work is known.
-                    let d = new - wj;
-                    let row = &self.gram[j * p..(j + 1) * p];
-                    for &i in &work {
-                        qw[i] += d * row[i];
+            let kw = work.len();
+            if !qc.is_empty() {
+                for wi in 0..kw {
+                    let j = work[wi];
+                    let gjj = self.diag[j];
+                    let wj = w[j];
+                    let tmp = q[j] - qc[wi] + wj * gjj;
+                    let new = if tmp.abs() > l1 {
+                        (tmp - l1.copysign(tmp)) / (gjj + l2)
+                    } else {
+                        0.0
+                    };
+                    if new != wj {
+                        let d = new - wj;
+                        for (v, g) in qc.iter_mut().zip(&gc[wi * kw..(wi + 1) * kw]) {
+                            *v += d * g;
+                        }
+                        w[j] = new;
                     }
-                    w[j] = new;
+                    d_w_max = d_w_max.max((new - wj).abs());
+                    w_max = w_max.max(new.abs());
                 }
-                d_w_max = d_w_max.max((new - wj).abs());
-                w_max = w_max.max(new.abs());
+                for (u, &i) in work.iter().enumerate() {
+                    qw[i] = qc[u];
+                }
+            } else {
+                for wi in 0..kw {
+                    let j = work[wi];
+                    let gjj = self.diag[j];
+                    let wj = w[j];
+                    let tmp = q[j] - qw[j] + wj * gjj;
+                    let new = if tmp.abs() > l1 {
+                        (tmp - l1.copysign(tmp)) / (gjj + l2)
+                    } else {
+                        0.0
+                    };
+                    if new != wj {
+                        // Xᵀr is maintained on the working set only (refreshed in full below);
+                        // the block work × work is known.
+                        let d = new - wj;
+                        let row = &self.gram[j * p..(j + 1) * p];
+                        for &i in &work {
+                            qw[i] += d * row[i];
+                        }
+                        w[j] = new;
+                    }
+                    d_w_max = d_w_max.max((new - wj).abs());
+                    w_max = w_max.max(new.abs());
+                }
             }
             *counter += 1;
             let converged_sweep = w_max == 0.0 || d_w_max <= d_w_tol * w_max;
@@ -637,6 +683,7 @@ impl<'a> Design<'a> {
                     work.sort_unstable();
                     self.ensure_block(&work);
                 }
+                compact(self, &work, &qw, &mut gc, &mut qc);
             } else {
                 let primal = primal_on(&work, w, &q, &qw, yy, l1, l2);
                 if !on_progress(*counter, primal / nf) {
@@ -854,7 +901,6 @@ pub(super) fn regression_basket(
     alpha: f64,
     on_progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> CoreResult<SparseResult> {
-    let mut design = Design::with_target(prices, rows, cols, sums, config.target)?;
     let targets: Vec<usize> = match config.target {
         Some(t) => vec![t],
         None => (0..cols).collect(),
@@ -863,6 +909,9 @@ pub(super) fn regression_basket(
     let mut best: Option<(SparseResult, f64)> = None;
     let mut first_failure: Option<(usize, CoreError)> = None;
     for &t in &targets {
+        // A design per target (the one a call with `target = t` builds), so that the automatic
+        // choice reports exactly the numbers of that call.
+        let mut design = Design::with_target(prices, rows, cols, sums, Some(t))?;
         let mut w = vec![0.0; cols];
         let fit = design.fit_single(
             t,

@@ -24,11 +24,15 @@
 //!
 //! The regression solver is coordinate descent with covariance (Gram) updates (Friedman, Hastie &
 //! Tibshirani 2010, "glmnet"): `Xᵀr` is maintained instead of the residual, so one coordinate
-//! update costs O(working set) instead of O(T). Gram entries `x_jᵀx_k` of the centred prices are
-//! computed lazily and cached (shared by all targets of one call), by GEMM (matrixmultiply,
-//! runtime AVX-512/FMA): the block of the working set when it grows, and full rows (batched, with
-//! likely-needed rows prefetched in the same pass, on two threads for large products) for the
-//! nonzero coefficients when the duality gap is checked. Sweeps run over a working set
+//! update costs O(working set) instead of O(T). The prices are read in place (row-major, never
+//! copied or transposed): the column sums come from the validation's pass, one more pass gives
+//! the centring, the diagonal and `Xᵀy`. Other Gram entries `x_jᵀx_k` of the centred prices are
+//! computed lazily and cached (per target), by GEMM (matrixmultiply, runtime AVX-512/FMA): the
+//! block of the working set when it grows (from the centred columns the fit touches, gathered
+//! once), and full rows (the GEMM reading the prices in place, the means corrected after;
+//! batched, with likely-needed rows prefetched in the same pass, on two threads for large
+//! products) for the nonzero coefficients when the duality gap is checked. Sweeps run over the
+//! working set's Gram block copied contiguously, over a working set
 //! (nonzeros ∪ the strongest strong-rule candidates, extended by the strongest KKT violators,
 //! at least doubling); convergence is certified by
 //! scikit-learn's duality gap (`gap ≤ tolerance · ‖y − ȳ‖²` in units of `n ×` objective),
