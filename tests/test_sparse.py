@@ -73,6 +73,8 @@ def data(key, sp500=None):
             _DATA[key] = coint_prices(10000, 500, seed=2)
         elif key == "tall":  # more observations than one block of the core's Gram products (2^16)
             _DATA[key] = coint_prices(70_000, 11, seed=3)
+        elif key == "screen":  # many assets, few selected: the working set discards most of them
+            _DATA[key] = coint_prices(1500, 120, seed=4)
     return _DATA[key]
 
 
@@ -238,7 +240,7 @@ def test_synthetic_500_assets_match_sklearn(backend):
 
 @pytest.mark.parametrize("method,lam,alpha", [("lasso", 1.0, 1.0), ("elastic_net", 10.0, 0.5)])
 def test_tall_data_over_several_gram_blocks_match_sklearn(backend, method, lam, alpha):
-    """70,000 observations: the Gram products run over two blocks of 2^16 observations."""
+    """70,000 observations: more observations than one block of 2^16 (the former blocking of the Gram products)."""
     p = data("tall")
     res = backend.calculate_sparse_portfolio(p, method=method, lambda_param=lam, alpha=alpha, target=0, **TIGHT)
     coef, intercept = sk_fit("tall", 0, lam, alpha)
@@ -247,6 +249,33 @@ def test_tall_data_over_several_gram_blocks_match_sklearn(backend, method, lam, 
     np.testing.assert_array_equal(beta != 0, coef != 0)
     assert res.intercept == pytest.approx(intercept, rel=1e-8, abs=1e-8)
     assert res.objective == pytest.approx(sk_objective(p, 0, coef, intercept, lam, alpha), rel=COEF_RTOL)
+
+
+def test_working_set_discarding_most_assets_matches_sklearn(backend):
+    """120 assets of which a handful get a nonzero hedge: the fit sweeps a working set (strong
+    rule candidates, grown by KKT violators) and computes Gram rows only for the columns it
+    touches (read in place from the prices); the discarded assets must really be zero at
+    scikit-learn's optimum, and the kept ones equal to it."""
+    p = data("screen")
+    res = backend.calculate_sparse_portfolio(p, method="lasso", lambda_param=10.0, target=0, **TIGHT)
+    assert 2 <= res.nonzero <= p.shape[1] // 4
+    assert_matches_sklearn(res, "screen", 0, 10.0, 1.0)
+
+
+def test_lambda_path_warm_starts_match_sklearn_on_many_assets(backend):
+    """A decreasing lambda path on 120 assets (each fit warm-started from the previous one, the
+    working set carried along) equals independent scikit-learn fits at every lambda."""
+    p = data("screen")
+    lambdas = [30.0, 10.0, 3.0]
+    path = backend.sparse_lambda_path(p, target=0, lambdas=lambdas, alpha=1.0, **TIGHT)
+    w = np.asarray(path.weights)
+    for i, lam in enumerate(lambdas):
+        coef, intercept = sk_fit("screen", 0, lam, 1.0)
+        beta = -w[i, 1:]
+        np.testing.assert_allclose(beta, coef, rtol=COEF_RTOL, atol=COEF_RTOL * np.abs(coef).max())
+        np.testing.assert_array_equal(beta != 0, coef != 0)
+        assert path.intercepts[i] == pytest.approx(intercept, rel=1e-9, abs=1e-9)
+    assert list(path.nonzero) == sorted(path.nonzero)  # more hedges as lambda falls
 
 
 def test_default_tolerance_is_sklearns(backend, sp500_stocks):

@@ -36,34 +36,6 @@ pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
     ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])) + tail
 }
 
-/// 4 dot products sharing the streamed vector `b` (`a0..a3 · b`).
-#[inline]
-pub(crate) fn dot4(a: [&[f64]; 4], b: &[f64]) -> [f64; 4] {
-    let n = b.len();
-    let mut s = [[0.0f64; 4]; 4];
-    let full = n / 4 * 4;
-    let mut i = 0;
-    while i < full {
-        let bb = &b[i..i + 4];
-        for c in 0..4 {
-            let aa = &a[c][i..i + 4];
-            for l in 0..4 {
-                s[c][l] += aa[l] * bb[l];
-            }
-        }
-        i += 4;
-    }
-    let mut out = [0.0; 4];
-    for c in 0..4 {
-        let mut tail = 0.0;
-        for j in full..n {
-            tail += a[c][j] * b[j];
-        }
-        out[c] = ((s[c][0] + s[c][2]) + (s[c][1] + s[c][3])) + tail;
-    }
-    out
-}
-
 /// `y += alpha * x`
 #[inline]
 pub(crate) fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
@@ -561,42 +533,6 @@ pub(crate) fn symmetric_eigen(a: &[f64], n: usize) -> CoreResult<(Vec<f64>, Vec<
         ));
     }
     Ok((vals, vecs))
-}
-
-/// `c = beta·c + [<a_i, b_j>]` (row-major `m x k`) for the `m` vectors
-/// `a_i = a[i*len..(i+1)*len]` and the `k` vectors `b_j = b[j*ldb..j*ldb + len]`: one GEMM
-/// (matrixmultiply, runtime AVX/FMA) instead of `m·k` separate dot products. Every dimension
-/// must be at least 6 (smaller products take nalgebra's slow strided fallback).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn cross_products(
-    a: &[f64],
-    m: usize,
-    b: &[f64],
-    k: usize,
-    len: usize,
-    ldb: usize,
-    c: &mut [f64],
-    beta: f64,
-) {
-    debug_assert!(a.len() >= m * len && c.len() >= m * k);
-    debug_assert!(k == 0 || b.len() >= (k - 1) * ldb + len);
-    let sa = Strided {
-        data: a,
-        off: 0,
-        rows: m,
-        cols: len,
-        rs: len,
-        cs: 1,
-    };
-    let sb = Strided {
-        data: b,
-        off: 0,
-        rows: len,
-        cols: k,
-        rs: 1,
-        cs: ldb,
-    };
-    gemm_into(c, 0, k, 1.0, sa, sb, beta);
 }
 
 #[cfg(test)]

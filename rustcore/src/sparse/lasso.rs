@@ -5,22 +5,31 @@
 use super::spread::{ar1_mean_reversion, engle_granger_critical_values, spread_adf};
 use super::{SparseConfig, SparseResult, PATH_RATIO};
 use crate::error::{CoreError, CoreResult};
-use crate::linalg::{axpy, cross_products, dot, dot4};
+use crate::linalg::axpy;
 
-/// Centred design (all assets) with a lazily filled, cached Gram matrix.
-pub(super) struct Design {
+/// The design (all assets) read in place from the caller's row-major prices (never copied or
+/// transposed), with its column means and a lazily filled, cached Gram matrix of the centred
+/// columns.
+pub(super) struct Design<'a> {
     pub(super) n: usize,
     pub(super) p: usize,
+    /// The prices, row-major: `x[t*p + j]`.
+    x: &'a [f64],
+    /// Column means (two-pass refined: the centred columns sum to ~0).
     pub(super) means: Vec<f64>,
-    /// Centred columns, column-major: column j is `xc[j*n .. (j+1)*n]`.
-    pub(super) xc: Vec<f64>,
-    /// `gram[k*p + j] = <xc_k, xc_j>`, valid iff `known[k*p + j]` (kept symmetric: an entry is
-    /// computed once, stored at (k, j) and (j, k), and never changes afterwards).
+    /// `gram[k*p + j] = <xc_k, xc_j>` (xc: centred columns), valid iff `known[k*p + j]` (kept
+    /// symmetric: an entry is computed once, stored at (k, j) and (j, k), and never changes
+    /// afterwards).
     pub(super) gram: Vec<f64>,
     pub(super) known: Vec<bool>,
     /// Row k is completely known.
     pub(super) full: Vec<bool>,
     pub(super) diag: Vec<f64>,
+    /// Centred columns gathered so far (column-major, `n` values each, in order of gathering):
+    /// column j is `cache[slot[j]*n ..]` when `slot[j] != usize::MAX`. Only the columns the
+    /// fit touches (working sets, Gram rows) are gathered, each once.
+    cache: Vec<f64>,
+    slot: Vec<usize>,
 }
 
 /// Most Gram rows computed by one GEMM (the gathered columns hold `MAX_BATCH · n` values).
@@ -32,71 +41,54 @@ const PREFETCH_ROWS: usize = 32;
 /// violators at each check); it at least doubles otherwise.
 const WS_GROW: usize = 10;
 
-/// Observations per block of the Gram products (bounds the gathered copies:
-/// `MAX_BATCH · KB` values for the rows, and at most `GATHER_MAX` for gathered columns).
-const KB: usize = 1 << 16;
-/// Largest gathered copy of working-set columns (values) per block; above it full rows are used.
+/// Largest working-set Gram block (values) copied contiguously for the sweeps.
+const COMPACT_MAX: usize = 1 << 20;
+/// Largest gathered copy of working-set columns (values); above it full rows are used.
 const GATHER_MAX: usize = 1 << 22;
 
-/// `dst[i*k + j] = <x_rows[i], x_cols[j]>` (row-major `rows.len() x k`) over the centred columns
-/// `xc` (column-major, `n` per column), `cols = None` meaning all `p` columns. GEMMs over blocks
-/// of `KB` observations (the rows' slices gathered); a large product over all columns is split by
-/// columns into two GEMMs on two threads. The blocking and the split depend only on the sizes,
-/// and an entry's value does not depend on which other rows or columns share its GEMM, so the
-/// results are deterministic.
-fn gram_products(
-    xc: &[f64],
+/// `c = beta·c + a·b` for `a` (`m x k`, strides `rsa`, `csa`), `b` (`k x n`, strides `rsb`, `csb`)
+/// and `c` (`m x n` row-major, row stride `ldc`): matrixmultiply's GEMM (runtime AVX-512/FMA),
+/// any size.
+#[allow(clippy::too_many_arguments)]
+fn gemm(
+    m: usize,
+    k: usize,
     n: usize,
-    p: usize,
-    rows: &[usize],
-    cols: Option<&[usize]>,
-) -> Vec<f64> {
-    let m = rows.len();
-    let k = cols.map_or(p, |c| c.len());
-    let split = cols.is_none() && p >= 16 && m * n.min(KB) * p >= (1 << 22);
-    let p1 = if split { p / 2 } else { p };
-    let p2 = p - p1;
-    let mut c1 = vec![0.0; m * if split { p1 } else { k }];
-    let mut c2 = vec![0.0; m * p2];
-    let mut a = Vec::with_capacity(m * n.min(KB));
-    let mut b = Vec::new();
-    let mut t0 = 0;
-    while t0 < n {
-        let t1 = (t0 + KB).min(n);
-        let len = t1 - t0;
-        let beta = if t0 == 0 { 0.0 } else { 1.0 };
-        a.clear();
-        for &r in rows {
-            a.extend_from_slice(&xc[r * n + t0..r * n + t1]);
-        }
-        match cols {
-            Some(cs) => {
-                b.clear();
-                for &j in cs {
-                    b.extend_from_slice(&xc[j * n + t0..j * n + t1]);
-                }
-                cross_products(&a, m, &b, k, len, len, &mut c1, beta);
-            }
-            None if split => {
-                let (x1, x2) = xc.split_at(p1 * n);
-                rayon::join(
-                    || cross_products(&a, m, &x1[t0..], p1, len, n, &mut c1, beta),
-                    || cross_products(&a, m, &x2[t0..], p2, len, n, &mut c2, beta),
-                );
-            }
-            None => cross_products(&a, m, &xc[t0..], p, len, n, &mut c1, beta),
-        }
-        t0 = t1;
+    a: &[f64],
+    rsa: usize,
+    csa: usize,
+    b: &[f64],
+    rsb: usize,
+    csb: usize,
+    beta: f64,
+    c: &mut [f64],
+    ldc: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
     }
-    if !split {
-        return c1;
+    assert!(k == 0 || (m - 1) * rsa + (k - 1) * csa < a.len());
+    assert!(k == 0 || (k - 1) * rsb + (n - 1) * csb < b.len());
+    assert!((m - 1) * ldc + n <= c.len());
+    // SAFETY: the three asserts keep every element the GEMM touches inside its slice.
+    unsafe {
+        matrixmultiply::dgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            rsb as isize,
+            csb as isize,
+            beta,
+            c.as_mut_ptr(),
+            ldc as isize,
+            1,
+        );
     }
-    let mut c = vec![0.0; m * p];
-    for i in 0..m {
-        c[i * p..i * p + p1].copy_from_slice(&c1[i * p1..(i + 1) * p1]);
-        c[i * p + p1..(i + 1) * p].copy_from_slice(&c2[i * p2..(i + 1) * p2]);
-    }
-    c
 }
 
 /// Sum with 8 independent accumulators (a plain iterator sum is latency-bound).
@@ -111,6 +103,77 @@ fn sum8(x: &[f64]) -> f64 {
     }
     ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])) + tail
 }
+
+/// Column means of the row-major prices and the centred columns, column-major (column j is
+/// `xc[j*n .. (j+1)*n]`), each column's mean refined once (two-pass correction, so that the
+/// column sums to ~0). Used by Box-Tiao / greedy (the lasso reads the prices in place).
+pub(super) fn centred_columns(
+    prices: &[f64],
+    rows: usize,
+    cols: usize,
+) -> CoreResult<(Vec<f64>, Vec<f64>)> {
+    let (n, p) = (rows, cols);
+    let mut means = vec![0.0; p];
+    let mut xc = crate::limits::zeroed(n * p, "the centred prices")?;
+    // Transpose the raw prices in blocks of TB rows (their pages stay in the TLB and their
+    // lines in cache) and strips of 8 columns (each row's strip is one cache line, read
+    // once; the 8 column slices are written sequentially).
+    const TB: usize = 64;
+    let mut t0 = 0;
+    while t0 < n {
+        let t1 = (t0 + TB).min(n);
+        let mut j0 = 0;
+        while j0 + 8 <= p {
+            let strip = &mut xc[j0 * n..(j0 + 8) * n];
+            let (c01, c27) = strip.split_at_mut(2 * n);
+            let (c0, c1) = c01.split_at_mut(n);
+            let (c23, c47) = c27.split_at_mut(2 * n);
+            let (c2, c3) = c23.split_at_mut(n);
+            let (c45, c67) = c47.split_at_mut(2 * n);
+            let (c4, c5) = c45.split_at_mut(n);
+            let (c6, c7) = c67.split_at_mut(n);
+            for t in t0..t1 {
+                let r: &[f64; 8] = prices[t * p + j0..t * p + j0 + 8].try_into().unwrap();
+                c0[t] = r[0];
+                c1[t] = r[1];
+                c2[t] = r[2];
+                c3[t] = r[3];
+                c4[t] = r[4];
+                c5[t] = r[5];
+                c6[t] = r[6];
+                c7[t] = r[7];
+            }
+            j0 += 8;
+        }
+        for j in j0..p {
+            let col = &mut xc[j * n + t0..j * n + t1];
+            for (v, t) in col.iter_mut().zip(t0..t1) {
+                *v = prices[t * p + j];
+            }
+        }
+        t0 = t1;
+    }
+    crate::limits::poll()?;
+    for (j, col) in xc.chunks_exact_mut(n).enumerate() {
+        let m = &mut means[j];
+        *m = sum8(col) / n as f64;
+        let m0 = *m;
+        for v in col.iter_mut() {
+            *v -= m0;
+        }
+        let c = sum8(col) / n as f64;
+        if c != 0.0 {
+            *m += c;
+            for v in col.iter_mut() {
+                *v -= c;
+            }
+        }
+    }
+    Ok((means, xc))
+}
+
+/// Rows per poll of the cancel flag in the passes over the prices.
+const POLL_ROWS: usize = 4096;
 
 pub(super) struct FitOutcome {
     pub(super) iterations: usize,
@@ -142,101 +205,42 @@ pub(super) struct Basket {
     pub(super) objective: f64,
 }
 
-impl Design {
-    pub(super) fn new(prices: &[f64], rows: usize, cols: usize) -> CoreResult<Design> {
-        Design::with_target(prices, rows, cols, None)
-    }
-
-    /// The centred design; with `target`, Gram row `target` (`Xᵀy`) is computed in the same
-    /// pass over the columns as the centring refinement and the diagonal.
+impl<'a> Design<'a> {
+    /// The design with the diagonal (and, with `target`, Gram row `target`, `Xᵀy`) known, from
+    /// the column `sums` (computed by the validation's pass) and one more pass over the prices,
+    /// in place (row-major, vectorised across assets): per
+    /// column `Σd`, `Σd²` and `Σd·d_y` with `d = x − mean₀`; the mean is refined by `Σd / n`
+    /// (two-pass correction) and the diagonal and `Xᵀy` follow exactly from those sums
+    /// (`Σ(d − c)² = Σd² − n·c²`, `Σ(d − c)(d_y − c_y) = Σd·d_y − n·c·c_y`).
     pub(super) fn with_target(
-        prices: &[f64],
+        prices: &'a [f64],
         rows: usize,
         cols: usize,
+        sums: &[f64],
         target: Option<usize>,
-    ) -> CoreResult<Design> {
+    ) -> CoreResult<Design<'a>> {
         let (n, p) = (rows, cols);
-        let mut means = vec![0.0; p];
-        let mut xc = crate::limits::zeroed(n * p, "the centred prices")?;
-        // Transpose the raw prices in blocks of TB rows (their pages stay in the TLB and their
-        // lines in cache) and strips of 8 columns (each row's strip is one cache line, read
-        // once; the 8 column slices are written sequentially).
-        const TB: usize = 64;
-        let mut t0 = 0;
-        while t0 < n {
-            let t1 = (t0 + TB).min(n);
-            let mut j0 = 0;
-            while j0 + 8 <= p {
-                let strip = &mut xc[j0 * n..(j0 + 8) * n];
-                let (c01, c27) = strip.split_at_mut(2 * n);
-                let (c0, c1) = c01.split_at_mut(n);
-                let (c23, c47) = c27.split_at_mut(2 * n);
-                let (c2, c3) = c23.split_at_mut(n);
-                let (c45, c67) = c47.split_at_mut(2 * n);
-                let (c4, c5) = c45.split_at_mut(n);
-                let (c6, c7) = c67.split_at_mut(n);
-                for t in t0..t1 {
-                    let r: &[f64; 8] = prices[t * p + j0..t * p + j0 + 8].try_into().unwrap();
-                    c0[t] = r[0];
-                    c1[t] = r[1];
-                    c2[t] = r[2];
-                    c3[t] = r[3];
-                    c4[t] = r[4];
-                    c5[t] = r[5];
-                    c6[t] = r[6];
-                    c7[t] = r[7];
-                }
-                j0 += 8;
+        let nf = n as f64;
+        let m0: Vec<f64> = sums[..p].iter().map(|s| s / nf).collect();
+        let (mut s1, mut s2, mut sy) = (vec![0.0; p], vec![0.0; p], vec![0.0; p]);
+        for (t, r) in prices[..n * p].chunks_exact(p).enumerate() {
+            if t % POLL_ROWS == POLL_ROWS - 1 {
+                crate::limits::poll()?;
             }
-            for j in j0..p {
-                let col = &mut xc[j * n + t0..j * n + t1];
-                for (v, t) in col.iter_mut().zip(t0..t1) {
-                    *v = prices[t * p + j];
-                }
-            }
-            t0 = t1;
-        }
-        crate::limits::poll()?;
-        // Per column, while it is in cache (one pass over the data): centre, refine the mean
-        // once (two-pass correction, so that the column sums to ~0), the diagonal (and Xᵀy).
-        let refine = |col: &mut [f64], m: &mut f64| {
-            *m = sum8(col) / n as f64;
-            let m0 = *m;
-            for v in col.iter_mut() {
-                *v -= m0;
-            }
-            let c = sum8(col) / n as f64;
-            if c != 0.0 {
-                *m += c;
-                for v in col.iter_mut() {
-                    *v -= c;
-                }
-            }
-        };
-        let ycol: Option<Vec<f64>> = target.map(|t| {
-            let col = &mut xc[t * n..(t + 1) * n];
-            refine(col, &mut means[t]);
-            col.to_vec()
-        });
-        let mut diag = vec![0.0; p];
-        let mut qy = vec![0.0; if target.is_some() { p } else { 0 }];
-        // Groups of four columns: Xᵀy with `dot4`, the kernel that computes a single Gram row
-        // later (`entries4`), so that row `target` does not depend on which path computed it.
-        for g in (0..p).step_by(4) {
-            let ge = (g + 4).min(p);
-            for j in g..ge {
-                let col = &mut xc[j * n..(j + 1) * n];
-                if Some(j) != target {
-                    refine(col, &mut means[j]);
-                }
-                diag[j] = dot(col, col);
-            }
-            if let Some(y) = &ycol {
-                let c = |j: usize| &xc[j.min(ge - 1) * n..(j.min(ge - 1) + 1) * n];
-                let d = dot4([c(g), c(g + 1), c(g + 2), c(g + 3)], y);
-                qy[g..ge].copy_from_slice(&d[..ge - g]);
+            let dy = target.map_or(0.0, |t| r[t] - m0[t]);
+            let it = s1.iter_mut().zip(s2.iter_mut()).zip(sy.iter_mut());
+            for (((a, b), c), (&v, &m)) in it.zip(r.iter().zip(&m0)) {
+                let d = v - m;
+                *a += d;
+                *b += d * d;
+                *c += d * dy;
             }
         }
+        let c: Vec<f64> = s1.iter().map(|s| s / nf).collect();
+        let means: Vec<f64> = m0.iter().zip(&c).map(|(m, c)| m + c).collect();
+        let diag: Vec<f64> = (0..p)
+            .map(|j| (s2[j] - nf * c[j] * c[j]).max(0.0))
+            .collect();
         let mut gram = crate::limits::zeroed(p * p, "the Gram matrix")?;
         let mut known = crate::limits::zeroed_of::<bool>(p * p, "the Gram matrix")?;
         for j in 0..p {
@@ -245,10 +249,14 @@ impl Design {
         }
         let mut full = vec![false; p];
         if let Some(t) = target {
-            qy[t] = diag[t];
             for j in 0..p {
-                gram[t * p + j] = qy[j];
-                gram[j * p + t] = qy[j];
+                let v = if j == t {
+                    diag[j]
+                } else {
+                    sy[j] - nf * c[j] * c[t]
+                };
+                gram[t * p + j] = v;
+                gram[j * p + t] = v;
                 known[t * p + j] = true;
                 known[j * p + t] = true;
             }
@@ -257,24 +265,114 @@ impl Design {
         Ok(Design {
             n,
             p,
+            x: &prices[..n * p],
             means,
-            xc,
             gram,
             known,
             full,
             diag,
+            cache: Vec::new(),
+            slot: vec![usize::MAX; p],
         })
     }
 
-    pub(super) fn col(&self, j: usize) -> &[f64] {
-        &self.xc[j * self.n..(j + 1) * self.n]
+    /// Gather the centred columns `js` not yet cached, in one row-major pass over the prices.
+    fn gather(&mut self, js: &[usize]) {
+        let (n, p) = (self.n, self.p);
+        let mut new: Vec<usize> = js
+            .iter()
+            .copied()
+            .filter(|&j| self.slot[j] == usize::MAX)
+            .collect();
+        new.sort_unstable();
+        new.dedup();
+        if new.is_empty() {
+            return;
+        }
+        let base = self.cache.len() / n.max(1);
+        for (i, &j) in new.iter().enumerate() {
+            self.slot[j] = base + i;
+        }
+        self.cache.resize((base + new.len()) * n, 0.0);
+        let dst = &mut self.cache[base * n..];
+        let nm: Vec<f64> = new.iter().map(|&j| self.means[j]).collect();
+        for (t, r) in self.x.chunks_exact(p).enumerate() {
+            for (i, (&j, &m)) in new.iter().zip(&nm).enumerate() {
+                dst[i * n + t] = r[j] - m;
+            }
+        }
+    }
+
+    /// The cached centred columns `js`, copied contiguously (`js.len() x n`, row-major).
+    fn packed(&self, js: &[usize]) -> Vec<f64> {
+        let n = self.n;
+        let mut out = Vec::with_capacity(js.len() * n);
+        for &j in js {
+            let s = self.slot[j];
+            out.extend_from_slice(&self.cache[s * n..(s + 1) * n]);
+        }
+        out
+    }
+
+    /// `dst[i*k + j] = <xc_rows[i], xc_cols[j]>` (row-major `rows.len() x k`), `cols = None`
+    /// meaning all `p` columns. The rows' (and a subset's) centred columns come from the cache;
+    /// against all columns the GEMM reads the prices in place (B = the row-major prices) and
+    /// `means[j] · Σ_t a_it` is subtracted (`Σ a·xc_j = Σ a·x_j − m_j·Σ a`). A large product
+    /// over all columns is split by columns into two GEMMs on two threads. The split depends
+    /// only on the sizes, and an entry's value does not depend on which other rows or columns
+    /// share its GEMM, so the results are deterministic.
+    fn gram_products(&mut self, rows: &[usize], cols: Option<&[usize]>) -> Vec<f64> {
+        let (n, p) = (self.n, self.p);
+        let m = rows.len();
+        match cols {
+            Some(cs) => {
+                let mut all = rows.to_vec();
+                all.extend_from_slice(cs);
+                self.gather(&all);
+                let (a, b) = (self.packed(rows), self.packed(cs));
+                let k = cs.len();
+                let mut c = vec![0.0; m * k];
+                gemm(m, n, k, &a, n, 1, &b, 1, n, 0.0, &mut c, k);
+                c
+            }
+            None => {
+                self.gather(rows);
+                let a = self.packed(rows);
+                let x = self.x;
+                let split = p >= 16 && m * n * p >= (1 << 22);
+                let p1 = if split { p / 2 } else { p };
+                let p2 = p - p1;
+                let mut c = vec![0.0; m * p];
+                if split {
+                    let mut c2 = vec![0.0; m * p2];
+                    let cl = &mut c;
+                    rayon::join(
+                        || gemm(m, n, p1, &a, n, 1, x, p, 1, 0.0, cl, p),
+                        || gemm(m, n, p2, &a, n, 1, &x[p1..], p, 1, 0.0, &mut c2, p2),
+                    );
+                    for i in 0..m {
+                        c[i * p + p1..(i + 1) * p].copy_from_slice(&c2[i * p2..(i + 1) * p2]);
+                    }
+                } else {
+                    gemm(m, n, p, &a, n, 1, x, p, 1, 0.0, &mut c, p);
+                }
+                for i in 0..m {
+                    let s = sum8(&a[i * n..(i + 1) * n]);
+                    if s != 0.0 {
+                        for (v, mj) in c[i * p..(i + 1) * p].iter_mut().zip(&self.means) {
+                            *v -= mj * s;
+                        }
+                    }
+                }
+                c
+            }
+        }
     }
 
     /// Make Gram rows `ks` completely known. Rows of `extra` (in priority order) are computed in
     /// the same pass over the data while the batch has room (up to `PREFETCH_ROWS`): a pass is
     /// memory-bound, so rows likely needed later cost little there and a separate pass later.
-    /// Batches of six rows or more are one GEMM against all columns; smaller ones stream each
-    /// column once per four rows.
+    /// Each batch is one GEMM against the prices read in place.
     pub(super) fn ensure_full(&mut self, ks: &[usize], extra: &[usize]) {
         let mut todo: Vec<usize> = ks.iter().copied().filter(|&k| !self.full[k]).collect();
         todo.sort_unstable();
@@ -291,45 +389,16 @@ impl Design {
             }
         }
         todo.sort_unstable();
-        let (n, p) = (self.n, self.p);
+        let p = self.p;
         for chunk in todo.chunks(MAX_BATCH) {
-            if chunk.len() >= 6 && p >= 6 && n >= 6 {
-                let c = gram_products(&self.xc, n, p, chunk, None);
-                for (ci, &k) in chunk.iter().enumerate() {
-                    for j in 0..p {
-                        self.set(k, j, c[ci * p + j]);
-                    }
-                }
-            } else {
-                for quad in chunk.chunks(4) {
-                    let cols: Vec<usize> = (0..p).collect();
-                    self.entries4(quad, &cols);
+            let c = self.gram_products(chunk, None);
+            for (ci, &k) in chunk.iter().enumerate() {
+                for j in 0..p {
+                    self.set(k, j, c[ci * p + j]);
                 }
             }
             for &k in chunk {
                 self.full[k] = true;
-            }
-        }
-    }
-
-    /// The missing entries (k, i), k ∈ `rows` (at most four), i ∈ `cols`: each column i is
-    /// streamed once for the four rows.
-    fn entries4(&mut self, rows: &[usize], cols: &[usize]) {
-        let p = self.p;
-        let r = |c: usize| rows[c.min(rows.len() - 1)];
-        for &i in cols {
-            if rows.iter().all(|&k| self.known[k * p + i]) {
-                continue;
-            }
-            let a = [
-                self.col(r(0)),
-                self.col(r(1)),
-                self.col(r(2)),
-                self.col(r(3)),
-            ];
-            let d = dot4(a, self.col(i));
-            for (c, &k) in rows.iter().enumerate() {
-                self.set(k, i, d[c]);
             }
         }
     }
@@ -359,27 +428,17 @@ impl Design {
         if rows.is_empty() {
             return;
         }
-        if 4 * work.len() >= p {
-            self.ensure_full(&rows, &[]);
-            return;
-        }
         let (n, kw) = (self.n, work.len());
-        if kw * n.min(KB) > GATHER_MAX {
+        if 4 * kw >= p || kw * n > GATHER_MAX {
             self.ensure_full(&rows, &[]);
             return;
         }
-        if rows.len() >= 6 && kw >= 6 && n >= 6 {
-            for chunk in rows.chunks(MAX_BATCH) {
-                let c = gram_products(&self.xc, n, p, chunk, Some(work));
-                for (ci, &k) in chunk.iter().enumerate() {
-                    for (wi, &i) in work.iter().enumerate() {
-                        self.set(k, i, c[ci * kw + wi]);
-                    }
+        for chunk in rows.chunks(MAX_BATCH) {
+            let c = self.gram_products(chunk, Some(work));
+            for (ci, &k) in chunk.iter().enumerate() {
+                for (wi, &i) in work.iter().enumerate() {
+                    self.set(k, i, c[ci * kw + wi]);
                 }
-            }
-        } else {
-            for quad in rows.chunks(4) {
-                self.entries4(quad, work);
             }
         }
     }
@@ -519,31 +578,75 @@ impl Design {
         work.sort_unstable();
         self.ensure_block(&work);
         let mut gap = f64::INFINITY;
+        // The working set's Gram block and Xᵀr, copied contiguously (`gc` kw × kw, `qc` kw) so
+        // that a coordinate update is one contiguous axpy (the same operations on the same
+        // values as the indexed form, which is kept for very large working sets).
+        let (mut gc, mut qc): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
+        let compact =
+            |d: &Design, work: &[usize], qw: &[f64], gc: &mut Vec<f64>, qc: &mut Vec<f64>| {
+                gc.clear();
+                qc.clear();
+                if work.len() * work.len() <= COMPACT_MAX {
+                    for &j in work {
+                        let row = &d.gram[j * p..(j + 1) * p];
+                        gc.extend(work.iter().map(|&i| row[i]));
+                    }
+                    qc.extend(work.iter().map(|&i| qw[i]));
+                }
+            };
+        compact(self, &work, &qw, &mut gc, &mut qc);
         for it in 0..max_iter {
             let mut w_max = 0.0f64;
             let mut d_w_max = 0.0f64;
-            for wi in 0..work.len() {
-                let j = work[wi];
-                let gjj = self.diag[j];
-                let wj = w[j];
-                let tmp = q[j] - qw[j] + wj * gjj;
-                let new = if tmp.abs() > l1 {
-                    (tmp - l1.copysign(tmp)) / (gjj + l2)
-                } else {
-                    0.0
-                };
-                if new != wj {
-                    // Xᵀr is maintained on the working set only (refreshed in full below); the
-                    // block work × work is known.
-                    let d = new - wj;
-                    let row = &self.gram[j * p..(j + 1) * p];
-                    for &i in &work {
-                        qw[i] += d * row[i];
+            let kw = work.len();
+            if !qc.is_empty() {
+                for wi in 0..kw {
+                    let j = work[wi];
+                    let gjj = self.diag[j];
+                    let wj = w[j];
+                    let tmp = q[j] - qc[wi] + wj * gjj;
+                    let new = if tmp.abs() > l1 {
+                        (tmp - l1.copysign(tmp)) / (gjj + l2)
+                    } else {
+                        0.0
+                    };
+                    if new != wj {
+                        let d = new - wj;
+                        for (v, g) in qc.iter_mut().zip(&gc[wi * kw..(wi + 1) * kw]) {
+                            *v += d * g;
+                        }
+                        w[j] = new;
                     }
-                    w[j] = new;
+                    d_w_max = d_w_max.max((new - wj).abs());
+                    w_max = w_max.max(new.abs());
                 }
-                d_w_max = d_w_max.max((new - wj).abs());
-                w_max = w_max.max(new.abs());
+                for (u, &i) in work.iter().enumerate() {
+                    qw[i] = qc[u];
+                }
+            } else {
+                for wi in 0..kw {
+                    let j = work[wi];
+                    let gjj = self.diag[j];
+                    let wj = w[j];
+                    let tmp = q[j] - qw[j] + wj * gjj;
+                    let new = if tmp.abs() > l1 {
+                        (tmp - l1.copysign(tmp)) / (gjj + l2)
+                    } else {
+                        0.0
+                    };
+                    if new != wj {
+                        // Xᵀr is maintained on the working set only (refreshed in full below);
+                        // the block work × work is known.
+                        let d = new - wj;
+                        let row = &self.gram[j * p..(j + 1) * p];
+                        for &i in &work {
+                            qw[i] += d * row[i];
+                        }
+                        w[j] = new;
+                    }
+                    d_w_max = d_w_max.max((new - wj).abs());
+                    w_max = w_max.max(new.abs());
+                }
             }
             *counter += 1;
             let converged_sweep = w_max == 0.0 || d_w_max <= d_w_tol * w_max;
@@ -580,6 +683,7 @@ impl Design {
                     work.sort_unstable();
                     self.ensure_block(&work);
                 }
+                compact(self, &work, &qw, &mut gc, &mut qc);
             } else {
                 let primal = primal_on(&work, w, &q, &qw, yy, l1, l2);
                 if !on_progress(*counter, primal / nf) {
@@ -681,14 +785,7 @@ impl Design {
     }
 
     /// Build the basket (weights, spread, intercept, objective) of a fitted target.
-    pub(super) fn basket(
-        &self,
-        prices: &[f64],
-        target: usize,
-        w: &[f64],
-        lambda: f64,
-        alpha: f64,
-    ) -> Basket {
+    pub(super) fn basket(&self, target: usize, w: &[f64], lambda: f64, alpha: f64) -> Basket {
         let (n, p) = (self.n, self.p);
         let mut weights = vec![0.0; p];
         let mut intercept = self.means[target];
@@ -707,23 +804,20 @@ impl Design {
             }
         }
         let support: Vec<usize> = (0..p).filter(|&j| weights[j] != 0.0).collect();
+        // One row-major pass: the spread from the raw prices, and the RSS from the centred
+        // residual (accurate even for a near-perfect fit).
         let mut spread = vec![0.0; n];
-        for (t, s) in spread.iter_mut().enumerate() {
-            let r = &prices[t * p..(t + 1) * p];
+        let mut rss = 0.0;
+        for (s, r) in spread.iter_mut().zip(self.x.chunks_exact(p)) {
             let mut acc = 0.0;
+            let mut res = 0.0;
             for &j in &support {
                 acc += weights[j] * r[j];
+                res += weights[j] * (r[j] - self.means[j]);
             }
             *s = acc;
+            rss += res * res;
         }
-        // RSS from the centred residual (accurate even for a near-perfect fit).
-        let mut resid = self.col(target).to_vec();
-        for &j in &support {
-            if j != target {
-                axpy(-w[j], self.col(j), &mut resid);
-            }
-        }
-        let rss = dot(&resid, &resid);
         let objective =
             rss / (2.0 * n as f64) + lambda * alpha * l1n + 0.5 * lambda * (1.0 - alpha) * l2n;
         Basket {
@@ -802,11 +896,11 @@ pub(super) fn regression_basket(
     prices: &[f64],
     rows: usize,
     cols: usize,
+    sums: &[f64],
     config: &SparseConfig,
     alpha: f64,
     on_progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> CoreResult<SparseResult> {
-    let mut design = Design::with_target(prices, rows, cols, config.target)?;
     let targets: Vec<usize> = match config.target {
         Some(t) => vec![t],
         None => (0..cols).collect(),
@@ -815,6 +909,9 @@ pub(super) fn regression_basket(
     let mut best: Option<(SparseResult, f64)> = None;
     let mut first_failure: Option<(usize, CoreError)> = None;
     for &t in &targets {
+        // A design per target (the one a call with `target = t` builds), so that the automatic
+        // choice reports exactly the numbers of that call.
+        let mut design = Design::with_target(prices, rows, cols, sums, Some(t))?;
         let mut w = vec![0.0; cols];
         let fit = design.fit_single(
             t,
@@ -836,7 +933,7 @@ pub(super) fn regression_basket(
             }
             continue;
         }
-        let b = design.basket(prices, t, &w, config.lambda, alpha);
+        let b = design.basket(t, &w, config.lambda, alpha);
         let st = ar1_mean_reversion(&b.spread)?;
         let (adf_statistic, adf_lag) = spread_adf(&b.spread, &st, config.adf_autolag)?;
         let better = match &best {

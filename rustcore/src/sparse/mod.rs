@@ -24,11 +24,15 @@
 //!
 //! The regression solver is coordinate descent with covariance (Gram) updates (Friedman, Hastie &
 //! Tibshirani 2010, "glmnet"): `Xᵀr` is maintained instead of the residual, so one coordinate
-//! update costs O(working set) instead of O(T). Gram entries `x_jᵀx_k` of the centred prices are
-//! computed lazily and cached (shared by all targets of one call), by GEMM (matrixmultiply,
-//! runtime AVX-512/FMA): the block of the working set when it grows, and full rows (batched, with
-//! likely-needed rows prefetched in the same pass, on two threads for large products) for the
-//! nonzero coefficients when the duality gap is checked. Sweeps run over a working set
+//! update costs O(working set) instead of O(T). The prices are read in place (row-major, never
+//! copied or transposed): the column sums come from the validation's pass, one more pass gives
+//! the centring, the diagonal and `Xᵀy`. Other Gram entries `x_jᵀx_k` of the centred prices are
+//! computed lazily and cached (per target), by GEMM (matrixmultiply, runtime AVX-512/FMA): the
+//! block of the working set when it grows (from the centred columns the fit touches, gathered
+//! once), and full rows (the GEMM reading the prices in place, the means corrected after;
+//! batched, with likely-needed rows prefetched in the same pass, on two threads for large
+//! products) for the nonzero coefficients when the duality gap is checked. Sweeps run over the
+//! working set's Gram block copied contiguously, over a working set
 //! (nonzeros ∪ the strongest strong-rule candidates, extended by the strongest KKT violators,
 //! at least doubling); convergence is certified by
 //! scikit-learn's duality gap (`gap ≤ tolerance · ‖y − ȳ‖²` in units of `n ×` objective),
@@ -327,7 +331,7 @@ pub fn sparse_portfolio(
     config: &SparseConfig,
     on_progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> CoreResult<SparseResult> {
-    validate_prices(prices, rows, cols)?;
+    let sums = validate_prices(prices, rows, cols)?;
     let _budget = crate::limits::reserve(&crate::limits::sparse(config.method.name(), rows, cols))?;
     match config.method {
         SparseMethod::Lasso | SparseMethod::ElasticNet => {
@@ -346,7 +350,7 @@ pub fn sparse_portfolio(
                     )));
                 }
             }
-            regression_basket(prices, rows, cols, config, alpha, on_progress)
+            regression_basket(prices, rows, cols, &sums, config, alpha, on_progress)
         }
         SparseMethod::BoxTiao => {
             let pm = PredictabilityMatrices::new(prices, rows, cols)?;
@@ -412,7 +416,7 @@ pub fn sparse_lambda_path(
     config: &LambdaPathConfig,
     on_progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> CoreResult<LambdaPath> {
-    validate_prices(prices, rows, cols)?;
+    let sums = validate_prices(prices, rows, cols)?;
     if !(config.alpha.is_finite() && (0.0..=1.0).contains(&config.alpha)) {
         return Err(CoreError::invalid(format!(
             "alpha (the L1 ratio) must be between 0 and 1, got {}",
@@ -433,7 +437,7 @@ pub fn sparse_lambda_path(
         .map_or(config.n_lambdas, |l| l.len())
         .min(MAX_PATH_LAMBDAS);
     let _budget = crate::limits::reserve(&crate::limits::lambda_path(rows, cols, n_lambdas))?;
-    let mut design = Design::with_target(prices, rows, cols, Some(target))?;
+    let mut design = Design::with_target(prices, rows, cols, &sums, Some(target))?;
     let lambdas: Vec<f64> = match &config.lambdas {
         Some(l) => {
             if l.is_empty() {
@@ -522,7 +526,7 @@ pub fn sparse_lambda_path(
             on_progress,
         )?;
         fit.require_converged(lam, config.max_iterations)?;
-        let basket = design.basket(prices, target, &w, lam, config.alpha);
+        let basket = design.basket(target, &w, lam, config.alpha);
         let st = ar1_mean_reversion(&basket.spread)?;
         let (adf_statistic, adf_lag) = spread_adf(&basket.spread, &st, config.adf_autolag)?;
         out.nonzero[li] = basket.nonzero;

@@ -2,7 +2,7 @@
 
 #![allow(clippy::needless_range_loop, clippy::neg_cmp_op_on_partial_ord)]
 
-use super::lasso::Design;
+use super::lasso::centred_columns;
 use super::spread::{ar1_mean_reversion, engle_granger_critical_values, spread_adf};
 use super::{SparseMethod, SparseResult};
 use crate::adf::Autolag;
@@ -42,10 +42,10 @@ impl PredictabilityMatrices {
                 p + 2
             )));
         }
-        let design = Design::new(prices, rows, cols)?;
+        let (_, xc) = centred_columns(prices, rows, cols)?;
         let nl = n - 1;
         let scale = 1.0 / nl as f64;
-        let (mut g0, mut g1) = lagged_cross_products(&design.xc, n, p)?;
+        let (mut g0, mut g1) = lagged_cross_products(&xc, n, p)?;
         for v in g0.iter_mut().chain(g1.iter_mut()) {
             *v *= scale;
         }

@@ -99,6 +99,13 @@ def derive(suite: Suite) -> None:
                 cell("sparse:lasso", (t, n), "sklearn-gram"),
                 cell("sparse:lasso", (t, n), b),
             )
+            # like-for-like (no ADF lag search in our call), issue 16 lasso helper
+            _ratio_cells(
+                suite,
+                f"sparse_{b}_fit_speedup_vs_sklearn_gram_{t}x{n}",
+                cell("sparse:lasso-fit", (t, n), "sklearn-gram"),
+                cell("sparse:lasso-fit", (t, n), b),
+            )
     for k in list(suite.invalid):
         if k in d:
             del suite.invalid[k]
@@ -139,6 +146,17 @@ for _s in ("10000x500", "2000x100"):
             ">=",
             1.5,
             f"Sparse lasso PyO3 vs scikit-learn Lasso(precompute=True), {_s} (×)",
+        )
+    )
+
+# issue 16 (lasso helper): the like-for-like cell (our call without the ADF lag search)
+for _s in ("10000x500", "2000x100"):
+    TARGETS.append(
+        (
+            f"sparse_pyo3_fit_speedup_vs_sklearn_gram_{_s}",
+            ">=",
+            1.5,
+            f"Sparse lasso PyO3 fit (adf_autolag=none) vs scikit-learn Lasso(precompute=True), {_s} (×)",
         )
     )
 

@@ -611,6 +611,43 @@ _register(
 )
 
 
+# -- lasso like-for-like (issue 16, lasso helper): the default call above also computes the
+# spread's ADF with the AIC lag search (up to ~38 lagged differences), which scikit-learn does
+# not; this cell asks for adf_autolag="none" (spread + AR(1) t statistic only), i.e. the same
+# regression work as scikit-learn's fit.
+def _sparse_fit_call(b, p):
+    cfg = p.cfg
+    return b.calculate_sparse_portfolio(
+        p.data,
+        method="lasso",
+        lambda_param=cfg.sparse_lambda,
+        target=0,
+        max_iterations=cfg.sparse_max_iterations,
+        tolerance=cfg.sparse_tolerance,
+        adf_autolag="none",
+    )
+
+
+_register(
+    Operation(
+        "sparse:lasso-fit",
+        "sparse",
+        "",
+        _sparse_fit_call,
+        [
+            Reference(
+                "sklearn-gram",
+                "Lasso(precompute=True): the like-for-like reference (our call without the ADF lag search)",
+                ("sklearn",),
+                _sklearn_make(True),
+                _sparse_acc,
+                _sk_extra,
+            ),
+        ],
+    )
+)
+
+
 def operations_for(families: Iterable[str]) -> list[Operation]:
     fams = list(families)
     unknown = [f for f in fams if f not in FAMILIES and f not in OPERATIONS]
