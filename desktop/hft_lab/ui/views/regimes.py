@@ -377,14 +377,10 @@ class RegimesView(RegimesPlots, RegimesData, RegimesWalk, RegimesLive, AnalysisV
 
     # ---- run ----
     def run(self) -> int | None:
-        if self.observations is None:
-            self.set_status("No usable data: choose a price series first.")
+        got = self.features_for("fit")
+        if got is None:
             return None
-        try:
-            x, names, offset = self.features()
-        except ValueError as e:
-            self.set_status(f"Cannot fit: {e}.", error=True)
-            return None
+        x, names, offset = got
         self.stop_replay()
         self.live_iterations, self.live_ll = [], []
         self._live_timer.stop()

@@ -351,6 +351,18 @@ class RegimesData(RegimesState):
     def feature_kinds(self) -> list[str]:
         return [k for k, box in self.feature_boxes.items() if box.isChecked()]
 
+    def features_for(self, action: str) -> tuple[np.ndarray, list[str], int] | None:
+        """The features for `action` ("fit", "run the walk-forward"), or None after saying on the
+        status line why there are none."""
+        if self.observations is None:
+            self.set_status("No usable data: choose a price series first.")
+            return None
+        try:
+            return self.features()
+        except ValueError as e:
+            self.set_status(f"Cannot {action}: {e}.", error=True)
+            return None
+
     def features(self) -> tuple[np.ndarray, list[str], int]:
         """The HMM's observations now: (X rows x features, names, offset of row 0 in the returns).
         ValueError with the reason when there are none."""

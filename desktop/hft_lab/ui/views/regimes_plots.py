@@ -378,14 +378,17 @@ class RegimesPlots(RegimesState):
         return [[_cell_text(t.item(i, j)) for j in range(t.columnCount())] for i in range(t.rowCount())]
 
     # ---- hover readout ----
-    def readout(self, bar: int) -> str:
+    def readout_head(self, bar: int) -> list[str] | None:
+        """Bar number, date and price of a hover readout; None off the series."""
         if self.prices is None or not 0 <= bar < len(self.prices):
-            return " "
-        parts = [f"bar {bar:,}"]
+            return None
         d = date_of(self.dates, bar, self.intraday)
-        if d:
-            parts.append(d)
-        parts.append(f"price {fmt(float(self.prices[bar]))}")
+        return [f"bar {bar:,}", *([d] if d else []), f"price {fmt(float(self.prices[bar]))}"]
+
+    def readout(self, bar: int) -> str:
+        parts = self.readout_head(bar)
+        if parts is None:
+            return " "
         if bar >= 1 and self.observations is not None:
             parts.append(f"log return {float(self.observations[bar - 1]):+.5f}")
             r = self.result

@@ -91,6 +91,10 @@ class RegimesState(_ViewBase):
 
         def features(self) -> tuple[np.ndarray, list[str], int]: ...  # regimes_data
 
+        def features_for(self, action: str) -> tuple[np.ndarray, list[str], int] | None: ...  # regimes_data
+
+        def readout_head(self, bar: int) -> list[str] | None: ...  # regimes_plots
+
         def feature_description(self, names: list[str], offset: int) -> str: ...  # regimes_data
 
         def shown_path(self) -> np.ndarray: ...  # regimes_plots

@@ -141,14 +141,10 @@ class RegimesWalk(RegimesState):
 
     # ---- run ----
     def run_walk_forward(self) -> int | None:
-        if self.observations is None:
-            self.set_status("No usable data: choose a price series first.")
+        got = self.features_for("run the walk-forward")
+        if got is None:
             return None
-        try:
-            x, names, offset = self.features()
-        except ValueError as e:
-            self.set_status(f"Cannot run the walk-forward: {e}.", error=True)
-            return None
+        x, names, offset = got
         self.stop_replay()
         p = dict(self.params(), covariance_type=self.covariance.currentData())
         p.update(formation=self.wf_formation.value(), step=self.wf_step.value())
@@ -322,13 +318,9 @@ class RegimesWalk(RegimesState):
         return [[cell(i, j) for j in range(t.columnCount())] for i in range(t.rowCount())]
 
     def wf_readout(self, bar: int) -> str:
-        if self.prices is None or not 0 <= bar < len(self.prices):
+        parts = self.readout_head(bar)
+        if parts is None:
             return " "
-        parts = [f"bar {bar:,}"]
-        d = date_of(self.dates, bar, self.intraday)
-        if d:
-            parts.append(d)
-        parts.append(f"price {fmt(float(self.prices[bar]))}")
         w = self.wf_result
         if w is not None:
             i = bar - self.wf_first_bar()

@@ -286,11 +286,10 @@ class ScanView(ScanData, ScanPlots, AnalysisView):
 
     # ---- scan ----
     def run(self) -> int | None:
-        try:
-            prices, names, dates = self.universe()
-        except (OSError, ValueError) as e:
-            self.set_status(str(e), error=True)
+        got = self.universe_or_status()
+        if got is None:
             return None
+        prices, names, dates = got
         p = self.params()
         if p["executor"] == "ray":
             ok, why = ray_available()
@@ -473,11 +472,10 @@ class ScanView(ScanData, ScanPlots, AnalysisView):
         return {"trend": p["trend"], "autolag": p["autolag"], "max_lag": p["max_lag"], "max_pvalue": 1.0, **f}
 
     def run_walk_forward(self) -> int | None:
-        try:
-            prices, names, dates = self.universe()
-        except (OSError, ValueError) as e:
-            self.set_status(str(e), error=True)
+        got = self.universe_or_status()
+        if got is None:
             return None
+        prices, names, dates = got
         params = self.walk_forward_params()
         sel = self.selection()
         self._wf_pending = (dates, {**params, "selection": sel})
