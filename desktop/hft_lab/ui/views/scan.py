@@ -285,6 +285,14 @@ class ScanView(ScanData, ScanPlots, AnalysisView):
         }
 
     # ---- scan ----
+    def universe_or_status(self) -> tuple[np.ndarray, list[str], np.ndarray | None] | None:
+        """The universe, or None after showing on the status line why there is none."""
+        try:
+            return self.universe()
+        except (OSError, ValueError) as e:
+            self.set_status(str(e), error=True)
+            return None
+
     def run(self) -> int | None:
         got = self.universe_or_status()
         if got is None:

@@ -90,14 +90,6 @@ class ScanData:
             if want is None or it.text() in want:
                 it.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
 
-    def universe_or_status(self) -> tuple[np.ndarray, list[str], np.ndarray | None] | None:
-        """The universe, or None after showing on the status line why there is none."""
-        try:
-            return self.universe()
-        except (OSError, ValueError) as e:
-            self.set_status(str(e), error=True)
-            return None
-
     def universe(self) -> tuple[np.ndarray, list[str], np.ndarray | None]:
         """(prices time × assets, names, dates or None) of the checked assets, rows where any of
         them is missing dropped (a pairs scan needs aligned prices)."""
