@@ -151,3 +151,29 @@ def test_progress_in_order_while_another_thread_runs_python(backend):
     finally:
         stop.set()
         t.join()
+
+
+@pytest.mark.parametrize("module,cls", [("pyo3_backend", "Pyo3Backend"), ("grpc_backend", "GrpcBackend")])
+def test_each_backend_applies_the_allocator_settings_once(module, cls):
+    """Both backends (not only gRPC) keep large arrays on the heap (alloc.py), so a PyO3-only
+    process gets the same speed as the benchmark's; HFT_LAB_MALLOPT=0 leaves malloc alone."""
+    import sys
+
+    code = (
+        "from hft_lab.backends import alloc\n"
+        f"from hft_lab.backends.{module} import {cls}\n"
+        "import ctypes; calls = []\n"
+        "real = ctypes.CDLL('libc.so.6').mallopt\n"
+        "class Libc:\n"
+        "    def mallopt(self, p, v): calls.append((p, v)); return real(p, v)\n"
+        "ctypes.CDLL = lambda name: Libc()\n"
+        "assert not alloc._TUNED\n"
+        f"{cls}(); {cls}()\n"
+        "print(sorted(calls))\n"
+    )
+    for env, want in (({}, "[(-3, 8388608), (-1, 67108864)]"), ({"HFT_LAB_MALLOPT": "0"}, "[]")):
+        import os
+
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env}, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == want

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import collections
 import os
-import sys
 import threading
 from collections.abc import Callable
 from urllib.parse import unquote
@@ -18,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hft_lab._proto.hftlab.v1 import hftlab_pb2 as pb
 
 from . import fastwire, shm, wire
+from .alloc import tune_malloc
 from .base import Backend, CancelToken, HmmOnlineFilter, MeanReversionStream
 from .config import BackendConfig, BackendType
 from .errors import BackendUnavailable, Cancelled, NumericalError, ResourceLimitExceeded
@@ -270,32 +270,6 @@ def _model_fields(m: pb.HmmModel) -> dict:
     )
 
 
-# ---- issue 16 (small calls): client-side allocator settings ----
-_MALLOC_TUNED = False
-
-
-def _tune_client_malloc() -> None:
-    """As grpcd's tune_malloc: glibc serves blocks above its mmap threshold (128 KiB at first)
-    with fresh mappings, so each request body of a 50-asset portfolio (200 KB of prices, joined
-    by fastwire, then copied by grpcio) page-faulted and was zeroed anew: measured +250-300 µs
-    per call on this VM against a reused buffer. Blocks up to 8 MiB now come from the heap and up
-    to 64 MiB of free heap is kept. Once per process; a no-op off glibc."""
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED:
-        return
-    _MALLOC_TUNED = True
-    if not sys.platform.startswith("linux") or os.environ.get("HFT_LAB_MALLOPT", "1") == "0":
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 8 << 20)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):
-        pass  # musl or another libc: nothing to tune
-
-
 class GrpcBackend(Backend):
     backend_type = BackendType.GRPC
     name = "gRPC (Rust server)"
@@ -315,7 +289,7 @@ class GrpcBackend(Backend):
         # (address, shared-memory pool or None) once negotiated with that grpcd (GetInfo)
         self._shm: tuple[str, shm.Pool | None] | None = None
         self._shm_lock = threading.Lock()  # one negotiation at a time (else two pools, one orphaned)
-        _tune_client_malloc()  # issue 16 (small calls)
+        tune_malloc()  # issue 16: see alloc.py
 
     # ---- channel ----
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+from .alloc import tune_malloc
 from .base import Backend, HmmOnlineFilter, MeanReversionStream
 from .config import BackendType
 from .errors import BackendUnavailable, Cancelled, NumericalError, ResourceLimitExceeded
@@ -83,6 +84,9 @@ class _Pyo3HmmFilter(HmmOnlineFilter):
 class Pyo3Backend(Backend):
     backend_type = BackendType.PYO3
     name = "PyO3 (in-process)"
+
+    def __init__(self) -> None:
+        tune_malloc()  # large outputs from the heap, not fresh mappings (alloc.py)
 
     def is_available(self) -> bool:
         return _rc is not None
