@@ -534,6 +534,32 @@ fn e_step(z: &[f64], p: &Params, w: &mut Work, post: Option<&mut [f64]>) -> Core
     }
 }
 
+/// The end of both E-steps: a finite log-likelihood and finite sufficient statistics. The backward
+/// pass can overflow (∞·0 = NaN) when a step's mass is tiny and a state is unreachable (zero
+/// transitions into it) while the forward pass stays finite: that is refused here, instead of
+/// handing NaN statistics to the M-step.
+fn check_e_step(ll: f64, w: &Work) -> CoreResult<f64> {
+    if !ll.is_finite() {
+        return Err(CoreError::numerical(
+            "the log-likelihood is not finite (numerical breakdown)",
+        ));
+    }
+    let k = w.s0.len();
+    let finite = |v: &[f64]| v.iter().all(|x| x.is_finite());
+    if !(finite(&w.start[..k])
+        && finite(&w.trans[..k * k])
+        && finite(&w.s0)
+        && finite(&w.s1)
+        && finite(&w.s2))
+    {
+        return Err(CoreError::numerical(
+            "the expected state statistics are not finite (an observation is almost impossible \
+             under the current parameters; check zero entries in init start_prob / transmat)",
+        ));
+    }
+    Ok(ll)
+}
+
 fn zero_probability(t: usize) -> CoreError {
     CoreError::numerical(format!(
         "observation {t} has zero probability under the current parameters \
@@ -741,12 +767,7 @@ fn e_step_impl<D: Dim>(
     w.s0[..k].copy_from_slice(&s0[..k]);
     w.s1[..k].copy_from_slice(&s1[..k]);
     w.s2[..k].copy_from_slice(&s2[..k]);
-    if !ll.is_finite() {
-        return Err(CoreError::numerical(
-            "the log-likelihood is not finite (numerical breakdown)",
-        ));
-    }
-    Ok(ll)
+    check_e_step(ll, w)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1047,12 +1068,7 @@ fn e_step_soa_body<const K: usize>(
             write_posterior(&mut post[t * K..(t + 1) * K], &g);
         }
     }
-    if !ll.is_finite() {
-        return Err(CoreError::numerical(
-            "the log-likelihood is not finite (numerical breakdown)",
-        ));
-    }
-    Ok(ll)
+    check_e_step(ll, w)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -2455,6 +2471,54 @@ mod tests {
             ],
             10..140,
         )
+    }
+
+    /// Found by the proptest in a fresh-clone CI: absorbing states, a state unreachable after t = 0
+    /// and tiny variances. The forward pass stays finite but the backward pass overflowed to NaN
+    /// statistics; both kernels now refuse it with the same numerical error.
+    #[test]
+    fn unreachable_state_with_tiny_variance_is_a_numerical_error_not_nan() {
+        let p = Params {
+            start: vec![0.33333333333333337; 3],
+            trans: vec![
+                1.0,
+                0.0,
+                0.0,
+                0.0,
+                1.0,
+                0.0,
+                0.9301027105663683,
+                0.0,
+                0.06989728943363162,
+            ],
+            means: vec![2.034330645071744, 0.0, -2.7115263095122484],
+            vars: vec![
+                0.028976616719689905,
+                0.0010017448521242485,
+                6.670291023593906e-5,
+            ],
+        };
+        let mut z = vec![0.0; 10];
+        z[1] = -2.733295213227122;
+        z[2] = -2.6747187621612083;
+        let fast = run_e(&z, &p, false);
+        let generic = run_e(&z, &p, true);
+        for r in [&fast, &generic] {
+            match r {
+                Ok(o) => assert!(o
+                    .1
+                    .iter()
+                    .chain(&o.3)
+                    .chain(&o.4)
+                    .chain(&o.5)
+                    .all(|v| v.is_finite())),
+                Err(e) => assert!(
+                    e.contains("not finite") || e.contains("zero probability"),
+                    "{e}"
+                ),
+            }
+        }
+        assert_agree(&fast, &generic, &z, &p);
     }
 
     proptest! {
