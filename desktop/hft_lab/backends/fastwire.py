@@ -193,15 +193,7 @@ def _array_field(b, vs: int, ve: int, kind: str):
         if num == data_no and wt == 2:
             data = (s, e)
         elif num == shm_no and wt == 2:
-            off = ln = 0
-            for n2, w2, _f2, s2, e2 in _fields(b, s, e):
-                if w2 == 0 and n2 in (1, 2):
-                    v, _ = _read_varint(b, s2, e2)
-                    if n2 == 1:
-                        off = v
-                    else:
-                        ln = v
-            shm = (off, ln)
+            shm = _shm_ref(b, s, e)
         elif kind == "matrix" and wt == 0 and num in (1, 2):
             v, _ = _read_varint(b, s, e)
             if num == 1:
