@@ -17,12 +17,12 @@ Export errors are `ExportError` (a ValueError) everywhere.
 
 from __future__ import annotations
 
+import functools
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal, SignalInstance
@@ -34,20 +34,46 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from hft_lab.data.export import SessionItem, export_result_csv, export_result_json
-from hft_lab.ui.widgets import busy_bar, export_buttons, side_panel, spin, status_label
+from hft_lab.ui.widgets import busy_bar, export_buttons, side_panel, status_label
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
 log = logging.getLogger("hft_lab.ui.views")
 
 ERROR_COLOR = "#c62828"
+
+
+class Refused(Exception):
+    """A run step refusing to start: `str(e)` goes on the status line (red when `error`)."""
+
+    def __init__(self, message: str, error: bool = True):
+        super().__init__(message)
+        self.error = error
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_V = TypeVar("_V", bound="AnalysisView")
+
+
+def refusable(method: Callable[Concatenate[_V, _P], _R]) -> Callable[Concatenate[_V, _P], _R | None]:
+    """A view method (a run) that may raise `Refused`: the reason goes on the status line and the
+    method returns None (nothing started)."""
+
+    @functools.wraps(method)
+    def wrapper(self: _V, *args: _P.args, **kwargs: _P.kwargs) -> _R | None:
+        try:
+            return method(self, *args, **kwargs)
+        except Refused as e:
+            self.set_status(str(e), error=e.error)
+            return None
+
+    return wrapper
 
 
 class ExportError(ValueError):
@@ -135,28 +161,6 @@ class AnalysisView(QWidget):
                 form.addRow(p.label, p.widget)
             else:
                 form.addRow(p.widget)
-
-    def declare_executor(self, form: QFormLayout, executors: dict[str, str], what: str) -> None:
-        """The executor rows of the tabs that run on shards (issue 18: Sweep, Scan): `self.executor`
-        (a combo of `executors`), `self.address` (the Ray address, RAY_ADDRESS by default),
-        `self.shards` (0 = auto) and `self.executor_note`; `what` names what is cut into shards."""
-        self.executor = QComboBox()
-        for k, label in executors.items():
-            self.executor.addItem(label, k)
-        self.address = QLineEdit(os.environ.get("RAY_ADDRESS", ""))
-        self.address.setPlaceholderText("RAY_ADDRESS, host:6379, ray://host:10001, auto or local")
-        self.shards = spin(QSpinBox(), 0, 1_000_000, 0)
-        self.shards.setSpecialValueText("auto")
-        self.shards.setToolTip(f"Shards {what} cut into (auto: 4 per worker)")
-        self.declare(
-            form,
-            Param("executor", self.executor, "Run on"),
-            Param("address", self.address, "Ray address", read=lambda: self.address.text().strip()),
-            Param("shards", self.shards, "Shards"),
-        )
-        self.executor_note = QLabel("")
-        self.executor_note.setWordWrap(True)
-        form.addRow(self.executor_note)
 
     def params(self) -> dict[str, Any]:
         """The task parameters, read from the widgets."""
@@ -404,3 +408,12 @@ class AnalysisView(QWidget):
         files = out if isinstance(out, list) else [out]
         more = f" (+ {len(files) - 1} more file{'s' if len(files) > 2 else ''})" if len(files) > 1 else ""
         self.set_status(f"Saved {files[0]}{more}.")
+
+
+# The base of the parts a view is split into (mixins such as `sparse_plots.SparsePlots`): for the
+# type checker it is `AnalysisView`, so a part sees the view's attributes and methods; at run time
+# it is `object`, so the view's MRO has one QWidget, the view's own `AnalysisView` base.
+if TYPE_CHECKING:
+    ViewMixin = AnalysisView
+else:
+    ViewMixin = object

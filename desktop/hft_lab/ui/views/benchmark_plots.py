@@ -76,20 +76,9 @@ def legend_html(names, color) -> str:
     )
 
 
-REF_PALETTE = [
-    (44, 160, 44),
-    (148, 103, 189),
-    (140, 86, 75),
-    (127, 127, 127),
-    (188, 189, 34),
-    (23, 190, 207),
-    (227, 119, 194),
-    (214, 39, 40),
-    (0, 110, 110),
-    (200, 150, 0),
-    (90, 90, 160),
-    (160, 60, 100),
-]
+# the reference libraries' colours (RGB hex), one per reference in order of appearance
+_PALETTE_HEX = "2ca02c 9467bd 8c564b 7f7f7f bcbd22 17becf e377c2 d62728 006e6e c89600 5a5aa0 a03c64"
+REF_PALETTE = [tuple(bytes.fromhex(h)) for h in _PALETTE_HEX.split()]
 
 
 # one fixed colour per reference library (stable from run to run)

@@ -4,7 +4,7 @@ labels), the result tables and the hover readout."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -13,13 +13,9 @@ from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import QLabel, QTableWidget, QTableWidgetItem
 
 from hft_lab.ui.plots import LabPlot, pen
+from hft_lab.ui.views.base import ViewMixin
 from hft_lab.ui.widgets import StatsTable, fmt, pct
 from hft_lab.ui.worker import TaskOutcome
-
-if TYPE_CHECKING:  # the type checker sees the view's base; at run time a mixin derives from object
-    from hft_lab.ui.views.base import AnalysisView as _ViewBase
-else:
-    _ViewBase = object
 
 METHODS = [
     ("Max Sharpe (tangency)", "max_sharpe"),
@@ -134,7 +130,7 @@ def _plot(title: str, bottom: pg.AxisItem, left: pg.AxisItem, left_label: str, b
     return w
 
 
-class PortfolioPlots(_ViewBase):
+class PortfolioPlots(ViewMixin):
     """Part of PortfolioView (mixed in): see portfolio.py."""
 
     # the view's state and widgets this part draws on (PortfolioView.__init__ / _build make them)

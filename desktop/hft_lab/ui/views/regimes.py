@@ -27,8 +27,6 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -46,7 +44,7 @@ from hft_lab.analysis.regimes import equal_weight_index, fit_regimes, fit_regime
 from hft_lab.data.export import SessionItem
 from hft_lab.data.synthetic import synthetic_regime_returns
 from hft_lab.ui.plots import BarAxis, PriceAxis, make_plot, pen
-from hft_lab.ui.views.base import AnalysisView, Param, note, via
+from hft_lab.ui.views.base import AnalysisView, Param, note, refusable, via
 from hft_lab.ui.views.regimes_data import (
     ACTIVE_EW,
     ACTIVE_MULTI,
@@ -61,7 +59,7 @@ from hft_lab.ui.views.regimes_data import (
 from hft_lab.ui.views.regimes_live import RegimesLive
 from hft_lab.ui.views.regimes_plots import RegimesPlots, regime_colors
 from hft_lab.ui.views.regimes_walk import RegimesWalk
-from hft_lab.ui.widgets import StatsTable, spin
+from hft_lab.ui.widgets import StatsTable, form_group, spin
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
 __all__ = [
@@ -171,8 +169,7 @@ class RegimesView(RegimesPlots, RegimesData, RegimesWalk, RegimesLive, AnalysisV
 
     # ---- layout ----
     def _build(self) -> None:
-        data = QGroupBox("Data")
-        df = QFormLayout(data)
+        data, df = form_group("Data")
         self.source = QComboBox()
         self.source.setMaxVisibleItems(25)
         self.asset_list = QListWidget()
@@ -206,8 +203,7 @@ class RegimesView(RegimesPlots, RegimesData, RegimesWalk, RegimesLive, AnalysisV
             Param("log_scale", self.log_scale, in_params=False),
         )
 
-        feats = QGroupBox("Features (of each series)")
-        ff = QFormLayout(feats)
+        feats, ff = form_group("Features (of each series)")
         self.feature_boxes = {
             "returns": QCheckBox("log returns  r_t = ln(p_t / p_t−1)"),
             "abs_returns": QCheckBox("absolute log returns  |r_t|"),
@@ -231,8 +227,7 @@ class RegimesView(RegimesPlots, RegimesData, RegimesWalk, RegimesLive, AnalysisV
         self.feature_label.setStyleSheet("color: #555")
         ff.addRow(self.feature_label)
 
-        model = QGroupBox("Gaussian HMM (Baum-Welch EM)")
-        mf = QFormLayout(model)
+        model, mf = form_group("Gaussian HMM (Baum-Welch EM)")
         self.n_states = spin(QSpinBox(), 1, 10, 3)
         self.max_iterations = spin(QSpinBox(), 1, 1_000_000, 1000)
         self.tolerance = SciSpinBox()
@@ -376,11 +371,9 @@ class RegimesView(RegimesPlots, RegimesData, RegimesWalk, RegimesLive, AnalysisV
         self.covariance.setEnabled(x.shape[1] > 1)
 
     # ---- run ----
+    @refusable
     def run(self) -> int | None:
-        got = self.features_for("fit")
-        if got is None:
-            return None
-        x, names, offset = got
+        x, names, offset = self.features_for("fit")
         self.stop_replay()
         self.live_iterations, self.live_ll = [], []
         self._live_timer.stop()

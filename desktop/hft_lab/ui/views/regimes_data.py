@@ -18,6 +18,7 @@ from hft_lab.data import load_sample_prices
 from hft_lab.data.export import describe_prices
 from hft_lab.data.synthetic import SYNTH_MEANS, SYNTH_STAY, SYNTH_STDS, synthetic_regime_returns
 from hft_lab.ui.plots import date_of, intraday, pen
+from hft_lab.ui.views.base import Refused
 from hft_lab.ui.views.regimes_state import RegimesState
 
 log = logging.getLogger("hft_lab.ui.regimes")
@@ -351,17 +352,15 @@ class RegimesData(RegimesState):
     def feature_kinds(self) -> list[str]:
         return [k for k, box in self.feature_boxes.items() if box.isChecked()]
 
-    def features_for(self, action: str) -> tuple[np.ndarray, list[str], int] | None:
-        """The features for `action` ("fit", "run the walk-forward"), or None after saying on the
-        status line why there are none."""
+    def features_for(self, action: str) -> tuple[np.ndarray, list[str], int]:
+        """The features for `action` ("fit", "run the walk-forward"); `Refused` saying why there
+        are none."""
         if self.observations is None:
-            self.set_status("No usable data: choose a price series first.")
-            return None
+            raise Refused("No usable data: choose a price series first.", error=False)
         try:
             return self.features()
         except ValueError as e:
-            self.set_status(f"Cannot {action}: {e}.", error=True)
-            return None
+            raise Refused(f"Cannot {action}: {e}.") from e
 
     def features(self) -> tuple[np.ndarray, list[str], int]:
         """The HMM's observations now: (X rows x features, names, offset of row 0 in the returns).

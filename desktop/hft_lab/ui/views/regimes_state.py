@@ -23,15 +23,14 @@ from PySide6.QtWidgets import (
     QTabWidget,
 )
 
-if TYPE_CHECKING:  # the type checker sees the view's base; at run time a mixin derives from object
+from hft_lab.ui.views.base import ViewMixin
+
+if TYPE_CHECKING:
     from hft_lab.ui.plots import BarAxis, LabPlot
-    from hft_lab.ui.views.base import AnalysisView as _ViewBase
     from hft_lab.ui.widgets import StatsTable
-else:
-    _ViewBase = object
 
 
-class RegimesState(_ViewBase):
+class RegimesState(ViewMixin):
     SHADE_ALPHA: int
     LIVE_REFRESH_MS: int
 
@@ -91,7 +90,7 @@ class RegimesState(_ViewBase):
 
         def features(self) -> tuple[np.ndarray, list[str], int]: ...  # regimes_data
 
-        def features_for(self, action: str) -> tuple[np.ndarray, list[str], int] | None: ...  # regimes_data
+        def features_for(self, action: str) -> tuple[np.ndarray, list[str], int]: ...  # regimes_data
 
         def readout_head(self, bar: int) -> list[str] | None: ...  # regimes_plots
 

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 from hft_lab.analysis.regimes import walk_forward_regimes
 from hft_lab.data.export import SessionItem
 from hft_lab.ui.plots import BarAxis, LabPlot, PriceAxis, date_of, make_plot, pen
-from hft_lab.ui.views.base import Param, note, via
+from hft_lab.ui.views.base import Param, note, refusable, via
 from hft_lab.ui.views.regimes_plots import regime_colors
 from hft_lab.ui.views.regimes_state import RegimesState
 from hft_lab.ui.widgets import fmt, spin
@@ -140,11 +140,9 @@ class RegimesWalk(RegimesState):
             pi.plot(idx, np.where(bad, np.nan, self.prices), pen=pen("price"), connect="finite")
 
     # ---- run ----
+    @refusable
     def run_walk_forward(self) -> int | None:
-        got = self.features_for("run the walk-forward")
-        if got is None:
-            return None
-        x, names, offset = got
+        x, names, offset = self.features_for("run the walk-forward")
         self.stop_replay()
         p = dict(self.params(), covariance_type=self.covariance.currentData())
         p.update(formation=self.wf_formation.value(), step=self.wf_step.value())

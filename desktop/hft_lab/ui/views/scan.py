@@ -20,11 +20,9 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -32,12 +30,12 @@ from PySide6.QtWidgets import (
 )
 
 from hft_lab.analysis.pairs import EXECUTORS, pair_detail, refilter, scan, walk_forward
-from hft_lab.cluster import ray_available
 from hft_lab.ui.plots import date_of
-from hft_lab.ui.views.base import AnalysisView, Param, note, via
+from hft_lab.ui.views.base import AnalysisView, Param, Refused, note, refusable, via
 from hft_lab.ui.views.scan_data import ScanData, asset_list
 from hft_lab.ui.views.scan_plots import ScanPlots
-from hft_lab.ui.widgets import spin
+from hft_lab.ui.views.sharded import ShardedRun
+from hft_lab.ui.widgets import form_group, spin
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
 log = logging.getLogger("hft_lab.ui.scan")
@@ -57,7 +55,7 @@ def optional(box, checked: bool, label: str) -> tuple[QCheckBox, QWidget]:
     return cb, row
 
 
-class ScanView(ScanData, ScanPlots, AnalysisView):
+class ScanView(ScanData, ScanPlots, ShardedRun, AnalysisView):
     send_spread = Signal(str, object)  # (name, payload): trade the pair in Mean Reversion
     detail_shown = Signal(object)  # TaskOutcome of a pair detail or a re-filter (GUI thread)
 
@@ -102,8 +100,7 @@ class ScanView(ScanData, ScanPlots, AnalysisView):
         ul.addWidget(self.assets, 1)
         ul.addLayout(row)
 
-        sg = QGroupBox("Scan")
-        sf = QFormLayout(sg)
+        sg, sf = form_group("Scan")
         self.method = QComboBox()
         self.method.addItem("Engle-Granger (statsmodels coint)", "engle_granger")
         self.trend = QComboBox()
@@ -122,8 +119,7 @@ class ScanView(ScanData, ScanPlots, AnalysisView):
             Param("max_lag", self.max_lag, "Max lag", read=lambda: None if self.max_lag.value() < 0 else self.max_lag.value()),
         )
 
-        fg = QGroupBox("Filters (applied without scanning again)")
-        ff = QFormLayout(fg)
+        fg, ff = form_group("Filters (applied without scanning again)")
         self.max_p = spin(QDoubleSpinBox(), 0.0, 1.0, 0.05, step=0.01, decimals=4)
         self.max_q = spin(QDoubleSpinBox(), 0.0, 1.0, 0.05, step=0.01, decimals=4)
         self.min_hl = spin(QDoubleSpinBox(), 0.0, 1e6, 1.0, decimals=2)
@@ -148,12 +144,10 @@ class ScanView(ScanData, ScanPlots, AnalysisView):
         self.declare(ff, Param("top", self.top, "Show the best", in_params=False))
         self.top.valueChanged.connect(self._filters_changed)
 
-        eg = QGroupBox("Executor")
-        ef = QFormLayout(eg)
+        eg, ef = form_group("Executor")
         self.declare_executor(ef, EXECUTORS, "the pairs are")
 
-        pg_ = QGroupBox("Pair")
-        pf = QFormLayout(pg_)
+        pg_, pf = form_group("Pair")
         self.band = spin(QDoubleSpinBox(), 0.1, 100.0, 2.0, step=0.25)
         self.delta = spin(QDoubleSpinBox(), 1e-8, 0.5, 1e-4, decimals=8, step=1e-4)
         self.obs_var = spin(QDoubleSpinBox(), 1e-8, 1e6, 1e-3, decimals=8, step=1e-3)
@@ -164,8 +158,7 @@ class ScanView(ScanData, ScanPlots, AnalysisView):
             Param("observation_var", self.obs_var, "Kalman obs. var", in_params=False),
         )
 
-        wg = QGroupBox("Walk-forward")
-        wf = QFormLayout(wg)
+        wg, wf = form_group("Walk-forward")
         self.formation = spin(QSpinBox(), 10, 10_000_000, 504, step=21)
         self.trading = spin(QSpinBox(), 1, 10_000_000, 126, step=21)
         self.step = spin(QSpinBox(), 0, 10_000_000, 0, step=21)
@@ -203,16 +196,13 @@ class ScanView(ScanData, ScanPlots, AnalysisView):
 
         self.build_panel([(uni, 1), sg, fg, eg, pg_, wg], width=370)
         self.run_button.setText("Run scan")
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setVisible(False)
-        self.left_panel.layout().addWidget(self.progress_bar)
+        self.add_shard_progress()
         self.set_main(self.build_results())
 
         self.wf_button.clicked.connect(lambda: self.run_walk_forward())
         self.trade_button.clicked.connect(self.trade)
         self.table.cellClicked.connect(self._pair_clicked)
         self.assets.itemChanged.connect(lambda _it: self.update_universe_label())
-        self.executor.currentIndexChanged.connect(self._update_executor_note)
         if self.store is not None:
             self.store.changed.connect(self._on_store_changed)
         self._filter_timer = QTimer(self)
@@ -222,30 +212,12 @@ class ScanView(ScanData, ScanPlots, AnalysisView):
         self.track_hover(self.spread_plot, self._pair_readout)
         self.track_hover(self.equity_plot, self._wf_readout)
         self._heat_proxy = pg.SignalProxy(self.heat.scene().sigMouseMoved, rateLimit=30, slot=self._heat_moved)
-        self._update_executor_note()
         self.enable_export(False)
 
     def update_buttons(self) -> None:
         super().update_buttons()
         if hasattr(self, "wf_button"):
             self.wf_button.setEnabled(not self.running)
-
-    def _update_executor_note(self) -> None:
-        kind = self.executor.currentData()
-        self.address.setEnabled(kind == "ray")
-        ok, text = (
-            True,
-            {
-                "backend": "Shards run on the backend chosen in the toolbar (PyO3 here, or its gRPC server).",
-                "inprocess": "Shards run in this process on the Rust core (PyO3).",
-                "grpc": "Shards go to the app's gRPC server (choose gRPC in the toolbar).",
-            }.get(kind, ""),
-        )
-        if kind == "ray":
-            ok, why = ray_available()
-            text = f"Ray {why}: shards run as Ray tasks on the cluster." if ok else why
-        self.executor_note.setText(text)
-        self.executor_note.setStyleSheet("" if ok else "color: #c62828;")
 
     # ---- data ----
     def _on_store_changed(self) -> None:
@@ -285,27 +257,19 @@ class ScanView(ScanData, ScanPlots, AnalysisView):
         }
 
     # ---- scan ----
-    def universe_or_status(self) -> tuple[np.ndarray, list[str], np.ndarray | None] | None:
-        """The universe, or None after showing on the status line why there is none."""
+    def universe_or_refuse(self) -> tuple[np.ndarray, list[str], np.ndarray | None]:
+        """The universe; `Refused` saying why there is none."""
         try:
             return self.universe()
         except (OSError, ValueError) as e:
-            self.set_status(str(e), error=True)
-            return None
+            raise Refused(str(e)) from e
 
+    @refusable
     def run(self) -> int | None:
-        got = self.universe_or_status()
-        if got is None:
-            return None
-        prices, names, dates = got
+        prices, names, dates = self.universe_or_refuse()
         p = self.params()
-        if p["executor"] == "ray":
-            ok, why = ray_available()
-            if not ok:
-                self.set_status(why, error=True)
-                return None
+        executor = self.executor_args(p)
         self._scan_pending = dates  # the shown result keeps its own dates until this one arrives
-        self._show_progress((0, 0))
         n = len(names)
         return self.start(
             scan,
@@ -315,37 +279,23 @@ class ScanView(ScanData, ScanPlots, AnalysisView):
             autolag=p["autolag"],
             max_lag=p["max_lag"],
             filters=self.filters(),
-            executor=p["executor"],
-            address=p["address"],
-            shards=p["shards"],
+            **executor,
             done=self._scan_done,
             status=f"Scanning {n * (n - 1) // 2:,} pairs on {self.executor.currentText()}…",
         )
 
-    def _show_progress(self, payload) -> None:
-        bar = self.progress_bar
-        if isinstance(payload, tuple):  # (shards done, shards)
-            done, total = payload
-            bar.setFormat("%v / %m shards")
-            bar.setRange(0, total)
-            bar.setValue(done)
-        else:  # walk-forward: fraction of the windows done
-            bar.setFormat("%p % of the windows")
-            bar.setRange(0, 1000)
-            bar.setValue(int(round(1000 * float(payload))))
+    def on_progress(self, payload) -> None:
+        if isinstance(payload, tuple):  # the scan: (shards done, shards)
+            self.show_shard_progress(*payload)
+            return
+        bar = self.progress_bar  # the walk-forward: the fraction of its windows done
+        bar.setFormat("%p % of the windows")
+        bar.setRange(0, 1000)
+        bar.setValue(int(round(1000 * float(payload))))
         bar.setVisible(True)
 
-    def on_progress(self, payload) -> None:
-        self._show_progress(payload)
-
-    def on_failed(self, out: TaskOutcome) -> None:
-        self.progress_bar.setVisible(False)
-
-    def on_cancelled(self) -> None:
-        self.progress_bar.setVisible(False)
-
     def _scan_done(self, out: TaskOutcome) -> None:
-        self.progress_bar.setVisible(False)
+        self.hide_progress()
         self._last = out
         self.scan_result = out.value
         self._scan_dates = self._scan_pending
@@ -479,15 +429,13 @@ class ScanView(ScanData, ScanPlots, AnalysisView):
         f = {k: v for k, v in self.filters().items() if k != "top" and v is not None}
         return {"trend": p["trend"], "autolag": p["autolag"], "max_lag": p["max_lag"], "max_pvalue": 1.0, **f}
 
+    @refusable
     def run_walk_forward(self) -> int | None:
-        got = self.universe_or_status()
-        if got is None:
-            return None
-        prices, names, dates = got
+        prices, names, dates = self.universe_or_refuse()
         params = self.walk_forward_params()
         sel = self.selection()
         self._wf_pending = (dates, {**params, "selection": sel})
-        self._show_progress(0.0)
+        self.on_progress(0.0)
         return self.start(
             walk_forward,
             prices,
@@ -499,7 +447,7 @@ class ScanView(ScanData, ScanPlots, AnalysisView):
         )
 
     def _wf_done(self, out: TaskOutcome) -> None:
-        self.progress_bar.setVisible(False)
+        self.hide_progress()
         self.wf = out.value
         self._wf_dates, self._wf_params = self._wf_pending
         self._wf_backend = out.backend_name

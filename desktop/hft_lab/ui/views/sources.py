@@ -12,13 +12,9 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox
 
 from hft_lab.data import load_sample_prices
+from hft_lab.ui.views.base import ViewMixin
 
 log = logging.getLogger("hft_lab.ui.views")
-
-if TYPE_CHECKING:  # the type checker sees the view's base; at run time a mixin derives from object
-    from hft_lab.ui.views.base import AnalysisView as _ViewBase
-else:
-    _ViewBase = object
 
 
 def active_label(name: str) -> str:
@@ -26,7 +22,7 @@ def active_label(name: str) -> str:
     return f"Active dataset ({name})"
 
 
-class DatasetSource(_ViewBase):
+class DatasetSource(ViewMixin):
     """Mixin of an AnalysisView (uses self.store; sets self.source, self._sample, self._active).
 
     A store change reloads the data when the view uses the store, cancels a running task and clears

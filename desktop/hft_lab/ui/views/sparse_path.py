@@ -24,20 +24,15 @@ from PySide6.QtWidgets import (
 
 from hft_lab.analysis.sparse import lambda_path, round_sig
 from hft_lab.ui.plots import LogAxis
-from hft_lab.ui.views.base import Param, via
+from hft_lab.ui.views.base import Param, ViewMixin, via
 from hft_lab.ui.views.sparse_plots import REGRESSION, SLIDER_STEPS_PER_DECADE, LogSpinBox, _pg_plot
 from hft_lab.ui.widgets import fmt
 from hft_lab.ui.worker import TaskOutcome
 
-if TYPE_CHECKING:  # the type checker sees the view's base; at run time a mixin derives from object
-    from hft_lab.ui.views.base import AnalysisView as _ViewBase
-else:
-    _ViewBase = object
-
 PATH_HINT = "Choose lasso or elastic net with a target asset and press “λ path”."
 
 
-class SparsePath(_ViewBase):
+class SparsePath(ViewMixin):
     """Part of SparseView (mixed in): see sparse.py."""
 
     # the view's state and widgets this part uses (SparseView.__init__ / _build make them)

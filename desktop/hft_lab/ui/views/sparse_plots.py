@@ -18,14 +18,10 @@ from hft_lab.analysis.sparse import (
     basket_formula,
 )
 from hft_lab.ui.plots import LabPlot, LogAxis, pen
+from hft_lab.ui.views.base import ViewMixin
 from hft_lab.ui.views.portfolio_plots import NamesAxis
 from hft_lab.ui.widgets import StatsTable, fmt
 from hft_lab.ui.worker import TaskOutcome
-
-if TYPE_CHECKING:  # the type checker sees the view's base; at run time a mixin derives from object
-    from hft_lab.ui.views.base import AnalysisView as _ViewBase
-else:
-    _ViewBase = object
 
 METHODS = [
     (
@@ -163,7 +159,7 @@ def _pg_plot(title: str, left: str, bottom: str = "", axis=None, log_y: bool = F
     return w
 
 
-class SparsePlots(_ViewBase):
+class SparsePlots(ViewMixin):
     """Part of SparseView (mixed in): see sparse.py."""
 
     # the view's state and widgets this part draws on (SparseView.__init__ / _build make them)

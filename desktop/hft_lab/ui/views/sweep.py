@@ -14,7 +14,6 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
@@ -23,12 +22,13 @@ from PySide6.QtWidgets import (
 )
 
 from hft_lab.analysis.sweep import EXECUTORS, sweep
-from hft_lab.cluster import COLUMNS, ray_available
+from hft_lab.cluster import COLUMNS
 from hft_lab.cluster.sweep import PARAMS
 from hft_lab.data import load_sample_prices
 from hft_lab.data.export import SessionItem
 from hft_lab.ui.plots import make_plot
-from hft_lab.ui.views.base import AnalysisView, Param, note, via
+from hft_lab.ui.views.base import AnalysisView, Param, Refused, note, refusable, via
+from hft_lab.ui.views.sharded import ShardedRun
 from hft_lab.ui.widgets import form_group, set_combo_items, spin
 from hft_lab.ui.worker import TaskOutcome, TaskRunner
 
@@ -43,7 +43,7 @@ HEAT_METRICS = {
 MAX_TABLE_ROWS = 20_000  # the table shows the first rows; the export has them all
 
 
-class SweepView(AnalysisView):
+class SweepView(ShardedRun, AnalysisView):
     TASK_NAME = "parameter sweep"
     EXPORT_NAME = "sweep"
     CSV_TIP = "One CSV table: the parameters and the in-sample / out-of-sample metrics of every grid point"
@@ -88,10 +88,7 @@ class SweepView(AnalysisView):
         self.declare_executor(ef, EXECUTORS, "the grid is")
 
         self.build_panel([data, grid, exe])
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setFormat("%v / %m shards")
-        self.progress_bar.setVisible(False)
-        self.left_panel.layout().addWidget(self.progress_bar)
+        self.add_shard_progress()
 
         self.heat_metric = QComboBox()
         for k, label in HEAT_METRICS.items():
@@ -124,13 +121,11 @@ class SweepView(AnalysisView):
 
         for w in (self.lookback, self.entry, self.exit, self.stop, self.cost):
             w.textChanged.connect(self._update_grid_size)
-        self.executor.currentIndexChanged.connect(self._update_executor_note)
         self.heat_metric.currentIndexChanged.connect(self._draw_heat)
         self.asset.currentIndexChanged.connect(self._load_series)
         if self.store is not None:
             self.store.changed.connect(self._fill_assets)
         self._update_grid_size()
-        self._update_executor_note()
         self.enable_export(False)
 
     # ---- data ----
@@ -174,42 +169,18 @@ class SweepView(AnalysisView):
             self.grid_size.setText(str(e))
             self.grid_size.setStyleSheet("color: #c62828;")
 
-    def _update_executor_note(self) -> None:
-        kind = self.executor.currentData()
-        self.address.setEnabled(kind == "ray")
-        if kind == "ray":
-            ok, why = ray_available()
-            self.executor_note.setText(f"Ray {why}: shards run as Ray tasks on the cluster." if ok else why)
-            self.executor_note.setStyleSheet("" if ok else "color: #c62828;")
-        elif kind == "grpc":
-            self.executor_note.setText("Shards go to the app's gRPC server (choose gRPC in the toolbar).")
-            self.executor_note.setStyleSheet("")
-        else:
-            self.executor_note.setText("Shards run in this process on the Rust core.")
-            self.executor_note.setStyleSheet("")
-
     # ---- run ----
+    @refusable
     def run(self) -> int | None:
         if self.prices is None or self.prices.size == 0:
-            self.set_status("No series to sweep.", error=True)
-            return None
+            raise Refused("No series to sweep.")
         p = self.params()
-        kind = p["executor"]
-        if kind == "ray":
-            ok, why = ray_available()
-            if not ok:
-                self.set_status(why, error=True)
-                return None
-        self.progress_bar.setRange(0, 0)
-        self.progress_bar.setValue(0)
-        self.progress_bar.setVisible(True)
+        executor = self.executor_args(p)
         return self.start(
             sweep,
             self.prices,
             self.grid_text(),
-            kind,
-            address=p["address"],
-            shards=p["shards"],
+            **executor,
             oos_fraction=p["oos_fraction"],
             periods_per_year=p["periods_per_year"],
             done=self._done,
@@ -217,18 +188,10 @@ class SweepView(AnalysisView):
         )
 
     def on_progress(self, payload) -> None:
-        done, total = payload
-        self.progress_bar.setRange(0, total)
-        self.progress_bar.setValue(done)
-
-    def on_failed(self, out: TaskOutcome) -> None:
-        self.progress_bar.setVisible(False)
-
-    def on_cancelled(self) -> None:
-        self.progress_bar.setVisible(False)
+        self.show_shard_progress(*payload)
 
     def _done(self, out: TaskOutcome) -> None:
-        self.progress_bar.setVisible(False)
+        self.hide_progress()
         res = out.value
         self.result = res
         self._last = out
