@@ -39,6 +39,26 @@ pub fn model_to(m: &hmm_mv::Model) -> pb::HmmModel {
     }
 }
 
+/// The request's EM options (the same fields in RunHmmMv and HmmWalkForward).
+fn mv_config(
+    n_states: u32,
+    covariance_type: &str,
+    max_iterations: u32,
+    tolerance: f64,
+    n_restarts: Option<u32>,
+    seed: u64,
+) -> Result<hmm_mv::MvConfig, Status> {
+    hmm_mv::MvConfig::from_options(
+        n_states as usize,
+        covariance_type,
+        max_iterations as usize,
+        tolerance,
+        n_restarts.map(|v| v as usize),
+        seed,
+    )
+    .map_err(status)
+}
+
 fn progress_msg<T>(it: usize, ll: f64, wrap: impl Fn(pb::HmmProgress) -> T) -> T {
     wrap(pb::HmmProgress {
         iteration: it as u32,
@@ -48,8 +68,15 @@ fn progress_msg<T>(it: usize, ll: f64, wrap: impl Fn(pb::HmmProgress) -> T) -> T
 
 pub async fn run_hmm_mv(r: pb::HmmMvRequest) -> Result<Response<Stream<pb::HmmMvUpdate>>, Status> {
     let (obs, n, d) = convert::matrix(&r.observations, "observations")?;
-    let ct = hmm_mv::CovarianceType::parse(&r.covariance_type).map_err(status)?;
-    let init = match &r.init {
+    let mut cfg = mv_config(
+        r.n_states,
+        &r.covariance_type,
+        r.max_iterations,
+        r.tolerance,
+        r.n_restarts,
+        r.seed,
+    )?;
+    cfg.init = match &r.init {
         None => None,
         Some(i) => Some(hmm_mv::MvInit {
             start_prob: convert::vector(&i.start_prob, "init start_prob")?,
@@ -57,15 +84,6 @@ pub async fn run_hmm_mv(r: pb::HmmMvRequest) -> Result<Response<Stream<pb::HmmMv
             means: convert::vector(&i.means, "init means")?,
             covars: convert::vector(&i.covars, "init covars")?,
         }),
-    };
-    let cfg = hmm_mv::MvConfig {
-        n_states: r.n_states as usize,
-        max_iterations: r.max_iterations as usize,
-        tolerance: r.tolerance,
-        n_restarts: r.n_restarts.map(|v| v as usize),
-        seed: r.seed,
-        covariance_type: ct,
-        init,
     };
     let stream = crate::streams::progress_stream(
         "RunHmmMv",
@@ -129,16 +147,14 @@ pub async fn hmm_walk_forward(
     r: pb::HmmWalkForwardRequest,
 ) -> Result<Response<Stream<pb::HmmWalkForwardUpdate>>, Status> {
     let (obs, n, d) = convert::matrix(&r.observations, "observations")?;
-    let ct = hmm_mv::CovarianceType::parse(&r.covariance_type).map_err(status)?;
-    let cfg = hmm_mv::MvConfig {
-        n_states: r.n_states as usize,
-        max_iterations: r.max_iterations as usize,
-        tolerance: r.tolerance,
-        n_restarts: r.n_restarts.map(|v| v as usize),
-        seed: r.seed,
-        covariance_type: ct,
-        init: None,
-    };
+    let cfg = mv_config(
+        r.n_states,
+        &r.covariance_type,
+        r.max_iterations,
+        r.tolerance,
+        r.n_restarts,
+        r.seed,
+    )?;
     let (formation, step) = (r.formation as usize, r.step as usize);
     let stream = crate::streams::progress_stream(
         "HmmWalkForward",

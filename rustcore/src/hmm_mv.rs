@@ -130,6 +130,29 @@ impl Default for MvConfig {
     }
 }
 
+impl MvConfig {
+    /// The configuration as both transports receive it (PyO3 arguments, gRPC request fields):
+    /// the covariance type parsed here, so both give the same error text; no `init`.
+    pub fn from_options(
+        n_states: usize,
+        covariance_type: &str,
+        max_iterations: usize,
+        tolerance: f64,
+        n_restarts: Option<usize>,
+        seed: u64,
+    ) -> CoreResult<Self> {
+        Ok(MvConfig {
+            n_states,
+            max_iterations,
+            tolerance,
+            n_restarts,
+            seed,
+            covariance_type: CovarianceType::parse(covariance_type)?,
+            init: None,
+        })
+    }
+}
+
 /// A Gaussian HMM's parameters in the units of the observations.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model {

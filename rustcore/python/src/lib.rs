@@ -603,21 +603,21 @@ fn run_hmm_mv<'py>(
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let (x, n, dim) = slice2("observations", &observations)?;
-    let ct = hmm_mv::CovarianceType::parse(covariance_type).map_err(to_py_err)?;
-    let config = hmm_mv::MvConfig {
+    let mut config = hmm_mv::MvConfig::from_options(
         n_states,
+        covariance_type,
         max_iterations,
         tolerance,
         n_restarts,
         seed,
-        covariance_type: ct,
-        init: init.map(|(start_prob, transmat, means, covars)| hmm_mv::MvInit {
-            start_prob,
-            transmat,
-            means,
-            covars,
-        }),
-    };
+    )
+    .map_err(to_py_err)?;
+    config.init = init.map(|(start_prob, transmat, means, covars)| hmm_mv::MvInit {
+        start_prob,
+        transmat,
+        means,
+        covars,
+    });
     let r = detach_progress(py, cancel.map(|c| c.flag.clone()), progress, |hook| {
         hmm_mv::run_hmm_mv(x, n, dim, &config, hook)
     })?;
@@ -676,16 +676,15 @@ fn hmm_walk_forward<'py>(
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let (x, n, dim) = slice2("observations", &observations)?;
-    let ct = hmm_mv::CovarianceType::parse(covariance_type).map_err(to_py_err)?;
-    let config = hmm_mv::MvConfig {
+    let config = hmm_mv::MvConfig::from_options(
         n_states,
+        covariance_type,
         max_iterations,
         tolerance,
         n_restarts,
         seed,
-        covariance_type: ct,
-        init: None,
-    };
+    )
+    .map_err(to_py_err)?;
     let r = detach_progress(py, cancel.map(|c| c.flag.clone()), progress, |hook| {
         hmm_mv::walk_forward(x, n, dim, &config, formation, step, &mut |w, total| {
             hook(w, total as f64) // (windows done, number of windows), as over gRPC
