@@ -328,15 +328,19 @@ pub fn johansen(
 mod tests {
     use super::*;
 
-    #[test]
-    fn finds_one_relation_and_validates() {
-        let mut s = 11u64;
-        let mut rnd = move || {
+    /// Seeded uniform draws on [-0.5, 0.5) (a 64-bit LCG's top 53 bits).
+    fn uniform(mut s: u64) -> impl FnMut() -> f64 {
+        move || {
             s = s
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             ((s >> 11) as f64 / (1u64 << 53) as f64) - 0.5
-        };
+        }
+    }
+
+    #[test]
+    fn finds_one_relation_and_validates() {
+        let mut rnd = uniform(11);
         let n = 500;
         let mut p = vec![0.0; n * 2];
         let mut w = 0.0;
@@ -364,13 +368,7 @@ mod tests {
         // issue 13 sweep: three series near 1e-6 moving by 1e-9 of their level, no deterministic
         // terms: the levels are collinear to rounding; the eigenvalues came out as 1.2, 0.08,
         // -2.0 (NaN trace statistic). The same shape at any scale gives the same refusal.
-        let mut s = 5u64;
-        let mut rnd = move || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 11) as f64 / (1u64 << 53) as f64) - 0.5
-        };
+        let mut rnd = uniform(5);
         let n = 60;
         let mut z = vec![0.0; n * 3];
         for c in 0..3 {
