@@ -140,3 +140,27 @@ def test_walk_forward_task_reports_windows(backend):
     direct = backend.hmm_walk_forward(x, formation=400, step=150, **kw)
     np.testing.assert_array_equal(w.filtered, direct.filtered)
     assert seen and seen[-1] == ("windows", 2, 2) and all(p[0] == "windows" for p in seen)
+
+
+def test_rolling_vol_feature_is_the_cores_exact_rolling_std():
+    """The volatility feature comes from the core's exact rolling statistics: a window of equal
+    returns (a price that did not move) is exactly 0, and every window agrees with exact rational
+    arithmetic (pandas' running sums leave rounding residue there)."""
+    from fractions import Fraction
+
+    from hft_lab.analysis.regimes import build_features
+
+    rng = np.random.default_rng(7)
+    r = np.concatenate([rng.normal(0.0, 0.02, 50), np.zeros(30), 1e-9 + rng.normal(0.0, 1e-12, 20)]) + 0.0
+    w = 10
+    x, cols, offset = build_features(r, [""], ["rolling_vol"], w)
+    assert cols == [f"vol{w}"] and offset == w - 1
+    vol = x[:, 0]
+    flat = [i for i in range(len(vol)) if np.all(r[i : i + w] == r[i])]
+    assert flat and all(vol[i] == 0.0 for i in flat)
+    for i in range(0, len(vol), 7):
+        win = [Fraction(v) for v in r[i : i + w]]
+        m = sum(win) / w
+        var = sum((v - m) ** 2 for v in win) / (w - 1)
+        exact = float(var) ** 0.5
+        assert abs(vol[i] - exact) <= 1e-12 * exact, (i, vol[i], exact)

@@ -92,6 +92,19 @@ def aligned_log_returns(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.In
     return v, np.diff(np.log(v), axis=0), full.index
 
 
+def rolling_std(r: np.ndarray, window: int) -> np.ndarray:
+    """The sample (ddof = 1) rolling standard deviation of each column of `r` over `window` rows
+    (NaN for the first window - 1 rows), from the core's exact rolling statistics (in-process, as
+    on both backends: input preparation, not a result; a window of equal values gives exactly 0)."""
+    from hft_lab import _rustcore
+
+    out = np.empty(r.shape, dtype=np.float64)
+    for j in range(r.shape[1]):
+        col = np.ascontiguousarray(r[:, j])
+        out[:, j] = _rustcore.mean_reversion(col, window, 2.0, outputs=["std"])["rolling_std"]
+    return out
+
+
 def build_features(
     returns: np.ndarray, names: list[str] | tuple[str, ...], kinds: tuple[str, ...] | list[str], vol_window: int = 20
 ) -> tuple[np.ndarray, list[str], int]:
@@ -119,7 +132,7 @@ def build_features(
         elif kind == "abs_returns":
             block, tag = np.abs(r), "|r|"
         else:
-            block, tag = pd.DataFrame(r).rolling(vol_window).std(ddof=1).to_numpy(), f"vol{vol_window}"
+            block, tag = rolling_std(r, vol_window), f"vol{vol_window}"
         cols.append(block[offset:])
         out_names += [f"{n} {tag}".strip() for n in names]
     return np.ascontiguousarray(np.hstack(cols)), out_names, offset
