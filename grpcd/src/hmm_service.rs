@@ -39,24 +39,19 @@ pub fn model_to(m: &hmm_mv::Model) -> pb::HmmModel {
     }
 }
 
-/// The request's EM options (the same fields in RunHmmMv and HmmWalkForward).
-fn mv_config(
-    n_states: u32,
-    covariance_type: &str,
-    max_iterations: u32,
-    tolerance: f64,
-    n_restarts: Option<u32>,
-    seed: u64,
-) -> Result<hmm_mv::MvConfig, Status> {
-    hmm_mv::MvConfig::from_options(
-        n_states as usize,
-        covariance_type,
-        max_iterations as usize,
-        tolerance,
-        n_restarts.map(|v| v as usize),
-        seed,
-    )
-    .map_err(status)
+/// The request's EM options: the same fields in RunHmmMv and HmmWalkForward.
+macro_rules! mv_config {
+    ($r:expr) => {
+        hmm_mv::MvConfig::from_options(
+            $r.n_states as usize,
+            &$r.covariance_type,
+            $r.max_iterations as usize,
+            $r.tolerance,
+            $r.n_restarts.map(|v| v as usize),
+            $r.seed,
+        )
+        .map_err(status)
+    };
 }
 
 fn progress_msg<T>(it: usize, ll: f64, wrap: impl Fn(pb::HmmProgress) -> T) -> T {
@@ -68,14 +63,7 @@ fn progress_msg<T>(it: usize, ll: f64, wrap: impl Fn(pb::HmmProgress) -> T) -> T
 
 pub async fn run_hmm_mv(r: pb::HmmMvRequest) -> Result<Response<Stream<pb::HmmMvUpdate>>, Status> {
     let (obs, n, d) = convert::matrix(&r.observations, "observations")?;
-    let mut cfg = mv_config(
-        r.n_states,
-        &r.covariance_type,
-        r.max_iterations,
-        r.tolerance,
-        r.n_restarts,
-        r.seed,
-    )?;
+    let mut cfg = mv_config!(r)?;
     cfg.init = match &r.init {
         None => None,
         Some(i) => Some(hmm_mv::MvInit {
@@ -147,14 +135,7 @@ pub async fn hmm_walk_forward(
     r: pb::HmmWalkForwardRequest,
 ) -> Result<Response<Stream<pb::HmmWalkForwardUpdate>>, Status> {
     let (obs, n, d) = convert::matrix(&r.observations, "observations")?;
-    let cfg = mv_config(
-        r.n_states,
-        &r.covariance_type,
-        r.max_iterations,
-        r.tolerance,
-        r.n_restarts,
-        r.seed,
-    )?;
+    let cfg = mv_config!(r)?;
     let (formation, step) = (r.formation as usize, r.step as usize);
     let stream = crate::streams::progress_stream(
         "HmmWalkForward",
