@@ -56,12 +56,17 @@ fn reference(win: &[f64]) -> (f64, f64, f64) {
 
 /// A hostile series: a level, noise, flat runs (repeated prices), jumps, pauses then tiny ticks.
 fn series() -> impl Strategy<Value = (Vec<f64>, usize)> {
+    series_of(60..260)
+}
+
+/// [`series`] with `len` bars.
+fn series_of(len: std::ops::Range<usize>) -> impl Strategy<Value = (Vec<f64>, usize)> {
     (
         -6i32..=9,    // level 10^e
         -9i32..=-1,   // noise relative to the level 10^e
         0i32..=9,     // jump size, in noise units 10^e
         0.0f64..0.95, // probability that a bar repeats the previous price
-        prop::collection::vec((any::<u32>(), any::<u32>()), 60..260),
+        prop::collection::vec((any::<u32>(), any::<u32>()), len),
         2usize..40,
         any::<bool>(), // negative levels too
     )
@@ -143,6 +148,18 @@ proptest! {
 
     #[test]
     fn rolling_z_matches_the_exact_reference((x, w) in series()) {
+        check_series(&x, w)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+    /// Long enough for many chunks of the batch loop (64 bars): the decisions taken at a chunk's
+    /// start (exact state of a flat window, recomputation when the projected bound fails) are
+    /// checked against the reference and between stream and batch.
+    #[test]
+    fn rolling_z_matches_the_exact_reference_on_long_series((x, w) in series_of(600..2000)) {
         check_series(&x, w)?;
     }
 }
