@@ -225,10 +225,13 @@ def test_kill_9_of_the_client_leaves_nothing(server, shm_dir):
     # grpcd removes a dead client's files after each shared-memory call (and every 30 s)
     a, _ = backends(server.address)
     deadline = time.monotonic() + 20
-    while any(n.startswith(dead) for n in os.listdir(shm_dir)) and time.monotonic() < deadline:
+    def left() -> bool:  # its files, or grpcd's kept mappings of them (their tmpfs pages)
+        return any(n.startswith(dead) for n in os.listdir(shm_dir) + sorted(mapped_files(server, shm_dir)))
+
+    while left() and time.monotonic() < deadline:
         a.calculate_mean_reversion(prices(N_SHM))
         time.sleep(0.1)
-    assert not any(n.startswith(dead) for n in os.listdir(shm_dir))
+    assert not left()
     a.close()
     assert os.listdir(shm_dir) == []
     deadline = time.monotonic() + 15  # the killed client's call may still be finishing
@@ -451,5 +454,66 @@ def test_concurrent_calls_never_share_a_slot(server, shm_dir, pyo3_backend):
     assert len(held) == 12
     for i, z in held:  # every kept result is still its own call's
         assert z.tobytes() == refs[i].zscore.tobytes()
+    a.close()
+    assert os.listdir(shm_dir) == []
+
+
+# ---- issue 16 (bulk): grpcd keeps its mappings of a slot's files from call to call ----
+
+
+def mapped_files(server: Server, shm_dir: str) -> set[str]:
+    """Names of the files in `shm_dir` that grpcd has mapped (" (deleted)" once unlinked)."""
+    out = set()
+    with open(f"/proc/{server.proc.pid}/maps") as f:
+        for line in f:
+            parts = line.split(None, 5)
+            if len(parts) == 6 and parts[5].startswith(shm_dir + "/"):
+                out.add(parts[5].strip()[len(shm_dir) + 1 :].removesuffix(" (deleted)"))
+    return out
+
+
+def test_mappings_are_kept_between_calls_and_dropped_when_the_files_go(server, shm_dir, pyo3_backend):
+    a, _ = backends(server.address)
+    p = prices(N_SHM)
+    r = a.calculate_mean_reversion(p)
+    slot = a._shm[1]._slots[0]
+    del r
+    # kept after the call: the next call on the same files finds them mapped
+    assert mapped_files(server, shm_dir) == {slot.in_name, slot.out_name}
+    for n in (N_SHM, 2 * N_SHM, N_SHM):
+        q = prices(n, seed=n)
+        same(a.calculate_mean_reversion(q, lookback=30), pyo3_backend.calculate_mean_reversion(q, lookback=30))
+        pos = np.sign(np.sin(np.arange(n) / 40.0))
+        same(a.backtest(q, pos, cost_bps=2.0), pyo3_backend.backtest(q, pos, cost_bps=2.0))  # results in the arena
+    assert mapped_files(server, shm_dir) == {slot.in_name, slot.out_name}
+    a.close()  # the files are removed: grpcd unmaps them at its next sweep (after any shm call)
+    other, _ = backends(server.address)
+    other.calculate_mean_reversion(p)
+    other_slot = other._shm[1]._slots[0]
+    assert mapped_files(server, shm_dir) == {other_slot.in_name, other_slot.out_name}
+    other.close()
+    assert os.listdir(shm_dir) == []
+
+
+def test_a_file_replaced_under_the_same_name_is_mapped_anew(server, shm_dir, pyo3_backend):
+    a, _ = backends(server.address)
+    p, q = prices(N_SHM, seed=5), prices(N_SHM, seed=6)
+    same(a.calculate_mean_reversion(p), pyo3_backend.calculate_mean_reversion(p))
+    slot = a._shm[1]._slots[0]
+    old = (os.fstat(slot.in_fd).st_ino, os.fstat(slot.out_fd).st_ino)
+    # new files (new inodes) under the same names, as a client that re-created them would have
+    for attr, path in (("in_fd", slot.in_path), ("out_fd", slot.out_path)):
+        os.unlink(path)
+        os.close(getattr(slot, attr))
+        setattr(slot, attr, shm._create(path))
+    for m in (slot.in_map, slot.out_map):
+        if m is not None:
+            m.close()
+    slot.in_map = slot.out_map = None
+    slot.in_ready = slot.out_ready = 0
+    assert (os.fstat(slot.in_fd).st_ino, os.fstat(slot.out_fd).st_ino) != old
+    for x in (q, p, q):
+        same(a.calculate_mean_reversion(x, lookback=33), pyo3_backend.calculate_mean_reversion(x, lookback=33))
+    assert a._shm[1]._slots == [slot]
     a.close()
     assert os.listdir(shm_dir) == []

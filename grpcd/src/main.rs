@@ -19,6 +19,7 @@ mod hmm_service;
 mod info;
 mod limits;
 mod log;
+mod mapcache;
 mod service;
 // issue 17: the pairs workflow's service
 mod pairs_service;
