@@ -16,8 +16,8 @@
 //!   kept input mapping longer than a file that has shrunk is fine (the part past the end is
 //!   never read), one that is too short is replaced.
 //! - Entries whose file is gone from the directory (the client closed its slot or was killed and
-//!   shm::sweep removed its files) are unmapped by shm::sweep, which runs after every
-//!   shared-memory call and every 30 s, so their tmpfs pages are freed. At most `MAX` entries are
+//!   shm::sweep removed its files) are unmapped by shm::sweep, which runs after
+//!   shared-memory calls (at most every 200 ms) and every 30 s, so their tmpfs pages are freed. At most `MAX` entries are
 //!   kept (the least recently used goes first).
 //!
 //! `put` runs inside the global allocator (an arena's last block freed, arena.rs): it neither

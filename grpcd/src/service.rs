@@ -81,21 +81,26 @@ where
 /// thread wake-ups, more than the work itself on a loaded machine.
 pub(crate) const INLINE_MAX_BYTES: usize = 256 << 10;
 
-/// `blocking`, or for a small input (`input_bytes` <= INLINE_MAX_BYTES, arrays not in shared
-/// memory) the same work run here with the same panic containment and errors. Such a call is
-/// not cancelled midway (it takes well under a millisecond); its deadline still applies.
+/// `blocking`, or for a small input (`input_bytes` <= INLINE_MAX_BYTES, whether its arrays came
+/// in the message or through shared memory) the same work run here with the same panic
+/// containment and errors (and, for a shared-memory call, its segments and result arena, as
+/// `blocking` carries them). Such a call is not cancelled midway (it takes well under a
+/// millisecond); its deadline still applies.
 pub(crate) async fn compute<T, F>(rpc: &'static str, input_bytes: usize, f: F) -> Result<T, Status>
 where
     T: Send + 'static,
     F: FnOnce(Arc<AtomicBool>) -> Result<T, Status> + Send + 'static,
 {
-    if input_bytes > INLINE_MAX_BYTES || crate::shm::current().is_some() {
+    if input_bytes > INLINE_MAX_BYTES {
         return blocking(rpc, f).await;
     }
     let flag = Arc::new(AtomicBool::new(false));
     let scoped = flag.clone();
+    let segments = crate::shm::current();
     let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        rustcore::limits::with_cancel(Some(scoped), || f(flag))
+        crate::shm::carry(segments, || {
+            rustcore::limits::with_cancel(Some(scoped), || f(flag))
+        })
     }))
     .map_err(|_| true);
     outcome(rpc, out)
@@ -485,7 +490,8 @@ impl HftLab for Service {
         req: Request<pb::PortfolioRequest>,
     ) -> Result<Response<pb::PortfolioResponse>, Status> {
         let r = req.into_inner();
-        let (prices, rows, cols) = convert::matrix(&r.prices, "prices")?;
+        // issue 16: prices in shared memory are read in place (no copy into the heap)
+        let (prices, rows, cols) = crate::shm::matrix_values(&r.prices, "prices")?;
         let method = portfolio::PortfolioMethod::parse(&r.method).map_err(status)?;
         let config = portfolio_config(&r)?;
         let names = r.asset_names;
@@ -675,7 +681,7 @@ impl HftLab for Service {
         req: Request<pb::MomentsRequest>,
     ) -> Result<Response<pb::MomentsResponse>, Status> {
         let r = req.into_inner();
-        let (prices, rows, cols) = convert::matrix(&r.prices, "prices")?;
+        let (prices, rows, cols) = crate::shm::matrix_values(&r.prices, "prices")?;
         // the moments take the optimiser's estimation options: one parse (portfolio_config)
         let config = portfolio_config(&pb::PortfolioRequest {
             returns: r.returns,
@@ -700,7 +706,7 @@ impl HftLab for Service {
         req: Request<pb::LedoitWolfRequest>,
     ) -> Result<Response<pb::LedoitWolfResponse>, Status> {
         let r = req.into_inner();
-        let (data, rows, cols) = convert::matrix(&r.data, "data")?;
+        let (data, rows, cols) = crate::shm::matrix_values(&r.data, "data")?;
         let out = compute("LedoitWolf", 8 * data.len(), move |_flag| {
             portfolio::ledoit_wolf(&data, rows, cols).map_err(status)
         })

@@ -11,7 +11,7 @@
 //! - The client owns the files and reuses them from call to call (their tmpfs pages are then
 //!   already allocated: a fresh page costs ~2 µs to fault in here); it removes them when it is
 //!   done or finds grpcd gone. Files whose pid (in the name) is dead are removed by grpcd after
-//!   each shared-memory call, every 30 s and at start, so a kill -9 of the client leaves nothing.
+//!   shared-memory calls (at most every 200 ms), every 30 s and at start, so a kill -9 of the client leaves nothing.
 //! - The segments are reached through a task-local (`SEGMENTS`), set by the guard around the
 //!   handler (and carried into the blocking pool by service::blocking), so the conversions in
 //!   convert.rs read/write them without the handlers knowing.
@@ -135,6 +135,32 @@ fn pid_alive(pid: u32) -> bool {
     r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
+/// `sweep`, unless one ran less than `SWEEP_EVERY_MS` ago: after each shared-memory call (reading
+/// the directory and probing each file's pid twice per call cost a 50-asset portfolio more than
+/// its arrays' copy).
+pub fn sweep_soon() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST_MS: AtomicU64 = AtomicU64::new(0);
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    let now = START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+        + 1;
+    let last = LAST_MS.load(Ordering::Relaxed);
+    if last != 0 && now.saturating_sub(last) < SWEEP_EVERY_MS {
+        return;
+    }
+    if LAST_MS
+        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+        .is_ok()
+    {
+        sweep();
+    }
+}
+
+const SWEEP_EVERY_MS: u64 = 200;
+
 /// Removes the segment files of processes that no longer exist (a client killed between creating
 /// its files and the server opening them). Returns how many were removed.
 pub fn sweep() -> usize {
@@ -234,7 +260,7 @@ impl Drop for Segments {
         if let Some(k) = self.input_map.get_mut().ok().and_then(|m| m.take()) {
             crate::mapcache::put(k); // for the next call on this file
         }
-        sweep(); // e.g. the files of a client killed while this call ran
+        sweep_soon(); // e.g. the files of a client killed while this call ran
     }
 }
 
@@ -312,7 +338,7 @@ pub fn open(req: &Request, arena_bytes: usize) -> Result<Segments, Status> {
     let Some(d) = dir() else {
         return Err(precondition("this grpcd does not offer them"));
     };
-    sweep();
+    sweep_soon();
     let (input, in_meta) = open_checked(d, &req.input, false)?;
     let (output, out_meta) = open_checked(d, &req.output, true)?;
     let size = in_meta.len();
@@ -408,6 +434,28 @@ pub fn values(v: &Option<crate::pb::Vector>, name: &str) -> Result<Values, Statu
             map(r, name).map(Values::Mapped)
         }
         _ => crate::convert::vector(v, name).map(Values::Heap),
+    }
+}
+
+/// A Matrix field's values, read in place when they are in the shared-memory segment (same
+/// checks and errors as convert::matrix): (values, rows, cols).
+pub fn matrix_values(
+    m: &Option<crate::pb::Matrix>,
+    name: &str,
+) -> Result<(Values, usize, usize), Status> {
+    match m {
+        Some(crate::pb::Matrix {
+            shm: Some(r),
+            rows,
+            cols,
+            ..
+        }) if cfg!(target_endian = "little") => {
+            let data = map(r, name)?;
+            let (rows, cols) = (*rows as usize, *cols as usize);
+            crate::convert::check_shape(data.len(), rows, cols, name)?;
+            Ok((Values::Mapped(data), rows, cols))
+        }
+        _ => crate::convert::matrix(m, name).map(|(d, r, c)| (Values::Heap(d), r, c)),
     }
 }
 
