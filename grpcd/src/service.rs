@@ -501,14 +501,20 @@ impl HftLab for Service {
             _ => usize::MAX,
         };
         let out = compute("OptimizePortfolio", bytes, move |flag| {
-            portfolio::optimize_portfolio(
-                &prices,
-                rows,
-                cols,
-                method,
-                &config,
-                &mut cancel_hook(flag),
-            )
+            // its results are a few vectors of `cols` values: every large allocation is a
+            // temporary (returns, covariance, QP workspace), which the heap reuses from call to
+            // call, where the result arena would give it fresh tmpfs pages to fault in, zero and
+            // punch out again (~8% of a 500-asset call's server time)
+            crate::arena::outside(|| {
+                portfolio::optimize_portfolio(
+                    &prices,
+                    rows,
+                    cols,
+                    method,
+                    &config,
+                    &mut cancel_hook(flag),
+                )
+            })
             .map_err(status)
         })
         .await?;
@@ -614,8 +620,11 @@ impl HftLab for Service {
         };
         let names = r.asset_names;
         let out = blocking("SparsePortfolio", move |flag| {
-            sparse::sparse_portfolio(&prices, rows, cols, &config, &mut cancel_hook(flag))
-                .map_err(status)
+            // small results: the core's large temporaries stay on the heap (see OptimizePortfolio)
+            crate::arena::outside(|| {
+                sparse::sparse_portfolio(&prices, rows, cols, &config, &mut cancel_hook(flag))
+            })
+            .map_err(status)
         })
         .await?;
         Ok(Response::new(pb::SparseResponse {
@@ -657,8 +666,11 @@ impl HftLab for Service {
             ..sparse::LambdaPathConfig::default()
         };
         let out = blocking("SparseLambdaPath", move |flag| {
-            sparse::sparse_lambda_path(&prices, rows, cols, &config, &mut cancel_hook(flag))
-                .map_err(status)
+            // small results: the core's large temporaries stay on the heap (see OptimizePortfolio)
+            crate::arena::outside(|| {
+                sparse::sparse_lambda_path(&prices, rows, cols, &config, &mut cancel_hook(flag))
+            })
+            .map_err(status)
         })
         .await?;
         let l = out.lambdas.len();
@@ -690,7 +702,10 @@ impl HftLab for Service {
             ..Default::default()
         })?;
         let out = compute("EstimateMoments", 8 * prices.len(), move |_flag| {
-            portfolio::estimate_moments(&prices, rows, cols, &config).map_err(status)
+            // the covariance (cols x cols) is copied into the segment; the returns and other
+            // temporaries stay on the heap (see OptimizePortfolio)
+            crate::arena::outside(|| portfolio::estimate_moments(&prices, rows, cols, &config))
+                .map_err(status)
         })
         .await?;
         Ok(Response::new(pb::MomentsResponse {
@@ -708,7 +723,8 @@ impl HftLab for Service {
         let r = req.into_inner();
         let (data, rows, cols) = crate::shm::matrix_values(&r.data, "data")?;
         let out = compute("LedoitWolf", 8 * data.len(), move |_flag| {
-            portfolio::ledoit_wolf(&data, rows, cols).map_err(status)
+            // as EstimateMoments: the temporaries stay on the heap
+            crate::arena::outside(|| portfolio::ledoit_wolf(&data, rows, cols)).map_err(status)
         })
         .await?;
         Ok(Response::new(pb::LedoitWolfResponse {
