@@ -225,10 +225,14 @@ def test_kill_9_of_the_client_leaves_nothing(server, shm_dir):
     # grpcd removes a dead client's files after each shared-memory call (and every 30 s)
     a, _ = backends(server.address)
     deadline = time.monotonic() + 20
-    while any(n.startswith(dead) for n in os.listdir(shm_dir)) and time.monotonic() < deadline:
+
+    def left() -> bool:  # its files, or grpcd's kept mappings of them (their tmpfs pages)
+        return any(n.startswith(dead) for n in os.listdir(shm_dir) + sorted(mapped_files(server, shm_dir)))
+
+    while left() and time.monotonic() < deadline:
         a.calculate_mean_reversion(prices(N_SHM))
         time.sleep(0.1)
-    assert not any(n.startswith(dead) for n in os.listdir(shm_dir))
+    assert not left()
     a.close()
     assert os.listdir(shm_dir) == []
     deadline = time.monotonic() + 15  # the killed client's call may still be finishing
@@ -343,6 +347,11 @@ def test_fastwire_encodes_what_protobuf_parses(prices_, names, rows, lookback):
     assert (back.prices.rows, back.prices.cols, back.prices.data) == (rows, cols, m.tobytes()) and list(back.asset_names) == names
 
 
+def walk(raw: bytes, cls):
+    """fastwire's field walker (decode() uses it for large messages and shared-memory references)."""
+    return fastwire._decode(raw, 0, len(raw), cls)
+
+
 @settings(max_examples=40, deadline=None)
 @given(a=floats, b=floats, sig=st.binary(max_size=20), entries=st.lists(st.integers(0, 2**32 - 1), max_size=10))
 def test_fastwire_decodes_what_protobuf_writes(a, b, sig, entries):
@@ -350,27 +359,30 @@ def test_fastwire_decodes_what_protobuf_writes(a, b, sig, entries):
     msg = pb.MeanReversionResponse(
         rolling_mean=pb.Vector(data=va.tobytes()), zscore=pb.Vector(data=vb.tobytes()), signals=sig, entries=entries
     )
-    r = fastwire.decode(msg.SerializeToString(), pb.MeanReversionResponse, shm=True)  # the field walker
+    r = walk(msg.SerializeToString(), pb.MeanReversionResponse)
     assert r.rolling_mean.tobytes() == va.tobytes() and r.zscore.tobytes() == vb.tobytes()
     assert wire.arr(r.rolling_std).size == 0 and bytes(r.signals) == sig and list(r.entries) == entries
     k = len(a) // 3
     upd = pb.HmmUpdate(result=pb.HmmResponse(posteriors=pb.Matrix(rows=k, cols=3, data=va[: 3 * k].tobytes()), aic=1.5))
-    d = fastwire.decode(upd.SerializeToString(), pb.HmmUpdate, shm=True)
+    d = walk(upd.SerializeToString(), pb.HmmUpdate)
     assert d.WhichOneof("kind") == "result" and d.result.aic == 1.5
     assert d.result.posteriors.shape == (k, 3) and d.result.posteriors.tobytes() == va[: 3 * k].tobytes()
-    prog = fastwire.decode(pb.HmmUpdate(progress=pb.HmmProgress(iteration=3)).SerializeToString(), pb.HmmUpdate, shm=True)
+    prog = walk(pb.HmmUpdate(progress=pb.HmmProgress(iteration=3)).SerializeToString(), pb.HmmUpdate)
     assert prog.WhichOneof("kind") == "progress" and prog.progress.iteration == 3
     # small messages take protobuf's parser by default: the same values through wire.fields
     plain = wire.fields(fastwire.decode(msg.SerializeToString(), pb.MeanReversionResponse))
     walked = wire.fields(r)
     assert all(np.asarray(plain[k]).tobytes() == np.asarray(walked[k]).tobytes() for k in ("rolling_mean", "zscore", "entries"))
+    # a small reply to a shared-memory call without references in it: protobuf's parser too
+    if len(msg.SerializeToString()) < fastwire.SMALL:
+        assert isinstance(fastwire.decode(msg.SerializeToString(), pb.MeanReversionResponse, shm=True), pb.MeanReversionResponse)
 
 
 def test_fastwire_rejects_malformed_messages():
     good = pb.MeanReversionResponse(zscore=pb.Vector(data=b"\0" * 16)).SerializeToString()
     for bad in (good[:-1], b"\x1a\x05\x0a\x03abc", b"\x08", b"\x0f"):
         with pytest.raises(ValueError):
-            fastwire.decode(bad, pb.MeanReversionResponse, shm=True)
+            walk(bad, pb.MeanReversionResponse)
 
 
 # ---- issue 16 (bulk): outputs written straight into the result segment, mapped slots reused ----
@@ -453,3 +465,130 @@ def test_concurrent_calls_never_share_a_slot(server, shm_dir, pyo3_backend):
         assert z.tobytes() == refs[i].zscore.tobytes()
     a.close()
     assert os.listdir(shm_dir) == []
+
+
+# ---- issue 16 (bulk): grpcd keeps its mappings of a slot's files from call to call ----
+
+
+def mapped_files(server: Server, shm_dir: str) -> set[str]:
+    """Names of the files in `shm_dir` that grpcd has mapped (" (deleted)" once unlinked)."""
+    out = set()
+    with open(f"/proc/{server.proc.pid}/maps") as f:
+        for line in f:
+            parts = line.split(None, 5)
+            if len(parts) == 6 and parts[5].startswith(shm_dir + "/"):
+                out.add(parts[5].strip()[len(shm_dir) + 1 :].removesuffix(" (deleted)"))
+    return out
+
+
+def test_mappings_are_kept_between_calls_and_dropped_when_the_files_go(server, shm_dir, pyo3_backend):
+    a, _ = backends(server.address)
+    p = prices(N_SHM)
+    r = a.calculate_mean_reversion(p)
+    slot = a._shm[1]._slots[0]
+    del r
+    # kept after the call: the next call on the same files finds them mapped
+    assert mapped_files(server, shm_dir) == {slot.in_name, slot.out_name}
+    for n in (N_SHM, 2 * N_SHM, N_SHM):
+        q = prices(n, seed=n)
+        same(a.calculate_mean_reversion(q, lookback=30), pyo3_backend.calculate_mean_reversion(q, lookback=30))
+        pos = np.sign(np.sin(np.arange(n) / 40.0))
+        same(a.backtest(q, pos, cost_bps=2.0), pyo3_backend.backtest(q, pos, cost_bps=2.0))  # results in the arena
+    assert mapped_files(server, shm_dir) == {slot.in_name, slot.out_name}
+    a.close()  # the files are removed: grpcd unmaps them at its next sweep (after shm calls)
+    other, _ = backends(server.address)
+    other.calculate_mean_reversion(p)
+    other_slot = other._shm[1]._slots[0]
+    deadline = time.monotonic() + 10
+    while mapped_files(server, shm_dir) != {other_slot.in_name, other_slot.out_name} and time.monotonic() < deadline:
+        time.sleep(0.25)  # sweeps run at most every 200 ms
+        other.calculate_mean_reversion(p)
+    assert mapped_files(server, shm_dir) == {other_slot.in_name, other_slot.out_name}
+    other.close()
+    assert os.listdir(shm_dir) == []
+
+
+def test_a_file_replaced_under_the_same_name_is_mapped_anew(server, shm_dir, pyo3_backend):
+    a, _ = backends(server.address)
+    p, q = prices(N_SHM, seed=5), prices(N_SHM, seed=6)
+    same(a.calculate_mean_reversion(p), pyo3_backend.calculate_mean_reversion(p))
+    slot = a._shm[1]._slots[0]
+    old = (os.fstat(slot.in_fd).st_ino, os.fstat(slot.out_fd).st_ino)
+    # new files (new inodes) under the same names, as a client that re-created them would have
+    for attr, path in (("in_fd", slot.in_path), ("out_fd", slot.out_path)):
+        os.unlink(path)
+        os.close(getattr(slot, attr))
+        setattr(slot, attr, shm._create(path))
+    for m in (slot.in_map, slot.out_map):
+        if m is not None:
+            m.close()
+    slot.in_map = slot.out_map = None
+    slot.in_ready = slot.out_ready = 0
+    assert (os.fstat(slot.in_fd).st_ino, os.fstat(slot.out_fd).st_ino) != old
+    for x in (q, p, q):
+        same(a.calculate_mean_reversion(x, lookback=33), pyo3_backend.calculate_mean_reversion(x, lookback=33))
+    assert a._shm[1]._slots == [slot]
+    a.close()
+    assert os.listdir(shm_dir) == []
+
+
+# ---- issue 16 (small calls): a 50-asset portfolio's prices (200 kB) go through shared memory ----
+
+
+def test_a_50_asset_portfolio_goes_through_shared_memory_bit_identically(server, shm_dir, pyo3_backend):
+    from hft_lab.bench.runner.operations import factor_prices
+
+    a, b = backends(server.address)
+    m = factor_prices(50, 500, seed=50)
+    assert GrpcBackend.SHM_MIN_BYTES <= m.nbytes < 256 << 10  # the size this path was lowered for
+    seen: list = []
+    orig = a._invoke
+    a._invoke = lambda *args, **kw: seen.append(args[4] if len(args) > 4 else kw.get("metadata")) or orig(*args, **kw)
+    for method in ("max_sharpe", "min_variance", "risk_parity", "equal_weight"):
+        r_shm, r_msg, r_py = (x.optimize_portfolio(m, method=method) for x in (a, b, pyo3_backend))
+        same(r_shm, r_msg)
+        same(r_shm, r_py)
+    same(a.estimate_moments(m, covariance="ledoit_wolf"), pyo3_backend.estimate_moments(m, covariance="ledoit_wolf"))
+    same(a.ledoit_wolf(m), b.ledoit_wolf(m))
+    # GetInfo (the negotiation), then every call through the segment
+    assert len(seen) == 7 and seen[0] is None and all(md and md[0][0] == shm.HEADER for md in seen[1:]), seen
+    assert len(a._shm[1]._slots) == 1  # one slot, reused by every call
+    # errors: the same type and text on the shared-memory path, the message path and PyO3
+    bad = m.copy()
+    bad[123, 7] = np.nan
+    neg = m.copy()
+    neg[5, 3] = -2.0
+    for case in (
+        lambda x: x.optimize_portfolio(bad, method="max_sharpe"),
+        lambda x: x.optimize_portfolio(neg, method="min_variance"),
+        lambda x: x.optimize_portfolio(m, method="max_sharpe", parameters=dict(min_weight=0.5)),
+        lambda x: x.optimize_portfolio(m, method="no_such_method"),
+        lambda x: x.estimate_moments(bad),
+    ):
+        got = errors(case, a, b, pyo3_backend)
+        assert got[0][0] != "ok" and got[0] == got[1] == got[2], got
+    same(a.optimize_portfolio(m, method="max_sharpe"), pyo3_backend.optimize_portfolio(m, method="max_sharpe"))  # after errors
+    a.close()
+    assert os.listdir(shm_dir) == []
+
+
+def test_a_forged_matrix_shape_is_refused_alike_on_both_paths(server, shm_dir):
+    """A Matrix whose rows x cols does not match its values: the same INVALID_ARGUMENT text
+    whether the values came in the message or through the segment."""
+    a, b = backends(server.address)
+    m = 100 + np.random.default_rng(2).standard_normal((400, 50)).cumsum(0) * 0.1
+    req = pb.PortfolioRequest(method="max_sharpe")
+    pool = a._shm_pool(dict(prices=m))
+    slot = pool.acquire()
+    try:
+        body = slot.body(req, dict(prices=m))
+        forged = body.replace(fastwire.varint(400), fastwire.varint(399), 1)  # rows 400 -> 399
+        assert forged != body
+        method = a._method("OptimizePortfolio", pb.PortfolioRequest, pb.PortfolioResponse, raw=True)
+        got_shm = errors(lambda _: a._invoke(method, forged, 10, None, slot.metadata), a)
+    finally:
+        pool.release(slot, True)
+    msg_body = fastwire.encode(req, dict(prices=m)).replace(fastwire.varint(400), fastwire.varint(399), 1)
+    got_msg = errors(lambda _: b._invoke(method, msg_body, 10, None), b)
+    assert got_shm == got_msg and "prices has 20000 values but its shape is 399 x 50" in got_shm[0][1], (got_shm, got_msg)
+    a.close()

@@ -8,15 +8,18 @@
 //!   (`enter`), so nothing else ever lands in it. When it is full, allocations go to the heap.
 //! - Freed blocks that were not exported as results are given back to tmpfs (hole punch);
 //!   exported blocks stay: the client maps them after the response.
-//! - The mapping is removed when the call's segments are dropped and no block in it is still
-//!   alive; if a block outlives the call, the mapping stays until that block is freed.
+//! - The mapping is released when the call's segments are dropped and no block in it is still
+//!   alive; if a block outlives the call, the mapping stays until that block is freed. Released
+//!   means kept for the next call on the same file (mapcache.rs: its pages stay mapped, so the
+//!   next call neither faults them in nor tears the page tables down), or unmapped for an arena
+//!   without a file identity.
 //!
 //! Every other allocation goes straight to the system allocator (one size check and, for large
 //! blocks only, a look-up in the few active arenas).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Only blocks at least this large go to the arena (result arrays; not the small stuff).
@@ -34,6 +37,14 @@ pub struct Arena {
     live: AtomicUsize,
     exported: Mutex<Vec<(usize, usize)>>, // (offset, len) of blocks sent as results
     slot: usize,
+    /// (device, inode) of the result file: the mapping is kept for its next call (mapcache.rs)
+    file: Option<(u64, u64)>,
+    /// the first `ready` bytes of the mapping are mapped in already (kept from a previous call)
+    ready: usize,
+    /// a hole was punched in this call (those pages are no longer mapped in)
+    punched: AtomicBool,
+    /// the file's length after the call (close), up to which the pages are mapped in
+    closed_len: AtomicUsize,
 }
 
 // active arenas by slot: base address (0 = free) and end, for dealloc's "is it ours?" test
@@ -50,20 +61,30 @@ impl Arena {
     /// the mapping fails (the call then simply copies its results).
     /// `reused`: bytes at the start of the file that hold a previous call's data (the client
     /// reuses its files); zeroed allocations there are cleared.
-    pub fn new(fd: i32, cap: usize, reused: usize) -> Option<Box<Arena>> {
+    /// `file`: the file's (device, inode): its mapping is taken from, and given back to, the
+    /// mappings kept from call to call (mapcache.rs); None: mapped for this arena alone.
+    pub fn new(fd: i32, cap: usize, reused: usize, file: Option<(u64, u64)>) -> Option<Box<Arena>> {
         let cap = cap / PAGE * PAGE;
         if cap == 0 || unsafe { libc::ftruncate(fd, cap as libc::off_t) } != 0 {
             return None;
         }
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                cap,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_NORESERVE,
-                fd,
+        let kept = file.and_then(|(dev, ino)| crate::mapcache::take(dev, ino, true, cap));
+        let (p, ready) = match kept {
+            // the kept pages up to the file's length after the previous call are still mapped in
+            Some(k) => (k.base as *mut libc::c_void, k.ready.min(reused)),
+            None => (
+                unsafe {
+                    libc::mmap(
+                        std::ptr::null_mut(),
+                        cap,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        libc::MAP_SHARED | libc::MAP_NORESERVE,
+                        fd,
+                        0,
+                    )
+                },
                 0,
-            )
+            ),
         };
         if p == libc::MAP_FAILED {
             unsafe { libc::ftruncate(fd, 0) };
@@ -84,6 +105,10 @@ impl Arena {
                     live: AtomicUsize::new(1), // the call's own reference, dropped by close()
                     exported: Mutex::new(Vec::new()),
                     slot,
+                    file,
+                    ready,
+                    punched: AtomicBool::new(false),
+                    closed_len: AtomicUsize::new(0),
                 });
                 ENDS[slot].store(base + cap, Ordering::SeqCst);
                 BASES[slot].store(base, Ordering::SeqCst);
@@ -91,11 +116,34 @@ impl Arena {
                 return Some(a);
             }
         }
-        unsafe {
-            libc::munmap(p, cap);
-            libc::ftruncate(fd, 0);
+        match file {
+            Some((dev, ino)) => {
+                crate::mapcache::put(crate::mapcache::Kept::new(dev, ino, true, base, cap, ready))
+            }
+            None => unsafe {
+                libc::munmap(p, cap);
+            },
         }
+        unsafe { libc::ftruncate(fd, 0) };
         None
+    }
+
+    /// Commits `len` bytes at `p` (inside the mapping) in one call rather than one page fault
+    /// per 4 KiB (a tmpfs fault costs ~2 µs here); nothing to do for the part kept mapped in from
+    /// a previous call. Harmless if the kernel lacks it (< 5.14): the pages fault in on write.
+    pub fn populate(&self, p: *mut u8, len: usize) {
+        let start = p as usize;
+        if start + len <= self.base + self.ready && !self.punched.load(Ordering::Relaxed) {
+            return;
+        }
+        let page = start / PAGE * PAGE;
+        unsafe {
+            libc::madvise(
+                page as *mut libc::c_void,
+                start + len - page,
+                MADV_POPULATE_WRITE,
+            )
+        };
     }
 
     /// Runs `f` with this arena as the current thread's (large allocations land in it).
@@ -167,9 +215,7 @@ impl Arena {
                 Ok(_) => {
                     self.live.fetch_add(1, Ordering::SeqCst);
                     let p = (self.base + start) as *mut u8;
-                    // Commit the block's pages in one call rather than one page fault per 4 KiB
-                    // (a tmpfs fault costs ~2 µs here); harmless if the kernel lacks it (< 5.14).
-                    unsafe { libc::madvise(p as *mut libc::c_void, size, MADV_POPULATE_WRITE) };
+                    self.populate(p, size);
                     return p;
                 }
                 Err(now) => cur = now,
@@ -187,6 +233,7 @@ impl Arena {
             .unwrap_or(true);
         if !kept {
             // give the pages back to tmpfs (the range reads as zeros afterwards)
+            self.punched.store(true, Ordering::Relaxed);
             unsafe {
                 libc::fallocate(
                     self.fd,
@@ -208,10 +255,24 @@ impl Arena {
     }
 
     unsafe fn destroy(a: *mut Arena) {
-        let (base, cap, slot) = unsafe { ((*a).base, (*a).cap, (*a).slot) };
+        let (base, cap, slot, file) = unsafe { ((*a).base, (*a).cap, (*a).slot, (*a).file) };
         BASES[slot].store(0, Ordering::SeqCst);
         ENDS[slot].store(0, Ordering::SeqCst);
-        unsafe { libc::munmap(base as *mut libc::c_void, cap) };
+        match file {
+            Some((dev, ino)) => {
+                // every page up to the file's final length was written in this call or kept
+                // mapped from the previous one, unless a hole was punched
+                let ready = if unsafe { (*a).punched.load(Ordering::SeqCst) } {
+                    0
+                } else {
+                    unsafe { (*a).closed_len.load(Ordering::SeqCst) }
+                };
+                crate::mapcache::put(crate::mapcache::Kept::new(dev, ino, true, base, cap, ready));
+            }
+            None => unsafe {
+                libc::munmap(base as *mut libc::c_void, cap);
+            },
+        }
         drop(unsafe { Box::from_raw(a) });
         ARENAS[slot].store(0, Ordering::SeqCst); // the slot is free again
     }
@@ -221,6 +282,7 @@ impl Arena {
     pub fn close(self: Box<Self>) {
         let used = self.used().div_ceil(PAGE).saturating_mul(PAGE);
         unsafe { libc::ftruncate(self.fd, used as libc::off_t) };
+        self.closed_len.store(used, Ordering::SeqCst);
         let a = Box::into_raw(self);
         // SAFETY: `a` is valid until its last reference is released
         unsafe { (*a).release() };
@@ -354,7 +416,7 @@ mod tests {
     #[test]
     fn large_allocations_land_in_the_arena_and_survive_as_results() {
         let mut f = temp_file();
-        let a = Arena::new(f.as_raw_fd(), 64 << 20, 0).expect("arena");
+        let a = Arena::new(f.as_raw_fd(), 64 << 20, 0, None).expect("arena");
         let inside = |p: *const f64| (p as usize) >= a.base && (p as usize) < a.base + a.cap;
         let small: Vec<f64> = a.enter(|| vec![1.0; 16]); // below MIN_BYTES: the heap
         assert!(!inside(small.as_ptr()));
@@ -393,7 +455,7 @@ mod tests {
     #[test]
     fn outside_sends_large_allocations_to_the_heap_and_restores_the_arena() {
         let f = temp_file();
-        let a = Arena::new(f.as_raw_fd(), 16 << 20, 0).expect("arena");
+        let a = Arena::new(f.as_raw_fd(), 16 << 20, 0, None).expect("arena");
         let inside = |p: *const f64| (p as usize) >= a.base && (p as usize) < a.base + a.cap;
         let (heap, again) = a.enter(|| {
             let heap: Vec<f64> = outside(|| vec![1.0; 300_000]);

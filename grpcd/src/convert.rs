@@ -65,13 +65,18 @@ pub fn matrix(m: &Option<Matrix>, name: &str) -> Result<(Vec<f64>, usize, usize)
         None => f64s(&m.data, name)?,
     };
     let (rows, cols) = (m.rows as usize, m.cols as usize);
-    if data.len() != rows * cols {
+    check_shape(data.len(), rows, cols, name)?;
+    Ok((data, rows, cols))
+}
+
+/// A matrix's value count must be rows x cols (shared with shm::matrix_values).
+pub fn check_shape(len: usize, rows: usize, cols: usize, name: &str) -> Result<(), Status> {
+    if rows.checked_mul(cols) != Some(len) {
         return Err(Status::invalid_argument(format!(
-            "{name} has {} values but its shape is {rows} x {cols}",
-            data.len()
+            "{name} has {len} values but its shape is {rows} x {cols}"
         )));
     }
-    Ok((data, rows, cols))
+    Ok(())
 }
 
 pub fn to_vector(v: &[f64]) -> Vector {

@@ -13,12 +13,14 @@
 
 mod arena;
 mod codec;
+mod conn;
 mod convert;
 mod guard;
 mod hmm_service;
 mod info;
 mod limits;
 mod log;
+mod mapcache;
 mod service;
 // issue 17: the pairs workflow's service
 mod pairs_service;
@@ -231,15 +233,16 @@ fn watch_parent() {
 
 /// Accepted connections with TCP_NODELAY: without it, small responses wait for the peer's delayed
 /// ACK (~40 ms per call on Linux). Builder::tcp_nodelay only applies to tonic's own listener.
+/// Each is wrapped in conn::Conn (a unary response in one write, issue 16).
 fn incoming(
     listener: tokio::net::TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+) -> impl tokio_stream::Stream<Item = std::io::Result<conn::Conn>> {
     use tokio_stream::StreamExt;
     tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
-        if let Ok(c) = &conn {
+        conn.map(|c| {
             let _ = c.set_nodelay(true);
-        }
-        conn
+            conn::Conn::new(c)
+        })
     })
 }
 
@@ -292,6 +295,7 @@ fn main() {
 
 const MAX_STREAMS_PER_CONNECTION: u32 = 128;
 const STREAM_WINDOW: u32 = 1 << 20;
+const MAX_FRAME_SIZE: u32 = 1 << 20;
 
 fn is_loopback(ip: &IpAddr) -> bool {
     ip.is_loopback()
@@ -455,7 +459,11 @@ async fn serve(args: Args) -> Result<(), String> {
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .initial_stream_window_size(Some(STREAM_WINDOW))
-        .initial_connection_window_size(Some(STREAM_WINDOW * (MAX_STREAMS_PER_CONNECTION + 1)));
+        .initial_connection_window_size(Some(STREAM_WINDOW * (MAX_STREAMS_PER_CONNECTION + 1)))
+        // issue 16 (small calls): HTTP/2 frames of up to 1 MiB instead of 16 KiB: a 50-asset
+        // portfolio's 200 KB of prices arrive in one frame (two or three reads) rather than in 13
+        // frames read 8 KiB at a time (24 reads), which cost ~10% of the call's server time
+        .max_frame_size(Some(MAX_FRAME_SIZE));
     if let Some(tls) = sec.tls {
         builder = builder
             .tls_config(tls)

@@ -81,21 +81,26 @@ where
 /// thread wake-ups, more than the work itself on a loaded machine.
 pub(crate) const INLINE_MAX_BYTES: usize = 256 << 10;
 
-/// `blocking`, or for a small input (`input_bytes` <= INLINE_MAX_BYTES, arrays not in shared
-/// memory) the same work run here with the same panic containment and errors. Such a call is
-/// not cancelled midway (it takes well under a millisecond); its deadline still applies.
+/// `blocking`, or for a small input (`input_bytes` <= INLINE_MAX_BYTES, whether its arrays came
+/// in the message or through shared memory) the same work run here with the same panic
+/// containment and errors (and, for a shared-memory call, its segments and result arena, as
+/// `blocking` carries them). Such a call is not cancelled midway (it takes well under a
+/// millisecond); its deadline still applies.
 pub(crate) async fn compute<T, F>(rpc: &'static str, input_bytes: usize, f: F) -> Result<T, Status>
 where
     T: Send + 'static,
     F: FnOnce(Arc<AtomicBool>) -> Result<T, Status> + Send + 'static,
 {
-    if input_bytes > INLINE_MAX_BYTES || crate::shm::current().is_some() {
+    if input_bytes > INLINE_MAX_BYTES {
         return blocking(rpc, f).await;
     }
     let flag = Arc::new(AtomicBool::new(false));
     let scoped = flag.clone();
+    let segments = crate::shm::current();
     let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        rustcore::limits::with_cancel(Some(scoped), || f(flag))
+        crate::shm::carry(segments, || {
+            rustcore::limits::with_cancel(Some(scoped), || f(flag))
+        })
     }))
     .map_err(|_| true);
     outcome(rpc, out)
@@ -485,7 +490,8 @@ impl HftLab for Service {
         req: Request<pb::PortfolioRequest>,
     ) -> Result<Response<pb::PortfolioResponse>, Status> {
         let r = req.into_inner();
-        let (prices, rows, cols) = convert::matrix(&r.prices, "prices")?;
+        // issue 16: prices in shared memory are read in place (no copy into the heap)
+        let (prices, rows, cols) = crate::shm::matrix_values(&r.prices, "prices")?;
         let method = portfolio::PortfolioMethod::parse(&r.method).map_err(status)?;
         let config = portfolio_config(&r)?;
         let names = r.asset_names;
@@ -495,14 +501,20 @@ impl HftLab for Service {
             _ => usize::MAX,
         };
         let out = compute("OptimizePortfolio", bytes, move |flag| {
-            portfolio::optimize_portfolio(
-                &prices,
-                rows,
-                cols,
-                method,
-                &config,
-                &mut cancel_hook(flag),
-            )
+            // its results are a few vectors of `cols` values: every large allocation is a
+            // temporary (returns, covariance, QP workspace), which the heap reuses from call to
+            // call, where the result arena would give it fresh tmpfs pages to fault in, zero and
+            // punch out again (~8% of a 500-asset call's server time)
+            crate::arena::outside(|| {
+                portfolio::optimize_portfolio(
+                    &prices,
+                    rows,
+                    cols,
+                    method,
+                    &config,
+                    &mut cancel_hook(flag),
+                )
+            })
             .map_err(status)
         })
         .await?;
@@ -608,8 +620,11 @@ impl HftLab for Service {
         };
         let names = r.asset_names;
         let out = blocking("SparsePortfolio", move |flag| {
-            sparse::sparse_portfolio(&prices, rows, cols, &config, &mut cancel_hook(flag))
-                .map_err(status)
+            // small results: the core's large temporaries stay on the heap (see OptimizePortfolio)
+            crate::arena::outside(|| {
+                sparse::sparse_portfolio(&prices, rows, cols, &config, &mut cancel_hook(flag))
+            })
+            .map_err(status)
         })
         .await?;
         Ok(Response::new(pb::SparseResponse {
@@ -651,8 +666,11 @@ impl HftLab for Service {
             ..sparse::LambdaPathConfig::default()
         };
         let out = blocking("SparseLambdaPath", move |flag| {
-            sparse::sparse_lambda_path(&prices, rows, cols, &config, &mut cancel_hook(flag))
-                .map_err(status)
+            // small results: the core's large temporaries stay on the heap (see OptimizePortfolio)
+            crate::arena::outside(|| {
+                sparse::sparse_lambda_path(&prices, rows, cols, &config, &mut cancel_hook(flag))
+            })
+            .map_err(status)
         })
         .await?;
         let l = out.lambdas.len();
@@ -675,7 +693,7 @@ impl HftLab for Service {
         req: Request<pb::MomentsRequest>,
     ) -> Result<Response<pb::MomentsResponse>, Status> {
         let r = req.into_inner();
-        let (prices, rows, cols) = convert::matrix(&r.prices, "prices")?;
+        let (prices, rows, cols) = crate::shm::matrix_values(&r.prices, "prices")?;
         // the moments take the optimiser's estimation options: one parse (portfolio_config)
         let config = portfolio_config(&pb::PortfolioRequest {
             returns: r.returns,
@@ -684,7 +702,10 @@ impl HftLab for Service {
             ..Default::default()
         })?;
         let out = compute("EstimateMoments", 8 * prices.len(), move |_flag| {
-            portfolio::estimate_moments(&prices, rows, cols, &config).map_err(status)
+            // the covariance (cols x cols) is copied into the segment; the returns and other
+            // temporaries stay on the heap (see OptimizePortfolio)
+            crate::arena::outside(|| portfolio::estimate_moments(&prices, rows, cols, &config))
+                .map_err(status)
         })
         .await?;
         Ok(Response::new(pb::MomentsResponse {
@@ -700,9 +721,10 @@ impl HftLab for Service {
         req: Request<pb::LedoitWolfRequest>,
     ) -> Result<Response<pb::LedoitWolfResponse>, Status> {
         let r = req.into_inner();
-        let (data, rows, cols) = convert::matrix(&r.data, "data")?;
+        let (data, rows, cols) = crate::shm::matrix_values(&r.data, "data")?;
         let out = compute("LedoitWolf", 8 * data.len(), move |_flag| {
-            portfolio::ledoit_wolf(&data, rows, cols).map_err(status)
+            // as EstimateMoments: the temporaries stay on the heap
+            crate::arena::outside(|| portfolio::ledoit_wolf(&data, rows, cols)).map_err(status)
         })
         .await?;
         Ok(Response::new(pb::LedoitWolfResponse {

@@ -11,13 +11,15 @@
 //! - The client owns the files and reuses them from call to call (their tmpfs pages are then
 //!   already allocated: a fresh page costs ~2 µs to fault in here); it removes them when it is
 //!   done or finds grpcd gone. Files whose pid (in the name) is dead are removed by grpcd after
-//!   each shared-memory call, every 30 s and at start, so a kill -9 of the client leaves nothing.
+//!   shared-memory calls (at most every 200 ms), every 30 s and at start, so a kill -9 of the client leaves nothing.
 //! - The segments are reached through a task-local (`SEGMENTS`), set by the guard around the
 //!   handler (and carried into the blocking pool by service::blocking), so the conversions in
 //!   convert.rs read/write them without the handlers knowing.
 //! - Bulk calls (issue 16): a handler may read its input in place (`values`, a read-only mapping)
 //!   and have the core write its outputs straight into the result segment (`out_buf`): no heap
 //!   buffer, no zeroing, no copy on this side (MeanReversion does both).
+//! - The mappings of both files are kept from call to call (mapcache.rs), keyed by the file's
+//!   identity: the next call on the same files finds their pages mapped in already.
 
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
@@ -133,6 +135,32 @@ fn pid_alive(pid: u32) -> bool {
     r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
+/// `sweep`, unless one ran less than `SWEEP_EVERY_MS` ago: after each shared-memory call (reading
+/// the directory and probing each file's pid twice per call cost a 50-asset portfolio more than
+/// its arrays' copy).
+pub fn sweep_soon() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST_MS: AtomicU64 = AtomicU64::new(0);
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    let now = START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+        + 1;
+    let last = LAST_MS.load(Ordering::Relaxed);
+    if last != 0 && now.saturating_sub(last) < SWEEP_EVERY_MS {
+        return;
+    }
+    if LAST_MS
+        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+        .is_ok()
+    {
+        sweep();
+    }
+}
+
+const SWEEP_EVERY_MS: u64 = 200;
+
 /// Removes the segment files of processes that no longer exist (a client killed between creating
 /// its files and the server opening them). Returns how many were removed.
 pub fn sweep() -> usize {
@@ -140,7 +168,9 @@ pub fn sweep() -> usize {
     let Ok(entries) = std::fs::read_dir(d) else {
         return 0;
     };
+    use std::os::unix::fs::DirEntryExt;
     let mut removed = 0;
+    let mut present = Vec::new(); // inodes of the segment files still there
     for e in entries.flatten() {
         let name = e.file_name();
         let Some(name) = name.to_str() else { continue };
@@ -148,8 +178,15 @@ pub fn sweep() -> usize {
         if let Some(pid) = pid {
             if !pid_alive(pid) && std::fs::remove_file(e.path()).is_ok() {
                 removed += 1;
+            } else {
+                present.push(e.ino());
             }
         }
+    }
+    // the kept mappings of files that are gone (a slot closed, a dead client's files removed)
+    // are unmapped, so their tmpfs pages are freed
+    if let Ok(m) = std::fs::metadata(d) {
+        crate::mapcache::retain_present(m.dev(), &present);
     }
     if removed > 0 {
         log::info(
@@ -208,6 +245,9 @@ pub fn parse_header(v: &str) -> Result<Request, Status> {
 pub struct Segments {
     input: File,
     input_len: u64,
+    /// (device, inode) of the input file, and its mapping once a handler asked for it
+    input_id: (u64, u64),
+    input_map: Mutex<Option<crate::mapcache::Kept>>,
     output: Mutex<(File, u64)>,
     arena: Mutex<Option<Box<crate::arena::Arena>>>,
 }
@@ -217,7 +257,53 @@ impl Drop for Segments {
         if let Some(a) = self.arena.get_mut().ok().and_then(|a| a.take()) {
             a.close();
         }
-        sweep(); // e.g. the files of a client killed while this call ran
+        if let Some(k) = self.input_map.get_mut().ok().and_then(|m| m.take()) {
+            crate::mapcache::put(k); // for the next call on this file
+        }
+        sweep_soon(); // e.g. the files of a client killed while this call ran
+    }
+}
+
+impl Segments {
+    /// The base address of a read-only mapping of the whole input file (kept from the previous
+    /// call on it when possible, else mapped and populated now).
+    fn input_base(&self) -> Result<usize, Status> {
+        let mut g = self
+            .input_map
+            .lock()
+            .map_err(|_| Status::internal("shared-memory segment lock poisoned"))?;
+        if let Some(k) = g.as_ref() {
+            return Ok(k.base);
+        }
+        let len = (self.input_len as usize).div_ceil(4096) * 4096;
+        let (dev, ino) = self.input_id;
+        let k = match crate::mapcache::take(dev, ino, false, len) {
+            Some(k) => k,
+            None => {
+                use std::os::fd::AsRawFd;
+                // SAFETY: a read-only shared mapping of our open file; checked for failure below.
+                let p = unsafe {
+                    libc::mmap(
+                        std::ptr::null_mut(),
+                        len,
+                        libc::PROT_READ,
+                        libc::MAP_SHARED | libc::MAP_POPULATE,
+                        self.input.as_raw_fd(),
+                        0,
+                    )
+                };
+                if p == libc::MAP_FAILED {
+                    return Err(Status::internal(format!(
+                        "mapping the shared-memory segment failed: {}",
+                        std::io::Error::last_os_error()
+                    )));
+                }
+                crate::mapcache::Kept::new(dev, ino, false, p as usize, len, len)
+            }
+        };
+        let base = k.base;
+        *g = Some(k);
+        Ok(base)
     }
 }
 
@@ -225,7 +311,7 @@ tokio::task_local! {
     pub static SEGMENTS: Arc<Segments>;
 }
 
-fn open_checked(d: &Path, name: &str, write: bool) -> Result<File, Status> {
+fn open_checked(d: &Path, name: &str, write: bool) -> Result<(File, std::fs::Metadata), Status> {
     let path = d.join(name);
     let f = std::fs::OpenOptions::new()
         .read(true)
@@ -242,7 +328,7 @@ fn open_checked(d: &Path, name: &str, write: bool) -> Result<File, Status> {
             euid()
         )));
     }
-    Ok(f)
+    Ok((f, m))
 }
 
 /// Opens the call's segments (the client owns the names and removes them; the server removes
@@ -252,10 +338,10 @@ pub fn open(req: &Request, arena_bytes: usize) -> Result<Segments, Status> {
     let Some(d) = dir() else {
         return Err(precondition("this grpcd does not offer them"));
     };
-    sweep();
-    let input = open_checked(d, &req.input, false)?;
-    let output = open_checked(d, &req.output, true)?;
-    let size = input.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+    sweep_soon();
+    let (input, in_meta) = open_checked(d, &req.input, false)?;
+    let (output, out_meta) = open_checked(d, &req.output, true)?;
+    let size = in_meta.len();
     if size != req.input_len {
         return Err(precondition(format!(
             "the segment {} has {size} bytes, {} were declared",
@@ -264,11 +350,18 @@ pub fn open(req: &Request, arena_bytes: usize) -> Result<Segments, Status> {
     }
     use std::os::fd::AsRawFd;
     // the client may reuse its files from call to call: their pages are already allocated
-    let reused = output.metadata().map(|m| m.len()).unwrap_or(0) as usize;
-    let arena = crate::arena::Arena::new(output.as_raw_fd(), arena_bytes, reused);
+    let reused = out_meta.len() as usize;
+    let arena = crate::arena::Arena::new(
+        output.as_raw_fd(),
+        arena_bytes,
+        reused,
+        Some((out_meta.dev(), out_meta.ino())),
+    );
     Ok(Segments {
         input,
         input_len: size,
+        input_id: (in_meta.dev(), in_meta.ino()),
+        input_map: Mutex::new(None),
         output: Mutex::new((output, 0)),
         arena: Mutex::new(arena),
     })
@@ -293,26 +386,17 @@ pub fn read(r: &ShmRef, name: &str) -> Result<Vec<f64>, Status> {
     Ok(out)
 }
 
-/// A read-only mapping of part of the call's input segment, seen as float64 values (issue 16,
-/// bulk: the core reads the client's prices in place, without copying them into the heap).
+/// Values in the call's input segment, read in place through its read-only mapping (issue 16,
+/// bulk: the core reads the client's prices without copying them into the heap).
 pub struct Mapped {
-    map: *mut libc::c_void,
-    span: usize,
+    _seg: Option<Arc<Segments>>, // keeps the mapping alive (it is given back when they drop)
     values: *const f64,
     n: usize,
 }
 
-// SAFETY: a private read-only mapping owned by this value; nothing else unmaps it.
+// SAFETY: a read-only view of a mapping that lives as long as `_seg`; nothing writes through it.
 unsafe impl Send for Mapped {}
 unsafe impl Sync for Mapped {}
-
-impl Drop for Mapped {
-    fn drop(&mut self) {
-        if self.span > 0 {
-            unsafe { libc::munmap(self.map, self.span) };
-        }
-    }
-}
 
 impl std::ops::Deref for Mapped {
     type Target = [f64];
@@ -353,6 +437,28 @@ pub fn values(v: &Option<crate::pb::Vector>, name: &str) -> Result<Values, Statu
     }
 }
 
+/// A Matrix field's values, read in place when they are in the shared-memory segment (same
+/// checks and errors as convert::matrix): (values, rows, cols).
+pub fn matrix_values(
+    m: &Option<crate::pb::Matrix>,
+    name: &str,
+) -> Result<(Values, usize, usize), Status> {
+    match m {
+        Some(crate::pb::Matrix {
+            shm: Some(r),
+            rows,
+            cols,
+            ..
+        }) if cfg!(target_endian = "little") => {
+            let data = map(r, name)?;
+            let (rows, cols) = (*rows as usize, *cols as usize);
+            crate::convert::check_shape(data.len(), rows, cols, name)?;
+            Ok((Values::Mapped(data), rows, cols))
+        }
+        _ => crate::convert::matrix(m, name).map(|(d, r, c)| (Values::Heap(d), r, c)),
+    }
+}
+
 /// Maps the values `r` points to in the current call's input segment (checked: inside the
 /// segment, whole and aligned float64 values).
 pub fn map(r: &ShmRef, name: &str) -> Result<Mapped, Status> {
@@ -369,51 +475,29 @@ pub fn map(r: &ShmRef, name: &str) -> Result<Mapped, Status> {
         )));
     }
     let n = (r.length / 8) as usize;
-    let empty = Mapped {
-        map: std::ptr::null_mut(),
-        span: 0,
-        values: std::ptr::null(),
-        n: 0,
-    };
     if n == 0 {
-        return Ok(empty);
+        return Ok(Mapped {
+            _seg: None,
+            values: std::ptr::null(),
+            n: 0,
+        });
     }
-    // Map the part of the file (its pages exist already): no zeroing and no read() path. The
-    // offset is 64-byte aligned by the client, the map page-aligned.
-    let page = 4096u64;
-    let start = r.offset / page * page;
-    let span = (r.offset + r.length - start) as usize;
-    let offset_in_map = (r.offset - start) as usize;
-    if !offset_in_map.is_multiple_of(std::mem::align_of::<f64>()) {
+    // The file's pages exist already: no zeroing and no read() path. The offset is 64-byte
+    // aligned by the client, the mapping page-aligned.
+    if !r.offset.is_multiple_of(std::mem::align_of::<f64>() as u64) {
         return Err(Status::invalid_argument(format!(
             "{name}: offset {} is not a multiple of 8",
             r.offset
         )));
     }
-    use std::os::fd::AsRawFd;
-    // SAFETY: a private read-only mapping of our open file; checked for failure below.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            span,
-            libc::PROT_READ,
-            libc::MAP_PRIVATE | libc::MAP_POPULATE,
-            seg.input.as_raw_fd(),
-            start as libc::off_t,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(Status::internal(format!(
-            "{name}: mapping the shared-memory segment failed: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
+    let base = seg
+        .input_base()
+        .map_err(|e| Status::new(e.code(), format!("{name}: {}", e.message())))?;
     Ok(Mapped {
-        map: p,
-        span,
-        // SAFETY: offset_in_map + length <= span (checked inside input_len above)
-        values: unsafe { (p as *const u8).add(offset_in_map) } as *const f64,
+        // SAFETY: offset + length <= input_len (checked above) <= the mapping's length
+        values: (base + r.offset as usize) as *const f64,
         n,
+        _seg: Some(seg),
     })
 }
 
@@ -521,17 +605,11 @@ pub fn out_buf<T: Copy>(n: usize) -> Option<OutBuf<T>> {
     let seg = current()?;
     let (offset, ptr) = {
         let g = seg.arena.lock().ok()?;
-        g.as_ref()?.take(bytes)?
-    };
-    const MADV_POPULATE_WRITE: libc::c_int = 23;
-    let page = ptr as usize / 4096 * 4096;
-    // commit the pages in one call (harmless if the kernel lacks it: they fault in on write)
-    unsafe {
-        libc::madvise(
-            page as *mut libc::c_void,
-            ptr as usize + bytes - page,
-            MADV_POPULATE_WRITE,
-        )
+        let a = g.as_ref()?;
+        let (offset, ptr) = a.take(bytes)?;
+        // commit the pages in one call (unless kept mapped in from the previous call)
+        a.populate(ptr, bytes);
+        (offset, ptr)
     };
     Some(OutBuf {
         _seg: seg,

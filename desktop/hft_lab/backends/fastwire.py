@@ -23,6 +23,7 @@ import functools
 from typing import Any
 
 import numpy as np
+from google.protobuf.message import DecodeError
 
 _F64 = np.dtype("<f8")
 VECTOR = "hftlab.v1.Vector"
@@ -266,11 +267,31 @@ def _message_class(cls, field_name):
 SMALL = 64 << 10
 
 
+def _has_shm(msg) -> bool:
+    """True if a Vector/Matrix (top level or nested, as decode() walks them) or a top-level ShmRef
+    field of the parsed message `msg` points into a shared-memory segment."""
+    for kind, name, _nested in _plan(msg.DESCRIPTOR).values():
+        if kind == "bytes" or not msg.HasField(name):
+            continue
+        v = getattr(msg, name)
+        if kind == "shmref" or (kind == "nested" and _has_shm(v)) or (kind in ("vector", "matrix") and v.HasField("shm")):
+            return True
+    return False
+
+
 def decode(raw: bytes, cls, shm: bool = False):
     """A Parsed proxy (arrays decoded here), or for a small message without shared-memory
-    references (`shm` False) simply the protobuf message."""
-    if len(raw) < SMALL and not shm:
-        return cls.FromString(raw)
+    references simply the protobuf message (`shm`: the call used shared memory, so a small
+    message may hold references: protobuf parses it and it is walked only if it does)."""
+    if len(raw) < SMALL:
+        if not shm:
+            return cls.FromString(raw)
+        try:
+            msg = cls.FromString(raw)
+        except DecodeError:
+            msg = None  # malformed: the walker below says where (WireError, as for a large one)
+        if msg is not None and not _has_shm(msg):
+            return msg  # e.g. a 50-asset portfolio whose prices went through shared memory
     return _decode(raw, 0, len(raw), cls)
 
 
