@@ -296,10 +296,10 @@ mod tests {
         v
     }
 
-    /// The textbook two-pass centred Gram matrix and its scale, the sum of
-    /// `(|x_i − m_i| + δ_i)·(|x_j − m_j| + δ_j)` with `δ = 4 ulp(m)`, the rounding of the mean
-    /// (the bound of a sum's rounding error is a few ulps of it; the centred values themselves
-    /// are only defined to δ).
+    /// The textbook two-pass centred Gram matrix and the bound of its difference to ours: a few
+    /// ulps of `Σ|a|·|b|` (a = x_i − m_i, b = x_j − m_j) for the products' rounding, plus what
+    /// a change of the means within their rounding δ = 4 ulp(m) does to the sum,
+    /// `n·δ_i·δ_j + δ_i·|Σb| + δ_j·|Σa|` (the centred values are only defined to δ).
     fn reference(x: &[f64], n: usize, p: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
         let mut m = vec![0.0; p];
         for j in 0..p {
@@ -307,23 +307,29 @@ mod tests {
             let c = (0..n).map(|t| x[t * p + j] - m[j]).sum::<f64>() / n as f64;
             m[j] += c;
         }
-        let (mut g, mut s) = (vec![0.0; p * p], vec![0.0; p * p]);
         let delta: Vec<f64> = m.iter().map(|v| 4.0 * f64::EPSILON * v.abs()).collect();
+        let sa: Vec<f64> = (0..p)
+            .map(|j| (0..n).map(|t| x[t * p + j] - m[j]).sum::<f64>().abs())
+            .collect();
+        let (mut g, mut bound) = (vec![0.0; p * p], vec![0.0; p * p]);
         for i in 0..p {
             for j in 0..p {
+                let mut abs = 0.0;
                 for t in 0..n {
                     let (a, b) = (x[t * p + i] - m[i], x[t * p + j] - m[j]);
                     g[i * p + j] += a * b;
-                    s[i * p + j] += (a.abs() + delta[i]) * (b.abs() + delta[j]);
+                    abs += (a * b).abs();
                 }
+                bound[i * p + j] = 1e-12 * abs
+                    + 4.0 * (n as f64 * delta[i] * delta[j] + delta[i] * sa[j] + delta[j] * sa[i]);
             }
         }
-        (g, s, m)
+        (g, bound, m)
     }
 
     fn check(x: &[f64], n: usize, p: usize) -> Result<(), TestCaseError> {
         let sums: Vec<f64> = (0..p).map(|j| (0..n).map(|t| x[t * p + j]).sum()).collect();
-        let (g0, scale, m0) = reference(x, n, p);
+        let (g0, bound, m0) = reference(x, n, p);
         for isa in kernels() {
             let (g, m, d) = centred_gram_with(isa, x, n, p, &sums).unwrap();
             for i in 0..p {
@@ -340,7 +346,7 @@ mod tests {
                     // symmetric by construction, and within rounding of the reference
                     prop_assert_eq!(g[i * p + j].to_bits(), g[j * p + i].to_bits());
                     let err = (g[i * p + j] - g0[i * p + j]).abs();
-                    let tol = 1e-12 * scale[i * p + j] + 1e-300;
+                    let tol = bound[i * p + j] + 1e-300;
                     prop_assert!(
                         err <= tol,
                         "({}, {}) n {} p {}: {} vs {}",
