@@ -536,7 +536,9 @@ impl<'a> Design<'a> {
     /// global duality gap is checked (stop if `gap ≤ tol·‖y − ȳ‖²`, exactly scikit-learn's rule),
     /// and the strongest KKT violators `|x_jᵀr| > α·n·λ` outside the working set join it
     /// (max(`WS_GROW`, working-set size) of them: the set at least doubles until no asset
-    /// violates the KKT conditions, so the certified solution is the global one).
+    /// violates the KKT conditions, so the certified solution is the global one). Between
+    /// checks, every `AA_K + 1` sweeps an Anderson extrapolation of the working set's iterates
+    /// replaces the iterate when it lowers the objective (see [`Anderson`]).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn fit(
         &mut self,
@@ -651,6 +653,7 @@ impl<'a> Design<'a> {
                 }
             };
         compact(self, &work, &qw, &mut gc, &mut qc);
+        let mut aa = Anderson::default();
         for it in 0..max_iter {
             let (w_max, d_w_max) = if !qc.is_empty() {
                 let kw = work.len();
@@ -684,6 +687,11 @@ impl<'a> Design<'a> {
             };
             *counter += 1;
             let converged_sweep = w_max == 0.0 || d_w_max <= d_w_tol * w_max;
+            if !converged_sweep && !qc.is_empty() && aa.step(&work, w, &q, l1, l2, &gc, &mut qc) {
+                for (u, &i) in work.iter().enumerate() {
+                    qw[i] = qc[u];
+                }
+            }
             // Like scikit-learn: the gap is checked when the largest coordinate change is small.
             if converged_sweep || it + 1 == max_iter {
                 // Refresh Xᵀr for every asset, then the global duality gap.
@@ -718,6 +726,7 @@ impl<'a> Design<'a> {
                     self.ensure_block(&work);
                 }
                 compact(self, &work, &qw, &mut gc, &mut qc);
+                aa.reset();
             } else {
                 let primal = primal_on(&work, w, &q, &qw, yy, l1, l2);
                 if !on_progress(*counter, primal / nf) {
@@ -949,6 +958,141 @@ fn sweep<X: WorkXtx>(
         w_max = w_max.max(new.abs());
     }
     (w_max, d_w_max)
+}
+
+/// Sweeps between Anderson extrapolations (the history holds `AA_K + 1` iterates).
+const AA_K: usize = 5;
+
+/// Anderson acceleration of the sweeps on a working set (Bertrand & Massias 2021, "Anderson
+/// acceleration of coordinate descent"): after `AA_K + 1` sweeps, the affine combination
+/// `Σ c_i w_i` of the last `AA_K` iterates that minimises the norm of the combined successive
+/// differences (`c = z / Σz`, `UᵀU z = 1`) replaces the iterate when it has a lower objective.
+/// Coordinate descent on correlated prices converges linearly with a rate close to 1; the
+/// extrapolation removes most of that slow error. Stopping is unchanged (the duality gap).
+#[derive(Default)]
+struct Anderson {
+    /// Iterates (working-set coefficients, `kw` each) since the last extrapolation.
+    hist: Vec<f64>,
+    count: usize,
+}
+
+impl Anderson {
+    fn reset(&mut self) {
+        self.count = 0;
+    }
+
+    /// Record the iterate after a sweep; every `AA_K + 1` iterates, try the extrapolation.
+    /// Returns whether it replaced `w` (then `qc = G_WW·w_W` is recomputed from `gc`, the
+    /// working set's Gram block).
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &mut self,
+        work: &[usize],
+        w: &mut [f64],
+        q: &[f64],
+        l1: f64,
+        l2: f64,
+        gc: &[f64],
+        qc: &mut [f64],
+    ) -> bool {
+        let kw = work.len();
+        if self.count == 0 {
+            self.hist.clear();
+            self.hist.resize((AA_K + 1) * kw, 0.0);
+        }
+        let c = self.count;
+        for (h, &j) in self.hist[c * kw..(c + 1) * kw].iter_mut().zip(work) {
+            *h = w[j];
+        }
+        self.count += 1;
+        if self.count <= AA_K {
+            return false;
+        }
+        self.count = 0;
+        // U = successive differences (AA_K x kw), M = U·Uᵀ
+        let h = &self.hist;
+        let mut m = [[0.0f64; AA_K]; AA_K];
+        let diff = |i: usize, v: usize| h[(i + 1) * kw + v] - h[i * kw + v];
+        for a in 0..AA_K {
+            for b in a..AA_K {
+                let mut s = 0.0;
+                for v in 0..kw {
+                    s += diff(a, v) * diff(b, v);
+                }
+                m[a][b] = s;
+                m[b][a] = s;
+            }
+        }
+        let Some(z) = solve_small(m, [1.0; AA_K]) else {
+            return false;
+        };
+        let zs: f64 = z.iter().sum();
+        if !(zs.is_finite() && zs != 0.0) {
+            return false;
+        }
+        let mut we = vec![0.0; kw];
+        for (i, zi) in z.iter().enumerate() {
+            let ci = zi / zs;
+            for (e, x) in we.iter_mut().zip(&h[(i + 1) * kw..(i + 2) * kw]) {
+                *e += ci * x;
+            }
+        }
+        if !we.iter().all(|v| v.is_finite()) {
+            return false;
+        }
+        let mut ge = vec![0.0; kw];
+        for (g, row) in ge.iter_mut().zip(gc.chunks_exact(kw)) {
+            *g = crate::linalg::dot(row, &we);
+        }
+        // objective on the working set (w is zero elsewhere), without the constant ½yᵀy
+        let obj = |wv: &dyn Fn(usize) -> f64, gv: &[f64]| {
+            let mut o = 0.0;
+            for (v, &j) in work.iter().enumerate() {
+                let x = wv(v);
+                o += x * (0.5 * gv[v] - q[j]) + l1 * x.abs() + 0.5 * l2 * x * x;
+            }
+            o
+        };
+        let cur = obj(&|v| w[work[v]], qc);
+        let ext = obj(&|v| we[v], &ge);
+        if !(ext < cur) {
+            return false;
+        }
+        for (v, &j) in work.iter().enumerate() {
+            w[j] = we[v];
+        }
+        qc.copy_from_slice(&ge);
+        true
+    }
+}
+
+/// Solve the small system `m·z = b` by Gaussian elimination with partial pivoting; `None` when a
+/// pivot is zero or the solution is not finite.
+fn solve_small(mut m: [[f64; AA_K]; AA_K], mut b: [f64; AA_K]) -> Option<[f64; AA_K]> {
+    for c in 0..AA_K {
+        let piv = (c..AA_K).max_by(|&x, &y| m[x][c].abs().total_cmp(&m[y][c].abs()))?;
+        if m[piv][c] == 0.0 || !m[piv][c].is_finite() {
+            return None;
+        }
+        m.swap(c, piv);
+        b.swap(c, piv);
+        for r in c + 1..AA_K {
+            let f = m[r][c] / m[c][c];
+            for k in c..AA_K {
+                m[r][k] -= f * m[c][k];
+            }
+            b[r] -= f * b[c];
+        }
+    }
+    let mut z = [0.0; AA_K];
+    for c in (0..AA_K).rev() {
+        let mut s = b[c];
+        for k in c + 1..AA_K {
+            s -= m[c][k] * z[k];
+        }
+        z[c] = s / m[c][c];
+    }
+    z.iter().all(|v| v.is_finite()).then_some(z)
 }
 
 /// Primal objective (n-scaled) from the quantities of the working set (w is zero elsewhere).

