@@ -32,6 +32,9 @@ pub(super) struct Design<'a> {
     slot: Vec<usize>,
 }
 
+/// Most assets for which the whole Gram matrix is computed at once (measured: 1.7× faster than
+/// the lazy rows at 2000 × 200 and 10000 × 300, 1.2× at 10000 × 400, 1.3× slower at 10000 × 500).
+const DENSE_MAX_COLS: usize = 384;
 /// Most Gram rows computed by one GEMM (the gathered columns hold `MAX_BATCH · n` values).
 const MAX_BATCH: usize = 32;
 /// When full Gram rows must be computed (a pass over all the data), rows likely needed later
@@ -45,6 +48,13 @@ const WS_GROW: usize = 10;
 const COMPACT_MAX: usize = 1 << 20;
 /// Largest gathered copy of working-set columns (values); above it full rows are used.
 const GATHER_MAX: usize = 1 << 22;
+
+/// Whether the whole Gram matrix is computed at once: its n·p²/2 products cost less than the
+/// lazy path's batches of `PREFETCH_ROWS` full rows (n·p each, plus packing) for p up to about
+/// `DENSE_MAX_COLS` (measured), whatever the number of rows (both costs grow with it).
+pub(super) fn dense_gram(cols: usize) -> bool {
+    cols <= DENSE_MAX_COLS
+}
 
 /// `c = beta·c + a·b` for `a` (`m x k`, strides `rsa`, `csa`), `b` (`k x n`, strides `rsb`, `csb`)
 /// and `c` (`m x n` row-major, row stride `ldc`): matrixmultiply's GEMM (runtime AVX-512/FMA),
@@ -276,6 +286,52 @@ impl<'a> Design<'a> {
         })
     }
 
+    /// The design with every Gram entry known (`centred_gram`: one pass over the prices, the
+    /// upper triangle only), for few assets (`dense_gram`).
+    pub(super) fn dense(
+        prices: &'a [f64],
+        rows: usize,
+        cols: usize,
+        sums: &[f64],
+    ) -> CoreResult<Design<'a>> {
+        let (n, p) = (rows, cols);
+        let (gram, means, diag) = super::gram::centred_gram(&prices[..n * p], n, p, sums)?;
+        Ok(Design {
+            n,
+            p,
+            x: &prices[..n * p],
+            means,
+            gram,
+            // never read: every row is full
+            known: Vec::new(),
+            full: vec![true; p],
+            diag,
+            cache: Vec::new(),
+            slot: vec![usize::MAX; p],
+        })
+    }
+
+    /// The design of a lasso of `target` (any target with `None`): the whole Gram matrix at once
+    /// for few assets (`dense_gram`), else rows computed lazily.
+    pub(super) fn new(
+        prices: &'a [f64],
+        rows: usize,
+        cols: usize,
+        sums: &[f64],
+        target: Option<usize>,
+    ) -> CoreResult<Design<'a>> {
+        if dense_gram(cols) {
+            Design::dense(prices, rows, cols, sums)
+        } else {
+            Design::with_target(prices, rows, cols, sums, target)
+        }
+    }
+
+    /// Whether the design does not depend on the target (its Gram matrix is complete).
+    pub(super) fn is_dense(&self) -> bool {
+        self.known.is_empty()
+    }
+
     /// Gather the centred columns `js` not yet cached, in one row-major pass over the prices.
     fn gather(&mut self, js: &[usize]) {
         let (n, p) = (self.n, self.p);
@@ -480,7 +536,9 @@ impl<'a> Design<'a> {
     /// global duality gap is checked (stop if `gap ≤ tol·‖y − ȳ‖²`, exactly scikit-learn's rule),
     /// and the strongest KKT violators `|x_jᵀr| > α·n·λ` outside the working set join it
     /// (max(`WS_GROW`, working-set size) of them: the set at least doubles until no asset
-    /// violates the KKT conditions, so the certified solution is the global one).
+    /// violates the KKT conditions, so the certified solution is the global one). Between
+    /// checks, every `AA_K + 1` sweeps an Anderson extrapolation of the working set's iterates
+    /// replaces the iterate when it lowers the objective (see [`Anderson`]).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn fit(
         &mut self,
@@ -595,61 +653,45 @@ impl<'a> Design<'a> {
                 }
             };
         compact(self, &work, &qw, &mut gc, &mut qc);
+        let mut aa = Anderson::default();
         for it in 0..max_iter {
-            let mut w_max = 0.0f64;
-            let mut d_w_max = 0.0f64;
-            let kw = work.len();
-            if !qc.is_empty() {
-                for wi in 0..kw {
-                    let j = work[wi];
-                    let gjj = self.diag[j];
-                    let wj = w[j];
-                    let tmp = q[j] - qc[wi] + wj * gjj;
-                    let new = if tmp.abs() > l1 {
-                        (tmp - l1.copysign(tmp)) / (gjj + l2)
-                    } else {
-                        0.0
-                    };
-                    if new != wj {
-                        let d = new - wj;
-                        for (v, g) in qc.iter_mut().zip(&gc[wi * kw..(wi + 1) * kw]) {
-                            *v += d * g;
-                        }
-                        w[j] = new;
-                    }
-                    d_w_max = d_w_max.max((new - wj).abs());
-                    w_max = w_max.max(new.abs());
-                }
+            let (w_max, d_w_max) = if !qc.is_empty() {
+                let kw = work.len();
+                let r = sweep(
+                    &work,
+                    w,
+                    &q,
+                    &self.diag,
+                    l1,
+                    l2,
+                    &mut Block {
+                        qc: &mut qc,
+                        gc: &gc,
+                        kw,
+                    },
+                );
                 for (u, &i) in work.iter().enumerate() {
                     qw[i] = qc[u];
                 }
+                r
             } else {
-                for wi in 0..kw {
-                    let j = work[wi];
-                    let gjj = self.diag[j];
-                    let wj = w[j];
-                    let tmp = q[j] - qw[j] + wj * gjj;
-                    let new = if tmp.abs() > l1 {
-                        (tmp - l1.copysign(tmp)) / (gjj + l2)
-                    } else {
-                        0.0
-                    };
-                    if new != wj {
-                        // Xᵀr is maintained on the working set only (refreshed in full below);
-                        // the block work × work is known.
-                        let d = new - wj;
-                        let row = &self.gram[j * p..(j + 1) * p];
-                        for &i in &work {
-                            qw[i] += d * row[i];
-                        }
-                        w[j] = new;
-                    }
-                    d_w_max = d_w_max.max((new - wj).abs());
-                    w_max = w_max.max(new.abs());
-                }
-            }
+                // Xᵀr is maintained on the working set only (refreshed in full below); the block
+                // work × work is known.
+                let rows = Rows {
+                    qw: &mut qw,
+                    gram: &self.gram,
+                    p,
+                    work: &work,
+                };
+                sweep(&work, w, &q, &self.diag, l1, l2, &mut { rows })
+            };
             *counter += 1;
             let converged_sweep = w_max == 0.0 || d_w_max <= d_w_tol * w_max;
+            if !converged_sweep && !qc.is_empty() && aa.step(&work, w, &q, l1, l2, &gc, &mut qc) {
+                for (u, &i) in work.iter().enumerate() {
+                    qw[i] = qc[u];
+                }
+            }
             // Like scikit-learn: the gap is checked when the largest coordinate change is small.
             if converged_sweep || it + 1 == max_iter {
                 // Refresh Xᵀr for every asset, then the global duality gap.
@@ -684,6 +726,7 @@ impl<'a> Design<'a> {
                     self.ensure_block(&work);
                 }
                 compact(self, &work, &qw, &mut gc, &mut qc);
+                aa.reset();
             } else {
                 let primal = primal_on(&work, w, &q, &qw, yy, l1, l2);
                 if !on_progress(*counter, primal / nf) {
@@ -830,6 +873,228 @@ impl<'a> Design<'a> {
     }
 }
 
+/// `Xᵀ(Xw)` on the working set during a sweep: its entry for the working set's `wi`-th member,
+/// and the update when that member's coefficient changes by `d`.
+trait WorkXtx {
+    fn get(&self, wi: usize) -> f64;
+    fn add(&mut self, wi: usize, d: f64);
+}
+
+/// The working set's Gram block and `Xᵀ(Xw)` copied contiguously (`gc` kw × kw, `qc` kw): an
+/// update is one contiguous axpy.
+struct Block<'a> {
+    qc: &'a mut [f64],
+    gc: &'a [f64],
+    kw: usize,
+}
+
+impl WorkXtx for Block<'_> {
+    #[inline(always)]
+    fn get(&self, wi: usize) -> f64 {
+        self.qc[wi]
+    }
+    #[inline(always)]
+    fn add(&mut self, wi: usize, d: f64) {
+        let kw = self.kw;
+        for (v, g) in self.qc.iter_mut().zip(&self.gc[wi * kw..(wi + 1) * kw]) {
+            *v += d * g;
+        }
+    }
+}
+
+/// The same read in place from the full Gram rows and the full-length `Xᵀ(Xw)` (for working
+/// sets too large to copy; the same operations on the same values).
+struct Rows<'a> {
+    qw: &'a mut [f64],
+    gram: &'a [f64],
+    p: usize,
+    work: &'a [usize],
+}
+
+impl WorkXtx for Rows<'_> {
+    #[inline(always)]
+    fn get(&self, wi: usize) -> f64 {
+        self.qw[self.work[wi]]
+    }
+    #[inline(always)]
+    fn add(&mut self, wi: usize, d: f64) {
+        let j = self.work[wi];
+        let row = &self.gram[j * self.p..(j + 1) * self.p];
+        for &i in self.work {
+            self.qw[i] += d * row[i];
+        }
+    }
+}
+
+/// One cyclic coordinate-descent sweep over the working set (scikit-learn's Gram update:
+/// soft-threshold of `x_jᵀr + w_j·G_jj`, then `Xᵀ(Xw)` updated by the coordinate's change).
+/// Returns (max |w_j|, max |Δw_j|) over the sweep.
+#[inline(always)]
+fn sweep<X: WorkXtx>(
+    work: &[usize],
+    w: &mut [f64],
+    q: &[f64],
+    diag: &[f64],
+    l1: f64,
+    l2: f64,
+    xtx: &mut X,
+) -> (f64, f64) {
+    let mut w_max = 0.0f64;
+    let mut d_w_max = 0.0f64;
+    for (wi, &j) in work.iter().enumerate() {
+        let gjj = diag[j];
+        let wj = w[j];
+        let tmp = q[j] - xtx.get(wi) + wj * gjj;
+        let new = if tmp.abs() > l1 {
+            (tmp - l1.copysign(tmp)) / (gjj + l2)
+        } else {
+            0.0
+        };
+        if new != wj {
+            xtx.add(wi, new - wj);
+            w[j] = new;
+        }
+        d_w_max = d_w_max.max((new - wj).abs());
+        w_max = w_max.max(new.abs());
+    }
+    (w_max, d_w_max)
+}
+
+/// Sweeps between Anderson extrapolations (the history holds `AA_K + 1` iterates).
+const AA_K: usize = 5;
+
+/// Anderson acceleration of the sweeps on a working set (Bertrand & Massias 2021, "Anderson
+/// acceleration of coordinate descent"): after `AA_K + 1` sweeps, the affine combination
+/// `Σ c_i w_i` of the last `AA_K` iterates that minimises the norm of the combined successive
+/// differences (`c = z / Σz`, `UᵀU z = 1`) replaces the iterate when it has a lower objective.
+/// Coordinate descent on correlated prices converges linearly with a rate close to 1; the
+/// extrapolation removes most of that slow error. Stopping is unchanged (the duality gap).
+#[derive(Default)]
+struct Anderson {
+    /// Iterates (working-set coefficients, `kw` each) since the last extrapolation.
+    hist: Vec<f64>,
+    count: usize,
+}
+
+impl Anderson {
+    fn reset(&mut self) {
+        self.count = 0;
+    }
+
+    /// Record the iterate after a sweep; every `AA_K + 1` iterates, try the extrapolation.
+    /// Returns whether it replaced `w` (then `qc = G_WW·w_W` is recomputed from `gc`, the
+    /// working set's Gram block).
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &mut self,
+        work: &[usize],
+        w: &mut [f64],
+        q: &[f64],
+        l1: f64,
+        l2: f64,
+        gc: &[f64],
+        qc: &mut [f64],
+    ) -> bool {
+        let kw = work.len();
+        if self.count == 0 {
+            self.hist.clear();
+            self.hist.resize((AA_K + 1) * kw, 0.0);
+        }
+        let c = self.count;
+        for (h, &j) in self.hist[c * kw..(c + 1) * kw].iter_mut().zip(work) {
+            *h = w[j];
+        }
+        self.count += 1;
+        if self.count <= AA_K {
+            return false;
+        }
+        self.count = 0;
+        // U = successive differences (AA_K x kw), M = U·Uᵀ
+        let h = &self.hist;
+        let mut m = [[0.0f64; AA_K]; AA_K];
+        let diff = |i: usize, v: usize| h[(i + 1) * kw + v] - h[i * kw + v];
+        for a in 0..AA_K {
+            for b in a..AA_K {
+                let mut s = 0.0;
+                for v in 0..kw {
+                    s += diff(a, v) * diff(b, v);
+                }
+                m[a][b] = s;
+                m[b][a] = s;
+            }
+        }
+        let Some(z) = solve_small(m, [1.0; AA_K]) else {
+            return false;
+        };
+        let zs: f64 = z.iter().sum();
+        if !(zs.is_finite() && zs != 0.0) {
+            return false;
+        }
+        let mut we = vec![0.0; kw];
+        for (i, zi) in z.iter().enumerate() {
+            let ci = zi / zs;
+            for (e, x) in we.iter_mut().zip(&h[(i + 1) * kw..(i + 2) * kw]) {
+                *e += ci * x;
+            }
+        }
+        if !we.iter().all(|v| v.is_finite()) {
+            return false;
+        }
+        let mut ge = vec![0.0; kw];
+        for (g, row) in ge.iter_mut().zip(gc.chunks_exact(kw)) {
+            *g = crate::linalg::dot(row, &we);
+        }
+        // objective on the working set (w is zero elsewhere), without the constant ½yᵀy
+        let obj = |wv: &dyn Fn(usize) -> f64, gv: &[f64]| {
+            let mut o = 0.0;
+            for (v, &j) in work.iter().enumerate() {
+                let x = wv(v);
+                o += x * (0.5 * gv[v] - q[j]) + l1 * x.abs() + 0.5 * l2 * x * x;
+            }
+            o
+        };
+        let cur = obj(&|v| w[work[v]], qc);
+        let ext = obj(&|v| we[v], &ge);
+        if !(ext < cur) {
+            return false;
+        }
+        for (v, &j) in work.iter().enumerate() {
+            w[j] = we[v];
+        }
+        qc.copy_from_slice(&ge);
+        true
+    }
+}
+
+/// Solve the small system `m·z = b` by Gaussian elimination with partial pivoting; `None` when a
+/// pivot is zero or the solution is not finite.
+fn solve_small(mut m: [[f64; AA_K]; AA_K], mut b: [f64; AA_K]) -> Option<[f64; AA_K]> {
+    for c in 0..AA_K {
+        let piv = (c..AA_K).max_by(|&x, &y| m[x][c].abs().total_cmp(&m[y][c].abs()))?;
+        if m[piv][c] == 0.0 || !m[piv][c].is_finite() {
+            return None;
+        }
+        m.swap(c, piv);
+        b.swap(c, piv);
+        for r in c + 1..AA_K {
+            let f = m[r][c] / m[c][c];
+            for k in c..AA_K {
+                m[r][k] -= f * m[c][k];
+            }
+            b[r] -= f * b[c];
+        }
+    }
+    let mut z = [0.0; AA_K];
+    for c in (0..AA_K).rev() {
+        let mut s = b[c];
+        for k in c + 1..AA_K {
+            s -= m[c][k] * z[k];
+        }
+        z[c] = s / m[c][c];
+    }
+    z.iter().all(|v| v.is_finite()).then_some(z)
+}
+
 /// Primal objective (n-scaled) from the quantities of the working set (w is zero elsewhere).
 pub(super) fn primal_on(
     work: &[usize],
@@ -908,10 +1173,22 @@ pub(super) fn regression_basket(
     let mut counter = 0usize;
     let mut best: Option<(SparseResult, f64)> = None;
     let mut first_failure: Option<(usize, CoreError)> = None;
+    // A design per target (the one a call with `target = t` builds), so that the automatic
+    // choice reports exactly the numbers of that call; a dense design serves every target.
+    let mut shared: Option<Design> = None;
     for &t in &targets {
-        // A design per target (the one a call with `target = t` builds), so that the automatic
-        // choice reports exactly the numbers of that call.
-        let mut design = Design::with_target(prices, rows, cols, sums, Some(t))?;
+        let mut own;
+        let design = match &mut shared {
+            Some(d) => d,
+            None => {
+                own = Design::new(prices, rows, cols, sums, Some(t))?;
+                if own.is_dense() {
+                    shared.insert(own)
+                } else {
+                    &mut own
+                }
+            }
+        };
         let mut w = vec![0.0; cols];
         let fit = design.fit_single(
             t,

@@ -25,9 +25,13 @@
 //! The regression solver is coordinate descent with covariance (Gram) updates (Friedman, Hastie &
 //! Tibshirani 2010, "glmnet"): `Xᵀr` is maintained instead of the residual, so one coordinate
 //! update costs O(working set) instead of O(T). The prices are read in place (row-major, never
-//! copied or transposed): the column sums come from the validation's pass, one more pass gives
-//! the centring, the diagonal and `Xᵀy`. Other Gram entries `x_jᵀx_k` of the centred prices are
-//! computed lazily and cached (per target), by GEMM (matrixmultiply, runtime AVX-512/FMA): the
+//! copied or transposed): the column sums come from the validation's pass. With few assets (at
+//! most 384) one more pass computes the whole Gram matrix of the centred prices (`gram`: the
+//! upper triangle, blocks of rows centred into a cache-resident buffer, a register-tiled
+//! AVX-512 / AVX2 kernel, two threads for large products); such a design does not depend on the
+//! target and serves every target of an automatic choice. With more assets, one more pass gives
+//! the centring, the diagonal and `Xᵀy`, and other Gram entries `x_jᵀx_k` of the centred prices
+//! are computed lazily and cached (per target), by GEMM (matrixmultiply, runtime AVX-512/FMA): the
 //! block of the working set when it grows (from the centred columns the fit touches, gathered
 //! once), and full rows (the GEMM reading the prices in place, the means corrected after;
 //! batched, with likely-needed rows prefetched in the same pass, on two threads for large
@@ -37,12 +41,16 @@
 //! at least doubling); convergence is certified by
 //! scikit-learn's duality gap (`gap ≤ tolerance · ‖y − ȳ‖²` in units of `n ×` objective),
 //! checked when the largest coordinate change is `≤ tolerance ·` the largest coefficient — the
-//! stopping rule and the `tolerance` parameter mean exactly what they mean in scikit-learn.
+//! stopping rule and the `tolerance` parameter mean exactly what they mean in scikit-learn. The
+//! sweeps are accelerated by Anderson extrapolation (Bertrand & Massias 2021: every 6 sweeps,
+//! the affine combination of the last iterates kept when it lowers the objective), which cuts
+//! the sweeps 2.5-3× on correlated prices (1024 → 402 at 2000 × 100, λ = 10).
 //! A single-λ fit follows a short geometric λ path from λ_max (ratio 0.7) with warm starts; the
 //! λ path function warm-starts each λ from the previous one.
 
 //!
-//! Modules: [`lasso`] (coordinate descent), [`predictability`] (Box-Tiao and greedy),
+//! Modules: [`lasso`] (coordinate descent), `gram` (the dense Gram matrix), [`predictability`]
+//! (Box-Tiao and greedy),
 //! [`spread`] (AR(1) / ADF statistics of a basket's spread, Engle-Granger critical values),
 //! `validate` (input checks). The ADF regression with lag selection is [`crate::adf`].
 
@@ -50,6 +58,7 @@
 // treats NaN as failure.
 #![allow(clippy::needless_range_loop, clippy::neg_cmp_op_on_partial_ord)]
 
+mod gram;
 mod lasso;
 mod predictability;
 mod spread;
@@ -437,7 +446,7 @@ pub fn sparse_lambda_path(
         .map_or(config.n_lambdas, |l| l.len())
         .min(MAX_PATH_LAMBDAS);
     let _budget = crate::limits::reserve(&crate::limits::lambda_path(rows, cols, n_lambdas))?;
-    let mut design = Design::with_target(prices, rows, cols, &sums, Some(target))?;
+    let mut design = Design::new(prices, rows, cols, &sums, Some(target))?;
     let lambdas: Vec<f64> = match &config.lambdas {
         Some(l) => {
             if l.is_empty() {

@@ -1,3 +1,4 @@
+use super::lasso::Design;
 use super::predictability::{bordered_min_eigenvalue, PredictabilityMatrices};
 use super::spread::half_life_from_b;
 use super::validate::first_duplicate_column;
@@ -674,5 +675,56 @@ fn duplicate_finder_matches_the_naive_double_loop() {
             naive(&p, rows, cols),
             "{rows}x{cols} {p:?}"
         );
+    }
+}
+
+/// The dense design (the whole Gram matrix at once, few assets) and the lazy one (Gram rows on
+/// demand, many assets) fit the same coefficients: same support, equal within the tolerance.
+#[test]
+fn dense_and_lazy_designs_agree() {
+    for &(t, n, seed) in &[(300, 12, 1), (500, 40, 2), (200, 70, 3), (60, 150, 4)] {
+        let p = synthetic(t, n, seed);
+        let sums = super::validate::validate_prices(&p, t, n).unwrap();
+        for &(lambda, alpha) in &[(0.05, 1.0), (0.5, 1.0), (3.0, 1.0), (0.1, 0.5), (1.0, 0.0)] {
+            for target in [0, n - 1] {
+                let mut fits = vec![];
+                for dense in [false, true] {
+                    let mut d = if dense {
+                        Design::dense(&p, t, n, &sums)
+                    } else {
+                        Design::with_target(&p, t, n, &sums, Some(target))
+                    }
+                    .unwrap();
+                    assert_eq!(d.is_dense(), dense);
+                    let mut w = vec![0.0; n];
+                    let f = d
+                        .fit_single(
+                            target,
+                            lambda,
+                            alpha,
+                            1e-12,
+                            1_000_000,
+                            &mut w,
+                            &mut 0,
+                            &mut no_progress(),
+                        )
+                        .unwrap();
+                    assert!(f.converged);
+                    fits.push(d.basket(target, &w, lambda, alpha));
+                }
+                let (a, b) = (&fits[0], &fits[1]);
+                let scale = a.weights.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                for j in 0..n {
+                    let (x, y) = (a.weights[j], b.weights[j]);
+                    assert_eq!(x == 0.0, y == 0.0, "support differs at {j}: {x} vs {y}");
+                    assert!(
+                        (x - y).abs() <= 1e-8 * scale,
+                        "{t}x{n} λ {lambda} α {alpha} target {target} asset {j}: {x} vs {y}"
+                    );
+                }
+                assert!((a.objective - b.objective).abs() <= 1e-10 * a.objective.abs());
+                assert!((a.intercept - b.intercept).abs() <= 1e-8 * a.intercept.abs().max(1.0));
+            }
+        }
     }
 }
