@@ -302,13 +302,6 @@ pub fn run_hmm(
         } else {
             (p, history, converged)
         };
-    let mut best_post = crate::limits::zeroed(n * k, "the HMM posteriors")?;
-    let ll = {
-        let mut work = Work::new(n, k)?;
-        e_step(&z, &p, &mut work, Some(&mut best_post))? + ll_offset
-    };
-    let path = viterbi(&z, &p)?;
-
     // Sort states by mean, ascending, and go back to the units of the data.
     let mut order: Vec<usize> = (0..k).collect();
     order.sort_by(|&a, &b| p.means[a].total_cmp(&p.means[b]));
@@ -316,42 +309,21 @@ pub fn run_hmm(
     for (r, &o) in order.iter().enumerate() {
         rank[o] = r;
     }
-    let means: Vec<f64> = order.iter().map(|&o| mean + sd * p.means[o]).collect();
+    let mut means: Vec<f64> = order.iter().map(|&o| mean + sd * p.means[o]).collect();
     let variances: Vec<f64> = order.iter().map(|&o| var * p.vars[o]).collect();
     let stds: Vec<f64> = variances.iter().map(|v| v.sqrt()).collect();
-    let start_probabilities: Vec<f64> = order.iter().map(|&o| p.start[o]).collect();
+    let mut start_probabilities: Vec<f64> = order.iter().map(|&o| p.start[o]).collect();
     let mut transition_matrix = vec![0.0; k * k];
     for r in 0..k {
         for s in 0..k {
             transition_matrix[r * k + s] = p.trans[order[r] * k + order[s]];
         }
     }
-    let mut posteriors = best_post;
-    if order.iter().enumerate().any(|(r, &o)| r != o) {
-        let mut tmp = [0.0; MAX_STATES];
-        for row in posteriors.chunks_exact_mut(k) {
-            tmp[..k].copy_from_slice(row);
-            for r in 0..k {
-                row[r] = tmp[order[r]];
-            }
-        }
-    }
-    let viterbi_path: Vec<usize> = path.iter().map(|&s| rank[s as usize]).collect();
-
-    drop(z);
-    let n_params = (k * k + 2 * k - 1) as f64;
-    let (mut means, mut transition_matrix, mut start_probabilities, mut posteriors, mut history) = (
-        means,
-        transition_matrix,
-        start_probabilities,
-        posteriors,
-        history,
-    );
+    let mut history = history;
     for v in [
         &mut means,
         &mut transition_matrix,
         &mut start_probabilities,
-        &mut posteriors,
         &mut history,
     ] {
         pz_all(v); // signed zeros: +0.0 (both transports bit-identical)
@@ -366,7 +338,35 @@ pub fn run_hmm(
         means: means.clone(),
         covars: variances.clone(),
     };
-    let (filtered, _) = crate::hmm_mv::filter(&model, observations, n)?;
+    // The final E-step (posteriors) and Viterbi path, and the filter: independent, on two
+    // threads for a long series (errors reported in that order either way).
+    let mut best_post = crate::limits::zeroed(n * k, "the HMM posteriors")?;
+    let (smoothed, filtered) = par2(
+        n >= PARALLEL_MIN_STEPS,
+        || -> CoreResult<(f64, Vec<u8>)> {
+            let mut work = Work::new(n, k)?;
+            let ll = e_step(&z, &p, &mut work, Some(&mut best_post))? + ll_offset;
+            drop(work);
+            Ok((ll, viterbi(&z, &p)?))
+        },
+        || crate::hmm_mv::filter(&model, observations, n),
+    );
+    let (ll, path) = smoothed?;
+    let (filtered, _) = filtered?;
+    let mut posteriors = best_post;
+    if order.iter().enumerate().any(|(r, &o)| r != o) {
+        let mut tmp = [0.0; MAX_STATES];
+        for row in posteriors.chunks_exact_mut(k) {
+            tmp[..k].copy_from_slice(row);
+            for r in 0..k {
+                row[r] = tmp[order[r]];
+            }
+        }
+    }
+    pz_all(&mut posteriors);
+    let viterbi_path: Vec<usize> = path.iter().map(|&s| rank[s as usize]).collect();
+    drop(z);
+    let n_params = (k * k + 2 * k - 1) as f64;
     Ok(HmmResult {
         n_states: k,
         means,
