@@ -1169,6 +1169,8 @@ where
         state: AtomicU8,
         slot: *mut (),
         run: unsafe fn(*mut ()),
+        /// The thread waiting (parked) for DONE, if it stopped spinning.
+        waiter: std::sync::Mutex<Option<std::thread::Thread>>,
     }
     // SAFETY: `slot` is only dereferenced by the thread that moved `state` from OFFERED.
     unsafe impl Send for Offer {}
@@ -1190,6 +1192,7 @@ where
         state: AtomicU8::new(OFFERED),
         slot: slot_ptr,
         run,
+        waiter: std::sync::Mutex::new(None),
     });
     let helper = offer.clone();
     offer_to_helper(Box::new(move || {
@@ -1201,6 +1204,14 @@ where
             // SAFETY: this thread owns the slot until it stores DONE; `par2` waits for that.
             unsafe { (helper.run)(helper.slot) };
             helper.state.store(DONE, Ordering::Release);
+            let waiter = helper
+                .waiter
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(t) = waiter {
+                t.unpark();
+            }
         }
     }));
     let ra = catch_unwind(AssertUnwindSafe(a));
@@ -1212,14 +1223,17 @@ where
         // SAFETY: taken back before any worker started it: this thread owns the slot.
         unsafe { (offer.run)(offer.slot) };
     } else {
-        // a worker is running it: wait (briefly spinning, then yielding the core)
+        // the helper is running it: wait, briefly spinning, then parked (the helper unparks
+        // this thread after DONE; a wake-up that comes first makes `park` return at once)
         let mut spins = 0u32;
-        while offer.state.load(Ordering::Acquire) != DONE {
-            if spins < 2000 {
-                std::hint::spin_loop();
-                spins += 1;
-            } else {
-                std::thread::yield_now();
+        while offer.state.load(Ordering::Acquire) != DONE && spins < 2000 {
+            std::hint::spin_loop();
+            spins += 1;
+        }
+        if offer.state.load(Ordering::Acquire) != DONE {
+            *offer.waiter.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::thread::current());
+            while offer.state.load(Ordering::Acquire) != DONE {
+                std::thread::park();
             }
         }
     }
