@@ -11,6 +11,7 @@ so iteration counts must be equal.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import warnings
 
@@ -262,6 +263,38 @@ def test_in_process_cancel_stops_at_once(backends, synthetic):
             progress=lambda i, ll: seen.append(i) or i < 3,
         )
     assert seen == [1, 2, 3]
+
+
+@pytest.mark.parametrize("n_restarts", [0, 1])
+def test_long_series_bit_identical_on_both_backends_and_close_to_hmmlearn(backends, n_restarts):
+    # >= 16384 observations: a single run's E-steps, and the final E-step / Viterbi / filter,
+    # use two threads in the core; the numbers must not depend on that (nor on the process).
+    x = three_regimes(40_000, seed=11)[0]
+    k, iters = 3, 6
+    init = quantile_init(x, k) if n_restarts == 0 else None
+    rs = {
+        name: b.run_hmm(x, n_states=k, max_iterations=iters, tolerance=0.0, n_restarts=n_restarts, init=init)
+        for name, b in backends.items()
+    }
+    a, b = rs["pyo3"], rs["grpc"]
+    for f in dataclasses.fields(a):
+        u, v = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(u, (float, int, bool)):
+            assert np.asarray(u).tobytes() == np.asarray(v).tobytes(), f.name
+        elif u is not None and np.asarray(u).dtype.kind in "fiu":
+            assert np.ascontiguousarray(u).tobytes() == np.ascontiguousarray(v).tobytes(), f.name
+    check_invariants(a, len(x))
+    if n_restarts == 0:
+        _DATA["long"] = x
+        ref = _hmmlearn_fit("long", k, iters, 0.0, "scaling")
+        assert a.iterations == ref["iterations"] == iters
+        np.testing.assert_allclose(a.log_likelihood_history, ref["history"], rtol=1e-12)
+        np.testing.assert_allclose(a.log_likelihood, ref["ll"], rtol=1e-12)
+        np.testing.assert_allclose(a.means, ref["means"], rtol=1e-10)
+        np.testing.assert_allclose(a.variances, ref["variances"], rtol=1e-10)
+        np.testing.assert_allclose(a.transition_matrix, ref["transmat"], rtol=1e-10)
+        np.testing.assert_allclose(a.posteriors, ref["posteriors"], atol=1e-10)
+        np.testing.assert_array_equal(a.viterbi_path, ref["viterbi"])
 
 
 def test_heavy_outliers_do_not_underflow(backend, synthetic):

@@ -8,12 +8,17 @@
 //! * **E-step**: scaled forward-backward (Rabiner). The forward pass normalises
 //!   `alpha_t` by its sum `c_t`; the log-likelihood is `sum_t log c_t` (plus the per-step
 //!   constant that was taken out of the emission probabilities to keep them from underflowing).
-//!   The backward pass is fused with the accumulation of the sufficient statistics
+//!   For `K > 8` the backward pass is fused with the accumulation of the sufficient statistics
 //!   (posterior mass, first and second moments, expected transitions), so neither `beta` nor
 //!   the posteriors are stored during EM. For `K <= 8` a fixed-size kernel runs (state-major
-//!   buffers; one vectorised pass computes the emission probabilities; the backward recursion
-//!   runs in blocks of 4 steps and the statistics of each block are accumulated with time in
-//!   the vector lanes); it differs from the generic path only in the order of the sums over time.
+//!   buffers): one vectorised pass computes the emission probabilities, the forward and the
+//!   backward recursions run independently (the backward with its own power-of-two scale), then
+//!   one vectorised pass accumulates the statistics with time in the vector lanes, each product
+//!   brought back to the forward's scale by an exact power of two. Each phase splits in two; on
+//!   series of at least 16384 steps the halves (and the two recursions) run on two threads when
+//!   the fit is a single run (restarts already keep the cores busy), with the same operations
+//!   in the same order as on one thread, so the result does not depend on the threads. Every
+//!   term equals the generic path's bit for bit; only the order of the sums over time differs.
 //! * **M-step**: maximum likelihood (no priors): start probabilities = posterior at t = 0,
 //!   transitions = expected transition counts normalised per row, means and variances =
 //!   posterior-weighted moments. Zero start / transition probabilities stay zero.
@@ -254,6 +259,7 @@ pub fn run_hmm(
             kmeanspp_params(&z, k, config.seed, r)
         };
         let mut work = Work::new(n, k)?;
+        work.threads = n_workers == 1; // parallel runs already keep the cores busy
         let (p, history, converged) = em(
             &z,
             p0,
@@ -296,13 +302,6 @@ pub fn run_hmm(
         } else {
             (p, history, converged)
         };
-    let mut best_post = crate::limits::zeroed(n * k, "the HMM posteriors")?;
-    let ll = {
-        let mut work = Work::new(n, k)?;
-        e_step(&z, &p, &mut work, Some(&mut best_post))? + ll_offset
-    };
-    let path = viterbi(&z, &p)?;
-
     // Sort states by mean, ascending, and go back to the units of the data.
     let mut order: Vec<usize> = (0..k).collect();
     order.sort_by(|&a, &b| p.means[a].total_cmp(&p.means[b]));
@@ -310,42 +309,21 @@ pub fn run_hmm(
     for (r, &o) in order.iter().enumerate() {
         rank[o] = r;
     }
-    let means: Vec<f64> = order.iter().map(|&o| mean + sd * p.means[o]).collect();
+    let mut means: Vec<f64> = order.iter().map(|&o| mean + sd * p.means[o]).collect();
     let variances: Vec<f64> = order.iter().map(|&o| var * p.vars[o]).collect();
     let stds: Vec<f64> = variances.iter().map(|v| v.sqrt()).collect();
-    let start_probabilities: Vec<f64> = order.iter().map(|&o| p.start[o]).collect();
+    let mut start_probabilities: Vec<f64> = order.iter().map(|&o| p.start[o]).collect();
     let mut transition_matrix = vec![0.0; k * k];
     for r in 0..k {
         for s in 0..k {
             transition_matrix[r * k + s] = p.trans[order[r] * k + order[s]];
         }
     }
-    let mut posteriors = best_post;
-    if order.iter().enumerate().any(|(r, &o)| r != o) {
-        let mut tmp = [0.0; MAX_STATES];
-        for row in posteriors.chunks_exact_mut(k) {
-            tmp[..k].copy_from_slice(row);
-            for r in 0..k {
-                row[r] = tmp[order[r]];
-            }
-        }
-    }
-    let viterbi_path: Vec<usize> = path.iter().map(|&s| rank[s as usize]).collect();
-
-    drop(z);
-    let n_params = (k * k + 2 * k - 1) as f64;
-    let (mut means, mut transition_matrix, mut start_probabilities, mut posteriors, mut history) = (
-        means,
-        transition_matrix,
-        start_probabilities,
-        posteriors,
-        history,
-    );
+    let mut history = history;
     for v in [
         &mut means,
         &mut transition_matrix,
         &mut start_probabilities,
-        &mut posteriors,
         &mut history,
     ] {
         pz_all(v); // signed zeros: +0.0 (both transports bit-identical)
@@ -360,7 +338,35 @@ pub fn run_hmm(
         means: means.clone(),
         covars: variances.clone(),
     };
-    let (filtered, _) = crate::hmm_mv::filter(&model, observations, n)?;
+    // The final E-step (posteriors) and Viterbi path, and the filter: independent, on two
+    // threads for a long series (errors reported in that order either way).
+    let mut best_post = crate::limits::zeroed(n * k, "the HMM posteriors")?;
+    let (smoothed, filtered) = par2(
+        n >= PARALLEL_MIN_STEPS,
+        || -> CoreResult<(f64, Vec<u8>)> {
+            let mut work = Work::new(n, k)?;
+            let ll = e_step(&z, &p, &mut work, Some(&mut best_post))? + ll_offset;
+            drop(work);
+            Ok((ll, viterbi(&z, &p)?))
+        },
+        || crate::hmm_mv::filter(&model, observations, n),
+    );
+    let (ll, path) = smoothed?;
+    let (filtered, _) = filtered?;
+    let mut posteriors = best_post;
+    if order.iter().enumerate().any(|(r, &o)| r != o) {
+        let mut tmp = [0.0; MAX_STATES];
+        for row in posteriors.chunks_exact_mut(k) {
+            tmp[..k].copy_from_slice(row);
+            for r in 0..k {
+                row[r] = tmp[order[r]];
+            }
+        }
+    }
+    pz_all(&mut posteriors);
+    let viterbi_path: Vec<usize> = path.iter().map(|&s| rank[s as usize]).collect();
+    drop(z);
+    let n_params = (k * k + 2 * k - 1) as f64;
     Ok(HmmResult {
         n_states: k,
         means,
@@ -445,6 +451,12 @@ struct Work {
     s1: Vec<f64>,
     /// `sum_t gamma_tk (z_t - mean_k)^2`.
     s2: Vec<f64>,
+    /// T x K backward variables of the fixed-K E-step (allocated on its first use).
+    beta: Vec<f64>,
+    /// T log2 scales of the backward variables (and scratch of the emission pass).
+    bshift: Vec<f64>,
+    /// Whether an E-step of a long series may use two threads (not when runs already do).
+    threads: bool,
 }
 
 impl Work {
@@ -458,6 +470,9 @@ impl Work {
             s0: vec![0.0; k],
             s1: vec![0.0; k],
             s2: vec![0.0; k],
+            beta: Vec::new(),
+            bshift: Vec::new(),
+            threads: true,
         })
     }
 }
@@ -585,6 +600,23 @@ pub(crate) fn exponent(c: f64) -> i64 {
     ((c.to_bits() >> 52) & 0x7ff) as i64 - 1023
 }
 
+/// The lazy power-of-two rescale of a forward (or backward) step whose vector sums to `c`:
+/// `None` while `c >= 2^-100` (the common case, also `c = +inf`), else the exact power of two
+/// that brings the sum into [1, 2), with `shift` (log2 of the running scale) updated; a mass
+/// below 2^-1000, zero or NaN is [`zero_probability`] at `t`.
+#[inline(always)]
+fn rescale(c: f64, t: usize, shift: &mut i64) -> CoreResult<Option<f64>> {
+    if c >= RESCALE_BELOW {
+        return Ok(None);
+    }
+    if !(c >= MIN_STEP_MASS && c.is_finite()) {
+        return Err(zero_probability(t));
+    }
+    let e = exponent(c);
+    *shift -= e;
+    Ok(Some(pow2(-e)))
+}
+
 /// E-step with lazily scaled forward-backward.
 ///
 /// Textbook scaling divides `alpha_t` by its sum at every step, which puts a division on the
@@ -674,14 +706,8 @@ fn e_step_impl<D: Dim>(
             c += v;
         }
         let mut f = 1.0;
-        if c < RESCALE_BELOW || c.is_nan() {
-            // Rare: renormalise by an exact power of two.
-            if !(c >= MIN_STEP_MASS && c.is_finite()) {
-                return Err(zero_probability(t));
-            }
-            let e = exponent(c);
-            shift -= e;
-            f = pow2(-e);
+        if let Some(r) = rescale(c, t, &mut shift)? {
+            f = r;
             for v in prev[..k].iter_mut() {
                 *v *= f;
             }
@@ -842,8 +868,9 @@ unsafe fn soa_emission_avx2<const K: usize>(
     soa_emission::<K>(z, mu, cst, hiv, e, mbuf)
 }
 
-/// The fixed-K E-step: same model, same lazily scaled forward-backward and the same
-/// sufficient statistics as [`e_step_impl`] (see there), with
+/// The fixed-K E-step of one thread, used when [`e_step_soa_body`] meets hostile parameters:
+/// the same model, lazily scaled forward-backward and sufficient statistics as
+/// [`e_step_impl`] (see there), with
 /// * state-major buffers (`e[j * n + t]`, `alpha[j * n + t]`), the emission probabilities
 ///   computed by one vectorised pass (AVX2 when the CPU has it, chosen at run time; the same
 ///   IEEE operations, no fused multiply-add, so bit-identical either way);
@@ -855,7 +882,7 @@ unsafe fn soa_emission_avx2<const K: usize>(
 ///   and `sum_t alpha^_t(i) w_{t+1}(j)`. Only the order of the summations over time differs
 ///   from [`e_step_impl`] (partial sums per lane, then added), i.e. rounding-level differences.
 #[inline(always)]
-fn e_step_soa_body<const K: usize>(
+fn e_step_soa_fused<const K: usize>(
     z: &[f64],
     p: &Params,
     w: &mut Work,
@@ -908,13 +935,8 @@ fn e_step_soa_body<const K: usize>(
             c += v;
         }
         let mut f = 1.0;
-        if c < RESCALE_BELOW || c.is_nan() {
-            if !(c >= MIN_STEP_MASS && c.is_finite()) {
-                return Err(zero_probability(t));
-            }
-            let ex = exponent(c);
-            shift -= ex;
-            f = pow2(-ex);
+        if let Some(r) = rescale(c, t, &mut shift)? {
+            f = r;
             for v in prev.iter_mut() {
                 *v *= f;
             }
@@ -1071,37 +1093,869 @@ fn e_step_soa_body<const K: usize>(
     check_e_step(ll, w)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn e_step_soa_avx2<const K: usize>(
+/// Series shorter than this run the split E-step on one thread (two threads cost a few tens of
+/// microseconds to hand work to; an E-step of 16k steps x 3 states takes ~0.4 ms).
+const PARALLEL_MIN_STEPS: usize = 16_384;
+
+/// `2^d` for an integer `d` held in an `f64`, `-1022 <= d <= 1023` (branch-free, vectorises:
+/// `d + 2^52 + 1023` puts `d + 1023` in the low mantissa bits, shifted into the exponent).
+#[inline(always)]
+fn pow2_f(d: f64) -> f64 {
+    const BIAS: f64 = 4_503_599_627_371_519.0; // 2^52 + 1023
+    f64::from_bits((d + BIAS).to_bits() << 52)
+}
+
+/// A job for the E-step's helper thread.
+type HelperJob = Box<dyn FnOnce() + Send>;
+
+/// Hands `job` to the E-step's helper thread (one per process, started on first use, blocked
+/// in `recv` when idle, so it costs nothing between E-steps). Without a helper (it could not be
+/// started) the job is dropped, and [`par2`] then runs the work itself.
+fn offer_to_helper(job: HelperJob) {
+    use std::sync::mpsc::{channel, Sender};
+    use std::sync::OnceLock;
+    static HELPER: OnceLock<Option<Sender<HelperJob>>> = OnceLock::new();
+    let tx = HELPER.get_or_init(|| {
+        let (tx, rx) = channel::<HelperJob>();
+        std::thread::Builder::new()
+            .name("hmm-e-step".into())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    job();
+                }
+            })
+            .ok()
+            .map(|_| tx)
+    });
+    if let Some(tx) = tx {
+        let _ = tx.send(job);
+    }
+}
+
+/// Runs `a` and `b`, on two threads when `par`: `a` here, `b` offered to a helper thread. If no
+/// helper has started `b` by the time `a` is done, this thread takes it back and runs it itself,
+/// so a busy machine costs no wait for a thread to wake up (at worst the two run one after the
+/// other, as without `par`). Whoever runs `b` sees this thread's cancel flag. The results do not
+/// depend on which thread ran what. A panic in either is resumed here once both are finished.
+fn par2<A, B, RA, RB>(par: bool, a: A, b: B) -> (RA, RB)
+where
+    A: FnOnce() -> RA,
+    B: FnOnce() -> RB + Send,
+    RB: Send,
+{
+    use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+    use std::sync::atomic::{AtomicU8, Ordering};
+    if !par {
+        return (a(), b());
+    }
+    const OFFERED: u8 = 0;
+    const HELPER: u8 = 1;
+    const DONE: u8 = 2;
+    const TAKEN_BACK: u8 = 3;
+    struct Slot<F, R> {
+        job: Option<F>,
+        result: Option<std::thread::Result<R>>,
+    }
+    /// Runs the job of the `Slot<F, R>` at `p` (once).
+    unsafe fn run_slot<F: FnOnce() -> R, R>(p: *mut ()) {
+        // SAFETY: `p` points to a live `Slot<F, R>` that nobody else touches meanwhile (the
+        // state machine below gives it to exactly one runner, and `par2` waits for it).
+        let slot = unsafe { &mut *(p as *mut Slot<F, R>) };
+        if let Some(job) = slot.job.take() {
+            slot.result = Some(catch_unwind(AssertUnwindSafe(job)));
+        }
+    }
+    struct Offer {
+        state: AtomicU8,
+        slot: *mut (),
+        run: unsafe fn(*mut ()),
+        /// The thread waiting (parked) for DONE, if it stopped spinning.
+        waiter: std::sync::Mutex<Option<std::thread::Thread>>,
+    }
+    // SAFETY: `slot` is only dereferenced by the thread that moved `state` from OFFERED.
+    unsafe impl Send for Offer {}
+    unsafe impl Sync for Offer {}
+
+    let flag = crate::limits::current_cancel();
+    let job = move || crate::limits::with_cancel(flag, b);
+    let mut slot = Slot {
+        job: Some(job),
+        result: None,
+    };
+    /// `run_slot` for the job's (unnameable) closure type.
+    fn runner_for<F: FnOnce() -> R, R>(_: &Option<F>) -> unsafe fn(*mut ()) {
+        run_slot::<F, R>
+    }
+    let run = runner_for(&slot.job);
+    let slot_ptr = std::ptr::addr_of_mut!(slot) as *mut ();
+    let offer = std::sync::Arc::new(Offer {
+        state: AtomicU8::new(OFFERED),
+        slot: slot_ptr,
+        run,
+        waiter: std::sync::Mutex::new(None),
+    });
+    let helper = offer.clone();
+    offer_to_helper(Box::new(move || {
+        if helper
+            .state
+            .compare_exchange(OFFERED, HELPER, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            // SAFETY: this thread owns the slot until it stores DONE; `par2` waits for that.
+            unsafe { (helper.run)(helper.slot) };
+            helper.state.store(DONE, Ordering::Release);
+            let waiter = helper
+                .waiter
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(t) = waiter {
+                t.unpark();
+            }
+        }
+    }));
+    let ra = catch_unwind(AssertUnwindSafe(a));
+    if offer
+        .state
+        .compare_exchange(OFFERED, TAKEN_BACK, Ordering::Acquire, Ordering::Relaxed)
+        .is_ok()
+    {
+        // SAFETY: taken back before any worker started it: this thread owns the slot.
+        unsafe { (offer.run)(offer.slot) };
+    } else {
+        // the helper is running it: wait, briefly spinning, then parked (the helper unparks
+        // this thread after DONE; a wake-up that comes first makes `park` return at once)
+        let mut spins = 0u32;
+        while offer.state.load(Ordering::Acquire) != DONE && spins < 2000 {
+            std::hint::spin_loop();
+            spins += 1;
+        }
+        if offer.state.load(Ordering::Acquire) != DONE {
+            *offer.waiter.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::thread::current());
+            while offer.state.load(Ordering::Acquire) != DONE {
+                std::thread::park();
+            }
+        }
+    }
+    let rb = slot.result.take().expect("the offered job ran");
+    match (ra, rb) {
+        (Ok(x), Ok(y)) => (x, y),
+        (Err(p), _) | (_, Err(p)) => resume_unwind(p),
+    }
+}
+
+/// The `K` rows of a state-major `K x n` buffer, each split at time `h`.
+fn split_rows<const K: usize>(
+    buf: &mut [f64],
+    n: usize,
+    h: usize,
+) -> ([&mut [f64]; K], [&mut [f64]; K]) {
+    let mut lo: [&mut [f64]; K] = std::array::from_fn(|_| &mut [][..]);
+    let mut hi: [&mut [f64]; K] = std::array::from_fn(|_| &mut [][..]);
+    for (j, row) in buf[..K * n].chunks_exact_mut(n).enumerate() {
+        let (a, b) = row.split_at_mut(h);
+        lo[j] = a;
+        hi[j] = b;
+    }
+    (lo, hi)
+}
+
+/// Emission pass over a stretch of time: `rows[j][u] = exp(ln b_j(z[u]) - m_u)`,
+/// `m_u = max_j ln b_j(z[u])` (kept in `mbuf`); returns `sum_u m_u` in [`LANES`] interleaved
+/// partial sums.
+#[inline(always)]
+fn soa_emission_rows<const K: usize>(
+    z: &[f64],
+    mu: &[f64; K],
+    cst: &[f64; K],
+    hiv: &[f64; K],
+    rows: [&mut [f64]; K],
+    mbuf: &mut [f64],
+) -> f64 {
+    let n = z.len();
+    let mbuf = &mut mbuf[..n];
+    for (m, &x) in mbuf.iter_mut().zip(z) {
+        let mut mx = f64::NEG_INFINITY;
+        for j in 0..K {
+            let dd = x - mu[j];
+            let v = cst[j] - hiv[j] * dd * dd;
+            mx = if v > mx { v } else { mx };
+        }
+        *m = mx;
+    }
+    let mut acc = [0.0f64; LANES];
+    let mut it = mbuf.chunks_exact(LANES);
+    for c in &mut it {
+        for l in 0..LANES {
+            acc[l] += c[l];
+        }
+    }
+    let mut ll = 0.0;
+    for l in 0..LANES {
+        ll += acc[l];
+    }
+    for &v in it.remainder() {
+        ll += v;
+    }
+    for (j, row) in rows.into_iter().enumerate() {
+        let (m_j, c_j, h_j) = (mu[j], cst[j], hiv[j]);
+        for ((d, &x), &m) in row[..n].iter_mut().zip(z).zip(mbuf.iter()) {
+            let dd = x - m_j;
+            *d = exp_nonpositive((c_j - h_j * dd * dd) - m);
+        }
+    }
+    ll
+}
+
+/// State of the forward recursion of the split E-step: `alpha^_t` (lazily scaled, see
+/// [`e_step_impl`]) and `log2 F_t`.
+struct Forward<const K: usize> {
+    prev: [f64; K],
+    shift: i64,
+}
+
+impl<const K: usize> Forward<K> {
+    /// Step `t`: `alpha^_t` into `al` (state-major), `log2 F_t` into `fsh[t]`.
+    #[inline(always)]
+    fn step(
+        &mut self,
+        t: usize,
+        start: &[f64],
+        a: &[[f64; K]; K],
+        e: &[f64],
+        n: usize,
+        al: &mut [f64],
+        fsh: &mut [f64],
+    ) -> CoreResult<()> {
+        let mut pred = [0.0; K];
+        if t == 0 {
+            pred.copy_from_slice(&start[..K]);
+        } else {
+            for j in 0..K {
+                pred[j] = self.prev[0] * a[0][j];
+            }
+            for i in 1..K {
+                for j in 0..K {
+                    pred[j] += self.prev[i] * a[i][j];
+                }
+            }
+        }
+        let mut c = 0.0;
+        for j in 0..K {
+            let v = pred[j] * e[j * n + t];
+            self.prev[j] = v;
+            c += v;
+        }
+        if let Some(f) = rescale(c, t, &mut self.shift)? {
+            for v in self.prev.iter_mut() {
+                *v *= f;
+            }
+        }
+        fsh[t] = self.shift as f64;
+        for j in 0..K {
+            al[j * n + t] = self.prev[j];
+        }
+        Ok(())
+    }
+
+    /// The forward's part of the log-likelihood, `ln Z - ln F_{T-1}`, and `log2 F_{T-1}`.
+    fn finish(&self, n: usize) -> CoreResult<(f64, i64)> {
+        let zsum: f64 = self.prev.iter().sum();
+        if !(zsum > 0.0 && zsum.is_finite()) {
+            return Err(zero_probability(n - 1));
+        }
+        Ok((
+            zsum.ln() - self.shift as f64 * std::f64::consts::LN_2,
+            self.shift,
+        ))
+    }
+}
+
+/// State of the backward recursion of the split E-step, with its own lazy power-of-two scale:
+/// `beta~_{T-1} = 1`, `beta~_t = A (b_{t+1} * beta~_{t+1})` times `2^-e` when its sum drops
+/// below 2^-100.
+struct Backward<const K: usize> {
+    beta: [f64; K],
+    shift: i64,
+}
+
+impl<const K: usize> Backward<K> {
+    /// Step `t < T - 1`: `beta~_t` into `bt`, `log2` of its running scale into `bsh[t]`. `false`
+    /// when the sum became zero, tiny (< 2^-1000) or not finite (hostile parameters; the caller
+    /// then runs [`e_step_soa_fused`]).
+    #[inline(always)]
+    fn step(
+        &mut self,
+        t: usize,
+        a: &[[f64; K]; K],
+        e: &[f64],
+        n: usize,
+        bt: &mut [f64],
+        bsh: &mut [f64],
+    ) -> bool {
+        let mut wv = [0.0; K];
+        for j in 0..K {
+            wv[j] = e[j * n + t + 1] * self.beta[j];
+        }
+        let mut c = 0.0;
+        for i in 0..K {
+            let mut s = a[i][0] * wv[0];
+            for j in 1..K {
+                s += a[i][j] * wv[j];
+            }
+            self.beta[i] = s;
+            c += s;
+        }
+        match rescale(c, t, &mut self.shift) {
+            Ok(None) => {}
+            Ok(Some(f)) => {
+                for v in self.beta.iter_mut() {
+                    *v *= f;
+                }
+            }
+            Err(_) => return false,
+        }
+        bsh[t] = self.shift as f64;
+        for j in 0..K {
+            bt[j * n + t] = self.beta[j];
+        }
+        true
+    }
+}
+
+/// The forward recursion over the whole series: `(ln Z - ln F_{T-1}, log2 F_{T-1})`.
+#[inline(always)]
+fn soa_forward<const K: usize>(
+    start: &[f64],
+    a: &[[f64; K]; K],
+    e: &[f64],
+    n: usize,
+    al: &mut [f64],
+    fsh: &mut [f64],
+) -> CoreResult<(f64, i64)> {
+    let (al, e, fsh) = (&mut al[..K * n], &e[..K * n], &mut fsh[..n]);
+    let mut f = Forward {
+        prev: [0.0; K],
+        shift: 0,
+    };
+    for t in 0..n {
+        if t & 0x3FFF == 0x3FFF {
+            crate::limits::poll()?;
+        }
+        f.step(t, start, a, e, n, al, fsh)?;
+    }
+    f.finish(n)
+}
+
+/// The backward recursion over the whole series; `Ok(false)` as [`Backward::step`].
+#[inline(always)]
+fn soa_backward<const K: usize>(
+    a: &[[f64; K]; K],
+    e: &[f64],
+    n: usize,
+    bt: &mut [f64],
+    bsh: &mut [f64],
+) -> CoreResult<bool> {
+    let (bt, e, bsh) = (&mut bt[..K * n], &e[..K * n], &mut bsh[..n]);
+    let mut b = Backward {
+        beta: [1.0; K],
+        shift: 0,
+    };
+    bsh[n - 1] = 0.0;
+    for j in 0..K {
+        bt[j * n + n - 1] = 1.0;
+    }
+    for t in (0..n - 1).rev() {
+        if t & 0x3FFF == 0 {
+            crate::limits::poll()?;
+        }
+        if !b.step(t, a, e, n, bt, bsh) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Both recursions on one thread, interleaved step by step (forward `t`, backward `T - 2 - t`):
+/// two independent dependency chains overlap in the core. The same operations as
+/// [`soa_forward`] and [`soa_backward`], so the same results; a forward error comes first.
+#[inline(always)]
+fn soa_forward_backward<const K: usize>(
+    start: &[f64],
+    a: &[[f64; K]; K],
+    e: &[f64],
+    n: usize,
+    (al, fsh): (&mut [f64], &mut [f64]),
+    (bt, bsh): (&mut [f64], &mut [f64]),
+) -> (CoreResult<(f64, i64)>, CoreResult<bool>) {
+    let (al, e, fsh) = (&mut al[..K * n], &e[..K * n], &mut fsh[..n]);
+    let (bt, bsh) = (&mut bt[..K * n], &mut bsh[..n]);
+    let mut f = Forward {
+        prev: [0.0; K],
+        shift: 0,
+    };
+    let mut b = Backward {
+        beta: [1.0; K],
+        shift: 0,
+    };
+    bsh[n - 1] = 0.0;
+    for j in 0..K {
+        bt[j * n + n - 1] = 1.0;
+    }
+    let mut back_ok = true;
+    for t in 0..n {
+        if t & 0x3FFF == 0x3FFF {
+            if let Err(e) = crate::limits::poll() {
+                return (Err(e), Ok(false));
+            }
+        }
+        if let Err(err) = f.step(t, start, a, e, n, al, fsh) {
+            return (Err(err), Ok(false));
+        }
+        if back_ok && t + 1 < n {
+            back_ok = b.step(n - 2 - t, a, e, n, bt, bsh);
+        }
+    }
+    (f.finish(n), Ok(back_ok))
+}
+
+/// Sufficient statistics of the steps `lo..hi` (`hi < T`), time in [`LANES`] lanes.
+struct SoaStats<const K: usize> {
+    s0: [[f64; LANES]; K],
+    s1: [[f64; LANES]; K],
+    s2: [[f64; LANES]; K],
+    /// `sum_t alpha^_t(i) b_{t+1}(j) beta~_{t+1}(j)` (times `A_ij` at the end).
+    xi: [[[f64; LANES]; K]; K],
+}
+
+/// Statistics of the split E-step over `lo..hi` (`hi <= T - 1`; the last step has no
+/// transition and is added by the caller). Every product `alpha^_t * beta~_t` carries the scale
+/// `2^(fsh[t] + bsh[t])`; it is brought to the common scale `2^top` (`top = log2 F_{T-1}`) by
+/// the exact factor `2^(top - fsh[t] - bsh[t])`, so each term equals, bit for bit, the one of
+/// [`e_step_soa_fused`] (whose backward variables use the forward's scale). `None` when a
+/// factor falls outside the range of `f64` (hostile parameters: the caller runs the fused
+/// kernel, whose backward variables would overflow there). `post` (rows `lo..hi`, optional)
+/// gets the normalised posteriors.
+#[inline(always)]
+fn soa_stats<const K: usize>(
+    x: &[f64],
+    mu: &[f64; K],
+    n: usize,
+    (al, bt, e): (&[f64], &[f64], &[f64]),
+    (fsh, bsh): (&[f64], &[f64]),
+    top: f64,
+    (lo, hi): (usize, usize),
+    mut post: Option<&mut [f64]>,
+) -> CoreResult<Option<SoaStats<K>>> {
+    let mut st = SoaStats {
+        s0: [[0.0; LANES]; K],
+        s1: [[0.0; LANES]; K],
+        s2: [[0.0; LANES]; K],
+        xi: [[[0.0; LANES]; K]; K],
+    };
+    // the exponents of the scale factors: running min / max per lane, checked at the end
+    let mut dmin = [0.0f64; LANES];
+    let mut dmax = [0.0f64; LANES];
+    let mut t0 = lo;
+    let mut blocks = 0usize;
+    while t0 + LANES <= hi {
+        blocks += 1;
+        if blocks & 0xFFF == 0 {
+            crate::limits::poll()?;
+        }
+        let arr = |v: &[f64], at: usize| -> [f64; LANES] {
+            v[at..at + LANES].try_into().expect("LANES values")
+        };
+        let (fs, bs, bs1, xs) = (arr(fsh, t0), arr(bsh, t0), arr(bsh, t0 + 1), arr(x, t0));
+        let mut fg = [0.0; LANES];
+        let mut fx = [0.0; LANES];
+        for l in 0..LANES {
+            let dg = (top - fs[l]) - bs[l];
+            let dx = (top - fs[l]) - bs1[l];
+            let lo_ = if dg < dx { dg } else { dx };
+            let hi_ = if dg < dx { dx } else { dg };
+            dmin[l] = if lo_ < dmin[l] { lo_ } else { dmin[l] };
+            dmax[l] = if hi_ > dmax[l] { hi_ } else { dmax[l] };
+            fg[l] = pow2_f(dg);
+            fx[l] = pow2_f(dx);
+        }
+        let mut alv = [[0.0; LANES]; K];
+        let mut gv = [[0.0; LANES]; K];
+        let mut wvv = [[0.0; LANES]; K];
+        for i in 0..K {
+            alv[i] = arr(al, i * n + t0);
+            let b = arr(bt, i * n + t0);
+            let b1 = arr(bt, i * n + t0 + 1);
+            let e1 = arr(e, i * n + t0 + 1);
+            for l in 0..LANES {
+                gv[i][l] = (alv[i][l] * b[l]) * fg[l];
+                wvv[i][l] = e1[l] * b1[l];
+            }
+        }
+        for i in 0..K {
+            for l in 0..LANES {
+                let g = gv[i][l];
+                let dd = xs[l] - mu[i];
+                let gd = g * dd;
+                st.s0[i][l] += g;
+                st.s1[i][l] += gd;
+                st.s2[i][l] += gd * dd;
+            }
+            for j in 0..K {
+                for l in 0..LANES {
+                    st.xi[i][j][l] += (alv[i][l] * wvv[j][l]) * fx[l];
+                }
+            }
+        }
+        if let Some(post) = post.as_deref_mut() {
+            for l in 0..LANES {
+                let t = t0 + l;
+                let g: [f64; K] = std::array::from_fn(|i| gv[i][l]);
+                write_posterior(&mut post[(t - lo) * K..(t - lo + 1) * K], &g);
+            }
+        }
+        t0 += LANES;
+    }
+    // the last few steps, into lane 0
+    for t in t0..hi {
+        let dg = (top - fsh[t]) - bsh[t];
+        let dx = (top - fsh[t]) - bsh[t + 1];
+        dmin[0] = dmin[0].min(dg).min(dx);
+        dmax[0] = dmax[0].max(dg).max(dx);
+        let (fg, fx) = (pow2_f(dg), pow2_f(dx));
+        let mut g = [0.0; K];
+        for i in 0..K {
+            let ai = al[i * n + t];
+            g[i] = (ai * bt[i * n + t]) * fg;
+            let dd = x[t] - mu[i];
+            let gd = g[i] * dd;
+            st.s0[i][0] += g[i];
+            st.s1[i][0] += gd;
+            st.s2[i][0] += gd * dd;
+            for j in 0..K {
+                let wv = e[j * n + t + 1] * bt[j * n + t + 1];
+                st.xi[i][j][0] += (ai * wv) * fx;
+            }
+        }
+        if let Some(post) = post.as_deref_mut() {
+            write_posterior(&mut post[(t - lo) * K..(t - lo + 1) * K], &g);
+        }
+    }
+    let ok = dmin.iter().all(|&d| d >= -1022.0) && dmax.iter().all(|&d| d <= 1023.0);
+    Ok(if ok { Some(st) } else { None })
+}
+
+/// The fixed-K E-step (K <= 8): the same model, lazily scaled forward-backward and sufficient
+/// statistics as [`e_step_impl`] (see there), in three phases that each split in two and run
+/// on two threads for long series (rayon; one after the other otherwise, with the same
+/// operations in the same order, so the result does not depend on the threads):
+/// 1. emission probabilities of the first and second half of the series (state-major
+///    `e[j * n + t]`, one vectorised pass per state; AVX2 when the CPU has it, chosen at run
+///    time, same IEEE operations, no fused multiply-add, so bit-identical either way);
+/// 2. the forward recursion ([`soa_forward`]) and the backward recursion ([`soa_backward`],
+///    with its own power-of-two scale so that it does not wait for the forward's);
+/// 3. the statistics of each half ([`soa_stats`], time in vector lanes), each product brought
+///    back to the forward's scale by an exact power of two.
+///
+/// Each term of the statistics is bit-identical to the one of [`e_step_impl`] / the fused
+/// kernel; only the order of the sums over time differs (rounding level). When the backward
+/// sum or a scale factor leaves the range of `f64` (hostile parameters), the E-step is redone by
+/// [`e_step_soa_fused`] (one thread), so such cases behave as before.
+fn e_step_soa_body<const K: usize>(
     z: &[f64],
     p: &Params,
     w: &mut Work,
     post: Option<&mut [f64]>,
-    emission: EmissionFn<K>,
+    fns: SoaFns<K>,
 ) -> CoreResult<f64> {
-    e_step_soa_body::<K>(z, p, w, post, emission)
+    let n = z.len();
+    let mut mu = [0.0; K];
+    let mut cst = [0.0; K];
+    let mut hiv = [0.0; K];
+    let mut a = [[0.0; K]; K];
+    for j in 0..K {
+        mu[j] = p.means[j];
+        cst[j] = -0.5 * (LN_2PI + p.vars[j].ln());
+        hiv[j] = 0.5 / p.vars[j];
+        for i in 0..K {
+            a[i][j] = p.trans[i * K + j];
+        }
+    }
+    if w.beta.len() < K * n {
+        w.beta = crate::limits::zeroed(K * n, "the HMM backward table")?;
+        w.bshift = vec![0.0; n];
+    }
+    let par = w.threads && n >= PARALLEL_MIN_STEPS;
+    let h = n / 2;
+
+    // 1. emission probabilities, two halves
+    let (ell, elh) = {
+        let (rl, rh) = split_rows::<K>(&mut w.emis, n, h);
+        let (ml, mh) = w.bshift[..n].split_at_mut(h);
+        let (zl, zh) = z.split_at(h);
+        let (mu, cst, hiv) = (&mu, &cst, &hiv);
+        par2(
+            par,
+            move || (fns.rows)(zl, mu, cst, hiv, rl, ml),
+            move || (fns.rows)(zh, mu, cst, hiv, rh, mh),
+        )
+    };
+    crate::limits::poll()?;
+
+    // 2. forward and backward recursions
+    let (fw, bw) = {
+        let e = &w.emis[..K * n];
+        let (al, fsh) = (&mut w.alpha, &mut w.fscale);
+        let (bt, bsh) = (&mut w.beta, &mut w.bshift);
+        let (a, start) = (&a, &p.start[..]);
+        if par {
+            // this thread runs the backward recursion (the longer one), the helper the forward
+            let (b, f) = par2(
+                true,
+                move || (fns.backward)(a, e, n, bt, bsh),
+                move || (fns.forward)(start, a, e, n, al, fsh),
+            );
+            (f, b)
+        } else {
+            (fns.both)(start, a, e, n, (al, fsh), (bt, bsh))
+        }
+    };
+    let (fll, top) = fw?;
+    if !bw? {
+        return (fns.fused)(z, p, w, post);
+    }
+    let ll = (ell + elh) + fll;
+
+    // 3. statistics of the steps 0..h and h..n-1; the last step (beta = 1) separately
+    let mut post = post;
+    let top = top as f64;
+    let (sl, sh) = {
+        let bufs = (&w.alpha[..K * n], &w.beta[..K * n], &w.emis[..K * n]);
+        let shifts = (&w.fscale[..n], &w.bshift[..n]);
+        let mu = &mu;
+        let (pl, ph) = match post.as_deref_mut() {
+            Some(post) => {
+                let (pl, ph) = post[..(n - 1) * K].split_at_mut(h * K);
+                (Some(pl), Some(ph))
+            }
+            None => (None, None),
+        };
+        par2(
+            par,
+            move || (fns.stats)(z, mu, n, bufs, shifts, top, (0, h), pl),
+            move || (fns.stats)(z, mu, n, bufs, shifts, top, (h, n - 1), ph),
+        )
+    };
+    let (sl, sh) = match (sl?, sh?) {
+        (Some(sl), Some(sh)) => (sl, sh),
+        _ => return (fns.fused)(z, p, w, post),
+    };
+    let lanes = |v: &[f64; LANES]| {
+        let mut s = 0.0;
+        for l in 0..LANES {
+            s += v[l];
+        }
+        s
+    };
+    let (al, bt) = (&w.alpha[..K * n], &w.beta[..K * n]);
+    let f0 = pow2_f((top - w.fscale[0]) - w.bshift[0]);
+    let x = z[n - 1];
+    let mut g = [0.0; K];
+    for i in 0..K {
+        // t = n - 1: gamma = alpha^ (beta~ = 1 and the factor is 2^0)
+        let gl = al[i * n + n - 1];
+        g[i] = gl;
+        let dd = x - mu[i];
+        let gd = gl * dd;
+        w.start[i] = (al[i * n] * bt[i * n]) * f0;
+        w.s0[i] = (lanes(&sl.s0[i]) + lanes(&sh.s0[i])) + gl;
+        w.s1[i] = (lanes(&sl.s1[i]) + lanes(&sh.s1[i])) + gd;
+        w.s2[i] = (lanes(&sl.s2[i]) + lanes(&sh.s2[i])) + gd * dd;
+        for j in 0..K {
+            w.trans[i * K + j] = (lanes(&sl.xi[i][j]) + lanes(&sh.xi[i][j])) * a[i][j];
+        }
+    }
+    if let Some(post) = post {
+        write_posterior(&mut post[(n - 1) * K..n * K], &g);
+    }
+    check_e_step(ll, w)
 }
 
-/// The fixed-K E-step ([`e_step_soa_body`]) for `K = p.means.len()`, compiled for the best
-/// vector extension the CPU has (chosen at run time; bit-identical results either way).
+/// The emission pass of [`e_step_soa_body`] over a stretch of time (`z, means, constants,
+/// 1 / (2 variances), rows, m`).
+type EmissionRowsFn<const K: usize> =
+    fn(&[f64], &[f64; K], &[f64; K], &[f64; K], [&mut [f64]; K], &mut [f64]) -> f64;
+/// [`soa_stats`].
+type StatsFn<const K: usize> = fn(
+    &[f64],
+    &[f64; K],
+    usize,
+    (&[f64], &[f64], &[f64]),
+    (&[f64], &[f64]),
+    f64,
+    (usize, usize),
+    Option<&mut [f64]>,
+) -> CoreResult<Option<SoaStats<K>>>;
+/// [`soa_forward`].
+type ForwardFn<const K: usize> =
+    fn(&[f64], &[[f64; K]; K], &[f64], usize, &mut [f64], &mut [f64]) -> CoreResult<(f64, i64)>;
+/// [`soa_backward`].
+type BackwardFn<const K: usize> =
+    fn(&[[f64; K]; K], &[f64], usize, &mut [f64], &mut [f64]) -> CoreResult<bool>;
+/// [`soa_forward_backward`].
+type BothFn<const K: usize> = fn(
+    &[f64],
+    &[[f64; K]; K],
+    &[f64],
+    usize,
+    (&mut [f64], &mut [f64]),
+    (&mut [f64], &mut [f64]),
+) -> (CoreResult<(f64, i64)>, CoreResult<bool>);
+/// [`e_step_soa_fused`] with its emission pass.
+type FusedFn<const K: usize> =
+    fn(&[f64], &Params, &mut Work, Option<&mut [f64]>) -> CoreResult<f64>;
+
+/// The vectorised parts of the fixed-K E-step, compiled for the best vector extension the CPU
+/// has (chosen at run time: AVX2 or the baseline; the same IEEE operations, no fused
+/// multiply-add, so bit-identical either way). Function pointers, because the threads of the
+/// E-step run them (a closure does not inherit its function's target features).
+#[derive(Clone, Copy)]
+struct SoaFns<const K: usize> {
+    rows: EmissionRowsFn<K>,
+    stats: StatsFn<K>,
+    fused: FusedFn<K>,
+    forward: ForwardFn<K>,
+    backward: BackwardFn<K>,
+    both: BothFn<K>,
+}
+
+impl<const K: usize> SoaFns<K> {
+    /// The baseline build (no target feature).
+    fn plain() -> Self {
+        SoaFns {
+            rows: soa_emission_rows::<K>,
+            stats: soa_stats::<K>,
+            fused: |z, p, w, post| e_step_soa_fused::<K>(z, p, w, post, soa_emission::<K>),
+            forward: soa_forward::<K>,
+            backward: soa_backward::<K>,
+            both: soa_forward_backward::<K>,
+        }
+    }
+
+    fn best() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY (every call below): the CPU supports AVX2 (checked just above).
+                return SoaFns {
+                    rows: |z, mu, c, h, r, m| unsafe {
+                        soa_emission_rows_avx2::<K>(z, mu, c, h, r, m)
+                    },
+                    stats: |z, mu, n, b, s, top, r, post| unsafe {
+                        soa_stats_avx2::<K>(z, mu, n, b, s, top, r, post)
+                    },
+                    fused: |z, p, w, post| unsafe { e_step_soa_fused_avx2::<K>(z, p, w, post) },
+                    forward: |s, a, e, n, al, f| unsafe {
+                        soa_forward_avx2::<K>(s, a, e, n, al, f)
+                    },
+                    backward: |a, e, n, bt, b| unsafe { soa_backward_avx2::<K>(a, e, n, bt, b) },
+                    both: |s, a, e, n, f, b| unsafe {
+                        soa_forward_backward_avx2::<K>(s, a, e, n, f, b)
+                    },
+                };
+            }
+        }
+        Self::plain()
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn soa_emission_rows_avx2<const K: usize>(
+    z: &[f64],
+    mu: &[f64; K],
+    cst: &[f64; K],
+    hiv: &[f64; K],
+    rows: [&mut [f64]; K],
+    mbuf: &mut [f64],
+) -> f64 {
+    soa_emission_rows::<K>(z, mu, cst, hiv, rows, mbuf)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn soa_stats_avx2<const K: usize>(
+    x: &[f64],
+    mu: &[f64; K],
+    n: usize,
+    bufs: (&[f64], &[f64], &[f64]),
+    shifts: (&[f64], &[f64]),
+    top: f64,
+    range: (usize, usize),
+    post: Option<&mut [f64]>,
+) -> CoreResult<Option<SoaStats<K>>> {
+    soa_stats::<K>(x, mu, n, bufs, shifts, top, range, post)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn soa_forward_avx2<const K: usize>(
+    start: &[f64],
+    a: &[[f64; K]; K],
+    e: &[f64],
+    n: usize,
+    al: &mut [f64],
+    fsh: &mut [f64],
+) -> CoreResult<(f64, i64)> {
+    soa_forward::<K>(start, a, e, n, al, fsh)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn soa_backward_avx2<const K: usize>(
+    a: &[[f64; K]; K],
+    e: &[f64],
+    n: usize,
+    bt: &mut [f64],
+    bsh: &mut [f64],
+) -> CoreResult<bool> {
+    soa_backward::<K>(a, e, n, bt, bsh)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn soa_forward_backward_avx2<const K: usize>(
+    start: &[f64],
+    a: &[[f64; K]; K],
+    e: &[f64],
+    n: usize,
+    f: (&mut [f64], &mut [f64]),
+    b: (&mut [f64], &mut [f64]),
+) -> (CoreResult<(f64, i64)>, CoreResult<bool>) {
+    soa_forward_backward::<K>(start, a, e, n, f, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn e_step_soa_fused_avx2<const K: usize>(
+    z: &[f64],
+    p: &Params,
+    w: &mut Work,
+    post: Option<&mut [f64]>,
+) -> CoreResult<f64> {
+    let emission: EmissionFn<K> =
+        |z, mu, c, h, e, m| unsafe { soa_emission_avx2::<K>(z, mu, c, h, e, m) };
+    e_step_soa_fused::<K>(z, p, w, post, emission)
+}
+
+/// The fixed-K E-step ([`e_step_soa_body`]) for `K = p.means.len()`.
 fn e_step_soa<const K: usize>(
     z: &[f64],
     p: &Params,
     w: &mut Work,
     post: Option<&mut [f64]>,
 ) -> CoreResult<f64> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked just above).
-            let emission: EmissionFn<K> =
-                |z, mu, c, h, e, m| unsafe { soa_emission_avx2::<K>(z, mu, c, h, e, m) };
-            // SAFETY: the CPU supports AVX2 (checked just above).
-            return unsafe { e_step_soa_avx2::<K>(z, p, w, post, emission) };
-        }
-    }
-    e_step_soa_body::<K>(z, p, w, post, soa_emission::<K>)
+    e_step_soa_body::<K>(z, p, w, post, SoaFns::<K>::best())
 }
 
 #[inline(always)]
@@ -2358,7 +3212,7 @@ mod tests {
     fn run_plain<const K: usize>(z: &[f64], p: &Params) -> EOut {
         let mut w = Work::new(z.len(), K).unwrap();
         let mut post = vec![0.0; z.len() * K];
-        e_step_soa_body::<K>(z, p, &mut w, Some(&mut post), soa_emission::<K>)
+        e_step_soa_body::<K>(z, p, &mut w, Some(&mut post), SoaFns::<K>::plain())
             .map(|ll| (ll, w.start, w.trans, w.s0, w.s1, w.s2, post))
             .map_err(|e| e.to_string())
     }
@@ -2561,6 +3415,82 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The fixed-K E-step with or without its second thread: bit-identical (the same
+    /// operations in the same order), and within rounding of the one-thread fused kernel (the
+    /// same terms, summed over time in another order) and of the generic E-step.
+    #[test]
+    fn split_e_step_is_bit_identical_on_one_or_two_threads() {
+        for (n, k, seed) in [
+            (PARALLEL_MIN_STEPS + 4097, 3usize, 3u64),
+            (40_003, 5, 4),
+            (PARALLEL_MIN_STEPS, 1, 6),
+        ] {
+            let (x, _) = three_regimes(n, seed);
+            let z: Vec<f64> = x.iter().map(|v| v * 1.3 + 0.1).collect();
+            let p = deterministic_params(&z, k);
+            let run = |threads: bool| -> EOut {
+                let mut w = Work::new(n, k).unwrap();
+                w.threads = threads;
+                let mut post = vec![0.0; n * k];
+                e_step(&z, &p, &mut w, Some(&mut post))
+                    .map(|ll| (ll, w.start, w.trans, w.s0, w.s1, w.s2, post))
+                    .map_err(|e| e.to_string())
+            };
+            let (one, two) = (run(false), run(true));
+            let (a, b) = (one.as_ref().unwrap(), two.as_ref().unwrap());
+            assert_eq!(a.0.to_bits(), b.0.to_bits());
+            for (u, v) in [
+                (&a.1, &b.1),
+                (&a.2, &b.2),
+                (&a.3, &b.3),
+                (&a.4, &b.4),
+                (&a.5, &b.5),
+                (&a.6, &b.6),
+            ] {
+                assert!(u
+                    .iter()
+                    .zip(v.iter())
+                    .all(|(x, y)| x.to_bits() == y.to_bits()));
+            }
+            assert_agree(&two, &run_e(&z, &p, true), &z, &p);
+            let fused: EOut = {
+                let mut w = Work::new(n, k).unwrap();
+                let mut post = vec![0.0; n * k];
+                let r = match k {
+                    1 => e_step_soa_fused::<1>(&z, &p, &mut w, Some(&mut post), soa_emission::<1>),
+                    3 => e_step_soa_fused::<3>(&z, &p, &mut w, Some(&mut post), soa_emission::<3>),
+                    5 => e_step_soa_fused::<5>(&z, &p, &mut w, Some(&mut post), soa_emission::<5>),
+                    _ => unreachable!(),
+                };
+                r.map(|ll| (ll, w.start, w.trans, w.s0, w.s1, w.s2, post))
+                    .map_err(|e| e.to_string())
+            };
+            assert_agree(&two, &fused, &z, &p);
+            // the M-step is invariant to the common power-of-two scale of the statistics: the
+            // posteriors (normalised per step) are equal to the fused kernel's bit for bit
+            let (f, b) = (fused.unwrap(), two.unwrap());
+            assert!(f
+                .6
+                .iter()
+                .zip(&b.6)
+                .all(|(x, y)| x.to_bits() == y.to_bits()));
+        }
+    }
+
+    /// A cancelled E-step on two threads stops with `Cancelled` (both threads poll the flag).
+    #[test]
+    fn split_e_step_on_two_threads_can_be_cancelled() {
+        let n = 4 * PARALLEL_MIN_STEPS;
+        let (z, _) = three_regimes(n, 9);
+        let p = deterministic_params(&z, 3);
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let mut w = Work::new(n, 3).unwrap();
+        let r = crate::limits::with_cancel(Some(flag), || e_step(&z, &p, &mut w, None));
+        assert!(matches!(r, Err(CoreError::Cancelled)), "{r:?}");
+        // and the same work runs to the end when not cancelled
+        assert!(e_step(&z, &p, &mut w, None).unwrap().is_finite());
     }
 
     #[test]

@@ -246,12 +246,12 @@ pub fn portfolio(rows: usize, cols: usize, frontier_points: usize) -> Need {
 }
 
 /// Gaussian HMM: per concurrently running EM run (`workers`, see `hmm::workers`) a T × K
-/// emission and forward table; the result's posterior and filtered tables, the final E-step's
+/// emission, forward and backward table; the result's posterior and filtered tables, the final E-step's
 /// two tables, the T × K Viterbi back-pointers (1 byte), and the standardised series and
 /// scaling factors.
 pub fn hmm(n: usize, k: usize, workers: usize) -> Need {
     let (t, k, w) = (n as u128, k as u128, workers.max(1) as u128);
-    let tables = 2u128.saturating_mul(w).saturating_add(4);
+    let tables = 3u128.saturating_mul(w).saturating_add(4);
     Need {
         op: "HMM",
         bytes: bytes(&[(t.saturating_mul(k), tables * F64 + 1), (t, 4 * F64)]),
