@@ -9,7 +9,8 @@
 //!   exactly 0, z exactly 0 and the mean equal to that value. Signed zeros are normalised (+0.0).
 //! - Accuracy (see [`Acc`]): plain running sums relative to a shift inside the window (the fast
 //!   path: two additions per tick), a rigorous bound on their rounding errors tested at every
-//!   tick, and an exact (compensated) recomputation of the window only when the bound says the
+//!   tick, and a recomputation of the window (s1 compensated, s2 plain when its bound passes the
+//!   same test, else both compensated) only when the bound says the
 //!   fast result might miss the target; the bound guarantees std to 4.6e-13 relative and z to ~1e-10·max(1, |z|) on any
 //!   finite input (measured: ~5e-14, tests/rolling_exact.rs and tests/test_rolling_exact.py).
 //!   O(1) per tick on ordinary data; the cost stays O(n) overall plus O(lookback) per
@@ -76,7 +77,7 @@ fn chunk_start<'a>(
         l,
     ) {
         let (x, y) = win();
-        return Some(Acc::recomputed(x, y, a.run));
+        return Some(Acc::recomputed(x, y, a.run, l));
     }
     None
 }
@@ -105,8 +106,8 @@ const Z_LIMIT: f64 = 1e-20 / ((f64::EPSILON / 2.0) * (f64::EPSILON / 2.0));
 /// perform exactly the same floating-point operations in the same order, so they agree bit for
 /// bit).
 ///
-/// Values are kept as offsets `d = fl(x - k)` from a shift `k` (the window value nearest the
-/// window's mean at the last exact recomputation). While `k` is unchanged a value's `d` and `d²`
+/// Values are kept as offsets `d = fl(x - k)` from a shift `k` (the window's computed mean at the
+/// last recomputation, or the window value nearest it). While `k` is unchanged a value's `d` and `d²`
 /// are computed identically when it enters and when it leaves the window, so `s1` and `s2` are
 /// the sums of the window's rounded terms up to the rounding of the running additions only. Those
 /// roundings are bounded by `e1`, `e2` (which add |t| + |s| every tick, see [`accumulate`]);
@@ -154,16 +155,50 @@ struct Pre {
 }
 
 impl Acc {
-    /// Exact-as-possible recomputation from the window (in time order: `a` then `b`).
+    /// Recomputation from the window (in time order: `a` then `b`), accurate enough to pass the
+    /// bound test (`lim`) when possible: one cheap pass, else exact-as-possible compensated sums.
     /// (Not inlined, and returning by value so that the hot loops keep the state in registers.)
     #[inline(never)]
-    fn recomputed(a: &[f64], b: &[f64], run: usize) -> Acc {
-        let n = (a.len() + b.len()) as f64;
+    fn recomputed(a: &[f64], b: &[f64], run: usize, lim: &Limits) -> Acc {
+        let w = a.len() + b.len();
+        let n = w as f64;
         // Four interleaved lanes (value j of the window goes to lane j % 4, so the streaming ring
         // buffer, seen as two slices, and the batch window give the same operations).
         let mut sum = [0.0f64; 4];
         lanes(a, b, |l, v| sum[l] += v);
         let mean0 = ((sum[0] + sum[1]) + (sum[2] + sum[3])) / n;
+        // First, one cheap pass about k = the computed mean: s1 compensated (TwoSum, as below),
+        // s2 plain; kept when the bound test passes (the usual case: the shift is within rounding
+        // of the mean, so the centred sum does not cancel), else the compensated sums below.
+        // Error bounds (units of u, first order): s1 as below; s2 (terms >= 0, each lane's
+        // partial sums <= s2) errs by at most (ceil(w/4) + 1)·s2 (ceil(w/4) - 1 additions per lane,
+        // two to add the lanes); +2·s2 covers the second-order terms and the rounding of d².
+        // Windows above 1024 values go straight to the compensated sums.
+        if mean0.is_finite() && w <= 1024 {
+            let k = mean0;
+            let (mut s1, mut c1, mut s2, mut dabs) =
+                ([0.0f64; 4], [0.0f64; 4], [0.0f64; 4], [0.0f64; 4]);
+            lanes(a, b, |l, v| {
+                let d = v - k;
+                dabs[l] += d.abs();
+                let t = s1[l] + d;
+                let bb = t - s1[l];
+                c1[l] += (s1[l] - (t - bb)) + (d - bb);
+                s1[l] = t;
+                s2[l] += d * d;
+            });
+            let s1 = two_sum4(s1, c1);
+            let s2 = (s2[0] + s2[1]) + (s2[2] + s2[3]);
+            let dabs = (dabs[0] + dabs[1]) + (dabs[2] + dabs[3]);
+            let (e1, e2) = (3.0 * dabs + s1.abs(), (w.div_ceil(4) + 3) as f64 * s2);
+            if !inaccurate(s1, s2, e1, e2, lim) {
+                return Acc {
+                    k,
+                    s: Sums { s1, s2, e1, e2 },
+                    run,
+                };
+            }
+        }
         // shift: the window value closest to the mean (some value lies within one standard
         // deviation of the mean, so the centred sums do not cancel; a nearly flat window gets
         // exact small offsets)
@@ -430,7 +465,7 @@ impl RollingZ {
     fn push_recomputed(&mut self, x: f64, run: usize) -> (f64, f64, f64) {
         self.since_chunk = 0;
         let head = self.head;
-        self.acc = Acc::recomputed(&self.buf[head..], &self.buf[..head], run);
+        self.acc = Acc::recomputed(&self.buf[head..], &self.buf[..head], run, &self.lim);
         let a = self.acc;
         post(pre(
             a.k,
@@ -464,7 +499,7 @@ impl RollingZ {
         self.since_recentre = 0;
         self.since_chunk = 0;
         let head = self.head;
-        self.acc = Acc::recomputed(&self.buf[head..], &self.buf[..head], run);
+        self.acc = Acc::recomputed(&self.buf[head..], &self.buf[..head], run, &self.lim);
         let a = self.acc;
         post(pre(a.k, a.s.s1(), a.s.s2(), x, run >= w, &self.lim))
     }
@@ -1312,7 +1347,7 @@ fn rolling_blocks_generic(
         while run < w && x[t0 - run] == x[t0] {
             run += 1;
         }
-        let mut acc = Acc::recomputed(&x[t0 + 1 - w..=t0], &[], run);
+        let mut acc = Acc::recomputed(&x[t0 + 1 - w..=t0], &[], run, &l);
         let end = (t0 + every).min(n);
         {
             let o = t0 - start;
@@ -1403,7 +1438,7 @@ fn rolling_blocks_generic(
                     if run >= w {
                         (md[i], sd[i], zd[i]) = post(pre(k, 0.0, 0.0, x[tf], true, &l));
                     } else if inaccurate(sa2[i][0], sa2[i][1], ea2[i][0], ea2[i][1], &l) {
-                        acc = Acc::recomputed(&x[tf + 1 - w..=tf], &[], run);
+                        acc = Acc::recomputed(&x[tf + 1 - w..=tf], &[], run, &l);
                         (md[i], sd[i], zd[i]) =
                             post(pre(acc.k, acc.s.s1(), acc.s.s2(), x[tf], false, &l));
                         upto = i + 1;
