@@ -54,6 +54,20 @@ def test_spawn_reports_serving_and_answers(grpc_manager, grpc_backend):
     assert "mean_reversion" in info.algorithms
 
 
+def test_grpcd_stops_gracefully_on_a_sigterm_right_after_the_listening_line():
+    """The handlers are installed before the port is printed: a SIGTERM sent the moment the app
+    reads the line (no call made yet) is a graceful stop, not the default action (exit -15)."""
+    for _ in range(5):
+        p = subprocess.Popen([str(find_grpcd()), "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert json.loads(p.stdout.readline())["event"] == "listening"
+            p.send_signal(signal.SIGTERM)
+            assert p.wait(10) == 0
+            assert b"SIGTERM received" in p.stderr.read()
+        finally:
+            p.kill()
+
+
 def test_grpcd_prints_port_and_stops_gracefully_on_sigterm():
     p = subprocess.Popen([str(find_grpcd()), "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

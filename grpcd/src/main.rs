@@ -246,12 +246,19 @@ fn incoming(
     })
 }
 
-async fn shutdown_signal() {
+/// The graceful-shutdown trigger. The SIGTERM and SIGINT handlers are installed here, when it is
+/// called (before the "listening" line), not when the server first polls the future: a SIGTERM
+/// sent right after the app saw the port and a health check would otherwise meet the default
+/// action and kill the process (a fresh-clone CI run saw exit status -15).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => log::info("SIGTERM received, shutting down", &[]),
-        _ = tokio::signal::ctrl_c() => log::info("interrupt received, shutting down", &[]),
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    async move {
+        tokio::select! {
+            _ = term.recv() => log::info("SIGTERM received, shutting down", &[]),
+            _ = int.recv() => log::info("interrupt received, shutting down", &[]),
+        }
     }
 }
 
@@ -480,6 +487,7 @@ async fn serve(args: Args) -> Result<(), String> {
                 .max_encoding_message_size(args.max_message_bytes),
         );
 
+    let shutdown = shutdown_signal();
     // The one machine-readable line the desktop app waits for.
     {
         let mut out = std::io::stdout().lock();
@@ -513,7 +521,7 @@ async fn serve(args: Args) -> Result<(), String> {
     );
 
     router
-        .serve_with_incoming_shutdown(incoming(listener), shutdown_signal())
+        .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await
         .map_err(|e| format!("server error: {e}"))?;
     log::info("stopped", &[]);
