@@ -817,38 +817,7 @@ fn soa_emission<const K: usize>(
     mbuf: &mut [f64],
 ) -> f64 {
     let n = z.len();
-    let mbuf = &mut mbuf[..n];
-    for (m, &x) in mbuf.iter_mut().zip(z) {
-        let mut mx = f64::NEG_INFINITY;
-        for j in 0..K {
-            let dd = x - mu[j];
-            let v = cst[j] - hiv[j] * dd * dd;
-            mx = if v > mx { v } else { mx };
-        }
-        *m = mx;
-    }
-    let mut acc = [0.0f64; LANES];
-    let mut it = mbuf.chunks_exact(LANES);
-    for c in &mut it {
-        for l in 0..LANES {
-            acc[l] += c[l];
-        }
-    }
-    let mut ll = 0.0;
-    for l in 0..LANES {
-        ll += acc[l];
-    }
-    for &v in it.remainder() {
-        ll += v;
-    }
-    for j in 0..K {
-        let (m_j, c_j, h_j) = (mu[j], cst[j], hiv[j]);
-        for ((d, &x), &m) in e[j * n..(j + 1) * n].iter_mut().zip(z).zip(mbuf.iter()) {
-            let dd = x - m_j;
-            *d = exp_nonpositive((c_j - h_j * dd * dd) - m);
-        }
-    }
-    ll
+    soa_emission_rows::<K>(z, mu, cst, hiv, split_rows::<K>(e, n, n).0, mbuf)
 }
 
 /// The emission pass of [`e_step_soa_body`] (`z, means, constants, 1 / (2 variances), e, m`).
@@ -908,49 +877,18 @@ fn e_step_soa_fused<const K: usize>(
     let al = &mut w.alpha[..K * n];
     let fscale = &mut w.fscale[..n];
 
-    // Forward pass (the same operations as `e_step_impl`).
-    let mut prev = [0.0; K];
-    let mut shift: i64 = 0; // log2 F_t
+    // Forward pass (the same operations as `e_step_impl`), keeping each step's rescale factor.
+    let mut fw = Forward {
+        prev: [0.0; K],
+        shift: 0,
+    };
     for t in 0..n {
         if t & 0x3FFF == 0x3FFF {
             crate::limits::poll()?;
         }
-        let mut pred = [0.0; K];
-        if t == 0 {
-            pred.copy_from_slice(&p.start[..K]);
-        } else {
-            for j in 0..K {
-                pred[j] = prev[0] * a[0][j];
-            }
-            for i in 1..K {
-                for j in 0..K {
-                    pred[j] += prev[i] * a[i][j];
-                }
-            }
-        }
-        let mut c = 0.0;
-        for j in 0..K {
-            let v = pred[j] * e[j * n + t];
-            prev[j] = v;
-            c += v;
-        }
-        let mut f = 1.0;
-        if let Some(r) = rescale(c, t, &mut shift)? {
-            f = r;
-            for v in prev.iter_mut() {
-                *v *= f;
-            }
-        }
-        fscale[t] = f;
-        for j in 0..K {
-            al[j * n + t] = prev[j];
-        }
+        fscale[t] = fw.step(t, &p.start, &a, e, n, al)?;
     }
-    let zsum: f64 = prev.iter().sum();
-    if !(zsum > 0.0 && zsum.is_finite()) {
-        return Err(zero_probability(n - 1));
-    }
-    ll += zsum.ln() - shift as f64 * std::f64::consts::LN_2;
+    ll += fw.finish(n)?.0;
 
     // Backward recursion in blocks of LANES steps, statistics of each block right after it.
     let mut s0 = [[0.0f64; LANES]; K];
@@ -1315,7 +1253,8 @@ struct Forward<const K: usize> {
 }
 
 impl<const K: usize> Forward<K> {
-    /// Step `t`: `alpha^_t` into `al` (state-major), `log2 F_t` into `fsh[t]`.
+    /// Step `t`: `alpha^_t` into `al` (state-major); returns the step's rescale factor (1 when
+    /// none), and `self.shift` is `log2 F_t` after it.
     #[inline(always)]
     fn step(
         &mut self,
@@ -1325,8 +1264,7 @@ impl<const K: usize> Forward<K> {
         e: &[f64],
         n: usize,
         al: &mut [f64],
-        fsh: &mut [f64],
-    ) -> CoreResult<()> {
+    ) -> CoreResult<f64> {
         let mut pred = [0.0; K];
         if t == 0 {
             pred.copy_from_slice(&start[..K]);
@@ -1346,16 +1284,17 @@ impl<const K: usize> Forward<K> {
             self.prev[j] = v;
             c += v;
         }
+        let mut factor = 1.0;
         if let Some(f) = rescale(c, t, &mut self.shift)? {
+            factor = f;
             for v in self.prev.iter_mut() {
                 *v *= f;
             }
         }
-        fsh[t] = self.shift as f64;
         for j in 0..K {
             al[j * n + t] = self.prev[j];
         }
-        Ok(())
+        Ok(factor)
     }
 
     /// The forward's part of the log-likelihood, `ln Z - ln F_{T-1}`, and `log2 F_{T-1}`.
@@ -1442,7 +1381,8 @@ fn soa_forward<const K: usize>(
         if t & 0x3FFF == 0x3FFF {
             crate::limits::poll()?;
         }
-        f.step(t, start, a, e, n, al, fsh)?;
+        f.step(t, start, a, e, n, al)?;
+        fsh[t] = f.shift as f64;
     }
     f.finish(n)
 }
@@ -1509,9 +1449,10 @@ fn soa_forward_backward<const K: usize>(
                 return (Err(e), Ok(false));
             }
         }
-        if let Err(err) = f.step(t, start, a, e, n, al, fsh) {
+        if let Err(err) = f.step(t, start, a, e, n, al) {
             return (Err(err), Ok(false));
         }
+        fsh[t] = f.shift as f64;
         if back_ok && t + 1 < n {
             back_ok = b.step(n - 2 - t, a, e, n, bt, bsh);
         }
