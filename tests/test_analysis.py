@@ -164,3 +164,42 @@ def test_rolling_vol_feature_is_the_cores_exact_rolling_std():
         var = sum((v - m) ** 2 for v in win) / (w - 1)
         exact = float(var) ** 0.5
         assert abs(vol[i] - exact) <= 1e-12 * exact, (i, vol[i], exact)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(min_value=3, max_value=200),
+    window=st.integers(min_value=2, max_value=40),
+    scale_exp=st.integers(min_value=-9, max_value=3),
+    flats=st.lists(st.tuples(st.integers(0, 199), st.integers(2, 60)), max_size=4),
+    jumps=st.lists(st.tuples(st.integers(0, 199), st.sampled_from([1.0, 1e3, 1e6, 1e9])), max_size=3),
+    seed=st.integers(min_value=0, max_value=10_000),
+)
+def test_rolling_vol_feature_on_hostile_returns_matches_exact_arithmetic(n, window, scale_exp, flats, jumps, seed):
+    """Flat runs (equal returns), jumps of 1..1e9 times the noise, scales 1e-9..1e3: every window
+    of the volatility feature agrees with exact rational arithmetic, flat windows exactly 0."""
+    from fractions import Fraction
+
+    from hft_lab.analysis.regimes import build_features
+
+    window = min(window, n)
+    scale = 10.0**scale_exp
+    r = np.random.default_rng(seed).normal(0.0, scale, n)
+    for a, length in flats:
+        r[a : a + length] = r[min(a, n - 1)]
+    for a, k in jumps:
+        r[a % n] += k * scale
+    x, _, offset = build_features(r, [""], ["rolling_vol"], window)
+    vol = x[:, 0]
+    assert offset == window - 1 and len(vol) == n - offset
+    for i in range(len(vol)):
+        win = r[i : i + window]
+        if np.all(win == win[0]):
+            assert vol[i] == 0.0, i
+            continue
+        if i % 5:
+            continue
+        q = [Fraction(v) for v in win]
+        m = sum(q) / window
+        exact = float(sum((v - m) ** 2 for v in q) / (window - 1)) ** 0.5
+        assert abs(vol[i] - exact) <= 1e-12 * exact, (i, vol[i], exact)
