@@ -47,6 +47,8 @@ macro_rules! to_dict {
 
 // issue 17: the pairs workflow's bindings
 mod pairs;
+// issue 16: the gRPC backend's unary transport
+mod grpc_client;
 
 create_exception!(
     _rustcore,
@@ -1060,6 +1062,7 @@ fn _rustcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(memory_limit, m)?)?;
     m.add_function(wrap_pyfunction!(memory_in_use, m)?)?;
     m.add_function(wrap_pyfunction!(set_memory_limit, m)?)?;
+    grpc_client::register(m)?;
     m.add_class::<CancelToken>()?;
     m.add_class::<MeanReversionStream>()?;
     m.add_function(wrap_pyfunction!(mean_reversion, m)?)?;

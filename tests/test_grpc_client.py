@@ -1,0 +1,134 @@
+"""The Rust unary client of the gRPC backend (issue 16, small calls): unary calls without a cancel
+token go through `_rustcore.GrpcUnaryClient` (tonic) instead of grpcio's blocking call. The same
+bytes, results, errors and texts either way; TLS stays on grpcio; a server that went away and came
+back on the same address is reached again; HFT_LAB_GRPC_CLIENT=grpcio turns it off."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+from hft_lab.backends import BackendConfig
+from hft_lab.backends.errors import BackendUnavailable, NumericalError
+from hft_lab.backends.grpc_backend import GrpcBackend
+from hft_lab.backends.server import find_grpcd
+from test_security import Grpcd
+
+
+def _pair(address: str, monkeypatch, **cfg) -> tuple[GrpcBackend, GrpcBackend]:
+    """(backend on the Rust client, backend on grpcio) to the same server."""
+    fast = GrpcBackend(BackendConfig(**cfg), address=address)
+    fast.info()
+    assert fast._fast is not None, "the Rust client was not used"
+    monkeypatch.setenv("HFT_LAB_GRPC_CLIENT", "grpcio")
+    slow = GrpcBackend(BackendConfig(**cfg), address=address)
+    slow.info()
+    assert slow._fast is None
+    return fast, slow
+
+
+def _same(a, b) -> None:
+    for k, v in vars(a).items():
+        w = getattr(b, k)
+        if isinstance(v, np.ndarray):
+            np.testing.assert_array_equal(v, w, err_msg=k)
+        else:
+            assert v == w or (v != v and w != w), k
+
+
+@pytest.mark.parametrize("shm", ["1", "0"])
+def test_rust_and_grpcio_clients_give_the_same_results_and_errors(monkeypatch, shm):
+    monkeypatch.setenv("HFT_LAB_SHM", shm)
+    s = Grpcd()
+    try:
+        fast, slow = _pair(s.address, monkeypatch)
+        rng = np.random.default_rng(3)
+        prices = 100 + rng.normal(size=50_000).cumsum() * 0.1  # 400 KB: the shared-memory size class
+        assets = 100 * np.exp(np.cumsum(0.01 * rng.standard_normal((500, 50)), axis=0))
+        for name, call in (
+            ("mean reversion", lambda b: b.calculate_mean_reversion(prices, lookback=20)),
+            ("mean reversion small", lambda b: b.calculate_mean_reversion(prices[:300], lookback=20)),
+            ("max sharpe", lambda b: b.optimize_portfolio(assets, method="max_sharpe")),
+            ("min variance", lambda b: b.optimize_portfolio(assets[:, :20], method="min_variance")),
+            ("ou", lambda b: b.fit_ou(prices[:2000])),
+            ("sparse", lambda b: b.calculate_sparse_portfolio(assets[:, :10], method="lasso", lambda_param=0.01)),
+        ):
+            _same(call(fast), call(slow))
+        for b in (fast, slow):
+            assert np.array_equal(b.echo(np.arange(16.0)), np.arange(16.0))
+        # bad input: INVALID_ARGUMENT -> ValueError, word for word the same
+        texts = []
+        for b in (fast, slow):
+            with pytest.raises(ValueError) as e:
+                b.calculate_mean_reversion(prices[:300], lookback=500)
+            texts.append(str(e.value))
+        assert texts[0] == texts[1] and "lookback" in texts[0]
+        # the core's numerical failures keep their kind (trailing metadata) on both clients
+        flat = np.full((200, 3), 100.0)
+        kinds = []
+        for b in (fast, slow):
+            with pytest.raises(ValueError) as e:
+                b.optimize_portfolio(flat, method="min_variance")
+            kinds.append((type(e.value), str(e.value)))
+        assert kinds[0] == kinds[1]
+        fast.close()
+        slow.close()
+    finally:
+        s.stop()
+
+
+def test_the_rust_client_refuses_an_oversized_request_like_grpcio(monkeypatch):
+    s = Grpcd("--max-message-mb", "1")
+    try:
+        fast, slow = _pair(s.address, monkeypatch, max_message_mb=1)
+        big = np.random.default_rng(0).normal(size=200_000).cumsum()
+        monkeypatch.setenv("HFT_LAB_SHM", "0")
+        for b in (fast, slow):
+            with pytest.raises(ValueError, match="message too large for the 1 MiB gRPC limit"):
+                b._mean_reversion(big, 5, 2.0, 0.0, None, None)
+            assert b.info().max_message_bytes == 1 << 20  # and the connection still works
+    finally:
+        s.stop()
+
+
+def test_the_rust_client_reconnects_to_a_server_restarted_on_the_same_port():
+    s = Grpcd()
+    port = s.port
+    b = GrpcBackend(BackendConfig(quick_timeout_s=5), address=s.address)
+    x = 100 + np.random.default_rng(1).normal(size=500).cumsum()
+    want = b.calculate_mean_reversion(x, lookback=10).zscore
+    client = b._fast
+    assert client is not None
+    # grpcd's graceful shutdown waits for the client to answer its PING: the idle client does
+    # (it is not killed after stop()'s 10 s grace period)
+    s.stop()
+    assert s.proc.returncode == 0, s.proc.returncode
+    with pytest.raises(BackendUnavailable):
+        b.calculate_mean_reversion(x, lookback=10)
+    proc = subprocess.Popen([str(find_grpcd()), "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert json.loads(proc.stdout.readline())["port"] == port
+        # the same client object: its broken connection is replaced on the next call
+        np.testing.assert_array_equal(b.calculate_mean_reversion(x, lookback=10).zscore, want)
+        assert b._fast is client
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        b.close()
+
+
+def test_tls_calls_stay_on_grpcio():
+    b = GrpcBackend(BackendConfig(tls=True, grpc_host="127.0.0.1", grpc_port=1))
+    assert b._fast_client("127.0.0.1:1") is None and b.client_name == "grpcio"
+
+
+def test_numerical_error_kind_survives_the_rust_client(monkeypatch):
+    """grpcd marks the core's numerical failures with trailing metadata; the Rust client carries it."""
+    from hft_lab.backends.grpc_backend import _FastRpcError, map_rpc_error
+
+    e = map_rpc_error(_FastRpcError(3, "singular", "numerical"), "x:1", 1)
+    assert isinstance(e, NumericalError) and str(e) == "singular"
+    e = map_rpc_error(_FastRpcError(3, "bad", None), "x:1", 1)
+    assert type(e) is ValueError
