@@ -323,9 +323,12 @@ class GrpcBackend(Backend):
     backend_type = BackendType.GRPC
     name = "gRPC (Rust server)"
 
-    def __init__(self, config: BackendConfig | None = None, address: str | Callable[[], str] | None = None):
+    def __init__(
+        self, config: BackendConfig | None = None, address: str | Callable[[], str] | None = None, client: str = "auto"
+    ):
         """`address` is "host:port" or a callable giving the current one (the ServerManager's,
-        which changes when it restarts grpcd); by default config.grpc_host:grpc_port."""
+        which changes when it restarts grpcd); by default config.grpc_host:grpc_port. `client`:
+        "auto" (unary calls on the Rust client where it applies, see _fast_client) or "grpcio"."""
         self.config = config or BackendConfig()
         if address is None:
             address = f"{self.config.grpc_host}:{self.config.grpc_port}"
@@ -336,6 +339,7 @@ class GrpcBackend(Backend):
         self._methods: dict = {}
         # (address, Rust unary client) for plaintext unary calls without a cancel token (issue 16)
         self._fast: tuple[str, object] | None = None
+        self._grpcio_only = client == "grpcio"
         self._inflight: set[_Inflight] = set()
         # (address, shared-memory pool or None) once negotiated with that grpcd (GetInfo)
         self._shm: tuple[str, shm.Pool | None] | None = None
@@ -389,7 +393,7 @@ class GrpcBackend(Backend):
 
     def _fast_client(self, addr: str):
         """The Rust unary client for `addr` (plaintext only: TLS calls stay on grpcio), or None."""
-        if self.config.use_tls:
+        if self.config.use_tls or self._grpcio_only:
             return None
         cached = self._fast
         if cached is not None and cached[0] == addr:
@@ -407,7 +411,7 @@ class GrpcBackend(Backend):
     @property
     def client_name(self) -> str:
         """Which client library carries the unary calls (shown by the benchmark)."""
-        if self.config.use_tls or _fast_client_class() is None:
+        if self.config.use_tls or self._grpcio_only or _fast_client_class() is None:
             return "grpcio"
         return "rust (tonic) for unary calls, grpcio for streams"
 

@@ -75,6 +75,7 @@ def machine(backends: dict | None = None) -> dict:
             info[f"{name}_core"] = si.core_version
             if name == "grpc":
                 info["grpcd"] = si.server_version
+                info["grpc_client"] = getattr(b, "client_name", "grpcio")
         except Exception as e:
             info[f"{name}_core"] = f"unavailable ({type(e).__name__})"
     return info
@@ -87,7 +88,8 @@ def describe_machine(info: dict) -> str:
         f"CPU: {info.get('cpu', '?')}, {info.get('cores', '?')} logical cores, {info.get('memory_gb', '?')} GB RAM",
         f"OS: {info.get('platform', '?')}; Python {info.get('python', '?')}; hft_lab {info.get('hft_lab', '?')}"
         + (f", core {info['pyo3_core']}" if "pyo3_core" in info else "")
-        + (f", grpcd {info['grpcd']}" if "grpcd" in info else ""),
+        + (f", grpcd {info['grpcd']}" if "grpcd" in info else "")
+        + (f"; gRPC client: {info['grpc_client']}" if "grpc_client" in info else ""),
         "versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
     ]
     if la:
@@ -141,8 +143,20 @@ class PythonEchoServer:
 class RunContext:
     """Things a run starts lazily and stops at the end (the Python echo server)."""
 
-    def __init__(self):
+    def __init__(self, grpc_address: str | None = None):
         self._echo: PythonEchoServer | None = None
+        self.grpc_address = grpc_address  # this run's grpcd, if any
+        self._grpcio: object | None = None
+
+    def grpcio_backend(self):
+        """A gRPC backend to this run's grpcd on the grpcio client (the reference for ours)."""
+        if self.grpc_address is None:
+            raise RuntimeError("no grpcd in this run")
+        if self._grpcio is None:
+            from hft_lab.backends.grpc_backend import GrpcBackend
+
+            self._grpcio = GrpcBackend(address=self.grpc_address, client="grpcio")
+        return self._grpcio
 
     def python_echo(self) -> PythonEchoServer:
         if self._echo is None:
@@ -150,6 +164,9 @@ class RunContext:
         return self._echo
 
     def close(self) -> None:
+        if self._grpcio is not None:
+            self._grpcio.close()  # type: ignore[attr-defined]
+            self._grpcio = None
         if self._echo is not None:
             self._echo.__exit__(None, None, None)
             self._echo = None

@@ -172,6 +172,12 @@ def _py_echo_make(p, ctx):
     return call
 
 
+def _grpcio_client_echo_make(p, ctx):
+    b = ctx.grpcio_backend()
+    x = p.data
+    return lambda: b.echo(x)
+
+
 def _echo_acc(out, base, p):
     return "identical" if np.array_equal(out, base) else f"max |Δ| {_max_abs(out, base):.2g}"
 
@@ -478,7 +484,14 @@ _register(
                 _py_echo_make,
                 _echo_acc,
                 needs_python_child=True,
-            )
+            ),
+            Reference(
+                "grpcio-client",
+                "our grpcd reached with grpcio's blocking call instead of the Rust unary client",
+                ("grpc",),
+                _grpcio_client_echo_make,
+                _echo_acc,
+            ),
         ],
     )
 )

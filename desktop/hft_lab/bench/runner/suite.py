@@ -86,7 +86,7 @@ def _run(cfg: BenchConfig, backends: dict, progress, cancel) -> Suite:
     if progress:
         progress(ProgressEvent(0, count_cells(cfg, backends), None, None, "measuring…", machine=dict(suite.machine)))
     rng = np.random.default_rng(cfg.seed)
-    ctx = RunContext()
+    ctx = RunContext(backends["grpc"].address if "grpc" in backends else None)
     try:
         run_matrix(cfg, backends, suite, progress, cancel, ctx)
         for name in cfg.sections:
