@@ -323,9 +323,7 @@ class GrpcBackend(Backend):
     backend_type = BackendType.GRPC
     name = "gRPC (Rust server)"
 
-    def __init__(
-        self, config: BackendConfig | None = None, address: str | Callable[[], str] | None = None, client: str = "auto"
-    ):
+    def __init__(self, config: BackendConfig | None = None, address: str | Callable[[], str] | None = None, client: str = "auto"):
         """`address` is "host:port" or a callable giving the current one (the ServerManager's,
         which changes when it restarts grpcd); by default config.grpc_host:grpc_port. `client`:
         "auto" (unary calls on the Rust client where it applies, see _fast_client) or "grpcio"."""
