@@ -1466,8 +1466,7 @@ fn rolling_blocks_generic(
     // (A flat window never passes the test, whose bound is rigorous; repeats are checked anyway,
     // so flat windows are recognised exactly, as in the stream, whatever the sums say.)
     // per bar: the differences t1, t2 (then the sums s1, s2), the bounds e1, e2
-    let (mut s1a, mut s2a, mut e1a, mut e2a) =
-        ([0.0f64; CH], [0.0f64; CH], [0.0f64; CH], [0.0f64; CH]);
+    let (mut sa2, mut ea2) = ([[0.0f64; 2]; CH], [[0.0f64; 2]; CH]);
     let (mut ma, mut sa, mut za) = ([0.0f64; CH], [0.0f64; CH], [0.0f64; CH]);
     let mut cand = [false; CH];
     while t0 < n {
@@ -1537,25 +1536,23 @@ fn rolling_blocks_generic(
             }
             let len = (end - t).min(CH);
             let k = acc.k;
-            // the differences, vectorised
+            // the differences, vectorised (and the new prices checked)
+            let mut finite = true;
             for (i, (&xn, &xo)) in x[t..t + len].iter().zip(&x[t - w..t - w + len]).enumerate() {
                 let (t1, t2) = diffs(k, xn, xo);
-                s1a[i] = t1;
-                s2a[i] = t2;
+                sa2[i] = [t1, t2];
+                finite &= xn.abs() < f64::INFINITY;
             }
             // the running sums, serial
             let mut s = acc.s;
-            for i in 0..len {
-                s = accumulate(s, s1a[i], s2a[i]);
-                s1a[i] = s.s1;
-                s2a[i] = s.s2;
-                e1a[i] = s.e1;
-                e2a[i] = s.e2;
+            for (sp, ep) in sa2[..len].iter_mut().zip(ea2[..len].iter_mut()) {
+                s = accumulate(s, sp[0], sp[1]);
+                *sp = [s.s1, s.s2];
+                *ep = [s.e1, s.e2];
             }
             // vectorised: outputs (into the kept series, or scratch) and the candidates
             let o = t - start;
             let mut any = false;
-            let mut finite = true;
             let md = dest(&mut sink.mean, &mut ma, o, len);
             let sd = dest(&mut sink.std, &mut sa, o, len);
             let zd = dest(&mut sink.z, &mut za, o, len);
@@ -1570,11 +1567,10 @@ fn rolling_blocks_generic(
             {
                 // a flat window repeats its predecessor, its first and its middle value
                 let c = ((*xi == *xp) & (*xi == *xw) & (*xi == *xh))
-                    | inaccurate(s1a[i], s2a[i], e1a[i], e2a[i], &l);
+                    | inaccurate(sa2[i][0], sa2[i][1], ea2[i][0], ea2[i][1], &l);
                 cand[i] = c;
                 any |= c;
-                finite &= xi.abs() < f64::INFINITY;
-                (*mi, *si, *zi) = post(pre(k, s1a[i], s2a[i], *xi, false, &l));
+                (*mi, *si, *zi) = post(pre(k, sa2[i][0], sa2[i][1], *xi, false, &l));
             }
             // the candidates, in order
             let mut upto = len; // bars [t, t + upto) are final
@@ -1588,7 +1584,7 @@ fn rolling_blocks_generic(
                     let run = run_at(tf, &mut memo);
                     if run >= w {
                         (md[i], sd[i], zd[i]) = post(pre(k, 0.0, 0.0, x[tf], true, &l));
-                    } else if inaccurate(s1a[i], s2a[i], e1a[i], e2a[i], &l) {
+                    } else if inaccurate(sa2[i][0], sa2[i][1], ea2[i][0], ea2[i][1], &l) {
                         acc = Acc::recomputed(&x[tf + 1 - w..=tf], &[], run, &l);
                         (md[i], sd[i], zd[i]) =
                             post(pre(acc.k, acc.s.s1(), acc.s.s2(), x[tf], false, &l));
