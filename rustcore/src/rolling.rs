@@ -2252,7 +2252,9 @@ mod tests {
     /// mean_reversion_into (caller's buffers) and mean_reversion (which validates before it
     /// allocates, then skips the second validation) give the same errors, in the same order, for
     /// a non-finite price anywhere (first window, first and second half of a two-thread series,
-    /// last bar), a bad lookback or threshold besides, and a constant series.
+    /// around a block boundary and the split, inside a chunk, last bar; two of them: the first
+    /// is reported), a bad lookback or threshold besides, a cancelled call, and a constant
+    /// series. (mean_reversion_into checks the prices' finiteness inside the computation.)
     #[test]
     fn both_entry_points_give_the_same_errors() {
         let p = SignalParams::default();
@@ -2275,9 +2277,38 @@ mod tests {
                 .unwrap_err()
                 .to_string()
         };
+        let cancelled = |x: &[f64]| {
+            let n = x.len();
+            let mut z = vec![0.0; n];
+            let bufs = MeanReversionBuffers {
+                rolling_mean: None,
+                rolling_std: None,
+                zscore: Some(&mut z),
+                signals: None,
+                positions: None,
+            };
+            mean_reversion_into(x, 20, p, bufs, &mut |_, _| false)
+                .unwrap_err()
+                .to_string()
+        };
         for n in [50usize, 300_000] {
             let base = walk(n, 100.0, 1.0, 9);
-            for at in [0, 3, 19, n / 3, n / 2 + 7, n - 1] {
+            // (w = 20: blocks of `every` bars from bar 19; two threads split at `mid`)
+            let every = recentre_every(20);
+            let mid = 19 + (n - 19).div_ceil(every).div_ceil(2) * every;
+            let mut ats = vec![0, 3, 19, 20, 19 + 64 + 5, n / 3, n / 2 + 7, n - 1];
+            if n > mid {
+                ats.extend([
+                    18 + every,
+                    19 + every,
+                    20 + every,
+                    mid - 19,
+                    mid - 1,
+                    mid,
+                    mid + 1,
+                ]);
+            }
+            for at in ats.into_iter().filter(|&a| a < n) {
                 for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
                     let mut x = base.clone();
                     x[at] = bad;
@@ -2287,7 +2318,15 @@ mod tests {
                     let worse = SignalParams { entry: -1.0, ..p };
                     assert_eq!(into(&x, 1, p), up_front(&x, 1, p));
                     assert_eq!(into(&x, 20, worse), msg);
+                    assert_eq!(cancelled(&x), msg);
+                    if at + 2 < n {
+                        x[n - 1] = f64::NAN; // a later one in the other half too
+                        assert_eq!(into(&x, 20, p), msg);
+                    }
                 }
+            }
+            if n > 1 << 16 {
+                assert_eq!(cancelled(&base), "cancelled by the user");
             }
             let flat = vec![3.25; n];
             assert!(into(&flat, 20, p).contains("constant"));
