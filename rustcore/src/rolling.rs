@@ -905,6 +905,18 @@ struct Sink<'a> {
     pos: Option<&'a mut [i8]>,
     machine: Option<SignalMachine>,
     changes: Vec<(usize, i8)>,
+    /// Check that the prices read are finite (stop at the first chunk that has one that is not,
+    /// and clear `finite`).
+    check: bool,
+    finite: bool,
+}
+
+/// Why the fused pass stopped early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Halt {
+    Cancelled,
+    /// A non-finite price (only looked for with `Sink::check`).
+    NonFinite,
 }
 
 impl Sink<'_> {
@@ -952,9 +964,13 @@ fn dest<'a>(
 
 impl SignalMachine {
     /// [`SignalMachine::push`] over `z` (bars `t ..`), writing the signals/positions asked for and
-    /// recording each change of the signal as (bar, new signal). The runs that keep the state
-    /// (flat inside the entry band, or holding a position) are scanned in tight loops, as in
-    /// [`SignalMachine::run`]; a state is only left through `push`, so changes are found there.
+    /// recording each change of the signal as (bar, new signal). Pieces of up to 64 bars: the
+    /// conditions that keep each state (flat inside the entry band, or holding a position) are
+    /// evaluated for the whole piece at once into bit masks, so the runs that keep the state are
+    /// skipped by a bit scan and written by fixed-size stores into a local buffer; a state is
+    /// only left through `push_slow` (the same rules, the same decisions as `push` per bar), so
+    /// changes are found there. Signals and positions are then copied out (a position is the
+    /// previous bar's signal).
     #[inline(always)]
     fn feed(
         &mut self,
@@ -964,60 +980,159 @@ impl SignalMachine {
         mut pos: Option<&mut [i8]>,
         changes: &mut Vec<(usize, i8)>,
     ) {
-        let n = z.len();
-        let p = self.params;
-        let stop = p.stop.unwrap_or(f64::INFINITY);
-        let mut i = 0;
-        while i < n {
-            if !self.blocked {
-                let s = self.state;
-                let start = i;
-                match s {
-                    0 => {
-                        while i < n && z[i].abs() <= p.entry {
-                            i += 1;
-                        }
-                    }
-                    1 => {
-                        while i < n && z[i] < -p.exit && z[i] > -stop {
-                            i += 1;
-                        }
-                    }
-                    _ => {
-                        while i < n && z[i] > p.exit && z[i] < stop {
-                            i += 1;
-                        }
-                    }
+        let mut from = 0;
+        for zs in z.chunks(64) {
+            let len = zs.len();
+            // buf[1 + i] = the signal decided at bar from + i (runs are written 64 bytes at a
+            // time), buf[0] the one before: the positions are buf[..len], the signals buf[1..]
+            let mut buf = [0i8; 130];
+            buf[0] = self.last_signal;
+            self.feed64(zs, t + from, &mut buf, changes);
+            let out = |o: &mut [i8], b: &[i8]| {
+                if len == 64 {
+                    o[from..from + 64].copy_from_slice(&b[..64]); // inlined (fixed size)
+                } else {
+                    o[from..from + len].copy_from_slice(&b[..len]);
                 }
-                if i > start {
-                    // signal s on bars start..i (s is already the last signal: no change);
-                    // position s too, the first one lagging by a bar
-                    if let Some(g) = sig.as_deref_mut() {
-                        g[start..i].fill(s);
-                    }
-                    if let Some(q) = pos.as_deref_mut() {
-                        q[start..i].fill(s);
-                        q[start] = self.last_signal;
-                    }
-                    self.last_signal = s;
-                }
+            };
+            if let Some(g) = sig.as_deref_mut() {
+                out(g, &buf[1..]);
             }
-            if i < n {
-                let prev = self.last_signal;
-                let (sg, ps) = self.push(z[i]);
-                if sg != prev {
-                    changes.push((t + i, sg));
-                }
-                if let Some(g) = sig.as_deref_mut() {
-                    g[i] = sg;
-                }
-                if let Some(q) = pos.as_deref_mut() {
-                    q[i] = ps;
-                }
-                i += 1;
+            if let Some(q) = pos.as_deref_mut() {
+                out(q, &buf);
             }
+            from += len;
         }
     }
+
+    /// [`SignalMachine::feed`] on at most 64 bars, the signals into `buf[1..=z.len()]`.
+    #[inline(always)]
+    fn feed64(&mut self, z: &[f64], t: usize, buf: &mut [i8; 130], changes: &mut Vec<(usize, i8)>) {
+        let len = z.len();
+        debug_assert!((1..=64).contains(&len));
+        let [flat, long, short] = hold_masks(z, &self.params);
+        let valid = u64::MAX >> (64 - len);
+        let mut i = 0;
+        while i < len {
+            if !self.blocked {
+                let s = self.state;
+                let hold = match s {
+                    0 => flat,
+                    1 => long,
+                    _ => short,
+                };
+                // the first bar from i on that does not keep the state (len if none)
+                let leave = !hold & valid & (u64::MAX << i);
+                let j = if leave == 0 {
+                    len
+                } else {
+                    leave.trailing_zeros() as usize
+                };
+                if j > i {
+                    // signal s on bars i..j (s is already the last signal: no change)
+                    buf[1 + i..1 + i + 64].copy_from_slice(&[s; 64]);
+                    self.last_signal = s;
+                    i = j;
+                    if i == len {
+                        break;
+                    }
+                }
+            }
+            // bar i does not keep the state, or the machine is blocked: the full rules
+            let prev = self.last_signal;
+            let (sg, _) = self.push_slow(z[i], prev);
+            if sg != prev {
+                changes.push((t + i, sg));
+            }
+            buf[1 + i] = sg;
+            i += 1;
+        }
+    }
+}
+
+/// Bit i set when bar i (of at most 64) keeps the state [flat, long, short] of
+/// [`SignalMachine::push`]'s fast path (the same comparisons).
+#[inline(always)]
+fn hold_masks(z: &[f64], p: &SignalParams) -> [u64; 3] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked above)
+            return unsafe { hold_masks_avx2(z, p) };
+        }
+    }
+    hold_masks_scalar(z, p)
+}
+
+/// [`hold_masks`], one bar at a time.
+#[inline(always)]
+fn hold_masks_scalar(z: &[f64], p: &SignalParams) -> [u64; 3] {
+    let stop = p.stop.unwrap_or(f64::INFINITY);
+    let (mut f, mut l, mut s) = ([0u8; 64], [0u8; 64], [0u8; 64]);
+    for (i, &v) in z.iter().enumerate().take(64) {
+        f[i] = (v.abs() <= p.entry) as u8;
+        l[i] = ((v < -p.exit) & (v > -stop)) as u8;
+        s[i] = ((v > p.exit) & (v < stop)) as u8;
+    }
+    [pack_bits(&f), pack_bits(&l), pack_bits(&s)]
+}
+
+/// [`hold_masks`], four bars at a time: the same comparisons (ordered: false on NaN, as Rust's
+/// `<`, `<=`, `>`), their results taken as bits by movemask.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn hold_masks_avx2(z: &[f64], p: &SignalParams) -> [u64; 3] {
+    use std::arch::x86_64::*;
+    let stop = p.stop.unwrap_or(f64::INFINITY);
+    let n = z.len().min(64);
+    let (entry, exit, neg_exit) = (
+        _mm256_set1_pd(p.entry),
+        _mm256_set1_pd(p.exit),
+        _mm256_set1_pd(-p.exit),
+    );
+    let (stop4, neg_stop4) = (_mm256_set1_pd(stop), _mm256_set1_pd(-stop));
+    let abs = _mm256_castsi256_pd(_mm256_set1_epi64x(i64::MAX));
+    let (mut f, mut l, mut s) = (0u64, 0u64, 0u64);
+    let mut i = 0;
+    while i + 4 <= n {
+        // SAFETY: i + 4 <= z.len()
+        let v = _mm256_loadu_pd(z.as_ptr().add(i));
+        let cf = _mm256_cmp_pd::<_CMP_LE_OQ>(_mm256_and_pd(v, abs), entry);
+        let cl = _mm256_and_pd(
+            _mm256_cmp_pd::<_CMP_LT_OQ>(v, neg_exit),
+            _mm256_cmp_pd::<_CMP_GT_OQ>(v, neg_stop4),
+        );
+        let cs = _mm256_and_pd(
+            _mm256_cmp_pd::<_CMP_GT_OQ>(v, exit),
+            _mm256_cmp_pd::<_CMP_LT_OQ>(v, stop4),
+        );
+        f |= (_mm256_movemask_pd(cf) as u64) << i;
+        l |= (_mm256_movemask_pd(cl) as u64) << i;
+        s |= (_mm256_movemask_pd(cs) as u64) << i;
+        i += 4;
+    }
+    if i < n {
+        let [a, b, c] = hold_masks_scalar(&z[i..n], p);
+        f |= a << i;
+        l |= b << i;
+        s |= c << i;
+    }
+    [f, l, s]
+}
+
+/// 64 bytes, each 0 or 1, as the bits of a word (byte i -> bit i).
+#[inline(always)]
+fn pack_bits(b: &[u8; 64]) -> u64 {
+    let mut m = 0u64;
+    for k in 0..8 {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&b[8 * k..8 * k + 8]);
+        // byte j (0 or 1) of v lands at bit 56 + j of the product, without carries
+        let v = u64::from_le_bytes(w);
+        m |= (v.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * k);
+    }
+    m
 }
 
 /// Entry and exit bars from the signal changes (in bar order, starting flat).
@@ -1111,6 +1226,8 @@ pub fn rolling_into(
         pos: None,
         machine: None,
         changes: Vec::new(),
+        check: false,
+        finite: true,
     };
     fused(x, w, sink, None, on_progress).is_ok()
 }
@@ -1120,14 +1237,15 @@ pub fn rolling_into(
 /// run on two threads split at a block boundary (the rolling statistics are bit-identical; the
 /// signals of the second half are replayed from the true state until the guess agrees); below
 /// that, a thread start costs more than it saves on a loaded machine (measured: 17 ms instead of
-/// 1.7 ms at 100k bars under load 15). Returns the signal changes; Err(()) if cancelled.
+/// 1.7 ms at 100k bars under load 15). Returns the signal changes; Err if cancelled, or (with
+/// `sink.check`) when a price is not finite (the outputs are then partly written).
 fn fused(
     x: &[f64],
     w: usize,
     mut sink: Sink<'_>,
     params: Option<SignalParams>,
     on_progress: &mut dyn FnMut(usize, f64) -> bool,
-) -> Result<Vec<(usize, i8)>, ()> {
+) -> Result<Vec<(usize, i8)>, Halt> {
     let n = x.len();
     let warm = w - 1;
     // the warm-up bars: NaN statistics, flat (a NaN z keeps the initial machine flat, unblocked)
@@ -1170,9 +1288,15 @@ fn fused(
             pos: tail(sink.pos, warm),
             machine,
             changes: Vec::new(),
+            check: sink.check,
+            finite: true,
         };
         if !rolling_blocks(x, w, warm, &mut one, &AtomicBool::new(false), on_progress) {
-            return Err(());
+            return Err(if one.finite {
+                Halt::Cancelled
+            } else {
+                Halt::NonFinite
+            });
         }
         return Ok(one.changes);
     }
@@ -1193,6 +1317,8 @@ fn fused(
         pos: p1,
         machine: machine.clone(),
         changes: Vec::new(),
+        check: sink.check,
+        finite: true,
     };
     let mut second = Sink {
         mean: m2,
@@ -1202,13 +1328,20 @@ fn fused(
         pos: p2,
         machine, // a guess: the initial state
         changes: Vec::new(),
+        check: sink.check,
+        finite: true,
     };
     let stop = AtomicBool::new(false);
     let ok = std::thread::scope(|scope| {
         let stop_ref = &stop;
         let second_ref = &mut second;
-        let h =
-            scope.spawn(move || rolling_blocks(x, w, mid, second_ref, stop_ref, &mut |_, _| true));
+        let h = scope.spawn(move || {
+            let ok = rolling_blocks(x, w, mid, second_ref, stop_ref, &mut |_, _| true);
+            if !ok {
+                stop_ref.store(true, Ordering::Relaxed); // a non-finite price: stop the first half
+            }
+            ok
+        });
         let ok = rolling_blocks(&x[..mid], w, warm, &mut first, &stop, on_progress);
         if !ok {
             stop.store(true, Ordering::Relaxed);
@@ -1216,8 +1349,11 @@ fn fused(
         let ok2 = h.join().unwrap_or(false);
         ok && ok2
     });
+    if !(first.finite && second.finite) {
+        return Err(Halt::NonFinite);
+    }
     if !ok {
-        return Err(());
+        return Err(Halt::Cancelled);
     }
     let mut changes = first.changes;
     if let Some(true_machine) = first.machine {
@@ -1237,7 +1373,7 @@ fn fused(
             // mid - w + 1 makes the same decisions as the blocks from `mid`: bit-identical)
             let mut r = match RollingZ::new(w) {
                 Ok(r) => r,
-                Err(_) => return Err(()),
+                Err(_) => return Err(Halt::Cancelled),
             };
             for &v in &x[mid + 1 - w..mid] {
                 r.push(v);
@@ -1340,6 +1476,15 @@ fn rolling_blocks_generic(
                 return false;
             }
         }
+        // the prices checked: the block's first bar (and the first window, before the first
+        // block of the series); the chunks below check their bars
+        if sink.check {
+            let from = if t0 + 1 == w { 0 } else { t0 };
+            if !x[from..=t0].iter().all(|v| v.is_finite()) {
+                sink.finite = false;
+                return false;
+            }
+        }
         // forced exact recomputation on the window x[t0-w+1 ..= t0] (as RollingZ::push does at
         // the same bars); the run of equal values is recounted from the window (only run >= w
         // matters, so this agrees with the stream's count)
@@ -1391,10 +1536,12 @@ fn rolling_blocks_generic(
             }
             let len = (end - t).min(CH);
             let k = acc.k;
-            // the differences, vectorised
+            // the differences, vectorised (and the new prices checked)
+            let mut finite = true;
             for (i, (&xn, &xo)) in x[t..t + len].iter().zip(&x[t - w..t - w + len]).enumerate() {
                 let (t1, t2) = diffs(k, xn, xo);
                 sa2[i] = [t1, t2];
+                finite &= xn.abs() < f64::INFINITY;
             }
             // the running sums, serial
             let mut s = acc.s;
@@ -1446,6 +1593,10 @@ fn rolling_blocks_generic(
                         break;
                     }
                 }
+            }
+            if sink.check && !finite {
+                sink.finite = false;
+                return false;
             }
             if !recomputed {
                 acc.s = s;
@@ -1506,7 +1657,7 @@ fn validate(prices: &[f64], lookback: usize, params: &SignalParams) -> CoreResul
 /// Python binding hands in NumPy arrays, so nothing is copied afterwards); the series whose
 /// buffer is None are not kept. One fused pass computes the statistics, the signals and the
 /// entry/exit bars. Returns the entry and exit bars. `on_progress(done, fraction)` is called
-/// every 65 536 bars; returning false cancels.
+/// every 65 536 bars; returning false cancels. On an error the buffers' contents are unspecified.
 pub fn mean_reversion_into(
     prices: &[f64],
     lookback: usize,
@@ -1514,17 +1665,32 @@ pub fn mean_reversion_into(
     out: MeanReversionBuffers<'_>,
     on_progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> CoreResult<(Vec<usize>, Vec<usize>)> {
-    validate(prices, lookback, &params)?;
-    run_into(prices, lookback, params, out, on_progress)
+    // The checks that need no pass over the prices come first (a constant series is told by
+    // its first value that differs: the second one, usually); the prices' finiteness is
+    // checked by the computation itself, chunk by chunk on both threads, instead of a pass of
+    // its own. Any error is then reported as `validate` words it, in its order (a non-finite
+    // price before a bad lookback, and so on), whatever the computation stopped on.
+    let n = prices.len();
+    let quick = n > 0
+        && (2..=n).contains(&lookback)
+        && params.validate().is_ok()
+        && prices.iter().any(|&v| v != prices[0]);
+    if !quick {
+        validate(prices, lookback, &params)?;
+    }
+    run_into(prices, lookback, params, out, true, on_progress)
+        .map_err(|e| validate(prices, lookback, &params).err().unwrap_or(e))
 }
 
-/// [`mean_reversion_into`] on validated input (the prices are read once more otherwise: a whole
-/// pass over them, for nothing, in [`mean_reversion_outputs`], which validates before allocating).
+/// [`mean_reversion_into`] on input whose only unchecked property may be the finiteness of the
+/// prices (`check`: looked for in the computation; else the prices were checked already, as in
+/// [`mean_reversion_outputs`], which validates before allocating).
 fn run_into(
     prices: &[f64],
     lookback: usize,
     params: SignalParams,
     out: MeanReversionBuffers<'_>,
+    check: bool,
     on_progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> CoreResult<(Vec<usize>, Vec<usize>)> {
     let n = prices.len();
@@ -1551,9 +1717,14 @@ fn run_into(
         pos: out.positions,
         machine: None,
         changes: Vec::new(),
+        check,
+        finite: true,
     };
-    let changes = fused(prices, lookback, sink, Some(params), on_progress)
-        .map_err(|_| CoreError::Cancelled)?;
+    let changes =
+        fused(prices, lookback, sink, Some(params), on_progress).map_err(|h| match h {
+            Halt::Cancelled => CoreError::Cancelled,
+            Halt::NonFinite => CoreError::invalid("prices must be finite numbers"),
+        })?;
     Ok(entries_exits(&changes))
 }
 
@@ -1621,6 +1792,7 @@ pub fn mean_reversion_outputs(
             signals: some(outputs.signals).then_some(&mut out.signals[..]),
             positions: some(outputs.positions).then_some(&mut out.positions[..]),
         },
+        false,
         on_progress,
     )?;
     out.entries = entries;
@@ -1839,6 +2011,52 @@ mod tests {
         (sg, ps, e, x)
     }
 
+    /// The vectorised hold masks equal the scalar ones, on thresholds, between them, beyond the
+    /// stop, at ±0, ±infinity and NaN, for every piece length.
+    #[test]
+    fn hold_masks_agree() {
+        let mut z = Vec::new();
+        for v in [
+            0.0,
+            0.5,
+            1.0,
+            1.5,
+            2.0,
+            2.5,
+            3.0,
+            3.5,
+            1e300,
+            f64::INFINITY,
+            f64::NAN,
+        ] {
+            z.push(v);
+            z.push(-v);
+        }
+        z.extend(walk(200, 0.0, 0.7, 4));
+        for p in [
+            SignalParams::default(),
+            SignalParams {
+                entry: 1.5,
+                exit: 0.5,
+                stop: Some(3.0),
+            },
+            SignalParams {
+                entry: 2.0,
+                exit: -1.0,
+                stop: Some(2.5),
+            },
+        ] {
+            for start in 0..z.len() {
+                for len in [1, 2, 3, 4, 5, 7, 8, 31, 63, 64] {
+                    if start + len <= z.len() {
+                        let piece = &z[start..start + len];
+                        assert_eq!(hold_masks(piece, &p), hold_masks_scalar(piece, &p));
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn two_thread_signals_equal_one_run() {
         let x = walk(300_000, 100.0, 1.0, 5);
@@ -2034,7 +2252,9 @@ mod tests {
     /// mean_reversion_into (caller's buffers) and mean_reversion (which validates before it
     /// allocates, then skips the second validation) give the same errors, in the same order, for
     /// a non-finite price anywhere (first window, first and second half of a two-thread series,
-    /// last bar), a bad lookback or threshold besides, and a constant series.
+    /// around a block boundary and the split, inside a chunk, last bar; two of them: the first
+    /// is reported), a bad lookback or threshold besides, a cancelled call, and a constant
+    /// series. (mean_reversion_into checks the prices' finiteness inside the computation.)
     #[test]
     fn both_entry_points_give_the_same_errors() {
         let p = SignalParams::default();
@@ -2057,9 +2277,38 @@ mod tests {
                 .unwrap_err()
                 .to_string()
         };
+        let cancelled = |x: &[f64]| {
+            let n = x.len();
+            let mut z = vec![0.0; n];
+            let bufs = MeanReversionBuffers {
+                rolling_mean: None,
+                rolling_std: None,
+                zscore: Some(&mut z),
+                signals: None,
+                positions: None,
+            };
+            mean_reversion_into(x, 20, p, bufs, &mut |_, _| false)
+                .unwrap_err()
+                .to_string()
+        };
         for n in [50usize, 300_000] {
             let base = walk(n, 100.0, 1.0, 9);
-            for at in [0, 3, 19, n / 3, n / 2 + 7, n - 1] {
+            // (w = 20: blocks of `every` bars from bar 19; two threads split at `mid`)
+            let every = recentre_every(20);
+            let mid = 19 + (n - 19).div_ceil(every).div_ceil(2) * every;
+            let mut ats = vec![0, 3, 19, 20, 19 + 64 + 5, n / 3, n / 2 + 7, n - 1];
+            if n > mid {
+                ats.extend([
+                    18 + every,
+                    19 + every,
+                    20 + every,
+                    mid - 19,
+                    mid - 1,
+                    mid,
+                    mid + 1,
+                ]);
+            }
+            for at in ats.into_iter().filter(|&a| a < n) {
                 for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
                     let mut x = base.clone();
                     x[at] = bad;
@@ -2069,7 +2318,15 @@ mod tests {
                     let worse = SignalParams { entry: -1.0, ..p };
                     assert_eq!(into(&x, 1, p), up_front(&x, 1, p));
                     assert_eq!(into(&x, 20, worse), msg);
+                    assert_eq!(cancelled(&x), msg);
+                    if at + 2 < n {
+                        x[n - 1] = f64::NAN; // a later one in the other half too
+                        assert_eq!(into(&x, 20, p), msg);
+                    }
                 }
+            }
+            if n > 1 << 16 {
+                assert_eq!(cancelled(&base), "cancelled by the user");
             }
             let flat = vec![3.25; n];
             assert!(into(&flat, 20, p).contains("constant"));
