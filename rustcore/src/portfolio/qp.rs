@@ -222,13 +222,7 @@ fn solve_body(
                         let vtv = v[0] * v[0] + rest2;
                         let beta = 2.0 / vtv;
                         // w = J[:, q..] v
-                        wv.iter_mut().for_each(|e| *e = 0.0);
-                        for (jj, &vj) in v.iter().enumerate() {
-                            if vj != 0.0 {
-                                let c = q + jj;
-                                axpy(vj, &j[c * n..(c + 1) * n], &mut wv);
-                            }
-                        }
+                        combine_columns(&j[q * n..], n, &v, &mut wv);
                         for (jj, &vj) in v.iter().enumerate() {
                             if vj != 0.0 {
                                 let c = q + jj;
@@ -365,6 +359,42 @@ fn solve_body(
     }
 }
 
+/// `w = Σ_jj v[jj] · cols[jj]` over the columns (`n` values each, contiguous) with `v[jj] != 0`,
+/// each entry summed in column order from 0: the same operations as zeroing `w` and adding the
+/// columns one axpy at a time, but a block of `w` stays in registers while the columns stream by
+/// (the axpy form stored and reloaded every entry of `w` once per column: issue 16).
+#[inline(always)]
+fn combine_columns(cols: &[f64], n: usize, v: &[f64], w: &mut [f64]) {
+    const B: usize = 16;
+    let w = &mut w[..n];
+    let mut e0 = 0;
+    while e0 < n {
+        let len = B.min(n - e0);
+        let mut acc = [0.0f64; B];
+        if len == B {
+            for (jj, &vj) in v.iter().enumerate() {
+                if vj != 0.0 {
+                    let c: &[f64; B] = cols[jj * n + e0..jj * n + e0 + B].try_into().expect("B");
+                    for t in 0..B {
+                        acc[t] += vj * c[t];
+                    }
+                }
+            }
+        } else {
+            for (jj, &vj) in v.iter().enumerate() {
+                if vj != 0.0 {
+                    let c = &cols[jj * n + e0..jj * n + e0 + len];
+                    for t in 0..len {
+                        acc[t] += vj * c[t];
+                    }
+                }
+            }
+        }
+        w[e0..e0 + len].copy_from_slice(&acc[..len]);
+        e0 += len;
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn drop_constraint(
@@ -409,6 +439,40 @@ fn drop_constraint(
             let (pa, pb) = (vec[col], vec[col + 1]);
             vec[col] = c * pa + s * pb;
             vec[col + 1] = -s * pa + c * pb;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// combine_columns gives the bits of the axpy form it replaced (zeroed w, one axpy per
+    /// column with a non-zero coefficient, in column order), for every block remainder.
+    #[test]
+    fn combine_columns_is_the_axpy_sequence() {
+        let mut s = 11u64;
+        let mut r = move || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+        };
+        for n in [1usize, 2, 15, 16, 17, 31, 32, 50, 64, 101] {
+            for k in [1usize, 3, n] {
+                let cols: Vec<f64> = (0..k * n).map(|_| r() * 1e3).collect();
+                let v: Vec<f64> = (0..k).map(|i| if i % 3 == 1 { 0.0 } else { r() }).collect();
+                let mut want = vec![0.0; n];
+                for (jj, &vj) in v.iter().enumerate() {
+                    if vj != 0.0 {
+                        axpy(vj, &cols[jj * n..(jj + 1) * n], &mut want);
+                    }
+                }
+                let mut got = vec![f64::NAN; n];
+                combine_columns(&cols, n, &v, &mut got);
+                let bits = |x: &[f64]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "n={n} k={k}");
+            }
         }
     }
 }
