@@ -467,77 +467,204 @@ pub(crate) fn cholesky_rel(a: &[f64], n: usize, rel: f64) -> Result<Vec<f64>, us
 
 // ---- issue 16: small factorisations (a 50-asset portfolio) ----
 
-/// Largest order factored by [`cholesky_small`] and inverted by [`lower_inverse`] in one block.
+/// Largest order factored by [`cholesky_upper_small`] and inverted by [`lower_inverse`] in one
+/// block (or by [`inverse_from_upper`]).
 /// Below it the blocked algorithms spend their time in short dot products (each pivot row of the
 /// left-looking Cholesky is a latency-bound chain of dot -> divide -> dot) and in tiny products.
 pub(crate) const SMALL_FACTOR_MAX: usize = 128;
 
 /// [`cholesky_rel`] for small matrices (n <= [`SMALL_FACTOR_MAX`]): the same contract (the lower
 /// triangle of `a` is read; Err(i) when the i-th pivot is not above `rel · a_ii` or not finite;
-/// L row-major with the strict upper triangle zero), computed right-looking on U = L' (row-major)
-/// so that each step's divisions and its trailing update run along contiguous rows (vectorised;
-/// AVX2 where the CPU has it, with the same operations, so the same bits, either way). The sums
-/// are accumulated in another order than the blocked algorithm's, so L differs from it by
-/// rounding.
+/// L row-major with the strict upper triangle zero). See [`cholesky_upper_small`] (which the
+/// portfolio uses directly).
+#[cfg(test)]
 pub(crate) fn cholesky_small(a: &[f64], n: usize, rel: f64) -> Result<Vec<f64>, usize> {
+    cholesky_upper_small(a, n, rel).map(|u| transpose(&u, n))
+}
+
+/// The Cholesky factor of a small matrix as U = L' (row-major upper, strict lower triangle
+/// zero), [`cholesky_small`]'s contract otherwise. Each entry is a_ij minus u_0i u_0j, minus
+/// u_1i u_1j, and so on (subtracted in that order, then divided by the pivot), as a
+/// right-looking factorisation on U computes it; here row i of U is computed at once from rows 0..i with a
+/// block of the row held in registers (vectorised, AVX2 where the CPU has it: the same
+/// operations, so the same bits either way). The sums run in another order than the blocked
+/// left-looking algorithm's, so the factor differs from it by rounding.
+pub(crate) fn cholesky_upper_small(a: &[f64], n: usize, rel: f64) -> Result<Vec<f64>, usize> {
     assert!(n <= SMALL_FACTOR_MAX && a.len() >= n * n);
-    let floor: Vec<f64> = (0..n).map(|i| rel * a[i * n + i]).collect();
     let mut u = vec![0.0; n * n];
-    for i in 0..n {
-        for k in 0..=i {
-            u[k * n + i] = a[i * n + k];
-        }
-    }
     #[cfg(target_arch = "x86_64")]
-    let done = if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports the feature the function is compiled for.
-        unsafe { chol_upper_avx2(&mut u, n, &floor) }
-    } else {
-        chol_upper(&mut u, n, &floor)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let done = chol_upper(&mut u, n, &floor);
-    done?;
-    let mut l = vec![0.0; n * n];
-    for i in 0..n {
-        for k in 0..=i {
-            l[i * n + k] = u[k * n + i];
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports the feature the function is compiled for.
+            unsafe { chol_rows_avx2(a, n, rel, &mut u) }?;
+            return Ok(u);
         }
     }
-    Ok(l)
+    chol_rows(a, n, rel, &mut u)?;
+    Ok(u)
+}
+
+/// `m'` (row-major n x n).
+pub(crate) fn transpose(m: &[f64], n: usize) -> Vec<f64> {
+    let mut t = vec![0.0; n * n];
+    for i in 0..n {
+        for (k, v) in t[i * n..(i + 1) * n].iter_mut().enumerate() {
+            *v = m[k * n + i];
+        }
+    }
+    t
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn chol_upper_avx2(u: &mut [f64], n: usize, floor: &[f64]) -> Result<(), usize> {
-    chol_upper(u, n, floor)
+unsafe fn chol_rows_avx2(a: &[f64], n: usize, rel: f64, u: &mut [f64]) -> Result<(), usize> {
+    chol_rows(a, n, rel, u)
 }
 
-/// In-place right-looking Cholesky of the upper triangle of the row-major `u` (U'U = A).
+/// The width of the next block of a row kept in registers when `rem` entries remain: 32, then
+/// 16, 8, 4, 2, 1 (a fixed width keeps the block in registers, where a variable one went
+/// through the stack).
 #[inline(always)]
-fn chol_upper(u: &mut [f64], n: usize, floor: &[f64]) -> Result<(), usize> {
-    for k in 0..n {
-        let (head, tail) = u.split_at_mut((k + 1) * n);
-        let rk = &mut head[k * n..(k + 1) * n];
-        let d = rk[k];
-        if !(d > floor[k]) || !d.is_finite() {
-            return Err(k);
+fn block_width(rem: usize) -> usize {
+    match rem {
+        32.. => 32,
+        16.. => 16,
+        8.. => 8,
+        4.. => 4,
+        2.. => 2,
+        _ => 1,
+    }
+}
+
+/// U (row-major upper, into the zeroed `u`) with U'U = A, row by row (see
+/// [`cholesky_upper_small`]).
+#[inline(always)]
+fn chol_rows(a: &[f64], n: usize, rel: f64, u: &mut [f64]) -> Result<(), usize> {
+    /// `acc[t] = a_{i, j0+t} - Σ_k u_ki u_{k, j0+t}` (k ascending).
+    #[inline(always)]
+    fn block<const W: usize>(
+        a: &[f64],
+        done: &[f64],
+        n: usize,
+        i: usize,
+        j0: usize,
+        out: &mut [f64],
+    ) {
+        let mut acc = [0.0f64; W];
+        for (t, v) in acc.iter_mut().enumerate() {
+            *v = a[(j0 + t) * n + i]; // a_ij from the lower triangle
+        }
+        for k in 0..i {
+            let c = done[k * n + i];
+            let uk: &[f64; W] = done[k * n + j0..k * n + j0 + W].try_into().expect("W");
+            for t in 0..W {
+                acc[t] -= c * uk[t];
+            }
+        }
+        out[j0..j0 + W].copy_from_slice(&acc);
+    }
+    for i in 0..n {
+        let (done, rest) = u.split_at_mut(i * n);
+        let ri = &mut rest[..n];
+        let mut j0 = i;
+        while j0 < n {
+            let w = block_width(n - j0);
+            match w {
+                32 => block::<32>(a, done, n, i, j0, ri),
+                16 => block::<16>(a, done, n, i, j0, ri),
+                8 => block::<8>(a, done, n, i, j0, ri),
+                4 => block::<4>(a, done, n, i, j0, ri),
+                2 => block::<2>(a, done, n, i, j0, ri),
+                _ => block::<1>(a, done, n, i, j0, ri),
+            }
+            j0 += w;
+        }
+        let d = ri[i];
+        if !(d > rel * a[i * n + i]) || !d.is_finite() {
+            return Err(i);
         }
         let s = d.sqrt();
-        rk[k] = s;
-        for v in &mut rk[k + 1..] {
+        ri[i] = s;
+        for v in &mut ri[i + 1..] {
             *v /= s;
-        }
-        let rk = &*rk;
-        for i in k + 1..n {
-            let c = rk[i];
-            let o = (i - k - 1) * n;
-            for (x, y) in tail[o + i..o + n].iter_mut().zip(&rk[i..]) {
-                *x -= c * y;
-            }
         }
     }
     Ok(())
+}
+
+/// L^{-1} (row-major lower) for L = U' given U (row-major upper, [`cholesky_upper_small`]), n <=
+/// [`SMALL_FACTOR_MAX`]: [`lower_inverse`] of L with the same operations (so the same bits: row i
+/// is `-(Σ_r l_ir m_r) / l_ii` summed over r in order, zero l_ir skipped), with a block of the
+/// row held in registers (AVX2 where the CPU has it) instead of one axpy per r storing and
+/// reloading the row.
+pub(crate) fn inverse_from_upper(u: &[f64], n: usize) -> Vec<f64> {
+    assert!(n <= SMALL_FACTOR_MAX && u.len() >= n * n);
+    let mut m = vec![0.0; n * n];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports the feature the function is compiled for.
+            unsafe { inverse_rows_avx2(u, n, &mut m) };
+            return m;
+        }
+    }
+    inverse_rows(u, n, &mut m);
+    m
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn inverse_rows_avx2(u: &[f64], n: usize, m: &mut [f64]) {
+    inverse_rows(u, n, m)
+}
+
+#[inline(always)]
+fn inverse_rows(u: &[f64], n: usize, m: &mut [f64]) {
+    /// Entries e0..e0+W of row i: `-(Σ_r l_ir m_re) / l_ii` (r ascending, zero l_ir skipped).
+    /// Rows r < e0 add nothing to them (m_re = 0 for e > r); for e0 <= r < e they add l_ir · 0
+    /// to a +0 entry, which leaves it +0, as the axpy form (which stops at entry r) leaves it
+    /// untouched.
+    #[inline(always)]
+    fn block<const W: usize>(
+        u: &[f64],
+        prev: &[f64],
+        n: usize,
+        i: usize,
+        e0: usize,
+        out: &mut [f64],
+    ) {
+        let mut acc = [0.0f64; W];
+        for r in e0..i {
+            let c = u[r * n + i]; // l_ir
+            if c != 0.0 {
+                let mr: &[f64; W] = prev[r * n + e0..r * n + e0 + W].try_into().expect("W");
+                for t in 0..W {
+                    acc[t] += c * mr[t];
+                }
+            }
+        }
+        let lii = u[i * n + i];
+        for (d, v) in out[e0..e0 + W].iter_mut().zip(&acc) {
+            *d = -*v / lii;
+        }
+    }
+    for i in 0..n {
+        let (prev, cur) = m.split_at_mut(i * n);
+        let mut e0 = 0;
+        while e0 < i {
+            let w = block_width(i - e0);
+            match w {
+                32 => block::<32>(u, prev, n, i, e0, cur),
+                16 => block::<16>(u, prev, n, i, e0, cur),
+                8 => block::<8>(u, prev, n, i, e0, cur),
+                4 => block::<4>(u, prev, n, i, e0, cur),
+                2 => block::<2>(u, prev, n, i, e0, cur),
+                _ => block::<1>(u, prev, n, i, e0, cur),
+            }
+            e0 += w;
+        }
+        cur[i] = 1.0 / u[i * n + i];
+    }
 }
 
 /// Inverse of a lower-triangular row-major `l` (result lower triangular, row-major). Blocked
@@ -882,6 +1009,26 @@ mod tests {
         }
     }
 
+    /// The right-looking Cholesky on the upper triangle (the reference of `chol_rows`).
+    fn right_looking_upper(u: &mut [f64], n: usize) {
+        for k in 0..n {
+            let (head, tail) = u.split_at_mut((k + 1) * n);
+            let rk = &mut head[k * n..(k + 1) * n];
+            let s = rk[k].sqrt();
+            rk[k] = s;
+            for v in &mut rk[k + 1..] {
+                *v /= s;
+            }
+            for i in k + 1..n {
+                let c = rk[i];
+                let o = (i - k - 1) * n;
+                for (x, y) in tail[o + i..o + n].iter_mut().zip(&rk[i..]) {
+                    *x -= c * y;
+                }
+            }
+        }
+    }
+
     #[test]
     fn small_cholesky_agrees_with_the_blocked_one() {
         for &n in &[1usize, 2, 3, 7, 8, 47, 48, 49, 50, 53, 100, 127, 128] {
@@ -907,25 +1054,30 @@ mod tests {
                     }
                 }
             }
-            #[cfg(target_arch = "x86_64")]
-            {
-                let floor = vec![0.0; n];
-                let mut u1 = vec![0.0; n * n];
-                for i in 0..n {
-                    for k in 0..=i {
-                        u1[k * n + i] = a[i * n + k];
-                    }
+            // bits: the row-blocked factor is the right-looking one on U, its inverse the
+            // axpy-form forward substitution on L, with and without AVX2
+            let u = cholesky_upper_small(&a, n, 0.0).unwrap();
+            assert_eq!(transpose(&u, n), small);
+            let mut r = vec![0.0; n * n];
+            for i in 0..n {
+                for k in 0..=i {
+                    r[k * n + i] = a[i * n + k];
                 }
-                let mut u2 = u1.clone();
-                chol_upper(&mut u1, n, &floor).unwrap();
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    unsafe { chol_upper_avx2(&mut u2, n, &floor) }.unwrap();
-                    assert_eq!(u1, u2, "n={n}: the AVX2 build gives the same bits");
-                }
-                let mut m1 = vec![0.0; n * n];
-                forward_inverse_block(&small, n, 0, n, &mut m1);
-                assert_eq!(m1, lower_inverse(&small, n), "n={n}");
             }
+            right_looking_upper(&mut r, n);
+            assert_eq!(r, u, "n={n}");
+            let mut m1 = vec![0.0; n * n];
+            forward_inverse_block(&small, n, 0, n, &mut m1);
+            let m2 = inverse_from_upper(&u, n);
+            let bits = |x: &[f64]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&m1), bits(&m2), "n={n}");
+            assert_eq!(bits(&m1), bits(&lower_inverse(&small, n)), "n={n}");
+            let mut u2 = vec![0.0; n * n];
+            chol_rows(&a, n, 0.0, &mut u2).unwrap();
+            assert_eq!(u2, u, "n={n}: the portable build gives the same bits");
+            let mut m3 = vec![0.0; n * n];
+            inverse_rows(&u, n, &mut m3);
+            assert_eq!(bits(&m3), bits(&m2), "n={n}");
         }
         // a pivot at or below the relative floor, a NaN, an indefinite matrix: the same Err(i)
         let mut a = spd(6, 3);

@@ -24,8 +24,8 @@ mod qp;
 pub use options::{CovarianceEstimator, PortfolioMethod, ReturnsKind};
 
 use crate::linalg::{
-    chol_solve, cholesky, cholesky_small, dot, gram, gram_padded, lower_inverse, matvec,
-    padded_cols, GRAM_PADDED_MAX_BYTES, SMALL_FACTOR_MAX,
+    chol_solve, cholesky, cholesky_upper_small, dot, gram, gram_padded, inverse_from_upper,
+    lower_inverse, matvec, padded_cols, transpose, GRAM_PADDED_MAX_BYTES, SMALL_FACTOR_MAX,
 };
 use qp::{Con, Factor};
 
@@ -555,14 +555,17 @@ fn factor_covariance(
     } else {
         "; remove the redundant assets"
     };
-    let factored = if n <= SMALL_FACTOR_MAX {
-        cholesky_small(sigma, n, 0.0)
+    // small: U = L' (row-major upper), from which L^{-1} comes directly (issue 16)
+    let small = n <= SMALL_FACTOR_MAX;
+    let factored = if small {
+        cholesky_upper_small(sigma, n, 0.0)
     } else {
         cholesky(sigma, n)
     };
     crate::limits::poll()?; // the blocked Cholesky stops early when cancelled
-    let l = match factored {
-        Ok(l) => l,
+    let (l, u) = match factored {
+        Ok(f) if small => (transpose(&f, n), Some(f)),
+        Ok(l) => (l, None),
         Err(i) => {
             return Err(CoreError::numerical(format!(
                 "the covariance matrix is singular (not positive definite at asset column {i}): \
@@ -575,7 +578,10 @@ fn factor_covariance(
     // clears the threshold (with a factor 2 for rounding), the iterative estimate below (which
     // errs toward larger ratios) would pass too, so it is skipped.
     let linv = if want_inverse {
-        let m = lower_inverse(&l, n);
+        let m = match &u {
+            Some(u) => inverse_from_upper(u, n), // the bits of lower_inverse(&l, n)
+            None => lower_inverse(&l, n),
+        };
         crate::limits::poll()?; // lower_inverse (O(N³)) stops early when cancelled
         let fro2: f64 = m.iter().map(|v| v * v).sum();
         let trace: f64 = (0..n).map(|i| sigma[i * n + i]).sum();
