@@ -615,7 +615,7 @@ def test_a_kept_mapping_is_used_only_for_the_same_private_file(server, shm_dir, 
             return f"{e.code().name}: {e.details()}"
 
     assert call() == "ok"
-    assert "has %d bytes, %d were declared" % (size, size + 8) in call(size + 8)
+    assert f"has {size} bytes, {size + 8} were declared" in call(size + 8)
     other = os.path.join(shm_dir, "link")
     os.link(slot.in_path, other)  # two links: not private
     assert "is not a private regular file" in call()
