@@ -365,33 +365,37 @@ fn solve_body(
 /// (the axpy form stored and reloaded every entry of `w` once per column: issue 16).
 #[inline(always)]
 fn combine_columns(cols: &[f64], n: usize, v: &[f64], w: &mut [f64]) {
-    const B: usize = 16;
-    let w = &mut w[..n];
-    let mut e0 = 0;
-    while e0 < n {
-        let len = B.min(n - e0);
-        let mut acc = [0.0f64; B];
-        if len == B {
-            for (jj, &vj) in v.iter().enumerate() {
-                if vj != 0.0 {
-                    let c: &[f64; B] = cols[jj * n + e0..jj * n + e0 + B].try_into().expect("B");
-                    for t in 0..B {
-                        acc[t] += vj * c[t];
-                    }
-                }
-            }
-        } else {
-            for (jj, &vj) in v.iter().enumerate() {
-                if vj != 0.0 {
-                    let c = &cols[jj * n + e0..jj * n + e0 + len];
-                    for t in 0..len {
-                        acc[t] += vj * c[t];
-                    }
+    // a fixed width keeps the block in registers (a variable one went through the stack)
+    #[inline(always)]
+    fn block<const W: usize>(cols: &[f64], n: usize, v: &[f64], e0: usize, w: &mut [f64]) {
+        let mut acc = [0.0f64; W];
+        for (jj, &vj) in v.iter().enumerate() {
+            if vj != 0.0 {
+                let c: &[f64; W] = cols[jj * n + e0..jj * n + e0 + W].try_into().expect("W");
+                for t in 0..W {
+                    acc[t] += vj * c[t];
                 }
             }
         }
-        w[e0..e0 + len].copy_from_slice(&acc[..len]);
-        e0 += len;
+        w[e0..e0 + W].copy_from_slice(&acc);
+    }
+    let mut e0 = 0;
+    while e0 < n {
+        let width = match n - e0 {
+            16.. => 16,
+            8.. => 8,
+            4.. => 4,
+            2.. => 2,
+            _ => 1,
+        };
+        match width {
+            16 => block::<16>(cols, n, v, e0, w),
+            8 => block::<8>(cols, n, v, e0, w),
+            4 => block::<4>(cols, n, v, e0, w),
+            2 => block::<2>(cols, n, v, e0, w),
+            _ => block::<1>(cols, n, v, e0, w),
+        }
+        e0 += width;
     }
 }
 
