@@ -592,3 +592,44 @@ def test_a_forged_matrix_shape_is_refused_alike_on_both_paths(server, shm_dir):
     got_msg = errors(lambda _: b._invoke(method, msg_body, 10, None), b)
     assert got_shm == got_msg and "prices has 20000 values but its shape is 399 x 50" in got_shm[0][1], (got_shm, got_msg)
     a.close()
+
+
+def test_a_kept_mapping_is_used_only_for_the_same_private_file(server, shm_dir, pyo3_backend):
+    """grpcd finds an input's kept mapping without opening the file (issue 16), through the same
+    checks on the name: a hard link, a symbolic link, a wrong size or another file under the name
+    is refused or mapped anew exactly as when the file was opened."""
+    a, _ = backends(server.address)
+    p = prices(N_SHM, seed=3)
+    same(a.calculate_mean_reversion(p), pyo3_backend.calculate_mean_reversion(p))
+    slot = a._shm[1]._slots[0]
+    assert slot.in_name in mapped_files(server, shm_dir)  # kept: the next call takes the fast path
+    size = os.path.getsize(slot.in_path)
+    ch = grpc.insecure_channel(server.address)
+    echo = ch.unary_unary("/hftlab.v1.HftLab/Echo")
+
+    def call(length: int = size) -> str:
+        try:
+            echo(b"", metadata=((shm.HEADER, f"in={slot.in_name};len={length};out={slot.out_name}"),), timeout=10)
+            return "ok"
+        except grpc.RpcError as e:
+            return f"{e.code().name}: {e.details()}"
+
+    assert call() == "ok"
+    assert f"has {size} bytes, {size + 8} were declared" in call(size + 8)
+    other = os.path.join(shm_dir, "link")
+    os.link(slot.in_path, other)  # two links: not private
+    assert "is not a private regular file" in call()
+    os.unlink(other)
+    assert call() == "ok"
+    real = os.path.join(shm_dir, "real")
+    os.rename(slot.in_path, real)  # the kept file is now reached through a symbolic link
+    os.symlink(real, slot.in_path)
+    assert call().startswith("FAILED_PRECONDITION: shared-memory arrays: cannot open")
+    os.unlink(slot.in_path)
+    os.rename(real, slot.in_path)
+    assert call() == "ok"
+    ch.close()
+    q = prices(N_SHM, seed=4)
+    same(a.calculate_mean_reversion(q), pyo3_backend.calculate_mean_reversion(q))
+    a.close()
+    assert os.listdir(shm_dir) == []

@@ -6,6 +6,8 @@
 //! - The arena is a bump allocator over a sparse tmpfs file mapped MAP_SHARED (nothing is
 //!   committed until written); it is active only on the thread that runs the call's computation
 //!   (`enter`), so nothing else ever lands in it. When it is full, allocations go to the heap.
+//!   The file is grown to the arena's size at its first use, not before (a call that never uses
+//!   it, e.g. a portfolio's, makes no ftruncate calls).
 //! - Freed blocks that were not exported as results are given back to tmpfs (hole punch);
 //!   exported blocks stay: the client maps them after the response.
 //! - The mapping is released when the call's segments are dropped and no block in it is still
@@ -19,7 +21,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Only blocks at least this large go to the arena (result arrays; not the small stuff).
@@ -45,7 +47,18 @@ pub struct Arena {
     punched: AtomicBool,
     /// the file's length after the call (close), up to which the pages are mapped in
     closed_len: AtomicUsize,
+    /// the result file's length when the call began (`reused`)
+    start_len: usize,
+    /// the file is extended to `cap` only when the arena is first used (issue 16: most small
+    /// calls never use it, and growing the file and trimming it back cost two ftruncate calls):
+    /// UNEXTENDED, EXTENDING, EXTENDED or EXTEND_FAILED
+    extended: AtomicU8,
 }
+
+const UNEXTENDED: u8 = 0;
+const EXTENDING: u8 = 1;
+const EXTENDED: u8 = 2;
+const EXTEND_FAILED: u8 = 3;
 
 // active arenas by slot: base address (0 = free) and end, for dealloc's "is it ours?" test
 static BASES: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
@@ -57,15 +70,16 @@ thread_local! {
 }
 
 impl Arena {
-    /// Maps `cap` bytes of the (empty) result file `fd` as an arena; None if no slot is free or
-    /// the mapping fails (the call then simply copies its results).
+    /// Maps `cap` bytes of the result file `fd` as an arena; None if no slot is free or the
+    /// mapping fails (the call then simply copies its results). The file is made `cap` long when
+    /// the arena is first used (`extend`), not here: until then nothing past its end is touched.
     /// `reused`: bytes at the start of the file that hold a previous call's data (the client
     /// reuses its files); zeroed allocations there are cleared.
     /// `file`: the file's (device, inode): its mapping is taken from, and given back to, the
     /// mappings kept from call to call (mapcache.rs); None: mapped for this arena alone.
     pub fn new(fd: i32, cap: usize, reused: usize, file: Option<(u64, u64)>) -> Option<Box<Arena>> {
         let cap = cap / PAGE * PAGE;
-        if cap == 0 || unsafe { libc::ftruncate(fd, cap as libc::off_t) } != 0 {
+        if cap == 0 {
             return None;
         }
         let kept = file.and_then(|(dev, ino)| crate::mapcache::take(dev, ino, true, cap));
@@ -87,7 +101,6 @@ impl Arena {
             ),
         };
         if p == libc::MAP_FAILED {
-            unsafe { libc::ftruncate(fd, 0) };
             return None;
         }
         let base = p as usize;
@@ -109,6 +122,8 @@ impl Arena {
                     ready,
                     punched: AtomicBool::new(false),
                     closed_len: AtomicUsize::new(0),
+                    start_len: reused,
+                    extended: AtomicU8::new(UNEXTENDED),
                 });
                 ENDS[slot].store(base + cap, Ordering::SeqCst);
                 BASES[slot].store(base, Ordering::SeqCst);
@@ -124,8 +139,31 @@ impl Arena {
                 libc::munmap(p, cap);
             },
         }
-        unsafe { libc::ftruncate(fd, 0) };
         None
+    }
+
+    /// Makes the file `cap` long (once, at the arena's first use; a mapping past the file's end
+    /// must not be touched). False if that failed: the arena is then not used (the heap, or the
+    /// result in the message). Runs inside the global allocator: no allocation, no panic.
+    fn extend(&self) -> bool {
+        loop {
+            match self.extended.compare_exchange(
+                UNEXTENDED,
+                EXTENDING,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => {
+                    // SAFETY: a plain system call on the call's open result file
+                    let ok = unsafe { libc::ftruncate(self.fd, self.cap as libc::off_t) } == 0;
+                    let state = if ok { EXTENDED } else { EXTEND_FAILED };
+                    self.extended.store(state, Ordering::SeqCst);
+                    return ok;
+                }
+                Err(EXTENDING) => std::hint::spin_loop(), // another thread is extending it
+                Err(state) => return state == EXTENDED,
+            }
+        }
     }
 
     /// Commits `len` bytes at `p` (inside the mapping) in one call rather than one page fault
@@ -180,6 +218,9 @@ impl Arena {
 
     /// `len` bytes at the end of the used part (not an allocation: for results copied in).
     pub fn take(&self, len: usize) -> Option<(usize, *mut u8)> {
+        if !self.extend() {
+            return None;
+        }
         let mut cur = self.used.load(Ordering::SeqCst);
         loop {
             let start = cur.div_ceil(64) * 64;
@@ -201,6 +242,9 @@ impl Arena {
         // page-aligned, whole pages: a freed block's hole punch never touches a neighbour
         let align = layout.align().max(PAGE);
         let size = layout.size().div_ceil(PAGE) * PAGE;
+        if !self.extend() {
+            return std::ptr::null_mut();
+        }
         let mut cur = self.used.load(Ordering::SeqCst);
         loop {
             let start = cur.div_ceil(align) * align;
@@ -281,7 +325,11 @@ impl Arena {
     /// in it is freed (at once if none is alive).
     pub fn close(self: Box<Self>) {
         let used = self.used().div_ceil(PAGE).saturating_mul(PAGE);
-        unsafe { libc::ftruncate(self.fd, used as libc::off_t) };
+        // unused and never extended: the file is still as long as it was, which is the length
+        // to trim to when that is 0 (nothing used in a fresh file: no system call at all)
+        if self.extended.load(Ordering::SeqCst) != UNEXTENDED || self.start_len != used {
+            unsafe { libc::ftruncate(self.fd, used as libc::off_t) };
+        }
         self.closed_len.store(used, Ordering::SeqCst);
         let a = Box::into_raw(self);
         // SAFETY: `a` is valid until its last reference is released

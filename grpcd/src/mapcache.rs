@@ -7,9 +7,11 @@
 //! call on the same file finds its pages already mapped.
 //!
 //! - An entry is keyed by the file's identity (device, inode) as `fstat` gives it on the
-//!   descriptor the call opened after its checks (shm::open): a file replaced under the same
-//!   name is a different inode and gets a new mapping. A kept mapping holds a reference to its
-//!   inode, so the inode (and its number) cannot be recycled while the entry exists.
+//!   descriptor the call opened after its checks (shm::open), or, for an input found here
+//!   without opening it, as `fstatat` gives it on the name after the same checks: a file
+//!   replaced under the same name is a different inode and gets a new mapping. A kept mapping
+//!   holds a reference to its inode, so the inode (and its number) cannot be recycled while the
+//!   entry exists.
 //! - An entry is taken out while a call uses it and put back when the call (or the last result
 //!   block in it, arena.rs) is done: two calls never share a kept mapping.
 //! - A mapping is used only within the file's current size (checked on each call as before); a

@@ -8,6 +8,11 @@
 //! - The guard opens the call's files before the handler runs (names checked, O_NOFOLLOW,
 //!   regular files of our uid with one link, the input's size as declared and within the message
 //!   limit, counted in the request-memory budget); the descriptors are closed when the call ends.
+//!   They are opened relative to the directory, opened once at start after its checks. An input
+//!   whose mapping is kept from a previous call (below) is not opened at all: the same checks are
+//!   made on its name (fstatat, not following a symbolic link) and it must be the very file the
+//!   mapping is of (issue 16: opening, checking and closing the files was a 50-asset portfolio's
+//!   main file-system cost).
 //! - The client owns the files and reuses them from call to call (their tmpfs pages are then
 //!   already allocated: a fresh page costs ~2 µs to fault in here); it removes them when it is
 //!   done or finds grpcd gone. Files whose pid (in the name) is dead are removed by grpcd after
@@ -37,9 +42,15 @@ pub const MIN_OUT_BYTES: usize = 32 << 10;
 const ALIGN: u64 = 64;
 
 static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+/// The private directory, opened once at start (after its checks): the segments are opened
+/// relative to it (issue 16: no walk of the whole path, through the /dev/shm mount, per call;
+/// and a directory put in its place later is never used).
+static DIR_FD: OnceLock<Option<File>> = OnceLock::new();
 
 fn euid() -> u32 {
-    unsafe { libc::geteuid() }
+    static EUID: OnceLock<u32> = OnceLock::new();
+    // SAFETY: geteuid has no preconditions (grpcd never changes its uid)
+    *EUID.get_or_init(|| unsafe { libc::geteuid() })
 }
 
 /// The private directory, if shared memory is offered.
@@ -60,8 +71,11 @@ pub fn init(enabled: bool, dir: Option<&str>) {
             dir.map(str::to_string)
                 .unwrap_or_else(|| format!("/dev/shm/hftlab-{}", euid())),
         );
-        match prepare(&path) {
-            Ok(()) => Some(path),
+        match prepare(&path).and_then(|()| open_dir(&path)) {
+            Ok(f) => {
+                let _ = DIR_FD.set(Some(f));
+                Some(path)
+            }
             Err(e) => {
                 log::warn(
                     "shared-memory arrays disabled",
@@ -81,6 +95,26 @@ pub fn init(enabled: bool, dir: Option<&str>) {
     }
     let _ = DIR.set(chosen);
     sweep();
+}
+
+/// Opens the directory `prepare` checked, and checks what was opened (the same checks: a real
+/// directory of our uid, 0700 or stricter; O_NOFOLLOW: not a symbolic link put in its place).
+fn open_dir(path: &Path) -> Result<File, String> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| format!("cannot open it: {e}"))?;
+    let m = f.metadata().map_err(|e| format!("cannot stat it: {e}"))?;
+    if !m.file_type().is_dir() || m.uid() != euid() || m.mode() & 0o077 != 0 {
+        return Err("it changed while it was being checked".into());
+    }
+    Ok(f)
+}
+
+fn dir_fd() -> Option<i32> {
+    use std::os::fd::AsRawFd;
+    DIR_FD.get().and_then(|d| d.as_ref()).map(|f| f.as_raw_fd())
 }
 
 fn prepare(path: &Path) -> Result<(), String> {
@@ -243,7 +277,8 @@ pub fn parse_header(v: &str) -> Result<Request, Status> {
 /// The open segments of one call. With an arena (arena.rs) the core's large result arrays are
 /// allocated in the result file's mapping and sent without a copy.
 pub struct Segments {
-    input: File,
+    /// None when the input's kept mapping was found without opening the file (`open`)
+    input: Option<File>,
     input_len: u64,
     /// (device, inode) of the input file, and its mapping once a handler asked for it
     input_id: (u64, u64),
@@ -281,6 +316,10 @@ impl Segments {
             Some(k) => k,
             None => {
                 use std::os::fd::AsRawFd;
+                let Some(input) = self.input.as_ref() else {
+                    // (`open` took the kept mapping already when it did not open the file)
+                    return Err(Status::internal("the shared-memory segment is not open"));
+                };
                 // SAFETY: a read-only shared mapping of our open file; checked for failure below.
                 let p = unsafe {
                     libc::mmap(
@@ -288,7 +327,7 @@ impl Segments {
                         len,
                         libc::PROT_READ,
                         libc::MAP_SHARED | libc::MAP_POPULATE,
-                        self.input.as_raw_fd(),
+                        input.as_raw_fd(),
                         0,
                     )
                 };
@@ -311,18 +350,35 @@ tokio::task_local! {
     pub static SEGMENTS: Arc<Segments>;
 }
 
-fn open_checked(d: &Path, name: &str, write: bool) -> Result<(File, std::fs::Metadata), Status> {
-    let path = d.join(name);
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(write)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&path)
-        .map_err(|e| precondition(format!("cannot open the segment {name}: {e}")))?;
+/// The segment file `name` (a checked plain name) in the private directory, as a C string.
+fn c_name(name: &str) -> Result<std::ffi::CString, Status> {
+    std::ffi::CString::new(name).map_err(|_| precondition(format!("bad segment name {name}")))
+}
+
+/// A private regular file of our uid with one link (`open_checked`'s conditions on what it opened).
+fn private_file(mode: u32, uid: u32, nlink: u64) -> bool {
+    mode & libc::S_IFMT == libc::S_IFREG && uid == euid() && nlink <= 1
+}
+
+fn open_checked(name: &str, write: bool) -> Result<(File, std::fs::Metadata), Status> {
+    use std::os::fd::FromRawFd;
+    let Some(dfd) = dir_fd() else {
+        return Err(precondition("this grpcd does not offer them"));
+    };
+    let c = c_name(name)?;
+    let flags = if write { libc::O_RDWR } else { libc::O_RDONLY };
+    // SAFETY: openat with a NUL-terminated name relative to our open directory
+    let fd = unsafe { libc::openat(dfd, c.as_ptr(), flags | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(precondition(format!("cannot open the segment {name}: {e}")));
+    }
+    // SAFETY: a descriptor we just opened and own
+    let f = unsafe { File::from_raw_fd(fd) };
     let m = f
         .metadata()
         .map_err(|e| precondition(format!("cannot stat the segment {name}: {e}")))?;
-    if !m.file_type().is_file() || m.uid() != euid() || m.nlink() > 1 {
+    if !private_file(m.mode(), m.uid(), m.nlink()) {
         return Err(precondition(format!(
             "the segment {name} is not a private regular file of uid {}",
             euid()
@@ -331,23 +387,74 @@ fn open_checked(d: &Path, name: &str, write: bool) -> Result<(File, std::fs::Met
     Ok((f, m))
 }
 
+/// The input's mapping kept from a previous call, found without opening the file (issue 16:
+/// the open, its checks and the close were most of a small call's file-system work): the name,
+/// not followed if it is a symbolic link, must be a private regular file of our uid with one
+/// link, readable by us, exactly as long as declared, and the very file (device, inode) the
+/// kept mapping is of. A kept mapping holds its inode, so that number cannot have been given to
+/// another file meanwhile. Otherwise None: the file is opened and checked as before.
+#[allow(clippy::unnecessary_cast)] // st_nlink is not u64 on every target
+fn kept_input(req: &Request) -> Option<(crate::mapcache::Kept, (u64, u64))> {
+    let dfd = dir_fd()?;
+    let c = c_name(&req.input).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstatat with a NUL-terminated name relative to our open directory, into `st`
+    let r = unsafe { libc::fstatat(dfd, c.as_ptr(), st.as_mut_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
+    if r != 0 {
+        return None;
+    }
+    // SAFETY: fstatat succeeded: it filled `st`
+    let st = unsafe { st.assume_init() };
+    if !private_file(st.st_mode, st.st_uid, st.st_nlink as u64)
+        || st.st_mode & libc::S_IRUSR == 0
+        || st.st_size < 0
+        || st.st_size as u64 != req.input_len
+    {
+        return None;
+    }
+    let id = (st.st_dev, st.st_ino);
+    let len = (req.input_len as usize).div_ceil(4096) * 4096;
+    crate::mapcache::take(id.0, id.1, false, len).map(|k| (k, id))
+}
+
 /// Opens the call's segments (the client owns the names and removes them; the server removes
 /// those of dead clients); the input must be exactly as long as declared.
 /// `arena_bytes`: the virtual size of the result arena (nothing is committed until used).
 pub fn open(req: &Request, arena_bytes: usize) -> Result<Segments, Status> {
-    let Some(d) = dir() else {
+    if dir().is_none() {
         return Err(precondition("this grpcd does not offer them"));
-    };
-    sweep_soon();
-    let (input, in_meta) = open_checked(d, &req.input, false)?;
-    let (output, out_meta) = open_checked(d, &req.output, true)?;
-    let size = in_meta.len();
-    if size != req.input_len {
-        return Err(precondition(format!(
-            "the segment {} has {size} bytes, {} were declared",
-            req.input, req.input_len
-        )));
     }
+    sweep_soon();
+    let (input, input_id, input_map, size) = match kept_input(req) {
+        Some((k, id)) => (None, id, Some(k), req.input_len),
+        None => {
+            let (input, in_meta) = open_checked(&req.input, false)?;
+            (
+                Some(input),
+                (in_meta.dev(), in_meta.ino()),
+                None,
+                in_meta.len(),
+            )
+        }
+    };
+    let opened = open_checked(&req.output, true).and_then(|out| {
+        if size != req.input_len {
+            return Err(precondition(format!(
+                "the segment {} has {size} bytes, {} were declared",
+                req.input, req.input_len
+            )));
+        }
+        Ok(out)
+    });
+    let (output, out_meta) = match opened {
+        Ok(v) => v,
+        Err(e) => {
+            if let Some(k) = input_map {
+                crate::mapcache::put(k); // still the file's mapping, for its next call
+            }
+            return Err(e);
+        }
+    };
     use std::os::fd::AsRawFd;
     // the client may reuse its files from call to call: their pages are already allocated
     let reused = out_meta.len() as usize;
@@ -359,9 +466,9 @@ pub fn open(req: &Request, arena_bytes: usize) -> Result<Segments, Status> {
     );
     Ok(Segments {
         input,
-        input_len: size,
-        input_id: (in_meta.dev(), in_meta.ino()),
-        input_map: Mutex::new(None),
+        input_len: req.input_len,
+        input_id,
+        input_map: Mutex::new(input_map),
         output: Mutex::new((output, 0)),
         arena: Mutex::new(arena),
     })

@@ -1,6 +1,9 @@
 //! Timing of the portfolio pipeline pieces (issue 16): `cargo run --release --example portfolio_speed`.
 //! Prints the fastest time of moment estimation and of whole min_variance / max_sharpe solves on
-//! seeded factor-model prices (T = max(500, 2N), as the bench cells).
+//! seeded factor-model prices (T = max(500, 2N), as the bench cells). Arguments: the asset counts
+//! (default 20 50 500), optionally `--reps R` (default 300, 30 from 500 assets) and
+//! `--prices FILE` (raw little-endian float64, T x N row-major, N the one asset count given: e.g.
+//! the bench's own prices, `factor_prices(50, 500, seed=50).tofile(FILE)`).
 
 use rustcore::portfolio::{estimate_moments, optimize_portfolio, PortfolioConfig, PortfolioMethod};
 use std::time::Instant;
@@ -52,10 +55,42 @@ fn time<F: FnMut()>(reps: usize, mut f: F) -> f64 {
 
 fn main() {
     let cfg = PortfolioConfig::default();
-    for &n in &[20usize, 50, 500] {
-        let t = 500.max(2 * n);
-        let p = prices(t, n, n as u64);
-        let reps = if n >= 500 { 30 } else { 300 };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut sizes = Vec::new();
+    let mut reps_arg = None;
+    let mut file = None;
+    let mut i = 0;
+    while i < args.len() {
+        if args[i] == "--reps" {
+            reps_arg = args.get(i + 1).and_then(|v| v.parse::<usize>().ok());
+            i += 2;
+        } else if args[i] == "--prices" {
+            file = args.get(i + 1).cloned();
+            i += 2;
+        } else {
+            sizes.push(args[i].parse::<usize>().expect("an asset count"));
+            i += 1;
+        }
+    }
+    if sizes.is_empty() {
+        sizes = vec![20, 50, 500];
+    }
+    for &n in &sizes {
+        let (t, p) = match &file {
+            Some(f) => {
+                let b = std::fs::read(f).expect("the prices file");
+                let p: Vec<f64> = b
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                    .collect();
+                (p.len() / n, p)
+            }
+            None => {
+                let t = 500.max(2 * n);
+                (t, prices(t, n, n as u64))
+            }
+        };
+        let reps = reps_arg.unwrap_or(if n >= 500 { 30 } else { 300 });
         let mom = time(reps, || {
             estimate_moments(&p, t, n, &cfg).unwrap();
         });

@@ -163,41 +163,128 @@ pub(crate) fn padded_cols(n: usize) -> usize {
 
 /// `X'X` (full symmetric row-major `n x n`) of the first `n` columns of a row-major `t x np`
 /// matrix whose padding columns `n..np` are zero (`np` = [`padded_cols`]`(n)`). A register-blocked
-/// kernel (4 output rows x 8 columns held in registers while the rows of X stream by) computes
-/// the upper triangle only, with fused multiply-adds where the CPU has them; each entry is the
-/// sum over rows in row order. For inputs up to [`GRAM_PADDED_MAX_BYTES`] (small portfolios)
-/// it is ~2x faster than the general gemm path, which packs and computes the full square.
+/// kernel (a tile of output rows x columns held in registers while the rows of X stream by)
+/// computes the upper triangle only, with fused multiply-adds where the CPU has them: 8 x 16
+/// tiles with AVX-512, 4 x 8 with AVX2 + FMA (the same fused multiply-adds in the same order, so
+/// the two give the same bits); each entry is the sum over rows in row order. For inputs up to
+/// [`GRAM_PADDED_MAX_BYTES`] (small portfolios) it is ~2x (AVX2) to ~4x (AVX-512) faster than
+/// the general gemm path, which packs and computes the full square.
 pub(crate) fn gram_padded(x: &[f64], t: usize, np: usize, n: usize) -> Vec<f64> {
     assert!(
         np.is_multiple_of(8) && np >= n && x.len() == t * np,
         "gram_padded: bad layout"
     );
     let mut u = vec![0.0; np * np];
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU supports the features the function is compiled for.
-            unsafe { syrk_upper_fma(x, t, np, &mut u) };
-            return mirror_upper(&u, np, n);
-        }
-    }
-    syrk_upper(x, t, np, &mut u);
+    syrk_upper_with(SyrkKernel::detect(), x, t, np, n, &mut u);
     mirror_upper(&u, np, n)
 }
 
+/// The kernels of [`gram_padded`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum SyrkKernel {
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    #[cfg(target_arch = "x86_64")]
+    Avx2Fma,
+    Portable,
+}
+
+impl SyrkKernel {
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return SyrkKernel::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return SyrkKernel::Avx2Fma;
+            }
+        }
+        SyrkKernel::Portable
+    }
+}
+
+/// u[i][j] (i < n, j >= i, rounded out to the kernel's tiles) = sum_r x[r][i] x[r][j].
+fn syrk_upper_with(k: SyrkKernel, x: &[f64], t: usize, np: usize, n: usize, u: &mut [f64]) {
+    assert!(np.is_multiple_of(8) && np >= n && x.len() >= t * np && u.len() >= np * np);
+    match k {
+        // SAFETY: `detect` chose a kernel whose features the CPU has (the tests call them only
+        // when it has them); the assert keeps every tile inside x and u (see the kernels).
+        #[cfg(target_arch = "x86_64")]
+        SyrkKernel::Avx512 => unsafe { syrk_upper_avx512(x, t, np, n, u) },
+        #[cfg(target_arch = "x86_64")]
+        SyrkKernel::Avx2Fma => unsafe { syrk_upper_fma(x, t, np, n, u) },
+        SyrkKernel::Portable => syrk_upper(x, t, np, n, u),
+    }
+}
+
+/// 8 x 16 tiles (16 zmm accumulators) from the diagonal on; the last tile of a row is 8 wide
+/// when fewer than 16 padded columns remain.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn syrk_upper_avx512(x: &[f64], t: usize, np: usize, n: usize, u: &mut [f64]) {
+    use std::arch::x86_64::*;
+    let mut i0 = 0;
+    while i0 < n {
+        if cancelled() {
+            return; // the caller polls and reports Cancelled
+        }
+        let mut j0 = i0;
+        while j0 < n {
+            let wide = np - j0 >= 16;
+            let mut a = [_mm512_setzero_pd(); 16];
+            let mut p = x.as_ptr();
+            if wide {
+                for _ in 0..t {
+                    // SAFETY: i0 + 8 <= np and j0 + 16 <= np (np, i0 and j0 are multiples of
+                    // 8), and p walks the t rows of x (x.len() >= t * np).
+                    let b0 = _mm512_loadu_pd(p.add(j0));
+                    let b1 = _mm512_loadu_pd(p.add(j0 + 8));
+                    for r in 0..8 {
+                        let s = _mm512_set1_pd(*p.add(i0 + r));
+                        a[2 * r] = _mm512_fmadd_pd(s, b0, a[2 * r]);
+                        a[2 * r + 1] = _mm512_fmadd_pd(s, b1, a[2 * r + 1]);
+                    }
+                    p = p.add(np);
+                }
+            } else {
+                for _ in 0..t {
+                    // SAFETY: as above, j0 + 8 <= np.
+                    let b0 = _mm512_loadu_pd(p.add(j0));
+                    for r in 0..8 {
+                        let s = _mm512_set1_pd(*p.add(i0 + r));
+                        a[2 * r] = _mm512_fmadd_pd(s, b0, a[2 * r]);
+                    }
+                    p = p.add(np);
+                }
+            }
+            for r in 0..8 {
+                let o = u.as_mut_ptr().add((i0 + r) * np + j0);
+                _mm512_storeu_pd(o, a[2 * r]);
+                if wide {
+                    _mm512_storeu_pd(o.add(8), a[2 * r + 1]);
+                }
+            }
+            j0 += if wide { 16 } else { 8 };
+        }
+        i0 += 8;
+    }
+}
+
+/// 4 x 8 tiles (8 ymm accumulators).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn syrk_upper_fma(x: &[f64], t: usize, np: usize, u: &mut [f64]) {
+unsafe fn syrk_upper_fma(x: &[f64], t: usize, np: usize, n: usize, u: &mut [f64]) {
     use std::arch::x86_64::*;
-    debug_assert!(x.len() >= t * np && u.len() >= np * np);
     let mut i0 = 0;
-    while i0 < np {
+    while i0 < n {
         if cancelled() {
             return; // the caller polls and reports Cancelled
         }
         let mut j0 = i0 / 8 * 8;
-        while j0 < np {
+        while j0 < n {
             let mut a = [_mm256_setzero_pd(); 8];
             let mut p = x.as_ptr();
             for _ in 0..t {
@@ -223,15 +310,15 @@ unsafe fn syrk_upper_fma(x: &[f64], t: usize, np: usize, u: &mut [f64]) {
     }
 }
 
-/// u[i][j] (j >= i, rounded to the 4 x 8 blocks) = sum_r x[r][i] x[r][j] (the portable kernel).
-fn syrk_upper(x: &[f64], t: usize, np: usize, u: &mut [f64]) {
+/// 4 x 8 tiles, plain multiply-add (the portable kernel).
+fn syrk_upper(x: &[f64], t: usize, np: usize, n: usize, u: &mut [f64]) {
     let mut i0 = 0;
-    while i0 < np {
+    while i0 < n {
         if cancelled() {
             return; // the caller polls and reports Cancelled
         }
         let mut j0 = i0 / 8 * 8;
-        while j0 < np {
+        while j0 < n {
             let mut acc = [[0.0f64; 8]; 4];
             for row in x.chunks_exact(np).take(t) {
                 let xi: &[f64; 4] = row[i0..i0 + 4].try_into().expect("4");
@@ -378,9 +465,226 @@ pub(crate) fn cholesky_rel(a: &[f64], n: usize, rel: f64) -> Result<Vec<f64>, us
     Ok(l)
 }
 
-/// Inverse of a lower-triangular row-major `l` (result lower triangular, row-major).
+// ---- issue 16: small factorisations (a 50-asset portfolio) ----
+
+/// Largest order factored by [`cholesky_upper_small`] and inverted by [`lower_inverse`] in one
+/// block (or by [`inverse_from_upper`]).
+/// Below it the blocked algorithms spend their time in short dot products (each pivot row of the
+/// left-looking Cholesky is a latency-bound chain of dot -> divide -> dot) and in tiny products.
+pub(crate) const SMALL_FACTOR_MAX: usize = 128;
+
+/// [`cholesky_rel`] for small matrices (n <= [`SMALL_FACTOR_MAX`]): the same contract (the lower
+/// triangle of `a` is read; Err(i) when the i-th pivot is not above `rel · a_ii` or not finite;
+/// L row-major with the strict upper triangle zero). See [`cholesky_upper_small`] (which the
+/// portfolio uses directly).
+#[cfg(test)]
+pub(crate) fn cholesky_small(a: &[f64], n: usize, rel: f64) -> Result<Vec<f64>, usize> {
+    cholesky_upper_small(a, n, rel).map(|u| transpose(&u, n))
+}
+
+/// The Cholesky factor of a small matrix as U = L' (row-major upper, strict lower triangle
+/// zero), [`cholesky_small`]'s contract otherwise. Each entry is a_ij minus u_0i u_0j, minus
+/// u_1i u_1j, and so on (subtracted in that order, then divided by the pivot), as a
+/// right-looking factorisation on U computes it; here row i of U is computed at once from rows 0..i with a
+/// block of the row held in registers (vectorised, AVX2 where the CPU has it: the same
+/// operations, so the same bits either way). The sums run in another order than the blocked
+/// left-looking algorithm's, so the factor differs from it by rounding.
+pub(crate) fn cholesky_upper_small(a: &[f64], n: usize, rel: f64) -> Result<Vec<f64>, usize> {
+    assert!(n <= SMALL_FACTOR_MAX && a.len() >= n * n);
+    let mut u = vec![0.0; n * n];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports the feature the function is compiled for.
+            unsafe { chol_rows_avx2(a, n, rel, &mut u) }?;
+            return Ok(u);
+        }
+    }
+    chol_rows(a, n, rel, &mut u)?;
+    Ok(u)
+}
+
+/// `m'` (row-major n x n).
+pub(crate) fn transpose(m: &[f64], n: usize) -> Vec<f64> {
+    let mut t = vec![0.0; n * n];
+    for i in 0..n {
+        for (k, v) in t[i * n..(i + 1) * n].iter_mut().enumerate() {
+            *v = m[k * n + i];
+        }
+    }
+    t
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn chol_rows_avx2(a: &[f64], n: usize, rel: f64, u: &mut [f64]) -> Result<(), usize> {
+    chol_rows(a, n, rel, u)
+}
+
+/// The width of the next block of a row kept in registers when `rem` entries remain: 32, then
+/// 16, 8, 4, 2, 1 (a fixed width keeps the block in registers, where a variable one went
+/// through the stack).
+#[inline(always)]
+fn block_width(rem: usize) -> usize {
+    match rem {
+        32.. => 32,
+        16.. => 16,
+        8.. => 8,
+        4.. => 4,
+        2.. => 2,
+        _ => 1,
+    }
+}
+
+/// U (row-major upper, into the zeroed `u`) with U'U = A, row by row (see
+/// [`cholesky_upper_small`]).
+#[inline(always)]
+fn chol_rows(a: &[f64], n: usize, rel: f64, u: &mut [f64]) -> Result<(), usize> {
+    /// `acc[t] = a_{i, j0+t} - Σ_k u_ki u_{k, j0+t}` (k ascending).
+    #[inline(always)]
+    fn block<const W: usize>(
+        a: &[f64],
+        done: &[f64],
+        n: usize,
+        i: usize,
+        j0: usize,
+        out: &mut [f64],
+    ) {
+        let mut acc = [0.0f64; W];
+        for (t, v) in acc.iter_mut().enumerate() {
+            *v = a[(j0 + t) * n + i]; // a_ij from the lower triangle
+        }
+        for k in 0..i {
+            let c = done[k * n + i];
+            let uk: &[f64; W] = done[k * n + j0..k * n + j0 + W].try_into().expect("W");
+            for t in 0..W {
+                acc[t] -= c * uk[t];
+            }
+        }
+        out[j0..j0 + W].copy_from_slice(&acc);
+    }
+    for i in 0..n {
+        let (done, rest) = u.split_at_mut(i * n);
+        let ri = &mut rest[..n];
+        let mut j0 = i;
+        while j0 < n {
+            let w = block_width(n - j0);
+            match w {
+                32 => block::<32>(a, done, n, i, j0, ri),
+                16 => block::<16>(a, done, n, i, j0, ri),
+                8 => block::<8>(a, done, n, i, j0, ri),
+                4 => block::<4>(a, done, n, i, j0, ri),
+                2 => block::<2>(a, done, n, i, j0, ri),
+                _ => block::<1>(a, done, n, i, j0, ri),
+            }
+            j0 += w;
+        }
+        let d = ri[i];
+        if !(d > rel * a[i * n + i]) || !d.is_finite() {
+            return Err(i);
+        }
+        let s = d.sqrt();
+        ri[i] = s;
+        for v in &mut ri[i + 1..] {
+            *v /= s;
+        }
+    }
+    Ok(())
+}
+
+/// L^{-1} (row-major lower) for L = U' given U (row-major upper, [`cholesky_upper_small`]), n <=
+/// [`SMALL_FACTOR_MAX`]: [`lower_inverse`] of L with the same operations (so the same bits: row i
+/// is `-(Σ_r l_ir m_r) / l_ii` summed over r in order, zero l_ir skipped), with a block of the
+/// row held in registers (AVX2 where the CPU has it) instead of one axpy per r storing and
+/// reloading the row.
+pub(crate) fn inverse_from_upper(u: &[f64], n: usize) -> Vec<f64> {
+    assert!(n <= SMALL_FACTOR_MAX && u.len() >= n * n);
+    let mut m = vec![0.0; n * n];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports the feature the function is compiled for.
+            unsafe { inverse_rows_avx2(u, n, &mut m) };
+            return m;
+        }
+    }
+    inverse_rows(u, n, &mut m);
+    m
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn inverse_rows_avx2(u: &[f64], n: usize, m: &mut [f64]) {
+    inverse_rows(u, n, m)
+}
+
+#[inline(always)]
+fn inverse_rows(u: &[f64], n: usize, m: &mut [f64]) {
+    /// Entries e0..e0+W of row i: `-(Σ_r l_ir m_re) / l_ii` (r ascending, zero l_ir skipped).
+    /// Rows r < e0 add nothing to them (m_re = 0 for e > r); for e0 <= r < e they add l_ir · 0
+    /// to a +0 entry, which leaves it +0, as the axpy form (which stops at entry r) leaves it
+    /// untouched.
+    #[inline(always)]
+    fn block<const W: usize>(
+        u: &[f64],
+        prev: &[f64],
+        n: usize,
+        i: usize,
+        e0: usize,
+        out: &mut [f64],
+    ) {
+        let mut acc = [0.0f64; W];
+        for r in e0..i {
+            let c = u[r * n + i]; // l_ir
+            if c != 0.0 {
+                let mr: &[f64; W] = prev[r * n + e0..r * n + e0 + W].try_into().expect("W");
+                for t in 0..W {
+                    acc[t] += c * mr[t];
+                }
+            }
+        }
+        let lii = u[i * n + i];
+        for (d, v) in out[e0..e0 + W].iter_mut().zip(&acc) {
+            *d = -*v / lii;
+        }
+    }
+    for i in 0..n {
+        let (prev, cur) = m.split_at_mut(i * n);
+        let mut e0 = 0;
+        while e0 < i {
+            let w = block_width(i - e0);
+            match w {
+                32 => block::<32>(u, prev, n, i, e0, cur),
+                16 => block::<16>(u, prev, n, i, e0, cur),
+                8 => block::<8>(u, prev, n, i, e0, cur),
+                4 => block::<4>(u, prev, n, i, e0, cur),
+                2 => block::<2>(u, prev, n, i, e0, cur),
+                _ => block::<1>(u, prev, n, i, e0, cur),
+            }
+            e0 += w;
+        }
+        cur[i] = 1.0 / u[i * n + i];
+    }
+}
+
+/// Inverse of a lower-triangular row-major `l` (result lower triangular, row-major). Blocked
+/// (forward substitution inside blocks of `NB` rows, gemm for the rest) above
+/// [`SMALL_FACTOR_MAX`]; one block (forward substitution only, AVX2 where the CPU has it: the same
+/// operations, so the same bits) up to it.
 pub(crate) fn lower_inverse(l: &[f64], n: usize) -> Vec<f64> {
     let mut m = vec![0.0; n * n];
+    if n <= SMALL_FACTOR_MAX {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports the feature the function is compiled for.
+                unsafe { forward_inverse_avx2(l, n, &mut m) };
+                return m;
+            }
+        }
+        forward_inverse_block(l, n, 0, n, &mut m);
+        return m;
+    }
     let mut i0 = 0;
     while i0 < n {
         if crate::limits::cancelled() {
@@ -409,27 +713,40 @@ pub(crate) fn lower_inverse(l: &[f64], n: usize) -> Vec<f64> {
             };
             gemm_into(rest, 0, n, 1.0, a, b, 0.0);
         }
-        // Forward substitution inside the block: L_II X = -T (columns 0..i0), L_II X = I (block).
-        for i in i0..i1 {
-            let ri = i * n;
-            let lii = l[ri + i];
-            let (prev, cur) = rest.split_at_mut((i - i0) * n);
-            let row = &mut cur[..i];
-            for r in i0..i {
-                let c = l[ri + r];
-                if c != 0.0 {
-                    let o = (r - i0) * n;
-                    axpy(c, &prev[o..o + r + 1], &mut row[..r + 1]);
-                }
-            }
-            for v in row.iter_mut() {
-                *v = -*v / lii;
-            }
-            cur[i] = 1.0 / lii;
-        }
+        forward_inverse_block(l, n, i0, i1, rest);
         i0 = i1;
     }
     m
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn forward_inverse_avx2(l: &[f64], n: usize, m: &mut [f64]) {
+    forward_inverse_block(l, n, 0, n, m)
+}
+
+/// Forward substitution inside the block of rows i0..i1 of L^{-1}: L_II X = -T (columns 0..i0,
+/// `rest` holding T = L[i0..i1, 0..i0] M[0..i0, 0..i0] there), L_II X = I (the block's columns).
+/// `rest` is the inverse from row i0 on.
+#[inline(always)]
+fn forward_inverse_block(l: &[f64], n: usize, i0: usize, i1: usize, rest: &mut [f64]) {
+    for i in i0..i1 {
+        let ri = i * n;
+        let lii = l[ri + i];
+        let (prev, cur) = rest.split_at_mut((i - i0) * n);
+        let row = &mut cur[..i];
+        for r in i0..i {
+            let c = l[ri + r];
+            if c != 0.0 {
+                let o = (r - i0) * n;
+                axpy(c, &prev[o..o + r + 1], &mut row[..r + 1]);
+            }
+        }
+        for v in row.iter_mut() {
+            *v = -*v / lii;
+        }
+        cur[i] = 1.0 / lii;
+    }
 }
 
 /// Solve `L y = b` (forward) then `L' x = y` (backward) in place: `x = (L L')^{-1} b`.
@@ -612,6 +929,174 @@ mod tests {
                 assert!((b[i] - xs[i]).abs() < 1e-9);
             }
         }
+    }
+
+    /// Every kernel of `gram_padded` the CPU has against a naive sum; the fused kernels
+    /// (AVX-512 and AVX2 + FMA) give the same bits as a row-order chain of fused multiply-adds.
+    #[test]
+    fn gram_padded_kernels_agree() {
+        let mut kernels = vec![SyrkKernel::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                kernels.push(SyrkKernel::Avx512);
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                kernels.push(SyrkKernel::Avx2Fma);
+            }
+        }
+        let mut s = 7u64;
+        let mut r = move || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+        };
+        for &(t, n) in &[
+            (1usize, 1usize),
+            (3, 2),
+            (9, 7),
+            (10, 8),
+            (33, 9),
+            (50, 15),
+            (40, 16),
+            (64, 17),
+            (499, 50),
+            (120, 63),
+            (200, 64),
+            (130, 65),
+            (700, 100),
+        ] {
+            let np = padded_cols(n);
+            let mut x = vec![0.0; t * np];
+            for row in x.chunks_exact_mut(np) {
+                for v in &mut row[..n] {
+                    *v = r() * 1e-2;
+                }
+            }
+            let mut fused: Option<Vec<f64>> = None;
+            for &k in &kernels {
+                let mut u = vec![f64::NAN; np * np];
+                syrk_upper_with(k, &x, t, np, n, &mut u);
+                let c = mirror_upper(&u, np, n);
+                for i in 0..n {
+                    for j in 0..n {
+                        let (mut e, mut f) = (0.0f64, 0.0f64);
+                        for row in x.chunks_exact(np) {
+                            e += row[i] * row[j];
+                            f = row[i].mul_add(row[j], f);
+                        }
+                        let g = c[i * n + j];
+                        assert!(
+                            (g - e).abs() <= 1e-13 * (1.0 + e.abs()),
+                            "{k:?} {t}x{n} ({i},{j})"
+                        );
+                        if k != SyrkKernel::Portable {
+                            assert_eq!(g.to_bits(), f.to_bits(), "{k:?} {t}x{n} ({i},{j})");
+                        }
+                    }
+                }
+                if k != SyrkKernel::Portable {
+                    if let Some(prev) = &fused {
+                        assert_eq!(prev, &c, "{k:?} {t}x{n}");
+                    }
+                    fused = Some(c);
+                }
+            }
+            assert_eq!(gram_padded(&x, t, np, n).len(), n * n);
+        }
+    }
+
+    /// The right-looking Cholesky on the upper triangle (the reference of `chol_rows`).
+    fn right_looking_upper(u: &mut [f64], n: usize) {
+        for k in 0..n {
+            let (head, tail) = u.split_at_mut((k + 1) * n);
+            let rk = &mut head[k * n..(k + 1) * n];
+            let s = rk[k].sqrt();
+            rk[k] = s;
+            for v in &mut rk[k + 1..] {
+                *v /= s;
+            }
+            for i in k + 1..n {
+                let c = rk[i];
+                let o = (i - k - 1) * n;
+                for (x, y) in tail[o + i..o + n].iter_mut().zip(&rk[i..]) {
+                    *x -= c * y;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn small_cholesky_agrees_with_the_blocked_one() {
+        for &n in &[1usize, 2, 3, 7, 8, 47, 48, 49, 50, 53, 100, 127, 128] {
+            let mut a = spd(n, n as u64 + 11);
+            // the upper triangle is not read
+            for i in 0..n {
+                for j in i + 1..n {
+                    a[i * n + j] = f64::NAN;
+                }
+            }
+            let big = cholesky_rel(&a, n, 0.0).unwrap();
+            let small = cholesky_small(&a, n, 0.0).unwrap();
+            for i in 0..n {
+                for j in 0..n {
+                    let (x, y) = (big[i * n + j], small[i * n + j]);
+                    if j > i {
+                        assert_eq!(y.to_bits(), 0.0f64.to_bits());
+                    } else {
+                        assert!(
+                            (x - y).abs() <= 1e-12 * (1.0 + x.abs()),
+                            "n={n} ({i},{j}) {x} {y}"
+                        );
+                    }
+                }
+            }
+            // bits: the row-blocked factor is the right-looking one on U, its inverse the
+            // axpy-form forward substitution on L, with and without AVX2
+            let u = cholesky_upper_small(&a, n, 0.0).unwrap();
+            assert_eq!(transpose(&u, n), small);
+            let mut r = vec![0.0; n * n];
+            for i in 0..n {
+                for k in 0..=i {
+                    r[k * n + i] = a[i * n + k];
+                }
+            }
+            right_looking_upper(&mut r, n);
+            assert_eq!(r, u, "n={n}");
+            let mut m1 = vec![0.0; n * n];
+            forward_inverse_block(&small, n, 0, n, &mut m1);
+            let m2 = inverse_from_upper(&u, n);
+            let bits = |x: &[f64]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&m1), bits(&m2), "n={n}");
+            assert_eq!(bits(&m1), bits(&lower_inverse(&small, n)), "n={n}");
+            let mut u2 = vec![0.0; n * n];
+            chol_rows(&a, n, 0.0, &mut u2).unwrap();
+            assert_eq!(u2, u, "n={n}: the portable build gives the same bits");
+            let mut m3 = vec![0.0; n * n];
+            inverse_rows(&u, n, &mut m3);
+            assert_eq!(bits(&m3), bits(&m2), "n={n}");
+        }
+        // a pivot at or below the relative floor, a NaN, an indefinite matrix: the same Err(i)
+        let mut a = spd(6, 3);
+        for (i, v) in [(0usize, f64::NAN), (0, -1.0), (0, 0.0)] {
+            let mut b = a.clone();
+            b[i * 6 + i] = v;
+            assert_eq!(cholesky_small(&b, 6, 0.0), Err(i));
+            assert_eq!(cholesky_rel(&b, 6, 0.0), Err(i));
+        }
+        // row 3 a copy of row 2 (and column): singular at pivot 3
+        for j in 0..6 {
+            a[3 * 6 + j] = a[2 * 6 + j];
+        }
+        for i in 0..6 {
+            a[i * 6 + 3] = a[i * 6 + 2];
+        }
+        a[3 * 6 + 3] = a[2 * 6 + 2];
+        assert_eq!(cholesky_small(&a, 6, 1e-10), Err(3));
+        assert_eq!(cholesky_rel(&a, 6, 1e-10), Err(3));
     }
 
     #[test]

@@ -24,8 +24,8 @@ mod qp;
 pub use options::{CovarianceEstimator, PortfolioMethod, ReturnsKind};
 
 use crate::linalg::{
-    chol_solve, cholesky, dot, gram, gram_padded, lower_inverse, matvec, padded_cols,
-    GRAM_PADDED_MAX_BYTES,
+    chol_solve, cholesky, cholesky_upper_small, dot, gram, gram_padded, inverse_from_upper,
+    lower_inverse, matvec, padded_cols, transpose, GRAM_PADDED_MAX_BYTES, SMALL_FACTOR_MAX,
 };
 use qp::{Con, Factor};
 
@@ -171,18 +171,62 @@ fn validate_config(config: &PortfolioConfig) -> CoreResult<()> {
     Ok(())
 }
 
-/// Checks the prices matrix and the bounds against the number of assets.
+/// Checks the prices matrix and the bounds against the number of assets (every check, in order:
+/// the error names the first problem).
 fn validate_prices(
     prices: &[f64],
     rows: usize,
     cols: usize,
     config: &PortfolioConfig,
 ) -> CoreResult<()> {
-    // issue 16: one vectorisable pass for the common clean input
-    let clean = rows > 0 && cols > 0 && prices.len() == rows * cols && all_finite_positive(prices);
-    if !clean {
-        check::finite_matrix("prices", prices, rows, cols)?;
+    check::finite_matrix("prices", prices, rows, cols)?;
+    check_shape(rows, cols)?;
+    if let Some(i) = prices.iter().position(|&p| p <= 0.0) {
+        return Err(CoreError::invalid(format!(
+            "prices must be strictly positive to compute {} returns; found {} at row {}, column {}",
+            config.returns,
+            prices[i],
+            i / cols,
+            i % cols
+        )));
     }
+    check_bounds(cols, config)
+}
+
+/// The checks of [`validate_prices`] that do not read the values (issue 16: the values are
+/// checked by the returns pass, [`estimate`], which reads every price anyway: one pass over the
+/// prices instead of two). An error here, or any other found before the returns pass, is
+/// reported as [`validate_prices`] reports it ([`first_error`]): the same errors, in the same
+/// precedence, as when every value was checked first.
+fn validate_prices_shape(
+    prices: &[f64],
+    rows: usize,
+    cols: usize,
+    config: &PortfolioConfig,
+) -> CoreResult<()> {
+    let shaped = rows > 0 && cols > 0 && prices.len() == rows * cols;
+    if shaped && check_shape(rows, cols).is_ok() && check_bounds(cols, config).is_ok() {
+        return Ok(());
+    }
+    validate_prices(prices, rows, cols, config)?;
+    unreachable!("validate_prices accepts prices the shape checks reject")
+}
+
+/// [`validate_prices`]'s error if it finds one (a price that is not finite and positive comes
+/// first), else `e`: for an error found before the returns pass has checked the values.
+fn first_error(
+    prices: &[f64],
+    rows: usize,
+    cols: usize,
+    config: &PortfolioConfig,
+    e: CoreError,
+) -> CoreError {
+    validate_prices(prices, rows, cols, config)
+        .err()
+        .unwrap_or(e)
+}
+
+fn check_shape(rows: usize, cols: usize) -> CoreResult<()> {
     if cols < 2 {
         return Err(CoreError::invalid(
             "prices has a single asset (1 column): portfolio optimisation needs at least 2 assets",
@@ -196,20 +240,10 @@ fn validate_prices(
             rows.saturating_sub(1)
         )));
     }
-    let first_bad = if clean {
-        None
-    } else {
-        prices.iter().position(|&p| p <= 0.0)
-    };
-    if let Some(i) = first_bad {
-        return Err(CoreError::invalid(format!(
-            "prices must be strictly positive to compute {} returns; found {} at row {}, column {}",
-            config.returns,
-            prices[i],
-            i / cols,
-            i % cols
-        )));
-    }
+    Ok(())
+}
+
+fn check_bounds(cols: usize, config: &PortfolioConfig) -> CoreResult<()> {
     let n = cols as f64;
     let (lo, hi) = (config.min_weight, config.max_weight);
     if lo * n > 1.0 + 1e-12 {
@@ -227,15 +261,6 @@ fn validate_prices(
     Ok(())
 }
 
-/// Every value finite and > 0 (one branch-free pass per 64 values; the detailed checks, which
-/// name the first bad value, run only when this fails).
-fn all_finite_positive(p: &[f64]) -> bool {
-    p.chunks(64).all(|c| {
-        c.iter()
-            .fold(true, |ok, &v| ok & (v > 0.0) & (v <= f64::MAX))
-    })
-}
-
 /// Annualised mean and covariance of the returns of `prices` (time x assets, row-major).
 ///
 /// Conventions: returns r_t = p_t/p_{t-1} - 1 ("simple") or ln(p_t/p_{t-1}) ("log");
@@ -249,9 +274,10 @@ pub fn estimate_moments(
     config: &PortfolioConfig,
 ) -> CoreResult<Moments> {
     validate_config(config)?;
-    validate_prices(prices, rows, cols, config)?;
-    let _budget = crate::limits::reserve(&crate::limits::portfolio(rows, cols, 0))?;
-    let mut m = estimate(prices, rows, cols, config);
+    validate_prices_shape(prices, rows, cols, config)?;
+    let _budget = crate::limits::reserve(&crate::limits::portfolio(rows, cols, 0))
+        .map_err(|e| first_error(prices, rows, cols, config, e))?;
+    let mut m = estimate(prices, rows, cols, config)?;
     crate::limits::poll()?;
     pz_all(&mut m.mean);
     pz_all(&mut m.covariance);
@@ -259,7 +285,14 @@ pub fn estimate_moments(
     Ok(m)
 }
 
-fn estimate(prices: &[f64], rows: usize, n: usize, config: &PortfolioConfig) -> Moments {
+/// The moments of prices that passed [`validate_prices_shape`]. The values are checked (finite
+/// and positive) as the returns are computed: a bad one gives [`validate_prices`]'s error.
+fn estimate(
+    prices: &[f64],
+    rows: usize,
+    n: usize,
+    config: &PortfolioConfig,
+) -> CoreResult<Moments> {
     let t = rows - 1;
     let log = config.returns == ReturnsKind::Log;
     // Small problems (a 50-asset portfolio) use the padded layout of `gram_padded` (row stride a
@@ -267,9 +300,12 @@ fn estimate(prices: &[f64], rows: usize, n: usize, config: &PortfolioConfig) -> 
     let np = padded_cols(n);
     let padded = t.saturating_mul(np).saturating_mul(8) <= GRAM_PADDED_MAX_BYTES;
     let stride = if padded { np } else { n };
-    let mut x = vec![0.0; t * stride];
+    let mut x = Vec::with_capacity(t * stride);
     let mut mean = vec![0.0; n];
-    returns_and_sums(prices, t, n, stride, log, &mut x, &mut mean);
+    if !returns_and_sums(prices, t, n, stride, log, &mut x, &mut mean) {
+        let e = CoreError::invalid("prices must be finite and strictly positive");
+        return Err(first_error(prices, rows, n, config, e));
+    }
     let tf = t as f64;
     for m in mean.iter_mut() {
         *m /= tf;
@@ -305,32 +341,37 @@ fn estimate(prices: &[f64], rows: usize, n: usize, config: &PortfolioConfig) -> 
     for m in mean.iter_mut() {
         *m *= ann;
     }
-    Moments {
+    Ok(Moments {
         mean,
         covariance: c,
         observations: t,
         shrinkage,
-    }
+    })
 }
 
-/// Returns of `prices` (t + 1 rows x n) into the rows of `x` (row stride `stride`, columns
-/// n.. untouched) and their column sums (row order) into `sums`. Compiled twice: with AVX2 where
-/// the CPU has it (4 divisions at once; IEEE division, so the values are the same either way).
+/// Returns of `prices` (t + 1 rows x n) appended to the empty `x` as t rows of `stride` values
+/// (columns n.. zero; nothing is zeroed beforehand), and their column sums (row order) into
+/// `sums`. Also checks every price (issue 16: one pass over the prices, not a validation pass and
+/// a returns pass): false if one is not finite and positive (the returns are then meaningless).
+/// Compiled twice: with AVX2 where the CPU has it (4 divisions at once; IEEE division, so the
+/// values are the same either way).
 fn returns_and_sums(
     prices: &[f64],
     t: usize,
     n: usize,
     stride: usize,
     log: bool,
-    x: &mut [f64],
+    x: &mut Vec<f64>,
     sums: &mut [f64],
-) {
+) -> bool {
+    x.clear();
+    x.reserve_exact(t * stride);
+    assert!(stride >= n && prices.len() >= (t + 1) * n && sums.len() >= n);
     #[cfg(target_arch = "x86_64")]
     {
         if !log && std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports the feature the function is compiled for.
-            unsafe { returns_avx2(prices, t, n, stride, x, sums) };
-            return;
+            return unsafe { returns_avx2(prices, t, n, stride, x, sums) };
         }
     }
     returns_body(prices, t, n, stride, log, x, sums)
@@ -343,10 +384,16 @@ unsafe fn returns_avx2(
     t: usize,
     n: usize,
     stride: usize,
-    x: &mut [f64],
+    x: &mut Vec<f64>,
     sums: &mut [f64],
-) {
+) -> bool {
     returns_body(prices, t, n, stride, false, x, sums)
+}
+
+/// Finite and > 0 (NaN fails both comparisons).
+#[inline(always)]
+fn finite_positive(v: f64) -> bool {
+    (v > 0.0) & (v <= f64::MAX)
 }
 
 #[inline(always)]
@@ -356,27 +403,43 @@ fn returns_body(
     n: usize,
     stride: usize,
     log: bool,
-    x: &mut [f64],
+    x: &mut Vec<f64>,
     sums: &mut [f64],
-) {
+) -> bool {
     let sums = &mut sums[..n];
+    let mut ok = prices[..n]
+        .iter()
+        .fold(true, |ok, &v| ok & finite_positive(v));
     for r in 0..t {
         let p0 = &prices[r * n..(r + 1) * n];
         let p1 = &prices[(r + 1) * n..(r + 2) * n];
-        let out = &mut x[r * stride..r * stride + n];
+        // the capacity holds t * stride values (returns_and_sums reserved them)
+        let out = &mut x.spare_capacity_mut()[..stride];
+        let mut good = true;
         if log {
             for j in 0..n {
-                out[j] = (p1[j] / p0[j]).ln();
+                good &= finite_positive(p1[j]);
+                out[j].write((p1[j] / p0[j]).ln());
             }
         } else {
             for j in 0..n {
-                out[j] = p1[j] / p0[j] - 1.0;
+                good &= finite_positive(p1[j]);
+                out[j].write(p1[j] / p0[j] - 1.0);
             }
         }
-        for (m, v) in sums.iter_mut().zip(out.iter()) {
+        for v in &mut out[n..] {
+            v.write(0.0);
+        }
+        // SAFETY: the `stride` values past the end were all written just above, within the
+        // capacity.
+        unsafe { x.set_len(x.len() + stride) };
+        let row = &x[r * stride..r * stride + n];
+        for (m, v) in sums.iter_mut().zip(row) {
             *m += v;
         }
+        ok &= good;
     }
+    ok
 }
 
 /// sklearn.covariance.ledoit_wolf_shrinkage of the demeaned row-major `t x n` data `x` (row
@@ -492,10 +555,17 @@ fn factor_covariance(
     } else {
         "; remove the redundant assets"
     };
-    let factored = cholesky(sigma, n);
+    // small: U = L' (row-major upper), from which L^{-1} comes directly (issue 16)
+    let small = n <= SMALL_FACTOR_MAX;
+    let factored = if small {
+        cholesky_upper_small(sigma, n, 0.0)
+    } else {
+        cholesky(sigma, n)
+    };
     crate::limits::poll()?; // the blocked Cholesky stops early when cancelled
-    let l = match factored {
-        Ok(l) => l,
+    let (l, u) = match factored {
+        Ok(f) if small => (transpose(&f, n), Some(f)),
+        Ok(l) => (l, None),
         Err(i) => {
             return Err(CoreError::numerical(format!(
                 "the covariance matrix is singular (not positive definite at asset column {i}): \
@@ -508,7 +578,10 @@ fn factor_covariance(
     // clears the threshold (with a factor 2 for rounding), the iterative estimate below (which
     // errs toward larger ratios) would pass too, so it is skipped.
     let linv = if want_inverse {
-        let m = lower_inverse(&l, n);
+        let m = match &u {
+            Some(u) => inverse_from_upper(u, n), // the bits of lower_inverse(&l, n)
+            None => lower_inverse(&l, n),
+        };
         crate::limits::poll()?; // lower_inverse (O(N³)) stops early when cancelled
         let fro2: f64 = m.iter().map(|v| v * v).sum();
         let trace: f64 = (0..n).map(|i| sigma[i * n + i]).sum();
@@ -661,6 +734,42 @@ fn snap_to_bounds(w: &mut [f64], lo: f64, hi: f64) {
     }
 }
 
+/// The normalised risk budgets of risk_parity (empty for the other methods), checked.
+fn risk_budgets(
+    method: PortfolioMethod,
+    n: usize,
+    config: &PortfolioConfig,
+) -> CoreResult<Vec<f64>> {
+    let (lo, hi) = (config.min_weight, config.max_weight);
+    if method != PortfolioMethod::RiskParity {
+        return Ok(Vec::new());
+    }
+    if lo != 0.0 || hi < 1.0 {
+        return Err(CoreError::invalid(format!(
+            "risk_parity supports only long-only, unconstrained weights (min_weight = 0, max_weight >= 1), \
+             got min_weight = {lo}, max_weight = {hi}"
+        )));
+    }
+    if config.risk_budgets.is_empty() {
+        return Ok(vec![1.0 / n as f64; n]);
+    }
+    if config.risk_budgets.len() != n {
+        return Err(CoreError::invalid(format!(
+            "risk_budgets has {} values but there are {n} assets",
+            config.risk_budgets.len()
+        )));
+    }
+    check::finite("risk_budgets", &config.risk_budgets)?;
+    if let Some(i) = config.risk_budgets.iter().position(|&b| b <= 0.0) {
+        return Err(CoreError::invalid(format!(
+            "risk_budgets must be positive, got {} at index {i}",
+            config.risk_budgets[i]
+        )));
+    }
+    let s: f64 = config.risk_budgets.iter().sum();
+    Ok(config.risk_budgets.iter().map(|b| b / s).collect())
+}
+
 /// Optimise a portfolio of the `cols` assets whose prices are the row-major `rows x cols` matrix.
 ///
 /// `method`: see [`PortfolioMethod`]. `on_progress(iteration, objective)` is called once per
@@ -676,44 +785,21 @@ pub fn optimize_portfolio(
 ) -> CoreResult<PortfolioResult> {
     use PortfolioMethod::{EqualWeight, MaxSharpe, MinVariance, RiskParity};
     validate_config(config)?;
-    validate_prices(prices, rows, cols, config)?;
+    // the values are checked by `estimate` (one pass over the prices); an error found before it
+    // goes through `first_error`, so a bad price is still reported first
+    validate_prices_shape(prices, rows, cols, config)?;
     let _budget = crate::limits::reserve(&crate::limits::portfolio(
         rows,
         cols,
         config.frontier_points,
-    ))?;
+    ))
+    .map_err(|e| first_error(prices, rows, cols, config, e))?;
     let n = cols;
     let (lo, hi, rf) = (config.min_weight, config.max_weight, config.risk_free_rate);
-    let mut budgets = Vec::new();
-    if method == RiskParity {
-        if lo != 0.0 || hi < 1.0 {
-            return Err(CoreError::invalid(format!(
-                "risk_parity supports only long-only, unconstrained weights (min_weight = 0, max_weight >= 1), \
-                 got min_weight = {lo}, max_weight = {hi}"
-            )));
-        }
-        budgets = if config.risk_budgets.is_empty() {
-            vec![1.0 / n as f64; n]
-        } else {
-            if config.risk_budgets.len() != n {
-                return Err(CoreError::invalid(format!(
-                    "risk_budgets has {} values but there are {n} assets",
-                    config.risk_budgets.len()
-                )));
-            }
-            check::finite("risk_budgets", &config.risk_budgets)?;
-            if let Some(i) = config.risk_budgets.iter().position(|&b| b <= 0.0) {
-                return Err(CoreError::invalid(format!(
-                    "risk_budgets must be positive, got {} at index {i}",
-                    config.risk_budgets[i]
-                )));
-            }
-            let s: f64 = config.risk_budgets.iter().sum();
-            config.risk_budgets.iter().map(|b| b / s).collect()
-        };
-    }
+    let budgets =
+        risk_budgets(method, n, config).map_err(|e| first_error(prices, rows, cols, config, e))?;
 
-    let mom = estimate(prices, rows, n, config);
+    let mom = estimate(prices, rows, n, config)?;
     crate::limits::poll()?; // the covariance (O(T·N²)) stops early when cancelled
     let (mu, sigma) = (&mom.mean, &mom.covariance);
     if let Some(i) = (0..n).find(|&i| !(sigma[i * n + i] > 1e-300)) {

@@ -665,6 +665,73 @@ fn input_errors() {
     assert!(e.contains("risk_budgets must be positive"), "{e}");
 }
 
+/// The prices are checked by the returns pass (issue 16): a bad price anywhere (first row, last
+/// row, last column; the padded and the gemm layouts) is still found, named as before, and still
+/// reported before the errors found ahead of that pass (bounds, risk budgets).
+#[test]
+fn bad_prices_are_found_by_the_returns_pass_and_reported_first() {
+    for (rows, n) in [(100usize, 5usize), (700, 100)] {
+        let p = synth(rows, n, 3);
+        for at in [0, n - 1, rows * n / 2 + 1, rows * n - 1] {
+            for (bad, want) in [
+                (f64::NAN, "NaN at"),
+                (f64::INFINITY, "an infinite value at"),
+                (f64::NEG_INFINITY, "an infinite value at"),
+                (0.0, "strictly positive"),
+                (-2.0, "strictly positive"),
+                (-0.0, "strictly positive"),
+            ] {
+                let mut q = p.clone();
+                q[at] = bad;
+                let place = format!("row {}, column {}", at / n, at % n);
+                for returns in [ReturnsKind::Simple, ReturnsKind::Log] {
+                    let c = PortfolioConfig { returns, ..cfg() };
+                    for method in ["min_variance", "max_sharpe", "equal_weight", "risk_parity"] {
+                        let e = err_msg(run(&q, rows, n, method, &c));
+                        assert!(e.contains(want) && e.contains(&place), "{method} {at}: {e}");
+                    }
+                    let e = estimate_moments(&q, rows, n, &c).unwrap_err().to_string();
+                    assert!(e.contains(want) && e.contains(&place), "moments {at}: {e}");
+                }
+                // errors found before the returns pass come after the bad price
+                for (method, c) in [
+                    (
+                        "risk_parity",
+                        PortfolioConfig {
+                            risk_budgets: vec![1.0; n - 1],
+                            ..cfg()
+                        },
+                    ),
+                    (
+                        "risk_parity",
+                        PortfolioConfig {
+                            max_weight: 0.5,
+                            ..cfg()
+                        },
+                    ),
+                    (
+                        "min_variance",
+                        PortfolioConfig {
+                            max_weight: 0.1 / n as f64,
+                            ..cfg()
+                        },
+                    ),
+                ] {
+                    let e = err_msg(run(&q, rows, n, method, &c));
+                    assert!(e.contains(want) && e.contains(&place), "{method} {at}: {e}");
+                }
+                // (non-finite values are reported before the shape, non-positive ones after it)
+                let e = err_msg(run(&q[..(n + 1) * n], n + 1, n, "min_variance", &cfg()));
+                if at < (n + 1) * n && !bad.is_finite() {
+                    assert!(e.contains(want), "{e}");
+                } else {
+                    assert!(e.contains("too few observations"), "{e}");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn numerical_errors() {
     // a duplicated asset makes the sample covariance singular
