@@ -726,10 +726,33 @@ fn upper_binds(n: usize, lo: f64, hi: f64) -> bool {
 
 fn snap_to_bounds(w: &mut [f64], lo: f64, hi: f64) {
     for v in w.iter_mut() {
-        if (*v - lo).abs() <= 1e-13 {
+        // within 1e-13 of a bound: on it; outside a bound by rounding only (max Sharpe divides
+        // the homogenised solution by its sum, which can turn a -1e-17 into a -3e-13): clamped,
+        // so that a long-only portfolio never shows a negative weight
+        if (*v - lo).abs() <= 1e-13 || (*v < lo && lo - *v <= 1e-11) {
             *v = lo;
-        } else if (*v - hi).abs() <= 1e-13 {
+        } else if (*v - hi).abs() <= 1e-13 || (*v > hi && *v - hi <= 1e-11) {
             *v = hi;
+        }
+    }
+}
+
+/// Σw = 1 again after the snap and the QP's own rounding (up to ~1e-11 off on a near-singular
+/// covariance: 2 assets, 3 returns gave w = [0, 1 - 7.3e-12]): the residual goes to the weight
+/// furthest inside its bounds, if it stays inside them.
+fn restore_budget(w: &mut [f64], lo: f64, hi: f64) {
+    let r = 1.0 - w.iter().sum::<f64>();
+    if r == 0.0 || r.abs() > 1e-9 {
+        return;
+    }
+    let room = |v: f64| (v - lo).min(hi - v);
+    let best = (0..w.len())
+        .filter(|&i| w[i] > lo && w[i] < hi)
+        .max_by(|&a, &b| room(w[a]).total_cmp(&room(w[b])));
+    if let Some(i) = best {
+        let v = w[i] + r;
+        if v >= lo && v <= hi {
+            w[i] = v;
         }
     }
 }
@@ -833,6 +856,7 @@ pub fn optimize_portfolio(
             iter_total += sol.iterations;
             let mut w = sol.x;
             snap_to_bounds(&mut w, lo, hi);
+            restore_budget(&mut w, lo, hi);
             min_var_w = Some(w.clone());
             (w, sol.iterations)
         }
@@ -883,6 +907,7 @@ pub fn optimize_portfolio(
             }
             let mut w: Vec<f64> = sol.x.iter().map(|v| v / kappa).collect();
             snap_to_bounds(&mut w, lo, hi);
+            restore_budget(&mut w, lo, hi);
             (w, sol.iterations)
         }
         RiskParity => {
