@@ -1,5 +1,5 @@
-"""The Rust unary client of the gRPC backend (issue 16, small calls): unary calls without a cancel
-token go through `_rustcore.GrpcUnaryClient` (tonic) instead of grpcio's blocking call. The same
+"""The Rust client of the gRPC backend (issue 16, small calls): unary and server-streaming calls
+without a cancel token go through `_rustcore.GrpcUnaryClient` (tonic) instead of grpcio. The same
 bytes, results, errors and texts either way; TLS stays on grpcio; a server that went away and came
 back on the same address is reached again; HFT_LAB_GRPC_CLIENT=grpcio turns it off."""
 
@@ -132,3 +132,41 @@ def test_numerical_error_kind_survives_the_rust_client(monkeypatch):
     assert isinstance(e, NumericalError) and str(e) == "singular"
     e = map_rpc_error(_FastRpcError(3, "bad", None), "x:1", 1)
     assert type(e) is ValueError
+
+
+def test_server_streams_on_the_rust_client_match_grpcio(monkeypatch):
+    """RunHmm (a server stream) without a cancel token goes through the Rust client: the same
+    result, the same progress, the same errors; a progress callback returning False cancels."""
+    from hft_lab.backends.errors import Cancelled
+
+    s = Grpcd()
+    try:
+        fast, slow = _pair(s.address, monkeypatch)
+        rng = np.random.default_rng(5)
+        z = rng.integers(0, 2, 3000)
+        x = np.array([-1.0, 1.0])[z] + rng.normal(size=3000) * 0.5
+        seen: dict[str, list] = {"fast": [], "slow": []}
+        res = {}
+        for key, b in (("fast", fast), ("slow", slow)):
+            res[key] = b.run_hmm(
+                x,
+                n_states=2,
+                max_iterations=15,
+                tolerance=0.0,
+                n_restarts=0,
+                progress=lambda i, ll, k=key: seen[k].append((i, ll)),
+            )
+        _same(res["fast"], res["slow"])
+        assert seen["fast"] == seen["slow"] and len(seen["fast"]) > 1
+        for b in (fast, slow):
+            with pytest.raises(ValueError) as e:
+                b.run_hmm(x[:1], n_states=2)
+            assert "observations" in str(e.value)
+        with pytest.raises(Cancelled):
+            fast.run_hmm(x, n_states=2, max_iterations=50, tolerance=0.0, n_restarts=0, progress=lambda i, ll: i < 3)
+        # the connection is still fine afterwards
+        _same(fast.run_hmm(x, n_states=2, max_iterations=15, tolerance=0.0, n_restarts=0), res["slow"])
+        fast.close()
+        slow.close()
+    finally:
+        s.stop()
