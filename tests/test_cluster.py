@@ -337,13 +337,29 @@ def ray_cluster():
         "health_check_timeout_ms": 500,
         "health_check_failure_threshold": 3,
     }
-    cluster = Cluster(
-        initialize_head=True,
-        # no dashboard, no log monitor (the executor does not forward worker logs): a faster start
-        head_node_args=dict(include_dashboard=False, include_log_monitor=False, _system_config=fast_failure, **node_args),
-    )
-    worker = cluster.add_node(**node_args)
-    cluster.wait_for_nodes()
+    # Ray's own start-up can time out on a loaded 2-core machine (seen in CI: "Timed out waiting
+    # for file .../gcs_server_port_..." while the other pytest worker was busy): a longer wait
+    # for the GCS port, and up to three attempts, each cleaned up before the next
+    os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")
+    for attempt in range(3):
+        cluster = None
+        try:
+            cluster = Cluster(
+                initialize_head=True,
+                # no dashboard, no log monitor (the executor does not forward worker logs): a faster start
+                head_node_args=dict(include_dashboard=False, include_log_monitor=False, _system_config=fast_failure, **node_args),
+            )
+            worker = cluster.add_node(**node_args)
+            cluster.wait_for_nodes()
+            break
+        except Exception:
+            if cluster is not None:
+                try:
+                    cluster.shutdown()
+                except Exception:  # noqa: BLE001 - a half-started cluster: best effort
+                    pass
+            if attempt == 2:
+                raise
     session = cluster.head_node.get_session_dir_path()
     pids = {p.process.pid for node in (cluster.head_node, worker) for ps in node.all_processes.values() for p in ps}
     # connect, and start one worker process per node (it imports hft_lab._rustcore), so the first
