@@ -158,6 +158,23 @@ class _FastCall:
         self.client.abort()
 
 
+_NO_RESULT = object()
+
+
+def _follow(updates, on_progress, finals):
+    """The updates of a server stream (either client): each progress update to `on_progress`
+    (False: Cancelled); the first update of a kind in `finals` gives the call's value;
+    _NO_RESULT when the stream ends before one."""
+    for upd in updates:
+        kind = upd.WhichOneof("kind")
+        if kind == "progress":
+            if not on_progress(upd.progress):
+                raise Cancelled("cancelled by the user")
+        elif kind in finals:
+            return finals[kind](getattr(upd, kind))
+    return _NO_RESULT
+
+
 class _ShmRefused(Exception):
     """grpcd refused the call's shared-memory segments (it no longer offers them): retry in the message."""
 
@@ -326,7 +343,8 @@ class GrpcBackend(Backend):
     def __init__(self, config: BackendConfig | None = None, address: str | Callable[[], str] | None = None, client: str = "auto"):
         """`address` is "host:port" or a callable giving the current one (the ServerManager's,
         which changes when it restarts grpcd); by default config.grpc_host:grpc_port. `client`:
-        "auto" (unary calls on the Rust client where it applies, see _fast_client) or "grpcio"."""
+        "auto" (unary and server-streaming calls on the Rust client where it applies, see
+        _fast_client) or "grpcio"."""
         self.config = config or BackendConfig()
         if address is None:
             address = f"{self.config.grpc_host}:{self.config.grpc_port}"
@@ -335,7 +353,8 @@ class GrpcBackend(Backend):
         self._channel: grpc.Channel | None = None
         self._channel_addr: str | None = None
         self._methods: dict = {}
-        # (address, Rust unary client) for plaintext unary calls without a cancel token (issue 16)
+        # (address, Rust client) for plaintext unary and server-streaming calls without a cancel
+        # token (issue 16)
         self._fast: tuple[str, object] | None = None
         self._grpcio_only = client == "grpcio"
         self._inflight: set[_Inflight] = set()
@@ -603,16 +622,21 @@ class GrpcBackend(Backend):
         finally:
             self._untrack(t)
 
+    def _fast_metadata(self, metadata) -> list:
+        """The call's metadata for the Rust client, with the bearer token (grpcio's channel adds it
+        through _BearerToken)."""
+        md = list(metadata or ())
+        if self.config.token:
+            md.append(("authorization", f"Bearer {self.config.token}"))
+        return md
+
     def _invoke_fast(self, fast, path: str, body: bytes, timeout, metadata):
         """A unary call on the Rust client (no cancel token: the router's abort stops it)."""
         from hft_lab._rustcore import GrpcCallError
 
-        md = list(metadata or ())
-        if self.config.token:
-            md.append(("authorization", f"Bearer {self.config.token}"))
         t = self._track(_FastCall(fast))
         try:
-            return fast.call(path, body, md, timeout, t.call.generation)
+            return fast.call(path, body, self._fast_metadata(metadata), timeout, t.call.generation)
         except GrpcCallError as e:
             if t.aborted:
                 raise BackendUnavailable(t.aborted) from None
@@ -775,14 +799,11 @@ class GrpcBackend(Backend):
             cancel.add_callback(call.cancel)
         t = self._track(call)
         try:
-            for upd in call:
-                kind = upd.WhichOneof("kind")
-                if kind == "progress":
-                    if not on_progress(upd.progress):
-                        call.cancel()
-                        raise Cancelled("cancelled by the user")
-                elif kind in finals:
-                    return finals[kind](getattr(upd, kind))
+            try:
+                value = _follow(call, on_progress, finals)
+            except Cancelled:
+                call.cancel()
+                raise
         except grpc.RpcError as e:
             if t.aborted:
                 raise BackendUnavailable(t.aborted) from None
@@ -791,7 +812,9 @@ class GrpcBackend(Backend):
             raise self._error(e) from None
         finally:
             self._untrack(t)
-        raise BackendUnavailable(f"{name} ended without a result")
+        if value is _NO_RESULT:
+            raise BackendUnavailable(f"{name} ended without a result")
+        return value
 
     def _server_stream_fast(self, fast, path: str, req, upd_cls, on_progress, finals, name):
         """`_server_stream` on the Rust client (no cancel token; a progress callback returning
@@ -799,20 +822,14 @@ class GrpcBackend(Backend):
         of client CPU per 100k-observation HMM run, taken from grpcd's two E-step threads."""
         from hft_lab._rustcore import GrpcCallError
 
-        md = [("authorization", f"Bearer {self.config.token}")] if self.config.token else []
         decode = fastwire.deserializer(upd_cls)
         t = self._track(_FastCall(fast))
         stream = None
         try:
-            stream = fast.call_stream(path, req.SerializeToString(), md, self.config.call_timeout_s, t.call.generation)
-            while (raw := stream.next()) is not None:
-                upd = decode(raw)
-                kind = upd.WhichOneof("kind")
-                if kind == "progress":
-                    if not on_progress(upd.progress):
-                        raise Cancelled("cancelled by the user")
-                elif kind in finals:
-                    return finals[kind](getattr(upd, kind))
+            stream = fast.call_stream(
+                path, req.SerializeToString(), self._fast_metadata(None), self.config.call_timeout_s, t.call.generation
+            )
+            value = _follow(map(decode, iter(stream.next, None)), on_progress, finals)
         except GrpcCallError as e:
             if t.aborted:
                 raise BackendUnavailable(t.aborted) from None
@@ -821,7 +838,9 @@ class GrpcBackend(Backend):
             if stream is not None:
                 stream.cancel()
             self._untrack(t)
-        raise BackendUnavailable(f"{name} ended without a result")
+        if value is _NO_RESULT:
+            raise BackendUnavailable(f"{name} ended without a result")
+        return value
 
     def _run_hmm_mv(self, x, k, covariance_type, max_iterations, tolerance, n_restarts, seed, init, progress, cancel):
         req = pb.HmmMvRequest(

@@ -92,7 +92,7 @@ struct Inner {
     max_message_bytes: usize,
 }
 
-enum Outcome<T = Bytes> {
+enum Outcome<T> {
     Done(Result<T, Status>),
     Aborted,
 }
@@ -166,34 +166,23 @@ impl GrpcUnaryClient {
                 None::<String>,
             )));
         }
-        let (path, md, timeout) = request_parts(path, &metadata, timeout)?;
-        let body = Bytes::copy_from_slice(body);
+        let parts = request_parts(path, body, &metadata, timeout)?;
         let inner = &self.inner;
         let out = py.detach(|| {
-            inner.active.fetch_add(1, Ordering::SeqCst);
-            let out = inner.run(path, body, md, timeout, generation);
-            inner.active.fetch_sub(1, Ordering::SeqCst);
-            out
+            inner.busy(|| {
+                inner.guarded(
+                    parts.deadline(),
+                    generation,
+                    inner.attempt_twice(&parts, |mut g, req| {
+                        let path = parts.path.clone();
+                        async move { g.unary(req, path, Raw).await.map(|r| r.into_inner()) }
+                    }),
+                )
+            })
         });
         match out {
             Outcome::Done(Ok(b)) => Ok(PyBytes::new(py, &b)),
-            Outcome::Done(Err(s)) => {
-                let kind = s
-                    .metadata()
-                    .get("hftlab-error-kind")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
-                Err(GrpcCallError::new_err((
-                    s.code() as i32,
-                    s.message().to_owned(),
-                    kind,
-                )))
-            }
-            Outcome::Aborted => Err(GrpcCallError::new_err((
-                Code::Aborted as i32,
-                "the call was aborted".to_owned(),
-                None::<String>,
-            ))),
+            other => Err(call_error(other)),
         }
     }
 
@@ -209,38 +198,24 @@ impl GrpcUnaryClient {
         timeout: Option<f64>,
         generation: u64,
     ) -> PyResult<GrpcStream> {
-        let (path, md, timeout) = request_parts(path, &metadata, timeout)?;
-        let body = Bytes::copy_from_slice(body);
+        let parts = request_parts(path, body, &metadata, timeout)?;
         let inner = &self.inner;
-        let deadline =
-            timeout.map(|t| tokio::time::Instant::now() + t + Duration::from_millis(250));
+        let deadline = parts.deadline();
         let out = py.detach(|| {
-            inner.active.fetch_add(1, Ordering::SeqCst);
-            let out = inner.guarded(deadline, generation, async {
-                let attempt = || async {
-                    let mut g = inner.grpc.clone();
-                    let mut req = tonic::Request::from_parts(
-                        md.clone(),
-                        tonic::Extensions::default(),
-                        body.clone(),
-                    );
-                    if let Some(t) = timeout {
-                        req.set_timeout(t);
-                    }
-                    g.ready()
-                        .await
-                        .map_err(|e| Status::unavailable(format!("cannot connect: {e}")))?;
-                    g.server_streaming(req, path.clone(), Raw)
-                        .await
-                        .map(|r| r.into_inner())
-                };
-                match attempt().await {
-                    Err(s) if transport_failure(&s) => attempt().await,
-                    other => other,
-                }
-            });
-            inner.active.fetch_sub(1, Ordering::SeqCst);
-            out
+            inner.busy(|| {
+                inner.guarded(
+                    deadline,
+                    generation,
+                    inner.attempt_twice(&parts, |mut g, req| {
+                        let path = parts.path.clone();
+                        async move {
+                            g.server_streaming(req, path, Raw)
+                                .await
+                                .map(|r| r.into_inner())
+                        }
+                    }),
+                )
+            })
         });
         match out {
             Outcome::Done(Ok(stream)) => Ok(GrpcStream {
@@ -254,16 +229,29 @@ impl GrpcUnaryClient {
     }
 }
 
-/// The parsed path, metadata and timeout of a call.
+/// A call's request, parsed once: sent by [`Inner::attempt_twice`] (twice after a transport
+/// failure).
+struct Parts {
+    path: http::uri::PathAndQuery,
+    md: tonic::metadata::MetadataMap,
+    body: Bytes,
+    timeout: Option<Duration>,
+}
+
+impl Parts {
+    /// The client's own deadline: the grpc-timeout (which tonic's channel also applies) + 250 ms.
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.timeout
+            .map(|t| tokio::time::Instant::now() + t + Duration::from_millis(250))
+    }
+}
+
 fn request_parts(
     path: &str,
+    body: &[u8],
     metadata: &[(String, String)],
     timeout: Option<f64>,
-) -> PyResult<(
-    http::uri::PathAndQuery,
-    tonic::metadata::MetadataMap,
-    Option<Duration>,
-)> {
+) -> PyResult<Parts> {
     let path: http::uri::PathAndQuery = path
         .parse()
         .map_err(|e| PyValueError::new_err(format!("bad gRPC method path {path:?}: {e}")))?;
@@ -280,7 +268,12 @@ fn request_parts(
         Some(_) => Some(Duration::ZERO),
         None => None,
     };
-    Ok((path, md, timeout))
+    Ok(Parts {
+        path,
+        md,
+        body: Bytes::copy_from_slice(body),
+        timeout,
+    })
 }
 
 /// The idle thread (see the module docs): ends when the client is dropped.
@@ -319,12 +312,8 @@ impl GrpcStream {
             return Ok(None);
         };
         let (inner, deadline, generation) = (&self.inner, self.deadline, self.generation);
-        let out = py.detach(|| {
-            inner.active.fetch_add(1, Ordering::SeqCst);
-            let out = inner.guarded(deadline, generation, stream.message());
-            inner.active.fetch_sub(1, Ordering::SeqCst);
-            out
-        });
+        let out =
+            py.detach(|| inner.busy(|| inner.guarded(deadline, generation, stream.message())));
         match out {
             Outcome::Done(Ok(Some(b))) => Ok(Some(PyBytes::new(py, &b))),
             Outcome::Done(Ok(None)) => {
@@ -365,7 +354,8 @@ fn call_error<T>(o: Outcome<T>) -> PyErr {
 
 impl Inner {
     /// Runs `fut` on the runtime until it completes, the deadline passes (DEADLINE_EXCEEDED) or
-    /// `abort` is called (Aborted).
+    /// `abort` is called (Aborted). A transport failure comes out as UNAVAILABLE with its causes
+    /// (as grpcio says).
     fn guarded<T, F>(
         &self,
         deadline: Option<tokio::time::Instant>,
@@ -396,66 +386,43 @@ impl Inner {
         })
     }
 
-    fn run(
+    /// `f` with the idle thread kept off the runtime.
+    fn busy<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        let out = f();
+        self.active.fetch_sub(1, Ordering::SeqCst);
+        out
+    }
+
+    /// The request sent by `send` (unary or server-streaming), once more on a fresh connection
+    /// if the first attempt failed at the transport level.
+    async fn attempt_twice<T, Fut>(
         &self,
-        path: http::uri::PathAndQuery,
-        body: Bytes,
-        md: tonic::metadata::MetadataMap,
-        timeout: Option<Duration>,
-        generation: u64,
-    ) -> Outcome {
-        self.rt.block_on(async {
-            let aborted = self.aborted.notified();
-            tokio::pin!(aborted);
-            aborted.as_mut().enable();
-            if self.generation.load(Ordering::SeqCst) != generation {
-                return Outcome::Aborted;
+        parts: &Parts,
+        send: impl Fn(tonic::client::Grpc<Channel>, tonic::Request<Bytes>) -> Fut,
+    ) -> Result<T, Status>
+    where
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
+        let once = || async {
+            let mut g = self.grpc.clone();
+            let mut req = tonic::Request::from_parts(
+                parts.md.clone(),
+                tonic::Extensions::default(),
+                parts.body.clone(),
+            );
+            if let Some(t) = parts.timeout {
+                req.set_timeout(t);
             }
-            let attempt = || async {
-                let mut g = self.grpc.clone();
-                let mut req = tonic::Request::from_parts(
-                    md.clone(),
-                    tonic::Extensions::default(),
-                    body.clone(),
-                );
-                if let Some(t) = timeout {
-                    req.set_timeout(t);
-                }
-                g.ready()
-                    .await
-                    .map_err(|e| Status::unavailable(format!("cannot connect: {e}")))?;
-                g.unary(req, path.clone(), Raw)
-                    .await
-                    .map(|r| r.into_inner())
-            };
-            let call = async {
-                let first = attempt().await;
-                let out = match first {
-                    Err(s) if transport_failure(&s) => attempt().await,
-                    other => other,
-                };
-                // a connection that failed twice: UNAVAILABLE with the cause (as grpcio says)
-                out.map_err(|s| {
-                    if transport_failure(&s) {
-                        Status::unavailable(describe(&s))
-                    } else {
-                        s
-                    }
-                })
-            };
-            // the deadline is enforced here too (tonic's channel also applies the grpc-timeout)
-            let deadline = async {
-                match timeout {
-                    Some(t) => tokio::time::sleep(t + Duration::from_millis(250)).await,
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! {
-                r = call => Outcome::Done(r),
-                _ = deadline => Outcome::Done(Err(Status::deadline_exceeded("Deadline Exceeded"))),
-                _ = aborted => Outcome::Aborted,
-            }
-        })
+            g.ready()
+                .await
+                .map_err(|e| Status::unavailable(format!("cannot connect: {e}")))?;
+            send(g, req).await
+        };
+        match once().await {
+            Err(s) if transport_failure(&s) => once().await,
+            other => other,
+        }
     }
 }
 
