@@ -328,15 +328,7 @@ pub fn johansen(
 mod tests {
     use super::*;
 
-    /// Seeded uniform draws on [-0.5, 0.5) (a 64-bit LCG's top 53 bits).
-    fn uniform(mut s: u64) -> impl FnMut() -> f64 {
-        move || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 11) as f64 / (1u64 << 53) as f64) - 0.5
-        }
-    }
+    use crate::num::uniform;
 
     #[test]
     fn finds_one_relation_and_validates() {

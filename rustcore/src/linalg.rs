@@ -858,13 +858,7 @@ mod tests {
 
     fn spd(n: usize, seed: u64) -> Vec<f64> {
         // B B' + n I with a small LCG
-        let mut s = seed;
-        let mut r = || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 11) as f64 / (1u64 << 53) as f64) - 0.5
-        };
+        let mut r = crate::num::uniform(seed);
         let b: Vec<f64> = (0..n * n).map(|_| r()).collect();
         let mut a = vec![0.0; n * n];
         for i in 0..n {
@@ -947,13 +941,7 @@ mod tests {
                 kernels.push(SyrkKernel::Avx2Fma);
             }
         }
-        let mut s = 7u64;
-        let mut r = move || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 11) as f64 / (1u64 << 53) as f64) - 0.5
-        };
+        let mut r = crate::num::uniform(7);
         for &(t, n) in &[
             (1usize, 1usize),
             (3, 2),

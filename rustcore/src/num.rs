@@ -30,6 +30,17 @@ pub fn ar1_half_life(phi: f64) -> f64 {
     }
 }
 
+/// Seeded uniform draws on [-0.5, 0.5) for the tests (a 64-bit LCG's top 53 bits).
+#[cfg(test)]
+pub(crate) fn uniform(mut s: u64) -> impl FnMut() -> f64 {
+    move || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((s >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -376,13 +376,7 @@ mod tests {
     use super::*;
 
     fn uni(rows: usize, seed: u64) -> Vec<f64> {
-        let mut s = seed.wrapping_add(99);
-        let mut rnd = move || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 11) as f64 / (1u64 << 53) as f64) - 0.5
-        };
+        let mut rnd = crate::num::uniform(seed.wrapping_add(99));
         let cols = 4;
         let mut p = vec![0.0; rows * cols];
         let (mut a, mut b, mut e) = (100.0, 80.0, 0.0);

@@ -455,13 +455,7 @@ mod tests {
     /// column with a non-zero coefficient, in column order), for every block remainder.
     #[test]
     fn combine_columns_is_the_axpy_sequence() {
-        let mut s = 11u64;
-        let mut r = move || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 11) as f64 / (1u64 << 53) as f64) - 0.5
-        };
+        let mut r = crate::num::uniform(11);
         for n in [1usize, 2, 15, 16, 17, 31, 32, 50, 64, 101] {
             for k in [1usize, 3, n] {
                 let cols: Vec<f64> = (0..k * n).map(|_| r() * 1e3).collect();
