@@ -724,6 +724,7 @@ fn upper_binds(n: usize, lo: f64, hi: f64) -> bool {
     hi < 1.0 - (n as f64 - 1.0) * lo - 1e-15
 }
 
+/// The QP's weights put on their bounds where rounding left them just off, then Σw = 1 again.
 fn snap_to_bounds(w: &mut [f64], lo: f64, hi: f64) {
     for v in w.iter_mut() {
         // within 1e-13 of a bound: on it; outside a bound by rounding only (max Sharpe divides
@@ -735,6 +736,7 @@ fn snap_to_bounds(w: &mut [f64], lo: f64, hi: f64) {
             *v = hi;
         }
     }
+    restore_budget(w, lo, hi);
 }
 
 /// Σw = 1 again after the snap and the QP's own rounding (up to ~1e-11 off on a near-singular
@@ -856,7 +858,6 @@ pub fn optimize_portfolio(
             iter_total += sol.iterations;
             let mut w = sol.x;
             snap_to_bounds(&mut w, lo, hi);
-            restore_budget(&mut w, lo, hi);
             min_var_w = Some(w.clone());
             (w, sol.iterations)
         }
@@ -907,7 +908,6 @@ pub fn optimize_portfolio(
             }
             let mut w: Vec<f64> = sol.x.iter().map(|v| v / kappa).collect();
             snap_to_bounds(&mut w, lo, hi);
-            restore_budget(&mut w, lo, hi);
             (w, sol.iterations)
         }
         RiskParity => {

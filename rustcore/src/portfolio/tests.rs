@@ -989,7 +989,7 @@ mod speed_paths {
         for tie in [false, true] {
             kkt_case(11, 28, 60, Some(1.1617087880309396e-7), tie).unwrap();
         }
-        // and one whose min variance weights summed to 1 - 7.3e-12 (restore_budget)
+        // and one whose min variance weights summed to 1 - 7.3e-12 (snap_to_bounds restores the budget)
         kkt_case(2, 2, 555, Some(0.00016023413496780496), false).unwrap();
     }
 }
