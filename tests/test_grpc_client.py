@@ -170,3 +170,35 @@ def test_server_streams_on_the_rust_client_match_grpcio(monkeypatch):
         slow.close()
     finally:
         s.stop()
+
+
+def test_polled_small_calls_give_the_same_results_and_keep_their_deadline(monkeypatch):
+    """Small calls grpcd computes inline are polled for (HFT_LAB_GRPC_SPIN_US, default 500 µs):
+    the same results as sleeping for the answer; a server that does not answer still ends the
+    call at its deadline (the polling gives way to sleeping, the deadline and abort still work)."""
+    import os
+    import signal
+    import time
+
+    rng = np.random.default_rng(16)
+    prices = 100 * np.exp(np.cumsum(0.01 * rng.standard_normal((300, 12)), axis=0))
+    s = Grpcd()
+    try:
+        polled = GrpcBackend(BackendConfig(call_timeout_s=0.5), address=s.address)
+        monkeypatch.setenv("HFT_LAB_GRPC_SPIN_US", "0")
+        sleeping = GrpcBackend(BackendConfig(call_timeout_s=0.5), address=s.address)
+        for method in ("max_sharpe", "min_variance", "risk_parity"):
+            _same(polled.optimize_portfolio(prices, method=method), sleeping.optimize_portfolio(prices, method=method))
+        x = prices[:, 0]
+        _same(polled.calculate_mean_reversion(x, lookback=20), sleeping.calculate_mean_reversion(x, lookback=20))
+        os.kill(s.proc.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            with pytest.raises(TimeoutError, match="did not answer before the deadline"):
+                polled.optimize_portfolio(prices, method="max_sharpe")
+            assert time.monotonic() - t0 < 3
+        finally:
+            os.kill(s.proc.pid, signal.SIGCONT)
+        _same(polled.optimize_portfolio(prices, method="max_sharpe"), sleeping.optimize_portfolio(prices, method="max_sharpe"))
+    finally:
+        s.stop()

@@ -196,6 +196,8 @@ struct Record {
     ended: bool,
     _permits: Vec<OwnedSemaphorePermit>,
     _running: Option<Counter>,
+    /// An HftLab call in progress, for the polling between calls (awake.rs).
+    _awake: Option<crate::awake::Call>,
 }
 
 impl Drop for Record {
@@ -303,6 +305,7 @@ where
         ended: false,
         _permits: Vec::new(),
         _running: None,
+        _awake: None,
     };
 
     // ---- authentication ----
@@ -338,6 +341,7 @@ where
     let mut req = req;
     let mut segments: Option<Arc<crate::shm::Segments>> = None;
     if path.starts_with(HFTLAB_PREFIX) {
+        rec._awake = Some(crate::awake::Call::begin());
         if rec.rpc == STREAM_METHOD {
             match shared.streams.clone().try_acquire_owned() {
                 Ok(p) => rec._permits.push(p),

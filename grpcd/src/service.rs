@@ -81,11 +81,33 @@ where
 /// thread wake-ups, more than the work itself on a loaded machine.
 pub(crate) const INLINE_MAX_BYTES: usize = 256 << 10;
 
+/// Set while a small call computes on the I/O thread (see `compute`).
+static INLINE_BUSY: AtomicBool = AtomicBool::new(false);
+
+struct InlineSlot;
+
+impl InlineSlot {
+    fn take() -> Option<InlineSlot> {
+        INLINE_BUSY
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+            .then_some(InlineSlot)
+    }
+}
+
+impl Drop for InlineSlot {
+    fn drop(&mut self) {
+        INLINE_BUSY.store(false, Ordering::Release);
+    }
+}
+
 /// `blocking`, or for a small input (`input_bytes` <= INLINE_MAX_BYTES, whether its arrays came
 /// in the message or through shared memory) the same work run here with the same panic
 /// containment and errors (and, for a shared-memory call, its segments and result arena, as
 /// `blocking` carries them). Such a call is not cancelled midway (it takes well under a
-/// millisecond); its deadline still applies.
+/// millisecond); its deadline still applies. Only when it is the only HftLab call in progress,
+/// and one at a time: grpcd serves its connections on one thread by default (`--io-threads`),
+/// so under concurrent calls the work goes to the blocking pool and runs on the other CPUs.
 pub(crate) async fn compute<T, F>(rpc: &'static str, input_bytes: usize, f: F) -> Result<T, Status>
 where
     T: Send + 'static,
@@ -94,6 +116,13 @@ where
     if input_bytes > INLINE_MAX_BYTES {
         return blocking(rpc, f).await;
     }
+    let slot = (crate::awake::in_progress() <= 1)
+        .then(InlineSlot::take)
+        .flatten();
+    let Some(_slot) = slot else {
+        return blocking(rpc, f).await;
+    };
+    crate::awake::small_call();
     let flag = Arc::new(AtomicBool::new(false));
     let scoped = flag.clone();
     let segments = crate::shm::current();
@@ -310,6 +339,7 @@ impl HftLab for Service {
         &self,
         _: Request<pb::InfoRequest>,
     ) -> Result<Response<pb::InfoResponse>, Status> {
+        crate::awake::small_call();
         Ok(Response::new(pb::InfoResponse {
             server_version: env!("CARGO_PKG_VERSION").into(),
             core_version: rustcore::VERSION.into(),
@@ -343,6 +373,9 @@ impl HftLab for Service {
             r.payload.len() + 8 * r.values.len(),
         ))
         .map_err(status)?;
+        if r.payload.len() + 8 * r.values.len() <= INLINE_MAX_BYTES {
+            crate::awake::small_call();
+        }
         Ok(Response::new(pb::EchoResponse {
             payload: r.payload,
             values: r.values,

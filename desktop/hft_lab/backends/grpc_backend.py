@@ -24,6 +24,15 @@ from .errors import BackendUnavailable, Cancelled, NumericalError, ResourceLimit
 from .results import StreamTicks
 
 SERVICE = "hftlab.v1.HftLab"
+
+# Unary calls grpcd computes inline on one thread for inputs up to 256 KiB (grpcd/src/service.rs
+# `compute`, INLINE_MAX_BYTES); for these the Rust client watches its socket for the answer
+# instead of sleeping (issue 16, small calls: the wake-up of a sleeping thread costs this VM
+# ~50 µs). Calls with larger inputs, or computed on grpcd's thread pool, sleep as before.
+_POLLED = frozenset(
+    {"Echo", "GetInfo", "MeanReversion", "FitOu", "Backtest", "OptimizePortfolio", "EstimateMoments", "LedoitWolf", "HmmFilter"}
+)
+_POLL_MAX_BYTES = 256 << 10
 PAIRS_SERVICE = "hftlab.v1.HftLabPairs"  # issue 17
 
 
@@ -521,6 +530,7 @@ class GrpcBackend(Backend):
         if cancel is not None and cancel.cancelled:
             # already cancelled: do not start (a quick call could finish before the cancel lands)
             raise Cancelled("cancelled by the user")
+        poll = name in _POLLED and sum(getattr(a, "nbytes", 0) for a in (arrays or {}).values()) <= _POLL_MAX_BYTES
         if arrays and not isinstance(request, bytes):
             pool = self._shm_pool(arrays)
             if pool is not None:
@@ -532,7 +542,7 @@ class GrpcBackend(Backend):
                     ok = False
                     try:
                         body = slot.body(request, arrays)
-                        raw = self._invoke(m, body, timeout, cancel, slot.metadata, path)
+                        raw = self._invoke(m, body, timeout, cancel, slot.metadata, path, poll)
                         r = slot.finish(fastwire.decode(raw, resp_cls, shm=True))
                         ok = True
                         return r
@@ -548,7 +558,8 @@ class GrpcBackend(Backend):
                     finally:
                         pool.release(slot, ok)
         body = request if isinstance(request, bytes) else fastwire.encode(request, arrays)
-        return fastwire.decode(self._invoke(m, body, timeout, cancel, None, path), resp_cls)
+        poll = poll and len(body) <= _POLL_MAX_BYTES
+        return fastwire.decode(self._invoke(m, body, timeout, cancel, None, path, poll), resp_cls)
 
     # Shared memory pays off from ~128 KiB (issue 16, measured interleaved on this VM with grpcd's
     # 1 MiB HTTP/2 frames): a 50-asset portfolio's 200 KB of prices is faster through the
@@ -588,10 +599,10 @@ class GrpcBackend(Backend):
         self._shm = (addr, pool)
         return pool
 
-    def _invoke(self, m, body: bytes, timeout, cancel: CancelToken | None, metadata=None, path=None):
+    def _invoke(self, m, body: bytes, timeout, cancel: CancelToken | None, metadata=None, path=None, poll=False):
         fast = self._fast_client(self._channel_addr or "") if cancel is None and path is not None else None
         if fast is not None:
-            return self._invoke_fast(fast, path, body, timeout, metadata)
+            return self._invoke_fast(fast, path, body, timeout, metadata, poll)
         if cancel is None:
             # A blocking call drives the transport in this thread: for a bulk call it is 1.5x faster
             # than future().result() (no hand-off to grpcio's polling thread). It has no handle to
@@ -630,13 +641,15 @@ class GrpcBackend(Backend):
             md.append(("authorization", f"Bearer {self.config.token}"))
         return md
 
-    def _invoke_fast(self, fast, path: str, body: bytes, timeout, metadata):
-        """A unary call on the Rust client (no cancel token: the router's abort stops it)."""
+    def _invoke_fast(self, fast, path: str, body: bytes, timeout, metadata, poll=False):
+        """A unary call on the Rust client (no cancel token: the router's abort stops it).
+        `poll`: a small call grpcd computes on one thread; the client watches its socket for
+        the answer instead of sleeping (HFT_LAB_GRPC_SPIN_US, grpc_client.rs)."""
         from hft_lab._rustcore import GrpcCallError
 
         t = self._track(_FastCall(fast))
         try:
-            return fast.call(path, body, self._fast_metadata(metadata), timeout, t.call.generation)
+            return fast.call(path, body, self._fast_metadata(metadata), timeout, t.call.generation, poll)
         except GrpcCallError as e:
             if t.aborted:
                 raise BackendUnavailable(t.aborted) from None

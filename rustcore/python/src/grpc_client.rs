@@ -30,6 +30,11 @@ use tonic::metadata::{MetadataKey, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
+/// The same test as grpcd's polling uses (one file for both).
+#[path = "../../../grpcd/src/spare_cpu.rs"]
+#[allow(dead_code)]
+mod spare_cpu;
+
 create_exception!(
     _rustcore,
     GrpcCallError,
@@ -90,6 +95,8 @@ struct Inner {
     generation: AtomicU64,
     aborted: tokio::sync::Notify,
     max_message_bytes: usize,
+    /// How long a unary call asked to `poll` watches its socket before sleeping (see `spin`).
+    spin: Duration,
 }
 
 enum Outcome<T> {
@@ -124,6 +131,7 @@ impl GrpcUnaryClient {
             generation: AtomicU64::new(0),
             aborted: tokio::sync::Notify::new(),
             max_message_bytes,
+            spin: spin_window(),
         });
         let weak = Arc::downgrade(&inner);
         std::thread::Builder::new()
@@ -146,8 +154,12 @@ impl GrpcUnaryClient {
 
     /// One unary call: `path` "/package.Service/Method", `body` the encoded request, `metadata`
     /// (key, value) pairs, `timeout` in seconds (None: none). Returns the response's bytes; a
-    /// failure raises GrpcCallError(code, details, error kind or None).
-    #[pyo3(signature = (path, body, metadata, timeout, generation))]
+    /// failure raises GrpcCallError(code, details, error kind or None). `poll`: the answer is
+    /// expected within a fraction of a millisecond and the server computes it on one thread, so
+    /// the socket is watched for it without sleeping for up to `HFT_LAB_GRPC_SPIN_US` (see
+    /// `spin`).
+    #[pyo3(signature = (path, body, metadata, timeout, generation, poll=false))]
+    #[allow(clippy::too_many_arguments)]
     fn call<'py>(
         &self,
         py: Python<'py>,
@@ -156,6 +168,7 @@ impl GrpcUnaryClient {
         metadata: Vec<(String, String)>,
         timeout: Option<f64>,
         generation: u64,
+        poll: bool,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let max = self.inner.max_message_bytes;
         if body.len() > max {
@@ -173,6 +186,7 @@ impl GrpcUnaryClient {
                 inner.guarded(
                     parts.deadline(),
                     generation,
+                    poll,
                     inner.attempt_twice(&parts, |mut g, req| {
                         let path = parts.path.clone();
                         async move { g.unary(req, path, Raw).await.map(|r| r.into_inner()) }
@@ -206,6 +220,7 @@ impl GrpcUnaryClient {
                 inner.guarded(
                     deadline,
                     generation,
+                    false,
                     inner.attempt_twice(&parts, |mut g, req| {
                         let path = parts.path.clone();
                         async move {
@@ -312,8 +327,8 @@ impl GrpcStream {
             return Ok(None);
         };
         let (inner, deadline, generation) = (&self.inner, self.deadline, self.generation);
-        let out =
-            py.detach(|| inner.busy(|| inner.guarded(deadline, generation, stream.message())));
+        let out = py
+            .detach(|| inner.busy(|| inner.guarded(deadline, generation, false, stream.message())));
         match out {
             Outcome::Done(Ok(Some(b))) => Ok(Some(PyBytes::new(py, &b))),
             Outcome::Done(Ok(None)) => {
@@ -355,11 +370,12 @@ fn call_error<T>(o: Outcome<T>) -> PyErr {
 impl Inner {
     /// Runs `fut` on the runtime until it completes, the deadline passes (DEADLINE_EXCEEDED) or
     /// `abort` is called (Aborted). A transport failure comes out as UNAVAILABLE with its causes
-    /// (as grpcio says).
+    /// (as grpcio says). `poll`: see `spin` (only for the only call in progress).
     fn guarded<T, F>(
         &self,
         deadline: Option<tokio::time::Instant>,
         generation: u64,
+        poll: bool,
         fut: F,
     ) -> Outcome<T>
     where
@@ -378,10 +394,21 @@ impl Inner {
                     None => std::future::pending::<()>().await,
                 }
             };
+            let window = if poll
+                && self.active.load(Ordering::SeqCst) == 1
+                && spare_cpu::spare_cpu()
+            {
+                self.spin
+            } else {
+                Duration::ZERO
+            };
+            let spin = spin(std::time::Instant::now() + window);
             tokio::select! {
+                biased;
                 r = fut => Outcome::Done(r.map_err(|s| if transport_failure(&s) { Status::unavailable(describe(&s)) } else { s })),
                 _ = until => Outcome::Done(Err(Status::deadline_exceeded("Deadline Exceeded"))),
                 _ = aborted => Outcome::Aborted,
+                _ = spin => unreachable!("spin never completes"),
             }
         })
     }
@@ -424,6 +451,50 @@ impl Inner {
             other => other,
         }
     }
+}
+
+/// Default of `HFT_LAB_GRPC_SPIN_US`: how long a small unary call watches its socket.
+const SPIN_US: u64 = 500;
+
+/// The polling window: `HFT_LAB_GRPC_SPIN_US` (0 turns it off), default SPIN_US; none on a
+/// single CPU (the server needs it).
+fn spin_window() -> Duration {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let us = std::env::var("HFT_LAB_GRPC_SPIN_US")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(SPIN_US)
+        .min(100_000);
+    if cpus < 2 {
+        Duration::ZERO
+    } else {
+        Duration::from_micros(us)
+    }
+}
+
+/// Keeps the runtime polling the connection (each yield makes it look at the socket without
+/// waiting) until `until`, then never completes (issue 16, small calls).
+///
+/// Why: this VM's idle CPUs halt (no guest halt-polling), so a thread asleep in epoll_wait is
+/// woken by an inter-processor interrupt: ~100 µs of a 50-asset portfolio call's ~350 µs went to
+/// the two wake-ups (the server's and ours) and to sending them. A call the server answers
+/// within the window is read as soon as it lands; past it, the thread sleeps as before. It
+/// costs this thread's CPU for the window, so only small calls computed on one server thread
+/// ask for it, only when no other call of this client is in progress, and only while a CPU is
+/// spare (spare_cpu.rs: with every CPU busy, polling would wait for another process's time
+/// slice; the loop also stops as soon as it sees it was preempted).
+async fn spin(until: std::time::Instant) {
+    let mut last = std::time::Instant::now();
+    while last < until {
+        std::thread::yield_now(); // a runnable thread on this CPU (the server's?) goes first
+        tokio::task::yield_now().await;
+        let now = std::time::Instant::now();
+        if now - last > spare_cpu::PREEMPTED {
+            break; // preempted: the CPUs are busy, sleep
+        }
+        last = now;
+    }
+    std::future::pending::<()>().await
 }
 
 /// The status message followed by its chain of causes ("transport error: ...: connection reset").
