@@ -202,3 +202,30 @@ def test_polled_small_calls_give_the_same_results_and_keep_their_deadline(monkey
         _same(polled.optimize_portfolio(prices, method="max_sharpe"), sleeping.optimize_portfolio(prices, method="max_sharpe"))
     finally:
         s.stop()
+
+
+@pytest.mark.parametrize("flags", [("--io-threads", "3"), ("--spin-us", "0"), ("--spin-us", "100000")])
+def test_grpcd_io_threads_and_polling_flags_change_no_result(flags):
+    """--io-threads / --spin-us change how grpcd waits for requests, never an answer: concurrent
+    small and large calls give the same results as on a default grpcd."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(17)
+    prices = 100 * np.exp(np.cumsum(0.01 * rng.standard_normal((400, 30)), axis=0))
+    walk = 100 + np.cumsum(rng.standard_normal(300_000)) * 0.01  # 2.4 MB: the blocking pool
+    ref_s, s = Grpcd(), Grpcd(*flags)
+    try:
+        ref = GrpcBackend(address=ref_s.address)
+        want_pf = ref.optimize_portfolio(prices, method="max_sharpe")
+        want_mr = ref.calculate_mean_reversion(walk, lookback=50)
+        b = GrpcBackend(address=s.address)
+        with ThreadPoolExecutor(4) as ex:
+            jobs = [ex.submit(b.optimize_portfolio, prices, method="max_sharpe") for _ in range(12)]
+            jobs += [ex.submit(b.calculate_mean_reversion, walk, lookback=50) for _ in range(3)]
+            for j in jobs[:12]:
+                _same(j.result(), want_pf)
+            for j in jobs[12:]:
+                _same(j.result(), want_mr)
+    finally:
+        s.stop()
+        ref_s.stop()

@@ -551,6 +551,9 @@ def _push_ok(b) -> bool:
         ("--max-concurrent", "0", "--max-concurrent must be a number from 1 to 4096, got '0'"),
         ("--memory-budget-mb", "x", "--memory-budget-mb must be a number from 1"),
         ("--max-streams", "-1", "--max-streams must be a number from 1"),
+        ("--io-threads", "0", "--io-threads must be a number from 1 to 256, got '0'"),
+        ("--spin-us", "1e9", "--spin-us must be a number from 0 to 100000, got '1e9'"),
+        ("--spin-us", "-5", "--spin-us must be a number from 0 to 100000, got '-5'"),
     ],
 )
 def test_bad_limit_flags_are_clear_errors(flag, value, message):
