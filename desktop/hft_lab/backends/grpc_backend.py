@@ -439,7 +439,11 @@ class GrpcBackend(Backend):
         """Which client library carries the unary calls (shown by the benchmark)."""
         if self.config.use_tls or self._grpcio_only or _fast_client_class() is None:
             return "grpcio"
-        return "rust (tonic) for unary and server-streaming calls, grpcio for live streams and cancellable calls"
+        spin = os.environ.get("HFT_LAB_GRPC_SPIN_US", "500").strip() or "500"
+        return (
+            "rust (tonic) for unary and server-streaming calls, grpcio for live streams and cancellable calls; "
+            f"small calls polled for up to {spin} µs (HFT_LAB_GRPC_SPIN_US)"
+        )
 
     def security_note(self) -> tuple[str, str] | None:
         """("tls", text) when calls are encrypted, ("insecure", text) for plaintext to a

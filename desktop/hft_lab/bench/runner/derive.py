@@ -62,6 +62,7 @@ def derive(suite: Suite) -> None:
         suite, "grpcd_echo_p50_over_python_grpcio_echo_p50", cell("echo", (16,), "grpc"), cell("echo", (16,), "python-grpcio")
     )
     _ratio_cells(suite, "echo_1M_grpc_over_pyo3", cell("echo", mr1m, "grpc"), cell("echo", mr1m, "pyo3"))
+    _ratio_cells(suite, "echo_1M_python_grpcio_over_grpcd", cell("echo", mr1m, "python-grpcio"), cell("echo", mr1m, "grpc"))
     # HMM per EM iteration at 100k observations
     for b in ("pyo3", "grpc"):
         for impl in ("log", "scaling"):
@@ -115,13 +116,15 @@ TARGETS = [
     ("pyo3_1k_p50_us", "<=", 20.0, "PyO3 1k-price call p50 (µs)"),
     ("grpc_stream_ticks_per_s_batch1000", ">=", 50_000, "gRPC live stream, batches of 1000 (ticks/s)"),
     ("pyo3_stream_ticks_per_s_batch1000", ">=", 1_000_000, "PyO3 incremental object, arrays of 1000 ticks (ticks/s)"),
-    ("hmm_pyo3_speedup_vs_hmmlearn_log_per_iter", ">=", 10.0, "HMM PyO3 per EM iteration vs hmmlearn default (×)"),
-    ("hmm_pyo3_speedup_vs_hmmlearn_scaling_per_iter", ">=", 3.0, "HMM PyO3 per EM iteration vs hmmlearn scaling (×)"),
+    # issue 16's goals for PyO3 (gRPC keeps the earlier 10x / 3x)
+    ("hmm_pyo3_speedup_vs_hmmlearn_log_per_iter", ">=", 30.0, "HMM PyO3 per EM iteration vs hmmlearn default (×)"),
+    ("hmm_pyo3_speedup_vs_hmmlearn_scaling_per_iter", ">=", 8.0, "HMM PyO3 per EM iteration vs hmmlearn scaling (×)"),
     ("hmm_grpc_speedup_vs_hmmlearn_log_per_iter", ">=", 10.0, "HMM gRPC per EM iteration vs hmmlearn default (×)"),
     ("hmm_grpc_speedup_vs_hmmlearn_scaling_per_iter", ">=", 3.0, "HMM gRPC per EM iteration vs hmmlearn scaling (×)"),
     ("pyo3_1M_speedup_vs_pandas_rolling_std", ">=", 5.0, "PyO3 1M vs pandas rolling().std() (×)"),
     ("grpcd_echo_p50_over_python_grpcio_echo_p50", "<", 1.0, "grpcd small call p50 / Python grpcio echo p50"),
-    ("grpc_1M_over_pyo3_1M", "<=", 3.0, "gRPC 1M end-to-end / PyO3 1M"),
+    ("grpc_1M_over_pyo3_1M", "<=", 2.0, "gRPC 1M end-to-end / PyO3 1M (local grpcd, issue 16)"),
+    ("echo_1M_python_grpcio_over_grpcd", ">=", 1.0, "echo 1M: plain Python grpcio server p50 / grpcd p50 (×)"),
 ]
 for _n, _t in ((50, 20.0), (500, 5.0)):
     for _m in ("max_sharpe", "min_variance"):
