@@ -501,6 +501,7 @@ impl RollingZ {
 
 /// [`chunk_start`] for the stream (the window is the ring buffer `buf`, oldest value at `head`),
 /// out of line: once every [`CH`] ticks.
+#[cold]
 #[inline(never)]
 fn chunk_tick(a: Acc, last: f64, buf: &[f64], head: usize, lim: Limits) -> Acc {
     chunk_start(&a, last, buf.len(), &lim, || (&buf[head..], &buf[..head])).unwrap_or(a)
@@ -544,6 +545,7 @@ struct Forced {
 
 /// The warm-up ticks and the forced exact recomputations (every `recentre_every(w)` ticks) of
 /// [`RollingZ::push`]: `x` enters the ring buffer `buf` (`count` values so far, oldest at `head`).
+#[cold]
 #[inline(never)]
 fn forced(buf: &mut [f64], count: usize, head: usize, x: f64, run: usize, lim: Limits) -> Forced {
     let w = buf.len();
