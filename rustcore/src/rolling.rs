@@ -423,8 +423,28 @@ impl RollingZ {
         self.lookback
     }
 
+    /// A stand-in without a window (allocates nothing), for the time a state is moved out.
+    fn hollow() -> Self {
+        RollingZ {
+            lookback: 0,
+            buf: Vec::new(),
+            head: 0,
+            count: 0,
+            acc: Acc::default(),
+            prev: f64::NAN,
+            since_recentre: 0,
+            since_chunk: 0,
+            every: 0,
+            lim: Limits::new(2),
+        }
+    }
+
     /// Add one value; returns (mean, std, z), NaN until the window is full.
     /// The caller guarantees `x` is finite.
+    ///
+    /// The rare paths (warm-up, forced and asked-for recomputations, chunk starts, flat windows)
+    /// are out-of-line functions that take the state by value and return the new one: no
+    /// reference to `self` leaves this function, so a caller's loop keeps the state in registers.
     #[inline(always)]
     pub fn push(&mut self, x: f64) -> (f64, f64, f64) {
         let w = self.lookback;
@@ -432,76 +452,135 @@ impl RollingZ {
         let run = if x == last { self.acc.run + 1 } else { 1 };
         self.prev = x;
         if self.count < w || self.since_recentre + 1 >= self.every {
-            return self.push_forced(x, run);
+            let f = forced(&mut self.buf[..], self.count, self.head, x, run, self.lim);
+            (self.count, self.head, self.acc) = (f.count, f.head, f.acc);
+            if f.full {
+                self.since_recentre = 0;
+                self.since_chunk = 0;
+            }
+            return f.out;
         }
         // the common case: slide the running sums (as Acc::slide, on scalars kept in registers),
         // test the error bound
         self.since_recentre += 1;
         self.since_chunk += 1;
         if self.since_chunk % CH == 1 {
-            let (buf, head) = (&self.buf, self.head);
-            if let Some(a) = chunk_start(&self.acc, last, w, &self.lim, || {
-                (&buf[head..], &buf[..head])
-            }) {
-                self.acc = a;
-            }
+            self.acc = chunk_tick(self.acc, last, &self.buf[..], self.head, self.lim);
         }
         let h = self.head;
-        let old = std::mem::replace(&mut self.buf[h], x);
+        debug_assert!(h < w);
+        // SAFETY: h = head < buf.len() = w: head is only set by `forced`, below buf.len(), and
+        // here, to h + 1 < w or to 0
+        let old = std::mem::replace(unsafe { self.buf.get_unchecked_mut(h) }, x);
         self.head = if h + 1 == w { 0 } else { h + 1 };
         let k = self.acc.k;
         let sums = slide(k, x, old, self.acc.s);
         let (s1, s2) = (sums.s1(), sums.s2());
-        let flat = run >= w;
-        if !flat && inaccurate(s1, s2, sums.e1, sums.e2, &self.lim) {
-            return self.push_recomputed(x, run);
+        if run >= w || inaccurate(s1, s2, sums.e1, sums.e2, &self.lim) {
+            // (the sums as scalars: passed in registers, not stored on the common path)
+            let (a, out, recomputed) = rare_tick(
+                &self.buf[..],
+                self.head,
+                x,
+                k,
+                (s1, s2),
+                (sums.e1, sums.e2),
+                run,
+                self.lim,
+            );
+            self.acc = a;
+            if recomputed {
+                self.since_chunk = 0;
+            }
+            return out;
         }
         self.acc = Acc { k, s: sums, run };
-        post(pre(k, s1, s2, x, flat, &self.lim))
+        post(pre(k, s1, s2, x, false, &self.lim))
     }
+}
 
-    /// A tick whose error bound failed: the window (already holding `x`) is recomputed exactly.
-    #[inline(never)]
-    fn push_recomputed(&mut self, x: f64, run: usize) -> (f64, f64, f64) {
-        self.since_chunk = 0;
-        let head = self.head;
-        self.acc = Acc::recomputed(&self.buf[head..], &self.buf[..head], run, &self.lim);
-        let a = self.acc;
-        post(pre(
-            a.k,
-            a.s.s1(),
-            a.s.s2(),
-            x,
-            run >= self.lookback,
-            &self.lim,
-        ))
+/// [`chunk_start`] for the stream (the window is the ring buffer `buf`, oldest value at `head`),
+/// out of line: once every [`CH`] ticks.
+#[cold]
+#[inline(never)]
+fn chunk_tick(a: Acc, last: f64, buf: &[f64], head: usize, lim: Limits) -> Acc {
+    chunk_start(&a, last, buf.len(), &lim, || (&buf[head..], &buf[..head])).unwrap_or(a)
+}
+
+/// A tick of the stream whose window is flat (`run >= w`: the exact flat outputs, the sums slide
+/// on) or whose error bound failed (the window, already holding `x`, is recomputed exactly; the
+/// third value is then true). Returns the new state and the outputs.
+#[cold]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn rare_tick(
+    buf: &[f64],
+    head: usize,
+    x: f64,
+    k: f64,
+    (s1, s2): (f64, f64),
+    (e1, e2): (f64, f64),
+    run: usize,
+    lim: Limits,
+) -> (Acc, (f64, f64, f64), bool) {
+    let sums = Sums { s1, s2, e1, e2 };
+    if run >= buf.len() {
+        let out = post(pre(k, sums.s1(), sums.s2(), x, true, &lim));
+        return (Acc { k, s: sums, run }, out, false);
     }
+    let a = Acc::recomputed(&buf[head..], &buf[..head], run, &lim);
+    let out = post(pre(a.k, a.s.s1(), a.s.s2(), x, false, &lim));
+    (a, out, true)
+}
 
-    /// The warm-up ticks and the forced exact recomputations (every `recentre_every(w)` ticks).
-    #[inline(never)]
-    fn push_forced(&mut self, x: f64, run: usize) -> (f64, f64, f64) {
-        let w = self.lookback;
-        self.acc.run = run;
-        if self.count < w {
-            self.buf[self.count] = x;
-            self.count += 1;
-            if self.count < w {
-                return (f64::NAN, f64::NAN, f64::NAN);
-            }
-            self.head = 0;
-        } else {
-            self.buf[self.head] = x;
-            self.head += 1;
-            if self.head == w {
-                self.head = 0;
-            }
+/// The new state after a warm-up tick or a forced exact recomputation.
+struct Forced {
+    count: usize,
+    head: usize,
+    acc: Acc,
+    /// The window is full (the tick recomputed it: the counters restart).
+    full: bool,
+    out: (f64, f64, f64),
+}
+
+/// The warm-up ticks and the forced exact recomputations (every `recentre_every(w)` ticks) of
+/// [`RollingZ::push`]: `x` enters the ring buffer `buf` (`count` values so far, oldest at `head`).
+#[cold]
+#[inline(never)]
+fn forced(buf: &mut [f64], count: usize, head: usize, x: f64, run: usize, lim: Limits) -> Forced {
+    let w = buf.len();
+    let (mut count, mut head) = (count, head);
+    if count < w {
+        buf[count] = x;
+        count += 1;
+        if count < w {
+            return Forced {
+                count,
+                head,
+                acc: Acc {
+                    run,
+                    ..Acc::default()
+                },
+                full: false,
+                out: (f64::NAN, f64::NAN, f64::NAN),
+            };
         }
-        self.since_recentre = 0;
-        self.since_chunk = 0;
-        let head = self.head;
-        self.acc = Acc::recomputed(&self.buf[head..], &self.buf[..head], run, &self.lim);
-        let a = self.acc;
-        post(pre(a.k, a.s.s1(), a.s.s2(), x, run >= w, &self.lim))
+        head = 0;
+    } else {
+        buf[head] = x;
+        head += 1;
+        if head == w {
+            head = 0;
+        }
+    }
+    let acc = Acc::recomputed(&buf[head..], &buf[..head], run, &lim);
+    let out = post(pre(acc.k, acc.s.s1(), acc.s.s2(), x, run >= w, &lim));
+    Forced {
+        count,
+        head,
+        acc,
+        full: true,
+        out,
     }
 }
 
@@ -592,12 +671,24 @@ impl SignalMachine {
                 return (self.state, position);
             }
         }
-        self.push_slow(z, position)
+        // out of line and by value: no reference to `self` leaves this function, so a caller's
+        // loop keeps the state in registers
+        let (state, blocked) = slow_step(self.clone(), z);
+        (self.state, self.blocked, self.last_signal) = (state, blocked, state);
+        (state, position)
     }
 
     /// The transitions of [`SignalMachine::push`] (out of line: the hot loops inline the rest).
     #[inline(never)]
     fn push_slow(&mut self, z: f64, position: i8) -> (i8, i8) {
+        self.transition(z);
+        self.last_signal = self.state;
+        (self.state, position)
+    }
+
+    /// The rules of [`SignalMachine::push`]: the new state and blocked flag after `z`.
+    #[inline(always)]
+    fn transition(&mut self, z: f64) {
         let p = self.params;
         if z.is_nan() {
             self.state = 0;
@@ -635,9 +726,14 @@ impl SignalMachine {
                 }
             }
         }
-        self.last_signal = self.state;
-        (self.state, position)
     }
+}
+
+/// [`SignalMachine::transition`] on a copy of the machine: (state, blocked) after `z`.
+#[inline(never)]
+fn slow_step(mut m: SignalMachine, z: f64) -> (i8, bool) {
+    m.transition(z);
+    (m.state, m.blocked)
 }
 
 impl SignalMachine {
@@ -736,7 +832,12 @@ impl MeanReversionState {
     /// A batch of ticks (live mode: both transports use this). All ticks are checked first, so a
     /// bad tick is reported by its index in the batch and leaves the state untouched.
     pub fn push_many(&mut self, ticks: &[f64]) -> CoreResult<TickBatch> {
-        if let Some(i) = ticks.iter().position(|v| !v.is_finite()) {
+        // (a vectorised pass; the first bad index is looked for only when there is one)
+        let finite = ticks
+            .chunks(256)
+            .all(|c| c.iter().fold(true, |f, v| f & (v.abs() < f64::INFINITY)));
+        if !finite {
+            let i = ticks.iter().position(|v| !v.is_finite()).unwrap_or(0);
             let what = if ticks[i].is_nan() {
                 "NaN"
             } else {
@@ -747,28 +848,66 @@ impl MeanReversionState {
             )));
         }
         let n = ticks.len();
-        let mut out = TickBatch {
-            first_tick: self.ticks,
-            rolling_mean: vec![0.0; n],
-            rolling_std: vec![0.0; n],
-            zscore: vec![0.0; n],
-            signals: vec![0; n],
-            positions: vec![0; n],
-        };
-        // (the ticks are finite: checked above)
-        for ((((&p, m), s), z), (g, q)) in ticks
-            .iter()
-            .zip(&mut out.rolling_mean)
-            .zip(&mut out.rolling_std)
-            .zip(&mut out.zscore)
-            .zip(out.signals.iter_mut().zip(out.positions.iter_mut()))
-        {
-            let (mean, std, zscore) = self.rolling.push(p);
-            let (signal, position) = self.signals.push(zscore);
-            (*m, *s, *z, *g, *q) = (mean, std, zscore, signal, position);
+        // The rolling statistics of all the ticks, then the signals from the z-scores: the same
+        // results as push per tick (the statistics do not depend on the signals, and
+        // SignalMachine::feed makes push's decisions, as in the batch path). The rolling state
+        // is moved into a local for the loop and back after it: its address is never taken (not
+        // even by drop glue on an unwinding path: ManuallyDrop; a panic here would be a bug, and
+        // would leave the state without a window), so the loop keeps it in registers, where
+        // through `self` it would be loaded and stored every tick. The statistics go straight
+        // into the new vectors' memory (not zeroed first).
+        // (The ticks are finite: checked above.)
+        let (mut mean, mut std, mut zscore) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let mut rolling =
+            std::mem::ManuallyDrop::new(std::mem::replace(&mut self.rolling, RollingZ::hollow()));
+        for (&p, ((m, s), z)) in ticks.iter().zip(
+            mean.spare_capacity_mut()
+                .iter_mut()
+                .zip(std.spare_capacity_mut().iter_mut())
+                .zip(zscore.spare_capacity_mut().iter_mut()),
+        ) {
+            let (a, b, c) = rolling.push(p);
+            m.write(a);
+            s.write(b);
+            z.write(c);
         }
+        self.rolling = std::mem::ManuallyDrop::into_inner(rolling);
+        // SAFETY: each vector has capacity >= n and the loop wrote its first n values (one per
+        // tick)
+        unsafe {
+            mean.set_len(n);
+            std.set_len(n);
+            zscore.set_len(n);
+        }
+        let (mut signals, mut positions) = (vec![0; n], vec![0; n]);
+        // (feed also lists the signal changes, not needed here: pieces of 4096 ticks keep that
+        // list short; the bar numbers it records are those within the piece)
+        let mut changes = Vec::new();
+        for (i, z) in zscore.chunks(4096).enumerate() {
+            let r = i * 4096..i * 4096 + z.len();
+            changes.clear();
+            self.signals.feed(
+                z,
+                0,
+                Some(&mut signals[r.clone()]),
+                Some(&mut positions[r]),
+                &mut changes,
+            );
+        }
+        let first_tick = self.ticks;
         self.ticks += n as u64;
-        Ok(out)
+        Ok(TickBatch {
+            first_tick,
+            rolling_mean: mean,
+            rolling_std: std,
+            zscore,
+            signals,
+            positions,
+        })
     }
 }
 
