@@ -17,6 +17,7 @@ pub mod pairs;
 pub mod portfolio;
 pub mod rolling;
 pub mod sparse;
+pub mod spread;
 pub mod walkforward;
 
 pub use error::{CoreError, CoreResult};

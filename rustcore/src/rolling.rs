@@ -1471,16 +1471,19 @@ fn fused(
         finite: true,
     };
     let stop = AtomicBool::new(false);
+    let parent = crate::spread::current_cpu();
     let ok = std::thread::scope(|scope| {
         let stop_ref = &stop;
         let second_ref = &mut second;
         let h = scope.spawn(move || {
+            crate::spread::leave_cpu(parent); // not queued behind the first half (spread.rs)
             let ok = rolling_blocks(x, w, mid, second_ref, stop_ref, &mut |_, _| true);
             if !ok {
                 stop_ref.store(true, Ordering::Relaxed); // a non-finite price: stop the first half
             }
             ok
         });
+        crate::spread::let_run();
         let ok = rolling_blocks(&x[..mid], w, warm, &mut first, &stop, on_progress);
         if !ok {
             stop.store(true, Ordering::Relaxed);
