@@ -186,9 +186,10 @@ def test_filtered_matches_a_numpy_forward_pass_and_online_is_bit_identical(backe
     np.testing.assert_array_equal(np.vstack(parts), r.filtered)
 
 
-def test_one_dimensional_fit_has_filtered_probabilities(backend):
+@pytest.mark.parametrize("k", [2, 3, 4, 5])  # 2-4: the fixed-K filter of the fit, 5: the general one
+def test_one_dimensional_fit_has_filtered_probabilities(backend, k):
     x = _data("3 stocks")[:, 0]
-    r = backend.run_hmm(x, n_states=2, n_restarts=0)
+    r = backend.run_hmm(x, n_states=k, n_restarts=0)
     want, _ = _numpy_filter(r.model, x.reshape(-1, 1))
     np.testing.assert_allclose(r.filtered, want, atol=1e-12)
     with backend.hmm_online_filter(r) as live:

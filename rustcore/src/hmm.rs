@@ -349,10 +349,10 @@ pub fn run_hmm(
             drop(work);
             Ok((ll, viterbi(&z, &p)?))
         },
-        || crate::hmm_mv::filter(&model, observations, n),
+        || crate::hmm_mv::filter_probabilities(&model, observations, n),
     );
     let (ll, path) = smoothed?;
-    let (filtered, _) = filtered?;
+    let filtered = filtered?;
     let mut posteriors = best_post;
     if order.iter().enumerate().any(|(r, &o)| r != o) {
         let mut tmp = [0.0; MAX_STATES];
@@ -1997,7 +1997,20 @@ pub(crate) fn exp_nonpositive(x: f64) -> f64 {
 
 /// Most likely state sequence under `p` (log space; ties go to the lower state index).
 fn viterbi(z: &[f64], p: &Params) -> CoreResult<Vec<u8>> {
-    let k = p.means.len();
+    match p.means.len() {
+        2 => viterbi_k::<2>(z, p),
+        3 => viterbi_k::<3>(z, p),
+        4 => viterbi_k::<4>(z, p),
+        _ => viterbi_k::<0>(z, p),
+    }
+}
+
+/// The Viterbi path with the state count fixed at compile time (`K > 0`, equal to the model's;
+/// `K = 0` reads it): unrolled loops and a branch-free arg-max (the first of equal maxima, as
+/// `v > best` in order), the same operations in the same order, so the same path (issue 16:
+/// 100k steps x 3 states 1.5 -> ms).
+fn viterbi_k<const K: usize>(z: &[f64], p: &Params) -> CoreResult<Vec<u8>> {
+    let k = if K == 0 { p.means.len() } else { K };
     let n = z.len();
     let log_a: Vec<f64> = p.trans.iter().map(|&v| v.ln()).collect();
     let mut cst = [0.0; MAX_STATES];
@@ -2021,18 +2034,18 @@ fn viterbi(z: &[f64], p: &Params) -> CoreResult<Vec<u8>> {
             crate::limits::poll()?;
         }
         let bk = &mut back[t * k..(t + 1) * k];
+        let x = z[t];
         for j in 0..k {
             let mut best = f64::NEG_INFINITY;
-            let mut arg = 0usize;
+            let mut arg = 0u8;
             for i in 0..k {
                 let v = delta[i] + log_a[i * k + j];
-                if v > best {
-                    best = v;
-                    arg = i;
-                }
+                let better = v > best;
+                best = if better { v } else { best };
+                arg = if better { i as u8 } else { arg };
             }
-            next[j] = best + log_b(z[t], j);
-            bk[j] = arg as u8;
+            next[j] = best + log_b(x, j);
+            bk[j] = arg;
         }
         delta[..k].copy_from_slice(&next[..k]);
     }
