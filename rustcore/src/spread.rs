@@ -76,18 +76,24 @@ mod tests {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let Some(cpu) = current_cpu() else { return };
         let child = std::thread::spawn(move || {
-            // pin the child to the parent's CPU first, so leave_cpu has something to do
+            // put the child on the parent's CPU first (pinned, then the full mask again), so
+            // leave_cpu has something to do; retried if the balancer moves it in between
             unsafe {
                 let size = std::mem::size_of::<libc::cpu_set_t>();
                 let mut all: libc::cpu_set_t = std::mem::zeroed();
                 assert_eq!(libc::sched_getaffinity(0, size, &mut all), 0);
+                let allowed = libc::CPU_COUNT(&all) as usize;
                 let mut one: libc::cpu_set_t = std::mem::zeroed();
                 libc::CPU_SET(cpu, &mut one);
-                assert_eq!(libc::sched_setaffinity(0, size, &one), 0);
-                assert_eq!(current_cpu(), Some(cpu));
-                libc::sched_setaffinity(0, size, &all);
-                let allowed = libc::CPU_COUNT(&all) as usize;
-                (leave_cpu(Some(cpu)), current_cpu(), allowed)
+                for _ in 0..100 {
+                    assert_eq!(libc::sched_setaffinity(0, size, &one), 0);
+                    assert_eq!(current_cpu(), Some(cpu));
+                    libc::sched_setaffinity(0, size, &all);
+                    if current_cpu() == Some(cpu) {
+                        return (leave_cpu(Some(cpu)), current_cpu(), allowed);
+                    }
+                }
+                panic!("could not keep the child on CPU {cpu}");
             }
         });
         let (moved, now, allowed) = child.join().unwrap();
