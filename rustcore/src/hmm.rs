@@ -3204,7 +3204,10 @@ mod tests {
             let mut post_fresh = vec![0.0; n * k];
             let ll_fresh = e_step(&z, &p, &mut fresh, Some(&mut post_fresh)).unwrap();
             assert_eq!(ll_used.to_bits(), ll_fresh.to_bits(), "n {n} k {k}");
-            assert!(post_used.iter().zip(&post_fresh).all(|(a, b)| a.to_bits() == b.to_bits()));
+            assert!(post_used
+                .iter()
+                .zip(&post_fresh)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
             for (a, b) in [
                 (&used.start, &fresh.start),
                 (&used.trans, &fresh.trans),
@@ -3212,7 +3215,10 @@ mod tests {
                 (&used.s1, &fresh.s1),
                 (&used.s2, &fresh.s2),
             ] {
-                assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "n {n} k {k}");
+                assert!(
+                    a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "n {n} k {k}"
+                );
             }
         }
     }
