@@ -101,6 +101,12 @@ def rolling_std(r: np.ndarray, window: int) -> np.ndarray:
     out = np.empty(r.shape, dtype=np.float64)
     for j in range(r.shape[1]):
         col = np.ascontiguousarray(r[:, j])
+        if col.size and np.all(col == col[0]):
+            # a constant column: every window is flat (the core's mean reversion refuses a constant
+            # price series, but a flat volatility feature is well defined: 0)
+            out[: window - 1, j] = np.nan
+            out[window - 1 :, j] = 0.0
+            continue
         out[:, j] = _rustcore.mean_reversion(col, window, 2.0, outputs=["std"])["rolling_std"]
     return out
 
