@@ -35,6 +35,24 @@ def alive(pid: int) -> bool:
         return False
 
 
+def stopped(pid: int, timeout: float = 5.0) -> None:
+    """Waits until every thread of `pid` is stopped (state T): SIGSTOP lands asynchronously, and a
+    grpcd polling its sockets after a small call (awake.rs) could still answer a call sent at once."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        states = []
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+            except OSError:
+                continue
+        if states and all(s in ("T", "t") for s in states):
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"process {pid} did not stop")
+
+
 def wait_until(pred, timeout=10.0, step=0.05):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -53,6 +71,7 @@ def test_a_hung_server_is_marked_down_and_calls_fall_back_to_pyo3(pyo3_backend):
     try:
         assert m.state == "serving"
         os.kill(pid, signal.SIGSTOP)
+        stopped(pid)
         t0 = time.monotonic()
         # a call that starts now goes to the hung server; it must not wait for its 600 s deadline
         out, res = router.call("calculate_mean_reversion", prices, lookback=10)

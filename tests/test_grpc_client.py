@@ -14,6 +14,7 @@ from hft_lab.backends import BackendConfig
 from hft_lab.backends.errors import BackendUnavailable, NumericalError
 from hft_lab.backends.grpc_backend import GrpcBackend
 from hft_lab.backends.server import find_grpcd
+from test_faults import stopped
 from test_security import Grpcd
 
 
@@ -192,6 +193,7 @@ def test_polled_small_calls_give_the_same_results_and_keep_their_deadline(monkey
         x = prices[:, 0]
         _same(polled.calculate_mean_reversion(x, lookback=20), sleeping.calculate_mean_reversion(x, lookback=20))
         os.kill(s.proc.pid, signal.SIGSTOP)
+        stopped(s.proc.pid)  # SIGSTOP lands asynchronously: a polling grpcd could still answer
         try:
             t0 = time.monotonic()
             with pytest.raises(TimeoutError, match="did not answer before the deadline"):

@@ -28,6 +28,7 @@ from hft_lab.backends.grpc_backend import GrpcBackend
 from hft_lab.backends.server import find_grpcd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_faults import stopped
 
 N_SHM = 40_000  # 320 kB of prices: above GrpcBackend.SHM_MIN_BYTES
 
@@ -245,6 +246,7 @@ def test_kill_9_of_grpcd_mid_call_leaves_nothing(server, shm_dir):
     a, _ = backends(server.address)
     a.calculate_mean_reversion(prices(N_SHM))  # negotiated
     os.kill(server.proc.pid, signal.SIGSTOP)  # the next call hangs until grpcd is killed
+    stopped(server.proc.pid)
     import threading
 
     out: list = []
