@@ -2032,7 +2032,7 @@ fn viterbi(z: &[f64], p: &Params) -> CoreResult<Vec<u8>> {
 /// The Viterbi path with the state count fixed at compile time (`K > 0`, equal to the model's;
 /// `K = 0` reads it): unrolled loops and a branch-free arg-max (the first of equal maxima, as
 /// `v > best` in order), the same operations in the same order, so the same path (issue 16:
-/// 100k steps x 3 states 1.5 -> ms).
+/// a fit of 100k x 3 with one iteration 5.5 -> 4.9 ms, the final phase being the longer part).
 fn viterbi_k<const K: usize>(z: &[f64], p: &Params) -> CoreResult<Vec<u8>> {
     let k = if K == 0 { p.means.len() } else { K };
     let n = z.len();

@@ -510,7 +510,7 @@ fn filter_step(
 /// reads it from `em`), and the log-likelihood increment computed only if `LL` (else 0): the
 /// probabilities come from the same operations in the same order, so they are the same bits
 /// (the fit's filtered probabilities, which need no log-likelihood: one `ln` per step less, and
-/// loops the compiler unrolls; 100k steps x 3 states 3.8 -> ms).
+/// loops the compiler unrolls; 100k steps x 3 states 3.8 -> 2.5 ms).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn filter_step_k<const K: usize, const LL: bool>(
