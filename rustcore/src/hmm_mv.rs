@@ -489,31 +489,15 @@ fn zero_probability(t: usize) -> CoreError {
 }
 
 /// One step of the forward filter: `prev` (the filtered probabilities at t - 1, or `None` at
-/// t = 0) → `out` (at t). Returns the log-likelihood increment `ln p(x_t | x_1..x_{t-1})`.
-/// The one code path of [`filter`], the fit's filtered probabilities and [`OnlineFilter`].
-#[inline]
-#[allow(clippy::too_many_arguments)]
-fn filter_step(
-    em: &Emission,
-    start: &[f64],
-    trans: &[f64],
-    prev: Option<&[f64]>,
-    x: &[f64],
-    out: &mut [f64],
-    tmp: &mut [f64],
-    t: usize,
-) -> CoreResult<f64> {
-    filter_step_k::<0, true>(em, start, trans, prev, x, out, tmp, t)
-}
-
-/// [`filter_step`] with the state count fixed at compile time (`K > 0`, equal to `em.k`; `K = 0`
-/// reads it from `em`), and the log-likelihood increment computed only if `LL` (else 0): the
-/// probabilities come from the same operations in the same order, so they are the same bits
-/// (the fit's filtered probabilities, which need no log-likelihood: one `ln` per step less, and
-/// loops the compiler unrolls; 100k steps x 3 states 3.8 -> 2.5 ms).
+/// t = 0) → `out` (at t). Returns the log-likelihood increment `ln p(x_t | x_1..x_{t-1})` if
+/// `LL` (else 0: the fit's filtered probabilities need none, one `ln` per step less). `K > 0`
+/// fixes the state count at compile time (equal to `em.k`: loops the compiler unrolls; `K = 0`
+/// reads it): the probabilities are the same operations in the same order either way, so the
+/// same bits (100k steps x 3 states 3.8 -> 2.5 ms). The one code path of [`filter`], the fits'
+/// filtered probabilities, the walk-forward and [`OnlineFilter`].
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn filter_step_k<const K: usize, const LL: bool>(
+fn filter_step<const K: usize, const LL: bool>(
     em: &Emission,
     start: &[f64],
     trans: &[f64],
@@ -582,42 +566,46 @@ fn filter_step_k<const K: usize, const LL: bool>(
 /// Filtered probabilities `P(state_t | x_1..x_t)` (`n x K`, row-major) of `obs` (`n x D`)
 /// under fixed parameters, and the log-likelihood `ln p(x_1..x_n)`.
 pub fn filter(model: &Model, obs: &[f64], n: usize) -> CoreResult<(Vec<f64>, f64)> {
-    let d = model.n_features;
-    check_obs(obs, n, d)?;
-    let k = model.n_states;
-    let _budget = crate::limits::reserve(&crate::limits::hmm_filter(n, k))?;
-    let em = model.emission()?;
-    let mut out = crate::limits::zeroed(n * k, "the filtered probabilities")?;
-    let ll = filter_into(&em, &model.start_prob, &model.transmat, obs, &mut out)?;
+    let (out, ll) = filter_table::<true>(model, obs, n)?;
     Ok((out, pz(ll)))
 }
 
-/// Filtered probabilities `P(state_t | x_1..x_t)` only (no log-likelihood): the fit's filtered
-/// output, the same bits as [`filter`]'s.
+/// Filtered probabilities only (no log-likelihood): the fit's filtered output, the same bits as
+/// [`filter`]'s.
 pub(crate) fn filter_probabilities(model: &Model, obs: &[f64], n: usize) -> CoreResult<Vec<f64>> {
+    Ok(filter_table::<false>(model, obs, n)?.0)
+}
+
+fn filter_table<const LL: bool>(
+    model: &Model,
+    obs: &[f64],
+    n: usize,
+) -> CoreResult<(Vec<f64>, f64)> {
     let d = model.n_features;
     check_obs(obs, n, d)?;
     let k = model.n_states;
     let _budget = crate::limits::reserve(&crate::limits::hmm_filter(n, k))?;
     let em = model.emission()?;
     let mut out = crate::limits::zeroed(n * k, "the filtered probabilities")?;
-    match k {
-        2 => filter_into_k::<2, false>(&em, &model.start_prob, &model.transmat, obs, &mut out)?,
-        3 => filter_into_k::<3, false>(&em, &model.start_prob, &model.transmat, obs, &mut out)?,
-        4 => filter_into_k::<4, false>(&em, &model.start_prob, &model.transmat, obs, &mut out)?,
-        _ => filter_into_k::<0, false>(&em, &model.start_prob, &model.transmat, obs, &mut out)?,
-    };
-    Ok(out)
+    let ll = filter_rows::<LL>(&em, &model.start_prob, &model.transmat, obs, &mut out)?;
+    Ok((out, ll))
 }
 
-fn filter_into(
+/// The filter over the rows of `obs` into `out` (the log-likelihood if `LL`, else 0), with the
+/// state count fixed at compile time for K = 2..=4 (see [`filter_step`]).
+fn filter_rows<const LL: bool>(
     em: &Emission,
     start: &[f64],
     trans: &[f64],
     obs: &[f64],
     out: &mut [f64],
 ) -> CoreResult<f64> {
-    filter_into_k::<0, true>(em, start, trans, obs, out)
+    match em.k {
+        2 => filter_into_k::<2, LL>(em, start, trans, obs, out),
+        3 => filter_into_k::<3, LL>(em, start, trans, obs, out),
+        4 => filter_into_k::<4, LL>(em, start, trans, obs, out),
+        _ => filter_into_k::<0, LL>(em, start, trans, obs, out),
+    }
 }
 
 fn filter_into_k<const K: usize, const LL: bool>(
@@ -641,7 +629,7 @@ fn filter_into_k<const K: usize, const LL: bool>(
         } else {
             Some(&done[(t - 1) * k..])
         };
-        ll += filter_step_k::<K, LL>(
+        ll += filter_step::<K, LL>(
             em,
             start,
             trans,
@@ -723,7 +711,7 @@ impl OnlineFilter {
         let mut cur = vec![0.0; k];
         for r in 0..m {
             let p = if t == 0 { None } else { Some(&prev[..]) };
-            match filter_step(
+            match filter_step::<0, true>(
                 &self.em,
                 &self.model.start_prob,
                 &self.model.transmat,
@@ -1038,7 +1026,7 @@ pub fn run_hmm_mv(
     drop(zt);
     let em = model.emission()?;
     let mut filtered = crate::limits::zeroed(n * k, "the filtered probabilities")?;
-    filter_into(&em, &model.start_prob, &model.transmat, obs, &mut filtered)?;
+    filter_rows::<false>(&em, &model.start_prob, &model.transmat, obs, &mut filtered)?;
     pz_all(&mut posteriors);
     let mut history = history;
     pz_all(&mut history);
@@ -1966,7 +1954,7 @@ pub fn walk_forward(
         })?;
         let em = r.model.emission()?;
         buf.resize((end - s) * k, 0.0);
-        filter_into(
+        filter_rows::<false>(
             &em,
             &r.model.start_prob,
             &r.model.transmat,
