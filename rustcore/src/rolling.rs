@@ -405,18 +405,29 @@ impl RollingZ {
         // The window is allocated only within the memory budget, and fallibly (a client-chosen
         // lookback of 2^32 - 1 must be an error, not an abort).
         let _budget = crate::limits::reserve(&crate::limits::stream(lookback))?;
-        Ok(RollingZ {
+        let buf = crate::limits::zeroed(lookback, "the rolling window")?;
+        Ok(Self::empty(
             lookback,
-            buf: crate::limits::zeroed(lookback, "the rolling window")?,
+            buf,
+            recentre_every(lookback),
+            Limits::new(lookback),
+        ))
+    }
+
+    /// A state that has seen no value yet, over the window `buf`.
+    fn empty(lookback: usize, buf: Vec<f64>, every: usize, lim: Limits) -> Self {
+        RollingZ {
+            lookback,
+            buf,
             head: 0,
             count: 0,
             acc: Acc::default(),
             prev: f64::NAN,
             since_recentre: 0,
             since_chunk: 0,
-            every: recentre_every(lookback),
-            lim: Limits::new(lookback),
-        })
+            every,
+            lim,
+        }
     }
 
     pub fn lookback(&self) -> usize {
@@ -425,18 +436,7 @@ impl RollingZ {
 
     /// A stand-in without a window (allocates nothing), for the time a state is moved out.
     fn hollow() -> Self {
-        RollingZ {
-            lookback: 0,
-            buf: Vec::new(),
-            head: 0,
-            count: 0,
-            acc: Acc::default(),
-            prev: f64::NAN,
-            since_recentre: 0,
-            since_chunk: 0,
-            every: 0,
-            lim: Limits::new(2),
-        }
+        Self::empty(0, Vec::new(), 0, Limits::new(2))
     }
 
     /// Add one value; returns (mean, std, z), NaN until the window is full.
