@@ -25,7 +25,8 @@ static SMALL: AtomicBool = AtomicBool::new(false);
 static POLLS: AtomicUsize = AtomicUsize::new(0);
 static ENDED: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
-/// An `hftlab.v1.HftLab` call in progress (held by its log record until the response ends).
+/// An `hftlab.v1.HftLab` call in progress, live streams excepted (held by its log record until
+/// the response ends).
 pub struct Call(());
 
 impl Call {
@@ -51,7 +52,8 @@ pub fn small_call() {
     SMALL.store(true, Ordering::SeqCst);
 }
 
-/// HftLab calls in progress (service::compute runs a small one inline only when it is alone).
+/// HftLab calls in progress, live streams excepted (service::compute runs a small one inline
+/// only when it is alone).
 pub fn in_progress() -> usize {
     ACTIVE.load(Ordering::SeqCst)
 }

@@ -341,7 +341,11 @@ where
     let mut req = req;
     let mut segments: Option<Arc<crate::shm::Segments>> = None;
     if path.starts_with(HFTLAB_PREFIX) {
-        rec._awake = Some(crate::awake::Call::begin());
+        if rec.rpc != STREAM_METHOD {
+            // a live stream is long-lived and mostly idle: it neither stops the polling between
+            // calls nor keeps small calls off the I/O thread
+            rec._awake = Some(crate::awake::Call::begin());
+        }
         if rec.rpc == STREAM_METHOD {
             match shared.streams.clone().try_acquire_owned() {
                 Ok(p) => rec._permits.push(p),

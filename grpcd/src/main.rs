@@ -416,8 +416,8 @@ fn security(args: &Args, ip: &IpAddr) -> Result<Security, String> {
 }
 
 async fn serve(args: Args) -> Result<(), String> {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if args.spin_us > 0 && args.io_threads == 1 && cpus >= 2 {
+    // (with one CPU spare_cpu() is never true: the task then never polls)
+    if args.spin_us > 0 && args.io_threads == 1 {
         spare_cpu::spare_cpu(); // opens /proc/loadavg now (kept open), not during the first call
         tokio::spawn(awake::run(Duration::from_micros(args.spin_us)));
     }

@@ -81,33 +81,14 @@ where
 /// thread wake-ups, more than the work itself on a loaded machine.
 pub(crate) const INLINE_MAX_BYTES: usize = 256 << 10;
 
-/// Set while a small call computes on the I/O thread (see `compute`).
-static INLINE_BUSY: AtomicBool = AtomicBool::new(false);
-
-struct InlineSlot;
-
-impl InlineSlot {
-    fn take() -> Option<InlineSlot> {
-        INLINE_BUSY
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-            .then_some(InlineSlot)
-    }
-}
-
-impl Drop for InlineSlot {
-    fn drop(&mut self) {
-        INLINE_BUSY.store(false, Ordering::Release);
-    }
-}
-
 /// `blocking`, or for a small input (`input_bytes` <= INLINE_MAX_BYTES, whether its arrays came
 /// in the message or through shared memory) the same work run here with the same panic
 /// containment and errors (and, for a shared-memory call, its segments and result arena, as
 /// `blocking` carries them). Such a call is not cancelled midway (it takes well under a
-/// millisecond); its deadline still applies. Only when it is the only HftLab call in progress,
-/// and one at a time: grpcd serves its connections on one thread by default (`--io-threads`),
-/// so under concurrent calls the work goes to the blocking pool and runs on the other CPUs.
+/// millisecond); its deadline still applies. Only when it is the only HftLab call in progress
+/// (every call is counted before it gets here, so two calls never both see that): grpcd serves
+/// its connections on one thread by default (`--io-threads`), so under concurrent calls the work
+/// goes to the blocking pool and runs on the other CPUs.
 pub(crate) async fn compute<T, F>(rpc: &'static str, input_bytes: usize, f: F) -> Result<T, Status>
 where
     T: Send + 'static,
@@ -116,12 +97,9 @@ where
     if input_bytes > INLINE_MAX_BYTES {
         return blocking(rpc, f).await;
     }
-    let slot = (crate::awake::in_progress() <= 1)
-        .then(InlineSlot::take)
-        .flatten();
-    let Some(_slot) = slot else {
+    if crate::awake::in_progress() > 1 {
         return blocking(rpc, f).await;
-    };
+    }
     crate::awake::small_call();
     let flag = Arc::new(AtomicBool::new(false));
     let scoped = flag.clone();
@@ -369,11 +347,9 @@ impl HftLab for Service {
             .map(Response::new);
         }
         // The same budget check as the PyO3 echo (one copy of the payload), so both refuse alike.
-        let _budget = rustcore::limits::reserve(&rustcore::limits::echo(
-            r.payload.len() + 8 * r.values.len(),
-        ))
-        .map_err(status)?;
-        if r.payload.len() + 8 * r.values.len() <= INLINE_MAX_BYTES {
+        let bytes = r.payload.len() + 8 * r.values.len();
+        let _budget = rustcore::limits::reserve(&rustcore::limits::echo(bytes)).map_err(status)?;
+        if bytes <= INLINE_MAX_BYTES {
             crate::awake::small_call();
         }
         Ok(Response::new(pb::EchoResponse {
