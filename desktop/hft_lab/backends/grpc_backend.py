@@ -170,6 +170,11 @@ class _FastCall:
 _NO_RESULT = object()
 
 
+def _array_bytes(arrays: dict) -> int:
+    """Bytes of a call's arrays (None entries count 0)."""
+    return sum(getattr(a, "nbytes", 0) for a in arrays.values())
+
+
 def _follow(updates, on_progress, finals):
     """The updates of a server stream (either client): each progress update to `on_progress`
     (False: Cancelled); the first update of a kind in `finals` gives the call's value;
@@ -439,10 +444,11 @@ class GrpcBackend(Backend):
         """Which client library carries the unary calls (shown by the benchmark)."""
         if self.config.use_tls or self._grpcio_only or _fast_client_class() is None:
             return "grpcio"
-        spin = os.environ.get("HFT_LAB_GRPC_SPIN_US", "500").strip() or "500"
+        from hft_lab._rustcore import grpc_spin_us
+
         return (
             "rust (tonic) for unary and server-streaming calls, grpcio for live streams and cancellable calls; "
-            f"small calls polled for up to {spin} µs (HFT_LAB_GRPC_SPIN_US)"
+            f"small calls polled for up to {grpc_spin_us()} µs while a CPU is spare (HFT_LAB_GRPC_SPIN_US)"
         )
 
     def security_note(self) -> tuple[str, str] | None:
@@ -534,9 +540,10 @@ class GrpcBackend(Backend):
         if cancel is not None and cancel.cancelled:
             # already cancelled: do not start (a quick call could finish before the cancel lands)
             raise Cancelled("cancelled by the user")
-        poll = name in _POLLED and sum(getattr(a, "nbytes", 0) for a in (arrays or {}).values()) <= _POLL_MAX_BYTES
+        size = _array_bytes(arrays or {})
+        poll = name in _POLLED and size <= _POLL_MAX_BYTES
         if arrays and not isinstance(request, bytes):
-            pool = self._shm_pool(arrays)
+            pool = self._shm_pool(arrays, size)
             if pool is not None:
                 try:
                     slot = pool.acquire()
@@ -571,9 +578,11 @@ class GrpcBackend(Backend):
     # files are created once and reused.
     SHM_MIN_BYTES = 128 << 10
 
-    def _shm_pool(self, arrays: dict) -> shm.Pool | None:
-        """The shared-memory files to use for this call, if grpcd is on this host (see shm.py)."""
-        size = sum(getattr(a, "nbytes", 0) for a in arrays.values() if a is not None)
+    def _shm_pool(self, arrays: dict, size: int | None = None) -> shm.Pool | None:
+        """The shared-memory files to use for this call, if grpcd is on this host (see shm.py).
+        `size`: the arrays' bytes, if the caller has them already."""
+        if size is None:
+            size = _array_bytes(arrays)
         if size < self.SHM_MIN_BYTES or size > self.max_message_bytes:
             return None  # small: not worth it; over the limit: the message path's error, the same
         addr = self.address

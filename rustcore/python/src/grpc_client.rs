@@ -456,20 +456,22 @@ impl Inner {
 /// Default of `HFT_LAB_GRPC_SPIN_US`: how long a small unary call watches its socket.
 const SPIN_US: u64 = 500;
 
-/// The polling window: `HFT_LAB_GRPC_SPIN_US` (0 turns it off), default SPIN_US; none on a
-/// single CPU (the server needs it).
+/// The polling window: `HFT_LAB_GRPC_SPIN_US` (0 turns it off), default SPIN_US, at most
+/// 100 ms. (On a single CPU a call never polls: spare_cpu() is never true there.)
 fn spin_window() -> Duration {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let us = std::env::var("HFT_LAB_GRPC_SPIN_US")
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or(SPIN_US)
         .min(100_000);
-    if cpus < 2 {
-        Duration::ZERO
-    } else {
-        Duration::from_micros(us)
-    }
+    Duration::from_micros(us)
+}
+
+/// The polling window new clients use, in µs (`HFT_LAB_GRPC_SPIN_US` as parsed here; the
+/// benchmark prints it).
+#[pyfunction]
+fn grpc_spin_us() -> u64 {
+    spin_window().as_micros() as u64
 }
 
 /// Keeps the runtime polling the connection (each yield makes it look at the socket without
@@ -522,5 +524,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<GrpcUnaryClient>()?;
     m.add_class::<GrpcStream>()?;
     m.add("GrpcCallError", m.py().get_type::<GrpcCallError>())?;
+    m.add_function(wrap_pyfunction!(grpc_spin_us, m)?)?;
     Ok(())
 }
