@@ -227,3 +227,28 @@ def test_rolling_volatility_feature_and_exports_read_back(qtbot, view, router, s
     for box in view.feature_boxes.values():
         box.setChecked(False)
     assert view.run() is None and "choose at least one feature" in view.status.text() and not view.runner.busy
+
+
+def test_a_constant_asset_with_the_volatility_feature_gives_the_fit_s_clear_error(qtbot, router, tmp_path):
+    """A price that never moves (a halted or stale ticker) with the rolling-volatility feature: the
+    feature is 0 (a flat window), not the mean-reversion core's "prices is constant", and the
+    status line says why there are no regimes to fit."""
+    from hft_lab.data.samples import Dataset
+
+    px = load_sample_prices().prices.loc["2019-01-01":, ["AAPL", "JPM"]].copy()
+    px["FLAT"] = 50.0
+    s = DatasetStore(Dataset("with a flat asset", px))
+    v = RegimesView(TaskRunner(router), s)
+    qtbot.addWidget(v)
+    v.resize(1500, 1000)
+    v.show()
+    router.set_preferred(BackendType.PYO3)
+    v.source.setCurrentText("Active dataset: FLAT")
+    click(qtbot, v.feature_boxes["rolling_vol"])
+    v.n_states.setValue(2)
+    click(qtbot, v.run_button)
+    qtbot.waitUntil(lambda: not v.running and v.status.text() != "", timeout=60_000)
+    qtbot.waitUntil(lambda: "variance" in v.status.text(), timeout=10_000)
+    assert v.result is None
+    assert "prices is constant" not in v.status.text()
+    v.grab().save(str(tmp_path / "regimes_flat.png"))
